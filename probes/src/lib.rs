@@ -1,0 +1,114 @@
+//! Local health probes.
+//!
+//! Every probe lives in its own file under this crate and has the same shape:
+//! - a typed `Config` (serde, unknown keys rejected) with `validate() -> Vec<String>`;
+//! - `collect(..)`, the I/O shell: it never panics and never returns `Err`; every failure
+//!   becomes data in its raw result;
+//! - `interpret(raw, thresholds) -> Finding`, a pure function most tests target;
+//! - one line in the [`registry`].
+//!
+//! The scheduler (in `sr-agent`) wraps every [`Probe::run`] in its own hard timeout and
+//! turns a timeout into a Fail finding with a reason, so one hung endpoint never delays
+//! the report.
+
+pub mod registry;
+pub mod tcp;
+
+use sr_protocol::report::{Facts, ServiceEntry};
+use sr_protocol::{NodeStatus, Reason};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+pub use registry::{build, ProbeConfig};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What one probe concluded in one cycle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub status: NodeStatus,
+    pub reasons: Vec<Reason>,
+    /// Legacy `report.services` entries this probe fills, keyed by display name
+    /// (`Patroni`, `Etcd`, `RabbitMQ`, ...).
+    pub services: BTreeMap<String, ServiceEntry>,
+    /// Structured facts for the collector's cluster rules; merged across probes.
+    pub facts: Facts,
+}
+
+impl Finding {
+    /// A finding with no reasons yet. There is deliberately no `Default`: a probe must
+    /// say what it found, never fall back to "healthy".
+    pub fn new(status: NodeStatus) -> Self {
+        Finding { status, reasons: Vec::new(), services: BTreeMap::new(), facts: Facts::default() }
+    }
+
+    pub fn ok() -> Self {
+        Self::new(NodeStatus::Ok)
+    }
+
+    /// A Fail finding with one reason.
+    pub fn fail(code: &str, message: impl Into<String>) -> Self {
+        let mut f = Self::new(NodeStatus::Fail);
+        f.reasons.push(Reason::new(code, message));
+        f
+    }
+
+    /// Lowers the status to at least `status` and records why.
+    pub fn worsen(&mut self, status: NodeStatus, code: &str, message: impl Into<String>) {
+        self.status = self.status.max(status);
+        self.reasons.push(Reason::new(code, message));
+    }
+}
+
+/// Per-cycle context handed to every probe.
+#[derive(Debug, Clone)]
+pub struct ProbeContext {
+    /// Cycle counter since start, for probes that do some work at a lower rate
+    /// (Patroni `/cluster`, the AMQP round trip).
+    pub cycle: u64,
+    /// Unix seconds at the start of the cycle (injected so `interpret` stays pure).
+    pub now: i64,
+}
+
+/// A configured probe instance.
+pub trait Probe: Send + Sync {
+    /// Stable name used in reports and logs (`host`, `patroni`, `tcp:rest`, ...).
+    fn name(&self) -> &str;
+    /// The hard deadline the scheduler enforces on [`Probe::run`].
+    fn timeout(&self) -> Duration;
+    /// One collection plus interpretation. Must not panic; failures are findings.
+    fn run<'a>(&'a self, ctx: &'a ProbeContext) -> BoxFuture<'a, Finding>;
+}
+
+/// Merges the facts of several findings: later non-null fields override earlier ones,
+/// objects merge key by key. Patroni and etcd both contribute to `facts.db`.
+pub fn merge_facts(findings: &[Finding]) -> Facts {
+    let mut acc = serde_json::Value::Object(Default::default());
+    for f in findings {
+        if let Ok(v) = serde_json::to_value(&f.facts) {
+            deep_merge(&mut acc, v);
+        }
+    }
+    serde_json::from_value(acc).unwrap_or_default()
+}
+
+fn deep_merge(into: &mut serde_json::Value, from: serde_json::Value) {
+    match (into, from) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, v) in b {
+                if v.is_null() {
+                    continue;
+                }
+                match a.get_mut(&k) {
+                    Some(slot) => deep_merge(slot, v),
+                    None => {
+                        a.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}

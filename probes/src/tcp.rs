@@ -1,0 +1,140 @@
+//! `tcp`: a configured local endpoint accepts a TCP connection in time.
+//!
+//! The simplest probe, and the model for the others' shape: typed config, an I/O
+//! `collect` that turns every failure into data, and a pure `interpret`.
+
+use crate::{BoxFuture, Finding, Probe, ProbeContext};
+use serde::{Deserialize, Serialize};
+use sr_protocol::report::ServiceEntry;
+use sr_protocol::{NodeStatus, ServiceStatus};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Display name of the service this endpoint stands for (`Manager Rest-Service`).
+    pub name: String,
+    /// `host:port`.
+    pub address: String,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Fail (true, default) or only Degrade (false) the node when it does not answer.
+    #[serde(default = "yes")]
+    pub critical: bool,
+}
+
+fn default_timeout_ms() -> u64 {
+    1000
+}
+fn yes() -> bool {
+    true
+}
+
+impl Config {
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.name.trim().is_empty() {
+            errors.push("name must not be empty".to_string());
+        }
+        if self.address.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+            errors.push(format!("address {:?} must be host:port", self.address));
+        }
+        if !(1..=60_000).contains(&self.timeout_ms) {
+            errors.push(format!("timeout_ms must be 1..=60000, got {}", self.timeout_ms));
+        }
+        errors
+    }
+}
+
+/// What `collect` saw.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Raw {
+    Connected { latency: Duration },
+    Failed { error: String },
+}
+
+pub async fn collect(cfg: &Config) -> Raw {
+    let start = Instant::now();
+    match tokio::time::timeout(Duration::from_millis(cfg.timeout_ms), tokio::net::TcpStream::connect(&cfg.address)).await {
+        Ok(Ok(_)) => Raw::Connected { latency: start.elapsed() },
+        Ok(Err(e)) => Raw::Failed { error: e.to_string() },
+        Err(_) => Raw::Failed { error: format!("no answer within {} ms", cfg.timeout_ms) },
+    }
+}
+
+pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
+    let (mut finding, status) = match raw {
+        Raw::Connected { .. } => (Finding::ok(), ServiceStatus::Active),
+        Raw::Failed { error } => {
+            let level = if cfg.critical { NodeStatus::Fail } else { NodeStatus::Degraded };
+            let mut f = Finding::ok();
+            f.worsen(level, "endpoint_unreachable", format!("{} ({}) does not accept connections: {error}", cfg.name, cfg.address));
+            (f, ServiceStatus::Inactive)
+        }
+    };
+    let mut extra = serde_json::Map::new();
+    extra.insert("address".into(), cfg.address.clone().into());
+    if let Raw::Connected { latency } = raw {
+        extra.insert("connect_ms".into(), (latency.as_secs_f64() * 1000.0).into());
+    }
+    finding.services.insert(cfg.name.clone(), ServiceEntry { status, is_remote: None, extra_info: extra });
+    finding
+}
+
+pub struct TcpProbe {
+    cfg: Config,
+    name: String,
+}
+
+impl TcpProbe {
+    pub fn new(cfg: Config) -> Self {
+        TcpProbe { name: format!("tcp:{}", cfg.name), cfg }
+    }
+}
+
+impl Probe for TcpProbe {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.cfg.timeout_ms + 250)
+    }
+    fn run<'a>(&'a self, _ctx: &'a ProbeContext) -> BoxFuture<'a, Finding> {
+        Box::pin(async move { interpret(&self.cfg, &collect(&self.cfg).await) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(address: &str, critical: bool) -> Config {
+        Config { name: "rest".into(), address: address.into(), timeout_ms: 500, critical }
+    }
+
+    #[test]
+    fn unreachable_is_fail_or_degraded_by_criticality() {
+        let raw = Raw::Failed { error: "Connection refused".into() };
+        let f = interpret(&cfg("127.0.0.1:1", true), &raw);
+        assert_eq!(f.status, NodeStatus::Fail);
+        assert_eq!(f.reasons[0].code, "endpoint_unreachable");
+        assert!(f.reasons[0].message.contains("Connection refused"));
+        assert_eq!(f.services["rest"].status, ServiceStatus::Inactive);
+        assert_eq!(interpret(&cfg("127.0.0.1:1", false), &raw).status, NodeStatus::Degraded);
+    }
+
+    #[test]
+    fn validate_reports_every_problem() {
+        let c = Config { name: " ".into(), address: "nohostport".into(), timeout_ms: 0, critical: true };
+        assert_eq!(c.validate().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn collect_connects_to_a_real_listener_and_fails_on_a_closed_port() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        assert!(matches!(collect(&cfg(&addr, true)).await, Raw::Connected { .. }));
+        drop(listener);
+        assert!(matches!(collect(&cfg(&addr, true)).await, Raw::Failed { .. }));
+    }
+}

@@ -1,0 +1,252 @@
+//! Signed reports: our extension to the 5.0.5 wire.
+//!
+//! Each node holds an Ed25519 key. A report carries one extra header,
+//! [`crate::SIGNATURE_HEADER`]:
+//!
+//! ```text
+//! v1 key=<base64url public key> boot=<boot id> seq=<u64> ts=<unix ms> sig=<base64url signature>
+//! ```
+//!
+//! The signature covers [`signing_payload`]: the method, the path, the SHA-256 of the
+//! exact body bytes, the sequence number, the boot id and the send time. The collector
+//! verifies it before it parses the body, pins the public key to `(node_type, node_id)`
+//! at first contact, and rejects a `(boot_id, seq)` it has already seen or passed.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use ring::rand::SystemRandom;
+use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
+
+/// Longest signature header accepted; anything longer is refused unparsed.
+pub const MAX_HEADER_LEN: usize = 512;
+const DOMAIN: &str = "status-reporter-v1";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("signature header is longer than {MAX_HEADER_LEN} bytes")]
+    TooLong,
+    #[error("signature header must start with \"v1 \"")]
+    Version,
+    #[error("signature header field {0:?} is malformed")]
+    Field(&'static str),
+    #[error("signature header field {0:?} is missing")]
+    Missing(&'static str),
+    #[error("signature header has an unknown or repeated field")]
+    UnknownField,
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("node key is not a valid Ed25519 PKCS#8 key")]
+    BadKey,
+}
+
+/// Everything the signature header carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedEnvelope {
+    pub public_key: [u8; 32],
+    pub boot_id: String,
+    pub seq: u64,
+    pub sent_at_ms: i64,
+    pub signature: [u8; 64],
+}
+
+/// The bytes that are signed. Fields are newline-separated and none may contain a
+/// newline (paths and boot ids are checked), so the encoding is unambiguous.
+pub fn signing_payload(method: &str, path: &str, body: &[u8], boot_id: &str, seq: u64, sent_at_ms: i64) -> Vec<u8> {
+    let digest = ring::digest::digest(&ring::digest::SHA256, body);
+    let mut hex = String::with_capacity(64);
+    for b in digest.as_ref() {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    format!("{DOMAIN}\n{method}\n{path}\n{hex}\n{seq}\n{boot_id}\n{sent_at_ms}").into_bytes()
+}
+
+/// A boot id is 1–64 characters of `[A-Za-z0-9-]` (a UUID in practice).
+pub fn valid_boot_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+impl SignedEnvelope {
+    pub fn parse_header(value: &str) -> Result<Self, SignatureError> {
+        if value.len() > MAX_HEADER_LEN {
+            return Err(SignatureError::TooLong);
+        }
+        let rest = value.strip_prefix("v1 ").ok_or(SignatureError::Version)?;
+        let (mut key, mut boot, mut seq, mut ts, mut sig) = (None, None, None, None, None);
+        for part in rest.split(' ').filter(|p| !p.is_empty()) {
+            let (name, val) = part.split_once('=').ok_or(SignatureError::UnknownField)?;
+            let slot = match name {
+                "key" => &mut key,
+                "boot" => &mut boot,
+                "seq" => &mut seq,
+                "ts" => &mut ts,
+                "sig" => &mut sig,
+                _ => return Err(SignatureError::UnknownField),
+            };
+            if slot.replace(val).is_some() {
+                return Err(SignatureError::UnknownField);
+            }
+        }
+        let key = key.ok_or(SignatureError::Missing("key"))?;
+        let boot = boot.ok_or(SignatureError::Missing("boot"))?;
+        let seq = seq.ok_or(SignatureError::Missing("seq"))?;
+        let ts = ts.ok_or(SignatureError::Missing("ts"))?;
+        let sig = sig.ok_or(SignatureError::Missing("sig"))?;
+        if !valid_boot_id(boot) {
+            return Err(SignatureError::Field("boot"));
+        }
+        Ok(SignedEnvelope {
+            public_key: decode_fixed(key).ok_or(SignatureError::Field("key"))?,
+            boot_id: boot.to_string(),
+            seq: parse_digits(seq).ok_or(SignatureError::Field("seq"))?,
+            sent_at_ms: parse_digits(ts)
+                .and_then(|v| i64::try_from(v).ok())
+                .ok_or(SignatureError::Field("ts"))?,
+            signature: decode_fixed(sig).ok_or(SignatureError::Field("sig"))?,
+        })
+    }
+
+    pub fn to_header(&self) -> String {
+        format!(
+            "v1 key={} boot={} seq={} ts={} sig={}",
+            B64.encode(self.public_key),
+            self.boot_id,
+            self.seq,
+            self.sent_at_ms,
+            B64.encode(self.signature)
+        )
+    }
+
+    /// Checks the signature over exactly these bytes.
+    pub fn verify(&self, method: &str, path: &str, body: &[u8]) -> Result<(), SignatureError> {
+        let payload = signing_payload(method, path, body, &self.boot_id, self.seq, self.sent_at_ms);
+        UnparsedPublicKey::new(&ED25519, &self.public_key)
+            .verify(&payload, &self.signature)
+            .map_err(|_| SignatureError::BadSignature)
+    }
+
+    /// The public key in the text form the store and the CLI show.
+    pub fn key_id(&self) -> String {
+        B64.encode(self.public_key)
+    }
+}
+
+/// Only plain decimal digits: no sign, no spaces, no `+`.
+fn parse_digits(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn decode_fixed<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() > N * 2 {
+        return None;
+    }
+    B64.decode(s).ok()?.try_into().ok()
+}
+
+/// A node's signing key.
+pub struct NodeKey {
+    pair: Ed25519KeyPair,
+}
+
+impl std::fmt::Debug for NodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NodeKey({})", self.key_id())
+    }
+}
+
+impl NodeKey {
+    /// A fresh key as PKCS#8 v2 DER, for the caller to store (mode 0600).
+    pub fn generate_pkcs8() -> Result<Vec<u8>, SignatureError> {
+        Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+            .map(|doc| doc.as_ref().to_vec())
+            .map_err(|_| SignatureError::BadKey)
+    }
+
+    pub fn from_pkcs8(der: &[u8]) -> Result<Self, SignatureError> {
+        Ed25519KeyPair::from_pkcs8(der).map(|pair| NodeKey { pair }).map_err(|_| SignatureError::BadKey)
+    }
+
+    pub fn public_key(&self) -> [u8; 32] {
+        self.pair.public_key().as_ref().try_into().expect("Ed25519 public keys are 32 bytes")
+    }
+
+    pub fn key_id(&self) -> String {
+        B64.encode(self.public_key())
+    }
+
+    pub fn sign(&self, method: &str, path: &str, body: &[u8], boot_id: &str, seq: u64, sent_at_ms: i64) -> SignedEnvelope {
+        let payload = signing_payload(method, path, body, boot_id, seq, sent_at_ms);
+        let sig = self.pair.sign(&payload);
+        SignedEnvelope {
+            public_key: self.public_key(),
+            boot_id: boot_id.to_string(),
+            seq,
+            sent_at_ms,
+            signature: sig.as_ref().try_into().expect("Ed25519 signatures are 64 bytes"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> NodeKey {
+        NodeKey::from_pkcs8(&NodeKey::generate_pkcs8().unwrap()).unwrap()
+    }
+
+    const PATH: &str = "/api/v3.1/cluster-status/db/n1";
+
+    #[test]
+    fn header_round_trips_and_verifies() {
+        let k = key();
+        let env = k.sign("PUT", PATH, b"{}", "boot-1", 7, 1_700_000_000_000);
+        let parsed = SignedEnvelope::parse_header(&env.to_header()).unwrap();
+        assert_eq!(parsed, env);
+        parsed.verify("PUT", PATH, b"{}").unwrap();
+    }
+
+    #[test]
+    fn any_covered_field_change_breaks_the_signature() {
+        let k = key();
+        let env = k.sign("PUT", PATH, b"{}", "boot-1", 7, 1_700_000_000_000);
+        assert_eq!(env.verify("PUT", PATH, b"{} "), Err(SignatureError::BadSignature));
+        assert_eq!(env.verify("POST", PATH, b"{}"), Err(SignatureError::BadSignature));
+        assert_eq!(env.verify("PUT", "/api/v3.1/cluster-status/broker/n1", b"{}"), Err(SignatureError::BadSignature));
+        for tampered in [
+            SignedEnvelope { seq: 8, ..env.clone() },
+            SignedEnvelope { boot_id: "boot-2".into(), ..env.clone() },
+            SignedEnvelope { sent_at_ms: 1, ..env.clone() },
+            SignedEnvelope { public_key: key().public_key(), ..env.clone() },
+        ] {
+            assert_eq!(tampered.verify("PUT", PATH, b"{}"), Err(SignatureError::BadSignature));
+        }
+    }
+
+    #[test]
+    fn malformed_headers_are_refused_with_a_reason() {
+        let good = key().sign("PUT", PATH, b"", "b", 1, 2).to_header();
+        let cases: Vec<(String, SignatureError)> = vec![
+            ("x".repeat(MAX_HEADER_LEN + 1), SignatureError::TooLong),
+            (good.replacen("v1 ", "v2 ", 1), SignatureError::Version),
+            (good.replace("seq=1", "seq=-1"), SignatureError::Field("seq")),
+            (good.replace("seq=1", "seq=+1"), SignatureError::Field("seq")),
+            (good.replace("seq=1", "seq=99999999999999999999"), SignatureError::Field("seq")),
+            (good.replace("boot=b", "boot=../x"), SignatureError::Field("boot")),
+            (good.replace(" ts=2", ""), SignatureError::Missing("ts")),
+            (format!("{good} seq=3"), SignatureError::UnknownField),
+            (format!("{good} extra=1"), SignatureError::UnknownField),
+            (good.replace("key=", "key=AAAA"), SignatureError::Field("key")),
+        ];
+        for (header, want) in cases {
+            assert_eq!(SignedEnvelope::parse_header(&header), Err(want), "{header}");
+        }
+    }
+
+    #[test]
+    fn garbage_keys_are_refused() {
+        assert_eq!(NodeKey::from_pkcs8(b"not a key").unwrap_err(), SignatureError::BadKey);
+    }
+}
