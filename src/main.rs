@@ -1,1 +1,75 @@
-fn main() {}
+//! `status-reporter`: one binary for every role.
+//!
+//! A thin CLI over the workspace's libraries: node-side commands (`configure`, `run`,
+//! `probe`, ...) live in [`cli::node`], manager-side ones (`collector`, `tokens`,
+//! `nodes`, `cluster status`) in [`cli::manager`], and the all-in-one demo in
+//! [`cli::quickstart`]. Each command returns its exit code; errors print once, here.
+
+mod cli;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "status-reporter",
+    version,
+    about = "Health reporting for HA control planes (Cloudify 5.0.5 wire-compatible)",
+    long_about = "Health reporting for HA control planes.\n\n\
+On every db, broker and manager node, `status-reporter run` probes local health and pushes a \
+signed report to every manager. On managers, `status-reporter collector run` verifies and \
+stores the reports and answers `status-reporter cluster status`.\n\n\
+Set a node up with:\n  status-reporter configure --token TOKEN --ca-path /etc/cloudify/ca.pem --managers-ip 10.0.0.11 10.0.0.12\n\n\
+Try everything on one host with:\n  status-reporter quickstart",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Node(cli::node::NodeCommand),
+    #[command(flatten)]
+    Manager(cli::manager::ManagerCommand),
+    /// Run a throwaway collector and an agent for this host, and watch `cluster status`.
+    Quickstart(cli::quickstart::QuickstartArgs),
+    /// Print shell completions to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages into DIR.
+    Man { dir: std::path::PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::logging::init();
+    sr_tls::install_default_provider();
+    let result = match cli.command {
+        Command::Node(cmd) => cli::node::run(cmd),
+        Command::Manager(cmd) => cli::manager::run(cmd),
+        Command::Quickstart(args) => cli::quickstart::run(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "status-reporter", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man { dir } => write_man_pages(&dir).map(|_| 0),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    clap_mangen::generate_to(Cli::command(), dir)?;
+    Ok(())
+}

@@ -1,0 +1,20 @@
+//! Logging setup: tracing to stderr, journald-friendly.
+//!
+//! Level meanings: ERROR = the process cannot do its job (will exit or restart);
+//! WARN = a report or a probe failed and the operator should know (send failures, rejected
+//! tokens); INFO = lifecycle (start, reload, stop, manager list changes); DEBUG = per-cycle
+//! detail. Secrets (tokens, passwords, keys) are never logged at any level.
+
+use tracing_subscriber::EnvFilter;
+
+pub fn init() {
+    let filter = EnvFilter::try_from_env("STATUS_REPORTER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Under systemd, journald stamps each line itself; a second timestamp is noise.
+    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    if under_journald {
+        builder.without_time().with_ansi(false).init();
+    } else {
+        builder.init();
+    }
+}

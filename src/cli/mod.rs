@@ -1,0 +1,6 @@
+//! Command implementations. Each submodule owns its clap types and returns an exit code.
+
+pub mod logging;
+pub mod manager;
+pub mod node;
+pub mod quickstart;
