@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Stop what patroni-up.sh started in DIR: the watchdog, the Patroni members, any PostgreSQL
+# they left behind (after a SIGKILL of Patroni the postmaster keeps running), then etcd.
+# Only pids recorded under DIR are signalled, and only after /proc/PID/cmdline shows a
+# DIR-specific marker (never pkill/killall). Idempotent.
+# Usage: patroni-down.sh DIR        (PURGE=1 also deletes the cluster files in DIR)
+set -uo pipefail
+DIR=${1:?usage: $0 DIR}
+[ -d "$DIR" ] || exit 0
+DIR=$(cd "$DIR" && pwd)
+
+# cmdline of pid contains marker? (zombies have an empty cmdline)
+owns() { [ -n "$1" ] && [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' < "/proc/$1/cmdline" | grep -qF -- "$2"; }
+stop_pid() { # pid marker signal timeout_s
+  local pid=$1 marker=$2 sig=$3 t=$4
+  owns "$pid" "$marker" || return 0
+  kill "-$sig" "$pid" 2>/dev/null
+  for _ in $(seq 1 $((t*10))); do owns "$pid" "$marker" || return 0; sleep 0.1; done
+  echo "pid $pid ignored SIG$sig for ${t}s: SIGKILL" >&2
+  kill -KILL "$pid" 2>/dev/null; sleep 0.2
+}
+
+# 0. the watchdog (unless it is the one running us)
+if [ "${FROM_WATCHDOG:-0}" != 1 ] && [ -f "$DIR/watchdog.pid" ]; then
+  stop_pid "$(cat "$DIR/watchdog.pid")" "lab-watchdog" TERM 2
+fi
+# 1. Patroni (SIGTERM: Patroni stops its PostgreSQL cleanly, fast mode), in parallel
+for pf in "$DIR"/pg[0-9]*/patroni.pid; do
+  [ -f "$pf" ] || continue
+  M=$(dirname "$pf")
+  stop_pid "$(cat "$pf")" "$M/patroni.yml" TERM 30 &
+done
+wait
+# 2. orphaned postmasters (SIGQUIT = immediate shutdown)
+for pm in "$DIR"/pg[0-9]*/data/postmaster.pid; do
+  [ -f "$pm" ] || continue
+  M=$(dirname "$(dirname "$pm")")
+  stop_pid "$(head -1 "$pm")" "$M/data" QUIT 10
+done
+# 3. etcd
+[ -f "$DIR/etcd/etcd.pid" ] && stop_pid "$(cat "$DIR/etcd/etcd.pid")" "$DIR/etcd/data" TERM 10
+rm -f "$DIR"/pg[0-9]*/patroni.pid "$DIR/etcd/etcd.pid" "$DIR/watchdog.pid"
+if [ "${PURGE:-0}" = 1 ]; then
+  rm -rf "${DIR:?}"/etcd "${DIR:?}"/pg[0-9]* "${DIR:?}"/tls "${DIR:?}"/patronictl.yml "${DIR:?}"/cluster.env
+fi
+echo "stopped (DIR=$DIR)"
