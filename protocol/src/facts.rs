@@ -39,6 +39,54 @@ pub struct DbFacts {
     pub maximum_lag_on_failover: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd: Option<EtcdFacts>,
+    /// Whether this node's Patroni REST API answered `/patroni` this cycle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patroni_reachable: Option<bool>,
+    /// Whether the local PostgreSQL accepted the monitoring connection this cycle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres_running: Option<bool>,
+    /// `pg_is_in_recovery()`: a PostgreSQL that is not in recovery accepts writes, whatever
+    /// Patroni says (after a SIGKILLed Patroni the old primary keeps running read-write).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_recovery: Option<bool>,
+    /// Patroni maintenance mode (`pause`): no automatic failover while it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_restart: Option<bool>,
+    /// `pg_is_wal_replay_paused()` / `xlog.paused` on a replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_paused: Option<bool>,
+    /// Patroni sees no leader lock in the DCS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_unlocked: Option<bool>,
+    /// Unix seconds of Patroni's last successful DCS contact; it freezes while etcd is
+    /// unreachable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dcs_last_seen: Option<i64>,
+    /// Patroni's leader-key TTL in seconds (`/config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
+    /// How old `cluster_members` was when the report was built: `/cluster` is read at a
+    /// lower rate than `/patroni`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_view_age_s: Option<u64>,
+    /// The leader's walsenders as Patroni lists them (`replication[]`), by application name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub replication: BTreeMap<String, ReplicationView>,
+    /// Exact replay lag per standby in bytes, measured on the primary with
+    /// `pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)`, by application name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub replica_lag_bytes: BTreeMap<String, u64>,
+}
+
+/// One walsender on the leader.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplicationView {
+    /// `streaming`, `catchup`, `startup`, ...
+    pub state: String,
+    /// `async`, `sync`, `quorum`, `potential`.
+    pub sync_state: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -67,6 +115,16 @@ pub struct EtcdFacts {
     pub healthy: Option<bool>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// `status.raftIndex - status.raftAppliedIndex`: entries committed but not yet applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_backlog: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_learner: Option<bool>,
+    /// Whether the local member answered `/v3/maintenance/status` (needs no quorum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reachable: Option<bool>,
 }
 
 /// What a broker node knows about itself and how it sees the RabbitMQ cluster.
