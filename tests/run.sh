@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 need_pkgs=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in postgresql-15 patroni etcd-server etcd-client python3-idna rabbitmq-server curl iproute2 openssl; do
+for p in postgresql-15 patroni etcd-server etcd-client python3-idna rabbitmq-server curl iproute2 openssl debootstrap rpm binutils; do
   have "$p" || need_pkgs+=("$p")
 done
 if ((${#need_pkgs[@]})); then
@@ -19,6 +19,10 @@ if ((${#need_pkgs[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
+
+# Supply-chain policy (deny.toml): licenses, banned and duplicated crypto/TLS crates, sources.
+command -v cargo-deny >/dev/null || cargo install --locked cargo-deny
+cargo deny check licenses bans sources
 
 # The real-service suites start their own clusters on free loopback ports.
 cargo test --workspace --no-fail-fast 2>&1
