@@ -1,1 +1,38 @@
-//! placeholder
+//! The status-reporter node agent.
+//!
+//! Code map:
+//! - [`config`]: the TOML config, parsed strictly and validated into [`config::AgentConfig`];
+//! - [`configure`]: what `status-reporter configure` does (check, key, atomic write, verify);
+//! - [`schedule`]: the jittered cycle grid and one bounded cycle of probes;
+//! - [`report`]: snapshot, transition ring and the exact report bytes;
+//! - [`push`]: per-manager delivery with retry classification, backoff and a breaker;
+//! - [`managers`]: seed list plus discovered managers, persisted when changed;
+//! - [`daemon`]: the loop tying them together, reload and shutdown.
+//!
+//! Deliberately absent: the agent never reads reports from other nodes, never decides
+//! cluster health (the collector does), and never follows redirects.
+//!
+//! Running the agent in-process: [`run`]`(config_path, shutdown_future)`.
+
+pub mod config;
+pub mod configure;
+pub mod daemon;
+pub mod fsutil;
+pub mod managers;
+pub mod push;
+pub mod report;
+pub mod schedule;
+
+pub use daemon::{probe_once, run, run_with_reload, RunError};
+
+/// Wall-clock Unix seconds; only stamps and freshness use it, never scheduling.
+pub fn unix_now() -> i64 {
+    unix_now_ms() / 1000
+}
+
+pub fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,1 +1,28 @@
-//! placeholder
+//! sr-collector: the manager side of status-reporter.
+//!
+//! Data flow: [`server`] accepts TLS connections → [`api`] routes → [`ingest`] checks a
+//! report (size, content type, token, signature, pin, replay, then decode) → the
+//! [`writer`] thread commits pins and transitions to the [`store`] before the 200 →
+//! [`state`] (memory) holds the latest report per node, written behind every
+//! [`server::FLUSH_INTERVAL`] → [`rollup`] turns memory into the cluster-status view
+//! on each read, as a pure function of (records, now, policy).
+//!
+//! Invariants:
+//! - Nothing is parsed before it is authenticated and verified; nothing unbounded is read.
+//! - Freshness is judged by the collector's clock only.
+//! - Tokens are stored as SHA-256 hashes and never logged; user passwords as argon2.
+//! - The collector never depends on probes or the agent.
+
+pub mod api;
+pub mod config;
+pub mod ingest;
+pub mod rollup;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod writer;
+
+pub use config::Config;
+pub use rollup::{NodeInput, Policy};
+pub use server::{serve, ServeError};
+pub use store::{Role, Store, StoreError};

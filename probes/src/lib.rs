@@ -11,7 +11,18 @@
 //! turns a timeout into a Fail finding with a reason, so one hung endpoint never delays
 //! the report.
 
+pub mod amqp;
+pub mod collector_self;
+pub mod db_http;
+pub mod etcd;
+pub mod host;
+pub mod http;
+pub mod patroni;
+pub mod pg_connect;
+pub mod postgres;
+pub mod rabbitmq;
 pub mod registry;
+pub mod services;
 pub mod tcp;
 
 use sr_protocol::report::{Facts, ServiceEntry};

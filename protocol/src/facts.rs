@@ -145,4 +145,8 @@ pub struct BrokerFacts {
     pub management_ok: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amqp_ok: Option<bool>,
+    /// The broker sent `connection.blocked` to the AMQP check: a resource alarm somewhere
+    /// in the cluster is blocking publishers (not necessarily on this node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amqp_blocked: Option<bool>,
 }

@@ -1,15 +1,627 @@
-//! Manager-side commands: `collector init|run`, `tokens`, `nodes`, `cluster status`.
+//! Manager-side commands: `collector init|run|validate`, `tokens`, `nodes`, `cluster status`.
+//!
+//! A thin shell over sr-collector: the store and the server live in the library; this
+//! file parses flags, prints, and maps outcomes to fixed exit codes.
 
-use clap::Subcommand;
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use sr_collector::store::{Role, Store, TokenInfo};
+use sr_collector::Config;
+use sr_protocol::view::ClusterStatus;
+use sr_protocol::NodeType;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const DEFAULT_CONFIG: &str = "/etc/status-reporter/collector.toml";
 
 #[derive(Subcommand)]
 pub enum ManagerCommand {
-    /// (not yet built) Collector commands.
-    Collector,
+    /// Set up, run or check the collector (the manager-side service).
+    #[command(subcommand)]
+    Collector(CollectorCommand),
+    /// Create, list and revoke API tokens (reporter roles manager/db/broker, and admin).
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// List the nodes the collector knows, or forget one (clears its pinned key).
+    #[command(subcommand)]
+    Nodes(NodesCommand),
+    /// Read a collector's view of the cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Args)]
+pub struct ConfigArg {
+    /// Collector configuration file.
+    #[arg(long, env = "STATUS_REPORTER_COLLECTOR_CONFIG", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+}
+
+#[derive(Args)]
+pub struct StoreArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Use this state directory instead of the one in the configuration file.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    fn open(&self) -> anyhow::Result<Store> {
+        let dir = match &self.state_dir {
+            Some(d) => d.clone(),
+            None => Config::load(&self.config.config)?.state_dir,
+        };
+        Store::open(&dir).with_context(|| format!("opening the store in {}", dir.display()))
+    }
+}
+
+#[derive(Subcommand)]
+pub enum CollectorCommand {
+    /// Write a configuration, create the store, and print one token per role ONCE.
+    #[command(
+        long_about = "Write a collector configuration, create its store, and issue tokens.\n\n\
+Creates one reporter token per role (manager, db, broker) and one admin token, and a reader \
+user `admin` whose password is the admin token (for HTTP Basic, as `cfy` uses). The tokens \
+are printed once and stored only as SHA-256 hashes: save them now.\n\n\
+Refuses to overwrite an existing configuration unless --force is given; --force writes the \
+configuration again and issues a new set of tokens (the old ones stay valid until revoked).\n\n\
+Example:\n  status-reporter collector init --state-dir /var/lib/status-reporter \\\n      \
+--cert /etc/cloudify/ssl/cloudify_internal_cert.pem --key /etc/cloudify/ssl/cloudify_internal_key.pem"
+    )]
+    Init(InitArgs),
+    /// Run the collector until SIGTERM or SIGINT.
+    #[command(
+        long_about = "Run the collector in the foreground until SIGTERM or SIGINT.\n\n\
+On a signal it stops accepting, lets in-flight requests finish (shutdown_grace_secs), writes \
+the latest reports to the store and exits 0. Prints `listening on ADDR` once bound.\n\n\
+Example:\n  status-reporter collector run --config /etc/status-reporter/collector.toml"
+    )]
+    Run(ConfigArg),
+    /// Check a configuration file and print every problem; exit 0 when valid.
+    #[command(
+        long_about = "Parse and validate a configuration, reporting every problem at once, and check \
+that the certificate and key load. Meant for `ExecStartPre=` in the systemd unit.\n\n\
+Example:\n  status-reporter collector validate --config /etc/status-reporter/collector.toml"
+    )]
+    Validate(ConfigArg),
+}
+
+#[derive(Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Directory for the SQLite store.
+    #[arg(long, default_value = "/var/lib/status-reporter")]
+    pub state_dir: PathBuf,
+    /// Server certificate chain (PEM), signed by the cluster CA.
+    #[arg(long, required_unless_present = "plain_http")]
+    pub cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    #[arg(long, required_unless_present = "plain_http")]
+    pub key: Option<PathBuf>,
+    /// Address and port to listen on.
+    #[arg(long, default_value = "0.0.0.0:53333")]
+    pub listen: std::net::SocketAddr,
+    /// Accept unsigned reports from the Python 5.0.5 reporter.
+    #[arg(long)]
+    pub allow_unsigned_legacy: bool,
+    /// Serve plain HTTP (loopback tests only; never in production).
+    #[arg(long, conflicts_with_all = ["cert", "key"])]
+    pub plain_http: bool,
+    /// Overwrite an existing configuration and issue new tokens.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the tokens as JSON ({"manager": ..., "db": ..., "broker": ..., "admin": ...}).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum TokensCommand {
+    /// Create a token for ROLE and print it once.
+    #[command(
+        long_about = "Create a token and print its secret once; only its SHA-256 is stored.\n\n\
+Roles: manager, db, broker (reporters: each may report only its own node type and read \
+/managers) and admin (reads cluster status).\n\nExample:\n  status-reporter tokens create db"
+    )]
+    Create {
+        role: Role,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List tokens: id, role, created, revoked. Secrets are never shown.
+    #[command(
+        long_about = "List tokens like Cloudify's `get-tokens`, without secrets (only hashes are stored).\n\n\
+Example:\n  status-reporter tokens list --json"
+    )]
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke token ID (see `tokens list`). A running collector stops accepting it within a second.
+    #[command(
+        long_about = "Revoke a token by id. A running collector notices within one flush interval (0.5 s).\n\n\
+Example:\n  status-reporter tokens revoke 3"
+    )]
+    Revoke {
+        id: i64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum NodesCommand {
+    /// List known nodes with their pinned keys and key-mismatch flags.
+    #[command(
+        long_about = "List the nodes the collector has pinned, with key-mismatch flags.\n\n\
+Example:\n  status-reporter nodes list"
+    )]
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Forget NODE (id or name): clears its pinned key and key-mismatch flag.
+    #[command(
+        long_about = "Forget a node by id or name: its pinned key, key-mismatch flag, latest report and \
+replay state. Its next signed report pins its key afresh (trust on first use). Do this after \
+checking why the node's key changed (reinstall, restored disk).\n\n\
+Example:\n  status-reporter nodes forget db2 --type db"
+    )]
+    Forget {
+        node: String,
+        /// Only a node of this type.
+        #[arg(long = "type")]
+        node_type: Option<NodeType>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ClusterCommand {
+    /// Print the cluster status. Exit 0 OK, 1 Degraded, 2 Fail, 3 unreachable/unauthorized.
+    #[command(
+        long_about = "Read GET /api/v3.1/cluster-status from a collector and print the overall status, \
+a table per service type and one row per node (status, role, last seen, skew, reasons).\n\n\
+Exit codes (usable as a Nagios check): 0 OK, 1 Degraded, 2 Fail, 3 unreachable or unauthorized.\n\n\
+The token comes from --token, else $STATUS_REPORTER_TOKEN, else --token-file; it must be an \
+admin token.\n\nExamples:\n  status-reporter cluster status --manager 10.0.0.11 --ca-path /etc/cloudify/ssl/cloudify_internal_ca_cert.pem --token-file /root/admin.token\n  \
+STATUS_REPORTER_TOKEN=srt_... status-reporter cluster status --manager https://10.0.0.11:53333 --ca-path ca.pem --json"
+    )]
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// Collector address: `host`, `host:port` or an https:// URL (default port 53333).
+    #[arg(long)]
+    pub manager: String,
+    /// CA certificate (PEM) the collector's certificate is verified against; nothing else is trusted.
+    #[arg(long)]
+    pub ca_path: PathBuf,
+    /// Admin token (prefer the env var or --token-file: flags show up in `ps`).
+    #[arg(long, env = "STATUS_REPORTER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the admin token.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Print the raw API JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Deadline for the whole request, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
 }
 
 pub fn run(cmd: ManagerCommand) -> anyhow::Result<i32> {
     match cmd {
-        ManagerCommand::Collector => anyhow::bail!("the collector is not built yet"),
+        ManagerCommand::Collector(CollectorCommand::Init(args)) => init(args),
+        ManagerCommand::Collector(CollectorCommand::Run(args)) => run_collector(&args.config),
+        ManagerCommand::Collector(CollectorCommand::Validate(args)) => validate(&args.config),
+        ManagerCommand::Tokens(cmd) => tokens(cmd),
+        ManagerCommand::Nodes(cmd) => nodes(cmd),
+        ManagerCommand::Cluster(ClusterCommand::Status(args)) => cluster_status(args),
+    }
+}
+
+fn init(args: InitArgs) -> anyhow::Result<i32> {
+    let path = &args.config.config;
+    if path.exists() && !args.force {
+        bail!(
+            "{} already exists; pass --force to overwrite it and issue new tokens",
+            path.display()
+        );
+    }
+    let mut cfg = match (&args.cert, &args.key) {
+        (Some(c), Some(k)) => {
+            sr_tls::server_config(c, k).context("checking the certificate and key")?;
+            Config::new(&args.state_dir, c, k)
+        }
+        _ => {
+            let mut c = Config::new(&args.state_dir, "", "");
+            c.tls = None;
+            c.plain_http = true;
+            c
+        }
+    };
+    cfg.listen = args.listen;
+    cfg.allow_unsigned_legacy = args.allow_unsigned_legacy;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    write_private(path, cfg.to_toml().as_bytes())?;
+    let store = Store::open(&cfg.state_dir)?;
+    let mut issued = serde_json::Map::new();
+    for role in Role::ALL {
+        issued.insert(role.as_str().to_string(), store.create_token(role)?.into());
+    }
+    let admin = issued["admin"].as_str().unwrap_or_default().to_string();
+    store.set_user("admin", &admin)?;
+    if args.json {
+        println!("{}", serde_json::Value::Object(issued));
+    } else {
+        println!(
+            "Wrote {} and created the store in {}.",
+            path.display(),
+            cfg.state_dir.display()
+        );
+        println!("Tokens (shown ONCE; only hashes are stored):");
+        for (role, token) in &issued {
+            println!("  {role:<8} {}", token.as_str().unwrap_or_default());
+        }
+        println!("Reader user `admin` has the admin token as its password (HTTP Basic).");
+    }
+    Ok(0)
+}
+
+/// Writes a file readable by its owner only: configs name key paths and state dirs.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("toml.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
+}
+
+fn validate(path: &Path) -> anyhow::Result<i32> {
+    let cfg = Config::load(path)?;
+    if let Some(t) = &cfg.tls {
+        sr_tls::server_config(&t.cert_path, &t.key_path)
+            .context("loading the certificate and key")?;
+    }
+    println!("{}: valid", path.display());
+    Ok(0)
+}
+
+fn run_collector(path: &Path) -> anyhow::Result<i32> {
+    let cfg = Config::load(path)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .with_context(|| format!("binding {}", cfg.listen))?;
+        println!("listening on {}", listener.local_addr()?);
+        let deadline = cfg.shutdown_grace + Duration::from_secs(10);
+        let signalled = std::sync::Arc::new(tokio::sync::Notify::new());
+        let notify = signalled.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("signal received: shutting down");
+            notify.notify_waiters();
+            notify.notify_one();
+        });
+        let gate = signalled.clone();
+        let serve = sr_collector::serve(cfg, listener, async move { gate.notified().await });
+        tokio::pin!(serve);
+        tokio::select! {
+            r = &mut serve => r.map(|_| 0).map_err(anyhow::Error::from),
+            _ = async { signalled.notified().await; tokio::time::sleep(deadline).await } => {
+                bail!("shutdown did not finish within {deadline:?}")
+            }
+        }
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn fmt_ms(ms: i64) -> String {
+    sr_collector::rollup::rfc3339_ms(ms).unwrap_or_else(|| ms.to_string())
+}
+
+fn tokens(cmd: TokensCommand) -> anyhow::Result<i32> {
+    match cmd {
+        TokensCommand::Create { role, store } => {
+            let (id, secret) = store.open()?.create_token_with_id(role)?;
+            println!("{secret}");
+            eprintln!("token {id} ({role}) created; the secret above is shown once");
+        }
+        TokensCommand::List { json, store } => {
+            let list: Vec<TokenInfo> = store.open()?.list_tokens()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!("{:<6} {:<8} {:<26} REVOKED", "ID", "ROLE", "CREATED");
+                for t in list {
+                    let revoked = t.revoked_ms.map(fmt_ms).unwrap_or_else(|| "-".into());
+                    println!(
+                        "{:<6} {:<8} {:<26} {revoked}",
+                        t.id,
+                        t.role,
+                        fmt_ms(t.created_ms)
+                    );
+                }
+            }
+        }
+        TokensCommand::Revoke { id, store } => {
+            if !store.open()?.revoke_token(id)? {
+                bail!("no active token with id {id}");
+            }
+            println!("token {id} revoked");
+        }
+    }
+    Ok(0)
+}
+
+fn nodes(cmd: NodesCommand) -> anyhow::Result<i32> {
+    match cmd {
+        NodesCommand::List { json, store } => {
+            let list = store.open()?.list_nodes()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!(
+                    "{:<8} {:<24} {:<38} {:<16} {:<9} KEY",
+                    "TYPE", "NAME", "NODE ID", "PRIVATE IP", "MISMATCH"
+                );
+                for n in list {
+                    println!(
+                        "{:<8} {:<24} {:<38} {:<16} {:<9} {}",
+                        n.node_type,
+                        clean(&n.name),
+                        n.node_id,
+                        n.private_ip.unwrap_or_else(|| "-".into()),
+                        if n.key_mismatch { "YES" } else { "no" },
+                        n.pinned_key.unwrap_or_else(|| "(unsigned)".into())
+                    );
+                }
+            }
+        }
+        NodesCommand::Forget {
+            node,
+            node_type,
+            store,
+        } => {
+            let n = store.open()?.forget_node(&node, node_type)?;
+            if n == 0 {
+                bail!("no node with id or name {node:?}");
+            }
+            println!("forgot {n} node(s); the next signed report pins a new key");
+        }
+    }
+    Ok(0)
+}
+
+/// Strips control characters so a hostile node name cannot rewrite the terminal.
+fn clean(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(128).collect()
+}
+
+const EXIT_UNREACHABLE: i32 = 3;
+
+fn manager_url(manager: &str) -> String {
+    let base = if manager.contains("://") {
+        manager.to_string()
+    } else {
+        format!("https://{manager}")
+    };
+    let base = base.trim_end_matches('/').to_string();
+    // Add the default port when none is given (an IPv6 literal ends with `]`).
+    let authority = base.split("://").nth(1).unwrap_or_default();
+    let has_port = authority.rsplit_once(':').is_some_and(|(h, p)| {
+        !p.is_empty()
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && (!h.contains(':') || h.ends_with(']'))
+    });
+    if has_port || !base.starts_with("https://") {
+        base
+    } else {
+        format!("{base}:{}", sr_protocol::DEFAULT_PORT)
+    }
+}
+
+fn read_token(args: &StatusArgs) -> anyhow::Result<String> {
+    if let Some(t) = &args.token {
+        return Ok(t.trim().to_string());
+    }
+    if let Some(f) = &args.token_file {
+        let t = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        return Ok(t.trim().to_string());
+    }
+    bail!("no token: pass --token-file FILE or set STATUS_REPORTER_TOKEN")
+}
+
+fn cluster_status(args: StatusArgs) -> anyhow::Result<i32> {
+    let token = match read_token(&args) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(EXIT_UNREACHABLE);
+        }
+    };
+    let tls = match sr_tls::client_config(&args.ca_path, None) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_UNREACHABLE);
+        }
+    };
+    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 600.0) {
+        bail!("--timeout must be between 0 and 600 seconds");
+    }
+    let deadline = Duration::from_secs_f64(args.timeout);
+    let url = format!("{}/api/v3.1/cluster-status", manager_url(&args.manager));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let resp = rt.block_on(async {
+        let client = sr_tls::HttpsClient::new(tls, deadline);
+        client
+            .get(
+                &url,
+                &[
+                    (sr_protocol::TOKEN_HEADER, token.as_str()),
+                    (sr_protocol::TENANT_HEADER, "default_tenant"),
+                ],
+                deadline,
+                16 << 20,
+            )
+            .await
+    });
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot reach {url}: {e}");
+            return Ok(EXIT_UNREACHABLE);
+        }
+    };
+    if !resp.status.is_success() {
+        let msg = serde_json::from_slice::<serde_json::Value>(&resp.body)
+            .ok()
+            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(clean))
+            .unwrap_or_default();
+        eprintln!("error: {url} answered {}: {msg}", resp.status);
+        return Ok(EXIT_UNREACHABLE);
+    }
+    let view: ClusterStatus = match serde_json::from_slice(&resp.body) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {url} answered something that is not a cluster status: {e}");
+            return Ok(EXIT_UNREACHABLE);
+        }
+    };
+    if args.json {
+        println!("{}", String::from_utf8_lossy(&resp.body));
+    } else {
+        print_view(&view);
+    }
+    Ok(view.status.exit_code())
+}
+
+fn print_view(view: &ClusterStatus) {
+    println!("Cluster status: {}", view.status);
+    for r in &view.reasons {
+        println!(
+            "  - [{}] {}{}",
+            clean(&r.code),
+            clean(&r.message),
+            r.node
+                .as_deref()
+                .map(|n| format!(" ({})", clean(n)))
+                .unwrap_or_default()
+        );
+    }
+    println!();
+    println!("{:<10} STATUS", "SERVICE");
+    for (name, svc) in &view.services {
+        println!("{:<10} {}", clean(name), svc.status);
+    }
+    for (name, svc) in &view.services {
+        println!();
+        println!("{} ({}):", clean(name), svc.status);
+        if svc.nodes.is_empty() {
+            println!("  (no nodes)");
+            continue;
+        }
+        println!(
+            "  {:<24} {:<9} {:<12} {:<26} {:>9}  REASONS",
+            "NODE", "STATUS", "ROLE", "LAST SEEN", "SKEW"
+        );
+        for (node, v) in &svc.nodes {
+            let mut flags = Vec::new();
+            if v.flapping {
+                flags.push("flapping");
+            }
+            if v.key_mismatch {
+                flags.push("KEY MISMATCH");
+            }
+            if !v.signed && v.last_seen.is_some() {
+                flags.push("unsigned");
+            }
+            let reasons: Vec<String> = v
+                .reasons
+                .iter()
+                .map(|r| format!("{}: {}", clean(&r.code), clean(&r.message)))
+                .collect();
+            let mut notes = flags.join(", ");
+            if !reasons.is_empty() {
+                if !notes.is_empty() {
+                    notes.push_str("; ");
+                }
+                notes.push_str(&reasons.join("; "));
+            }
+            println!(
+                "  {:<24} {:<9} {:<12} {:<26} {:>9}  {}",
+                clean(node),
+                v.status.as_str(),
+                v.role.as_deref().map(clean).unwrap_or_else(|| "-".into()),
+                v.last_seen
+                    .as_deref()
+                    .map(clean)
+                    .unwrap_or_else(|| "never".into()),
+                v.skew_ms
+                    .map(|s| format!("{s}ms"))
+                    .unwrap_or_else(|| "-".into()),
+                notes
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::manager_url;
+
+    #[test]
+    fn manager_urls_get_https_and_the_default_port() {
+        assert_eq!(manager_url("10.0.0.11"), "https://10.0.0.11:53333");
+        assert_eq!(manager_url("10.0.0.11:8443"), "https://10.0.0.11:8443");
+        assert_eq!(manager_url("https://m1/"), "https://m1:53333");
+        assert_eq!(manager_url("https://[::1]"), "https://[::1]:53333");
+        assert_eq!(manager_url("https://[::1]:1234"), "https://[::1]:1234");
+        assert_eq!(manager_url("http://127.0.0.1:80"), "http://127.0.0.1:80");
     }
 }

@@ -1,15 +1,289 @@
 //! Node-side commands: `configure`, `run`, `probe`, `show-config`, `remove`, `validate`.
+//!
+//! Exit codes: `configure` 0 done, 1 no manager accepted the token (nothing written),
+//! 2 invalid input (nothing written). `run` and `validate` 2 on an invalid config.
+//! `probe` 0 OK, 1 Degraded, 2 Fail, 3 when the config cannot be used.
 
-use clap::Subcommand;
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use sr_agent::config::{self, AgentConfig, RawConfig};
+use sr_agent::configure::{self, ManagerCheck};
+use sr_protocol::NodeStatus;
+use std::path::PathBuf;
 
+// `Configure` is much larger than the other variants; the enum is parsed once per process.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum NodeCommand {
-    /// (not yet built) Run the agent daemon.
-    Run,
+    /// Write this node's agent config and signing key, and check that the managers answer.
+    Configure(ConfigureCmd),
+    /// Run the agent daemon (systemd runs this).
+    Run(ConfigArg),
+    /// Run every probe once and print what it found; nothing is sent.
+    Probe {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the agent config with the token and any password redacted.
+    ShowConfig(ConfigArg),
+    /// Check the agent config and the files it names (systemd's ExecStartPre runs this).
+    Validate(ConfigArg),
+    /// Remove the agent config and the node key.
+    Remove(ConfigArg),
+}
+
+#[derive(Args)]
+pub struct ConfigArg {
+    /// Agent config file [default: /etc/status-reporter/agent.toml]
+    #[arg(long, env = config::CONFIG_ENV)]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    fn path(&self) -> PathBuf {
+        config::resolve_path(self.config.as_deref())
+    }
+}
+
+#[derive(Args)]
+pub struct ConfigureCmd {
+    /// The reporter token for this node's type (from the manager installer or `tokens create`).
+    #[arg(long)]
+    pub token: String,
+    /// The cluster CA certificate (PEM). Managers are trusted only if it signed them.
+    #[arg(long)]
+    pub ca_path: PathBuf,
+    /// Manager IPs or hostnames, optionally with :port (default 53333).
+    #[arg(long, num_args = 1.., required = true)]
+    pub managers_ip: Vec<String>,
+    /// db, broker or manager (kept from an existing config when omitted).
+    #[arg(long)]
+    pub node_type: Option<String>,
+    /// Stable node id; generated once (a UUID) and kept when omitted.
+    #[arg(long)]
+    pub node_id: Option<String>,
+    /// Display name in cluster status [default: the hostname].
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Seconds between reports [default: 5].
+    #[arg(long)]
+    pub reporting_freq: Option<u32>,
+    /// Where to keep the node's Ed25519 key [default: node.key next to the config].
+    #[arg(long)]
+    pub key_path: Option<PathBuf>,
+    /// Where the agent keeps its state [default: /var/lib/status-reporter].
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Replace the node key (the collectors must then be told to accept the new key).
+    #[arg(long)]
+    pub rotate_key: bool,
+    /// Do not contact the managers.
+    #[arg(long)]
+    pub no_verify: bool,
+    #[command(flatten)]
+    pub config: ConfigArg,
 }
 
 pub fn run(cmd: NodeCommand) -> anyhow::Result<i32> {
     match cmd {
-        NodeCommand::Run => anyhow::bail!("the agent is not built yet"),
+        NodeCommand::Configure(c) => configure_cmd(c),
+        NodeCommand::Run(c) => run_daemon(&c.path()),
+        NodeCommand::Probe { config, json } => probe_cmd(&config.path(), json),
+        NodeCommand::ShowConfig(c) => {
+            let raw = RawConfig::read(&c.path())?;
+            print!("{}", config::redacted_toml(&raw));
+            Ok(0)
+        }
+        NodeCommand::Validate(c) => match AgentConfig::load(&c.path()) {
+            Ok(cfg) => {
+                println!(
+                    "{}: valid ({} {}, {} manager(s), {} probe(s))",
+                    cfg.path.display(),
+                    cfg.node_type,
+                    cfg.node_id,
+                    cfg.managers.len(),
+                    cfg.probes.len()
+                );
+                Ok(0)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                Ok(2)
+            }
+        },
+        NodeCommand::Remove(c) => {
+            for line in configure::remove(&c.path()).map_err(anyhow::Error::msg)? {
+                println!("{line}");
+            }
+            println!("stop the service with: systemctl disable --now status-reporter");
+            Ok(0)
+        }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    // One thread: the agent's work is small and mostly waiting, and a single thread keeps
+    // its footprint small.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn configure_cmd(c: ConfigureCmd) -> anyhow::Result<i32> {
+    let args = configure::ConfigureArgs {
+        config_path: c.config.path(),
+        token: c.token,
+        ca_path: c.ca_path,
+        managers: c.managers_ip,
+        node_type: c.node_type,
+        node_id: c.node_id,
+        node_name: c.node_name,
+        reporting_freq: c.reporting_freq,
+        key_path: c.key_path,
+        state_dir: c.state_dir,
+        rotate_key: c.rotate_key,
+    };
+    let plan = match configure::plan(&args, sr_agent::unix_now()) {
+        Ok(p) => p,
+        Err(problems) => {
+            eprintln!("error: nothing was written; fix these first:");
+            for p in problems {
+                eprintln!("  - {p}");
+            }
+            return Ok(2);
+        }
+    };
+    if c.no_verify {
+        println!("not contacting the managers (--no-verify)");
+    } else {
+        let checks = runtime()?.block_on(configure::verify(&plan, &args.token, &args.ca_path));
+        let mut accepted = 0;
+        for (m, check) in &checks {
+            match check {
+                ManagerCheck::Accepted => {
+                    accepted += 1;
+                    println!("manager {m}: answered, token accepted");
+                }
+                ManagerCheck::Refused(why) => println!("manager {m}: answered, {why}"),
+                ManagerCheck::Unreachable(why) => println!("manager {m}: no answer: {why}"),
+            }
+        }
+        if accepted == 0 {
+            eprintln!("error: no manager accepted the token; nothing was written (use --no-verify to configure anyway)");
+            return Ok(1);
+        }
+    }
+    for line in configure::apply(&plan).map_err(anyhow::Error::msg)? {
+        println!("{line}");
+    }
+    println!("start or restart the agent with: systemctl restart status-reporter");
+    Ok(0)
+}
+
+fn run_daemon(path: &std::path::Path) -> anyhow::Result<i32> {
+    // Check the config before starting anything, so a bad file is one clear error.
+    if let Err(e) = AgentConfig::load(path) {
+        eprintln!("error: {e}");
+        return Ok(2);
+    }
+    let rt = runtime()?;
+    let result = rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the config");
+                // A reload already pending covers this one too.
+                let _ = reload_tx.try_send(());
+            }
+        });
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+        };
+        sr_agent::run_with_reload(path, shutdown, Some(reload_rx))
+            .await
+            .map_err(anyhow::Error::from)
+    });
+    match result {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Ok(2)
+        }
+    }
+}
+
+fn probe_cmd(path: &std::path::Path, json: bool) -> anyhow::Result<i32> {
+    let cfg = match AgentConfig::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(3);
+        }
+    };
+    let (snap, results) = runtime()?.block_on(sr_agent::probe_once(&cfg));
+    if json {
+        let probes: Vec<_> = results
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "probe": r.probe, "status": r.finding.status, "duration_ms": r.duration.as_millis() as u64,
+                    "reasons": r.finding.reasons, "services": r.finding.services,
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "node_status": snap.node_status, "reasons": snap.reasons, "cycle_ms": snap.cycle_ms,
+            "services": snap.details, "probes": probes,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "node {} ({}): {}   cycle {} ms",
+            cfg.node_name, cfg.node_type, snap.node_status, snap.cycle_ms
+        );
+        println!("{:<24} {:<9} {:>8}  reasons", "probe", "status", "ms");
+        for r in &results {
+            let reasons: Vec<_> = r
+                .finding
+                .reasons
+                .iter()
+                .map(|x| x.message.as_str())
+                .collect();
+            println!(
+                "{:<24} {:<9} {:>8}  {}",
+                r.probe,
+                r.finding.status.as_str(),
+                r.duration.as_millis(),
+                reasons.join("; ")
+            );
+        }
+        if !snap.details.is_empty() {
+            println!();
+            println!("{:<24} {:<9} legacy", "service", "status");
+            for (name, d) in &snap.details {
+                let legacy = snap
+                    .services
+                    .get(name)
+                    .map(|s| format!("{:?}", s.status))
+                    .unwrap_or_default();
+                println!("{:<24} {:<9} {legacy}", name, d.status.as_str());
+            }
+        }
+    }
+    Ok(match snap.node_status {
+        NodeStatus::Ok => 0,
+        NodeStatus::Degraded => 1,
+        NodeStatus::Fail => 2,
+    })
 }

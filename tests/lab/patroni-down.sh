@@ -22,7 +22,7 @@ stop_pid() { # pid marker signal timeout_s
 
 # 0. the watchdog (unless it is the one running us)
 if [ "${FROM_WATCHDOG:-0}" != 1 ] && [ -f "$DIR/watchdog.pid" ]; then
-  stop_pid "$(cat "$DIR/watchdog.pid")" "lab-watchdog" TERM 2
+  stop_pid "$(cat "$DIR/watchdog.pid")" "patroni-down.sh $DIR " TERM 2
 fi
 # 1. Patroni (SIGTERM: Patroni stops its PostgreSQL cleanly, fast mode), in parallel
 for pf in "$DIR"/pg[0-9]*/patroni.pid; do

@@ -111,15 +111,22 @@ if [ -n "${OWNER_PID:-}" ]; then
   # shellcheck disable=SC2016
   W='st() { sed "s/.*) //" "/proc/$1/stat" 2>/dev/null | cut -d" " -f20; }
      while [ "$(st "$1")" = "$2" ]; do sleep 1; done
+     # the up script may still be running (owner killed during startup): stop it first
+     if tr "\0" " " < "/proc/$6/cmdline" 2>/dev/null | grep -qF -- "$4"; then
+       kill -TERM "$6" 2>/dev/null
+       for _ in $(seq 1 50); do tr "\0" " " < "/proc/$6/cmdline" 2>/dev/null | grep -q . || break; sleep 0.1; done
+     fi
      FROM_WATCHDOG=1 PURGE=1 "$3" "$4" >/dev/null 2>&1
      [ "$5" = 1 ] && rm -rf "$4"'
   setsid bash -c "$W" lab-watchdog "$OWNER_PID" "$OWNER_START" "$HERE/rabbit-down.sh" "$DIR" \
-    "${WATCHDOG_RM_DIR:-0}" >/dev/null 2>&1 </dev/null &
+    "${WATCHDOG_RM_DIR:-0}" "$$" >/dev/null 2>&1 </dev/null &
   echo $! > "$DIR/watchdog.pid"
 fi
 
-# private epmd, loopback only, started by us so we know its pid
-setsid epmd -port "$EPMD_PORT" -address 127.0.0.1 >"$DIR/epmd.log" 2>&1 </dev/null &
+# private epmd, loopback only, started by us so we know its pid; argv[0] carries DIR so that
+# rabbit-down.sh can recognise it in /proc/PID/cmdline ("epmd[DIR] -port N ...")
+# shellcheck disable=SC2016
+setsid bash -c 'exec -a "epmd[$0]" epmd -port "$1" -address 127.0.0.1' "$DIR" "$EPMD_PORT" >"$DIR/epmd.log" 2>&1 </dev/null &
 echo $! > "$DIR/epmd.pid"
 
 for i in $(seq 1 "$NODES"); do

@@ -51,7 +51,10 @@ pub struct HttpsClient {
 impl HttpsClient {
     /// A client for `https://` (verified with `tls`) and plain `http://` URLs.
     /// `connect_timeout` bounds the TCP connect; the whole exchange is bounded per call.
-    pub fn new(tls: ClientConfig, connect_timeout: Duration) -> Self {
+    pub fn new(mut tls: ClientConfig, connect_timeout: Duration) -> Self {
+        // hyper-rustls sets ALPN from enable_http1/enable_http2 and panics if the config
+        // already has some (client_config() offers h2 and http/1.1 for other users).
+        tls.alpn_protocols.clear();
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(connect_timeout));

@@ -1,0 +1,757 @@
+//! The agent's TOML config: parsed strictly (unknown keys are errors), then validated
+//! into a checked [`AgentConfig`] with every problem reported at once, by key name.
+//!
+//! The file is written by `status-reporter configure` and read by `run`, `validate`,
+//! `probe` and `show-config`. Example:
+//!
+//! ```toml
+//! node_type = "db"
+//! node_id = "3d5d6c8e-4f0b-4d8e-9a57-0c4f1f1f2b11"
+//! node_name = "db1"
+//! reporting_freq = 5
+//! token = "..."                 # or token_file = "/etc/status-reporter/token"
+//! ca_path = "/etc/status-reporter/ca.pem"
+//! managers = ["10.0.0.11", "10.0.0.12:53333"]
+//! key_path = "/etc/status-reporter/node.key"
+//! state_dir = "/var/lib/status-reporter"
+//!
+//! [[probes]]
+//! kind = "host"
+//! ```
+
+use crate::fsutil;
+use serde::{Deserialize, Serialize};
+use sr_probes::ProbeConfig;
+use sr_protocol::signing::NodeKey;
+use sr_protocol::NodeType;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Where the packaged service looks for its config.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/status-reporter/agent.toml";
+/// Overrides [`DEFAULT_CONFIG_PATH`] for every node command.
+pub const CONFIG_ENV: &str = "STATUS_REPORTER_CONFIG";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/status-reporter";
+pub const DEFAULT_REPORTING_FREQ: u32 = 5;
+pub const DEFAULT_PUSH_TIMEOUT_MS: u64 = 5_000;
+/// Longest token accepted. Cloudify tokens are well under this; the bound keeps a
+/// pasted file or binary blob out of every request header.
+pub const MAX_TOKEN_LEN: usize = 1024;
+/// More managers than this is a typo or a hostile list, not a cluster.
+pub const MAX_MANAGERS: usize = 32;
+/// Largest config file read; anything bigger is refused unread.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// The file as written, before validation. Every field is optional here so that
+/// validation can name every missing key at once instead of stopping at the first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    /// The address other nodes know this one by (shown as `private_ip` in cluster status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reporting_freq: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_path: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managers: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_path: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
+    /// Per-request deadline for a push to one manager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<ProbeConfig>,
+}
+
+/// Where the token comes from; kept so `show-config` and reload know what to re-read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    Inline,
+    File(PathBuf),
+}
+
+/// A secret that never prints itself: `Debug` and `Display` show `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Self {
+        Secret(s)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A validated manager address: an IP or hostname, and a port (default 53333).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ManagerAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl ManagerAddr {
+    /// The base URL for this manager's API (`https://host:port`).
+    pub fn base_url(&self) -> String {
+        format!("https://{self}")
+    }
+}
+
+impl fmt::Display for ManagerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl FromStr for ManagerAddr {
+    type Err = String;
+
+    /// Accepts `10.0.0.1`, `10.0.0.1:53333`, `mgr1.example`, `mgr1:8443`, `fd00::1` and
+    /// `[fd00::1]:53333`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let shown: String = s.chars().take(80).collect();
+        let bad = |why: &str| format!("{shown:?} is not a valid manager address: {why}");
+        if s.is_empty() || s.len() > 260 {
+            return Err(bad("expected an IP or hostname, optionally with :port"));
+        }
+        let parse_port = |p: &str| -> Result<u16, String> {
+            // Digits only: `u16::from_str` would also take a leading `+`.
+            match p.parse::<u16>() {
+                Ok(port) if port > 0 && p.bytes().all(|b| b.is_ascii_digit()) => Ok(port),
+                _ => Err(bad("the port must be 1-65535")),
+            }
+        };
+        if let Some(rest) = s.strip_prefix('[') {
+            let (ip, port) = rest
+                .split_once("]:")
+                .ok_or_else(|| bad("use [IPv6]:port"))?;
+            let ip: std::net::Ipv6Addr = ip.parse().map_err(|_| bad("not an IPv6 address"))?;
+            return Ok(ManagerAddr {
+                host: ip.to_string(),
+                port: parse_port(port)?,
+            });
+        }
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(ManagerAddr {
+                host: ip.to_string(),
+                port: sr_protocol::DEFAULT_PORT,
+            });
+        }
+        let (host, port) = match s.rsplit_once(':') {
+            Some((h, p)) => (h, parse_port(p)?),
+            None => (s, sr_protocol::DEFAULT_PORT),
+        };
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            if ip.is_ipv6() {
+                return Err(bad("put an IPv6 address in brackets to give a port"));
+            }
+            return Ok(ManagerAddr {
+                host: ip.to_string(),
+                port,
+            });
+        }
+        if looks_like_ipv4(host) {
+            return Err(bad("not a valid IPv4 address"));
+        }
+        if !valid_hostname(host) {
+            return Err(bad("not a valid IP address or hostname"));
+        }
+        Ok(ManagerAddr {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+/// Digits and dots only: meant as an IPv4 address, so `10.0.0.300` is refused rather
+/// than looked up as a hostname.
+fn looks_like_ipv4(s: &str) -> bool {
+    s.contains('.') && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
+/// RFC 1123 hostname: dot-separated labels of letters, digits and inner hyphens.
+pub fn valid_hostname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.trim_end_matches('.').split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// Checks a token's shape: what the API header can carry, with no whitespace.
+pub fn check_token(token: &str) -> Result<(), String> {
+    if token.trim().is_empty() {
+        return Err("the token is empty or only whitespace".into());
+    }
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(format!(
+            "the token is longer than {MAX_TOKEN_LEN} characters"
+        ));
+    }
+    if let Some(c) = token.chars().find(|c| !c.is_ascii_graphic()) {
+        let what = if c.is_whitespace() {
+            "whitespace".to_string()
+        } else {
+            format!("the character {c:?}")
+        };
+        return Err(format!(
+            "the token contains {what}; tokens are printable ASCII without spaces"
+        ));
+    }
+    Ok(())
+}
+
+/// A node id is used in the report URL path, so it is restricted to URL-safe text.
+pub fn check_node_id(id: &str) -> Result<(), String> {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return Err(format!(
+            "{:?} must be 1-64 characters of letters, digits, '-', '_' or '.' (a UUID)",
+            truncate(id, 80)
+        ));
+    }
+    if id == "." || id == ".." {
+        return Err(format!("{id:?} is not a valid node id"));
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// The checked config the daemon runs on.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub path: PathBuf,
+    pub node_type: NodeType,
+    pub node_id: String,
+    pub node_name: String,
+    pub private_ip: Option<String>,
+    pub reporting_freq: u32,
+    pub token: Secret,
+    pub token_source: TokenSource,
+    pub ca_path: PathBuf,
+    /// The operator's seed list, in the order given. Never replaced by discovery.
+    pub managers: Vec<ManagerAddr>,
+    pub key_path: PathBuf,
+    pub state_dir: PathBuf,
+    pub push_timeout: Duration,
+    pub probes: Vec<ProbeConfig>,
+}
+
+/// Every problem found in a config file, each naming its key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config {path} is larger than {MAX_CONFIG_BYTES} bytes")]
+    TooLarge { path: String },
+    #[error("config {path} is not valid: {message}")]
+    Parse { path: String, message: String },
+    #[error("config {path} has {} problem(s):\n  - {}", .problems.len(), .problems.join("\n  - "))]
+    Invalid { path: String, problems: Vec<String> },
+}
+
+impl RawConfig {
+    /// Parses TOML text strictly: unknown keys and wrong types are errors that name the key.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = fsutil::read_bounded(path, MAX_CONFIG_BYTES).map_err(|e| match e {
+            fsutil::ReadError::Io(source) => ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            },
+            fsutil::ReadError::TooLarge => ConfigError::TooLarge {
+                path: path.display().to_string(),
+            },
+        })?;
+        let text = String::from_utf8(text).map_err(|_| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: "the file is not UTF-8 text".into(),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// The TOML this config is written as.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a RawConfig always serializes")
+    }
+
+    /// Checks every key and returns the checked config, or every problem at once.
+    /// Files the config points at (token file, CA, key) are read and checked too, so
+    /// `validate` catches a config that would fail at start.
+    pub fn validate(&self, path: &Path, now_unix: i64) -> Result<AgentConfig, ConfigError> {
+        let mut problems = Vec::new();
+        let node_type = match self.node_type.as_deref() {
+            None => {
+                problems.push("node_type: missing (manager, db or broker)".to_string());
+                None
+            }
+            Some(t) => t
+                .parse::<NodeType>()
+                .map_err(|e| problems.push(format!("node_type: {e}")))
+                .ok(),
+        };
+        let node_id = match self.node_id.as_deref() {
+            None => {
+                problems.push("node_id: missing".to_string());
+                None
+            }
+            Some(id) => check_node_id(id)
+                .map_err(|e| problems.push(format!("node_id: {e}")))
+                .ok()
+                .map(|_| id.to_string()),
+        };
+        let node_name = match self.node_name.as_deref() {
+            None => {
+                problems.push("node_name: missing".to_string());
+                None
+            }
+            Some(n)
+                if n.trim().is_empty()
+                    || n.len() > sr_protocol::report::MAX_NAME_LEN
+                    || n.chars().any(char::is_control) =>
+            {
+                problems.push(format!(
+                    "node_name: must be 1-{} printable characters, got {:?}",
+                    sr_protocol::report::MAX_NAME_LEN,
+                    truncate(n, 80)
+                ));
+                None
+            }
+            Some(n) => Some(n.to_string()),
+        };
+        if let Some(ip) = &self.private_ip {
+            if ip.parse::<IpAddr>().is_err() && !valid_hostname(ip) {
+                problems.push(format!(
+                    "private_ip: {:?} is not an IP address or hostname",
+                    truncate(ip, 80)
+                ));
+            }
+        }
+        let reporting_freq = self.reporting_freq.unwrap_or(DEFAULT_REPORTING_FREQ);
+        if !sr_protocol::report::REPORTING_FREQ_RANGE.contains(&reporting_freq) {
+            problems.push(format!(
+                "reporting_freq: must be 1-3600 seconds, got {reporting_freq}"
+            ));
+        }
+        let token = match (&self.token, &self.token_file) {
+            (Some(_), Some(_)) => {
+                problems.push("token, token_file: give one, not both".to_string());
+                None
+            }
+            (None, None) => {
+                problems.push("token: missing (or set token_file)".to_string());
+                None
+            }
+            (Some(t), None) => match check_token(t) {
+                Ok(()) => Some((Secret::new(t.clone()), TokenSource::Inline)),
+                Err(e) => {
+                    problems.push(format!("token: {e}"));
+                    None
+                }
+            },
+            (None, Some(file)) => match fsutil::read_bounded(file, MAX_TOKEN_LEN as u64 + 2) {
+                Err(e) => {
+                    problems.push(format!("token_file: cannot read {}: {e}", file.display()));
+                    None
+                }
+                Ok(bytes) => {
+                    // One trailing newline is how editors save files; anything else is content.
+                    let text = String::from_utf8_lossy(&bytes);
+                    let t = text.strip_suffix('\n').unwrap_or(&text).to_string();
+                    match check_token(&t) {
+                        Ok(()) => Some((Secret::new(t), TokenSource::File(file.clone()))),
+                        Err(e) => {
+                            problems.push(format!("token_file: {}: {e}", file.display()));
+                            None
+                        }
+                    }
+                }
+            },
+        };
+        let ca_path = match &self.ca_path {
+            None => {
+                problems.push("ca_path: missing".to_string());
+                None
+            }
+            Some(p) => match check_ca(p, now_unix) {
+                Ok(()) => Some(p.clone()),
+                Err(e) => {
+                    problems.push(format!("ca_path: {e}"));
+                    None
+                }
+            },
+        };
+        let managers = match &self.managers {
+            None => {
+                problems.push("managers: missing (a list of manager IPs or hostnames)".to_string());
+                Vec::new()
+            }
+            Some(list) => {
+                let (addrs, errs) = parse_managers(list);
+                problems.extend(errs.into_iter().map(|e| format!("managers: {e}")));
+                addrs
+            }
+        };
+        let config_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let key_path = self
+            .key_path
+            .clone()
+            .unwrap_or_else(|| config_dir.join("node.key"));
+        if let Err(e) = load_key(&key_path) {
+            problems.push(format!("key_path: {e}"));
+        }
+        let state_dir = self
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        if state_dir.as_os_str().is_empty() || state_dir.is_relative() {
+            problems.push(format!(
+                "state_dir: must be an absolute path, got {:?}",
+                state_dir.display().to_string()
+            ));
+        }
+        let push_timeout_ms = self.push_timeout_ms.unwrap_or(DEFAULT_PUSH_TIMEOUT_MS);
+        if !(100..=60_000).contains(&push_timeout_ms) {
+            problems.push(format!(
+                "push_timeout_ms: must be 100-60000, got {push_timeout_ms}"
+            ));
+        }
+        if self.probes.is_empty() {
+            // With no probe the node would report OK having checked nothing.
+            problems.push(
+                "probes: at least one [[probes]] table is required (for example kind = \"host\")"
+                    .to_string(),
+            );
+        }
+        for (i, p) in self.probes.iter().enumerate() {
+            problems.extend(
+                p.validate()
+                    .into_iter()
+                    .map(|e| format!("probes[{i}]: {e}")),
+            );
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.display().to_string(),
+                problems,
+            });
+        }
+        let (token, token_source) = token.expect("checked above");
+        Ok(AgentConfig {
+            path: path.to_path_buf(),
+            node_type: node_type.expect("checked above"),
+            node_id: node_id.expect("checked above"),
+            node_name: node_name.expect("checked above"),
+            private_ip: self.private_ip.clone(),
+            reporting_freq,
+            token,
+            token_source,
+            ca_path: ca_path.expect("checked above"),
+            managers,
+            key_path,
+            state_dir,
+            push_timeout: Duration::from_millis(push_timeout_ms),
+            probes: self.probes.clone(),
+        })
+    }
+}
+
+impl AgentConfig {
+    /// Reads, parses and validates the config at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        RawConfig::read(path)?.validate(path, crate::unix_now())
+    }
+}
+
+/// Parses a manager list; returns the valid addresses and one message per problem
+/// (bad address, duplicate, too many).
+pub fn parse_managers(list: &[String]) -> (Vec<ManagerAddr>, Vec<String>) {
+    let mut addrs: Vec<ManagerAddr> = Vec::new();
+    let mut errors = Vec::new();
+    if list.is_empty() {
+        errors.push("the list is empty; give at least one manager".to_string());
+    }
+    if list.len() > MAX_MANAGERS {
+        errors.push(format!(
+            "{} managers given; at most {MAX_MANAGERS} are allowed",
+            list.len()
+        ));
+    }
+    for s in list.iter().take(MAX_MANAGERS) {
+        match s.parse::<ManagerAddr>() {
+            Ok(a) if addrs.contains(&a) => errors.push(format!("{s:?} is listed twice (as {a})")),
+            Ok(a) => addrs.push(a),
+            Err(e) => errors.push(e),
+        }
+    }
+    (addrs, errors)
+}
+
+/// The CA must be a parseable PEM certificate that is valid now.
+pub fn check_ca(path: &Path, now_unix: i64) -> Result<(), String> {
+    let certs = sr_tls::load_certs(path).map_err(|e| e.to_string())?;
+    sr_tls::check_validity(path, &certs, now_unix).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a PEM \"PRIVATE KEY\" holding an Ed25519 key")]
+    Malformed { path: String },
+}
+
+/// Loads the node's signing key from its PEM file.
+pub fn load_key(path: &Path) -> Result<NodeKey, KeyError> {
+    let bytes = fsutil::read_bounded(path, 16 * 1024).map_err(|e| KeyError::Read {
+        path: path.display().to_string(),
+        source: match e {
+            fsutil::ReadError::Io(e) => e,
+            fsutil::ReadError::TooLarge => std::io::Error::other("file too large for a key"),
+        },
+    })?;
+    let der = fsutil::pem_decode(&bytes, "PRIVATE KEY").ok_or_else(|| KeyError::Malformed {
+        path: path.display().to_string(),
+    })?;
+    NodeKey::from_pkcs8(&der).map_err(|_| KeyError::Malformed {
+        path: path.display().to_string(),
+    })
+}
+
+/// The config path in effect: `--config`, else `$STATUS_REPORTER_CONFIG`, else the default.
+pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    match std::env::var_os(CONFIG_ENV) {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from(DEFAULT_CONFIG_PATH),
+    }
+}
+
+/// The config as `show-config` prints it: TOML with the token replaced.
+pub fn redacted_toml(raw: &RawConfig) -> String {
+    let mut shown = raw.clone();
+    if shown.token.is_some() {
+        shown.token = Some("<redacted>".into());
+    }
+    let text = shown.to_toml();
+    // Probe configs may carry passwords; none is printed.
+    redact_secret_keys(&text)
+}
+
+/// Replaces the value of any `password`/`secret`/`token` key in TOML text.
+fn redact_secret_keys(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let key = line.split('=').next().unwrap_or("").trim();
+            let secret = ["password", "secret"]
+                .iter()
+                .any(|s| key.to_ascii_lowercase().contains(s));
+            if secret && line.contains('=') {
+                format!("{key} = \"<redacted>\"")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manager_addresses_parse_with_default_and_explicit_ports() {
+        let ok = [
+            ("10.0.0.1", "10.0.0.1:53333"),
+            ("10.0.0.1:8443", "10.0.0.1:8443"),
+            ("Mgr1.Example", "mgr1.example:53333"),
+            ("mgr1:1", "mgr1:1"),
+            ("fd00::1", "[fd00::1]:53333"),
+            ("[fd00::1]:9", "[fd00::1]:9"),
+        ];
+        for (input, want) in ok {
+            assert_eq!(
+                input.parse::<ManagerAddr>().unwrap().to_string(),
+                want,
+                "{input}"
+            );
+        }
+        for bad in [
+            "",
+            "10.0.0.300",
+            "10.0.0.1:0",
+            "10.0.0.1:70000",
+            "10.0.0.1:",
+            "host name",
+            "-bad",
+            "a..b",
+            "fd00::1:99999x",
+            "[fd00::1]",
+            "http://x",
+            "é.example",
+        ] {
+            assert!(
+                bad.parse::<ManagerAddr>().is_err(),
+                "{bad:?} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn duplicates_are_found_after_normalising_the_port() {
+        let (addrs, errs) = parse_managers(&[
+            "10.0.0.1".into(),
+            "10.0.0.1:53333".into(),
+            "10.0.0.2".into(),
+        ]);
+        assert_eq!(addrs.len(), 2);
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].contains("listed twice"), "{errs:?}");
+    }
+
+    #[test]
+    fn tokens_must_be_printable_without_spaces() {
+        assert!(check_token("abc-DEF_123.=+/").is_ok());
+        for bad in [
+            "",
+            "   ",
+            "a b",
+            "tab\there",
+            "nl\n",
+            "é",
+            &"x".repeat(MAX_TOKEN_LEN + 1),
+        ] {
+            assert!(check_token(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_name_the_key() {
+        let e = RawConfig::parse("node_typ = \"db\"\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("node_typ"), "{e}");
+        let e = RawConfig::parse("reporting_freq = \"fast\"\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("reporting_freq"), "{e}");
+        let e = RawConfig::parse("[[probes]]\nkind = \"nope\"\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn validation_reports_every_problem_at_once() {
+        let raw = RawConfig {
+            node_type: Some("database".into()),
+            node_id: Some("../etc".into()),
+            reporting_freq: Some(0),
+            token: Some(" ".into()),
+            managers: Some(vec!["10.0.0.1".into(), "10.0.0.1".into(), "nope..x".into()]),
+            state_dir: Some("relative".into()),
+            ..Default::default()
+        };
+        let err = raw
+            .validate(Path::new("/nonexistent/agent.toml"), 0)
+            .unwrap_err();
+        let ConfigError::Invalid { problems, .. } = err else {
+            panic!("expected Invalid")
+        };
+        let text = problems.join("\n");
+        for key in [
+            "node_type:",
+            "node_id:",
+            "node_name:",
+            "reporting_freq:",
+            "token:",
+            "ca_path:",
+            "managers:",
+            "key_path:",
+            "state_dir:",
+        ] {
+            assert!(text.contains(key), "missing {key} in:\n{text}");
+        }
+        assert_eq!(
+            problems
+                .iter()
+                .filter(|p| p.starts_with("managers:"))
+                .count(),
+            2,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn show_config_never_prints_the_token_or_passwords() {
+        let raw = RawConfig {
+            token: Some("s3cr3t-token".into()),
+            ..Default::default()
+        };
+        let shown = redacted_toml(&raw);
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+        let shown = redact_secret_keys("password = \"hunter2\"\nname = \"x\"");
+        assert!(!shown.contains("hunter2"));
+        assert!(shown.contains("name = \"x\""));
+    }
+}

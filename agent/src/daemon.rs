@@ -1,0 +1,340 @@
+//! The daemon: the cycle loop, the push tasks it feeds, reload and shutdown.
+//!
+//! One loop owns the schedule. Each cycle runs the probes, folds the results into a
+//! snapshot, records transitions, and puts the snapshot in every manager's latest-wins
+//! slot; the push tasks deliver concurrently. The loop never waits on a manager, so a
+//! dead or slow manager cannot delay the next cycle or the others' reports.
+//!
+//! Lifecycle:
+//! - reload (SIGHUP in the binary) re-reads the config, CA, token and key, keeping the
+//!   boot id, the sequence counter, the transition ring and each manager's acked seq.
+//!   An invalid new config is refused and the old one kept;
+//! - shutdown stops the schedule, lets in-flight pushes finish for up to
+//!   [`SHUTDOWN_GRACE`], then returns;
+//! - with systemd, READY=1 follows the first complete cycle and WATCHDOG=1 every complete
+//!   cycle, so a wedged loop is restarted. Without systemd these are no-ops.
+
+use crate::config::{load_key, AgentConfig, ConfigError, KeyError, ManagerAddr};
+use crate::managers::ManagerSet;
+use crate::push::{manager_task, Job, PushContext, PushEvent, Shared};
+use crate::report::{Identity, Snapshot};
+use crate::schedule::{cycle_budget, run_cycle, ProbeResult, Ticker};
+use sr_probes::{Probe, ProbeContext};
+use sr_tls::HttpsClient;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// How long in-flight pushes may take after shutdown is asked for.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// The agent's delivery state as last changed, for operators on the node.
+pub const HEALTH_FILE: &str = "agent-health.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot load the CA: {0}")]
+    Tls(#[from] sr_tls::TlsError),
+    #[error("cannot load the node key: {0}")]
+    Key(#[from] KeyError),
+}
+
+/// Builds the probes a config names.
+pub fn build_probes(cfg: &AgentConfig) -> Vec<Arc<dyn Probe>> {
+    cfg.probes
+        .iter()
+        .map(|p| Arc::from(sr_probes::build(p)))
+        .collect()
+}
+
+/// Runs every probe once, as `status-reporter probe` does: no push.
+pub async fn probe_once(cfg: &AgentConfig) -> (Snapshot, Vec<ProbeResult>) {
+    let probes = build_probes(cfg);
+    let period = Duration::from_secs(cfg.reporting_freq.into());
+    let start = Instant::now();
+    let results = run_cycle(
+        &probes,
+        &ProbeContext {
+            cycle: 0,
+            now: crate::unix_now(),
+        },
+        cycle_budget(period),
+    )
+    .await;
+    let snap = Snapshot::from_results(&results, start.elapsed().as_millis() as u64);
+    (snap, results)
+}
+
+fn push_context(cfg: &AgentConfig, boot_id: &str) -> Result<PushContext, RunError> {
+    let tls = sr_tls::client_config(&cfg.ca_path, None)?;
+    let client = HttpsClient::new(tls, cfg.push_timeout.min(Duration::from_secs(3)));
+    Ok(PushContext {
+        client,
+        token: cfg.token.clone(),
+        key: load_key(&cfg.key_path)?,
+        node_type: cfg.node_type,
+        node_id: cfg.node_id.clone(),
+        identity: Identity {
+            node_name: cfg.node_name.clone(),
+            private_ip: cfg.private_ip.clone(),
+            reporting_freq: cfg.reporting_freq,
+            boot_id: boot_id.to_string(),
+        },
+        timeout: cfg.push_timeout,
+    })
+}
+
+/// How often a manager list is fetched after a successful push.
+fn refresh_every(reporting_freq: u32) -> Duration {
+    Duration::from_secs(u64::from(reporting_freq) * 12).max(Duration::from_secs(10))
+}
+
+struct Task {
+    slot: watch::Sender<Option<Job>>,
+    handle: JoinHandle<()>,
+}
+
+/// Everything the loop owns.
+struct Daemon {
+    cfg: AgentConfig,
+    ctx: Arc<PushContext>,
+    probes: Vec<Arc<dyn Probe>>,
+    managers: ManagerSet,
+    tasks: BTreeMap<ManagerAddr, Task>,
+    shared: Arc<Shared>,
+    events: mpsc::Sender<PushEvent>,
+    stop: watch::Sender<bool>,
+    last_job: Option<Job>,
+}
+
+impl Daemon {
+    /// Starts tasks for new managers and stops those no longer listed.
+    fn reconcile(&mut self) {
+        let want = self.managers.all();
+        let gone: Vec<ManagerAddr> = self
+            .tasks
+            .keys()
+            .filter(|a| !want.contains(a))
+            .cloned()
+            .collect();
+        for addr in gone {
+            if let Some(t) = self.tasks.remove(&addr) {
+                t.handle.abort();
+            }
+            self.shared.lock().deliveries.remove(&addr);
+            tracing::info!(manager = %addr, "manager removed");
+        }
+        for addr in want {
+            if self.tasks.contains_key(&addr) {
+                continue;
+            }
+            let (slot, rx) = watch::channel(self.last_job.clone());
+            let handle = tokio::spawn(manager_task(
+                addr.clone(),
+                rx,
+                Arc::clone(&self.shared),
+                self.events.clone(),
+                self.stop.subscribe(),
+                refresh_every(self.cfg.reporting_freq),
+            ));
+            tracing::info!(manager = %addr, "manager added");
+            self.tasks.insert(addr, Task { slot, handle });
+        }
+    }
+
+    fn publish(&mut self, job: Job) {
+        for t in self.tasks.values() {
+            t.slot.send_replace(Some(job.clone()));
+        }
+        self.last_job = Some(job);
+    }
+
+    /// Re-reads everything from the config file; keeps the old state if it is invalid.
+    fn reload(&mut self, ticker: &mut Ticker) {
+        let cfg = match AgentConfig::load(&self.cfg.path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "reload refused; keeping the running config");
+                return;
+            }
+        };
+        let ctx = match push_context(&cfg, &self.ctx.identity.boot_id) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "reload refused; keeping the running config");
+                return;
+            }
+        };
+        if cfg.reporting_freq != self.cfg.reporting_freq {
+            ticker.reset(
+                Instant::now(),
+                Duration::from_secs(cfg.reporting_freq.into()),
+            );
+        }
+        self.probes = build_probes(&cfg);
+        self.ctx = Arc::new(ctx);
+        self.managers.set_seeds(cfg.managers.clone());
+        self.cfg = cfg;
+        self.reconcile();
+        tracing::info!(
+            managers = self.tasks.len(),
+            probes = self.probes.len(),
+            "config reloaded"
+        );
+    }
+
+    fn save_health(&self) {
+        let health = self.shared.lock().health();
+        let file = self.cfg.state_dir.join(HEALTH_FILE);
+        let body = serde_json::to_vec_pretty(&health).expect("health serializes");
+        let result = std::fs::create_dir_all(&self.cfg.state_dir)
+            .and_then(|_| crate::fsutil::atomic_write(&file, &body, 0o644, None))
+            .map_err(|e| format!("cannot save {}: {e}", file.display()));
+        let mut st = self.shared.lock();
+        if let Err(e) = &result {
+            if st.persist_error.as_deref() != Some(e.as_str()) {
+                tracing::warn!(error = %e, "cannot persist agent state");
+            }
+        }
+        st.persist_error = result.err();
+    }
+
+    fn on_event(&mut self, ev: PushEvent) {
+        match ev {
+            PushEvent::HealthChanged => self.save_health(),
+            PushEvent::Discovered { from, ips } => match self.managers.merge_discovered(&ips) {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::info!(source = %from, managers = ?self.managers.all().iter().map(|a| a.to_string()).collect::<Vec<_>>(), "manager list changed");
+                    self.reconcile();
+                }
+                Err(e) => {
+                    self.reconcile();
+                    tracing::warn!(error = %e, "cannot persist the manager list");
+                    self.shared.lock().persist_error = Some(e);
+                }
+            },
+        }
+    }
+}
+
+/// Runs the agent on the config at `config_path` until `shutdown` completes.
+pub async fn run(
+    config_path: impl Into<PathBuf>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    run_with_reload(config_path, shutdown, None).await
+}
+
+/// Like [`run`], and each message on `reload` re-reads the config (SIGHUP).
+pub async fn run_with_reload(
+    config_path: impl Into<PathBuf>,
+    shutdown: impl Future<Output = ()>,
+    mut reload: Option<mpsc::Receiver<()>>,
+) -> Result<(), RunError> {
+    let path = config_path.into();
+    let cfg = AgentConfig::load(&path)?;
+    let boot_id = uuid::Uuid::new_v4().to_string();
+    let ctx = Arc::new(push_context(&cfg, &boot_id)?);
+    let (events, mut event_rx) = mpsc::channel(64);
+    let (stop, _) = watch::channel(false);
+    let mut d = Daemon {
+        probes: build_probes(&cfg),
+        managers: ManagerSet::load(cfg.managers.clone(), &cfg.state_dir),
+        cfg,
+        ctx,
+        tasks: BTreeMap::new(),
+        shared: Arc::new(Shared::default()),
+        events,
+        stop,
+        last_job: None,
+    };
+    if let Err(e) = std::fs::create_dir_all(&d.cfg.state_dir) {
+        d.shared.lock().persist_error =
+            Some(format!("cannot create {}: {e}", d.cfg.state_dir.display()));
+    }
+    d.reconcile();
+    tracing::info!(
+        node_type = %d.cfg.node_type, node_id = %d.cfg.node_id, node_name = %d.cfg.node_name,
+        boot_id = %boot_id, reporting_freq = d.cfg.reporting_freq, managers = d.tasks.len(), probes = d.probes.len(),
+        "agent started"
+    );
+    let mut ticker = Ticker::new(
+        Instant::now(),
+        Duration::from_secs(d.cfg.reporting_freq.into()),
+    );
+    let mut next = ticker.next_after(Instant::now());
+    let mut cycle = 0u64;
+    tokio::pin!(shutdown);
+    loop {
+        let reload_signal = async {
+            match reload.as_mut() {
+                Some(r) => r.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            r = reload_signal => match r {
+                Some(()) => d.reload(&mut ticker),
+                None => reload = None,
+            },
+            Some(ev) = event_rx.recv() => d.on_event(ev),
+            _ = tokio::time::sleep_until(next) => {
+                run_one_cycle(&mut d, cycle, ticker.period()).await;
+                if cycle == 0 {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+                }
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                cycle += 1;
+                next = ticker.next_after(Instant::now());
+            }
+        }
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    tracing::info!("stopping");
+    let _ = d.stop.send(true);
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    for (addr, t) in std::mem::take(&mut d.tasks) {
+        let abort = t.handle.abort_handle();
+        if tokio::time::timeout_at(deadline, t.handle).await.is_err() {
+            abort.abort();
+            tracing::warn!(manager = %addr, "push still in flight at shutdown; abandoned");
+        }
+    }
+    Ok(())
+}
+
+async fn run_one_cycle(d: &mut Daemon, cycle: u64, period: Duration) {
+    let start = Instant::now();
+    let ctx = ProbeContext {
+        cycle,
+        now: crate::unix_now(),
+    };
+    let results = run_cycle(&d.probes, &ctx, cycle_budget(period)).await;
+    let cycle_ms = start.elapsed().as_millis() as u64;
+    let mut snap = Snapshot::from_results(&results, cycle_ms);
+    {
+        let shared = Arc::clone(&d.shared);
+        let mut st = d.shared.lock();
+        st.tracker
+            .observe(&mut snap, crate::unix_now_ms(), || shared.next_seq());
+        st.last_cycle_ms = Some(cycle_ms);
+    }
+    if snap.changed {
+        tracing::info!(status = %snap.node_status, reasons = ?snap.reasons.iter().map(|r| r.message.as_str()).collect::<Vec<_>>(), "node status changed");
+    }
+    tracing::debug!(cycle, cycle_ms, status = %snap.node_status, "cycle complete");
+    let job = Job {
+        snapshot: Arc::new(snap),
+        ctx: Arc::clone(&d.ctx),
+    };
+    d.publish(job);
+}

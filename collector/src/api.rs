@@ -1,0 +1,394 @@
+//! The collector's HTTP API (axum), in Cloudify 5.0.5's shapes.
+//!
+//! - `PUT  /api/v3.1/cluster-status/{manager|db|broker}/{node_id}`: reports ([`crate::ingest`]).
+//! - `GET  /api/v3.1/cluster-status[?summary=true]`: the roll-up; summary answers 500 on Fail.
+//! - `GET  /api/v3.1/managers`, `/brokers`, `/db-nodes`: Cloudify list shapes with `private_ip`.
+//! - `GET  /api/v3.1/status`, `/api/v3.1/version`: what `cfy` reads around `cfy cluster status`.
+//! - `GET  /api/v3.1/ok`: readiness for load balancers; no credentials, no data.
+//!
+//! Readers authenticate with an admin token (`API-Authentication-Token`) or HTTP Basic
+//! against the store's users. Reporter tokens may read only `/managers` (agents refresh
+//! their manager list from it). Every error is JSON `{"message", "error_code"}` like
+//! Cloudify's REST errors.
+
+use crate::config::Config;
+use crate::rollup::{rfc3339_ms, rollup, NodeInput, Policy};
+use crate::state::Memory;
+use crate::store::Role;
+use crate::writer::Writer;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use base64::Engine;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use sr_protocol::view::{ClusterStatus, NodeList, NodeListItem};
+use sr_protocol::{NodeStatus, NodeType};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A refusal: status code, Cloudify-style `error_code` and a message for the operator.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (
+            self.status,
+            Json(serde_json::json!({"message": self.message, "error_code": self.code})),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"status-reporter\""),
+            );
+        }
+        resp
+    }
+}
+
+/// Everything a request handler needs. One per running collector.
+pub struct App {
+    pub cfg: Config,
+    pub policy: Policy,
+    pub mem: Memory,
+    pub writer: Writer,
+    /// Recently verified Basic credentials (SHA-256 of `user:password` → when), so a
+    /// polling reader does not pay an argon2 verification per request.
+    basic_ok: Mutex<HashMap<[u8; 32], Instant>>,
+    /// Bounds concurrent argon2 verifications (each takes ~19 MiB and tens of ms).
+    argon_permits: tokio::sync::Semaphore,
+}
+
+const BASIC_CACHE_TTL: Duration = Duration::from_secs(60);
+const BASIC_CACHE_MAX: usize = 1024;
+
+impl App {
+    pub fn new(cfg: Config, mem: Memory, writer: Writer) -> App {
+        App {
+            policy: Policy::from_config(&cfg),
+            cfg,
+            mem,
+            writer,
+            basic_ok: Mutex::new(HashMap::new()),
+            argon_permits: tokio::sync::Semaphore::new(2),
+        }
+    }
+
+    /// The cluster-status view now.
+    pub fn view(&self) -> ClusterStatus {
+        let now = crate::ingest::now_ms();
+        let inputs: Vec<NodeInput> = self
+            .mem
+            .records()
+            .iter()
+            .map(|r| NodeInput::from_record(r, now, &self.policy))
+            .collect();
+        rollup(&inputs, now, &self.policy)
+    }
+}
+
+/// The peer address of the connection a request came on, set by the server.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route(
+            "/api/v3.1/cluster-status/{node_type}/{node_id}",
+            put(put_report),
+        )
+        .route("/api/v3.1/cluster-status", get(get_cluster_status))
+        .route(
+            "/api/v3.1/managers",
+            get(|s, h| list(s, h, NodeType::Manager)),
+        )
+        .route(
+            "/api/v3.1/brokers",
+            get(|s, h| list(s, h, NodeType::Broker)),
+        )
+        .route("/api/v3.1/db-nodes", get(|s, h| list(s, h, NodeType::Db)))
+        .route("/api/v3.1/status", get(get_status))
+        .route("/api/v3.1/version", get(get_version))
+        .route("/api/v3.1/ok", get(get_ok))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found_error", "no such endpoint")
+        })
+        .with_state(app)
+}
+
+async fn put_report(
+    State(app): State<Arc<App>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    req: Request,
+) -> Response {
+    let Ok(Path((node_type, node_id))) = path else {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_node_id",
+            "node type or node id is not valid UTF-8",
+        )
+        .into_response();
+    };
+    let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
+    let (parts, body) = req.into_parts();
+    match crate::ingest::handle(
+        &app,
+        &node_type,
+        &node_id,
+        parts.uri.path(),
+        &parts.headers,
+        body,
+        peer,
+    )
+    .await
+    {
+        Ok(v) => (StatusCode::OK, Json(v)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Who is reading.
+enum Reader {
+    /// An admin token or a store user: may read everything.
+    Admin,
+    /// A reporter token: may read only `/managers`.
+    Reporter,
+}
+
+async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Reader, ApiError> {
+    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized_error", m);
+    if let Some(token) = headers.get(sr_protocol::TOKEN_HEADER) {
+        let role = token
+            .to_str()
+            .ok()
+            .and_then(|t| app.mem.role_of(t))
+            .ok_or_else(|| unauthorized("invalid or revoked token"))?;
+        return Ok(if role == Role::Admin {
+            Reader::Admin
+        } else {
+            Reader::Reporter
+        });
+    }
+    let Some(auth) = headers.get(http::header::AUTHORIZATION) else {
+        return Err(unauthorized(
+            "credentials required: API-Authentication-Token or HTTP Basic",
+        ));
+    };
+    let bad = || unauthorized("invalid username or password");
+    let encoded = auth
+        .to_str()
+        .ok()
+        .and_then(|s| s.strip_prefix("Basic "))
+        .ok_or_else(bad)?;
+    if encoded.len() > 1024 {
+        return Err(bad());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| bad())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (user, password) = decoded.split_once(':').ok_or_else(bad)?;
+    let fingerprint: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, decoded.as_bytes())
+        .as_ref()
+        .try_into()
+        .map_err(|_| bad())?;
+    {
+        let cache = app.basic_ok.lock().unwrap_or_else(|e| e.into_inner());
+        if cache
+            .get(&fingerprint)
+            .is_some_and(|t| t.elapsed() < BASIC_CACHE_TTL)
+        {
+            return Ok(Reader::Admin);
+        }
+    }
+    let phc = app.writer.user_hash(user.to_string()).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the collector's store is unavailable",
+        )
+    })?;
+    let Some(phc) = phc else { return Err(bad()) };
+    let _permit = app.argon_permits.acquire().await.map_err(|_| bad())?;
+    let password = password.to_string();
+    let ok = tokio::task::spawn_blocking(move || crate::store::verify_password(&phc, &password))
+        .await
+        .unwrap_or(false);
+    if !ok {
+        return Err(bad());
+    }
+    let mut cache = app.basic_ok.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.len() >= BASIC_CACHE_MAX {
+        cache.retain(|_, t| t.elapsed() < BASIC_CACHE_TTL);
+        if cache.len() >= BASIC_CACHE_MAX {
+            cache.clear();
+        }
+    }
+    cache.insert(fingerprint, Instant::now());
+    Ok(Reader::Admin)
+}
+
+async fn admin_only(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+    match authenticate(app, headers).await? {
+        Reader::Admin => Ok(()),
+        Reader::Reporter => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden_error",
+            "reporter tokens may not read this endpoint",
+        )),
+    }
+}
+
+async fn get_cluster_status(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    admin_only(&app, &headers).await?;
+    let Ok(Query(query)) = query else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_parameters_error",
+            "malformed query string",
+        ));
+    };
+    let summary = match query.get("summary").map(|s| s.to_ascii_lowercase()) {
+        None => false,
+        Some(s) if s == "true" => true,
+        Some(s) if s == "false" => false,
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_parameters_error",
+                "summary must be true or false",
+            ))
+        }
+    };
+    let app2 = app.clone();
+    let view = tokio::task::spawn_blocking(move || app2.view())
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "roll-up failed",
+            )
+        })?;
+    if summary {
+        let code = if view.status == NodeStatus::Fail {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::OK
+        };
+        return Ok((
+            code,
+            Json(serde_json::json!({"status": view.status, "services": {}})),
+        )
+            .into_response());
+    }
+    Ok(Json(view).into_response())
+}
+
+async fn list(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    node_type: NodeType,
+) -> Result<Json<NodeList>, ApiError> {
+    match authenticate(&app, &headers).await? {
+        Reader::Admin => {}
+        Reader::Reporter if node_type == NodeType::Manager => {}
+        Reader::Reporter => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden_error",
+                "reporter tokens may read only /managers",
+            ))
+        }
+    }
+    let mut items: Vec<NodeListItem> = app
+        .mem
+        .records()
+        .into_iter()
+        .filter(|r| r.node_type == node_type)
+        .map(|r| NodeListItem {
+            id: r.node_id.clone(),
+            hostname: r.name.clone(),
+            name: r.name,
+            node_id: r.node_id,
+            private_ip: r.private_ip,
+            public_ip: None,
+            version: r
+                .latest
+                .as_ref()
+                .and_then(|l| l.body.extension.as_ref().map(|e| e.agent_version.clone())),
+            last_seen: r.latest.as_ref().and_then(|l| rfc3339_ms(l.received_ms)),
+        })
+        .collect();
+    items.sort_by(|a, b| (&a.name, &a.node_id).cmp(&(&b.name, &b.node_id)));
+    Ok(Json(NodeList::new(items)))
+}
+
+async fn get_status(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    admin_only(&app, &headers).await?;
+    Ok(Json(serde_json::json!({
+        "status": "running",
+        "services": {
+            "Status Reporter Collector": {"status": "Active", "is_remote": false, "extra_info": {}}
+        },
+        "collector": app.mem.counters.json(),
+    })))
+}
+
+async fn get_version(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authenticate(&app, &headers).await?;
+    // `cfy` 5.0.5 checks the manager version it talks to; we answer as the version we
+    // are wire-compatible with and name ourselves in an extra key.
+    Ok(Json(serde_json::json!({
+        "edition": "community",
+        "version": "5.0.5",
+        "build": null,
+        "date": null,
+        "commit": null,
+        "distribution": null,
+        "distro_release": null,
+        "status_reporter_version": env!("CARGO_PKG_VERSION"),
+    })))
+}
+
+async fn get_ok(State(app): State<Arc<App>>) -> Response {
+    if app.writer.is_alive() {
+        (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))).into_response()
+    } else {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the collector's store writer has stopped",
+        )
+        .into_response()
+    }
+}

@@ -1,0 +1,436 @@
+//! The collector's TOML configuration: parsed strictly, then validated into [`Config`].
+//!
+//! Parsing rejects unknown keys (a typo must not silently fall back to a default) and
+//! validation collects *every* problem before failing, so an operator fixes the file in
+//! one pass. Defaults follow Cloudify 5.0.5 where it had one (port 53333) and are
+//! conservative elsewhere (unsigned legacy reports and plain HTTP are off unless asked for).
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A checked configuration. Fields are public so the quickstart and tests can build one
+/// directly with [`Config::new`] and adjust it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Server certificate chain and key (PEM). `None` only when `plain_http` is set.
+    pub tls: Option<TlsFiles>,
+    /// Directory holding `collector.db` (SQLite, WAL).
+    pub state_dir: PathBuf,
+    /// Accept reports without a signature header, as the Python 5.0.5 reporter sends them.
+    pub allow_unsigned_legacy: bool,
+    pub max_body_bytes: usize,
+    /// Concurrent connections; one more is closed at accept and counted.
+    pub max_connections: usize,
+    /// Known nodes kept in memory; a first report from one more node is refused with 507
+    /// and counted, so a leaked token cannot grow the store without bound.
+    pub max_nodes: usize,
+    /// Bounds the TLS handshake and the wait for a complete request head (slow-loris).
+    pub header_read_timeout: Duration,
+    /// Bounds reading a request body once the head has arrived.
+    pub body_read_timeout: Duration,
+    /// A node is stale after this many of its own `reporting_freq` periods without a report.
+    pub stale_after_factor: u32,
+    /// More than `flap_threshold` status changes within `flap_window` marks a node flapping.
+    pub flap_window: Duration,
+    pub flap_threshold: usize,
+    /// How long shutdown waits for in-flight requests before closing connections.
+    pub shutdown_grace: Duration,
+    /// Serve HTTP without TLS. Only for a loopback-only test setup; never the default.
+    pub plain_http: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+pub const DEFAULT_MAX_NODES: usize = 20_000;
+
+impl Config {
+    /// A configuration with every default, serving TLS from `cert_path`/`key_path`.
+    pub fn new(
+        state_dir: impl Into<PathBuf>,
+        cert_path: impl Into<PathBuf>,
+        key_path: impl Into<PathBuf>,
+    ) -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], sr_protocol::DEFAULT_PORT)),
+            tls: Some(TlsFiles {
+                cert_path: cert_path.into(),
+                key_path: key_path.into(),
+            }),
+            state_dir: state_dir.into(),
+            allow_unsigned_legacy: false,
+            max_body_bytes: sr_protocol::DEFAULT_MAX_BODY_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_nodes: DEFAULT_MAX_NODES,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            stale_after_factor: 3,
+            flap_window: Duration::from_secs(600),
+            flap_threshold: 4,
+            shutdown_grace: Duration::from_secs(10),
+            plain_http: false,
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(vec![format!("cannot read {}: {e}", path.display())]))?;
+        Config::from_toml(&text)
+    }
+
+    /// Parses and validates TOML text, reporting every problem at once.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| ConfigError(vec![e.to_string().trim_end().to_string()]))?;
+        raw.validate()
+    }
+
+    /// The TOML `collector init` writes: every key, with comments, so the file documents itself.
+    pub fn to_toml(&self) -> String {
+        let (cert, key) = match &self.tls {
+            Some(t) => (
+                t.cert_path.display().to_string(),
+                t.key_path.display().to_string(),
+            ),
+            None => (String::new(), String::new()),
+        };
+        let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let mut out = String::new();
+        out.push_str("# status-reporter collector configuration. Unknown keys are errors.\n");
+        out.push_str(&format!("listen = {}\n", q(&self.listen.to_string())));
+        if self.tls.is_some() {
+            out.push_str(&format!(
+                "cert_path = {}\nkey_path = {}\n",
+                q(&cert),
+                q(&key)
+            ));
+        }
+        out.push_str(&format!(
+            "state_dir = {}\n",
+            q(&self.state_dir.display().to_string())
+        ));
+        out.push_str("# Accept unsigned reports from the Python 5.0.5 reporter.\n");
+        out.push_str(&format!(
+            "allow_unsigned_legacy = {}\n",
+            self.allow_unsigned_legacy
+        ));
+        out.push_str(&format!("max_body_bytes = {}\n", self.max_body_bytes));
+        out.push_str(&format!("max_connections = {}\n", self.max_connections));
+        out.push_str(&format!("max_nodes = {}\n", self.max_nodes));
+        out.push_str(&format!(
+            "header_read_timeout_secs = {}\n",
+            self.header_read_timeout.as_secs_f64()
+        ));
+        out.push_str(&format!(
+            "body_read_timeout_secs = {}\n",
+            self.body_read_timeout.as_secs_f64()
+        ));
+        out.push_str(
+            "# A node is stale after this many of its reporting periods without a report.\n",
+        );
+        out.push_str(&format!(
+            "stale_after_factor = {}\n",
+            self.stale_after_factor
+        ));
+        out.push_str(&format!(
+            "flap_window_secs = {}\n",
+            self.flap_window.as_secs_f64()
+        ));
+        out.push_str(&format!("flap_threshold = {}\n", self.flap_threshold));
+        out.push_str(&format!(
+            "shutdown_grace_secs = {}\n",
+            self.shutdown_grace.as_secs_f64()
+        ));
+        if self.plain_http {
+            out.push_str("plain_http = true\n");
+        }
+        out
+    }
+}
+
+/// Every problem found in a configuration, one per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError(pub Vec<String>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid collector configuration:")?;
+        for e in &self.0 {
+            write!(f, "\n  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    cert_path: Option<PathBuf>,
+    key_path: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    allow_unsigned_legacy: Option<bool>,
+    max_body_bytes: Option<i64>,
+    max_connections: Option<i64>,
+    max_nodes: Option<i64>,
+    header_read_timeout_secs: Option<f64>,
+    body_read_timeout_secs: Option<f64>,
+    stale_after_factor: Option<i64>,
+    flap_window_secs: Option<f64>,
+    flap_threshold: Option<i64>,
+    shutdown_grace_secs: Option<f64>,
+    plain_http: Option<bool>,
+}
+
+fn int_in(
+    errs: &mut Vec<String>,
+    name: &str,
+    v: Option<i64>,
+    default: usize,
+    range: std::ops::RangeInclusive<i64>,
+) -> usize {
+    match v {
+        None => default,
+        Some(v) if range.contains(&v) => v as usize,
+        Some(v) => {
+            errs.push(format!(
+                "{name} = {v} is out of range {}..={}",
+                range.start(),
+                range.end()
+            ));
+            default
+        }
+    }
+}
+
+fn secs_in(
+    errs: &mut Vec<String>,
+    name: &str,
+    v: Option<f64>,
+    default: Duration,
+    min: f64,
+    max: f64,
+) -> Duration {
+    match v {
+        None => default,
+        Some(v) if v.is_finite() && v >= min && v <= max => Duration::from_secs_f64(v),
+        Some(v) => {
+            errs.push(format!(
+                "{name} = {v} must be between {min} and {max} seconds"
+            ));
+            default
+        }
+    }
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Config, ConfigError> {
+        let mut errs = Vec::new();
+        let state_dir = match self.state_dir {
+            Some(p) if p.as_os_str().is_empty() => {
+                errs.push("state_dir must not be empty".to_string());
+                PathBuf::new()
+            }
+            Some(p) => p,
+            None => {
+                errs.push("state_dir is required".to_string());
+                PathBuf::new()
+            }
+        };
+        let d = Config::new(state_dir, "", "");
+        let listen = match self.listen {
+            None => d.listen,
+            Some(s) => s.parse().unwrap_or_else(|_| {
+                errs.push(format!(
+                    "listen = {s:?} is not an address:port such as 0.0.0.0:53333"
+                ));
+                d.listen
+            }),
+        };
+        let plain_http = self.plain_http.unwrap_or(false);
+        let tls = match (self.cert_path, self.key_path, plain_http) {
+            (Some(c), Some(k), false) => Some(TlsFiles {
+                cert_path: c,
+                key_path: k,
+            }),
+            (None, None, true) => None,
+            (_, _, true) => {
+                errs.push(
+                    "plain_http = true serves no TLS: remove cert_path and key_path".to_string(),
+                );
+                None
+            }
+            (c, k, false) => {
+                if c.is_none() {
+                    errs.push("cert_path is required (or set plain_http = true for a loopback test setup)".to_string());
+                }
+                if k.is_none() {
+                    errs.push(
+                        "key_path is required (or set plain_http = true for a loopback test setup)"
+                            .to_string(),
+                    );
+                }
+                None
+            }
+        };
+        let cfg = Config {
+            listen,
+            tls,
+            state_dir: d.state_dir.clone(),
+            allow_unsigned_legacy: self.allow_unsigned_legacy.unwrap_or(false),
+            max_body_bytes: int_in(
+                &mut errs,
+                "max_body_bytes",
+                self.max_body_bytes,
+                d.max_body_bytes,
+                1024..=16 << 20,
+            ),
+            max_connections: int_in(
+                &mut errs,
+                "max_connections",
+                self.max_connections,
+                d.max_connections,
+                1..=1_000_000,
+            ),
+            max_nodes: int_in(
+                &mut errs,
+                "max_nodes",
+                self.max_nodes,
+                d.max_nodes,
+                1..=10_000_000,
+            ),
+            header_read_timeout: secs_in(
+                &mut errs,
+                "header_read_timeout_secs",
+                self.header_read_timeout_secs,
+                d.header_read_timeout,
+                0.1,
+                600.0,
+            ),
+            body_read_timeout: secs_in(
+                &mut errs,
+                "body_read_timeout_secs",
+                self.body_read_timeout_secs,
+                d.body_read_timeout,
+                0.1,
+                600.0,
+            ),
+            stale_after_factor: int_in(
+                &mut errs,
+                "stale_after_factor",
+                self.stale_after_factor,
+                3,
+                1..=100,
+            ) as u32,
+            flap_window: secs_in(
+                &mut errs,
+                "flap_window_secs",
+                self.flap_window_secs,
+                d.flap_window,
+                1.0,
+                86_400.0,
+            ),
+            flap_threshold: int_in(
+                &mut errs,
+                "flap_threshold",
+                self.flap_threshold,
+                d.flap_threshold,
+                1..=1000,
+            ),
+            shutdown_grace: secs_in(
+                &mut errs,
+                "shutdown_grace_secs",
+                self.shutdown_grace_secs,
+                d.shutdown_grace,
+                0.0,
+                600.0,
+            ),
+            plain_http,
+        };
+        if errs.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError(errs))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_gets_the_defaults() {
+        let c = Config::from_toml(
+            "state_dir = \"/var/lib/sr\"\ncert_path = \"c.pem\"\nkey_path = \"k.pem\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 53333);
+        assert!(!c.allow_unsigned_legacy);
+        assert!(!c.plain_http);
+        assert_eq!(c.max_body_bytes, 256 * 1024);
+        assert_eq!(c.stale_after_factor, 3);
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once() {
+        let err = Config::from_toml(
+            "listen = \"nowhere\"\nmax_body_bytes = 0\nstale_after_factor = -1\nheader_read_timeout_secs = 1e9\n",
+        )
+        .unwrap_err();
+        let all = err.to_string();
+        for needle in [
+            "state_dir is required",
+            "listen",
+            "max_body_bytes",
+            "stale_after_factor",
+            "header_read_timeout_secs",
+            "cert_path is required",
+            "key_path is required",
+        ] {
+            assert!(all.contains(needle), "{needle} missing from {all}");
+        }
+        assert_eq!(err.0.len(), 7, "{all}");
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_are_errors_with_a_location() {
+        let err = Config::from_toml("state_dir = \"/x\"\nplain_htpt = true\n").unwrap_err();
+        assert!(err.to_string().contains("plain_htpt"), "{err}");
+        assert!(err.to_string().contains("line 2"), "{err}");
+        let err =
+            Config::from_toml("state_dir = \"/x\"\nmax_connections = \"many\"\n").unwrap_err();
+        assert!(err.to_string().contains("max_connections"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_is_explicit_and_exclusive_with_tls() {
+        let c = Config::from_toml("state_dir = \"/x\"\nplain_http = true\n").unwrap();
+        assert!(c.tls.is_none());
+        let err = Config::from_toml(
+            "state_dir = \"/x\"\nplain_http = true\ncert_path = \"c\"\nkey_path = \"k\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("plain_http"));
+    }
+
+    #[test]
+    fn written_config_parses_back_identically() {
+        let mut c = Config::new(
+            "/var/lib/status-reporter",
+            "/etc/sr/cert.pem",
+            "/etc/sr/key \"q\".pem",
+        );
+        c.allow_unsigned_legacy = true;
+        c.header_read_timeout = Duration::from_millis(1500);
+        assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c);
+    }
+}

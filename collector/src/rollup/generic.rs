@@ -1,0 +1,86 @@
+//! The generic quorum rule (Cloudify 5.1+ semantics), used for managers and, until their
+//! own rules read the facts, for db and broker nodes too.
+//!
+//! OK when every node is OK. Degraded while the healthy (not Fail) nodes reach the
+//! quorum: ⌊n/2⌋+1 for db and broker (a majority keeps Patroni and RabbitMQ working), 1
+//! for managers (any manager serves the API). Fail below the quorum.
+
+use super::{NodeInput, Policy};
+use sr_protocol::{NodeStatus, NodeType, Reason};
+
+/// How many healthy nodes a type of `n` nodes needs to keep working.
+pub fn quorum(node_type: NodeType, n: usize) -> usize {
+    match node_type {
+        NodeType::Manager => 1,
+        NodeType::Db | NodeType::Broker => n / 2 + 1,
+    }
+}
+
+/// Quorum roll-up of nodes of one type. Every non-OK result carries the reasons of its
+/// non-OK nodes plus one type-level reason.
+pub fn rollup(nodes: &[NodeInput], _policy: &Policy) -> (NodeStatus, Vec<Reason>) {
+    let Some(first) = nodes.first() else {
+        return (
+            NodeStatus::Fail,
+            vec![Reason::new("no_nodes", "no node of this type has reported")],
+        );
+    };
+    let node_type = first.node_type;
+    let n = nodes.len();
+    let healthy = nodes
+        .iter()
+        .filter(|x| x.status != NodeStatus::Fail)
+        .count();
+    let all_ok = nodes.iter().all(|x| x.status == NodeStatus::Ok);
+    if all_ok {
+        return (NodeStatus::Ok, Vec::new());
+    }
+    let need = quorum(node_type, n);
+    let mut reasons: Vec<Reason> = nodes
+        .iter()
+        .filter(|x| x.status != NodeStatus::Ok)
+        .flat_map(|x| {
+            let own: Vec<Reason> = x
+                .reasons
+                .iter()
+                .filter(|r| r.code != "clock_skew")
+                .cloned()
+                .collect();
+            if own.is_empty() {
+                vec![
+                    Reason::new("node_unhealthy", format!("node is {}", x.status))
+                        .on_node(x.name.clone()),
+                ]
+            } else {
+                own
+            }
+        })
+        .collect();
+    let status = if healthy >= need {
+        reasons.push(Reason::new(
+            "degraded",
+            format!("{healthy} of {n} {node_type} nodes healthy (quorum {need})"),
+        ));
+        NodeStatus::Degraded
+    } else {
+        reasons.push(Reason::new(
+            "quorum_lost",
+            format!("{healthy} of {n} {node_type} nodes healthy, below quorum {need}"),
+        ));
+        NodeStatus::Fail
+    };
+    (status, reasons)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quorum_is_a_majority_for_db_and_broker_and_one_for_managers() {
+        assert_eq!(quorum(NodeType::Db, 3), 2);
+        assert_eq!(quorum(NodeType::Db, 4), 3);
+        assert_eq!(quorum(NodeType::Broker, 1), 1);
+        assert_eq!(quorum(NodeType::Manager, 5), 1);
+    }
+}

@@ -1,0 +1,213 @@
+//! The collector's in-memory state: known nodes, the token cache and counters.
+//!
+//! Memory is the source of truth for ingest decisions (pin, replay) and for the view;
+//! the store is its durable mirror. On start, and whenever the CLI changes the store
+//! (tokens created or revoked, nodes forgotten), memory is reloaded from the store by the
+//! flush task, so such changes take effect within one [`crate::server::FLUSH_INTERVAL`].
+
+use crate::rollup::{LatestReport, NodeRecord};
+use crate::store::{LatestRow, Role, StoredNode};
+use sr_protocol::report::ReportBody;
+use sr_protocol::{NodeStatus, NodeType};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+pub type NodeKey = (NodeType, String);
+
+/// Status changes remembered per node for flap detection (bounded).
+const MAX_CHANGES: usize = 64;
+
+#[derive(Debug, Default)]
+pub struct NodeEntry {
+    pub name: String,
+    pub private_ip: Option<String>,
+    /// Pinned Ed25519 public key (base64url). `None`: first contact not yet made, or an
+    /// unsigned legacy node.
+    pub pinned: Option<String>,
+    pub key_mismatch: bool,
+    pub latest: Option<Arc<LatestReport>>,
+    /// Exact body bytes of `latest`, for the write-behind flush.
+    pub raw: Option<Arc<[u8]>>,
+    /// Boots seen, oldest first, each with the highest seq accepted; the last is current.
+    pub boots: VecDeque<(String, u64)>,
+    pub changes: VecDeque<i64>,
+    pub last_status: Option<NodeStatus>,
+}
+
+impl NodeEntry {
+    /// Records an accepted report's reported status, remembering changes for flap damping.
+    pub fn note_status(&mut self, status: NodeStatus, at_ms: i64) {
+        if self.last_status.is_some_and(|s| s != status) {
+            if self.changes.len() == MAX_CHANGES {
+                self.changes.pop_front();
+            }
+            self.changes.push_back(at_ms);
+        }
+        self.last_status = Some(status);
+    }
+
+    fn from_stored(s: StoredNode) -> NodeEntry {
+        let latest = s.latest.as_ref().and_then(|l| {
+            let decoded = ReportBody::decode(&l.body).ok()?;
+            Some(Arc::new(LatestReport {
+                body: decoded.body,
+                received_ms: l.received_ms,
+                skew_ms: l.skew_ms,
+                signed: l.signed,
+            }))
+        });
+        NodeEntry {
+            name: s.row.name,
+            private_ip: s.row.private_ip,
+            pinned: s.row.pinned_key,
+            key_mismatch: s.row.key_mismatch,
+            last_status: latest.as_ref().map(|l| l.body.node_status()),
+            raw: s.latest.map(|l| Arc::from(l.body.into_boxed_slice())),
+            latest,
+            boots: s.boots.into(),
+            changes: VecDeque::new(),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Nodes {
+    pub map: HashMap<NodeKey, NodeEntry>,
+    /// Nodes whose latest report has not been flushed yet.
+    pub dirty: HashSet<NodeKey>,
+}
+
+/// Counters exposed on `GET /api/v3.1/status` under `collector`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
+    pub nodes_refused: AtomicU64,
+    pub flushes: AtomicU64,
+    pub flush_errors: AtomicU64,
+}
+
+impl Counters {
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        serde_json::json!({
+            "reports_accepted": g(&self.accepted),
+            "reports_rejected": g(&self.rejected),
+            "connections_refused": g(&self.connections_refused),
+            "tls_handshake_failures": g(&self.tls_handshake_failures),
+            "nodes_refused": g(&self.nodes_refused),
+            "flushes": g(&self.flushes),
+            "flush_errors": g(&self.flush_errors),
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct Memory {
+    pub nodes: Mutex<Nodes>,
+    /// SHA-256 of active tokens → role.
+    pub tokens: RwLock<HashMap<[u8; 32], Role>>,
+    pub counters: Counters,
+}
+
+impl Memory {
+    pub fn role_of(&self, token: &str) -> Option<Role> {
+        let h = crate::store::token_hash(token);
+        self.tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&h)
+            .copied()
+    }
+
+    pub fn set_tokens(&self, tokens: Vec<([u8; 32], Role)>) {
+        *self.tokens.write().unwrap_or_else(|e| e.into_inner()) = tokens.into_iter().collect();
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Nodes> {
+        // A panic while holding the lock cannot leave a half-applied entry (each update is
+        // a few field writes), so a poisoned lock is still usable.
+        self.nodes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces memory with the store's nodes, keeping in-memory flap history and any
+    /// report newer than what the store holds (not flushed yet).
+    pub fn reload_nodes(&self, stored: Vec<StoredNode>) {
+        let mut nodes = self.lock();
+        let mut fresh: HashMap<NodeKey, NodeEntry> = HashMap::with_capacity(stored.len());
+        for s in stored {
+            let key = (s.node_type, s.row.node_id.clone());
+            let mut entry = NodeEntry::from_stored(s);
+            if let Some(old) = nodes.map.remove(&key) {
+                entry.changes = old.changes;
+                entry.last_status = old.last_status.or(entry.last_status);
+                let newer = match (&old.latest, &entry.latest) {
+                    (Some(o), Some(n)) => o.received_ms > n.received_ms,
+                    (Some(_), None) => true,
+                    _ => false,
+                };
+                if newer {
+                    entry.latest = old.latest;
+                    entry.raw = old.raw;
+                    entry.boots = old.boots;
+                    entry.name = old.name;
+                    entry.private_ip = old.private_ip;
+                }
+            }
+            fresh.insert(key, entry);
+        }
+        nodes.dirty.retain(|k| fresh.contains_key(k));
+        nodes.map = fresh;
+    }
+
+    /// Takes the rows to write behind.
+    pub fn take_dirty(&self) -> Vec<LatestRow> {
+        let mut nodes = self.lock();
+        let keys: Vec<NodeKey> = nodes.dirty.drain().collect();
+        keys.into_iter()
+            .filter_map(|k| {
+                let e = nodes.map.get(&k)?;
+                let latest = e.latest.as_ref()?;
+                let raw = e.raw.as_ref()?;
+                let current = e.boots.back();
+                Some(LatestRow {
+                    node_type: k.0,
+                    node_id: k.1.clone(),
+                    name: e.name.clone(),
+                    private_ip: e.private_ip.clone(),
+                    received_ms: latest.received_ms,
+                    skew_ms: latest.skew_ms,
+                    signed: latest.signed,
+                    body: raw.to_vec(),
+                    boot_id: current.map(|b| b.0.clone()),
+                    seq: current.map(|b| b.1).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    /// A consistent snapshot for the roll-up: cheap clones (reports are behind `Arc`).
+    pub fn records(&self) -> Vec<NodeRecord> {
+        let nodes = self.lock();
+        nodes
+            .map
+            .iter()
+            .map(|((t, id), e)| NodeRecord {
+                node_type: *t,
+                node_id: id.clone(),
+                name: e.name.clone(),
+                private_ip: e.private_ip.clone(),
+                key_mismatch: e.key_mismatch,
+                latest: e.latest.clone(),
+                status_changes_ms: e.changes.iter().copied().collect(),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,164 @@
+//! The store's one writer: a dedicated thread owning the SQLite connection.
+//!
+//! Async request handlers never block on SQLite. They send an [`Op`] over a bounded
+//! channel and await the answer. Durable writes that queue up while a commit runs are
+//! committed together in one transaction (group commit: one fsync for many reports).
+
+use crate::store::{DurableWrite, LatestRow, PinOutcome, Role, Store, StoredNode};
+use tokio::sync::{mpsc, oneshot};
+
+/// Ops waiting for the writer; a full queue makes ingest wait (back-pressure), never drop.
+const QUEUE: usize = 1024;
+/// Most ops folded into one transaction.
+const BATCH: usize = 512;
+
+/// Store changes made by another process (the CLI), picked up by a flush.
+pub struct Reload {
+    pub tokens: Vec<([u8; 32], Role)>,
+    pub nodes: Vec<StoredNode>,
+}
+
+pub enum Op {
+    Durable(
+        Vec<DurableWrite>,
+        oneshot::Sender<Result<PinOutcome, String>>,
+    ),
+    /// Write latest rows behind, then report any external change.
+    Flush(
+        Vec<LatestRow>,
+        oneshot::Sender<Result<Option<Reload>, String>>,
+    ),
+    UserHash(String, oneshot::Sender<Option<String>>),
+}
+
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Op>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    #[error("the store writer has stopped")]
+    Stopped,
+    #[error("store: {0}")]
+    Store(String),
+}
+
+impl Writer {
+    /// Starts the writer thread. It ends when every `Writer` clone is dropped, after
+    /// finishing the queued ops.
+    pub fn start(store: Store, data_version: i64) -> (Writer, std::thread::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let handle = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || run(store, rx, data_version))
+            .expect("spawning a thread only fails when the OS is out of resources");
+        (Writer { tx }, handle)
+    }
+
+    /// False once the writer thread has ended (the store failed or shutdown began).
+    pub fn is_alive(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    pub async fn durable(&self, writes: Vec<DurableWrite>) -> Result<PinOutcome, WriterError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Op::Durable(writes, tx))
+            .await
+            .map_err(|_| WriterError::Stopped)?;
+        rx.await
+            .map_err(|_| WriterError::Stopped)?
+            .map_err(WriterError::Store)
+    }
+
+    pub async fn flush(&self, rows: Vec<LatestRow>) -> Result<Option<Reload>, WriterError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Op::Flush(rows, tx))
+            .await
+            .map_err(|_| WriterError::Stopped)?;
+        rx.await
+            .map_err(|_| WriterError::Stopped)?
+            .map_err(WriterError::Store)
+    }
+
+    pub async fn user_hash(&self, name: String) -> Result<Option<String>, WriterError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Op::UserHash(name, tx))
+            .await
+            .map_err(|_| WriterError::Stopped)?;
+        rx.await.map_err(|_| WriterError::Stopped)
+    }
+}
+
+fn run(mut store: Store, mut rx: mpsc::Receiver<Op>, mut seen_version: i64) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut durable = Vec::new();
+        for op in batch {
+            match op {
+                Op::Durable(w, reply) => durable.push((w, reply)),
+                Op::UserHash(name, reply) => {
+                    let _ = reply.send(store.user_hash(&name).ok().flatten());
+                }
+                Op::Flush(rows, reply) => {
+                    let result =
+                        flush(&mut store, &rows, &mut seen_version).map_err(|e| e.to_string());
+                    let _ = reply.send(result);
+                }
+            }
+        }
+        if durable.is_empty() {
+            continue;
+        }
+        let all: Vec<DurableWrite> = durable
+            .iter()
+            .flat_map(|(w, _)| w.iter().cloned())
+            .collect();
+        match store.commit_durable(&all) {
+            Ok(pins) => {
+                let mut pins = pins.into_iter();
+                for (writes, reply) in durable {
+                    let n = writes
+                        .iter()
+                        .filter(|w| matches!(w, DurableWrite::Pin { .. }))
+                        .count();
+                    let _ = reply.send(Ok(pins.by_ref().take(n).collect()));
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for (_, reply) in durable {
+                    let _ = reply.send(Err(msg.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn flush(
+    store: &mut Store,
+    rows: &[LatestRow],
+    seen_version: &mut i64,
+) -> Result<Option<Reload>, crate::store::StoreError> {
+    if !rows.is_empty() {
+        store.write_latest(rows)?;
+    }
+    let v = store.data_version()?;
+    if v == *seen_version {
+        return Ok(None);
+    }
+    *seen_version = v;
+    Ok(Some(Reload {
+        tokens: store.active_token_hashes()?,
+        nodes: store.load_nodes()?,
+    }))
+}

@@ -1,0 +1,447 @@
+//! `amqp`: an AMQP 0-9-1 round trip the way real clients take it, with lapin.
+//!
+//! Connect (TCP + SASL PLAIN + `connection.open` of the vhost), open a channel, and
+//! optionally publish one message with publisher confirms to a server-named exclusive
+//! queue and get it back. Every step has its own share of one hard deadline, the
+//! connection is closed cleanly, and the outcome says which step failed.
+//!
+//! Used two ways:
+//! - by the `rabbitmq` probe on broker nodes, at a lower rate than the management checks;
+//! - as its own probe kind on manager nodes, where it fills the legacy `RabbitMQ` service
+//!   entry with `is_remote: true` (the broker the manager uses).
+//!
+//! Plain `amqp://` only: lapin is built with `default-features = false, features = ["tokio"]`.
+//! Its TLS stack adds about 47 crates and cannot be told to trust *only* the private CA
+//! (it adds the CA to a public root set), so `amqps://` is deliberately not offered.
+//!
+//! Under a resource alarm RabbitMQ blocks a publishing connection (`connection.blocked`)
+//! and stops reading from it; the confirm then never comes. That is reported as
+//! `blocked`, not as a timeout. The blocked connection's close is not read by the broker
+//! until the alarm clears, so at most one probe connection per AMQP cycle lingers while an
+//! alarm lasts; that is why the broker probe runs this step at a low rate.
+
+use crate::db_http::Secret;
+use crate::{BoxFuture, Finding, Probe, ProbeContext};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use serde::{Deserialize, Serialize};
+use sr_protocol::report::ServiceEntry;
+use sr_protocol::{NodeStatus, ServiceStatus};
+use std::fmt;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Where and how to run the round trip.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub vhost: String,
+    pub username: String,
+    pub password: Secret,
+    /// Publish with confirms and get the message back (needs configure/write/read
+    /// permission on `^amq\.gen-.*` and write on `amq.default`).
+    pub publish: bool,
+    /// Hard deadline for the whole round trip, close included.
+    pub timeout: Duration,
+}
+
+impl Target {
+    /// `host:port vhost` for messages; never the credentials.
+    pub fn describe(&self) -> String {
+        format!("amqp://{}:{} vhost {:?}", self.host, self.port, self.vhost)
+    }
+}
+
+/// The step of the round trip that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// TCP connect, authentication and opening the vhost (lapin does them as one).
+    Connect,
+    Channel,
+    Declare,
+    Publish,
+    Confirm,
+    Get,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::Connect => "connect/authenticate/open vhost",
+            Step::Channel => "open channel",
+            Step::Declare => "declare exclusive queue",
+            Step::Publish => "publish",
+            Step::Confirm => "publisher confirm",
+            Step::Get => "get the message back",
+        })
+    }
+}
+
+/// What one round trip saw. Serializable so captured outcomes can drive `interpret` tests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outcome {
+    /// `None` when every step succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_step: Option<Step>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The broker sent `connection.blocked` (a resource alarm somewhere in the cluster).
+    #[serde(default)]
+    pub blocked: bool,
+    /// Time to an open connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_ms: Option<u64>,
+    /// Time from publish to the message coming back, when publishing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round_trip_ms: Option<u64>,
+    /// Whether the connection closed cleanly within the deadline.
+    #[serde(default)]
+    pub closed_cleanly: bool,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        self.failed_step.is_none()
+    }
+
+    /// One line for reasons.
+    pub fn describe_failure(&self, target: &str) -> Option<String> {
+        let step = self.failed_step?;
+        let err = self.error.as_deref().unwrap_or("failed");
+        Some(format!("AMQP {step} on {target} failed: {err}"))
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
+}
+
+/// Runs one bounded round trip. Never panics, never returns `Err`.
+pub async fn round_trip(t: &Target) -> Outcome {
+    let deadline = Instant::now() + t.timeout;
+    let mut out = Outcome {
+        failed_step: None,
+        error: None,
+        blocked: false,
+        connect_ms: None,
+        round_trip_ms: None,
+        closed_cleanly: false,
+    };
+    let uri = AMQPUri {
+        scheme: AMQPScheme::AMQP,
+        authority: AMQPAuthority {
+            userinfo: AMQPUserInfo {
+                username: t.username.clone(),
+                password: t.password.0.clone(),
+            },
+            host: t.host.clone(),
+            port: t.port,
+        },
+        vhost: t.vhost.clone(),
+        query: AMQPQueryString {
+            // Short heartbeats so a half-dead probe connection is noticed and dropped.
+            heartbeat: Some(10),
+            ..Default::default()
+        },
+    };
+    let props = ConnectionProperties::default().with_connection_name("status-reporter probe".into());
+    let start = Instant::now();
+    let conn = match bounded(deadline, Connection::connect_uri(uri, props)).await {
+        Ok(c) => c,
+        Err(e) => {
+            out.failed_step = Some(Step::Connect);
+            out.error = Some(e);
+            return out;
+        }
+    };
+    out.connect_ms = Some(ms(start.elapsed()));
+    if let Err((step, e)) = exchange(&conn, t, deadline, &mut out).await {
+        out.failed_step = Some(step);
+        out.error = Some(e);
+    }
+    out.blocked |= conn.status().blocked();
+    if out.blocked && out.failed_step.is_some() {
+        out.error = Some(format!(
+            "connection blocked by the broker (resource alarm): {}",
+            out.error.take().unwrap_or_default()
+        ));
+    }
+    // Closing is part of behaving like a good client, but a blocked connection's close is
+    // not read by the broker, so it gets a short bound of its own.
+    let close_by = deadline.max(Instant::now() + Duration::from_millis(200));
+    out.closed_cleanly = bounded(close_by, conn.close(200, "status-reporter probe done".into()))
+        .await
+        .is_ok();
+    out
+}
+
+async fn exchange(conn: &Connection, t: &Target, deadline: Instant, out: &mut Outcome) -> Result<(), (Step, String)> {
+    let ch = bounded(deadline, conn.create_channel()).await.map_err(|e| (Step::Channel, e))?;
+    if !t.publish {
+        let _ = bounded(deadline, ch.close(200, "done".into())).await;
+        return Ok(());
+    }
+    let opts = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..Default::default()
+    };
+    let queue = bounded(deadline, ch.queue_declare("".into(), opts, FieldTable::default()))
+        .await
+        .map_err(|e| (Step::Declare, e))?;
+    bounded(deadline, ch.confirm_select(ConfirmSelectOptions::default()))
+        .await
+        .map_err(|e| (Step::Declare, e))?;
+    let payload = b"status-reporter round trip";
+    let sent = Instant::now();
+    let confirm = bounded(
+        deadline,
+        ch.basic_publish(
+            "".into(),
+            queue.name().clone(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            payload,
+            BasicProperties::default(),
+        ),
+    )
+    .await
+    .map_err(|e| (Step::Publish, e))?;
+    match tokio::time::timeout_at(deadline.into(), confirm).await {
+        Ok(Ok(c)) if c.is_ack() => {}
+        Ok(Ok(_)) => return Err((Step::Confirm, "the broker nacked the message".into())),
+        Ok(Err(e)) => return Err((Step::Confirm, e.to_string())),
+        Err(_) => {
+            out.blocked = conn.status().blocked();
+            return Err((Step::Confirm, "no confirm before the deadline".into()));
+        }
+    }
+    let got = bounded(deadline, ch.basic_get(queue.name().clone(), BasicGetOptions::default()))
+        .await
+        .map_err(|e| (Step::Get, e))?;
+    match got {
+        Some(m) if m.delivery.data == payload => {
+            out.round_trip_ms = Some(ms(sent.elapsed()));
+            let _ = bounded(deadline, m.delivery.acker.ack(BasicAckOptions::default())).await;
+        }
+        Some(_) => return Err((Step::Get, "got a different message back".into())),
+        None => return Err((Step::Get, "the confirmed message was not in the queue".into())),
+    }
+    let _ = bounded(deadline, ch.close(200, "done".into())).await;
+    Ok(())
+}
+
+/// Awaits `f` until `deadline`, turning lapin errors and the timeout into text.
+async fn bounded<T, E: fmt::Display>(deadline: Instant, f: impl Future<Output = Result<T, E>>) -> Result<T, String> {
+    match tokio::time::timeout_at(deadline.into(), f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer before the deadline".into()),
+    }
+}
+
+/// The manager-side probe: can this manager reach the broker it uses over AMQP?
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Legacy display name; `RabbitMQ` on a manager.
+    #[serde(default = "default_name")]
+    pub name: String,
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    #[serde(default = "default_vhost")]
+    pub vhost: String,
+    pub username: String,
+    pub password: Secret,
+    /// A connect + channel is enough to know the broker takes clients; publishing also
+    /// proves queues and confirms work.
+    #[serde(default)]
+    pub publish: bool,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_name() -> String {
+    "RabbitMQ".into()
+}
+pub(crate) fn default_port() -> u16 {
+    5672
+}
+pub(crate) fn default_vhost() -> String {
+    "/".into()
+}
+fn default_timeout_ms() -> u64 {
+    5000
+}
+
+/// Checks shared with the broker probe's AMQP settings.
+pub(crate) fn validate_common(host: &str, port: u16, username: &str, timeout_ms: u64, what: &str) -> Vec<String> {
+    let mut errors = Vec::new();
+    if host.trim().is_empty() || host.contains(['/', ' ', '@']) {
+        errors.push(format!("{what} host {host:?} must be a bare host name or IP"));
+    }
+    if port == 0 {
+        errors.push(format!("{what} port must not be 0"));
+    }
+    if username.is_empty() {
+        errors.push(format!("{what} username must not be empty"));
+    }
+    if !(100..=60_000).contains(&timeout_ms) {
+        errors.push(format!("{what} timeout_ms must be 100..=60000, got {timeout_ms}"));
+    }
+    errors
+}
+
+impl Config {
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = validate_common(&self.host, self.port, &self.username, self.timeout_ms, "amqp");
+        if self.name.trim().is_empty() {
+            errors.push("name must not be empty".into());
+        }
+        errors
+    }
+
+    fn target(&self) -> Target {
+        Target {
+            host: self.host.clone(),
+            port: self.port,
+            vhost: self.vhost.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            publish: self.publish,
+            timeout: Duration::from_millis(self.timeout_ms),
+        }
+    }
+}
+
+/// The manager's view: unreachable broker → Fail (the manager cannot dispatch work).
+pub fn interpret(cfg: &Config, outcome: &Outcome) -> Finding {
+    let target = cfg.target().describe();
+    let mut f = Finding::ok();
+    if let Some(msg) = outcome.describe_failure(&target) {
+        f.worsen(NodeStatus::Fail, "amqp_unreachable", msg);
+    }
+    let mut extra = serde_json::Map::new();
+    extra.insert("endpoint".into(), target.into());
+    extra.insert("amqp".into(), serde_json::to_value(outcome).unwrap_or_default());
+    let status = if outcome.ok() {
+        ServiceStatus::Active
+    } else {
+        ServiceStatus::Inactive
+    };
+    f.services.insert(
+        cfg.name.clone(),
+        ServiceEntry {
+            status,
+            is_remote: Some(true),
+            extra_info: extra,
+        },
+    );
+    f
+}
+
+pub struct AmqpProbe {
+    cfg: Config,
+    name: String,
+}
+
+impl AmqpProbe {
+    pub fn new(cfg: Config) -> Self {
+        AmqpProbe {
+            name: format!("amqp:{}", cfg.name),
+            cfg,
+        }
+    }
+}
+
+impl Probe for AmqpProbe {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.cfg.timeout_ms + 500)
+    }
+    fn run<'a>(&'a self, _ctx: &'a ProbeContext) -> BoxFuture<'a, Finding> {
+        Box::pin(async move { interpret(&self.cfg, &round_trip(&self.cfg.target()).await) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(port: u16) -> Config {
+        Config {
+            name: "RabbitMQ".into(),
+            host: "127.0.0.1".into(),
+            port,
+            vhost: "/".into(),
+            username: "monitor".into(),
+            password: Secret("hunter2".into()),
+            publish: false,
+            timeout_ms: 2000,
+        }
+    }
+
+    #[test]
+    fn validate_reports_every_problem() {
+        let mut c = cfg(0);
+        c.host = "amqp://x".into();
+        c.username.clear();
+        c.timeout_ms = 0;
+        c.name = " ".into();
+        assert_eq!(c.validate().len(), 5, "{:?}", c.validate());
+        assert!(cfg(5672).validate().is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_and_the_password_never_prints() {
+        let err = serde_json::from_str::<Config>(r#"{"host":"h","username":"u","password":"p","passwd":"x"}"#).unwrap_err();
+        assert!(err.to_string().contains("passwd"), "{err}");
+        assert!(!format!("{:?}", cfg(1)).contains("hunter2"));
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_fails_at_connect_with_the_os_error_and_fills_the_remote_entry() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let c = cfg(port);
+        let out = round_trip(&c.target()).await;
+        assert_eq!(out.failed_step, Some(Step::Connect));
+        assert!(out.error.as_deref().unwrap_or("").to_lowercase().contains("refused"), "{out:?}");
+        let f = interpret(&c, &out);
+        assert_eq!(f.status, NodeStatus::Fail);
+        assert!(f.reasons[0].message.contains("connect/authenticate/open vhost"), "{:?}", f.reasons);
+        assert!(!f.reasons[0].message.contains("hunter2"));
+        let entry = &f.services["RabbitMQ"];
+        assert_eq!(entry.is_remote, Some(true));
+        assert_eq!(entry.status, ServiceStatus::Inactive);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_speaks_amqp_hits_the_deadline() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Accept and hold the socket without answering the protocol header.
+        let holder = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            std::future::pending::<()>().await;
+            drop(s);
+        });
+        let mut c = cfg(port);
+        c.timeout_ms = 300;
+        let out = round_trip(&c.target()).await;
+        assert_eq!(out.failed_step, Some(Step::Connect), "{out:?}");
+        assert!(out.error.as_deref().unwrap_or("").contains("deadline"), "{out:?}");
+        holder.abort();
+    }
+}

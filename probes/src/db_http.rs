@@ -1,0 +1,193 @@
+//! HTTP(S) plumbing shared by the `patroni` and `etcd` probes.
+//!
+//! Both talk to a local JSON endpoint that may require TLS with a private CA and a client
+//! certificate (Patroni `verify_client: required`, etcd `--client-cert-auth`). This module
+//! turns their TLS settings into an [`HttpsClient`] and every exchange into a [`Fetch`]:
+//! a failure is data with a category the probes can reason about, never an `Err`.
+
+use serde::{Deserialize, Serialize};
+use sr_tls::client::ClientError;
+use sr_tls::{ClientIdentity, HttpsClient};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// TLS material for an `https://` endpoint. All paths are PEM files.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The only CA trusted for the server certificate.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain, for servers that require one.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// Problems with these settings for `url`; `what` names the section in messages.
+    pub fn validate(&self, url: &str, what: &str) -> Vec<String> {
+        let mut errors = Vec::new();
+        let https = url.starts_with("https://");
+        if !https && !url.starts_with("http://") {
+            errors.push(format!("{what} url {url:?} must start with http:// or https://"));
+        }
+        if https && self.ca_file.is_none() {
+            errors.push(format!("{what} url is https:// but ca_file is not set"));
+        }
+        if !https && (self.ca_file.is_some() || self.cert_file.is_some()) {
+            errors.push(format!("{what} has TLS files but its url is not https://"));
+        }
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            errors.push(format!("{what}: cert_file and key_file must be set together"));
+        }
+        errors
+    }
+
+    /// A client for this endpoint. Unreadable or invalid TLS files are an error string the
+    /// probe reports as its finding each cycle.
+    pub fn client(&self, connect_timeout: Duration) -> Result<HttpsClient, String> {
+        let Some(ca) = &self.ca_file else {
+            return Ok(HttpsClient::plain(connect_timeout));
+        };
+        let identity = match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => Some(ClientIdentity { cert, key }),
+            _ => None,
+        };
+        let tls = sr_tls::client_config(ca, identity).map_err(|e| e.to_string())?;
+        Ok(HttpsClient::new(tls, connect_timeout))
+    }
+}
+
+/// One HTTP exchange as the probe saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fetch {
+    /// The server answered; the body is at most the configured limit.
+    Answered { status: u16, body: Vec<u8> },
+    /// TCP or TLS connect failed (refused, unknown CA, missing client certificate).
+    ConnectFailed(String),
+    /// Connected, but the server closed the connection without an HTTP response, or the
+    /// exchange broke half-way. Patroni does this on `/cluster` when etcd is unreachable.
+    NoResponse(String),
+    TimedOut { after_ms: u64 },
+    TooLarge { limit: usize },
+    /// The probe could not even build its client (TLS files unreadable).
+    Setup(String),
+}
+
+impl Fetch {
+    /// One line for reasons: what went wrong, without the body.
+    pub fn describe(&self) -> String {
+        match self {
+            Fetch::Answered { status, .. } => format!("HTTP {status}"),
+            Fetch::ConnectFailed(e) => format!("cannot connect: {e}"),
+            Fetch::NoResponse(e) => format!("connection closed without a response: {e}"),
+            Fetch::TimedOut { after_ms } => format!("no answer within {after_ms} ms"),
+            Fetch::TooLarge { limit } => format!("response larger than {limit} bytes"),
+            Fetch::Setup(e) => format!("TLS setup failed: {e}"),
+        }
+    }
+}
+
+/// GET (or POST with `body`) `url` with Basic auth if given, bounded by `deadline` and
+/// `max_body`.
+pub async fn fetch(
+    client: &Result<HttpsClient, String>,
+    method: http::Method,
+    url: &str,
+    auth_header: Option<&str>,
+    body: &'static [u8],
+    deadline: Duration,
+    max_body: usize,
+) -> Fetch {
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => return Fetch::Setup(e.clone()),
+    };
+    let mut headers: Vec<(&str, &str)> = vec![("accept", "application/json")];
+    if !body.is_empty() {
+        headers.push(("content-type", "application/json"));
+    }
+    if let Some(a) = auth_header {
+        headers.push(("authorization", a));
+    }
+    match client.request(method, url, &headers, hyper::body::Bytes::from_static(body), deadline, max_body).await {
+        Ok(resp) => Fetch::Answered { status: resp.status.as_u16(), body: resp.body.to_vec() },
+        Err(ClientError::Connect(e)) => Fetch::ConnectFailed(e),
+        Err(ClientError::Timeout(d)) => Fetch::TimedOut { after_ms: d.as_millis() as u64 },
+        Err(ClientError::BodyTooLarge(limit)) => Fetch::TooLarge { limit },
+        Err(ClientError::Url(u)) => Fetch::Setup(format!("invalid URL {u:?}")),
+        Err(ClientError::Request(e)) => classify_request_error(e),
+    }
+}
+
+/// hyper reports a TLS handshake failure on a fresh connection either as a connect error
+/// or as a request error depending on where it surfaced; anything mentioning the
+/// certificate is a connect problem for the operator.
+fn classify_request_error(e: String) -> Fetch {
+    if e.contains("certificate") || e.contains("handshake") || e.contains("alert") {
+        Fetch::ConnectFailed(e)
+    } else {
+        Fetch::NoResponse(e)
+    }
+}
+
+/// `Basic base64(user:password)`.
+pub fn basic_auth(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+/// A string that never shows in `Debug` output or logs.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+/// A JSON body parsed into `T`, or a short reason. Bodies are already size-limited by
+/// [`fetch`]; this adds the type check and keeps the serde message (which says where).
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| {
+        if body.is_empty() {
+            "empty body".to_string()
+        } else {
+            format!("invalid JSON: {e}")
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        assert_eq!(format!("{:?}", Secret("hunter2".into())), "\"<redacted>\"");
+    }
+
+    #[test]
+    fn tls_settings_are_checked_together() {
+        let t = TlsFiles { ca_file: None, cert_file: Some("c".into()), key_file: None };
+        let errs = t.validate("https://127.0.0.1:8008", "patroni");
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert_eq!(TlsFiles::default().validate("ftp://x", "etcd").len(), 1);
+    }
+
+    #[test]
+    fn unreadable_tls_files_become_a_setup_error() {
+        let t = TlsFiles { ca_file: Some("/nonexistent/ca.pem".into()), ..Default::default() };
+        let err = t.client(Duration::from_millis(100)).err().unwrap();
+        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+    }
+
+    #[test]
+    fn basic_auth_is_rfc7617() {
+        assert_eq!(basic_auth("Aladdin", "open sesame"), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+    }
+}

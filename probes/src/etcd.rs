@@ -1,0 +1,311 @@
+//! `etcd`: the local etcd member (Patroni's DCS).
+//!
+//! - `POST /v3/maintenance/status` with `{}` is answered from the member's local state, so
+//!   it works without quorum: member id, leader, raft and applied index, db size, errors
+//!   (active alarms, `etcdserver: no leader`) and learner flag. The grpc-gateway sends
+//!   every 64-bit value as a JSON string and omits zero, false and empty fields.
+//! - `GET /health` does a quorum read: `{"health":"true"}` (200) or `"false"` (503).
+//!
+//! Cluster-wide judgement (one leader, one cluster id, healthy ≥ quorum) is the roll-up's
+//! job; this probe reports the member's own facts and its local problems.
+
+use crate::db_http::{self, Fetch, TlsFiles};
+use crate::{BoxFuture, Finding, Probe, ProbeContext};
+use serde::{Deserialize, Deserializer, Serialize};
+use sr_protocol::facts::{DbFacts, EtcdFacts};
+use sr_protocol::report::ServiceEntry;
+use sr_protocol::{NodeStatus, ServiceStatus};
+use sr_tls::HttpsClient;
+use std::time::Duration;
+
+/// Service display name on the legacy wire.
+pub const SERVICE: &str = "Etcd";
+/// Most errors copied into facts and reasons.
+const MAX_ERRORS: usize = 8;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Client URL of the local member, e.g. `https://127.0.0.1:2379`.
+    pub url: String,
+    #[serde(default)]
+    pub tls: TlsFiles,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Fail (default) or only Degrade the node when the local member does not answer.
+    #[serde(default = "yes")]
+    pub critical: bool,
+    /// Committed-but-unapplied raft entries tolerated before Degraded.
+    #[serde(default = "default_max_apply_backlog")]
+    pub max_apply_backlog: u64,
+    /// The backend quota (`--quota-backend-bytes`, 2 GiB by default); Degraded above 80 %.
+    #[serde(default = "default_quota")]
+    pub quota_bytes: u64,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_timeout_ms() -> u64 {
+    1000
+}
+fn yes() -> bool {
+    true
+}
+fn default_max_apply_backlog() -> u64 {
+    5000
+}
+fn default_quota() -> u64 {
+    2 * 1024 * 1024 * 1024
+}
+fn default_max_body() -> usize {
+    64 * 1024
+}
+
+impl Config {
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = self.tls.validate(&self.url, "etcd");
+        if self.url.ends_with('/') {
+            errors.push(format!("url {:?} must not end with '/'", self.url));
+        }
+        if !(1..=60_000).contains(&self.timeout_ms) {
+            errors.push(format!("timeout_ms must be 1..=60000, got {}", self.timeout_ms));
+        }
+        if self.quota_bytes == 0 {
+            errors.push("quota_bytes must be > 0".into());
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
+            errors.push(format!("max_body_bytes must be 1024..=16777216, got {}", self.max_body_bytes));
+        }
+        errors
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Raw {
+    pub status: Fetch,
+    pub health: Fetch,
+}
+
+/// A 64-bit value the grpc-gateway sends as a string (etcdctl sends a bare number).
+fn u64_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        Num(u64),
+        Str(String),
+    }
+    match Option::<N>::deserialize(d)? {
+        None => Ok(None),
+        Some(N::Num(n)) => Ok(Some(n)),
+        Some(N::Str(s)) => s.parse().map(Some).map_err(|_| serde::de::Error::custom(format!("{s:?} is not a 64-bit unsigned number"))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusDoc {
+    header: Header,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default, deserialize_with = "u64_str")]
+    db_size: Option<u64>,
+    #[serde(default, deserialize_with = "u64_str")]
+    leader: Option<u64>,
+    #[serde(default, deserialize_with = "u64_str")]
+    raft_index: Option<u64>,
+    #[serde(default, deserialize_with = "u64_str")]
+    raft_applied_index: Option<u64>,
+    #[serde(default)]
+    errors: Vec<String>,
+    #[serde(default)]
+    is_learner: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct Header {
+    #[serde(default, deserialize_with = "u64_str")]
+    cluster_id: Option<u64>,
+    #[serde(default, deserialize_with = "u64_str")]
+    member_id: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HealthDoc {
+    health: String,
+}
+
+pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
+    let mut etcd = EtcdFacts::default();
+    let status = match &raw.status {
+        Fetch::Answered { status: 200, body } => db_http::parse_json::<StatusDoc>(body),
+        Fetch::Answered { status, .. } => Err(format!("unexpected HTTP {status}")),
+        other => Err(other.describe()),
+    };
+    let doc = match status {
+        Ok(d) => d,
+        Err(e) => {
+            let level = if cfg.critical { NodeStatus::Fail } else { NodeStatus::Degraded };
+            let mut f = Finding::ok();
+            let code = if matches!(raw.status, Fetch::Answered { .. }) { "etcd_bad_response" } else { "etcd_unreachable" };
+            f.worsen(level, code, format!("etcd member {} does not answer /v3/maintenance/status: {e}", cfg.url));
+            etcd.reachable = Some(false);
+            etcd.healthy = Some(false);
+            f.services.insert(SERVICE.into(), ServiceEntry { status: ServiceStatus::Inactive, is_remote: None, extra_info: Default::default() });
+            f.facts.db = Some(DbFacts { etcd: Some(etcd), ..Default::default() });
+            return f;
+        }
+    };
+    let mut f = Finding::ok();
+    etcd.reachable = Some(true);
+    etcd.cluster_id = doc.header.cluster_id.map(|v| v.to_string());
+    etcd.member_id = doc.header.member_id.map(|v| v.to_string());
+    etcd.leader = doc.leader.filter(|l| *l != 0).map(|v| v.to_string());
+    etcd.errors = doc.errors.iter().take(MAX_ERRORS).cloned().collect();
+    etcd.db_size = doc.db_size;
+    etcd.is_learner = Some(doc.is_learner);
+    etcd.apply_backlog = match (doc.raft_index, doc.raft_applied_index) {
+        (Some(i), Some(a)) => Some(i.saturating_sub(a)),
+        (Some(i), None) => Some(i),
+        _ => None,
+    };
+
+    if etcd.leader.is_none() {
+        f.worsen(NodeStatus::Degraded, "etcd_no_leader", format!("etcd member {} sees no raft leader", cfg.url));
+    }
+    if !etcd.errors.is_empty() {
+        f.worsen(NodeStatus::Degraded, "etcd_alarm", format!("etcd reports errors: {}", etcd.errors.join("; ")));
+    }
+    if let Some(b) = etcd.apply_backlog.filter(|b| *b > cfg.max_apply_backlog) {
+        f.worsen(NodeStatus::Degraded, "etcd_apply_backlog", format!("etcd has {b} committed raft entries not yet applied"));
+    }
+    if let Some(size) = doc.db_size.filter(|s| *s as f64 > cfg.quota_bytes as f64 * 0.8) {
+        f.worsen(NodeStatus::Degraded, "etcd_db_size", format!("etcd db is {size} bytes, over 80% of the {} byte quota", cfg.quota_bytes));
+    }
+    let healthy = match &raw.health {
+        Fetch::Answered { status, body } => match db_http::parse_json::<HealthDoc>(body) {
+            Ok(h) => Ok(*status == 200 && h.health == "true"),
+            Err(e) => Err(format!("/health answered HTTP {status}: {e}")),
+        },
+        other => Err(format!("/health: {}", other.describe())),
+    };
+    match healthy {
+        Ok(true) => etcd.healthy = Some(true),
+        Ok(false) => {
+            etcd.healthy = Some(false);
+            f.worsen(NodeStatus::Degraded, "etcd_unhealthy", "etcd /health is false: no quorum or an active alarm");
+        }
+        Err(e) => {
+            etcd.healthy = Some(false);
+            f.worsen(NodeStatus::Degraded, "etcd_unhealthy", format!("etcd health unknown: {e}"));
+        }
+    }
+
+    let mut extra = serde_json::Map::new();
+    extra.insert("health".into(), etcd.healthy.unwrap_or(false).into());
+    if let Some(v) = &doc.version {
+        extra.insert("version".into(), v.chars().take(32).collect::<String>().into());
+    }
+    if let Some(m) = &etcd.member_id {
+        extra.insert("member_id".into(), m.clone().into());
+    }
+    extra.insert("is_leader".into(), (etcd.leader.is_some() && etcd.leader == etcd.member_id).into());
+    let svc = if etcd.healthy == Some(true) { ServiceStatus::Active } else { ServiceStatus::Inactive };
+    f.services.insert(SERVICE.into(), ServiceEntry { status: svc, is_remote: None, extra_info: extra });
+    f.facts.db = Some(DbFacts { etcd: Some(etcd), ..Default::default() });
+    f
+}
+
+pub struct EtcdProbe {
+    cfg: Config,
+    client: Result<HttpsClient, String>,
+}
+
+impl EtcdProbe {
+    pub fn new(cfg: Config) -> Self {
+        let client = cfg.tls.client(Duration::from_millis(cfg.timeout_ms));
+        EtcdProbe { cfg, client }
+    }
+
+    pub async fn collect(&self) -> Raw {
+        let deadline = Duration::from_millis(self.cfg.timeout_ms);
+        let status_url = format!("{}/v3/maintenance/status", self.cfg.url);
+        let health_url = format!("{}/health", self.cfg.url);
+        let (status, health) = tokio::join!(
+            db_http::fetch(&self.client, http::Method::POST, &status_url, None, b"{}", deadline, self.cfg.max_body_bytes),
+            db_http::fetch(&self.client, http::Method::GET, &health_url, None, b"", deadline, self.cfg.max_body_bytes),
+        );
+        Raw { status, health }
+    }
+}
+
+impl Probe for EtcdProbe {
+    fn name(&self) -> &str {
+        "etcd"
+    }
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.cfg.timeout_ms + 250)
+    }
+    fn run<'a>(&'a self, _ctx: &'a ProbeContext) -> BoxFuture<'a, Finding> {
+        Box::pin(async move { interpret(&self.cfg, &self.collect().await) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        toml::from_str("url = 'http://127.0.0.1:2379'").unwrap()
+    }
+
+    fn ans(status: u16, body: &str) -> Fetch {
+        Fetch::Answered { status, body: body.as_bytes().to_vec() }
+    }
+
+    const STATUS: &str = r#"{"header":{"cluster_id":"995718836706496667","member_id":"11342670795761701468","revision":"26","raft_term":"2"},"version":"3.4.23","dbSize":"36864","leader":"11342670795761701468","raftIndex":"40","raftTerm":"2","raftAppliedIndex":"40","dbSizeInUse":"36864"}"#;
+
+    #[test]
+    fn ids_above_i64_max_survive_as_strings_and_numbers() {
+        let f = interpret(&cfg(), &Raw { status: ans(200, STATUS), health: ans(200, r#"{"health":"true"}"#) });
+        assert_eq!(f.status, NodeStatus::Ok, "{:?}", f.reasons);
+        let e = f.facts.db.unwrap().etcd.unwrap();
+        assert_eq!(e.member_id.as_deref(), Some("11342670795761701468"));
+        assert_eq!(e.leader, e.member_id);
+        assert_eq!(e.apply_backlog, Some(0));
+        let numeric = r#"{"header":{"cluster_id":995718836706496667,"member_id":11342670795761701468},"leader":11342670795761701468}"#;
+        let f = interpret(&cfg(), &Raw { status: ans(200, numeric), health: ans(200, r#"{"health":"true"}"#) });
+        assert_eq!(f.status, NodeStatus::Ok, "{:?}", f.reasons);
+    }
+
+    #[test]
+    fn alarms_no_leader_and_unhealthy_degrade() {
+        let body = r#"{"header":{"cluster_id":"1","member_id":"2"},"errors":["memberID:2 alarm:NOSPACE"]}"#;
+        let f = interpret(&cfg(), &Raw { status: ans(200, body), health: ans(503, r#"{"health":"false"}"#) });
+        assert_eq!(f.status, NodeStatus::Degraded);
+        let codes: Vec<_> = f.reasons.iter().map(|r| r.code.as_str()).collect();
+        assert_eq!(codes, ["etcd_no_leader", "etcd_alarm", "etcd_unhealthy"]);
+        assert!(f.reasons[1].message.contains("NOSPACE"));
+    }
+
+    #[test]
+    fn hostile_status_bodies() {
+        for body in ["", "{", r#"{"header":{"member_id":"-1"}}"#, r#"{"header":{"member_id":"99999999999999999999999"}}"#, r#"{"header":5}"#] {
+            let f = interpret(&cfg(), &Raw { status: ans(200, body), health: ans(200, "{}") });
+            assert_eq!(f.status, NodeStatus::Fail, "{body}");
+            assert_eq!(f.reasons[0].code, "etcd_bad_response");
+        }
+        let f = interpret(&cfg(), &Raw { status: ans(200, STATUS), health: ans(200, "garbage") });
+        assert_eq!(f.reasons[0].code, "etcd_unhealthy");
+    }
+
+    #[test]
+    fn unreachable_member_is_fail_unless_not_critical() {
+        let raw = Raw { status: Fetch::ConnectFailed("Connection refused".into()), health: Fetch::ConnectFailed("x".into()) };
+        let f = interpret(&cfg(), &raw);
+        assert_eq!(f.status, NodeStatus::Fail);
+        assert_eq!(f.reasons[0].code, "etcd_unreachable");
+        let mut c = cfg();
+        c.critical = false;
+        assert_eq!(interpret(&c, &raw).status, NodeStatus::Degraded);
+    }
+}

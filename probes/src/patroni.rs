@@ -1,0 +1,599 @@
+//! `patroni`: the local Patroni member, its view of the cluster and its dynamic config.
+//!
+//! - `GET /patroni` every cycle: local and cheap (state, role, timeline, xlog, the
+//!   leader's `replication[]`, `pause`, `pending_restart`, `dcs_last_seen`,
+//!   `cluster_unlocked`).
+//! - `GET /cluster` and `GET /config` only every `cluster_every` cycles: `/cluster` forces
+//!   a DCS read, and when etcd is unreachable Patroni hangs or closes the connection
+//!   without any response, which this probe reports as "DCS unreachable". The last
+//!   answers are cached between refreshes and their age is reported.
+//!
+//! Patroni 3.0.2 speaks HTTP/1.0, one request per connection; `verify_client: required`
+//! needs a client certificate on every call; Basic auth only guards unsafe methods, but is
+//! sent when configured so a stricter proxy in front also works.
+//!
+//! Only `interpret` decides; it reads the clock from its `now` argument.
+
+use crate::db_http::{self, Fetch, Secret, TlsFiles};
+use crate::{BoxFuture, Finding, Probe, ProbeContext};
+use serde::{Deserialize, Serialize};
+use sr_protocol::facts::{DbFacts, MemberView, ReplicationView};
+use sr_protocol::report::ServiceEntry;
+use sr_protocol::{NodeStatus, ServiceStatus};
+use sr_tls::HttpsClient;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Service display name on the legacy wire.
+pub const SERVICE: &str = "Patroni";
+/// Patroni's own default `ttl`, used until `/config` has been read.
+const DEFAULT_TTL_S: u64 = 30;
+/// Patroni's own default `maximum_lag_on_failover`.
+const DEFAULT_MAX_LAG: u64 = 1_048_576;
+/// Bound on list entries copied into facts, so a hostile body cannot bloat reports.
+const MAX_ENTRIES: usize = 32;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Base URL of the local REST API, e.g. `https://127.0.0.1:8008`.
+    pub url: String,
+    /// This member's `name:` in patroni.yml (Patroni 3.0 does not say it in `/patroni`).
+    pub member: String,
+    #[serde(default)]
+    pub tls: TlsFiles,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Deadline for each request.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Read `/cluster` and `/config` every this many cycles (1 = every cycle).
+    #[serde(default = "default_cluster_every")]
+    pub cluster_every: u64,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_timeout_ms() -> u64 {
+    1000
+}
+fn default_cluster_every() -> u64 {
+    5
+}
+fn default_max_body() -> usize {
+    256 * 1024
+}
+
+impl Config {
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = self.tls.validate(&self.url, "patroni");
+        if self.member.trim().is_empty() {
+            errors.push("member must not be empty".into());
+        }
+        if self.url.ends_with('/') {
+            errors.push(format!("url {:?} must not end with '/'", self.url));
+        }
+        if self.username.is_some() != self.password.is_some() {
+            errors.push("username and password must be set together".into());
+        }
+        if !(1..=60_000).contains(&self.timeout_ms) {
+            errors.push(format!("timeout_ms must be 1..=60000, got {}", self.timeout_ms));
+        }
+        if !(1..=3600).contains(&self.cluster_every) {
+            errors.push(format!("cluster_every must be 1..=3600, got {}", self.cluster_every));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
+            errors.push(format!("max_body_bytes must be 1024..=16777216, got {}", self.max_body_bytes));
+        }
+        errors
+    }
+}
+
+/// A fetch and when (Unix seconds) it was made: `/cluster` and `/config` are cached.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timed {
+    pub fetch: Fetch,
+    pub at: i64,
+}
+
+/// Everything `collect` saw in one cycle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Raw {
+    pub patroni: Fetch,
+    /// The latest `/cluster` answer; `None` before the first refresh.
+    pub cluster: Option<Timed>,
+    pub config: Option<Timed>,
+}
+
+// ---- documents (only the fields we use; Patroni adds keys between versions) ----
+
+#[derive(Debug, Deserialize)]
+struct PatroniDoc {
+    state: String,
+    role: String,
+    #[serde(default)]
+    timeline: Option<u64>,
+    #[serde(default)]
+    xlog: Option<Xlog>,
+    #[serde(default)]
+    replication: Option<Vec<Replication>>,
+    #[serde(default)]
+    pause: Option<bool>,
+    #[serde(default)]
+    pending_restart: Option<bool>,
+    #[serde(default)]
+    dcs_last_seen: Option<i64>,
+    #[serde(default)]
+    cluster_unlocked: Option<bool>,
+    #[serde(default)]
+    tags: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Xlog {
+    #[serde(default)]
+    paused: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Replication {
+    application_name: String,
+    state: String,
+    sync_state: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ClusterDoc {
+    members: Vec<ClusterMember>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ClusterMember {
+    name: String,
+    role: String,
+    state: String,
+    #[serde(default)]
+    timeline: Option<u64>,
+    #[serde(default)]
+    lag: Option<Lag>,
+    #[serde(default)]
+    tags: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// `lag` is a byte count or the string `"unknown"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Lag {
+    Bytes(u64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+struct ConfigDoc {
+    #[serde(default)]
+    ttl: Option<u64>,
+    #[serde(default)]
+    maximum_lag_on_failover: Option<u64>,
+    /// A bool in Patroni 3.x; Patroni 4 also accepts `"quorum"`.
+    #[serde(default)]
+    synchronous_mode: Option<serde_json::Value>,
+}
+
+fn nofailover(tags: &Option<serde_json::Map<String, serde_json::Value>>) -> bool {
+    tags.as_ref().and_then(|t| t.get("nofailover")).is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"))
+}
+
+/// Patroni's role names mapped to ours: `master` (3.x) and `primary` (4.x) are `leader`.
+pub fn normalise_role(role: &str) -> &str {
+    match role {
+        "master" | "primary" | "leader" => "leader",
+        other => other,
+    }
+}
+
+fn state_is_healthy(state: &str) -> bool {
+    matches!(state, "running" | "streaming" | "in archive recovery")
+}
+
+fn state_is_transitional(state: &str) -> bool {
+    matches!(state, "starting" | "stopping" | "restarting" | "creating replica" | "initializing new cluster" | "running custom bootstrap script")
+}
+
+fn parse_answer<T: serde::de::DeserializeOwned>(fetch: &Fetch) -> Result<T, String> {
+    match fetch {
+        Fetch::Answered { status: 200, body } => db_http::parse_json(body),
+        Fetch::Answered { status, .. } => Err(format!("unexpected HTTP {status}")),
+        other => Err(other.describe()),
+    }
+}
+
+/// The pure decision: node status, reasons, the legacy `Patroni` entry and db facts.
+pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
+    let mut facts = DbFacts { member: Some(cfg.member.clone()), ..Default::default() };
+    let doc: PatroniDoc = match &raw.patroni {
+        Fetch::Answered { status: 200, body } => match db_http::parse_json(body) {
+            Ok(d) => d,
+            Err(e) => return unreachable(cfg, facts, "patroni_bad_response", format!("Patroni {}/patroni answered garbage: {e}", cfg.url)),
+        },
+        Fetch::Answered { status, .. } => {
+            return unreachable(cfg, facts, "patroni_bad_response", format!("Patroni {}/patroni answered HTTP {status}", cfg.url))
+        }
+        other => {
+            let hint = match other {
+                Fetch::ConnectFailed(e) if e.contains("certificate") || e.contains("alert") => {
+                    " (TLS refused: check tls.ca_file and the client certificate)"
+                }
+                _ => "",
+            };
+            return unreachable(cfg, facts, "patroni_unreachable", format!("Patroni REST API {} is unreachable: {}{hint}", cfg.url, other.describe()));
+        }
+    };
+    facts.patroni_reachable = Some(true);
+    let mut f = Finding::ok();
+
+    let role = normalise_role(&doc.role).to_string();
+    let healthy_state = state_is_healthy(&doc.state);
+    if !healthy_state {
+        if state_is_transitional(&doc.state) {
+            f.worsen(NodeStatus::Degraded, "postgres_transitional", format!("PostgreSQL is {} according to Patroni", doc.state));
+        } else {
+            f.worsen(NodeStatus::Fail, "postgres_not_running", format!("PostgreSQL is not running: Patroni state is {:?}", doc.state));
+        }
+    }
+    if !matches!(role.as_str(), "leader" | "replica" | "standby_leader") {
+        f.worsen(NodeStatus::Degraded, "role_unsettled", format!("Patroni role is {:?}", doc.role));
+    }
+    if doc.pause == Some(true) {
+        f.worsen(NodeStatus::Degraded, "patroni_paused", "Patroni is paused (maintenance mode): no automatic failover");
+    }
+    if doc.pending_restart == Some(true) {
+        f.worsen(NodeStatus::Degraded, "pending_restart", "PostgreSQL needs a restart to apply changed settings");
+    }
+    if doc.cluster_unlocked == Some(true) {
+        f.worsen(NodeStatus::Degraded, "no_leader_lock", "Patroni sees no leader lock in the DCS (cluster_unlocked)");
+    }
+    let replay_paused = doc.xlog.as_ref().and_then(|x| x.paused);
+    if replay_paused == Some(true) {
+        f.worsen(NodeStatus::Degraded, "replay_paused", "WAL replay is paused on this replica");
+    }
+
+    // /config: thresholds. A bad /config must not hide the rest, so it only degrades.
+    let mut ttl = DEFAULT_TTL_S;
+    let mut max_lag = DEFAULT_MAX_LAG;
+    if let Some(c) = &raw.config {
+        match parse_answer::<ConfigDoc>(&c.fetch) {
+            Ok(doc) => {
+                ttl = doc.ttl.unwrap_or(DEFAULT_TTL_S);
+                max_lag = doc.maximum_lag_on_failover.unwrap_or(DEFAULT_MAX_LAG);
+                facts.ttl = Some(ttl);
+                facts.maximum_lag_on_failover = Some(max_lag);
+                facts.synchronous_mode = Some(match doc.synchronous_mode {
+                    None | Some(serde_json::Value::Null) => false,
+                    Some(serde_json::Value::Bool(b)) => b,
+                    Some(serde_json::Value::String(s)) => !matches!(s.as_str(), "off" | "false"),
+                    Some(_) => true,
+                });
+            }
+            Err(e) => f.worsen(NodeStatus::Degraded, "patroni_config_unavailable", format!("cannot read Patroni {}/config: {e}", cfg.url)),
+        }
+    }
+
+    let mut dcs_reachable = true;
+    if let Some(seen) = doc.dcs_last_seen {
+        let age = now.saturating_sub(seen);
+        if age > ttl as i64 {
+            dcs_reachable = false;
+            f.worsen(NodeStatus::Degraded, "dcs_unreachable", format!("DCS unreachable: Patroni last reached etcd {age} s ago (ttl {ttl} s)"));
+        }
+    }
+
+    // /cluster: this node's view of every member.
+    let mut own_lag = None;
+    if let Some(c) = &raw.cluster {
+        facts.cluster_view_age_s = Some(now.saturating_sub(c.at).max(0) as u64);
+        match &c.fetch {
+            Fetch::NoResponse(_) | Fetch::TimedOut { .. } => {
+                dcs_reachable = false;
+                f.worsen(
+                    NodeStatus::Degraded,
+                    "dcs_unreachable",
+                    format!("DCS unreachable: Patroni {}/cluster gave no response ({})", cfg.url, c.fetch.describe()),
+                );
+            }
+            fetch => match parse_answer::<ClusterDoc>(fetch) {
+                Ok(doc) => {
+                    for m in doc.members.iter().take(MAX_ENTRIES) {
+                        let view = MemberView {
+                            role: normalise_role(&m.role).to_string(),
+                            state: m.state.clone(),
+                            timeline: m.timeline,
+                            lag_bytes: match m.lag {
+                                Some(Lag::Bytes(b)) => Some(b),
+                                _ => None,
+                            },
+                            nofailover: nofailover(&m.tags),
+                        };
+                        if matches!(view.role.as_str(), "leader" | "standby_leader") {
+                            facts.cluster_leader = Some(m.name.clone());
+                        }
+                        if m.name == cfg.member {
+                            own_lag = view.lag_bytes;
+                            if view.nofailover {
+                                facts.nofailover = true;
+                            }
+                            if let (Some(Lag::Text(t)), "replica") = (&m.lag, role.as_str()) {
+                                let t: String = t.chars().take(32).collect();
+                                f.worsen(NodeStatus::Degraded, "replica_lag_unknown", format!("Patroni reports this replica's lag as {t:?}"));
+                            }
+                        }
+                        facts.cluster_members.insert(m.name.clone(), view);
+                    }
+                    if !facts.cluster_members.contains_key(&cfg.member) {
+                        f.worsen(
+                            NodeStatus::Degraded,
+                            "member_not_in_cluster",
+                            format!("member {} is not listed in Patroni's /cluster (its DCS key is missing)", cfg.member),
+                        );
+                    }
+                }
+                Err(e) => f.worsen(NodeStatus::Degraded, "patroni_bad_response", format!("cannot read Patroni {}/cluster: {e}", cfg.url)),
+            },
+        }
+    }
+    if role == "replica" {
+        if let Some(lag) = own_lag {
+            facts.lag_bytes = Some(lag);
+            if lag > max_lag {
+                f.worsen(NodeStatus::Degraded, "replica_lag", format!("replica lags {lag} bytes, over maximum_lag_on_failover {max_lag}"));
+            }
+        }
+    }
+
+    let replication: Vec<&Replication> = doc.replication.as_deref().unwrap_or_default().iter().take(MAX_ENTRIES).collect();
+    if role == "leader" && facts.synchronous_mode == Some(true) {
+        let sync_streaming = replication.iter().any(|r| r.state == "streaming" && matches!(r.sync_state.as_str(), "sync" | "quorum"));
+        if !sync_streaming {
+            f.worsen(NodeStatus::Degraded, "no_sync_standby", "synchronous_mode is on but no synchronous standby is streaming");
+        }
+    }
+
+    // Legacy shape, exactly as 5.0.5 reads it; `role` stays Patroni's own word.
+    let mut status_obj = serde_json::Map::new();
+    status_obj.insert("state".into(), doc.state.clone().into());
+    status_obj.insert("role".into(), doc.role.clone().into());
+    if role == "leader" {
+        let list: Vec<serde_json::Value> =
+            replication.iter().map(|r| serde_json::json!({"state": r.state, "sync_state": r.sync_state})).collect();
+        status_obj.insert("replications_state".into(), list.into());
+    }
+    let mut extra = serde_json::Map::new();
+    extra.insert("patroni_status".into(), status_obj.into());
+    let svc_status = if healthy_state { ServiceStatus::Active } else { ServiceStatus::Inactive };
+    f.services.insert(SERVICE.into(), ServiceEntry { status: svc_status, is_remote: None, extra_info: extra });
+
+    facts.role = Some(role.clone());
+    facts.state = Some(doc.state.clone());
+    facts.timeline = doc.timeline;
+    facts.nofailover |= nofailover(&doc.tags);
+    facts.pause = doc.pause.or(Some(false));
+    facts.pending_restart = doc.pending_restart.or(Some(false));
+    facts.cluster_unlocked = doc.cluster_unlocked.or(Some(false));
+    facts.replay_paused = replay_paused;
+    facts.dcs_last_seen = doc.dcs_last_seen;
+    facts.dcs_reachable = Some(dcs_reachable);
+    if role == "leader" {
+        facts.replication = replication
+            .iter()
+            .map(|r| (r.application_name.clone(), ReplicationView { state: r.state.clone(), sync_state: r.sync_state.clone() }))
+            .collect::<BTreeMap<_, _>>();
+    }
+    f.facts.db = Some(facts);
+    f
+}
+
+/// The Fail finding for "no usable `/patroni` answer".
+fn unreachable(_cfg: &Config, mut facts: DbFacts, code: &str, message: String) -> Finding {
+    facts.patroni_reachable = Some(false);
+    let mut f = Finding::fail(code, message);
+    f.services.insert(SERVICE.into(), ServiceEntry { status: ServiceStatus::Inactive, is_remote: None, extra_info: Default::default() });
+    f.facts.db = Some(facts);
+    f
+}
+
+/// The cached slow-path answers.
+#[derive(Default)]
+struct Cache {
+    cluster: Option<Timed>,
+    config: Option<Timed>,
+}
+
+pub struct PatroniProbe {
+    cfg: Config,
+    client: Result<HttpsClient, String>,
+    auth: Option<String>,
+    cache: Mutex<Cache>,
+}
+
+impl PatroniProbe {
+    pub fn new(cfg: Config) -> Self {
+        let client = cfg.tls.client(Duration::from_millis(cfg.timeout_ms));
+        let auth = match (&cfg.username, &cfg.password) {
+            (Some(u), Some(p)) => Some(db_http::basic_auth(u, &p.0)),
+            _ => None,
+        };
+        PatroniProbe { cfg, client, auth, cache: Mutex::new(Cache::default()) }
+    }
+
+    async fn get(&self, path: &str) -> Fetch {
+        let url = format!("{}{path}", self.cfg.url);
+        db_http::fetch(
+            &self.client,
+            http::Method::GET,
+            &url,
+            self.auth.as_deref(),
+            b"",
+            Duration::from_millis(self.cfg.timeout_ms),
+            self.cfg.max_body_bytes,
+        )
+        .await
+    }
+
+    /// The I/O shell: `/patroni` always, `/cluster` and `/config` when due. Never fails.
+    pub async fn collect(&self, ctx: &ProbeContext) -> Raw {
+        let due = {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            cache.cluster.is_none() || ctx.cycle % self.cfg.cluster_every == 0
+        };
+        let (patroni, slow) = if due {
+            let (p, c, k) = tokio::join!(self.get("/patroni"), self.get("/cluster"), self.get("/config"));
+            (p, Some((c, k)))
+        } else {
+            (self.get("/patroni").await, None)
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if !matches!(patroni, Fetch::Answered { .. }) {
+            // Patroni itself is down: its slow-path answers say nothing; refresh them as
+            // soon as it is back instead of showing a pre-outage view.
+            *cache = Cache::default();
+        } else if let Some((cluster, config)) = slow {
+            cache.cluster = Some(Timed { fetch: cluster, at: ctx.now });
+            cache.config = Some(Timed { fetch: config, at: ctx.now });
+        }
+        Raw { patroni, cluster: cache.cluster.clone(), config: cache.config.clone() }
+    }
+}
+
+impl Probe for PatroniProbe {
+    fn name(&self) -> &str {
+        "patroni"
+    }
+    fn timeout(&self) -> Duration {
+        // The three requests run concurrently, each bounded by timeout_ms.
+        Duration::from_millis(self.cfg.timeout_ms + 250)
+    }
+    fn run<'a>(&'a self, ctx: &'a ProbeContext) -> BoxFuture<'a, Finding> {
+        Box::pin(async move { interpret(&self.cfg, &self.collect(ctx).await, ctx.now) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        Config {
+            url: "http://127.0.0.1:8008".into(),
+            member: "pg1".into(),
+            tls: TlsFiles::default(),
+            username: None,
+            password: None,
+            timeout_ms: 500,
+            cluster_every: 5,
+            max_body_bytes: 65536,
+        }
+    }
+
+    fn answered(body: &str) -> Fetch {
+        Fetch::Answered { status: 200, body: body.as_bytes().to_vec() }
+    }
+
+    fn raw(patroni: &str) -> Raw {
+        Raw { patroni: answered(patroni), cluster: None, config: None }
+    }
+
+    #[test]
+    fn validate_reports_every_problem() {
+        let mut c = cfg();
+        c.url = "https://x/".into();
+        c.member = "".into();
+        c.username = Some("u".into());
+        c.timeout_ms = 0;
+        c.cluster_every = 0;
+        c.max_body_bytes = 1;
+        assert_eq!(c.validate().len(), 7, "{:?}", c.validate());
+        assert!(cfg().validate().is_empty());
+    }
+
+    #[test]
+    fn config_rejects_unknown_keys_and_hides_the_password() {
+        let bad: Result<Config, _> = toml::from_str("url='http://x:1'\nmember='a'\nbogus=1");
+        assert!(bad.is_err());
+        let c: Config = toml::from_str("url='http://x:1'\nmember='a'\nusername='u'\npassword='hunter2'").unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn hostile_bodies_are_reasons_not_panics() {
+        let cases = [
+            "",
+            "{",
+            "null",
+            "[]",
+            r#"{"state": 1, "role": "master"}"#,
+            r#"{"state": "running", "role": "master", "timeline": 1e400}"#,
+            r#"{"state": "running", "role": "master", "timeline": 99999999999999999999999}"#,
+            r#"{"state": "running", "role": "master", "replication": "x"}"#,
+            "\u{0}\u{1}garbage",
+        ];
+        for body in cases {
+            let f = interpret(&cfg(), &raw(body), 0);
+            assert_eq!(f.status, NodeStatus::Fail, "{body:?}");
+            assert_eq!(f.reasons[0].code, "patroni_bad_response", "{body:?}");
+        }
+        let f = interpret(&cfg(), &Raw { patroni: Fetch::TooLarge { limit: 65536 }, cluster: None, config: None }, 0);
+        assert!(f.reasons[0].message.contains("larger than 65536"));
+    }
+
+    #[test]
+    fn stale_dcs_last_seen_degrades_using_the_config_ttl() {
+        let body = r#"{"state":"running","role":"replica","dcs_last_seen":1000,"xlog":{"paused":false}}"#;
+        let mut r = raw(body);
+        r.config = Some(Timed { fetch: answered(r#"{"ttl":10}"#), at: 1000 });
+        assert_eq!(interpret(&cfg(), &r, 1010).status, NodeStatus::Ok);
+        let f = interpret(&cfg(), &r, 1011);
+        assert_eq!(f.status, NodeStatus::Degraded);
+        assert_eq!(f.reasons[0].code, "dcs_unreachable");
+        assert!(f.reasons[0].message.contains("11 s ago"));
+    }
+
+    #[test]
+    fn cluster_without_response_is_dcs_unreachable() {
+        let mut r = raw(r#"{"state":"running","role":"master","dcs_last_seen":0}"#);
+        r.cluster = Some(Timed { fetch: Fetch::NoResponse("connection closed before message completed".into()), at: 0 });
+        let f = interpret(&cfg(), &r, 5);
+        assert_eq!(f.status, NodeStatus::Degraded);
+        assert!(f.reasons.iter().any(|r| r.code == "dcs_unreachable" && r.message.contains("DCS unreachable")));
+        assert_eq!(f.facts.db.unwrap().dcs_reachable, Some(false));
+    }
+
+    #[test]
+    fn lag_unknown_string_and_huge_lag() {
+        let mut r = raw(r#"{"state":"running","role":"replica"}"#);
+        r.cluster = Some(Timed {
+            fetch: answered(r#"{"members":[{"name":"pg1","role":"replica","state":"running","lag":"unknown"}]}"#),
+            at: 0,
+        });
+        let f = interpret(&cfg(), &r, 0);
+        assert_eq!(f.reasons[0].code, "replica_lag_unknown");
+        r.cluster = Some(Timed {
+            fetch: answered(r#"{"members":[{"name":"pg1","role":"replica","state":"running","lag":18446744073709551615}]}"#),
+            at: 0,
+        });
+        let f = interpret(&cfg(), &r, 0);
+        assert_eq!(f.reasons[0].code, "replica_lag");
+    }
+
+    #[test]
+    fn sync_mode_without_a_sync_standby_degrades_the_leader() {
+        let mut r = raw(r#"{"state":"running","role":"primary","replication":[{"application_name":"pg2","state":"streaming","sync_state":"async"}]}"#);
+        r.config = Some(Timed { fetch: answered(r#"{"synchronous_mode":true}"#), at: 0 });
+        let f = interpret(&cfg(), &r, 0);
+        assert_eq!(f.reasons[0].code, "no_sync_standby");
+        let status = &f.services[SERVICE].extra_info["patroni_status"];
+        assert_eq!(status["role"], "primary");
+        assert_eq!(status["replications_state"][0]["sync_state"], "async");
+    }
+}

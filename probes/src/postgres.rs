@@ -1,0 +1,372 @@
+//! `postgres`: the local PostgreSQL, asked directly with a monitoring role.
+//!
+//! Patroni's own view can lag (its `/cluster` lag is written to the DCS every
+//! `loop_wait`) or be missing (a SIGKILLed Patroni leaves PostgreSQL running read-write),
+//! so this probe asks PostgreSQL itself:
+//! - `pg_is_in_recovery()`;
+//! - on a primary, `pg_stat_replication` with the exact replay lag in bytes
+//!   (`pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)`);
+//! - on a replica, receive and replay positions, `pg_is_wal_replay_paused()` and the WAL
+//!   receiver status.
+//!
+//! It must run as a role with `pg_monitor`, never a superuser: `validate` refuses the
+//! user `postgres` unless `allow_superuser_name` is set, and a superuser login is reported
+//! as Degraded at run time whatever its name.
+
+use crate::db_http::Secret;
+use crate::{BoxFuture, Finding, Probe, ProbeContext};
+use serde::{Deserialize, Serialize};
+use sr_protocol::facts::DbFacts;
+use sr_protocol::NodeStatus;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_postgres::config::SslMode;
+
+/// Most standbys copied into facts.
+const MAX_STANDBYS: usize = 32;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_host")]
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default = "default_dbname")]
+    pub dbname: String,
+    /// When set, connect with TLS (`sslmode=require`) trusting only this CA; rustls
+    /// verifies the chain and the host name.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Bound on connect and on all queries together.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// On a replica, received-but-not-replayed bytes tolerated before Degraded.
+    #[serde(default = "default_max_replay_gap")]
+    pub max_replay_gap_bytes: u64,
+    /// Lets `user = "postgres"` through validation (it is still reported if it really is
+    /// a superuser).
+    #[serde(default)]
+    pub allow_superuser_name: bool,
+}
+
+fn default_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_dbname() -> String {
+    "postgres".into()
+}
+fn default_timeout_ms() -> u64 {
+    1000
+}
+fn default_max_replay_gap() -> u64 {
+    1_048_576
+}
+
+impl Config {
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.host.trim().is_empty() {
+            errors.push("host must not be empty".into());
+        }
+        if self.port == 0 {
+            errors.push("port must not be 0".into());
+        }
+        if self.user.trim().is_empty() {
+            errors.push("user must not be empty".into());
+        }
+        if self.user == "postgres" && !self.allow_superuser_name {
+            errors.push("user \"postgres\" is a superuser: use a monitoring role with pg_monitor (or set allow_superuser_name)".into());
+        }
+        if !(1..=60_000).contains(&self.timeout_ms) {
+            errors.push(format!("timeout_ms must be 1..=60000, got {}", self.timeout_ms));
+        }
+        errors
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Standby {
+    pub application_name: String,
+    pub state: Option<String>,
+    pub sync_state: Option<String>,
+    /// `None` while the standby has replayed nothing yet.
+    pub lag_bytes: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Raw {
+    /// No connection: refused, timed out, TLS failure.
+    ConnectFailed(String),
+    /// PostgreSQL answered but refused the login (bad password, no such role, pg_hba).
+    LoginRefused(String),
+    /// Connected, but a query failed or timed out.
+    QueryFailed(String),
+    Primary { superuser: bool, standbys: Vec<Standby> },
+    Replica { superuser: bool, receive_lsn: Option<String>, replay_lsn: Option<String>, replay_gap_bytes: Option<i64>, paused: bool, receiver_status: Option<String> },
+}
+
+pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
+    let mut facts = DbFacts::default();
+    let endpoint = format!("{}:{}", cfg.host, cfg.port);
+    let mut f = match raw {
+        Raw::ConnectFailed(e) => {
+            facts.postgres_running = Some(false);
+            Finding::fail("postgres_not_running", format!("PostgreSQL at {endpoint} does not accept connections: {e}"))
+        }
+        Raw::LoginRefused(e) => {
+            facts.postgres_running = Some(true);
+            let mut f = Finding::ok();
+            f.worsen(NodeStatus::Degraded, "postgres_login_refused", format!("PostgreSQL at {endpoint} refused the monitoring login as {:?}: {e}", cfg.user));
+            f
+        }
+        Raw::QueryFailed(e) => {
+            facts.postgres_running = Some(true);
+            let mut f = Finding::ok();
+            f.worsen(NodeStatus::Degraded, "postgres_query_failed", format!("PostgreSQL at {endpoint} accepted the login but a health query failed: {e}"));
+            f
+        }
+        Raw::Primary { superuser, standbys } => {
+            facts.postgres_running = Some(true);
+            facts.in_recovery = Some(false);
+            for s in standbys.iter().take(MAX_STANDBYS) {
+                if let Some(lag) = s.lag_bytes {
+                    facts.replica_lag_bytes.insert(s.application_name.clone(), lag.max(0) as u64);
+                }
+            }
+            superuser_check(cfg, *superuser)
+        }
+        Raw::Replica { superuser, replay_gap_bytes, paused, receiver_status, .. } => {
+            facts.postgres_running = Some(true);
+            facts.in_recovery = Some(true);
+            facts.replay_paused = Some(*paused);
+            let mut f = superuser_check(cfg, *superuser);
+            if *paused {
+                f.worsen(NodeStatus::Degraded, "replay_paused", "pg_is_wal_replay_paused() is true: this replica does not apply WAL");
+            }
+            if let Some(gap) = replay_gap_bytes.filter(|g| *g > 0 && *g as u64 > cfg.max_replay_gap_bytes) {
+                f.worsen(NodeStatus::Degraded, "replay_lag", format!("{gap} bytes received but not replayed (limit {})", cfg.max_replay_gap_bytes));
+            }
+            match receiver_status.as_deref() {
+                Some("streaming") => {}
+                Some(other) => f.worsen(NodeStatus::Degraded, "wal_receiver_not_streaming", format!("WAL receiver is {other:?}, not streaming")),
+                None => f.worsen(NodeStatus::Degraded, "wal_receiver_not_streaming", "no WAL receiver: this replica is not streaming from a primary"),
+            }
+            f
+        }
+    };
+    f.facts.db = Some(facts);
+    f
+}
+
+fn superuser_check(cfg: &Config, superuser: bool) -> Finding {
+    let mut f = Finding::ok();
+    if superuser {
+        f.worsen(NodeStatus::Degraded, "monitoring_role_is_superuser", format!("the monitoring role {:?} is a superuser; use a pg_monitor role", cfg.user));
+    }
+    f
+}
+
+pub struct PostgresProbe {
+    cfg: Config,
+    /// TLS connector, or why it could not be built (reported each cycle).
+    tls: Option<Result<tokio_postgres_rustls::MakeRustlsConnect, String>>,
+}
+
+impl PostgresProbe {
+    pub fn new(cfg: Config) -> Self {
+        let tls = cfg.ca_file.as_ref().map(|ca| {
+            sr_tls::client_config(ca, None)
+                .map(|mut c| {
+                    // PostgreSQL negotiates TLS in-band; an h2 ALPN offer means nothing to it.
+                    c.alpn_protocols.clear();
+                    tokio_postgres_rustls::MakeRustlsConnect::new(c)
+                })
+                .map_err(|e| e.to_string())
+        });
+        PostgresProbe { cfg, tls }
+    }
+
+    fn pg_config(&self) -> tokio_postgres::Config {
+        let mut c = tokio_postgres::Config::new();
+        c.host(&self.cfg.host)
+            .port(self.cfg.port)
+            .user(&self.cfg.user)
+            .dbname(&self.cfg.dbname)
+            .application_name("status-reporter")
+            .connect_timeout(Duration::from_millis(self.cfg.timeout_ms));
+        if let Some(p) = &self.cfg.password {
+            c.password(p.0.as_bytes());
+        }
+        if self.tls.is_some() {
+            c.ssl_mode(SslMode::Require);
+        }
+        c
+    }
+
+    /// The I/O shell. Never fails; the whole exchange is bounded by `timeout_ms`.
+    pub async fn collect(&self) -> Raw {
+        let deadline = Duration::from_millis(self.cfg.timeout_ms);
+        let work = async {
+            match &self.tls {
+                None => query(self.pg_config(), tokio_postgres::NoTls).await,
+                Some(Ok(tls)) => query(self.pg_config(), tls.clone()).await,
+                Some(Err(e)) => Raw::ConnectFailed(format!("TLS setup failed: {e}")),
+            }
+        };
+        tokio::time::timeout(deadline, work)
+            .await
+            .unwrap_or_else(|_| Raw::ConnectFailed(format!("no answer within {} ms", self.cfg.timeout_ms)))
+    }
+}
+
+async fn query<T>(config: tokio_postgres::Config, tls: T) -> Raw
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = match config.connect(tls).await {
+        Ok(pair) => pair,
+        Err(e) => {
+            let login = e.as_db_error().is_some_and(|d| d.code().code().starts_with("28"));
+            let msg = error_text(&e);
+            return if login { Raw::LoginRefused(msg) } else { Raw::ConnectFailed(msg) };
+        }
+    };
+    // The connection task ends when `client` is dropped at the end of this function.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let failed = |e: tokio_postgres::Error| Raw::QueryFailed(error_text(&e));
+    let row = match client.query_one("SELECT pg_is_in_recovery(), COALESCE((SELECT rolsuper FROM pg_roles WHERE rolname = current_user), false)", &[]).await {
+        Ok(r) => r,
+        Err(e) => return failed(e),
+    };
+    let (in_recovery, superuser): (bool, bool) = (row.get(0), row.get(1));
+    if !in_recovery {
+        let sql = "SELECT application_name, state, sync_state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint \
+                   FROM pg_stat_replication ORDER BY application_name LIMIT 64";
+        match client.query(sql, &[]).await {
+            Ok(rows) => Raw::Primary {
+                superuser,
+                standbys: rows
+                    .iter()
+                    .map(|r| Standby { application_name: r.get(0), state: r.get(1), sync_state: r.get(2), lag_bytes: r.get(3) })
+                    .collect(),
+            },
+            Err(e) => failed(e),
+        }
+    } else {
+        let sql = "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, \
+                   pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint, \
+                   pg_is_wal_replay_paused(), (SELECT status FROM pg_stat_wal_receiver LIMIT 1)";
+        match client.query_one(sql, &[]).await {
+            Ok(r) => Raw::Replica {
+                superuser,
+                receive_lsn: r.get(0),
+                replay_lsn: r.get(1),
+                replay_gap_bytes: r.get(2),
+                paused: r.get(3),
+                receiver_status: r.get(4),
+            },
+            Err(e) => failed(e),
+        }
+    }
+}
+
+/// tokio-postgres' top-level message ("db error") hides the server's text; join the chain.
+fn error_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => sr_tls::client::error_chain(e),
+    }
+}
+
+impl Probe for PostgresProbe {
+    fn name(&self) -> &str {
+        "postgres"
+    }
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.cfg.timeout_ms + 250)
+    }
+    fn run<'a>(&'a self, _ctx: &'a ProbeContext) -> BoxFuture<'a, Finding> {
+        Box::pin(async move { interpret(&self.cfg, &self.collect().await) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        toml::from_str("port = 5433\nuser = 'monitor'\npassword = 'monitor'").unwrap()
+    }
+
+    #[test]
+    fn validate_refuses_the_superuser_name_unless_allowed() {
+        let mut c = cfg();
+        c.user = "postgres".into();
+        assert_eq!(c.validate().len(), 1);
+        c.allow_superuser_name = true;
+        assert!(c.validate().is_empty());
+        let bad: Result<Config, _> = toml::from_str("port = 1\nuser = 'm'\nsslmode = 'x'");
+        assert!(bad.is_err());
+        let c: Config = toml::from_str("port = 1\nuser = 'm'\npassword = 'sekrit'").unwrap();
+        assert!(!format!("{c:?}").contains("sekrit"));
+    }
+
+    #[test]
+    fn not_running_is_fail_and_login_refused_is_degraded() {
+        let f = interpret(&cfg(), &Raw::ConnectFailed("Connection refused".into()));
+        assert_eq!(f.status, NodeStatus::Fail);
+        assert_eq!(f.reasons[0].code, "postgres_not_running");
+        let f = interpret(&cfg(), &Raw::LoginRefused("28P01: password authentication failed".into()));
+        assert_eq!(f.status, NodeStatus::Degraded);
+    }
+
+    #[test]
+    fn replica_rules() {
+        let raw = Raw::Replica {
+            superuser: true,
+            receive_lsn: Some("0/5000000".into()),
+            replay_lsn: Some("0/4000000".into()),
+            replay_gap_bytes: Some(16 * 1024 * 1024),
+            paused: true,
+            receiver_status: None,
+        };
+        let f = interpret(&cfg(), &raw);
+        let codes: Vec<_> = f.reasons.iter().map(|r| r.code.as_str()).collect();
+        assert_eq!(codes, ["monitoring_role_is_superuser", "replay_paused", "replay_lag", "wal_receiver_not_streaming"]);
+        assert_eq!(f.facts.db.unwrap().replay_paused, Some(true));
+    }
+
+    #[test]
+    fn primary_reports_lag_per_standby() {
+        let raw = Raw::Primary {
+            superuser: false,
+            standbys: vec![
+                Standby { application_name: "pg2".into(), state: Some("streaming".into()), sync_state: Some("async".into()), lag_bytes: Some(120) },
+                Standby { application_name: "pg3".into(), state: Some("startup".into()), sync_state: None, lag_bytes: None },
+            ],
+        };
+        let f = interpret(&cfg(), &raw);
+        assert_eq!(f.status, NodeStatus::Ok);
+        let db = f.facts.db.unwrap();
+        assert_eq!(db.in_recovery, Some(false));
+        assert_eq!(db.replica_lag_bytes.len(), 1);
+        assert_eq!(db.replica_lag_bytes["pg2"], 120);
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_postgres_not_running() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let mut c = cfg();
+        c.port = port;
+        let raw = PostgresProbe::new(c).collect().await;
+        assert!(matches!(raw, Raw::ConnectFailed(_)), "{raw:?}");
+    }
+}

@@ -1,0 +1,694 @@
+//! `rabbitmq`: the local RabbitMQ node on a broker, through its management API and AMQP.
+//!
+//! Fast path, every cycle, all requests concurrent (HTTP or HTTPS, Basic auth; a
+//! `monitoring`-tagged user is enough):
+//! - `/api/overview?columns=node,cluster_name,listeners`: this node's name and listeners;
+//! - `/api/health/checks/local-alarms`: alarms on *this* node. The cluster-wide
+//!   `/api/health/checks/alarms` fails on every node when any node has an alarm, so it is
+//!   never used as a node signal;
+//! - `/api/health/checks/port-listener/<amqp port>` and `/virtual-hosts`;
+//! - `/api/health/checks/certificate-expiration/<n>/days`, only when this node has TLS
+//!   listeners;
+//! - `/api/nodes?columns=...`: this node's view of every member (`running`, `partitions`,
+//!   alarm flags, fd/socket/memory/disk). Right after a boot the metric fields are absent
+//!   for 5 s or more, so every one of them is optional.
+//!
+//! The deprecated `/api/healthchecks/node` is not used (it logs a warning on every call
+//! and is a no-op from 3.13).
+//!
+//! Slow path, every `amqp_every` cycles (and at once after a cycle in which the management
+//! API failed, so "management down but AMQP fine" is reported from fresh data): the AMQP
+//! round trip in [`crate::amqp`]. Between runs the last outcome is reused with its age.
+//!
+//! `interpret` is pure: a local alarm, a partition, the management API or AMQP being
+//! unreachable → Fail; certificates expiring within N days, fd use over the threshold, a
+//! peer not running → Degraded. Every reason says which path (management or AMQP) saw it.
+
+use crate::amqp::{self, Outcome};
+use crate::db_http::{basic_auth, fetch, Fetch, Secret, TlsFiles};
+use crate::{BoxFuture, Finding, Probe, ProbeContext};
+use serde::{Deserialize, Serialize};
+use sr_protocol::facts::BrokerFacts;
+use sr_protocol::report::ServiceEntry;
+use sr_protocol::{NodeStatus, ServiceStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The legacy display name 5.0.5 reads on a broker node.
+pub const SERVICE: &str = "RabbitMQ";
+
+/// RabbitMQ node names are Erlang atoms, at most 255 characters.
+const MAX_NODE_NAME: usize = 255;
+/// More members than any real cluster has: the answer is not trusted.
+const MAX_MEMBERS: usize = 64;
+
+/// Columns asked of `/api/nodes`: everything the probe reads, nothing of the ~90 others.
+const NODE_COLUMNS: &str =
+    "name,running,partitions,mem_alarm,disk_free_alarm,mem_used,mem_limit,disk_free,disk_free_limit,fd_used,fd_total,sockets_used,sockets_total,uptime";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Base URL of this node's management API, `http://127.0.0.1:15672` or `https://...`.
+    #[serde(default = "default_management_url")]
+    pub management_url: String,
+    /// TLS for an `https://` management URL.
+    #[serde(default)]
+    pub tls: TlsFiles,
+    /// A `monitoring`-tagged user is enough; admin credentials don't belong on the node.
+    pub username: String,
+    pub password: Secret,
+    /// This node's RabbitMQ name (`rabbit@host`), used in reasons when the management API
+    /// is down and cannot tell it. Learnt from `/api/overview` otherwise.
+    #[serde(default)]
+    pub node_name: Option<String>,
+    #[serde(default = "default_amqp_host")]
+    pub amqp_host: String,
+    #[serde(default = "amqp::default_port")]
+    pub amqp_port: u16,
+    #[serde(default = "amqp::default_vhost")]
+    pub vhost: String,
+    /// Run the AMQP round trip every this many cycles; 0 turns it off.
+    #[serde(default = "default_amqp_every")]
+    pub amqp_every: u64,
+    /// Publish with confirms and get the message back, not just connect.
+    #[serde(default = "yes")]
+    pub amqp_publish: bool,
+    #[serde(default = "default_amqp_timeout_ms")]
+    pub amqp_timeout_ms: u64,
+    /// Degraded when a TLS listener's certificate expires within this many days.
+    #[serde(default = "default_cert_days")]
+    pub cert_expiry_days: u32,
+    /// Degraded when `fd_used / fd_total` exceeds this.
+    #[serde(default = "default_fd_ratio")]
+    pub fd_warn_ratio: f64,
+    /// Deadline of each management request.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Largest management response read; `/api/nodes` with our columns is ~1 KB a node.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_management_url() -> String {
+    "http://127.0.0.1:15672".into()
+}
+fn default_amqp_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_amqp_every() -> u64 {
+    6
+}
+fn yes() -> bool {
+    true
+}
+fn default_amqp_timeout_ms() -> u64 {
+    5000
+}
+fn default_cert_days() -> u32 {
+    30
+}
+fn default_fd_ratio() -> f64 {
+    0.9
+}
+fn default_timeout_ms() -> u64 {
+    2000
+}
+fn default_max_body() -> usize {
+    1 << 20
+}
+
+impl Config {
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = self.tls.validate(&self.management_url, "management");
+        if self.management_url.trim_end_matches('/').contains('?') {
+            errors.push("management_url must not carry a query".into());
+        }
+        errors.extend(amqp::validate_common(
+            &self.amqp_host,
+            self.amqp_port,
+            &self.username,
+            self.amqp_timeout_ms,
+            "amqp",
+        ));
+        if !(100..=60_000).contains(&self.timeout_ms) {
+            errors.push(format!("timeout_ms must be 100..=60000, got {}", self.timeout_ms));
+        }
+        if !(1..=3650).contains(&self.cert_expiry_days) {
+            errors.push(format!("cert_expiry_days must be 1..=3650, got {}", self.cert_expiry_days));
+        }
+        if !(self.fd_warn_ratio > 0.0 && self.fd_warn_ratio <= 1.0) {
+            errors.push(format!("fd_warn_ratio must be in (0, 1], got {}", self.fd_warn_ratio));
+        }
+        if !(1024..=64 << 20).contains(&self.max_body_bytes) {
+            errors.push(format!("max_body_bytes must be 1024..=67108864, got {}", self.max_body_bytes));
+        }
+        errors
+    }
+
+    fn base(&self) -> &str {
+        self.management_url.trim_end_matches('/')
+    }
+
+    pub fn amqp_target(&self) -> amqp::Target {
+        amqp::Target {
+            host: self.amqp_host.clone(),
+            port: self.amqp_port,
+            vhost: self.vhost.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            publish: self.amqp_publish,
+            timeout: Duration::from_millis(self.amqp_timeout_ms),
+        }
+    }
+}
+
+/// One management exchange as stored in `Raw` (and in captured fixtures).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Reply {
+    /// The server answered; the body is at most `max_body_bytes`, lossily UTF-8.
+    Answered { status: u16, body: String },
+    /// No HTTP answer: connect refused, TLS, timeout, oversized body.
+    Failed { error: String },
+}
+
+impl From<Fetch> for Reply {
+    fn from(f: Fetch) -> Self {
+        match f {
+            Fetch::Answered { status, body } => Reply::Answered {
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            },
+            other => Reply::Failed { error: other.describe() },
+        }
+    }
+}
+
+/// The AMQP outcome the probe holds, and how many cycles old it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpSeen {
+    pub outcome: Outcome,
+    #[serde(default)]
+    pub cycles_ago: u64,
+}
+
+/// Everything `collect` saw. Serializable: fixtures captured from a real cluster are
+/// exactly this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Raw {
+    pub overview: Reply,
+    pub local_alarms: Reply,
+    pub port_listener: Reply,
+    pub virtual_hosts: Reply,
+    pub nodes: Reply,
+    /// Only asked when this node has TLS listeners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_expiration: Option<Reply>,
+    /// `None` until the first AMQP round trip (or when it is turned off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amqp: Option<AmqpSeen>,
+}
+
+/// The management requests of one cycle, concurrently. TLS listeners found in the
+/// overview add the certificate check as a second step.
+pub async fn collect_management(cfg: &Config, client: &Result<sr_tls::HttpsClient, String>, auth: &str) -> Raw {
+    let deadline = Duration::from_millis(cfg.timeout_ms);
+    let base = cfg.base();
+    let get = |path: String| {
+        let url = format!("{base}{path}");
+        async move { Reply::from(fetch(client, http::Method::GET, &url, Some(auth), b"", deadline, cfg.max_body_bytes).await) }
+    };
+    let (overview, local_alarms, port_listener, virtual_hosts, nodes) = tokio::join!(
+        get("/api/overview?columns=node,cluster_name,listeners".into()),
+        get("/api/health/checks/local-alarms".into()),
+        get(format!("/api/health/checks/port-listener/{}", cfg.amqp_port)),
+        get("/api/health/checks/virtual-hosts".into()),
+        get(format!("/api/nodes?columns={NODE_COLUMNS}")),
+    );
+    let certificate_expiration = if parse_overview(&overview).map(|o| o.has_tls_listener()).unwrap_or(false) {
+        Some(get(format!("/api/health/checks/certificate-expiration/{}/days", cfg.cert_expiry_days)).await)
+    } else {
+        None
+    };
+    Raw {
+        overview,
+        local_alarms,
+        port_listener,
+        virtual_hosts,
+        nodes,
+        certificate_expiration,
+        amqp: None,
+    }
+}
+
+// ---- parsing (pure) ----------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct Overview {
+    node: String,
+    #[serde(default)]
+    listeners: Vec<Listener>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Listener {
+    node: String,
+    protocol: String,
+}
+
+impl Overview {
+    fn has_tls_listener(&self) -> bool {
+        self.listeners
+            .iter()
+            .any(|l| l.node == self.node && (l.protocol.ends_with("/ssl") || l.protocol == "https"))
+    }
+}
+
+/// One member as this node sees it. Everything but `name` may be missing (a down node
+/// has only `name`/`type`/`running`; a just-booted one lacks the metrics).
+#[derive(Debug, Deserialize)]
+struct NodeEntry {
+    name: String,
+    #[serde(default)]
+    running: Option<bool>,
+    #[serde(default)]
+    partitions: Option<Vec<String>>,
+    #[serde(default)]
+    mem_alarm: Option<bool>,
+    #[serde(default)]
+    disk_free_alarm: Option<bool>,
+    #[serde(default)]
+    mem_used: Option<u64>,
+    #[serde(default)]
+    mem_limit: Option<u64>,
+    #[serde(default)]
+    disk_free: Option<u64>,
+    #[serde(default)]
+    disk_free_limit: Option<u64>,
+    #[serde(default)]
+    fd_used: Option<u64>,
+    #[serde(default)]
+    fd_total: Option<u64>,
+    #[serde(default)]
+    sockets_used: Option<u64>,
+    #[serde(default)]
+    sockets_total: Option<u64>,
+    #[serde(default)]
+    uptime: Option<u64>,
+}
+
+/// `{"status":"ok"|"failed","reason":...,"alarms":[...]}` from `/api/health/checks/*`.
+#[derive(Debug, Deserialize)]
+struct Check {
+    status: String,
+    #[serde(default)]
+    reason: Option<serde_json::Value>,
+    #[serde(default)]
+    alarms: Option<Vec<AlarmEntry>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AlarmEntry {
+    #[serde(default)]
+    resource: Option<String>,
+}
+
+/// Why a management reply cannot be used, as text for a reason.
+fn reply_problem(r: &Reply) -> Option<String> {
+    match r {
+        Reply::Failed { error } => Some(error.clone()),
+        Reply::Answered { status: 401, .. } => Some("HTTP 401: the management API rejected the credentials".into()),
+        Reply::Answered { status: 403, .. } => Some("HTTP 403: the user lacks the monitoring tag".into()),
+        Reply::Answered { .. } => None,
+    }
+}
+
+fn parse_json<'a, T: Deserialize<'a>>(body: &'a str) -> Result<T, String> {
+    if body.trim().is_empty() {
+        return Err("empty body".into());
+    }
+    serde_json::from_str(body).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+fn parse_overview(r: &Reply) -> Result<Overview, String> {
+    match r {
+        Reply::Answered { status: 200, body } => parse_json(body),
+        Reply::Answered { status, .. } => Err(reply_problem(r).unwrap_or_else(|| format!("HTTP {status}"))),
+        Reply::Failed { error } => Err(error.clone()),
+    }
+}
+
+/// A health check's verdict: `Ok(None)` passed, `Ok(Some(check))` failed, `Err` unusable.
+fn parse_check(r: &Reply) -> Result<Option<Check>, String> {
+    if let Some(p) = reply_problem(r) {
+        return Err(p);
+    }
+    let Reply::Answered { status, body } = r else {
+        unreachable!("reply_problem covers Failed")
+    };
+    if *status != 200 && *status != 503 {
+        return Err(format!("HTTP {status}"));
+    }
+    let check: Check = parse_json(body)?;
+    match (check.status.as_str(), *status) {
+        ("ok", 200) => Ok(None),
+        ("failed", 503) => Ok(Some(check)),
+        (s, code) => Err(format!("HTTP {code} with status {:?}", s.chars().take(32).collect::<String>())),
+    }
+}
+
+fn check_reason(c: &Check) -> String {
+    match &c.reason {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => "no reason given".into(),
+    }
+}
+
+fn ratio(used: Option<u64>, total: Option<u64>) -> Option<f64> {
+    match (used, total) {
+        (Some(u), Some(t)) if t > 0 => Some(u as f64 / t as f64),
+        _ => None,
+    }
+}
+
+// ---- interpret (pure) --------------------------------------------------------------
+
+/// The node's status from one cycle's observations.
+pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
+    let mut f = Finding::ok();
+    let mut facts = BrokerFacts::default();
+    let mut extra = serde_json::Map::new();
+    let mut mgmt_errors: Vec<String> = Vec::new();
+
+    let overview = parse_overview(&raw.overview);
+    let node = match &overview {
+        Ok(o) => Some(o.node.clone()),
+        Err(e) => {
+            mgmt_errors.push(format!("/api/overview: {e}"));
+            cfg.node_name.clone()
+        }
+    };
+    let me = node.clone().unwrap_or_else(|| "this node".into());
+    facts.node_name = node.clone();
+
+    // Local alarms: the authoritative, live node signal.
+    let mut alarm_reported = false;
+    match parse_check(&raw.local_alarms) {
+        Ok(None) => facts.local_alarm = Some(false),
+        Ok(Some(c)) => {
+            facts.local_alarm = Some(true);
+            alarm_reported = true;
+            let resources: Vec<String> = c.alarms.iter().flatten().filter_map(|a| a.resource.clone()).collect();
+            let what = if resources.is_empty() {
+                check_reason(&c)
+            } else {
+                resources.join(", ")
+            };
+            f.worsen(
+                NodeStatus::Fail,
+                "local_alarm",
+                format!("resource alarm in effect on {me}: {what} (publishers are blocked)"),
+            );
+        }
+        Err(e) => mgmt_errors.push(format!("/api/health/checks/local-alarms: {e}")),
+    }
+    match parse_check(&raw.port_listener) {
+        Ok(None) => {}
+        Ok(Some(c)) => f.worsen(
+            NodeStatus::Fail,
+            "amqp_listener_missing",
+            format!(
+                "no AMQP listener on port {} on {me} (management API: {})",
+                cfg.amqp_port,
+                check_reason(&c)
+            ),
+        ),
+        Err(e) => mgmt_errors.push(format!("/api/health/checks/port-listener/{}: {e}", cfg.amqp_port)),
+    }
+    match parse_check(&raw.virtual_hosts) {
+        Ok(None) => {}
+        Ok(Some(c)) => f.worsen(
+            NodeStatus::Fail,
+            "vhosts_down",
+            format!("virtual hosts not running on {me}: {}", check_reason(&c)),
+        ),
+        Err(e) => mgmt_errors.push(format!("/api/health/checks/virtual-hosts: {e}")),
+    }
+    if let Some(cert) = &raw.certificate_expiration {
+        match parse_check(cert) {
+            Ok(None) => {}
+            Ok(Some(c)) => f.worsen(
+                NodeStatus::Degraded,
+                "certificate_expiring",
+                format!(
+                    "a TLS listener certificate on {me} expires within {} days: {}",
+                    cfg.cert_expiry_days,
+                    check_reason(&c)
+                ),
+            ),
+            Err(e) => mgmt_errors.push(format!("/api/health/checks/certificate-expiration: {e}")),
+        }
+    }
+
+    // This node's view of the cluster.
+    let mut cluster_status = serde_json::Map::new();
+    let nodes: Result<Vec<NodeEntry>, String> = match &raw.nodes {
+        Reply::Answered { status: 200, body } => parse_json(body),
+        r => Err(reply_problem(r).unwrap_or_else(|| "unexpected status".into())),
+    };
+    match nodes {
+        Err(e) => mgmt_errors.push(format!("/api/nodes: {e}")),
+        Ok(nodes) if nodes.is_empty() => mgmt_errors.push("/api/nodes: empty list".into()),
+        Ok(nodes) if nodes.len() > MAX_MEMBERS => mgmt_errors.push(format!("/api/nodes: {} members, more than {MAX_MEMBERS}", nodes.len())),
+        Ok(nodes) if nodes.iter().any(|n| n.name.is_empty() || n.name.len() > MAX_NODE_NAME) => {
+            mgmt_errors.push(format!("/api/nodes: a node name is empty or longer than {MAX_NODE_NAME} bytes"))
+        }
+        Ok(nodes) => {
+            for n in &nodes {
+                let running = n.running == Some(true);
+                facts.cluster_view.insert(n.name.clone(), running);
+                cluster_status.insert(n.name.clone(), if running { "OK" } else { "Fail" }.into());
+                let is_me = node.as_deref() == Some(n.name.as_str());
+                let parts = n.partitions.clone().unwrap_or_default();
+                if !parts.is_empty() {
+                    if is_me {
+                        facts.partitions = parts.clone();
+                    }
+                    f.worsen(
+                        NodeStatus::Fail,
+                        "partition",
+                        format!(
+                            "{} reports a network partition with {} (as seen from {me})",
+                            n.name,
+                            parts.join(", ")
+                        ),
+                    );
+                }
+                if is_me {
+                    let alarms: Vec<&str> = [(n.mem_alarm, "memory"), (n.disk_free_alarm, "disk space")]
+                        .into_iter()
+                        .filter(|(flag, _)| *flag == Some(true))
+                        .map(|(_, what)| what)
+                        .collect();
+                    // `/api/nodes` lags the live check by up to 5 s; it only adds a reason
+                    // when the live check could not be read.
+                    if !alarms.is_empty() && !alarm_reported && facts.local_alarm != Some(false) {
+                        facts.local_alarm = Some(true);
+                        f.worsen(
+                            NodeStatus::Fail,
+                            "local_alarm",
+                            format!("resource alarm in effect on {me}: {}", alarms.join(", ")),
+                        );
+                    }
+                    if let Some(r) = ratio(n.fd_used, n.fd_total) {
+                        if r > cfg.fd_warn_ratio {
+                            f.worsen(
+                                NodeStatus::Degraded,
+                                "fd_usage",
+                                format!(
+                                    "{me} uses {:.0}% of its file descriptors ({}/{})",
+                                    r * 100.0,
+                                    n.fd_used.unwrap_or(0),
+                                    n.fd_total.unwrap_or(0)
+                                ),
+                            );
+                        }
+                    }
+                    let metrics: serde_json::Map<String, serde_json::Value> = [
+                        ("mem_used", n.mem_used),
+                        ("mem_limit", n.mem_limit),
+                        ("disk_free", n.disk_free),
+                        ("disk_free_limit", n.disk_free_limit),
+                        ("fd_used", n.fd_used),
+                        ("fd_total", n.fd_total),
+                        ("sockets_used", n.sockets_used),
+                        ("sockets_total", n.sockets_total),
+                        ("uptime_ms", n.uptime),
+                    ]
+                    .into_iter()
+                    .filter_map(|(k, v)| v.map(|v| (k.to_string(), v.into())))
+                    .collect();
+                    extra.insert("metrics".into(), metrics.into());
+                } else if !running {
+                    f.reasons.push(
+                        sr_protocol::Reason::new("peer_down", format!("cluster member {} is not running (as seen from {me})", n.name))
+                            .on_node(n.name.clone()),
+                    );
+                    f.status = f.status.max(NodeStatus::Degraded);
+                }
+            }
+            if let Some(me_name) = &node {
+                if !facts.cluster_view.contains_key(me_name) {
+                    mgmt_errors.push(format!("/api/nodes does not list this node ({me_name})"));
+                }
+            }
+        }
+    }
+
+    facts.management_ok = Some(mgmt_errors.is_empty());
+    if !mgmt_errors.is_empty() {
+        let all_unreachable = [&raw.overview, &raw.local_alarms, &raw.port_listener, &raw.virtual_hosts, &raw.nodes]
+            .iter()
+            .all(|r| matches!(r, Reply::Failed { .. }));
+        let (code, head) = if all_unreachable {
+            ("management_unreachable", format!("management API {} unreachable", cfg.base()))
+        } else {
+            ("management_error", format!("management API {} gave unusable answers", cfg.base()))
+        };
+        let amqp_note = match &raw.amqp {
+            Some(seen) if seen.outcome.ok() => format!("; AMQP on port {} still works ({} cycles ago)", cfg.amqp_port, seen.cycles_ago),
+            Some(_) => String::new(),
+            None => "; AMQP not checked yet".into(),
+        };
+        let mut msg = format!("{head}: {}{amqp_note}", mgmt_errors[0]);
+        if mgmt_errors.len() > 1 {
+            msg.push_str(&format!(" (+{} more failed management calls)", mgmt_errors.len() - 1));
+        }
+        f.worsen(NodeStatus::Fail, code, msg);
+    }
+
+    // AMQP, the path real clients take.
+    if let Some(seen) = &raw.amqp {
+        let target = cfg.amqp_target().describe();
+        facts.amqp_ok = Some(seen.outcome.ok());
+        facts.amqp_blocked = Some(seen.outcome.blocked);
+        if let Some(msg) = seen.outcome.describe_failure(&target) {
+            // A connection blocked by an alarm on another node is that node's fault; this
+            // node is judged by its own local alarm check above.
+            if !(seen.outcome.blocked && facts.local_alarm == Some(false)) {
+                let mgmt_note = if facts.management_ok == Some(true) {
+                    "; management API answers"
+                } else {
+                    ""
+                };
+                f.worsen(NodeStatus::Fail, "amqp_failed", format!("{msg}{mgmt_note}"));
+            }
+        }
+        let mut a = serde_json::to_value(&seen.outcome).unwrap_or_default();
+        if let Some(obj) = a.as_object_mut() {
+            obj.insert("cycles_ago".into(), seen.cycles_ago.into());
+        }
+        extra.insert("amqp".into(), a);
+    }
+
+    // The legacy shape: node_status like the health check 5.0.5 used, cluster_status as
+    // this node sees the members.
+    let node_status = if f.status == NodeStatus::Fail {
+        serde_json::json!({"status": "failed", "reason": f.reasons.first().map(|r| r.message.clone()).unwrap_or_default()})
+    } else {
+        serde_json::json!({"status": "ok"})
+    };
+    extra.insert("node_status".into(), node_status);
+    extra.insert("cluster_status".into(), cluster_status.into());
+    if let Some(n) = &node {
+        extra.insert("node_name".into(), n.clone().into());
+    }
+    let status = if f.status == NodeStatus::Fail {
+        ServiceStatus::Inactive
+    } else {
+        ServiceStatus::Active
+    };
+    f.services.insert(
+        SERVICE.into(),
+        ServiceEntry {
+            status,
+            is_remote: None,
+            extra_info: extra,
+        },
+    );
+    f.facts.broker = Some(facts);
+    f
+}
+
+pub struct RabbitmqProbe {
+    cfg: Config,
+    client: Result<sr_tls::HttpsClient, String>,
+    auth: String,
+    /// The last AMQP outcome and the cycle it was taken in.
+    last_amqp: Mutex<Option<(u64, Outcome)>>,
+    /// The previous cycle's management API failed: run AMQP now rather than when due.
+    mgmt_failed: AtomicBool,
+}
+
+impl RabbitmqProbe {
+    pub fn new(cfg: Config) -> Self {
+        let client = cfg.tls.client(Duration::from_millis(cfg.timeout_ms));
+        let auth = basic_auth(&cfg.username, &cfg.password.0);
+        RabbitmqProbe {
+            cfg,
+            client,
+            auth,
+            last_amqp: Mutex::new(None),
+            mgmt_failed: AtomicBool::new(false),
+        }
+    }
+
+    /// One full collection for `ctx.cycle`.
+    pub async fn collect(&self, ctx: &ProbeContext) -> Raw {
+        let due = self.cfg.amqp_every > 0
+            && (ctx.cycle % self.cfg.amqp_every == 0
+                || self.mgmt_failed.load(Ordering::Relaxed)
+                || self.last_amqp.lock().map(|g| g.is_none()).unwrap_or(true));
+        let amqp_fut = async {
+            if due {
+                Some(amqp::round_trip(&self.cfg.amqp_target()).await)
+            } else {
+                None
+            }
+        };
+        let (mut raw, fresh) = tokio::join!(collect_management(&self.cfg, &self.client, &self.auth), amqp_fut);
+        let mut last = self.last_amqp.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(o) = fresh {
+            *last = Some((ctx.cycle, o));
+        }
+        raw.amqp = last.as_ref().map(|(at, o)| AmqpSeen {
+            outcome: o.clone(),
+            cycles_ago: ctx.cycle.saturating_sub(*at),
+        });
+        raw
+    }
+}
+
+impl Probe for RabbitmqProbe {
+    fn name(&self) -> &str {
+        "rabbitmq"
+    }
+    fn timeout(&self) -> Duration {
+        // Management (two sequential steps at most) and AMQP run concurrently.
+        Duration::from_millis((2 * self.cfg.timeout_ms).max(self.cfg.amqp_timeout_ms + 500) + 250)
+    }
+    fn run<'a>(&'a self, ctx: &'a ProbeContext) -> BoxFuture<'a, Finding> {
+        Box::pin(async move {
+            let raw = self.collect(ctx).await;
+            let finding = interpret(&self.cfg, &raw);
+            let mgmt_ok = finding.facts.broker.as_ref().and_then(|b| b.management_ok) == Some(true);
+            self.mgmt_failed.store(!mgmt_ok, Ordering::Relaxed);
+            finding
+        })
+    }
+}

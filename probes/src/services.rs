@@ -1,0 +1,508 @@
+//! `services`: local services by systemd unit state, or by process presence.
+//!
+//! When systemd is PID 1, one `systemctl show` call per cycle reads `LoadState`,
+//! `ActiveState`, `SubState` and `NRestarts` of every configured unit. A subprocess was
+//! chosen over a D-Bus crate: the D-Bus client crates add a large dependency tree and
+//! binary size for four properties, and `systemctl show` is the same D-Bus query made by
+//! systemd's own tool. It runs under the probe's timeout and is killed if it overruns.
+//! A rising `NRestarts` between cycles catches crash loops a point-in-time "active"
+//! misses.
+//!
+//! Without systemd (containers, dev machines), units that also name a `process` are
+//! checked by scanning `proc_root/*/comm`; units without one are reported as unknown
+//! (Degraded), never as healthy.
+
+use crate::{BoxFuture, Finding, Probe, ProbeContext};
+use serde::{Deserialize, Serialize};
+use sr_protocol::report::ServiceEntry;
+use sr_protocol::{NodeStatus, ServiceStatus};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub units: Vec<Unit>,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_proc_root")]
+    pub proc_root: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unit {
+    /// Display name in the report (`Patroni`, `Etcd`, `RabbitMQ`, ...).
+    pub name: String,
+    /// systemd unit (`patroni.service`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// Process name (`comm`, at most 15 characters) to look for without systemd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
+    /// Fail (true, default) or only Degrade (false) the node when it is down.
+    #[serde(default = "yes")]
+    pub critical: bool,
+}
+
+fn default_timeout_ms() -> u64 {
+    2000
+}
+fn default_proc_root() -> PathBuf {
+    PathBuf::from("/proc")
+}
+fn yes() -> bool {
+    true
+}
+
+impl Config {
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.units.is_empty() {
+            errors.push("units: give at least one".into());
+        }
+        if self.units.len() > 32 {
+            errors.push(format!("units: at most 32, got {}", self.units.len()));
+        }
+        for (i, u) in self.units.iter().enumerate() {
+            if u.name.trim().is_empty() {
+                errors.push(format!("units[{i}].name must not be empty"));
+            }
+            if u.unit.is_none() && u.process.is_none() {
+                errors.push(format!(
+                    "units[{i}] ({}): give unit, process or both",
+                    u.name
+                ));
+            }
+            if let Some(unit) = &u.unit {
+                // The name goes on a command line: no options, no globs.
+                let ok = !unit.is_empty()
+                    && unit.len() <= 256
+                    && !unit.starts_with('-')
+                    && unit
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"@._-:\\".contains(&b));
+                if !ok {
+                    errors.push(format!(
+                        "units[{i}].unit {unit:?} is not a valid systemd unit name"
+                    ));
+                }
+            }
+            if let Some(p) = &u.process {
+                if p.is_empty() || p.len() > 15 || p.contains('/') {
+                    errors.push(format!(
+                        "units[{i}].process {p:?} must be a process name of 1-15 characters"
+                    ));
+                }
+            }
+        }
+        if !(1..=60_000).contains(&self.timeout_ms) {
+            errors.push(format!(
+                "timeout_ms must be 1..=60000, got {}",
+                self.timeout_ms
+            ));
+        }
+        errors
+    }
+}
+
+/// What was seen of one unit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UnitRaw {
+    Systemd {
+        load_state: String,
+        active_state: String,
+        sub_state: String,
+        n_restarts: Option<u64>,
+    },
+    Process {
+        pids: Vec<u32>,
+    },
+    Unknown(String),
+}
+
+/// Whether systemd runs this machine: PID 1's `comm` is `systemd`.
+pub fn systemd_is_pid1(proc_root: &Path) -> bool {
+    std::fs::read_to_string(proc_root.join("1/comm"))
+        .map(|s| s.trim() == "systemd")
+        .unwrap_or(false)
+}
+
+/// Parses `systemctl show -p Id,LoadState,ActiveState,SubState,NRestarts u1 u2 ...`:
+/// one blank-line-separated block per unit, in argument order.
+pub fn parse_systemctl_show(text: &str) -> Vec<BTreeMap<String, String>> {
+    text.split("\n\n")
+        .filter(|b| !b.trim().is_empty())
+        .map(|block| {
+            block
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.chars().take(256).collect()))
+                .collect()
+        })
+        .collect()
+}
+
+/// Pids whose `comm` equals `name`.
+pub fn find_process(proc_root: &Path, name: &str) -> Result<Vec<u32>, String> {
+    let entries =
+        std::fs::read_dir(proc_root).map_err(|e| format!("{}: {e}", proc_root.display()))?;
+    let mut pids = Vec::new();
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Ok(comm) = std::fs::read_to_string(e.path().join("comm")) {
+            if comm.trim_end_matches('\n') == name {
+                pids.push(pid);
+            }
+        }
+    }
+    pids.sort_unstable();
+    Ok(pids)
+}
+
+pub async fn collect(cfg: &Config) -> Vec<UnitRaw> {
+    let systemd = systemd_is_pid1(&cfg.proc_root);
+    let mut out: Vec<Option<UnitRaw>> = vec![None; cfg.units.len()];
+    let with_unit: Vec<usize> = (0..cfg.units.len())
+        .filter(|&i| cfg.units[i].unit.is_some())
+        .collect();
+    if systemd && !with_unit.is_empty() {
+        let mut cmd = tokio::process::Command::new("systemctl");
+        cmd.args([
+            "show",
+            "-p",
+            "Id,LoadState,ActiveState,SubState,NRestarts",
+            "--",
+        ])
+        .args(
+            with_unit
+                .iter()
+                .map(|&i| cfg.units[i].unit.as_deref().unwrap_or_default()),
+        )
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+        let result =
+            tokio::time::timeout(Duration::from_millis(cfg.timeout_ms), cmd.output()).await;
+        let failure = match result {
+            Ok(Ok(o)) if o.status.success() => {
+                let blocks = parse_systemctl_show(&String::from_utf8_lossy(
+                    &o.stdout[..o.stdout.len().min(64 * 1024)],
+                ));
+                for (j, &i) in with_unit.iter().enumerate() {
+                    out[i] = Some(match blocks.get(j) {
+                        Some(b) => UnitRaw::Systemd {
+                            load_state: b.get("LoadState").cloned().unwrap_or_default(),
+                            active_state: b.get("ActiveState").cloned().unwrap_or_default(),
+                            sub_state: b.get("SubState").cloned().unwrap_or_default(),
+                            n_restarts: b.get("NRestarts").and_then(|v| v.parse().ok()),
+                        },
+                        None => UnitRaw::Unknown(
+                            "systemctl show returned no block for this unit".into(),
+                        ),
+                    });
+                }
+                None
+            }
+            Ok(Ok(o)) => Some(format!("systemctl show exited with {}", o.status)),
+            Ok(Err(e)) => Some(format!("cannot run systemctl: {e}")),
+            Err(_) => Some(format!(
+                "systemctl show did not finish within {} ms",
+                cfg.timeout_ms
+            )),
+        };
+        if let Some(f) = failure {
+            for &i in &with_unit {
+                out[i] = Some(UnitRaw::Unknown(f.clone()));
+            }
+        }
+    }
+    for (i, u) in cfg.units.iter().enumerate() {
+        if out[i].is_some() {
+            continue;
+        }
+        out[i] = Some(match &u.process {
+            Some(p) => match find_process(&cfg.proc_root, p) {
+                Ok(pids) => UnitRaw::Process { pids },
+                Err(e) => UnitRaw::Unknown(format!("cannot scan processes: {e}")),
+            },
+            None => {
+                UnitRaw::Unknown("systemd is not PID 1 and no process name is configured".into())
+            }
+        });
+    }
+    out.into_iter()
+        .map(|r| r.unwrap_or_else(|| UnitRaw::Unknown("not collected".into())))
+        .collect()
+}
+
+/// `previous_restarts` is the `NRestarts` seen last cycle per display name; a rise
+/// means the unit crashed and was restarted in between.
+pub fn interpret(
+    cfg: &Config,
+    raw: &[UnitRaw],
+    previous_restarts: &BTreeMap<String, u64>,
+) -> Finding {
+    let mut f = Finding::ok();
+    for (u, r) in cfg.units.iter().zip(raw) {
+        let down = if u.critical {
+            NodeStatus::Fail
+        } else {
+            NodeStatus::Degraded
+        };
+        let mut extra = serde_json::Map::new();
+        let active = match r {
+            UnitRaw::Systemd {
+                load_state,
+                active_state,
+                sub_state,
+                n_restarts,
+            } => {
+                extra.insert(
+                    "systemd".into(),
+                    serde_json::json!({
+                        "display_name": u.name, "unit_id": u.unit,
+                        "instances": [{"Id": u.unit, "LoadState": load_state, "ActiveState": active_state, "SubState": sub_state, "NRestarts": n_restarts}]
+                    }),
+                );
+                if load_state == "not-found" {
+                    f.worsen(
+                        down,
+                        "unit_not_found",
+                        format!(
+                            "{}: unit {} is not installed",
+                            u.name,
+                            u.unit.as_deref().unwrap_or("?")
+                        ),
+                    );
+                    false
+                } else if active_state == "active" || active_state == "reloading" {
+                    if let (Some(now), Some(before)) = (n_restarts, previous_restarts.get(&u.name))
+                    {
+                        if now > before {
+                            f.worsen(
+                                NodeStatus::Degraded,
+                                "unit_restarting",
+                                format!(
+                                    "{}: restarted {} time(s) since the last cycle",
+                                    u.name,
+                                    now - before
+                                ),
+                            );
+                        }
+                    }
+                    true
+                } else {
+                    f.worsen(
+                        down,
+                        "unit_inactive",
+                        format!(
+                            "{}: {} is {active_state} ({sub_state})",
+                            u.name,
+                            u.unit.as_deref().unwrap_or("?")
+                        ),
+                    );
+                    false
+                }
+            }
+            UnitRaw::Process { pids } => {
+                extra.insert(
+                    "pids".into(),
+                    pids.iter().take(16).copied().collect::<Vec<_>>().into(),
+                );
+                if pids.is_empty() {
+                    f.worsen(
+                        down,
+                        "process_missing",
+                        format!(
+                            "{}: no process named {} is running",
+                            u.name,
+                            u.process.as_deref().unwrap_or("?")
+                        ),
+                    );
+                }
+                !pids.is_empty()
+            }
+            UnitRaw::Unknown(why) => {
+                f.worsen(
+                    NodeStatus::Degraded,
+                    "service_unknown",
+                    format!("{}: state unknown: {why}", u.name),
+                );
+                false
+            }
+        };
+        let status = if active {
+            ServiceStatus::Active
+        } else {
+            ServiceStatus::Inactive
+        };
+        f.services.insert(
+            u.name.clone(),
+            ServiceEntry {
+                status,
+                is_remote: None,
+                extra_info: extra,
+            },
+        );
+    }
+    f
+}
+
+pub struct ServicesProbe {
+    cfg: Config,
+    restarts: Mutex<BTreeMap<String, u64>>,
+}
+
+impl ServicesProbe {
+    pub fn new(cfg: Config) -> Self {
+        ServicesProbe {
+            cfg,
+            restarts: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl Probe for ServicesProbe {
+    fn name(&self) -> &str {
+        "services"
+    }
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.cfg.timeout_ms + 250)
+    }
+    fn run<'a>(&'a self, _ctx: &'a ProbeContext) -> BoxFuture<'a, Finding> {
+        Box::pin(async move {
+            let raw = collect(&self.cfg).await;
+            let mut prev = self.restarts.lock().unwrap_or_else(|e| e.into_inner());
+            let finding = interpret(&self.cfg, &raw, &prev);
+            for (u, r) in self.cfg.units.iter().zip(&raw) {
+                if let UnitRaw::Systemd {
+                    n_restarts: Some(n),
+                    ..
+                } = r
+                {
+                    prev.insert(u.name.clone(), *n);
+                }
+            }
+            finding
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(name: &str, unit: Option<&str>, process: Option<&str>) -> Unit {
+        Unit {
+            name: name.into(),
+            unit: unit.map(Into::into),
+            process: process.map(Into::into),
+            critical: true,
+        }
+    }
+
+    #[test]
+    fn systemctl_show_output_is_parsed_per_unit() {
+        let text = "Id=patroni.service\nLoadState=loaded\nActiveState=active\nSubState=running\nNRestarts=2\n\nId=etcd.service\nLoadState=not-found\nActiveState=inactive\nSubState=dead\nNRestarts=0\n";
+        let blocks = parse_systemctl_show(text);
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(blocks[0]["NRestarts"], "2");
+        assert_eq!(blocks[1]["LoadState"], "not-found");
+    }
+
+    #[test]
+    fn states_map_to_statuses_with_reasons() {
+        let cfg = Config {
+            units: vec![
+                unit("Patroni", Some("patroni.service"), None),
+                unit("Etcd", Some("etcd.service"), None),
+                unit("Web", None, Some("nginx")),
+            ],
+            timeout_ms: 1000,
+            proc_root: "/proc".into(),
+        };
+        let sd = |a: &str, n: u64| UnitRaw::Systemd {
+            load_state: "loaded".into(),
+            active_state: a.into(),
+            sub_state: "x".into(),
+            n_restarts: Some(n),
+        };
+        let prev = BTreeMap::from([("Patroni".to_string(), 1u64)]);
+        let f = interpret(
+            &cfg,
+            &[
+                sd("active", 1),
+                sd("active", 0),
+                UnitRaw::Process { pids: vec![7] },
+            ],
+            &prev,
+        );
+        assert_eq!(f.status, NodeStatus::Ok);
+        assert_eq!(f.services["Web"].status, ServiceStatus::Active);
+        let f = interpret(
+            &cfg,
+            &[
+                sd("active", 3),
+                sd("failed", 0),
+                UnitRaw::Process { pids: vec![] },
+            ],
+            &prev,
+        );
+        assert_eq!(f.status, NodeStatus::Fail);
+        let codes: Vec<_> = f.reasons.iter().map(|r| r.code.as_str()).collect();
+        assert_eq!(
+            codes,
+            ["unit_restarting", "unit_inactive", "process_missing"]
+        );
+        assert_eq!(f.services["Patroni"].status, ServiceStatus::Active);
+        assert_eq!(f.services["Etcd"].status, ServiceStatus::Inactive);
+        let f = interpret(
+            &cfg,
+            &[
+                UnitRaw::Unknown("no systemd".into()),
+                sd("active", 0),
+                UnitRaw::Process { pids: vec![1] },
+            ],
+            &prev,
+        );
+        assert_eq!(f.status, NodeStatus::Degraded, "unknown is never healthy");
+    }
+
+    #[tokio::test]
+    async fn without_systemd_processes_are_found_in_a_proc_tree() {
+        let d = tempfile::tempdir().unwrap();
+        for (pid, comm) in [(1, "init"), (42, "patroni"), (43, "patroni")] {
+            std::fs::create_dir(d.path().join(pid.to_string())).unwrap();
+            std::fs::write(d.path().join(format!("{pid}/comm")), format!("{comm}\n")).unwrap();
+        }
+        std::fs::create_dir(d.path().join("self")).unwrap();
+        let cfg = Config {
+            units: vec![
+                unit("Patroni", Some("patroni.service"), Some("patroni")),
+                unit("Etcd", None, Some("etcd")),
+                unit("X", Some("x.service"), None),
+            ],
+            timeout_ms: 1000,
+            proc_root: d.path().to_path_buf(),
+        };
+        let raw = collect(&cfg).await;
+        assert_eq!(raw[0], UnitRaw::Process { pids: vec![42, 43] });
+        assert_eq!(raw[1], UnitRaw::Process { pids: vec![] });
+        assert!(matches!(raw[2], UnitRaw::Unknown(_)));
+    }
+
+    #[test]
+    fn unit_names_that_could_be_options_are_refused() {
+        let cfg = Config {
+            units: vec![unit("A", Some("--all"), None), unit("", None, None)],
+            timeout_ms: 0,
+            proc_root: "/proc".into(),
+        };
+        assert_eq!(cfg.validate().len(), 4, "{:?}", cfg.validate());
+    }
+}

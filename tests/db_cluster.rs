@@ -1,0 +1,446 @@
+//! End to end on a real db cluster: Patroni ×3 + etcd + PostgreSQL 15 (started by
+//! `tests/support/cluster.rs`, Patroni REST over HTTPS with `verify_client: required`), a
+//! real in-process collector, and one `status-reporter run` agent per member with the
+//! `patroni`, `etcd` and `postgres` probes. The issue's scenarios run in sequence in ONE
+//! test, each polling the collector's `cluster-status` view with a deadline:
+//!
+//! 1. healthy: db OK, one leader and two replicas with their roles;
+//! 2. SIGKILL the leader's Patroni: Degraded at once, then a new leader, then OK when the
+//!    member rejoins; its transitions are recorded in order;
+//! 3. stop one replica: Degraded, naming it;
+//! 4. stop two members: Fail;
+//! 5. stop etcd: the reason says the DCS is unreachable; every member is read-only;
+//! 6. kill only the leader's reporter: db stays Degraded, not Fail;
+//! 7. HTTPS with client certificates works; a wrong CA is refused with a clear reason.
+//!
+//! It also prints (never asserts) the db probe cycle time and the SIGKILL → Degraded time.
+//! Skips without the services unless CI=true (then missing services fail).
+mod support;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+use sr_probes::{Finding, Probe, ProbeContext};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::cluster::{require_services, wait_until, PatroniCluster, PatroniOpts, MONITOR_PASSWORD, MONITOR_USER};
+
+const POLL: Duration = Duration::from_millis(100);
+
+/// The collector, in process on its own runtime.
+struct Collector {
+    rt: tokio::runtime::Runtime,
+    url: String,
+    admin_token: String,
+    db_token: String,
+    ca_path: PathBuf,
+    state_dir: PathBuf,
+    client: sr_tls::HttpsClient,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Collector {
+    fn start(dir: &Path) -> Result<Collector> {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let ca = sr_tls::pki::Ca::new("db-cluster-test CA")?;
+        let leaf = ca.server(&["127.0.0.1", "localhost"])?;
+        let ca_path = dir.join("collector-ca.pem");
+        std::fs::write(&ca_path, ca.cert_pem())?;
+        std::fs::write(dir.join("collector.crt"), &leaf.cert_pem)?;
+        std::fs::write(dir.join("collector.key"), &leaf.key_pem)?;
+        let state_dir = dir.join("collector-state");
+        std::fs::create_dir_all(&state_dir)?;
+        let (admin_token, db_token) = {
+            let store = sr_collector::Store::open(&state_dir)?;
+            (store.create_token(sr_collector::Role::Admin)?, store.create_token(sr_collector::Role::Db)?)
+        };
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let addr = listener.local_addr()?;
+        let mut cfg = sr_collector::Config::new(&state_dir, dir.join("collector.crt"), dir.join("collector.key"));
+        cfg.listen = addr;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        rt.spawn(async move {
+            if let Err(e) = sr_collector::serve(cfg, listener, async { let _ = stopped.await; }).await {
+                eprintln!("collector stopped: {e}");
+            }
+        });
+        let client = sr_tls::HttpsClient::new(sr_tls::client_config(&ca_path, None)?, Duration::from_secs(2));
+        Ok(Collector { rt, url: format!("https://127.0.0.1:{}", addr.port()), admin_token, db_token, ca_path, state_dir, client, stop: Some(stop) })
+    }
+
+    /// `GET /api/v3.1/cluster-status` as an admin.
+    fn status(&self) -> Result<Value> {
+        let url = format!("{}/api/v3.1/cluster-status", self.url);
+        let headers = [(sr_protocol::TOKEN_HEADER, self.admin_token.as_str())];
+        let resp = self.rt.block_on(self.client.get(&url, &headers, Duration::from_secs(5), 4 << 20))?;
+        if resp.status != 200 {
+            bail!("cluster-status: HTTP {}: {}", resp.status, String::from_utf8_lossy(&resp.body));
+        }
+        Ok(serde_json::from_slice(&resp.body)?)
+    }
+
+    fn transitions(&self, node_id: &str) -> Result<Vec<sr_collector::store::TransitionRow>> {
+        let store = sr_collector::Store::open(&self.state_dir)?;
+        Ok(store.transitions(sr_protocol::NodeType::Db, node_id, 256)?)
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// One `status-reporter run` per member; killed on drop.
+struct Agent {
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Agent {
+    fn spawn(config: &Path, log: &Path) -> Result<Agent> {
+        let mut a = Agent { config: config.to_path_buf(), log: log.to_path_buf(), child: None };
+        a.start()?;
+        Ok(a)
+    }
+    fn start(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let child = Command::new(env!("CARGO_BIN_EXE_status-reporter"))
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawning status-reporter run")?;
+        self.child = Some(child);
+        Ok(())
+    }
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn node_name(member: &str) -> String {
+    format!("db-{member}")
+}
+
+/// Writes member `i`'s agent config and key.
+fn agent_config(c: &PatroniCluster, col: &Collector, dir: &Path, i: usize) -> Result<PathBuf> {
+    let tls = c.tls().ok_or_else(|| anyhow!("cluster started without TLS"))?;
+    let member = c.member_name(i);
+    let key_path = dir.join(format!("{member}.key"));
+    let der = sr_protocol::signing::NodeKey::generate_pkcs8().map_err(|e| anyhow!("{e}"))?;
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    std::fs::write(&key_path, format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n")))?;
+    let manager = col.url.trim_start_matches("https://");
+    let text = format!(
+        r#"node_type = "db"
+node_id = "node-{member}"
+node_name = "{name}"
+reporting_freq = 1
+token = "{token}"
+ca_path = "{ca}"
+managers = ["{manager}"]
+key_path = "{key}"
+state_dir = "{state}"
+
+[[probes]]
+kind = "patroni"
+url = "{rest}"
+member = "{member}"
+cluster_every = 2
+timeout_ms = 1500
+[probes.tls]
+ca_file = "{pca}"
+cert_file = "{pcert}"
+key_file = "{pkey}"
+
+[[probes]]
+kind = "etcd"
+url = "{etcd}"
+
+[[probes]]
+kind = "postgres"
+port = {pg_port}
+user = "{MONITOR_USER}"
+password = "{MONITOR_PASSWORD}"
+"#,
+        name = node_name(&member),
+        token = col.db_token,
+        ca = col.ca_path.display(),
+        key = key_path.display(),
+        state = dir.join(format!("agent-{member}")).display(),
+        rest = c.rest_url(i),
+        pca = tls.ca_cert.display(),
+        pcert = tls.client_cert.display(),
+        pkey = tls.client_key.display(),
+        etcd = c.etcd_url(),
+        pg_port = c.pg_port(i),
+    );
+    let path = dir.join(format!("agent-{member}.toml"));
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+fn db(v: &Value) -> &Value {
+    &v["services"]["db"]
+}
+
+fn db_status(v: &Value) -> &str {
+    db(v)["status"].as_str().unwrap_or("?")
+}
+
+fn reasons_text(v: &Value) -> String {
+    db(v)["reasons"].as_array().map(|a| a.iter().map(|r| format!("[{}] {}", r["code"], r["message"])).collect::<Vec<_>>().join("\n  ")).unwrap_or_default()
+}
+
+/// `(node name, role)` of every db node in the view.
+fn roles(v: &Value) -> Vec<(String, String)> {
+    db(v)["nodes"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, n)| (k.clone(), n["role"].as_str().unwrap_or("-").to_string())).collect())
+        .unwrap_or_default()
+}
+
+fn leader_in_view(v: &Value) -> Option<String> {
+    roles(v).into_iter().find(|(_, r)| r == "leader").map(|(n, _)| n)
+}
+
+/// Waits until the db view satisfies `pred`; on timeout the error shows the last view.
+fn wait_view(col: &Collector, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Result<(Duration, Value)> {
+    let mut last = Value::Null;
+    let took = wait_until(what, timeout, POLL, || {
+        let v = col.status()?;
+        let ok = pred(&v);
+        last = v;
+        Ok(ok)
+    })
+    .map_err(|e| anyhow!("{e}\nlast db view: {} {:?}\n  {}", db_status(&last), roles(&last), reasons_text(&last)))?;
+    Ok((took, last))
+}
+
+fn healthy_view(v: &Value) -> bool {
+    let r = roles(v);
+    db_status(v) == "OK" && r.len() == 3 && r.iter().filter(|(_, x)| x == "leader").count() == 1 && r.iter().filter(|(_, x)| x == "replica").count() == 2
+}
+
+/// Runs the db probes directly (no agent), concurrently as the agent does.
+fn probe_cycle(rt: &tokio::runtime::Runtime, probes: &[Arc<dyn Probe>], cycle: u64) -> Vec<Finding> {
+    let ctx = ProbeContext { cycle, now: sr_agent::unix_now() };
+    rt.block_on(async {
+        let handles: Vec<_> = probes
+            .iter()
+            .map(|p| {
+                let (p, ctx) = (Arc::clone(p), ctx.clone());
+                tokio::spawn(async move { p.run(&ctx).await })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.await.expect("probe task"));
+        }
+        out
+    })
+}
+
+fn db_probes(c: &PatroniCluster, i: usize, cluster_every: u64, ca: &Path, identity: Option<(&Path, &Path)>) -> Vec<Arc<dyn Probe>> {
+    let mut tls = format!("ca_file = '{}'\n", ca.display());
+    if let Some((cert, key)) = identity {
+        tls.push_str(&format!("cert_file = '{}'\nkey_file = '{}'\n", cert.display(), key.display()));
+    }
+    let patroni: sr_probes::patroni::Config = toml::from_str(&format!(
+        "url = '{}'\nmember = '{}'\ncluster_every = {cluster_every}\n[tls]\n{tls}",
+        c.rest_url(i),
+        c.member_name(i)
+    ))
+    .unwrap();
+    let etcd: sr_probes::etcd::Config = toml::from_str(&format!("url = '{}'", c.etcd_url())).unwrap();
+    let pg: sr_probes::postgres::Config =
+        toml::from_str(&format!("port = {}\nuser = '{MONITOR_USER}'\npassword = '{MONITOR_PASSWORD}'", c.pg_port(i))).unwrap();
+    for errs in [patroni.validate(), etcd.validate(), pg.validate()] {
+        assert!(errs.is_empty(), "{errs:?}");
+    }
+    vec![
+        Arc::new(sr_probes::patroni::PatroniProbe::new(patroni)),
+        Arc::new(sr_probes::etcd::EtcdProbe::new(etcd)),
+        Arc::new(sr_probes::postgres::PostgresProbe::new(pg)),
+    ]
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[test]
+fn db_cluster_scenarios() {
+    if !require_services(&["patroni", "etcd", "postgres"]) {
+        return;
+    }
+    sr_tls::install_default_provider();
+    let c = PatroniCluster::start(PatroniOpts { tls: true, ..Default::default() }).expect("start the TLS Patroni cluster");
+    eprintln!("db_cluster: cluster up in {:.1}s, TLS REST with verify_client: required", c.started_in().as_secs_f64());
+    let tls = c.tls().expect("TLS material").clone();
+    let work = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+
+    // ---- 7 (probe level): client certificate works, wrong CA and missing cert are refused ----
+    let leader = c.leader().expect("a leader");
+    let good = db_probes(&c, leader, 1, &tls.ca_cert, Some((&tls.client_cert, &tls.client_key)));
+    let f = probe_cycle(&rt, &good, 0);
+    assert_eq!(f[0].status, sr_protocol::NodeStatus::Ok, "patroni over mTLS: {:?}", f[0].reasons);
+    assert_eq!(f[0].facts.db.as_ref().unwrap().role.as_deref(), Some("leader"));
+    assert_eq!(f[1].status, sr_protocol::NodeStatus::Ok, "etcd: {:?}", f[1].reasons);
+    assert_eq!(f[2].status, sr_protocol::NodeStatus::Ok, "postgres: {:?}", f[2].reasons);
+    let wrong_ca = db_probes(&c, leader, 1, &tls.wrong_ca_cert, Some((&tls.client_cert, &tls.client_key)));
+    let f = probe_cycle(&rt, &wrong_ca[..1], 0);
+    let why = &f[0].reasons[0];
+    eprintln!("db_cluster: wrong CA -> {}", why.message);
+    assert_eq!((f[0].status, why.code.as_str()), (sr_protocol::NodeStatus::Fail, "patroni_unreachable"));
+    assert!(why.message.contains("UnknownIssuer") && why.message.contains("TLS refused"), "{why:?}");
+    let no_cert = db_probes(&c, leader, 1, &tls.ca_cert, None);
+    let f = probe_cycle(&rt, &no_cert[..1], 0);
+    eprintln!("db_cluster: no client cert -> {}", f[0].reasons[0].message);
+    assert_eq!(f[0].status, sr_protocol::NodeStatus::Fail, "verify_client: required must refuse a client without a certificate");
+
+    // ---- measure: the fast-path db probe cycle (/cluster and /config excluded) ----
+    let fast = db_probes(&c, leader, 3600, &tls.ca_cert, Some((&tls.client_cert, &tls.client_key)));
+    let _ = probe_cycle(&rt, &fast, 0); // cycle 0 fills the /cluster cache
+    let mut ms: Vec<f64> = (1..=40)
+        .map(|cycle| {
+            let t = Instant::now();
+            let f = probe_cycle(&rt, &fast, cycle);
+            assert!(f.iter().all(|f| f.status == sr_protocol::NodeStatus::Ok), "{:?}", f.iter().map(|f| &f.reasons).collect::<Vec<_>>());
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    eprintln!(
+        "BENCH db probe cycle (patroni /patroni over mTLS + etcd + postgres, leader, 40 cycles): p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+        percentile(&ms, 0.5),
+        percentile(&ms, 0.95),
+        ms[ms.len() - 1]
+    );
+
+    // ---- collector and agents ----
+    let col = Collector::start(work.path()).expect("collector");
+    let mut agents: Vec<Agent> = (0..c.members())
+        .map(|i| {
+            let cfg = agent_config(&c, &col, work.path(), i).unwrap();
+            Agent::spawn(&cfg, &work.path().join(format!("agent-{}.log", c.member_name(i)))).unwrap()
+        })
+        .collect();
+    let dump_logs = |agents: &[Agent]| {
+        for a in agents {
+            let log = std::fs::read_to_string(&a.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            eprintln!("--- {} (tail)\n{}", a.log.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        }
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenarios(&c, &col, &mut agents)));
+    if let Err(e) = result {
+        dump_logs(&agents);
+        std::panic::resume_unwind(e);
+    }
+}
+
+fn scenarios(c: &PatroniCluster, col: &Collector, agents: &mut [Agent]) {
+    let long = Duration::from_secs(90);
+
+    // ---- 1. healthy ----
+    let (took, v) = wait_view(col, "db OK with a leader and 2 replicas", long, healthy_view).unwrap();
+    eprintln!("db_cluster[1]: healthy after {:.1}s: {:?}", took.as_secs_f64(), roles(&v));
+    let leader = c.leader().expect("a leader");
+    assert_eq!(leader_in_view(&v), Some(node_name(&c.member_name(leader))));
+
+    // ---- 2. SIGKILL the leader's Patroni ----
+    let old = node_name(&c.member_name(leader));
+    let t0 = Instant::now();
+    c.kill_patroni(leader).unwrap();
+    let (_, v) = wait_view(col, "db Degraded after the leader's Patroni was killed", long, |v| db_status(v) == "Degraded").unwrap();
+    let detect = t0.elapsed();
+    eprintln!("BENCH SIGKILL leader Patroni -> db Degraded in the collector's view: {:.2} s (reporting_freq 1 s)", detect.as_secs_f64());
+    eprintln!("db_cluster[2]: degraded:\n  {}", reasons_text(&v));
+    assert!(reasons_text(&v).contains(&old), "the reasons name the killed leader {old}");
+    let (took, v) = wait_view(col, "a new leader", long, |v| leader_in_view(v).is_some_and(|l| l != old)).unwrap();
+    eprintln!("db_cluster[2]: new leader {:?} after {:.1}s more; db {}", leader_in_view(&v), took.as_secs_f64(), db_status(&v));
+    assert_ne!(db_status(&v), "Fail", "one member down of three is not Fail:\n  {}", reasons_text(&v));
+    c.start_patroni(leader).unwrap();
+    let (took, _) = wait_view(col, "db OK after the killed member rejoined", long, healthy_view).unwrap();
+    eprintln!("db_cluster[2]: back to OK {:.1}s after restart", took.as_secs_f64());
+    // The store lists newest first; keep the node-level rows (service-level ones repeat them).
+    let mut rows = col.transitions(&format!("node-{}", c.member_name(leader))).unwrap();
+    rows.reverse();
+    rows.retain(|r| r.service.is_none());
+    let path: Vec<(String, String)> = rows.iter().map(|r| (r.from.clone(), r.to.clone())).collect();
+    eprintln!("db_cluster[2]: transitions of {old}: {path:?}");
+    let went_bad = path.iter().position(|(_, to)| to != "OK").expect("a transition away from OK is recorded");
+    assert!(path[went_bad..].iter().any(|(_, to)| to == "OK"), "a later transition back to OK is recorded: {path:?}");
+    assert!(rows.windows(2).all(|w| w[0].at_ms <= w[1].at_ms && (w[0].boot_id != w[1].boot_id || w[0].seq < w[1].seq)), "transitions are in order");
+    assert!(rows.windows(2).all(|w| w[0].to == w[1].from), "each transition starts where the previous ended: {path:?}");
+
+    // ---- 3. stop one replica ----
+    let leader = c.leader().expect("a leader");
+    let replica = (0..c.members()).find(|&i| i != leader).unwrap();
+    let rname = node_name(&c.member_name(replica));
+    c.stop_patroni(replica).unwrap();
+    let (_, v) = wait_view(col, "db Degraded naming the stopped replica", long, |v| db_status(v) == "Degraded" && reasons_text(v).contains(&rname)).unwrap();
+    eprintln!("db_cluster[3]: {rname} stopped:\n  {}", reasons_text(&v));
+
+    // ---- 4. stop two of three ----
+    let other = (0..c.members()).find(|&i| i != leader && i != replica).unwrap();
+    c.stop_patroni(other).unwrap();
+    let (_, v) = wait_view(col, "db Fail with two members stopped", long, |v| db_status(v) == "Fail").unwrap();
+    eprintln!("db_cluster[4]: two stopped:\n  {}", reasons_text(&v));
+    c.start_patroni(replica).unwrap();
+    c.start_patroni(other).unwrap();
+    wait_view(col, "db OK after both replicas restarted", long, healthy_view).unwrap();
+
+    // ---- 5. stop etcd ----
+    c.stop_etcd().unwrap();
+    let (_, v) = wait_view(col, "a reason saying the DCS is unreachable", long, |v| reasons_text(v).contains("DCS unreachable")).unwrap();
+    eprintln!("db_cluster[5]: etcd stopped: db {}\n  {}", db_status(&v), reasons_text(&v));
+    assert_ne!(db_status(&v), "OK");
+    wait_until("every member read-only", long, POLL * 5, || {
+        Ok((0..c.members()).all(|i| c.psql(i, "SELECT pg_is_in_recovery()").map(|s| s == "t").unwrap_or(false)))
+    })
+    .unwrap();
+    c.start_etcd().unwrap();
+    wait_view(col, "db OK after etcd restarted", long, healthy_view).unwrap();
+
+    // ---- 6. kill only the leader's reporter ----
+    let (_, v) = wait_view(col, "a leader in the view", long, |v| leader_in_view(v).is_some()).unwrap();
+    let lname = leader_in_view(&v).unwrap();
+    let li = (0..c.members()).find(|&i| node_name(&c.member_name(i)) == lname).unwrap();
+    agents[li].kill();
+    let (_, v) = wait_view(col, "the leader's node stale", long, |v| {
+        db(v)["nodes"][&lname]["reasons"].as_array().is_some_and(|r| r.iter().any(|r| r["code"] == "stale"))
+    })
+    .unwrap();
+    eprintln!("db_cluster[6]: {lname}'s reporter killed: db {}\n  {}", db_status(&v), reasons_text(&v));
+    assert_eq!(db_status(&v), "Degraded", "a silent leader reporter alone must not make db Fail");
+    assert!(reasons_text(&v).contains("reporter is silent"), "{}", reasons_text(&v));
+    // It stays Degraded over several more reports from the replicas.
+    for _ in 0..10 {
+        let v = wait_view(col, "another view", long, |_| true).unwrap().1;
+        assert_eq!(db_status(&v), "Degraded", "{}", reasons_text(&v));
+    }
+    agents[li].start().unwrap();
+    wait_view(col, "db OK after the leader's reporter restarted", long, healthy_view).unwrap();
+}
