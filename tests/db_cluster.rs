@@ -208,7 +208,8 @@ fn db_status(v: &Value) -> &str {
 }
 
 fn reasons_text(v: &Value) -> String {
-    db(v)["reasons"].as_array().map(|a| a.iter().map(|r| format!("[{}] {}", r["code"], r["message"])).collect::<Vec<_>>().join("\n  ")).unwrap_or_default()
+    let one = |r: &Value| format!("[{}] ({}) {}", r["code"].as_str().unwrap_or("?"), r["node"].as_str().unwrap_or("-"), r["message"].as_str().unwrap_or(""));
+    db(v)["reasons"].as_array().map(|a| a.iter().map(one).collect::<Vec<_>>().join("\n  ")).unwrap_or_default()
 }
 
 /// `(node name, role)` of every db node in the view.
@@ -243,13 +244,22 @@ fn healthy_view(v: &Value) -> bool {
 
 /// Runs the db probes directly (no agent), concurrently as the agent does.
 fn probe_cycle(rt: &tokio::runtime::Runtime, probes: &[Arc<dyn Probe>], cycle: u64) -> Vec<Finding> {
+    timed_cycle(rt, probes, cycle).into_iter().map(|(f, _)| f).collect()
+}
+
+/// Like [`probe_cycle`], with each probe's own wall time.
+fn timed_cycle(rt: &tokio::runtime::Runtime, probes: &[Arc<dyn Probe>], cycle: u64) -> Vec<(Finding, Duration)> {
     let ctx = ProbeContext { cycle, now: sr_agent::unix_now() };
     rt.block_on(async {
         let handles: Vec<_> = probes
             .iter()
             .map(|p| {
                 let (p, ctx) = (Arc::clone(p), ctx.clone());
-                tokio::spawn(async move { p.run(&ctx).await })
+                tokio::spawn(async move {
+                    let t = Instant::now();
+                    let f = p.run(&ctx).await;
+                    (f, t.elapsed())
+                })
             })
             .collect();
         let mut out = Vec::new();
@@ -322,21 +332,25 @@ fn db_cluster_scenarios() {
     // ---- measure: the fast-path db probe cycle (/cluster and /config excluded) ----
     let fast = db_probes(&c, leader, 3600, &tls.ca_cert, Some((&tls.client_cert, &tls.client_key)));
     let _ = probe_cycle(&rt, &fast, 0); // cycle 0 fills the /cluster cache
-    let mut ms: Vec<f64> = (1..=40)
-        .map(|cycle| {
-            let t = Instant::now();
-            let f = probe_cycle(&rt, &fast, cycle);
-            assert!(f.iter().all(|f| f.status == sr_protocol::NodeStatus::Ok), "{:?}", f.iter().map(|f| &f.reasons).collect::<Vec<_>>());
-            t.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    eprintln!(
-        "BENCH db probe cycle (patroni /patroni over mTLS + etcd + postgres, leader, 40 cycles): p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
-        percentile(&ms, 0.5),
-        percentile(&ms, 0.95),
-        ms[ms.len() - 1]
-    );
+    let mut total: Vec<f64> = Vec::new();
+    let mut each: Vec<Vec<f64>> = vec![Vec::new(); fast.len()];
+    for cycle in 1..=40 {
+        let t = Instant::now();
+        let f = timed_cycle(&rt, &fast, cycle);
+        total.push(t.elapsed().as_secs_f64() * 1000.0);
+        for (i, (finding, d)) in f.iter().enumerate() {
+            assert_eq!(finding.status, sr_protocol::NodeStatus::Ok, "{:?}", finding.reasons);
+            each[i].push(d.as_secs_f64() * 1000.0);
+        }
+    }
+    let summary = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        format!("p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms", percentile(v, 0.5), percentile(v, 0.95), v[v.len() - 1])
+    };
+    eprintln!("BENCH db probe cycle (leader; /patroni over mTLS + etcd + postgres, concurrent; /cluster excluded; 40 cycles): {}", summary(&mut total));
+    for (name, v) in ["patroni", "etcd", "postgres"].iter().zip(each.iter_mut()) {
+        eprintln!("BENCH   {name}: {}", summary(v));
+    }
 
     // ---- collector and agents ----
     let col = Collector::start(work.path()).expect("collector");

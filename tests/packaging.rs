@@ -679,7 +679,8 @@ fn deb_under_real_systemd() {
         .map(|l| format!("{l}\n"))
         .collect();
     assert!(
-        sandbox.contains("SystemCallFilter=@system-service") && sandbox.contains("RestrictAddressFamilies="),
+        sandbox.contains("SystemCallFilter=@system-service")
+            && sandbox.contains("RestrictAddressFamilies="),
         "{sandbox}"
     );
     fs::write(
@@ -727,6 +728,8 @@ fn deb_under_real_systemd() {
             "/etc/status-reporter/ca.pem",
             "--managers-ip",
             &manager,
+            "--node-type",
+            "db",
             "--node-name",
             "sr-pkg-node",
             "--reporting-freq",
@@ -889,11 +892,9 @@ fn deb_under_real_systemd() {
     assert!(!root.path("/usr/bin/status-reporter").exists());
     for unit in UNITS {
         assert!(
-            !root
-                .path(&format!(
-                    "/etc/systemd/system/multi-user.target.wants/{unit}"
-                ))
-                .exists(),
+            !linked(&root.path(&format!(
+                "/etc/systemd/system/multi-user.target.wants/{unit}"
+            ))),
             "{unit} disabled on removal"
         );
     }
@@ -1041,7 +1042,9 @@ fn rpm_scriptlets_files_and_removal() {
             "status-reporter.service",
         ],
     );
-    assert!(linked(&root.path("/etc/systemd/system/multi-user.target.wants/status-reporter.service")));
+    assert!(linked(&root.path(
+        "/etc/systemd/system/multi-user.target.wants/status-reporter.service"
+    )));
     fs::write(root.path("/etc/status-reporter/agent.toml"), "# kept\n").unwrap();
     fs::write(
         root.path("/var/lib/status-reporter/manager-list.json"),
@@ -1148,6 +1151,10 @@ fn runs_on_older_glibc() {
             "/root/ca.pem",
             "--managers-ip",
             &format!("localhost:{}", col.port),
+            "--node-type",
+            "db",
+            "--node-name",
+            "old-glibc",
         ],
     );
     assert!(out.status.success(), "configure on glibc 2.31: {text}");

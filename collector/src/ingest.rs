@@ -408,6 +408,10 @@ async fn handle_inner(
         return Err(refusal);
     }
 
+    if pinning && key_id.is_some() {
+        // Trust on first use is a security event: say which key was trusted for which node.
+        tracing::info!(node_type = %node_type, node_id, key = key_id.as_deref().unwrap_or_default(), "first contact: node key pinned");
+    }
     Ok(serde_json::json!({
         "status": "accepted",
         "node_id": node_id,

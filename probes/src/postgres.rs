@@ -173,6 +173,11 @@ pub struct PostgresProbe {
     cfg: Config,
     /// TLS connector, or why it could not be built (reported each cycle).
     tls: Option<Result<tokio_postgres_rustls::MakeRustlsConnect, String>>,
+    /// The monitoring connection, kept between cycles: a SCRAM login per cycle costs more
+    /// than all the queries together, and one idle session is kinder to the server. A
+    /// closed or failed connection is dropped and the next attempt reconnects, so a
+    /// stopped PostgreSQL still shows within one cycle.
+    conn: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
 }
 
 impl PostgresProbe {
@@ -186,7 +191,7 @@ impl PostgresProbe {
                 })
                 .map_err(|e| e.to_string())
         });
-        PostgresProbe { cfg, tls }
+        PostgresProbe { cfg, tls, conn: tokio::sync::Mutex::new(None) }
     }
 
     fn pg_config(&self) -> tokio_postgres::Config {
@@ -206,39 +211,71 @@ impl PostgresProbe {
         c
     }
 
+    async fn connect(&self) -> Result<tokio_postgres::Client, Raw> {
+        match &self.tls {
+            None => connect(self.pg_config(), tokio_postgres::NoTls).await,
+            Some(Ok(tls)) => connect(self.pg_config(), tls.clone()).await,
+            Some(Err(e)) => Err(Raw::ConnectFailed(format!("TLS setup failed: {e}"))),
+        }
+    }
+
     /// The I/O shell. Never fails; the whole exchange is bounded by `timeout_ms`.
     pub async fn collect(&self) -> Raw {
         let deadline = Duration::from_millis(self.cfg.timeout_ms);
         let work = async {
-            match &self.tls {
-                None => query(self.pg_config(), tokio_postgres::NoTls).await,
-                Some(Ok(tls)) => query(self.pg_config(), tls.clone()).await,
-                Some(Err(e)) => Raw::ConnectFailed(format!("TLS setup failed: {e}")),
+            let mut slot = self.conn.lock().await;
+            if let Some(client) = slot.take().filter(|c| !c.is_closed()) {
+                let raw = query(&client).await;
+                if !matches!(raw, Raw::QueryFailed(_)) {
+                    *slot = Some(client);
+                    return raw;
+                }
+                // A failed query on an old session: judge on a fresh one instead.
+            }
+            match self.connect().await {
+                Ok(client) => {
+                    let raw = query(&client).await;
+                    if !matches!(raw, Raw::QueryFailed(_)) {
+                        *slot = Some(client);
+                    }
+                    raw
+                }
+                Err(raw) => raw,
             }
         };
-        tokio::time::timeout(deadline, work)
-            .await
-            .unwrap_or_else(|_| Raw::ConnectFailed(format!("no answer within {} ms", self.cfg.timeout_ms)))
+        match tokio::time::timeout(deadline, work).await {
+            Ok(raw) => raw,
+            Err(_) => {
+                // The session may be wedged: never reuse it.
+                *self.conn.lock().await = None;
+                Raw::ConnectFailed(format!("no answer within {} ms", self.cfg.timeout_ms))
+            }
+        }
     }
 }
 
-async fn query<T>(config: tokio_postgres::Config, tls: T) -> Raw
+async fn connect<T>(config: tokio_postgres::Config, tls: T) -> Result<tokio_postgres::Client, Raw>
 where
     T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
     T::Stream: Send + 'static,
 {
-    let (client, connection) = match config.connect(tls).await {
-        Ok(pair) => pair,
+    match config.connect(tls).await {
+        Ok((client, connection)) => {
+            // The connection task ends when the client is dropped or the server goes away.
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            Ok(client)
+        }
         Err(e) => {
             let login = e.as_db_error().is_some_and(|d| d.code().code().starts_with("28"));
             let msg = error_text(&e);
-            return if login { Raw::LoginRefused(msg) } else { Raw::ConnectFailed(msg) };
+            Err(if login { Raw::LoginRefused(msg) } else { Raw::ConnectFailed(msg) })
         }
-    };
-    // The connection task ends when `client` is dropped at the end of this function.
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
+    }
+}
+
+async fn query(client: &tokio_postgres::Client) -> Raw {
     let failed = |e: tokio_postgres::Error| Raw::QueryFailed(error_text(&e));
     let row = match client.query_one("SELECT pg_is_in_recovery(), COALESCE((SELECT rolsuper FROM pg_roles WHERE rolname = current_user), false)", &[]).await {
         Ok(r) => r,

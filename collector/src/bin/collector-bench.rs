@@ -1,0 +1,317 @@
+//! Ingest benchmark: N nodes send signed reports over TLS keep-alive to one collector.
+//!
+//! Run: `cargo run --release -p sr-collector --bin collector-bench -- [--nodes 10000]
+//! [--rounds 3] [--conns 64]`. It prints a Markdown table (see BENCHMARKS.md).
+//!
+//! Method: the collector runs in a child process (this binary with `--serve-collector`) so
+//! its RSS is its own; the driver pre-signs every report (signing is the agents' cost, not
+//! the collector's), then `--conns` HTTP/1.1 keep-alive TLS connections send them as fast as
+//! the collector answers. Round 1 is first contact (every node's key is pinned durably
+//! before its 200); later rounds are steady state. The same steady-state load is then sent
+//! to a bare hyper + rustls server (`--serve-bare`) that reads the body and answers 200, and
+//! the ratio of the two rates is reported. Roll-up time is measured twice: in-process on
+//! 10,000 synthetic records (pure compute) and end to end as `GET /cluster-status`.
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use sr_collector::rollup::{rollup, LatestReport, NodeInput, NodeRecord, Policy};
+use sr_collector::store::{Role, Store};
+use sr_collector::Config;
+use sr_protocol::signing::NodeKey;
+use sr_protocol::NodeType;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number")))
+        .unwrap_or(default)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--serve-collector") {
+        return serve_collector(Path::new(&args[i + 1]));
+    }
+    if let Some(i) = args.iter().position(|a| a == "--serve-bare") {
+        return serve_bare(Path::new(&args[i + 1]));
+    }
+    sr_tls::install_default_provider();
+    let nodes = arg("--nodes", 10_000);
+    let rounds = arg("--rounds", 3).max(2);
+    let conns = arg("--conns", 64);
+    let dir = std::env::temp_dir().join(format!("collector-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = drive(&dir, nodes, rounds, conns);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn pki(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let ca = sr_tls::pki::Ca::new("bench CA")?;
+    let leaf = ca.server(&["localhost", "127.0.0.1"])?;
+    std::fs::write(dir.join("ca.pem"), ca.cert_pem())?;
+    std::fs::write(dir.join("cert.pem"), leaf.cert_pem)?;
+    std::fs::write(dir.join("key.pem"), leaf.key_pem)?;
+    Ok(())
+}
+
+fn collector_config(dir: &Path) -> Config {
+    let mut cfg = Config::new(dir.join("state"), dir.join("cert.pem"), dir.join("key.pem"));
+    cfg.listen = "127.0.0.1:0".parse().expect("valid address");
+    cfg
+}
+
+fn serve_collector(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let cfg = collector_config(dir);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+        println!("listening on {}", listener.local_addr()?);
+        // Runs until the driver kills it: the benchmark measures ingest, not shutdown.
+        sr_collector::serve(cfg, listener, std::future::pending()).await?;
+        Ok(())
+    })
+}
+
+fn serve_bare(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let tls = tokio_rustls::TlsAcceptor::from(Arc::new(sr_tls::server_config(&dir.join("cert.pem"), &dir.join("key.pem"))?));
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("listening on {}", listener.local_addr()?);
+        loop {
+            let (tcp, _) = listener.accept().await?;
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = tls.accept(tcp).await else { return };
+                let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let _ = req.into_body().collect().await;
+                    Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::from_static(b"{}"))))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    })
+}
+
+struct Child {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Child {
+    fn spawn(mode: &str, dir: &Path) -> Result<Child, Box<dyn std::error::Error>> {
+        let mut child = std::process::Command::new(std::env::current_exe()?)
+            .args([mode, &dir.display().to_string()])
+            .env("STATUS_REPORTER_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
+        let addr = line.trim().strip_prefix("listening on ").ok_or("child did not start")?.parse()?;
+        Ok(Child { child, addr })
+    }
+
+    /// Resident and peak resident memory, in MiB.
+    fn rss_mib(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let kib = |key: &str| {
+            status.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        };
+        (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One pre-signed request.
+struct Prepared {
+    path: String,
+    signature: String,
+    body: Bytes,
+}
+
+fn prepare(keys: &[NodeKey], round: u64) -> Vec<Prepared> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970");
+    let ts = sr_protocol::timestamp::format_legacy(now.as_secs() as i64).expect("valid time");
+    keys.iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let node_type = NodeType::ALL[i % 3];
+            let path = sr_protocol::report_path(node_type, &format!("n{i}"));
+            let body = serde_json::to_vec(&serde_json::json!({
+                "reporting_freq": 60,
+                "timestamp": ts,
+                "report": {"status": "OK", "services": {"Service": {"status": "Active", "extra_info": {}}}},
+                "status_reporter": {"version": 1, "node_status": "OK", "node_name": format!("node{i}"),
+                    "private_ip": "10.1.2.3", "agent_version": "bench", "boot_id": "bench-boot", "seq": round}
+            }))
+            .expect("JSON serialises");
+            let env = key.sign("PUT", &path, &body, "bench-boot", round, now.as_millis() as i64);
+            Prepared { path, signature: env.to_header(), body: body.into() }
+        })
+        .collect()
+}
+
+struct RunStats {
+    reports_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: usize,
+}
+
+/// Sends every prepared request once over `conns` keep-alive HTTP/1.1 TLS connections.
+async fn run_load(addr: std::net::SocketAddr, ca: &Path, tokens: &[String; 3], reqs: Arc<Vec<Prepared>>, conns: usize) -> RunStats {
+    let mut tls = sr_tls::client_config(ca, None).expect("CA loads");
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (connector, reqs, next, tokens) = (connector.clone(), reqs.clone(), next.clone(), tokens.clone());
+        tasks.push(tokio::spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            tcp.set_nodelay(true).expect("nodelay");
+            let name = rustls::pki_types::ServerName::try_from("localhost").expect("valid name");
+            let stream = connector.connect(name, tcp).await.expect("TLS handshake");
+            let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.expect("HTTP handshake");
+            tokio::spawn(conn);
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(r) = reqs.get(i) else { break };
+                let req = http::Request::put(&r.path)
+                    .header("host", "localhost")
+                    .header("content-type", "application/json")
+                    .header(sr_protocol::TOKEN_HEADER, &tokens[i % 3])
+                    .header(sr_protocol::SIGNATURE_HEADER, &r.signature)
+                    .body(Full::new(r.body.clone()))
+                    .expect("valid request");
+                let t0 = Instant::now();
+                match send.send_request(req).await {
+                    Ok(resp) => {
+                        let ok = resp.status() == 200;
+                        let _ = resp.into_body().collect().await;
+                        if !ok {
+                            errors += 1;
+                        }
+                    }
+                    Err(_) => errors += 1,
+                }
+                lat.push(t0.elapsed());
+            }
+            (lat, errors)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.expect("load task");
+        lat.extend(l);
+        errors += e;
+    }
+    let elapsed = start.elapsed();
+    lat.sort();
+    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
+    RunStats { reports_per_s: reqs.len() as f64 / elapsed.as_secs_f64(), p50_ms: pct(0.50), p99_ms: pct(0.99), errors }
+}
+
+/// Pure roll-up time for `n` synthetic fresh records, spread over the three types.
+fn rollup_time(n: usize) -> Duration {
+    let body = sr_protocol::report::ReportBody::decode(
+        br#"{"reporting_freq":60,"timestamp":"20261122160000+0000","report":{"status":"OK","services":{"Service":{"status":"Active","extra_info":{}}}}}"#,
+    )
+    .expect("valid body")
+    .body;
+    let now = 1_800_000_000_000;
+    let records: Vec<NodeRecord> = (0..n)
+        .map(|i| NodeRecord {
+            node_type: NodeType::ALL[i % 3],
+            node_id: format!("n{i}"),
+            name: format!("node{i}"),
+            private_ip: Some("10.1.2.3".into()),
+            key_mismatch: false,
+            latest: Some(Arc::new(LatestReport { body: body.clone(), received_ms: now - 1000, skew_ms: 0, signed: true })),
+            status_changes_ms: Vec::new(),
+        })
+        .collect();
+    let policy = Policy::default();
+    let mut best = Duration::MAX;
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let inputs: Vec<NodeInput> = records.iter().map(|r| NodeInput::from_record(r, now, &policy)).collect();
+        let view = rollup(&inputs, now, &policy);
+        std::hint::black_box(&view);
+        best = best.min(t0.elapsed());
+    }
+    best
+}
+
+fn drive(dir: &Path, nodes: usize, rounds: usize, conns: usize) -> Result<(), Box<dyn std::error::Error>> {
+    pki(dir)?;
+    let store = Store::open(&collector_config(dir).state_dir)?;
+    let tokens = [store.create_token(Role::Manager)?, store.create_token(Role::Db)?, store.create_token(Role::Broker)?];
+    let admin = store.create_token(Role::Admin)?;
+    drop(store);
+    eprintln!("generating {nodes} node keys and {rounds} rounds of signed reports...");
+    let keys: Vec<NodeKey> = (0..nodes).map(|_| NodeKey::from_pkcs8(&NodeKey::generate_pkcs8().expect("keygen")).expect("key")).collect();
+    let rounds_prepared: Vec<Arc<Vec<Prepared>>> = (1..=rounds as u64).map(|r| Arc::new(prepare(&keys, r))).collect();
+    let ca: PathBuf = dir.join("ca.pem");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+
+    let collector = Child::spawn("--serve-collector", dir)?;
+    let mut steady = Vec::new();
+    let first = rt.block_on(run_load(collector.addr, &ca, &tokens, rounds_prepared[0].clone(), conns));
+    for r in &rounds_prepared[1..] {
+        steady.push(rt.block_on(run_load(collector.addr, &ca, &tokens, r.clone(), conns)));
+    }
+    let (rss, hwm) = collector.rss_mib();
+    let client = sr_tls::HttpsClient::new(sr_tls::client_config(&ca, None)?, Duration::from_secs(5));
+    let url = format!("https://localhost:{}/api/v3.1/cluster-status", collector.addr.port());
+    let mut get_ms = f64::MAX;
+    let mut view_bytes = 0;
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let resp = rt.block_on(client.get(&url, &[(sr_protocol::TOKEN_HEADER, &admin)], Duration::from_secs(60), 256 << 20))?;
+        get_ms = get_ms.min(t0.elapsed().as_secs_f64() * 1000.0);
+        view_bytes = resp.body.len();
+        assert_eq!(resp.status, 200, "cluster-status failed");
+    }
+    drop(collector);
+
+    let bare = Child::spawn("--serve-bare", dir)?;
+    let bare_stats = rt.block_on(run_load(bare.addr, &ca, &tokens, rounds_prepared[1].clone(), conns));
+    drop(bare);
+
+    let pure = rollup_time(10_000);
+    let best = steady.iter().max_by(|a, b| a.reports_per_s.total_cmp(&b.reports_per_s)).expect("at least one steady round");
+    let errors: usize = first.errors + steady.iter().map(|s| s.errors).sum::<usize>();
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| nodes / rounds / connections | {nodes} / {rounds} / {conns} |");
+    println!("| first contact (pin committed before 200), reports/s | {:.0} (p50 {:.2} ms, p99 {:.2} ms) |", first.reports_per_s, first.p50_ms, first.p99_ms);
+    for (i, s) in steady.iter().enumerate() {
+        println!("| steady round {}, verified reports/s | {:.0} (p50 {:.2} ms, p99 {:.2} ms) |", i + 2, s.reports_per_s, s.p50_ms, s.p99_ms);
+    }
+    println!("| bare hyper+rustls 200 server, reports/s | {:.0} (p50 {:.2} ms, p99 {:.2} ms) |", bare_stats.reports_per_s, bare_stats.p50_ms, bare_stats.p99_ms);
+    println!("| ratio collector / bare (best steady round) | {:.2} |", best.reports_per_s / bare_stats.reports_per_s);
+    println!("| collector RSS after load (peak) | {rss:.1} MiB ({hwm:.1} MiB) |");
+    println!("| roll-up of 10,000 nodes, in process (best of 5) | {:.1} ms |", pure.as_secs_f64() * 1000.0);
+    println!("| GET /cluster-status, {nodes} nodes, end to end (best of 3) | {get_ms:.1} ms ({:.1} MB JSON) |", view_bytes as f64 / 1e6);
+    println!("| non-200 answers | {errors} |");
+    Ok(())
+}
