@@ -47,7 +47,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli::logging::init();
+    // The quickstart draws a live view on the terminal; lifecycle INFO lines would
+    // scribble over it, so it logs only warnings unless asked.
+    let default_level = if matches!(cli.command, Command::Quickstart(_)) { "warn" } else { "info" };
+    cli::logging::init(default_level);
     sr_tls::install_default_provider();
     let result = match cli.command {
         Command::Node(cmd) => cli::node::run(cmd),

@@ -312,6 +312,10 @@ impl Systemd {
 
 impl Drop for Systemd {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.exec(30, &["journalctl", "--no-pager", "-n", "60", "-u", UNITS[0], "-u", UNITS[1]]);
+            eprintln!("[packaging] journal of the failed run:\n{}", String::from_utf8_lossy(&log.stdout));
+        }
         // PID 1 of a namespace ignores SIGTERM; SIGKILL of exactly this pid ends the namespace.
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.pid),

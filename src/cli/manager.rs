@@ -541,7 +541,7 @@ fn cluster_status(args: StatusArgs) -> anyhow::Result<i32> {
     Ok(view.status.exit_code())
 }
 
-fn print_view(view: &ClusterStatus) {
+pub(crate) fn print_view(view: &ClusterStatus) {
     println!("Cluster status: {}", view.status);
     for r in &view.reasons {
         println!(

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for a set time (default 60 s each), after seeding its corpus from
+# the golden fixtures, and prints one summary line per target (executions, crashes).
+#
+#   fuzz/run-all.sh                # every target, 60 s each
+#   FUZZ_SECS=600 fuzz/run-all.sh  # longer
+#   fuzz/run-all.sh etcd_interpret signature   # only these
+#
+# Needs cargo-fuzz (`cargo install cargo-fuzz`). On a stable toolchain RUSTC_BOOTSTRAP=1
+# lets it use the nightly-only sanitizer flags. Corpora (fuzz/corpus/<target>/) and crash
+# inputs (fuzz/artifacts/<target>/) are not committed; a crash input is kept as a
+# regression test in the owning crate instead. Exit status: 1 when any target crashed.
+set -euo pipefail
+cd "$(dirname "$0")"
+root=..
+secs=${FUZZ_SECS:-60}
+export RUSTC_BOOTSTRAP=1
+
+all=(report_body signature agent_config collector_config patroni_interpret etcd_interpret rabbitmq_interpret)
+targets=("${@:-${all[@]}}")
+
+fx=$root/probes/fixtures
+golden=$root/protocol/tests/golden
+
+# Writes one seed: a status mask byte, then the given files' bytes separated by NUL
+# (the framing of fuzz_targets/frame.rs).
+framed() {
+  local out=$1 mask=$2; shift 2
+  {
+    printf "\\x$mask"
+    local first=1
+    for f in "$@"; do
+      [ $first = 1 ] || printf '\0'
+      first=0
+      cat "$f"
+    done
+  } > "$out"
+}
+
+seed() {
+  local t=$1 dir=corpus/$1
+  mkdir -p "$dir"
+  case $t in
+    report_body)
+      cp "$golden"/report-*.json "$dir"/
+      jq -c "del(.status_reporter)" "$golden"/report-extended-v1.json > "$dir/seed-legacy.json" ;;
+    signature)
+      # The shape the agent sends (SignedEnvelope::to_header in protocol/src/signing.rs).
+      printf 'v1 key=%s boot=0b5e6f1c-8a2d-4c3e-9f00-123456789abc seq=42 ts=1700000000000 sig=%s' \
+        "$(head -c 32 /dev/zero | base64 -w0)" "$(head -c 64 /dev/zero | base64 -w0)" > "$dir/seed-header" ;;
+    agent_config)
+      cp "$root"/packaging/agent.example.toml "$dir"/ 2>/dev/null || true
+      find "$root"/tests -name '*.toml' -exec cp {} "$dir"/ \; 2>/dev/null || true ;;
+    collector_config)
+      printf 'listen = "127.0.0.1:53333"\nstate_dir = "/var/lib/status-reporter"\nplain_http = true\n' > "$dir/seed-plain"
+      printf 'listen = "0.0.0.0:53333"\nstate_dir = "/s"\n[tls]\ncert_path = "/c.pem"\nkey_path = "/k.pem"\n' > "$dir/seed-tls" ;;
+    patroni_interpret)
+      for p in "$fx"/patroni/*patroni*.json; do
+        for c in "$fx"/patroni/*cluster*.json; do
+          framed "$dir/seed-$(basename "$p" .json)-$(basename "$c" .json)" 07 "$p" "$c" "$fx/patroni/config.json"
+        done
+      done ;;
+    etcd_interpret)
+      for s in "$fx"/etcd/maintenance-*.json; do
+        framed "$dir/seed-$(basename "$s" .json)-ok" 03 "$s" "$fx/etcd/health-ok.json"
+        framed "$dir/seed-$(basename "$s" .json)-fail" 01 "$s" "$fx/etcd/health-fail.json"
+      done ;;
+    rabbitmq_interpret)
+      # Golden raw inputs are serialized `rabbitmq::Raw`: take each reply's status and body.
+      for r in "$root"/probes/tests/golden/broker/raw/*.json; do
+        local mask=0 i=0 tmp files=()
+        tmp=$(mktemp -d)
+        for k in overview local_alarms port_listener virtual_hosts nodes certificate_expiration; do
+          if [ "$(jq -r ".$k.status // empty" "$r")" = 200 ]; then mask=$((mask | (1 << i))); fi
+          if jq -e ".$k.body" "$r" > /dev/null 2>&1; then
+            jq -j ".$k.body" "$r" > "$tmp/$i"
+            files+=("$tmp/$i")
+          fi
+          i=$((i + 1))
+        done
+        framed "$dir/seed-$(basename "$r" .json)" "$(printf %02x $mask)" "${files[@]}"
+        rm -rf "$tmp"
+      done ;;
+  esac
+}
+
+cargo fuzz build
+status=0
+summary=()
+for t in "${targets[@]}"; do
+  seed "$t"
+  log=$(mktemp)
+  rc=0
+  cargo fuzz run "$t" -- -max_total_time="$secs" -print_final_stats=1 > "$log" 2>&1 || rc=$?
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+  crashes=$(find "artifacts/$t" -type f 2>/dev/null | wc -l)
+  summary+=("$t executions=${execs:-?} crash_files=$crashes exit=$rc")
+  if [ $rc != 0 ]; then status=1; tail -40 "$log"; fi
+  rm -f "$log"
+done
+printf '%s\n' "${summary[@]}"
+exit $status
