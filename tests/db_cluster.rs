@@ -53,20 +53,39 @@ impl Collector {
         std::fs::create_dir_all(&state_dir)?;
         let (admin_token, db_token) = {
             let store = sr_collector::Store::open(&state_dir)?;
-            (store.create_token(sr_collector::Role::Admin)?, store.create_token(sr_collector::Role::Db)?)
+            (
+                store.create_token(sr_collector::Role::Admin)?,
+                store.create_token(sr_collector::Role::Db)?,
+            )
         };
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let addr = listener.local_addr()?;
         let mut cfg = sr_collector::Config::new(&state_dir, dir.join("collector.crt"), dir.join("collector.key"));
         cfg.listen = addr;
+        // The scenarios flip members on purpose many times within minutes; flap damping
+        // (tested in the collector's own tests) would hold them at Degraded.
+        cfg.flap_threshold = 1000;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         rt.spawn(async move {
-            if let Err(e) = sr_collector::serve(cfg, listener, async { let _ = stopped.await; }).await {
+            if let Err(e) = sr_collector::serve(cfg, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            {
                 eprintln!("collector stopped: {e}");
             }
         });
         let client = sr_tls::HttpsClient::new(sr_tls::client_config(&ca_path, None)?, Duration::from_secs(2));
-        Ok(Collector { rt, url: format!("https://127.0.0.1:{}", addr.port()), admin_token, db_token, ca_path, state_dir, client, stop: Some(stop) })
+        Ok(Collector {
+            rt,
+            url: format!("https://127.0.0.1:{}", addr.port()),
+            admin_token,
+            db_token,
+            ca_path,
+            state_dir,
+            client,
+            stop: Some(stop),
+        })
     }
 
     /// `GET /api/v3.1/cluster-status` as an admin.
@@ -103,7 +122,11 @@ struct Agent {
 
 impl Agent {
     fn spawn(config: &Path, log: &Path) -> Result<Agent> {
-        let mut a = Agent { config: config.to_path_buf(), log: log.to_path_buf(), child: None };
+        let mut a = Agent {
+            config: config.to_path_buf(),
+            log: log.to_path_buf(),
+            child: None,
+        };
         a.start()?;
         Ok(a)
     }
@@ -148,7 +171,10 @@ fn agent_config(c: &PatroniCluster, col: &Collector, dir: &Path, i: usize) -> Re
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
-    std::fs::write(&key_path, format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n")))?;
+    std::fs::write(
+        &key_path,
+        format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n")),
+    )?;
     let manager = col.url.trim_start_matches("https://");
     let text = format!(
         r#"node_type = "db"
@@ -199,6 +225,22 @@ password = "{MONITOR_PASSWORD}"
     Ok(path)
 }
 
+/// Runs `status-reporter cluster status` against the collector; returns its stdout and
+/// asserts the db section's header. (Overall status also counts the manager and broker
+/// types, which this test does not run, so only the db section is checked.)
+fn cli_status(col: &Collector, want_db: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_status-reporter"))
+        .args(["cluster", "status", "--manager", &col.url, "--ca-path"])
+        .arg(&col.ca_path)
+        .env("STATUS_REPORTER_TOKEN", &col.admin_token)
+        .output()
+        .expect("run cluster status");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(matches!(out.status.code(), Some(0..=2)), "cluster status exit {:?}: {stdout}{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.lines().any(|l| l.starts_with(&format!("db ({want_db}):"))), "db section is not {want_db}:\n{stdout}");
+    stdout
+}
+
 fn db(v: &Value) -> &Value {
     &v["services"]["db"]
 }
@@ -208,15 +250,29 @@ fn db_status(v: &Value) -> &str {
 }
 
 fn reasons_text(v: &Value) -> String {
-    let one = |r: &Value| format!("[{}] ({}) {}", r["code"].as_str().unwrap_or("?"), r["node"].as_str().unwrap_or("-"), r["message"].as_str().unwrap_or(""));
-    db(v)["reasons"].as_array().map(|a| a.iter().map(one).collect::<Vec<_>>().join("\n  ")).unwrap_or_default()
+    let one = |r: &Value| {
+        format!(
+            "[{}] ({}) {}",
+            r["code"].as_str().unwrap_or("?"),
+            r["node"].as_str().unwrap_or("-"),
+            r["message"].as_str().unwrap_or("")
+        )
+    };
+    db(v)["reasons"]
+        .as_array()
+        .map(|a| a.iter().map(one).collect::<Vec<_>>().join("\n  "))
+        .unwrap_or_default()
 }
 
 /// `(node name, role)` of every db node in the view.
 fn roles(v: &Value) -> Vec<(String, String)> {
     db(v)["nodes"]
         .as_object()
-        .map(|m| m.iter().map(|(k, n)| (k.clone(), n["role"].as_str().unwrap_or("-").to_string())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, n)| (k.clone(), n["role"].as_str().unwrap_or("-").to_string()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -239,7 +295,10 @@ fn wait_view(col: &Collector, what: &str, timeout: Duration, pred: impl Fn(&Valu
 
 fn healthy_view(v: &Value) -> bool {
     let r = roles(v);
-    db_status(v) == "OK" && r.len() == 3 && r.iter().filter(|(_, x)| x == "leader").count() == 1 && r.iter().filter(|(_, x)| x == "replica").count() == 2
+    db_status(v) == "OK"
+        && r.len() == 3
+        && r.iter().filter(|(_, x)| x == "leader").count() == 1
+        && r.iter().filter(|(_, x)| x == "replica").count() == 2
 }
 
 /// Runs the db probes directly (no agent), concurrently as the agent does.
@@ -249,7 +308,10 @@ fn probe_cycle(rt: &tokio::runtime::Runtime, probes: &[Arc<dyn Probe>], cycle: u
 
 /// Like [`probe_cycle`], with each probe's own wall time.
 fn timed_cycle(rt: &tokio::runtime::Runtime, probes: &[Arc<dyn Probe>], cycle: u64) -> Vec<(Finding, Duration)> {
-    let ctx = ProbeContext { cycle, now: sr_agent::unix_now() };
+    let ctx = ProbeContext {
+        cycle,
+        now: sr_agent::unix_now(),
+    };
     rt.block_on(async {
         let handles: Vec<_> = probes
             .iter()
@@ -282,8 +344,11 @@ fn db_probes(c: &PatroniCluster, i: usize, cluster_every: u64, ca: &Path, identi
     ))
     .unwrap();
     let etcd: sr_probes::etcd::Config = toml::from_str(&format!("url = '{}'", c.etcd_url())).unwrap();
-    let pg: sr_probes::postgres::Config =
-        toml::from_str(&format!("port = {}\nuser = '{MONITOR_USER}'\npassword = '{MONITOR_PASSWORD}'", c.pg_port(i))).unwrap();
+    let pg: sr_probes::postgres::Config = toml::from_str(&format!(
+        "port = {}\nuser = '{MONITOR_USER}'\npassword = '{MONITOR_PASSWORD}'",
+        c.pg_port(i)
+    ))
+    .unwrap();
     for errs in [patroni.validate(), etcd.validate(), pg.validate()] {
         assert!(errs.is_empty(), "{errs:?}");
     }
@@ -304,8 +369,15 @@ fn db_cluster_scenarios() {
         return;
     }
     sr_tls::install_default_provider();
-    let c = PatroniCluster::start(PatroniOpts { tls: true, ..Default::default() }).expect("start the TLS Patroni cluster");
-    eprintln!("db_cluster: cluster up in {:.1}s, TLS REST with verify_client: required", c.started_in().as_secs_f64());
+    let c = PatroniCluster::start(PatroniOpts {
+        tls: true,
+        ..Default::default()
+    })
+    .expect("start the TLS Patroni cluster");
+    eprintln!(
+        "db_cluster: cluster up in {:.1}s, TLS REST with verify_client: required",
+        c.started_in().as_secs_f64()
+    );
     let tls = c.tls().expect("TLS material").clone();
     let work = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -327,7 +399,11 @@ fn db_cluster_scenarios() {
     let no_cert = db_probes(&c, leader, 1, &tls.ca_cert, None);
     let f = probe_cycle(&rt, &no_cert[..1], 0);
     eprintln!("db_cluster: no client cert -> {}", f[0].reasons[0].message);
-    assert_eq!(f[0].status, sr_protocol::NodeStatus::Fail, "verify_client: required must refuse a client without a certificate");
+    assert_eq!(
+        f[0].status,
+        sr_protocol::NodeStatus::Fail,
+        "verify_client: required must refuse a client without a certificate"
+    );
 
     // ---- measure: the fast-path db probe cycle (/cluster and /config excluded) ----
     let fast = db_probes(&c, leader, 3600, &tls.ca_cert, Some((&tls.client_cert, &tls.client_key)));
@@ -345,9 +421,17 @@ fn db_cluster_scenarios() {
     }
     let summary = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        format!("p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms", percentile(v, 0.5), percentile(v, 0.95), v[v.len() - 1])
+        format!(
+            "p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+            percentile(v, 0.5),
+            percentile(v, 0.95),
+            v[v.len() - 1]
+        )
     };
-    eprintln!("BENCH db probe cycle (leader; /patroni over mTLS + etcd + postgres, concurrent; /cluster excluded; 40 cycles): {}", summary(&mut total));
+    eprintln!(
+        "BENCH db probe cycle (leader; /patroni over mTLS + etcd + postgres, concurrent; /cluster excluded; 40 cycles): {}",
+        summary(&mut total)
+    );
     for (name, v) in ["patroni", "etcd", "postgres"].iter().zip(each.iter_mut()) {
         eprintln!("BENCH   {name}: {}", summary(v));
     }
@@ -364,7 +448,11 @@ fn db_cluster_scenarios() {
         for a in agents {
             let log = std::fs::read_to_string(&a.log).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(15).collect();
-            eprintln!("--- {} (tail)\n{}", a.log.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            eprintln!(
+                "--- {} (tail)\n{}",
+                a.log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
         }
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenarios(&c, &col, &mut agents)));
@@ -382,18 +470,34 @@ fn scenarios(c: &PatroniCluster, col: &Collector, agents: &mut [Agent]) {
     eprintln!("db_cluster[1]: healthy after {:.1}s: {:?}", took.as_secs_f64(), roles(&v));
     let leader = c.leader().expect("a leader");
     assert_eq!(leader_in_view(&v), Some(node_name(&c.member_name(leader))));
+    let text = cli_status(col, "OK");
+    eprintln!("db_cluster[1]: `status-reporter cluster status`:\n{text}");
+    for (node, role) in roles(&v) {
+        assert!(text.lines().any(|l| l.contains(&node) && l.contains(&role)), "{node} {role} missing in:\n{text}");
+    }
 
     // ---- 2. SIGKILL the leader's Patroni ----
     let old = node_name(&c.member_name(leader));
     let t0 = Instant::now();
     c.kill_patroni(leader).unwrap();
-    let (_, v) = wait_view(col, "db Degraded after the leader's Patroni was killed", long, |v| db_status(v) == "Degraded").unwrap();
+    let (_, v) = wait_view(col, "db Degraded after the leader's Patroni was killed", long, |v| {
+        db_status(v) == "Degraded"
+    })
+    .unwrap();
     let detect = t0.elapsed();
-    eprintln!("BENCH SIGKILL leader Patroni -> db Degraded in the collector's view: {:.2} s (reporting_freq 1 s)", detect.as_secs_f64());
+    eprintln!(
+        "BENCH SIGKILL leader Patroni -> db Degraded in the collector's view: {:.2} s (reporting_freq 1 s)",
+        detect.as_secs_f64()
+    );
     eprintln!("db_cluster[2]: degraded:\n  {}", reasons_text(&v));
     assert!(reasons_text(&v).contains(&old), "the reasons name the killed leader {old}");
     let (took, v) = wait_view(col, "a new leader", long, |v| leader_in_view(v).is_some_and(|l| l != old)).unwrap();
-    eprintln!("db_cluster[2]: new leader {:?} after {:.1}s more; db {}", leader_in_view(&v), took.as_secs_f64(), db_status(&v));
+    eprintln!(
+        "db_cluster[2]: new leader {:?} after {:.1}s more; db {}",
+        leader_in_view(&v),
+        took.as_secs_f64(),
+        db_status(&v)
+    );
     assert_ne!(db_status(&v), "Fail", "one member down of three is not Fail:\n  {}", reasons_text(&v));
     c.start_patroni(leader).unwrap();
     let (took, _) = wait_view(col, "db OK after the killed member rejoined", long, healthy_view).unwrap();
@@ -405,16 +509,29 @@ fn scenarios(c: &PatroniCluster, col: &Collector, agents: &mut [Agent]) {
     let path: Vec<(String, String)> = rows.iter().map(|r| (r.from.clone(), r.to.clone())).collect();
     eprintln!("db_cluster[2]: transitions of {old}: {path:?}");
     let went_bad = path.iter().position(|(_, to)| to != "OK").expect("a transition away from OK is recorded");
-    assert!(path[went_bad..].iter().any(|(_, to)| to == "OK"), "a later transition back to OK is recorded: {path:?}");
-    assert!(rows.windows(2).all(|w| w[0].at_ms <= w[1].at_ms && (w[0].boot_id != w[1].boot_id || w[0].seq < w[1].seq)), "transitions are in order");
-    assert!(rows.windows(2).all(|w| w[0].to == w[1].from), "each transition starts where the previous ended: {path:?}");
+    assert!(
+        path[went_bad..].iter().any(|(_, to)| to == "OK"),
+        "a later transition back to OK is recorded: {path:?}"
+    );
+    assert!(
+        rows.windows(2)
+            .all(|w| w[0].at_ms <= w[1].at_ms && (w[0].boot_id != w[1].boot_id || w[0].seq < w[1].seq)),
+        "transitions are in order"
+    );
+    assert!(
+        rows.windows(2).all(|w| w[0].to == w[1].from),
+        "each transition starts where the previous ended: {path:?}"
+    );
 
     // ---- 3. stop one replica ----
     let leader = c.leader().expect("a leader");
     let replica = (0..c.members()).find(|&i| i != leader).unwrap();
     let rname = node_name(&c.member_name(replica));
     c.stop_patroni(replica).unwrap();
-    let (_, v) = wait_view(col, "db Degraded naming the stopped replica", long, |v| db_status(v) == "Degraded" && reasons_text(v).contains(&rname)).unwrap();
+    let (_, v) = wait_view(col, "db Degraded naming the stopped replica", long, |v| {
+        db_status(v) == "Degraded" && reasons_text(v).contains(&rname)
+    })
+    .unwrap();
     eprintln!("db_cluster[3]: {rname} stopped:\n  {}", reasons_text(&v));
 
     // ---- 4. stop two of three ----
@@ -428,7 +545,10 @@ fn scenarios(c: &PatroniCluster, col: &Collector, agents: &mut [Agent]) {
 
     // ---- 5. stop etcd ----
     c.stop_etcd().unwrap();
-    let (_, v) = wait_view(col, "a reason saying the DCS is unreachable", long, |v| reasons_text(v).contains("DCS unreachable")).unwrap();
+    let (_, v) = wait_view(col, "a reason saying the DCS is unreachable", long, |v| {
+        reasons_text(v).contains("DCS unreachable")
+    })
+    .unwrap();
     eprintln!("db_cluster[5]: etcd stopped: db {}\n  {}", db_status(&v), reasons_text(&v));
     assert_ne!(db_status(&v), "OK");
     wait_until("every member read-only", long, POLL * 5, || {
@@ -444,12 +564,15 @@ fn scenarios(c: &PatroniCluster, col: &Collector, agents: &mut [Agent]) {
     let li = (0..c.members()).find(|&i| node_name(&c.member_name(i)) == lname).unwrap();
     agents[li].kill();
     let (_, v) = wait_view(col, "the leader's node stale", long, |v| {
-        db(v)["nodes"][&lname]["reasons"].as_array().is_some_and(|r| r.iter().any(|r| r["code"] == "stale"))
+        db(v)["nodes"][&lname]["reasons"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["code"] == "stale"))
     })
     .unwrap();
     eprintln!("db_cluster[6]: {lname}'s reporter killed: db {}\n  {}", db_status(&v), reasons_text(&v));
     assert_eq!(db_status(&v), "Degraded", "a silent leader reporter alone must not make db Fail");
     assert!(reasons_text(&v).contains("reporter is silent"), "{}", reasons_text(&v));
+    cli_status(col, "Degraded");
     // It stays Degraded over several more reports from the replicas.
     for _ in 0..10 {
         let v = wait_view(col, "another view", long, |_| true).unwrap().1;

@@ -313,8 +313,23 @@ impl Systemd {
 impl Drop for Systemd {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let log = self.exec(30, &["journalctl", "--no-pager", "-n", "60", "-u", UNITS[0], "-u", UNITS[1]]);
-            eprintln!("[packaging] journal of the failed run:\n{}", String::from_utf8_lossy(&log.stdout));
+            let log = self.exec(
+                30,
+                &[
+                    "journalctl",
+                    "--no-pager",
+                    "-n",
+                    "60",
+                    "-u",
+                    UNITS[0],
+                    "-u",
+                    UNITS[1],
+                ],
+            );
+            eprintln!(
+                "[packaging] journal of the failed run:\n{}",
+                String::from_utf8_lossy(&log.stdout)
+            );
         }
         // PID 1 of a namespace ignores SIGTERM; SIGKILL of exactly this pid ends the namespace.
         let _ = nix::sys::signal::kill(
@@ -801,6 +816,11 @@ fn deb_under_real_systemd() {
         || col.node("sr-pkg-node"),
     );
     assert_eq!(node["signed"], true, "reports are signed: {node}");
+    // Nothing the probes need is denied by the sandbox (seccomp answers EPERM).
+    assert!(
+        !node.to_string().contains("not permitted"),
+        "a probe hit the sandbox: {node}"
+    );
     phase(&mut t, "first report at the collector");
 
     // reload: a broken config is refused by ExecReload's validate, the agent keeps running ...
@@ -817,19 +837,26 @@ fn deb_under_real_systemd() {
     );
     // ... and a valid change is applied without a restart.
     assert!(good.contains("node_name = \"sr-pkg-node\""), "{good}");
-    fs::write(
-        &agent_toml,
-        good.replace(
-            "node_name = \"sr-pkg-node\"",
-            "node_name = \"sr-pkg-reloaded\"",
-        ),
-    )
-    .unwrap();
+    // The change renames the node and adds a services probe, which reads unit states from
+    // systemd over the D-Bus system bus: proof that the sandbox leaves the bus reachable.
+    let renamed = good.replace(
+        "node_name = \"sr-pkg-node\"",
+        "node_name = \"sr-pkg-reloaded\"",
+    );
+    let services_probe = "\n[[probes]]\nkind = \"services\"\nunits = [{ name = \"DBus\", unit = \"dbus.service\" }]\n";
+    fs::write(&agent_toml, format!("{renamed}{services_probe}")).unwrap();
     sd.exec_ok(60, &["systemctl", "reload", agent]);
-    poll(
+    let node = poll(
         Duration::from_secs(60),
-        "the reloaded node name at the collector",
-        || col.node("sr-pkg-reloaded"),
+        "the reloaded config's report at the collector",
+        || {
+            col.node("sr-pkg-reloaded")
+                .filter(|n| n["services"].get("DBus").is_some())
+        },
+    );
+    assert_eq!(
+        node["services"]["DBus"]["status"], "Active",
+        "dbus.service read over D-Bus: {node}"
     );
     assert_eq!(
         sd.prop(agent, "MainPID"),
@@ -840,7 +867,16 @@ fn deb_under_real_systemd() {
 
     // A wedged agent (SIGSTOP) stops pinging the watchdog: systemd kills and restarts it.
     let restarts: u32 = sd.prop(agent, "NRestarts").parse().unwrap();
-    sd.exec_ok(10, &["kill", "-STOP", &main_pid]);
+    sd.exec_ok(
+        10,
+        &[
+            "systemctl",
+            "kill",
+            "--kill-whom=main",
+            "--signal=SIGSTOP",
+            agent,
+        ],
+    );
     let new_pid = poll(Duration::from_secs(90), "the watchdog restart", || {
         let pid = sd.prop(agent, "MainPID");
         (pid != main_pid && pid != "0" && sd.prop(agent, "ActiveState") == "active").then_some(pid)
@@ -871,6 +907,10 @@ fn deb_under_real_systemd() {
         log.contains("config reloaded") && log.contains("stopping"),
         "agent logs in the journal:\n{log}"
     );
+    assert!(
+        !log.contains("not permitted") && !log.contains("ermission denied"),
+        "sandbox denials:\n{log}"
+    );
     let everything = sd.exec_ok(30, &["journalctl", "--no-pager", "-o", "cat"]);
     for role in ["db", "admin", "manager", "broker"] {
         assert!(
@@ -879,6 +919,95 @@ fn deb_under_real_systemd() {
         );
     }
     drop(col);
+
+    // The collector unit, as on a manager: `collector init` (as root), then the service.
+    let ca = sr_tls::pki::Ca::new("status-reporter packaging test CA 2").unwrap();
+    let leaf = ca.server(&["127.0.0.1"]).unwrap();
+    let (_, gid, _, _) = passwd_entry(&root, "status-reporter").unwrap();
+    for (name, body) in [
+        ("collector-cert.pem", &leaf.cert_pem),
+        ("collector-key.pem", &leaf.key_pem),
+    ] {
+        let p = root.path(&format!("/etc/status-reporter/{name}"));
+        fs::write(&p, body).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
+        std::os::unix::fs::chown(&p, Some(0), Some(gid)).unwrap();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let init = sd.exec_ok(
+        60,
+        &[
+            "status-reporter",
+            "collector",
+            "init",
+            "--cert",
+            "/etc/status-reporter/collector-cert.pem",
+            "--key",
+            "/etc/status-reporter/collector-key.pem",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--json",
+        ],
+    );
+    let tokens: serde_json::Value =
+        serde_json::from_str(&init).unwrap_or_else(|e| panic!("{e}: {init}"));
+    // `collector init` run as root leaves root-owned 0600 files the service user cannot
+    // read; docs/install.md has the operator hand them over, as done here.
+    sd.exec_ok(
+        30,
+        &[
+            "chown",
+            "status-reporter:status-reporter",
+            "/etc/status-reporter/collector.toml",
+            "/var/lib/status-reporter/collector.db",
+        ],
+    );
+    sd.exec_ok(60, &["systemctl", "enable", "--now", UNITS[1]]);
+    assert_eq!(sd.prop(UNITS[1], "ActiveState"), "active");
+    let ca_file = root.merged.parent().unwrap().join("collector2-ca.pem");
+    fs::write(&ca_file, ca.cert_pem()).unwrap();
+    let view = poll(
+        Duration::from_secs(30),
+        "cluster status from the collector unit",
+        || {
+            let out = Command::new("timeout")
+                .args(["30", host_bin(), "cluster", "status", "--json", "--manager"])
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--ca-path")
+                .arg(&ca_file)
+                .env("STATUS_REPORTER_TOKEN", tokens["admin"].as_str().unwrap())
+                .output()
+                .unwrap();
+            matches!(out.status.code(), Some(0..=2))
+                .then(|| serde_json::from_slice::<serde_json::Value>(&out.stdout).ok())
+                .flatten()
+        },
+    );
+    assert!(view["services"].is_object(), "{view}");
+    sd.exec_ok(60, &["systemctl", "stop", UNITS[1]]);
+    assert_eq!(
+        sd.prop(UNITS[1], "Result"),
+        "success",
+        "clean collector stop"
+    );
+    let log = sd.exec_ok(
+        30,
+        &["journalctl", "-u", UNITS[1], "--no-pager", "-o", "cat"],
+    );
+    for role in ["db", "admin", "manager", "broker"] {
+        assert!(
+            !log.contains(tokens[role].as_str().unwrap()),
+            "the {role} token leaked into the journal"
+        );
+    }
+    phase(
+        &mut t,
+        "collector unit: init, enable --now, cluster status, stop",
+    );
 
     // Removal: units stopped and disabled, config and state kept; purge deletes them.
     fs::write(
@@ -1162,6 +1291,29 @@ fn runs_on_older_glibc() {
         ],
     );
     assert!(out.status.success(), "configure on glibc 2.31: {text}");
+    // The shipped example config is valid as it stands, once its files exist.
+    let example =
+        fs::read_to_string(root.path("/usr/share/doc/status-reporter/agent.example.toml")).unwrap();
+    let example = example
+        .replace("/etc/status-reporter/token", "/root/token")
+        .replace("/etc/status-reporter/ca.pem", "/root/ca.pem")
+        .replace("/etc/status-reporter/node.key", "/root/node.key")
+        .replace("/var/lib/status-reporter", "/root/state");
+    fs::write(root.path("/root/example.toml"), example).unwrap();
+    fs::write(root.path("/root/token"), col.token("db")).unwrap();
+    let (out, text) = in_root(
+        60,
+        &[
+            "/usr/bin/status-reporter",
+            "validate",
+            "--config",
+            "/root/example.toml",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "the packaged agent.example.toml must validate: {text}"
+    );
     let (out, text) = in_root(
         60,
         &[

@@ -23,6 +23,13 @@ pub enum ReadError {
     TooLarge,
 }
 
+/// Creates `dir` (and missing parents) readable by its owner only: the state dir holds
+/// the agent's sequence numbers and delivery state. An existing directory keeps its mode.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
 /// Reads at most `limit` bytes; a longer file is an error rather than a truncation.
 pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     let file = std::fs::File::open(path)?;

@@ -84,7 +84,7 @@ impl ManagerSet {
             discovered: self.discovered.iter().map(|a| a.host.clone()).collect(),
         })
         .expect("a list of strings serializes");
-        std::fs::create_dir_all(self.file.parent().unwrap_or(Path::new(".")))
+        fsutil::create_private_dir(self.file.parent().unwrap_or(Path::new(".")))
             .map_err(|e| e.to_string())?;
         fsutil::atomic_write(&self.file, &body, 0o644, None)
             .map_err(|e| format!("cannot save {}: {e}", self.file.display()))?;

@@ -96,12 +96,13 @@ impl App {
     /// The cluster-status view now.
     pub fn view(&self) -> ClusterStatus {
         let now = crate::ingest::now_ms();
-        let inputs: Vec<NodeInput> = self
+        let mut inputs: Vec<NodeInput> = self
             .mem
             .records()
             .iter()
             .map(|r| NodeInput::from_record(r, now, &self.policy))
             .collect();
+        inputs.sort_by_key(|n| n.node_type);
         rollup(&inputs, now, &self.policy)
     }
 }

@@ -227,6 +227,8 @@ CREATE TABLE IF NOT EXISTS latest (
     skew_ms INTEGER NOT NULL,
     signed INTEGER NOT NULL,
     body BLOB NOT NULL,
+    boot_id TEXT,
+    seq INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (node_type, node_id),
     FOREIGN KEY (node_type, node_id) REFERENCES nodes (node_type, node_id) ON DELETE CASCADE
 );
@@ -234,7 +236,7 @@ CREATE TABLE IF NOT EXISTS boots (
     node_type TEXT NOT NULL,
     node_id TEXT NOT NULL,
     boot_id TEXT NOT NULL,
-    max_seq INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
     first_seen_ms INTEGER NOT NULL,
     PRIMARY KEY (node_type, node_id, boot_id),
     FOREIGN KEY (node_type, node_id) REFERENCES nodes (node_type, node_id) ON DELETE CASCADE
@@ -281,10 +283,14 @@ impl Store {
     /// Opens (creating if needed) `state_dir/collector.db`. Safe to call while a collector
     /// runs: SQLite's WAL lets the CLI read and make small writes concurrently.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::StateDir {
-            path: state_dir.display().to_string(),
-            source,
-        })?;
+        // 0700: the store holds token hashes, pins and every node's reports. An existing
+        // directory (systemd's StateDirectory=) keeps the mode it was given.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(state_dir)
+            .map_err(|source| StoreError::StateDir {
+                path: state_dir.display().to_string(),
+                source,
+            })?;
         let path = state_dir.join(DB_FILE);
         let conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -475,14 +481,14 @@ impl Store {
     pub fn load_nodes(&self) -> Result<Vec<StoredNode>, StoreError> {
         let rows = self.list_nodes()?;
         let mut latest_st = self.conn.prepare(
-            "SELECT received_ms, skew_ms, signed, body FROM latest WHERE node_type = ?1 AND node_id = ?2",
+            "SELECT received_ms, skew_ms, signed, body, boot_id, seq FROM latest WHERE node_type = ?1 AND node_id = ?2",
         )?;
         let mut boots_st =
-            self.conn.prepare("SELECT boot_id, max_seq FROM boots WHERE node_type = ?1 AND node_id = ?2 ORDER BY first_seen_ms, rowid")?;
+            self.conn.prepare("SELECT boot_id, first_seq FROM boots WHERE node_type = ?1 AND node_id = ?2 ORDER BY first_seen_ms, rowid")?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let node_type = node_type_of(&row.node_type)?;
-            let boots: Vec<(String, u64)> = boots_st
+            let mut boots: Vec<(String, u64)> = boots_st
                 .query_map(params![row.node_type, row.node_id], |r| {
                     Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
                 })?
@@ -498,11 +504,21 @@ impl Store {
                         skew_ms: r.get(1)?,
                         signed: r.get::<_, i64>(2)? != 0,
                         body: r.get(3)?,
-                        boot_id: boots.last().map(|b| b.0.clone()),
-                        seq: boots.last().map(|b| b.1).unwrap_or(0),
+                        boot_id: r.get(4)?,
+                        seq: r.get::<_, i64>(5)? as u64,
                     })
                 })
                 .optional()?;
+            // The current boot's sequence lives with the latest report (written every
+            // flush); the boots table only orders earlier boots, whose reports are refused.
+            if let Some(l) = &latest {
+                if let Some(b) = &l.boot_id {
+                    match boots.iter_mut().find(|x| &x.0 == b) {
+                        Some(x) => x.1 = l.seq,
+                        None => boots.push((b.clone(), l.seq)),
+                    }
+                }
+            }
             out.push(StoredNode {
                 row,
                 node_type,
@@ -589,16 +605,16 @@ impl Store {
             let mut exists =
                 tx.prepare_cached("SELECT 1 FROM nodes WHERE node_type = ?1 AND node_id = ?2")?;
             let mut latest = tx.prepare_cached(
-                "INSERT INTO latest (node_type, node_id, received_ms, skew_ms, signed, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO latest (node_type, node_id, received_ms, skew_ms, signed, body, boot_id, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (node_type, node_id) DO UPDATE SET received_ms = excluded.received_ms, skew_ms = excluded.skew_ms,
-                 signed = excluded.signed, body = excluded.body",
+                 signed = excluded.signed, body = excluded.body, boot_id = excluded.boot_id, seq = excluded.seq",
             )?;
             let mut node = tx.prepare_cached(
-                "UPDATE nodes SET name = ?3, private_ip = ?4 WHERE node_type = ?1 AND node_id = ?2",
+                "UPDATE nodes SET name = ?3, private_ip = ?4 WHERE node_type = ?1 AND node_id = ?2
+                 AND (name IS NOT ?3 OR private_ip IS NOT ?4)",
             )?;
             let mut boot = tx.prepare_cached(
-                "INSERT INTO boots (node_type, node_id, boot_id, max_seq, first_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (node_type, node_id, boot_id) DO UPDATE SET max_seq = MAX(boots.max_seq, excluded.max_seq)",
+                "INSERT OR IGNORE INTO boots (node_type, node_id, boot_id, first_seq, first_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             let mut trim = tx.prepare_cached(
                 "DELETE FROM boots WHERE node_type = ?1 AND node_id = ?2 AND boot_id NOT IN
@@ -615,12 +631,17 @@ impl Store {
                     r.received_ms,
                     r.skew_ms,
                     r.signed as i64,
-                    r.body
+                    r.body,
+                    r.boot_id,
+                    r.seq as i64
                 ])?;
                 node.execute(params![t, r.node_id, r.name, r.private_ip])?;
+                // Boots are written only when a new one appears: the current boot's
+                // sequence travels in `latest`, so a steady node costs one row per flush.
                 if let Some(b) = &r.boot_id {
-                    boot.execute(params![t, r.node_id, b, r.seq as i64, r.received_ms])?;
-                    trim.execute(params![t, r.node_id, BOOTS_KEPT as i64])?;
+                    if boot.execute(params![t, r.node_id, b, r.seq as i64, r.received_ms])? == 1 {
+                        trim.execute(params![t, r.node_id, BOOTS_KEPT as i64])?;
+                    }
                 }
             }
         }

@@ -64,14 +64,21 @@ impl TlsFiles {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fetch {
     /// The server answered; the body is at most the configured limit.
-    Answered { status: u16, body: Vec<u8> },
+    Answered {
+        status: u16,
+        body: Vec<u8>,
+    },
     /// TCP or TLS connect failed (refused, unknown CA, missing client certificate).
     ConnectFailed(String),
     /// Connected, but the server closed the connection without an HTTP response, or the
     /// exchange broke half-way. Patroni does this on `/cluster` when etcd is unreachable.
     NoResponse(String),
-    TimedOut { after_ms: u64 },
-    TooLarge { limit: usize },
+    TimedOut {
+        after_ms: u64,
+    },
+    TooLarge {
+        limit: usize,
+    },
     /// The probe could not even build its client (TLS files unreadable).
     Setup(String),
 }
@@ -112,10 +119,18 @@ pub async fn fetch(
     if let Some(a) = auth_header {
         headers.push(("authorization", a));
     }
-    match client.request(method, url, &headers, hyper::body::Bytes::from_static(body), deadline, max_body).await {
-        Ok(resp) => Fetch::Answered { status: resp.status.as_u16(), body: resp.body.to_vec() },
+    match client
+        .request(method, url, &headers, hyper::body::Bytes::from_static(body), deadline, max_body)
+        .await
+    {
+        Ok(resp) => Fetch::Answered {
+            status: resp.status.as_u16(),
+            body: resp.body.to_vec(),
+        },
         Err(ClientError::Connect(e)) => Fetch::ConnectFailed(e),
-        Err(ClientError::Timeout(d)) => Fetch::TimedOut { after_ms: d.as_millis() as u64 },
+        Err(ClientError::Timeout(d)) => Fetch::TimedOut {
+            after_ms: d.as_millis() as u64,
+        },
         Err(ClientError::BodyTooLarge(limit)) => Fetch::TooLarge { limit },
         Err(ClientError::Url(u)) => Fetch::Setup(format!("invalid URL {u:?}")),
         Err(ClientError::Request(e)) => classify_request_error(e),
@@ -173,7 +188,11 @@ mod tests {
 
     #[test]
     fn tls_settings_are_checked_together() {
-        let t = TlsFiles { ca_file: None, cert_file: Some("c".into()), key_file: None };
+        let t = TlsFiles {
+            ca_file: None,
+            cert_file: Some("c".into()),
+            key_file: None,
+        };
         let errs = t.validate("https://127.0.0.1:8008", "patroni");
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert_eq!(TlsFiles::default().validate("ftp://x", "etcd").len(), 1);
@@ -181,7 +200,10 @@ mod tests {
 
     #[test]
     fn unreadable_tls_files_become_a_setup_error() {
-        let t = TlsFiles { ca_file: Some("/nonexistent/ca.pem".into()), ..Default::default() };
+        let t = TlsFiles {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..Default::default()
+        };
         let err = t.client(Duration::from_millis(100)).err().unwrap();
         assert!(err.contains("/nonexistent/ca.pem"), "{err}");
     }

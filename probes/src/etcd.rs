@@ -97,7 +97,10 @@ fn u64_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     match Option::<N>::deserialize(d)? {
         None => Ok(None),
         Some(N::Num(n)) => Ok(Some(n)),
-        Some(N::Str(s)) => s.parse().map(Some).map_err(|_| serde::de::Error::custom(format!("{s:?} is not a 64-bit unsigned number"))),
+        Some(N::Str(s)) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a 64-bit unsigned number"))),
     }
 }
 
@@ -146,12 +149,30 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
         Err(e) => {
             let level = if cfg.critical { NodeStatus::Fail } else { NodeStatus::Degraded };
             let mut f = Finding::ok();
-            let code = if matches!(raw.status, Fetch::Answered { .. }) { "etcd_bad_response" } else { "etcd_unreachable" };
-            f.worsen(level, code, format!("etcd member {} does not answer /v3/maintenance/status: {e}", cfg.url));
+            let code = if matches!(raw.status, Fetch::Answered { .. }) {
+                "etcd_bad_response"
+            } else {
+                "etcd_unreachable"
+            };
+            f.worsen(
+                level,
+                code,
+                format!("etcd member {} does not answer /v3/maintenance/status: {e}", cfg.url),
+            );
             etcd.reachable = Some(false);
             etcd.healthy = Some(false);
-            f.services.insert(SERVICE.into(), ServiceEntry { status: ServiceStatus::Inactive, is_remote: None, extra_info: Default::default() });
-            f.facts.db = Some(DbFacts { etcd: Some(etcd), ..Default::default() });
+            f.services.insert(
+                SERVICE.into(),
+                ServiceEntry {
+                    status: ServiceStatus::Inactive,
+                    is_remote: None,
+                    extra_info: Default::default(),
+                },
+            );
+            f.facts.db = Some(DbFacts {
+                etcd: Some(etcd),
+                ..Default::default()
+            });
             return f;
         }
     };
@@ -170,16 +191,32 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
     };
 
     if etcd.leader.is_none() {
-        f.worsen(NodeStatus::Degraded, "etcd_no_leader", format!("etcd member {} sees no raft leader", cfg.url));
+        f.worsen(
+            NodeStatus::Degraded,
+            "etcd_no_leader",
+            format!("etcd member {} sees no raft leader", cfg.url),
+        );
     }
     if !etcd.errors.is_empty() {
-        f.worsen(NodeStatus::Degraded, "etcd_alarm", format!("etcd reports errors: {}", etcd.errors.join("; ")));
+        f.worsen(
+            NodeStatus::Degraded,
+            "etcd_alarm",
+            format!("etcd reports errors: {}", etcd.errors.join("; ")),
+        );
     }
     if let Some(b) = etcd.apply_backlog.filter(|b| *b > cfg.max_apply_backlog) {
-        f.worsen(NodeStatus::Degraded, "etcd_apply_backlog", format!("etcd has {b} committed raft entries not yet applied"));
+        f.worsen(
+            NodeStatus::Degraded,
+            "etcd_apply_backlog",
+            format!("etcd has {b} committed raft entries not yet applied"),
+        );
     }
     if let Some(size) = doc.db_size.filter(|s| *s as f64 > cfg.quota_bytes as f64 * 0.8) {
-        f.worsen(NodeStatus::Degraded, "etcd_db_size", format!("etcd db is {size} bytes, over 80% of the {} byte quota", cfg.quota_bytes));
+        f.worsen(
+            NodeStatus::Degraded,
+            "etcd_db_size",
+            format!("etcd db is {size} bytes, over 80% of the {} byte quota", cfg.quota_bytes),
+        );
     }
     let healthy = match &raw.health {
         Fetch::Answered { status, body } => match db_http::parse_json::<HealthDoc>(body) {
@@ -192,7 +229,11 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
         Ok(true) => etcd.healthy = Some(true),
         Ok(false) => {
             etcd.healthy = Some(false);
-            f.worsen(NodeStatus::Degraded, "etcd_unhealthy", "etcd /health is false: no quorum or an active alarm");
+            f.worsen(
+                NodeStatus::Degraded,
+                "etcd_unhealthy",
+                "etcd /health is false: no quorum or an active alarm",
+            );
         }
         Err(e) => {
             etcd.healthy = Some(false);
@@ -209,9 +250,23 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
         extra.insert("member_id".into(), m.clone().into());
     }
     extra.insert("is_leader".into(), (etcd.leader.is_some() && etcd.leader == etcd.member_id).into());
-    let svc = if etcd.healthy == Some(true) { ServiceStatus::Active } else { ServiceStatus::Inactive };
-    f.services.insert(SERVICE.into(), ServiceEntry { status: svc, is_remote: None, extra_info: extra });
-    f.facts.db = Some(DbFacts { etcd: Some(etcd), ..Default::default() });
+    let svc = if etcd.healthy == Some(true) {
+        ServiceStatus::Active
+    } else {
+        ServiceStatus::Inactive
+    };
+    f.services.insert(
+        SERVICE.into(),
+        ServiceEntry {
+            status: svc,
+            is_remote: None,
+            extra_info: extra,
+        },
+    );
+    f.facts.db = Some(DbFacts {
+        etcd: Some(etcd),
+        ..Default::default()
+    });
     f
 }
 
@@ -231,7 +286,15 @@ impl EtcdProbe {
         let status_url = format!("{}/v3/maintenance/status", self.cfg.url);
         let health_url = format!("{}/health", self.cfg.url);
         let (status, health) = tokio::join!(
-            db_http::fetch(&self.client, http::Method::POST, &status_url, None, b"{}", deadline, self.cfg.max_body_bytes),
+            db_http::fetch(
+                &self.client,
+                http::Method::POST,
+                &status_url,
+                None,
+                b"{}",
+                deadline,
+                self.cfg.max_body_bytes
+            ),
             db_http::fetch(&self.client, http::Method::GET, &health_url, None, b"", deadline, self.cfg.max_body_bytes),
         );
         Raw { status, health }
@@ -259,28 +322,49 @@ mod tests {
     }
 
     fn ans(status: u16, body: &str) -> Fetch {
-        Fetch::Answered { status, body: body.as_bytes().to_vec() }
+        Fetch::Answered {
+            status,
+            body: body.as_bytes().to_vec(),
+        }
     }
 
     const STATUS: &str = r#"{"header":{"cluster_id":"995718836706496667","member_id":"11342670795761701468","revision":"26","raft_term":"2"},"version":"3.4.23","dbSize":"36864","leader":"11342670795761701468","raftIndex":"40","raftTerm":"2","raftAppliedIndex":"40","dbSizeInUse":"36864"}"#;
 
     #[test]
     fn ids_above_i64_max_survive_as_strings_and_numbers() {
-        let f = interpret(&cfg(), &Raw { status: ans(200, STATUS), health: ans(200, r#"{"health":"true"}"#) });
+        let f = interpret(
+            &cfg(),
+            &Raw {
+                status: ans(200, STATUS),
+                health: ans(200, r#"{"health":"true"}"#),
+            },
+        );
         assert_eq!(f.status, NodeStatus::Ok, "{:?}", f.reasons);
         let e = f.facts.db.unwrap().etcd.unwrap();
         assert_eq!(e.member_id.as_deref(), Some("11342670795761701468"));
         assert_eq!(e.leader, e.member_id);
         assert_eq!(e.apply_backlog, Some(0));
         let numeric = r#"{"header":{"cluster_id":995718836706496667,"member_id":11342670795761701468},"leader":11342670795761701468}"#;
-        let f = interpret(&cfg(), &Raw { status: ans(200, numeric), health: ans(200, r#"{"health":"true"}"#) });
+        let f = interpret(
+            &cfg(),
+            &Raw {
+                status: ans(200, numeric),
+                health: ans(200, r#"{"health":"true"}"#),
+            },
+        );
         assert_eq!(f.status, NodeStatus::Ok, "{:?}", f.reasons);
     }
 
     #[test]
     fn alarms_no_leader_and_unhealthy_degrade() {
         let body = r#"{"header":{"cluster_id":"1","member_id":"2"},"errors":["memberID:2 alarm:NOSPACE"]}"#;
-        let f = interpret(&cfg(), &Raw { status: ans(200, body), health: ans(503, r#"{"health":"false"}"#) });
+        let f = interpret(
+            &cfg(),
+            &Raw {
+                status: ans(200, body),
+                health: ans(503, r#"{"health":"false"}"#),
+            },
+        );
         assert_eq!(f.status, NodeStatus::Degraded);
         let codes: Vec<_> = f.reasons.iter().map(|r| r.code.as_str()).collect();
         assert_eq!(codes, ["etcd_no_leader", "etcd_alarm", "etcd_unhealthy"]);
@@ -289,18 +373,39 @@ mod tests {
 
     #[test]
     fn hostile_status_bodies() {
-        for body in ["", "{", r#"{"header":{"member_id":"-1"}}"#, r#"{"header":{"member_id":"99999999999999999999999"}}"#, r#"{"header":5}"#] {
-            let f = interpret(&cfg(), &Raw { status: ans(200, body), health: ans(200, "{}") });
+        for body in [
+            "",
+            "{",
+            r#"{"header":{"member_id":"-1"}}"#,
+            r#"{"header":{"member_id":"99999999999999999999999"}}"#,
+            r#"{"header":5}"#,
+        ] {
+            let f = interpret(
+                &cfg(),
+                &Raw {
+                    status: ans(200, body),
+                    health: ans(200, "{}"),
+                },
+            );
             assert_eq!(f.status, NodeStatus::Fail, "{body}");
             assert_eq!(f.reasons[0].code, "etcd_bad_response");
         }
-        let f = interpret(&cfg(), &Raw { status: ans(200, STATUS), health: ans(200, "garbage") });
+        let f = interpret(
+            &cfg(),
+            &Raw {
+                status: ans(200, STATUS),
+                health: ans(200, "garbage"),
+            },
+        );
         assert_eq!(f.reasons[0].code, "etcd_unhealthy");
     }
 
     #[test]
     fn unreachable_member_is_fail_unless_not_critical() {
-        let raw = Raw { status: Fetch::ConnectFailed("Connection refused".into()), health: Fetch::ConnectFailed("x".into()) };
+        let raw = Raw {
+            status: Fetch::ConnectFailed("Connection refused".into()),
+            health: Fetch::ConnectFailed("x".into()),
+        };
         let f = interpret(&cfg(), &raw);
         assert_eq!(f.status, NodeStatus::Fail);
         assert_eq!(f.reasons[0].code, "etcd_unreachable");

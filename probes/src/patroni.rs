@@ -183,7 +183,9 @@ struct ConfigDoc {
 }
 
 fn nofailover(tags: &Option<serde_json::Map<String, serde_json::Value>>) -> bool {
-    tags.as_ref().and_then(|t| t.get("nofailover")).is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"))
+    tags.as_ref()
+        .and_then(|t| t.get("nofailover"))
+        .is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"))
 }
 
 /// Patroni's role names mapped to ours: `master` (3.x) and `primary` (4.x) are `leader`.
@@ -199,7 +201,10 @@ fn state_is_healthy(state: &str) -> bool {
 }
 
 fn state_is_transitional(state: &str) -> bool {
-    matches!(state, "starting" | "stopping" | "restarting" | "creating replica" | "initializing new cluster" | "running custom bootstrap script")
+    matches!(
+        state,
+        "starting" | "stopping" | "restarting" | "creating replica" | "initializing new cluster" | "running custom bootstrap script"
+    )
 }
 
 fn parse_answer<T: serde::de::DeserializeOwned>(fetch: &Fetch) -> Result<T, String> {
@@ -212,14 +217,29 @@ fn parse_answer<T: serde::de::DeserializeOwned>(fetch: &Fetch) -> Result<T, Stri
 
 /// The pure decision: node status, reasons, the legacy `Patroni` entry and db facts.
 pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
-    let mut facts = DbFacts { member: Some(cfg.member.clone()), ..Default::default() };
+    let mut facts = DbFacts {
+        member: Some(cfg.member.clone()),
+        ..Default::default()
+    };
     let doc: PatroniDoc = match &raw.patroni {
         Fetch::Answered { status: 200, body } => match db_http::parse_json(body) {
             Ok(d) => d,
-            Err(e) => return unreachable(cfg, facts, "patroni_bad_response", format!("Patroni {}/patroni answered garbage: {e}", cfg.url)),
+            Err(e) => {
+                return unreachable(
+                    cfg,
+                    facts,
+                    "patroni_bad_response",
+                    format!("Patroni {}/patroni answered garbage: {e}", cfg.url),
+                )
+            }
         },
         Fetch::Answered { status, .. } => {
-            return unreachable(cfg, facts, "patroni_bad_response", format!("Patroni {}/patroni answered HTTP {status}", cfg.url))
+            return unreachable(
+                cfg,
+                facts,
+                "patroni_bad_response",
+                format!("Patroni {}/patroni answered HTTP {status}", cfg.url),
+            )
         }
         other => {
             let hint = match other {
@@ -228,7 +248,12 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
                 }
                 _ => "",
             };
-            return unreachable(cfg, facts, "patroni_unreachable", format!("Patroni REST API {} is unreachable: {}{hint}", cfg.url, other.describe()));
+            return unreachable(
+                cfg,
+                facts,
+                "patroni_unreachable",
+                format!("Patroni REST API {} is unreachable: {}{hint}", cfg.url, other.describe()),
+            );
         }
     };
     facts.patroni_reachable = Some(true);
@@ -238,22 +263,42 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
     let healthy_state = state_is_healthy(&doc.state);
     if !healthy_state {
         if state_is_transitional(&doc.state) {
-            f.worsen(NodeStatus::Degraded, "postgres_transitional", format!("PostgreSQL is {} according to Patroni", doc.state));
+            f.worsen(
+                NodeStatus::Degraded,
+                "postgres_transitional",
+                format!("PostgreSQL is {} according to Patroni", doc.state),
+            );
         } else {
-            f.worsen(NodeStatus::Fail, "postgres_not_running", format!("PostgreSQL is not running: Patroni state is {:?}", doc.state));
+            f.worsen(
+                NodeStatus::Fail,
+                "postgres_not_running",
+                format!("PostgreSQL is not running: Patroni state is {:?}", doc.state),
+            );
         }
     }
     if !matches!(role.as_str(), "leader" | "replica" | "standby_leader") {
         f.worsen(NodeStatus::Degraded, "role_unsettled", format!("Patroni role is {:?}", doc.role));
     }
     if doc.pause == Some(true) {
-        f.worsen(NodeStatus::Degraded, "patroni_paused", "Patroni is paused (maintenance mode): no automatic failover");
+        f.worsen(
+            NodeStatus::Degraded,
+            "patroni_paused",
+            "Patroni is paused (maintenance mode): no automatic failover",
+        );
     }
     if doc.pending_restart == Some(true) {
-        f.worsen(NodeStatus::Degraded, "pending_restart", "PostgreSQL needs a restart to apply changed settings");
+        f.worsen(
+            NodeStatus::Degraded,
+            "pending_restart",
+            "PostgreSQL needs a restart to apply changed settings",
+        );
     }
     if doc.cluster_unlocked == Some(true) {
-        f.worsen(NodeStatus::Degraded, "no_leader_lock", "Patroni sees no leader lock in the DCS (cluster_unlocked)");
+        f.worsen(
+            NodeStatus::Degraded,
+            "no_leader_lock",
+            "Patroni sees no leader lock in the DCS (cluster_unlocked)",
+        );
     }
     let replay_paused = doc.xlog.as_ref().and_then(|x| x.paused);
     if replay_paused == Some(true) {
@@ -277,7 +322,11 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
                     Some(_) => true,
                 });
             }
-            Err(e) => f.worsen(NodeStatus::Degraded, "patroni_config_unavailable", format!("cannot read Patroni {}/config: {e}", cfg.url)),
+            Err(e) => f.worsen(
+                NodeStatus::Degraded,
+                "patroni_config_unavailable",
+                format!("cannot read Patroni {}/config: {e}", cfg.url),
+            ),
         }
     }
 
@@ -286,7 +335,11 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
         let age = now.saturating_sub(seen);
         if age > ttl as i64 {
             dcs_reachable = false;
-            f.worsen(NodeStatus::Degraded, "dcs_unreachable", format!("DCS unreachable: Patroni last reached etcd {age} s ago (ttl {ttl} s)"));
+            f.worsen(
+                NodeStatus::Degraded,
+                "dcs_unreachable",
+                format!("DCS unreachable: Patroni last reached etcd {age} s ago (ttl {ttl} s)"),
+            );
         }
     }
 
@@ -326,7 +379,11 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
                             }
                             if let (Some(Lag::Text(t)), "replica") = (&m.lag, role.as_str()) {
                                 let t: String = t.chars().take(32).collect();
-                                f.worsen(NodeStatus::Degraded, "replica_lag_unknown", format!("Patroni reports this replica's lag as {t:?}"));
+                                f.worsen(
+                                    NodeStatus::Degraded,
+                                    "replica_lag_unknown",
+                                    format!("Patroni reports this replica's lag as {t:?}"),
+                                );
                             }
                         }
                         facts.cluster_members.insert(m.name.clone(), view);
@@ -339,7 +396,11 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
                         );
                     }
                 }
-                Err(e) => f.worsen(NodeStatus::Degraded, "patroni_bad_response", format!("cannot read Patroni {}/cluster: {e}", cfg.url)),
+                Err(e) => f.worsen(
+                    NodeStatus::Degraded,
+                    "patroni_bad_response",
+                    format!("cannot read Patroni {}/cluster: {e}", cfg.url),
+                ),
             },
         }
     }
@@ -347,16 +408,26 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
         if let Some(lag) = own_lag {
             facts.lag_bytes = Some(lag);
             if lag > max_lag {
-                f.worsen(NodeStatus::Degraded, "replica_lag", format!("replica lags {lag} bytes, over maximum_lag_on_failover {max_lag}"));
+                f.worsen(
+                    NodeStatus::Degraded,
+                    "replica_lag",
+                    format!("replica lags {lag} bytes, over maximum_lag_on_failover {max_lag}"),
+                );
             }
         }
     }
 
     let replication: Vec<&Replication> = doc.replication.as_deref().unwrap_or_default().iter().take(MAX_ENTRIES).collect();
     if role == "leader" && facts.synchronous_mode == Some(true) {
-        let sync_streaming = replication.iter().any(|r| r.state == "streaming" && matches!(r.sync_state.as_str(), "sync" | "quorum"));
+        let sync_streaming = replication
+            .iter()
+            .any(|r| r.state == "streaming" && matches!(r.sync_state.as_str(), "sync" | "quorum"));
         if !sync_streaming {
-            f.worsen(NodeStatus::Degraded, "no_sync_standby", "synchronous_mode is on but no synchronous standby is streaming");
+            f.worsen(
+                NodeStatus::Degraded,
+                "no_sync_standby",
+                "synchronous_mode is on but no synchronous standby is streaming",
+            );
         }
     }
 
@@ -365,14 +436,23 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
     status_obj.insert("state".into(), doc.state.clone().into());
     status_obj.insert("role".into(), doc.role.clone().into());
     if role == "leader" {
-        let list: Vec<serde_json::Value> =
-            replication.iter().map(|r| serde_json::json!({"state": r.state, "sync_state": r.sync_state})).collect();
+        let list: Vec<serde_json::Value> = replication
+            .iter()
+            .map(|r| serde_json::json!({"state": r.state, "sync_state": r.sync_state}))
+            .collect();
         status_obj.insert("replications_state".into(), list.into());
     }
     let mut extra = serde_json::Map::new();
     extra.insert("patroni_status".into(), status_obj.into());
     let svc_status = if healthy_state { ServiceStatus::Active } else { ServiceStatus::Inactive };
-    f.services.insert(SERVICE.into(), ServiceEntry { status: svc_status, is_remote: None, extra_info: extra });
+    f.services.insert(
+        SERVICE.into(),
+        ServiceEntry {
+            status: svc_status,
+            is_remote: None,
+            extra_info: extra,
+        },
+    );
 
     facts.role = Some(role.clone());
     facts.state = Some(doc.state.clone());
@@ -387,7 +467,15 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
     if role == "leader" {
         facts.replication = replication
             .iter()
-            .map(|r| (r.application_name.clone(), ReplicationView { state: r.state.clone(), sync_state: r.sync_state.clone() }))
+            .map(|r| {
+                (
+                    r.application_name.clone(),
+                    ReplicationView {
+                        state: r.state.clone(),
+                        sync_state: r.sync_state.clone(),
+                    },
+                )
+            })
             .collect::<BTreeMap<_, _>>();
     }
     f.facts.db = Some(facts);
@@ -398,7 +486,14 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
 fn unreachable(_cfg: &Config, mut facts: DbFacts, code: &str, message: String) -> Finding {
     facts.patroni_reachable = Some(false);
     let mut f = Finding::fail(code, message);
-    f.services.insert(SERVICE.into(), ServiceEntry { status: ServiceStatus::Inactive, is_remote: None, extra_info: Default::default() });
+    f.services.insert(
+        SERVICE.into(),
+        ServiceEntry {
+            status: ServiceStatus::Inactive,
+            is_remote: None,
+            extra_info: Default::default(),
+        },
+    );
     f.facts.db = Some(facts);
     f
 }
@@ -424,7 +519,12 @@ impl PatroniProbe {
             (Some(u), Some(p)) => Some(db_http::basic_auth(u, &p.0)),
             _ => None,
         };
-        PatroniProbe { cfg, client, auth, cache: Mutex::new(Cache::default()) }
+        PatroniProbe {
+            cfg,
+            client,
+            auth,
+            cache: Mutex::new(Cache::default()),
+        }
     }
 
     async fn get(&self, path: &str) -> Fetch {
@@ -445,7 +545,7 @@ impl PatroniProbe {
     pub async fn collect(&self, ctx: &ProbeContext) -> Raw {
         let due = {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            cache.cluster.is_none() || ctx.cycle % self.cfg.cluster_every == 0
+            cache.cluster.is_none() || ctx.cycle.is_multiple_of(self.cfg.cluster_every)
         };
         let (patroni, slow) = if due {
             let (p, c, k) = tokio::join!(self.get("/patroni"), self.get("/cluster"), self.get("/config"));
@@ -462,7 +562,11 @@ impl PatroniProbe {
             cache.cluster = Some(Timed { fetch: cluster, at: ctx.now });
             cache.config = Some(Timed { fetch: config, at: ctx.now });
         }
-        Raw { patroni, cluster: cache.cluster.clone(), config: cache.config.clone() }
+        Raw {
+            patroni,
+            cluster: cache.cluster.clone(),
+            config: cache.config.clone(),
+        }
     }
 }
 
@@ -497,11 +601,18 @@ mod tests {
     }
 
     fn answered(body: &str) -> Fetch {
-        Fetch::Answered { status: 200, body: body.as_bytes().to_vec() }
+        Fetch::Answered {
+            status: 200,
+            body: body.as_bytes().to_vec(),
+        }
     }
 
     fn raw(patroni: &str) -> Raw {
-        Raw { patroni: answered(patroni), cluster: None, config: None }
+        Raw {
+            patroni: answered(patroni),
+            cluster: None,
+            config: None,
+        }
     }
 
     #[test]
@@ -543,7 +654,15 @@ mod tests {
             assert_eq!(f.status, NodeStatus::Fail, "{body:?}");
             assert_eq!(f.reasons[0].code, "patroni_bad_response", "{body:?}");
         }
-        let f = interpret(&cfg(), &Raw { patroni: Fetch::TooLarge { limit: 65536 }, cluster: None, config: None }, 0);
+        let f = interpret(
+            &cfg(),
+            &Raw {
+                patroni: Fetch::TooLarge { limit: 65536 },
+                cluster: None,
+                config: None,
+            },
+            0,
+        );
         assert!(f.reasons[0].message.contains("larger than 65536"));
     }
 
@@ -551,7 +670,10 @@ mod tests {
     fn stale_dcs_last_seen_degrades_using_the_config_ttl() {
         let body = r#"{"state":"running","role":"replica","dcs_last_seen":1000,"xlog":{"paused":false}}"#;
         let mut r = raw(body);
-        r.config = Some(Timed { fetch: answered(r#"{"ttl":10}"#), at: 1000 });
+        r.config = Some(Timed {
+            fetch: answered(r#"{"ttl":10}"#),
+            at: 1000,
+        });
         assert_eq!(interpret(&cfg(), &r, 1010).status, NodeStatus::Ok);
         let f = interpret(&cfg(), &r, 1011);
         assert_eq!(f.status, NodeStatus::Degraded);
@@ -562,10 +684,16 @@ mod tests {
     #[test]
     fn cluster_without_response_is_dcs_unreachable() {
         let mut r = raw(r#"{"state":"running","role":"master","dcs_last_seen":0}"#);
-        r.cluster = Some(Timed { fetch: Fetch::NoResponse("connection closed before message completed".into()), at: 0 });
+        r.cluster = Some(Timed {
+            fetch: Fetch::NoResponse("connection closed before message completed".into()),
+            at: 0,
+        });
         let f = interpret(&cfg(), &r, 5);
         assert_eq!(f.status, NodeStatus::Degraded);
-        assert!(f.reasons.iter().any(|r| r.code == "dcs_unreachable" && r.message.contains("DCS unreachable")));
+        assert!(f
+            .reasons
+            .iter()
+            .any(|r| r.code == "dcs_unreachable" && r.message.contains("DCS unreachable")));
         assert_eq!(f.facts.db.unwrap().dcs_reachable, Some(false));
     }
 
@@ -586,10 +714,77 @@ mod tests {
         assert_eq!(f.reasons[0].code, "replica_lag");
     }
 
+    /// A one-shot local server: accepts connections and answers each with `reply`
+    /// (`None`: closes without a byte, as Patroni does on `/cluster` with etcd down).
+    async fn server(reply: Option<Vec<u8>>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let reply = reply.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = sock.read(&mut buf).await;
+                    if let Some(r) = reply {
+                        let _ = sock.write_all(&r).await;
+                        let _ = sock.shutdown().await;
+                    }
+                });
+            }
+        });
+        url
+    }
+
+    async fn collect_from(url: String) -> Raw {
+        let mut c = cfg();
+        c.url = url;
+        PatroniProbe::new(c).collect(&ProbeContext { cycle: 0, now: 0 }).await
+    }
+
+    #[tokio::test]
+    async fn real_sockets_closed_oversized_and_garbage() {
+        let url = server(None).await;
+        let raw = collect_from(url.clone()).await;
+        assert!(matches!(raw.patroni, Fetch::NoResponse(_)), "{:?}", raw.patroni);
+        assert_eq!(raw.cluster, None, "a down Patroni drops the cached /cluster view");
+        let mut c = cfg();
+        c.url = url;
+        let cluster = PatroniProbe::new(c).get("/cluster").await;
+        assert!(matches!(cluster, Fetch::NoResponse(_)), "{cluster:?}");
+
+        let mut big = b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n".to_vec();
+        big.extend(std::iter::repeat_n(b' ', 200_000));
+        let raw = collect_from(server(Some(big)).await).await;
+        assert_eq!(raw.patroni, Fetch::TooLarge { limit: 65536 });
+
+        let garbage = b"HTTP/1.0 200 OK\r\n\r\n{\"state\": \"running\", \"role\": [1,2".to_vec();
+        let raw = collect_from(server(Some(garbage)).await).await;
+        let f = interpret(&cfg(), &raw, 0);
+        assert_eq!((f.status, f.reasons[0].code.as_str()), (NodeStatus::Fail, "patroni_bad_response"));
+
+        let not_http = b"SSH-2.0-OpenSSH_9.2\r\n".to_vec();
+        let raw = collect_from(server(Some(not_http)).await).await;
+        assert_eq!(interpret(&cfg(), &raw, 0).status, NodeStatus::Fail);
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_times_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let raw = collect_from(url).await;
+        drop(listener);
+        assert_eq!(raw.patroni, Fetch::TimedOut { after_ms: 500 });
+    }
+
     #[test]
     fn sync_mode_without_a_sync_standby_degrades_the_leader() {
-        let mut r = raw(r#"{"state":"running","role":"primary","replication":[{"application_name":"pg2","state":"streaming","sync_state":"async"}]}"#);
-        r.config = Some(Timed { fetch: answered(r#"{"synchronous_mode":true}"#), at: 0 });
+        let mut r =
+            raw(r#"{"state":"running","role":"primary","replication":[{"application_name":"pg2","state":"streaming","sync_state":"async"}]}"#);
+        r.config = Some(Timed {
+            fetch: answered(r#"{"synchronous_mode":true}"#),
+            at: 0,
+        });
         let f = interpret(&cfg(), &r, 0);
         assert_eq!(f.reasons[0].code, "no_sync_standby");
         let status = &f.services[SERVICE].extra_info["patroni_status"];

@@ -104,8 +104,18 @@ pub enum Raw {
     LoginRefused(String),
     /// Connected, but a query failed or timed out.
     QueryFailed(String),
-    Primary { superuser: bool, standbys: Vec<Standby> },
-    Replica { superuser: bool, receive_lsn: Option<String>, replay_lsn: Option<String>, replay_gap_bytes: Option<i64>, paused: bool, receiver_status: Option<String> },
+    Primary {
+        superuser: bool,
+        standbys: Vec<Standby>,
+    },
+    Replica {
+        superuser: bool,
+        receive_lsn: Option<String>,
+        replay_lsn: Option<String>,
+        replay_gap_bytes: Option<i64>,
+        paused: bool,
+        receiver_status: Option<String>,
+    },
 }
 
 pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
@@ -114,18 +124,29 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
     let mut f = match raw {
         Raw::ConnectFailed(e) => {
             facts.postgres_running = Some(false);
-            Finding::fail("postgres_not_running", format!("PostgreSQL at {endpoint} does not accept connections: {e}"))
+            Finding::fail(
+                "postgres_not_running",
+                format!("PostgreSQL at {endpoint} does not accept connections: {e}"),
+            )
         }
         Raw::LoginRefused(e) => {
             facts.postgres_running = Some(true);
             let mut f = Finding::ok();
-            f.worsen(NodeStatus::Degraded, "postgres_login_refused", format!("PostgreSQL at {endpoint} refused the monitoring login as {:?}: {e}", cfg.user));
+            f.worsen(
+                NodeStatus::Degraded,
+                "postgres_login_refused",
+                format!("PostgreSQL at {endpoint} refused the monitoring login as {:?}: {e}", cfg.user),
+            );
             f
         }
         Raw::QueryFailed(e) => {
             facts.postgres_running = Some(true);
             let mut f = Finding::ok();
-            f.worsen(NodeStatus::Degraded, "postgres_query_failed", format!("PostgreSQL at {endpoint} accepted the login but a health query failed: {e}"));
+            f.worsen(
+                NodeStatus::Degraded,
+                "postgres_query_failed",
+                format!("PostgreSQL at {endpoint} accepted the login but a health query failed: {e}"),
+            );
             f
         }
         Raw::Primary { superuser, standbys } => {
@@ -138,21 +159,43 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
             }
             superuser_check(cfg, *superuser)
         }
-        Raw::Replica { superuser, replay_gap_bytes, paused, receiver_status, .. } => {
+        Raw::Replica {
+            superuser,
+            replay_gap_bytes,
+            paused,
+            receiver_status,
+            ..
+        } => {
             facts.postgres_running = Some(true);
             facts.in_recovery = Some(true);
             facts.replay_paused = Some(*paused);
             let mut f = superuser_check(cfg, *superuser);
             if *paused {
-                f.worsen(NodeStatus::Degraded, "replay_paused", "pg_is_wal_replay_paused() is true: this replica does not apply WAL");
+                f.worsen(
+                    NodeStatus::Degraded,
+                    "replay_paused",
+                    "pg_is_wal_replay_paused() is true: this replica does not apply WAL",
+                );
             }
             if let Some(gap) = replay_gap_bytes.filter(|g| *g > 0 && *g as u64 > cfg.max_replay_gap_bytes) {
-                f.worsen(NodeStatus::Degraded, "replay_lag", format!("{gap} bytes received but not replayed (limit {})", cfg.max_replay_gap_bytes));
+                f.worsen(
+                    NodeStatus::Degraded,
+                    "replay_lag",
+                    format!("{gap} bytes received but not replayed (limit {})", cfg.max_replay_gap_bytes),
+                );
             }
             match receiver_status.as_deref() {
                 Some("streaming") => {}
-                Some(other) => f.worsen(NodeStatus::Degraded, "wal_receiver_not_streaming", format!("WAL receiver is {other:?}, not streaming")),
-                None => f.worsen(NodeStatus::Degraded, "wal_receiver_not_streaming", "no WAL receiver: this replica is not streaming from a primary"),
+                Some(other) => f.worsen(
+                    NodeStatus::Degraded,
+                    "wal_receiver_not_streaming",
+                    format!("WAL receiver is {other:?}, not streaming"),
+                ),
+                None => f.worsen(
+                    NodeStatus::Degraded,
+                    "wal_receiver_not_streaming",
+                    "no WAL receiver: this replica is not streaming from a primary",
+                ),
             }
             f
         }
@@ -164,7 +207,11 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
 fn superuser_check(cfg: &Config, superuser: bool) -> Finding {
     let mut f = Finding::ok();
     if superuser {
-        f.worsen(NodeStatus::Degraded, "monitoring_role_is_superuser", format!("the monitoring role {:?} is a superuser; use a pg_monitor role", cfg.user));
+        f.worsen(
+            NodeStatus::Degraded,
+            "monitoring_role_is_superuser",
+            format!("the monitoring role {:?} is a superuser; use a pg_monitor role", cfg.user),
+        );
     }
     f
 }
@@ -191,7 +238,11 @@ impl PostgresProbe {
                 })
                 .map_err(|e| e.to_string())
         });
-        PostgresProbe { cfg, tls, conn: tokio::sync::Mutex::new(None) }
+        PostgresProbe {
+            cfg,
+            tls,
+            conn: tokio::sync::Mutex::new(None),
+        }
     }
 
     fn pg_config(&self) -> tokio_postgres::Config {
@@ -277,7 +328,13 @@ where
 
 async fn query(client: &tokio_postgres::Client) -> Raw {
     let failed = |e: tokio_postgres::Error| Raw::QueryFailed(error_text(&e));
-    let row = match client.query_one("SELECT pg_is_in_recovery(), COALESCE((SELECT rolsuper FROM pg_roles WHERE rolname = current_user), false)", &[]).await {
+    let row = match client
+        .query_one(
+            "SELECT pg_is_in_recovery(), COALESCE((SELECT rolsuper FROM pg_roles WHERE rolname = current_user), false)",
+            &[],
+        )
+        .await
+    {
         Ok(r) => r,
         Err(e) => return failed(e),
     };
@@ -290,7 +347,12 @@ async fn query(client: &tokio_postgres::Client) -> Raw {
                 superuser,
                 standbys: rows
                     .iter()
-                    .map(|r| Standby { application_name: r.get(0), state: r.get(1), sync_state: r.get(2), lag_bytes: r.get(3) })
+                    .map(|r| Standby {
+                        application_name: r.get(0),
+                        state: r.get(1),
+                        sync_state: r.get(2),
+                        lag_bytes: r.get(3),
+                    })
                     .collect(),
             },
             Err(e) => failed(e),
@@ -375,7 +437,15 @@ mod tests {
         };
         let f = interpret(&cfg(), &raw);
         let codes: Vec<_> = f.reasons.iter().map(|r| r.code.as_str()).collect();
-        assert_eq!(codes, ["monitoring_role_is_superuser", "replay_paused", "replay_lag", "wal_receiver_not_streaming"]);
+        assert_eq!(
+            codes,
+            [
+                "monitoring_role_is_superuser",
+                "replay_paused",
+                "replay_lag",
+                "wal_receiver_not_streaming"
+            ]
+        );
         assert_eq!(f.facts.db.unwrap().replay_paused, Some(true));
     }
 
@@ -384,8 +454,18 @@ mod tests {
         let raw = Raw::Primary {
             superuser: false,
             standbys: vec![
-                Standby { application_name: "pg2".into(), state: Some("streaming".into()), sync_state: Some("async".into()), lag_bytes: Some(120) },
-                Standby { application_name: "pg3".into(), state: Some("startup".into()), sync_state: None, lag_bytes: None },
+                Standby {
+                    application_name: "pg2".into(),
+                    state: Some("streaming".into()),
+                    sync_state: Some("async".into()),
+                    lag_bytes: Some(120),
+                },
+                Standby {
+                    application_name: "pg3".into(),
+                    state: Some("startup".into()),
+                    sync_state: None,
+                    lag_bytes: None,
+                },
             ],
         };
         let f = interpret(&cfg(), &raw);

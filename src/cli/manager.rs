@@ -17,16 +17,34 @@ const DEFAULT_CONFIG: &str = "/etc/status-reporter/collector.toml";
 #[derive(Subcommand)]
 pub enum ManagerCommand {
     /// Set up, run or check the collector (the manager-side service).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        long_about = "Set up, run or check the collector: the manager-side service that verifies, stores and \
+rolls up node reports on port 53333.\n\nA first setup:\n  status-reporter collector init --cert cert.pem --key key.pem\n  \
+status-reporter collector validate\n  status-reporter collector run"
+    )]
     Collector(CollectorCommand),
     /// Create, list and revoke API tokens (reporter roles manager/db/broker, and admin).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        long_about = "Create, list and revoke API tokens. Reporter tokens (manager, db, broker) may report only \
+their own node type; admin tokens read the cluster status. Secrets are printed once and stored as \
+SHA-256 hashes.\n\nExamples:\n  status-reporter tokens create db\n  status-reporter tokens list\n  status-reporter tokens revoke 3"
+    )]
     Tokens(TokensCommand),
     /// List the nodes the collector knows, or forget one (clears its pinned key).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        long_about = "List the nodes the collector knows with their pinned Ed25519 keys, or forget one so its \
+next report pins a new key (after a reinstall).\n\nExamples:\n  status-reporter nodes list\n  status-reporter nodes forget db2"
+    )]
     Nodes(NodesCommand),
     /// Read a collector's view of the cluster.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        long_about = "Read a collector's view of the cluster (exit 0 OK, 1 Degraded, 2 Fail, 3 unreachable).\n\n\
+Example:\n  status-reporter cluster status --manager 10.0.0.11 --ca-path ca.pem --token-file admin.token"
+    )]
     Cluster(ClusterCommand),
 }
 

@@ -48,7 +48,9 @@ const RABBIT_BIN: &str = "/usr/lib/rabbitmq/bin";
 
 /// `<repo>/tests/lab`, where the harness scripts live.
 pub fn lab_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("lab")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("lab")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -73,7 +75,11 @@ pub fn require_services(names: &[&str]) -> bool {
         match name {
             "patroni" => {
                 need(m, "patroni", "/usr/bin/patroni");
-                need(m, "Debian python3 (patroni's interpreter)", "/usr/bin/python3");
+                need(
+                    m,
+                    "Debian python3 (patroni's interpreter)",
+                    "/usr/bin/python3",
+                );
                 need(m, "setpriv (util-linux)", "/usr/bin/setpriv");
                 need(m, "postgres", &format!("{PG_BIN}/postgres"));
                 need(m, "psql", &format!("{PG_BIN}/psql"));
@@ -87,7 +93,11 @@ pub fn require_services(names: &[&str]) -> bool {
                 need(m, "psql", &format!("{PG_BIN}/psql"));
             }
             "rabbitmq" | "rabbitmq-server" => {
-                need(m, "rabbitmq-server", &format!("{RABBIT_BIN}/rabbitmq-server"));
+                need(
+                    m,
+                    "rabbitmq-server",
+                    &format!("{RABBIT_BIN}/rabbitmq-server"),
+                );
                 need(m, "rabbitmqctl", &format!("{RABBIT_BIN}/rabbitmqctl"));
                 need(m, "epmd", "/usr/bin/epmd");
             }
@@ -104,7 +114,10 @@ pub fn require_services(names: &[&str]) -> bool {
         }
     }
     if names.contains(&"patroni") && !is_root() {
-        missing.push("root privileges (the Patroni harness runs PostgreSQL as `postgres` via setpriv)".into());
+        missing.push(
+            "root privileges (the Patroni harness runs PostgreSQL as `postgres` via setpriv)"
+                .into(),
+        );
     }
     if missing.is_empty() {
         return true;
@@ -154,7 +167,9 @@ fn is_root() -> bool {
 }
 
 fn keep_dirs() -> bool {
-    std::env::var("LAB_KEEP").map(|v| v == "1" || v == "true").unwrap_or(false)
+    std::env::var("LAB_KEEP")
+        .map(|v| v == "1" || v == "true")
+        .unwrap_or(false)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -167,14 +182,20 @@ pub fn free_ports(n: usize) -> Result<Vec<u16>> {
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<std::io::Result<Vec<_>>>()
         .context("binding 127.0.0.1:0")?;
-    listeners.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
 }
 
 /// Creates a fresh directory `/tmp/sr-lab-<kind>-<pid>-<n>-<nanos>` with mode 0755 (PostgreSQL
 /// runs as `postgres` and must traverse it).
 fn make_temp_dir(kind: &str) -> Result<PathBuf> {
     static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
     let dir = PathBuf::from(format!(
         "/tmp/sr-lab-{kind}-{}-{}-{nanos:09}",
         std::process::id(),
@@ -187,7 +208,12 @@ fn make_temp_dir(kind: &str) -> Result<PathBuf> {
 
 /// Polls `check` every `every` until it returns `Ok(true)`, or fails after `timeout` with the
 /// last error / "still false". `check` errors do not abort the wait.
-pub fn wait_until<F>(what: &str, timeout: Duration, every: Duration, mut check: F) -> Result<Duration>
+pub fn wait_until<F>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: F,
+) -> Result<Duration>
 where
     F: FnMut() -> Result<bool>,
 {
@@ -224,7 +250,13 @@ impl ScriptOutput {
 /// Runs `bash tests/lab/<script> args...` with `env`, stdout/stderr captured through files in
 /// `scratch` (never pipes: the scripts start daemons), killing the script if it runs past
 /// `timeout`. Waits by polling `try_wait`.
-fn run_script(scratch: &Path, script: &str, args: &[&str], env: &[(String, String)], timeout: Duration) -> Result<ScriptOutput> {
+fn run_script(
+    scratch: &Path,
+    script: &str,
+    args: &[&str],
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Result<ScriptOutput> {
     static N: AtomicU64 = AtomicU64::new(0);
     fs::create_dir_all(scratch)?;
     let n = N.fetch_add(1, Ordering::Relaxed);
@@ -285,11 +317,20 @@ fn check_ok(what: &str, out: ScriptOutput) -> Result<ScriptOutput> {
 
 /// Parses the scripts' `HTTP <code>\n<body>` output.
 fn parse_script_http(out: &ScriptOutput) -> Result<HttpResponse> {
-    let (first, body) = out.stdout.split_once('\n').unwrap_or((out.stdout.as_str(), ""));
+    let (first, body) = out
+        .stdout
+        .split_once('\n')
+        .unwrap_or((out.stdout.as_str(), ""));
     let code: u16 = first
         .strip_prefix("HTTP ")
         .and_then(|c| c.trim().parse().ok())
-        .ok_or_else(|| anyhow!("unexpected script output: {:?} / {}", out.stdout, out.stderr.trim()))?;
+        .ok_or_else(|| {
+            anyhow!(
+                "unexpected script output: {:?} / {}",
+                out.stdout,
+                out.stderr.trim()
+            )
+        })?;
     if code == 0 {
         bail!("no HTTP answer (connection refused/reset, TLS failure or timeout)");
     }
@@ -322,7 +363,10 @@ pub struct HttpResponse {
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -333,7 +377,12 @@ pub fn http_get(url: &str, basic_auth: Option<(&str, &str)>) -> Result<HttpRespo
 
 /// Any method, optional JSON body. HTTP/1.0 with `Connection: close`, 10 s timeouts. Refuses
 /// non-loopback hosts (tests must never send traffic elsewhere).
-pub fn http_request(method: &str, url: &str, basic_auth: Option<(&str, &str)>, json_body: Option<&str>) -> Result<HttpResponse> {
+pub fn http_request(
+    method: &str,
+    url: &str,
+    basic_auth: Option<(&str, &str)>,
+    json_body: Option<&str>,
+) -> Result<HttpResponse> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| anyhow!("only http:// URLs are supported here: {url}"))?;
@@ -350,7 +399,8 @@ pub fn http_request(method: &str, url: &str, basic_auth: Option<(&str, &str)>, j
     }
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let timeout = Duration::from_secs(10);
-    let mut s = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connect {addr}"))?;
+    let mut s =
+        TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connect {addr}"))?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     let mut req = format!(
@@ -358,10 +408,16 @@ pub fn http_request(method: &str, url: &str, basic_auth: Option<(&str, &str)>, j
          Accept: */*\r\nConnection: close\r\n"
     );
     if let Some((u, p)) = basic_auth {
-        req.push_str(&format!("Authorization: Basic {}\r\n", base64(format!("{u}:{p}").as_bytes())));
+        req.push_str(&format!(
+            "Authorization: Basic {}\r\n",
+            base64(format!("{u}:{p}").as_bytes())
+        ));
     }
     if let Some(b) = json_body {
-        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
     }
     req.push_str("\r\n");
     if let Some(b) = json_body {
@@ -369,7 +425,8 @@ pub fn http_request(method: &str, url: &str, basic_auth: Option<(&str, &str)>, j
     }
     s.write_all(req.as_bytes())?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).with_context(|| format!("reading response from {url}"))?;
+    s.read_to_end(&mut raw)
+        .with_context(|| format!("reading response from {url}"))?;
     parse_http_response(&raw).with_context(|| format!("parsing response from {url}"))
 }
 
@@ -407,7 +464,10 @@ fn parse_http_response(raw: &[u8]) -> Result<HttpResponse> {
 fn dechunk(mut b: &[u8]) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     loop {
-        let eol = b.windows(2).position(|w| w == b"\r\n").ok_or_else(|| anyhow!("bad chunk"))?;
+        let eol = b
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or_else(|| anyhow!("bad chunk"))?;
         let size_str = String::from_utf8_lossy(&b[..eol]);
         let size = usize::from_str_radix(size_str.split(';').next().unwrap_or("").trim(), 16)
             .map_err(|_| anyhow!("bad chunk size {size_str:?}"))?;
@@ -427,7 +487,9 @@ fn base64(input: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for c in input.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         for i in 0..4 {
             if i <= c.len() {
                 out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -601,11 +663,15 @@ impl PatroniCluster {
             let env = c.up_env();
             // the script waits for readiness itself (WAIT_TIMEOUT); give it some slack on top
             let timeout = opts.start_timeout + Duration::from_secs(60);
-            let out = run_script(&c.scratch(), "patroni-up.sh", &[c.dir_str()], &env, timeout).map_err(|e| c.with_logs(e))?;
+            let out = run_script(&c.scratch(), "patroni-up.sh", &[c.dir_str()], &env, timeout)
+                .map_err(|e| c.with_logs(e))?;
             match out.code {
                 Some(0) => {}
                 Some(2) if attempt < 3 => {
-                    eprintln!("lab: patroni-up: {} (retrying with other ports)", out.stderr.trim());
+                    eprintln!(
+                        "lab: patroni-up: {} (retrying with other ports)",
+                        out.stderr.trim()
+                    );
                     continue; // `c` is dropped: tears down and removes its directory
                 }
                 _ => return Err(c.with_logs(check_ok("patroni-up.sh", out).unwrap_err())),
@@ -614,7 +680,8 @@ impl PatroniCluster {
                 c.tls = Some(PatroniTls::in_dir(&c.dir.join("tls")));
             }
             // confirm from here (cheap: the script only returned once this was true)
-            c.wait_ready(Duration::from_secs(30)).map_err(|e| c.with_logs(e))?;
+            c.wait_ready(Duration::from_secs(30))
+                .map_err(|e| c.with_logs(e))?;
             c.started_in = t0.elapsed();
             eprintln!(
                 "lab: patroni cluster ready in {:.1}s ({}) dir={}",
@@ -627,7 +694,12 @@ impl PatroniCluster {
     }
 
     fn up_env(&self) -> Vec<(String, String)> {
-        let join = |v: &[u16]| v.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ");
+        let join = |v: &[u16]| {
+            v.iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         let o = &self.opts;
         let env: Vec<(String, String)> = vec![
             ("MEMBERS".into(), o.members.to_string()),
@@ -635,18 +707,27 @@ impl PatroniCluster {
             ("API_PORTS".into(), join(&self.api_ports)),
             ("ETCD_CLIENT_PORT".into(), self.etcd_client_port.to_string()),
             ("ETCD_PEER_PORT".into(), self.etcd_peer_port.to_string()),
-            ("ETCD_METRICS_PORT".into(), self.etcd_metrics_port.to_string()),
+            (
+                "ETCD_METRICS_PORT".into(),
+                self.etcd_metrics_port.to_string(),
+            ),
             ("SCOPE".into(), o.scope.clone()),
             ("TLS".into(), (o.tls as u8).to_string()),
             ("ETCD_TLS".into(), (o.etcd_tls as u8).to_string()),
             ("TTL".into(), o.ttl.to_string()),
             ("LOOP_WAIT".into(), o.loop_wait.to_string()),
             ("RETRY_TIMEOUT".into(), o.retry_timeout.to_string()),
-            ("WAIT_TIMEOUT".into(), o.start_timeout.as_secs().max(1).to_string()),
+            (
+                "WAIT_TIMEOUT".into(),
+                o.start_timeout.as_secs().max(1).to_string(),
+            ),
             ("MONITOR_USER".into(), MONITOR_USER.into()),
             ("MONITOR_PASSWORD".into(), MONITOR_PASSWORD.into()),
             ("OWNER_PID".into(), std::process::id().to_string()),
-            ("WATCHDOG_RM_DIR".into(), if keep_dirs() { "0" } else { "1" }.into()),
+            (
+                "WATCHDOG_RM_DIR".into(),
+                if keep_dirs() { "0" } else { "1" }.into(),
+            ),
         ];
         env
     }
@@ -667,7 +748,10 @@ impl PatroniCluster {
                 tail(&self.dir.join(format!("pg{i}/patroni.log")), 15)
             );
         }
-        s += &format!("\n--- etcd/etcd.log (tail)\n{}", tail(&self.dir.join("etcd/etcd.log"), 5));
+        s += &format!(
+            "\n--- etcd/etcd.log (tail)\n{}",
+            tail(&self.dir.join("etcd/etcd.log"), 5)
+        );
         e.context(format!("patroni cluster in {}{s}", self.dir.display()))
     }
 
@@ -715,7 +799,9 @@ impl PatroniCluster {
         format!("pg{}", i + 1)
     }
     pub fn member_names(&self) -> Vec<String> {
-        (0..self.opts.members).map(|i| self.member_name(i)).collect()
+        (0..self.opts.members)
+            .map(|i| self.member_name(i))
+            .collect()
     }
     /// Index of the member called `name` (`"pg2"` -> 1).
     pub fn member_index(&self, name: &str) -> Option<usize> {
@@ -796,7 +882,9 @@ impl PatroniCluster {
         };
         Ok(PatroniStatus {
             leader: self.member_index(get("leader")),
-            streaming: get("streaming").parse().with_context(|| format!("status line {line:?}"))?,
+            streaming: get("streaming")
+                .parse()
+                .with_context(|| format!("status line {line:?}"))?,
             members: list(get("members")),
             running_replicas: list(get("running")),
         })
@@ -813,21 +901,31 @@ impl PatroniCluster {
     pub fn wait_ready(&self, timeout: Duration) -> Result<usize> {
         let want = self.opts.members - 1;
         let mut leader = None;
-        wait_until("patroni leader + streaming replicas", timeout, Duration::from_millis(250), || {
-            let s = self.status()?;
-            leader = s.leader;
-            Ok(s.leader.is_some() && s.streaming >= want)
-        })?;
+        wait_until(
+            "patroni leader + streaming replicas",
+            timeout,
+            Duration::from_millis(250),
+            || {
+                let s = self.status()?;
+                leader = s.leader;
+                Ok(s.leader.is_some() && s.streaming >= want)
+            },
+        )?;
         leader.ok_or_else(|| anyhow!("no leader"))
     }
 
     /// Waits until the DCS names a running leader that satisfies `pred`; returns it.
     pub fn wait_leader(&self, timeout: Duration, pred: impl Fn(usize) -> bool) -> Result<usize> {
         let mut found = None;
-        wait_until("patroni leader", timeout, Duration::from_millis(200), || {
-            found = self.leader().filter(|l| pred(*l));
-            Ok(found.is_some())
-        })?;
+        wait_until(
+            "patroni leader",
+            timeout,
+            Duration::from_millis(200),
+            || {
+                found = self.leader().filter(|l| pred(*l));
+                Ok(found.is_some())
+            },
+        )?;
         Ok(found.expect("set when the wait succeeded"))
     }
 
@@ -844,10 +942,21 @@ impl PatroniCluster {
     }
 
     /// Any method on member `i`'s REST API (e.g. `PATCH /config` with a JSON body).
-    pub fn rest_request(&self, i: usize, method: &str, path: &str, json_body: Option<&str>) -> Result<HttpResponse> {
+    pub fn rest_request(
+        &self,
+        i: usize,
+        method: &str,
+        path: &str,
+        json_body: Option<&str>,
+    ) -> Result<HttpResponse> {
         let n = self.check_index(i)?;
         if !self.opts.tls {
-            return http_request(method, &format!("{}{path}", self.rest_url(i)), None, json_body);
+            return http_request(
+                method,
+                &format!("{}{path}", self.rest_url(i)),
+                None,
+                json_body,
+            );
         }
         let mut args = vec!["request", n.as_str(), method, path];
         if let Some(b) = json_body {
@@ -857,9 +966,19 @@ impl PatroniCluster {
     }
 
     /// Request to etcd's client URL (e.g. `("POST", "/v3/maintenance/status", Some("{}"))`).
-    pub fn etcd_request(&self, method: &str, path: &str, json_body: Option<&str>) -> Result<HttpResponse> {
+    pub fn etcd_request(
+        &self,
+        method: &str,
+        path: &str,
+        json_body: Option<&str>,
+    ) -> Result<HttpResponse> {
         if !self.opts.etcd_tls {
-            return http_request(method, &format!("{}{path}", self.etcd_url()), None, json_body);
+            return http_request(
+                method,
+                &format!("{}{path}", self.etcd_url()),
+                None,
+                json_body,
+            );
         }
         let mut args = vec!["etcd", method, path];
         if let Some(b) = json_body {
@@ -872,7 +991,10 @@ impl PatroniCluster {
     /// For fault injection only (e.g. `SELECT pg_wal_replay_pause()`); probes use `monitor`.
     pub fn psql(&self, i: usize, sql: &str) -> Result<String> {
         let n = self.check_index(i)?;
-        Ok(self.ctl_ok(&["psql", &n, sql], Duration::from_secs(60))?.trim_end().to_string())
+        Ok(self
+            .ctl_ok(&["psql", &n, sql], Duration::from_secs(60))?
+            .trim_end()
+            .to_string())
     }
 
     // ---- control / fault injection ----
@@ -881,31 +1003,37 @@ impl PatroniCluster {
     /// was the leader); another member takes over after ~ttl.
     pub fn kill_patroni(&self, i: usize) -> Result<()> {
         let n = self.check_index(i)?;
-        self.ctl_ok(&["kill-patroni", &n], Duration::from_secs(30)).map(drop)
+        self.ctl_ok(&["kill-patroni", &n], Duration::from_secs(30))
+            .map(drop)
     }
     /// SIGTERM member `i`'s Patroni and wait until it exited (it stops its PostgreSQL and
     /// releases the leader key if it had it).
     pub fn stop_patroni(&self, i: usize) -> Result<()> {
         let n = self.check_index(i)?;
-        self.ctl_ok(&["stop-patroni", &n], Duration::from_secs(90)).map(drop)
+        self.ctl_ok(&["stop-patroni", &n], Duration::from_secs(90))
+            .map(drop)
     }
     /// Start member `i`'s Patroni again (no-op if running). Does not wait for it to rejoin.
     pub fn start_patroni(&self, i: usize) -> Result<()> {
         let n = self.check_index(i)?;
-        self.ctl_ok(&["start-patroni", &n], Duration::from_secs(30)).map(drop)
+        self.ctl_ok(&["start-patroni", &n], Duration::from_secs(30))
+            .map(drop)
     }
     /// SIGKILL member `i`'s postmaster (Patroni recovers and restarts it).
     pub fn kill_postgres(&self, i: usize) -> Result<()> {
         let n = self.check_index(i)?;
-        self.ctl_ok(&["kill-postgres", &n], Duration::from_secs(30)).map(drop)
+        self.ctl_ok(&["kill-postgres", &n], Duration::from_secs(30))
+            .map(drop)
     }
     /// SIGTERM etcd and wait until it exited.
     pub fn stop_etcd(&self) -> Result<()> {
-        self.ctl_ok(&["stop-etcd"], Duration::from_secs(40)).map(drop)
+        self.ctl_ok(&["stop-etcd"], Duration::from_secs(40))
+            .map(drop)
     }
     /// Start etcd again and wait until its `/health` is true.
     pub fn start_etcd(&self) -> Result<()> {
-        self.ctl_ok(&["start-etcd"], Duration::from_secs(40)).map(drop)
+        self.ctl_ok(&["start-etcd"], Duration::from_secs(40))
+            .map(drop)
     }
 }
 
@@ -918,7 +1046,10 @@ impl Drop for PatroniCluster {
             );
         }
         let t0 = Instant::now();
-        let env = vec![("PURGE".to_string(), if keep_dirs() { "0" } else { "1" }.to_string())];
+        let env = vec![(
+            "PURGE".to_string(),
+            if keep_dirs() { "0" } else { "1" }.to_string(),
+        )];
         match run_script(
             &self.scratch(),
             "patroni-down.sh",
@@ -927,7 +1058,10 @@ impl Drop for PatroniCluster {
             Duration::from_secs(150),
         ) {
             Ok(o) if o.success() => {}
-            Ok(o) => eprintln!("lab: patroni-down.sh failed: {:?} {} {}", o.code, o.stdout, o.stderr),
+            Ok(o) => eprintln!(
+                "lab: patroni-down.sh failed: {:?} {} {}",
+                o.code, o.stdout, o.stderr
+            ),
             Err(e) => eprintln!("lab: patroni-down.sh: {e:#}"),
         }
         if keep_dirs() {
@@ -935,7 +1069,10 @@ impl Drop for PatroniCluster {
         } else if let Err(e) = fs::remove_dir_all(&self.dir) {
             eprintln!("lab: removing {}: {e}", self.dir.display());
         }
-        eprintln!("lab: patroni cluster torn down in {:.1}s", t0.elapsed().as_secs_f64());
+        eprintln!(
+            "lab: patroni cluster torn down in {:.1}s",
+            t0.elapsed().as_secs_f64()
+        );
     }
 }
 
@@ -1010,7 +1147,12 @@ impl RabbitCluster {
                 epmd_port: ports[3 * n],
                 started_in: Duration::ZERO,
             };
-            let join = |v: &[u16]| v.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ");
+            let join = |v: &[u16]| {
+                v.iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
             let env: Vec<(String, String)> = vec![
                 ("NODES".into(), n.to_string()),
                 ("AMQP_PORTS".into(), join(&c.amqp_ports)),
@@ -1020,24 +1162,35 @@ impl RabbitCluster {
                 ("NODE_PREFIX".into(), prefix.clone()),
                 ("MONITOR_USER".into(), MONITOR_USER.into()),
                 ("MONITOR_PASSWORD".into(), MONITOR_PASSWORD.into()),
-                ("WAIT_TIMEOUT".into(), opts.start_timeout.as_secs().max(1).to_string()),
+                (
+                    "WAIT_TIMEOUT".into(),
+                    opts.start_timeout.as_secs().max(1).to_string(),
+                ),
                 ("OWNER_PID".into(), std::process::id().to_string()),
-                ("WATCHDOG_RM_DIR".into(), if keep_dirs() { "0" } else { "1" }.into()),
+                (
+                    "WATCHDOG_RM_DIR".into(),
+                    if keep_dirs() { "0" } else { "1" }.into(),
+                ),
             ];
             let t0 = Instant::now();
             let timeout = opts.start_timeout + Duration::from_secs(30);
-            let out = run_script(&c.scratch(), "rabbit-up.sh", &[c.dir_str()], &env, timeout).map_err(|e| c.with_logs(e))?;
+            let out = run_script(&c.scratch(), "rabbit-up.sh", &[c.dir_str()], &env, timeout)
+                .map_err(|e| c.with_logs(e))?;
             match out.code {
                 Some(0) => {}
                 Some(2) if attempt < 3 => {
-                    eprintln!("lab: rabbit-up: {} (retrying with other ports)", out.stderr.trim());
+                    eprintln!(
+                        "lab: rabbit-up: {} (retrying with other ports)",
+                        out.stderr.trim()
+                    );
                     continue;
                 }
                 _ => return Err(c.with_logs(check_ok("rabbit-up.sh", out).unwrap_err())),
             }
             // confirm from here (cheap: the script only returned once this was true)
             for i in 0..n {
-                c.wait_running(i, n, Duration::from_secs(30)).map_err(|e| c.with_logs(e))?;
+                c.wait_running(i, n, Duration::from_secs(30))
+                    .map_err(|e| c.with_logs(e))?;
             }
             c.started_in = t0.elapsed();
             eprintln!(
@@ -1061,7 +1214,9 @@ impl RabbitCluster {
     fn with_logs(&self, e: anyhow::Error) -> anyhow::Error {
         let mut s = String::new();
         for i in 1..=self.opts.nodes {
-            let log = self.dir.join(format!("rabbit{i}/log/{}.log", self.names[i - 1]));
+            let log = self
+                .dir
+                .join(format!("rabbit{i}/log/{}.log", self.names[i - 1]));
             s += &format!("\n--- {} (tail)\n{}", log.display(), tail(&log, 10));
         }
         e.context(format!("rabbitmq cluster in {}{s}", self.dir.display()))
@@ -1111,7 +1266,10 @@ impl RabbitCluster {
     }
     /// `amqp://monitor:monitor@127.0.0.1:P/%2f` (the monitor user can only read on `/`).
     pub fn amqp_url(&self, i: usize) -> String {
-        format!("amqp://{MONITOR_USER}:{MONITOR_PASSWORD}@127.0.0.1:{}/%2f", self.amqp_ports[i])
+        format!(
+            "amqp://{MONITOR_USER}:{MONITOR_PASSWORD}@127.0.0.1:{}/%2f",
+            self.amqp_ports[i]
+        )
     }
     pub fn mgmt_port(&self, i: usize) -> u16 {
         self.mgmt_ports[i]
@@ -1137,14 +1295,25 @@ impl RabbitCluster {
 
     /// `GET path` on node `i`'s management API with the given credentials (`guest`/`guest`
     /// is the administrator, loopback only).
-    pub fn mgmt_get_as(&self, i: usize, path: &str, user: &str, password: &str) -> Result<HttpResponse> {
+    pub fn mgmt_get_as(
+        &self,
+        i: usize,
+        path: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<HttpResponse> {
         self.check_index(i)?;
-        http_get(&format!("{}{path}", self.mgmt_url(i)), Some((user, password)))
+        http_get(
+            &format!("{}{path}", self.mgmt_url(i)),
+            Some((user, password)),
+        )
     }
 
     /// How many nodes node `i`'s `/api/nodes` reports `running:true` (`None`: no answer).
     pub fn running_seen_by(&self, i: usize) -> Option<usize> {
-        let r = self.mgmt_get_as(i, "/api/nodes?columns=name,running", "guest", "guest").ok()?;
+        let r = self
+            .mgmt_get_as(i, "/api/nodes?columns=name,running", "guest", "guest")
+            .ok()?;
         (r.status == 200).then(|| r.body.matches("\"running\":true").count())
     }
 
@@ -1172,18 +1341,21 @@ impl RabbitCluster {
     /// Graceful stop of node `i` (SIGTERM to beam.smp); returns once the process is gone.
     pub fn stop_node(&self, i: usize) -> Result<()> {
         let n = self.check_index(i)?;
-        self.ctl_script_ok(&["stop-node", &n], Duration::from_secs(120)).map(drop)
+        self.ctl_script_ok(&["stop-node", &n], Duration::from_secs(120))
+            .map(drop)
     }
     /// SIGKILL node `i`'s beam.smp; returns once the process is gone.
     pub fn kill_node(&self, i: usize) -> Result<()> {
         let n = self.check_index(i)?;
-        self.ctl_script_ok(&["kill-node", &n], Duration::from_secs(60)).map(drop)
+        self.ctl_script_ok(&["kill-node", &n], Duration::from_secs(60))
+            .map(drop)
     }
     /// Start node `i` again and wait (90 s) until it answers and sees every live node running.
     pub fn start_node(&self, i: usize) -> Result<()> {
         let n = self.check_index(i)?;
         self.ctl_script_ok(&["start-node", &n], Duration::from_secs(30))?;
-        self.ctl_script_ok(&["wait-node", &n, "90"], Duration::from_secs(120)).map(drop)
+        self.ctl_script_ok(&["wait-node", &n, "90"], Duration::from_secs(120))
+            .map(drop)
     }
     /// `rabbitmqctl stop_app` on node `i` (VM stays up, the broker app stops).
     pub fn stop_app(&self, i: usize) -> Result<()> {
@@ -1204,10 +1376,22 @@ impl Drop for RabbitCluster {
             );
         }
         let t0 = Instant::now();
-        let env = vec![("PURGE".to_string(), if keep_dirs() { "0" } else { "1" }.to_string())];
-        match run_script(&self.scratch(), "rabbit-down.sh", &[self.dir_str()], &env, Duration::from_secs(150)) {
+        let env = vec![(
+            "PURGE".to_string(),
+            if keep_dirs() { "0" } else { "1" }.to_string(),
+        )];
+        match run_script(
+            &self.scratch(),
+            "rabbit-down.sh",
+            &[self.dir_str()],
+            &env,
+            Duration::from_secs(150),
+        ) {
             Ok(o) if o.success() => {}
-            Ok(o) => eprintln!("lab: rabbit-down.sh failed: {:?} {} {}", o.code, o.stdout, o.stderr),
+            Ok(o) => eprintln!(
+                "lab: rabbit-down.sh failed: {:?} {} {}",
+                o.code, o.stdout, o.stderr
+            ),
             Err(e) => eprintln!("lab: rabbit-down.sh: {e:#}"),
         }
         if keep_dirs() {
@@ -1215,7 +1399,10 @@ impl Drop for RabbitCluster {
         } else if let Err(e) = fs::remove_dir_all(&self.dir) {
             eprintln!("lab: removing {}: {e}", self.dir.display());
         }
-        eprintln!("lab: rabbitmq cluster torn down in {:.1}s", t0.elapsed().as_secs_f64());
+        eprintln!(
+            "lab: rabbitmq cluster torn down in {:.1}s",
+            t0.elapsed().as_secs_f64()
+        );
     }
 }
 

@@ -29,7 +29,10 @@ fn arg(name: &str, default: usize) -> usize {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number")))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} takes a number"))
+        })
         .unwrap_or(default)
 }
 
@@ -69,7 +72,9 @@ fn collector_config(dir: &Path) -> Config {
 
 fn serve_collector(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let cfg = collector_config(dir);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
         println!("listening on {}", listener.local_addr()?);
@@ -81,8 +86,13 @@ fn serve_collector(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
 
 fn serve_bare(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     use hyper_util::rt::{TokioExecutor, TokioIo};
-    let tls = tokio_rustls::TlsAcceptor::from(Arc::new(sr_tls::server_config(&dir.join("cert.pem"), &dir.join("key.pem"))?));
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let tls = tokio_rustls::TlsAcceptor::from(Arc::new(sr_tls::server_config(
+        &dir.join("cert.pem"),
+        &dir.join("key.pem"),
+    )?));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         println!("listening on {}", listener.local_addr()?);
@@ -90,12 +100,20 @@ fn serve_bare(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
             let (tcp, _) = listener.accept().await?;
             let tls = tls.clone();
             tokio::spawn(async move {
-                let Ok(stream) = tls.accept(tcp).await else { return };
-                let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                    let _ = req.into_body().collect().await;
-                    Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::from_static(b"{}"))))
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+                let Ok(stream) = tls.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let _ = req.into_body().collect().await;
+                        Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::from_static(
+                            b"{}",
+                        ))))
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     })
@@ -115,15 +133,25 @@ impl Child {
             .spawn()?;
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
-        let addr = line.trim().strip_prefix("listening on ").ok_or("child did not start")?.parse()?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .ok_or("child did not start")?
+            .parse()?;
         Ok(Child { child, addr })
     }
 
     /// Resident and peak resident memory, in MiB.
     fn rss_mib(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         let kib = |key: &str| {
-            status.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+            status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
         };
         (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
     }
@@ -144,7 +172,9 @@ struct Prepared {
 }
 
 fn prepare(keys: &[NodeKey], round: u64) -> Vec<Prepared> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
     let ts = sr_protocol::timestamp::format_legacy(now.as_secs() as i64).expect("valid time");
     keys.iter()
         .enumerate()
@@ -173,7 +203,13 @@ struct RunStats {
 }
 
 /// Sends every prepared request once over `conns` keep-alive HTTP/1.1 TLS connections.
-async fn run_load(addr: std::net::SocketAddr, ca: &Path, tokens: &[String; 3], reqs: Arc<Vec<Prepared>>, conns: usize) -> RunStats {
+async fn run_load(
+    addr: std::net::SocketAddr,
+    ca: &Path,
+    tokens: &[String; 3],
+    reqs: Arc<Vec<Prepared>>,
+    conns: usize,
+) -> RunStats {
     let mut tls = sr_tls::client_config(ca, None).expect("CA loads");
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
@@ -181,13 +217,21 @@ async fn run_load(addr: std::net::SocketAddr, ca: &Path, tokens: &[String; 3], r
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..conns {
-        let (connector, reqs, next, tokens) = (connector.clone(), reqs.clone(), next.clone(), tokens.clone());
+        let (connector, reqs, next, tokens) = (
+            connector.clone(),
+            reqs.clone(),
+            next.clone(),
+            tokens.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
             tcp.set_nodelay(true).expect("nodelay");
             let name = rustls::pki_types::ServerName::try_from("localhost").expect("valid name");
             let stream = connector.connect(name, tcp).await.expect("TLS handshake");
-            let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.expect("HTTP handshake");
+            let (mut send, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .expect("HTTP handshake");
             tokio::spawn(conn);
             let mut lat = Vec::new();
             let mut errors = 0;
@@ -226,8 +270,17 @@ async fn run_load(addr: std::net::SocketAddr, ca: &Path, tokens: &[String; 3], r
     }
     let elapsed = start.elapsed();
     lat.sort();
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
-    RunStats { reports_per_s: reqs.len() as f64 / elapsed.as_secs_f64(), p50_ms: pct(0.50), p99_ms: pct(0.99), errors }
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0)
+    };
+    RunStats {
+        reports_per_s: reqs.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        errors,
+    }
 }
 
 /// Pure roll-up time for `n` synthetic fresh records, spread over the three types.
@@ -245,7 +298,12 @@ fn rollup_time(n: usize) -> Duration {
             name: format!("node{i}"),
             private_ip: Some("10.1.2.3".into()),
             key_mismatch: false,
-            latest: Some(Arc::new(LatestReport { body: body.clone(), received_ms: now - 1000, skew_ms: 0, signed: true })),
+            latest: Some(Arc::new(LatestReport {
+                body: body.clone(),
+                received_ms: now - 1000,
+                skew_ms: 0,
+                signed: true,
+            })),
             status_changes_ms: Vec::new(),
         })
         .collect();
@@ -253,7 +311,11 @@ fn rollup_time(n: usize) -> Duration {
     let mut best = Duration::MAX;
     for _ in 0..5 {
         let t0 = Instant::now();
-        let inputs: Vec<NodeInput> = records.iter().map(|r| NodeInput::from_record(r, now, &policy)).collect();
+        let mut inputs: Vec<NodeInput> = records
+            .iter()
+            .map(|r| NodeInput::from_record(r, now, &policy))
+            .collect();
+        inputs.sort_by_key(|n| n.node_type);
         let view = rollup(&inputs, now, &policy);
         std::hint::black_box(&view);
         best = best.min(t0.elapsed());
@@ -261,32 +323,62 @@ fn rollup_time(n: usize) -> Duration {
     best
 }
 
-fn drive(dir: &Path, nodes: usize, rounds: usize, conns: usize) -> Result<(), Box<dyn std::error::Error>> {
+fn drive(
+    dir: &Path,
+    nodes: usize,
+    rounds: usize,
+    conns: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
     pki(dir)?;
     let store = Store::open(&collector_config(dir).state_dir)?;
-    let tokens = [store.create_token(Role::Manager)?, store.create_token(Role::Db)?, store.create_token(Role::Broker)?];
+    let tokens = [
+        store.create_token(Role::Manager)?,
+        store.create_token(Role::Db)?,
+        store.create_token(Role::Broker)?,
+    ];
     let admin = store.create_token(Role::Admin)?;
     drop(store);
     eprintln!("generating {nodes} node keys and {rounds} rounds of signed reports...");
-    let keys: Vec<NodeKey> = (0..nodes).map(|_| NodeKey::from_pkcs8(&NodeKey::generate_pkcs8().expect("keygen")).expect("key")).collect();
-    let rounds_prepared: Vec<Arc<Vec<Prepared>>> = (1..=rounds as u64).map(|r| Arc::new(prepare(&keys, r))).collect();
+    let keys: Vec<NodeKey> = (0..nodes)
+        .map(|_| NodeKey::from_pkcs8(&NodeKey::generate_pkcs8().expect("keygen")).expect("key"))
+        .collect();
+    let rounds_prepared: Vec<Arc<Vec<Prepared>>> = (1..=rounds as u64)
+        .map(|r| Arc::new(prepare(&keys, r)))
+        .collect();
     let ca: PathBuf = dir.join("ca.pem");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
 
     let collector = Child::spawn("--serve-collector", dir)?;
     let mut steady = Vec::new();
-    let first = rt.block_on(run_load(collector.addr, &ca, &tokens, rounds_prepared[0].clone(), conns));
+    let first = rt.block_on(run_load(
+        collector.addr,
+        &ca,
+        &tokens,
+        rounds_prepared[0].clone(),
+        conns,
+    ));
     for r in &rounds_prepared[1..] {
         steady.push(rt.block_on(run_load(collector.addr, &ca, &tokens, r.clone(), conns)));
     }
     let (rss, hwm) = collector.rss_mib();
-    let client = sr_tls::HttpsClient::new(sr_tls::client_config(&ca, None)?, Duration::from_secs(5));
-    let url = format!("https://localhost:{}/api/v3.1/cluster-status", collector.addr.port());
+    let client =
+        sr_tls::HttpsClient::new(sr_tls::client_config(&ca, None)?, Duration::from_secs(5));
+    let url = format!(
+        "https://localhost:{}/api/v3.1/cluster-status",
+        collector.addr.port()
+    );
     let mut get_ms = f64::MAX;
     let mut view_bytes = 0;
     for _ in 0..3 {
         let t0 = Instant::now();
-        let resp = rt.block_on(client.get(&url, &[(sr_protocol::TOKEN_HEADER, &admin)], Duration::from_secs(60), 256 << 20))?;
+        let resp = rt.block_on(client.get(
+            &url,
+            &[(sr_protocol::TOKEN_HEADER, &admin)],
+            Duration::from_secs(60),
+            256 << 20,
+        ))?;
         get_ms = get_ms.min(t0.elapsed().as_secs_f64() * 1000.0);
         view_bytes = resp.body.len();
         assert_eq!(resp.status, 200, "cluster-status failed");
@@ -294,23 +386,47 @@ fn drive(dir: &Path, nodes: usize, rounds: usize, conns: usize) -> Result<(), Bo
     drop(collector);
 
     let bare = Child::spawn("--serve-bare", dir)?;
-    let bare_stats = rt.block_on(run_load(bare.addr, &ca, &tokens, rounds_prepared[1].clone(), conns));
+    let bare_stats = rt.block_on(run_load(
+        bare.addr,
+        &ca,
+        &tokens,
+        rounds_prepared[1].clone(),
+        conns,
+    ));
     drop(bare);
 
     let pure = rollup_time(10_000);
-    let best = steady.iter().max_by(|a, b| a.reports_per_s.total_cmp(&b.reports_per_s)).expect("at least one steady round");
+    let best = steady
+        .iter()
+        .max_by(|a, b| a.reports_per_s.total_cmp(&b.reports_per_s))
+        .expect("at least one steady round");
     let errors: usize = first.errors + steady.iter().map(|s| s.errors).sum::<usize>();
     println!("| measure | value |");
     println!("|---|---|");
     println!("| nodes / rounds / connections | {nodes} / {rounds} / {conns} |");
     println!("| first contact (pin committed before 200), reports/s | {:.0} (p50 {:.2} ms, p99 {:.2} ms) |", first.reports_per_s, first.p50_ms, first.p99_ms);
     for (i, s) in steady.iter().enumerate() {
-        println!("| steady round {}, verified reports/s | {:.0} (p50 {:.2} ms, p99 {:.2} ms) |", i + 2, s.reports_per_s, s.p50_ms, s.p99_ms);
+        println!(
+            "| steady round {}, verified reports/s | {:.0} (p50 {:.2} ms, p99 {:.2} ms) |",
+            i + 2,
+            s.reports_per_s,
+            s.p50_ms,
+            s.p99_ms
+        );
     }
-    println!("| bare hyper+rustls 200 server, reports/s | {:.0} (p50 {:.2} ms, p99 {:.2} ms) |", bare_stats.reports_per_s, bare_stats.p50_ms, bare_stats.p99_ms);
-    println!("| ratio collector / bare (best steady round) | {:.2} |", best.reports_per_s / bare_stats.reports_per_s);
+    println!(
+        "| bare hyper+rustls 200 server, reports/s | {:.0} (p50 {:.2} ms, p99 {:.2} ms) |",
+        bare_stats.reports_per_s, bare_stats.p50_ms, bare_stats.p99_ms
+    );
+    println!(
+        "| ratio collector / bare (best steady round) | {:.2} |",
+        best.reports_per_s / bare_stats.reports_per_s
+    );
     println!("| collector RSS after load (peak) | {rss:.1} MiB ({hwm:.1} MiB) |");
-    println!("| roll-up of 10,000 nodes, in process (best of 5) | {:.1} ms |", pure.as_secs_f64() * 1000.0);
+    println!(
+        "| roll-up of 10,000 nodes, in process (best of 5) | {:.1} ms |",
+        pure.as_secs_f64() * 1000.0
+    );
     println!("| GET /cluster-status, {nodes} nodes, end to end (best of 3) | {get_ms:.1} ms ({:.1} MB JSON) |", view_bytes as f64 / 1e6);
     println!("| non-200 answers | {errors} |");
     Ok(())

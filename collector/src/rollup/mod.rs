@@ -19,6 +19,7 @@ pub mod generic;
 use sr_protocol::report::{Facts, ReportBody};
 use sr_protocol::view::{ClusterStatus, NodeView, ServiceTypeView};
 use sr_protocol::{NodeStatus, NodeType, Reason};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -291,8 +292,19 @@ pub fn rollup(nodes: &[NodeInput], _now_ms: i64, policy: &Policy) -> ClusterStat
     let mut services = BTreeMap::new();
     let mut overall = NodeStatus::Ok;
     let mut overall_reasons = Vec::new();
+    // The type rules take a contiguous slice per type. Callers that pass nodes sorted by
+    // type (the collector does) avoid a copy of every node here.
+    let sorted: Cow<[NodeInput]> = if nodes.is_sorted_by_key(|n| n.node_type) {
+        Cow::Borrowed(nodes)
+    } else {
+        let mut owned = nodes.to_vec();
+        owned.sort_by_key(|n| n.node_type);
+        Cow::Owned(owned)
+    };
     for t in NodeType::ALL {
-        let of_type: Vec<NodeInput> = nodes.iter().filter(|n| n.node_type == t).cloned().collect();
+        let start = sorted.partition_point(|n| n.node_type < t);
+        let end = sorted.partition_point(|n| n.node_type <= t);
+        let of_type = &sorted[start..end];
         if of_type.is_empty() && !policy.required_types.contains(&t) {
             continue;
         }
@@ -303,9 +315,9 @@ pub fn rollup(nodes: &[NodeInput], _now_ms: i64, policy: &Policy) -> ClusterStat
             )
         } else {
             match t {
-                NodeType::Manager => generic::rollup(&of_type, policy),
-                NodeType::Db => db::rollup(&of_type, policy),
-                NodeType::Broker => broker::rollup(&of_type, policy),
+                NodeType::Manager => generic::rollup(of_type, policy),
+                NodeType::Db => db::rollup(of_type, policy),
+                NodeType::Broker => broker::rollup(of_type, policy),
             }
         };
         overall = overall.max(status);
@@ -315,7 +327,7 @@ pub fn rollup(nodes: &[NodeInput], _now_ms: i64, policy: &Policy) -> ClusterStat
             ServiceTypeView {
                 status,
                 is_external: false,
-                nodes: node_views(&of_type),
+                nodes: node_views(of_type),
                 reasons,
             },
         );

@@ -1,0 +1,249 @@
+//! Issue 5, scenario 6: a real network partition of a real 3-node RabbitMQ cluster, seen
+//! end to end as a split-brain Fail in `status-reporter cluster status`.
+//!
+//! Every RabbitMQ node runs on its own network-namespace host (`tests/support/netlab.rs`):
+//! a cluster network for RabbitMQ and a management network on which the agents push to
+//! the collector. A real agent runs inside each host (its `rabbitmq` probe on that host's
+//! own management API and AMQP port); the real collector runs in the switch namespace on
+//! the management network, and `cluster status` is run there too. Cutting host 3's
+//! cluster link partitions RabbitMQ while every agent keeps reporting, so:
+//! 1. healthy first: broker OK, 3 nodes;
+//! 2. link cut: once both sides have declared the other down (`net_ticktime` 10 s), each
+//!    side sees itself running and the other down: split brain, Fail, naming the nodes;
+//! 3. link restored: RabbitMQ's default partition handling (`ignore`) reconnects and keeps
+//!    the partition in `/api/nodes` `partitions`: still split brain, Fail, now with the
+//!    reported partition as the reason.
+//!
+//! Only namespaces and addresses this test creates are used (10.203.0.0/24 and
+//! 10.203.1.0/24 exist only inside them); all are deleted at the end, also on failure.
+//! Needs root and iproute2; skips without them unless `CI=true`, which makes it fail.
+//! Waits poll with deadlines; timings are printed, never asserted.
+#[path = "support/e2e.rs"]
+mod e2e;
+#[path = "support/netlab.rs"]
+mod netlab;
+mod support;
+
+use e2e::{Agent, Collector, Status};
+use netlab::{NetLab, COLLECTOR_IP};
+use sr_probes::db_http::{Secret, TlsFiles};
+use sr_probes::rabbitmq::Config;
+use sr_probes::ProbeConfig;
+use sr_protocol::NodeStatus;
+use std::time::{Duration, Instant};
+use support::cluster::{require_services, MONITOR_PASSWORD, MONITOR_USER};
+
+const AGENTS: [&str; 3] = ["broker-1", "broker-2", "broker-3"];
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// The probe of the agent on host `i`: its own node, through the host's loopback.
+fn probe_config(lab: &NetLab, i: usize) -> Config {
+    Config {
+        management_url: "http://127.0.0.1:15672".into(),
+        tls: TlsFiles::default(),
+        username: MONITOR_USER.into(),
+        password: Secret(MONITOR_PASSWORD.into()),
+        node_name: Some(lab.node_name(i).to_string()),
+        amqp_host: "127.0.0.1".into(),
+        amqp_port: 5672,
+        vhost: "/".into(),
+        amqp_every: 2,
+        amqp_publish: true,
+        amqp_timeout_ms: 700,
+        cert_expiry_days: 30,
+        fd_warn_ratio: 0.9,
+        timeout_ms: 700,
+        max_body_bytes: 1 << 20,
+    }
+}
+
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+fn split_reasons(s: &Status) -> Vec<String> {
+    s.broker()
+        .map(|b| {
+            b.reasons
+                .iter()
+                .filter(|r| r.code == "split_brain")
+                .map(|r| r.message.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn partition_is_split_brain_fail_end_to_end() {
+    if !require_services(&["rabbitmq", "curl"]) {
+        return;
+    }
+    if let Err(e) = netlab::available() {
+        if ci() {
+            panic!("CI=true and network namespaces are unavailable (needs root and iproute2): {e}");
+        }
+        eprintln!("SKIP: network namespaces unavailable (needs root and iproute2): {e}");
+        return;
+    }
+    let t_all = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    // Declared first so it drops last: agents and collector stop before the namespaces go.
+    let lab = NetLab::start(
+        &tmp.path().join("rabbit"),
+        3,
+        (MONITOR_USER, MONITOR_PASSWORD),
+        Duration::from_secs(150),
+    )
+    .expect("start RabbitMQ on three namespace hosts");
+    eprintln!(
+        "netlab: 3 hosts, RabbitMQ clustered in {:.1}s",
+        lab.started_in().as_secs_f64()
+    );
+
+    let sw = lab.sw();
+    let collector = Collector::start(
+        &tmp.path().join("collector"),
+        &format!("{COLLECTOR_IP}:53333"),
+        &[COLLECTOR_IP],
+        Some(&sw),
+        &[("flap_threshold", "1000"), ("shutdown_grace_secs", "1")],
+    );
+    let hosts: Vec<String> = (0..3).map(|i| lab.host(i)).collect();
+    let mut agents: Vec<Agent> = (0..3)
+        .map(|i| {
+            Agent::configure(
+                &tmp.path().join(AGENTS[i]),
+                AGENTS[i],
+                "broker",
+                &collector,
+                vec![ProbeConfig::Rabbitmq(probe_config(&lab, i))],
+                Some(&hosts[i]),
+            )
+        })
+        .collect();
+    for a in &mut agents {
+        a.start();
+    }
+
+    // 1. Healthy: every agent reports from its own host over the management network.
+    let (s, t) = collector.wait("a healthy broker", DEADLINE, |s| {
+        s.broker_status() == Some(NodeStatus::Ok)
+            && s.broker().is_some_and(|b| b.nodes.len() == 3)
+            && AGENTS
+                .iter()
+                .all(|a| s.node_status(a) == Some(NodeStatus::Ok))
+    });
+    eprintln!(
+        "scenario 6.1: broker OK {:.1}s after the agents' start",
+        t.as_secs_f64()
+    );
+    for (i, a) in AGENTS.iter().enumerate() {
+        let x = s.rabbit_info(a).unwrap();
+        assert_eq!(x["node_name"], lab.node_name(i));
+        let cs = x["cluster_status"].as_object().unwrap();
+        assert!(
+            lab.node_names()
+                .iter()
+                .all(|n| cs.get(n) == Some(&"OK".into())),
+            "{a}: {cs:?}"
+        );
+    }
+
+    // 2. Cut host 3's cluster link. Both sides run on and, after net_ticktime, each sees
+    //    the other down: split brain, reported while the partition lasts.
+    let r3 = lab.node_name(2).to_string();
+    let cut_at = Instant::now();
+    lab.set_cluster_link(2, false)
+        .expect("cut host 3's cluster link");
+    // Both sides keep reporting (they are on the management network), and in the same
+    // view each side names the other as not running. (The majority side's management API
+    // stalls for a while during the partition, so its view comes and goes.)
+    let r1 = lab.node_name(0).to_string();
+    let sees = |s: &Status, agent: &str, node: &str| -> Option<String> {
+        s.rabbit_info(agent)?
+            .get("cluster_status")?
+            .get(node)?
+            .as_str()
+            .map(str::to_string)
+    };
+    let (s, during) = collector.wait("split brain while host 3 is cut off", DEADLINE, |s| {
+        s.broker_status() == Some(NodeStatus::Fail)
+            && split_reasons(s)
+                .iter()
+                .any(|m| m.contains("views differ") && m.contains(&r3))
+            && sees(s, AGENTS[2], &r3).as_deref() == Some("OK")
+            && sees(s, AGENTS[2], &r1).as_deref() == Some("Fail")
+            && AGENTS[..2]
+                .iter()
+                .any(|a| sees(s, a, &r3).as_deref() == Some("Fail"))
+    });
+    eprintln!(
+        "BENCH partition (link cut) → split-brain Fail in `cluster status`: {:.1}s (net_ticktime 10 s)",
+        during.as_secs_f64()
+    );
+    assert!(
+        s.node(AGENTS[2]).is_some_and(|n| n.last_seen.is_some()),
+        "{}",
+        s.describe()
+    );
+    assert_eq!(s.code, Some(2));
+    eprintln!("scenario 6.2: {}", split_reasons(&s).join(" | "));
+
+    // 3. Restore the link: the nodes reconnect, RabbitMQ records the partition and keeps
+    //    it (`ignore`), and the collector says so.
+    lab.set_cluster_link(2, true)
+        .expect("restore host 3's cluster link");
+    let (s, after) = collector.wait(
+        "split brain from the reported partition after the link heals",
+        DEADLINE,
+        |s| {
+            s.broker_status() == Some(NodeStatus::Fail)
+                && split_reasons(s)
+                    .iter()
+                    .any(|m| m.contains("reports a network partition with"))
+                && AGENTS
+                    .iter()
+                    .all(|a| !s.node_reasons(a, "partition").is_empty())
+        },
+    );
+    eprintln!(
+        "scenario 6.3: partition reported {:.1}s after the link came back ({:.1}s after the cut)",
+        after.as_secs_f64(),
+        cut_at.elapsed().as_secs_f64()
+    );
+    let split = split_reasons(&s);
+    assert!(
+        split
+            .iter()
+            .any(|m| m.contains(AGENTS[2]) && m.contains(lab.node_name(0))),
+        "{split:?}"
+    );
+    let seen_by_3 = s.node_reasons(AGENTS[2], "partition");
+    assert!(
+        seen_by_3
+            .iter()
+            .any(|m| m.contains(lab.node_name(0)) || m.contains(lab.node_name(1))),
+        "{seen_by_3:?}"
+    );
+    assert_eq!(s.code, Some(2));
+    // The truth on the nodes themselves: each side lists the other in `partitions`.
+    let nodes3 = lab
+        .mgmt_get(2, "/api/nodes?columns=name,partitions")
+        .expect("node 3's /api/nodes");
+    assert!(
+        nodes3.contains(lab.node_name(0)) && nodes3.contains("\"partitions\":[\""),
+        "{nodes3}"
+    );
+    eprintln!("scenario 6.3: {}", split.join(" | "));
+
+    for a in &agents {
+        assert!(!a.log_tail().contains("panicked"), "{}", a.log_tail());
+    }
+    drop(agents);
+    drop(collector);
+    drop(lab);
+    eprintln!(
+        "scenario 6: {:.1}s wall time in all",
+        t_all.elapsed().as_secs_f64()
+    );
+}
