@@ -1301,3 +1301,57 @@ fn init_refuses_to_overwrite_and_validate_reports_every_error() {
         assert!(bad.contains(needle), "{needle} missing: {bad}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_legacy_reports_only_when_allowed_and_never_after_a_pin() {
+    let c = Collector::start(&[("allow_unsigned_legacy", "true")]);
+    let broker = c.token("broker");
+    // Exactly what the Python 5.0.5 reporter sends: no extension, no signature.
+    let legacy = serde_json::to_vec(&json!({
+        "reporting_freq": 5,
+        "timestamp": sr_protocol::timestamp::format_legacy(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+        ).unwrap(),
+        "report": {"status": "OK", "services": {"RabbitMQ": {"status": "Active", "extra_info": {"cluster_status": {"rabbit@b1": "OK"}}}}}
+    }))
+    .unwrap();
+    let headers = [
+        ("Content-Type", "application/json"),
+        (sr_protocol::TOKEN_HEADER, broker.as_str()),
+        ("Tenant", "default_tenant"),
+    ];
+    let (code, v) = put(
+        &c,
+        "/api/v3.1/cluster-status/broker/py-1",
+        &headers,
+        legacy.clone(),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["acked_seq"], Value::Null);
+    assert_eq!(v["key_pinned"], false);
+    let node = &view(&c).await["services"]["broker"]["nodes"]["py-1"];
+    assert_eq!(node["signed"], false);
+    assert_eq!(
+        node["private_ip"], "127.0.0.1",
+        "legacy nodes are listed at their peer address"
+    );
+    assert_eq!(node["services"]["RabbitMQ"]["status"], "Active");
+
+    // The same node upgraded to our agent: its first signed report pins its key...
+    let mut upgraded = Node::new("broker", "py-1", "py-1");
+    let (code, v) = report(&c, &mut upgraded, &broker, "OK").await;
+    assert_eq!((code, v["key_pinned"].as_bool()), (200, Some(true)), "{v}");
+    // ...and from then on an unsigned report for it is a downgrade, refused.
+    let (code, v) = put(&c, "/api/v3.1/cluster-status/broker/py-1", &headers, legacy).await;
+    assert_eq!(
+        (code, v["error_code"].as_str()),
+        (401, Some("signature_required")),
+        "{v}"
+    );
+    assert_eq!(
+        view(&c).await["services"]["broker"]["nodes"]["py-1"]["signed"],
+        true
+    );
+    c.check_logs();
+}

@@ -36,7 +36,11 @@ struct Target {
 
 impl Target {
     fn new(rt: &tokio::runtime::Runtime) -> Target {
-        let mut t = Target { rt: rt.handle().clone(), port: 0, task: None };
+        let mut t = Target {
+            rt: rt.handle().clone(),
+            port: 0,
+            task: None,
+        };
         t.open();
         t
     }
@@ -46,7 +50,10 @@ impl Target {
     }
 
     fn open(&mut self) {
-        let l = self.rt.block_on(tokio::net::TcpListener::bind(("127.0.0.1", self.port))).expect("rebind the target port");
+        let l = self
+            .rt
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", self.port)))
+            .expect("rebind the target port");
         self.port = l.local_addr().unwrap().port();
         self.task = Some(self.rt.spawn(async move {
             // Accept and drop, so the backlog never fills.
@@ -67,11 +74,18 @@ impl Target {
 /// node_id → (status, key_mismatch) as one collector shows it.
 fn statuses(view: &Value) -> BTreeMap<String, (String, bool)> {
     let mut out = BTreeMap::new();
-    for s in view["services"].as_object().into_iter().flat_map(|m| m.values()) {
+    for s in view["services"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+    {
         for n in s["nodes"].as_object().into_iter().flat_map(|m| m.values()) {
             out.insert(
                 n["node_id"].as_str().unwrap_or_default().to_string(),
-                (n["status"].as_str().unwrap_or_default().to_string(), n["key_mismatch"] == true),
+                (
+                    n["status"].as_str().unwrap_or_default().to_string(),
+                    n["key_mismatch"] == true,
+                ),
             );
         }
     }
@@ -91,12 +105,18 @@ fn transitions(state: &Path, nodes: &[(NodeType, String)]) -> BTreeSet<(String, 
 }
 
 /// A TLS manager that holds every request for 5 s before answering 503: slow, not dead.
-fn slow_manager(rt: &tokio::runtime::Runtime, pki: &Pki, served: Arc<std::sync::atomic::AtomicU64>) -> String {
+fn slow_manager(
+    rt: &tokio::runtime::Runtime,
+    pki: &Pki,
+    served: Arc<std::sync::atomic::AtomicU64>,
+) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tls = sr_tls::server_config(&pki.cert, &pki.key).unwrap();
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     rt.spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
@@ -166,21 +186,46 @@ fn three_collectors_five_agents_converge_after_a_kill_and_ignore_a_slow_manager(
         .iter()
         .zip(&targets)
         .map(|(name, t)| {
-            let (ty, role) = if name.starts_with("db") { ("db", "db") } else { ("broker", "broker") };
-            let mut ag = Agent::configure(&d.join(name), &pki.ca, &a.token(role), ty, name, FREQ, &managers, vec![tcp_probe("Target", &t.addr())]);
+            let (ty, role) = if name.starts_with("db") {
+                ("db", "db")
+            } else {
+                ("broker", "broker")
+            };
+            let mut ag = Agent::configure(
+                &d.join(name),
+                &pki.ca,
+                &a.token(role),
+                ty,
+                name,
+                FREQ,
+                &managers,
+                vec![tcp_probe("Target", &t.addr())],
+            );
             ag.start();
             ag
         })
         .collect();
     let nodes: Vec<(NodeType, String)> = names
         .iter()
-        .map(|n| (if n.starts_with("db") { NodeType::Db } else { NodeType::Broker }, n.to_string()))
+        .map(|n| {
+            (
+                if n.starts_with("db") {
+                    NodeType::Db
+                } else {
+                    NodeType::Broker
+                },
+                n.to_string(),
+            )
+        })
         .collect();
     let all_ok = |v: &Value| {
         let s = statuses(v);
-        names.iter().all(|n| s.get(*n).is_some_and(|(st, mm)| st == "OK" && !mm))
+        names
+            .iter()
+            .all(|n| s.get(*n).is_some_and(|(st, mm)| st == "OK" && !mm))
     };
-    let views = |cols: &[&Collector]| -> Vec<Value> { rt.block_on(async { futures_join(cols).await }) };
+    let views =
+        |cols: &[&Collector]| -> Vec<Value> { rt.block_on(async { futures_join(cols).await }) };
     wait_for("every collector to see five OK nodes", DEADLINE, || {
         views(&[&a, &b, &c]).iter().all(all_ok).then_some(())
     });
@@ -216,25 +261,39 @@ fn three_collectors_five_agents_converge_after_a_kill_and_ignore_a_slow_manager(
         let c_had = transitions(&c.state(), &nodes);
         before.difference(&c_had).cloned().collect()
     };
-    assert!(during_outage.len() >= toggles, "{toggles} status changes but only {} transitions stored", during_outage.len());
+    assert!(
+        during_outage.len() >= toggles,
+        "{toggles} status changes but only {} transitions stored",
+        during_outage.len()
+    );
     c.spawn();
     let back = Instant::now();
-    let converged_ms = wait_for("C to converge with A and B and hold every transition", DEADLINE, || {
-        let v = views(&[&a, &b, &c]);
-        let (sa, sb, sc) = (statuses(&v[0]), statuses(&v[1]), statuses(&v[2]));
-        let same = sa == sb && sb == sc && v.iter().all(all_ok);
-        let held = transitions(&c.state(), &nodes);
-        (same && during_outage.is_subset(&held)).then(|| ms(back))
-    });
+    let converged_ms = wait_for(
+        "C to converge with A and B and hold every transition",
+        DEADLINE,
+        || {
+            let v = views(&[&a, &b, &c]);
+            let (sa, sb, sc) = (statuses(&v[0]), statuses(&v[1]), statuses(&v[2]));
+            let same = sa == sb && sb == sc && v.iter().all(all_ok);
+            let held = transitions(&c.state(), &nodes);
+            (same && during_outage.is_subset(&held)).then(|| ms(back))
+        },
+    );
     let missing: Vec<_> = {
         let held_a = transitions(&a.state(), &nodes);
         let held_c = transitions(&c.state(), &nodes);
         held_a.difference(&held_c).cloned().collect()
     };
-    assert!(missing.is_empty(), "C misses transitions A holds: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "C misses transitions A holds: {missing:?}"
+    );
     eprintln!("FIGURE kill9_outage_ms={outage_ms}");
     eprintln!("FIGURE kill9_status_changes_forced={toggles}");
-    eprintln!("FIGURE kill9_transitions_during_outage={}", during_outage.len());
+    eprintln!(
+        "FIGURE kill9_transitions_during_outage={}",
+        during_outage.len()
+    );
     eprintln!("FIGURE kill9_transitions_missing_at_returning_collector=0");
     eprintln!("FIGURE kill9_convergence_ms={converged_ms} (reporting interval {FREQ} s)");
 
@@ -247,11 +306,15 @@ fn three_collectors_five_agents_converge_after_a_kill_and_ignore_a_slow_manager(
     raw.managers.as_mut().unwrap().push(slow.clone());
     std::fs::write(db2.config(), raw.to_toml()).unwrap();
     db2.signal(nix::sys::signal::Signal::SIGHUP);
-    wait_for("the slow manager to be asked twice", DEADLINE, || (served.load(Ordering::Relaxed) >= 2).then_some(()));
+    wait_for("the slow manager to be asked twice", DEADLINE, || {
+        (served.load(Ordering::Relaxed) >= 2).then_some(())
+    });
     let seen = |cols: &[&Collector]| -> Vec<Option<String>> {
         views(cols)
             .iter()
-            .map(|v| find_node(v, "db2").and_then(|(_, n)| n["last_seen"].as_str().map(String::from)))
+            .map(|v| {
+                find_node(v, "db2").and_then(|(_, n)| n["last_seen"].as_str().map(String::from))
+            })
             .collect()
     };
     // Each of A, B, C sees db2's last_seen change N times while the slow manager answers
@@ -260,21 +323,28 @@ fn three_collectors_five_agents_converge_after_a_kill_and_ignore_a_slow_manager(
     let served_at_start = served.load(Ordering::Relaxed);
     let mut changes = [0u32; 3];
     let mut last = seen(&[&a, &b, &c]);
-    wait_for("A, B and C to each receive 8 fresh db2 reports", DEADLINE, || {
-        let now = seen(&[&a, &b, &c]);
-        for i in 0..3 {
-            if now[i] != last[i] {
-                changes[i] += 1;
+    wait_for(
+        "A, B and C to each receive 8 fresh db2 reports",
+        DEADLINE,
+        || {
+            let now = seen(&[&a, &b, &c]);
+            for i in 0..3 {
+                if now[i] != last[i] {
+                    changes[i] += 1;
+                }
             }
-        }
-        last = now;
-        changes.iter().all(|&n| n >= 8).then_some(())
-    });
+            last = now;
+            changes.iter().all(|&n| n >= 8).then_some(())
+        },
+    );
     let slow_served = served.load(Ordering::Relaxed) - served_at_start;
     let window_ms = ms(window);
     // 8 reports each took 8 intervals; in that time the slow manager answered at most
     // window/5 s requests. If the slow manager gated the others, they'd see ≤ slow_served.
-    assert!(slow_served < 8, "the slow manager answered {slow_served} requests while the others got 8 reports");
+    assert!(
+        slow_served < 8,
+        "the slow manager answered {slow_served} requests while the others got 8 reports"
+    );
     eprintln!("FIGURE slow_manager_window_ms={window_ms} reports_at_each_fast_manager>=8 slow_manager_answers={slow_served}");
 
     for ag in &mut agents {
@@ -316,24 +386,49 @@ fn one_collector_survives_kills_under_ingest_skew_token_rotation_and_a_read_only
     let token = col.token("db");
     let writers: Vec<_> = (0..WRITERS)
         .map(|i| {
-            let (acked, keys, stop, token) = (Arc::clone(&acked), Arc::clone(&keys), Arc::clone(&stop), token.clone());
+            let (acked, keys, stop, token) = (
+                Arc::clone(&acked),
+                Arc::clone(&keys),
+                Arc::clone(&stop),
+                token.clone(),
+            );
             let client = pki.client();
             rt.spawn(async move {
                 let mut n = Node::new("db", &format!("ingest-{i}"));
-                keys.lock().unwrap().insert(n.id.clone(), base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(n.key.public_key()));
+                keys.lock().unwrap().insert(
+                    n.id.clone(),
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(n.key.public_key()),
+                );
                 let url = format!("https://localhost:{port}{}", n.path());
                 while !stop.load(Ordering::Relaxed) {
                     let status = if n.seq % 2 == 0 { "Fail" } else { "OK" };
                     let (body, sig) = n.next(status, now_ms());
                     let r = client
-                        .request(http::Method::PUT, &url, &report_headers(&token, &sig), body.into(), Duration::from_secs(5), 1 << 16)
+                        .request(
+                            http::Method::PUT,
+                            &url,
+                            &report_headers(&token, &sig),
+                            body.into(),
+                            Duration::from_secs(5),
+                            1 << 16,
+                        )
                         .await;
                     match r {
                         Ok(r) if r.status.as_u16() == 200 => {
-                            acked.lock().unwrap().entry(n.id.clone()).or_default().insert(n.seq);
+                            acked
+                                .lock()
+                                .unwrap()
+                                .entry(n.id.clone())
+                                .or_default()
+                                .insert(n.seq);
                         }
                         Ok(r) if r.status.as_u16() == 503 => {}
-                        Ok(r) => panic!("ingest-{i} seq {} refused: {} {}", n.seq, r.status, String::from_utf8_lossy(&r.body)),
+                        Ok(r) => panic!(
+                            "ingest-{i} seq {} refused: {} {}",
+                            n.seq,
+                            r.status,
+                            String::from_utf8_lossy(&r.body)
+                        ),
                         // The collector is down: pace the retries instead of spinning.
                         Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                     }
@@ -341,31 +436,57 @@ fn one_collector_survives_kills_under_ingest_skew_token_rotation_and_a_read_only
             })
         })
         .collect();
-    let acked_count = || acked.lock().unwrap().values().map(|s| s.len()).sum::<usize>();
+    let acked_count = || {
+        acked
+            .lock()
+            .unwrap()
+            .values()
+            .map(|s| s.len())
+            .sum::<usize>()
+    };
     let mut kills = 0;
     let mut max_lost = 0usize;
     for round in 0..ROUNDS {
         let base = acked_count();
         // Kill at a different point of each round: after 40..=230 more acknowledgements.
         let want = base + 40 + (round * 37) % 191;
-        wait_for("ingest to make progress", DEADLINE, || (acked_count() >= want).then_some(()));
+        wait_for("ingest to make progress", DEADLINE, || {
+            (acked_count() >= want).then_some(())
+        });
         col.kill9();
         kills += 1;
         // The store opens (read by this process while the collector is down) and holds
         // every pin and every acknowledged transition.
         let snapshot = acked.lock().unwrap().clone();
-        let store = Store::open(&col.state()).unwrap_or_else(|e| panic!("round {round}: the store does not open: {e}"));
-        let stored: BTreeMap<String, Option<String>> =
-            store.load_nodes().unwrap().into_iter().map(|n| (n.row.node_id, n.row.pinned_key)).collect();
+        let store = Store::open(&col.state())
+            .unwrap_or_else(|e| panic!("round {round}: the store does not open: {e}"));
+        let stored: BTreeMap<String, Option<String>> = store
+            .load_nodes()
+            .unwrap()
+            .into_iter()
+            .map(|n| (n.row.node_id, n.row.pinned_key))
+            .collect();
         let mut lost = 0;
         for (id, seqs) in &snapshot {
-            assert_eq!(stored.get(id), Some(&keys.lock().unwrap().get(id).cloned()), "round {round}: pin of {id}");
-            let held: BTreeSet<u64> = store.transitions(NodeType::Db, id, 1_000_000).unwrap().into_iter().map(|t| t.seq).collect();
+            assert_eq!(
+                stored.get(id),
+                Some(&keys.lock().unwrap().get(id).cloned()),
+                "round {round}: pin of {id}"
+            );
+            let held: BTreeSet<u64> = store
+                .transitions(NodeType::Db, id, 1_000_000)
+                .unwrap()
+                .into_iter()
+                .map(|t| t.seq)
+                .collect();
             lost += seqs.difference(&held).count();
         }
         drop(store);
         max_lost = max_lost.max(lost);
-        assert_eq!(lost, 0, "round {round}: acknowledged transitions missing after kill -9");
+        assert_eq!(
+            lost, 0,
+            "round {round}: acknowledged transitions missing after kill -9"
+        );
         col.spawn();
         assert_eq!(col.addr.port(), port);
     }
@@ -383,40 +504,86 @@ fn one_collector_survives_kills_under_ingest_skew_token_rotation_and_a_read_only
             let mut n = Node::new("db", id);
             for _ in 0..3 {
                 let (body, sig) = n.next("OK", now_ms() + shift);
-                let (code, v) = col.put(&n.path(), &report_headers(&token, &sig), body).await;
+                let (code, v) = col
+                    .put(&n.path(), &report_headers(&token, &sig), body)
+                    .await;
                 assert_eq!(code, 200, "{id}: {v}");
             }
             let v = col.view().await;
-            let skew = find_node(&v, id).unwrap().1["skew_ms"].as_i64().expect("skew shown");
-            assert!((skew - shift).abs() < 10_000, "{id}: skew {skew} for a clock {shift} ms off");
+            let skew = find_node(&v, id).unwrap().1["skew_ms"]
+                .as_i64()
+                .expect("skew shown");
+            assert!(
+                (skew - shift).abs() < 10_000,
+                "{id}: skew {skew} for a clock {shift} ms off"
+            );
             eprintln!("FIGURE skew_{id}_shown_ms={skew}");
         }
     });
 
     // (f) Token rotation: create, configure + SIGHUP, revoke the old one; nothing lost.
     let target = Target::new(&rt);
-    let mut agent = Agent::configure(&d.join("rot"), &pki.ca, &token, "db", "rot", 1, &[col.addr.to_string()], vec![tcp_probe("Target", &target.addr())]);
+    let mut agent = Agent::configure(
+        &d.join("rot"),
+        &pki.ca,
+        &token,
+        "db",
+        "rot",
+        1,
+        &[col.addr.to_string()],
+        vec![tcp_probe("Target", &target.addr())],
+    );
     agent.start();
     let cfg_arg = col.config().display().to_string();
     let rejected = || rt.block_on(status_counter(&col, "reports_rejected"));
     let seq_of = |col: &Collector| -> Option<u64> {
         let store = Store::open(&col.state()).ok()?;
-        store.load_nodes().ok()?.into_iter().find(|n| n.row.node_id == "rot")?.latest.map(|l| l.seq)
+        store
+            .load_nodes()
+            .ok()?
+            .into_iter()
+            .find(|n| n.row.node_id == "rot")?
+            .latest
+            .map(|l| l.seq)
     };
-    wait_for("the rotating agent's third report", DEADLINE, || seq_of(&col).filter(|s| *s >= 3));
+    wait_for("the rotating agent's third report", DEADLINE, || {
+        seq_of(&col).filter(|s| *s >= 3)
+    });
     let rejected_before = rejected();
     let (code, out, err) = cli(None, &["tokens", "create", "db", "--config", &cfg_arg], &[]);
     assert_eq!(code, 0, "{err}");
-    let new_token = out.split_whitespace().find(|w| w.starts_with("srt_")).expect("a token printed").to_string();
-    let (code, out, err) = cli(Some(d), &["tokens", "list", "--json", "--config", &cfg_arg], &[]);
+    let new_token = out
+        .split_whitespace()
+        .find(|w| w.starts_with("srt_"))
+        .expect("a token printed")
+        .to_string();
+    let (code, out, err) = cli(
+        Some(d),
+        &["tokens", "list", "--json", "--config", &cfg_arg],
+        &[],
+    );
     assert_eq!(code, 0, "{err}");
     let list: Value = serde_json::from_str(&out).unwrap();
-    let old_id = list.as_array().unwrap().iter().find(|t| t["role"] == "db").unwrap()["id"].as_i64().unwrap();
+    let old_id = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["role"] == "db")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
     let seq_before = seq_of(&col).unwrap();
     let (agent_cfg, manager) = (agent.config().display().to_string(), col.addr.to_string());
     let args = [
-        "configure", "--config", &agent_cfg, "--token", &new_token, "--ca-path", pki.ca.to_str().unwrap(),
-        "--managers-ip", &manager,
+        "configure",
+        "--config",
+        &agent_cfg,
+        "--token",
+        &new_token,
+        "--ca-path",
+        pki.ca.to_str().unwrap(),
+        "--managers-ip",
+        &manager,
     ];
     // Without --no-verify, as an operator runs it: `configure` writes nothing until a
     // manager accepts the new token (the collector loads new tokens within 0.5 s).
@@ -428,40 +595,89 @@ fn one_collector_survives_kills_under_ingest_skew_token_rotation_and_a_read_only
     let raw = sr_agent::config::RawConfig::read(&agent.config()).unwrap();
     assert_eq!(raw.probes.len(), 1, "configure kept the probes");
     agent.signal(nix::sys::signal::Signal::SIGHUP);
-    wait_for("the agent to reload", DEADLINE, || agent.log().contains("config reloaded").then_some(()));
-    let (code, _, err) = cli(Some(d), &["tokens", "revoke", &old_id.to_string(), "--config", &cfg_arg], &[]);
+    wait_for("the agent to reload", DEADLINE, || {
+        agent.log().contains("config reloaded").then_some(())
+    });
+    let (code, _, err) = cli(
+        Some(d),
+        &[
+            "tokens",
+            "revoke",
+            &old_id.to_string(),
+            "--config",
+            &cfg_arg,
+        ],
+        &[],
+    );
     assert_eq!(code, 0, "{err}");
     let seq_after_revoke = seq_of(&col).unwrap();
-    wait_for("five more reports with the new token", DEADLINE, || seq_of(&col).filter(|s| *s >= seq_after_revoke + 5));
+    wait_for("five more reports with the new token", DEADLINE, || {
+        seq_of(&col).filter(|s| *s >= seq_after_revoke + 5)
+    });
     let rejected_after = rejected();
-    assert_eq!(rejected_after, rejected_before, "reports were refused during the rotation");
-    assert!(!agent.log().contains("401"), "the agent saw a 401:\n{}", agent.log());
+    assert_eq!(
+        rejected_after, rejected_before,
+        "reports were refused during the rotation"
+    );
+    assert!(
+        !agent.log().contains("401"),
+        "the agent saw a 401:\n{}",
+        agent.log()
+    );
     eprintln!("FIGURE rotation_seq_before={seq_before} seq_at_revoke={seq_after_revoke} rejected_during_rotation={}", rejected_after - rejected_before);
 
     // (c) A read-only state dir and config dir: the agent keeps reporting and says why.
     let ro = d.join("ro");
-    let mut ra = Agent::configure(&ro, &pki.ca, &new_token, "db", "ro-agent", 1, &[col.addr.to_string()], vec![tcp_probe("Target", &target.addr())]);
+    let mut ra = Agent::configure(
+        &ro,
+        &pki.ca,
+        &new_token,
+        "db",
+        "ro-agent",
+        1,
+        &[col.addr.to_string()],
+        vec![tcp_probe("Target", &target.addr())],
+    );
     std::fs::create_dir_all(ro.join("state")).unwrap();
     let mounts = ReadOnly::new(&[ro.join("state"), ro.join("etc")]);
     ra.start();
-    let reason = wait_for("the read-only agent's report to say why it cannot persist", DEADLINE, || {
-        let store = Store::open(&col.state()).ok()?;
-        let n = store.load_nodes().ok()?.into_iter().find(|n| n.row.node_id == "ro-agent")?;
-        let body = sr_protocol::report::ReportBody::decode(&n.latest?.body).ok()?.body;
-        body.extension?.agent_health.persist_error
-    });
+    let reason = wait_for(
+        "the read-only agent's report to say why it cannot persist",
+        DEADLINE,
+        || {
+            let store = Store::open(&col.state()).ok()?;
+            let n = store
+                .load_nodes()
+                .ok()?
+                .into_iter()
+                .find(|n| n.row.node_id == "ro-agent")?;
+            let body = sr_protocol::report::ReportBody::decode(&n.latest?.body)
+                .ok()?
+                .body;
+            body.extension?.agent_health.persist_error
+        },
+    );
     let first = seq_of_node(&col, "ro-agent");
-    wait_for("the read-only agent to keep reporting", DEADLINE, || (seq_of_node(&col, "ro-agent") >= first + 3).then_some(()));
+    wait_for("the read-only agent to keep reporting", DEADLINE, || {
+        (seq_of_node(&col, "ro-agent") >= first + 3).then_some(())
+    });
     assert!(ra.alive());
     assert!(ra.log().contains("cannot persist"), "{}", ra.log());
-    eprintln!("FIGURE read_only_agent_mounts={} reason={reason:?}", mounts.kind);
+    eprintln!(
+        "FIGURE read_only_agent_mounts={} reason={reason:?}",
+        mounts.kind
+    );
     drop(ra);
     drop(mounts);
 
     assert!(agent.alive());
     drop(agent);
     assert!(!col.log().contains("panicked"));
-    let secrets: Vec<(&str, String)> = vec![("old db token", token.clone()), ("new db token", new_token), ("admin token", col.token("admin"))];
+    let secrets: Vec<(&str, String)> = vec![
+        ("old db token", token.clone()),
+        ("new db token", new_token),
+        ("admin token", col.token("admin")),
+    ];
     assert_no_secrets(d, &secrets);
 }
 
@@ -477,11 +693,18 @@ fn seq_of_node(col: &Collector, id: &str) -> u64 {
 async fn status_counter(col: &Collector, name: &str) -> u64 {
     let r = col
         .client()
-        .get(&col.url("/api/v3.1/status"), &[(sr_protocol::TOKEN_HEADER, &col.token("admin"))], Duration::from_secs(10), 1 << 20)
+        .get(
+            &col.url("/api/v3.1/status"),
+            &[(sr_protocol::TOKEN_HEADER, &col.token("admin"))],
+            Duration::from_secs(10),
+            1 << 20,
+        )
         .await
         .unwrap();
     let v: Value = serde_json::from_slice(&r.body).unwrap();
-    v["collector"][name].as_u64().unwrap_or_else(|| panic!("no counter {name} in {v}"))
+    v["collector"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {name} in {v}"))
 }
 
 /// Directories made read-only for the life of the guard: a read-only bind mount when
@@ -496,20 +719,38 @@ impl ReadOnly {
         use std::os::unix::fs::PermissionsExt;
         let mounted = dirs.iter().all(|d| {
             let p = d.to_str().unwrap();
-            let ok = |args: &[&str]| std::process::Command::new("mount").args(args).status().is_ok_and(|s| s.success());
+            let ok = |args: &[&str]| {
+                std::process::Command::new("mount")
+                    .args(args)
+                    .status()
+                    .is_ok_and(|s| s.success())
+            };
             ok(&["--bind", p, p]) && ok(&["-o", "remount,bind,ro", p])
         });
         if mounted {
             // The proof that writes fail for this (root) process too.
-            assert!(std::fs::write(dirs[0].join("probe"), b"x").is_err(), "the read-only mount is writable");
-            return ReadOnly { dirs: dirs.to_vec(), kind: "read-only bind mount" };
+            assert!(
+                std::fs::write(dirs[0].join("probe"), b"x").is_err(),
+                "the read-only mount is writable"
+            );
+            return ReadOnly {
+                dirs: dirs.to_vec(),
+                kind: "read-only bind mount",
+            };
         }
         for d in dirs {
             let _ = std::process::Command::new("umount").arg(d).status();
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o555)).unwrap();
         }
-        assert!(std::fs::write(dirs[0].join("probe"), b"x").is_err(), "cannot make {} read-only", dirs[0].display());
-        ReadOnly { dirs: dirs.to_vec(), kind: "mode 0555" }
+        assert!(
+            std::fs::write(dirs[0].join("probe"), b"x").is_err(),
+            "cannot make {} read-only",
+            dirs[0].display()
+        );
+        ReadOnly {
+            dirs: dirs.to_vec(),
+            kind: "mode 0555",
+        }
     }
 }
 

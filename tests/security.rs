@@ -19,7 +19,10 @@ use std::time::Duration;
 /// Listening TCP sockets (state 0A) owned by `pid`, from /proc/net/tcp{,6}: "ip:port".
 fn listening_sockets(pid: i32) -> Vec<String> {
     let mut inodes = std::collections::HashSet::new();
-    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+    {
         if let Ok(target) = std::fs::read_link(fd.path()) {
             let t = target.to_string_lossy().to_string();
             if let Some(i) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
@@ -85,7 +88,10 @@ fn exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> Vec<u8> {
 }
 
 /// A client restricted to one TLS version, trusting only the cluster CA.
-fn client_with(ca: &Path, version: &'static rustls::SupportedProtocolVersion) -> sr_tls::HttpsClient {
+fn client_with(
+    ca: &Path,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> sr_tls::HttpsClient {
     let roots = sr_tls::roots_from(ca).unwrap();
     let cfg = rustls::ClientConfig::builder_with_provider(sr_tls::provider())
         .with_protocol_versions(&[version])
@@ -107,12 +113,24 @@ fn collector_and_agent_expose_nothing_they_should_not() {
 
     // 1. Exactly one listening socket, on the configured address.
     let sockets = listening_sockets(c.pid());
-    assert_eq!(sockets, vec![c.addr.to_string()], "the collector listens on more than it was told");
+    assert_eq!(
+        sockets,
+        vec![c.addr.to_string()],
+        "the collector listens on more than it was told"
+    );
 
     // 2. TLS 1.2 and 1.3 work; TLS 1.1 and plain HTTP get no HTTP answer.
-    for (name, v) in [("1.2", &rustls::version::TLS12), ("1.3", &rustls::version::TLS13)] {
+    for (name, v) in [
+        ("1.2", &rustls::version::TLS12),
+        ("1.3", &rustls::version::TLS13),
+    ] {
         let r = rt
-            .block_on(client_with(&pki.ca, v).get(&c.url("/api/v3.1/ok"), &[], Duration::from_secs(10), 1 << 16))
+            .block_on(client_with(&pki.ca, v).get(
+                &c.url("/api/v3.1/ok"),
+                &[],
+                Duration::from_secs(10),
+                1 << 16,
+            ))
             .unwrap_or_else(|e| panic!("TLS {name} client refused: {e}"));
         assert!(r.status.as_u16() < 500, "TLS {name}: {}", r.status);
     }
@@ -123,9 +141,15 @@ fn collector_and_agent_expose_nothing_they_should_not() {
     );
     if let [0x15, _, _, _, _, level, desc, ..] = reply[..] {
         // Fatal protocol_version (70) or handshake_failure (40): either way no session.
-        assert!(level == 2 && [40, 70].contains(&desc), "unexpected alert {reply:02x?}");
+        assert!(
+            level == 2 && [40, 70].contains(&desc),
+            "unexpected alert {reply:02x?}"
+        );
     }
-    let reply = exchange(c.addr, b"GET /api/v3.1/ok HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let reply = exchange(
+        c.addr,
+        b"GET /api/v3.1/ok HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
     assert!(
         !String::from_utf8_lossy(&reply).contains("HTTP/1."),
         "plain HTTP got an HTTP answer: {}",
@@ -155,7 +179,10 @@ fn collector_and_agent_expose_nothing_they_should_not() {
                     return n.clone();
                 }
             }
-            assert!(std::time::Instant::now() < deadline, "the agent's report never arrived");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the agent's report never arrived"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
@@ -169,7 +196,9 @@ fn collector_and_agent_expose_nothing_they_should_not() {
         let mut n = Node::new("db", "db-replay");
         let (body, sig) = n.next("OK", now_ms());
         let db = c.token("db");
-        let (code, v) = c.put(&n.path(), &report_headers(&db, &sig), body.clone()).await;
+        let (code, v) = c
+            .put(&n.path(), &report_headers(&db, &sig), body.clone())
+            .await;
         assert_eq!(code, 200, "{v}");
         let (code, v) = c.put(&n.path(), &report_headers(&db, &sig), body).await;
         assert_eq!(code, 409, "a replay must be refused: {v}");
@@ -180,9 +209,17 @@ fn collector_and_agent_expose_nothing_they_should_not() {
         thief.seq = 1_000_000;
         let (body, sig) = thief.next("OK", now_ms());
         let (code, v) = c.put(&thief.path(), &report_headers(&db, &sig), body).await;
-        assert_eq!((code, v["error_code"].as_str()), (403, Some("key_mismatch")), "{v}");
+        assert_eq!(
+            (code, v["error_code"].as_str()),
+            (403, Some("key_mismatch")),
+            "{v}"
+        );
         let v = c.view().await;
-        assert_eq!(find_node(&v, "db-sec").unwrap().1["key_mismatch"], true, "{v}");
+        assert_eq!(
+            find_node(&v, "db-sec").unwrap().1["key_mismatch"],
+            true,
+            "{v}"
+        );
 
         // 6. A db token cannot write broker or manager status.
         for ty in ["broker", "manager"] {
@@ -197,7 +234,15 @@ fn collector_and_agent_expose_nothing_they_should_not() {
     let admin = c.token("admin");
     let (code, out, err) = cli(
         Some(d),
-        &["cluster", "status", "--json", "--manager", &c.addr.to_string(), "--ca-path", pki.ca.to_str().unwrap()],
+        &[
+            "cluster",
+            "status",
+            "--json",
+            "--manager",
+            &c.addr.to_string(),
+            "--ca-path",
+            pki.ca.to_str().unwrap(),
+        ],
         &[("STATUS_REPORTER_TOKEN", admin.as_str())],
     );
     assert!(code < 3, "cluster status: {err}");
@@ -213,16 +258,24 @@ fn collector_and_agent_expose_nothing_they_should_not() {
         let (code, _, err) = cli(Some(d), &a, &[]);
         assert_eq!(code, 0, "{args:?}: {err}");
     }
-    let (code, _, err) = cli(Some(d), &["show-config", "--config", agent.config().to_str().unwrap()], &[]);
+    let (code, _, err) = cli(
+        Some(d),
+        &["show-config", "--config", agent.config().to_str().unwrap()],
+        &[],
+    );
     assert_eq!(code, 0, "show-config: {err}");
 
     // 7. Stop everything, then: the store holds no token, nothing logged or printed holds
     //    a token or the private key.
     agent.signal(nix::sys::signal::Signal::SIGTERM);
-    wait_for("the agent to stop", DEADLINE, || (!agent.alive()).then_some(()));
+    wait_for("the agent to stop", DEADLINE, || {
+        (!agent.alive()).then_some(())
+    });
     c.kill9();
-    let tokens: Vec<(&str, String)> =
-        ["manager", "db", "broker", "admin"].iter().map(|r| (*r, c.token(r))).collect();
+    let tokens: Vec<(&str, String)> = ["manager", "db", "broker", "admin"]
+        .iter()
+        .map(|r| (*r, c.token(r)))
+        .collect();
     let mut store_bytes = Vec::new();
     for e in std::fs::read_dir(c.state()).unwrap().flatten() {
         store_bytes.extend(std::fs::read(e.path()).unwrap());
@@ -230,14 +283,23 @@ fn collector_and_agent_expose_nothing_they_should_not() {
     assert!(store_bytes.len() > 4096, "the store is not where expected");
     let store_text = String::from_utf8_lossy(&store_bytes);
     for (role, t) in &tokens {
-        assert!(!store_text.contains(t.as_str()), "the {role} token is stored in clear");
+        assert!(
+            !store_text.contains(t.as_str()),
+            "the {role} token is stored in clear"
+        );
     }
     let key_pem = std::fs::read_to_string(agent.dir.join("etc/node.key")).unwrap();
-    let key_body: String = key_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let key_body: String = key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
     let mut secrets: Vec<(&str, String)> = tokens;
     secrets.push(("the private key", key_body.clone()));
     // A line of the PEM alone, in case something logs it wrapped.
-    secrets.push(("a line of the private key", key_pem.lines().nth(1).unwrap().to_string()));
+    secrets.push((
+        "a line of the private key",
+        key_pem.lines().nth(1).unwrap().to_string(),
+    ));
     let checked = assert_no_secrets(d, &secrets);
     assert!(checked >= 6, "only {checked} log/output files were checked");
     let log = c.log();

@@ -10,13 +10,21 @@ use sr_agent::config::RawConfig;
 use std::path::{Path, PathBuf};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let origin = Path::new("/fuzz/agent.toml");
-    let Ok(raw) = RawConfig::parse(text, origin) else { return };
+    let Ok(raw) = RawConfig::parse(text, origin) else {
+        return;
+    };
     let written = raw.to_toml();
     let again = RawConfig::parse(&written, origin).expect("to_toml output parses");
     // Compared as text: a NaN threshold is legal TOML but never equal to itself.
-    assert_eq!(again.to_toml(), written, "to_toml round trip changed the config");
+    assert_eq!(
+        again.to_toml(),
+        written,
+        "to_toml round trip changed the config"
+    );
     let mut contained = raw;
     let nowhere = |p: &mut Option<PathBuf>| {
         if p.is_some() {

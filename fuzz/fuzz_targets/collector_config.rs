@@ -7,10 +7,13 @@ use libfuzzer_sys::fuzz_target;
 use sr_collector::Config;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     match Config::from_toml(text) {
         Ok(cfg) => {
-            let again = Config::from_toml(&cfg.to_toml()).expect("to_toml output is a valid config");
+            let again =
+                Config::from_toml(&cfg.to_toml()).expect("to_toml output is a valid config");
             assert_eq!(again, cfg, "to_toml round trip changed the config");
         }
         Err(e) => assert!(!e.0.is_empty(), "a rejection without a reason"),

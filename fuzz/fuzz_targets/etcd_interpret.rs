@@ -11,17 +11,31 @@ mod frame;
 
 fn fetch(slot: frame::Slot<'_>) -> Fetch {
     match slot {
-        Some((status, body)) => Fetch::Answered { status, body: body.to_vec() },
+        Some((status, body)) => Fetch::Answered {
+            status,
+            body: body.to_vec(),
+        },
         None => Fetch::ConnectFailed("fuzz: no answer".into()),
     }
 }
 
 fuzz_target!(|data: &[u8]| {
-    let cfg: Config = toml::from_str("url = 'http://127.0.0.1:2379'").expect("the fuzz config parses");
+    let cfg: Config =
+        toml::from_str("url = 'http://127.0.0.1:2379'").expect("the fuzz config parses");
     let [status, health] = frame::slots::<2>(data);
     let healthy_codes = matches!((status, health), (Some((200, _)), Some((200, _))));
-    let finding = interpret(&cfg, &Raw { status: fetch(status), health: fetch(health) });
+    let finding = interpret(
+        &cfg,
+        &Raw {
+            status: fetch(status),
+            health: fetch(health),
+        },
+    );
     if !healthy_codes {
-        assert_ne!(finding.status, sr_protocol::NodeStatus::Ok, "a missing or non-200 answer came out OK");
+        assert_ne!(
+            finding.status,
+            sr_protocol::NodeStatus::Ok,
+            "a missing or non-200 answer came out OK"
+        );
     }
 });

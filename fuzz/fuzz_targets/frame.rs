@@ -14,7 +14,9 @@ pub type Slot<'a> = Option<(u16, &'a [u8])>;
 /// Splits `data` into `N` slots.
 pub fn slots<const N: usize>(data: &[u8]) -> [Slot<'_>; N] {
     let mut out = [None; N];
-    let Some((&mask, rest)) = data.split_first() else { return out };
+    let Some((&mask, rest)) = data.split_first() else {
+        return out;
+    };
     for (i, body) in rest.splitn(N, |&b| b == 0).enumerate() {
         let status = if mask & (1 << i) != 0 { 200 } else { 503 };
         out[i] = Some((status, body));

@@ -13,7 +13,10 @@ const NOW: i64 = 1_700_000_000;
 
 fn fetch(slot: frame::Slot<'_>) -> Fetch {
     match slot {
-        Some((status, body)) => Fetch::Answered { status, body: body.to_vec() },
+        Some((status, body)) => Fetch::Answered {
+            status,
+            body: body.to_vec(),
+        },
         None => Fetch::NoResponse("fuzz: no answer".into()),
     }
 }
@@ -32,10 +35,23 @@ fuzz_target!(|data: &[u8]| {
     let [patroni, cluster, config] = frame::slots::<3>(data);
     let patroni_ok = matches!(patroni, Some((200, _)));
     // `collect` only caches the slow answers when `/patroni` answered at all.
-    let timed = |s: frame::Slot<'_>| s.map(|s| Timed { fetch: fetch(Some(s)), at: NOW - 3 });
-    let raw = Raw { patroni: fetch(patroni), cluster: timed(cluster), config: timed(config) };
+    let timed = |s: frame::Slot<'_>| {
+        s.map(|s| Timed {
+            fetch: fetch(Some(s)),
+            at: NOW - 3,
+        })
+    };
+    let raw = Raw {
+        patroni: fetch(patroni),
+        cluster: timed(cluster),
+        config: timed(config),
+    };
     let finding = interpret(&cfg, &raw, NOW);
     if !patroni_ok {
-        assert_ne!(finding.status, sr_protocol::NodeStatus::Ok, "a non-200 /patroni came out OK");
+        assert_ne!(
+            finding.status,
+            sr_protocol::NodeStatus::Ok,
+            "a non-200 /patroni came out OK"
+        );
     }
 });

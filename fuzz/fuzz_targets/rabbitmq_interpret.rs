@@ -13,7 +13,10 @@ mod frame;
 
 fn reply(slot: frame::Slot<'_>) -> Reply {
     match slot {
-        Some((status, body)) => Reply::from(Fetch::Answered { status, body: body.to_vec() }),
+        Some((status, body)) => Reply::from(Fetch::Answered {
+            status,
+            body: body.to_vec(),
+        }),
         None => Reply::from(Fetch::ConnectFailed("fuzz: no answer".into())),
     }
 }
@@ -36,7 +39,8 @@ fuzz_target!(|data: &[u8]| {
         timeout_ms: 2000,
         max_body_bytes: 1 << 20,
     };
-    let [overview, local_alarms, port_listener, virtual_hosts, nodes, certs] = frame::slots::<6>(data);
+    let [overview, local_alarms, port_listener, virtual_hosts, nodes, certs] =
+        frame::slots::<6>(data);
     let all_200 = [overview, local_alarms, port_listener, virtual_hosts, nodes]
         .iter()
         .all(|s| matches!(s, Some((200, _))));
@@ -51,6 +55,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let finding = interpret(&cfg, &raw);
     if !all_200 {
-        assert_ne!(finding.status, sr_protocol::NodeStatus::Ok, "a failed management check came out OK");
+        assert_ne!(
+            finding.status,
+            sr_protocol::NodeStatus::Ok,
+            "a failed management check came out OK"
+        );
     }
 });

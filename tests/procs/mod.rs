@@ -41,18 +41,28 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 pub fn mode(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o777
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o777
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 /// The operator's CA and one loopback server certificate, as PEM files in `dir`.
@@ -67,7 +77,11 @@ impl Pki {
         std::fs::create_dir_all(dir).unwrap();
         let ca = sr_tls::pki::Ca::new("hostile-suite CA").unwrap();
         let leaf = ca.server(&["localhost", "127.0.0.1"]).unwrap();
-        let p = Pki { ca: dir.join("ca.pem"), cert: dir.join("server.crt"), key: dir.join("server.key") };
+        let p = Pki {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("server.crt"),
+            key: dir.join("server.key"),
+        };
         std::fs::write(&p.ca, ca.cert_pem()).unwrap();
         std::fs::write(&p.cert, &leaf.cert_pem).unwrap();
         std::fs::write(&p.key, &leaf.key_pem).unwrap();
@@ -75,14 +89,21 @@ impl Pki {
     }
 
     pub fn client(&self) -> sr_tls::HttpsClient {
-        sr_tls::HttpsClient::new(sr_tls::client_config(&self.ca, None).unwrap(), Duration::from_secs(5))
+        sr_tls::HttpsClient::new(
+            sr_tls::client_config(&self.ca, None).unwrap(),
+            Duration::from_secs(5),
+        )
     }
 }
 
 /// Runs the CLI, records its output as `outputs/<n>.out` under `record_dir` (for the
 /// secret grep; `None` only for the commands whose job is to print a new token once:
 /// `collector init`, `tokens create`), and returns (exit code, stdout, stderr).
-pub fn cli(record_dir: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+pub fn cli(
+    record_dir: Option<&Path>,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let out = Command::new(BIN)
         .args(args)
         .envs(env.iter().copied())
@@ -123,8 +144,18 @@ impl Collector {
         let (code, out, err) = cli(
             None,
             &[
-                "collector", "init", "--json", "--listen", listen, "--config", &p("collector.toml"),
-                "--state-dir", &p("state"), "--cert", &pki.cert.display().to_string(), "--key",
+                "collector",
+                "init",
+                "--json",
+                "--listen",
+                listen,
+                "--config",
+                &p("collector.toml"),
+                "--state-dir",
+                &p("state"),
+                "--cert",
+                &pki.cert.display().to_string(),
+                "--key",
                 &pki.key.display().to_string(),
             ],
             &[],
@@ -169,7 +200,10 @@ impl Collector {
             .collect();
         if !found {
             // Top-level keys must come before the first table.
-            let at = out.iter().position(|l| l.starts_with('[')).unwrap_or(out.len());
+            let at = out
+                .iter()
+                .position(|l| l.starts_with('['))
+                .unwrap_or(out.len());
             out.insert(at, line);
         }
         std::fs::write(self.config(), out.join("\n") + "\n").unwrap();
@@ -178,9 +212,18 @@ impl Collector {
     /// `collector run`; waits for `listening on ADDR`. After the first run the port is
     /// pinned in the config so a restart listens where the agents push.
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("collector.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("collector.log"))
+            .unwrap();
         let mut child = Command::new(BIN)
-            .args(["collector", "run", "--config", &self.config().display().to_string()])
+            .args([
+                "collector",
+                "run",
+                "--config",
+                &self.config().display().to_string(),
+            ])
             .env("STATUS_REPORTER_LOG", "debug")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
@@ -197,7 +240,9 @@ impl Collector {
             // Keep draining so the collector never blocks on a full pipe.
             let _ = std::io::copy(&mut r, &mut std::io::sink());
         });
-        let line = rx.recv_timeout(DEADLINE).expect("collector did not print its address");
+        let line = rx
+            .recv_timeout(DEADLINE)
+            .expect("collector did not print its address");
         self.addr = line
             .trim()
             .strip_prefix("listening on ")
@@ -214,7 +259,10 @@ impl Collector {
 
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             let _ = c.wait();
         }
     }
@@ -224,7 +272,10 @@ impl Collector {
     }
 
     pub fn client(&self) -> sr_tls::HttpsClient {
-        sr_tls::HttpsClient::new(sr_tls::client_config(&self.ca, None).unwrap(), Duration::from_secs(5))
+        sr_tls::HttpsClient::new(
+            sr_tls::client_config(&self.ca, None).unwrap(),
+            Duration::from_secs(5),
+        )
     }
 
     /// `GET /api/v3.1/cluster-status` with the admin token, straight over HTTPS.
@@ -239,7 +290,12 @@ impl Collector {
             )
             .await
             .expect("cluster status answers");
-        assert_eq!(r.status.as_u16(), 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status.as_u16(),
+            200,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
         serde_json::from_slice(&r.body).unwrap()
     }
 
@@ -247,10 +303,20 @@ impl Collector {
     pub async fn put(&self, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, Value) {
         let r = self
             .client()
-            .request(http::Method::PUT, &self.url(path), headers, body.into(), Duration::from_secs(20), 1 << 20)
+            .request(
+                http::Method::PUT,
+                &self.url(path),
+                headers,
+                body.into(),
+                Duration::from_secs(20),
+                1 << 20,
+            )
             .await
             .expect("the collector answers");
-        (r.status.as_u16(), serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+        (
+            r.status.as_u16(),
+            serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+        )
     }
 
     pub fn log(&self) -> String {
@@ -267,7 +333,11 @@ impl Drop for Collector {
 /// The node of a view by node id: (type, name, node JSON).
 pub fn find_node<'a>(view: &'a Value, node_id: &str) -> Option<(&'a str, &'a Value)> {
     view["services"].as_object()?.iter().find_map(|(ty, s)| {
-        s["nodes"].as_object()?.values().find(|n| n["node_id"] == node_id).map(|n| (ty.as_str(), n))
+        s["nodes"]
+            .as_object()?
+            .values()
+            .find(|n| n["node_id"] == node_id)
+            .map(|n| (ty.as_str(), n))
     })
 }
 
@@ -302,9 +372,24 @@ impl Agent {
         std::fs::create_dir_all(dir).unwrap();
         let cfg = dir.join("etc/agent.toml");
         let mut args: Vec<String> = [
-            "configure", "--no-verify", "--config", cfg.to_str().unwrap(), "--token", token, "--ca-path",
-            ca.to_str().unwrap(), "--node-type", node_type, "--node-name", name, "--node-id", name,
-            "--reporting-freq", &freq.to_string(), "--state-dir", dir.join("state").to_str().unwrap(),
+            "configure",
+            "--no-verify",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--token",
+            token,
+            "--ca-path",
+            ca.to_str().unwrap(),
+            "--node-type",
+            node_type,
+            "--node-name",
+            name,
+            "--node-id",
+            name,
+            "--reporting-freq",
+            &freq.to_string(),
+            "--state-dir",
+            dir.join("state").to_str().unwrap(),
             "--managers-ip",
         ]
         .iter()
@@ -318,7 +403,10 @@ impl Agent {
         raw.probes = probes;
         raw.push_timeout_ms = Some(2000);
         std::fs::write(&cfg, raw.to_toml()).unwrap();
-        Agent { child: None, dir: dir.to_path_buf() }
+        Agent {
+            child: None,
+            dir: dir.to_path_buf(),
+        }
     }
 
     pub fn config(&self) -> PathBuf {
@@ -326,7 +414,11 @@ impl Agent {
     }
 
     pub fn start(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("agent.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("agent.log"))
+            .unwrap();
         self.child = Some(
             Command::new(BIN)
                 .args(["run", "--config", self.config().to_str().unwrap()])
@@ -340,11 +432,17 @@ impl Agent {
     }
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.as_ref().unwrap().id() as i32), sig).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.as_ref().unwrap().id() as i32),
+            sig,
+        )
+        .unwrap();
     }
 
     pub fn alive(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 
     pub fn log(&self) -> String {
@@ -401,14 +499,21 @@ impl Node {
             }
         }))
         .unwrap();
-        let sig = self.key.sign("PUT", &self.path(), &body, &self.boot, self.seq, sent_at_ms).to_header();
+        let sig = self
+            .key
+            .sign("PUT", &self.path(), &body, &self.boot, self.seq, sent_at_ms)
+            .to_header();
         (body, sig)
     }
 }
 
 /// The headers of a signed report.
 pub fn report_headers<'a>(token: &'a str, sig: &'a str) -> [(&'static str, &'a str); 3] {
-    [("Content-Type", "application/json"), (sr_protocol::TOKEN_HEADER, token), (sr_protocol::SIGNATURE_HEADER, sig)]
+    [
+        ("Content-Type", "application/json"),
+        (sr_protocol::TOKEN_HEADER, token),
+        (sr_protocol::SIGNATURE_HEADER, sig),
+    ]
 }
 
 /// Greps every file under `root` (logs, recorded CLI outputs, configs excepted) for each
@@ -431,7 +536,11 @@ pub fn assert_no_secrets(root: &Path, secrets: &[(&str, String)]) -> usize {
             let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).to_string();
             for (what, secret) in secrets {
                 assert!(!secret.is_empty());
-                assert!(!text.contains(secret.as_str()), "{what} found in {}", p.display());
+                assert!(
+                    !text.contains(secret.as_str()),
+                    "{what} found in {}",
+                    p.display()
+                );
             }
             checked += 1;
         }
