@@ -1,5 +1,6 @@
 //! End to end on a real db cluster: Patroni ×3 + etcd + PostgreSQL 15 (started by
-//! `tests/support/cluster.rs`, Patroni REST over HTTPS with `verify_client: required`), a
+//! `tests/support/cluster.rs`; Patroni REST over HTTPS with `verify_client: required`,
+//! etcd over HTTPS with `--client-cert-auth`), a
 //! real in-process collector, and one `status-reporter run` agent per member with the
 //! `patroni`, `etcd` and `postgres` probes. The scenarios run in sequence in ONE
 //! test, each polling the collector's `cluster-status` view with a deadline:
@@ -11,7 +12,8 @@
 //! 4. stop two members: Fail;
 //! 5. stop etcd: the reason says the DCS is unreachable; every member is read-only;
 //! 6. kill only the leader's reporter: db stays Degraded, not Fail;
-//! 7. HTTPS with client certificates works; a wrong CA is refused with a clear reason.
+//! 7. HTTPS with client certificates works (Patroni and etcd); a wrong CA or a missing
+//!    client certificate is refused with a clear reason.
 //!
 //! It also prints (never asserts) the db probe cycle time and the SIGKILL → Degraded time.
 //! Skips without the services unless CI=true (then missing services fail).
@@ -192,7 +194,8 @@ kind = "patroni"
 url = "{rest}"
 member = "{member}"
 cluster_every = 2
-timeout_ms = 1500
+# Each request within the cycle budget of reporting_freq = 1 (800 ms).
+timeout_ms = 500
 [probes.tls]
 ca_file = "{pca}"
 cert_file = "{pcert}"
@@ -201,6 +204,11 @@ key_file = "{pkey}"
 [[probes]]
 kind = "etcd"
 url = "{etcd}"
+timeout_ms = 500
+[probes.tls]
+ca_file = "{pca}"
+cert_file = "{pcert}"
+key_file = "{pkey}"
 
 [[probes]]
 kind = "postgres"
@@ -343,7 +351,7 @@ fn db_probes(c: &PatroniCluster, i: usize, cluster_every: u64, ca: &Path, identi
         c.member_name(i)
     ))
     .unwrap();
-    let etcd: sr_probes::etcd::Config = toml::from_str(&format!("url = '{}'", c.etcd_url())).unwrap();
+    let etcd: sr_probes::etcd::Config = toml::from_str(&format!("url = '{}'\n[tls]\n{tls}", c.etcd_url())).unwrap();
     let pg: sr_probes::postgres::Config = toml::from_str(&format!(
         "port = {}\nuser = '{MONITOR_USER}'\npassword = '{MONITOR_PASSWORD}'",
         c.pg_port(i)
@@ -371,11 +379,12 @@ fn db_cluster_scenarios() {
     sr_tls::install_default_provider();
     let c = PatroniCluster::start(PatroniOpts {
         tls: true,
+        etcd_tls: true,
         ..Default::default()
     })
     .expect("start the TLS Patroni cluster");
     eprintln!(
-        "db_cluster: cluster up in {:.1}s, TLS REST with verify_client: required",
+        "db_cluster: cluster up in {:.1}s, TLS REST with verify_client: required, etcd with client-cert auth",
         c.started_in().as_secs_f64()
     );
     let tls = c.tls().expect("TLS material").clone();
@@ -391,13 +400,19 @@ fn db_cluster_scenarios() {
     assert_eq!(f[1].status, sr_protocol::NodeStatus::Ok, "etcd: {:?}", f[1].reasons);
     assert_eq!(f[2].status, sr_protocol::NodeStatus::Ok, "postgres: {:?}", f[2].reasons);
     let wrong_ca = db_probes(&c, leader, 1, &tls.wrong_ca_cert, Some((&tls.client_cert, &tls.client_key)));
-    let f = probe_cycle(&rt, &wrong_ca[..1], 0);
+    let f = probe_cycle(&rt, &wrong_ca[..2], 0);
+    let etcd_why = &f[1].reasons[0];
+    eprintln!("db_cluster: etcd with a wrong CA -> {}", etcd_why.message);
+    assert_eq!((f[1].status, etcd_why.code.as_str()), (sr_protocol::NodeStatus::Fail, "etcd_unreachable"));
+    assert!(etcd_why.message.contains("UnknownIssuer"), "{etcd_why:?}");
     let why = &f[0].reasons[0];
     eprintln!("db_cluster: wrong CA -> {}", why.message);
     assert_eq!((f[0].status, why.code.as_str()), (sr_protocol::NodeStatus::Fail, "patroni_unreachable"));
     assert!(why.message.contains("UnknownIssuer") && why.message.contains("TLS refused"), "{why:?}");
     let no_cert = db_probes(&c, leader, 1, &tls.ca_cert, None);
-    let f = probe_cycle(&rt, &no_cert[..1], 0);
+    let f = probe_cycle(&rt, &no_cert[..2], 0);
+    eprintln!("db_cluster: etcd without a client cert -> {}", f[1].reasons[0].message);
+    assert_eq!(f[1].status, sr_protocol::NodeStatus::Fail, "--client-cert-auth must refuse a client without a certificate");
     eprintln!("db_cluster: no client cert -> {}", f[0].reasons[0].message);
     assert_eq!(
         f[0].status,
