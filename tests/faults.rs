@@ -521,8 +521,59 @@ fn one_collector_survives_kills_under_ingest_skew_token_rotation_and_a_read_only
         }
     });
 
-    // (f) Token rotation: create, configure + SIGHUP, revoke the old one; nothing lost.
+    // (d, real agents) Two agents whose clocks run 120 s behind and ahead (libfaketime;
+    // monotonic time stays real so their timers behave) keep reporting, skew shown.
+    let faketime = Path::new("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1");
     let target = Target::new(&rt);
+    if faketime.exists() {
+        let mut skewed = Vec::new();
+        for (name, shift) in [("ft-behind", "-120s"), ("ft-ahead", "+120s")] {
+            let mut ag = Agent::configure(
+                &d.join(name),
+                &pki.ca,
+                &token,
+                "db",
+                name,
+                1,
+                &[col.addr.to_string()],
+                vec![tcp_probe("Target", &target.addr())],
+            );
+            ag.start_with_env(&[
+                ("LD_PRELOAD", faketime.to_str().unwrap()),
+                ("FAKETIME", shift),
+                ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+            ]);
+            skewed.push(ag);
+        }
+        for (name, want) in [("ft-behind", -120_000i64), ("ft-ahead", 120_000)] {
+            let first = wait_for("a report from the skewed agent", DEADLINE, || {
+                Some(seq_of_node(&col, name)).filter(|s| *s > 0)
+            });
+            wait_for("the skewed agent to keep reporting", DEADLINE, || {
+                (seq_of_node(&col, name) >= first + 3).then_some(())
+            });
+            let v = rt.block_on(col.view());
+            let skew = find_node(&v, name).unwrap().1["skew_ms"]
+                .as_i64()
+                .expect("skew shown");
+            assert!(
+                (skew - want).abs() < 10_000,
+                "{name}: skew {skew} for a clock {want} ms off"
+            );
+            eprintln!("FIGURE faketime_{name}_shown_ms={skew}");
+        }
+        for ag in &mut skewed {
+            assert!(ag.alive(), "{}", ag.log());
+        }
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "libfaketime is missing under CI (apt-get install faketime)"
+        );
+        eprintln!("libfaketime not installed: skew tested with hand-signed reports only");
+    }
+
+    // (f) Token rotation: create, configure + SIGHUP, revoke the old one; nothing lost.
     let mut agent = Agent::configure(
         &d.join("rot"),
         &pki.ca,

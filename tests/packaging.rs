@@ -955,17 +955,11 @@ fn deb_under_real_systemd() {
     );
     let tokens: serde_json::Value =
         serde_json::from_str(&init).unwrap_or_else(|e| panic!("{e}: {init}"));
-    // `collector init` run as root leaves root-owned 0600 files the service user cannot
-    // read; docs/install.md has the operator hand them over, as done here.
-    sd.exec_ok(
-        30,
-        &[
-            "chown",
-            "status-reporter:status-reporter",
-            "/etc/status-reporter/collector.toml",
-            "/var/lib/status-reporter/collector.db",
-        ],
-    );
+    // `collector init` runs as root but hands what it wrote to the service user.
+    for file in ["/etc/status-reporter/collector.toml", "/var/lib/status-reporter/collector.db"] {
+        let owner = sd.exec_ok(10, &["stat", "-c", "%U %a", file]);
+        assert_eq!(owner.trim(), "status-reporter 600", "{file}");
+    }
     sd.exec_ok(60, &["systemctl", "enable", "--now", UNITS[1]]);
     assert_eq!(sd.prop(UNITS[1], "ActiveState"), "active");
     let ca_file = root.merged.parent().unwrap().join("collector2-ca.pem");

@@ -5,7 +5,9 @@
 //! 1. [`plan`] checks every input and the target directories and reports all problems
 //!    at once;
 //! 2. [`verify`] (unless `--no-verify`) asks each manager for `GET /api/v3.1/managers`
-//!    with the token, over TLS trusting only the given CA;
+//!    with the token, over TLS trusting only the given CA; the collectors answer with the
+//!    token's role ([`sr_protocol::ROLE_HEADER`]), and [`settle_node_type`] takes the node
+//!    type from it when the operator gave none, or refuses a type the token cannot report as;
 //! 3. [`apply`] generates the key once (mode 0600, kept unless `--rotate-key`) and writes
 //!    the config atomically (mode 0600, owned by the service user when it exists), and
 //!    skips any write whose content would not change, so running it twice changes
@@ -36,6 +38,9 @@ pub struct ConfigureArgs {
     pub key_path: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub rotate_key: bool,
+    /// The managers will be asked (no `--no-verify`), so a missing node type may be taken
+    /// from the token's role by [`settle_node_type`] instead of being an error.
+    pub infer_node_type: bool,
 }
 
 /// A checked plan: what [`apply`] will write.
@@ -85,7 +90,12 @@ pub fn plan(args: &ConfigureArgs, now_unix: i64) -> Result<Plan, Vec<String>> {
 
     let node_type = args.node_type.clone().or(old.node_type.clone());
     match &node_type {
-        None => problems.push("--node-type: required (db, broker or manager)".into()),
+        // Filled in from the managers' answer by `settle_node_type`.
+        None if args.infer_node_type => {}
+        None => problems.push(
+            "--node-type: required with --no-verify (db, broker or manager); without --no-verify it is taken from the token's role"
+                .into(),
+        ),
         Some(t) => {
             if let Err(e) = t.parse::<NodeType>() {
                 problems.push(format!("--node-type: {e}"));
@@ -197,8 +207,9 @@ fn local_hostname() -> String {
 /// How one manager answered the verification request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ManagerCheck {
-    /// It answered and accepted the token.
-    Accepted,
+    /// It answered and accepted the token; `role` is the token's role as the collector
+    /// stated it (`None`: it did not say, e.g. an older collector or a Cloudify manager).
+    Accepted { role: Option<String> },
     /// It answered but refused the token (401/403) or answered with another status.
     Refused(String),
     /// No answer: connection, TLS or timeout error.
@@ -236,7 +247,9 @@ pub async fn verify(plan: &Plan, token: &str, ca_path: &Path) -> Vec<(ManagerAdd
                 )
                 .await
             {
-                Ok(r) if r.status == http::StatusCode::OK => ManagerCheck::Accepted,
+                Ok(r) if r.status == http::StatusCode::OK => ManagerCheck::Accepted {
+                    role: role_header(&r.headers),
+                },
                 Ok(r) if r.status == 401 || r.status == 403 => ManagerCheck::Refused(format!(
                     "the token was refused (http {})",
                     r.status.as_u16()
@@ -255,8 +268,112 @@ pub async fn verify(plan: &Plan, token: &str, ca_path: &Path) -> Vec<(ManagerAdd
     out.into_iter().map(|(_, m, c)| (m, c)).collect()
 }
 
+/// Longest role header value taken from a manager; anything longer is ignored.
+const MAX_ROLE_LEN: usize = 16;
+
+/// The token's role as a manager stated it: short lowercase ASCII, else ignored (a
+/// hostile or broken answer must not end up in the config or flood the terminal).
+fn role_header(headers: &http::HeaderMap) -> Option<String> {
+    let v = headers.get(sr_protocol::ROLE_HEADER)?.to_str().ok()?.trim();
+    let ok = !v.is_empty()
+        && v.len() <= MAX_ROLE_LEN
+        && v.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    ok.then(|| v.to_string())
+}
+
+impl Plan {
+    /// True while the node type is still to come from the token's role.
+    pub fn node_type_pending(&self) -> bool {
+        self.raw.node_type.is_none()
+    }
+}
+
+/// Reconciles the node type with the role the accepting managers stated for the token.
+///
+/// With no node type given (nor kept from an existing config), every accepting manager
+/// must state the same reporter role, which becomes the node type. A given node type must
+/// not contradict a stated role: the token could not report as it (403 on every push).
+/// Returns a line for the operator when the type was inferred; an error names the
+/// managers and asks for `--node-type`.
+pub fn settle_node_type(
+    plan: &mut Plan,
+    checks: &[(ManagerAddr, ManagerCheck)],
+) -> Result<Option<String>, String> {
+    let accepted: Vec<(&ManagerAddr, Option<&str>)> = checks
+        .iter()
+        .filter_map(|(m, c)| match c {
+            ManagerCheck::Accepted { role } => Some((m, role.as_deref())),
+            _ => None,
+        })
+        .collect();
+    let pending = plan.node_type_pending();
+    if accepted.is_empty() {
+        return if pending {
+            Err("--node-type: no manager accepted the token, so its role is unknown; give --node-type".into())
+        } else {
+            Ok(None)
+        };
+    }
+    let silent: Vec<String> = accepted
+        .iter()
+        .filter(|(_, r)| r.is_none())
+        .map(|(m, _)| m.to_string())
+        .collect();
+    let mut roles: Vec<&str> = accepted.iter().filter_map(|(_, r)| *r).collect();
+    roles.sort_unstable();
+    roles.dedup();
+    if roles.len() > 1 {
+        let said: Vec<String> = accepted
+            .iter()
+            .map(|(m, r)| format!("{m} says {}", r.unwrap_or("nothing")))
+            .collect();
+        return Err(format!(
+            "--node-type: the managers disagree about the token's role ({}); give --node-type",
+            said.join(", ")
+        ));
+    }
+    let role = match roles.first() {
+        Some(r) => *r,
+        None if pending => {
+            return Err(format!(
+                "--node-type: the manager(s) {} accepted the token but did not state its role (an older collector or a Cloudify manager); give --node-type",
+                silent.join(", ")
+            ))
+        }
+        None => return Ok(None),
+    };
+    if pending && !silent.is_empty() {
+        return Err(format!(
+            "--node-type: manager(s) {} did not state the token's role, so agreement cannot be checked; give --node-type",
+            silent.join(", ")
+        ));
+    }
+    let Ok(role_type) = role.parse::<NodeType>() else {
+        return Err(format!(
+            "--token: the managers say this token's role is {role}, which cannot report; use the db, broker or manager token for this node"
+        ));
+    };
+    match plan.raw.node_type.as_deref().map(str::parse::<NodeType>) {
+        None => {
+            plan.raw.node_type = Some(role_type.as_str().to_string());
+            Ok(Some(format!(
+                "node type {role_type}, from the token's role as the managers stated it"
+            )))
+        }
+        Some(Ok(t)) if t == role_type => Ok(None),
+        Some(_) => Err(format!(
+            "--node-type: {} given, but the managers say this token's role is {role_type}: every report would be refused (403); use the {} token or --node-type {role_type}",
+            plan.raw.node_type.as_deref().unwrap_or_default(),
+            plan.raw.node_type.as_deref().unwrap_or_default()
+        )),
+    }
+}
+
 /// Writes the key (when needed) and the config (when changed). Returns what it did.
 pub fn apply(plan: &Plan) -> Result<Vec<String>, String> {
+    if plan.node_type_pending() {
+        return Err("the node type is not known yet: settle_node_type must run first".into());
+    }
     let mut done = Vec::new();
     let owner = Some(SERVICE_USER);
     for dir in [plan.config_path.parent(), plan.key_path.parent()]
@@ -397,6 +514,105 @@ mod tests {
         .unwrap();
         apply(&rotated).unwrap();
         assert_ne!(std::fs::read(&p.key_path).unwrap(), key1);
+    }
+
+    fn checks(answers: &[ManagerCheck]) -> Vec<(ManagerAddr, ManagerCheck)> {
+        let ips: Vec<String> = (1..=answers.len()).map(|i| format!("10.0.0.{i}")).collect();
+        let (addrs, errs) = parse_managers(&ips);
+        assert!(errs.is_empty());
+        addrs.into_iter().zip(answers.iter().cloned()).collect()
+    }
+
+    fn said(role: &str) -> ManagerCheck {
+        ManagerCheck::Accepted {
+            role: Some(role.into()),
+        }
+    }
+
+    #[test]
+    fn node_type_comes_from_the_role_all_accepting_managers_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = ConfigureArgs {
+            node_type: None,
+            infer_node_type: true,
+            ..args(dir.path())
+        };
+        let mut p = plan(&a, crate::unix_now()).unwrap();
+        assert!(p.node_type_pending());
+        assert!(apply(&p).is_err(), "apply must refuse an unsettled plan");
+        let unreachable = ManagerCheck::Unreachable("refused".into());
+        let line = settle_node_type(&mut p, &checks(&[said("broker"), unreachable, said("broker")]))
+            .unwrap()
+            .unwrap();
+        assert!(line.contains("broker"), "{line}");
+        assert_eq!(p.raw.node_type.as_deref(), Some("broker"));
+        apply(&p).unwrap();
+        let cfg = crate::config::AgentConfig::load(&a.config_path).unwrap();
+        assert_eq!(cfg.node_type, NodeType::Broker);
+    }
+
+    #[test]
+    fn unknown_or_contradicting_roles_ask_for_node_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let pending = || {
+            plan(
+                &ConfigureArgs {
+                    node_type: None,
+                    infer_node_type: true,
+                    ..args(dir.path())
+                },
+                crate::unix_now(),
+            )
+            .unwrap()
+        };
+        let silent = ManagerCheck::Accepted { role: None };
+        let refused = ManagerCheck::Refused("http 401".into());
+        for (answers, want) in [
+            (vec![said("db"), said("broker")], "disagree"),
+            (vec![silent.clone()], "did not state"),
+            (vec![said("db"), silent.clone()], "did not state"),
+            (vec![refused.clone()], "no manager accepted"),
+            (vec![said("admin")], "role is admin"),
+        ] {
+            let mut p = pending();
+            let e = settle_node_type(&mut p, &checks(&answers)).unwrap_err();
+            assert!(e.contains(want) && e.contains("--"), "{answers:?}: {e}");
+            assert!(p.node_type_pending());
+        }
+        // A given node type is checked against the stated role, and kept when a manager
+        // does not say.
+        let mut given = plan(&args(dir.path()), crate::unix_now()).unwrap();
+        let e = settle_node_type(&mut given, &checks(&[said("broker")])).unwrap_err();
+        assert!(e.contains("403") && e.contains("--node-type broker"), "{e}");
+        assert_eq!(settle_node_type(&mut given, &checks(&[said("db"), silent])), Ok(None));
+        assert_eq!(given.raw.node_type.as_deref(), Some("db"));
+        // Without verification there is nothing to infer from.
+        let problems = plan(
+            &ConfigureArgs {
+                node_type: None,
+                ..args(dir.path())
+            },
+            crate::unix_now(),
+        )
+        .unwrap_err();
+        assert!(problems.iter().any(|p| p.contains("--node-type: required with --no-verify")), "{problems:?}");
+    }
+
+    #[test]
+    fn role_headers_are_taken_only_when_short_and_plain() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(role_header(&h), None);
+        for (value, want) in [
+            ("db", Some("db")),
+            (" broker ", Some("broker")),
+            ("DB", None),
+            ("db; rm -rf", None),
+            ("", None),
+            ("a_very_long_role_name", None),
+        ] {
+            h.insert(sr_protocol::ROLE_HEADER, http::HeaderValue::from_str(value).unwrap());
+            assert_eq!(role_header(&h).as_deref(), want, "{value:?}");
+        }
     }
 
     #[test]

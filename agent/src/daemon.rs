@@ -176,6 +176,7 @@ impl Daemon {
                 Instant::now(),
                 Duration::from_secs(cfg.reporting_freq.into()),
             );
+            warn_if_watchdog_too_short(cfg.reporting_freq);
         }
         self.probes = build_probes(&cfg);
         self.ctx = Arc::new(ctx);
@@ -233,6 +234,21 @@ pub async fn run(
 }
 
 /// Like [`run`], and each message on `reload` re-reads the config (SIGHUP).
+/// WATCHDOG=1 is sent only after complete cycles, so a systemd `WatchdogSec=` shorter
+/// than about two cycles restarts a healthy agent. The unit ships `WatchdogSec=30s`; an
+/// operator who raises `reporting_freq` past that must raise it too, so say so loudly.
+fn warn_if_watchdog_too_short(reporting_freq: u32) {
+    let period = Duration::from_secs(reporting_freq.into());
+    if let Some(watchdog) = sd_notify::watchdog_enabled() {
+        if watchdog < period * 2 {
+            tracing::warn!(
+                watchdog_secs = watchdog.as_secs(), reporting_freq,
+                "systemd's WatchdogSec is shorter than two reporting intervals, so systemd will restart the agent between cycles: raise WatchdogSec= (systemctl edit status-reporter) or lower reporting_freq"
+            );
+        }
+    }
+}
+
 pub async fn run_with_reload(
     config_path: impl Into<PathBuf>,
     shutdown: impl Future<Output = ()>,
@@ -265,6 +281,7 @@ pub async fn run_with_reload(
         boot_id = %boot_id, reporting_freq = d.cfg.reporting_freq, managers = d.tasks.len(), probes = d.probes.len(),
         "agent started"
     );
+    warn_if_watchdog_too_short(d.cfg.reporting_freq);
     let mut ticker = Ticker::new(
         Instant::now(),
         Duration::from_secs(d.cfg.reporting_freq.into()),

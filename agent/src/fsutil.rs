@@ -87,7 +87,7 @@ pub fn atomic_write(
 
 /// Chowns `path` to `user` if that user exists on this system; a missing user is not an
 /// error (development machines have none).
-fn chown_to_user(path: &Path, user: &str) -> std::io::Result<()> {
+pub fn chown_to_user(path: &Path, user: &str) -> std::io::Result<()> {
     let Ok(Some(u)) = nix::unistd::User::from_name(user) else {
         return Ok(());
     };

@@ -8,7 +8,8 @@
 //!
 //! Readers authenticate with an admin token (`API-Authentication-Token`) or HTTP Basic
 //! against the store's users. Reporter tokens may read only `/managers` (agents refresh
-//! their manager list from it). Every error is JSON `{"message", "error_code"}` like
+//! their manager list from it). A `/managers` answer to a token carries the token's role
+//! in [`sr_protocol::ROLE_HEADER`], from which `configure` infers the node type. Every error is JSON `{"message", "error_code"}` like
 //! Cloudify's REST errors.
 
 use crate::config::Config;
@@ -169,10 +170,10 @@ async fn put_report(
 
 /// Who is reading.
 enum Reader {
-    /// An admin token or a store user: may read everything.
-    Admin,
-    /// A reporter token: may read only `/managers`.
-    Reporter,
+    /// An admin token (`Some(Role::Admin)`) or a store user (`None`): may read everything.
+    Admin(Option<Role>),
+    /// A reporter token of this role: may read only `/managers`.
+    Reporter(Role),
 }
 
 async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Reader, ApiError> {
@@ -184,9 +185,9 @@ async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Reader, ApiError
             .and_then(|t| app.mem.role_of(t))
             .ok_or_else(|| unauthorized("invalid or revoked token"))?;
         return Ok(if role == Role::Admin {
-            Reader::Admin
+            Reader::Admin(Some(role))
         } else {
-            Reader::Reporter
+            Reader::Reporter(role)
         });
     }
     let Some(auth) = headers.get(http::header::AUTHORIZATION) else {
@@ -218,7 +219,7 @@ async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Reader, ApiError
             .get(&fingerprint)
             .is_some_and(|t| t.elapsed() < BASIC_CACHE_TTL)
         {
-            return Ok(Reader::Admin);
+            return Ok(Reader::Admin(None));
         }
     }
     let phc = app.writer.user_hash(user.to_string()).await.map_err(|_| {
@@ -245,13 +246,13 @@ async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Reader, ApiError
         }
     }
     cache.insert(fingerprint, Instant::now());
-    Ok(Reader::Admin)
+    Ok(Reader::Admin(None))
 }
 
 async fn admin_only(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
     match authenticate(app, headers).await? {
-        Reader::Admin => Ok(()),
-        Reader::Reporter => Err(ApiError::new(
+        Reader::Admin(_) => Ok(()),
+        Reader::Reporter(_) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden_error",
             "reporter tokens may not read this endpoint",
@@ -313,11 +314,11 @@ async fn list(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     node_type: NodeType,
-) -> Result<Json<NodeList>, ApiError> {
-    match authenticate(&app, &headers).await? {
-        Reader::Admin => {}
-        Reader::Reporter if node_type == NodeType::Manager => {}
-        Reader::Reporter => {
+) -> Result<Response, ApiError> {
+    let token_role = match authenticate(&app, &headers).await? {
+        Reader::Admin(role) => role,
+        Reader::Reporter(role) if node_type == NodeType::Manager => Some(role),
+        Reader::Reporter(_) => {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden_error",
@@ -345,7 +346,15 @@ async fn list(
         })
         .collect();
     items.sort_by(|a, b| (&a.name, &a.node_id).cmp(&(&b.name, &b.node_id)));
-    Ok(Json(NodeList::new(items)))
+    let mut resp = Json(NodeList::new(items)).into_response();
+    // Only on /managers, the one list a reporter token may read: `configure` asks it.
+    if let (Some(role), NodeType::Manager) = (token_role, node_type) {
+        resp.headers_mut().insert(
+            sr_protocol::ROLE_HEADER,
+            HeaderValue::from_static(role.as_str()),
+        );
+    }
+    Ok(resp)
 }
 
 async fn get_status(

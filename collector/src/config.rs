@@ -6,6 +6,7 @@
 //! conservative elsewhere (unsigned legacy reports and plain HTTP are off unless asked for).
 
 use serde::Deserialize;
+use sr_protocol::NodeType;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,10 @@ pub struct Config {
     /// More than `flap_threshold` status changes within `flap_window` marks a node flapping.
     pub flap_window: Duration,
     pub flap_threshold: usize,
+    /// Service types this deployment must have (default all three). An absent required
+    /// type is Fail (`no_nodes`); an absent type not listed is left out of the view and
+    /// of the overall status, so a brokers-only deployment can be OK.
+    pub required_types: Vec<NodeType>,
     /// How long shutdown waits for in-flight requests before closing connections.
     pub shutdown_grace: Duration,
     /// Serve HTTP without TLS. Only for a loopback-only test setup; never the default.
@@ -75,6 +80,7 @@ impl Config {
             stale_after_factor: 3,
             flap_window: Duration::from_secs(600),
             flap_threshold: 4,
+            required_types: NodeType::ALL.to_vec(),
             shutdown_grace: Duration::from_secs(10),
             plain_http: false,
         }
@@ -145,6 +151,10 @@ impl Config {
             self.flap_window.as_secs_f64()
         ));
         out.push_str(&format!("flap_threshold = {}\n", self.flap_threshold));
+        out.push_str("# Service types that must exist (manager, db, broker). A required type with no\n");
+        out.push_str("# node is Fail (no_nodes); a type not listed is shown only once it has nodes.\n");
+        let types: Vec<String> = self.required_types.iter().map(|t| q(t.as_str())).collect();
+        out.push_str(&format!("required_types = [{}]\n", types.join(", ")));
         out.push_str(&format!(
             "shutdown_grace_secs = {}\n",
             self.shutdown_grace.as_secs_f64()
@@ -186,6 +196,7 @@ struct RawConfig {
     stale_after_factor: Option<i64>,
     flap_window_secs: Option<f64>,
     flap_threshold: Option<i64>,
+    required_types: Option<Vec<String>>,
     shutdown_grace_secs: Option<f64>,
     plain_http: Option<bool>,
 }
@@ -229,6 +240,27 @@ fn secs_in(
             default
         }
     }
+}
+
+/// Each entry a known type, none twice; every bad entry is reported.
+fn required_types(errs: &mut Vec<String>, v: Option<Vec<String>>) -> Vec<NodeType> {
+    let Some(names) = v else {
+        return NodeType::ALL.to_vec();
+    };
+    let mut types = Vec::new();
+    for name in names {
+        match name.parse::<NodeType>() {
+            Ok(t) if types.contains(&t) => {
+                errs.push(format!("required_types lists {name:?} twice"))
+            }
+            Ok(t) => types.push(t),
+            Err(_) => errs.push(format!(
+                "required_types: {:?} is not a service type (manager, db or broker)",
+                name.chars().take(64).collect::<String>()
+            )),
+        }
+    }
+    types
 }
 
 impl RawConfig {
@@ -345,6 +377,7 @@ impl RawConfig {
                 d.flap_threshold,
                 1..=1000,
             ),
+            required_types: required_types(&mut errs, self.required_types),
             shutdown_grace: secs_in(
                 &mut errs,
                 "shutdown_grace_secs",
@@ -378,6 +411,35 @@ mod tests {
         assert!(!c.plain_http);
         assert_eq!(c.max_body_bytes, 256 * 1024);
         assert_eq!(c.stale_after_factor, 3);
+        assert_eq!(c.required_types, NodeType::ALL.to_vec());
+    }
+
+    #[test]
+    fn required_types_are_checked_and_reach_the_policy() {
+        let base = "state_dir = \"/x\"\nplain_http = true\n";
+        let c = Config::from_toml(&format!("{base}required_types = [\"broker\"]\n")).unwrap();
+        assert_eq!(c.required_types, vec![NodeType::Broker]);
+        assert_eq!(
+            crate::rollup::Policy::from_config(&c).required_types,
+            vec![NodeType::Broker]
+        );
+        let none = Config::from_toml(&format!("{base}required_types = []\n")).unwrap();
+        assert!(none.required_types.is_empty());
+        let err = Config::from_toml(&format!(
+            "{base}required_types = [\"db\", \"database\", \"db\", \"{}\"]\nmax_nodes = 0\n",
+            "x".repeat(10_000)
+        ))
+        .unwrap_err();
+        let all = err.to_string();
+        assert!(all.contains("\"database\" is not a service type"), "{all}");
+        assert!(all.contains("lists \"db\" twice"), "{all}");
+        assert!(all.contains("max_nodes"), "every error at once: {all}");
+        assert!(all.len() < 1000, "a hostile value is cut short: {all}");
+        assert_eq!(err.0.len(), 4, "{all}");
+        for wrong in ["required_types = \"db\"", "required_types = [1]", "required_types = [[]]"] {
+            let err = Config::from_toml(&format!("{base}{wrong}\n")).unwrap_err();
+            assert!(err.to_string().contains("required_types"), "{wrong}: {err}");
+        }
     }
 
     #[test]
@@ -431,6 +493,7 @@ mod tests {
         );
         c.allow_unsigned_legacy = true;
         c.header_read_timeout = Duration::from_millis(1500);
+        c.required_types = vec![NodeType::Db, NodeType::Broker];
         assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c);
     }
 }

@@ -68,13 +68,19 @@ impl Config {
             errors.push(format!("url {:?} must not end with '/'", self.url));
         }
         if !(1..=60_000).contains(&self.timeout_ms) {
-            errors.push(format!("timeout_ms must be 1..=60000, got {}", self.timeout_ms));
+            errors.push(format!(
+                "timeout_ms must be 1..=60000, got {}",
+                self.timeout_ms
+            ));
         }
         if self.quota_bytes == 0 {
             errors.push("quota_bytes must be > 0".into());
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
-            errors.push(format!("max_body_bytes must be 1024..=16777216, got {}", self.max_body_bytes));
+            errors.push(format!(
+                "max_body_bytes must be 1024..=16777216, got {}",
+                self.max_body_bytes
+            ));
         }
         errors
     }
@@ -97,10 +103,9 @@ fn u64_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     match Option::<N>::deserialize(d)? {
         None => Ok(None),
         Some(N::Num(n)) => Ok(Some(n)),
-        Some(N::Str(s)) => s
-            .parse()
-            .map(Some)
-            .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a 64-bit unsigned number"))),
+        Some(N::Str(s)) => s.parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!("{s:?} is not a 64-bit unsigned number"))
+        }),
     }
 }
 
@@ -147,17 +152,33 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
     let doc = match status {
         Ok(d) => d,
         Err(e) => {
-            let level = if cfg.critical { NodeStatus::Fail } else { NodeStatus::Degraded };
+            let level = if cfg.critical {
+                NodeStatus::Fail
+            } else {
+                NodeStatus::Degraded
+            };
             let mut f = Finding::ok();
             let code = if matches!(raw.status, Fetch::Answered { .. }) {
                 "etcd_bad_response"
             } else {
                 "etcd_unreachable"
             };
+            // etcd (Go, TLS 1.3) checks the client certificate after the handshake, so a
+            // refused certificate shows only as a connection closed on the first request.
+            let hint = if matches!(raw.status, Fetch::NoResponse(_))
+                && cfg.url.starts_with("https://")
+            {
+                " (with --client-cert-auth this usually means the client certificate was refused: check tls.cert_file)"
+            } else {
+                ""
+            };
             f.worsen(
                 level,
                 code,
-                format!("etcd member {} does not answer /v3/maintenance/status: {e}", cfg.url),
+                format!(
+                    "etcd member {} does not answer /v3/maintenance/status: {e}{hint}",
+                    cfg.url
+                ),
             );
             etcd.reachable = Some(false);
             etcd.healthy = Some(false);
@@ -211,11 +232,17 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
             format!("etcd has {b} committed raft entries not yet applied"),
         );
     }
-    if let Some(size) = doc.db_size.filter(|s| *s as f64 > cfg.quota_bytes as f64 * 0.8) {
+    if let Some(size) = doc
+        .db_size
+        .filter(|s| *s as f64 > cfg.quota_bytes as f64 * 0.8)
+    {
         f.worsen(
             NodeStatus::Degraded,
             "etcd_db_size",
-            format!("etcd db is {size} bytes, over 80% of the {} byte quota", cfg.quota_bytes),
+            format!(
+                "etcd db is {size} bytes, over 80% of the {} byte quota",
+                cfg.quota_bytes
+            ),
         );
     }
     let healthy = match &raw.health {
@@ -237,19 +264,29 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
         }
         Err(e) => {
             etcd.healthy = Some(false);
-            f.worsen(NodeStatus::Degraded, "etcd_unhealthy", format!("etcd health unknown: {e}"));
+            f.worsen(
+                NodeStatus::Degraded,
+                "etcd_unhealthy",
+                format!("etcd health unknown: {e}"),
+            );
         }
     }
 
     let mut extra = serde_json::Map::new();
     extra.insert("health".into(), etcd.healthy.unwrap_or(false).into());
     if let Some(v) = &doc.version {
-        extra.insert("version".into(), v.chars().take(32).collect::<String>().into());
+        extra.insert(
+            "version".into(),
+            v.chars().take(32).collect::<String>().into(),
+        );
     }
     if let Some(m) = &etcd.member_id {
         extra.insert("member_id".into(), m.clone().into());
     }
-    extra.insert("is_leader".into(), (etcd.leader.is_some() && etcd.leader == etcd.member_id).into());
+    extra.insert(
+        "is_leader".into(),
+        (etcd.leader.is_some() && etcd.leader == etcd.member_id).into(),
+    );
     let svc = if etcd.healthy == Some(true) {
         ServiceStatus::Active
     } else {
@@ -295,7 +332,15 @@ impl EtcdProbe {
                 deadline,
                 self.cfg.max_body_bytes
             ),
-            db_http::fetch(&self.client, http::Method::GET, &health_url, None, b"", deadline, self.cfg.max_body_bytes),
+            db_http::fetch(
+                &self.client,
+                http::Method::GET,
+                &health_url,
+                None,
+                b"",
+                deadline,
+                self.cfg.max_body_bytes
+            ),
         );
         Raw { status, health }
     }

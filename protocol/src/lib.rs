@@ -26,6 +26,9 @@ pub const TOKEN_HEADER: &str = "API-Authentication-Token";
 pub const TENANT_HEADER: &str = "Tenant";
 /// Header carrying our signature (see [`signing`]).
 pub const SIGNATURE_HEADER: &str = "X-Status-Reporter-Signature";
+/// Response header on `GET /api/v3.1/managers` answered for a token: the token's role
+/// (`manager`, `db`, `broker` or `admin`), so `configure` can infer the node type.
+pub const ROLE_HEADER: &str = "X-Status-Reporter-Role";
 /// The API prefix shared by every endpoint, as in Cloudify 5.0.5.
 pub const API_PREFIX: &str = "/api/v3.1";
 /// The collector's default TLS port, as in Cloudify 5.0.5.

@@ -5,6 +5,7 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
+use sr_agent::fsutil::SERVICE_USER;
 use sr_collector::store::{Role, Store, TokenInfo};
 use sr_collector::Config;
 use sr_protocol::view::ClusterStatus;
@@ -274,8 +275,15 @@ fn init(args: InitArgs) -> anyhow::Result<i32> {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    write_private(path, cfg.to_toml().as_bytes())?;
+    // The packaged collector runs as the service user, so what init (usually root)
+    // creates must belong to that user, or the service could not read its own config.
+    sr_agent::fsutil::atomic_write(path, cfg.to_toml().as_bytes(), 0o600, Some(SERVICE_USER))
+        .with_context(|| format!("writing {}", path.display()))?;
     let store = Store::open(&cfg.state_dir)?;
+    for owned in [cfg.state_dir.clone(), store.path().to_path_buf()] {
+        sr_agent::fsutil::chown_to_user(&owned, SERVICE_USER)
+            .with_context(|| format!("giving {} to {SERVICE_USER}", owned.display()))?;
+    }
     let mut issued = serde_json::Map::new();
     for role in Role::ALL {
         issued.insert(role.as_str().to_string(), store.create_token(role)?.into());
@@ -297,24 +305,6 @@ fn init(args: InitArgs) -> anyhow::Result<i32> {
         println!("Reader user `admin` has the admin token as its password (HTTP Basic).");
     }
     Ok(0)
-}
-
-/// Writes a file readable by its owner only: configs name key paths and state dirs.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("toml.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
-    Ok(())
 }
 
 fn validate(path: &Path) -> anyhow::Result<i32> {

@@ -1,7 +1,8 @@
 //! Node-side commands: `configure`, `run`, `probe`, `show-config`, `remove`, `validate`.
 //!
 //! Exit codes: `configure` 0 done, 1 no manager accepted the token (nothing written),
-//! 2 invalid input (nothing written). `run` and `validate` 2 on an invalid config.
+//! 2 invalid input, or a node type that cannot be taken from the token's role (nothing
+//! written). `run` and `validate` 2 on an invalid config.
 //! `probe` 0 OK, 1 Degraded, 2 Fail, 3 when the config cannot be used.
 
 use anyhow::Context;
@@ -59,7 +60,8 @@ pub struct ConfigureCmd {
     /// Manager IPs or hostnames, optionally with :port (default 53333).
     #[arg(long, num_args = 1.., required = true)]
     pub managers_ip: Vec<String>,
-    /// db, broker or manager (kept from an existing config when omitted).
+    /// db, broker or manager. When omitted: kept from an existing config, else taken from
+    /// the token's role as the managers state it (required with --no-verify).
     #[arg(long)]
     pub node_type: Option<String>,
     /// Stable node id; generated once (a UUID) and kept when omitted.
@@ -146,8 +148,9 @@ fn configure_cmd(c: ConfigureCmd) -> anyhow::Result<i32> {
         key_path: c.key_path,
         state_dir: c.state_dir,
         rotate_key: c.rotate_key,
+        infer_node_type: !c.no_verify,
     };
-    let plan = match configure::plan(&args, sr_agent::unix_now()) {
+    let mut plan = match configure::plan(&args, sr_agent::unix_now()) {
         Ok(p) => p,
         Err(problems) => {
             eprintln!("error: nothing was written; fix these first:");
@@ -164,17 +167,33 @@ fn configure_cmd(c: ConfigureCmd) -> anyhow::Result<i32> {
         let mut accepted = 0;
         for (m, check) in &checks {
             match check {
-                ManagerCheck::Accepted => {
+                ManagerCheck::Accepted { role } => {
                     accepted += 1;
-                    println!("manager {m}: answered, token accepted");
+                    match role {
+                        Some(r) => println!("manager {m}: answered, token accepted (role {r})"),
+                        None => println!("manager {m}: answered, token accepted"),
+                    }
                 }
                 ManagerCheck::Refused(why) => println!("manager {m}: answered, {why}"),
                 ManagerCheck::Unreachable(why) => println!("manager {m}: no answer: {why}"),
             }
         }
         if accepted == 0 {
-            eprintln!("error: no manager accepted the token; nothing was written (use --no-verify to configure anyway)");
+            if plan.node_type_pending() {
+                eprintln!("error: no manager accepted the token, so its role is unknown; nothing was written (give --node-type, with --no-verify to configure anyway)");
+            } else {
+                eprintln!("error: no manager accepted the token; nothing was written (use --no-verify to configure anyway)");
+            }
             return Ok(1);
+        }
+        match configure::settle_node_type(&mut plan, &checks) {
+            Ok(Some(line)) => println!("{line}"),
+            Ok(None) => {}
+            Err(problem) => {
+                eprintln!("error: nothing was written; fix this first:");
+                eprintln!("  - {problem}");
+                return Ok(2);
+            }
         }
     }
     for line in configure::apply(&plan).map_err(anyhow::Error::msg)? {

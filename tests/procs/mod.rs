@@ -414,6 +414,11 @@ impl Agent {
     }
 
     pub fn start(&mut self) {
+        self.start_with_env(&[]);
+    }
+
+    /// Starts the agent with extra environment (e.g. libfaketime's `LD_PRELOAD`).
+    pub fn start_with_env(&mut self, env: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -424,6 +429,7 @@ impl Agent {
                 .args(["run", "--config", self.config().to_str().unwrap()])
                 .env("STATUS_REPORTER_LOG", "info")
                 .env("NO_COLOR", "1")
+                .envs(env.iter().copied())
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()

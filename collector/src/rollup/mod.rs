@@ -56,6 +56,7 @@ impl Policy {
             stale_after_factor: cfg.stale_after_factor,
             flap_window_ms: cfg.flap_window.as_millis() as i64,
             flap_threshold: cfg.flap_threshold,
+            required_types: cfg.required_types.clone(),
             ..Policy::default()
         }
     }
@@ -365,4 +366,66 @@ fn node_views(nodes: &[NodeInput]) -> BTreeMap<String, NodeView> {
             (key, n.view())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker_ok(i: usize, now: i64) -> NodeInput {
+        let body = ReportBody::decode(
+            br#"{"reporting_freq":5,"timestamp":"20261122160000+0000","report":{"status":"OK","services":{"RabbitMQ":{"status":"Active","extra_info":{}}}}}"#,
+        )
+        .unwrap()
+        .body;
+        let rec = NodeRecord {
+            node_type: NodeType::Broker,
+            node_id: format!("b{i}"),
+            name: format!("broker{i}"),
+            private_ip: None,
+            key_mismatch: false,
+            latest: Some(Arc::new(LatestReport {
+                body,
+                received_ms: now - 1000,
+                skew_ms: 0,
+                signed: true,
+            })),
+            status_changes_ms: Vec::new(),
+        };
+        NodeInput::from_record(&rec, now, &Policy::default())
+    }
+
+    #[test]
+    fn only_required_types_count_when_absent() {
+        let now = 1_800_000_000_000;
+        let brokers: Vec<NodeInput> = (0..3).map(|i| broker_ok(i, now)).collect();
+        let only_brokers = Policy {
+            required_types: vec![NodeType::Broker],
+            ..Policy::default()
+        };
+        let view = rollup(&brokers, now, &only_brokers);
+        assert_eq!(view.status, NodeStatus::Ok, "{view:?}");
+        assert_eq!(view.services.keys().collect::<Vec<_>>(), ["broker"]);
+        assert!(view.reasons.is_empty());
+
+        // The default requires all three: the absent ones are Fail with no_nodes.
+        let view = rollup(&brokers, now, &Policy::default());
+        assert_eq!(view.status, NodeStatus::Fail);
+        for t in ["manager", "db"] {
+            let s = &view.services[t];
+            assert_eq!(s.status, NodeStatus::Fail);
+            assert_eq!(s.reasons[0].code, "no_nodes", "{t}");
+        }
+        assert_eq!(view.services["broker"].status, NodeStatus::Ok);
+
+        // A required type that is absent stays Fail even when the present ones are OK.
+        let db_and_brokers = Policy {
+            required_types: vec![NodeType::Db, NodeType::Broker],
+            ..Policy::default()
+        };
+        let view = rollup(&brokers, now, &db_and_brokers);
+        assert_eq!(view.status, NodeStatus::Fail);
+        assert!(!view.services.contains_key("manager"));
+        assert!(view.reasons.iter().any(|r| r.code == "no_nodes"));
+    }
 }

@@ -1,0 +1,323 @@
+#!/usr/bin/env bash
+# Agent footprint benchmark: steady-state RSS and CPU per cycle of `status-reporter run`
+# probing this host every second and pushing to 3 real collectors over TLS on loopback,
+# side by side with Debian's prometheus-node-exporter scraped every second.
+#
+# Usage: bench/agent-footprint.sh [--duration SECS] [--profile dist|release] [--no-build]
+#                                 [--bin PATH] [--label TEXT]
+#   --duration  measurement window after a 20 s warm-up (default 240)
+#   --profile   cargo profile to build and measure (default dist: fat LTO, opt-level s)
+#   --bin       measure this binary instead of target/<profile>/status-reporter
+#   --label     extra label for a second binary (--bin2) measured in the same window
+#   --bin2      optional second agent binary (e.g. before/after a change), same probes
+#
+# What runs, all started and killed by this script (by pid):
+#   - 3 collectors (`status-reporter collector run`), one CA made with openssl, one shared
+#     token store (copied), as the managers of one cluster;
+#   - agent "proc": host + services + tcp + http probes; systemd is not PID 1 here, so the
+#     services probe scans /proc/*/comm for its processes;
+#   - agent "systemctl": the same, but its services probe sees a fixture /proc whose PID 1
+#     is `systemd`, so it spawns `systemctl show` every cycle as it does on a systemd host
+#     (systemctl then fails fast: no systemd bus here, so this is a lower bound of that path);
+#   - [--bin2] agent "proc" of a second binary;
+#   - prometheus-node-exporter on a loopback port, scraped by curl once per second.
+# CPU is utime+stime+cutime+cstime from /proc/PID/stat (children included: systemctl),
+# RSS is VmRSS from /proc/PID/status and Pss from /proc/PID/smaps_rollup, sampled every 5 s.
+# Cycles are counted from the report seq each collector stored (3 seqs per cycle, one per
+# manager). A final 30 s phase with debug logs measures the whole cycle (probes + pushes).
+# Needs: cargo, openssl, curl, sqlite3, jq, python3; apt-installs prometheus-node-exporter.
+set -euo pipefail
+
+DURATION=240
+PROFILE=dist
+BUILD=1
+BIN=""
+BIN2=""
+LABEL2="bin2"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --duration) DURATION="$2"; shift 2 ;;
+        --profile) PROFILE="$2"; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        --bin) BIN="$2"; BUILD=0; shift 2 ;;
+        --bin2) BIN2="$2"; shift 2 ;;
+        --label) LABEL2="$2"; shift 2 ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+if [ "$BUILD" = 1 ]; then
+    echo "== building: cargo build --profile $PROFILE --bin status-reporter"
+    cargo build --profile "$PROFILE" --bin status-reporter
+fi
+BIN="${BIN:-$ROOT/target/$PROFILE/status-reporter}"
+[ -x "$BIN" ] || { echo "no binary at $BIN" >&2; exit 2; }
+for tool in openssl curl sqlite3 jq python3; do
+    command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
+done
+NE=/usr/bin/prometheus-node-exporter
+if [ ! -x "$NE" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus-node-exporter >/dev/null
+fi
+
+W="$(mktemp -d /tmp/sr-footprint.XXXXXX)"
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    # KEEP=1 keeps the work directory (configs, logs, samples) for a look afterwards.
+    if [ "${KEEP:-0}" = 1 ]; then echo "kept $W"; else rm -rf "$W"; fi
+}
+trap cleanup EXIT INT TERM
+
+# Polls a command until it succeeds, or fails after $1 seconds.
+wait_for() {
+    local secs="$1"; shift
+    local end=$((SECONDS + secs))
+    until "$@" >/dev/null 2>&1; do
+        [ "$SECONDS" -lt "$end" ] || { echo "timed out: $*" >&2; return 1; }
+        sleep 0.1
+    done
+}
+
+echo "== PKI (openssl, EC P-256)"
+mkdir -p "$W/pki"
+(
+    cd "$W/pki"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj "/CN=footprint-ca" -keyout ca.key -out ca.pem \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+        -keyout server.key -out server.csr 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext.cnf
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+        -extfile ext.cnf -out server.crt 2>/dev/null
+)
+CA="$W/pki/ca.pem"
+
+echo "== 3 collectors on loopback (TLS, one shared token store)"
+"$BIN" collector init --config "$W/c1/collector.toml" --state-dir "$W/c1/state" \
+    --cert "$W/pki/server.crt" --key "$W/pki/server.key" --listen 127.0.0.1:0 --json > "$W/tokens.json"
+TOKEN="$(jq -r .db "$W/tokens.json")"
+MANAGERS=()
+for i in 1 2 3; do
+    if [ "$i" != 1 ]; then
+        mkdir -p "$W/c$i"
+        cp -r "$W/c1/state" "$W/c$i/state"
+        sed "s#$W/c1/state#$W/c$i/state#" "$W/c1/collector.toml" > "$W/c$i/collector.toml"
+        chmod 600 "$W/c$i/collector.toml"
+    fi
+    STATUS_REPORTER_LOG=warn "$BIN" collector run --config "$W/c$i/collector.toml" > "$W/c$i/out" 2> "$W/c$i/err" &
+    PIDS+=($!)
+    wait_for 30 grep -q "listening on" "$W/c$i/out"
+    MANAGERS+=("$(sed -n 's/^listening on //p' "$W/c$i/out")")
+done
+echo "   managers: ${MANAGERS[*]}"
+
+echo "== node_exporter on loopback, scraped every second"
+NE_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+"$NE" --web.listen-address="127.0.0.1:$NE_PORT" > "$W/ne.log" 2>&1 &
+NE_PID=$!
+PIDS+=("$NE_PID")
+wait_for 30 curl -sf -o /dev/null "http://127.0.0.1:$NE_PORT/metrics"
+(
+    # One scrape per second, as Prometheus would at scrape_interval: 1s; one line per scrape.
+    while :; do
+        curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$NE_PORT/metrics" && echo ok >> "$W/scrapes"
+        sleep 1
+    done
+) &
+PIDS+=($!)
+
+# A fixture procfs for the systemctl variant: PID 1 is systemd, nothing else.
+mkdir -p "$W/fakeproc/1"
+echo systemd > "$W/fakeproc/1/comm"
+
+# configure_agent NAME PROC_ROOT: a real `configure` (verifying the token against the
+# managers), then the benchmark's probes in place of the default ones.
+configure_agent() {
+    local name="$1" proc_root="$2" bin="$3" dir="$W/agent-$1"
+    mkdir -p "$dir"
+    STATUS_REPORTER_LOG=warn "$bin" configure --config "$dir/agent.toml" --token "$TOKEN" --ca-path "$CA" \
+        --node-type db --node-name "footprint-$name" --reporting-freq 1 --state-dir "$dir/state" \
+        --key-path "$dir/node.key" --managers-ip "${MANAGERS[@]}" > "$dir/configure.out"
+    sed -i '/^\[\[probes\]\]/,$d' "$dir/agent.toml"
+    cat >> "$dir/agent.toml" <<EOF
+# Thresholds far away from this shared machine's load, so that the status stays put.
+[[probes]]
+kind = "host"
+paths = ["/", "/tmp"]
+load_per_cpu_degraded = 50.0
+load_per_cpu_fail = 100.0
+require_clock_sync = false
+
+[[probes]]
+kind = "services"
+proc_root = "$proc_root"
+units = [
+  { name = "Collector", unit = "status-reporter-collector.service", process = "status-reporte" },
+  { name = "Node exporter", unit = "prometheus-node-exporter.service", process = "prometheus-node" },
+  { name = "Init", unit = "init.scope", process = "process_api", critical = false },
+]
+
+[[probes]]
+kind = "tcp"
+name = "Collector port"
+address = "${MANAGERS[0]}"
+
+[[probes]]
+kind = "http"
+name = "Collector API"
+url = "https://${MANAGERS[0]}/api/v3.1/ok"
+ca_path = "$CA"
+EOF
+    "$bin" validate --config "$dir/agent.toml" >/dev/null
+}
+
+# start_agent NAME BIN LOGLEVEL: runs it in the background; its pid is in $AGENT_PID.
+start_agent() {
+    STATUS_REPORTER_LOG="$3" "$2" run --config "$W/agent-$1/agent.toml" > /dev/null 2> "$W/agent-$1/log" &
+    AGENT_PID=$!
+    PIDS+=("$AGENT_PID")
+}
+
+echo "== agents: reporting_freq = 1, 3 managers"
+configure_agent proc /proc "$BIN"
+configure_agent systemctl "$W/fakeproc" "$BIN"
+start_agent proc "$BIN" info; A_PROC=$AGENT_PID
+start_agent systemctl "$BIN" info; A_SYSD=$AGENT_PID
+NAMES=(proc systemctl node_exporter)
+WATCH=("$A_PROC" "$A_SYSD" "$NE_PID")
+if [ -n "$BIN2" ]; then
+    configure_agent "$LABEL2" /proc "$BIN2"
+    start_agent "$LABEL2" "$BIN2" info
+    NAMES=(proc systemctl "$LABEL2" node_exporter)
+    WATCH=("$A_PROC" "$A_SYSD" "$AGENT_PID" "$NE_PID")
+fi
+
+node_id() { sed -n 's/^node_id = "\(.*\)"/\1/p' "$W/agent-$1/agent.toml"; }
+# The latest stored body of agent NAME in collector N (written behind every 0.5 s).
+latest_body() {
+    sqlite3 -readonly "$W/c$2/state/collector.db" \
+        "select body from latest where node_id = '$(node_id "$1")';" 2>/dev/null
+}
+latest_seq() { latest_body "$1" "$2" | jq -r '.status_reporter.seq // empty'; }
+has_report() { [ -n "$(latest_seq "$1" 1)" ]; }
+for n in "${NAMES[@]}"; do
+    [ "$n" = node_exporter ] && continue
+    wait_for 30 has_report "$n" || { tail -5 "$W/agent-$n/log" >&2; exit 1; }
+done
+
+echo "== warm-up 20 s"
+sleep 20
+
+cpu_ticks() { awk '{print $14+$15+$16+$17}' "/proc/$1/stat"; }
+# The ticks field positions assume no spaces in comm: true for these binaries.
+TCK="$(getconf CLK_TCK)"
+declare -A CPU0 SEQ0
+for i in "${!WATCH[@]}"; do CPU0[$i]="$(cpu_ticks "${WATCH[$i]}")"; done
+for n in "${NAMES[@]}"; do [ "$n" = node_exporter ] || SEQ0[$n]="$(latest_seq "$n" 1)"; done
+SCRAPES0="$(wc -l < "$W/scrapes")"
+T0="$(date +%s.%N)"
+LOAD0="$(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== measuring for $DURATION s (load average at start: $LOAD0)"
+: > "$W/samples"
+: > "$W/cycle_ms"
+end=$((SECONDS + DURATION))
+while [ "$SECONDS" -lt "$end" ]; do
+    for i in "${!WATCH[@]}"; do
+        pid="${WATCH[$i]}"
+        rss="$(awk '/^VmRSS:/{print $2}' "/proc/$pid/status")"
+        pss="$(awk '/^Pss:/{print $2}' "/proc/$pid/smaps_rollup")"
+        thr="$(awk '/^Threads:/{print $2}' "/proc/$pid/status")"
+        echo "${NAMES[$i]} $rss $pss $thr" >> "$W/samples"
+    done
+    for n in "${NAMES[@]}"; do
+        [ "$n" = node_exporter ] && continue
+        latest_body "$n" 1 | jq -r --arg n "$n" \
+            '"\($n) \(.status_reporter.agent_health.last_cycle_ms) \(.status_reporter.node_status) \([.status_reporter.services | to_entries[] | "\(.key | gsub(" "; "_"))=\(.value.duration_ms)"] | join(",")) \([.status_reporter.reasons[].code] | join(","))"' \
+            >> "$W/cycle_ms" || true
+    done
+    sleep 5
+done
+T1="$(date +%s.%N)"
+LOAD1="$(cut -d' ' -f1-3 /proc/loadavg)"
+declare -A CPU1 SEQ1
+for i in "${!WATCH[@]}"; do CPU1[$i]="$(cpu_ticks "${WATCH[$i]}")"; done
+for n in "${NAMES[@]}"; do [ "$n" = node_exporter ] || SEQ1[$n]="$(latest_seq "$n" 1)"; done
+SCRAPES1="$(wc -l < "$W/scrapes")"
+
+median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) {print "-"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
+WALL="$(echo "$T1 - $T0" | bc -l)"
+echo
+echo "== results: window $(printf %.0f "$WALL") s, load average $LOAD0 -> $LOAD1, $(nproc) CPUs"
+echo "binary: $BIN, $(stat -c %s "$BIN") bytes ($(awk "BEGIN{printf \"%.2f\", $(stat -c %s "$BIN")/1048576}") MiB), $(file -b "$BIN" | grep -o 'stripped\|not stripped' | head -1)"
+[ -n "$BIN2" ] && echo "bin2 ($LABEL2): $BIN2, $(stat -c %s "$BIN2") bytes"
+printf '%-14s %9s %9s %9s %7s %8s %10s %9s %10s\n' process "RSS_MiB" "RSS_max" "PSS_MiB" threads cycles "CPU_ms" "ms/cycle" "%core"
+for i in "${!WATCH[@]}"; do
+    n="${NAMES[$i]}"
+    rss="$(awk -v n="$n" '$1==n{print $2}' "$W/samples" | median)"
+    rmax="$(awk -v n="$n" '$1==n{print $2}' "$W/samples" | sort -n | tail -1)"
+    pss="$(awk -v n="$n" '$1==n{print $3}' "$W/samples" | median)"
+    thr="$(awk -v n="$n" '$1==n{print $4}' "$W/samples" | median)"
+    if [ "$n" = node_exporter ]; then
+        cycles=$((SCRAPES1 - SCRAPES0))
+    else
+        cycles=$(( (SEQ1[$n] - SEQ0[$n]) / 3 ))
+    fi
+    cpu_ms="$(echo "(${CPU1[$i]} - ${CPU0[$i]}) * 1000 / $TCK" | bc -l)"
+    awk -v n="$n" -v r="$rss" -v rm="$rmax" -v p="$pss" -v t="$thr" -v c="$cycles" -v ms="$cpu_ms" -v w="$WALL" \
+        'BEGIN{printf "%-14s %9.2f %9.2f %9.2f %7s %8d %10.0f %9.2f %9.3f%%\n", n, r/1024, rm/1024, p/1024, t, c, ms, (c>0?ms/c:0), ms/(w*1000)*100}'
+done
+echo "(cycles: agents = report seq delta / 3 managers; node_exporter = completed scrapes)"
+echo
+echo "probe phase per cycle (agent_health.last_cycle_ms, sampled every 5 s):"
+for n in "${NAMES[@]}"; do
+    [ "$n" = node_exporter ] && continue
+    awk -v n="$n" '$1==n{print $2}' "$W/cycle_ms" | sort -n | awk -v n="$n" \
+        '{a[NR]=$1} END {if (NR) printf "  %-10s median %s ms, max %s ms over %d samples\n", n, a[int((NR+1)/2)], a[NR], NR}'
+    awk -v n="$n" '$1==n{print "status", $3, "reasons:", ($5 == "" ? "none" : $5)}' "$W/cycle_ms" | sort | uniq -c | sort -rn | head -2 | sed 's/^/      /'
+done
+
+echo
+echo "== whole cycle (probes + push to 3 managers), 30 s with debug logs, agent proc only"
+kill "$A_SYSD" 2>/dev/null || true
+kill "$A_PROC" 2>/dev/null || true
+[ -n "$BIN2" ] && kill "$AGENT_PID" 2>/dev/null || true
+wait "$A_PROC" "$A_SYSD" 2>/dev/null || true
+start_agent proc "$BIN" "warn,sr_agent=debug"
+sleep 32
+kill "$AGENT_PID"
+wait "$AGENT_PID" 2>/dev/null || true
+python3 - "$W/agent-proc/log" <<'PY'
+import re, sys, datetime, statistics
+ts = lambda s: datetime.datetime.fromisoformat(s.rstrip("Z")).timestamp()
+ansi = re.compile(r"\x1b\[[0-9;]*m")
+cycles, cur = [], None
+for line in open(sys.argv[1], errors="replace"):
+    line = ansi.sub("", line)
+    m = re.match(r"(\S+)\s+DEBUG\s+(.*)", line)
+    if not m:
+        continue
+    t, msg = ts(m.group(1)), m.group(2)
+    if msg.startswith("cycle complete"):
+        ms = int(re.search(r"cycle_ms=(\d+)", msg).group(1))
+        cur = {"probes_ms": ms, "end": t, "delivered": []}
+        cycles.append(cur)
+    elif msg.startswith("report delivered") and cur is not None:
+        cur["delivered"].append(t)
+whole = [c["probes_ms"] + (max(c["delivered"]) - c["end"]) * 1000 for c in cycles if len(c["delivered"]) == 3]
+push = [(max(c["delivered"]) - c["end"]) * 1000 for c in cycles if len(c["delivered"]) == 3]
+if whole:
+    q = lambda v, p: sorted(v)[min(len(v) - 1, int(p * len(v)))]
+    print(f"  {len(whole)} cycles delivered to all 3 managers (of {len(cycles)})")
+    print(f"  push to the last of 3 managers after the probes: median {statistics.median(push):.1f} ms, p90 {q(push, .9):.1f} ms, max {max(push):.1f} ms")
+    print(f"  whole cycle (probes + push): median {statistics.median(whole):.1f} ms, p90 {q(whole, .9):.1f} ms, max {max(whole):.1f} ms")
+else:
+    print("  no complete cycles found in the debug log")
+PY
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

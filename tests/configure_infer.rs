@@ -1,0 +1,206 @@
+//! `status-reporter configure` without `--node-type`: the node type comes from the token's
+//! role, which real collectors state in the `X-Status-Reporter-Role` header of their
+//! `GET /api/v3.1/managers` answer.
+//!
+//! Two real collectors (`sr_collector::server::serve`, in this process, sharing a copied
+//! token store as the managers of one cluster do) and two stand-in managers signed by the
+//! same CA (one stating another role, one stating none, as a Cloudify 5.0.5 manager) are
+//! started once; the scenarios then run the real binary in sequence. Every refusal must
+//! name `--node-type` and write nothing.
+
+use sr_agent::config::RawConfig;
+use sr_collector::store::{Role, Store};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_status-reporter");
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Writes a loopback server certificate signed by `ca`; returns (cert, key) paths.
+fn server_cert(ca: &sr_tls::pki::Ca, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let leaf = ca.server(&["127.0.0.1", "localhost"]).unwrap();
+    let (c, k) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+    std::fs::write(&c, leaf.cert_pem).unwrap();
+    std::fs::write(&k, leaf.key_pem).unwrap();
+    (c, k)
+}
+
+/// A real collector on a loopback port, stopped when the runtime is dropped.
+fn collector(rt: &tokio::runtime::Runtime, state: &Path, cert: (PathBuf, PathBuf)) -> String {
+    let mut cfg = sr_collector::config::Config::new(state, cert.0, cert.1);
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    cfg.listen = listener.local_addr().unwrap();
+    let addr = cfg.listen.to_string();
+    rt.spawn(async move {
+        sr_collector::server::serve(cfg, listener, std::future::pending())
+            .await
+            .expect("collector runs");
+    });
+    addr
+}
+
+/// A stand-in manager (TLS from the same CA) that answers every request 200 with an
+/// empty manager list and, when `role` is set, states that role.
+fn stand_in(rt: &tokio::runtime::Runtime, cert: (PathBuf, PathBuf), role: Option<&'static str>) -> String {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    let tls = sr_tls::server_config(&cert.0, &cert.1).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    rt.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp)).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(move |_req: http::Request<hyper::body::Incoming>| async move {
+                    let mut resp = http::Response::new(Full::new(Bytes::from_static(
+                        br#"{"items":[],"metadata":{"pagination":{"total":0,"size":0,"offset":0}}}"#,
+                    )));
+                    if let Some(r) = role {
+                        resp.headers_mut().insert(sr_protocol::ROLE_HEADER, http::HeaderValue::from_static(r));
+                    }
+                    Ok::<_, std::convert::Infallible>(resp)
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Runs `configure` (no `--node-type` unless `extra` has one) against `managers`.
+fn configure(cfg: &Path, ca: &Path, token: &str, managers: &[&str], extra: &[&str]) -> Output {
+    let mut args = vec![
+        "configure",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--token",
+        token,
+        "--ca-path",
+        ca.to_str().unwrap(),
+        "--node-name",
+        "infer-test",
+    ];
+    args.extend_from_slice(extra);
+    args.push("--managers-ip");
+    args.extend_from_slice(managers);
+    Command::new(BIN)
+        .args(&args)
+        .env("STATUS_REPORTER_LOG", "warn")
+        .output()
+        .expect("run status-reporter")
+}
+
+/// A refusal: exit `code`, the message asks for `--node-type` and says `want`, and the
+/// config file is not written.
+fn assert_refused(out: &Output, code: i32, want: &str, cfg: &Path, before: Option<&[u8]>) {
+    let t = text(out);
+    assert_eq!(out.status.code(), Some(code), "{t}");
+    assert!(t.contains(want), "expected {want:?} in:\n{t}");
+    assert!(t.contains("--node-type"), "the error must ask for --node-type:\n{t}");
+    assert!(t.contains("nothing was written"), "{t}");
+    assert_eq!(std::fs::read(cfg).ok().as_deref(), before, "{t}");
+}
+
+#[test]
+fn configure_takes_the_node_type_from_the_token_role_or_asks_for_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let ca = sr_tls::pki::Ca::new("infer-ca").unwrap();
+    let ca_path = d.join("ca.pem");
+    std::fs::write(&ca_path, ca.cert_pem()).unwrap();
+
+    // Two collectors sharing one token store (copied before either starts).
+    let (state_a, state_b) = (d.join("a"), d.join("b"));
+    let store = Store::open(&state_a).unwrap();
+    let broker = store.create_token(Role::Broker).unwrap();
+    let db = store.create_token(Role::Db).unwrap();
+    let admin = store.create_token(Role::Admin).unwrap();
+    drop(store);
+    std::fs::create_dir_all(&state_b).unwrap();
+    for f in std::fs::read_dir(&state_a).unwrap().flatten() {
+        std::fs::copy(f.path(), state_b.join(f.file_name())).unwrap();
+    }
+    let a = collector(&rt, &state_a, server_cert(&ca, d, "a"));
+    let b = collector(&rt, &state_b, server_cert(&ca, d, "b"));
+    let says_db = stand_in(&rt, server_cert(&ca, d, "s1"), Some("db"));
+    let silent = stand_in(&rt, server_cert(&ca, d, "s2"), None);
+    // Nothing listens here once the listener is dropped: an unreachable manager.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+
+    // 1. Both collectors state "broker": the config gets node_type = "broker", and a second
+    //    run changes nothing.
+    let cfg = d.join("etc/agent.toml");
+    let out = configure(&cfg, &ca_path, &broker, &[&a, &b], &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("token accepted (role broker)"), "{t}");
+    assert!(t.contains("node type broker, from the token's role"), "{t}");
+    assert_eq!(RawConfig::read(&cfg).unwrap().node_type.as_deref(), Some("broker"));
+    let written = std::fs::read(&cfg).unwrap();
+    let again = configure(&cfg, &ca_path, &broker, &[&a, &b], &[]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert!(text(&again).contains("unchanged"), "{}", text(&again));
+    assert_eq!(std::fs::read(&cfg).unwrap(), written);
+
+    // 2. The kept node type (broker) contradicts the db token's role: refused, unchanged.
+    let out = configure(&cfg, &ca_path, &db, &[&a, &b], &[]);
+    assert_refused(&out, 2, "role is db", &cfg, Some(&written));
+    // So does an explicit one on a fresh config.
+    let fresh = d.join("fresh/agent.toml");
+    let out = configure(&fresh, &ca_path, &db, &[&a], &["--node-type", "broker"]);
+    assert_refused(&out, 2, "(403)", &fresh, None);
+    // And an explicit matching one is accepted.
+    let out = configure(&fresh, &ca_path, &db, &[&a], &["--node-type", "db"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    std::fs::remove_dir_all(d.join("fresh")).unwrap();
+
+    // 3. Every way the role can be unknown or ambiguous asks for --node-type.
+    let cases: Vec<(&str, Vec<&str>, i32, &str)> = vec![
+        // A real collector says broker, another manager says db.
+        (&broker, vec![&a, &says_db], 2, "disagree"),
+        // A manager that accepts but does not say (a Cloudify 5.0.5 manager).
+        (&broker, vec![&silent], 2, "did not state"),
+        (&broker, vec![&a, &silent], 2, "did not state"),
+        // An admin token cannot report.
+        (&admin, vec![&a, &b], 2, "role is admin"),
+        // No manager answers.
+        (&broker, vec![&closed], 1, "no manager accepted"),
+        // A revoked/unknown token: answered, refused.
+        ("srt_not-a-real-token", vec![&a], 1, "no manager accepted"),
+    ];
+    for (token, managers, code, want) in cases {
+        let out = configure(&fresh, &ca_path, token, &managers, &[]);
+        assert_refused(&out, code, want, &fresh, None);
+    }
+    // 4. With --no-verify nothing can be inferred: --node-type is required.
+    let out = configure(&fresh, &ca_path, &broker, &[&a], &["--no-verify"]);
+    assert_refused(&out, 2, "required with --no-verify", &fresh, None);
+}
