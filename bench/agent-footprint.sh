@@ -84,6 +84,19 @@ wait_for() {
     done
 }
 
+# Every role runs its own copy of the binary (same file name, so the same comm, `status-reporter`): page
+# cache pages of one file are shared, and PSS would otherwise be split between the
+# collectors and the agents. A node runs the agent alone.
+mkdir -p "$W/bin/collector" "$W/bin/proc" "$W/bin/systemctl"
+cp "$BIN" "$W/bin/collector/status-reporter"
+cp "$BIN" "$W/bin/proc/status-reporter"
+cp "$BIN" "$W/bin/systemctl/status-reporter"
+CBIN="$W/bin/collector/status-reporter"
+if [ -n "$BIN2" ]; then
+    mkdir -p "$W/bin/$LABEL2"
+    cp "$BIN2" "$W/bin/$LABEL2/status-reporter"
+fi
+
 echo "== PKI (openssl, EC P-256)"
 mkdir -p "$W/pki"
 (
@@ -100,7 +113,7 @@ mkdir -p "$W/pki"
 CA="$W/pki/ca.pem"
 
 echo "== 3 collectors on loopback (TLS, one shared token store)"
-"$BIN" collector init --config "$W/c1/collector.toml" --state-dir "$W/c1/state" \
+"$CBIN" collector init --config "$W/c1/collector.toml" --state-dir "$W/c1/state" \
     --cert "$W/pki/server.crt" --key "$W/pki/server.key" --listen 127.0.0.1:0 --json > "$W/tokens.json"
 TOKEN="$(jq -r .db "$W/tokens.json")"
 MANAGERS=()
@@ -111,7 +124,7 @@ for i in 1 2 3; do
         sed "s#$W/c1/state#$W/c$i/state#" "$W/c1/collector.toml" > "$W/c$i/collector.toml"
         chmod 600 "$W/c$i/collector.toml"
     fi
-    STATUS_REPORTER_LOG=warn "$BIN" collector run --config "$W/c$i/collector.toml" > "$W/c$i/out" 2> "$W/c$i/err" &
+    STATUS_REPORTER_LOG=warn "$CBIN" collector run --config "$W/c$i/collector.toml" > "$W/c$i/out" 2> "$W/c$i/err" &
     PIDS+=($!)
     wait_for 30 grep -q "listening on" "$W/c$i/out"
     MANAGERS+=("$(sed -n 's/^listening on //p' "$W/c$i/out")")
@@ -159,7 +172,7 @@ require_clock_sync = false
 kind = "services"
 proc_root = "$proc_root"
 units = [
-  { name = "Collector", unit = "status-reporter-collector.service", process = "status-reporte" },
+  { name = "Collector", unit = "status-reporter-collector.service", process = "status-reporter" },
   { name = "Node exporter", unit = "prometheus-node-exporter.service", process = "prometheus-node" },
   { name = "Init", unit = "init.scope", process = "process_api", critical = false },
 ]
@@ -186,15 +199,15 @@ start_agent() {
 }
 
 echo "== agents: reporting_freq = 1, 3 managers"
-configure_agent proc /proc "$BIN"
-configure_agent systemctl "$W/fakeproc" "$BIN"
-start_agent proc "$BIN" info; A_PROC=$AGENT_PID
-start_agent systemctl "$BIN" info; A_SYSD=$AGENT_PID
+configure_agent proc /proc "$W/bin/proc/status-reporter"
+configure_agent systemctl "$W/fakeproc" "$W/bin/systemctl/status-reporter"
+start_agent proc "$W/bin/proc/status-reporter" info; A_PROC=$AGENT_PID
+start_agent systemctl "$W/bin/systemctl/status-reporter" info; A_SYSD=$AGENT_PID
 NAMES=(proc systemctl node_exporter)
 WATCH=("$A_PROC" "$A_SYSD" "$NE_PID")
 if [ -n "$BIN2" ]; then
-    configure_agent "$LABEL2" /proc "$BIN2"
-    start_agent "$LABEL2" "$BIN2" info
+    configure_agent "$LABEL2" /proc "$W/bin/$LABEL2/status-reporter"
+    start_agent "$LABEL2" "$W/bin/$LABEL2/status-reporter" info
     NAMES=(proc systemctl "$LABEL2" node_exporter)
     WATCH=("$A_PROC" "$A_SYSD" "$AGENT_PID" "$NE_PID")
 fi
@@ -234,7 +247,8 @@ while [ "$SECONDS" -lt "$end" ]; do
         rss="$(awk '/^VmRSS:/{print $2}' "/proc/$pid/status")"
         pss="$(awk '/^Pss:/{print $2}' "/proc/$pid/smaps_rollup")"
         thr="$(awk '/^Threads:/{print $2}' "/proc/$pid/status")"
-        echo "${NAMES[$i]} $rss $pss $thr" >> "$W/samples"
+        anon="$(awk '/^RssAnon:/{print $2}' "/proc/$pid/status")"
+        echo "${NAMES[$i]} $rss $pss $thr $anon" >> "$W/samples"
     done
     for n in "${NAMES[@]}"; do
         [ "$n" = node_exporter ] && continue
@@ -257,21 +271,22 @@ echo
 echo "== results: window $(printf %.0f "$WALL") s, load average $LOAD0 -> $LOAD1, $(nproc) CPUs"
 echo "binary: $BIN, $(stat -c %s "$BIN") bytes ($(awk "BEGIN{printf \"%.2f\", $(stat -c %s "$BIN")/1048576}") MiB), $(file -b "$BIN" | grep -o 'stripped\|not stripped' | head -1)"
 [ -n "$BIN2" ] && echo "bin2 ($LABEL2): $BIN2, $(stat -c %s "$BIN2") bytes"
-printf '%-14s %9s %9s %9s %7s %8s %10s %9s %10s\n' process "RSS_MiB" "RSS_max" "PSS_MiB" threads cycles "CPU_ms" "ms/cycle" "%core"
+printf '%-14s %8s %8s %8s %9s %7s %7s %8s %9s %9s\n' process "RSS_MiB" "RSS_max" "PSS_MiB" "anon_MiB" threads cycles "CPU_ms" "ms/cycle" "%core"
 for i in "${!WATCH[@]}"; do
     n="${NAMES[$i]}"
     rss="$(awk -v n="$n" '$1==n{print $2}' "$W/samples" | median)"
     rmax="$(awk -v n="$n" '$1==n{print $2}' "$W/samples" | sort -n | tail -1)"
     pss="$(awk -v n="$n" '$1==n{print $3}' "$W/samples" | median)"
     thr="$(awk -v n="$n" '$1==n{print $4}' "$W/samples" | median)"
+    anon="$(awk -v n="$n" '$1==n{print $5}' "$W/samples" | median)"
     if [ "$n" = node_exporter ]; then
         cycles=$((SCRAPES1 - SCRAPES0))
     else
         cycles=$(( (SEQ1[$n] - SEQ0[$n]) / 3 ))
     fi
     cpu_ms="$(echo "(${CPU1[$i]} - ${CPU0[$i]}) * 1000 / $TCK" | bc -l)"
-    awk -v n="$n" -v r="$rss" -v rm="$rmax" -v p="$pss" -v t="$thr" -v c="$cycles" -v ms="$cpu_ms" -v w="$WALL" \
-        'BEGIN{printf "%-14s %9.2f %9.2f %9.2f %7s %8d %10.0f %9.2f %9.3f%%\n", n, r/1024, rm/1024, p/1024, t, c, ms, (c>0?ms/c:0), ms/(w*1000)*100}'
+    awk -v n="$n" -v r="$rss" -v rm="$rmax" -v p="$pss" -v a="$anon" -v t="$thr" -v c="$cycles" -v ms="$cpu_ms" -v w="$WALL" \
+        'BEGIN{printf "%-14s %8.2f %8.2f %8.2f %9.2f %7s %7d %8.0f %9.2f %8.3f%%\n", n, r/1024, rm/1024, p/1024, a/1024, t, c, ms, (c>0?ms/c:0), ms/(w*1000)*100}'
 done
 echo "(cycles: agents = report seq delta / 3 managers; node_exporter = completed scrapes)"
 echo
@@ -289,7 +304,7 @@ kill "$A_SYSD" 2>/dev/null || true
 kill "$A_PROC" 2>/dev/null || true
 [ -n "$BIN2" ] && kill "$AGENT_PID" 2>/dev/null || true
 wait "$A_PROC" "$A_SYSD" 2>/dev/null || true
-start_agent proc "$BIN" "warn,sr_agent=debug"
+start_agent proc "$W/bin/proc/status-reporter" "warn,sr_agent=debug"
 sleep 32
 kill "$AGENT_PID"
 wait "$AGENT_PID" 2>/dev/null || true

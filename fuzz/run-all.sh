@@ -92,7 +92,7 @@ for t in "${targets[@]}"; do
   log=$(mktemp)
   rc=0
   cargo fuzz run "$t" -- -max_total_time="$secs" -print_final_stats=1 > "$log" 2>&1 || rc=$?
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
   crashes=$(find "artifacts/$t" -type f 2>/dev/null | wc -l)
   summary+=("$t executions=${execs:-?} crash_files=$crashes exit=$rc")
   if [ $rc != 0 ]; then status=1; tail -40 "$log"; fi

@@ -28,7 +28,10 @@ fn text(o: &Output) -> String {
 /// Writes a loopback server certificate signed by `ca`; returns (cert, key) paths.
 fn server_cert(ca: &sr_tls::pki::Ca, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let leaf = ca.server(&["127.0.0.1", "localhost"]).unwrap();
-    let (c, k) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+    let (c, k) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
     std::fs::write(&c, leaf.cert_pem).unwrap();
     std::fs::write(&k, leaf.key_pem).unwrap();
     (c, k)
@@ -52,7 +55,11 @@ fn collector(rt: &tokio::runtime::Runtime, state: &Path, cert: (PathBuf, PathBuf
 
 /// A stand-in manager (TLS from the same CA) that answers every request 200 with an
 /// empty manager list and, when `role` is set, states that role.
-fn stand_in(rt: &tokio::runtime::Runtime, cert: (PathBuf, PathBuf), role: Option<&'static str>) -> String {
+fn stand_in(
+    rt: &tokio::runtime::Runtime,
+    cert: (PathBuf, PathBuf),
+    role: Option<&'static str>,
+) -> String {
     use http_body_util::Full;
     use hyper::body::Bytes;
     let tls = sr_tls::server_config(&cert.0, &cert.1).unwrap();
@@ -109,13 +116,20 @@ fn configure(cfg: &Path, ca: &Path, token: &str, managers: &[&str], extra: &[&st
         .expect("run status-reporter")
 }
 
-/// A refusal: exit `code`, the message asks for `--node-type` and says `want`, and the
-/// config file is not written.
-fn assert_refused(out: &Output, code: i32, want: &str, cfg: &Path, before: Option<&[u8]>) {
+/// A refusal: exit `code`, the message says `want` and names the option to fix (`ask`),
+/// and the config file is not written.
+fn assert_refused(
+    out: &Output,
+    code: i32,
+    want: &str,
+    ask: &str,
+    cfg: &Path,
+    before: Option<&[u8]>,
+) {
     let t = text(out);
     assert_eq!(out.status.code(), Some(code), "{t}");
     assert!(t.contains(want), "expected {want:?} in:\n{t}");
-    assert!(t.contains("--node-type"), "the error must ask for --node-type:\n{t}");
+    assert!(t.contains(ask), "the error must name {ask}:\n{t}");
     assert!(t.contains("nothing was written"), "{t}");
     assert_eq!(std::fs::read(cfg).ok().as_deref(), before, "{t}");
 }
@@ -163,7 +177,10 @@ fn configure_takes_the_node_type_from_the_token_role_or_asks_for_it() {
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(t.contains("token accepted (role broker)"), "{t}");
     assert!(t.contains("node type broker, from the token's role"), "{t}");
-    assert_eq!(RawConfig::read(&cfg).unwrap().node_type.as_deref(), Some("broker"));
+    assert_eq!(
+        RawConfig::read(&cfg).unwrap().node_type.as_deref(),
+        Some("broker")
+    );
     let written = std::fs::read(&cfg).unwrap();
     let again = configure(&cfg, &ca_path, &broker, &[&a, &b], &[]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
@@ -172,35 +189,60 @@ fn configure_takes_the_node_type_from_the_token_role_or_asks_for_it() {
 
     // 2. The kept node type (broker) contradicts the db token's role: refused, unchanged.
     let out = configure(&cfg, &ca_path, &db, &[&a, &b], &[]);
-    assert_refused(&out, 2, "role is db", &cfg, Some(&written));
+    assert_refused(&out, 2, "role is db", "--node-type", &cfg, Some(&written));
     // So does an explicit one on a fresh config.
     let fresh = d.join("fresh/agent.toml");
     let out = configure(&fresh, &ca_path, &db, &[&a], &["--node-type", "broker"]);
-    assert_refused(&out, 2, "(403)", &fresh, None);
+    assert_refused(&out, 2, "(403)", "--node-type", &fresh, None);
     // And an explicit matching one is accepted.
     let out = configure(&fresh, &ca_path, &db, &[&a], &["--node-type", "db"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     std::fs::remove_dir_all(d.join("fresh")).unwrap();
 
     // 3. Every way the role can be unknown or ambiguous asks for --node-type.
-    let cases: Vec<(&str, Vec<&str>, i32, &str)> = vec![
+    let cases: Vec<(&str, Vec<&str>, i32, &str, &str)> = vec![
         // A real collector says broker, another manager says db.
-        (&broker, vec![&a, &says_db], 2, "disagree"),
+        (&broker, vec![&a, &says_db], 2, "disagree", "--node-type"),
         // A manager that accepts but does not say (a Cloudify 5.0.5 manager).
-        (&broker, vec![&silent], 2, "did not state"),
-        (&broker, vec![&a, &silent], 2, "did not state"),
-        // An admin token cannot report.
-        (&admin, vec![&a, &b], 2, "role is admin"),
+        (&broker, vec![&silent], 2, "did not state", "--node-type"),
+        (
+            &broker,
+            vec![&a, &silent],
+            2,
+            "did not state",
+            "--node-type",
+        ),
         // No manager answers.
-        (&broker, vec![&closed], 1, "no manager accepted"),
-        // A revoked/unknown token: answered, refused.
-        ("srt_not-a-real-token", vec![&a], 1, "no manager accepted"),
+        (
+            &broker,
+            vec![&closed],
+            1,
+            "no manager accepted",
+            "--node-type",
+        ),
+        // An unknown token: answered, refused.
+        (
+            "srt_not-a-real-token",
+            vec![&a],
+            1,
+            "no manager accepted",
+            "--node-type",
+        ),
+        // An admin token cannot report whatever the node type: the token is what to fix.
+        (&admin, vec![&a, &b], 2, "role is admin", "--token"),
     ];
-    for (token, managers, code, want) in cases {
+    for (token, managers, code, want, ask) in cases {
         let out = configure(&fresh, &ca_path, token, &managers, &[]);
-        assert_refused(&out, code, want, &fresh, None);
+        assert_refused(&out, code, want, ask, &fresh, None);
     }
     // 4. With --no-verify nothing can be inferred: --node-type is required.
     let out = configure(&fresh, &ca_path, &broker, &[&a], &["--no-verify"]);
-    assert_refused(&out, 2, "required with --no-verify", &fresh, None);
+    assert_refused(
+        &out,
+        2,
+        "required with --no-verify",
+        "--node-type",
+        &fresh,
+        None,
+    );
 }

@@ -325,7 +325,7 @@ async fn list(
                 "reporter tokens may read only /managers",
             ))
         }
-    }
+    };
     let mut items: Vec<NodeListItem> = app
         .mem
         .records()

@@ -292,6 +292,15 @@ impl Store {
                 source,
             })?;
         let path = state_dir.join(DB_FILE);
+        // Create the file 0600 before SQLite does (it would use the umask, usually 0644);
+        // SQLite gives its -wal and -shm files the main file's mode.
+        match std::os::unix::fs::OpenOptionsExt::mode(std::fs::OpenOptions::new().write(true).create_new(true), 0o600)
+            .open(&path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => return Err(StoreError::StateDir { path: path.display().to_string(), source }),
+        }
         let conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -544,16 +553,18 @@ impl Store {
                     private_ip,
                     at_ms,
                 } => {
-                    tx.execute(
+                    // Cached statements: a first-contact wave pins thousands of nodes, and
+                    // parsing the SQL again for each one showed in the benchmark.
+                    tx.prepare_cached(
                         "INSERT INTO nodes (node_type, node_id, name, pubkey, private_ip, first_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                          ON CONFLICT (node_type, node_id) DO UPDATE SET pubkey = COALESCE(nodes.pubkey, excluded.pubkey)",
-                        params![node_type.as_str(), node_id, name, key, private_ip, at_ms],
-                    )?;
-                    let pinned: Option<String> = tx.query_row(
-                        "SELECT pubkey FROM nodes WHERE node_type = ?1 AND node_id = ?2",
-                        params![node_type.as_str(), node_id],
-                        |r| r.get(0),
-                    )?;
+                    )?
+                    .execute(params![node_type.as_str(), node_id, name, key, private_ip, at_ms])?;
+                    let pinned: Option<String> = tx
+                        .prepare_cached(
+                            "SELECT pubkey FROM nodes WHERE node_type = ?1 AND node_id = ?2",
+                        )?
+                        .query_row(params![node_type.as_str(), node_id], |r| r.get(0))?;
                     pins.push(pinned);
                 }
                 DurableWrite::FlagMismatch {
@@ -602,12 +613,17 @@ impl Store {
     pub fn write_latest(&mut self, rows: &[LatestRow]) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         {
+            // Steady state is one UPDATE per row (measured cheaper than an upsert); only a
+            // node's first row is inserted, after checking that the node still exists (it
+            // may have been forgotten since its report was accepted).
+            let mut update = tx.prepare_cached(
+                "UPDATE latest SET received_ms = ?3, skew_ms = ?4, signed = ?5, body = ?6, boot_id = ?7, seq = ?8
+                 WHERE node_type = ?1 AND node_id = ?2",
+            )?;
             let mut exists =
                 tx.prepare_cached("SELECT 1 FROM nodes WHERE node_type = ?1 AND node_id = ?2")?;
-            let mut latest = tx.prepare_cached(
-                "INSERT INTO latest (node_type, node_id, received_ms, skew_ms, signed, body, boot_id, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (node_type, node_id) DO UPDATE SET received_ms = excluded.received_ms, skew_ms = excluded.skew_ms,
-                 signed = excluded.signed, body = excluded.body, boot_id = excluded.boot_id, seq = excluded.seq",
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO latest (node_type, node_id, received_ms, skew_ms, signed, body, boot_id, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             let mut node = tx.prepare_cached(
                 "UPDATE nodes SET name = ?3, private_ip = ?4 WHERE node_type = ?1 AND node_id = ?2
@@ -622,10 +638,7 @@ impl Store {
             )?;
             for r in rows {
                 let t = r.node_type.as_str();
-                if !exists.exists(params![t, r.node_id])? {
-                    continue;
-                }
-                latest.execute(params![
+                let values = params![
                     t,
                     r.node_id,
                     r.received_ms,
@@ -634,7 +647,13 @@ impl Store {
                     r.body,
                     r.boot_id,
                     r.seq as i64
-                ])?;
+                ];
+                if update.execute(values)? == 0 {
+                    if !exists.exists(params![t, r.node_id])? {
+                        continue;
+                    }
+                    insert.execute(values)?;
+                }
                 node.execute(params![t, r.node_id, r.name, r.private_ip])?;
                 // Boots are written only when a new one appears: the current boot's
                 // sequence travels in `latest`, so a steady node costs one row per flush.
@@ -692,6 +711,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
         (dir, s)
+    }
+
+    #[test]
+    fn the_store_and_its_directory_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("state");
+        let s = Store::open(&dir).unwrap();
+        s.create_token(Role::Db).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(s.path()), 0o600);
+        let wal = dir.join(format!("{DB_FILE}-wal"));
+        assert_eq!(mode(&wal), 0o600, "SQLite's WAL file follows the store's mode");
     }
 
     #[test]

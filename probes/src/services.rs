@@ -145,23 +145,54 @@ pub fn parse_systemctl_show(text: &str) -> Vec<BTreeMap<String, String>> {
         .collect()
 }
 
-/// Pids whose `comm` equals `name`.
-pub fn find_process(proc_root: &Path, name: &str) -> Result<Vec<u32>, String> {
+/// Pids per process name, for every name in `names`, from one pass over `proc_root`:
+/// the scan opens one file per process, so it is done once per cycle, not once per unit.
+pub fn find_processes(
+    proc_root: &Path,
+    names: &[&str],
+) -> Result<BTreeMap<String, Vec<u32>>, String> {
     let entries =
         std::fs::read_dir(proc_root).map_err(|e| format!("{}: {e}", proc_root.display()))?;
-    let mut pids = Vec::new();
+    let mut found: BTreeMap<String, Vec<u32>> =
+        names.iter().map(|n| (n.to_string(), Vec::new())).collect();
     for e in entries.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
-        if let Ok(comm) = std::fs::read_to_string(e.path().join("comm")) {
-            if comm.trim_end_matches('\n') == name {
-                pids.push(pid);
-            }
+        let Some(comm) = read_comm(&e.path().join("comm")) else {
+            continue;
+        };
+        if let Some(pids) = std::str::from_utf8(&comm)
+            .ok()
+            .and_then(|c| found.get_mut(c.trim_end_matches('\n')))
+        {
+            pids.push(pid);
         }
     }
-    pids.sort_unstable();
-    Ok(pids)
+    for pids in found.values_mut() {
+        pids.sort_unstable();
+    }
+    Ok(found)
+}
+
+/// A `comm` file's bytes: at most 16 in procfs. Read into a small buffer until the
+/// newline, without the size query and growth of `read_to_string`, since this runs
+/// for every process on the machine every cycle. Longer content is cut, and then
+/// matches no valid process name.
+fn read_comm(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    while n < buf.len() && !buf[..n].contains(&b'\n') {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    Some(buf[..n].to_vec())
 }
 
 pub async fn collect(cfg: &Config) -> Vec<UnitRaw> {
@@ -221,13 +252,27 @@ pub async fn collect(cfg: &Config) -> Vec<UnitRaw> {
             }
         }
     }
+    let wanted: Vec<&str> = cfg
+        .units
+        .iter()
+        .zip(&out)
+        .filter(|(_, r)| r.is_none())
+        .filter_map(|(u, _)| u.process.as_deref())
+        .collect();
+    let scan = if wanted.is_empty() {
+        Ok(BTreeMap::new())
+    } else {
+        find_processes(&cfg.proc_root, &wanted)
+    };
     for (i, u) in cfg.units.iter().enumerate() {
         if out[i].is_some() {
             continue;
         }
         out[i] = Some(match &u.process {
-            Some(p) => match find_process(&cfg.proc_root, p) {
-                Ok(pids) => UnitRaw::Process { pids },
+            Some(p) => match &scan {
+                Ok(found) => UnitRaw::Process {
+                    pids: found.get(p.as_str()).cloned().unwrap_or_default(),
+                },
                 Err(e) => UnitRaw::Unknown(format!("cannot scan processes: {e}")),
             },
             None => {
@@ -494,6 +539,46 @@ mod tests {
         assert_eq!(raw[0], UnitRaw::Process { pids: vec![42, 43] });
         assert_eq!(raw[1], UnitRaw::Process { pids: vec![] });
         assert!(matches!(raw[2], UnitRaw::Unknown(_)));
+    }
+
+    #[tokio::test]
+    async fn one_scan_serves_every_unit_and_odd_comm_files_match_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let long = "x".repeat(100_000);
+        let comms: [(u32, &[u8]); 6] = [
+            (10, b"etcd\n"),
+            (11, b"patroni"), // no newline (a hand-made tree)
+            (12, b"patroni\n"),
+            (13, b"\xff\xfe\n"), // not UTF-8
+            (14, long.as_bytes()),
+            (15, b""),
+        ];
+        for (pid, comm) in comms {
+            std::fs::create_dir(d.path().join(pid.to_string())).unwrap();
+            std::fs::write(d.path().join(format!("{pid}/comm")), comm).unwrap();
+        }
+        // A pid directory without a comm file (a process that just exited).
+        std::fs::create_dir(d.path().join("16")).unwrap();
+        let found = find_processes(d.path(), &["patroni", "etcd", "xxxx"]).unwrap();
+        assert_eq!(found["patroni"], vec![11, 12]);
+        assert_eq!(found["etcd"], vec![10]);
+        assert_eq!(found["xxxx"], Vec::<u32>::new());
+
+        let cfg = Config {
+            units: vec![
+                unit("Etcd", Some("etcd.service"), Some("etcd")),
+                unit("Patroni", None, Some("patroni")),
+            ],
+            timeout_ms: 1000,
+            proc_root: d.path().join("missing"),
+        };
+        let raw = collect(&cfg).await;
+        for r in &raw {
+            let UnitRaw::Unknown(why) = r else {
+                panic!("{r:?}")
+            };
+            assert!(why.starts_with("cannot scan processes"), "{why}");
+        }
     }
 
     #[test]
