@@ -253,7 +253,7 @@ while [ "$SECONDS" -lt "$end" ]; do
     for n in "${NAMES[@]}"; do
         [ "$n" = node_exporter ] && continue
         latest_body "$n" 1 | jq -r --arg n "$n" \
-            '"\($n) \(.status_reporter.agent_health.last_cycle_ms) \(.status_reporter.node_status) \([.status_reporter.services | to_entries[] | "\(.key | gsub(" "; "_"))=\(.value.duration_ms)"] | join(",")) \([.status_reporter.reasons[].code] | join(","))"' \
+            '"\($n) \(.status_reporter.agent_health.last_cycle_ms) \(.status_reporter.node_status) \([(.status_reporter.services // {}) | to_entries[] | "\(.key | gsub(" "; "_"))=\(.value.duration_ms)"] | join(",")) \([(.status_reporter.reasons // [])[].code] | join(","))"' \
             >> "$W/cycle_ms" || true
     done
     sleep 5

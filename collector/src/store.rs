@@ -294,12 +294,20 @@ impl Store {
         let path = state_dir.join(DB_FILE);
         // Create the file 0600 before SQLite does (it would use the umask, usually 0644);
         // SQLite gives its -wal and -shm files the main file's mode.
-        match std::os::unix::fs::OpenOptionsExt::mode(std::fs::OpenOptions::new().write(true).create_new(true), 0o600)
-            .open(&path)
+        match std::os::unix::fs::OpenOptionsExt::mode(
+            std::fs::OpenOptions::new().write(true).create_new(true),
+            0o600,
+        )
+        .open(&path)
         {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(source) => return Err(StoreError::StateDir { path: path.display().to_string(), source }),
+            Err(source) => {
+                return Err(StoreError::StateDir {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
         }
         let conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -724,7 +732,11 @@ mod tests {
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(s.path()), 0o600);
         let wal = dir.join(format!("{DB_FILE}-wal"));
-        assert_eq!(mode(&wal), 0o600, "SQLite's WAL file follows the store's mode");
+        assert_eq!(
+            mode(&wal),
+            0o600,
+            "SQLite's WAL file follows the store's mode"
+        );
     }
 
     #[test]
@@ -867,5 +879,35 @@ mod tests {
         assert_eq!(nodes[0].latest.as_ref().unwrap(), &row);
         assert_eq!(nodes[0].row.name, "db1");
         assert_eq!(s.integrity_check().unwrap(), "ok");
+    }
+
+    #[test]
+    fn a_forgotten_node_with_a_latest_row_is_not_resurrected_until_pinned_again() {
+        let (_d, mut s) = store();
+        s.commit_durable(&[pin("n1", "A")]).unwrap();
+        let row = LatestRow {
+            node_type: NodeType::Db,
+            node_id: "n1".into(),
+            name: "db1".into(),
+            private_ip: None,
+            received_ms: 100,
+            skew_ms: 0,
+            signed: true,
+            body: b"{}".to_vec(),
+            boot_id: Some("b1".into()),
+            seq: 1,
+        };
+        s.write_latest(std::slice::from_ref(&row)).unwrap();
+        assert_eq!(s.forget_node("n1", Some(NodeType::Db)).unwrap(), 1);
+        // The flush after the forget: the update finds no row and the node is gone.
+        s.write_latest(std::slice::from_ref(&row)).unwrap();
+        assert!(s.load_nodes().unwrap().is_empty());
+        // First contact again: the next flush inserts the row afresh.
+        s.commit_durable(&[pin("n1", "B")]).unwrap();
+        s.write_latest(std::slice::from_ref(&row)).unwrap();
+        let nodes = s.load_nodes().unwrap();
+        assert_eq!(nodes.len(), 1);
+        assert_eq!(nodes[0].latest.as_ref(), Some(&row));
+        assert_eq!(nodes[0].row.pinned_key.as_deref(), Some("B"));
     }
 }
