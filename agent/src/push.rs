@@ -50,10 +50,12 @@ pub fn backoff_delay(attempt: u32, base: Duration, cap: Duration, unit_sample: f
     ceiling.mul_f64(unit_sample.clamp(0.0, 1.0))
 }
 
-/// How long an open circuit stays open before one trial request.
+/// How long an open circuit stays open before one trial request: one reporting
+/// interval (at most a minute). An open circuit already stops the retry storm; keeping
+/// it open longer than an interval would only delay how soon a returning manager
+/// converges, which must happen within two intervals.
 pub fn breaker_cooldown(reporting_freq: u32) -> Duration {
-    Duration::from_secs(u64::from(reporting_freq) * 4)
-        .clamp(Duration::from_secs(5), Duration::from_secs(60))
+    Duration::from_secs(u64::from(reporting_freq)).clamp(Duration::from_secs(1), Duration::from_secs(60))
 }
 
 /// What became of one attempt.
@@ -480,6 +482,13 @@ fn log_outcome(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn breaker_cooldown_is_one_interval_within_bounds() {
+        assert_eq!(super::breaker_cooldown(1), super::Duration::from_secs(1));
+        assert_eq!(super::breaker_cooldown(5), super::Duration::from_secs(5));
+        assert_eq!(super::breaker_cooldown(3600), super::Duration::from_secs(60));
+    }
+
     use super::*;
     use http::{HeaderMap, StatusCode};
 
