@@ -4,12 +4,15 @@
 # side by side with Debian's prometheus-node-exporter scraped every second.
 #
 # Usage: bench/agent-footprint.sh [--duration SECS] [--profile dist|release] [--no-build]
-#                                 [--bin PATH] [--label TEXT]
+#                                 [--bin PATH] [--bin2 PATH [--label TEXT]]
 #   --duration  measurement window after a 20 s warm-up (default 240)
 #   --profile   cargo profile to build and measure (default dist: fat LTO, opt-level s)
-#   --bin       measure this binary instead of target/<profile>/status-reporter
-#   --label     extra label for a second binary (--bin2) measured in the same window
-#   --bin2      optional second agent binary (e.g. before/after a change), same probes
+#   --no-build  measure target/<profile>/status-reporter as it is
+#   --bin       measure this binary instead (implies --no-build)
+#   --bin2      a second binary whose "proc" agent runs in the same window (before/after)
+#   --label     the name of that second agent in the table (default bin2)
+#   KEEP=1      keep the work directory (configs, logs, samples) instead of removing it
+# Figures and their reading: the "Agent footprint" section of BENCHMARKS.md.
 #
 # What runs, all started and killed by this script (by pid):
 #   - 3 collectors (`status-reporter collector run`), one CA made with openssl, one shared
@@ -23,8 +26,8 @@
 #   - prometheus-node-exporter on a loopback port, scraped by curl once per second.
 # CPU is utime+stime+cutime+cstime from /proc/PID/stat (children included: systemctl),
 # RSS is VmRSS from /proc/PID/status and Pss from /proc/PID/smaps_rollup, sampled every 5 s.
-# Cycles are counted from the report seq each collector stored (3 seqs per cycle, one per
-# manager). A final 30 s phase with debug logs measures the whole cycle (probes + pushes).
+# Cycles are counted from the report seq the first collector stored (3 seqs per cycle, one
+# per manager). A final 30 s phase with debug logs measures the whole cycle (probes + pushes).
 # Needs: cargo, openssl, curl, sqlite3, jq, python3; apt-installs prometheus-node-exporter.
 set -euo pipefail
 
@@ -42,7 +45,7 @@ while [ $# -gt 0 ]; do
         --bin) BIN="$2"; BUILD=0; shift 2 ;;
         --bin2) BIN2="$2"; shift 2 ;;
         --label) LABEL2="$2"; shift 2 ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done

@@ -294,9 +294,7 @@ pub(crate) fn validate_common(host: &str, port: u16, username: &str, timeout_ms:
     if username.is_empty() {
         errors.push(format!("{what} username must not be empty"));
     }
-    if !(100..=60_000).contains(&timeout_ms) {
-        errors.push(format!("{what} timeout_ms must be 100..=60000, got {timeout_ms}"));
-    }
+    errors.extend(crate::range_error(&format!("{what} timeout_ms"), timeout_ms, 100..=60_000));
     errors
 }
 
@@ -332,19 +330,7 @@ pub fn interpret(cfg: &Config, outcome: &Outcome) -> Finding {
     let mut extra = serde_json::Map::new();
     extra.insert("endpoint".into(), target.into());
     extra.insert("amqp".into(), serde_json::to_value(outcome).unwrap_or_default());
-    let status = if outcome.ok() {
-        ServiceStatus::Active
-    } else {
-        ServiceStatus::Inactive
-    };
-    f.services.insert(
-        cfg.name.clone(),
-        ServiceEntry {
-            status,
-            is_remote: Some(true),
-            extra_info: extra,
-        },
-    );
+    f.set_service(cfg.name.clone(), outcome.ok(), Some(true), extra);
     f
 }
 

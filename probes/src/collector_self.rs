@@ -37,12 +37,10 @@ fn default_timeout_ms() -> u64 {
 impl Config {
     pub fn validate(&self) -> Vec<String> {
         let mut errors = self.tls.validate(&self.url, "collector");
-        if self.store_path.parent().map_or(true, |p| p.as_os_str().is_empty()) || !self.store_path.is_absolute() {
+        if self.store_path.parent().is_none_or(|p| p.as_os_str().is_empty()) || !self.store_path.is_absolute() {
             errors.push(format!("store_path {:?} must be an absolute file path", self.store_path));
         }
-        if !(100..=60_000).contains(&self.timeout_ms) {
-            errors.push(format!("timeout_ms must be 100..=60000, got {}", self.timeout_ms));
-        }
+        errors.extend(crate::range_error("timeout_ms", self.timeout_ms, 100..=60_000));
         errors
     }
 }

@@ -67,12 +67,7 @@ impl Config {
         if self.url.ends_with('/') {
             errors.push(format!("url {:?} must not end with '/'", self.url));
         }
-        if !(1..=60_000).contains(&self.timeout_ms) {
-            errors.push(format!(
-                "timeout_ms must be 1..=60000, got {}",
-                self.timeout_ms
-            ));
-        }
+        errors.extend(crate::range_error("timeout_ms", self.timeout_ms, 1..=60_000));
         if self.quota_bytes == 0 {
             errors.push("quota_bytes must be > 0".into());
         }
@@ -182,14 +177,7 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
             );
             etcd.reachable = Some(false);
             etcd.healthy = Some(false);
-            f.services.insert(
-                SERVICE.into(),
-                ServiceEntry {
-                    status: ServiceStatus::Inactive,
-                    is_remote: None,
-                    extra_info: Default::default(),
-                },
-            );
+            f.set_service(SERVICE, false, None, Default::default());
             f.facts.db = Some(DbFacts {
                 etcd: Some(etcd),
                 ..Default::default()
@@ -287,19 +275,7 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
         "is_leader".into(),
         (etcd.leader.is_some() && etcd.leader == etcd.member_id).into(),
     );
-    let svc = if etcd.healthy == Some(true) {
-        ServiceStatus::Active
-    } else {
-        ServiceStatus::Inactive
-    };
-    f.services.insert(
-        SERVICE.into(),
-        ServiceEntry {
-            status: svc,
-            is_remote: None,
-            extra_info: extra,
-        },
-    );
+    f.set_service(SERVICE, etcd.healthy == Some(true), None, extra);
     f.facts.db = Some(DbFacts {
         etcd: Some(etcd),
         ..Default::default()

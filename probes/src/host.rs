@@ -148,12 +148,7 @@ impl Config {
                 ));
             }
         }
-        if !(1..=60_000).contains(&self.timeout_ms) {
-            errors.push(format!(
-                "timeout_ms must be 1..=60000, got {}",
-                self.timeout_ms
-            ));
-        }
+        errors.extend(crate::range_error("timeout_ms", self.timeout_ms, 1..=60_000));
         errors
     }
 }

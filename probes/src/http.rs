@@ -65,18 +65,8 @@ impl Config {
                 self.url.chars().take(200).collect::<String>()
             )),
         }
-        if !(100..=599).contains(&self.expect_status) {
-            errors.push(format!(
-                "expect_status must be 100..=599, got {}",
-                self.expect_status
-            ));
-        }
-        if !(1..=60_000).contains(&self.timeout_ms) {
-            errors.push(format!(
-                "timeout_ms must be 1..=60000, got {}",
-                self.timeout_ms
-            ));
-        }
+        errors.extend(crate::range_error("expect_status", u64::from(self.expect_status), 100..=599));
+        errors.extend(crate::range_error("timeout_ms", self.timeout_ms, 1..=60_000));
         errors
     }
 }
@@ -152,19 +142,7 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
             false
         }
     };
-    let status = if active {
-        ServiceStatus::Active
-    } else {
-        ServiceStatus::Inactive
-    };
-    f.services.insert(
-        cfg.name.clone(),
-        ServiceEntry {
-            status,
-            is_remote: None,
-            extra_info: extra,
-        },
-    );
+    f.set_service(cfg.name.clone(), active, None, extra);
     f
 }
 

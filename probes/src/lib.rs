@@ -26,9 +26,10 @@ pub mod services;
 pub mod tcp;
 
 use sr_protocol::report::{Facts, ServiceEntry};
-use sr_protocol::{NodeStatus, Reason};
+use sr_protocol::{NodeStatus, Reason, ServiceStatus};
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::ops::RangeInclusive;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -71,6 +72,24 @@ impl Finding {
         self.status = self.status.max(status);
         self.reasons.push(Reason::new(code, message));
     }
+
+    /// Records the legacy `report.services` entry `name`: `Active` when the probe found
+    /// the service working, `Inactive` otherwise (the only two states Cloudify shows).
+    pub fn set_service(
+        &mut self,
+        name: impl Into<String>,
+        active: bool,
+        is_remote: Option<bool>,
+        extra_info: serde_json::Map<String, serde_json::Value>,
+    ) {
+        let status = if active { ServiceStatus::Active } else { ServiceStatus::Inactive };
+        self.services.insert(name.into(), ServiceEntry { status, is_remote, extra_info });
+    }
+}
+
+/// The config error for a numeric `field` outside `range`, worded the same by every probe.
+pub(crate) fn range_error(field: &str, value: u64, range: RangeInclusive<u64>) -> Option<String> {
+    (!range.contains(&value)).then(|| format!("{field} must be {}..={}, got {value}", range.start(), range.end()))
 }
 
 /// Per-cycle context handed to every probe.

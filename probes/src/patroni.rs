@@ -79,12 +79,8 @@ impl Config {
         if self.username.is_some() != self.password.is_some() {
             errors.push("username and password must be set together".into());
         }
-        if !(1..=60_000).contains(&self.timeout_ms) {
-            errors.push(format!("timeout_ms must be 1..=60000, got {}", self.timeout_ms));
-        }
-        if !(1..=3600).contains(&self.cluster_every) {
-            errors.push(format!("cluster_every must be 1..=3600, got {}", self.cluster_every));
-        }
+        errors.extend(crate::range_error("timeout_ms", self.timeout_ms, 1..=60_000));
+        errors.extend(crate::range_error("cluster_every", self.cluster_every, 1..=3600));
         if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
             errors.push(format!("max_body_bytes must be 1024..=16777216, got {}", self.max_body_bytes));
         }
@@ -444,15 +440,7 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
     }
     let mut extra = serde_json::Map::new();
     extra.insert("patroni_status".into(), status_obj.into());
-    let svc_status = if healthy_state { ServiceStatus::Active } else { ServiceStatus::Inactive };
-    f.services.insert(
-        SERVICE.into(),
-        ServiceEntry {
-            status: svc_status,
-            is_remote: None,
-            extra_info: extra,
-        },
-    );
+    f.set_service(SERVICE, healthy_state, None, extra);
 
     facts.role = Some(role.clone());
     facts.state = Some(doc.state.clone());
@@ -486,14 +474,7 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
 fn unreachable(_cfg: &Config, mut facts: DbFacts, code: &str, message: String) -> Finding {
     facts.patroni_reachable = Some(false);
     let mut f = Finding::fail(code, message);
-    f.services.insert(
-        SERVICE.into(),
-        ServiceEntry {
-            status: ServiceStatus::Inactive,
-            is_remote: None,
-            extra_info: Default::default(),
-        },
-    );
+    f.set_service(SERVICE, false, None, Default::default());
     f.facts.db = Some(facts);
     f
 }

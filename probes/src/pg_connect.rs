@@ -98,19 +98,8 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
             format!("cannot connect to PostgreSQL at {}: {e}", cfg.endpoint()),
         ),
     }
-    let status = if f.status == NodeStatus::Ok {
-        ServiceStatus::Active
-    } else {
-        ServiceStatus::Inactive
-    };
-    f.services.insert(
-        cfg.name.clone(),
-        ServiceEntry {
-            status,
-            is_remote: Some(true),
-            extra_info: extra,
-        },
-    );
+    let active = f.status == NodeStatus::Ok;
+    f.set_service(cfg.name.clone(), active, Some(true), extra);
     f
 }
 
@@ -123,15 +112,7 @@ pub struct PgConnectProbe {
 
 impl PgConnectProbe {
     pub fn new(cfg: Config) -> Self {
-        let tls = cfg.ca_file.as_ref().map(|ca| {
-            sr_tls::client_config(ca, None)
-                .map(|mut c| {
-                    // PostgreSQL negotiates TLS in-band; an h2 ALPN offer means nothing to it.
-                    c.alpn_protocols.clear();
-                    tokio_postgres_rustls::MakeRustlsConnect::new(c)
-                })
-                .map_err(|e| e.to_string())
-        });
+        let tls = cfg.ca_file.as_deref().map(crate::postgres::tls_connector);
         PgConnectProbe {
             name: format!("pg_connect:{}", cfg.name),
             cfg,

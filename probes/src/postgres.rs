@@ -80,9 +80,7 @@ impl Config {
         if self.user == "postgres" && !self.allow_superuser_name {
             errors.push("user \"postgres\" is a superuser: use a monitoring role with pg_monitor (or set allow_superuser_name)".into());
         }
-        if !(1..=60_000).contains(&self.timeout_ms) {
-            errors.push(format!("timeout_ms must be 1..=60000, got {}", self.timeout_ms));
-        }
+        errors.extend(crate::range_error("timeout_ms", self.timeout_ms, 1..=60_000));
         errors
     }
 }
@@ -229,15 +227,7 @@ pub struct PostgresProbe {
 
 impl PostgresProbe {
     pub fn new(cfg: Config) -> Self {
-        let tls = cfg.ca_file.as_ref().map(|ca| {
-            sr_tls::client_config(ca, None)
-                .map(|mut c| {
-                    // PostgreSQL negotiates TLS in-band; an h2 ALPN offer means nothing to it.
-                    c.alpn_protocols.clear();
-                    tokio_postgres_rustls::MakeRustlsConnect::new(c)
-                })
-                .map_err(|e| e.to_string())
-        });
+        let tls = cfg.ca_file.as_deref().map(tls_connector);
         PostgresProbe {
             cfg,
             tls,
@@ -373,6 +363,18 @@ async fn query(client: &tokio_postgres::Client) -> Raw {
             Err(e) => failed(e),
         }
     }
+}
+
+/// A TLS connector trusting only `ca`, or why it could not be built (the probes report
+/// that each cycle). Shared with `pg_connect`.
+pub(crate) fn tls_connector(ca: &std::path::Path) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    sr_tls::client_config(ca, None)
+        .map(|mut c| {
+            // PostgreSQL negotiates TLS in-band; an h2 ALPN offer means nothing to it.
+            c.alpn_protocols.clear();
+            tokio_postgres_rustls::MakeRustlsConnect::new(c)
+        })
+        .map_err(|e| e.to_string())
 }
 
 /// tokio-postgres' top-level message ("db error") hides the server's text; join the chain.

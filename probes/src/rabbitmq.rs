@@ -132,12 +132,8 @@ impl Config {
             self.amqp_timeout_ms,
             "amqp",
         ));
-        if !(100..=60_000).contains(&self.timeout_ms) {
-            errors.push(format!("timeout_ms must be 100..=60000, got {}", self.timeout_ms));
-        }
-        if !(1..=3650).contains(&self.cert_expiry_days) {
-            errors.push(format!("cert_expiry_days must be 1..=3650, got {}", self.cert_expiry_days));
-        }
+        errors.extend(crate::range_error("timeout_ms", self.timeout_ms, 100..=60_000));
+        errors.extend(crate::range_error("cert_expiry_days", u64::from(self.cert_expiry_days), 1..=3650));
         if !(self.fd_warn_ratio > 0.0 && self.fd_warn_ratio <= 1.0) {
             errors.push(format!("fd_warn_ratio must be in (0, 1], got {}", self.fd_warn_ratio));
         }
@@ -608,19 +604,8 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
     if let Some(n) = &node {
         extra.insert("node_name".into(), n.clone().into());
     }
-    let status = if f.status == NodeStatus::Fail {
-        ServiceStatus::Inactive
-    } else {
-        ServiceStatus::Active
-    };
-    f.services.insert(
-        SERVICE.into(),
-        ServiceEntry {
-            status,
-            is_remote: None,
-            extra_info: extra,
-        },
-    );
+    let active = f.status != NodeStatus::Fail;
+    f.set_service(SERVICE, active, None, extra);
     f.facts.broker = Some(facts);
     f
 }
@@ -651,7 +636,7 @@ impl RabbitmqProbe {
     /// One full collection for `ctx.cycle`.
     pub async fn collect(&self, ctx: &ProbeContext) -> Raw {
         let due = self.cfg.amqp_every > 0
-            && (ctx.cycle % self.cfg.amqp_every == 0
+            && (ctx.cycle.is_multiple_of(self.cfg.amqp_every)
                 || self.mgmt_failed.load(Ordering::Relaxed)
                 || self.last_amqp.lock().map(|g| g.is_none()).unwrap_or(true));
         let amqp_fut = async {

@@ -98,12 +98,7 @@ impl Config {
                 }
             }
         }
-        if !(1..=60_000).contains(&self.timeout_ms) {
-            errors.push(format!(
-                "timeout_ms must be 1..=60000, got {}",
-                self.timeout_ms
-            ));
-        }
+        errors.extend(crate::range_error("timeout_ms", self.timeout_ms, 1..=60_000));
         errors
     }
 }
@@ -381,19 +376,7 @@ pub fn interpret(
                 false
             }
         };
-        let status = if active {
-            ServiceStatus::Active
-        } else {
-            ServiceStatus::Inactive
-        };
-        f.services.insert(
-            u.name.clone(),
-            ServiceEntry {
-                status,
-                is_remote: None,
-                extra_info: extra,
-            },
-        );
+        f.set_service(u.name.clone(), active, None, extra);
     }
     f
 }

@@ -39,9 +39,7 @@ impl Config {
         if self.address.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
             errors.push(format!("address {:?} must be host:port", self.address));
         }
-        if !(1..=60_000).contains(&self.timeout_ms) {
-            errors.push(format!("timeout_ms must be 1..=60000, got {}", self.timeout_ms));
-        }
+        errors.extend(crate::range_error("timeout_ms", self.timeout_ms, 1..=60_000));
         errors
     }
 }
@@ -63,21 +61,17 @@ pub async fn collect(cfg: &Config) -> Raw {
 }
 
 pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
-    let (mut finding, status) = match raw {
-        Raw::Connected { .. } => (Finding::ok(), ServiceStatus::Active),
-        Raw::Failed { error } => {
-            let level = if cfg.critical { NodeStatus::Fail } else { NodeStatus::Degraded };
-            let mut f = Finding::ok();
-            f.worsen(level, "endpoint_unreachable", format!("{} ({}) does not accept connections: {error}", cfg.name, cfg.address));
-            (f, ServiceStatus::Inactive)
-        }
-    };
+    let mut finding = Finding::ok();
+    if let Raw::Failed { error } = raw {
+        let level = if cfg.critical { NodeStatus::Fail } else { NodeStatus::Degraded };
+        finding.worsen(level, "endpoint_unreachable", format!("{} ({}) does not accept connections: {error}", cfg.name, cfg.address));
+    }
     let mut extra = serde_json::Map::new();
     extra.insert("address".into(), cfg.address.clone().into());
     if let Raw::Connected { latency } = raw {
         extra.insert("connect_ms".into(), (latency.as_secs_f64() * 1000.0).into());
     }
-    finding.services.insert(cfg.name.clone(), ServiceEntry { status, is_remote: None, extra_info: extra });
+    finding.set_service(cfg.name.clone(), matches!(raw, Raw::Connected { .. }), None, extra);
     finding
 }
 
