@@ -62,31 +62,27 @@ impl Writer {
     }
 
     pub async fn durable(&self, writes: Vec<DurableWrite>) -> Result<PinOutcome, WriterError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Op::Durable(writes, tx))
-            .await
-            .map_err(|_| WriterError::Stopped)?;
-        rx.await
-            .map_err(|_| WriterError::Stopped)?
+        self.ask(|reply| Op::Durable(writes, reply))
+            .await?
             .map_err(WriterError::Store)
     }
 
     pub async fn flush(&self, rows: Vec<LatestRow>) -> Result<Option<Reload>, WriterError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Op::Flush(rows, tx))
-            .await
-            .map_err(|_| WriterError::Stopped)?;
-        rx.await
-            .map_err(|_| WriterError::Stopped)?
+        self.ask(|reply| Op::Flush(rows, reply))
+            .await?
             .map_err(WriterError::Store)
     }
 
     pub async fn user_hash(&self, name: String) -> Result<Option<String>, WriterError> {
+        self.ask(|reply| Op::UserHash(name, reply)).await
+    }
+
+    /// Queues the op `op` builds around a reply channel and awaits the writer's answer;
+    /// a closed queue or a dropped reply both mean the writer has stopped.
+    async fn ask<T>(&self, op: impl FnOnce(oneshot::Sender<T>) -> Op) -> Result<T, WriterError> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Op::UserHash(name, tx))
+            .send(op(tx))
             .await
             .map_err(|_| WriterError::Stopped)?;
         rx.await.map_err(|_| WriterError::Stopped)

@@ -27,8 +27,7 @@ use lapin::types::FieldTable;
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde::{Deserialize, Serialize};
-use sr_protocol::report::ServiceEntry;
-use sr_protocol::{NodeStatus, ServiceStatus};
+use sr_protocol::NodeStatus;
 use std::fmt;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -363,6 +362,7 @@ impl Probe for AmqpProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sr_protocol::ServiceStatus;
 
     fn cfg(port: u16) -> Config {
         Config {

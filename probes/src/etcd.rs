@@ -13,8 +13,7 @@ use crate::db_http::{self, Fetch, TlsFiles};
 use crate::{BoxFuture, Finding, Probe, ProbeContext};
 use serde::{Deserialize, Deserializer, Serialize};
 use sr_protocol::facts::{DbFacts, EtcdFacts};
-use sr_protocol::report::ServiceEntry;
-use sr_protocol::{NodeStatus, ServiceStatus};
+use sr_protocol::NodeStatus;
 use sr_tls::HttpsClient;
 use std::time::Duration;
 

@@ -6,8 +6,7 @@
 
 use crate::{BoxFuture, Finding, Probe, ProbeContext};
 use serde::{Deserialize, Serialize};
-use sr_protocol::report::ServiceEntry;
-use sr_protocol::{NodeStatus, ServiceStatus};
+use sr_protocol::NodeStatus;
 use sr_tls::client::{ClientError, HttpsClient};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -193,6 +192,7 @@ impl Probe for HttpProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sr_protocol::ServiceStatus;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn cfg(url: &str) -> Config {

@@ -10,8 +10,7 @@
 use crate::db_http::Secret;
 use crate::{BoxFuture, Finding, Probe, ProbeContext};
 use serde::{Deserialize, Serialize};
-use sr_protocol::report::ServiceEntry;
-use sr_protocol::{NodeStatus, ServiceStatus};
+use sr_protocol::NodeStatus;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -191,6 +190,7 @@ impl Probe for PgConnectProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sr_protocol::ServiceStatus;
 
     fn cfg(port: u16) -> Config {
         Config {

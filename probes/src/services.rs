@@ -14,8 +14,7 @@
 
 use crate::{BoxFuture, Finding, Probe, ProbeContext};
 use serde::{Deserialize, Serialize};
-use sr_protocol::report::ServiceEntry;
-use sr_protocol::{NodeStatus, ServiceStatus};
+use sr_protocol::NodeStatus;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -424,6 +423,7 @@ impl Probe for ServicesProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sr_protocol::ServiceStatus;
 
     fn unit(name: &str, unit: Option<&str>, process: Option<&str>) -> Unit {
         Unit {

@@ -5,8 +5,7 @@
 
 use crate::{BoxFuture, Finding, Probe, ProbeContext};
 use serde::{Deserialize, Serialize};
-use sr_protocol::report::ServiceEntry;
-use sr_protocol::{NodeStatus, ServiceStatus};
+use sr_protocol::NodeStatus;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,6 +100,7 @@ impl Probe for TcpProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sr_protocol::ServiceStatus;
 
     fn cfg(address: &str, critical: bool) -> Config {
         Config { name: "rest".into(), address: address.into(), timeout_ms: 500, critical }

@@ -363,7 +363,7 @@ fn oversized_names_and_member_lists_are_refused() {
     assert!(f
         .reasons
         .iter()
-        .all(|r| r.message.len() <= 1024 && r.node.as_deref().map_or(true, |n| n.len() <= 255)));
+        .all(|r| r.message.len() <= 1024 && r.node.as_deref().is_none_or(|n| n.len() <= 255)));
     let many: Vec<_> = (0..65)
         .map(|i| serde_json::json!({"name": format!("n{i}@h"), "running": true}))
         .collect();

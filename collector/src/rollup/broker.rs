@@ -111,6 +111,10 @@ mod tests {
     /// The fixed collector clock every test judges at.
     const NOW_MS: i64 = 1_790_000_000_000;
 
+    /// A node's RabbitMQ view: its own name, each member with whether it is up, and the
+    /// partitions it reports.
+    type View<'a> = (&'a str, &'a [(&'a str, bool)], &'a [&'a str]);
+
     /// A broker node that reported `ago_ms` before [`NOW_MS`] with this status, reasons
     /// and RabbitMQ view (`None`: its management API was down, no view).
     fn node(
@@ -118,7 +122,7 @@ mod tests {
         ago_ms: i64,
         status: &str,
         reasons: &[(&str, &str)],
-        view: Option<(&str, &[(&str, bool)], &[&str])>,
+        view: Option<View<'_>>,
     ) -> NodeInput {
         let mut facts = serde_json::json!({});
         if let Some((me, members, partitions)) = view {
