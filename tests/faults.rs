@@ -401,7 +401,11 @@ fn one_collector_survives_kills_under_ingest_skew_token_rotation_and_a_read_only
                 );
                 let url = format!("https://localhost:{port}{}", n.path());
                 while !stop.load(Ordering::Relaxed) {
-                    let status = if n.seq.is_multiple_of(2) { "Fail" } else { "OK" };
+                    let status = if n.seq.is_multiple_of(2) {
+                        "Fail"
+                    } else {
+                        "OK"
+                    };
                     let (body, sig) = n.next(status, now_ms());
                     let r = client
                         .request(

@@ -21,7 +21,7 @@
 //! alarm lasts; that is why the broker probe runs this step at a low rate.
 
 use crate::db_http::Secret;
-use crate::{BoxFuture, Finding, Probe, ProbeContext};
+use crate::{range_error, BoxFuture, Finding, Probe, ProbeContext};
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
@@ -293,7 +293,7 @@ pub(crate) fn validate_common(host: &str, port: u16, username: &str, timeout_ms:
     if username.is_empty() {
         errors.push(format!("{what} username must not be empty"));
     }
-    errors.extend(crate::range_error(&format!("{what} timeout_ms"), timeout_ms, 100..=60_000));
+    errors.extend(range_error(&format!("{what} timeout_ms"), timeout_ms, 100..=60_000));
     errors
 }
 

@@ -10,7 +10,7 @@
 //! It fills no legacy service: 5.0.5 has no entry for the status collector.
 
 use crate::db_http::{fetch, Fetch, TlsFiles};
-use crate::{BoxFuture, Finding, Probe, ProbeContext};
+use crate::{range_error, BoxFuture, Finding, Probe, ProbeContext};
 use serde::{Deserialize, Serialize};
 use sr_protocol::NodeStatus;
 use std::io::Write;
@@ -40,7 +40,7 @@ impl Config {
         if self.store_path.parent().is_none_or(|p| p.as_os_str().is_empty()) || !self.store_path.is_absolute() {
             errors.push(format!("store_path {:?} must be an absolute file path", self.store_path));
         }
-        errors.extend(crate::range_error("timeout_ms", self.timeout_ms, 100..=60_000));
+        errors.extend(range_error("timeout_ms", self.timeout_ms, 100..=60_000));
         errors
     }
 }

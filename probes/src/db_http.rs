@@ -177,6 +177,16 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Stri
     })
 }
 
+/// A 200 answer's JSON body parsed into `T`, or one line saying why there is none (another
+/// status, or the exchange failed).
+pub fn parse_answer<T: serde::de::DeserializeOwned>(fetch: &Fetch) -> Result<T, String> {
+    match fetch {
+        Fetch::Answered { status: 200, body } => parse_json(body),
+        Fetch::Answered { status, .. } => Err(format!("unexpected HTTP {status}")),
+        other => Err(other.describe()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@
 //! job; this probe reports the member's own facts and its local problems.
 
 use crate::db_http::{self, Fetch, TlsFiles};
-use crate::{BoxFuture, Finding, Probe, ProbeContext};
+use crate::{range_error, BoxFuture, Finding, Probe, ProbeContext};
 use serde::{Deserialize, Deserializer, Serialize};
 use sr_protocol::facts::{DbFacts, EtcdFacts};
 use sr_protocol::NodeStatus;
@@ -66,7 +66,7 @@ impl Config {
         if self.url.ends_with('/') {
             errors.push(format!("url {:?} must not end with '/'", self.url));
         }
-        errors.extend(crate::range_error("timeout_ms", self.timeout_ms, 1..=60_000));
+        errors.extend(range_error("timeout_ms", self.timeout_ms, 1..=60_000));
         if self.quota_bytes == 0 {
             errors.push("quota_bytes must be > 0".into());
         }
@@ -138,12 +138,7 @@ struct HealthDoc {
 
 pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
     let mut etcd = EtcdFacts::default();
-    let status = match &raw.status {
-        Fetch::Answered { status: 200, body } => db_http::parse_json::<StatusDoc>(body),
-        Fetch::Answered { status, .. } => Err(format!("unexpected HTTP {status}")),
-        other => Err(other.describe()),
-    };
-    let doc = match status {
+    let doc = match db_http::parse_answer::<StatusDoc>(&raw.status) {
         Ok(d) => d,
         Err(e) => {
             let level = if cfg.critical {

@@ -8,7 +8,7 @@
 //! node_exporter does. Clock state matters because every freshness rule depends on
 //! clocks; an unsynchronised clock is Degraded, never Fail.
 
-use crate::{BoxFuture, Finding, Probe, ProbeContext};
+use crate::{range_error, BoxFuture, Finding, Probe, ProbeContext};
 use serde::{Deserialize, Serialize};
 use sr_protocol::NodeStatus;
 use std::path::{Path, PathBuf};
@@ -148,7 +148,7 @@ impl Config {
                 ));
             }
         }
-        errors.extend(crate::range_error("timeout_ms", self.timeout_ms, 1..=60_000));
+        errors.extend(range_error("timeout_ms", self.timeout_ms, 1..=60_000));
         errors
     }
 }

@@ -4,7 +4,7 @@
 //! in this project. The response body is read up to a small limit and ignored: this
 //! probe checks that the service answers, not what it says.
 
-use crate::{BoxFuture, Finding, Probe, ProbeContext};
+use crate::{range_error, BoxFuture, Finding, Probe, ProbeContext};
 use serde::{Deserialize, Serialize};
 use sr_protocol::NodeStatus;
 use sr_tls::client::{ClientError, HttpsClient};
@@ -64,8 +64,12 @@ impl Config {
                 self.url.chars().take(200).collect::<String>()
             )),
         }
-        errors.extend(crate::range_error("expect_status", u64::from(self.expect_status), 100..=599));
-        errors.extend(crate::range_error("timeout_ms", self.timeout_ms, 1..=60_000));
+        errors.extend(range_error(
+            "expect_status",
+            u64::from(self.expect_status),
+            100..=599,
+        ));
+        errors.extend(range_error("timeout_ms", self.timeout_ms, 1..=60_000));
         errors
     }
 }

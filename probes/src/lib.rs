@@ -82,14 +82,31 @@ impl Finding {
         is_remote: Option<bool>,
         extra_info: serde_json::Map<String, serde_json::Value>,
     ) {
-        let status = if active { ServiceStatus::Active } else { ServiceStatus::Inactive };
-        self.services.insert(name.into(), ServiceEntry { status, is_remote, extra_info });
+        let status = if active {
+            ServiceStatus::Active
+        } else {
+            ServiceStatus::Inactive
+        };
+        self.services.insert(
+            name.into(),
+            ServiceEntry {
+                status,
+                is_remote,
+                extra_info,
+            },
+        );
     }
 }
 
 /// The config error for a numeric `field` outside `range`, worded the same by every probe.
 pub(crate) fn range_error(field: &str, value: u64, range: RangeInclusive<u64>) -> Option<String> {
-    (!range.contains(&value)).then(|| format!("{field} must be {}..={}, got {value}", range.start(), range.end()))
+    (!range.contains(&value)).then(|| {
+        format!(
+            "{field} must be {}..={}, got {value}",
+            range.start(),
+            range.end()
+        )
+    })
 }
 
 /// Per-cycle context handed to every probe.

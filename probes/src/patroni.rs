@@ -15,7 +15,7 @@
 //! Only `interpret` decides; it reads the clock from its `now` argument.
 
 use crate::db_http::{self, Fetch, Secret, TlsFiles};
-use crate::{BoxFuture, Finding, Probe, ProbeContext};
+use crate::{range_error, BoxFuture, Finding, Probe, ProbeContext};
 use serde::{Deserialize, Serialize};
 use sr_protocol::facts::{DbFacts, MemberView, ReplicationView};
 use sr_protocol::NodeStatus;
@@ -78,8 +78,8 @@ impl Config {
         if self.username.is_some() != self.password.is_some() {
             errors.push("username and password must be set together".into());
         }
-        errors.extend(crate::range_error("timeout_ms", self.timeout_ms, 1..=60_000));
-        errors.extend(crate::range_error("cluster_every", self.cluster_every, 1..=3600));
+        errors.extend(range_error("timeout_ms", self.timeout_ms, 1..=60_000));
+        errors.extend(range_error("cluster_every", self.cluster_every, 1..=3600));
         if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
             errors.push(format!("max_body_bytes must be 1024..=16777216, got {}", self.max_body_bytes));
         }
@@ -202,14 +202,6 @@ fn state_is_transitional(state: &str) -> bool {
     )
 }
 
-fn parse_answer<T: serde::de::DeserializeOwned>(fetch: &Fetch) -> Result<T, String> {
-    match fetch {
-        Fetch::Answered { status: 200, body } => db_http::parse_json(body),
-        Fetch::Answered { status, .. } => Err(format!("unexpected HTTP {status}")),
-        other => Err(other.describe()),
-    }
-}
-
 /// The pure decision: node status, reasons, the legacy `Patroni` entry and db facts.
 pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
     let mut facts = DbFacts {
@@ -304,7 +296,7 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
     let mut ttl = DEFAULT_TTL_S;
     let mut max_lag = DEFAULT_MAX_LAG;
     if let Some(c) = &raw.config {
-        match parse_answer::<ConfigDoc>(&c.fetch) {
+        match db_http::parse_answer::<ConfigDoc>(&c.fetch) {
             Ok(doc) => {
                 ttl = doc.ttl.unwrap_or(DEFAULT_TTL_S);
                 max_lag = doc.maximum_lag_on_failover.unwrap_or(DEFAULT_MAX_LAG);
@@ -351,7 +343,7 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
                     format!("DCS unreachable: Patroni {}/cluster gave no response ({})", cfg.url, c.fetch.describe()),
                 );
             }
-            fetch => match parse_answer::<ClusterDoc>(fetch) {
+            fetch => match db_http::parse_answer::<ClusterDoc>(fetch) {
                 Ok(doc) => {
                     for m in doc.members.iter().take(MAX_ENTRIES) {
                         let view = MemberView {

@@ -14,7 +14,7 @@
 //! as Degraded at run time whatever its name.
 
 use crate::db_http::Secret;
-use crate::{BoxFuture, Finding, Probe, ProbeContext};
+use crate::{range_error, BoxFuture, Finding, Probe, ProbeContext};
 use serde::{Deserialize, Serialize};
 use sr_protocol::facts::DbFacts;
 use sr_protocol::NodeStatus;
@@ -80,7 +80,7 @@ impl Config {
         if self.user == "postgres" && !self.allow_superuser_name {
             errors.push("user \"postgres\" is a superuser: use a monitoring role with pg_monitor (or set allow_superuser_name)".into());
         }
-        errors.extend(crate::range_error("timeout_ms", self.timeout_ms, 1..=60_000));
+        errors.extend(range_error("timeout_ms", self.timeout_ms, 1..=60_000));
         errors
     }
 }

@@ -26,7 +26,7 @@
 
 use crate::amqp::{self, Outcome};
 use crate::db_http::{basic_auth, fetch, Fetch, Secret, TlsFiles};
-use crate::{BoxFuture, Finding, Probe, ProbeContext};
+use crate::{range_error, BoxFuture, Finding, Probe, ProbeContext};
 use serde::{Deserialize, Serialize};
 use sr_protocol::facts::BrokerFacts;
 use sr_protocol::NodeStatus;
@@ -131,8 +131,8 @@ impl Config {
             self.amqp_timeout_ms,
             "amqp",
         ));
-        errors.extend(crate::range_error("timeout_ms", self.timeout_ms, 100..=60_000));
-        errors.extend(crate::range_error("cert_expiry_days", u64::from(self.cert_expiry_days), 1..=3650));
+        errors.extend(range_error("timeout_ms", self.timeout_ms, 100..=60_000));
+        errors.extend(range_error("cert_expiry_days", u64::from(self.cert_expiry_days), 1..=3650));
         if !(self.fd_warn_ratio > 0.0 && self.fd_warn_ratio <= 1.0) {
             errors.push(format!("fd_warn_ratio must be in (0, 1], got {}", self.fd_warn_ratio));
         }

@@ -12,7 +12,7 @@
 //! checked by scanning `proc_root/*/comm`; units without one are reported as unknown
 //! (Degraded), never as healthy.
 
-use crate::{BoxFuture, Finding, Probe, ProbeContext};
+use crate::{range_error, BoxFuture, Finding, Probe, ProbeContext};
 use serde::{Deserialize, Serialize};
 use sr_protocol::NodeStatus;
 use std::collections::BTreeMap;
@@ -97,7 +97,7 @@ impl Config {
                 }
             }
         }
-        errors.extend(crate::range_error("timeout_ms", self.timeout_ms, 1..=60_000));
+        errors.extend(range_error("timeout_ms", self.timeout_ms, 1..=60_000));
         errors
     }
 }

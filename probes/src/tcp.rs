@@ -3,7 +3,7 @@
 //! The simplest probe, and the model for the others' shape: typed config, an I/O
 //! `collect` that turns every failure into data, and a pure `interpret`.
 
-use crate::{BoxFuture, Finding, Probe, ProbeContext};
+use crate::{range_error, BoxFuture, Finding, Probe, ProbeContext};
 use serde::{Deserialize, Serialize};
 use sr_protocol::NodeStatus;
 use std::time::{Duration, Instant};
@@ -38,7 +38,7 @@ impl Config {
         if self.address.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
             errors.push(format!("address {:?} must be host:port", self.address));
         }
-        errors.extend(crate::range_error("timeout_ms", self.timeout_ms, 1..=60_000));
+        errors.extend(range_error("timeout_ms", self.timeout_ms, 1..=60_000));
         errors
     }
 }
