@@ -5,6 +5,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 
+/// A calendar date, (year, month, day).
+pub type Ymd = (i32, u8, u8);
+
 pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
@@ -23,7 +26,7 @@ impl Ca {
 
     /// A CA valid only between the two (year, month, day) dates; used to test that an
     /// expired CA is refused.
-    pub fn with_validity(common_name: &str, window: Option<((i32, u8, u8), (i32, u8, u8))>) -> Result<Self, rcgen::Error> {
+    pub fn with_validity(common_name: &str, window: Option<(Ymd, Ymd)>) -> Result<Self, rcgen::Error> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name.push(DnType::CommonName, common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
