@@ -10,8 +10,8 @@
 //!   token rotation with `configure` + SIGHUP; an agent whose state and config
 //!   directories are read-only.
 //!
-//! Agents all run in the root network namespace on loopback; the partition scenario of
-//! the issue (network namespaces) is not here, see RELIABILITY.md.
+//! Agents all run in the root network namespace on loopback; the partition scenario (a
+//! collector cut off in its own network namespace) is `tests/faults_partition.rs`.
 
 #[path = "procs/mod.rs"]
 mod procs;
