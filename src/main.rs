@@ -49,7 +49,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The quickstart draws a live view on the terminal; lifecycle INFO lines would
     // scribble over it, so it logs only warnings unless asked.
-    let default_level = if matches!(cli.command, Command::Quickstart(_)) { "warn" } else { "info" };
+    let default_level = if matches!(cli.command, Command::Quickstart(_)) {
+        "warn"
+    } else {
+        "info"
+    };
     cli::logging::init(default_level);
     sr_tls::install_default_provider();
     let result = match cli.command {
@@ -57,7 +61,12 @@ fn main() -> ExitCode {
         Command::Manager(cmd) => cli::manager::run(cmd),
         Command::Quickstart(args) => cli::quickstart::run(args),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "status-reporter", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "status-reporter",
+                &mut std::io::stdout(),
+            );
             Ok(0)
         }
         Command::Man { dir } => write_man_pages(&dir).map(|_| 0),

@@ -26,7 +26,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::cluster::{require_services, wait_until, PatroniCluster, PatroniOpts, MONITOR_PASSWORD, MONITOR_USER};
+use support::cluster::{
+    require_services, wait_until, PatroniCluster, PatroniOpts, MONITOR_PASSWORD, MONITOR_USER,
+};
 
 const POLL: Duration = Duration::from_millis(100);
 
@@ -44,7 +46,10 @@ struct Collector {
 
 impl Collector {
     fn start(dir: &Path) -> Result<Collector> {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
         let ca = sr_tls::pki::Ca::new("db-cluster-test CA")?;
         let leaf = ca.server(&["127.0.0.1", "localhost"])?;
         let ca_path = dir.join("collector-ca.pem");
@@ -62,7 +67,11 @@ impl Collector {
         };
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let addr = listener.local_addr()?;
-        let mut cfg = sr_collector::Config::new(&state_dir, dir.join("collector.crt"), dir.join("collector.key"));
+        let mut cfg = sr_collector::Config::new(
+            &state_dir,
+            dir.join("collector.crt"),
+            dir.join("collector.key"),
+        );
         cfg.listen = addr;
         // The scenarios flip members on purpose many times within minutes; flap damping
         // (tested in the collector's own tests) would hold them at Degraded.
@@ -77,7 +86,10 @@ impl Collector {
                 eprintln!("collector stopped: {e}");
             }
         });
-        let client = sr_tls::HttpsClient::new(sr_tls::client_config(&ca_path, None)?, Duration::from_secs(2));
+        let client = sr_tls::HttpsClient::new(
+            sr_tls::client_config(&ca_path, None)?,
+            Duration::from_secs(2),
+        );
         Ok(Collector {
             rt,
             url: format!("https://127.0.0.1:{}", addr.port()),
@@ -94,9 +106,17 @@ impl Collector {
     fn status(&self) -> Result<Value> {
         let url = format!("{}/api/v3.1/cluster-status", self.url);
         let headers = [(sr_protocol::TOKEN_HEADER, self.admin_token.as_str())];
-        let resp = self.rt.block_on(self.client.get(&url, &headers, Duration::from_secs(5), 4 << 20))?;
+        let resp =
+            self.rt.block_on(
+                self.client
+                    .get(&url, &headers, Duration::from_secs(5), 4 << 20),
+            )?;
         if resp.status != 200 {
-            bail!("cluster-status: HTTP {}: {}", resp.status, String::from_utf8_lossy(&resp.body));
+            bail!(
+                "cluster-status: HTTP {}: {}",
+                resp.status,
+                String::from_utf8_lossy(&resp.body)
+            );
         }
         Ok(serde_json::from_slice(&resp.body)?)
     }
@@ -133,7 +153,10 @@ impl Agent {
         Ok(a)
     }
     fn start(&mut self) -> Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
         let child = Command::new(env!("CARGO_BIN_EXE_status-reporter"))
             .args(["run", "--config"])
             .arg(&self.config)
@@ -166,16 +189,25 @@ fn node_name(member: &str) -> String {
 
 /// Writes member `i`'s agent config and key.
 fn agent_config(c: &PatroniCluster, col: &Collector, dir: &Path, i: usize) -> Result<PathBuf> {
-    let tls = c.tls().ok_or_else(|| anyhow!("cluster started without TLS"))?;
+    let tls = c
+        .tls()
+        .ok_or_else(|| anyhow!("cluster started without TLS"))?;
     let member = c.member_name(i);
     let key_path = dir.join(format!("{member}.key"));
     let der = sr_protocol::signing::NodeKey::generate_pkcs8().map_err(|e| anyhow!("{e}"))?;
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
     std::fs::write(
         &key_path,
-        format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n")),
+        format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        ),
     )?;
     let manager = col.url.trim_start_matches("https://");
     let text = format!(
@@ -244,8 +276,18 @@ fn cli_status(col: &Collector, want_db: &str) -> String {
         .output()
         .expect("run cluster status");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(matches!(out.status.code(), Some(0..=2)), "cluster status exit {:?}: {stdout}{}", out.status, String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.lines().any(|l| l.starts_with(&format!("db ({want_db}):"))), "db section is not {want_db}:\n{stdout}");
+    assert!(
+        matches!(out.status.code(), Some(0..=2)),
+        "cluster status exit {:?}: {stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("db ({want_db}):"))),
+        "db section is not {want_db}:\n{stdout}"
+    );
     stdout
 }
 
@@ -285,11 +327,19 @@ fn roles(v: &Value) -> Vec<(String, String)> {
 }
 
 fn leader_in_view(v: &Value) -> Option<String> {
-    roles(v).into_iter().find(|(_, r)| r == "leader").map(|(n, _)| n)
+    roles(v)
+        .into_iter()
+        .find(|(_, r)| r == "leader")
+        .map(|(n, _)| n)
 }
 
 /// Waits until the db view satisfies `pred`; on timeout the error shows the last view.
-fn wait_view(col: &Collector, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Result<(Duration, Value)> {
+fn wait_view(
+    col: &Collector,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> Result<(Duration, Value)> {
     let mut last = Value::Null;
     let took = wait_until(what, timeout, POLL, || {
         let v = col.status()?;
@@ -297,7 +347,14 @@ fn wait_view(col: &Collector, what: &str, timeout: Duration, pred: impl Fn(&Valu
         last = v;
         Ok(ok)
     })
-    .map_err(|e| anyhow!("{e}\nlast db view: {} {:?}\n  {}", db_status(&last), roles(&last), reasons_text(&last)))?;
+    .map_err(|e| {
+        anyhow!(
+            "{e}\nlast db view: {} {:?}\n  {}",
+            db_status(&last),
+            roles(&last),
+            reasons_text(&last)
+        )
+    })?;
     Ok((took, last))
 }
 
@@ -310,12 +367,23 @@ fn healthy_view(v: &Value) -> bool {
 }
 
 /// Runs the db probes directly (no agent), concurrently as the agent does.
-fn probe_cycle(rt: &tokio::runtime::Runtime, probes: &[Arc<dyn Probe>], cycle: u64) -> Vec<Finding> {
-    timed_cycle(rt, probes, cycle).into_iter().map(|(f, _)| f).collect()
+fn probe_cycle(
+    rt: &tokio::runtime::Runtime,
+    probes: &[Arc<dyn Probe>],
+    cycle: u64,
+) -> Vec<Finding> {
+    timed_cycle(rt, probes, cycle)
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect()
 }
 
 /// Like [`probe_cycle`], with each probe's own wall time.
-fn timed_cycle(rt: &tokio::runtime::Runtime, probes: &[Arc<dyn Probe>], cycle: u64) -> Vec<(Finding, Duration)> {
+fn timed_cycle(
+    rt: &tokio::runtime::Runtime,
+    probes: &[Arc<dyn Probe>],
+    cycle: u64,
+) -> Vec<(Finding, Duration)> {
     let ctx = ProbeContext {
         cycle,
         now: sr_agent::unix_now(),
@@ -340,10 +408,20 @@ fn timed_cycle(rt: &tokio::runtime::Runtime, probes: &[Arc<dyn Probe>], cycle: u
     })
 }
 
-fn db_probes(c: &PatroniCluster, i: usize, cluster_every: u64, ca: &Path, identity: Option<(&Path, &Path)>) -> Vec<Arc<dyn Probe>> {
+fn db_probes(
+    c: &PatroniCluster,
+    i: usize,
+    cluster_every: u64,
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> Vec<Arc<dyn Probe>> {
     let mut tls = format!("ca_file = '{}'\n", ca.display());
     if let Some((cert, key)) = identity {
-        tls.push_str(&format!("cert_file = '{}'\nkey_file = '{}'\n", cert.display(), key.display()));
+        tls.push_str(&format!(
+            "cert_file = '{}'\nkey_file = '{}'\n",
+            cert.display(),
+            key.display()
+        ));
     }
     let patroni: sr_probes::patroni::Config = toml::from_str(&format!(
         "url = '{}'\nmember = '{}'\ncluster_every = {cluster_every}\n[tls]\n{tls}",
@@ -351,7 +429,8 @@ fn db_probes(c: &PatroniCluster, i: usize, cluster_every: u64, ca: &Path, identi
         c.member_name(i)
     ))
     .unwrap();
-    let etcd: sr_probes::etcd::Config = toml::from_str(&format!("url = '{}'\n[tls]\n{tls}", c.etcd_url())).unwrap();
+    let etcd: sr_probes::etcd::Config =
+        toml::from_str(&format!("url = '{}'\n[tls]\n{tls}", c.etcd_url())).unwrap();
     let pg: sr_probes::postgres::Config = toml::from_str(&format!(
         "port = {}\nuser = '{MONITOR_USER}'\npassword = '{MONITOR_PASSWORD}'",
         c.pg_port(i)
@@ -389,30 +468,79 @@ fn db_cluster_scenarios() {
     );
     let tls = c.tls().expect("TLS material").clone();
     let work = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
 
     // ---- 7 (probe level): client certificate works, wrong CA and missing cert are refused ----
     let leader = c.leader().expect("a leader");
-    let good = db_probes(&c, leader, 1, &tls.ca_cert, Some((&tls.client_cert, &tls.client_key)));
+    let good = db_probes(
+        &c,
+        leader,
+        1,
+        &tls.ca_cert,
+        Some((&tls.client_cert, &tls.client_key)),
+    );
     let f = probe_cycle(&rt, &good, 0);
-    assert_eq!(f[0].status, sr_protocol::NodeStatus::Ok, "patroni over mTLS: {:?}", f[0].reasons);
-    assert_eq!(f[0].facts.db.as_ref().unwrap().role.as_deref(), Some("leader"));
-    assert_eq!(f[1].status, sr_protocol::NodeStatus::Ok, "etcd: {:?}", f[1].reasons);
-    assert_eq!(f[2].status, sr_protocol::NodeStatus::Ok, "postgres: {:?}", f[2].reasons);
-    let wrong_ca = db_probes(&c, leader, 1, &tls.wrong_ca_cert, Some((&tls.client_cert, &tls.client_key)));
+    assert_eq!(
+        f[0].status,
+        sr_protocol::NodeStatus::Ok,
+        "patroni over mTLS: {:?}",
+        f[0].reasons
+    );
+    assert_eq!(
+        f[0].facts.db.as_ref().unwrap().role.as_deref(),
+        Some("leader")
+    );
+    assert_eq!(
+        f[1].status,
+        sr_protocol::NodeStatus::Ok,
+        "etcd: {:?}",
+        f[1].reasons
+    );
+    assert_eq!(
+        f[2].status,
+        sr_protocol::NodeStatus::Ok,
+        "postgres: {:?}",
+        f[2].reasons
+    );
+    let wrong_ca = db_probes(
+        &c,
+        leader,
+        1,
+        &tls.wrong_ca_cert,
+        Some((&tls.client_cert, &tls.client_key)),
+    );
     let f = probe_cycle(&rt, &wrong_ca[..2], 0);
     let etcd_why = &f[1].reasons[0];
     eprintln!("db_cluster: etcd with a wrong CA -> {}", etcd_why.message);
-    assert_eq!((f[1].status, etcd_why.code.as_str()), (sr_protocol::NodeStatus::Fail, "etcd_unreachable"));
+    assert_eq!(
+        (f[1].status, etcd_why.code.as_str()),
+        (sr_protocol::NodeStatus::Fail, "etcd_unreachable")
+    );
     assert!(etcd_why.message.contains("UnknownIssuer"), "{etcd_why:?}");
     let why = &f[0].reasons[0];
     eprintln!("db_cluster: wrong CA -> {}", why.message);
-    assert_eq!((f[0].status, why.code.as_str()), (sr_protocol::NodeStatus::Fail, "patroni_unreachable"));
-    assert!(why.message.contains("UnknownIssuer") && why.message.contains("TLS refused"), "{why:?}");
+    assert_eq!(
+        (f[0].status, why.code.as_str()),
+        (sr_protocol::NodeStatus::Fail, "patroni_unreachable")
+    );
+    assert!(
+        why.message.contains("UnknownIssuer") && why.message.contains("TLS refused"),
+        "{why:?}"
+    );
     let no_cert = db_probes(&c, leader, 1, &tls.ca_cert, None);
     let f = probe_cycle(&rt, &no_cert[..2], 0);
-    eprintln!("db_cluster: etcd without a client cert -> {}", f[1].reasons[0].message);
-    assert_eq!(f[1].status, sr_protocol::NodeStatus::Fail, "--client-cert-auth must refuse a client without a certificate");
+    eprintln!(
+        "db_cluster: etcd without a client cert -> {}",
+        f[1].reasons[0].message
+    );
+    assert_eq!(
+        f[1].status,
+        sr_protocol::NodeStatus::Fail,
+        "--client-cert-auth must refuse a client without a certificate"
+    );
     eprintln!("db_cluster: no client cert -> {}", f[0].reasons[0].message);
     assert_eq!(
         f[0].status,
@@ -421,7 +549,13 @@ fn db_cluster_scenarios() {
     );
 
     // ---- measure: the fast-path db probe cycle (/cluster and /config excluded) ----
-    let fast = db_probes(&c, leader, 3600, &tls.ca_cert, Some((&tls.client_cert, &tls.client_key)));
+    let fast = db_probes(
+        &c,
+        leader,
+        3600,
+        &tls.ca_cert,
+        Some((&tls.client_cert, &tls.client_key)),
+    );
     let _ = probe_cycle(&rt, &fast, 0); // cycle 0 fills the /cluster cache
     let mut total: Vec<f64> = Vec::new();
     let mut each: Vec<Vec<f64>> = vec![Vec::new(); fast.len()];
@@ -430,7 +564,12 @@ fn db_cluster_scenarios() {
         let f = timed_cycle(&rt, &fast, cycle);
         total.push(t.elapsed().as_secs_f64() * 1000.0);
         for (i, (finding, d)) in f.iter().enumerate() {
-            assert_eq!(finding.status, sr_protocol::NodeStatus::Ok, "{:?}", finding.reasons);
+            assert_eq!(
+                finding.status,
+                sr_protocol::NodeStatus::Ok,
+                "{:?}",
+                finding.reasons
+            );
             each[i].push(d.as_secs_f64() * 1000.0);
         }
     }
@@ -456,7 +595,11 @@ fn db_cluster_scenarios() {
     let mut agents: Vec<Agent> = (0..c.members())
         .map(|i| {
             let cfg = agent_config(&c, &col, work.path(), i).unwrap();
-            Agent::spawn(&cfg, &work.path().join(format!("agent-{}.log", c.member_name(i)))).unwrap()
+            Agent::spawn(
+                &cfg,
+                &work.path().join(format!("agent-{}.log", c.member_name(i))),
+            )
+            .unwrap()
         })
         .collect();
     let dump_logs = |agents: &[Agent]| {
@@ -470,7 +613,9 @@ fn db_cluster_scenarios() {
             );
         }
     };
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenarios(&c, &col, &mut agents)));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        scenarios(&c, &col, &mut agents)
+    }));
     if let Err(e) = result {
         dump_logs(&agents);
         std::panic::resume_unwind(e);
@@ -481,23 +626,39 @@ fn scenarios(c: &PatroniCluster, col: &Collector, agents: &mut [Agent]) {
     let long = Duration::from_secs(90);
 
     // ---- 1. healthy ----
-    let (took, v) = wait_view(col, "db OK with a leader and 2 replicas", long, healthy_view).unwrap();
-    eprintln!("db_cluster[1]: healthy after {:.1}s: {:?}", took.as_secs_f64(), roles(&v));
+    let (took, v) = wait_view(
+        col,
+        "db OK with a leader and 2 replicas",
+        long,
+        healthy_view,
+    )
+    .unwrap();
+    eprintln!(
+        "db_cluster[1]: healthy after {:.1}s: {:?}",
+        took.as_secs_f64(),
+        roles(&v)
+    );
     let leader = c.leader().expect("a leader");
     assert_eq!(leader_in_view(&v), Some(node_name(&c.member_name(leader))));
     let text = cli_status(col, "OK");
     eprintln!("db_cluster[1]: `status-reporter cluster status`:\n{text}");
     for (node, role) in roles(&v) {
-        assert!(text.lines().any(|l| l.contains(&node) && l.contains(&role)), "{node} {role} missing in:\n{text}");
+        assert!(
+            text.lines().any(|l| l.contains(&node) && l.contains(&role)),
+            "{node} {role} missing in:\n{text}"
+        );
     }
 
     // ---- 2. SIGKILL the leader's Patroni ----
     let old = node_name(&c.member_name(leader));
     let t0 = Instant::now();
     c.kill_patroni(leader).unwrap();
-    let (_, v) = wait_view(col, "db Degraded after the leader's Patroni was killed", long, |v| {
-        db_status(v) == "Degraded"
-    })
+    let (_, v) = wait_view(
+        col,
+        "db Degraded after the leader's Patroni was killed",
+        long,
+        |v| db_status(v) == "Degraded",
+    )
     .unwrap();
     let detect = t0.elapsed();
     eprintln!(
@@ -505,32 +666,61 @@ fn scenarios(c: &PatroniCluster, col: &Collector, agents: &mut [Agent]) {
         detect.as_secs_f64()
     );
     eprintln!("db_cluster[2]: degraded:\n  {}", reasons_text(&v));
-    assert!(reasons_text(&v).contains(&old), "the reasons name the killed leader {old}");
-    let (took, v) = wait_view(col, "a new leader", long, |v| leader_in_view(v).is_some_and(|l| l != old)).unwrap();
+    assert!(
+        reasons_text(&v).contains(&old),
+        "the reasons name the killed leader {old}"
+    );
+    let (took, v) = wait_view(col, "a new leader", long, |v| {
+        leader_in_view(v).is_some_and(|l| l != old)
+    })
+    .unwrap();
     eprintln!(
         "db_cluster[2]: new leader {:?} after {:.1}s more; db {}",
         leader_in_view(&v),
         took.as_secs_f64(),
         db_status(&v)
     );
-    assert_ne!(db_status(&v), "Fail", "one member down of three is not Fail:\n  {}", reasons_text(&v));
+    assert_ne!(
+        db_status(&v),
+        "Fail",
+        "one member down of three is not Fail:\n  {}",
+        reasons_text(&v)
+    );
     c.start_patroni(leader).unwrap();
-    let (took, _) = wait_view(col, "db OK after the killed member rejoined", long, healthy_view).unwrap();
-    eprintln!("db_cluster[2]: back to OK {:.1}s after restart", took.as_secs_f64());
+    let (took, _) = wait_view(
+        col,
+        "db OK after the killed member rejoined",
+        long,
+        healthy_view,
+    )
+    .unwrap();
+    eprintln!(
+        "db_cluster[2]: back to OK {:.1}s after restart",
+        took.as_secs_f64()
+    );
     // The store lists newest first; keep the node-level rows (service-level ones repeat them).
-    let mut rows = col.transitions(&format!("node-{}", c.member_name(leader))).unwrap();
+    let mut rows = col
+        .transitions(&format!("node-{}", c.member_name(leader)))
+        .unwrap();
     rows.reverse();
     rows.retain(|r| r.service.is_none());
-    let path: Vec<(String, String)> = rows.iter().map(|r| (r.from.clone(), r.to.clone())).collect();
+    let path: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.from.clone(), r.to.clone()))
+        .collect();
     eprintln!("db_cluster[2]: transitions of {old}: {path:?}");
-    let went_bad = path.iter().position(|(_, to)| to != "OK").expect("a transition away from OK is recorded");
+    let went_bad = path
+        .iter()
+        .position(|(_, to)| to != "OK")
+        .expect("a transition away from OK is recorded");
     assert!(
         path[went_bad..].iter().any(|(_, to)| to == "OK"),
         "a later transition back to OK is recorded: {path:?}"
     );
     assert!(
         rows.windows(2)
-            .all(|w| w[0].at_ms <= w[1].at_ms && (w[0].boot_id != w[1].boot_id || w[0].seq < w[1].seq)),
+            .all(|w| w[0].at_ms <= w[1].at_ms
+                && (w[0].boot_id != w[1].boot_id || w[0].seq < w[1].seq)),
         "transitions are in order"
     );
     assert!(
@@ -550,13 +740,24 @@ fn scenarios(c: &PatroniCluster, col: &Collector, agents: &mut [Agent]) {
     eprintln!("db_cluster[3]: {rname} stopped:\n  {}", reasons_text(&v));
 
     // ---- 4. stop two of three ----
-    let other = (0..c.members()).find(|&i| i != leader && i != replica).unwrap();
+    let other = (0..c.members())
+        .find(|&i| i != leader && i != replica)
+        .unwrap();
     c.stop_patroni(other).unwrap();
-    let (_, v) = wait_view(col, "db Fail with two members stopped", long, |v| db_status(v) == "Fail").unwrap();
+    let (_, v) = wait_view(col, "db Fail with two members stopped", long, |v| {
+        db_status(v) == "Fail"
+    })
+    .unwrap();
     eprintln!("db_cluster[4]: two stopped:\n  {}", reasons_text(&v));
     c.start_patroni(replica).unwrap();
     c.start_patroni(other).unwrap();
-    wait_view(col, "db OK after both replicas restarted", long, healthy_view).unwrap();
+    wait_view(
+        col,
+        "db OK after both replicas restarted",
+        long,
+        healthy_view,
+    )
+    .unwrap();
 
     // ---- 5. stop etcd ----
     c.stop_etcd().unwrap();
@@ -564,19 +765,32 @@ fn scenarios(c: &PatroniCluster, col: &Collector, agents: &mut [Agent]) {
         reasons_text(v).contains("DCS unreachable")
     })
     .unwrap();
-    eprintln!("db_cluster[5]: etcd stopped: db {}\n  {}", db_status(&v), reasons_text(&v));
+    eprintln!(
+        "db_cluster[5]: etcd stopped: db {}\n  {}",
+        db_status(&v),
+        reasons_text(&v)
+    );
     assert_ne!(db_status(&v), "OK");
     wait_until("every member read-only", long, POLL * 5, || {
-        Ok((0..c.members()).all(|i| c.psql(i, "SELECT pg_is_in_recovery()").map(|s| s == "t").unwrap_or(false)))
+        Ok((0..c.members()).all(|i| {
+            c.psql(i, "SELECT pg_is_in_recovery()")
+                .map(|s| s == "t")
+                .unwrap_or(false)
+        }))
     })
     .unwrap();
     c.start_etcd().unwrap();
     wait_view(col, "db OK after etcd restarted", long, healthy_view).unwrap();
 
     // ---- 6. kill only the leader's reporter ----
-    let (_, v) = wait_view(col, "a leader in the view", long, |v| leader_in_view(v).is_some()).unwrap();
+    let (_, v) = wait_view(col, "a leader in the view", long, |v| {
+        leader_in_view(v).is_some()
+    })
+    .unwrap();
     let lname = leader_in_view(&v).unwrap();
-    let li = (0..c.members()).find(|&i| node_name(&c.member_name(i)) == lname).unwrap();
+    let li = (0..c.members())
+        .find(|&i| node_name(&c.member_name(i)) == lname)
+        .unwrap();
     agents[li].kill();
     let (_, v) = wait_view(col, "the leader's node stale", long, |v| {
         db(v)["nodes"][&lname]["reasons"]
@@ -584,9 +798,21 @@ fn scenarios(c: &PatroniCluster, col: &Collector, agents: &mut [Agent]) {
             .is_some_and(|r| r.iter().any(|r| r["code"] == "stale"))
     })
     .unwrap();
-    eprintln!("db_cluster[6]: {lname}'s reporter killed: db {}\n  {}", db_status(&v), reasons_text(&v));
-    assert_eq!(db_status(&v), "Degraded", "a silent leader reporter alone must not make db Fail");
-    assert!(reasons_text(&v).contains("reporter is silent"), "{}", reasons_text(&v));
+    eprintln!(
+        "db_cluster[6]: {lname}'s reporter killed: db {}\n  {}",
+        db_status(&v),
+        reasons_text(&v)
+    );
+    assert_eq!(
+        db_status(&v),
+        "Degraded",
+        "a silent leader reporter alone must not make db Fail"
+    );
+    assert!(
+        reasons_text(&v).contains("reporter is silent"),
+        "{}",
+        reasons_text(&v)
+    );
     cli_status(col, "Degraded");
     // It stays Degraded over several more reports from the replicas.
     for _ in 0..10 {
@@ -594,5 +820,11 @@ fn scenarios(c: &PatroniCluster, col: &Collector, agents: &mut [Agent]) {
         assert_eq!(db_status(&v), "Degraded", "{}", reasons_text(&v));
     }
     agents[li].start().unwrap();
-    wait_view(col, "db OK after the leader's reporter restarted", long, healthy_view).unwrap();
+    wait_view(
+        col,
+        "db OK after the leader's reporter restarted",
+        long,
+        healthy_view,
+    )
+    .unwrap();
 }

@@ -956,7 +956,10 @@ fn deb_under_real_systemd() {
     let tokens: serde_json::Value =
         serde_json::from_str(&init).unwrap_or_else(|e| panic!("{e}: {init}"));
     // `collector init` runs as root but hands what it wrote to the service user.
-    for file in ["/etc/status-reporter/collector.toml", "/var/lib/status-reporter/collector.db"] {
+    for file in [
+        "/etc/status-reporter/collector.toml",
+        "/var/lib/status-reporter/collector.db",
+    ] {
         let owner = sd.exec_ok(10, &["stat", "-c", "%U %a", file]);
         assert_eq!(owner.trim(), "status-reporter 600", "{file}");
     }

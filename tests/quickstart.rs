@@ -9,15 +9,38 @@ const BIN: &str = env!("CARGO_BIN_EXE_status-reporter");
 
 #[test]
 fn once_shows_a_view_with_this_host_and_cleans_up() {
-    let out = Command::new(BIN).args(["quickstart", "--once"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["quickstart", "--once"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "quickstart failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for label in ["Collector URL: https://127.0.0.1:", "CA file: ", "Admin token: srt_"] {
-        assert!(stdout.lines().any(|l| l.starts_with(label)), "missing {label:?} line in:\n{stdout}");
+    assert!(
+        out.status.success(),
+        "quickstart failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for label in [
+        "Collector URL: https://127.0.0.1:",
+        "CA file: ",
+        "Admin token: srt_",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(label)),
+            "missing {label:?} line in:\n{stdout}"
+        );
     }
-    assert!(stdout.contains("manager ("), "no manager section in:\n{stdout}");
-    let ca = stdout.lines().find_map(|l| l.strip_prefix("CA file: ")).unwrap();
-    assert!(!std::path::Path::new(ca).exists(), "temporary state dir was not removed: {ca}");
+    assert!(
+        stdout.contains("manager ("),
+        "no manager section in:\n{stdout}"
+    );
+    let ca = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("CA file: "))
+        .unwrap();
+    assert!(
+        !std::path::Path::new(ca).exists(),
+        "temporary state dir was not removed: {ca}"
+    );
 }
 
 #[test]
@@ -33,7 +56,10 @@ fn printed_credentials_work_for_cluster_status_and_basic_auth() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut field = |label: &str| -> String {
         loop {
-            let line = lines.next().expect("quickstart closed stdout early").unwrap();
+            let line = lines
+                .next()
+                .expect("quickstart closed stdout early")
+                .unwrap();
             if let Some(v) = line.strip_prefix(label) {
                 return v.to_string();
             }
@@ -50,12 +76,29 @@ fn printed_credentials_work_for_cluster_status_and_basic_auth() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let view = loop {
         let out = Command::new(BIN)
-            .args(["cluster", "status", "--json", "--manager", &url, "--ca-path", &ca, "--token", &token])
+            .args([
+                "cluster",
+                "status",
+                "--json",
+                "--manager",
+                &url,
+                "--ca-path",
+                &ca,
+                "--token",
+                &token,
+            ])
             .output()
             .unwrap();
-        assert_ne!(out.status.code(), Some(3), "unreachable or unauthorized: {}", String::from_utf8_lossy(&out.stderr));
+        assert_ne!(
+            out.status.code(),
+            Some(3),
+            "unreachable or unauthorized: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let reported = v["services"]["manager"]["nodes"].as_object().is_some_and(|n| n.values().any(|n| n["last_seen"].is_string()));
+        let reported = v["services"]["manager"]["nodes"]
+            .as_object()
+            .is_some_and(|n| n.values().any(|n| n["last_seen"].is_string()));
         if reported {
             // db and broker have no nodes in a one-host quickstart, and no nodes is never OK.
             assert_eq!(out.status.code(), Some(2));
@@ -68,21 +111,51 @@ fn printed_credentials_work_for_cluster_status_and_basic_auth() {
 
     // The admin token is also the `admin` user's password for HTTP Basic, as cfy uses it.
     let curl = Command::new("curl")
-        .args(["-sS", "--cacert", &ca, "-u", &format!("admin:{token}"), "-o", "/dev/null", "-w", "%{http_code}"])
+        .args([
+            "-sS",
+            "--cacert",
+            &ca,
+            "-u",
+            &format!("admin:{token}"),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
         .arg(format!("{url}/api/v3.1/cluster-status"))
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&curl.stdout), "200");
     let wrong = Command::new("curl")
-        .args(["-sS", "--cacert", &ca, "-u", "admin:wrong", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args([
+            "-sS",
+            "--cacert",
+            &ca,
+            "-u",
+            "admin:wrong",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
         .arg(format!("{url}/api/v3.1/cluster-status"))
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&wrong.stdout), "401");
 
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let status = child.wait().unwrap();
-    assert!(status.success(), "quickstart did not stop cleanly on Ctrl-C: {status}");
+    assert!(
+        status.success(),
+        "quickstart did not stop cleanly on Ctrl-C: {status}"
+    );
     drain.join().unwrap();
-    assert!(dir.path().join("agent.toml").exists(), "--state-dir content must be kept");
+    assert!(
+        dir.path().join("agent.toml").exists(),
+        "--state-dir content must be kept"
+    );
 }

@@ -541,9 +541,12 @@ mod tests {
         assert!(p.node_type_pending());
         assert!(apply(&p).is_err(), "apply must refuse an unsettled plan");
         let unreachable = ManagerCheck::Unreachable("refused".into());
-        let line = settle_node_type(&mut p, &checks(&[said("broker"), unreachable, said("broker")]))
-            .unwrap()
-            .unwrap();
+        let line = settle_node_type(
+            &mut p,
+            &checks(&[said("broker"), unreachable, said("broker")]),
+        )
+        .unwrap()
+        .unwrap();
         assert!(line.contains("broker"), "{line}");
         assert_eq!(p.raw.node_type.as_deref(), Some("broker"));
         apply(&p).unwrap();
@@ -584,7 +587,10 @@ mod tests {
         let mut given = plan(&args(dir.path()), crate::unix_now()).unwrap();
         let e = settle_node_type(&mut given, &checks(&[said("broker")])).unwrap_err();
         assert!(e.contains("403") && e.contains("--node-type broker"), "{e}");
-        assert_eq!(settle_node_type(&mut given, &checks(&[said("db"), silent])), Ok(None));
+        assert_eq!(
+            settle_node_type(&mut given, &checks(&[said("db"), silent])),
+            Ok(None)
+        );
         assert_eq!(given.raw.node_type.as_deref(), Some("db"));
         // Without verification there is nothing to infer from.
         let problems = plan(
@@ -595,7 +601,12 @@ mod tests {
             crate::unix_now(),
         )
         .unwrap_err();
-        assert!(problems.iter().any(|p| p.contains("--node-type: required with --no-verify")), "{problems:?}");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("--node-type: required with --no-verify")),
+            "{problems:?}"
+        );
     }
 
     #[test]
@@ -610,7 +621,10 @@ mod tests {
             ("", None),
             ("a_very_long_role_name", None),
         ] {
-            h.insert(sr_protocol::ROLE_HEADER, http::HeaderValue::from_str(value).unwrap());
+            h.insert(
+                sr_protocol::ROLE_HEADER,
+                http::HeaderValue::from_str(value).unwrap(),
+            );
             assert_eq!(role_header(&h).as_deref(), want, "{value:?}");
         }
     }

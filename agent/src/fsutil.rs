@@ -27,7 +27,10 @@ pub enum ReadError {
 /// the agent's sequence numbers and delivery state. An existing directory keeps its mode.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// Reads at most `limit` bytes; a longer file is an error rather than a truncation.

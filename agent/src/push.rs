@@ -55,7 +55,8 @@ pub fn backoff_delay(attempt: u32, base: Duration, cap: Duration, unit_sample: f
 /// it open longer than an interval would only delay how soon a returning manager
 /// converges, which must happen within two intervals.
 pub fn breaker_cooldown(reporting_freq: u32) -> Duration {
-    Duration::from_secs(u64::from(reporting_freq)).clamp(Duration::from_secs(1), Duration::from_secs(60))
+    Duration::from_secs(u64::from(reporting_freq))
+        .clamp(Duration::from_secs(1), Duration::from_secs(60))
 }
 
 /// What became of one attempt.
@@ -486,7 +487,10 @@ mod tests {
     fn breaker_cooldown_is_one_interval_within_bounds() {
         assert_eq!(super::breaker_cooldown(1), super::Duration::from_secs(1));
         assert_eq!(super::breaker_cooldown(5), super::Duration::from_secs(5));
-        assert_eq!(super::breaker_cooldown(3600), super::Duration::from_secs(60));
+        assert_eq!(
+            super::breaker_cooldown(3600),
+            super::Duration::from_secs(60)
+        );
     }
 
     use super::*;

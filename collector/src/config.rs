@@ -151,8 +151,12 @@ impl Config {
             self.flap_window.as_secs_f64()
         ));
         out.push_str(&format!("flap_threshold = {}\n", self.flap_threshold));
-        out.push_str("# Service types that must exist (manager, db, broker). A required type with no\n");
-        out.push_str("# node is Fail (no_nodes); a type not listed is shown only once it has nodes.\n");
+        out.push_str(
+            "# Service types that must exist (manager, db, broker). A required type with no\n",
+        );
+        out.push_str(
+            "# node is Fail (no_nodes); a type not listed is shown only once it has nodes.\n",
+        );
         let types: Vec<String> = self.required_types.iter().map(|t| q(t.as_str())).collect();
         out.push_str(&format!("required_types = [{}]\n", types.join(", ")));
         out.push_str(&format!(
@@ -436,7 +440,11 @@ mod tests {
         assert!(all.contains("max_nodes"), "every error at once: {all}");
         assert!(all.len() < 1000, "a hostile value is cut short: {all}");
         assert_eq!(err.0.len(), 4, "{all}");
-        for wrong in ["required_types = \"db\"", "required_types = [1]", "required_types = [[]]"] {
+        for wrong in [
+            "required_types = \"db\"",
+            "required_types = [1]",
+            "required_types = [[]]",
+        ] {
             let err = Config::from_toml(&format!("{base}{wrong}\n")).unwrap_err();
             assert!(err.to_string().contains("required_types"), "{wrong}: {err}");
         }

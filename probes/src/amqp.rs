@@ -22,7 +22,10 @@
 
 use crate::db_http::Secret;
 use crate::{range_error, BoxFuture, Finding, Probe, ProbeContext};
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+    QueueDeclareOptions,
+};
 use lapin::types::FieldTable;
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
@@ -148,7 +151,8 @@ pub async fn round_trip(t: &Target) -> Outcome {
             ..Default::default()
         },
     };
-    let props = ConnectionProperties::default().with_connection_name("status-reporter probe".into());
+    let props =
+        ConnectionProperties::default().with_connection_name("status-reporter probe".into());
     let start = Instant::now();
     let conn = match bounded(deadline, Connection::connect_uri(uri, props)).await {
         Ok(c) => c,
@@ -173,14 +177,24 @@ pub async fn round_trip(t: &Target) -> Outcome {
     // Closing is part of behaving like a good client, but a blocked connection's close is
     // not read by the broker, so it gets a short bound of its own.
     let close_by = deadline.max(Instant::now() + Duration::from_millis(200));
-    out.closed_cleanly = bounded(close_by, conn.close(200, "status-reporter probe done".into()))
-        .await
-        .is_ok();
+    out.closed_cleanly = bounded(
+        close_by,
+        conn.close(200, "status-reporter probe done".into()),
+    )
+    .await
+    .is_ok();
     out
 }
 
-async fn exchange(conn: &Connection, t: &Target, deadline: Instant, out: &mut Outcome) -> Result<(), (Step, String)> {
-    let ch = bounded(deadline, conn.create_channel()).await.map_err(|e| (Step::Channel, e))?;
+async fn exchange(
+    conn: &Connection,
+    t: &Target,
+    deadline: Instant,
+    out: &mut Outcome,
+) -> Result<(), (Step, String)> {
+    let ch = bounded(deadline, conn.create_channel())
+        .await
+        .map_err(|e| (Step::Channel, e))?;
     if !t.publish {
         let _ = bounded(deadline, ch.close(200, "done".into())).await;
         return Ok(());
@@ -190,9 +204,12 @@ async fn exchange(conn: &Connection, t: &Target, deadline: Instant, out: &mut Ou
         auto_delete: true,
         ..Default::default()
     };
-    let queue = bounded(deadline, ch.queue_declare("".into(), opts, FieldTable::default()))
-        .await
-        .map_err(|e| (Step::Declare, e))?;
+    let queue = bounded(
+        deadline,
+        ch.queue_declare("".into(), opts, FieldTable::default()),
+    )
+    .await
+    .map_err(|e| (Step::Declare, e))?;
     bounded(deadline, ch.confirm_select(ConfirmSelectOptions::default()))
         .await
         .map_err(|e| (Step::Declare, e))?;
@@ -222,23 +239,34 @@ async fn exchange(conn: &Connection, t: &Target, deadline: Instant, out: &mut Ou
             return Err((Step::Confirm, "no confirm before the deadline".into()));
         }
     }
-    let got = bounded(deadline, ch.basic_get(queue.name().clone(), BasicGetOptions::default()))
-        .await
-        .map_err(|e| (Step::Get, e))?;
+    let got = bounded(
+        deadline,
+        ch.basic_get(queue.name().clone(), BasicGetOptions::default()),
+    )
+    .await
+    .map_err(|e| (Step::Get, e))?;
     match got {
         Some(m) if m.delivery.data == payload => {
             out.round_trip_ms = Some(ms(sent.elapsed()));
             let _ = bounded(deadline, m.delivery.acker.ack(BasicAckOptions::default())).await;
         }
         Some(_) => return Err((Step::Get, "got a different message back".into())),
-        None => return Err((Step::Get, "the confirmed message was not in the queue".into())),
+        None => {
+            return Err((
+                Step::Get,
+                "the confirmed message was not in the queue".into(),
+            ))
+        }
     }
     let _ = bounded(deadline, ch.close(200, "done".into())).await;
     Ok(())
 }
 
 /// Awaits `f` until `deadline`, turning lapin errors and the timeout into text.
-async fn bounded<T, E: fmt::Display>(deadline: Instant, f: impl Future<Output = Result<T, E>>) -> Result<T, String> {
+async fn bounded<T, E: fmt::Display>(
+    deadline: Instant,
+    f: impl Future<Output = Result<T, E>>,
+) -> Result<T, String> {
     match tokio::time::timeout_at(deadline.into(), f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(e.to_string()),
@@ -282,10 +310,18 @@ fn default_timeout_ms() -> u64 {
 }
 
 /// Checks shared with the broker probe's AMQP settings.
-pub(crate) fn validate_common(host: &str, port: u16, username: &str, timeout_ms: u64, what: &str) -> Vec<String> {
+pub(crate) fn validate_common(
+    host: &str,
+    port: u16,
+    username: &str,
+    timeout_ms: u64,
+    what: &str,
+) -> Vec<String> {
     let mut errors = Vec::new();
     if host.trim().is_empty() || host.contains(['/', ' ', '@']) {
-        errors.push(format!("{what} host {host:?} must be a bare host name or IP"));
+        errors.push(format!(
+            "{what} host {host:?} must be a bare host name or IP"
+        ));
     }
     if port == 0 {
         errors.push(format!("{what} port must not be 0"));
@@ -293,13 +329,23 @@ pub(crate) fn validate_common(host: &str, port: u16, username: &str, timeout_ms:
     if username.is_empty() {
         errors.push(format!("{what} username must not be empty"));
     }
-    errors.extend(range_error(&format!("{what} timeout_ms"), timeout_ms, 100..=60_000));
+    errors.extend(range_error(
+        &format!("{what} timeout_ms"),
+        timeout_ms,
+        100..=60_000,
+    ));
     errors
 }
 
 impl Config {
     pub fn validate(&self) -> Vec<String> {
-        let mut errors = validate_common(&self.host, self.port, &self.username, self.timeout_ms, "amqp");
+        let mut errors = validate_common(
+            &self.host,
+            self.port,
+            &self.username,
+            self.timeout_ms,
+            "amqp",
+        );
         if self.name.trim().is_empty() {
             errors.push("name must not be empty".into());
         }
@@ -328,7 +374,10 @@ pub fn interpret(cfg: &Config, outcome: &Outcome) -> Finding {
     }
     let mut extra = serde_json::Map::new();
     extra.insert("endpoint".into(), target.into());
-    extra.insert("amqp".into(), serde_json::to_value(outcome).unwrap_or_default());
+    extra.insert(
+        "amqp".into(),
+        serde_json::to_value(outcome).unwrap_or_default(),
+    );
     f.set_service(cfg.name.clone(), outcome.ok(), Some(true), extra);
     f
 }
@@ -390,7 +439,10 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected_and_the_password_never_prints() {
-        let err = serde_json::from_str::<Config>(r#"{"host":"h","username":"u","password":"p","passwd":"x"}"#).unwrap_err();
+        let err = serde_json::from_str::<Config>(
+            r#"{"host":"h","username":"u","password":"p","passwd":"x"}"#,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("passwd"), "{err}");
         assert!(!format!("{:?}", cfg(1)).contains("hunter2"));
     }
@@ -403,10 +455,23 @@ mod tests {
         let c = cfg(port);
         let out = round_trip(&c.target()).await;
         assert_eq!(out.failed_step, Some(Step::Connect));
-        assert!(out.error.as_deref().unwrap_or("").to_lowercase().contains("refused"), "{out:?}");
+        assert!(
+            out.error
+                .as_deref()
+                .unwrap_or("")
+                .to_lowercase()
+                .contains("refused"),
+            "{out:?}"
+        );
         let f = interpret(&c, &out);
         assert_eq!(f.status, NodeStatus::Fail);
-        assert!(f.reasons[0].message.contains("connect/authenticate/open vhost"), "{:?}", f.reasons);
+        assert!(
+            f.reasons[0]
+                .message
+                .contains("connect/authenticate/open vhost"),
+            "{:?}",
+            f.reasons
+        );
         assert!(!f.reasons[0].message.contains("hunter2"));
         let entry = &f.services["RabbitMQ"];
         assert_eq!(entry.is_remote, Some(true));
@@ -427,7 +492,10 @@ mod tests {
         c.timeout_ms = 300;
         let out = round_trip(&c.target()).await;
         assert_eq!(out.failed_step, Some(Step::Connect), "{out:?}");
-        assert!(out.error.as_deref().unwrap_or("").contains("deadline"), "{out:?}");
+        assert!(
+            out.error.as_deref().unwrap_or("").contains("deadline"),
+            "{out:?}"
+        );
         holder.abort();
     }
 }

@@ -37,8 +37,16 @@ fn default_timeout_ms() -> u64 {
 impl Config {
     pub fn validate(&self) -> Vec<String> {
         let mut errors = self.tls.validate(&self.url, "collector");
-        if self.store_path.parent().is_none_or(|p| p.as_os_str().is_empty()) || !self.store_path.is_absolute() {
-            errors.push(format!("store_path {:?} must be an absolute file path", self.store_path));
+        if self
+            .store_path
+            .parent()
+            .is_none_or(|p| p.as_os_str().is_empty())
+            || !self.store_path.is_absolute()
+        {
+            errors.push(format!(
+                "store_path {:?} must be an absolute file path",
+                self.store_path
+            ));
         }
         errors.extend(range_error("timeout_ms", self.timeout_ms, 100..=60_000));
         errors
@@ -56,9 +64,15 @@ pub struct Raw {
 /// Creates, syncs and removes a file next to the store, then opens the store for writing.
 fn store_writable(store: &Path) -> Result<(), String> {
     let dir = store.parent().ok_or("store_path has no directory")?;
-    let probe = dir.join(format!(".status-reporter-write-check-{}", std::process::id()));
+    let probe = dir.join(format!(
+        ".status-reporter-write-check-{}",
+        std::process::id()
+    ));
     let attempt = (|| {
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&probe)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)?;
         f.write_all(b"ok")?;
         f.sync_all()
     })();
@@ -80,14 +94,21 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
         other => f.worsen(
             NodeStatus::Fail,
             "collector_not_ready",
-            format!("collector at {} is not ready: {}", cfg.url, other.describe()),
+            format!(
+                "collector at {} is not ready: {}",
+                cfg.url,
+                other.describe()
+            ),
         ),
     }
     if let Err(e) = &raw.store {
         f.worsen(
             NodeStatus::Fail,
             "store_not_writable",
-            format!("collector store {} is not writable: {e}", cfg.store_path.display()),
+            format!(
+                "collector store {} is not writable: {e}",
+                cfg.store_path.display()
+            ),
         );
     }
     f
@@ -108,13 +129,29 @@ impl CollectorSelfProbe {
         let deadline = Duration::from_millis(self.cfg.timeout_ms);
         let store_path = self.cfg.store_path.clone();
         let store = async {
-            match tokio::time::timeout(deadline, tokio::task::spawn_blocking(move || store_writable(&store_path))).await {
+            match tokio::time::timeout(
+                deadline,
+                tokio::task::spawn_blocking(move || store_writable(&store_path)),
+            )
+            .await
+            {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => Err(format!("check aborted: {e}")),
-                Err(_) => Err(format!("no answer from the filesystem within {} ms", self.cfg.timeout_ms)),
+                Err(_) => Err(format!(
+                    "no answer from the filesystem within {} ms",
+                    self.cfg.timeout_ms
+                )),
             }
         };
-        let ready = fetch(&self.client, http::Method::GET, &self.cfg.url, None, b"", deadline, 64 * 1024);
+        let ready = fetch(
+            &self.client,
+            http::Method::GET,
+            &self.cfg.url,
+            None,
+            b"",
+            deadline,
+            64 * 1024,
+        );
         let (ready, store) = tokio::join!(ready, store);
         Raw { ready, store }
     }
@@ -178,16 +215,30 @@ mod tests {
         let p = CollectorSelfProbe::new(cfg(format!("http://{addr}/api/v3.1/ok"), store.clone()));
         let f = p.run(&ProbeContext { cycle: 0, now: 0 }).await;
         assert_eq!(f.status, NodeStatus::Ok, "{:?}", f.reasons);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "the check file is removed");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "the check file is removed"
+        );
 
         // The store's directory vanishes: not writable. The endpoint stops: not ready.
         server.abort();
         let _ = server.await;
-        let gone = cfg(format!("http://{addr}/api/v3.1/ok"), dir.path().join("missing/collector.db"));
-        let f = CollectorSelfProbe::new(gone).run(&ProbeContext { cycle: 1, now: 0 }).await;
+        let gone = cfg(
+            format!("http://{addr}/api/v3.1/ok"),
+            dir.path().join("missing/collector.db"),
+        );
+        let f = CollectorSelfProbe::new(gone)
+            .run(&ProbeContext { cycle: 1, now: 0 })
+            .await;
         assert_eq!(f.status, NodeStatus::Fail);
         let codes: Vec<_> = f.reasons.iter().map(|r| r.code.as_str()).collect();
-        assert_eq!(codes, ["collector_not_ready", "store_not_writable"], "{:?}", f.reasons);
+        assert_eq!(
+            codes,
+            ["collector_not_ready", "store_not_writable"],
+            "{:?}",
+            f.reasons
+        );
     }
 
     #[test]

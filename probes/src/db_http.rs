@@ -31,7 +31,9 @@ impl TlsFiles {
         let mut errors = Vec::new();
         let https = url.starts_with("https://");
         if !https && !url.starts_with("http://") {
-            errors.push(format!("{what} url {url:?} must start with http:// or https://"));
+            errors.push(format!(
+                "{what} url {url:?} must start with http:// or https://"
+            ));
         }
         if https && self.ca_file.is_none() {
             errors.push(format!("{what} url is https:// but ca_file is not set"));
@@ -40,7 +42,9 @@ impl TlsFiles {
             errors.push(format!("{what} has TLS files but its url is not https://"));
         }
         if self.cert_file.is_some() != self.key_file.is_some() {
-            errors.push(format!("{what}: cert_file and key_file must be set together"));
+            errors.push(format!(
+                "{what}: cert_file and key_file must be set together"
+            ));
         }
         errors
     }
@@ -120,7 +124,14 @@ pub async fn fetch(
         headers.push(("authorization", a));
     }
     match client
-        .request(method, url, &headers, hyper::body::Bytes::from_static(body), deadline, max_body)
+        .request(
+            method,
+            url,
+            &headers,
+            hyper::body::Bytes::from_static(body),
+            deadline,
+            max_body,
+        )
         .await
     {
         Ok(resp) => Fetch::Answered {
@@ -151,7 +162,10 @@ fn classify_request_error(e: String) -> Fetch {
 /// `Basic base64(user:password)`.
 pub fn basic_auth(user: &str, password: &str) -> String {
     use base64::Engine;
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
 }
 
 /// A string that never shows in `Debug` output or logs.
@@ -220,6 +234,9 @@ mod tests {
 
     #[test]
     fn basic_auth_is_rfc7617() {
-        assert_eq!(basic_auth("Aladdin", "open sesame"), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert_eq!(
+            basic_auth("Aladdin", "open sesame"),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
     }
 }

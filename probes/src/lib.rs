@@ -53,7 +53,12 @@ impl Finding {
     /// A finding with no reasons yet. There is deliberately no `Default`: a probe must
     /// say what it found, never fall back to "healthy".
     pub fn new(status: NodeStatus) -> Self {
-        Finding { status, reasons: Vec::new(), services: BTreeMap::new(), facts: Facts::default() }
+        Finding {
+            status,
+            reasons: Vec::new(),
+            services: BTreeMap::new(),
+            facts: Facts::default(),
+        }
     }
 
     pub fn ok() -> Self {

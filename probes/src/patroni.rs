@@ -81,7 +81,10 @@ impl Config {
         errors.extend(range_error("timeout_ms", self.timeout_ms, 1..=60_000));
         errors.extend(range_error("cluster_every", self.cluster_every, 1..=3600));
         if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
-            errors.push(format!("max_body_bytes must be 1024..=16777216, got {}", self.max_body_bytes));
+            errors.push(format!(
+                "max_body_bytes must be 1024..=16777216, got {}",
+                self.max_body_bytes
+            ));
         }
         errors
     }
@@ -198,7 +201,12 @@ fn state_is_healthy(state: &str) -> bool {
 fn state_is_transitional(state: &str) -> bool {
     matches!(
         state,
-        "starting" | "stopping" | "restarting" | "creating replica" | "initializing new cluster" | "running custom bootstrap script"
+        "starting"
+            | "stopping"
+            | "restarting"
+            | "creating replica"
+            | "initializing new cluster"
+            | "running custom bootstrap script"
     )
 }
 
@@ -239,7 +247,11 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
                 cfg,
                 facts,
                 "patroni_unreachable",
-                format!("Patroni REST API {} is unreachable: {}{hint}", cfg.url, other.describe()),
+                format!(
+                    "Patroni REST API {} is unreachable: {}{hint}",
+                    cfg.url,
+                    other.describe()
+                ),
             );
         }
     };
@@ -259,12 +271,19 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
             f.worsen(
                 NodeStatus::Fail,
                 "postgres_not_running",
-                format!("PostgreSQL is not running: Patroni state is {:?}", doc.state),
+                format!(
+                    "PostgreSQL is not running: Patroni state is {:?}",
+                    doc.state
+                ),
             );
         }
     }
     if !matches!(role.as_str(), "leader" | "replica" | "standby_leader") {
-        f.worsen(NodeStatus::Degraded, "role_unsettled", format!("Patroni role is {:?}", doc.role));
+        f.worsen(
+            NodeStatus::Degraded,
+            "role_unsettled",
+            format!("Patroni role is {:?}", doc.role),
+        );
     }
     if doc.pause == Some(true) {
         f.worsen(
@@ -289,7 +308,11 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
     }
     let replay_paused = doc.xlog.as_ref().and_then(|x| x.paused);
     if replay_paused == Some(true) {
-        f.worsen(NodeStatus::Degraded, "replay_paused", "WAL replay is paused on this replica");
+        f.worsen(
+            NodeStatus::Degraded,
+            "replay_paused",
+            "WAL replay is paused on this replica",
+        );
     }
 
     // /config: thresholds. A bad /config must not hide the rest, so it only degrades.
@@ -340,7 +363,11 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
                 f.worsen(
                     NodeStatus::Degraded,
                     "dcs_unreachable",
-                    format!("DCS unreachable: Patroni {}/cluster gave no response ({})", cfg.url, c.fetch.describe()),
+                    format!(
+                        "DCS unreachable: Patroni {}/cluster gave no response ({})",
+                        cfg.url,
+                        c.fetch.describe()
+                    ),
                 );
             }
             fetch => match db_http::parse_answer::<ClusterDoc>(fetch) {
@@ -404,7 +431,13 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
         }
     }
 
-    let replication: Vec<&Replication> = doc.replication.as_deref().unwrap_or_default().iter().take(MAX_ENTRIES).collect();
+    let replication: Vec<&Replication> = doc
+        .replication
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .take(MAX_ENTRIES)
+        .collect();
     if role == "leader" && facts.synchronous_mode == Some(true) {
         let sync_streaming = replication
             .iter()
@@ -520,7 +553,11 @@ impl PatroniProbe {
             cache.cluster.is_none() || ctx.cycle.is_multiple_of(self.cfg.cluster_every)
         };
         let (patroni, slow) = if due {
-            let (p, c, k) = tokio::join!(self.get("/patroni"), self.get("/cluster"), self.get("/config"));
+            let (p, c, k) = tokio::join!(
+                self.get("/patroni"),
+                self.get("/cluster"),
+                self.get("/config")
+            );
             (p, Some((c, k)))
         } else {
             (self.get("/patroni").await, None)
@@ -531,8 +568,14 @@ impl PatroniProbe {
             // soon as it is back instead of showing a pre-outage view.
             *cache = Cache::default();
         } else if let Some((cluster, config)) = slow {
-            cache.cluster = Some(Timed { fetch: cluster, at: ctx.now });
-            cache.config = Some(Timed { fetch: config, at: ctx.now });
+            cache.cluster = Some(Timed {
+                fetch: cluster,
+                at: ctx.now,
+            });
+            cache.config = Some(Timed {
+                fetch: config,
+                at: ctx.now,
+            });
         }
         Raw {
             patroni,
@@ -604,7 +647,9 @@ mod tests {
     fn config_rejects_unknown_keys_and_hides_the_password() {
         let bad: Result<Config, _> = toml::from_str("url='http://x:1'\nmember='a'\nbogus=1");
         assert!(bad.is_err());
-        let c: Config = toml::from_str("url='http://x:1'\nmember='a'\nusername='u'\npassword='hunter2'").unwrap();
+        let c: Config =
+            toml::from_str("url='http://x:1'\nmember='a'\nusername='u'\npassword='hunter2'")
+                .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 
@@ -640,7 +685,8 @@ mod tests {
 
     #[test]
     fn stale_dcs_last_seen_degrades_using_the_config_ttl() {
-        let body = r#"{"state":"running","role":"replica","dcs_last_seen":1000,"xlog":{"paused":false}}"#;
+        let body =
+            r#"{"state":"running","role":"replica","dcs_last_seen":1000,"xlog":{"paused":false}}"#;
         let mut r = raw(body);
         r.config = Some(Timed {
             fetch: answered(r#"{"ttl":10}"#),
@@ -673,13 +719,17 @@ mod tests {
     fn lag_unknown_string_and_huge_lag() {
         let mut r = raw(r#"{"state":"running","role":"replica"}"#);
         r.cluster = Some(Timed {
-            fetch: answered(r#"{"members":[{"name":"pg1","role":"replica","state":"running","lag":"unknown"}]}"#),
+            fetch: answered(
+                r#"{"members":[{"name":"pg1","role":"replica","state":"running","lag":"unknown"}]}"#,
+            ),
             at: 0,
         });
         let f = interpret(&cfg(), &r, 0);
         assert_eq!(f.reasons[0].code, "replica_lag_unknown");
         r.cluster = Some(Timed {
-            fetch: answered(r#"{"members":[{"name":"pg1","role":"replica","state":"running","lag":18446744073709551615}]}"#),
+            fetch: answered(
+                r#"{"members":[{"name":"pg1","role":"replica","state":"running","lag":18446744073709551615}]}"#,
+            ),
             at: 0,
         });
         let f = interpret(&cfg(), &r, 0);
@@ -711,15 +761,24 @@ mod tests {
     async fn collect_from(url: String) -> Raw {
         let mut c = cfg();
         c.url = url;
-        PatroniProbe::new(c).collect(&ProbeContext { cycle: 0, now: 0 }).await
+        PatroniProbe::new(c)
+            .collect(&ProbeContext { cycle: 0, now: 0 })
+            .await
     }
 
     #[tokio::test]
     async fn real_sockets_closed_oversized_and_garbage() {
         let url = server(None).await;
         let raw = collect_from(url.clone()).await;
-        assert!(matches!(raw.patroni, Fetch::NoResponse(_)), "{:?}", raw.patroni);
-        assert_eq!(raw.cluster, None, "a down Patroni drops the cached /cluster view");
+        assert!(
+            matches!(raw.patroni, Fetch::NoResponse(_)),
+            "{:?}",
+            raw.patroni
+        );
+        assert_eq!(
+            raw.cluster, None,
+            "a down Patroni drops the cached /cluster view"
+        );
         let mut c = cfg();
         c.url = url;
         let cluster = PatroniProbe::new(c).get("/cluster").await;
@@ -733,7 +792,10 @@ mod tests {
         let garbage = b"HTTP/1.0 200 OK\r\n\r\n{\"state\": \"running\", \"role\": [1,2".to_vec();
         let raw = collect_from(server(Some(garbage)).await).await;
         let f = interpret(&cfg(), &raw, 0);
-        assert_eq!((f.status, f.reasons[0].code.as_str()), (NodeStatus::Fail, "patroni_bad_response"));
+        assert_eq!(
+            (f.status, f.reasons[0].code.as_str()),
+            (NodeStatus::Fail, "patroni_bad_response")
+        );
 
         let not_http = b"SSH-2.0-OpenSSH_9.2\r\n".to_vec();
         let raw = collect_from(server(Some(not_http)).await).await;
@@ -751,8 +813,9 @@ mod tests {
 
     #[test]
     fn sync_mode_without_a_sync_standby_degrades_the_leader() {
-        let mut r =
-            raw(r#"{"state":"running","role":"primary","replication":[{"application_name":"pg2","state":"streaming","sync_state":"async"}]}"#);
+        let mut r = raw(
+            r#"{"state":"running","role":"primary","replication":[{"application_name":"pg2","state":"streaming","sync_state":"async"}]}"#,
+        );
         r.config = Some(Timed {
             fetch: answered(r#"{"synchronous_mode":true}"#),
             at: 0,

@@ -50,7 +50,13 @@ fn default_timeout_ms() -> u64 {
 
 impl Config {
     pub fn validate(&self) -> Vec<String> {
-        let mut errors = crate::amqp::validate_common(&self.host, self.port, &self.user, self.timeout_ms, "postgresql");
+        let mut errors = crate::amqp::validate_common(
+            &self.host,
+            self.port,
+            &self.user,
+            self.timeout_ms,
+            "postgresql",
+        );
         if self.name.trim().is_empty() {
             errors.push("name must not be empty".into());
         }
@@ -77,7 +83,10 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
     let mut extra = serde_json::Map::new();
     extra.insert("endpoint".into(), cfg.endpoint().into());
     match raw {
-        Raw::Connected { in_recovery, connect_ms } => {
+        Raw::Connected {
+            in_recovery,
+            connect_ms,
+        } => {
             extra.insert("connect_ms".into(), (*connect_ms).into());
             extra.insert("in_recovery".into(), (*in_recovery).into());
             if *in_recovery {
@@ -242,7 +251,9 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         drop(l);
-        let f = PgConnectProbe::new(cfg(port)).run(&ProbeContext { cycle: 0, now: 0 }).await;
+        let f = PgConnectProbe::new(cfg(port))
+            .run(&ProbeContext { cycle: 0, now: 0 })
+            .await;
         assert_eq!(f.status, NodeStatus::Fail);
         assert_eq!(f.reasons[0].code, "db_unreachable");
         assert!(!f.reasons[0].message.contains("hunter2"));
@@ -260,6 +271,9 @@ mod tests {
             .build()
             .unwrap()
             .block_on(p.collect());
-        assert!(matches!(&raw, Raw::Failed(e) if e.contains("TLS setup failed")), "{raw:?}");
+        assert!(
+            matches!(&raw, Raw::Failed(e) if e.contains("TLS setup failed")),
+            "{raw:?}"
+        );
     }
 }

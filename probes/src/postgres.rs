@@ -133,7 +133,10 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
             f.worsen(
                 NodeStatus::Degraded,
                 "postgres_login_refused",
-                format!("PostgreSQL at {endpoint} refused the monitoring login as {:?}: {e}", cfg.user),
+                format!(
+                    "PostgreSQL at {endpoint} refused the monitoring login as {:?}: {e}",
+                    cfg.user
+                ),
             );
             f
         }
@@ -143,16 +146,23 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
             f.worsen(
                 NodeStatus::Degraded,
                 "postgres_query_failed",
-                format!("PostgreSQL at {endpoint} accepted the login but a health query failed: {e}"),
+                format!(
+                    "PostgreSQL at {endpoint} accepted the login but a health query failed: {e}"
+                ),
             );
             f
         }
-        Raw::Primary { superuser, standbys } => {
+        Raw::Primary {
+            superuser,
+            standbys,
+        } => {
             facts.postgres_running = Some(true);
             facts.in_recovery = Some(false);
             for s in standbys.iter().take(MAX_STANDBYS) {
                 if let Some(lag) = s.lag_bytes {
-                    facts.replica_lag_bytes.insert(s.application_name.clone(), lag.max(0) as u64);
+                    facts
+                        .replica_lag_bytes
+                        .insert(s.application_name.clone(), lag.max(0) as u64);
                 }
             }
             superuser_check(cfg, *superuser)
@@ -175,11 +185,16 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
                     "pg_is_wal_replay_paused() is true: this replica does not apply WAL",
                 );
             }
-            if let Some(gap) = replay_gap_bytes.filter(|g| *g > 0 && *g as u64 > cfg.max_replay_gap_bytes) {
+            if let Some(gap) =
+                replay_gap_bytes.filter(|g| *g > 0 && *g as u64 > cfg.max_replay_gap_bytes)
+            {
                 f.worsen(
                     NodeStatus::Degraded,
                     "replay_lag",
-                    format!("{gap} bytes received but not replayed (limit {})", cfg.max_replay_gap_bytes),
+                    format!(
+                        "{gap} bytes received but not replayed (limit {})",
+                        cfg.max_replay_gap_bytes
+                    ),
                 );
             }
             match receiver_status.as_deref() {
@@ -208,7 +223,10 @@ fn superuser_check(cfg: &Config, superuser: bool) -> Finding {
         f.worsen(
             NodeStatus::Degraded,
             "monitoring_role_is_superuser",
-            format!("the monitoring role {:?} is a superuser; use a pg_monitor role", cfg.user),
+            format!(
+                "the monitoring role {:?} is a superuser; use a pg_monitor role",
+                cfg.user
+            ),
         );
     }
     f
@@ -309,9 +327,15 @@ where
             Ok(client)
         }
         Err(e) => {
-            let login = e.as_db_error().is_some_and(|d| d.code().code().starts_with("28"));
+            let login = e
+                .as_db_error()
+                .is_some_and(|d| d.code().code().starts_with("28"));
             let msg = error_text(&e);
-            Err(if login { Raw::LoginRefused(msg) } else { Raw::ConnectFailed(msg) })
+            Err(if login {
+                Raw::LoginRefused(msg)
+            } else {
+                Raw::ConnectFailed(msg)
+            })
         }
     }
 }
@@ -367,7 +391,9 @@ async fn query(client: &tokio_postgres::Client) -> Raw {
 
 /// A TLS connector trusting only `ca`, or why it could not be built (the probes report
 /// that each cycle). Shared with `pg_connect`.
-pub(crate) fn tls_connector(ca: &std::path::Path) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+pub(crate) fn tls_connector(
+    ca: &std::path::Path,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
     sr_tls::client_config(ca, None)
         .map(|mut c| {
             // PostgreSQL negotiates TLS in-band; an h2 ALPN offer means nothing to it.
@@ -423,7 +449,10 @@ mod tests {
         let f = interpret(&cfg(), &Raw::ConnectFailed("Connection refused".into()));
         assert_eq!(f.status, NodeStatus::Fail);
         assert_eq!(f.reasons[0].code, "postgres_not_running");
-        let f = interpret(&cfg(), &Raw::LoginRefused("28P01: password authentication failed".into()));
+        let f = interpret(
+            &cfg(),
+            &Raw::LoginRefused("28P01: password authentication failed".into()),
+        );
         assert_eq!(f.status, NodeStatus::Degraded);
     }
 

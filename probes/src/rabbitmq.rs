@@ -132,12 +132,22 @@ impl Config {
             "amqp",
         ));
         errors.extend(range_error("timeout_ms", self.timeout_ms, 100..=60_000));
-        errors.extend(range_error("cert_expiry_days", u64::from(self.cert_expiry_days), 1..=3650));
+        errors.extend(range_error(
+            "cert_expiry_days",
+            u64::from(self.cert_expiry_days),
+            1..=3650,
+        ));
         if !(self.fd_warn_ratio > 0.0 && self.fd_warn_ratio <= 1.0) {
-            errors.push(format!("fd_warn_ratio must be in (0, 1], got {}", self.fd_warn_ratio));
+            errors.push(format!(
+                "fd_warn_ratio must be in (0, 1], got {}",
+                self.fd_warn_ratio
+            ));
         }
         if !(1024..=64 << 20).contains(&self.max_body_bytes) {
-            errors.push(format!("max_body_bytes must be 1024..=67108864, got {}", self.max_body_bytes));
+            errors.push(format!(
+                "max_body_bytes must be 1024..=67108864, got {}",
+                self.max_body_bytes
+            ));
         }
         errors
     }
@@ -176,7 +186,9 @@ impl From<Fetch> for Reply {
                 status,
                 body: String::from_utf8_lossy(&body).into_owned(),
             },
-            other => Reply::Failed { error: other.describe() },
+            other => Reply::Failed {
+                error: other.describe(),
+            },
         }
     }
 }
@@ -210,22 +222,51 @@ pub struct Raw {
 
 /// The management requests of one cycle, concurrently. TLS listeners found in the
 /// overview add the certificate check as a second step.
-pub async fn collect_management(cfg: &Config, client: &Result<sr_tls::HttpsClient, String>, auth: &str) -> Raw {
+pub async fn collect_management(
+    cfg: &Config,
+    client: &Result<sr_tls::HttpsClient, String>,
+    auth: &str,
+) -> Raw {
     let deadline = Duration::from_millis(cfg.timeout_ms);
     let base = cfg.base();
     let get = |path: String| {
         let url = format!("{base}{path}");
-        async move { Reply::from(fetch(client, http::Method::GET, &url, Some(auth), b"", deadline, cfg.max_body_bytes).await) }
+        async move {
+            Reply::from(
+                fetch(
+                    client,
+                    http::Method::GET,
+                    &url,
+                    Some(auth),
+                    b"",
+                    deadline,
+                    cfg.max_body_bytes,
+                )
+                .await,
+            )
+        }
     };
     let (overview, local_alarms, port_listener, virtual_hosts, nodes) = tokio::join!(
         get("/api/overview?columns=node,cluster_name,listeners".into()),
         get("/api/health/checks/local-alarms".into()),
-        get(format!("/api/health/checks/port-listener/{}", cfg.amqp_port)),
+        get(format!(
+            "/api/health/checks/port-listener/{}",
+            cfg.amqp_port
+        )),
         get("/api/health/checks/virtual-hosts".into()),
         get(format!("/api/nodes?columns={NODE_COLUMNS}")),
     );
-    let certificate_expiration = if parse_overview(&overview).map(|o| o.has_tls_listener()).unwrap_or(false) {
-        Some(get(format!("/api/health/checks/certificate-expiration/{}/days", cfg.cert_expiry_days)).await)
+    let certificate_expiration = if parse_overview(&overview)
+        .map(|o| o.has_tls_listener())
+        .unwrap_or(false)
+    {
+        Some(
+            get(format!(
+                "/api/health/checks/certificate-expiration/{}/days",
+                cfg.cert_expiry_days
+            ))
+            .await,
+        )
     } else {
         None
     };
@@ -316,8 +357,12 @@ struct AlarmEntry {
 fn reply_problem(r: &Reply) -> Option<String> {
     match r {
         Reply::Failed { error } => Some(error.clone()),
-        Reply::Answered { status: 401, .. } => Some("HTTP 401: the management API rejected the credentials".into()),
-        Reply::Answered { status: 403, .. } => Some("HTTP 403: the user lacks the monitoring tag".into()),
+        Reply::Answered { status: 401, .. } => {
+            Some("HTTP 401: the management API rejected the credentials".into())
+        }
+        Reply::Answered { status: 403, .. } => {
+            Some("HTTP 403: the user lacks the monitoring tag".into())
+        }
         Reply::Answered { .. } => None,
     }
 }
@@ -332,7 +377,9 @@ fn parse_json<'a, T: Deserialize<'a>>(body: &'a str) -> Result<T, String> {
 fn parse_overview(r: &Reply) -> Result<Overview, String> {
     match r {
         Reply::Answered { status: 200, body } => parse_json(body),
-        Reply::Answered { status, .. } => Err(reply_problem(r).unwrap_or_else(|| format!("HTTP {status}"))),
+        Reply::Answered { status, .. } => {
+            Err(reply_problem(r).unwrap_or_else(|| format!("HTTP {status}")))
+        }
         Reply::Failed { error } => Err(error.clone()),
     }
 }
@@ -352,7 +399,10 @@ fn parse_check(r: &Reply) -> Result<Option<Check>, String> {
     match (check.status.as_str(), *status) {
         ("ok", 200) => Ok(None),
         ("failed", 503) => Ok(Some(check)),
-        (s, code) => Err(format!("HTTP {code} with status {:?}", s.chars().take(32).collect::<String>())),
+        (s, code) => Err(format!(
+            "HTTP {code} with status {:?}",
+            s.chars().take(32).collect::<String>()
+        )),
     }
 }
 
@@ -398,7 +448,12 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
         Ok(Some(c)) => {
             facts.local_alarm = Some(true);
             alarm_reported = true;
-            let resources: Vec<String> = c.alarms.iter().flatten().filter_map(|a| a.resource.clone()).collect();
+            let resources: Vec<String> = c
+                .alarms
+                .iter()
+                .flatten()
+                .filter_map(|a| a.resource.clone())
+                .collect();
             let what = if resources.is_empty() {
                 check_reason(&c)
             } else {
@@ -423,7 +478,10 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
                 check_reason(&c)
             ),
         ),
-        Err(e) => mgmt_errors.push(format!("/api/health/checks/port-listener/{}: {e}", cfg.amqp_port)),
+        Err(e) => mgmt_errors.push(format!(
+            "/api/health/checks/port-listener/{}: {e}",
+            cfg.amqp_port
+        )),
     }
     match parse_check(&raw.virtual_hosts) {
         Ok(None) => {}
@@ -459,9 +517,18 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
     match nodes {
         Err(e) => mgmt_errors.push(format!("/api/nodes: {e}")),
         Ok(nodes) if nodes.is_empty() => mgmt_errors.push("/api/nodes: empty list".into()),
-        Ok(nodes) if nodes.len() > MAX_MEMBERS => mgmt_errors.push(format!("/api/nodes: {} members, more than {MAX_MEMBERS}", nodes.len())),
-        Ok(nodes) if nodes.iter().any(|n| n.name.is_empty() || n.name.len() > MAX_NODE_NAME) => {
-            mgmt_errors.push(format!("/api/nodes: a node name is empty or longer than {MAX_NODE_NAME} bytes"))
+        Ok(nodes) if nodes.len() > MAX_MEMBERS => mgmt_errors.push(format!(
+            "/api/nodes: {} members, more than {MAX_MEMBERS}",
+            nodes.len()
+        )),
+        Ok(nodes)
+            if nodes
+                .iter()
+                .any(|n| n.name.is_empty() || n.name.len() > MAX_NODE_NAME) =>
+        {
+            mgmt_errors.push(format!(
+                "/api/nodes: a node name is empty or longer than {MAX_NODE_NAME} bytes"
+            ))
         }
         Ok(nodes) => {
             for n in &nodes {
@@ -485,11 +552,12 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
                     );
                 }
                 if is_me {
-                    let alarms: Vec<&str> = [(n.mem_alarm, "memory"), (n.disk_free_alarm, "disk space")]
-                        .into_iter()
-                        .filter(|(flag, _)| *flag == Some(true))
-                        .map(|(_, what)| what)
-                        .collect();
+                    let alarms: Vec<&str> =
+                        [(n.mem_alarm, "memory"), (n.disk_free_alarm, "disk space")]
+                            .into_iter()
+                            .filter(|(flag, _)| *flag == Some(true))
+                            .map(|(_, what)| what)
+                            .collect();
                     // `/api/nodes` lags the live check by up to 5 s; it only adds a reason
                     // when the live check could not be read.
                     if !alarms.is_empty() && !alarm_reported && facts.local_alarm != Some(false) {
@@ -531,8 +599,14 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
                     extra.insert("metrics".into(), metrics.into());
                 } else if !running {
                     f.reasons.push(
-                        sr_protocol::Reason::new("peer_down", format!("cluster member {} is not running (as seen from {me})", n.name))
-                            .on_node(n.name.clone()),
+                        sr_protocol::Reason::new(
+                            "peer_down",
+                            format!(
+                                "cluster member {} is not running (as seen from {me})",
+                                n.name
+                            ),
+                        )
+                        .on_node(n.name.clone()),
                     );
                     f.status = f.status.max(NodeStatus::Degraded);
                 }
@@ -547,22 +621,40 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
 
     facts.management_ok = Some(mgmt_errors.is_empty());
     if !mgmt_errors.is_empty() {
-        let all_unreachable = [&raw.overview, &raw.local_alarms, &raw.port_listener, &raw.virtual_hosts, &raw.nodes]
-            .iter()
-            .all(|r| matches!(r, Reply::Failed { .. }));
+        let all_unreachable = [
+            &raw.overview,
+            &raw.local_alarms,
+            &raw.port_listener,
+            &raw.virtual_hosts,
+            &raw.nodes,
+        ]
+        .iter()
+        .all(|r| matches!(r, Reply::Failed { .. }));
         let (code, head) = if all_unreachable {
-            ("management_unreachable", format!("management API {} unreachable", cfg.base()))
+            (
+                "management_unreachable",
+                format!("management API {} unreachable", cfg.base()),
+            )
         } else {
-            ("management_error", format!("management API {} gave unusable answers", cfg.base()))
+            (
+                "management_error",
+                format!("management API {} gave unusable answers", cfg.base()),
+            )
         };
         let amqp_note = match &raw.amqp {
-            Some(seen) if seen.outcome.ok() => format!("; AMQP on port {} still works ({} cycles ago)", cfg.amqp_port, seen.cycles_ago),
+            Some(seen) if seen.outcome.ok() => format!(
+                "; AMQP on port {} still works ({} cycles ago)",
+                cfg.amqp_port, seen.cycles_ago
+            ),
             Some(_) => String::new(),
             None => "; AMQP not checked yet".into(),
         };
         let mut msg = format!("{head}: {}{amqp_note}", mgmt_errors[0]);
         if mgmt_errors.len() > 1 {
-            msg.push_str(&format!(" (+{} more failed management calls)", mgmt_errors.len() - 1));
+            msg.push_str(&format!(
+                " (+{} more failed management calls)",
+                mgmt_errors.len() - 1
+            ));
         }
         f.worsen(NodeStatus::Fail, code, msg);
     }
@@ -645,7 +737,10 @@ impl RabbitmqProbe {
                 None
             }
         };
-        let (mut raw, fresh) = tokio::join!(collect_management(&self.cfg, &self.client, &self.auth), amqp_fut);
+        let (mut raw, fresh) = tokio::join!(
+            collect_management(&self.cfg, &self.client, &self.auth),
+            amqp_fut
+        );
         let mut last = self.last_amqp.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(o) = fresh {
             *last = Some((ctx.cycle, o));

@@ -36,7 +36,10 @@ impl ProbeConfig {
             ProbeConfig::CollectorSelf(c) => ("collector_self", c.validate()),
             ProbeConfig::PgConnect(c) => ("pg_connect", c.validate()),
         };
-        errors.into_iter().map(|e| format!("probe {kind}: {e}")).collect()
+        errors
+            .into_iter()
+            .map(|e| format!("probe {kind}: {e}"))
+            .collect()
     }
 }
 
@@ -52,7 +55,9 @@ pub fn build(cfg: &ProbeConfig) -> Box<dyn Probe> {
         ProbeConfig::Postgres(c) => Box::new(crate::postgres::PostgresProbe::new(c.clone())),
         ProbeConfig::Rabbitmq(c) => Box::new(crate::rabbitmq::RabbitmqProbe::new(c.clone())),
         ProbeConfig::Amqp(c) => Box::new(crate::amqp::AmqpProbe::new(c.clone())),
-        ProbeConfig::CollectorSelf(c) => Box::new(crate::collector_self::CollectorSelfProbe::new(c.clone())),
+        ProbeConfig::CollectorSelf(c) => {
+            Box::new(crate::collector_self::CollectorSelfProbe::new(c.clone()))
+        }
         ProbeConfig::PgConnect(c) => Box::new(crate::pg_connect::PgConnectProbe::new(c.clone())),
     }
 }

@@ -35,7 +35,12 @@ impl Config {
         if self.name.trim().is_empty() {
             errors.push("name must not be empty".to_string());
         }
-        if self.address.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+        if self
+            .address
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .is_none()
+        {
             errors.push(format!("address {:?} must be host:port", self.address));
         }
         errors.extend(range_error("timeout_ms", self.timeout_ms, 1..=60_000));
@@ -52,25 +57,52 @@ pub enum Raw {
 
 pub async fn collect(cfg: &Config) -> Raw {
     let start = Instant::now();
-    match tokio::time::timeout(Duration::from_millis(cfg.timeout_ms), tokio::net::TcpStream::connect(&cfg.address)).await {
-        Ok(Ok(_)) => Raw::Connected { latency: start.elapsed() },
-        Ok(Err(e)) => Raw::Failed { error: e.to_string() },
-        Err(_) => Raw::Failed { error: format!("no answer within {} ms", cfg.timeout_ms) },
+    match tokio::time::timeout(
+        Duration::from_millis(cfg.timeout_ms),
+        tokio::net::TcpStream::connect(&cfg.address),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Raw::Connected {
+            latency: start.elapsed(),
+        },
+        Ok(Err(e)) => Raw::Failed {
+            error: e.to_string(),
+        },
+        Err(_) => Raw::Failed {
+            error: format!("no answer within {} ms", cfg.timeout_ms),
+        },
     }
 }
 
 pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
     let mut finding = Finding::ok();
     if let Raw::Failed { error } = raw {
-        let level = if cfg.critical { NodeStatus::Fail } else { NodeStatus::Degraded };
-        finding.worsen(level, "endpoint_unreachable", format!("{} ({}) does not accept connections: {error}", cfg.name, cfg.address));
+        let level = if cfg.critical {
+            NodeStatus::Fail
+        } else {
+            NodeStatus::Degraded
+        };
+        finding.worsen(
+            level,
+            "endpoint_unreachable",
+            format!(
+                "{} ({}) does not accept connections: {error}",
+                cfg.name, cfg.address
+            ),
+        );
     }
     let mut extra = serde_json::Map::new();
     extra.insert("address".into(), cfg.address.clone().into());
     if let Raw::Connected { latency } = raw {
         extra.insert("connect_ms".into(), (latency.as_secs_f64() * 1000.0).into());
     }
-    finding.set_service(cfg.name.clone(), matches!(raw, Raw::Connected { .. }), None, extra);
+    finding.set_service(
+        cfg.name.clone(),
+        matches!(raw, Raw::Connected { .. }),
+        None,
+        extra,
+    );
     finding
 }
 
@@ -81,7 +113,10 @@ pub struct TcpProbe {
 
 impl TcpProbe {
     pub fn new(cfg: Config) -> Self {
-        TcpProbe { name: format!("tcp:{}", cfg.name), cfg }
+        TcpProbe {
+            name: format!("tcp:{}", cfg.name),
+            cfg,
+        }
     }
 }
 
@@ -103,23 +138,38 @@ mod tests {
     use sr_protocol::ServiceStatus;
 
     fn cfg(address: &str, critical: bool) -> Config {
-        Config { name: "rest".into(), address: address.into(), timeout_ms: 500, critical }
+        Config {
+            name: "rest".into(),
+            address: address.into(),
+            timeout_ms: 500,
+            critical,
+        }
     }
 
     #[test]
     fn unreachable_is_fail_or_degraded_by_criticality() {
-        let raw = Raw::Failed { error: "Connection refused".into() };
+        let raw = Raw::Failed {
+            error: "Connection refused".into(),
+        };
         let f = interpret(&cfg("127.0.0.1:1", true), &raw);
         assert_eq!(f.status, NodeStatus::Fail);
         assert_eq!(f.reasons[0].code, "endpoint_unreachable");
         assert!(f.reasons[0].message.contains("Connection refused"));
         assert_eq!(f.services["rest"].status, ServiceStatus::Inactive);
-        assert_eq!(interpret(&cfg("127.0.0.1:1", false), &raw).status, NodeStatus::Degraded);
+        assert_eq!(
+            interpret(&cfg("127.0.0.1:1", false), &raw).status,
+            NodeStatus::Degraded
+        );
     }
 
     #[test]
     fn validate_reports_every_problem() {
-        let c = Config { name: " ".into(), address: "nohostport".into(), timeout_ms: 0, critical: true };
+        let c = Config {
+            name: " ".into(),
+            address: "nohostport".into(),
+            timeout_ms: 0,
+            critical: true,
+        };
         assert_eq!(c.validate().len(), 3);
     }
 
@@ -127,8 +177,14 @@ mod tests {
     async fn collect_connects_to_a_real_listener_and_fails_on_a_closed_port() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        assert!(matches!(collect(&cfg(&addr, true)).await, Raw::Connected { .. }));
+        assert!(matches!(
+            collect(&cfg(&addr, true)).await,
+            Raw::Connected { .. }
+        ));
         drop(listener);
-        assert!(matches!(collect(&cfg(&addr, true)).await, Raw::Failed { .. }));
+        assert!(matches!(
+            collect(&cfg(&addr, true)).await,
+            Raw::Failed { .. }
+        ));
     }
 }

@@ -60,8 +60,14 @@ fn golden(name: &str, f: &Finding) {
         std::fs::write(&path, &got).unwrap();
         return;
     }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
-    assert_eq!(got, want, "golden {} differs (UPDATE_GOLDEN=1 refreshes it)", path.display());
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
+    assert_eq!(
+        got,
+        want,
+        "golden {} differs (UPDATE_GOLDEN=1 refreshes it)",
+        path.display()
+    );
 }
 
 fn codes(f: &Finding) -> Vec<&str> {
@@ -96,7 +102,10 @@ fn healthy_cluster_is_ok_with_the_exact_legacy_shape() {
     let entry = &f.services["RabbitMQ"];
     assert_eq!(entry.status, ServiceStatus::Active);
     assert_eq!(entry.is_remote, None);
-    assert_eq!(entry.extra_info["node_status"], serde_json::json!({"status": "ok"}));
+    assert_eq!(
+        entry.extra_info["node_status"],
+        serde_json::json!({"status": "ok"})
+    );
     let cs = cluster_status(&f);
     assert_eq!(cs.len(), 3);
     assert!(cs.values().all(|v| v == "OK"), "{cs:?}");
@@ -107,7 +116,10 @@ fn healthy_cluster_is_ok_with_the_exact_legacy_shape() {
     assert!(b.partitions.is_empty());
     assert_eq!(b.cluster_view.values().filter(|r| **r).count(), 3);
     golden("healthy", &f);
-    golden("healthy-node2", &interpret(&cfg(5784), &raw("healthy-node2")));
+    golden(
+        "healthy-node2",
+        &interpret(&cfg(5784), &raw("healthy-node2")),
+    );
 }
 
 #[test]
@@ -130,11 +142,21 @@ fn the_stopped_node_itself_fails_as_management_unreachable() {
     let f = interpret(&c, &raw("node-stopped-self"));
     assert_eq!(f.status, NodeStatus::Fail);
     assert_eq!(codes(&f), ["management_unreachable"]);
-    assert!(f.reasons[0].message.contains("refused"), "{}", f.reasons[0].message);
+    assert!(
+        f.reasons[0].message.contains("refused"),
+        "{}",
+        f.reasons[0].message
+    );
     assert!(f.reasons[0].message.contains("AMQP not checked yet"));
     assert_eq!(f.services["RabbitMQ"].status, ServiceStatus::Inactive);
-    assert_eq!(f.services["RabbitMQ"].extra_info["node_status"]["status"], "failed");
-    assert_eq!(f.facts.broker.as_ref().unwrap().node_name.as_deref(), Some("brk3@localhost"));
+    assert_eq!(
+        f.services["RabbitMQ"].extra_info["node_status"]["status"],
+        "failed"
+    );
+    assert_eq!(
+        f.facts.broker.as_ref().unwrap().node_name.as_deref(),
+        Some("brk3@localhost")
+    );
     golden("node-stopped-self", &f);
 }
 
@@ -143,7 +165,9 @@ fn a_local_memory_alarm_fails_that_node_only() {
     let f = interpret(&cfg(5784), &raw("mem-alarm-self"));
     assert_eq!(f.status, NodeStatus::Fail);
     assert_eq!(codes(&f), ["local_alarm"]);
-    assert!(f.reasons[0].message.contains("memory") && f.reasons[0].message.contains("brk2@localhost"));
+    assert!(
+        f.reasons[0].message.contains("memory") && f.reasons[0].message.contains("brk2@localhost")
+    );
     assert_eq!(f.facts.broker.as_ref().unwrap().local_alarm, Some(true));
     golden("mem-alarm-self", &f);
 
@@ -159,7 +183,11 @@ fn a_local_disk_alarm_fails_with_the_resource_named() {
     let f = interpret(&cfg(5784), &raw("disk-alarm-self"));
     assert_eq!(f.status, NodeStatus::Fail);
     assert_eq!(codes(&f), ["local_alarm"]);
-    assert!(f.reasons[0].message.contains("disk space"), "{}", f.reasons[0].message);
+    assert!(
+        f.reasons[0].message.contains("disk space"),
+        "{}",
+        f.reasons[0].message
+    );
     golden("disk-alarm-self", &f);
 }
 
@@ -167,8 +195,13 @@ fn a_local_disk_alarm_fails_with_the_resource_named() {
 fn a_just_booted_node_without_metrics_is_ok() {
     let f = interpret(&cfg(5785), &raw("just-booted"));
     assert_eq!(f.status, NodeStatus::Ok, "{:?}", f.reasons);
-    let metrics = f.services["RabbitMQ"].extra_info["metrics"].as_object().unwrap();
-    assert!(metrics.is_empty(), "no metrics right after boot: {metrics:?}");
+    let metrics = f.services["RabbitMQ"].extra_info["metrics"]
+        .as_object()
+        .unwrap();
+    assert!(
+        metrics.is_empty(),
+        "no metrics right after boot: {metrics:?}"
+    );
     golden("just-booted", &f);
 }
 
@@ -182,7 +215,9 @@ fn management_down_but_amqp_fine_says_which_path_failed() {
     assert_eq!(f.status, NodeStatus::Fail);
     assert_eq!(codes(&f), ["management_unreachable"]);
     assert!(
-        f.reasons[0].message.contains("AMQP on port 5785 still works"),
+        f.reasons[0]
+            .message
+            .contains("AMQP on port 5785 still works"),
         "{}",
         f.reasons[0].message
     );
@@ -209,7 +244,9 @@ fn amqp_failing_while_management_answers_names_the_amqp_step() {
     assert_eq!(codes(&f), ["amqp_failed"]);
     let m = &f.reasons[0].message;
     assert!(
-        m.contains("connect/authenticate/open vhost") && m.contains("ACCESS_REFUSED") && m.contains("management API answers"),
+        m.contains("connect/authenticate/open vhost")
+            && m.contains("ACCESS_REFUSED")
+            && m.contains("management API answers"),
         "{m}"
     );
 }
@@ -220,7 +257,10 @@ fn a_connection_blocked_by_an_alarm_elsewhere_does_not_blame_this_node() {
     r.amqp = Some(AmqpSeen {
         outcome: Outcome {
             failed_step: Some(Step::Confirm),
-            error: Some("connection blocked by the broker (resource alarm): no confirm before the deadline".into()),
+            error: Some(
+                "connection blocked by the broker (resource alarm): no confirm before the deadline"
+                    .into(),
+            ),
             blocked: true,
             connect_ms: Some(2),
             round_trip_ms: None,
@@ -262,8 +302,14 @@ fn a_partition_fails_and_names_both_sides() {
     let f = interpret(&cfg(5783), &r);
     assert_eq!(f.status, NodeStatus::Fail);
     assert_eq!(codes(&f), ["partition"]);
-    assert!(f.reasons[0].message.contains("brk1@localhost") && f.reasons[0].message.contains("brk3@localhost"));
-    assert_eq!(f.facts.broker.as_ref().unwrap().partitions, ["brk3@localhost"]);
+    assert!(
+        f.reasons[0].message.contains("brk1@localhost")
+            && f.reasons[0].message.contains("brk3@localhost")
+    );
+    assert_eq!(
+        f.facts.broker.as_ref().unwrap().partitions,
+        ["brk3@localhost"]
+    );
 }
 
 /// Replaces one endpoint's reply in the healthy capture.
@@ -281,7 +327,10 @@ fn with(field: &str, reply: Reply) -> Raw {
 }
 
 fn answered(status: u16, body: &str) -> Reply {
-    Reply::Answered { status, body: body.into() }
+    Reply::Answered {
+        status,
+        body: body.into(),
+    }
 }
 
 #[test]
@@ -295,9 +344,17 @@ fn hostile_management_answers_fail_with_a_clear_reason_and_never_panic() {
     let cases: Vec<(&str, Reply, &str)> = vec![
         ("nodes", answered(200, &truncated), "invalid JSON"),
         ("nodes", answered(200, ""), "empty body"),
-        ("nodes", answered(200, "<html>proxy error</html>"), "invalid JSON"),
+        (
+            "nodes",
+            answered(200, "<html>proxy error</html>"),
+            "invalid JSON",
+        ),
         ("nodes", answered(200, &deep), "invalid JSON"),
-        ("nodes", answered(200, r#"{"name":"brk1@localhost"}"#), "invalid JSON"),
+        (
+            "nodes",
+            answered(200, r#"{"name":"brk1@localhost"}"#),
+            "invalid JSON",
+        ),
         (
             "nodes",
             answered(200, r#"[{"name":"brk1@localhost","running":"yes"}]"#),
@@ -305,7 +362,10 @@ fn hostile_management_answers_fail_with_a_clear_reason_and_never_panic() {
         ),
         (
             "nodes",
-            answered(200, r#"[{"name":"brk1@localhost","running":true,"partitions":5}]"#),
+            answered(
+                200,
+                r#"[{"name":"brk1@localhost","running":true,"partitions":5}]"#,
+            ),
             "invalid JSON",
         ),
         ("nodes", answered(200, r#"[{"name":42}]"#), "invalid JSON"),
@@ -323,25 +383,52 @@ fn hostile_management_answers_fail_with_a_clear_reason_and_never_panic() {
             "larger than",
         ),
         ("nodes", answered(500, "oops"), "unexpected status"),
-        ("overview", answered(200, r#"{"node":["x"]}"#), "invalid JSON"),
+        (
+            "overview",
+            answered(200, r#"{"node":["x"]}"#),
+            "invalid JSON",
+        ),
         ("overview", answered(401, ""), "rejected the credentials"),
-        ("local_alarms", answered(200, r#"{"status":"failed"}"#), "status \"failed\""),
-        ("local_alarms", answered(503, "\u{fffd}\u{fffd}garbage"), "invalid JSON"),
+        (
+            "local_alarms",
+            answered(200, r#"{"status":"failed"}"#),
+            "status \"failed\"",
+        ),
+        (
+            "local_alarms",
+            answered(503, "\u{fffd}\u{fffd}garbage"),
+            "invalid JSON",
+        ),
         ("local_alarms", answered(418, "{}"), "HTTP 418"),
-        ("port_listener", answered(200, r#"{"status":17}"#), "invalid JSON"),
+        (
+            "port_listener",
+            answered(200, r#"{"status":17}"#),
+            "invalid JSON",
+        ),
         ("virtual_hosts", answered(403, ""), "monitoring tag"),
     ];
     for (field, reply, needle) in cases {
         let f = interpret(&cfg(5783), &with(field, reply.clone()));
-        assert_eq!(f.status, NodeStatus::Fail, "{field} {reply:?}: {:?}", f.reasons);
+        assert_eq!(
+            f.status,
+            NodeStatus::Fail,
+            "{field} {reply:?}: {:?}",
+            f.reasons
+        );
         let r = f
             .reasons
             .iter()
             .find(|r| r.code == "management_error")
             .unwrap_or_else(|| panic!("{field} {reply:?}: {:?}", f.reasons));
-        assert!(r.message.contains(needle), "{field}: want {needle:?} in {:?}", r.message);
+        assert!(
+            r.message.contains(needle),
+            "{field}: want {needle:?} in {:?}",
+            r.message
+        );
         assert_eq!(f.facts.broker.as_ref().unwrap().management_ok, Some(false));
-        assert!(f.services["RabbitMQ"].extra_info.contains_key("cluster_status"));
+        assert!(f.services["RabbitMQ"]
+            .extra_info
+            .contains_key("cluster_status"));
     }
 }
 
@@ -354,12 +441,18 @@ fn oversized_names_and_member_lists_are_refused() {
             "nodes",
             answered(
                 200,
-                &format!(r#"[{{"name":"brk1@localhost","running":true}},{{"name":"{long}","running":false}}]"#),
+                &format!(
+                    r#"[{{"name":"brk1@localhost","running":true}},{{"name":"{long}","running":false}}]"#
+                ),
             ),
         ),
     );
     assert_eq!(f.status, NodeStatus::Fail);
-    assert!(f.reasons[0].message.contains("longer than 255"), "{}", f.reasons[0].message);
+    assert!(
+        f.reasons[0].message.contains("longer than 255"),
+        "{}",
+        f.reasons[0].message
+    );
     assert!(f
         .reasons
         .iter()
@@ -367,8 +460,18 @@ fn oversized_names_and_member_lists_are_refused() {
     let many: Vec<_> = (0..65)
         .map(|i| serde_json::json!({"name": format!("n{i}@h"), "running": true}))
         .collect();
-    let f = interpret(&cfg(5783), &with("nodes", answered(200, &serde_json::to_string(&many).unwrap())));
-    assert!(f.reasons[0].message.contains("more than 64"), "{}", f.reasons[0].message);
+    let f = interpret(
+        &cfg(5783),
+        &with(
+            "nodes",
+            answered(200, &serde_json::to_string(&many).unwrap()),
+        ),
+    );
+    assert!(
+        f.reasons[0].message.contains("more than 64"),
+        "{}",
+        f.reasons[0].message
+    );
 }
 
 #[test]

@@ -12,7 +12,9 @@ use sr_protocol::NodeStatus;
 use std::path::PathBuf;
 
 fn fixture(rel: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel);
     std::fs::read(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
 }
 
@@ -30,7 +32,9 @@ fn timed(fetch: Fetch, at: i64) -> Option<patroni::Timed> {
 /// `dcs_last_seen` of a captured `/patroni` body: the cases run "a moment after capture".
 fn dcs_last_seen(rel: &str) -> i64 {
     let v: Value = serde_json::from_slice(&fixture(rel)).unwrap();
-    v["dcs_last_seen"].as_i64().expect("fixture has dcs_last_seen")
+    v["dcs_last_seen"]
+        .as_i64()
+        .expect("fixture has dcs_last_seen")
 }
 
 /// Members of a captured `/cluster` body: (name, role, state, lag if numeric).
@@ -52,11 +56,18 @@ fn members(rel: &str) -> Vec<(String, String, String, Option<u64>)> {
 }
 
 fn leader_of(rel: &str) -> String {
-    members(rel).into_iter().find(|m| m.1 == "leader").expect("a leader in the fixture").0
+    members(rel)
+        .into_iter()
+        .find(|m| m.1 == "leader")
+        .expect("a leader in the fixture")
+        .0
 }
 
 fn patroni_cfg(member: &str) -> patroni::Config {
-    toml::from_str(&format!("url = 'http://127.0.0.1:8008'\nmember = '{member}'")).unwrap()
+    toml::from_str(&format!(
+        "url = 'http://127.0.0.1:8008'\nmember = '{member}'"
+    ))
+    .unwrap()
 }
 
 fn etcd_cfg() -> etcd::Config {
@@ -82,8 +93,16 @@ fn check_golden(name: &str, f: &Finding) {
         std::fs::write(&path, &got).unwrap();
         return;
     }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("golden {}: {e} (run with UPDATE_GOLDEN=1 to create it)", path.display()));
-    assert_eq!(got, want, "golden {name} differs (UPDATE_GOLDEN=1 refreshes it after review)");
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "golden {}: {e} (run with UPDATE_GOLDEN=1 to create it)",
+            path.display()
+        )
+    });
+    assert_eq!(
+        got, want,
+        "golden {name} differs (UPDATE_GOLDEN=1 refreshes it after review)"
+    );
 }
 
 fn codes(f: &Finding) -> Vec<&str> {
@@ -126,16 +145,25 @@ fn replica() {
     let now = dcs_last_seen("patroni/replica-patroni.json") + 1;
     // Judge the replica under each replica name of the capture: the verdict follows its
     // own lag in the /cluster view.
-    let replicas: Vec<_> = members("patroni/leader-cluster.json").into_iter().filter(|m| m.1 == "replica").collect();
+    let replicas: Vec<_> = members("patroni/leader-cluster.json")
+        .into_iter()
+        .filter(|m| m.1 == "replica")
+        .collect();
     assert_eq!(replicas.len(), 2);
     for (i, (name, _, _, lag)) in replicas.iter().enumerate() {
         let f = patroni::interpret(&patroni_cfg(name), &raw, now);
         let status = &f.services["Patroni"].extra_info["patroni_status"];
         assert_eq!(status["role"], "replica");
-        assert!(status.get("replications_state").is_none(), "only the leader lists replications");
+        assert!(
+            status.get("replications_state").is_none(),
+            "only the leader lists replications"
+        );
         assert_eq!(db(&f).lag_bytes, *lag);
         match lag {
-            Some(l) if *l > 1_048_576 => assert_eq!((f.status, codes(&f)), (NodeStatus::Degraded, vec!["replica_lag"])),
+            Some(l) if *l > 1_048_576 => assert_eq!(
+                (f.status, codes(&f)),
+                (NodeStatus::Degraded, vec!["replica_lag"])
+            ),
             Some(_) => assert_eq!(f.status, NodeStatus::Ok, "{:?}", f.reasons),
             None => assert_eq!(codes(&f), vec!["replica_lag_unknown"]),
         }
@@ -151,7 +179,11 @@ fn sync_standby_present_and_missing() {
         config: timed(ok("patroni/config-sync.json"), 0),
     };
     let now = dcs_last_seen("patroni/leader-patroni-sync.json");
-    let f = patroni::interpret(&patroni_cfg(&leader_of("patroni/cluster-sync.json")), &raw, now);
+    let f = patroni::interpret(
+        &patroni_cfg(&leader_of("patroni/cluster-sync.json")),
+        &raw,
+        now,
+    );
     assert_eq!(f.status, NodeStatus::Ok, "{:?}", f.reasons);
     assert_eq!(db(&f).synchronous_mode, Some(true));
     let sync: Vec<_> = db(&f)
@@ -178,7 +210,10 @@ fn sync_standby_present_and_missing() {
         &raw,
         dcs_last_seen("patroni/leader-patroni.json"),
     );
-    assert_eq!((f.status, codes(&f)), (NodeStatus::Degraded, vec!["no_sync_standby"]));
+    assert_eq!(
+        (f.status, codes(&f)),
+        (NodeStatus::Degraded, vec!["no_sync_standby"])
+    );
 }
 
 #[test]
@@ -188,8 +223,15 @@ fn replay_paused() {
         cluster: None,
         config: timed(ok("patroni/config.json"), 0),
     };
-    let f = patroni::interpret(&patroni_cfg("pg2"), &raw, dcs_last_seen("patroni/replica-patroni-paused.json"));
-    assert_eq!((f.status, codes(&f)), (NodeStatus::Degraded, vec!["replay_paused"]));
+    let f = patroni::interpret(
+        &patroni_cfg("pg2"),
+        &raw,
+        dcs_last_seen("patroni/replica-patroni-paused.json"),
+    );
+    assert_eq!(
+        (f.status, codes(&f)),
+        (NodeStatus::Degraded, vec!["replay_paused"])
+    );
     assert_eq!(db(&f).replay_paused, Some(true));
     check_golden("patroni-replay-paused", &f);
 }
@@ -201,18 +243,28 @@ fn etcd_down_seen_from_patroni() {
     let seen = dcs_last_seen("patroni/patroni-etcd-down.json");
     let raw = patroni::Raw {
         patroni: ok("patroni/patroni-etcd-down.json"),
-        cluster: timed(Fetch::NoResponse("connection closed before message completed".into()), seen + 14),
+        cluster: timed(
+            Fetch::NoResponse("connection closed before message completed".into()),
+            seen + 14,
+        ),
         config: timed(ok("patroni/config.json"), seen),
     };
     let f = patroni::interpret(&patroni_cfg("pg1"), &raw, seen + 15);
     assert_eq!(f.status, NodeStatus::Degraded);
-    assert_eq!(codes(&f), vec!["no_leader_lock", "dcs_unreachable", "dcs_unreachable"]);
+    assert_eq!(
+        codes(&f),
+        vec!["no_leader_lock", "dcs_unreachable", "dcs_unreachable"]
+    );
     assert!(f
         .reasons
         .iter()
         .all(|r| r.code != "dcs_unreachable" || r.message.starts_with("DCS unreachable")));
     assert_eq!(db(&f).dcs_reachable, Some(false));
-    assert_eq!(db(&f).role.as_deref(), Some("replica"), "the ex-leader is demoted");
+    assert_eq!(
+        db(&f).role.as_deref(),
+        Some("replica"),
+        "the ex-leader is demoted"
+    );
     check_golden("patroni-etcd-down", &f);
 }
 
@@ -237,7 +289,10 @@ fn etcd_member_down_and_healthy() {
         health: Fetch::ConnectFailed("tcp connect error: Connection refused (os error 111)".into()),
     };
     let f = etcd::interpret(&etcd_cfg(), &down);
-    assert_eq!((f.status, codes(&f)), (NodeStatus::Fail, vec!["etcd_unreachable"]));
+    assert_eq!(
+        (f.status, codes(&f)),
+        (NodeStatus::Fail, vec!["etcd_unreachable"])
+    );
     check_golden("etcd-down", &f);
 }
 
@@ -253,10 +308,16 @@ fn etcd_without_leader_or_quorum() {
     let f = etcd::interpret(&etcd_cfg(), &raw);
     assert_eq!(
         (f.status, codes(&f)),
-        (NodeStatus::Degraded, vec!["etcd_no_leader", "etcd_alarm", "etcd_unhealthy"])
+        (
+            NodeStatus::Degraded,
+            vec!["etcd_no_leader", "etcd_alarm", "etcd_unhealthy"]
+        )
     );
     assert!(f.reasons[1].message.contains("etcdserver: no leader"));
-    assert_eq!(f.services["Etcd"].status, sr_protocol::ServiceStatus::Inactive);
+    assert_eq!(
+        f.services["Etcd"].status,
+        sr_protocol::ServiceStatus::Inactive
+    );
     check_golden("etcd-no-leader", &f);
 }
 
@@ -270,7 +331,11 @@ fn member_stopped() {
         config: timed(ok("patroni/config.json"), 0),
     };
     let view = members("patroni/cluster-member-stopped.json");
-    let (stopped, _, _, _) = view.iter().find(|m| m.2 == "stopped").expect("a stopped member in the fixture").clone();
+    let (stopped, _, _, _) = view
+        .iter()
+        .find(|m| m.2 == "stopped")
+        .expect("a stopped member in the fixture")
+        .clone();
     let f = patroni::interpret(
         &patroni_cfg(&leader_of("patroni/cluster-member-stopped.json")),
         &raw,
@@ -283,12 +348,17 @@ fn member_stopped() {
 
     // The stopped member's own probe: its REST API refuses connections.
     let raw = patroni::Raw {
-        patroni: Fetch::ConnectFailed("tcp connect error: Connection refused (os error 111)".into()),
+        patroni: Fetch::ConnectFailed(
+            "tcp connect error: Connection refused (os error 111)".into(),
+        ),
         cluster: None,
         config: None,
     };
     let f = patroni::interpret(&patroni_cfg(&stopped), &raw, 0);
-    assert_eq!((f.status, codes(&f)), (NodeStatus::Fail, vec!["patroni_unreachable"]));
+    assert_eq!(
+        (f.status, codes(&f)),
+        (NodeStatus::Fail, vec!["patroni_unreachable"])
+    );
     assert_eq!(db(&f).patroni_reachable, Some(false));
     assert_eq!(db(&f).member.as_deref(), Some(stopped.as_str()));
     check_golden("patroni-member-stopped-self", &f);
@@ -301,8 +371,14 @@ fn after_failover() {
         cluster: timed(ok("patroni/leader-cluster-after-failover.json"), 0),
         config: timed(ok("patroni/config.json"), 0),
     };
-    let v: Value = serde_json::from_slice(&fixture("patroni/leader-cluster-after-failover.json")).unwrap();
-    let new_leader = v["members"].as_array().unwrap().iter().find(|m| m["role"] == "leader").unwrap()["name"]
+    let v: Value =
+        serde_json::from_slice(&fixture("patroni/leader-cluster-after-failover.json")).unwrap();
+    let new_leader = v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "leader")
+        .unwrap()["name"]
         .as_str()
         .unwrap()
         .to_string();
@@ -310,12 +386,22 @@ fn after_failover() {
     let f = patroni::interpret(&patroni_cfg(&new_leader), &raw, now);
     assert_eq!(db(&f).role.as_deref(), Some("leader"));
     assert_eq!(db(&f).cluster_leader.as_deref(), Some(new_leader.as_str()));
-    assert!(db(&f).timeline.unwrap() >= 2, "a failover starts a new timeline");
+    assert!(
+        db(&f).timeline.unwrap() >= 2,
+        "a failover starts a new timeline"
+    );
     // Captured 2 s after the promotion: the other replica is still on the old timeline and
     // not yet streaming; the new leader itself is healthy (the roll-up flags the replica).
     assert_eq!(f.status, NodeStatus::Ok, "{:?}", f.reasons);
-    let replicas: Vec<_> = db(&f).cluster_members.values().filter(|m| m.role == "replica").collect();
-    assert!(replicas.iter().all(|m| m.timeline < db(&f).timeline), "{replicas:?}");
+    let replicas: Vec<_> = db(&f)
+        .cluster_members
+        .values()
+        .filter(|m| m.role == "replica")
+        .collect();
+    assert!(
+        replicas.iter().all(|m| m.timeline < db(&f).timeline),
+        "{replicas:?}"
+    );
     check_golden("patroni-after-failover", &f);
 }
 

@@ -38,5 +38,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// The path a node of `node_type` with `node_id` reports to.
 pub fn report_path(node_type: NodeType, node_id: &str) -> String {
-    format!("{API_PREFIX}/cluster-status/{}/{node_id}", node_type.as_str())
+    format!(
+        "{API_PREFIX}/cluster-status/{}/{node_id}",
+        node_type.as_str()
+    )
 }

@@ -141,7 +141,11 @@ impl Reason {
             message.truncate(cut);
             message.push('…');
         }
-        Reason { code: code.into(), message, node: None }
+        Reason {
+            code: code.into(),
+            message,
+            node: None,
+        }
     }
 
     pub fn on_node(mut self, node: impl Into<String>) -> Self {

@@ -29,7 +29,11 @@ pub struct ReportBody {
     /// `%Y%m%d%H%M%S+0000`, the reporter's clock. Used only to measure skew.
     pub timestamp: String,
     pub report: LegacyReport,
-    #[serde(default, rename = "status_reporter", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "status_reporter",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub extension: Option<Extension>,
 }
 
@@ -174,9 +178,13 @@ impl ReportBody {
     /// Decodes and validates exact body bytes. Every rule a collector enforces on the
     /// body lives here, so the fuzzer and the collector exercise the same code.
     pub fn decode(bytes: &[u8]) -> Result<DecodedReport, BodyError> {
-        let body: ReportBody = serde_json::from_slice(bytes).map_err(|e| BodyError::Json(e.to_string()))?;
+        let body: ReportBody =
+            serde_json::from_slice(bytes).map_err(|e| BodyError::Json(e.to_string()))?;
         let reporter_time = body.validate()?;
-        Ok(DecodedReport { body, reporter_time })
+        Ok(DecodedReport {
+            body,
+            reporter_time,
+        })
     }
 
     fn validate(&self) -> Result<i64, BodyError> {

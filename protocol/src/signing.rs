@@ -55,7 +55,14 @@ pub struct SignedEnvelope {
 
 /// The bytes that are signed. Fields are newline-separated and none may contain a
 /// newline (paths and boot ids are checked), so the encoding is unambiguous.
-pub fn signing_payload(method: &str, path: &str, body: &[u8], boot_id: &str, seq: u64, sent_at_ms: i64) -> Vec<u8> {
+pub fn signing_payload(
+    method: &str,
+    path: &str,
+    body: &[u8],
+    boot_id: &str,
+    seq: u64,
+    sent_at_ms: i64,
+) -> Vec<u8> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = ring::digest::digest(&ring::digest::SHA256, body);
     let mut hex = String::with_capacity(64);
@@ -171,18 +178,32 @@ impl NodeKey {
     }
 
     pub fn from_pkcs8(der: &[u8]) -> Result<Self, SignatureError> {
-        Ed25519KeyPair::from_pkcs8(der).map(|pair| NodeKey { pair }).map_err(|_| SignatureError::BadKey)
+        Ed25519KeyPair::from_pkcs8(der)
+            .map(|pair| NodeKey { pair })
+            .map_err(|_| SignatureError::BadKey)
     }
 
     pub fn public_key(&self) -> [u8; 32] {
-        self.pair.public_key().as_ref().try_into().expect("Ed25519 public keys are 32 bytes")
+        self.pair
+            .public_key()
+            .as_ref()
+            .try_into()
+            .expect("Ed25519 public keys are 32 bytes")
     }
 
     pub fn key_id(&self) -> String {
         B64.encode(self.public_key())
     }
 
-    pub fn sign(&self, method: &str, path: &str, body: &[u8], boot_id: &str, seq: u64, sent_at_ms: i64) -> SignedEnvelope {
+    pub fn sign(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        boot_id: &str,
+        seq: u64,
+        sent_at_ms: i64,
+    ) -> SignedEnvelope {
         let payload = signing_payload(method, path, body, boot_id, seq, sent_at_ms);
         let sig = self.pair.sign(&payload);
         SignedEnvelope {
@@ -190,7 +211,10 @@ impl NodeKey {
             boot_id: boot_id.to_string(),
             seq,
             sent_at_ms,
-            signature: sig.as_ref().try_into().expect("Ed25519 signatures are 64 bytes"),
+            signature: sig
+                .as_ref()
+                .try_into()
+                .expect("Ed25519 signatures are 64 bytes"),
         }
     }
 }
@@ -218,16 +242,40 @@ mod tests {
     fn any_covered_field_change_breaks_the_signature() {
         let k = key();
         let env = k.sign("PUT", PATH, b"{}", "boot-1", 7, 1_700_000_000_000);
-        assert_eq!(env.verify("PUT", PATH, b"{} "), Err(SignatureError::BadSignature));
-        assert_eq!(env.verify("POST", PATH, b"{}"), Err(SignatureError::BadSignature));
-        assert_eq!(env.verify("PUT", "/api/v3.1/cluster-status/broker/n1", b"{}"), Err(SignatureError::BadSignature));
+        assert_eq!(
+            env.verify("PUT", PATH, b"{} "),
+            Err(SignatureError::BadSignature)
+        );
+        assert_eq!(
+            env.verify("POST", PATH, b"{}"),
+            Err(SignatureError::BadSignature)
+        );
+        assert_eq!(
+            env.verify("PUT", "/api/v3.1/cluster-status/broker/n1", b"{}"),
+            Err(SignatureError::BadSignature)
+        );
         for tampered in [
-            SignedEnvelope { seq: 8, ..env.clone() },
-            SignedEnvelope { boot_id: "boot-2".into(), ..env.clone() },
-            SignedEnvelope { sent_at_ms: 1, ..env.clone() },
-            SignedEnvelope { public_key: key().public_key(), ..env.clone() },
+            SignedEnvelope {
+                seq: 8,
+                ..env.clone()
+            },
+            SignedEnvelope {
+                boot_id: "boot-2".into(),
+                ..env.clone()
+            },
+            SignedEnvelope {
+                sent_at_ms: 1,
+                ..env.clone()
+            },
+            SignedEnvelope {
+                public_key: key().public_key(),
+                ..env.clone()
+            },
         ] {
-            assert_eq!(tampered.verify("PUT", PATH, b"{}"), Err(SignatureError::BadSignature));
+            assert_eq!(
+                tampered.verify("PUT", PATH, b"{}"),
+                Err(SignatureError::BadSignature)
+            );
         }
     }
 
@@ -237,14 +285,29 @@ mod tests {
         let cases: Vec<(String, SignatureError)> = vec![
             ("x".repeat(MAX_HEADER_LEN + 1), SignatureError::TooLong),
             (good.replacen("v1 ", "v2 ", 1), SignatureError::Version),
-            (good.replace("seq=1", "seq=-1"), SignatureError::Field("seq")),
-            (good.replace("seq=1", "seq=+1"), SignatureError::Field("seq")),
-            (good.replace("seq=1", "seq=99999999999999999999"), SignatureError::Field("seq")),
-            (good.replace("boot=b", "boot=../x"), SignatureError::Field("boot")),
+            (
+                good.replace("seq=1", "seq=-1"),
+                SignatureError::Field("seq"),
+            ),
+            (
+                good.replace("seq=1", "seq=+1"),
+                SignatureError::Field("seq"),
+            ),
+            (
+                good.replace("seq=1", "seq=99999999999999999999"),
+                SignatureError::Field("seq"),
+            ),
+            (
+                good.replace("boot=b", "boot=../x"),
+                SignatureError::Field("boot"),
+            ),
             (good.replace(" ts=2", ""), SignatureError::Missing("ts")),
             (format!("{good} seq=3"), SignatureError::UnknownField),
             (format!("{good} extra=1"), SignatureError::UnknownField),
-            (good.replace("key=", "key=AAAA"), SignatureError::Field("key")),
+            (
+                good.replace("key=", "key=AAAA"),
+                SignatureError::Field("key"),
+            ),
         ];
         for (header, want) in cases {
             assert_eq!(SignedEnvelope::parse_header(&header), Err(want), "{header}");
@@ -258,8 +321,8 @@ mod tests {
         // S + L: the same signature in a non-canonical form. RFC 8032 requires refusing it
         // (malleability), so a replayed report cannot be made to look new this way.
         const L: [u8; 32] = [
-            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
-            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
         ];
         let mut malleated = env.clone();
         let mut carry = 0u16;
@@ -268,11 +331,18 @@ mod tests {
             malleated.signature[32 + i] = sum as u8;
             carry = sum >> 8;
         }
-        assert_eq!(malleated.verify("PUT", PATH, b"{}"), Err(SignatureError::BadSignature));
+        assert_eq!(
+            malleated.verify("PUT", PATH, b"{}"),
+            Err(SignatureError::BadSignature)
+        );
         for i in 0..64 {
             let mut bad = env.clone();
             bad.signature[i] ^= 1 << (i % 8);
-            assert_eq!(bad.verify("PUT", PATH, b"{}"), Err(SignatureError::BadSignature), "byte {i}");
+            assert_eq!(
+                bad.verify("PUT", PATH, b"{}"),
+                Err(SignatureError::BadSignature),
+                "byte {i}"
+            );
         }
     }
 
@@ -287,6 +357,9 @@ mod tests {
 
     #[test]
     fn garbage_keys_are_refused() {
-        assert_eq!(NodeKey::from_pkcs8(b"not a key").unwrap_err(), SignatureError::BadKey);
+        assert_eq!(
+            NodeKey::from_pkcs8(b"not a key").unwrap_err(),
+            SignatureError::BadKey
+        );
     }
 }

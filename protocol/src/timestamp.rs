@@ -1,6 +1,8 @@
 //! The legacy report timestamp, `%Y%m%d%H%M%S+0000` in UTC, at 1-second resolution.
 
-use time::{format_description::FormatItem, macros::format_description, OffsetDateTime, PrimitiveDateTime};
+use time::{
+    format_description::FormatItem, macros::format_description, OffsetDateTime, PrimitiveDateTime,
+};
 
 const LEGACY_FORMAT: &[FormatItem<'static>] =
     format_description!("[year][month][day][hour][minute][second]+0000");
@@ -15,11 +17,13 @@ pub enum TimestampError {
 
 /// Formats Unix seconds as a legacy timestamp.
 pub fn format_legacy(unix_secs: i64) -> Result<String, TimestampError> {
-    let t = OffsetDateTime::from_unix_timestamp(unix_secs).map_err(|_| TimestampError::OutOfRange)?;
+    let t =
+        OffsetDateTime::from_unix_timestamp(unix_secs).map_err(|_| TimestampError::OutOfRange)?;
     if !(0..=9999).contains(&t.year()) {
         return Err(TimestampError::OutOfRange);
     }
-    t.format(LEGACY_FORMAT).map_err(|_| TimestampError::OutOfRange)
+    t.format(LEGACY_FORMAT)
+        .map_err(|_| TimestampError::OutOfRange)
 }
 
 /// Parses a legacy timestamp into Unix seconds.

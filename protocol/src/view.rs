@@ -89,6 +89,15 @@ pub struct Pagination {
 impl NodeList {
     pub fn new(items: Vec<NodeListItem>) -> Self {
         let total = items.len();
-        NodeList { items, metadata: ListMetadata { pagination: Pagination { total, size: total.max(1000), offset: 0 } } }
+        NodeList {
+            items,
+            metadata: ListMetadata {
+                pagination: Pagination {
+                    total,
+                    size: total.max(1000),
+                    offset: 0,
+                },
+            },
+        }
     }
 }

@@ -4,7 +4,8 @@
 use serde_json::json;
 use sr_protocol::facts::DbFacts;
 use sr_protocol::report::{
-    AgentHealth, Extension, Facts, LegacyReport, ManagerDelivery, ReportBody, ServiceDetail, ServiceEntry, Transition,
+    AgentHealth, Extension, Facts, LegacyReport, ManagerDelivery, ReportBody, ServiceDetail,
+    ServiceEntry, Transition,
 };
 use sr_protocol::view::{ClusterStatus, NodeList, NodeListItem, NodeView, ServiceTypeView};
 use sr_protocol::{NodeStatus, Reason, ServiceStatus};
@@ -12,15 +13,24 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 fn check_golden(name: &str, actual: &serde_json::Value) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     let rendered = serde_json::to_string_pretty(actual).unwrap() + "\n";
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &rendered).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run with UPDATE_GOLDEN=1 to create it", path.display()));
-    assert_eq!(rendered, expected, "{name} changed; if intended, refresh with UPDATE_GOLDEN=1");
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with UPDATE_GOLDEN=1 to create it",
+            path.display()
+        )
+    });
+    assert_eq!(
+        rendered, expected,
+        "{name} changed; if intended, refresh with UPDATE_GOLDEN=1"
+    );
 }
 
 fn extended_report() -> ReportBody {
@@ -42,14 +52,20 @@ fn extended_report() -> ReportBody {
         "Patroni".to_string(),
         ServiceDetail {
             status: NodeStatus::Degraded,
-            reasons: vec![Reason::new("pending_restart", "PostgreSQL needs a restart to apply settings")],
+            reasons: vec![Reason::new(
+                "pending_restart",
+                "PostgreSQL needs a restart to apply settings",
+            )],
             duration_ms: 3,
         },
     );
     ReportBody {
         reporting_freq: 5,
         timestamp: "20261122161530+0000".into(),
-        report: LegacyReport { status: NodeStatus::Degraded.legacy(), services },
+        report: LegacyReport {
+            status: NodeStatus::Degraded.legacy(),
+            services,
+        },
         extension: Some(Extension {
             version: 1,
             node_status: NodeStatus::Degraded,
@@ -58,7 +74,10 @@ fn extended_report() -> ReportBody {
             agent_version: "0.1.0".into(),
             boot_id: "5b0c1a8e-0d7f-4c1e-9a43-3e2f1f0c9d11".into(),
             seq: 42,
-            reasons: vec![Reason::new("pending_restart", "PostgreSQL needs a restart to apply settings")],
+            reasons: vec![Reason::new(
+                "pending_restart",
+                "PostgreSQL needs a restart to apply settings",
+            )],
             services: details,
             facts: Facts {
                 db: Some(DbFacts {
@@ -86,7 +105,10 @@ fn extended_report() -> ReportBody {
                 service: None,
                 from: NodeStatus::Ok,
                 to: NodeStatus::Degraded,
-                reasons: vec![Reason::new("pending_restart", "PostgreSQL needs a restart to apply settings")],
+                reasons: vec![Reason::new(
+                    "pending_restart",
+                    "PostgreSQL needs a restart to apply settings",
+                )],
             }],
             transitions_dropped: 0,
         }),
@@ -131,7 +153,11 @@ fn bad_bodies_are_refused_with_a_reason() {
     ];
     for (body, want) in cases {
         let err = ReportBody::decode(body).unwrap_err().to_string();
-        assert!(err.contains(want), "{}: {err}", String::from_utf8_lossy(body));
+        assert!(
+            err.contains(want),
+            "{}: {err}",
+            String::from_utf8_lossy(body)
+        );
     }
 }
 
@@ -147,7 +173,9 @@ fn cluster_status_view_is_locked() {
             public_ip: None,
             private_ip: Some("10.0.0.23".into()),
             services: Default::default(),
-            reasons: vec![Reason::new("stale", "no report for 17 s (stale after 15 s)").on_node("db3")],
+            reasons: vec![
+                Reason::new("stale", "no report for 17 s (stale after 15 s)").on_node("db3"),
+            ],
             role: None,
             last_seen: Some("2026-11-22T16:15:13Z".into()),
             skew_ms: Some(-120),
@@ -166,8 +194,15 @@ fn cluster_status_view_is_locked() {
             reasons: vec![Reason::new("quorum_degraded", "2 of 3 db nodes healthy").on_node("db3")],
         },
     );
-    let view = ClusterStatus { status: NodeStatus::Degraded, services, reasons: vec![] };
-    check_golden("cluster-status-v1.json", &serde_json::to_value(&view).unwrap());
+    let view = ClusterStatus {
+        status: NodeStatus::Degraded,
+        services,
+        reasons: vec![],
+    };
+    check_golden(
+        "cluster-status-v1.json",
+        &serde_json::to_value(&view).unwrap(),
+    );
 
     let list = NodeList::new(vec![NodeListItem {
         id: "manager1".into(),
@@ -179,5 +214,8 @@ fn cluster_status_view_is_locked() {
         version: Some("0.1.0".into()),
         last_seen: None,
     }]);
-    check_golden("managers-list-v1.json", &serde_json::to_value(&list).unwrap());
+    check_golden(
+        "managers-list-v1.json",
+        &serde_json::to_value(&list).unwrap(),
+    );
 }

@@ -9,10 +9,14 @@ use tracing_subscriber::EnvFilter;
 
 /// Starts logging at `default_level` unless `STATUS_REPORTER_LOG` says otherwise.
 pub fn init(default_level: &str) {
-    let filter = EnvFilter::try_from_env("STATUS_REPORTER_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter = EnvFilter::try_from_env("STATUS_REPORTER_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(default_level));
     // Under systemd, journald stamps each line itself; a second timestamp is noise.
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
     if under_journald {
         builder.without_time().with_ansi(false).init();
     } else {

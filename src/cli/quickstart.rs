@@ -16,12 +16,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 #[derive(clap::Args)]
-#[command(long_about = "Run a throwaway collector and an agent for this host, and watch `cluster status`.\n\n\
+#[command(
+    long_about = "Run a throwaway collector and an agent for this host, and watch `cluster status`.\n\n\
 Prints the collector URL, the CA file and an admin token (also the password of the `admin` \
 user for HTTP Basic), each on its own line, so curl or `cfy` can be pointed at it:\n\n  \
 curl --cacert CA_FILE -H \"API-Authentication-Token: TOKEN\" URL/api/v3.1/cluster-status\n\n\
 Nothing is installed and nothing outside the state directory is written; a temporary state \
-directory is removed on exit.")]
+directory is removed on exit."
+)]
 pub struct QuickstartArgs {
     /// Show the view once after the first report, then stop.
     #[arg(long)]
@@ -51,7 +53,10 @@ const WELL_KNOWN: &[(&str, u16)] = &[
 const FIRST_REPORT_DEADLINE: Duration = Duration::from_secs(30);
 
 pub fn run(args: QuickstartArgs) -> anyhow::Result<i32> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(quickstart(args))
 }
 
@@ -62,7 +67,9 @@ async fn quickstart(args: QuickstartArgs) -> anyhow::Result<i32> {
             (d.canonicalize()?, None)
         }
         None => {
-            let t = tempfile::Builder::new().prefix("status-reporter-quickstart-").tempdir()?;
+            let t = tempfile::Builder::new()
+                .prefix("status-reporter-quickstart-")
+                .tempdir()?;
             (t.path().to_path_buf(), Some(t))
         }
     };
@@ -78,9 +85,21 @@ async fn quickstart(args: QuickstartArgs) -> anyhow::Result<i32> {
     let (manager_token, admin_token) = create_tokens(&collector_cfg.state_dir)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let collector = tokio::spawn(sr_collector::serve(collector_cfg, listener, stopped(stop_rx.clone())));
+    let collector = tokio::spawn(sr_collector::serve(
+        collector_cfg,
+        listener,
+        stopped(stop_rx.clone()),
+    ));
 
-    let agent_config = configure_agent(&dir, &pki.ca, addr, &manager_token, &store_path, args.reporting_freq).await?;
+    let agent_config = configure_agent(
+        &dir,
+        &pki.ca,
+        addr,
+        &manager_token,
+        &store_path,
+        args.reporting_freq,
+    )
+    .await?;
     let agent = tokio::spawn(sr_agent::run(agent_config.clone(), stopped(stop_rx)));
 
     let url = format!("https://{addr}");
@@ -118,9 +137,16 @@ struct PkiFiles {
 }
 
 fn write_pki(dir: &Path) -> anyhow::Result<PkiFiles> {
-    let ca = sr_tls::pki::Ca::new("status-reporter quickstart CA").context("cannot create the CA")?;
-    let leaf = ca.server(&["localhost", "127.0.0.1"]).context("cannot issue the collector certificate")?;
-    let files = PkiFiles { ca: dir.join("ca.pem"), cert: dir.join("collector.pem"), key: dir.join("collector.key") };
+    let ca =
+        sr_tls::pki::Ca::new("status-reporter quickstart CA").context("cannot create the CA")?;
+    let leaf = ca
+        .server(&["localhost", "127.0.0.1"])
+        .context("cannot issue the collector certificate")?;
+    let files = PkiFiles {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("collector.pem"),
+        key: dir.join("collector.key"),
+    };
     std::fs::write(&files.ca, ca.cert_pem())?;
     std::fs::write(&files.cert, &leaf.cert_pem)?;
     sr_agent::fsutil::atomic_write(&files.key, leaf.key_pem.as_bytes(), 0o600, None)?;
@@ -164,13 +190,18 @@ async fn configure_agent(
         anyhow::anyhow!("cannot configure the agent:\n  {}", errors.join("\n  "))
     })?;
     plan.raw.probes = local_probes(collector, ca, store_path).await?;
-    sr_agent::configure::apply(&plan).map_err(|e| anyhow::anyhow!("cannot write the agent config: {e}"))?;
+    sr_agent::configure::apply(&plan)
+        .map_err(|e| anyhow::anyhow!("cannot write the agent config: {e}"))?;
     Ok(config_path)
 }
 
 /// The host probe, the collector we just started, and a TCP probe for every well-known
 /// service that answers on this host.
-async fn local_probes(collector: SocketAddr, ca: &Path, store_path: &Path) -> anyhow::Result<Vec<sr_probes::ProbeConfig>> {
+async fn local_probes(
+    collector: SocketAddr,
+    ca: &Path,
+    store_path: &Path,
+) -> anyhow::Result<Vec<sr_probes::ProbeConfig>> {
     let mut tables = vec![
         // The quickstart runs on developer machines, whose clocks are often not NTP-synced;
         // that is worth a line in the docs, not a Degraded demo.
@@ -184,25 +215,36 @@ async fn local_probes(collector: SocketAddr, ca: &Path, store_path: &Path) -> an
     let checks = WELL_KNOWN.iter().map(|(name, port)| async move {
         let addr = SocketAddr::from(([127, 0, 0, 1], *port));
         let up = matches!(
-            tokio::time::timeout(Duration::from_millis(300), tokio::net::TcpStream::connect(addr)).await,
+            tokio::time::timeout(
+                Duration::from_millis(300),
+                tokio::net::TcpStream::connect(addr)
+            )
+            .await,
             Ok(Ok(_))
         );
         (name, addr, up)
     });
     for (name, addr, up) in futures_join_all(checks).await {
         if up {
-            tables.push(format!("kind = \"tcp\"\nname = {name:?}\naddress = \"{addr}\""));
+            tables.push(format!(
+                "kind = \"tcp\"\nname = {name:?}\naddress = \"{addr}\""
+            ));
         }
     }
     tables
         .iter()
-        .map(|t| toml::from_str::<sr_probes::ProbeConfig>(t).with_context(|| format!("built-in probe config is invalid: {t}")))
+        .map(|t| {
+            toml::from_str::<sr_probes::ProbeConfig>(t)
+                .with_context(|| format!("built-in probe config is invalid: {t}"))
+        })
         .collect()
 }
 
 /// Runs the futures concurrently and keeps their order (a handful of connects; not worth
 /// a dependency).
-async fn futures_join_all<F: std::future::Future + Send + 'static>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futs: impl Iterator<Item = F>,
+) -> Vec<F::Output>
 where
     F::Output: Send + 'static,
 {
@@ -215,7 +257,10 @@ where
 }
 
 fn hostname() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
@@ -223,7 +268,13 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 }
 
 /// Shows the view: once after the first report with `once`, else refreshed until Ctrl-C.
-async fn watch_view(url: &str, ca: &Path, token: &str, once: bool, every_secs: u32) -> anyhow::Result<i32> {
+async fn watch_view(
+    url: &str,
+    ca: &Path,
+    token: &str,
+    once: bool,
+    every_secs: u32,
+) -> anyhow::Result<i32> {
     let client = sr_tls::HttpsClient::new(sr_tls::client_config(ca, None)?, Duration::from_secs(2));
     let started = Instant::now();
     let first = loop {
@@ -260,10 +311,17 @@ async fn watch_view(url: &str, ca: &Path, token: &str, once: bool, every_secs: u
 }
 
 fn has_reported_node(view: &ClusterStatus) -> bool {
-    view.services.values().flat_map(|s| s.nodes.values()).any(|n| n.last_seen.is_some())
+    view.services
+        .values()
+        .flat_map(|s| s.nodes.values())
+        .any(|n| n.last_seen.is_some())
 }
 
-async fn fetch_view(client: &sr_tls::HttpsClient, url: &str, token: &str) -> anyhow::Result<ClusterStatus> {
+async fn fetch_view(
+    client: &sr_tls::HttpsClient,
+    url: &str,
+    token: &str,
+) -> anyhow::Result<ClusterStatus> {
     let resp = client
         .get(
             &format!("{url}/api/v3.1/cluster-status"),

@@ -99,7 +99,9 @@ impl HttpsClient {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req.body(Full::new(body)).map_err(|e| ClientError::Request(e.to_string()))?;
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| ClientError::Request(e.to_string()))?;
         let exchange = async {
             let resp = self.inner.request(req).await.map_err(|e| {
                 if e.is_connect() {
@@ -110,19 +112,34 @@ impl HttpsClient {
             })?;
             let (parts, body) = resp.into_parts();
             let body = Limited::new(body, max_body).collect().await.map_err(|e| {
-                if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
                     ClientError::BodyTooLarge(max_body)
                 } else {
                     ClientError::Request(e.to_string())
                 }
             })?;
-            Ok(Response { status: parts.status, headers: parts.headers, body: body.to_bytes() })
+            Ok(Response {
+                status: parts.status,
+                headers: parts.headers,
+                body: body.to_bytes(),
+            })
         };
-        tokio::time::timeout(deadline, exchange).await.map_err(|_| ClientError::Timeout(deadline))?
+        tokio::time::timeout(deadline, exchange)
+            .await
+            .map_err(|_| ClientError::Timeout(deadline))?
     }
 
-    pub async fn get(&self, url: &str, headers: &[(&str, &str)], deadline: Duration, max_body: usize) -> Result<Response, ClientError> {
-        self.request(Method::GET, url, headers, Bytes::new(), deadline, max_body).await
+    pub async fn get(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        deadline: Duration,
+        max_body: usize,
+    ) -> Result<Response, ClientError> {
+        self.request(Method::GET, url, headers, Bytes::new(), deadline, max_body)
+            .await
     }
 }
 

@@ -22,7 +22,10 @@ pub use client::{HttpsClient, Response};
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} holds no PEM certificate")]
     NoCertificate { path: String },
     #[error("{path} is not a valid PEM certificate: {detail}")]
@@ -49,7 +52,10 @@ pub fn install_default_provider() {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read { path: path.display().to_string(), source })
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Reads every certificate in a PEM file; an empty or non-PEM file is an error.
@@ -61,13 +67,20 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 pub fn parse_certs(pem: &[u8], origin: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::BadCertificate { path: origin.to_string(), detail: e.to_string() })?;
+        .map_err(|e| TlsError::BadCertificate {
+            path: origin.to_string(),
+            detail: e.to_string(),
+        })?;
     if certs.is_empty() {
-        return Err(TlsError::NoCertificate { path: origin.to_string() });
+        return Err(TlsError::NoCertificate {
+            path: origin.to_string(),
+        });
     }
     for c in &certs {
-        x509_parser::parse_x509_certificate(c)
-            .map_err(|e| TlsError::BadCertificate { path: origin.to_string(), detail: e.to_string() })?;
+        x509_parser::parse_x509_certificate(c).map_err(|e| TlsError::BadCertificate {
+            path: origin.to_string(),
+            detail: e.to_string(),
+        })?;
     }
     Ok(certs)
 }
@@ -76,16 +89,23 @@ pub fn parse_certs(pem: &[u8], origin: &str) -> Result<Vec<CertificateDer<'stati
 /// (Unix seconds). The clock is passed in so tests are deterministic.
 pub fn check_validity(path: &Path, certs: &[CertificateDer<'_>], now: i64) -> Result<(), TlsError> {
     for c in certs {
-        let (_, parsed) = x509_parser::parse_x509_certificate(c).map_err(|e| TlsError::BadCertificate {
-            path: path.display().to_string(),
-            detail: e.to_string(),
-        })?;
+        let (_, parsed) =
+            x509_parser::parse_x509_certificate(c).map_err(|e| TlsError::BadCertificate {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            })?;
         let v = parsed.validity();
         if v.not_after.timestamp() < now {
-            return Err(TlsError::Expired { path: path.display().to_string(), not_after: v.not_after.to_string() });
+            return Err(TlsError::Expired {
+                path: path.display().to_string(),
+                not_after: v.not_after.to_string(),
+            });
         }
         if v.not_before.timestamp() > now {
-            return Err(TlsError::NotYetValid { path: path.display().to_string(), not_before: v.not_before.to_string() });
+            return Err(TlsError::NotYetValid {
+                path: path.display().to_string(),
+                not_before: v.not_before.to_string(),
+            });
         }
     }
     Ok(())
@@ -93,7 +113,9 @@ pub fn check_validity(path: &Path, certs: &[CertificateDer<'_>], now: i64) -> Re
 
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let bytes = read(path)?;
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|_| TlsError::BadKey { path: path.display().to_string() })
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|_| TlsError::BadKey {
+        path: path.display().to_string(),
+    })
 }
 
 /// A root store holding only the certificates of `ca_path`.
@@ -113,7 +135,10 @@ pub struct ClientIdentity<'a> {
 }
 
 /// A client config that trusts only `ca_path`, offering h2 and http/1.1.
-pub fn client_config(ca_path: &Path, identity: Option<ClientIdentity<'_>>) -> Result<ClientConfig, TlsError> {
+pub fn client_config(
+    ca_path: &Path,
+    identity: Option<ClientIdentity<'_>>,
+) -> Result<ClientConfig, TlsError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots_from(ca_path)?);

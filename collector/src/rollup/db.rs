@@ -52,7 +52,9 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
         .iter()
         .map(|n| Member {
             node: n,
-            member: db_facts(n).and_then(|d| d.member.clone()).unwrap_or_else(|| n.name.clone()),
+            member: db_facts(n)
+                .and_then(|d| d.member.clone())
+                .unwrap_or_else(|| n.name.clone()),
             facts: if n.fresh { db_facts(n) } else { None },
         })
         .collect();
@@ -74,13 +76,21 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
                 && f.patroni_reachable == Some(true)
                 && f.cluster_view_age_s.is_some_and(|a| a <= MAX_VIEW_AGE_S)
                 && !f.cluster_members.is_empty();
-            usable.then_some((m.member.as_str(), &f.cluster_members, f.cluster_leader.as_deref()))
+            usable.then_some((
+                m.member.as_str(),
+                &f.cluster_members,
+                f.cluster_leader.as_deref(),
+            ))
         })
         .collect();
     let seen_running_by = |member: &str| -> Vec<&str> {
         views
             .iter()
-            .filter(|(holder, v, _)| *holder != member && v.get(member).is_some_and(|mv| mv.state == "running" || mv.state == "streaming"))
+            .filter(|(holder, v, _)| {
+                *holder != member
+                    && v.get(member)
+                        .is_some_and(|mv| mv.state == "running" || mv.state == "streaming")
+            })
             .map(|(holder, _, _)| *holder)
             .collect()
     };
@@ -90,7 +100,11 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
     let need = generic::quorum(NodeType::Db, n);
     let mut healthy = 0;
     for m in &members {
-        let vouchers = if m.node.fresh { Vec::new() } else { seen_running_by(&m.member) };
+        let vouchers = if m.node.fresh {
+            Vec::new()
+        } else {
+            seen_running_by(&m.member)
+        };
         if m.node.status != NodeStatus::Fail || !vouchers.is_empty() {
             healthy += 1;
         }
@@ -103,8 +117,9 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
     let self_declared: Vec<&Member> = members
         .iter()
         .filter(|m| {
-            m.facts
-                .is_some_and(|f| f.patroni_reachable == Some(true) && f.role.as_deref() == Some("leader"))
+            m.facts.is_some_and(|f| {
+                f.patroni_reachable == Some(true) && f.role.as_deref() == Some("leader")
+            })
         })
         .collect();
     let viewed_leaders: BTreeSet<&str> = views.iter().filter_map(|(_, _, l)| *l).collect();
@@ -117,31 +132,53 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
                 NodeStatus::Fail,
                 Reason::new(
                     "split_brain",
-                    format!("more than one node says it is the Patroni leader: {}", names.join(", ")),
+                    format!(
+                        "more than one node says it is the Patroni leader: {}",
+                        names.join(", ")
+                    ),
                 ),
             );
             None
         }
     };
-    if viewed_leaders.len() > 1 || leader.as_deref().is_some_and(|l| viewed_leaders.iter().any(|v| *v != l)) {
+    if viewed_leaders.len() > 1
+        || leader
+            .as_deref()
+            .is_some_and(|l| viewed_leaders.iter().any(|v| *v != l))
+    {
         let detail: Vec<String> = views
             .iter()
-            .map(|(h, _, l)| format!("{} sees {}", node_of(h), l.map(&node_of).unwrap_or_else(|| "no leader".into())))
+            .map(|(h, _, l)| {
+                format!(
+                    "{} sees {}",
+                    node_of(h),
+                    l.map(&node_of).unwrap_or_else(|| "no leader".into())
+                )
+            })
             .collect();
         out.push(
             NodeStatus::Degraded,
-            Reason::new("leader_views_disagree", format!("nodes disagree on the leader: {}", detail.join("; "))),
+            Reason::new(
+                "leader_views_disagree",
+                format!("nodes disagree on the leader: {}", detail.join("; ")),
+            ),
         );
     }
     match (&leader, self_declared.len()) {
         (None, 0) => out.push(
             NodeStatus::Fail,
-            Reason::new("no_leader", "no node is the Patroni leader and no fresh view names one"),
+            Reason::new(
+                "no_leader",
+                "no node is the Patroni leader and no fresh view names one",
+            ),
         ),
         (Some(l), 0) => {
             let lm = members.iter().find(|m| &m.member == l);
             let node = node_of(l);
-            let seen = seen_running_by(l).into_iter().map(&node_of).collect::<Vec<_>>();
+            let seen = seen_running_by(l)
+                .into_iter()
+                .map(&node_of)
+                .collect::<Vec<_>>();
             let msg = match lm {
                 Some(m) if !m.node.fresh && !seen.is_empty() => {
                     format!(
@@ -157,19 +194,25 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
                 }
                 _ => format!("no fresh report from the leader {node}; it is named only by other nodes' views"),
             };
-            out.push(NodeStatus::Degraded, Reason::new("leader_not_reporting", msg).on_node(node));
+            out.push(
+                NodeStatus::Degraded,
+                Reason::new("leader_not_reporting", msg).on_node(node),
+            );
         }
         _ => {}
     }
 
-    let leader_member = leader.as_deref().and_then(|l| members.iter().find(|m| m.member == l));
+    let leader_member = leader
+        .as_deref()
+        .and_then(|l| members.iter().find(|m| m.member == l));
     let leader_facts = leader_member.and_then(|m| m.facts);
 
     // PostgreSQL accepting writes outside Patroni (e.g. after Patroni was SIGKILLed).
     for m in &members {
         if let Some(f) = m.facts {
             let writable = f.in_recovery == Some(false);
-            let patroni_leader = f.patroni_reachable == Some(true) && f.role.as_deref() == Some("leader");
+            let patroni_leader =
+                f.patroni_reachable == Some(true) && f.role.as_deref() == Some("leader");
             if writable && !patroni_leader && leader.as_deref().is_some_and(|l| l != m.member) {
                 out.push(
                     NodeStatus::Degraded,
@@ -190,9 +233,15 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
     // Replicas against the leader: streaming, timeline, lag, failover candidates.
     let max_lag = leader_facts
         .and_then(|f| f.maximum_lag_on_failover)
-        .or_else(|| members.iter().filter_map(|m| m.facts?.maximum_lag_on_failover).next())
+        .or_else(|| {
+            members
+                .iter()
+                .filter_map(|m| m.facts?.maximum_lag_on_failover)
+                .next()
+        })
         .unwrap_or(DEFAULT_MAX_LAG);
-    let view_of = |member: &str| -> Option<&MemberView> { views.iter().find_map(|(_, v, _)| v.get(member)) };
+    let view_of =
+        |member: &str| -> Option<&MemberView> { views.iter().find_map(|(_, v, _)| v.get(member)) };
     let leader_timeline = leader_facts
         .and_then(|f| f.timeline)
         .or_else(|| leader.as_deref().and_then(view_of).and_then(|v| v.timeline));
@@ -212,20 +261,35 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
                     Some(r) if r.state == "streaming" => {}
                     Some(r) => out.push(
                         NodeStatus::Degraded,
-                        Reason::new("replica_not_streaming", format!("{name} is {:?} on the leader, not streaming", r.state)).on_node(name.clone()),
+                        Reason::new(
+                            "replica_not_streaming",
+                            format!("{name} is {:?} on the leader, not streaming", r.state),
+                        )
+                        .on_node(name.clone()),
                     ),
                     None => out.push(
                         NodeStatus::Degraded,
-                        Reason::new("replica_not_streaming", format!("{name} is not in the leader's replication list")).on_node(name.clone()),
+                        Reason::new(
+                            "replica_not_streaming",
+                            format!("{name} is not in the leader's replication list"),
+                        )
+                        .on_node(name.clone()),
                     ),
                 }
             }
-            let timeline = m.facts.and_then(|f| f.timeline).or_else(|| view.and_then(|v| v.timeline));
+            let timeline = m
+                .facts
+                .and_then(|f| f.timeline)
+                .or_else(|| view.and_then(|v| v.timeline));
             if let (Some(t), Some(lt)) = (timeline, leader_timeline) {
                 if t != lt {
                     out.push(
                         NodeStatus::Degraded,
-                        Reason::new("timeline_mismatch", format!("{name} is on timeline {t}, the leader on {lt}")).on_node(name.clone()),
+                        Reason::new(
+                            "timeline_mismatch",
+                            format!("{name} is on timeline {t}, the leader on {lt}"),
+                        )
+                        .on_node(name.clone()),
                     );
                 }
             }
@@ -236,15 +300,24 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
             match lag {
                 Some(b) if b > max_lag => out.push(
                     NodeStatus::Degraded,
-                    Reason::new("replica_lag", format!("{name} lags {b} bytes, over maximum_lag_on_failover {max_lag}")).on_node(name.clone()),
+                    Reason::new(
+                        "replica_lag",
+                        format!("{name} lags {b} bytes, over maximum_lag_on_failover {max_lag}"),
+                    )
+                    .on_node(name.clone()),
                 ),
                 Some(_) => {}
                 None => out.push(
                     NodeStatus::Degraded,
-                    Reason::new("replica_lag_unknown", format!("no numeric lag is known for {name}")).on_node(name.clone()),
+                    Reason::new(
+                        "replica_lag_unknown",
+                        format!("no numeric lag is known for {name}"),
+                    )
+                    .on_node(name.clone()),
                 ),
             }
-            let nofailover = m.facts.is_some_and(|f| f.nofailover) || view.is_some_and(|v| v.nofailover);
+            let nofailover =
+                m.facts.is_some_and(|f| f.nofailover) || view.is_some_and(|v| v.nofailover);
             if !nofailover && lag.is_some_and(|b| b <= max_lag) {
                 candidates.push(name);
             }
@@ -258,23 +331,29 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
                 ),
             );
         }
-        let sync_mode = leader_facts
-            .and_then(|f| f.synchronous_mode)
-            .or_else(|| members.iter().filter_map(|m| m.facts?.synchronous_mode).next());
+        let sync_mode = leader_facts.and_then(|f| f.synchronous_mode).or_else(|| {
+            members
+                .iter()
+                .filter_map(|m| m.facts?.synchronous_mode)
+                .next()
+        });
         if sync_mode == Some(true) {
             let has_sync = match leader_facts.filter(|f| f.patroni_reachable == Some(true)) {
-                Some(lf) => lf
-                    .replication
-                    .values()
-                    .any(|r| r.state == "streaming" && matches!(r.sync_state.as_str(), "sync" | "quorum")),
-                None => views
-                    .iter()
-                    .any(|(_, v, _)| v.values().any(|mv| mv.role == "sync_standby" && mv.state == "running")),
+                Some(lf) => lf.replication.values().any(|r| {
+                    r.state == "streaming" && matches!(r.sync_state.as_str(), "sync" | "quorum")
+                }),
+                None => views.iter().any(|(_, v, _)| {
+                    v.values()
+                        .any(|mv| mv.role == "sync_standby" && mv.state == "running")
+                }),
             };
             if !has_sync {
                 out.push(
                     NodeStatus::Degraded,
-                    Reason::new("no_sync_standby", "synchronous_mode is on but no synchronous standby is streaming"),
+                    Reason::new(
+                        "no_sync_standby",
+                        "synchronous_mode is on but no synchronous standby is streaming",
+                    ),
                 );
             }
         }
@@ -292,7 +371,10 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
             NodeStatus::Degraded,
             Reason::new(
                 "dcs_unreachable",
-                format!("DCS (etcd) unreachable from Patroni on {}", unreachable_dcs.join(", ")),
+                format!(
+                    "DCS (etcd) unreachable from Patroni on {}",
+                    unreachable_dcs.join(", ")
+                ),
             ),
         );
     }
@@ -300,12 +382,18 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
     if healthy < need {
         out.push(
             NodeStatus::Fail,
-            Reason::new("quorum_lost", format!("{healthy} of {n} db nodes healthy, below quorum {need}")),
+            Reason::new(
+                "quorum_lost",
+                format!("{healthy} of {n} db nodes healthy, below quorum {need}"),
+            ),
         );
     } else if out.status != NodeStatus::Ok && healthy < n {
         out.push(
             NodeStatus::Degraded,
-            Reason::new("degraded", format!("{healthy} of {n} db nodes healthy (quorum {need})")),
+            Reason::new(
+                "degraded",
+                format!("{healthy} of {n} db nodes healthy (quorum {need})"),
+            ),
         );
     }
     (out.status, out.reasons)
@@ -314,11 +402,17 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
 /// etcd: one cluster id, one leader, healthy members ≥ quorum. Members are told apart by
 /// member id; a node whose local etcd does not answer counts as one unhealthy member.
 fn etcd_rules(members: &[Member], out: &mut Outcome) {
-    let etcd: Vec<(&Member, &sr_protocol::facts::EtcdFacts)> = members.iter().filter_map(|m| Some((m, m.facts?.etcd.as_ref()?))).collect();
+    let etcd: Vec<(&Member, &sr_protocol::facts::EtcdFacts)> = members
+        .iter()
+        .filter_map(|m| Some((m, m.facts?.etcd.as_ref()?)))
+        .collect();
     if etcd.is_empty() {
         return;
     }
-    let cluster_ids: BTreeSet<&str> = etcd.iter().filter_map(|(_, e)| e.cluster_id.as_deref()).collect();
+    let cluster_ids: BTreeSet<&str> = etcd
+        .iter()
+        .filter_map(|(_, e)| e.cluster_id.as_deref())
+        .collect();
     if cluster_ids.len() > 1 {
         out.push(
             NodeStatus::Fail,
@@ -331,7 +425,10 @@ fn etcd_rules(members: &[Member], out: &mut Outcome) {
             ),
         );
     }
-    let leaders: BTreeSet<&str> = etcd.iter().filter_map(|(_, e)| e.leader.as_deref()).collect();
+    let leaders: BTreeSet<&str> = etcd
+        .iter()
+        .filter_map(|(_, e)| e.leader.as_deref())
+        .collect();
     if leaders.len() > 1 {
         out.push(
             NodeStatus::Degraded,
@@ -363,23 +460,37 @@ fn etcd_rules(members: &[Member], out: &mut Outcome) {
         };
         out.push(
             NodeStatus::Fail,
-            Reason::new("etcd_unavailable", format!("DCS unreachable: no healthy etcd member{from}")),
+            Reason::new(
+                "etcd_unavailable",
+                format!("DCS unreachable: no healthy etcd member{from}"),
+            ),
         );
     } else if healthy < need {
         out.push(
             NodeStatus::Degraded,
-            Reason::new("etcd_quorum", format!("{healthy} of {total} etcd members healthy, below quorum {need}")),
+            Reason::new(
+                "etcd_quorum",
+                format!("{healthy} of {total} etcd members healthy, below quorum {need}"),
+            ),
         );
     } else if healthy < total {
         out.push(
             NodeStatus::Degraded,
-            Reason::new("etcd_member_down", format!("{healthy} of {total} etcd members healthy")),
+            Reason::new(
+                "etcd_member_down",
+                format!("{healthy} of {total} etcd members healthy"),
+            ),
         );
     }
 }
 
 fn node_reasons(n: &NodeInput) -> Vec<Reason> {
-    let own: Vec<Reason> = n.reasons.iter().filter(|r| r.code != "clock_skew").cloned().collect();
+    let own: Vec<Reason> = n
+        .reasons
+        .iter()
+        .filter(|r| r.code != "clock_skew")
+        .cloned()
+        .collect();
     if own.is_empty() {
         vec![Reason::new("node_unhealthy", format!("node is {}", n.status)).on_node(n.name.clone())]
     } else {
@@ -487,7 +598,11 @@ mod tests {
                 BTreeMap::new()
             },
             replica_lag_bytes: if is_leader {
-                MEMBERS.iter().filter(|m| **m != leader).map(|m| (m.to_string(), 0)).collect()
+                MEMBERS
+                    .iter()
+                    .filter(|m| **m != leader)
+                    .map(|m| (m.to_string(), 0))
+                    .collect()
             } else {
                 BTreeMap::new()
             },
@@ -500,8 +615,14 @@ mod tests {
         let name = format!("db{}", i + 1);
         let reasons = match (status, fresh) {
             (NodeStatus::Ok, _) => vec![],
-            (_, false) => vec![Reason::new("stale", "last report 40 s ago; stale after 15 s").on_node(name.clone())],
-            (s, true) => vec![Reason::new("reported_unhealthy", format!("node reports {s}")).on_node(name.clone())],
+            (_, false) => vec![
+                Reason::new("stale", "last report 40 s ago; stale after 15 s")
+                    .on_node(name.clone()),
+            ],
+            (s, true) => vec![
+                Reason::new("reported_unhealthy", format!("node reports {s}"))
+                    .on_node(name.clone()),
+            ],
         };
         NodeInput {
             node_type: NodeType::Db,
@@ -511,7 +632,10 @@ mod tests {
             reported_status: Some(status),
             fresh,
             reasons,
-            facts: Some(Facts { db: Some(db), broker: None }),
+            facts: Some(Facts {
+                db: Some(db),
+                broker: None,
+            }),
             role: None,
             version: None,
             private_ip: None,
@@ -552,7 +676,10 @@ mod tests {
         let (s, r) = run(&nodes);
         assert_eq!(s, NodeStatus::Fail);
         let split = r.iter().find(|r| r.code == "split_brain").unwrap();
-        assert!(split.message.contains("db1") && split.message.contains("db2"), "{split:?}");
+        assert!(
+            split.message.contains("db1") && split.message.contains("db2"),
+            "{split:?}"
+        );
     }
 
     #[test]
@@ -563,7 +690,10 @@ mod tests {
         assert_eq!(s, NodeStatus::Degraded, "{r:?}");
         let why = r.iter().find(|r| r.code == "leader_not_reporting").unwrap();
         assert_eq!(why.node.as_deref(), Some("db1"));
-        assert!(why.message.contains("reporter is silent") && why.message.contains("db2, db3"), "{why:?}");
+        assert!(
+            why.message.contains("reporter is silent") && why.message.contains("db2, db3"),
+            "{why:?}"
+        );
         // With a replica down too, the vouched-for leader still keeps quorum.
         nodes[2] = node(
             2,
@@ -608,8 +738,8 @@ mod tests {
         let (s, r) = run(&nodes);
         assert_eq!(s, NodeStatus::Degraded, "{r:?}");
         assert!(
-            r.iter()
-                .any(|r| r.code == "leader_not_reporting" && r.message.contains("Patroni does not answer")),
+            r.iter().any(|r| r.code == "leader_not_reporting"
+                && r.message.contains("Patroni does not answer")),
             "{r:?}"
         );
         // After failover pg2 leads; pg1's PostgreSQL still accepts writes.
@@ -667,10 +797,22 @@ mod tests {
         let (s, r) = run(&nodes);
         assert_eq!(s, NodeStatus::Degraded);
         let c = codes(&r);
-        for want in ["replica_lag", "replica_not_streaming", "timeline_mismatch", "no_sync_standby"] {
+        for want in [
+            "replica_lag",
+            "replica_not_streaming",
+            "timeline_mismatch",
+            "no_sync_standby",
+        ] {
             assert!(c.contains(&want), "{want} missing in {r:?}");
         }
-        assert_eq!(r.iter().find(|r| r.code == "replica_lag").unwrap().node.as_deref(), Some("db2"));
+        assert_eq!(
+            r.iter()
+                .find(|r| r.code == "replica_lag")
+                .unwrap()
+                .node
+                .as_deref(),
+            Some("db2")
+        );
 
         let mut nodes = healthy("pg1");
         for (i, n) in nodes.iter_mut().enumerate().skip(1) {
@@ -679,7 +821,10 @@ mod tests {
             *n = node(i, NodeStatus::Ok, true, f);
         }
         let (s, r) = run(&nodes);
-        assert_eq!((s, codes(&r)), (NodeStatus::Degraded, vec!["no_failover_candidate"]));
+        assert_eq!(
+            (s, codes(&r)),
+            (NodeStatus::Degraded, vec!["no_failover_candidate"])
+        );
     }
 
     #[test]
