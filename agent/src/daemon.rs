@@ -73,7 +73,14 @@ pub async fn probe_once(cfg: &AgentConfig) -> (Snapshot, Vec<ProbeResult>) {
 
 fn push_context(cfg: &AgentConfig, boot_id: &str) -> Result<PushContext, RunError> {
     let tls = sr_tls::client_config(&cfg.ca_path, None)?;
-    let client = HttpsClient::new(tls, cfg.push_timeout.min(Duration::from_secs(3)));
+    // A connect that started while a manager was unreachable must not outlive one
+    // interval: SYN retransmits back off to seconds, and a healed manager should get the
+    // next cycle's fresh attempt instead of waiting on a stale one.
+    let connect_timeout = cfg
+        .push_timeout
+        .min(Duration::from_secs(3))
+        .min(Duration::from_secs(cfg.reporting_freq.into()));
+    let client = HttpsClient::new(tls, connect_timeout);
     Ok(PushContext {
         client,
         token: cfg.token.clone(),
