@@ -24,9 +24,8 @@ mod procs;
 
 use procs::*;
 use serde_json::Value;
-use sr_collector::store::Store;
 use sr_protocol::NodeType;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -283,83 +282,6 @@ async fn view(col: &Collector) -> Result<Value, String> {
         String::from_utf8_lossy(&r.body)
     );
     Ok(serde_json::from_slice(&r.body).unwrap())
-}
-
-/// A TCP endpoint a `tcp` probe watches; closing it fails the node, opening it heals it.
-struct Target {
-    rt: tokio::runtime::Handle,
-    port: u16,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Target {
-    fn new(rt: &tokio::runtime::Runtime) -> Target {
-        let mut t = Target {
-            rt: rt.handle().clone(),
-            port: 0,
-            task: None,
-        };
-        t.open();
-        t
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn open(&mut self) {
-        let l = self
-            .rt
-            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", self.port)))
-            .expect("rebind the target port");
-        self.port = l.local_addr().unwrap().port();
-        self.task = Some(self.rt.spawn(async move {
-            // Accept and drop, so the backlog never fills.
-            while let Ok((s, _)) = l.accept().await {
-                drop(s);
-            }
-        }));
-    }
-
-    fn close(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-            let _ = self.rt.block_on(t);
-        }
-    }
-}
-
-/// node_id → (status, key_mismatch) as one collector shows it.
-fn statuses(view: &Value) -> BTreeMap<String, (String, bool)> {
-    let mut out = BTreeMap::new();
-    for s in view["services"]
-        .as_object()
-        .into_iter()
-        .flat_map(|m| m.values())
-    {
-        for n in s["nodes"].as_object().into_iter().flat_map(|m| m.values()) {
-            out.insert(
-                n["node_id"].as_str().unwrap_or_default().to_string(),
-                (
-                    n["status"].as_str().unwrap_or_default().to_string(),
-                    n["key_mismatch"] == true,
-                ),
-            );
-        }
-    }
-    out
-}
-
-/// Every stored transition of these nodes: (node, boot, seq).
-fn transitions(state: &Path, nodes: &[(NodeType, String)]) -> BTreeSet<(String, String, u64)> {
-    let store = Store::open(state).expect("the store opens");
-    let mut out = BTreeSet::new();
-    for (ty, id) in nodes {
-        for t in store.transitions(*ty, id, 1_000_000).unwrap() {
-            out.insert((id.clone(), t.boot_id, t.seq));
-        }
-    }
-    out
 }
 
 #[test]
