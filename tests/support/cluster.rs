@@ -1037,41 +1037,46 @@ impl PatroniCluster {
     }
 }
 
+/// Stops a lab cluster with its down script and removes its directory (kept with
+/// `LAB_KEEP=1`). Runs from `Drop`, so it reports problems instead of failing; when the
+/// test is panicking it first prints the cluster's log tails.
+fn tear_down(what: &str, script: &str, scratch: &Path, dir: &Path, logs: impl FnOnce() -> String) {
+    if std::thread::panicking() {
+        eprintln!("lab: test panicked; {what} logs:{}", logs().trim());
+    }
+    let t0 = Instant::now();
+    let env = vec![(
+        "PURGE".to_string(),
+        if keep_dirs() { "0" } else { "1" }.to_string(),
+    )];
+    let dir_arg = dir.to_string_lossy();
+    match run_script(scratch, script, &[&dir_arg], &env, Duration::from_secs(150)) {
+        Ok(o) if o.success() => {}
+        Ok(o) => eprintln!(
+            "lab: {script} failed: {:?} {} {}",
+            o.code, o.stdout, o.stderr
+        ),
+        Err(e) => eprintln!("lab: {script}: {e:#}"),
+    }
+    if keep_dirs() {
+        eprintln!("lab: LAB_KEEP=1, kept {}", dir.display());
+    } else if let Err(e) = fs::remove_dir_all(dir) {
+        eprintln!("lab: removing {}: {e}", dir.display());
+    }
+    eprintln!(
+        "lab: {what} cluster torn down in {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
 impl Drop for PatroniCluster {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "lab: test panicked; patroni logs:{}",
-                self.with_logs(anyhow!("")).to_string().trim()
-            );
-        }
-        let t0 = Instant::now();
-        let env = vec![(
-            "PURGE".to_string(),
-            if keep_dirs() { "0" } else { "1" }.to_string(),
-        )];
-        match run_script(
-            &self.scratch(),
+        tear_down(
+            "patroni",
             "patroni-down.sh",
-            &[self.dir_str()],
-            &env,
-            Duration::from_secs(150),
-        ) {
-            Ok(o) if o.success() => {}
-            Ok(o) => eprintln!(
-                "lab: patroni-down.sh failed: {:?} {} {}",
-                o.code, o.stdout, o.stderr
-            ),
-            Err(e) => eprintln!("lab: patroni-down.sh: {e:#}"),
-        }
-        if keep_dirs() {
-            eprintln!("lab: LAB_KEEP=1, kept {}", self.dir.display());
-        } else if let Err(e) = fs::remove_dir_all(&self.dir) {
-            eprintln!("lab: removing {}: {e}", self.dir.display());
-        }
-        eprintln!(
-            "lab: patroni cluster torn down in {:.1}s",
-            t0.elapsed().as_secs_f64()
+            &self.scratch(),
+            &self.dir,
+            || self.with_logs(anyhow!("")).to_string(),
         );
     }
 }
@@ -1369,39 +1374,12 @@ impl RabbitCluster {
 
 impl Drop for RabbitCluster {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "lab: test panicked; rabbitmq logs:{}",
-                self.with_logs(anyhow!("")).to_string().trim()
-            );
-        }
-        let t0 = Instant::now();
-        let env = vec![(
-            "PURGE".to_string(),
-            if keep_dirs() { "0" } else { "1" }.to_string(),
-        )];
-        match run_script(
-            &self.scratch(),
+        tear_down(
+            "rabbitmq",
             "rabbit-down.sh",
-            &[self.dir_str()],
-            &env,
-            Duration::from_secs(150),
-        ) {
-            Ok(o) if o.success() => {}
-            Ok(o) => eprintln!(
-                "lab: rabbit-down.sh failed: {:?} {} {}",
-                o.code, o.stdout, o.stderr
-            ),
-            Err(e) => eprintln!("lab: rabbit-down.sh: {e:#}"),
-        }
-        if keep_dirs() {
-            eprintln!("lab: LAB_KEEP=1, kept {}", self.dir.display());
-        } else if let Err(e) = fs::remove_dir_all(&self.dir) {
-            eprintln!("lab: removing {}: {e}", self.dir.display());
-        }
-        eprintln!(
-            "lab: rabbitmq cluster torn down in {:.1}s",
-            t0.elapsed().as_secs_f64()
+            &self.scratch(),
+            &self.dir,
+            || self.with_logs(anyhow!("")).to_string(),
         );
     }
 }
