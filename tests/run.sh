@@ -25,4 +25,12 @@ command -v cargo-deny >/dev/null || cargo install --locked cargo-deny
 cargo deny check licenses bans sources
 
 # The real-service suites start their own clusters on free loopback ports.
-cargo test --workspace --no-fail-fast 2>&1
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
+
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "%d passed, %d failed\n", p, f }' "$log"
+exit "$status"
