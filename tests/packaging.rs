@@ -858,6 +858,26 @@ fn deb_under_real_systemd() {
         node["services"]["DBus"]["status"], "Active",
         "dbus.service read over D-Bus: {node}"
     );
+    // The probe's D-Bus reads, not only the verdict: every property came back from systemd
+    // (a failed read is an unknown state with a reason, and no `instances`).
+    let instance = &node["services"]["DBus"]["extra_info"]["systemd"]["instances"][0];
+    assert_eq!(
+        (
+            &instance["LoadState"],
+            &instance["ActiveState"],
+            &instance["SubState"]
+        ),
+        (
+            &serde_json::json!("loaded"),
+            &serde_json::json!("active"),
+            &serde_json::json!("running")
+        ),
+        "{node}"
+    );
+    assert!(
+        instance["NRestarts"].is_u64(),
+        "NRestarts over D-Bus: {node}"
+    );
     assert_eq!(
         sd.prop(agent, "MainPID"),
         main_pid,

@@ -1,10 +1,14 @@
 //! `services`: local services by systemd unit state, or by process presence.
 //!
-//! When systemd is PID 1, one `systemctl show` call per cycle reads `LoadState`,
-//! `ActiveState`, `SubState` and `NRestarts` of every configured unit. A subprocess was
-//! chosen over a D-Bus crate: the D-Bus client crates add a large dependency tree and
-//! binary size for four properties, and `systemctl show` is the same D-Bus query made by
-//! systemd's own tool. It runs under the probe's timeout and is killed if it overruns.
+//! When systemd is PID 1, the probe asks systemd over the D-Bus system bus, in-process
+//! (zbus): `Manager.LoadUnit(name)` gives the unit's object path, then
+//! `Properties.Get` reads `LoadState`, `ActiveState` and `SubState` of
+//! `org.freedesktop.systemd1.Unit` and, for `.service` units, `NRestarts` of
+//! `org.freedesktop.systemd1.Service`. One connection is kept across cycles (opened on
+//! first use, dropped after a transport error or a timeout and opened again next
+//! cycle), so a cycle costs a few small method calls instead of a `systemctl`
+//! process. Every failure (bus unreachable, systemd refusing a name, no answer within
+//! the probe's timeout) becomes an unknown state with the reason.
 //! A rising `NRestarts` between cycles catches crash loops a point-in-time "active"
 //! misses.
 //!
@@ -19,6 +23,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
+use zbus::{Connection, OwnedObjectPath, OwnedVariant};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,7 +81,9 @@ impl Config {
                 ));
             }
             if let Some(unit) = &u.unit {
-                // The name goes on a command line: no options, no globs.
+                // The characters systemd allows in unit names (plus the `\` of escaped
+                // instance names); anything else is a typo, caught here at configure time
+                // rather than as a D-Bus error every cycle.
                 let ok = !unit.is_empty()
                     && unit.len() <= 256
                     && !unit.starts_with('-')
@@ -124,19 +131,155 @@ pub fn systemd_is_pid1(proc_root: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Parses `systemctl show -p Id,LoadState,ActiveState,SubState,NRestarts u1 u2 ...`:
-/// one blank-line-separated block per unit, in argument order.
-pub fn parse_systemctl_show(text: &str) -> Vec<BTreeMap<String, String>> {
-    text.split("\n\n")
-        .filter(|b| !b.trim().is_empty())
-        .map(|block| {
-            block
-                .lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.chars().take(256).collect()))
-                .collect()
-        })
-        .collect()
+const SYSTEMD: &str = "org.freedesktop.systemd1";
+const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
+const MANAGER: &str = "org.freedesktop.systemd1.Manager";
+const UNIT: &str = "org.freedesktop.systemd1.Unit";
+const SERVICE: &str = "org.freedesktop.systemd1.Service";
+const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
+
+/// The probe's one system-bus connection, kept across cycles so a cycle does not pay
+/// for the connect and the authentication handshake.
+#[derive(Default)]
+pub struct SystemBus {
+    /// `None`: the system bus (`DBUS_SYSTEM_BUS_ADDRESS`, or systemd's default socket).
+    address: Option<String>,
+    conn: tokio::sync::Mutex<Option<Connection>>,
+}
+
+impl SystemBus {
+    /// A bus at a D-Bus address (`unix:path=...`): the tests' own bus daemons.
+    #[cfg(test)]
+    fn at(address: &str) -> Self {
+        SystemBus {
+            address: Some(address.into()),
+            conn: Default::default(),
+        }
+    }
+
+    async fn connect(&self) -> zbus::Result<Connection> {
+        match &self.address {
+            None => Connection::system().await,
+            Some(a) => zbus::conn::Builder::address(a.as_str()).build().await,
+        }
+    }
+
+    /// The state of each of `units`, in order. A connection that failed is dropped, so
+    /// the next call opens a new one.
+    async fn unit_states(&self, units: &[&str]) -> Vec<UnitRaw> {
+        let mut slot = self.conn.lock().await;
+        let conn = match &*slot {
+            // A connection the bus closed since the last cycle (dbus restarted, say) is
+            // replaced now rather than failing this cycle.
+            Some(c) if !c.is_closed() => c.clone(),
+            _ => match self.connect().await {
+                Ok(c) => slot.insert(c).clone(),
+                Err(e) => {
+                    let why = format!("system bus unreachable: {}", bounded(&e.to_string()));
+                    return units
+                        .iter()
+                        .map(|_| UnitRaw::Unknown(why.clone()))
+                        .collect();
+                }
+            },
+        };
+        let mut out = Vec::with_capacity(units.len());
+        for name in units {
+            match unit_state(&conn, name).await {
+                Ok(raw) => out.push(raw),
+                Err(e) if is_reply(&e) => out.push(UnitRaw::Unknown(format!(
+                    "systemd answered an error for {name}: {}",
+                    bounded(&e.to_string())
+                ))),
+                Err(e) if conn.is_closed() || matches!(e, zbus::Error::InputOutput(_)) => {
+                    *slot = None;
+                    let why = format!("system bus connection lost: {}", bounded(&e.to_string()));
+                    out.resize(units.len(), UnitRaw::Unknown(why));
+                    break;
+                }
+                Err(e) => out.push(UnitRaw::Unknown(format!(
+                    "unexpected reply from systemd for {name}: {}",
+                    bounded(&e.to_string())
+                ))),
+            }
+        }
+        out
+    }
+
+    /// Drops the connection after a timeout: a call that hangs may mean a wedged
+    /// connection, and a new one costs one handshake.
+    async fn forget(&self) {
+        *self.conn.lock().await = None;
+    }
+}
+
+/// An error reply from the peer: the connection itself is fine.
+fn is_reply(e: &zbus::Error) -> bool {
+    matches!(e, zbus::Error::MethodError(..) | zbus::Error::FDO(_))
+}
+
+/// Error texts from the bus are bounded before they go into a report.
+fn bounded(s: &str) -> String {
+    s.chars().take(256).collect()
+}
+
+async fn unit_state(conn: &Connection, name: &str) -> zbus::Result<UnitRaw> {
+    let reply = conn
+        .call_method(
+            Some(SYSTEMD),
+            MANAGER_PATH,
+            Some(MANAGER),
+            "LoadUnit",
+            &(name,),
+        )
+        .await?;
+    let path: OwnedObjectPath = reply.body().deserialize()?;
+    let (load_state, active_state, sub_state, n_restarts) = tokio::join!(
+        get_property(conn, &path, UNIT, "LoadState"),
+        get_property(conn, &path, UNIT, "ActiveState"),
+        get_property(conn, &path, UNIT, "SubState"),
+        async {
+            if name.ends_with(".service") {
+                Some(get_property(conn, &path, SERVICE, "NRestarts").await)
+            } else {
+                None
+            }
+        },
+    );
+    let n_restarts = match n_restarts {
+        Some(Ok(v)) => Some(u64::from(u32::try_from(v)?)),
+        // systemd older than 235 has no NRestarts: the unit state is still known.
+        Some(Err(e)) if is_reply(&e) => None,
+        Some(Err(e)) => return Err(e),
+        None => None,
+    };
+    let text = |v: zbus::Result<OwnedVariant>| -> zbus::Result<String> {
+        Ok(bounded(&String::try_from(v?)?))
+    };
+    Ok(UnitRaw::Systemd {
+        load_state: text(load_state)?,
+        active_state: text(active_state)?,
+        sub_state: text(sub_state)?,
+        n_restarts,
+    })
+}
+
+async fn get_property(
+    conn: &Connection,
+    path: &OwnedObjectPath,
+    interface: &str,
+    property: &str,
+) -> zbus::Result<OwnedVariant> {
+    let reply = conn
+        .call_method(
+            Some(SYSTEMD),
+            path,
+            Some(PROPERTIES),
+            "Get",
+            &(interface, property),
+        )
+        .await?;
+    reply.body().deserialize()
 }
 
 /// Pids per process name, for every name in `names`, from one pass over `proc_root`:
@@ -189,61 +332,32 @@ fn read_comm(path: &Path) -> Option<Vec<u8>> {
     Some(buf[..n].to_vec())
 }
 
-pub async fn collect(cfg: &Config) -> Vec<UnitRaw> {
+pub async fn collect(cfg: &Config, bus: &SystemBus) -> Vec<UnitRaw> {
     let systemd = systemd_is_pid1(&cfg.proc_root);
     let mut out: Vec<Option<UnitRaw>> = vec![None; cfg.units.len()];
     let with_unit: Vec<usize> = (0..cfg.units.len())
         .filter(|&i| cfg.units[i].unit.is_some())
         .collect();
     if systemd && !with_unit.is_empty() {
-        let mut cmd = tokio::process::Command::new("systemctl");
-        cmd.args([
-            "show",
-            "-p",
-            "Id,LoadState,ActiveState,SubState,NRestarts",
-            "--",
-        ])
-        .args(
-            with_unit
-                .iter()
-                .map(|&i| cfg.units[i].unit.as_deref().unwrap_or_default()),
+        let names: Vec<&str> = with_unit
+            .iter()
+            .filter_map(|&i| cfg.units[i].unit.as_deref())
+            .collect();
+        let states = match tokio::time::timeout(
+            Duration::from_millis(cfg.timeout_ms),
+            bus.unit_states(&names),
         )
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true);
-        let result =
-            tokio::time::timeout(Duration::from_millis(cfg.timeout_ms), cmd.output()).await;
-        let failure = match result {
-            Ok(Ok(o)) if o.status.success() => {
-                let blocks = parse_systemctl_show(&String::from_utf8_lossy(
-                    &o.stdout[..o.stdout.len().min(64 * 1024)],
-                ));
-                for (j, &i) in with_unit.iter().enumerate() {
-                    out[i] = Some(match blocks.get(j) {
-                        Some(b) => UnitRaw::Systemd {
-                            load_state: b.get("LoadState").cloned().unwrap_or_default(),
-                            active_state: b.get("ActiveState").cloned().unwrap_or_default(),
-                            sub_state: b.get("SubState").cloned().unwrap_or_default(),
-                            n_restarts: b.get("NRestarts").and_then(|v| v.parse().ok()),
-                        },
-                        None => UnitRaw::Unknown(
-                            "systemctl show returned no block for this unit".into(),
-                        ),
-                    });
-                }
-                None
+        .await
+        {
+            Ok(states) => states,
+            Err(_) => {
+                bus.forget().await;
+                let why = format!("systemd did not answer within {} ms", cfg.timeout_ms);
+                vec![UnitRaw::Unknown(why); names.len()]
             }
-            Ok(Ok(o)) => Some(format!("systemctl show exited with {}", o.status)),
-            Ok(Err(e)) => Some(format!("cannot run systemctl: {e}")),
-            Err(_) => Some(format!(
-                "systemctl show did not finish within {} ms",
-                cfg.timeout_ms
-            )),
         };
-        if let Some(f) = failure {
-            for &i in &with_unit {
-                out[i] = Some(UnitRaw::Unknown(f.clone()));
-            }
+        for (&i, state) in with_unit.iter().zip(states) {
+            out[i] = Some(state);
         }
     }
     let wanted: Vec<&str> = cfg
@@ -382,6 +496,7 @@ pub fn interpret(
 
 pub struct ServicesProbe {
     cfg: Config,
+    bus: SystemBus,
     restarts: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -389,6 +504,7 @@ impl ServicesProbe {
     pub fn new(cfg: Config) -> Self {
         ServicesProbe {
             cfg,
+            bus: SystemBus::default(),
             restarts: Mutex::new(BTreeMap::new()),
         }
     }
@@ -403,7 +519,7 @@ impl Probe for ServicesProbe {
     }
     fn run<'a>(&'a self, _ctx: &'a ProbeContext) -> BoxFuture<'a, Finding> {
         Box::pin(async move {
-            let raw = collect(&self.cfg).await;
+            let raw = collect(&self.cfg, &self.bus).await;
             let mut prev = self.restarts.lock().unwrap_or_else(|e| e.into_inner());
             let finding = interpret(&self.cfg, &raw, &prev);
             for (u, r) in self.cfg.units.iter().zip(&raw) {
@@ -432,15 +548,6 @@ mod tests {
             process: process.map(Into::into),
             critical: true,
         }
-    }
-
-    #[test]
-    fn systemctl_show_output_is_parsed_per_unit() {
-        let text = "Id=patroni.service\nLoadState=loaded\nActiveState=active\nSubState=running\nNRestarts=2\n\nId=etcd.service\nLoadState=not-found\nActiveState=inactive\nSubState=dead\nNRestarts=0\n";
-        let blocks = parse_systemctl_show(text);
-        assert_eq!(blocks.len(), 2);
-        assert_eq!(blocks[0]["NRestarts"], "2");
-        assert_eq!(blocks[1]["LoadState"], "not-found");
     }
 
     #[test]
@@ -518,7 +625,7 @@ mod tests {
             timeout_ms: 1000,
             proc_root: d.path().to_path_buf(),
         };
-        let raw = collect(&cfg).await;
+        let raw = collect(&cfg, &SystemBus::default()).await;
         assert_eq!(raw[0], UnitRaw::Process { pids: vec![42, 43] });
         assert_eq!(raw[1], UnitRaw::Process { pids: vec![] });
         assert!(matches!(raw[2], UnitRaw::Unknown(_)));
@@ -555,13 +662,119 @@ mod tests {
             timeout_ms: 1000,
             proc_root: d.path().join("missing"),
         };
-        let raw = collect(&cfg).await;
+        let raw = collect(&cfg, &SystemBus::default()).await;
         for r in &raw {
             let UnitRaw::Unknown(why) = r else {
                 panic!("{r:?}")
             };
             assert!(why.starts_with("cannot scan processes"), "{why}");
         }
+    }
+
+    /// A proc tree whose PID 1 is systemd, so `collect` takes the D-Bus path.
+    fn systemd_proc_root() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("1")).unwrap();
+        std::fs::write(d.path().join("1/comm"), "systemd\n").unwrap();
+        d
+    }
+
+    fn unknown_reasons(raw: &[UnitRaw]) -> Vec<String> {
+        raw.iter()
+            .map(|r| match r {
+                UnitRaw::Unknown(why) => why.clone(),
+                other => panic!("expected an unknown state, got {other:?}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn bus_failures_become_reasons_per_unit() {
+        let proc_root = systemd_proc_root();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config {
+            units: vec![
+                unit("Patroni", Some("patroni.service"), Some("patroni")),
+                unit("Etcd", Some("etcd.service"), None),
+            ],
+            timeout_ms: 2000,
+            proc_root: proc_root.path().to_path_buf(),
+        };
+
+        // No bus at all.
+        let gone = SystemBus::at(&format!("unix:path={}", dir.path().join("none").display()));
+        for why in unknown_reasons(&collect(&cfg, &gone).await) {
+            assert!(why.starts_with("system bus unreachable"), "{why}");
+        }
+
+        // A real bus daemon without systemd on it: the error reply is per unit, and the
+        // connection stays usable for the next cycle.
+        // A bus with no activatable services, so nothing answers for systemd's name.
+        let sock = dir.path().join("bus");
+        let conf = dir.path().join("bus.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "<busconfig><type>custom</type><listen>unix:path={}</listen>\
+                 <auth>EXTERNAL</auth><policy context=\"default\"><allow send_destination=\"*\"/>\
+                 <allow receive_sender=\"*\"/><allow own=\"*\"/></policy></busconfig>",
+                sock.display()
+            ),
+        )
+        .unwrap();
+        let mut daemon = tokio::process::Command::new("dbus-daemon")
+            .args(["--nofork", "--nopidfile"])
+            .arg(format!("--config-file={}", conf.display()))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("dbus-daemon (apt-get install dbus)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !sock.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dbus-daemon did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let bus = SystemBus::at(&format!("unix:path={}", sock.display()));
+        for _ in 0..2 {
+            let reasons = unknown_reasons(&collect(&cfg, &bus).await);
+            for (why, name) in reasons.iter().zip(["patroni.service", "etcd.service"]) {
+                assert!(
+                    why.starts_with(&format!("systemd answered an error for {name}"))
+                        && why.contains("ServiceUnknown"),
+                    "{why}"
+                );
+            }
+            assert!(
+                bus.conn.lock().await.is_some(),
+                "an error reply keeps the connection"
+            );
+        }
+        // The bus goes away: the kept connection sees it closed, and the next cycle tries
+        // a new one instead of failing on the dead one.
+        daemon.kill().await.unwrap();
+        let kept = bus.conn.lock().await.clone().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), kept.closed())
+            .await
+            .expect("the connection to a killed bus closes");
+        for why in unknown_reasons(&collect(&cfg, &bus).await) {
+            assert!(why.starts_with("system bus unreachable"), "{why}");
+        }
+
+        // A socket that accepts and never answers: the probe's timeout, then a new
+        // connection next cycle.
+        let hung = dir.path().join("hung");
+        let _listener = std::os::unix::net::UnixListener::bind(&hung).unwrap();
+        let cfg = Config {
+            timeout_ms: 200,
+            ..cfg
+        };
+        let bus = SystemBus::at(&format!("unix:path={}", hung.display()));
+        for why in unknown_reasons(&collect(&cfg, &bus).await) {
+            assert_eq!(why, "systemd did not answer within 200 ms");
+        }
+        assert!(bus.conn.lock().await.is_none());
     }
 
     #[test]
