@@ -8,8 +8,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 use support::cluster::{
-    json_field, require_services, PatroniCluster, PatroniOpts, RabbitCluster, RabbitOpts,
-    MONITOR_USER,
+    json_field, require_services, wait_until, PatroniCluster, PatroniOpts, RabbitCluster,
+    RabbitOpts, MONITOR_USER,
 };
 
 #[test]
@@ -60,8 +60,21 @@ fn patroni_cluster_failover() {
         c.member_name(new),
         t0.elapsed().as_secs_f64()
     );
-    let r = c.rest_get(new, "/patroni").unwrap();
-    assert_eq!(json_field(&r.body, "role"), Some("master"), "{}", r.body);
+    // The leader key moves before the promotion finishes: `/patroni` says `replica`
+    // until PostgreSQL has left recovery, so poll for the role with a deadline.
+    let mut last = String::new();
+    let promoted = wait_until(
+        "the new leader to report role master",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let r = c.rest_get(new, "/patroni")?;
+            let is_master = json_field(&r.body, "role") == Some("master");
+            last = r.body;
+            Ok(is_master)
+        },
+    );
+    assert!(promoted.is_ok(), "{promoted:?}: {last}");
 }
 
 #[test]
