@@ -26,7 +26,6 @@ use procs::*;
 use serde_json::Value;
 use sr_protocol::NodeType;
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -238,17 +237,7 @@ fn spawn_in(col: &mut Collector, ns: &str) {
         .stderr(log)
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut r = BufReader::new(stdout);
-        let mut line = String::new();
-        let _ = r.read_line(&mut line);
-        let _ = tx.send(line);
-        // Keep draining so the collector never blocks on a full pipe.
-        let _ = std::io::copy(&mut r, &mut std::io::sink());
-    });
-    let line = rx
+    let line = first_line(child.stdout.take().unwrap())
         .recv_timeout(DEADLINE)
         .unwrap_or_else(|_| panic!("collector C did not print its address:\n{}", col.log()));
     col.addr = line

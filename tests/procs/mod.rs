@@ -234,17 +234,7 @@ impl Collector {
             .stderr(log)
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut r = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = r.read_line(&mut line);
-            let _ = tx.send(line);
-            // Keep draining so the collector never blocks on a full pipe.
-            let _ = std::io::copy(&mut r, &mut std::io::sink());
-        });
-        let line = rx
+        let line = first_line(child.stdout.take().unwrap())
             .recv_timeout(DEADLINE)
             .expect("collector did not print its address");
         self.addr = line
@@ -636,4 +626,18 @@ pub fn transitions(state: &Path, nodes: &[(NodeType, String)]) -> BTreeSet<(Stri
         }
     }
     out
+}
+
+/// Sends the first line a process prints (a collector's `listening on ADDR`), then keeps
+/// draining its stdout so the process never blocks on a full pipe.
+pub fn first_line(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = r.read_line(&mut line);
+        let _ = tx.send(line);
+        let _ = std::io::copy(&mut r, &mut std::io::sink());
+    });
+    rx
 }
