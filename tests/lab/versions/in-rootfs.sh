@@ -67,7 +67,7 @@ unshare --mount --propagation private /bin/bash -c '
 rc=${rc:-0}
 if [ "$SCRIPT" = rabbit-up.sh ] && [ "$rc" = 0 ] && [ "${KHEPRI:-0}" = 1 ]; then
   TK=$(date +%s.%N)
-  "$0" rabbit-ctl.sh "$DIR" ctl 1 enable_feature_flag khepri_db >&2
+  "$0" rabbit-ctl.sh "$DIR" ctl 1 enable_feature_flag --opt-in khepri_db >&2
   # every node must report the flag enabled before the cluster counts as up
   . "$DIR/cluster.env"
   deadline=$(( $(date +%s) + ${WAIT_TIMEOUT:-150} ))

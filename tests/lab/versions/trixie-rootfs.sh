@@ -52,10 +52,13 @@ fi
 if [ "$PATRONI41" = 1 ] && [ "$(cat "$VSTAMP" 2>/dev/null)" != "$PATRONI41_SPEC" ]; then
   T=$(date +%s.%N)
   rm -rf "${ROOTFS:?}/opt/patroni-4.1"
-  # /proc and /dev for pip, in a private mount namespace: nothing stays mounted afterwards
+  # /proc and /dev for pip, and the host's CA bundle (the host may trust a TLS-inspecting
+  # proxy that trixie's ca-certificates does not), in a private mount namespace: nothing
+  # stays mounted afterwards and nothing of the host is copied into the cache
   unshare --mount --propagation private sh -c '
     R=$1; shift
     mount -t proc proc "$R/proc" && mount --rbind /dev "$R/dev" &&
+    mount --bind /etc/ssl/certs/ca-certificates.crt "$R/etc/ssl/certs/ca-certificates.crt" &&
     exec chroot "$R" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
       PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=180 sh -c "$*"' \
     _ "$ROOTFS" "python3 -m venv /opt/patroni-4.1 && /opt/patroni-4.1/bin/pip install -q '$PATRONI41_SPEC'" \
