@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the real, unmodified Cloudify 5.0.5.1 CLI (`cfy`) is installed in a cached venv
-# outside the repo, and prints the path of its `cfy` on stdout. Idempotent: a venv whose `cfy`
-# already runs is reused. tests/cfy_cli.rs drives this CLI against a real collector.
+# outside the repo, and prints the path of its `cfy` on stdout. Idempotent: a completed
+# install is reused. tests/cfy_cli.rs drives this CLI against a real collector.
 #
 # cloudify 5.0.5.1 is Python 2 only; the interpreter is the pyenv 2.7.18 our machines carry.
 # Environment: CFY_VENV (default ~/.cache/status-reporter/cfy-5.0.5.1), PY2 (the interpreter).
