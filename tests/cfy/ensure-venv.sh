@@ -17,6 +17,15 @@ if [[ -f $stamp && -x $cfy ]]; then
   exit 0
 fi
 
+# Test binaries run in parallel: one installs, the others wait for it.
+mkdir -p "$(dirname "$venv")"
+exec 9>"$venv.lock"
+flock 9
+if [[ -f $stamp && -x $cfy ]]; then
+  echo "$cfy"
+  exit 0
+fi
+
 if [[ -z ${PY2:-} ]]; then
   if command -v pyenv >/dev/null; then
     PY2=$(pyenv root)/versions/2.7.18/bin/python
@@ -32,7 +41,6 @@ fi
 {
   echo "ensure-venv: installing cloudify==5.0.5.1 into $venv"
   rm -rf "$venv"
-  mkdir -p "$(dirname "$venv")"
   "$PY2" -m pip install -q --disable-pip-version-check 'virtualenv<20.22'
   "$PY2" -m virtualenv -q "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check 'cloudify==5.0.5.1'
