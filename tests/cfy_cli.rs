@@ -323,7 +323,10 @@ fn cfy_against_a_reporting_cluster() {
     assert_eq!(cell(&out, "mgr-1", "node_id"), id("mgr-1"), "{out}");
     assert_eq!(cell(&out, "mgr-1", "private_ip"), "127.0.0.1", "{out}");
     assert_eq!(cell(&out, "mgr-1", "version"), env!("CARGO_PKG_VERSION"));
-    assert!(!out.contains("collector-"), "no stand-in once a manager reported:\n{out}");
+    assert!(
+        !out.contains("collector-"),
+        "no stand-in once a manager reported:\n{out}"
+    );
 
     let out = cfy.ok(&["cluster", "brokers", "list"]);
     for b in ["broker-1", "broker-2"] {
@@ -352,7 +355,10 @@ fn cfy_against_a_reporting_cluster() {
     // Remove the manager node: stop its agent first, or its next report brings it back.
     agents.retain(|a| a.name != "mgr-1");
     let out = cfy.ok(&["cluster", "remove", "mgr-1"]);
-    assert!(out.contains("Node mgr-1 was removed successfully!"), "{out}");
+    assert!(
+        out.contains("Node mgr-1 was removed successfully!"),
+        "{out}"
+    );
     let out = cfy.ok(&["cluster", "managers", "list"]);
     assert!(row(&out, "mgr-1").is_none(), "{out}");
     collector.wait("mgr-1 to leave the view", Duration::from_secs(10), |s| {
