@@ -1067,7 +1067,7 @@ async fn readers_cluster_status_cli_and_list_endpoints() {
         &[(sr_protocol::TOKEN_HEADER, &admin)],
     )
     .await;
-    assert_eq!((code, v["status"].as_str()), (200, Some("running")));
+    assert_eq!((code, v["status"].as_str()), (200, Some("OK")));
     assert_eq!(
         get(
             &c,

@@ -24,6 +24,10 @@ fi
 command -v cargo-deny >/dev/null || cargo install --locked cargo-deny
 cargo deny check licenses bans sources
 
+# The real Cloudify 5.0.5.1 CLI that tests/cfy_cli.rs drives (cached venv outside the repo).
+# Outside CI a machine without Python 2.7.18 skips that suite instead.
+bash tests/cfy/ensure-venv.sh >/dev/null || [[ ${CI:-} != true ]]
+
 # The real-service suites start their own clusters on free loopback ports.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -2,15 +2,19 @@
 //!
 //! - `PUT  /api/v3.1/cluster-status/{manager|db|broker}/{node_id}`: reports ([`crate::ingest`]).
 //! - `GET  /api/v3.1/cluster-status[?summary=true]`: the roll-up; summary answers 500 on Fail.
-//! - `GET  /api/v3.1/managers`, `/brokers`, `/db-nodes`: Cloudify list shapes with `private_ip`.
-//! - `GET  /api/v3.1/status`, `/api/v3.1/version`: what `cfy` reads around `cfy cluster status`.
+//! - `GET  /api/v3.1/managers`, `/brokers`, `/db-nodes`: Cloudify list shapes, each with the
+//!   keys 5.0.5's `cfy` reads; never empty (the collector stands in for a type with no node).
+//! - `DELETE /api/v3.1/managers/{hostname}`: `cfy cluster remove`; forgets that manager node.
+//! - `GET  /api/v3.1/status`, `/api/v3.1/maintenance`, `/api/v3.1/version`, `/api/version`:
+//!   what `cfy` 5.0.5 reads around `cfy status` and `cfy profiles use`.
 //! - `GET  /api/v3.1/ok`: readiness for load balancers; no credentials, no data.
 //!
 //! Readers authenticate with an admin token (`API-Authentication-Token`) or HTTP Basic
 //! against the store's users. Reporter tokens may read only `/managers` (agents refresh
-//! their manager list from it). A `/managers` answer to a token carries the token's role
-//! in [`sr_protocol::ROLE_HEADER`], from which `configure` infers the node type. Every error is JSON `{"message", "error_code"}` like
-//! Cloudify's REST errors.
+//! their manager list from it), and the manager reporter token `/status` too (as in 5.0.5,
+//! where the manager reporter reports its own `/status`). A `/managers` answer to a token
+//! carries the token's role in [`sr_protocol::ROLE_HEADER`], from which `configure` infers
+//! the node type. Every error is JSON `{"message", "error_code"}` like Cloudify's REST errors.
 
 use crate::config::Config;
 use crate::rollup::{rfc3339_ms, rollup, NodeInput, Policy};
@@ -20,13 +24,13 @@ use crate::writer::Writer;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{delete, get, put};
 use axum::{Json, Router};
 use base64::Engine;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use sr_protocol::view::{ClusterStatus, NodeList, NodeListItem};
+use sr_protocol::view::{ClusterStatus, ListKind, NodeList, NodeListItem};
 use sr_protocol::{NodeStatus, NodeType};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -128,8 +132,12 @@ pub fn router(app: Arc<App>) -> Router {
             get(|s, h| list(s, h, NodeType::Broker)),
         )
         .route("/api/v3.1/db-nodes", get(|s, h| list(s, h, NodeType::Db)))
+        .route("/api/v3.1/managers/{hostname}", delete(remove_manager))
         .route("/api/v3.1/status", get(get_status))
+        .route("/api/v3.1/maintenance", get(get_maintenance))
         .route("/api/v3.1/version", get(get_version))
+        // The 5.0.5 client's `get_version()` asks the unversioned path.
+        .route("/api/version", get(get_version))
         .route("/api/v3.1/ok", get(get_ok))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found_error", "no such endpoint")
@@ -250,8 +258,14 @@ async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Reader, ApiError
 }
 
 async fn admin_only(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+    admin_or(app, headers, None).await
+}
+
+/// Admins, and the reporter token of `reporter` if given.
+async fn admin_or(app: &App, headers: &HeaderMap, reporter: Option<Role>) -> Result<(), ApiError> {
     match authenticate(app, headers).await? {
         Reader::Admin(_) => Ok(()),
+        Reader::Reporter(role) if Some(role) == reporter => Ok(()),
         Reader::Reporter(_) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden_error",
@@ -331,21 +345,26 @@ async fn list(
         .records()
         .into_iter()
         .filter(|r| r.node_type == node_type)
-        .map(|r| NodeListItem {
-            id: r.node_id.clone(),
-            hostname: r.name.clone(),
-            name: r.name,
-            node_id: r.node_id,
-            private_ip: r.private_ip,
-            public_ip: None,
-            version: r
+        .map(|r| {
+            let version = r
                 .latest
                 .as_ref()
-                .and_then(|l| l.body.extension.as_ref().map(|e| e.agent_version.clone())),
-            last_seen: r.latest.as_ref().and_then(|l| rfc3339_ms(l.received_ms)),
+                .and_then(|l| l.body.extension.as_ref().map(|e| e.agent_version.clone()));
+            let last_seen = r.latest.as_ref().and_then(|l| rfc3339_ms(l.received_ms));
+            list_item(
+                node_type,
+                r.name,
+                r.node_id,
+                r.private_ip,
+                version,
+                last_seen,
+            )
         })
         .collect();
     items.sort_by(|a, b| (&a.name, &a.node_id).cmp(&(&b.name, &b.node_id)));
+    if items.is_empty() {
+        items.push(stand_in(&app, &headers, node_type));
+    }
     let mut resp = Json(NodeList::new(items)).into_response();
     // Only on /managers, the one list a reporter token may read: `configure` asks it.
     if let (Some(role), NodeType::Manager) = (token_role, node_type) {
@@ -357,17 +376,40 @@ async fn list(
     Ok(resp)
 }
 
+/// 5.0.5's `GET /status` (v3.1): `OK` while every service is active, else `Fail`. Our
+/// one service is the collector with its store writer.
 async fn get_status(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    admin_or(&app, &headers, Some(Role::Manager)).await?;
+    let (status, service) = if app.writer.is_alive() {
+        ("OK", "Active")
+    } else {
+        ("Fail", "Inactive")
+    };
+    Ok(Json(serde_json::json!({
+        "status": status,
+        "services": {
+            "Status Reporter Collector": {"status": service, "is_remote": false, "extra_info": {}}
+        },
+        "collector": app.mem.counters.json(),
+    })))
+}
+
+/// `cfy status` reads this after `/status` and fails without it. The collector has no
+/// maintenance mode: always `deactivated`.
+async fn get_maintenance(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     admin_only(&app, &headers).await?;
     Ok(Json(serde_json::json!({
-        "status": "running",
-        "services": {
-            "Status Reporter Collector": {"status": "Active", "is_remote": false, "extra_info": {}}
-        },
-        "collector": app.mem.counters.json(),
+        "status": "deactivated",
+        "activated_at": null,
+        "activation_requested_at": null,
+        "remaining_executions": null,
+        "requested_by": null,
     })))
 }
 
@@ -388,6 +430,166 @@ async fn get_version(
         "distro_release": null,
         "status_reporter_version": env!("CARGO_PKG_VERSION"),
     })))
+}
+
+/// `cfy cluster remove HOSTNAME`: forgets the manager node of that name, as
+/// `status-reporter nodes forget` does (pin, latest report and replay state; transitions
+/// stay). A manager that keeps reporting comes back with its next report, as in 5.0.5 a
+/// removed manager that still runs re-registers. Answers the removed item.
+async fn remove_manager(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    hostname: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    admin_only(&app, &headers).await?;
+    let bad = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_parameters_error",
+            "hostname must be 1-128 characters of [A-Za-z0-9._-]",
+        )
+    };
+    let Ok(Path(hostname)) = hostname else {
+        return Err(bad());
+    };
+    let valid = (1..=128).contains(&hostname.len())
+        && hostname
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !valid {
+        return Err(bad());
+    }
+    let removed: Vec<_> = {
+        let mut nodes = app.mem.lock();
+        let keys: Vec<_> = nodes
+            .map
+            .iter()
+            .filter(|((t, _), e)| *t == NodeType::Manager && e.name == hostname)
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| {
+                nodes.dirty.remove(&k);
+                nodes.map.remove(&k).map(|e| (k.1, e))
+            })
+            .collect()
+    };
+    let Some((node_id, entry)) = removed.into_iter().next() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            format!("no manager node named {hostname} has reported"),
+        ));
+    };
+    // A second connection, as the CLI's `nodes forget` uses: the flush task sees the
+    // store change and reloads memory from it.
+    let dir = app.cfg.state_dir.clone();
+    let name = hostname.clone();
+    let forgotten = tokio::task::spawn_blocking(move || {
+        crate::store::Store::open(&dir)?.forget_node(&name, Some(NodeType::Manager))
+    })
+    .await;
+    if !matches!(forgotten, Ok(Ok(_))) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the collector's store is unavailable",
+        ));
+    }
+    tracing::info!(node = %hostname, %node_id, "manager node removed by a reader");
+    let version = entry
+        .latest
+        .as_ref()
+        .and_then(|l| l.body.extension.as_ref().map(|e| e.agent_version.clone()));
+    let item = list_item(
+        NodeType::Manager,
+        entry.name,
+        node_id,
+        entry.private_ip,
+        version,
+        None,
+    );
+    Ok(Json(item).into_response())
+}
+
+/// A list item of `node_type` with the keys 5.0.5 answers for it.
+fn list_item(
+    node_type: NodeType,
+    name: String,
+    node_id: String,
+    private_ip: Option<String>,
+    version: Option<String>,
+    last_seen: Option<String>,
+) -> NodeListItem {
+    let kind = match node_type {
+        NodeType::Manager => ListKind::Manager {
+            edition: "community".into(),
+            distribution: None,
+            distro_release: None,
+        },
+        NodeType::Broker => ListKind::Broker {
+            host: private_ip.clone(),
+            port: None,
+            is_external: false,
+        },
+        NodeType::Db => ListKind::Db {
+            host: private_ip.clone(),
+            is_external: false,
+        },
+    };
+    NodeListItem {
+        id: node_id.clone(),
+        hostname: name.clone(),
+        name,
+        node_id,
+        networks: private_ip
+            .iter()
+            .map(|ip| ("default".to_string(), ip.clone()))
+            .collect::<BTreeMap<_, _>>(),
+        private_ip,
+        public_ip: None,
+        version,
+        last_seen,
+        placeholder: false,
+        kind,
+    }
+}
+
+/// The entry a list answers while no node of its type has reported: this collector, at
+/// the address the reader reached it by (its listen address, or the request's `Host`
+/// when it listens on every address). One identity for all three lists is 5.0.5's
+/// all-in-one shape, which `cfy profiles use` accepts without a cluster profile.
+fn stand_in(app: &App, headers: &HeaderMap, node_type: NodeType) -> NodeListItem {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "collector".to_string());
+    let listen = app.cfg.listen.ip();
+    let address = if listen.is_unspecified() {
+        headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.parse::<http::uri::Authority>().ok())
+            .map(|a| {
+                a.host()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string()
+            })
+    } else {
+        Some(listen.to_string())
+    };
+    let mut item = list_item(
+        node_type,
+        hostname.clone(),
+        format!("collector-{hostname}"),
+        address,
+        Some(env!("CARGO_PKG_VERSION").to_string()),
+        None,
+    );
+    item.placeholder = true;
+    item
 }
 
 async fn get_ok(State(app): State<Arc<App>>) -> Response {

@@ -55,13 +55,17 @@ pub struct NodeView {
 }
 
 /// `GET /managers`, `/brokers`, `/db-nodes`: Cloudify's list shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Written, never read back: the items of the three lists differ (see [`ListKind`]), and
+/// only the 5.0.5 readers (`cfy`, the Python reporter) and our agent's `configure` parse them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeList {
     pub items: Vec<NodeListItem>,
     pub metadata: ListMetadata,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One node of a list: the keys every list shares, then those of its type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeListItem {
     pub id: String,
     pub name: String,
@@ -72,14 +76,50 @@ pub struct NodeListItem {
     pub version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<String>,
+    /// 5.0.5's network map, `{"default": <private_ip>}` (empty when the address is unknown).
+    /// `cfy cluster brokers list/get` print it and 5.0.5 reporters connect through it.
+    pub networks: BTreeMap<String, String>,
+    /// True for the stand-in entry a list carries while no node of its type has reported
+    /// (the collector itself): 5.0.5's `cfy profiles use` fails on an empty list, and its
+    /// reporter would save an empty manager list and never report again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub placeholder: bool,
+    #[serde(flatten)]
+    pub kind: ListKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The keys only one list has, as 5.0.5's REST service answers them (`cfy`'s
+/// `MANAGER_COLUMNS`, `BROKER_COLUMNS`, `DB_COLUMNS`, and the keys its
+/// `cluster update-profile` reads).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ListKind {
+    Manager {
+        edition: String,
+        distribution: Option<String>,
+        distro_release: Option<String>,
+    },
+    Broker {
+        /// The address clients connect to: the node's private address.
+        host: Option<String>,
+        /// The AMQP port, unknown to the collector: `null`, which `cfy` shows as 5.0.5's
+        /// default, 5671.
+        port: Option<u16>,
+        /// A node with an agent is one we run, never an external service.
+        is_external: bool,
+    },
+    Db {
+        host: Option<String>,
+        is_external: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ListMetadata {
     pub pagination: Pagination,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Pagination {
     pub total: usize,
     pub size: usize,

@@ -7,7 +7,9 @@ use sr_protocol::report::{
     AgentHealth, Extension, Facts, LegacyReport, ManagerDelivery, ReportBody, ServiceDetail,
     ServiceEntry, Transition,
 };
-use sr_protocol::view::{ClusterStatus, NodeList, NodeListItem, NodeView, ServiceTypeView};
+use sr_protocol::view::{
+    ClusterStatus, ListKind, NodeList, NodeListItem, NodeView, ServiceTypeView,
+};
 use sr_protocol::{NodeStatus, Reason, ServiceStatus};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -204,18 +206,60 @@ fn cluster_status_view_is_locked() {
         &serde_json::to_value(&view).unwrap(),
     );
 
-    let list = NodeList::new(vec![NodeListItem {
-        id: "manager1".into(),
-        name: "manager1".into(),
-        hostname: "manager1".into(),
-        node_id: "3d5d".into(),
-        private_ip: Some("10.0.0.11".into()),
+    let item = |name: &str, node_id: &str, ip: &str, kind: ListKind| NodeListItem {
+        id: name.into(),
+        name: name.into(),
+        hostname: name.into(),
+        node_id: node_id.into(),
+        private_ip: Some(ip.into()),
         public_ip: None,
         version: Some("0.1.0".into()),
         last_seen: None,
-    }]);
+        networks: BTreeMap::from([("default".to_string(), ip.to_string())]),
+        placeholder: false,
+        kind,
+    };
+    let list = NodeList::new(vec![item(
+        "manager1",
+        "3d5d",
+        "10.0.0.11",
+        ListKind::Manager {
+            edition: "community".into(),
+            distribution: None,
+            distro_release: None,
+        },
+    )]);
     check_golden(
         "managers-list-v1.json",
+        &serde_json::to_value(&list).unwrap(),
+    );
+    let list = NodeList::new(vec![item(
+        "broker1",
+        "9a1b",
+        "10.0.0.31",
+        ListKind::Broker {
+            host: Some("10.0.0.31".into()),
+            port: None,
+            is_external: false,
+        },
+    )]);
+    check_golden(
+        "brokers-list-v1.json",
+        &serde_json::to_value(&list).unwrap(),
+    );
+    let mut placeholder = item(
+        "collector-host",
+        "collector-host",
+        "10.0.0.11",
+        ListKind::Db {
+            host: Some("10.0.0.11".into()),
+            is_external: false,
+        },
+    );
+    placeholder.placeholder = true;
+    let list = NodeList::new(vec![placeholder]);
+    check_golden(
+        "db-nodes-list-v1.json",
         &serde_json::to_value(&list).unwrap(),
     );
 }
