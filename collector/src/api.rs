@@ -85,7 +85,7 @@ const BASIC_CACHE_MAX: usize = 1024;
 impl App {
     pub fn new(cfg: Config, mem: Memory, writer: Writer) -> App {
         App {
-            policy: Policy::from_config(&cfg),
+            policy: cfg.rollup_policy(),
             cfg,
             mem,
             writer,
@@ -96,7 +96,7 @@ impl App {
 
     /// The cluster-status view now.
     pub fn view(&self) -> ClusterStatus {
-        let now = crate::ingest::now_ms();
+        let now = crate::clock::now_ms();
         let mut inputs: Vec<NodeInput> = self
             .mem
             .records()

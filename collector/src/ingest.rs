@@ -15,7 +15,9 @@
 //! Freshness and skew use the collector's receive time only.
 
 use crate::api::{ApiError, App};
-use crate::rollup::{rfc3339_ms, LatestReport};
+use crate::clock::now_ms;
+use crate::record::LatestReport;
+use crate::rollup::rfc3339_ms;
 use crate::state::{Counters, NodeEntry};
 use crate::store::{DurableWrite, TransitionRow};
 use axum::body::Body;
@@ -37,13 +39,6 @@ pub fn valid_node_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn err(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {

@@ -260,13 +260,6 @@ CREATE TABLE IF NOT EXISTS transitions (
 /// treated as a new boot, which is why the window is generous).
 pub const BOOTS_KEPT: usize = 16;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Tokens are 256 random bits, so a fast hash is enough: nobody can brute-force a 2^256
 /// preimage, and a slow KDF (argon2) would cost milliseconds of CPU on each of the
 /// thousands of reports per second. Passwords are low-entropy, so users get argon2.
@@ -354,7 +347,11 @@ impl Store {
         let secret = format!("{TOKEN_PREFIX}{}", B64.encode(raw));
         self.conn.execute(
             "INSERT INTO tokens (role, hash, created_ms) VALUES (?1, ?2, ?3)",
-            params![role.as_str(), &token_hash(&secret)[..], now_ms()],
+            params![
+                role.as_str(),
+                &token_hash(&secret)[..],
+                crate::clock::now_ms()
+            ],
         )?;
         Ok((self.conn.last_insert_rowid(), secret))
     }
@@ -378,7 +375,7 @@ impl Store {
     pub fn revoke_token(&self, id: i64) -> Result<bool, StoreError> {
         let n = self.conn.execute(
             "UPDATE tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
-            params![id, now_ms()],
+            params![id, crate::clock::now_ms()],
         )?;
         Ok(n == 1)
     }
@@ -431,7 +428,7 @@ impl Store {
             .to_string();
         self.conn.execute(
             "INSERT INTO users (name, phc, created_ms) VALUES (?1, ?2, ?3) ON CONFLICT(name) DO UPDATE SET phc = excluded.phc",
-            params![name, phc, now_ms()],
+            params![name, phc, crate::clock::now_ms()],
         )?;
         Ok(())
     }
