@@ -14,8 +14,10 @@
 //! - The collector never depends on probes or the agent.
 
 pub mod api;
+pub mod app;
 pub mod clock;
 pub mod config;
+pub mod error;
 pub mod ingest;
 pub mod record;
 pub mod rollup;

@@ -6,7 +6,8 @@
 //! structured shutdown (stop accepting → graceful close of connections → deadline →
 //! final write-behind flush → writer thread joined).
 
-use crate::api::{self, App, PeerAddr};
+use crate::api::{self, PeerAddr};
+use crate::app::App;
 use crate::config::Config;
 use crate::state::{Counters, Memory};
 use crate::store::{Store, StoreError};
