@@ -22,6 +22,7 @@ pub mod ingest;
 pub mod record;
 pub mod rollup;
 pub mod server;
+pub mod setup;
 pub mod state;
 pub mod store;
 pub mod writer;
