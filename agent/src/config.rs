@@ -19,8 +19,8 @@
 //! kind = "host"
 //! ```
 
-use crate::fsutil;
 use serde::{Deserialize, Serialize};
+use sr_fsutil as fsutil;
 use sr_probes::ProbeConfig;
 use sr_protocol::signing::NodeKey;
 use sr_protocol::NodeType;

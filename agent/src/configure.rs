@@ -17,7 +17,7 @@ use crate::config::{
     check_ca, check_node_id, check_token, load_key, parse_managers, ManagerAddr, RawConfig,
     DEFAULT_REPORTING_FREQ,
 };
-use crate::fsutil::{self, SERVICE_USER};
+use sr_fsutil::{self as fsutil, SERVICE_USER};
 use sr_probes::ProbeConfig;
 use sr_protocol::signing::NodeKey;
 use sr_protocol::NodeType;

@@ -201,8 +201,8 @@ impl Daemon {
         let health = self.shared.lock().health();
         let file = self.cfg.state_dir.join(HEALTH_FILE);
         let body = serde_json::to_vec_pretty(&health).expect("health serializes");
-        let result = crate::fsutil::create_private_dir(&self.cfg.state_dir)
-            .and_then(|_| crate::fsutil::atomic_write(&file, &body, 0o644, None))
+        let result = sr_fsutil::create_private_dir(&self.cfg.state_dir)
+            .and_then(|_| sr_fsutil::atomic_write(&file, &body, 0o644, None))
             .map_err(|e| format!("cannot save {}: {e}", file.display()));
         let mut st = self.shared.lock();
         if let Err(e) = &result {
@@ -278,7 +278,7 @@ pub async fn run_with_reload(
         stop,
         last_job: None,
     };
-    if let Err(e) = crate::fsutil::create_private_dir(&d.cfg.state_dir) {
+    if let Err(e) = sr_fsutil::create_private_dir(&d.cfg.state_dir) {
         d.shared.lock().persist_error =
             Some(format!("cannot create {}: {e}", d.cfg.state_dir.display()));
     }

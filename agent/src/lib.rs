@@ -17,7 +17,6 @@
 pub mod config;
 pub mod configure;
 pub mod daemon;
-pub mod fsutil;
 pub mod managers;
 pub mod push;
 pub mod report;

@@ -6,7 +6,7 @@
 //! is persisted in `state_dir/managers.json`, atomically, and only when it changed.
 
 use crate::config::ManagerAddr;
-use crate::fsutil;
+use sr_fsutil as fsutil;
 use std::path::{Path, PathBuf};
 
 pub const STATE_FILE: &str = "managers.json";

@@ -16,11 +16,10 @@
 //! carries the token's role in [`sr_protocol::ROLE_HEADER`], from which `configure` infers
 //! the node type. Every error is JSON `{"message", "error_code"}` like Cloudify's REST errors.
 
-use crate::config::Config;
-use crate::rollup::{rfc3339_ms, rollup, NodeInput, Policy};
-use crate::state::Memory;
+use crate::app::App;
+use crate::error::ApiError;
+use crate::rollup::rfc3339_ms;
 use crate::store::Role;
-use crate::writer::Writer;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
@@ -28,89 +27,15 @@ use axum::routing::{delete, get, put};
 use axum::{Json, Router};
 use base64::Engine;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use sr_protocol::view::{ClusterStatus, ListKind, NodeList, NodeListItem};
+use sr_protocol::view::{ListKind, NodeList, NodeListItem};
 use sr_protocol::{NodeStatus, NodeType};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// A refusal: status code, Cloudify-style `error_code` and a message for the operator.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut resp = (
-            self.status,
-            Json(serde_json::json!({"message": self.message, "error_code": self.code})),
-        )
-            .into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(
-                http::header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"status-reporter\""),
-            );
-        }
-        resp
-    }
-}
-
-/// Everything a request handler needs. One per running collector.
-pub struct App {
-    pub cfg: Config,
-    pub policy: Policy,
-    pub mem: Memory,
-    pub writer: Writer,
-    /// Recently verified Basic credentials (SHA-256 of `user:password` → when), so a
-    /// polling reader does not pay an argon2 verification per request.
-    basic_ok: Mutex<HashMap<[u8; 32], Instant>>,
-    /// Bounds concurrent argon2 verifications (each takes ~19 MiB and tens of ms).
-    argon_permits: tokio::sync::Semaphore,
-}
 
 const BASIC_CACHE_TTL: Duration = Duration::from_secs(60);
 const BASIC_CACHE_MAX: usize = 1024;
-
-impl App {
-    pub fn new(cfg: Config, mem: Memory, writer: Writer) -> App {
-        App {
-            policy: Policy::from_config(&cfg),
-            cfg,
-            mem,
-            writer,
-            basic_ok: Mutex::new(HashMap::new()),
-            argon_permits: tokio::sync::Semaphore::new(2),
-        }
-    }
-
-    /// The cluster-status view now.
-    pub fn view(&self) -> ClusterStatus {
-        let now = crate::ingest::now_ms();
-        let mut inputs: Vec<NodeInput> = self
-            .mem
-            .records()
-            .iter()
-            .map(|r| NodeInput::from_record(r, now, &self.policy))
-            .collect();
-        inputs.sort_by_key(|n| n.node_type);
-        rollup(&inputs, now, &self.policy)
-    }
-}
 
 /// The peer address of the connection a request came on, set by the server.
 #[derive(Debug, Clone, Copy)]

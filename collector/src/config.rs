@@ -5,6 +5,7 @@
 //! one pass. Defaults follow Cloudify 5.0.5 where it had one (port 53333) and are
 //! conservative elsewhere (unsigned legacy reports and plain HTTP are off unless asked for).
 
+use crate::rollup::Policy;
 use serde::Deserialize;
 use sr_protocol::NodeType;
 use std::fmt;
@@ -83,6 +84,18 @@ impl Config {
             required_types: NodeType::ALL.to_vec(),
             shutdown_grace: Duration::from_secs(10),
             plain_http: false,
+        }
+    }
+
+    /// The roll-up's tunables taken from this config. The conversion lives here, not in the
+    /// roll-up, so the roll-up imports nothing of the collector's config.
+    pub fn rollup_policy(&self) -> Policy {
+        Policy {
+            stale_after_factor: self.stale_after_factor,
+            flap_window_ms: self.flap_window.as_millis() as i64,
+            flap_threshold: self.flap_threshold,
+            required_types: self.required_types.clone(),
+            ..Policy::default()
         }
     }
 
@@ -423,10 +436,7 @@ mod tests {
         let base = "state_dir = \"/x\"\nplain_http = true\n";
         let c = Config::from_toml(&format!("{base}required_types = [\"broker\"]\n")).unwrap();
         assert_eq!(c.required_types, vec![NodeType::Broker]);
-        assert_eq!(
-            crate::rollup::Policy::from_config(&c).required_types,
-            vec![NodeType::Broker]
-        );
+        assert_eq!(c.rollup_policy().required_types, vec![NodeType::Broker]);
         let none = Config::from_toml(&format!("{base}required_types = []\n")).unwrap();
         assert!(none.required_types.is_empty());
         let err = Config::from_toml(&format!(

@@ -7,17 +7,28 @@
 //! [`server::FLUSH_INTERVAL`] → [`rollup`] turns memory into the cluster-status view
 //! on each read, as a pure function of (records, now, policy).
 //!
+//! Below them: [`app`] (the state every handler shares) and [`error`] (the HTTP error
+//! shape), so that [`api`] and [`ingest`] do not import each other; [`record`] (what is
+//! known per node, read by the roll-up), [`clock`] (the one wall-clock read) and
+//! [`setup`] (tokens, the admin user and file ownership for a new collector).
+//!
 //! Invariants:
 //! - Nothing is parsed before it is authenticated and verified; nothing unbounded is read.
 //! - Freshness is judged by the collector's clock only.
 //! - Tokens are stored as SHA-256 hashes and never logged; user passwords as argon2.
 //! - The collector never depends on probes or the agent.
+//! - The roll-up imports nothing but the protocol and [`record`]; no module cycle.
 
 pub mod api;
+pub mod app;
+pub mod clock;
 pub mod config;
+pub mod error;
 pub mod ingest;
+pub mod record;
 pub mod rollup;
 pub mod server;
+pub mod setup;
 pub mod state;
 pub mod store;
 pub mod writer;

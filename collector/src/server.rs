@@ -6,7 +6,8 @@
 //! structured shutdown (stop accepting → graceful close of connections → deadline →
 //! final write-behind flush → writer thread joined).
 
-use crate::api::{self, App, PeerAddr};
+use crate::api::{self, PeerAddr};
+use crate::app::App;
 use crate::config::Config;
 use crate::state::{Counters, Memory};
 use crate::store::{Store, StoreError};
@@ -15,10 +16,11 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -40,6 +42,10 @@ pub enum ServeError {
 
 /// Runs a collector on `listener` until `shutdown` completes, then drains and returns.
 /// Tests and the quickstart call this in-process; `status-reporter collector run` wraps it.
+///
+/// Four named pieces: [`bootstrap`] (store → memory → writer thread → app),
+/// [`Listener::run`] (the accept loop), [`handle`] (one connection) and [`Running::drain`]
+/// (stop accepting, close connections within the grace, final flush, join the writer).
 pub async fn serve(
     cfg: Config,
     listener: TcpListener,
@@ -52,6 +58,37 @@ pub async fn serve(
         )?))),
         None => None,
     };
+    let running = bootstrap(cfg).await?;
+    let app = running.app.clone();
+    tracing::info!(listen = %listener.local_addr()?, tls = acceptor.is_some(), nodes = app.mem.lock().map.len(), "collector started");
+    let (conn_stop_tx, conn_stop_rx) = watch::channel(false);
+    let mut listener = Listener {
+        router: api::router(app.clone()),
+        builder: http_builder(&app.cfg),
+        permits: Arc::new(Semaphore::new(app.cfg.max_connections)),
+        listener,
+        acceptor,
+        app,
+        conn_stop: conn_stop_rx,
+        conns: JoinSet::new(),
+    };
+    listener.run(shutdown).await;
+    running.drain(listener, conn_stop_tx).await;
+    Ok(())
+}
+
+/// A bootstrapped collector: memory loaded from the store, the writer thread and the
+/// write-behind flusher running.
+struct Running {
+    app: Arc<App>,
+    writer_thread: std::thread::JoinHandle<()>,
+    flusher: tokio::task::JoinHandle<()>,
+    flush_stop: watch::Sender<bool>,
+}
+
+/// Opens the store, loads tokens and nodes into memory, and starts the writer thread and
+/// the flusher. Memory is the source of truth from here on; the store is its mirror.
+async fn bootstrap(cfg: Config) -> Result<Running, ServeError> {
     let dir = cfg.state_dir.clone();
     let (store, tokens, nodes, version) =
         tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
@@ -67,13 +104,19 @@ pub async fn serve(
     mem.set_tokens(tokens);
     mem.reload_nodes(nodes);
     let (writer, writer_thread) = Writer::start(store, version);
-    let app = Arc::new(App::new(cfg.clone(), mem, writer));
-    let router = api::router(app.clone());
-    tracing::info!(listen = %listener.local_addr()?, tls = acceptor.is_some(), nodes = app.mem.lock().map.len(), "collector started");
-
-    let (flush_stop_tx, flush_stop_rx) = watch::channel(false);
+    let app = Arc::new(App::new(cfg, mem, writer));
+    let (flush_stop, flush_stop_rx) = watch::channel(false);
     let flusher = tokio::spawn(flush_loop(app.clone(), flush_stop_rx));
+    Ok(Running {
+        app,
+        writer_thread,
+        flusher,
+        flush_stop,
+    })
+}
 
+/// HTTP/1.1 and HTTP/2 settings: the header deadline (slow-loris) and HTTP/2 bounds.
+fn http_builder(cfg: &Config) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -87,88 +130,135 @@ pub async fn serve(
         .max_header_list_size(64 * 1024)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
 
-    let permits = Arc::new(Semaphore::new(cfg.max_connections));
-    let (conn_stop_tx, conn_stop_rx) = watch::channel(false);
-    let mut conns = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        while conns.try_join_next().is_some() {}
-        let (tcp, peer) = tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            Counters::bump(&app.mem.counters.connections_refused);
-            tracing::debug!(%peer, "connection refused: max_connections reached");
-            drop(tcp);
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
-        let (router, builder, acceptor, app, stop) = (
-            router.clone(),
-            builder.clone(),
-            acceptor.clone(),
-            app.clone(),
-            conn_stop_rx.clone(),
-        );
-        conns.spawn(async move {
-            let _permit = permit;
-            let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-                req.extensions_mut().insert(PeerAddr(peer));
-                router.clone().oneshot(req)
-            });
-            match acceptor {
-                None => drive(&builder, tcp, svc, stop).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(app.cfg.header_read_timeout, acceptor.accept(tcp))
-                        .await
-                    {
-                        Ok(Ok(tls)) => drive(&builder, tls, svc, stop).await,
-                        Ok(Err(e)) => {
-                            Counters::bump(&app.mem.counters.tls_handshake_failures);
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        }
-                        Err(_) => {
-                            Counters::bump(&app.mem.counters.tls_handshake_failures);
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                        }
+/// The accept loop's state: what every connection gets a clone of, and the connections.
+struct Listener {
+    listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
+    router: axum::Router,
+    builder: auto::Builder<TokioExecutor>,
+    app: Arc<App>,
+    /// One permit per open connection: the hard `max_connections` cap.
+    permits: Arc<Semaphore>,
+    /// Fires when the drain begins: each connection closes gracefully.
+    conn_stop: watch::Receiver<bool>,
+    conns: JoinSet<()>,
+}
+
+impl Listener {
+    /// Accepts connections until `shutdown` completes. Over the cap a connection is
+    /// closed at once and counted.
+    async fn run(&mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            while self.conns.try_join_next().is_some() {}
+            let (tcp, peer) = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and friends: back off briefly instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
                     }
+                },
+            };
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                Counters::bump(&self.app.mem.counters.connections_refused);
+                tracing::debug!(%peer, "connection refused: max_connections reached");
+                drop(tcp);
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let conn = handle(
+                tcp,
+                peer,
+                self.router.clone(),
+                self.builder.clone(),
+                self.acceptor.clone(),
+                self.app.clone(),
+                self.conn_stop.clone(),
+            );
+            self.conns.spawn(async move {
+                let _permit = permit;
+                conn.await
+            });
+        }
+    }
+}
+
+/// One connection: the TLS handshake under the header deadline, then HTTP until the
+/// peer closes or the drain begins.
+async fn handle(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    router: axum::Router,
+    builder: auto::Builder<TokioExecutor>,
+    acceptor: Option<TlsAcceptor>,
+    app: Arc<App>,
+    stop: watch::Receiver<bool>,
+) {
+    let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+        req.extensions_mut().insert(PeerAddr(peer));
+        router.clone().oneshot(req)
+    });
+    match acceptor {
+        None => drive(&builder, tcp, svc, stop).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(app.cfg.header_read_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => drive(&builder, tls, svc, stop).await,
+                Ok(Err(e)) => {
+                    Counters::bump(&app.mem.counters.tls_handshake_failures);
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    Counters::bump(&app.mem.counters.tls_handshake_failures);
+                    tracing::debug!(%peer, "TLS handshake timed out");
                 }
             }
-        });
+        }
     }
+}
 
-    tracing::info!("collector stopping: draining connections");
-    drop(listener);
-    let _ = conn_stop_tx.send(true);
-    let drained = tokio::time::timeout(cfg.shutdown_grace, async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            left = conns.len(),
-            "shutdown grace over: closing remaining connections"
-        );
-        conns.abort_all();
-        while conns.join_next().await.is_some() {}
+impl Running {
+    /// Stops accepting, closes connections gracefully within `shutdown_grace` (then
+    /// aborts the rest), flushes once more and joins the writer thread.
+    async fn drain(self, listener: Listener, conn_stop: watch::Sender<bool>) {
+        tracing::info!("collector stopping: draining connections");
+        let Listener {
+            listener: socket,
+            router,
+            app: listener_app,
+            mut conns,
+            ..
+        } = listener;
+        drop(socket);
+        let _ = conn_stop.send(true);
+        let drained = tokio::time::timeout(self.app.cfg.shutdown_grace, async {
+            while conns.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                left = conns.len(),
+                "shutdown grace over: closing remaining connections"
+            );
+            conns.abort_all();
+            while conns.join_next().await.is_some() {}
+        }
+        let _ = self.flush_stop.send(true);
+        let _ = self.flusher.await;
+        // The writer thread ends when the last `Writer` (inside the app) is dropped.
+        drop(router);
+        drop(listener_app);
+        drop(self.app);
+        let writer_thread = self.writer_thread;
+        let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+        tracing::info!("collector stopped");
     }
-    let _ = flush_stop_tx.send(true);
-    let _ = flusher.await;
-    drop(router);
-    drop(app);
-    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
-    tracing::info!("collector stopped");
-    Ok(())
 }
 
 /// Serves one connection until it ends, or closes it gracefully when `stop` fires.

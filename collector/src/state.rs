@@ -5,7 +5,7 @@
 //! (tokens created or revoked, nodes forgotten), memory is reloaded from the store by the
 //! flush task, so such changes take effect within one [`crate::server::FLUSH_INTERVAL`].
 
-use crate::rollup::{LatestReport, NodeRecord};
+use crate::record::{LatestReport, NodeRecord};
 use crate::store::{LatestRow, Role, StoredNode};
 use sr_protocol::report::ReportBody;
 use sr_protocol::{NodeStatus, NodeType};

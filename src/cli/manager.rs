@@ -5,9 +5,8 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use sr_agent::fsutil::SERVICE_USER;
 use sr_collector::store::{Role, Store, TokenInfo};
-use sr_collector::Config;
+use sr_collector::{setup, Config};
 use sr_protocol::view::ClusterStatus;
 use sr_protocol::NodeType;
 use std::path::{Path, PathBuf};
@@ -271,32 +270,25 @@ fn init(args: InitArgs) -> anyhow::Result<i32> {
     };
     cfg.listen = args.listen;
     cfg.allow_unsigned_legacy = args.allow_unsigned_legacy;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    // The packaged collector runs as the service user, so what init (usually root)
-    // creates must belong to that user, or the service could not read its own config.
-    sr_agent::fsutil::atomic_write(path, cfg.to_toml().as_bytes(), 0o600, Some(SERVICE_USER))
-        .with_context(|| format!("writing {}", path.display()))?;
-    let store = Store::open(&cfg.state_dir)?;
-    for owned in [cfg.state_dir.clone(), store.path().to_path_buf()] {
-        sr_agent::fsutil::chown_to_user(&owned, SERVICE_USER)
-            .with_context(|| format!("giving {} to {SERVICE_USER}", owned.display()))?;
-    }
-    let mut issued = serde_json::Map::new();
-    for role in Role::ALL {
-        issued.insert(role.as_str().to_string(), store.create_token(role)?.into());
-    }
-    let admin = issued["admin"].as_str().unwrap_or_default().to_string();
-    store.set_user("admin", &admin)?;
+    let plan = setup::plan(
+        cfg,
+        setup::Target::Service {
+            config_path: path.clone(),
+        },
+    );
+    let issued = setup::apply(&plan)?;
+    let issued: serde_json::Map<String, serde_json::Value> = issued
+        .tokens
+        .into_iter()
+        .map(|(role, token)| (role.as_str().to_string(), token.into()))
+        .collect();
     if args.json {
         println!("{}", serde_json::Value::Object(issued));
     } else {
         println!(
             "Wrote {} and created the store in {}.",
             path.display(),
-            cfg.state_dir.display()
+            plan.cfg.state_dir.display()
         );
         println!("Tokens (shown ONCE; only hashes are stored):");
         for (role, token) in &issued {

@@ -8,7 +8,7 @@
 //! so the quickstart exercises the real path, TLS and signatures included.
 
 use anyhow::{bail, Context};
-use sr_collector::{Config as CollectorConfig, Role, Store};
+use sr_collector::{setup, Config as CollectorConfig, Role};
 use sr_protocol::view::ClusterStatus;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -82,7 +82,7 @@ async fn quickstart(args: QuickstartArgs) -> anyhow::Result<i32> {
     let mut collector_cfg = CollectorConfig::new(dir.join("collector"), &pki.cert, &pki.key);
     collector_cfg.listen = addr;
     let store_path = collector_cfg.state_dir.join(sr_collector::store::DB_FILE);
-    let (manager_token, admin_token) = create_tokens(&collector_cfg.state_dir)?;
+    let (manager_token, admin_token) = create_tokens(&collector_cfg)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let collector = tokio::spawn(sr_collector::serve(
@@ -149,18 +149,21 @@ fn write_pki(dir: &Path) -> anyhow::Result<PkiFiles> {
     };
     std::fs::write(&files.ca, ca.cert_pem())?;
     std::fs::write(&files.cert, &leaf.cert_pem)?;
-    sr_agent::fsutil::atomic_write(&files.key, leaf.key_pem.as_bytes(), 0o600, None)?;
+    sr_fsutil::atomic_write(&files.key, leaf.key_pem.as_bytes(), 0o600, None)?;
     Ok(files)
 }
 
 /// A manager-role token for this host's agent, and an admin token that is also the
-/// password of the `admin` user.
-fn create_tokens(state_dir: &Path) -> anyhow::Result<(String, String)> {
-    let store = Store::open(state_dir)?;
-    let manager = store.create_token(Role::Manager)?;
-    let admin = store.create_token(Role::Admin)?;
-    store.set_user("admin", &admin)?;
-    Ok((manager, admin))
+/// password of the `admin` user: the collector setup step, for an in-process collector.
+fn create_tokens(cfg: &CollectorConfig) -> anyhow::Result<(String, String)> {
+    let issued = setup::apply(&setup::plan(cfg.clone(), setup::Target::InProcess))?;
+    let token = |role| {
+        issued
+            .token(role)
+            .map(str::to_string)
+            .context("the setup issues manager and admin tokens")
+    };
+    Ok((token(Role::Manager)?, token(Role::Admin)?))
 }
 
 /// Configures the agent through the same plan/apply steps as `status-reporter configure`,

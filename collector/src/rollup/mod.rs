@@ -16,14 +16,15 @@ pub mod broker;
 pub mod db;
 pub mod generic;
 
-use sr_protocol::report::{Facts, ReportBody};
+// The record types are the roll-up's input; re-exported so its callers need one path.
+pub use crate::record::{LatestReport, NodeRecord};
+use sr_protocol::report::Facts;
 use sr_protocol::view::{ClusterStatus, NodeView, ServiceTypeView};
 use sr_protocol::{NodeStatus, NodeType, Reason};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-/// Tunables of the roll-up. Built from the collector config by [`Policy::from_config`].
+/// Tunables of the roll-up. The collector builds it from its config (`Config::rollup_policy`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     /// Stale after this many of the node's own reporting periods.
@@ -48,42 +49,6 @@ impl Default for Policy {
             required_types: NodeType::ALL.to_vec(),
         }
     }
-}
-
-impl Policy {
-    pub fn from_config(cfg: &crate::config::Config) -> Self {
-        Policy {
-            stale_after_factor: cfg.stale_after_factor,
-            flap_window_ms: cfg.flap_window.as_millis() as i64,
-            flap_threshold: cfg.flap_threshold,
-            required_types: cfg.required_types.clone(),
-            ..Policy::default()
-        }
-    }
-}
-
-/// The latest accepted report of a node, with what the collector measured on receipt.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LatestReport {
-    pub body: ReportBody,
-    /// Collector clock, Unix ms: the only clock freshness is judged by.
-    pub received_ms: i64,
-    /// Reporter clock minus collector clock at receipt, ms (positive: from the future).
-    pub skew_ms: i64,
-    pub signed: bool,
-}
-
-/// What the collector knows about one node: the input of [`NodeInput::from_record`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct NodeRecord {
-    pub node_type: NodeType,
-    pub node_id: String,
-    pub name: String,
-    pub private_ip: Option<String>,
-    pub key_mismatch: bool,
-    pub latest: Option<Arc<LatestReport>>,
-    /// Collector receive times (ms) at which the node's reported status changed, oldest first.
-    pub status_changes_ms: Vec<i64>,
 }
 
 /// One node as the cluster rules see it: its status already judged for staleness, key
@@ -371,6 +336,8 @@ fn node_views(nodes: &[NodeInput]) -> BTreeMap<String, NodeView> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sr_protocol::report::ReportBody;
+    use std::sync::Arc;
 
     fn broker_ok(i: usize, now: i64) -> NodeInput {
         let body = ReportBody::decode(

@@ -1,6 +1,10 @@
-//! Small file helpers with the guarantees the agent needs: bounded reads, atomic
-//! writes (temp file, fsync, rename, fsync of the directory) with an explicit mode, and
-//! the PEM framing of the node key.
+//! sr-fsutil: small file helpers with the guarantees the agent and the collector's setup
+//! need: bounded reads, atomic writes (temp file, fsync, rename, fsync of the directory)
+//! with an explicit mode and owner, and the PEM framing of the node key.
+//!
+//! A crate of its own so that both sides use one copy without the collector depending on
+//! the agent. Not in sr-tls: these are plain file operations (with `nix` for ownership),
+//! which the TLS crate has no use for; not in sr-protocol, which does no I/O.
 //!
 //! Atomic writes matter because the original's non-atomic writes left half-written
 //! files behind on crashes and full disks; a reader here sees the old file or the new

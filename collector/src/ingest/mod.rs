@@ -1,0 +1,118 @@
+//! Report ingest: `PUT /api/v3.1/cluster-status/{manager|db|broker}/{node_id}`.
+//!
+//! The order is the security argument, cheapest and least trusting first:
+//! 1. size: a declared `Content-Length` over the limit is refused before any byte is read;
+//! 2. content type exactly `application/json` (415);
+//! 3. token: unknown or revoked 401, wrong role for the node type 403;
+//! 4. path: node type and node id (`[A-Za-z0-9._-]{1,128}`, not `.`/`..`);
+//! 5. the body, read under a byte limit and a deadline;
+//! 6. the signature over the exact bytes, **before** the body is parsed; unsigned
+//!    reports only with `allow_unsigned_legacy`, and never for a node with a pinned key;
+//! 7. the pin (trust on first use) and replay state `(boot_id, seq)`;
+//! 8. only then `ReportBody::decode`;
+//! 9. pins and transitions are committed durably, then memory is updated and 200 sent.
+//!
+//! Freshness and skew use the collector's receive time only.
+//!
+//! The steps are typed, each taking the previous one's output: [`verify`] (1–6) →
+//! [`accept`] (7–8) → [`commit`] (9) → [`answer`]. Each refusal is a [`Refusal`]
+//! variant, which maps to the HTTP status and `{message, error_code}`.
+
+mod accept;
+mod commit;
+mod refusal;
+mod trust;
+mod verify;
+
+pub use refusal::Refusal;
+
+use crate::app::App;
+use crate::rollup::rfc3339_ms;
+use crate::state::Counters;
+use axum::body::Body;
+use commit::Committed;
+use http::HeaderMap;
+use std::net::IpAddr;
+
+/// A node id is 1–128 characters of `[A-Za-z0-9._-]` and not `.` or `..`: it names rows
+/// and appears in paths, so nothing that could traverse or inject is accepted.
+pub fn valid_node_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Handles one report. Returns the 200 body or a refusal; never panics on input.
+pub async fn handle(
+    app: &App,
+    node_type: &str,
+    node_id: &str,
+    path: &str,
+    headers: &HeaderMap,
+    body: Body,
+    peer: Option<IpAddr>,
+) -> Result<serde_json::Value, Refusal> {
+    let result = async {
+        let verified = verify::verify(app, node_type, node_id, path, headers, body).await?;
+        let accepted = accept::accept(app, verified, peer).await?;
+        commit::commit(app, accepted).await
+    }
+    .await;
+    match result {
+        Ok(committed) => {
+            Counters::bump(&app.mem.counters.accepted);
+            Ok(answer(&committed))
+        }
+        Err(refusal) => {
+            Counters::bump(&app.mem.counters.rejected);
+            // The token is never logged: only the outcome and the node.
+            tracing::debug!(node_type, node_id = %node_id.chars().take(128).collect::<String>(), status = refusal.status().as_u16(), code = refusal.code(), "report refused");
+            Err(refusal)
+        }
+    }
+}
+
+/// Step 4, answer: the 200 body, which tells the agent what is now durable.
+fn answer(c: &Committed) -> serde_json::Value {
+    serde_json::json!({
+        "status": "accepted",
+        "node_id": c.node_id,
+        "acked_seq": c.acked_seq,
+        "boot_id": c.boot_id,
+        "transitions_acked": c.transitions_acked,
+        "received_at": rfc3339_ms(c.received_ms),
+        "skew_ms": c.skew_ms,
+        "key_pinned": c.key_pinned,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_node_id;
+
+    #[test]
+    fn node_ids_with_path_tricks_are_refused() {
+        for ok in ["3d5d-uuid", "db1.example.com", "a_b", &"x".repeat(128)] {
+            assert!(valid_node_id(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "../etc",
+            "a%2Fb",
+            "a b",
+            "é",
+            &"x".repeat(129),
+            "a\0b",
+            "a\\b",
+        ] {
+            assert!(!valid_node_id(bad), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Why ingest refused a report: one typed variant per refusal, each mapping to the HTTP
+//! status and `{message, error_code}` a Cloudify 5.0.5 manager would answer with.
+//!
+//! The steps return these instead of ready-made HTTP errors so that the pipeline can
+//! branch on what happened (a key mismatch is flagged durably) without comparing strings.
+
+use crate::error::ApiError;
+use crate::store::Role;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use sr_protocol::model::UnknownNodeType;
+use sr_protocol::report::BodyError;
+use sr_protocol::signing::SignatureError;
+use sr_protocol::NodeType;
+
+#[derive(Debug)]
+pub enum Refusal {
+    /// The declared `Content-Length` is over the limit (refused before reading).
+    DeclaredTooLarge {
+        declared: u64,
+        limit: usize,
+    },
+    /// The body grew over the limit while being read.
+    BodyTooLarge {
+        limit: usize,
+    },
+    ContentLengthNotANumber,
+    WrongContentType,
+    MissingToken,
+    UnknownToken,
+    UnknownNodeType(UnknownNodeType),
+    /// The token's role may not report as this node type.
+    WrongRole {
+        role: Role,
+        node_type: NodeType,
+    },
+    InvalidNodeId,
+    BodyTimeout,
+    BodyUnreadable,
+    SignatureNotAscii,
+    BadSignature(SignatureError),
+    /// Unsigned, and `allow_unsigned_legacy` is off.
+    UnsignedNotAllowed,
+    /// Unsigned, for a node that has a pinned key.
+    UnsignedForPinnedNode,
+    TooManyNodes {
+        max_nodes: usize,
+    },
+    /// Signed by a key other than the one pinned for the node.
+    KeyMismatch,
+    /// From a boot of the node older than its current one.
+    EarlierBoot,
+    /// A `(boot_id, seq)` already accepted.
+    SeqAlreadySeen {
+        seq: u64,
+        last: u64,
+    },
+    Undecodable(BodyError),
+    EnvelopeDisagrees,
+    BadNodeName,
+    BadPrivateIp,
+    StoreUnavailable,
+}
+
+impl Refusal {
+    pub fn status(&self) -> StatusCode {
+        use Refusal::*;
+        match self {
+            DeclaredTooLarge { .. } | BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            WrongContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            MissingToken
+            | UnknownToken
+            | SignatureNotAscii
+            | BadSignature(_)
+            | UnsignedNotAllowed
+            | UnsignedForPinnedNode => StatusCode::UNAUTHORIZED,
+            WrongRole { .. } | KeyMismatch => StatusCode::FORBIDDEN,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            TooManyNodes { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            EarlierBoot | SeqAlreadySeen { .. } => StatusCode::CONFLICT,
+            StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ContentLengthNotANumber
+            | UnknownNodeType(_)
+            | InvalidNodeId
+            | BodyUnreadable
+            | Undecodable(_)
+            | EnvelopeDisagrees
+            | BadNodeName
+            | BadPrivateIp => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// Cloudify's `error_code` (ours where 5.0.5 has none).
+    pub fn code(&self) -> &'static str {
+        use Refusal::*;
+        match self {
+            DeclaredTooLarge { .. } | BodyTooLarge { .. } => "payload_too_large",
+            WrongContentType => "unsupported_media_type",
+            MissingToken | UnknownToken => "unauthorized_error",
+            UnknownNodeType(_) => "unknown_node_type",
+            WrongRole { .. } => "forbidden_error",
+            InvalidNodeId => "invalid_node_id",
+            BodyTimeout => "request_timeout",
+            SignatureNotAscii | BadSignature(_) => "invalid_signature",
+            UnsignedNotAllowed | UnsignedForPinnedNode => "signature_required",
+            TooManyNodes { .. } => "too_many_nodes",
+            KeyMismatch => "key_mismatch",
+            EarlierBoot | SeqAlreadySeen { .. } => "replayed_report",
+            StoreUnavailable => "store_unavailable",
+            ContentLengthNotANumber
+            | BodyUnreadable
+            | Undecodable(_)
+            | EnvelopeDisagrees
+            | BadNodeName
+            | BadPrivateIp => "bad_parameters_error",
+        }
+    }
+
+    /// The message for the operator (never a token or a secret).
+    pub fn message(&self) -> String {
+        use Refusal::*;
+        match self {
+            DeclaredTooLarge { declared, limit } => {
+                format!("report body of {declared} bytes exceeds the {limit}-byte limit")
+            }
+            BodyTooLarge { limit } => format!("report body exceeds the {limit}-byte limit"),
+            ContentLengthNotANumber => "Content-Length is not a number".into(),
+            WrongContentType => "Content-Type must be exactly application/json".into(),
+            MissingToken => "missing API-Authentication-Token header".into(),
+            UnknownToken => "invalid or revoked token".into(),
+            UnknownNodeType(e) => e.to_string(),
+            WrongRole { role, node_type } => {
+                format!("a {role} token may not report as a {node_type} node")
+            }
+            InvalidNodeId => {
+                "node_id must be 1-128 characters of [A-Za-z0-9._-] and not . or ..".into()
+            }
+            BodyTimeout => "report body not received in time".into(),
+            BodyUnreadable => "report body could not be read".into(),
+            SignatureNotAscii => "signature header is not ASCII".into(),
+            BadSignature(e) => e.to_string(),
+            UnsignedNotAllowed => {
+                "unsigned reports are not accepted (allow_unsigned_legacy = false)".into()
+            }
+            UnsignedForPinnedNode => {
+                "this node has a pinned key; unsigned reports are refused".into()
+            }
+            TooManyNodes { max_nodes } => {
+                format!("the collector already tracks {max_nodes} nodes (max_nodes)")
+            }
+            KeyMismatch => "report signed by a key other than the one pinned for this node; an operator must run `status-reporter nodes forget` to accept a new key".into(),
+            EarlierBoot => "report from an earlier boot of this node".into(),
+            SeqAlreadySeen { seq, last } => {
+                format!("sequence {seq} already seen (last accepted {last})")
+            }
+            Undecodable(e) => e.to_string(),
+            EnvelopeDisagrees => {
+                "status_reporter.boot_id/seq disagree with the signature header".into()
+            }
+            BadNodeName => {
+                "status_reporter.node_name must be non-empty without control characters".into()
+            }
+            BadPrivateIp => "status_reporter.private_ip is not an IP address".into(),
+            StoreUnavailable => "the collector could not store the report; retry later".into(),
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> ApiError {
+        ApiError::new(r.status(), r.code(), r.message())
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
+    }
+}

@@ -1,0 +1,172 @@
+//! Setting up a collector: its config file, its store, its tokens and its admin user.
+//!
+//! Two steps, as the agent's `configure` has ([`plan`] → [`apply`]), so the policy lives
+//! in one place and both `collector init` and the quickstart use it:
+//! - a token for every role the collector will serve (`collector init` issues one per
+//!   role; the in-process quickstart only the manager's and the admin's);
+//! - the reader user `admin`, whose password is the admin token (HTTP Basic for `cfy`);
+//! - for the packaged service, the config (0600), the state directory and the database
+//!   belong to the service user, or the service could not read them after a root `init`.
+//!
+//! Secrets are returned to the caller to show once; only their hashes are stored.
+
+use crate::config::Config;
+use crate::store::{Role, Store, StoreError};
+use std::path::PathBuf;
+
+/// The reader user whose password is the admin token.
+pub const ADMIN_USER: &str = "admin";
+
+/// Who the collector being set up is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The packaged service: its config file is written to `config_path`, every role gets
+    /// a token and the files belong to the service user (when that user exists).
+    Service { config_path: PathBuf },
+    /// A collector run in-process on this host (the quickstart): no config file, tokens
+    /// for this host's manager agent and for the reader, files owned by the caller.
+    InProcess,
+}
+
+/// A checked plan: what [`apply`] will do.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub cfg: Config,
+    /// Where the config is written (0600); `None`: not written.
+    pub config_path: Option<PathBuf>,
+    /// Roles to issue a token for, in this order. Admin gets the `admin` user too.
+    pub roles: Vec<Role>,
+    /// The config, state directory and database are chowned to this user if it exists.
+    pub owner: Option<&'static str>,
+}
+
+/// What [`apply`] issued: each role's token secret, to be shown once.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub tokens: Vec<(Role, String)>,
+}
+
+impl Issued {
+    pub fn token(&self, role: Role) -> Option<&str> {
+        self.tokens
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, t)| t.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("creating {}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("writing {}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("giving {} to {user}", path.display())]
+    Chown {
+        path: PathBuf,
+        user: &'static str,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Plans the setup of `cfg` for `target`.
+pub fn plan(cfg: Config, target: Target) -> Plan {
+    match target {
+        Target::Service { config_path } => Plan {
+            cfg,
+            config_path: Some(config_path),
+            roles: Role::ALL.to_vec(),
+            owner: Some(sr_fsutil::SERVICE_USER),
+        },
+        Target::InProcess => Plan {
+            cfg,
+            config_path: None,
+            roles: vec![Role::Manager, Role::Admin],
+            owner: None,
+        },
+    }
+}
+
+/// Writes the config, creates the store, gives both to the owner and issues the tokens.
+pub fn apply(plan: &Plan) -> Result<Issued, SetupError> {
+    if let Some(path) = &plan.config_path {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| SetupError::CreateDir {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        sr_fsutil::atomic_write(path, plan.cfg.to_toml().as_bytes(), 0o600, plan.owner).map_err(
+            |source| SetupError::Write {
+                path: path.clone(),
+                source,
+            },
+        )?;
+    }
+    let store = Store::open(&plan.cfg.state_dir)?;
+    if let Some(user) = plan.owner {
+        for owned in [plan.cfg.state_dir.clone(), store.path().to_path_buf()] {
+            sr_fsutil::chown_to_user(&owned, user).map_err(|source| SetupError::Chown {
+                path: owned,
+                user,
+                source,
+            })?;
+        }
+    }
+    let mut tokens = Vec::with_capacity(plan.roles.len());
+    for &role in &plan.roles {
+        tokens.push((role, store.create_token(role)?));
+    }
+    let issued = Issued { tokens };
+    if let Some(admin) = issued.token(Role::Admin) {
+        store.set_user(ADMIN_USER, admin)?;
+    }
+    Ok(issued)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_setup_issues_every_role_and_the_admin_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("etc/collector.toml");
+        let cfg = Config::new(dir.path().join("state"), "c.pem", "k.pem");
+        let issued = apply(&plan(
+            cfg,
+            Target::Service {
+                config_path: path.clone(),
+            },
+        ))
+        .unwrap();
+        assert_eq!(
+            issued.tokens.iter().map(|t| t.0).collect::<Vec<_>>(),
+            Role::ALL
+        );
+        assert!(Config::load(&path).is_ok());
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        let admin = issued.token(Role::Admin).unwrap();
+        assert!(store.verify_user(ADMIN_USER, admin).unwrap());
+        assert_eq!(store.lookup_token(admin).unwrap(), Some(Role::Admin));
+    }
+
+    #[test]
+    fn an_in_process_setup_writes_no_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("collector.toml");
+        let cfg = Config::new(dir.path().join("state"), "c.pem", "k.pem");
+        let issued = apply(&plan(cfg, Target::InProcess)).unwrap();
+        assert!(!path.exists());
+        assert!(issued.token(Role::Manager).is_some());
+        assert!(issued.token(Role::Db).is_none());
+    }
+}

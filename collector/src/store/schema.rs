@@ -1,0 +1,61 @@
+//! The collector database's tables, created if missing when the store opens.
+
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    role TEXT NOT NULL,
+    hash BLOB NOT NULL UNIQUE,
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    phc TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS nodes (
+    node_type TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    pubkey TEXT,
+    key_mismatch INTEGER NOT NULL DEFAULT 0,
+    mismatch_key TEXT,
+    private_ip TEXT,
+    first_seen_ms INTEGER NOT NULL,
+    PRIMARY KEY (node_type, node_id)
+);
+CREATE TABLE IF NOT EXISTS latest (
+    node_type TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    received_ms INTEGER NOT NULL,
+    skew_ms INTEGER NOT NULL,
+    signed INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    boot_id TEXT,
+    seq INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (node_type, node_id),
+    FOREIGN KEY (node_type, node_id) REFERENCES nodes (node_type, node_id) ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS boots (
+    node_type TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    boot_id TEXT NOT NULL,
+    first_seq INTEGER NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    PRIMARY KEY (node_type, node_id, boot_id),
+    FOREIGN KEY (node_type, node_id) REFERENCES nodes (node_type, node_id) ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS transitions (
+    node_type TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    boot_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL,
+    service TEXT,
+    from_status TEXT NOT NULL,
+    to_status TEXT NOT NULL,
+    reasons TEXT NOT NULL,
+    PRIMARY KEY (node_type, node_id, boot_id, seq)
+);
+";

@@ -1,0 +1,199 @@
+//! The store's tests: privacy of files, token hashing, users, pins, replay state.
+
+use super::*;
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    (dir, s)
+}
+
+#[test]
+fn the_store_and_its_directory_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("state");
+    let s = Store::open(&dir).unwrap();
+    s.create_token(Role::Db).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(s.path()), 0o600);
+    let wal = dir.join(format!("{DB_FILE}-wal"));
+    assert_eq!(
+        mode(&wal),
+        0o600,
+        "SQLite's WAL file follows the store's mode"
+    );
+}
+
+#[test]
+fn tokens_are_stored_as_hashes_and_revocable() {
+    let (dir, s) = store();
+    let (id, secret) = s.create_token_with_id(Role::Db).unwrap();
+    assert!(secret.starts_with(TOKEN_PREFIX) && secret.len() > 40);
+    assert_eq!(s.lookup_token(&secret).unwrap(), Some(Role::Db));
+    assert_eq!(s.lookup_token("srt_nope").unwrap(), None);
+    let raw = std::fs::read(dir.path().join(DB_FILE)).unwrap();
+    let wal = std::fs::read(dir.path().join(format!("{DB_FILE}-wal"))).unwrap_or_default();
+    let needle = secret.as_bytes();
+    for bytes in [&raw, &wal] {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "secret stored in clear"
+        );
+    }
+    assert!(s.revoke_token(id).unwrap());
+    assert!(!s.revoke_token(id).unwrap(), "second revoke is a no-op");
+    assert_eq!(s.lookup_token(&secret).unwrap(), None);
+    let listed = s.list_tokens().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].revoked_ms.is_some());
+}
+
+#[test]
+fn users_verify_with_argon2() {
+    let (_d, s) = store();
+    s.set_user("admin", "correct horse").unwrap();
+    assert!(s.verify_user("admin", "correct horse").unwrap());
+    assert!(!s.verify_user("admin", "wrong").unwrap());
+    assert!(!s.verify_user("nobody", "correct horse").unwrap());
+    assert!(s
+        .user_hash("admin")
+        .unwrap()
+        .unwrap()
+        .starts_with("$argon2"));
+}
+
+fn pin(id: &str, key: &str) -> DurableWrite {
+    DurableWrite::Pin {
+        node_type: NodeType::Db,
+        node_id: id.into(),
+        name: format!("{id}-name"),
+        key: Some(key.into()),
+        private_ip: None,
+        at_ms: 1,
+    }
+}
+
+#[test]
+fn a_pin_is_never_replaced_and_forget_clears_it() {
+    let (_d, mut s) = store();
+    assert_eq!(
+        s.commit_durable(&[pin("n1", "A")]).unwrap(),
+        vec![Some("A".to_string())]
+    );
+    assert_eq!(
+        s.commit_durable(&[pin("n1", "B")]).unwrap(),
+        vec![Some("A".to_string())]
+    );
+    s.commit_durable(&[DurableWrite::FlagMismatch {
+        node_type: NodeType::Db,
+        node_id: "n1".into(),
+        key: "B".into(),
+    }])
+    .unwrap();
+    let n = &s.list_nodes().unwrap()[0];
+    assert!(n.key_mismatch);
+    assert_eq!(n.mismatch_key.as_deref(), Some("B"));
+    assert_eq!(s.forget_node("n1-name", Some(NodeType::Broker)).unwrap(), 0);
+    assert_eq!(s.forget_node("n1-name", None).unwrap(), 1);
+    assert_eq!(
+        s.commit_durable(&[pin("n1", "B")]).unwrap(),
+        vec![Some("B".to_string())]
+    );
+    assert!(!s.list_nodes().unwrap()[0].key_mismatch);
+}
+
+#[test]
+fn transitions_are_deduplicated_by_boot_and_seq() {
+    let (_d, mut s) = store();
+    s.commit_durable(&[pin("n1", "A")]).unwrap();
+    let t = |seq| TransitionRow {
+        boot_id: "b1".into(),
+        seq,
+        at_ms: 5,
+        service: None,
+        from: "OK".into(),
+        to: "Fail".into(),
+        reasons_json: "[]".into(),
+    };
+    let w = DurableWrite::Transitions {
+        node_type: NodeType::Db,
+        node_id: "n1".into(),
+        received_ms: 9,
+        rows: vec![t(1), t(2)],
+    };
+    s.commit_durable(std::slice::from_ref(&w)).unwrap();
+    s.commit_durable(&[w]).unwrap();
+    assert_eq!(s.transitions(NodeType::Db, "n1", 10).unwrap().len(), 2);
+}
+
+#[test]
+fn latest_is_written_behind_and_restored_with_replay_state() {
+    let (d, mut s) = store();
+    s.commit_durable(&[pin("n1", "A")]).unwrap();
+    let mut row = LatestRow {
+        node_type: NodeType::Db,
+        node_id: "n1".into(),
+        name: "db1".into(),
+        private_ip: Some("10.0.0.1".into()),
+        received_ms: 100,
+        skew_ms: -3,
+        signed: true,
+        body: b"{}".to_vec(),
+        boot_id: Some("b1".into()),
+        seq: 7,
+    };
+    s.write_latest(std::slice::from_ref(&row)).unwrap();
+    row.boot_id = Some("b2".into());
+    row.seq = 2;
+    row.received_ms = 200;
+    s.write_latest(std::slice::from_ref(&row)).unwrap();
+    // A node that is not pinned (forgotten meanwhile) is not resurrected.
+    s.write_latest(&[LatestRow {
+        node_id: "ghost".into(),
+        ..row.clone()
+    }])
+    .unwrap();
+    drop(s);
+    let s = Store::open(d.path()).unwrap();
+    let nodes = s.load_nodes().unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(
+        nodes[0].boots,
+        vec![("b1".to_string(), 7), ("b2".to_string(), 2)]
+    );
+    assert_eq!(nodes[0].latest.as_ref().unwrap(), &row);
+    assert_eq!(nodes[0].row.name, "db1");
+    assert_eq!(s.integrity_check().unwrap(), "ok");
+}
+
+#[test]
+fn a_forgotten_node_with_a_latest_row_is_not_resurrected_until_pinned_again() {
+    let (_d, mut s) = store();
+    s.commit_durable(&[pin("n1", "A")]).unwrap();
+    let row = LatestRow {
+        node_type: NodeType::Db,
+        node_id: "n1".into(),
+        name: "db1".into(),
+        private_ip: None,
+        received_ms: 100,
+        skew_ms: 0,
+        signed: true,
+        body: b"{}".to_vec(),
+        boot_id: Some("b1".into()),
+        seq: 1,
+    };
+    s.write_latest(std::slice::from_ref(&row)).unwrap();
+    assert_eq!(s.forget_node("n1", Some(NodeType::Db)).unwrap(), 1);
+    // The flush after the forget: the update finds no row and the node is gone.
+    s.write_latest(std::slice::from_ref(&row)).unwrap();
+    assert!(s.load_nodes().unwrap().is_empty());
+    // First contact again: the next flush inserts the row afresh.
+    s.commit_durable(&[pin("n1", "B")]).unwrap();
+    s.write_latest(std::slice::from_ref(&row)).unwrap();
+    let nodes = s.load_nodes().unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0].latest.as_ref(), Some(&row));
+    assert_eq!(nodes[0].row.pinned_key.as_deref(), Some("B"));
+}
