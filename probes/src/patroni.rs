@@ -12,10 +12,10 @@
 //! needs a client certificate on every call; Basic auth only guards unsafe methods, but is
 //! sent when configured so a stricter proxy in front also works.
 //!
-//! Only `interpret` decides; it reads the clock from its `now` argument.
+//! Only `interpret` decides; it reads the clock from the raw's `now`.
 
-use crate::db_http::{self, Fetch, Secret, TlsFiles};
-use crate::{range_error, BoxFuture, Finding, Probe, ProbeContext};
+use crate::net::{self, Fetch, Secret, TlsFiles};
+use crate::{default_ms, range_error, Finding, ProbeContext, TypedProbe};
 use serde::{Deserialize, Serialize};
 use sr_protocol::facts::{DbFacts, MemberView, ReplicationView};
 use sr_protocol::NodeStatus;
@@ -47,7 +47,7 @@ pub struct Config {
     #[serde(default)]
     pub password: Option<Secret>,
     /// Deadline for each request.
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "default_ms::<1000>")]
     pub timeout_ms: u64,
     /// Read `/cluster` and `/config` every this many cycles (1 = every cycle).
     #[serde(default = "default_cluster_every")]
@@ -56,9 +56,6 @@ pub struct Config {
     pub max_body_bytes: usize,
 }
 
-fn default_timeout_ms() -> u64 {
-    1000
-}
 fn default_cluster_every() -> u64 {
     5
 }
@@ -104,6 +101,8 @@ pub struct Raw {
     /// The latest `/cluster` answer; `None` before the first refresh.
     pub cluster: Option<Timed>,
     pub config: Option<Timed>,
+    /// Unix seconds at the start of the cycle: the clock ages are judged by.
+    pub now: i64,
 }
 
 // ---- documents (only the fields we use; Patroni adds keys between versions) ----
@@ -210,290 +209,6 @@ fn state_is_transitional(state: &str) -> bool {
     )
 }
 
-/// The pure decision: node status, reasons, the legacy `Patroni` entry and db facts.
-pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
-    let mut facts = DbFacts {
-        member: Some(cfg.member.clone()),
-        ..Default::default()
-    };
-    let doc: PatroniDoc = match &raw.patroni {
-        Fetch::Answered { status: 200, body } => match db_http::parse_json(body) {
-            Ok(d) => d,
-            Err(e) => {
-                return unreachable(
-                    cfg,
-                    facts,
-                    "patroni_bad_response",
-                    format!("Patroni {}/patroni answered garbage: {e}", cfg.url),
-                )
-            }
-        },
-        Fetch::Answered { status, .. } => {
-            return unreachable(
-                cfg,
-                facts,
-                "patroni_bad_response",
-                format!("Patroni {}/patroni answered HTTP {status}", cfg.url),
-            )
-        }
-        other => {
-            let hint = match other {
-                Fetch::ConnectFailed(e) if e.contains("certificate") || e.contains("alert") => {
-                    " (TLS refused: check tls.ca_file and the client certificate)"
-                }
-                _ => "",
-            };
-            return unreachable(
-                cfg,
-                facts,
-                "patroni_unreachable",
-                format!(
-                    "Patroni REST API {} is unreachable: {}{hint}",
-                    cfg.url,
-                    other.describe()
-                ),
-            );
-        }
-    };
-    facts.patroni_reachable = Some(true);
-    let mut f = Finding::ok();
-
-    let role = normalise_role(&doc.role).to_string();
-    let healthy_state = state_is_healthy(&doc.state);
-    if !healthy_state {
-        if state_is_transitional(&doc.state) {
-            f.worsen(
-                NodeStatus::Degraded,
-                "postgres_transitional",
-                format!("PostgreSQL is {} according to Patroni", doc.state),
-            );
-        } else {
-            f.worsen(
-                NodeStatus::Fail,
-                "postgres_not_running",
-                format!(
-                    "PostgreSQL is not running: Patroni state is {:?}",
-                    doc.state
-                ),
-            );
-        }
-    }
-    if !matches!(role.as_str(), "leader" | "replica" | "standby_leader") {
-        f.worsen(
-            NodeStatus::Degraded,
-            "role_unsettled",
-            format!("Patroni role is {:?}", doc.role),
-        );
-    }
-    if doc.pause == Some(true) {
-        f.worsen(
-            NodeStatus::Degraded,
-            "patroni_paused",
-            "Patroni is paused (maintenance mode): no automatic failover",
-        );
-    }
-    if doc.pending_restart == Some(true) {
-        f.worsen(
-            NodeStatus::Degraded,
-            "pending_restart",
-            "PostgreSQL needs a restart to apply changed settings",
-        );
-    }
-    if doc.cluster_unlocked == Some(true) {
-        f.worsen(
-            NodeStatus::Degraded,
-            "no_leader_lock",
-            "Patroni sees no leader lock in the DCS (cluster_unlocked)",
-        );
-    }
-    let replay_paused = doc.xlog.as_ref().and_then(|x| x.paused);
-    if replay_paused == Some(true) {
-        f.worsen(
-            NodeStatus::Degraded,
-            "replay_paused",
-            "WAL replay is paused on this replica",
-        );
-    }
-
-    // /config: thresholds. A bad /config must not hide the rest, so it only degrades.
-    let mut ttl = DEFAULT_TTL_S;
-    let mut max_lag = DEFAULT_MAX_LAG;
-    if let Some(c) = &raw.config {
-        match db_http::parse_answer::<ConfigDoc>(&c.fetch) {
-            Ok(doc) => {
-                ttl = doc.ttl.unwrap_or(DEFAULT_TTL_S);
-                max_lag = doc.maximum_lag_on_failover.unwrap_or(DEFAULT_MAX_LAG);
-                facts.ttl = Some(ttl);
-                facts.maximum_lag_on_failover = Some(max_lag);
-                facts.synchronous_mode = Some(match doc.synchronous_mode {
-                    None | Some(serde_json::Value::Null) => false,
-                    Some(serde_json::Value::Bool(b)) => b,
-                    Some(serde_json::Value::String(s)) => !matches!(s.as_str(), "off" | "false"),
-                    Some(_) => true,
-                });
-            }
-            Err(e) => f.worsen(
-                NodeStatus::Degraded,
-                "patroni_config_unavailable",
-                format!("cannot read Patroni {}/config: {e}", cfg.url),
-            ),
-        }
-    }
-
-    let mut dcs_reachable = true;
-    if let Some(seen) = doc.dcs_last_seen {
-        let age = now.saturating_sub(seen);
-        if age > ttl as i64 {
-            dcs_reachable = false;
-            f.worsen(
-                NodeStatus::Degraded,
-                "dcs_unreachable",
-                format!("DCS unreachable: Patroni last reached etcd {age} s ago (ttl {ttl} s)"),
-            );
-        }
-    }
-
-    // /cluster: this node's view of every member.
-    let mut own_lag = None;
-    if let Some(c) = &raw.cluster {
-        facts.cluster_view_age_s = Some(now.saturating_sub(c.at).max(0) as u64);
-        match &c.fetch {
-            Fetch::NoResponse(_) | Fetch::TimedOut { .. } => {
-                dcs_reachable = false;
-                f.worsen(
-                    NodeStatus::Degraded,
-                    "dcs_unreachable",
-                    format!(
-                        "DCS unreachable: Patroni {}/cluster gave no response ({})",
-                        cfg.url,
-                        c.fetch.describe()
-                    ),
-                );
-            }
-            fetch => match db_http::parse_answer::<ClusterDoc>(fetch) {
-                Ok(doc) => {
-                    for m in doc.members.iter().take(MAX_ENTRIES) {
-                        let view = MemberView {
-                            role: normalise_role(&m.role).to_string(),
-                            state: m.state.clone(),
-                            timeline: m.timeline,
-                            lag_bytes: match m.lag {
-                                Some(Lag::Bytes(b)) => Some(b),
-                                _ => None,
-                            },
-                            nofailover: nofailover(&m.tags),
-                        };
-                        if matches!(view.role.as_str(), "leader" | "standby_leader") {
-                            facts.cluster_leader = Some(m.name.clone());
-                        }
-                        if m.name == cfg.member {
-                            own_lag = view.lag_bytes;
-                            if view.nofailover {
-                                facts.nofailover = true;
-                            }
-                            if let (Some(Lag::Text(t)), "replica") = (&m.lag, role.as_str()) {
-                                let t: String = t.chars().take(32).collect();
-                                f.worsen(
-                                    NodeStatus::Degraded,
-                                    "replica_lag_unknown",
-                                    format!("Patroni reports this replica's lag as {t:?}"),
-                                );
-                            }
-                        }
-                        facts.cluster_members.insert(m.name.clone(), view);
-                    }
-                    if !facts.cluster_members.contains_key(&cfg.member) {
-                        f.worsen(
-                            NodeStatus::Degraded,
-                            "member_not_in_cluster",
-                            format!("member {} is not listed in Patroni's /cluster (its DCS key is missing)", cfg.member),
-                        );
-                    }
-                }
-                Err(e) => f.worsen(
-                    NodeStatus::Degraded,
-                    "patroni_bad_response",
-                    format!("cannot read Patroni {}/cluster: {e}", cfg.url),
-                ),
-            },
-        }
-    }
-    if role == "replica" {
-        if let Some(lag) = own_lag {
-            facts.lag_bytes = Some(lag);
-            if lag > max_lag {
-                f.worsen(
-                    NodeStatus::Degraded,
-                    "replica_lag",
-                    format!("replica lags {lag} bytes, over maximum_lag_on_failover {max_lag}"),
-                );
-            }
-        }
-    }
-
-    let replication: Vec<&Replication> = doc
-        .replication
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .take(MAX_ENTRIES)
-        .collect();
-    if role == "leader" && facts.synchronous_mode == Some(true) {
-        let sync_streaming = replication
-            .iter()
-            .any(|r| r.state == "streaming" && matches!(r.sync_state.as_str(), "sync" | "quorum"));
-        if !sync_streaming {
-            f.worsen(
-                NodeStatus::Degraded,
-                "no_sync_standby",
-                "synchronous_mode is on but no synchronous standby is streaming",
-            );
-        }
-    }
-
-    // Legacy shape, exactly as 5.0.5 reads it; `role` stays Patroni's own word.
-    let mut status_obj = serde_json::Map::new();
-    status_obj.insert("state".into(), doc.state.clone().into());
-    status_obj.insert("role".into(), doc.role.clone().into());
-    if role == "leader" {
-        let list: Vec<serde_json::Value> = replication
-            .iter()
-            .map(|r| serde_json::json!({"state": r.state, "sync_state": r.sync_state}))
-            .collect();
-        status_obj.insert("replications_state".into(), list.into());
-    }
-    let mut extra = serde_json::Map::new();
-    extra.insert("patroni_status".into(), status_obj.into());
-    f.set_service(SERVICE, healthy_state, None, extra);
-
-    facts.role = Some(role.clone());
-    facts.state = Some(doc.state.clone());
-    facts.timeline = doc.timeline;
-    facts.nofailover |= nofailover(&doc.tags);
-    facts.pause = doc.pause.or(Some(false));
-    facts.pending_restart = doc.pending_restart.or(Some(false));
-    facts.cluster_unlocked = doc.cluster_unlocked.or(Some(false));
-    facts.replay_paused = replay_paused;
-    facts.dcs_last_seen = doc.dcs_last_seen;
-    facts.dcs_reachable = Some(dcs_reachable);
-    if role == "leader" {
-        facts.replication = replication
-            .iter()
-            .map(|r| {
-                (
-                    r.application_name.clone(),
-                    ReplicationView {
-                        state: r.state.clone(),
-                        sync_state: r.sync_state.clone(),
-                    },
-                )
-            })
-            .collect::<BTreeMap<_, _>>();
-    }
-    f.facts.db = Some(facts);
-    f
-}
-
 /// The Fail finding for "no usable `/patroni` answer".
 fn unreachable(_cfg: &Config, mut facts: DbFacts, code: &str, message: String) -> Finding {
     facts.patroni_reachable = Some(false);
@@ -510,57 +225,50 @@ struct Cache {
     config: Option<Timed>,
 }
 
-pub struct PatroniProbe {
-    cfg: Config,
+/// The `patroni` probe: its client, its credentials and the slow-path cache.
+pub struct Patroni {
     client: Result<HttpsClient, String>,
     auth: Option<String>,
     cache: Mutex<Cache>,
 }
 
-impl PatroniProbe {
-    pub fn new(cfg: Config) -> Self {
-        let client = cfg.tls.client(Duration::from_millis(cfg.timeout_ms));
+impl TypedProbe for Patroni {
+    const KIND: &'static str = "patroni";
+    type Config = Config;
+    type Raw = Raw;
+
+    fn new(cfg: &Config) -> Self {
         let auth = match (&cfg.username, &cfg.password) {
-            (Some(u), Some(p)) => Some(db_http::basic_auth(u, &p.0)),
+            (Some(u), Some(p)) => Some(net::basic_auth(u, p)),
             _ => None,
         };
-        PatroniProbe {
-            cfg,
-            client,
+        Patroni {
+            client: cfg.tls.client(Duration::from_millis(cfg.timeout_ms)),
             auth,
             cache: Mutex::new(Cache::default()),
         }
     }
 
-    async fn get(&self, path: &str) -> Fetch {
-        let url = format!("{}{path}", self.cfg.url);
-        db_http::fetch(
-            &self.client,
-            http::Method::GET,
-            &url,
-            self.auth.as_deref(),
-            b"",
-            Duration::from_millis(self.cfg.timeout_ms),
-            self.cfg.max_body_bytes,
-        )
-        .await
+    /// The three requests run concurrently, each bounded by timeout_ms.
+    fn collect_budget(config: &Config) -> Duration {
+        Duration::from_millis(config.timeout_ms)
     }
 
     /// The I/O shell: `/patroni` always, `/cluster` and `/config` when due. Never fails.
-    pub async fn collect(&self, ctx: &ProbeContext) -> Raw {
+    async fn collect(&self, cfg: &Config, ctx: &ProbeContext) -> Raw {
         let due = {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            cache.cluster.is_none() || ctx.cycle.is_multiple_of(self.cfg.cluster_every)
+            cache.cluster.is_none() || ctx.cycle.is_multiple_of(cfg.cluster_every)
         };
         let (patroni, slow) = if due {
             let (p, c, k) = tokio::join!(
-                self.get("/patroni"),
-                self.get("/cluster"),
-                self.get("/config")
+                self.get(cfg, "/patroni"),
+                self.get(cfg, "/cluster"),
+                self.get(cfg, "/config")
             );
             (p, Some((c, k)))
         } else {
-            (self.get("/patroni").await, None)
+            (self.get(cfg, "/patroni").await, None)
         };
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if !matches!(patroni, Fetch::Answered { .. }) {
@@ -581,20 +289,311 @@ impl PatroniProbe {
             patroni,
             cluster: cache.cluster.clone(),
             config: cache.config.clone(),
+            now: ctx.now,
         }
+    }
+
+    /// The pure decision: node status, reasons, the legacy `Patroni` entry and db facts.
+    fn interpret(cfg: &Config, raw: &Raw) -> Finding {
+        let now = raw.now;
+        let mut facts = DbFacts {
+            member: Some(cfg.member.clone()),
+            ..Default::default()
+        };
+        let doc: PatroniDoc = match &raw.patroni {
+            Fetch::Answered { status: 200, body } => match net::parse_json(body) {
+                Ok(d) => d,
+                Err(e) => {
+                    return unreachable(
+                        cfg,
+                        facts,
+                        "patroni_bad_response",
+                        format!("Patroni {}/patroni answered garbage: {e}", cfg.url),
+                    )
+                }
+            },
+            Fetch::Answered { status, .. } => {
+                return unreachable(
+                    cfg,
+                    facts,
+                    "patroni_bad_response",
+                    format!("Patroni {}/patroni answered HTTP {status}", cfg.url),
+                )
+            }
+            other => {
+                let hint = match other {
+                    Fetch::ConnectFailed(e) if e.contains("certificate") || e.contains("alert") => {
+                        " (TLS refused: check tls.ca_file and the client certificate)"
+                    }
+                    _ => "",
+                };
+                return unreachable(
+                    cfg,
+                    facts,
+                    "patroni_unreachable",
+                    format!(
+                        "Patroni REST API {} is unreachable: {}{hint}",
+                        cfg.url,
+                        other.describe()
+                    ),
+                );
+            }
+        };
+        facts.patroni_reachable = Some(true);
+        let mut f = Finding::ok();
+
+        let role = normalise_role(&doc.role).to_string();
+        let healthy_state = state_is_healthy(&doc.state);
+        if !healthy_state {
+            if state_is_transitional(&doc.state) {
+                f.worsen(
+                    NodeStatus::Degraded,
+                    "postgres_transitional",
+                    format!("PostgreSQL is {} according to Patroni", doc.state),
+                );
+            } else {
+                f.worsen(
+                    NodeStatus::Fail,
+                    "postgres_not_running",
+                    format!(
+                        "PostgreSQL is not running: Patroni state is {:?}",
+                        doc.state
+                    ),
+                );
+            }
+        }
+        if !matches!(role.as_str(), "leader" | "replica" | "standby_leader") {
+            f.worsen(
+                NodeStatus::Degraded,
+                "role_unsettled",
+                format!("Patroni role is {:?}", doc.role),
+            );
+        }
+        if doc.pause == Some(true) {
+            f.worsen(
+                NodeStatus::Degraded,
+                "patroni_paused",
+                "Patroni is paused (maintenance mode): no automatic failover",
+            );
+        }
+        if doc.pending_restart == Some(true) {
+            f.worsen(
+                NodeStatus::Degraded,
+                "pending_restart",
+                "PostgreSQL needs a restart to apply changed settings",
+            );
+        }
+        if doc.cluster_unlocked == Some(true) {
+            f.worsen(
+                NodeStatus::Degraded,
+                "no_leader_lock",
+                "Patroni sees no leader lock in the DCS (cluster_unlocked)",
+            );
+        }
+        let replay_paused = doc.xlog.as_ref().and_then(|x| x.paused);
+        if replay_paused == Some(true) {
+            f.worsen(
+                NodeStatus::Degraded,
+                "replay_paused",
+                "WAL replay is paused on this replica",
+            );
+        }
+
+        // /config: thresholds. A bad /config must not hide the rest, so it only degrades.
+        let mut ttl = DEFAULT_TTL_S;
+        let mut max_lag = DEFAULT_MAX_LAG;
+        if let Some(c) = &raw.config {
+            match net::parse_answer::<ConfigDoc>(&c.fetch) {
+                Ok(doc) => {
+                    ttl = doc.ttl.unwrap_or(DEFAULT_TTL_S);
+                    max_lag = doc.maximum_lag_on_failover.unwrap_or(DEFAULT_MAX_LAG);
+                    facts.ttl = Some(ttl);
+                    facts.maximum_lag_on_failover = Some(max_lag);
+                    facts.synchronous_mode = Some(match doc.synchronous_mode {
+                        None | Some(serde_json::Value::Null) => false,
+                        Some(serde_json::Value::Bool(b)) => b,
+                        Some(serde_json::Value::String(s)) => {
+                            !matches!(s.as_str(), "off" | "false")
+                        }
+                        Some(_) => true,
+                    });
+                }
+                Err(e) => f.worsen(
+                    NodeStatus::Degraded,
+                    "patroni_config_unavailable",
+                    format!("cannot read Patroni {}/config: {e}", cfg.url),
+                ),
+            }
+        }
+
+        let mut dcs_reachable = true;
+        if let Some(seen) = doc.dcs_last_seen {
+            let age = now.saturating_sub(seen);
+            if age > ttl as i64 {
+                dcs_reachable = false;
+                f.worsen(
+                    NodeStatus::Degraded,
+                    "dcs_unreachable",
+                    format!("DCS unreachable: Patroni last reached etcd {age} s ago (ttl {ttl} s)"),
+                );
+            }
+        }
+
+        // /cluster: this node's view of every member.
+        let mut own_lag = None;
+        if let Some(c) = &raw.cluster {
+            facts.cluster_view_age_s = Some(now.saturating_sub(c.at).max(0) as u64);
+            match &c.fetch {
+                Fetch::NoResponse(_) | Fetch::TimedOut { .. } => {
+                    dcs_reachable = false;
+                    f.worsen(
+                        NodeStatus::Degraded,
+                        "dcs_unreachable",
+                        format!(
+                            "DCS unreachable: Patroni {}/cluster gave no response ({})",
+                            cfg.url,
+                            c.fetch.describe()
+                        ),
+                    );
+                }
+                fetch => match net::parse_answer::<ClusterDoc>(fetch) {
+                    Ok(doc) => {
+                        for m in doc.members.iter().take(MAX_ENTRIES) {
+                            let view = MemberView {
+                                role: normalise_role(&m.role).to_string(),
+                                state: m.state.clone(),
+                                timeline: m.timeline,
+                                lag_bytes: match m.lag {
+                                    Some(Lag::Bytes(b)) => Some(b),
+                                    _ => None,
+                                },
+                                nofailover: nofailover(&m.tags),
+                            };
+                            if matches!(view.role.as_str(), "leader" | "standby_leader") {
+                                facts.cluster_leader = Some(m.name.clone());
+                            }
+                            if m.name == cfg.member {
+                                own_lag = view.lag_bytes;
+                                if view.nofailover {
+                                    facts.nofailover = true;
+                                }
+                                if let (Some(Lag::Text(t)), "replica") = (&m.lag, role.as_str()) {
+                                    let t: String = t.chars().take(32).collect();
+                                    f.worsen(
+                                        NodeStatus::Degraded,
+                                        "replica_lag_unknown",
+                                        format!("Patroni reports this replica's lag as {t:?}"),
+                                    );
+                                }
+                            }
+                            facts.cluster_members.insert(m.name.clone(), view);
+                        }
+                        if !facts.cluster_members.contains_key(&cfg.member) {
+                            f.worsen(
+                                NodeStatus::Degraded,
+                                "member_not_in_cluster",
+                                format!("member {} is not listed in Patroni's /cluster (its DCS key is missing)", cfg.member),
+                            );
+                        }
+                    }
+                    Err(e) => f.worsen(
+                        NodeStatus::Degraded,
+                        "patroni_bad_response",
+                        format!("cannot read Patroni {}/cluster: {e}", cfg.url),
+                    ),
+                },
+            }
+        }
+        if role == "replica" {
+            if let Some(lag) = own_lag {
+                facts.lag_bytes = Some(lag);
+                if lag > max_lag {
+                    f.worsen(
+                        NodeStatus::Degraded,
+                        "replica_lag",
+                        format!("replica lags {lag} bytes, over maximum_lag_on_failover {max_lag}"),
+                    );
+                }
+            }
+        }
+
+        let replication: Vec<&Replication> = doc
+            .replication
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .take(MAX_ENTRIES)
+            .collect();
+        if role == "leader" && facts.synchronous_mode == Some(true) {
+            let sync_streaming = replication.iter().any(|r| {
+                r.state == "streaming" && matches!(r.sync_state.as_str(), "sync" | "quorum")
+            });
+            if !sync_streaming {
+                f.worsen(
+                    NodeStatus::Degraded,
+                    "no_sync_standby",
+                    "synchronous_mode is on but no synchronous standby is streaming",
+                );
+            }
+        }
+
+        // Legacy shape, exactly as 5.0.5 reads it; `role` stays Patroni's own word.
+        let mut status_obj = serde_json::Map::new();
+        status_obj.insert("state".into(), doc.state.clone().into());
+        status_obj.insert("role".into(), doc.role.clone().into());
+        if role == "leader" {
+            let list: Vec<serde_json::Value> = replication
+                .iter()
+                .map(|r| serde_json::json!({"state": r.state, "sync_state": r.sync_state}))
+                .collect();
+            status_obj.insert("replications_state".into(), list.into());
+        }
+        let mut extra = serde_json::Map::new();
+        extra.insert("patroni_status".into(), status_obj.into());
+        f.set_service(SERVICE, healthy_state, None, extra);
+
+        facts.role = Some(role.clone());
+        facts.state = Some(doc.state.clone());
+        facts.timeline = doc.timeline;
+        facts.nofailover |= nofailover(&doc.tags);
+        facts.pause = doc.pause.or(Some(false));
+        facts.pending_restart = doc.pending_restart.or(Some(false));
+        facts.cluster_unlocked = doc.cluster_unlocked.or(Some(false));
+        facts.replay_paused = replay_paused;
+        facts.dcs_last_seen = doc.dcs_last_seen;
+        facts.dcs_reachable = Some(dcs_reachable);
+        if role == "leader" {
+            facts.replication = replication
+                .iter()
+                .map(|r| {
+                    (
+                        r.application_name.clone(),
+                        ReplicationView {
+                            state: r.state.clone(),
+                            sync_state: r.sync_state.clone(),
+                        },
+                    )
+                })
+                .collect::<BTreeMap<_, _>>();
+        }
+        f.facts.db = Some(facts);
+        f
     }
 }
 
-impl Probe for PatroniProbe {
-    fn name(&self) -> &str {
-        "patroni"
-    }
-    fn timeout(&self) -> Duration {
-        // The three requests run concurrently, each bounded by timeout_ms.
-        Duration::from_millis(self.cfg.timeout_ms + 250)
-    }
-    fn run<'a>(&'a self, ctx: &'a ProbeContext) -> BoxFuture<'a, Finding> {
-        Box::pin(async move { interpret(&self.cfg, &self.collect(ctx).await, ctx.now) })
+impl Patroni {
+    async fn get(&self, cfg: &Config, path: &str) -> Fetch {
+        let url = format!("{}{path}", cfg.url);
+        net::fetch(
+            &self.client,
+            http::Method::GET,
+            &url,
+            self.auth.as_deref(),
+            b"",
+            Duration::from_millis(cfg.timeout_ms),
+            cfg.max_body_bytes,
+        )
+        .await
     }
 }
 
@@ -622,11 +621,17 @@ mod tests {
         }
     }
 
+    /// `interpret` with the clock at `now`.
+    fn interpret_at(cfg: &Config, raw: &Raw, now: i64) -> Finding {
+        Patroni::interpret(cfg, &Raw { now, ..raw.clone() })
+    }
+
     fn raw(patroni: &str) -> Raw {
         Raw {
             patroni: answered(patroni),
             cluster: None,
             config: None,
+            now: 0,
         }
     }
 
@@ -667,16 +672,17 @@ mod tests {
             "\u{0}\u{1}garbage",
         ];
         for body in cases {
-            let f = interpret(&cfg(), &raw(body), 0);
+            let f = interpret_at(&cfg(), &raw(body), 0);
             assert_eq!(f.status, NodeStatus::Fail, "{body:?}");
             assert_eq!(f.reasons[0].code, "patroni_bad_response", "{body:?}");
         }
-        let f = interpret(
+        let f = interpret_at(
             &cfg(),
             &Raw {
                 patroni: Fetch::TooLarge { limit: 65536 },
                 cluster: None,
                 config: None,
+                now: 0,
             },
             0,
         );
@@ -692,8 +698,8 @@ mod tests {
             fetch: answered(r#"{"ttl":10}"#),
             at: 1000,
         });
-        assert_eq!(interpret(&cfg(), &r, 1010).status, NodeStatus::Ok);
-        let f = interpret(&cfg(), &r, 1011);
+        assert_eq!(interpret_at(&cfg(), &r, 1010).status, NodeStatus::Ok);
+        let f = interpret_at(&cfg(), &r, 1011);
         assert_eq!(f.status, NodeStatus::Degraded);
         assert_eq!(f.reasons[0].code, "dcs_unreachable");
         assert!(f.reasons[0].message.contains("11 s ago"));
@@ -706,7 +712,7 @@ mod tests {
             fetch: Fetch::NoResponse("connection closed before message completed".into()),
             at: 0,
         });
-        let f = interpret(&cfg(), &r, 5);
+        let f = interpret_at(&cfg(), &r, 5);
         assert_eq!(f.status, NodeStatus::Degraded);
         assert!(f
             .reasons
@@ -724,7 +730,7 @@ mod tests {
             ),
             at: 0,
         });
-        let f = interpret(&cfg(), &r, 0);
+        let f = interpret_at(&cfg(), &r, 0);
         assert_eq!(f.reasons[0].code, "replica_lag_unknown");
         r.cluster = Some(Timed {
             fetch: answered(
@@ -732,7 +738,7 @@ mod tests {
             ),
             at: 0,
         });
-        let f = interpret(&cfg(), &r, 0);
+        let f = interpret_at(&cfg(), &r, 0);
         assert_eq!(f.reasons[0].code, "replica_lag");
     }
 
@@ -761,8 +767,8 @@ mod tests {
     async fn collect_from(url: String) -> Raw {
         let mut c = cfg();
         c.url = url;
-        PatroniProbe::new(c)
-            .collect(&ProbeContext { cycle: 0, now: 0 })
+        Patroni::new(&c)
+            .collect(&c, &ProbeContext { cycle: 0, now: 0 })
             .await
     }
 
@@ -781,7 +787,7 @@ mod tests {
         );
         let mut c = cfg();
         c.url = url;
-        let cluster = PatroniProbe::new(c).get("/cluster").await;
+        let cluster = Patroni::new(&c).get(&c, "/cluster").await;
         assert!(matches!(cluster, Fetch::NoResponse(_)), "{cluster:?}");
 
         let mut big = b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n".to_vec();
@@ -791,7 +797,7 @@ mod tests {
 
         let garbage = b"HTTP/1.0 200 OK\r\n\r\n{\"state\": \"running\", \"role\": [1,2".to_vec();
         let raw = collect_from(server(Some(garbage)).await).await;
-        let f = interpret(&cfg(), &raw, 0);
+        let f = interpret_at(&cfg(), &raw, 0);
         assert_eq!(
             (f.status, f.reasons[0].code.as_str()),
             (NodeStatus::Fail, "patroni_bad_response")
@@ -799,7 +805,7 @@ mod tests {
 
         let not_http = b"SSH-2.0-OpenSSH_9.2\r\n".to_vec();
         let raw = collect_from(server(Some(not_http)).await).await;
-        assert_eq!(interpret(&cfg(), &raw, 0).status, NodeStatus::Fail);
+        assert_eq!(interpret_at(&cfg(), &raw, 0).status, NodeStatus::Fail);
     }
 
     #[tokio::test]
@@ -820,7 +826,7 @@ mod tests {
             fetch: answered(r#"{"synchronous_mode":true}"#),
             at: 0,
         });
-        let f = interpret(&cfg(), &r, 0);
+        let f = interpret_at(&cfg(), &r, 0);
         assert_eq!(f.reasons[0].code, "no_sync_standby");
         let status = &f.services[SERVICE].extra_info["patroni_status"];
         assert_eq!(status["role"], "primary");
