@@ -11,6 +11,7 @@ use crate::net::{validate_endpoint, Secret};
 use crate::{default_ms, Finding};
 use crate::{ProbeContext, TypedProbe};
 use serde::{Deserialize, Serialize};
+use sr_protocol::reasons as codes;
 use sr_protocol::NodeStatus;
 use std::time::Duration;
 
@@ -101,7 +102,7 @@ impl TypedProbe for Amqp {
         let target = cfg.target().describe();
         let mut f = Finding::ok();
         if let Some(msg) = outcome.describe_failure(&target) {
-            f.worsen(NodeStatus::Fail, "amqp_unreachable", msg);
+            f.worsen(NodeStatus::Fail, codes::AMQP_UNREACHABLE, msg);
         }
         let mut extra = serde_json::Map::new();
         extra.insert("endpoint".into(), target.into());

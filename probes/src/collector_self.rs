@@ -12,6 +12,7 @@
 use crate::net::{fetch, Fetch, TlsFiles};
 use crate::{default_ms, range_error, Finding, ProbeContext, TypedProbe};
 use serde::{Deserialize, Serialize};
+use sr_protocol::reasons as codes;
 use sr_protocol::NodeStatus;
 use sr_tls::HttpsClient;
 use std::io::Write;
@@ -141,7 +142,7 @@ impl TypedProbe for CollectorSelf {
             Fetch::Answered { status: 200, .. } => {}
             other => f.worsen(
                 NodeStatus::Fail,
-                "collector_not_ready",
+                codes::COLLECTOR_NOT_READY,
                 format!(
                     "collector at {} is not ready: {}",
                     cfg.url,
@@ -152,7 +153,7 @@ impl TypedProbe for CollectorSelf {
         if let Err(e) = &raw.store {
             f.worsen(
                 NodeStatus::Fail,
-                "store_not_writable",
+                codes::STORE_NOT_WRITABLE,
                 format!(
                     "collector store {} is not writable: {e}",
                     cfg.store_path.display()

@@ -13,6 +13,7 @@ use crate::net::{self, Fetch, TlsFiles};
 use crate::{default_ms, range_error, yes, Finding, ProbeContext, TypedProbe};
 use serde::{Deserialize, Deserializer, Serialize};
 use sr_protocol::facts::{DbFacts, EtcdFacts};
+use sr_protocol::reasons as codes;
 use sr_protocol::NodeStatus;
 use sr_tls::HttpsClient;
 use std::time::Duration;
@@ -189,9 +190,9 @@ impl TypedProbe for Etcd {
                 };
                 let mut f = Finding::ok();
                 let code = if matches!(raw.status, Fetch::Answered { .. }) {
-                    "etcd_bad_response"
+                    codes::ETCD_BAD_RESPONSE
                 } else {
-                    "etcd_unreachable"
+                    codes::ETCD_UNREACHABLE
                 };
                 // etcd (Go, TLS 1.3) checks the client certificate after the handshake, so a
                 // refused certificate shows only as a connection closed on the first request.
@@ -237,21 +238,21 @@ impl TypedProbe for Etcd {
         if etcd.leader.is_none() {
             f.worsen(
                 NodeStatus::Degraded,
-                "etcd_no_leader",
+                codes::ETCD_NO_LEADER,
                 format!("etcd member {} sees no raft leader", cfg.url),
             );
         }
         if !etcd.errors.is_empty() {
             f.worsen(
                 NodeStatus::Degraded,
-                "etcd_alarm",
+                codes::ETCD_ALARM,
                 format!("etcd reports errors: {}", etcd.errors.join("; ")),
             );
         }
         if let Some(b) = etcd.apply_backlog.filter(|b| *b > cfg.max_apply_backlog) {
             f.worsen(
                 NodeStatus::Degraded,
-                "etcd_apply_backlog",
+                codes::ETCD_APPLY_BACKLOG,
                 format!("etcd has {b} committed raft entries not yet applied"),
             );
         }
@@ -261,7 +262,7 @@ impl TypedProbe for Etcd {
         {
             f.worsen(
                 NodeStatus::Degraded,
-                "etcd_db_size",
+                codes::ETCD_DB_SIZE,
                 format!(
                     "etcd db is {size} bytes, over 80% of the {} byte quota",
                     cfg.quota_bytes
@@ -281,7 +282,7 @@ impl TypedProbe for Etcd {
                 etcd.healthy = Some(false);
                 f.worsen(
                     NodeStatus::Degraded,
-                    "etcd_unhealthy",
+                    codes::ETCD_UNHEALTHY,
                     "etcd /health is false: no quorum or an active alarm",
                 );
             }
@@ -289,7 +290,7 @@ impl TypedProbe for Etcd {
                 etcd.healthy = Some(false);
                 f.worsen(
                     NodeStatus::Degraded,
-                    "etcd_unhealthy",
+                    codes::ETCD_UNHEALTHY,
                     format!("etcd health unknown: {e}"),
                 );
             }

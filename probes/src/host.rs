@@ -10,6 +10,7 @@
 
 use crate::{default_ms, range_error, yes, Finding, ProbeContext, TypedProbe};
 use serde::{Deserialize, Serialize};
+use sr_protocol::reasons as codes;
 use sr_protocol::NodeStatus;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -299,7 +300,9 @@ impl TypedProbe for Host {
     fn interpret(cfg: &Config, raw: &Result<Raw, String>) -> Finding {
         let raw = match raw {
             Ok(raw) => raw,
-            Err(e) => return Finding::fail("probe_crashed", format!("host probe failed: {e}")),
+            Err(e) => {
+                return Finding::fail(codes::PROBE_CRASHED, format!("host probe failed: {e}"))
+            }
         };
         let mut f = Finding::ok();
         match (&raw.load1, &raw.cpus) {
@@ -311,18 +314,22 @@ impl TypedProbe for Host {
                     )
                 };
                 if per_cpu >= cfg.load_per_cpu_fail {
-                    f.worsen(NodeStatus::Fail, "host_load", msg("fail threshold reached"));
+                    f.worsen(
+                        NodeStatus::Fail,
+                        codes::HOST_LOAD,
+                        msg("fail threshold reached"),
+                    );
                 } else if per_cpu >= cfg.load_per_cpu_degraded {
                     f.worsen(
                         NodeStatus::Degraded,
-                        "host_load",
+                        codes::HOST_LOAD,
                         msg("degraded threshold reached"),
                     );
                 }
             }
             (Err(e), _) | (_, Err(e)) => f.worsen(
                 NodeStatus::Degraded,
-                "host_unreadable",
+                codes::HOST_UNREADABLE,
                 format!("cannot read load: {e}"),
             ),
         }
@@ -335,14 +342,14 @@ impl TypedProbe for Host {
                     total / 1024
                 );
                 if p < cfg.mem_available_fail_pct {
-                    f.worsen(NodeStatus::Fail, "host_memory", msg);
+                    f.worsen(NodeStatus::Fail, codes::HOST_MEMORY, msg);
                 } else if p < cfg.mem_available_degraded_pct {
-                    f.worsen(NodeStatus::Degraded, "host_memory", msg);
+                    f.worsen(NodeStatus::Degraded, codes::HOST_MEMORY, msg);
                 }
             }
             Err(e) => f.worsen(
                 NodeStatus::Degraded,
-                "host_unreadable",
+                codes::HOST_UNREADABLE,
                 format!("cannot read memory: {e}"),
             ),
         }
@@ -356,14 +363,14 @@ impl TypedProbe for Host {
                         d.available_bytes >> 20
                     );
                     if d.total_bytes > 0 && p < cfg.disk_free_fail_pct {
-                        f.worsen(NodeStatus::Fail, "host_disk", msg);
+                        f.worsen(NodeStatus::Fail, codes::HOST_DISK, msg);
                     } else if d.total_bytes > 0 && p < cfg.disk_free_degraded_pct {
-                        f.worsen(NodeStatus::Degraded, "host_disk", msg);
+                        f.worsen(NodeStatus::Degraded, codes::HOST_DISK, msg);
                     }
                 }
                 Err(e) => f.worsen(
                     NodeStatus::Degraded,
-                    "host_disk",
+                    codes::HOST_DISK,
                     format!("cannot check free space: {e}"),
                 ),
             }
@@ -373,12 +380,12 @@ impl TypedProbe for Host {
                 ClockState::Synced { .. } => {}
                 ClockState::Unsynced => f.worsen(
                     NodeStatus::Degraded,
-                    "clock_unsynchronised",
+                    codes::CLOCK_UNSYNCHRONISED,
                     "the system clock is not synchronised (adjtimex)",
                 ),
                 ClockState::Unknown(e) => f.worsen(
                     NodeStatus::Degraded,
-                    "clock_unknown",
+                    codes::CLOCK_UNKNOWN,
                     format!("cannot read the clock state: {e}"),
                 ),
             }

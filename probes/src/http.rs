@@ -6,6 +6,7 @@
 
 use crate::{default_ms, range_error, yes, Finding, ProbeContext, TypedProbe};
 use serde::{Deserialize, Serialize};
+use sr_protocol::reasons as codes;
 use sr_protocol::NodeStatus;
 use sr_tls::client::{ClientError, HttpsClient};
 use std::path::PathBuf;
@@ -160,7 +161,7 @@ impl TypedProbe for Http {
                 } else {
                     f.worsen(
                         down,
-                        "unexpected_status",
+                        codes::UNEXPECTED_STATUS,
                         format!(
                             "{} ({}) answered {status}, expected {}",
                             cfg.name, cfg.url, cfg.expect_status
@@ -171,9 +172,9 @@ impl TypedProbe for Http {
             }
             Raw::Failed { error } => {
                 let code = if error.starts_with("timed out") {
-                    "endpoint_timeout"
+                    codes::ENDPOINT_TIMEOUT
                 } else {
-                    "endpoint_unreachable"
+                    codes::ENDPOINT_UNREACHABLE
                 };
                 f.worsen(down, code, format!("{} ({}): {error}", cfg.name, cfg.url));
                 false

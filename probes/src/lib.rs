@@ -31,6 +31,7 @@ pub mod registry;
 pub mod services;
 pub mod tcp;
 
+use sr_protocol::reasons::ReasonCode;
 use sr_protocol::report::{Facts, ServiceEntry};
 use sr_protocol::{NodeStatus, Reason, ServiceStatus};
 use std::collections::BTreeMap;
@@ -68,14 +69,14 @@ impl Finding {
     }
 
     /// A Fail finding with one reason.
-    pub fn fail(code: &str, message: impl Into<String>) -> Self {
+    pub fn fail(code: ReasonCode, message: impl Into<String>) -> Self {
         let mut f = Self::new(NodeStatus::Fail);
         f.reasons.push(Reason::new(code, message));
         f
     }
 
     /// Lowers the status to at least `status` and records why.
-    pub fn worsen(&mut self, status: NodeStatus, code: &str, message: impl Into<String>) {
+    pub fn worsen(&mut self, status: NodeStatus, code: ReasonCode, message: impl Into<String>) {
         self.status = self.status.max(status);
         self.reasons.push(Reason::new(code, message));
     }

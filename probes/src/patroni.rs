@@ -18,6 +18,7 @@ use crate::net::{self, Fetch, Secret, TlsFiles};
 use crate::{default_ms, range_error, Finding, ProbeContext, TypedProbe};
 use serde::{Deserialize, Serialize};
 use sr_protocol::facts::{DbFacts, MemberView, ReplicationView};
+use sr_protocol::reasons::{self as codes, ReasonCode};
 use sr_protocol::NodeStatus;
 use sr_tls::HttpsClient;
 use std::collections::BTreeMap;
@@ -210,7 +211,7 @@ fn state_is_transitional(state: &str) -> bool {
 }
 
 /// The Fail finding for "no usable `/patroni` answer".
-fn unreachable(_cfg: &Config, mut facts: DbFacts, code: &str, message: String) -> Finding {
+fn unreachable(_cfg: &Config, mut facts: DbFacts, code: ReasonCode, message: String) -> Finding {
     facts.patroni_reachable = Some(false);
     let mut f = Finding::fail(code, message);
     f.set_service(SERVICE, false, None, Default::default());
@@ -307,7 +308,7 @@ impl TypedProbe for Patroni {
                     return unreachable(
                         cfg,
                         facts,
-                        "patroni_bad_response",
+                        codes::PATRONI_BAD_RESPONSE,
                         format!("Patroni {}/patroni answered garbage: {e}", cfg.url),
                     )
                 }
@@ -316,7 +317,7 @@ impl TypedProbe for Patroni {
                 return unreachable(
                     cfg,
                     facts,
-                    "patroni_bad_response",
+                    codes::PATRONI_BAD_RESPONSE,
                     format!("Patroni {}/patroni answered HTTP {status}", cfg.url),
                 )
             }
@@ -330,7 +331,7 @@ impl TypedProbe for Patroni {
                 return unreachable(
                     cfg,
                     facts,
-                    "patroni_unreachable",
+                    codes::PATRONI_UNREACHABLE,
                     format!(
                         "Patroni REST API {} is unreachable: {}{hint}",
                         cfg.url,
@@ -348,13 +349,13 @@ impl TypedProbe for Patroni {
             if state_is_transitional(&doc.state) {
                 f.worsen(
                     NodeStatus::Degraded,
-                    "postgres_transitional",
+                    codes::POSTGRES_TRANSITIONAL,
                     format!("PostgreSQL is {} according to Patroni", doc.state),
                 );
             } else {
                 f.worsen(
                     NodeStatus::Fail,
-                    "postgres_not_running",
+                    codes::POSTGRES_NOT_RUNNING,
                     format!(
                         "PostgreSQL is not running: Patroni state is {:?}",
                         doc.state
@@ -365,28 +366,28 @@ impl TypedProbe for Patroni {
         if !matches!(role.as_str(), "leader" | "replica" | "standby_leader") {
             f.worsen(
                 NodeStatus::Degraded,
-                "role_unsettled",
+                codes::ROLE_UNSETTLED,
                 format!("Patroni role is {:?}", doc.role),
             );
         }
         if doc.pause == Some(true) {
             f.worsen(
                 NodeStatus::Degraded,
-                "patroni_paused",
+                codes::PATRONI_PAUSED,
                 "Patroni is paused (maintenance mode): no automatic failover",
             );
         }
         if doc.pending_restart == Some(true) {
             f.worsen(
                 NodeStatus::Degraded,
-                "pending_restart",
+                codes::PENDING_RESTART,
                 "PostgreSQL needs a restart to apply changed settings",
             );
         }
         if doc.cluster_unlocked == Some(true) {
             f.worsen(
                 NodeStatus::Degraded,
-                "no_leader_lock",
+                codes::NO_LEADER_LOCK,
                 "Patroni sees no leader lock in the DCS (cluster_unlocked)",
             );
         }
@@ -394,7 +395,7 @@ impl TypedProbe for Patroni {
         if replay_paused == Some(true) {
             f.worsen(
                 NodeStatus::Degraded,
-                "replay_paused",
+                codes::REPLAY_PAUSED,
                 "WAL replay is paused on this replica",
             );
         }
@@ -420,7 +421,7 @@ impl TypedProbe for Patroni {
                 }
                 Err(e) => f.worsen(
                     NodeStatus::Degraded,
-                    "patroni_config_unavailable",
+                    codes::PATRONI_CONFIG_UNAVAILABLE,
                     format!("cannot read Patroni {}/config: {e}", cfg.url),
                 ),
             }
@@ -433,7 +434,7 @@ impl TypedProbe for Patroni {
                 dcs_reachable = false;
                 f.worsen(
                     NodeStatus::Degraded,
-                    "dcs_unreachable",
+                    codes::DCS_UNREACHABLE,
                     format!("DCS unreachable: Patroni last reached etcd {age} s ago (ttl {ttl} s)"),
                 );
             }
@@ -448,7 +449,7 @@ impl TypedProbe for Patroni {
                     dcs_reachable = false;
                     f.worsen(
                         NodeStatus::Degraded,
-                        "dcs_unreachable",
+                        codes::DCS_UNREACHABLE,
                         format!(
                             "DCS unreachable: Patroni {}/cluster gave no response ({})",
                             cfg.url,
@@ -481,7 +482,7 @@ impl TypedProbe for Patroni {
                                     let t: String = t.chars().take(32).collect();
                                     f.worsen(
                                         NodeStatus::Degraded,
-                                        "replica_lag_unknown",
+                                        codes::REPLICA_LAG_UNKNOWN,
                                         format!("Patroni reports this replica's lag as {t:?}"),
                                     );
                                 }
@@ -491,14 +492,14 @@ impl TypedProbe for Patroni {
                         if !facts.cluster_members.contains_key(&cfg.member) {
                             f.worsen(
                                 NodeStatus::Degraded,
-                                "member_not_in_cluster",
+                                codes::MEMBER_NOT_IN_CLUSTER,
                                 format!("member {} is not listed in Patroni's /cluster (its DCS key is missing)", cfg.member),
                             );
                         }
                     }
                     Err(e) => f.worsen(
                         NodeStatus::Degraded,
-                        "patroni_bad_response",
+                        codes::PATRONI_BAD_RESPONSE,
                         format!("cannot read Patroni {}/cluster: {e}", cfg.url),
                     ),
                 },
@@ -510,7 +511,7 @@ impl TypedProbe for Patroni {
                 if lag > max_lag {
                     f.worsen(
                         NodeStatus::Degraded,
-                        "replica_lag",
+                        codes::REPLICA_LAG,
                         format!("replica lags {lag} bytes, over maximum_lag_on_failover {max_lag}"),
                     );
                 }
@@ -531,7 +532,7 @@ impl TypedProbe for Patroni {
             if !sync_streaming {
                 f.worsen(
                     NodeStatus::Degraded,
-                    "no_sync_standby",
+                    codes::NO_SYNC_STANDBY,
                     "synchronous_mode is on but no synchronous standby is streaming",
                 );
             }

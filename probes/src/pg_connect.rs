@@ -11,6 +11,7 @@ use crate::net::{validate_endpoint, Secret};
 use crate::pg::{ConnectError, Connector, Login};
 use crate::{default_ms, Finding, ProbeContext, TypedProbe};
 use serde::{Deserialize, Serialize};
+use sr_protocol::reasons as codes;
 use sr_protocol::NodeStatus;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -129,7 +130,7 @@ impl TypedProbe for PgConnect {
                 if *in_recovery {
                     f.worsen(
                         NodeStatus::Fail,
-                        "db_read_only",
+                        codes::DB_READ_ONLY,
                         format!(
                             "PostgreSQL at {} is a read-only replica; the manager needs the primary",
                             cfg.endpoint()
@@ -139,7 +140,7 @@ impl TypedProbe for PgConnect {
             }
             Raw::Failed(e) => f.worsen(
                 NodeStatus::Fail,
-                "db_unreachable",
+                codes::DB_UNREACHABLE,
                 format!("cannot connect to PostgreSQL at {}: {e}", cfg.endpoint()),
             ),
         }

@@ -18,6 +18,7 @@ use crate::pg::{ConnectError, Connector, Login};
 use crate::{default_ms, range_error, Finding, ProbeContext, TypedProbe};
 use serde::{Deserialize, Serialize};
 use sr_protocol::facts::DbFacts;
+use sr_protocol::reasons as codes;
 use sr_protocol::NodeStatus;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -118,7 +119,7 @@ fn superuser_check(cfg: &Config, superuser: bool) -> Finding {
     if superuser {
         f.worsen(
             NodeStatus::Degraded,
-            "monitoring_role_is_superuser",
+            codes::MONITORING_ROLE_IS_SUPERUSER,
             format!(
                 "the monitoring role {:?} is a superuser; use a pg_monitor role",
                 cfg.user
@@ -205,7 +206,7 @@ impl TypedProbe for Postgres {
             Raw::ConnectFailed(e) => {
                 facts.postgres_running = Some(false);
                 Finding::fail(
-                    "postgres_not_running",
+                    codes::POSTGRES_NOT_RUNNING,
                     format!("PostgreSQL at {endpoint} does not accept connections: {e}"),
                 )
             }
@@ -214,7 +215,7 @@ impl TypedProbe for Postgres {
                 let mut f = Finding::ok();
                 f.worsen(
                     NodeStatus::Degraded,
-                    "postgres_login_refused",
+                    codes::POSTGRES_LOGIN_REFUSED,
                     format!(
                         "PostgreSQL at {endpoint} refused the monitoring login as {:?}: {e}",
                         cfg.user
@@ -227,7 +228,7 @@ impl TypedProbe for Postgres {
                 let mut f = Finding::ok();
                 f.worsen(
                     NodeStatus::Degraded,
-                    "postgres_query_failed",
+                    codes::POSTGRES_QUERY_FAILED,
                     format!(
                         "PostgreSQL at {endpoint} accepted the login but a health query failed: {e}"
                     ),
@@ -263,7 +264,7 @@ impl TypedProbe for Postgres {
                 if *paused {
                     f.worsen(
                         NodeStatus::Degraded,
-                        "replay_paused",
+                        codes::REPLAY_PAUSED,
                         "pg_is_wal_replay_paused() is true: this replica does not apply WAL",
                     );
                 }
@@ -272,7 +273,7 @@ impl TypedProbe for Postgres {
                 {
                     f.worsen(
                         NodeStatus::Degraded,
-                        "replay_lag",
+                        codes::REPLAY_LAG,
                         format!(
                             "{gap} bytes received but not replayed (limit {})",
                             cfg.max_replay_gap_bytes
@@ -283,12 +284,12 @@ impl TypedProbe for Postgres {
                     Some("streaming") => {}
                     Some(other) => f.worsen(
                         NodeStatus::Degraded,
-                        "wal_receiver_not_streaming",
+                        codes::WAL_RECEIVER_NOT_STREAMING,
                         format!("WAL receiver is {other:?}, not streaming"),
                     ),
                     None => f.worsen(
                         NodeStatus::Degraded,
-                        "wal_receiver_not_streaming",
+                        codes::WAL_RECEIVER_NOT_STREAMING,
                         "no WAL receiver: this replica is not streaming from a primary",
                     ),
                 }

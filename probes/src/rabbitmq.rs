@@ -29,6 +29,7 @@ use crate::net::{basic_auth, fetch, validate_endpoint, Fetch, Secret, TlsFiles};
 use crate::{default_ms, range_error, yes, Finding, ProbeContext, TypedProbe};
 use serde::{Deserialize, Serialize};
 use sr_protocol::facts::BrokerFacts;
+use sr_protocol::reasons as codes;
 use sr_protocol::NodeStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -510,7 +511,7 @@ impl TypedProbe for Rabbitmq {
                 };
                 f.worsen(
                     NodeStatus::Fail,
-                    "local_alarm",
+                    codes::LOCAL_ALARM,
                     format!("resource alarm in effect on {me}: {what} (publishers are blocked)"),
                 );
             }
@@ -520,7 +521,7 @@ impl TypedProbe for Rabbitmq {
             Ok(None) => {}
             Ok(Some(c)) => f.worsen(
                 NodeStatus::Fail,
-                "amqp_listener_missing",
+                codes::AMQP_LISTENER_MISSING,
                 format!(
                     "no AMQP listener on port {} on {me} (management API: {})",
                     cfg.amqp_port,
@@ -536,7 +537,7 @@ impl TypedProbe for Rabbitmq {
             Ok(None) => {}
             Ok(Some(c)) => f.worsen(
                 NodeStatus::Fail,
-                "vhosts_down",
+                codes::VHOSTS_DOWN,
                 format!("virtual hosts not running on {me}: {}", check_reason(&c)),
             ),
             Err(e) => mgmt_errors.push(format!("/api/health/checks/virtual-hosts: {e}")),
@@ -546,7 +547,7 @@ impl TypedProbe for Rabbitmq {
                 Ok(None) => {}
                 Ok(Some(c)) => f.worsen(
                     NodeStatus::Degraded,
-                    "certificate_expiring",
+                    codes::CERTIFICATE_EXPIRING,
                     format!(
                         "a TLS listener certificate on {me} expires within {} days: {}",
                         cfg.cert_expiry_days,
@@ -595,7 +596,7 @@ impl TypedProbe for Rabbitmq {
                         }
                         f.worsen(
                             NodeStatus::Fail,
-                            "partition",
+                            codes::PARTITION,
                             format!(
                                 "{} reports a network partition with {} (as seen from {me})",
                                 n.name,
@@ -617,7 +618,7 @@ impl TypedProbe for Rabbitmq {
                             facts.local_alarm = Some(true);
                             f.worsen(
                                 NodeStatus::Fail,
-                                "local_alarm",
+                                codes::LOCAL_ALARM,
                                 format!("resource alarm in effect on {me}: {}", alarms.join(", ")),
                             );
                         }
@@ -625,7 +626,7 @@ impl TypedProbe for Rabbitmq {
                             if r > cfg.fd_warn_ratio {
                                 f.worsen(
                                     NodeStatus::Degraded,
-                                    "fd_usage",
+                                    codes::FD_USAGE,
                                     format!(
                                         "{me} uses {:.0}% of its file descriptors ({}/{})",
                                         r * 100.0,
@@ -652,14 +653,12 @@ impl TypedProbe for Rabbitmq {
                         extra.insert("metrics".into(), metrics.into());
                     } else if !running {
                         f.reasons.push(
-                            sr_protocol::Reason::new(
-                                "peer_down",
-                                format!(
+                            codes::PEER_DOWN
+                                .reason(format!(
                                     "cluster member {} is not running (as seen from {me})",
                                     n.name
-                                ),
-                            )
-                            .on_node(n.name.clone()),
+                                ))
+                                .on_node(n.name.clone()),
                         );
                         f.status = f.status.max(NodeStatus::Degraded);
                     }
@@ -685,12 +684,12 @@ impl TypedProbe for Rabbitmq {
             .all(|r| matches!(r, Reply::Failed { .. }));
             let (code, head) = if all_unreachable {
                 (
-                    "management_unreachable",
+                    codes::MANAGEMENT_UNREACHABLE,
                     format!("management API {} unreachable", cfg.base()),
                 )
             } else {
                 (
-                    "management_error",
+                    codes::MANAGEMENT_ERROR,
                     format!("management API {} gave unusable answers", cfg.base()),
                 )
             };
@@ -726,7 +725,11 @@ impl TypedProbe for Rabbitmq {
                     } else {
                         ""
                     };
-                    f.worsen(NodeStatus::Fail, "amqp_failed", format!("{msg}{mgmt_note}"));
+                    f.worsen(
+                        NodeStatus::Fail,
+                        codes::AMQP_FAILED,
+                        format!("{msg}{mgmt_note}"),
+                    );
                 }
             }
             let mut a = serde_json::to_value(&seen.outcome).unwrap_or_default();

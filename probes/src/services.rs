@@ -18,6 +18,7 @@
 
 use crate::{default_ms, range_error, yes, Finding, ProbeContext, TypedProbe};
 use serde::{Deserialize, Serialize};
+use sr_protocol::reasons as codes;
 use sr_protocol::NodeStatus;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -466,7 +467,7 @@ impl TypedProbe for Services {
                     if load_state == "not-found" {
                         f.worsen(
                             down,
-                            "unit_not_found",
+                            codes::UNIT_NOT_FOUND,
                             format!(
                                 "{}: unit {} is not installed",
                                 u.name,
@@ -481,7 +482,7 @@ impl TypedProbe for Services {
                             if now > before {
                                 f.worsen(
                                     NodeStatus::Degraded,
-                                    "unit_restarting",
+                                    codes::UNIT_RESTARTING,
                                     format!(
                                         "{}: restarted {} time(s) since the last cycle",
                                         u.name,
@@ -494,7 +495,7 @@ impl TypedProbe for Services {
                     } else {
                         f.worsen(
                             down,
-                            "unit_inactive",
+                            codes::UNIT_INACTIVE,
                             format!(
                                 "{}: {} is {active_state} ({sub_state})",
                                 u.name,
@@ -512,7 +513,7 @@ impl TypedProbe for Services {
                     if pids.is_empty() {
                         f.worsen(
                             down,
-                            "process_missing",
+                            codes::PROCESS_MISSING,
                             format!(
                                 "{}: no process named {} is running",
                                 u.name,
@@ -525,7 +526,7 @@ impl TypedProbe for Services {
                 UnitRaw::Unknown(why) => {
                     f.worsen(
                         NodeStatus::Degraded,
-                        "service_unknown",
+                        codes::SERVICE_UNKNOWN,
                         format!("{}: state unknown: {why}", u.name),
                     );
                     false

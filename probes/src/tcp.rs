@@ -5,6 +5,7 @@
 
 use crate::{default_ms, range_error, yes, Finding, ProbeContext, TypedProbe};
 use serde::{Deserialize, Serialize};
+use sr_protocol::reasons as codes;
 use sr_protocol::NodeStatus;
 use std::time::{Duration, Instant};
 
@@ -98,7 +99,7 @@ impl TypedProbe for Tcp {
             };
             finding.worsen(
                 level,
-                "endpoint_unreachable",
+                codes::ENDPOINT_UNREACHABLE,
                 format!(
                     "{} ({}) does not accept connections: {error}",
                     cfg.name, cfg.address
