@@ -179,145 +179,185 @@ impl TypedProbe for Etcd {
     }
 
     fn interpret(cfg: &Config, raw: &Raw) -> Finding {
-        let mut etcd = EtcdFacts::default();
         let doc = match net::parse_answer::<StatusDoc>(&raw.status) {
             Ok(d) => d,
-            Err(e) => {
-                let level = if cfg.critical {
-                    NodeStatus::Fail
-                } else {
-                    NodeStatus::Degraded
-                };
-                let mut f = Finding::ok();
-                let code = if matches!(raw.status, Fetch::Answered { .. }) {
-                    codes::ETCD_BAD_RESPONSE
-                } else {
-                    codes::ETCD_UNREACHABLE
-                };
-                // etcd (Go, TLS 1.3) checks the client certificate after the handshake, so a
-                // refused certificate shows only as a connection closed on the first request.
-                let hint = if matches!(raw.status, Fetch::NoResponse(_))
-                    && cfg.url.starts_with("https://")
-                {
-                    " (with --client-cert-auth this usually means the client certificate was refused: check tls.cert_file)"
-                } else {
-                    ""
-                };
-                f.worsen(
-                    level,
-                    code,
-                    format!(
-                        "etcd member {} does not answer /v3/maintenance/status: {e}{hint}",
-                        cfg.url
-                    ),
-                );
-                etcd.reachable = Some(false);
-                etcd.healthy = Some(false);
-                f.set_service(SERVICE, false, None, Default::default());
-                f.facts.db = Some(DbFacts {
-                    etcd: Some(etcd),
-                    ..Default::default()
-                });
-                return f;
-            }
+            Err(e) => return no_status(cfg, &raw.status, &e),
         };
         let mut f = Finding::ok();
-        etcd.reachable = Some(true);
-        etcd.cluster_id = doc.header.cluster_id.map(|v| v.to_string());
-        etcd.member_id = doc.header.member_id.map(|v| v.to_string());
-        etcd.leader = doc.leader.filter(|l| *l != 0).map(|v| v.to_string());
-        etcd.errors = doc.errors.iter().take(MAX_ERRORS).cloned().collect();
-        etcd.db_size = doc.db_size;
-        etcd.is_learner = Some(doc.is_learner);
-        etcd.apply_backlog = match (doc.raft_index, doc.raft_applied_index) {
-            (Some(i), Some(a)) => Some(i.saturating_sub(a)),
-            (Some(i), None) => Some(i),
-            _ => None,
-        };
-
-        if etcd.leader.is_none() {
-            f.worsen(
-                NodeStatus::Degraded,
-                codes::ETCD_NO_LEADER,
-                format!("etcd member {} sees no raft leader", cfg.url),
-            );
-        }
-        if !etcd.errors.is_empty() {
-            f.worsen(
-                NodeStatus::Degraded,
-                codes::ETCD_ALARM,
-                format!("etcd reports errors: {}", etcd.errors.join("; ")),
-            );
-        }
-        if let Some(b) = etcd.apply_backlog.filter(|b| *b > cfg.max_apply_backlog) {
-            f.worsen(
-                NodeStatus::Degraded,
-                codes::ETCD_APPLY_BACKLOG,
-                format!("etcd has {b} committed raft entries not yet applied"),
-            );
-        }
-        if let Some(size) = doc
-            .db_size
-            .filter(|s| *s as f64 > cfg.quota_bytes as f64 * 0.8)
-        {
-            f.worsen(
-                NodeStatus::Degraded,
-                codes::ETCD_DB_SIZE,
-                format!(
-                    "etcd db is {size} bytes, over 80% of the {} byte quota",
-                    cfg.quota_bytes
-                ),
-            );
-        }
-        let healthy = match &raw.health {
-            Fetch::Answered { status, body } => match net::parse_json::<HealthDoc>(body) {
-                Ok(h) => Ok(*status == 200 && h.health == "true"),
-                Err(e) => Err(format!("/health answered HTTP {status}: {e}")),
-            },
-            other => Err(format!("/health: {}", other.describe())),
-        };
-        match healthy {
-            Ok(true) => etcd.healthy = Some(true),
-            Ok(false) => {
-                etcd.healthy = Some(false);
-                f.worsen(
-                    NodeStatus::Degraded,
-                    codes::ETCD_UNHEALTHY,
-                    "etcd /health is false: no quorum or an active alarm",
-                );
-            }
-            Err(e) => {
-                etcd.healthy = Some(false);
-                f.worsen(
-                    NodeStatus::Degraded,
-                    codes::ETCD_UNHEALTHY,
-                    format!("etcd health unknown: {e}"),
-                );
-            }
-        }
-
-        let mut extra = serde_json::Map::new();
-        extra.insert("health".into(), etcd.healthy.unwrap_or(false).into());
-        if let Some(v) = &doc.version {
-            extra.insert(
-                "version".into(),
-                v.chars().take(32).collect::<String>().into(),
-            );
-        }
-        if let Some(m) = &etcd.member_id {
-            extra.insert("member_id".into(), m.clone().into());
-        }
-        extra.insert(
-            "is_leader".into(),
-            (etcd.leader.is_some() && etcd.leader == etcd.member_id).into(),
-        );
-        f.set_service(SERVICE, etcd.healthy == Some(true), None, extra);
+        let mut etcd = member_facts(&doc);
+        leader_rule(cfg, &etcd, &mut f);
+        errors_rule(&etcd, &mut f);
+        apply_backlog_rule(cfg, &etcd, &mut f);
+        db_size_rule(cfg, &doc, &mut f);
+        etcd.healthy = Some(health_rule(&raw.health, &mut f));
+        legacy_entry(&doc, &etcd, &mut f);
         f.facts.db = Some(DbFacts {
             etcd: Some(etcd),
             ..Default::default()
         });
         f
     }
+}
+
+/// No usable `/v3/maintenance/status`: the member is unreachable (or answers nonsense),
+/// and nothing else can be judged.
+fn no_status(cfg: &Config, status: &Fetch, error: &str) -> Finding {
+    let level = if cfg.critical {
+        NodeStatus::Fail
+    } else {
+        NodeStatus::Degraded
+    };
+    let mut f = Finding::ok();
+    let code = if matches!(status, Fetch::Answered { .. }) {
+        codes::ETCD_BAD_RESPONSE
+    } else {
+        codes::ETCD_UNREACHABLE
+    };
+    // etcd (Go, TLS 1.3) checks the client certificate after the handshake, so a
+    // refused certificate shows only as a connection closed on the first request.
+    let hint = if matches!(status, Fetch::NoResponse(_)) && cfg.url.starts_with("https://") {
+        " (with --client-cert-auth this usually means the client certificate was refused: check tls.cert_file)"
+    } else {
+        ""
+    };
+    f.worsen(
+        level,
+        code,
+        format!(
+            "etcd member {} does not answer /v3/maintenance/status: {error}{hint}",
+            cfg.url
+        ),
+    );
+    let etcd = EtcdFacts {
+        reachable: Some(false),
+        healthy: Some(false),
+        ..Default::default()
+    };
+    f.set_service(SERVICE, false, None, Default::default());
+    f.facts.db = Some(DbFacts {
+        etcd: Some(etcd),
+        ..Default::default()
+    });
+    f
+}
+
+/// The member's own facts from its status document; `healthy` is set by [`health_rule`].
+fn member_facts(doc: &StatusDoc) -> EtcdFacts {
+    EtcdFacts {
+        reachable: Some(true),
+        cluster_id: doc.header.cluster_id.map(|v| v.to_string()),
+        member_id: doc.header.member_id.map(|v| v.to_string()),
+        leader: doc.leader.filter(|l| *l != 0).map(|v| v.to_string()),
+        errors: doc.errors.iter().take(MAX_ERRORS).cloned().collect(),
+        db_size: doc.db_size,
+        is_learner: Some(doc.is_learner),
+        apply_backlog: match (doc.raft_index, doc.raft_applied_index) {
+            (Some(i), Some(a)) => Some(i.saturating_sub(a)),
+            (Some(i), None) => Some(i),
+            _ => None,
+        },
+        ..Default::default()
+    }
+}
+
+/// A member that knows no raft leader cannot serve writes.
+fn leader_rule(cfg: &Config, etcd: &EtcdFacts, f: &mut Finding) {
+    if etcd.leader.is_none() {
+        f.worsen(
+            NodeStatus::Degraded,
+            codes::ETCD_NO_LEADER,
+            format!("etcd member {} sees no raft leader", cfg.url),
+        );
+    }
+}
+
+/// Errors the member reports itself (alarms, `no leader`).
+fn errors_rule(etcd: &EtcdFacts, f: &mut Finding) {
+    if !etcd.errors.is_empty() {
+        f.worsen(
+            NodeStatus::Degraded,
+            codes::ETCD_ALARM,
+            format!("etcd reports errors: {}", etcd.errors.join("; ")),
+        );
+    }
+}
+
+/// Committed entries waiting to be applied beyond `max_apply_backlog`.
+fn apply_backlog_rule(cfg: &Config, etcd: &EtcdFacts, f: &mut Finding) {
+    if let Some(b) = etcd.apply_backlog.filter(|b| *b > cfg.max_apply_backlog) {
+        f.worsen(
+            NodeStatus::Degraded,
+            codes::ETCD_APPLY_BACKLOG,
+            format!("etcd has {b} committed raft entries not yet applied"),
+        );
+    }
+}
+
+/// The backend over 80 % of its quota (etcd raises NOSPACE at 100 %).
+fn db_size_rule(cfg: &Config, doc: &StatusDoc, f: &mut Finding) {
+    if let Some(size) = doc
+        .db_size
+        .filter(|s| *s as f64 > cfg.quota_bytes as f64 * 0.8)
+    {
+        f.worsen(
+            NodeStatus::Degraded,
+            codes::ETCD_DB_SIZE,
+            format!(
+                "etcd db is {size} bytes, over 80% of the {} byte quota",
+                cfg.quota_bytes
+            ),
+        );
+    }
+}
+
+/// `/health` (a quorum read): whether the member is healthy.
+fn health_rule(health: &Fetch, f: &mut Finding) -> bool {
+    let healthy = match health {
+        Fetch::Answered { status, body } => match net::parse_json::<HealthDoc>(body) {
+            Ok(h) => Ok(*status == 200 && h.health == "true"),
+            Err(e) => Err(format!("/health answered HTTP {status}: {e}")),
+        },
+        other => Err(format!("/health: {}", other.describe())),
+    };
+    match healthy {
+        Ok(true) => true,
+        Ok(false) => {
+            f.worsen(
+                NodeStatus::Degraded,
+                codes::ETCD_UNHEALTHY,
+                "etcd /health is false: no quorum or an active alarm",
+            );
+            false
+        }
+        Err(e) => {
+            f.worsen(
+                NodeStatus::Degraded,
+                codes::ETCD_UNHEALTHY,
+                format!("etcd health unknown: {e}"),
+            );
+            false
+        }
+    }
+}
+
+/// The legacy `Etcd` entry: active when healthy.
+fn legacy_entry(doc: &StatusDoc, etcd: &EtcdFacts, f: &mut Finding) {
+    let mut extra = serde_json::Map::new();
+    extra.insert("health".into(), etcd.healthy.unwrap_or(false).into());
+    if let Some(v) = &doc.version {
+        extra.insert(
+            "version".into(),
+            v.chars().take(32).collect::<String>().into(),
+        );
+    }
+    if let Some(m) = &etcd.member_id {
+        extra.insert("member_id".into(), m.clone().into());
+    }
+    extra.insert(
+        "is_leader".into(),
+        (etcd.leader.is_some() && etcd.leader == etcd.member_id).into(),
+    );
+    f.set_service(SERVICE, etcd.healthy == Some(true), None, extra);
 }
 
 #[cfg(test)]
