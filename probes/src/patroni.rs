@@ -210,6 +210,324 @@ fn state_is_transitional(state: &str) -> bool {
     )
 }
 
+/// The `/patroni` document, or the code and message of the Fail finding that replaces
+/// every other rule when there is none.
+fn patroni_document(cfg: &Config, fetch: &Fetch) -> Result<PatroniDoc, (ReasonCode, String)> {
+    match fetch {
+        Fetch::Answered { status: 200, body } => net::parse_json(body).map_err(|e| {
+            (
+                codes::PATRONI_BAD_RESPONSE,
+                format!("Patroni {}/patroni answered garbage: {e}", cfg.url),
+            )
+        }),
+        Fetch::Answered { status, .. } => Err((
+            codes::PATRONI_BAD_RESPONSE,
+            format!("Patroni {}/patroni answered HTTP {status}", cfg.url),
+        )),
+        other => {
+            let hint = match other {
+                Fetch::ConnectFailed(e) if e.contains("certificate") || e.contains("alert") => {
+                    " (TLS refused: check tls.ca_file and the client certificate)"
+                }
+                _ => "",
+            };
+            Err((
+                codes::PATRONI_UNREACHABLE,
+                format!(
+                    "Patroni REST API {} is unreachable: {}{hint}",
+                    cfg.url,
+                    other.describe(),
+                ),
+            ))
+        }
+    }
+}
+
+/// PostgreSQL's state as Patroni reports it: transitional states degrade, anything else
+/// that is not running fails. Returns whether the state is healthy.
+fn state_rule(doc: &PatroniDoc, f: &mut Finding) -> bool {
+    let healthy_state = state_is_healthy(&doc.state);
+    if !healthy_state {
+        if state_is_transitional(&doc.state) {
+            f.worsen(
+                NodeStatus::Degraded,
+                codes::POSTGRES_TRANSITIONAL,
+                format!("PostgreSQL is {} according to Patroni", doc.state),
+            );
+        } else {
+            f.worsen(
+                NodeStatus::Fail,
+                codes::POSTGRES_NOT_RUNNING,
+                format!(
+                    "PostgreSQL is not running: Patroni state is {:?}",
+                    doc.state
+                ),
+            );
+        }
+    }
+    healthy_state
+}
+
+/// A role other than leader, replica or standby leader is a change in progress.
+fn role_rule(doc: &PatroniDoc, role: &str, f: &mut Finding) {
+    if !matches!(role, "leader" | "replica" | "standby_leader") {
+        f.worsen(
+            NodeStatus::Degraded,
+            codes::ROLE_UNSETTLED,
+            format!("Patroni role is {:?}", doc.role),
+        );
+    }
+}
+
+/// The member's own flags: paused, pending restart, no leader lock, replay paused.
+fn flags_rule(doc: &PatroniDoc, f: &mut Finding) {
+    if doc.pause == Some(true) {
+        f.worsen(
+            NodeStatus::Degraded,
+            codes::PATRONI_PAUSED,
+            "Patroni is paused (maintenance mode): no automatic failover",
+        );
+    }
+    if doc.pending_restart == Some(true) {
+        f.worsen(
+            NodeStatus::Degraded,
+            codes::PENDING_RESTART,
+            "PostgreSQL needs a restart to apply changed settings",
+        );
+    }
+    if doc.cluster_unlocked == Some(true) {
+        f.worsen(
+            NodeStatus::Degraded,
+            codes::NO_LEADER_LOCK,
+            "Patroni sees no leader lock in the DCS (cluster_unlocked)",
+        );
+    }
+    if doc.xlog.as_ref().and_then(|x| x.paused) == Some(true) {
+        f.worsen(
+            NodeStatus::Degraded,
+            codes::REPLAY_PAUSED,
+            "WAL replay is paused on this replica",
+        );
+    }
+}
+
+/// `/config`: the thresholds (`ttl`, `maximum_lag_on_failover`) and synchronous mode. A
+/// bad `/config` must not hide the rest, so it only degrades; defaults apply.
+fn config_rule(
+    cfg: &Config,
+    config: Option<&Timed>,
+    facts: &mut DbFacts,
+    f: &mut Finding,
+) -> (u64, u64) {
+    let mut ttl = DEFAULT_TTL_S;
+    let mut max_lag = DEFAULT_MAX_LAG;
+    if let Some(c) = config {
+        match net::parse_answer::<ConfigDoc>(&c.fetch) {
+            Ok(doc) => {
+                ttl = doc.ttl.unwrap_or(DEFAULT_TTL_S);
+                max_lag = doc.maximum_lag_on_failover.unwrap_or(DEFAULT_MAX_LAG);
+                facts.ttl = Some(ttl);
+                facts.maximum_lag_on_failover = Some(max_lag);
+                facts.synchronous_mode = Some(match doc.synchronous_mode {
+                    None | Some(serde_json::Value::Null) => false,
+                    Some(serde_json::Value::Bool(b)) => b,
+                    Some(serde_json::Value::String(s)) => !matches!(s.as_str(), "off" | "false"),
+                    Some(_) => true,
+                });
+            }
+            Err(e) => f.worsen(
+                NodeStatus::Degraded,
+                codes::PATRONI_CONFIG_UNAVAILABLE,
+                format!("cannot read Patroni {}/config: {e}", cfg.url),
+            ),
+        }
+    }
+    (ttl, max_lag)
+}
+
+/// Patroni last reached the DCS longer ago than `ttl`. Returns whether it is recent.
+fn dcs_last_seen_rule(doc: &PatroniDoc, now: i64, ttl: u64, f: &mut Finding) -> bool {
+    let mut dcs_reachable = true;
+    if let Some(seen) = doc.dcs_last_seen {
+        let age = now.saturating_sub(seen);
+        if age > ttl as i64 {
+            dcs_reachable = false;
+            f.worsen(
+                NodeStatus::Degraded,
+                codes::DCS_UNREACHABLE,
+                format!("DCS unreachable: Patroni last reached etcd {age} s ago (ttl {ttl} s)"),
+            );
+        }
+    }
+    dcs_reachable
+}
+
+/// `/cluster`: this node's view of every member. Returns this member's lag and whether
+/// the DCS answered (Patroni gives no response on `/cluster` when etcd is unreachable).
+fn cluster_rule(
+    cfg: &Config,
+    cluster: Option<&Timed>,
+    now: i64,
+    role: &str,
+    facts: &mut DbFacts,
+    f: &mut Finding,
+) -> (Option<u64>, bool) {
+    let mut own_lag = None;
+    let mut dcs_reachable = true;
+    if let Some(c) = cluster {
+        facts.cluster_view_age_s = Some(now.saturating_sub(c.at).max(0) as u64);
+        match &c.fetch {
+            Fetch::NoResponse(_) | Fetch::TimedOut { .. } => {
+                dcs_reachable = false;
+                f.worsen(
+                    NodeStatus::Degraded,
+                    codes::DCS_UNREACHABLE,
+                    format!(
+                        "DCS unreachable: Patroni {}/cluster gave no response ({})",
+                        cfg.url,
+                        c.fetch.describe()
+                    ),
+                );
+            }
+            fetch => match net::parse_answer::<ClusterDoc>(fetch) {
+                Ok(doc) => {
+                    for m in doc.members.iter().take(MAX_ENTRIES) {
+                        let view = MemberView {
+                            role: normalise_role(&m.role).to_string(),
+                            state: m.state.clone(),
+                            timeline: m.timeline,
+                            lag_bytes: match m.lag {
+                                Some(Lag::Bytes(b)) => Some(b),
+                                _ => None,
+                            },
+                            nofailover: nofailover(&m.tags),
+                        };
+                        if matches!(view.role.as_str(), "leader" | "standby_leader") {
+                            facts.cluster_leader = Some(m.name.clone());
+                        }
+                        if m.name == cfg.member {
+                            own_lag = view.lag_bytes;
+                            if view.nofailover {
+                                facts.nofailover = true;
+                            }
+                            if let (Some(Lag::Text(t)), "replica") = (&m.lag, role) {
+                                let t: String = t.chars().take(32).collect();
+                                f.worsen(
+                                    NodeStatus::Degraded,
+                                    codes::REPLICA_LAG_UNKNOWN,
+                                    format!("Patroni reports this replica's lag as {t:?}"),
+                                );
+                            }
+                        }
+                        facts.cluster_members.insert(m.name.clone(), view);
+                    }
+                    if !facts.cluster_members.contains_key(&cfg.member) {
+                        f.worsen(
+                            NodeStatus::Degraded,
+                            codes::MEMBER_NOT_IN_CLUSTER,
+                            format!("member {} is not listed in Patroni's /cluster (its DCS key is missing)", cfg.member),
+                        );
+                    }
+                }
+                Err(e) => f.worsen(
+                    NodeStatus::Degraded,
+                    codes::PATRONI_BAD_RESPONSE,
+                    format!("cannot read Patroni {}/cluster: {e}", cfg.url),
+                ),
+            },
+        }
+    }
+    (own_lag, dcs_reachable)
+}
+
+/// A replica lagging more than `maximum_lag_on_failover` cannot take over.
+fn replica_lag_rule(
+    role: &str,
+    own_lag: Option<u64>,
+    max_lag: u64,
+    facts: &mut DbFacts,
+    f: &mut Finding,
+) {
+    if role == "replica" {
+        if let Some(lag) = own_lag {
+            facts.lag_bytes = Some(lag);
+            if lag > max_lag {
+                f.worsen(
+                    NodeStatus::Degraded,
+                    codes::REPLICA_LAG,
+                    format!("replica lags {lag} bytes, over maximum_lag_on_failover {max_lag}"),
+                );
+            }
+        }
+    }
+}
+
+/// Under synchronous mode the leader needs a streaming synchronous standby.
+fn sync_standby_rule(role: &str, facts: &DbFacts, replication: &[&Replication], f: &mut Finding) {
+    if role == "leader" && facts.synchronous_mode == Some(true) {
+        let sync_streaming = replication
+            .iter()
+            .any(|r| r.state == "streaming" && matches!(r.sync_state.as_str(), "sync" | "quorum"));
+        if !sync_streaming {
+            f.worsen(
+                NodeStatus::Degraded,
+                codes::NO_SYNC_STANDBY,
+                "synchronous_mode is on but no synchronous standby is streaming",
+            );
+        }
+    }
+}
+
+/// The legacy `Patroni` entry, exactly as 5.0.5 reads it; `role` stays Patroni's own word.
+fn legacy_entry(
+    doc: &PatroniDoc,
+    role: &str,
+    replication: &[&Replication],
+    healthy_state: bool,
+    f: &mut Finding,
+) {
+    let mut status_obj = serde_json::Map::new();
+    status_obj.insert("state".into(), doc.state.clone().into());
+    status_obj.insert("role".into(), doc.role.clone().into());
+    if role == "leader" {
+        let list: Vec<serde_json::Value> = replication
+            .iter()
+            .map(|r| serde_json::json!({"state": r.state, "sync_state": r.sync_state}))
+            .collect();
+        status_obj.insert("replications_state".into(), list.into());
+    }
+    let mut extra = serde_json::Map::new();
+    extra.insert("patroni_status".into(), status_obj.into());
+    f.set_service(SERVICE, healthy_state, None, extra);
+}
+
+/// The member's own facts for the roll-up.
+fn member_facts(doc: &PatroniDoc, role: &str, replication: &[&Replication], facts: &mut DbFacts) {
+    facts.role = Some(role.to_string());
+    facts.state = Some(doc.state.clone());
+    facts.timeline = doc.timeline;
+    facts.nofailover |= nofailover(&doc.tags);
+    facts.pause = doc.pause.or(Some(false));
+    facts.pending_restart = doc.pending_restart.or(Some(false));
+    facts.cluster_unlocked = doc.cluster_unlocked.or(Some(false));
+    facts.replay_paused = doc.xlog.as_ref().and_then(|x| x.paused);
+    facts.dcs_last_seen = doc.dcs_last_seen;
+    if role == "leader" {
+        facts.replication = replication
+            .iter()
+            .map(|r| {
+                (
+                    r.application_name.clone(),
+                    ReplicationView {
+                        state: r.state.clone(),
+                        sync_state: r.sync_state.clone(),
+                    },
+                )
+            })
+            .collect::<BTreeMap<_, _>>();
+    }
+}
+
 /// The Fail finding for "no usable `/patroni` answer".
 fn unreachable(_cfg: &Config, mut facts: DbFacts, code: ReasonCode, message: String) -> Finding {
     facts.patroni_reachable = Some(false);
@@ -296,228 +614,31 @@ impl TypedProbe for Patroni {
 
     /// The pure decision: node status, reasons, the legacy `Patroni` entry and db facts.
     fn interpret(cfg: &Config, raw: &Raw) -> Finding {
-        let now = raw.now;
         let mut facts = DbFacts {
             member: Some(cfg.member.clone()),
             ..Default::default()
         };
-        let doc: PatroniDoc = match &raw.patroni {
-            Fetch::Answered { status: 200, body } => match net::parse_json(body) {
-                Ok(d) => d,
-                Err(e) => {
-                    return unreachable(
-                        cfg,
-                        facts,
-                        codes::PATRONI_BAD_RESPONSE,
-                        format!("Patroni {}/patroni answered garbage: {e}", cfg.url),
-                    )
-                }
-            },
-            Fetch::Answered { status, .. } => {
-                return unreachable(
-                    cfg,
-                    facts,
-                    codes::PATRONI_BAD_RESPONSE,
-                    format!("Patroni {}/patroni answered HTTP {status}", cfg.url),
-                )
-            }
-            other => {
-                let hint = match other {
-                    Fetch::ConnectFailed(e) if e.contains("certificate") || e.contains("alert") => {
-                        " (TLS refused: check tls.ca_file and the client certificate)"
-                    }
-                    _ => "",
-                };
-                return unreachable(
-                    cfg,
-                    facts,
-                    codes::PATRONI_UNREACHABLE,
-                    format!(
-                        "Patroni REST API {} is unreachable: {}{hint}",
-                        cfg.url,
-                        other.describe()
-                    ),
-                );
-            }
+        let doc = match patroni_document(cfg, &raw.patroni) {
+            Ok(doc) => doc,
+            Err((code, message)) => return unreachable(cfg, facts, code, message),
         };
         facts.patroni_reachable = Some(true);
         let mut f = Finding::ok();
-
         let role = normalise_role(&doc.role).to_string();
-        let healthy_state = state_is_healthy(&doc.state);
-        if !healthy_state {
-            if state_is_transitional(&doc.state) {
-                f.worsen(
-                    NodeStatus::Degraded,
-                    codes::POSTGRES_TRANSITIONAL,
-                    format!("PostgreSQL is {} according to Patroni", doc.state),
-                );
-            } else {
-                f.worsen(
-                    NodeStatus::Fail,
-                    codes::POSTGRES_NOT_RUNNING,
-                    format!(
-                        "PostgreSQL is not running: Patroni state is {:?}",
-                        doc.state
-                    ),
-                );
-            }
-        }
-        if !matches!(role.as_str(), "leader" | "replica" | "standby_leader") {
-            f.worsen(
-                NodeStatus::Degraded,
-                codes::ROLE_UNSETTLED,
-                format!("Patroni role is {:?}", doc.role),
-            );
-        }
-        if doc.pause == Some(true) {
-            f.worsen(
-                NodeStatus::Degraded,
-                codes::PATRONI_PAUSED,
-                "Patroni is paused (maintenance mode): no automatic failover",
-            );
-        }
-        if doc.pending_restart == Some(true) {
-            f.worsen(
-                NodeStatus::Degraded,
-                codes::PENDING_RESTART,
-                "PostgreSQL needs a restart to apply changed settings",
-            );
-        }
-        if doc.cluster_unlocked == Some(true) {
-            f.worsen(
-                NodeStatus::Degraded,
-                codes::NO_LEADER_LOCK,
-                "Patroni sees no leader lock in the DCS (cluster_unlocked)",
-            );
-        }
-        let replay_paused = doc.xlog.as_ref().and_then(|x| x.paused);
-        if replay_paused == Some(true) {
-            f.worsen(
-                NodeStatus::Degraded,
-                codes::REPLAY_PAUSED,
-                "WAL replay is paused on this replica",
-            );
-        }
-
-        // /config: thresholds. A bad /config must not hide the rest, so it only degrades.
-        let mut ttl = DEFAULT_TTL_S;
-        let mut max_lag = DEFAULT_MAX_LAG;
-        if let Some(c) = &raw.config {
-            match net::parse_answer::<ConfigDoc>(&c.fetch) {
-                Ok(doc) => {
-                    ttl = doc.ttl.unwrap_or(DEFAULT_TTL_S);
-                    max_lag = doc.maximum_lag_on_failover.unwrap_or(DEFAULT_MAX_LAG);
-                    facts.ttl = Some(ttl);
-                    facts.maximum_lag_on_failover = Some(max_lag);
-                    facts.synchronous_mode = Some(match doc.synchronous_mode {
-                        None | Some(serde_json::Value::Null) => false,
-                        Some(serde_json::Value::Bool(b)) => b,
-                        Some(serde_json::Value::String(s)) => {
-                            !matches!(s.as_str(), "off" | "false")
-                        }
-                        Some(_) => true,
-                    });
-                }
-                Err(e) => f.worsen(
-                    NodeStatus::Degraded,
-                    codes::PATRONI_CONFIG_UNAVAILABLE,
-                    format!("cannot read Patroni {}/config: {e}", cfg.url),
-                ),
-            }
-        }
-
-        let mut dcs_reachable = true;
-        if let Some(seen) = doc.dcs_last_seen {
-            let age = now.saturating_sub(seen);
-            if age > ttl as i64 {
-                dcs_reachable = false;
-                f.worsen(
-                    NodeStatus::Degraded,
-                    codes::DCS_UNREACHABLE,
-                    format!("DCS unreachable: Patroni last reached etcd {age} s ago (ttl {ttl} s)"),
-                );
-            }
-        }
-
-        // /cluster: this node's view of every member.
-        let mut own_lag = None;
-        if let Some(c) = &raw.cluster {
-            facts.cluster_view_age_s = Some(now.saturating_sub(c.at).max(0) as u64);
-            match &c.fetch {
-                Fetch::NoResponse(_) | Fetch::TimedOut { .. } => {
-                    dcs_reachable = false;
-                    f.worsen(
-                        NodeStatus::Degraded,
-                        codes::DCS_UNREACHABLE,
-                        format!(
-                            "DCS unreachable: Patroni {}/cluster gave no response ({})",
-                            cfg.url,
-                            c.fetch.describe()
-                        ),
-                    );
-                }
-                fetch => match net::parse_answer::<ClusterDoc>(fetch) {
-                    Ok(doc) => {
-                        for m in doc.members.iter().take(MAX_ENTRIES) {
-                            let view = MemberView {
-                                role: normalise_role(&m.role).to_string(),
-                                state: m.state.clone(),
-                                timeline: m.timeline,
-                                lag_bytes: match m.lag {
-                                    Some(Lag::Bytes(b)) => Some(b),
-                                    _ => None,
-                                },
-                                nofailover: nofailover(&m.tags),
-                            };
-                            if matches!(view.role.as_str(), "leader" | "standby_leader") {
-                                facts.cluster_leader = Some(m.name.clone());
-                            }
-                            if m.name == cfg.member {
-                                own_lag = view.lag_bytes;
-                                if view.nofailover {
-                                    facts.nofailover = true;
-                                }
-                                if let (Some(Lag::Text(t)), "replica") = (&m.lag, role.as_str()) {
-                                    let t: String = t.chars().take(32).collect();
-                                    f.worsen(
-                                        NodeStatus::Degraded,
-                                        codes::REPLICA_LAG_UNKNOWN,
-                                        format!("Patroni reports this replica's lag as {t:?}"),
-                                    );
-                                }
-                            }
-                            facts.cluster_members.insert(m.name.clone(), view);
-                        }
-                        if !facts.cluster_members.contains_key(&cfg.member) {
-                            f.worsen(
-                                NodeStatus::Degraded,
-                                codes::MEMBER_NOT_IN_CLUSTER,
-                                format!("member {} is not listed in Patroni's /cluster (its DCS key is missing)", cfg.member),
-                            );
-                        }
-                    }
-                    Err(e) => f.worsen(
-                        NodeStatus::Degraded,
-                        codes::PATRONI_BAD_RESPONSE,
-                        format!("cannot read Patroni {}/cluster: {e}", cfg.url),
-                    ),
-                },
-            }
-        }
-        if role == "replica" {
-            if let Some(lag) = own_lag {
-                facts.lag_bytes = Some(lag);
-                if lag > max_lag {
-                    f.worsen(
-                        NodeStatus::Degraded,
-                        codes::REPLICA_LAG,
-                        format!("replica lags {lag} bytes, over maximum_lag_on_failover {max_lag}"),
-                    );
-                }
-            }
-        }
-
+        let healthy_state = state_rule(&doc, &mut f);
+        role_rule(&doc, &role, &mut f);
+        flags_rule(&doc, &mut f);
+        let (ttl, max_lag) = config_rule(cfg, raw.config.as_ref(), &mut facts, &mut f);
+        let dcs_seen = dcs_last_seen_rule(&doc, raw.now, ttl, &mut f);
+        let (own_lag, cluster_answers) = cluster_rule(
+            cfg,
+            raw.cluster.as_ref(),
+            raw.now,
+            &role,
+            &mut facts,
+            &mut f,
+        );
+        replica_lag_rule(&role, own_lag, max_lag, &mut facts, &mut f);
         let replication: Vec<&Replication> = doc
             .replication
             .as_deref()
@@ -525,58 +646,10 @@ impl TypedProbe for Patroni {
             .iter()
             .take(MAX_ENTRIES)
             .collect();
-        if role == "leader" && facts.synchronous_mode == Some(true) {
-            let sync_streaming = replication.iter().any(|r| {
-                r.state == "streaming" && matches!(r.sync_state.as_str(), "sync" | "quorum")
-            });
-            if !sync_streaming {
-                f.worsen(
-                    NodeStatus::Degraded,
-                    codes::NO_SYNC_STANDBY,
-                    "synchronous_mode is on but no synchronous standby is streaming",
-                );
-            }
-        }
-
-        // Legacy shape, exactly as 5.0.5 reads it; `role` stays Patroni's own word.
-        let mut status_obj = serde_json::Map::new();
-        status_obj.insert("state".into(), doc.state.clone().into());
-        status_obj.insert("role".into(), doc.role.clone().into());
-        if role == "leader" {
-            let list: Vec<serde_json::Value> = replication
-                .iter()
-                .map(|r| serde_json::json!({"state": r.state, "sync_state": r.sync_state}))
-                .collect();
-            status_obj.insert("replications_state".into(), list.into());
-        }
-        let mut extra = serde_json::Map::new();
-        extra.insert("patroni_status".into(), status_obj.into());
-        f.set_service(SERVICE, healthy_state, None, extra);
-
-        facts.role = Some(role.clone());
-        facts.state = Some(doc.state.clone());
-        facts.timeline = doc.timeline;
-        facts.nofailover |= nofailover(&doc.tags);
-        facts.pause = doc.pause.or(Some(false));
-        facts.pending_restart = doc.pending_restart.or(Some(false));
-        facts.cluster_unlocked = doc.cluster_unlocked.or(Some(false));
-        facts.replay_paused = replay_paused;
-        facts.dcs_last_seen = doc.dcs_last_seen;
-        facts.dcs_reachable = Some(dcs_reachable);
-        if role == "leader" {
-            facts.replication = replication
-                .iter()
-                .map(|r| {
-                    (
-                        r.application_name.clone(),
-                        ReplicationView {
-                            state: r.state.clone(),
-                            sync_state: r.sync_state.clone(),
-                        },
-                    )
-                })
-                .collect::<BTreeMap<_, _>>();
-        }
+        sync_standby_rule(&role, &facts, &replication, &mut f);
+        legacy_entry(&doc, &role, &replication, healthy_state, &mut f);
+        member_facts(&doc, &role, &replication, &mut facts);
+        facts.dcs_reachable = Some(dcs_seen && cluster_answers);
         f.facts.db = Some(facts);
         f
     }
