@@ -23,7 +23,7 @@ mod e2e;
 mod support;
 
 use e2e::{Agent, Collector, Status};
-use sr_probes::db_http::{Secret, TlsFiles};
+use sr_probes::net::{Secret, TlsFiles};
 use sr_probes::rabbitmq::{self, Config};
 use sr_probes::ProbeConfig;
 use sr_protocol::{NodeStatus, NodeType};
@@ -44,7 +44,7 @@ fn probe_config(c: &RabbitCluster, i: usize) -> Config {
         management_url: c.mgmt_url(i),
         tls: TlsFiles::default(),
         username: MONITOR_USER.into(),
-        password: Secret(MONITOR_PASSWORD.into()),
+        password: Secret::new(MONITOR_PASSWORD),
         node_name: Some(c.node_name(i).to_string()),
         amqp_host: "127.0.0.1".into(),
         amqp_port: c.amqp_port(i),
@@ -201,12 +201,12 @@ fn broker_cluster_scenarios_end_to_end() {
         .unwrap();
     let cfg0 = probe_config(&c, 0);
     let client = cfg0.tls.client(Duration::from_millis(cfg0.timeout_ms));
-    let auth = sr_probes::db_http::basic_auth(&cfg0.username, &cfg0.password.0);
+    let auth = sr_probes::net::basic_auth(&cfg0.username, &cfg0.password);
     let mut samples: Vec<f64> = (0..30)
         .map(|_| {
             let t = Instant::now();
             let raw = rt.block_on(rabbitmq::collect_management(&cfg0, &client, &auth));
-            let f = rabbitmq::interpret(&cfg0, &raw);
+            let f = <rabbitmq::Rabbitmq as sr_probes::TypedProbe>::interpret(&cfg0, &raw);
             assert_eq!(f.status, NodeStatus::Ok, "{:?}", f.reasons);
             t.elapsed().as_secs_f64() * 1000.0
         })

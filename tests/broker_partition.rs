@@ -26,7 +26,7 @@ mod support;
 
 use e2e::{Agent, Collector, Status};
 use netlab::{NetLab, COLLECTOR_IP};
-use sr_probes::db_http::{Secret, TlsFiles};
+use sr_probes::net::{Secret, TlsFiles};
 use sr_probes::rabbitmq::Config;
 use sr_probes::ProbeConfig;
 use sr_protocol::NodeStatus;
@@ -42,7 +42,7 @@ fn probe_config(lab: &NetLab, i: usize) -> Config {
         management_url: "http://127.0.0.1:15672".into(),
         tls: TlsFiles::default(),
         username: MONITOR_USER.into(),
-        password: Secret(MONITOR_PASSWORD.into()),
+        password: Secret::new(MONITOR_PASSWORD),
         node_name: Some(lab.node_name(i).to_string()),
         amqp_host: "127.0.0.1".into(),
         amqp_port: 5672,

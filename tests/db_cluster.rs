@@ -21,7 +21,7 @@ mod support;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
-use sr_probes::{Finding, Probe, ProbeContext};
+use sr_probes::{Finding, Probe, ProbeContext, Scheduled};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -440,9 +440,9 @@ fn db_probes(
         assert!(errs.is_empty(), "{errs:?}");
     }
     vec![
-        Arc::new(sr_probes::patroni::PatroniProbe::new(patroni)),
-        Arc::new(sr_probes::etcd::EtcdProbe::new(etcd)),
-        Arc::new(sr_probes::postgres::PostgresProbe::new(pg)),
+        Arc::new(Scheduled::<sr_probes::patroni::Patroni>::new(patroni)),
+        Arc::new(Scheduled::<sr_probes::etcd::Etcd>::new(etcd)),
+        Arc::new(Scheduled::<sr_probes::postgres::Postgres>::new(pg)),
     ]
 }
 

@@ -9,6 +9,7 @@
 
 use rand::Rng;
 use sr_probes::{Finding, Probe, ProbeContext};
+use sr_protocol::reasons as codes;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -106,7 +107,7 @@ pub async fn run_cycle(
             let finding = match tokio::time::timeout(limit, probe.run(&ctx)).await {
                 Ok(f) => f,
                 Err(_) => Finding::fail(
-                    "probe_timeout",
+                    codes::PROBE_TIMEOUT,
                     format!(
                         "probe {} did not finish within {} ms",
                         probe.name(),
@@ -136,7 +137,7 @@ pub async fn run_cycle(
             r.unwrap_or_else(|| ProbeResult {
                 probe: probes[i].name().to_string(),
                 finding: Finding::fail(
-                    "probe_crashed",
+                    codes::PROBE_CRASHED,
                     format!("probe {} panicked", probes[i].name()),
                 ),
                 duration: Duration::ZERO,

@@ -3,8 +3,9 @@
 //! that is not a well-formed healthy pair must not come out OK.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use sr_probes::db_http::Fetch;
-use sr_probes::etcd::{interpret, Config, Raw};
+use sr_probes::etcd::{Config, Etcd, Raw};
+use sr_probes::net::Fetch;
+use sr_probes::TypedProbe;
 
 #[path = "frame.rs"]
 mod frame;
@@ -24,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
         toml::from_str("url = 'http://127.0.0.1:2379'").expect("the fuzz config parses");
     let [status, health] = frame::slots::<2>(data);
     let healthy_codes = matches!((status, health), (Some((200, _)), Some((200, _))));
-    let finding = interpret(
+    let finding = Etcd::interpret(
         &cfg,
         &Raw {
             status: fetch(status),

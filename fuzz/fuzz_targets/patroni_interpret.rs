@@ -3,8 +3,9 @@
 //! it must never panic, and a `/patroni` that did not answer 200 is never OK.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use sr_probes::db_http::{Fetch, TlsFiles};
-use sr_probes::patroni::{interpret, Config, Raw, Timed};
+use sr_probes::net::{Fetch, TlsFiles};
+use sr_probes::patroni::{Config, Patroni, Raw, Timed};
+use sr_probes::TypedProbe;
 
 #[path = "frame.rs"]
 mod frame;
@@ -45,8 +46,9 @@ fuzz_target!(|data: &[u8]| {
         patroni: fetch(patroni),
         cluster: timed(cluster),
         config: timed(config),
+        now: NOW,
     };
-    let finding = interpret(&cfg, &raw, NOW);
+    let finding = Patroni::interpret(&cfg, &raw);
     if !patroni_ok {
         assert_ne!(
             finding.status,

@@ -5,8 +5,9 @@
 //! whose management API did not answer 200 everywhere is never OK.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use sr_probes::db_http::{Fetch, Secret, TlsFiles};
-use sr_probes::rabbitmq::{interpret, Config, Raw, Reply};
+use sr_probes::net::{Fetch, Secret, TlsFiles};
+use sr_probes::rabbitmq::{Config, Rabbitmq, Raw, Reply};
+use sr_probes::TypedProbe;
 
 #[path = "frame.rs"]
 mod frame;
@@ -26,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
         management_url: "http://127.0.0.1:15672".into(),
         tls: TlsFiles::default(),
         username: "monitor".into(),
-        password: Secret("monitor".into()),
+        password: Secret::new("monitor"),
         node_name: None,
         amqp_host: "127.0.0.1".into(),
         amqp_port: 5672,
@@ -53,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
         certificate_expiration: certs.map(|c| reply(Some(c))),
         amqp: None,
     };
-    let finding = interpret(&cfg, &raw);
+    let finding = Rabbitmq::interpret(&cfg, &raw);
     if !all_200 {
         assert_ne!(
             finding.status,

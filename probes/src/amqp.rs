@@ -1,278 +1,19 @@
-//! `amqp`: an AMQP 0-9-1 round trip the way real clients take it, with lapin.
+//! `amqp`: on a manager, the broker the manager uses takes an AMQP client.
 //!
-//! Connect (TCP + SASL PLAIN + `connection.open` of the vhost), open a channel, and
-//! optionally publish one message with publisher confirms to a server-named exclusive
-//! queue and get it back. Every step has its own share of one hard deadline, the
-//! connection is closed cleanly, and the outcome says which step failed.
-//!
-//! Used two ways:
-//! - by the `rabbitmq` probe on broker nodes, at a lower rate than the management checks;
-//! - as its own probe kind on manager nodes, where it fills the legacy `RabbitMQ` service
-//!   entry with `is_remote: true` (the broker the manager uses).
-//!
-//! Plain `amqp://` only: lapin is built with `default-features = false, features = ["tokio"]`.
-//! Its TLS stack adds about 47 crates and cannot be told to trust *only* the private CA
-//! (it adds the CA to a public root set), so `amqps://` is deliberately not offered.
-//!
-//! Under a resource alarm RabbitMQ blocks a publishing connection (`connection.blocked`)
-//! and stops reading from it; the confirm then never comes. That is reported as
-//! `blocked`, not as a timeout. The blocked connection's close is not read by the broker
-//! until the alarm clears, so at most one probe connection per AMQP cycle lingers while an
-//! alarm lasts; that is why the broker probe runs this step at a low rate.
+//! Runs the round trip of [`crate::net::amqp`] and fills the legacy `RabbitMQ` service
+//! entry with `is_remote: true`. The broker node's own, deeper view is the `rabbitmq`
+//! probe, which runs the same round trip.
 
-use crate::db_http::Secret;
-use crate::{range_error, BoxFuture, Finding, Probe, ProbeContext};
-use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
-    QueueDeclareOptions,
+use crate::net::amqp::{
+    default_port, default_vhost, round_trip, round_trip_budget, Outcome, Target,
 };
-use lapin::types::FieldTable;
-use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use crate::net::{validate_endpoint, Secret};
+use crate::{default_ms, Finding};
+use crate::{ProbeContext, TypedProbe};
 use serde::{Deserialize, Serialize};
+use sr_protocol::reasons as codes;
 use sr_protocol::NodeStatus;
-use std::fmt;
-use std::future::Future;
-use std::time::{Duration, Instant};
-
-/// Where and how to run the round trip.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Target {
-    pub host: String,
-    pub port: u16,
-    pub vhost: String,
-    pub username: String,
-    pub password: Secret,
-    /// Publish with confirms and get the message back (needs configure/write/read
-    /// permission on `^amq\.gen-.*` and write on `amq.default`).
-    pub publish: bool,
-    /// Hard deadline for the whole round trip, close included.
-    pub timeout: Duration,
-}
-
-impl Target {
-    /// `host:port vhost` for messages; never the credentials.
-    pub fn describe(&self) -> String {
-        format!("amqp://{}:{} vhost {:?}", self.host, self.port, self.vhost)
-    }
-}
-
-/// The step of the round trip that failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Step {
-    /// TCP connect, authentication and opening the vhost (lapin does them as one).
-    Connect,
-    Channel,
-    Declare,
-    Publish,
-    Confirm,
-    Get,
-}
-
-impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Step::Connect => "connect/authenticate/open vhost",
-            Step::Channel => "open channel",
-            Step::Declare => "declare exclusive queue",
-            Step::Publish => "publish",
-            Step::Confirm => "publisher confirm",
-            Step::Get => "get the message back",
-        })
-    }
-}
-
-/// What one round trip saw. Serializable so captured outcomes can drive `interpret` tests.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Outcome {
-    /// `None` when every step succeeded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failed_step: Option<Step>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// The broker sent `connection.blocked` (a resource alarm somewhere in the cluster).
-    #[serde(default)]
-    pub blocked: bool,
-    /// Time to an open connection.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connect_ms: Option<u64>,
-    /// Time from publish to the message coming back, when publishing.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub round_trip_ms: Option<u64>,
-    /// Whether the connection closed cleanly within the deadline.
-    #[serde(default)]
-    pub closed_cleanly: bool,
-}
-
-impl Outcome {
-    pub fn ok(&self) -> bool {
-        self.failed_step.is_none()
-    }
-
-    /// One line for reasons.
-    pub fn describe_failure(&self, target: &str) -> Option<String> {
-        let step = self.failed_step?;
-        let err = self.error.as_deref().unwrap_or("failed");
-        Some(format!("AMQP {step} on {target} failed: {err}"))
-    }
-}
-
-fn ms(d: Duration) -> u64 {
-    d.as_millis().min(u64::MAX as u128) as u64
-}
-
-/// Runs one bounded round trip. Never panics, never returns `Err`.
-pub async fn round_trip(t: &Target) -> Outcome {
-    let deadline = Instant::now() + t.timeout;
-    let mut out = Outcome {
-        failed_step: None,
-        error: None,
-        blocked: false,
-        connect_ms: None,
-        round_trip_ms: None,
-        closed_cleanly: false,
-    };
-    let uri = AMQPUri {
-        scheme: AMQPScheme::AMQP,
-        authority: AMQPAuthority {
-            userinfo: AMQPUserInfo {
-                username: t.username.clone(),
-                password: t.password.0.clone(),
-            },
-            host: t.host.clone(),
-            port: t.port,
-        },
-        vhost: t.vhost.clone(),
-        query: AMQPQueryString {
-            // Short heartbeats so a half-dead probe connection is noticed and dropped.
-            heartbeat: Some(10),
-            ..Default::default()
-        },
-    };
-    let props =
-        ConnectionProperties::default().with_connection_name("status-reporter probe".into());
-    let start = Instant::now();
-    let conn = match bounded(deadline, Connection::connect_uri(uri, props)).await {
-        Ok(c) => c,
-        Err(e) => {
-            out.failed_step = Some(Step::Connect);
-            out.error = Some(e);
-            return out;
-        }
-    };
-    out.connect_ms = Some(ms(start.elapsed()));
-    if let Err((step, e)) = exchange(&conn, t, deadline, &mut out).await {
-        out.failed_step = Some(step);
-        out.error = Some(e);
-    }
-    out.blocked |= conn.status().blocked();
-    if out.blocked && out.failed_step.is_some() {
-        out.error = Some(format!(
-            "connection blocked by the broker (resource alarm): {}",
-            out.error.take().unwrap_or_default()
-        ));
-    }
-    // Closing is part of behaving like a good client, but a blocked connection's close is
-    // not read by the broker, so it gets a short bound of its own.
-    let close_by = deadline.max(Instant::now() + Duration::from_millis(200));
-    out.closed_cleanly = bounded(
-        close_by,
-        conn.close(200, "status-reporter probe done".into()),
-    )
-    .await
-    .is_ok();
-    out
-}
-
-async fn exchange(
-    conn: &Connection,
-    t: &Target,
-    deadline: Instant,
-    out: &mut Outcome,
-) -> Result<(), (Step, String)> {
-    let ch = bounded(deadline, conn.create_channel())
-        .await
-        .map_err(|e| (Step::Channel, e))?;
-    if !t.publish {
-        let _ = bounded(deadline, ch.close(200, "done".into())).await;
-        return Ok(());
-    }
-    let opts = QueueDeclareOptions {
-        exclusive: true,
-        auto_delete: true,
-        ..Default::default()
-    };
-    let queue = bounded(
-        deadline,
-        ch.queue_declare("".into(), opts, FieldTable::default()),
-    )
-    .await
-    .map_err(|e| (Step::Declare, e))?;
-    bounded(deadline, ch.confirm_select(ConfirmSelectOptions::default()))
-        .await
-        .map_err(|e| (Step::Declare, e))?;
-    let payload = b"status-reporter round trip";
-    let sent = Instant::now();
-    let confirm = bounded(
-        deadline,
-        ch.basic_publish(
-            "".into(),
-            queue.name().clone(),
-            BasicPublishOptions {
-                mandatory: true,
-                ..Default::default()
-            },
-            payload,
-            BasicProperties::default(),
-        ),
-    )
-    .await
-    .map_err(|e| (Step::Publish, e))?;
-    match tokio::time::timeout_at(deadline.into(), confirm).await {
-        Ok(Ok(c)) if c.is_ack() => {}
-        Ok(Ok(_)) => return Err((Step::Confirm, "the broker nacked the message".into())),
-        Ok(Err(e)) => return Err((Step::Confirm, e.to_string())),
-        Err(_) => {
-            out.blocked = conn.status().blocked();
-            return Err((Step::Confirm, "no confirm before the deadline".into()));
-        }
-    }
-    let got = bounded(
-        deadline,
-        ch.basic_get(queue.name().clone(), BasicGetOptions::default()),
-    )
-    .await
-    .map_err(|e| (Step::Get, e))?;
-    match got {
-        Some(m) if m.delivery.data == payload => {
-            out.round_trip_ms = Some(ms(sent.elapsed()));
-            let _ = bounded(deadline, m.delivery.acker.ack(BasicAckOptions::default())).await;
-        }
-        Some(_) => return Err((Step::Get, "got a different message back".into())),
-        None => {
-            return Err((
-                Step::Get,
-                "the confirmed message was not in the queue".into(),
-            ))
-        }
-    }
-    let _ = bounded(deadline, ch.close(200, "done".into())).await;
-    Ok(())
-}
-
-/// Awaits `f` until `deadline`, turning lapin errors and the timeout into text.
-async fn bounded<T, E: fmt::Display>(
-    deadline: Instant,
-    f: impl Future<Output = Result<T, E>>,
-) -> Result<T, String> {
-    match tokio::time::timeout_at(deadline.into(), f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("no answer before the deadline".into()),
-    }
-}
+use std::time::Duration;
 
 /// The manager-side probe: can this manager reach the broker it uses over AMQP?
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -292,54 +33,16 @@ pub struct Config {
     /// proves queues and confirms work.
     #[serde(default)]
     pub publish: bool,
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "default_ms::<5000>")]
     pub timeout_ms: u64,
 }
 
 fn default_name() -> String {
     "RabbitMQ".into()
 }
-pub(crate) fn default_port() -> u16 {
-    5672
-}
-pub(crate) fn default_vhost() -> String {
-    "/".into()
-}
-fn default_timeout_ms() -> u64 {
-    5000
-}
-
-/// Checks shared with the broker probe's AMQP settings.
-pub(crate) fn validate_common(
-    host: &str,
-    port: u16,
-    username: &str,
-    timeout_ms: u64,
-    what: &str,
-) -> Vec<String> {
-    let mut errors = Vec::new();
-    if host.trim().is_empty() || host.contains(['/', ' ', '@']) {
-        errors.push(format!(
-            "{what} host {host:?} must be a bare host name or IP"
-        ));
-    }
-    if port == 0 {
-        errors.push(format!("{what} port must not be 0"));
-    }
-    if username.is_empty() {
-        errors.push(format!("{what} username must not be empty"));
-    }
-    errors.extend(range_error(
-        &format!("{what} timeout_ms"),
-        timeout_ms,
-        100..=60_000,
-    ));
-    errors
-}
-
 impl Config {
     pub fn validate(&self) -> Vec<String> {
-        let mut errors = validate_common(
+        let mut errors = validate_endpoint(
             &self.host,
             self.port,
             &self.username,
@@ -365,52 +68,57 @@ impl Config {
     }
 }
 
-/// The manager's view: unreachable broker → Fail (the manager cannot dispatch work).
-pub fn interpret(cfg: &Config, outcome: &Outcome) -> Finding {
-    let target = cfg.target().describe();
-    let mut f = Finding::ok();
-    if let Some(msg) = outcome.describe_failure(&target) {
-        f.worsen(NodeStatus::Fail, "amqp_unreachable", msg);
+/// The manager-side AMQP probe; it keeps nothing between cycles.
+pub struct Amqp;
+
+impl TypedProbe for Amqp {
+    const KIND: &'static str = "amqp";
+    type Config = Config;
+    type Raw = Outcome;
+
+    fn new(_config: &Config) -> Self {
+        Amqp
     }
-    let mut extra = serde_json::Map::new();
-    extra.insert("endpoint".into(), target.into());
-    extra.insert(
-        "amqp".into(),
-        serde_json::to_value(outcome).unwrap_or_default(),
-    );
-    f.set_service(cfg.name.clone(), outcome.ok(), Some(true), extra);
-    f
-}
 
-pub struct AmqpProbe {
-    cfg: Config,
-    name: String,
-}
+    fn instance(config: &Config) -> Option<&str> {
+        Some(&config.name)
+    }
 
-impl AmqpProbe {
-    pub fn new(cfg: Config) -> Self {
-        AmqpProbe {
-            name: format!("amqp:{}", cfg.name),
-            cfg,
+    fn collect_budget(config: &Config) -> Duration {
+        round_trip_budget(Duration::from_millis(config.timeout_ms))
+    }
+
+    /// The round trip's budget already carries slack past its deadline.
+    fn deadline(config: &Config) -> Duration {
+        Self::collect_budget(config)
+    }
+
+    async fn collect(&self, config: &Config, _ctx: &ProbeContext) -> Outcome {
+        round_trip(&config.target()).await
+    }
+
+    /// The manager's view: unreachable broker → Fail (the manager cannot dispatch work).
+    fn interpret(cfg: &Config, outcome: &Outcome) -> Finding {
+        let target = cfg.target().describe();
+        let mut f = Finding::ok();
+        if let Some(msg) = outcome.describe_failure(&target) {
+            f.worsen(NodeStatus::Fail, codes::AMQP_UNREACHABLE, msg);
         }
-    }
-}
-
-impl Probe for AmqpProbe {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn timeout(&self) -> Duration {
-        Duration::from_millis(self.cfg.timeout_ms + 500)
-    }
-    fn run<'a>(&'a self, _ctx: &'a ProbeContext) -> BoxFuture<'a, Finding> {
-        Box::pin(async move { interpret(&self.cfg, &round_trip(&self.cfg.target()).await) })
+        let mut extra = serde_json::Map::new();
+        extra.insert("endpoint".into(), target.into());
+        extra.insert(
+            "amqp".into(),
+            serde_json::to_value(outcome).unwrap_or_default(),
+        );
+        f.set_service(cfg.name.clone(), outcome.ok(), Some(true), extra);
+        f
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::amqp::Step;
     use sr_protocol::ServiceStatus;
 
     fn cfg(port: u16) -> Config {
@@ -420,7 +128,7 @@ mod tests {
             port,
             vhost: "/".into(),
             username: "monitor".into(),
-            password: Secret("hunter2".into()),
+            password: Secret::new("hunter2"),
             publish: false,
             timeout_ms: 2000,
         }
@@ -463,7 +171,7 @@ mod tests {
                 .contains("refused"),
             "{out:?}"
         );
-        let f = interpret(&c, &out);
+        let f = Amqp::interpret(&c, &out);
         assert_eq!(f.status, NodeStatus::Fail);
         assert!(
             f.reasons[0]

@@ -9,10 +9,12 @@
 //!
 //! It fills no legacy service: 5.0.5 has no entry for the status collector.
 
-use crate::db_http::{fetch, Fetch, TlsFiles};
-use crate::{range_error, BoxFuture, Finding, Probe, ProbeContext};
+use crate::net::{fetch, Fetch, TlsFiles};
+use crate::{default_ms, range_error, Finding, ProbeContext, TypedProbe};
 use serde::{Deserialize, Serialize};
+use sr_protocol::reasons as codes;
 use sr_protocol::NodeStatus;
+use sr_tls::HttpsClient;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,12 +28,8 @@ pub struct Config {
     pub tls: TlsFiles,
     /// The collector's SQLite store file.
     pub store_path: PathBuf,
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "default_ms::<2000>")]
     pub timeout_ms: u64,
-}
-
-fn default_timeout_ms() -> u64 {
-    2000
 }
 
 impl Config {
@@ -87,47 +85,29 @@ fn store_writable(store: &Path) -> Result<(), String> {
     Ok(())
 }
 
-pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
-    let mut f = Finding::ok();
-    match &raw.ready {
-        Fetch::Answered { status: 200, .. } => {}
-        other => f.worsen(
-            NodeStatus::Fail,
-            "collector_not_ready",
-            format!(
-                "collector at {} is not ready: {}",
-                cfg.url,
-                other.describe()
-            ),
-        ),
-    }
-    if let Err(e) = &raw.store {
-        f.worsen(
-            NodeStatus::Fail,
-            "store_not_writable",
-            format!(
-                "collector store {} is not writable: {e}",
-                cfg.store_path.display()
-            ),
-        );
-    }
-    f
+/// The `collector_self` probe: its HTTP client is built once from the config.
+pub struct CollectorSelf {
+    client: Result<HttpsClient, String>,
 }
 
-pub struct CollectorSelfProbe {
-    cfg: Config,
-    client: Result<sr_tls::HttpsClient, String>,
-}
+impl TypedProbe for CollectorSelf {
+    const KIND: &'static str = "collector_self";
+    type Config = Config;
+    type Raw = Raw;
 
-impl CollectorSelfProbe {
-    pub fn new(cfg: Config) -> Self {
-        let client = cfg.tls.client(Duration::from_millis(cfg.timeout_ms));
-        CollectorSelfProbe { cfg, client }
+    fn new(cfg: &Config) -> Self {
+        CollectorSelf {
+            client: cfg.tls.client(Duration::from_millis(cfg.timeout_ms)),
+        }
     }
 
-    pub async fn collect(&self) -> Raw {
-        let deadline = Duration::from_millis(self.cfg.timeout_ms);
-        let store_path = self.cfg.store_path.clone();
+    fn collect_budget(config: &Config) -> Duration {
+        Duration::from_millis(config.timeout_ms)
+    }
+
+    async fn collect(&self, cfg: &Config, _ctx: &ProbeContext) -> Raw {
+        let deadline = Duration::from_millis(cfg.timeout_ms);
+        let store_path = cfg.store_path.clone();
         let store = async {
             match tokio::time::timeout(
                 deadline,
@@ -139,14 +119,14 @@ impl CollectorSelfProbe {
                 Ok(Err(e)) => Err(format!("check aborted: {e}")),
                 Err(_) => Err(format!(
                     "no answer from the filesystem within {} ms",
-                    self.cfg.timeout_ms
+                    cfg.timeout_ms
                 )),
             }
         };
         let ready = fetch(
             &self.client,
             http::Method::GET,
-            &self.cfg.url,
+            &cfg.url,
             None,
             b"",
             deadline,
@@ -155,23 +135,39 @@ impl CollectorSelfProbe {
         let (ready, store) = tokio::join!(ready, store);
         Raw { ready, store }
     }
-}
 
-impl Probe for CollectorSelfProbe {
-    fn name(&self) -> &str {
-        "collector_self"
-    }
-    fn timeout(&self) -> Duration {
-        Duration::from_millis(self.cfg.timeout_ms + 250)
-    }
-    fn run<'a>(&'a self, _ctx: &'a ProbeContext) -> BoxFuture<'a, Finding> {
-        Box::pin(async move { interpret(&self.cfg, &self.collect().await) })
+    fn interpret(cfg: &Config, raw: &Raw) -> Finding {
+        let mut f = Finding::ok();
+        match &raw.ready {
+            Fetch::Answered { status: 200, .. } => {}
+            other => f.worsen(
+                NodeStatus::Fail,
+                codes::COLLECTOR_NOT_READY,
+                format!(
+                    "collector at {} is not ready: {}",
+                    cfg.url,
+                    other.describe()
+                ),
+            ),
+        }
+        if let Err(e) = &raw.store {
+            f.worsen(
+                NodeStatus::Fail,
+                codes::STORE_NOT_WRITABLE,
+                format!(
+                    "collector store {} is not writable: {e}",
+                    cfg.store_path.display()
+                ),
+            );
+        }
+        f
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Probe;
 
     fn cfg(url: String, store: PathBuf) -> Config {
         Config {
@@ -212,7 +208,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("collector.db");
         std::fs::write(&store, b"").unwrap();
-        let p = CollectorSelfProbe::new(cfg(format!("http://{addr}/api/v3.1/ok"), store.clone()));
+        let p = crate::Scheduled::<CollectorSelf>::new(cfg(
+            format!("http://{addr}/api/v3.1/ok"),
+            store.clone(),
+        ));
         let f = p.run(&ProbeContext { cycle: 0, now: 0 }).await;
         assert_eq!(f.status, NodeStatus::Ok, "{:?}", f.reasons);
         assert_eq!(
@@ -228,7 +227,7 @@ mod tests {
             format!("http://{addr}/api/v3.1/ok"),
             dir.path().join("missing/collector.db"),
         );
-        let f = CollectorSelfProbe::new(gone)
+        let f = crate::Scheduled::<CollectorSelf>::new(gone)
             .run(&ProbeContext { cycle: 1, now: 0 })
             .await;
         assert_eq!(f.status, NodeStatus::Fail);
@@ -251,7 +250,7 @@ mod tests {
             },
             store: Ok(()),
         };
-        let f = interpret(&c, &raw);
+        let f = CollectorSelf::interpret(&c, &raw);
         assert_eq!(f.status, NodeStatus::Fail);
         assert!(f.reasons[0].message.contains("HTTP 503"));
     }

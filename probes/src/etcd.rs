@@ -9,10 +9,11 @@
 //! Cluster-wide judgement (one leader, one cluster id, healthy ≥ quorum) is the roll-up's
 //! job; this probe reports the member's own facts and its local problems.
 
-use crate::db_http::{self, Fetch, TlsFiles};
-use crate::{range_error, BoxFuture, Finding, Probe, ProbeContext};
+use crate::net::{self, Fetch, TlsFiles};
+use crate::{default_ms, range_error, yes, Finding, ProbeContext, TypedProbe};
 use serde::{Deserialize, Deserializer, Serialize};
 use sr_protocol::facts::{DbFacts, EtcdFacts};
+use sr_protocol::reasons as codes;
 use sr_protocol::NodeStatus;
 use sr_tls::HttpsClient;
 use std::time::Duration;
@@ -29,7 +30,7 @@ pub struct Config {
     pub url: String,
     #[serde(default)]
     pub tls: TlsFiles,
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "default_ms::<1000>")]
     pub timeout_ms: u64,
     /// Fail (default) or only Degrade the node when the local member does not answer.
     #[serde(default = "yes")]
@@ -44,12 +45,6 @@ pub struct Config {
     pub max_body_bytes: usize,
 }
 
-fn default_timeout_ms() -> u64 {
-    1000
-}
-fn yes() -> bool {
-    true
-}
 fn default_max_apply_backlog() -> u64 {
     5000
 }
@@ -136,124 +131,217 @@ struct HealthDoc {
     health: String,
 }
 
-pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
-    let mut etcd = EtcdFacts::default();
-    let doc = match db_http::parse_answer::<StatusDoc>(&raw.status) {
-        Ok(d) => d,
-        Err(e) => {
-            let level = if cfg.critical {
-                NodeStatus::Fail
-            } else {
-                NodeStatus::Degraded
-            };
-            let mut f = Finding::ok();
-            let code = if matches!(raw.status, Fetch::Answered { .. }) {
-                "etcd_bad_response"
-            } else {
-                "etcd_unreachable"
-            };
-            // etcd (Go, TLS 1.3) checks the client certificate after the handshake, so a
-            // refused certificate shows only as a connection closed on the first request.
-            let hint = if matches!(raw.status, Fetch::NoResponse(_))
-                && cfg.url.starts_with("https://")
-            {
-                " (with --client-cert-auth this usually means the client certificate was refused: check tls.cert_file)"
-            } else {
-                ""
-            };
-            f.worsen(
-                level,
-                code,
-                format!(
-                    "etcd member {} does not answer /v3/maintenance/status: {e}{hint}",
-                    cfg.url
-                ),
-            );
-            etcd.reachable = Some(false);
-            etcd.healthy = Some(false);
-            f.set_service(SERVICE, false, None, Default::default());
-            f.facts.db = Some(DbFacts {
-                etcd: Some(etcd),
-                ..Default::default()
-            });
-            return f;
+/// The `etcd` probe: its HTTP client is built once from the config.
+pub struct Etcd {
+    client: Result<HttpsClient, String>,
+}
+
+impl TypedProbe for Etcd {
+    const KIND: &'static str = "etcd";
+    type Config = Config;
+    type Raw = Raw;
+
+    fn new(cfg: &Config) -> Self {
+        Etcd {
+            client: cfg.tls.client(Duration::from_millis(cfg.timeout_ms)),
         }
+    }
+
+    fn collect_budget(config: &Config) -> Duration {
+        Duration::from_millis(config.timeout_ms)
+    }
+
+    async fn collect(&self, cfg: &Config, _ctx: &ProbeContext) -> Raw {
+        let deadline = Duration::from_millis(cfg.timeout_ms);
+        let status_url = format!("{}/v3/maintenance/status", cfg.url);
+        let health_url = format!("{}/health", cfg.url);
+        let (status, health) = tokio::join!(
+            net::fetch(
+                &self.client,
+                http::Method::POST,
+                &status_url,
+                None,
+                b"{}",
+                deadline,
+                cfg.max_body_bytes
+            ),
+            net::fetch(
+                &self.client,
+                http::Method::GET,
+                &health_url,
+                None,
+                b"",
+                deadline,
+                cfg.max_body_bytes
+            ),
+        );
+        Raw { status, health }
+    }
+
+    fn interpret(cfg: &Config, raw: &Raw) -> Finding {
+        let doc = match net::parse_answer::<StatusDoc>(&raw.status) {
+            Ok(d) => d,
+            Err(e) => return no_status(cfg, &raw.status, &e),
+        };
+        let mut f = Finding::ok();
+        let mut etcd = member_facts(&doc);
+        leader_rule(cfg, &etcd, &mut f);
+        errors_rule(&etcd, &mut f);
+        apply_backlog_rule(cfg, &etcd, &mut f);
+        db_size_rule(cfg, &doc, &mut f);
+        etcd.healthy = Some(health_rule(&raw.health, &mut f));
+        legacy_entry(&doc, &etcd, &mut f);
+        f.facts.db = Some(DbFacts {
+            etcd: Some(etcd),
+            ..Default::default()
+        });
+        f
+    }
+}
+
+/// No usable `/v3/maintenance/status`: the member is unreachable (or answers nonsense),
+/// and nothing else can be judged.
+fn no_status(cfg: &Config, status: &Fetch, error: &str) -> Finding {
+    let level = if cfg.critical {
+        NodeStatus::Fail
+    } else {
+        NodeStatus::Degraded
     };
     let mut f = Finding::ok();
-    etcd.reachable = Some(true);
-    etcd.cluster_id = doc.header.cluster_id.map(|v| v.to_string());
-    etcd.member_id = doc.header.member_id.map(|v| v.to_string());
-    etcd.leader = doc.leader.filter(|l| *l != 0).map(|v| v.to_string());
-    etcd.errors = doc.errors.iter().take(MAX_ERRORS).cloned().collect();
-    etcd.db_size = doc.db_size;
-    etcd.is_learner = Some(doc.is_learner);
-    etcd.apply_backlog = match (doc.raft_index, doc.raft_applied_index) {
-        (Some(i), Some(a)) => Some(i.saturating_sub(a)),
-        (Some(i), None) => Some(i),
-        _ => None,
+    let code = if matches!(status, Fetch::Answered { .. }) {
+        codes::ETCD_BAD_RESPONSE
+    } else {
+        codes::ETCD_UNREACHABLE
     };
+    // etcd (Go, TLS 1.3) checks the client certificate after the handshake, so a
+    // refused certificate shows only as a connection closed on the first request.
+    let hint = if matches!(status, Fetch::NoResponse(_)) && cfg.url.starts_with("https://") {
+        " (with --client-cert-auth this usually means the client certificate was refused: check tls.cert_file)"
+    } else {
+        ""
+    };
+    f.worsen(
+        level,
+        code,
+        format!(
+            "etcd member {} does not answer /v3/maintenance/status: {error}{hint}",
+            cfg.url
+        ),
+    );
+    let etcd = EtcdFacts {
+        reachable: Some(false),
+        healthy: Some(false),
+        ..Default::default()
+    };
+    f.set_service(SERVICE, false, None, Default::default());
+    f.facts.db = Some(DbFacts {
+        etcd: Some(etcd),
+        ..Default::default()
+    });
+    f
+}
 
+/// The member's own facts from its status document; `healthy` is set by [`health_rule`].
+fn member_facts(doc: &StatusDoc) -> EtcdFacts {
+    EtcdFacts {
+        reachable: Some(true),
+        cluster_id: doc.header.cluster_id.map(|v| v.to_string()),
+        member_id: doc.header.member_id.map(|v| v.to_string()),
+        leader: doc.leader.filter(|l| *l != 0).map(|v| v.to_string()),
+        errors: doc.errors.iter().take(MAX_ERRORS).cloned().collect(),
+        db_size: doc.db_size,
+        is_learner: Some(doc.is_learner),
+        apply_backlog: match (doc.raft_index, doc.raft_applied_index) {
+            (Some(i), Some(a)) => Some(i.saturating_sub(a)),
+            (Some(i), None) => Some(i),
+            _ => None,
+        },
+        ..Default::default()
+    }
+}
+
+/// A member that knows no raft leader cannot serve writes.
+fn leader_rule(cfg: &Config, etcd: &EtcdFacts, f: &mut Finding) {
     if etcd.leader.is_none() {
         f.worsen(
             NodeStatus::Degraded,
-            "etcd_no_leader",
+            codes::ETCD_NO_LEADER,
             format!("etcd member {} sees no raft leader", cfg.url),
         );
     }
+}
+
+/// Errors the member reports itself (alarms, `no leader`).
+fn errors_rule(etcd: &EtcdFacts, f: &mut Finding) {
     if !etcd.errors.is_empty() {
         f.worsen(
             NodeStatus::Degraded,
-            "etcd_alarm",
+            codes::ETCD_ALARM,
             format!("etcd reports errors: {}", etcd.errors.join("; ")),
         );
     }
+}
+
+/// Committed entries waiting to be applied beyond `max_apply_backlog`.
+fn apply_backlog_rule(cfg: &Config, etcd: &EtcdFacts, f: &mut Finding) {
     if let Some(b) = etcd.apply_backlog.filter(|b| *b > cfg.max_apply_backlog) {
         f.worsen(
             NodeStatus::Degraded,
-            "etcd_apply_backlog",
+            codes::ETCD_APPLY_BACKLOG,
             format!("etcd has {b} committed raft entries not yet applied"),
         );
     }
+}
+
+/// The backend over 80 % of its quota (etcd raises NOSPACE at 100 %).
+fn db_size_rule(cfg: &Config, doc: &StatusDoc, f: &mut Finding) {
     if let Some(size) = doc
         .db_size
         .filter(|s| *s as f64 > cfg.quota_bytes as f64 * 0.8)
     {
         f.worsen(
             NodeStatus::Degraded,
-            "etcd_db_size",
+            codes::ETCD_DB_SIZE,
             format!(
                 "etcd db is {size} bytes, over 80% of the {} byte quota",
                 cfg.quota_bytes
             ),
         );
     }
-    let healthy = match &raw.health {
-        Fetch::Answered { status, body } => match db_http::parse_json::<HealthDoc>(body) {
+}
+
+/// `/health` (a quorum read): whether the member is healthy.
+fn health_rule(health: &Fetch, f: &mut Finding) -> bool {
+    let healthy = match health {
+        Fetch::Answered { status, body } => match net::parse_json::<HealthDoc>(body) {
             Ok(h) => Ok(*status == 200 && h.health == "true"),
             Err(e) => Err(format!("/health answered HTTP {status}: {e}")),
         },
         other => Err(format!("/health: {}", other.describe())),
     };
     match healthy {
-        Ok(true) => etcd.healthy = Some(true),
+        Ok(true) => true,
         Ok(false) => {
-            etcd.healthy = Some(false);
             f.worsen(
                 NodeStatus::Degraded,
-                "etcd_unhealthy",
+                codes::ETCD_UNHEALTHY,
                 "etcd /health is false: no quorum or an active alarm",
             );
+            false
         }
         Err(e) => {
-            etcd.healthy = Some(false);
             f.worsen(
                 NodeStatus::Degraded,
-                "etcd_unhealthy",
+                codes::ETCD_UNHEALTHY,
                 format!("etcd health unknown: {e}"),
             );
+            false
         }
     }
+}
 
+/// The legacy `Etcd` entry: active when healthy.
+fn legacy_entry(doc: &StatusDoc, etcd: &EtcdFacts, f: &mut Finding) {
     let mut extra = serde_json::Map::new();
     extra.insert("health".into(), etcd.healthy.unwrap_or(false).into());
     if let Some(v) = &doc.version {
@@ -270,62 +358,6 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
         (etcd.leader.is_some() && etcd.leader == etcd.member_id).into(),
     );
     f.set_service(SERVICE, etcd.healthy == Some(true), None, extra);
-    f.facts.db = Some(DbFacts {
-        etcd: Some(etcd),
-        ..Default::default()
-    });
-    f
-}
-
-pub struct EtcdProbe {
-    cfg: Config,
-    client: Result<HttpsClient, String>,
-}
-
-impl EtcdProbe {
-    pub fn new(cfg: Config) -> Self {
-        let client = cfg.tls.client(Duration::from_millis(cfg.timeout_ms));
-        EtcdProbe { cfg, client }
-    }
-
-    pub async fn collect(&self) -> Raw {
-        let deadline = Duration::from_millis(self.cfg.timeout_ms);
-        let status_url = format!("{}/v3/maintenance/status", self.cfg.url);
-        let health_url = format!("{}/health", self.cfg.url);
-        let (status, health) = tokio::join!(
-            db_http::fetch(
-                &self.client,
-                http::Method::POST,
-                &status_url,
-                None,
-                b"{}",
-                deadline,
-                self.cfg.max_body_bytes
-            ),
-            db_http::fetch(
-                &self.client,
-                http::Method::GET,
-                &health_url,
-                None,
-                b"",
-                deadline,
-                self.cfg.max_body_bytes
-            ),
-        );
-        Raw { status, health }
-    }
-}
-
-impl Probe for EtcdProbe {
-    fn name(&self) -> &str {
-        "etcd"
-    }
-    fn timeout(&self) -> Duration {
-        Duration::from_millis(self.cfg.timeout_ms + 250)
-    }
-    fn run<'a>(&'a self, _ctx: &'a ProbeContext) -> BoxFuture<'a, Finding> {
-        Box::pin(async move { interpret(&self.cfg, &self.collect().await) })
-    }
 }
 
 #[cfg(test)]
@@ -347,7 +379,7 @@ mod tests {
 
     #[test]
     fn ids_above_i64_max_survive_as_strings_and_numbers() {
-        let f = interpret(
+        let f = Etcd::interpret(
             &cfg(),
             &Raw {
                 status: ans(200, STATUS),
@@ -360,7 +392,7 @@ mod tests {
         assert_eq!(e.leader, e.member_id);
         assert_eq!(e.apply_backlog, Some(0));
         let numeric = r#"{"header":{"cluster_id":995718836706496667,"member_id":11342670795761701468},"leader":11342670795761701468}"#;
-        let f = interpret(
+        let f = Etcd::interpret(
             &cfg(),
             &Raw {
                 status: ans(200, numeric),
@@ -373,7 +405,7 @@ mod tests {
     #[test]
     fn alarms_no_leader_and_unhealthy_degrade() {
         let body = r#"{"header":{"cluster_id":"1","member_id":"2"},"errors":["memberID:2 alarm:NOSPACE"]}"#;
-        let f = interpret(
+        let f = Etcd::interpret(
             &cfg(),
             &Raw {
                 status: ans(200, body),
@@ -395,7 +427,7 @@ mod tests {
             r#"{"header":{"member_id":"99999999999999999999999"}}"#,
             r#"{"header":5}"#,
         ] {
-            let f = interpret(
+            let f = Etcd::interpret(
                 &cfg(),
                 &Raw {
                     status: ans(200, body),
@@ -405,7 +437,7 @@ mod tests {
             assert_eq!(f.status, NodeStatus::Fail, "{body}");
             assert_eq!(f.reasons[0].code, "etcd_bad_response");
         }
-        let f = interpret(
+        let f = Etcd::interpret(
             &cfg(),
             &Raw {
                 status: ans(200, STATUS),
@@ -421,11 +453,11 @@ mod tests {
             status: Fetch::ConnectFailed("Connection refused".into()),
             health: Fetch::ConnectFailed("x".into()),
         };
-        let f = interpret(&cfg(), &raw);
+        let f = Etcd::interpret(&cfg(), &raw);
         assert_eq!(f.status, NodeStatus::Fail);
         assert_eq!(f.reasons[0].code, "etcd_unreachable");
         let mut c = cfg();
         c.critical = false;
-        assert_eq!(interpret(&c, &raw).status, NodeStatus::Degraded);
+        assert_eq!(Etcd::interpret(&c, &raw).status, NodeStatus::Degraded);
     }
 }

@@ -8,8 +8,9 @@
 //! node_exporter does. Clock state matters because every freshness rule depends on
 //! clocks; an unsynchronised clock is Degraded, never Fail.
 
-use crate::{range_error, BoxFuture, Finding, Probe, ProbeContext};
+use crate::{default_ms, range_error, yes, Finding, ProbeContext, TypedProbe};
 use serde::{Deserialize, Serialize};
+use sr_protocol::reasons as codes;
 use sr_protocol::NodeStatus;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -41,7 +42,7 @@ pub struct Config {
     /// Where procfs is mounted; tests point it at a fixture tree.
     #[serde(default = "default_proc_root")]
     pub proc_root: PathBuf,
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "default_ms::<2000>")]
     pub timeout_ms: u64,
 }
 
@@ -66,14 +67,8 @@ fn default_disk_degraded() -> f64 {
 fn default_disk_fail() -> f64 {
     3.0
 }
-fn yes() -> bool {
-    true
-}
 fn default_proc_root() -> PathBuf {
     PathBuf::from("/proc")
-}
-fn default_timeout_ms() -> u64 {
-    2000
 }
 
 impl Default for Config {
@@ -88,7 +83,7 @@ impl Default for Config {
             disk_free_fail_pct: default_disk_fail(),
             require_clock_sync: true,
             proc_root: default_proc_root(),
-            timeout_ms: default_timeout_ms(),
+            timeout_ms: default_ms::<2000>(),
         }
     }
 }
@@ -249,7 +244,7 @@ fn clock_state() -> ClockState {
 
 /// Reads everything; blocking (statvfs can hang on a dead network mount), so the probe
 /// runs it on the blocking pool under its timeout.
-pub fn collect(cfg: &Config) -> Raw {
+pub fn read(cfg: &Config) -> Raw {
     let root = &cfg.proc_root;
     Raw {
         cpus: read_small(&root.join("stat")).and_then(|s| parse_cpu_count(&s)),
@@ -272,122 +267,130 @@ fn pct(part: u64, whole: u64) -> f64 {
     }
 }
 
-pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
-    let mut f = Finding::ok();
-    match (&raw.load1, &raw.cpus) {
-        (Ok(load), Ok(cpus)) => {
-            let per_cpu = load / *cpus as f64;
-            let msg = |level: &str| {
-                format!("load average {load:.2} on {cpus} CPUs is {per_cpu:.2} per CPU ({level})")
-            };
-            if per_cpu >= cfg.load_per_cpu_fail {
-                f.worsen(NodeStatus::Fail, "host_load", msg("fail threshold reached"));
-            } else if per_cpu >= cfg.load_per_cpu_degraded {
-                f.worsen(
-                    NodeStatus::Degraded,
-                    "host_load",
-                    msg("degraded threshold reached"),
-                );
-            }
-        }
-        (Err(e), _) | (_, Err(e)) => f.worsen(
-            NodeStatus::Degraded,
-            "host_unreadable",
-            format!("cannot read load: {e}"),
-        ),
+/// The `host` probe; it keeps nothing between cycles.
+pub struct Host;
+
+impl TypedProbe for Host {
+    const KIND: &'static str = "host";
+    type Config = Config;
+    /// The readings, or why the blocking task that took them died.
+    type Raw = Result<Raw, String>;
+
+    fn new(_config: &Config) -> Self {
+        Host
     }
-    match &raw.memory_kb {
-        Ok((total, avail)) => {
-            let p = pct(*avail, *total);
-            let msg = format!(
-                "{p:.1}% of memory available ({} MiB of {} MiB)",
-                avail / 1024,
-                total / 1024
-            );
-            if p < cfg.mem_available_fail_pct {
-                f.worsen(NodeStatus::Fail, "host_memory", msg);
-            } else if p < cfg.mem_available_degraded_pct {
-                f.worsen(NodeStatus::Degraded, "host_memory", msg);
-            }
-        }
-        Err(e) => f.worsen(
-            NodeStatus::Degraded,
-            "host_unreadable",
-            format!("cannot read memory: {e}"),
-        ),
+
+    fn collect_budget(config: &Config) -> Duration {
+        Duration::from_millis(config.timeout_ms)
     }
-    for (path, disk) in &raw.disks {
-        match disk {
-            Ok(d) => {
-                let p = pct(d.available_bytes, d.total_bytes);
+
+    /// The reads on the blocking pool have no bound of their own (statvfs on a dead
+    /// mount hangs): the scheduler's deadline is theirs, with no margin on top.
+    fn deadline(config: &Config) -> Duration {
+        Self::collect_budget(config)
+    }
+
+    async fn collect(&self, cfg: &Config, _ctx: &ProbeContext) -> Result<Raw, String> {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || read(&cfg))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn interpret(cfg: &Config, raw: &Result<Raw, String>) -> Finding {
+        let raw = match raw {
+            Ok(raw) => raw,
+            Err(e) => {
+                return Finding::fail(codes::PROBE_CRASHED, format!("host probe failed: {e}"))
+            }
+        };
+        let mut f = Finding::ok();
+        match (&raw.load1, &raw.cpus) {
+            (Ok(load), Ok(cpus)) => {
+                let per_cpu = load / *cpus as f64;
+                let msg = |level: &str| {
+                    format!(
+                        "load average {load:.2} on {cpus} CPUs is {per_cpu:.2} per CPU ({level})"
+                    )
+                };
+                if per_cpu >= cfg.load_per_cpu_fail {
+                    f.worsen(
+                        NodeStatus::Fail,
+                        codes::HOST_LOAD,
+                        msg("fail threshold reached"),
+                    );
+                } else if per_cpu >= cfg.load_per_cpu_degraded {
+                    f.worsen(
+                        NodeStatus::Degraded,
+                        codes::HOST_LOAD,
+                        msg("degraded threshold reached"),
+                    );
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => f.worsen(
+                NodeStatus::Degraded,
+                codes::HOST_UNREADABLE,
+                format!("cannot read load: {e}"),
+            ),
+        }
+        match &raw.memory_kb {
+            Ok((total, avail)) => {
+                let p = pct(*avail, *total);
                 let msg = format!(
-                    "{p:.1}% free on {} ({} MiB available)",
-                    path.display(),
-                    d.available_bytes >> 20
+                    "{p:.1}% of memory available ({} MiB of {} MiB)",
+                    avail / 1024,
+                    total / 1024
                 );
-                if d.total_bytes > 0 && p < cfg.disk_free_fail_pct {
-                    f.worsen(NodeStatus::Fail, "host_disk", msg);
-                } else if d.total_bytes > 0 && p < cfg.disk_free_degraded_pct {
-                    f.worsen(NodeStatus::Degraded, "host_disk", msg);
+                if p < cfg.mem_available_fail_pct {
+                    f.worsen(NodeStatus::Fail, codes::HOST_MEMORY, msg);
+                } else if p < cfg.mem_available_degraded_pct {
+                    f.worsen(NodeStatus::Degraded, codes::HOST_MEMORY, msg);
                 }
             }
             Err(e) => f.worsen(
                 NodeStatus::Degraded,
-                "host_disk",
-                format!("cannot check free space: {e}"),
+                codes::HOST_UNREADABLE,
+                format!("cannot read memory: {e}"),
             ),
         }
-    }
-    if cfg.require_clock_sync {
-        match &raw.clock {
-            ClockState::Synced { .. } => {}
-            ClockState::Unsynced => f.worsen(
-                NodeStatus::Degraded,
-                "clock_unsynchronised",
-                "the system clock is not synchronised (adjtimex)",
-            ),
-            ClockState::Unknown(e) => f.worsen(
-                NodeStatus::Degraded,
-                "clock_unknown",
-                format!("cannot read the clock state: {e}"),
-            ),
-        }
-    }
-    f
-}
-
-pub struct HostProbe {
-    cfg: std::sync::Arc<Config>,
-}
-
-impl HostProbe {
-    pub fn new(cfg: Config) -> Self {
-        HostProbe {
-            cfg: std::sync::Arc::new(cfg),
-        }
-    }
-}
-
-impl Probe for HostProbe {
-    fn name(&self) -> &str {
-        "host"
-    }
-    fn timeout(&self) -> Duration {
-        Duration::from_millis(self.cfg.timeout_ms)
-    }
-    fn run<'a>(&'a self, _ctx: &'a ProbeContext) -> BoxFuture<'a, Finding> {
-        let cfg = std::sync::Arc::clone(&self.cfg);
-        Box::pin(async move {
-            match tokio::task::spawn_blocking(move || {
-                let raw = collect(&cfg);
-                interpret(&cfg, &raw)
-            })
-            .await
-            {
-                Ok(f) => f,
-                Err(e) => Finding::fail("probe_crashed", format!("host probe failed: {e}")),
+        for (path, disk) in &raw.disks {
+            match disk {
+                Ok(d) => {
+                    let p = pct(d.available_bytes, d.total_bytes);
+                    let msg = format!(
+                        "{p:.1}% free on {} ({} MiB available)",
+                        path.display(),
+                        d.available_bytes >> 20
+                    );
+                    if d.total_bytes > 0 && p < cfg.disk_free_fail_pct {
+                        f.worsen(NodeStatus::Fail, codes::HOST_DISK, msg);
+                    } else if d.total_bytes > 0 && p < cfg.disk_free_degraded_pct {
+                        f.worsen(NodeStatus::Degraded, codes::HOST_DISK, msg);
+                    }
+                }
+                Err(e) => f.worsen(
+                    NodeStatus::Degraded,
+                    codes::HOST_DISK,
+                    format!("cannot check free space: {e}"),
+                ),
             }
-        })
+        }
+        if cfg.require_clock_sync {
+            match &raw.clock {
+                ClockState::Synced { .. } => {}
+                ClockState::Unsynced => f.worsen(
+                    NodeStatus::Degraded,
+                    codes::CLOCK_UNSYNCHRONISED,
+                    "the system clock is not synchronised (adjtimex)",
+                ),
+                ClockState::Unknown(e) => f.worsen(
+                    NodeStatus::Degraded,
+                    codes::CLOCK_UNKNOWN,
+                    format!("cannot read the clock state: {e}"),
+                ),
+            }
+        }
+        f
     }
 }
 
@@ -429,12 +432,12 @@ mod tests {
             disk_free_fail_pct: 0.0,
             ..cfg_for(d.path())
         };
-        let raw = collect(&cfg);
+        let raw = read(&cfg);
         assert_eq!(raw.cpus, Ok(2));
         assert_eq!(raw.load1, Ok(0.5));
         assert_eq!(raw.memory_kb, Ok((1_000_000, 500_000)));
         assert!(raw.disks[0].1.is_ok());
-        let f = interpret(&cfg, &raw);
+        let f = Host::interpret(&cfg, &Ok(raw.clone()));
         assert_eq!(f.status, NodeStatus::Ok, "{:?}", f.reasons);
     }
 
@@ -457,7 +460,10 @@ mod tests {
             )],
             clock: ClockState::Synced { max_error_us: 10 },
         };
-        assert_eq!(interpret(&cfg, &base).status, NodeStatus::Ok);
+        assert_eq!(
+            Host::interpret(&cfg, &Ok(base.clone())).status,
+            NodeStatus::Ok
+        );
         let cases = [
             (
                 Raw {
@@ -531,7 +537,7 @@ mod tests {
             ),
         ];
         for (raw, status, code) in cases {
-            let f = interpret(&cfg, &raw);
+            let f = Host::interpret(&cfg, &Ok(raw.clone()));
             assert_eq!(f.status, status, "{raw:?}");
             assert_eq!(f.reasons[0].code, code, "{raw:?}");
         }
@@ -540,10 +546,10 @@ mod tests {
     #[test]
     fn truncated_and_hostile_proc_files_are_reported_not_panicked() {
         let d = fixture("garbage", "MemTotal: lots\n", 0);
-        let raw = collect(&cfg_for(d.path()));
+        let raw = read(&cfg_for(d.path()));
         assert!(raw.load1.is_err() && raw.memory_kb.is_err() && raw.cpus.is_err());
-        let raw = collect(&cfg_for(Path::new("/nonexistent-proc")));
-        let f = interpret(&cfg_for(Path::new("/nonexistent-proc")), &raw);
+        let raw = read(&cfg_for(Path::new("/nonexistent-proc")));
+        let f = Host::interpret(&cfg_for(Path::new("/nonexistent-proc")), &Ok(raw));
         assert_eq!(f.status, NodeStatus::Degraded);
         assert!(f
             .reasons

@@ -4,8 +4,9 @@
 //! in this project. The response body is read up to a small limit and ignored: this
 //! probe checks that the service answers, not what it says.
 
-use crate::{range_error, BoxFuture, Finding, Probe, ProbeContext};
+use crate::{default_ms, range_error, yes, Finding, ProbeContext, TypedProbe};
 use serde::{Deserialize, Serialize};
+use sr_protocol::reasons as codes;
 use sr_protocol::NodeStatus;
 use sr_tls::client::{ClientError, HttpsClient};
 use std::path::PathBuf;
@@ -25,7 +26,7 @@ pub struct Config {
     /// CA to verify an `https://` endpoint with (required for https).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_path: Option<PathBuf>,
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "default_ms::<2000>")]
     pub timeout_ms: u64,
     #[serde(default = "yes")]
     pub critical: bool,
@@ -33,12 +34,6 @@ pub struct Config {
 
 fn default_status() -> u16 {
     200
-}
-fn default_timeout_ms() -> u64 {
-    2000
-}
-fn yes() -> bool {
-    true
 }
 
 impl Config {
@@ -80,7 +75,8 @@ pub enum Raw {
     Failed { error: String },
 }
 
-pub async fn collect(cfg: &Config, client: &HttpsClient) -> Raw {
+/// One bounded GET through `client`.
+async fn get(cfg: &Config, client: &HttpsClient) -> Raw {
     let start = Instant::now();
     match client
         .get(
@@ -108,56 +104,18 @@ pub async fn collect(cfg: &Config, client: &HttpsClient) -> Raw {
     }
 }
 
-pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
-    let down = if cfg.critical {
-        NodeStatus::Fail
-    } else {
-        NodeStatus::Degraded
-    };
-    let mut f = Finding::ok();
-    let mut extra = serde_json::Map::new();
-    extra.insert("url".into(), cfg.url.clone().into());
-    let active = match raw {
-        Raw::Answered { status, latency } => {
-            extra.insert("http_status".into(), (*status).into());
-            extra.insert("latency_ms".into(), (latency.as_secs_f64() * 1000.0).into());
-            if *status == cfg.expect_status {
-                true
-            } else {
-                f.worsen(
-                    down,
-                    "unexpected_status",
-                    format!(
-                        "{} ({}) answered {status}, expected {}",
-                        cfg.name, cfg.url, cfg.expect_status
-                    ),
-                );
-                false
-            }
-        }
-        Raw::Failed { error } => {
-            let code = if error.starts_with("timed out") {
-                "endpoint_timeout"
-            } else {
-                "endpoint_unreachable"
-            };
-            f.worsen(down, code, format!("{} ({}): {error}", cfg.name, cfg.url));
-            false
-        }
-    };
-    f.set_service(cfg.name.clone(), active, None, extra);
-    f
-}
-
-pub struct HttpProbe {
-    cfg: Config,
-    name: String,
-    /// Built once; an unloadable CA makes every run a Fail with the cause.
+/// The `http` probe: its client is built once from the config.
+pub struct Http {
+    /// An unloadable CA makes every run a Fail with the cause.
     client: Result<HttpsClient, String>,
 }
 
-impl HttpProbe {
-    pub fn new(cfg: Config) -> Self {
+impl TypedProbe for Http {
+    const KIND: &'static str = "http";
+    type Config = Config;
+    type Raw = Raw;
+
+    fn new(cfg: &Config) -> Self {
         let connect = Duration::from_millis(cfg.timeout_ms);
         let client = match &cfg.ca_path {
             Some(ca) => sr_tls::client_config(ca, None)
@@ -165,31 +123,65 @@ impl HttpProbe {
                 .map_err(|e| e.to_string()),
             None => Ok(HttpsClient::plain(connect)),
         };
-        HttpProbe {
-            name: format!("http:{}", cfg.name),
-            cfg,
-            client,
+        Http { client }
+    }
+
+    fn instance(config: &Config) -> Option<&str> {
+        Some(&config.name)
+    }
+
+    fn collect_budget(config: &Config) -> Duration {
+        Duration::from_millis(config.timeout_ms)
+    }
+
+    async fn collect(&self, cfg: &Config, _ctx: &ProbeContext) -> Raw {
+        match &self.client {
+            Ok(c) => get(cfg, c).await,
+            Err(e) => Raw::Failed {
+                error: format!("cannot set up TLS: {e}"),
+            },
         }
     }
-}
 
-impl Probe for HttpProbe {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn timeout(&self) -> Duration {
-        Duration::from_millis(self.cfg.timeout_ms + 250)
-    }
-    fn run<'a>(&'a self, _ctx: &'a ProbeContext) -> BoxFuture<'a, Finding> {
-        Box::pin(async move {
-            let raw = match &self.client {
-                Ok(c) => collect(&self.cfg, c).await,
-                Err(e) => Raw::Failed {
-                    error: format!("cannot set up TLS: {e}"),
-                },
-            };
-            interpret(&self.cfg, &raw)
-        })
+    fn interpret(cfg: &Config, raw: &Raw) -> Finding {
+        let down = if cfg.critical {
+            NodeStatus::Fail
+        } else {
+            NodeStatus::Degraded
+        };
+        let mut f = Finding::ok();
+        let mut extra = serde_json::Map::new();
+        extra.insert("url".into(), cfg.url.clone().into());
+        let active = match raw {
+            Raw::Answered { status, latency } => {
+                extra.insert("http_status".into(), (*status).into());
+                extra.insert("latency_ms".into(), (latency.as_secs_f64() * 1000.0).into());
+                if *status == cfg.expect_status {
+                    true
+                } else {
+                    f.worsen(
+                        down,
+                        codes::UNEXPECTED_STATUS,
+                        format!(
+                            "{} ({}) answered {status}, expected {}",
+                            cfg.name, cfg.url, cfg.expect_status
+                        ),
+                    );
+                    false
+                }
+            }
+            Raw::Failed { error } => {
+                let code = if error.starts_with("timed out") {
+                    codes::ENDPOINT_TIMEOUT
+                } else {
+                    codes::ENDPOINT_UNREACHABLE
+                };
+                f.worsen(down, code, format!("{} ({}): {error}", cfg.name, cfg.url));
+                false
+            }
+        };
+        f.set_service(cfg.name.clone(), active, None, extra);
+        f
     }
 }
 
@@ -214,7 +206,7 @@ mod tests {
     fn statuses_and_failures_are_interpreted() {
         let c = cfg("http://127.0.0.1:1/");
         assert_eq!(
-            interpret(
+            Http::interpret(
                 &c,
                 &Raw::Answered {
                     status: 200,
@@ -224,7 +216,7 @@ mod tests {
             .status,
             NodeStatus::Ok
         );
-        let f = interpret(
+        let f = Http::interpret(
             &c,
             &Raw::Answered {
                 status: 503,
@@ -236,7 +228,7 @@ mod tests {
             (NodeStatus::Fail, "unexpected_status")
         );
         assert_eq!(f.services["web"].status, ServiceStatus::Inactive);
-        let f = interpret(
+        let f = Http::interpret(
             &Config {
                 critical: false,
                 ..c
@@ -271,7 +263,7 @@ mod tests {
             }
         });
         let c = cfg(&format!("http://{addr}/"));
-        let raw = collect(&c, &HttpsClient::plain(Duration::from_secs(1))).await;
+        let raw = get(&c, &HttpsClient::plain(Duration::from_secs(1))).await;
         assert!(
             matches!(&raw, Raw::Failed { error } if error.starts_with("timed out")),
             "{raw:?}"
@@ -295,7 +287,7 @@ mod tests {
             expect_status: 204,
             ..cfg(&format!("http://{addr}/"))
         };
-        let raw = collect(&c, &HttpsClient::plain(Duration::from_secs(1))).await;
+        let raw = get(&c, &HttpsClient::plain(Duration::from_secs(1))).await;
         assert!(matches!(raw, Raw::Answered { status: 204, .. }), "{raw:?}");
     }
 }

@@ -1,41 +1,44 @@
 //! Local health probes.
 //!
-//! Every probe lives in its own file under this crate and has the same shape:
+//! Every probe lives in its own file under this crate and has the same shape, stated by
+//! the [`TypedProbe`] trait:
 //! - a typed `Config` (serde, unknown keys rejected) with `validate() -> Vec<String>`;
-//! - `collect(..)`, the I/O shell: it never panics and never returns `Err`; every failure
+//! - `collect`, the I/O shell: it never panics and never returns `Err`; every failure
 //!   becomes data in its raw result;
-//! - `interpret(raw, thresholds) -> Finding`, a pure function most tests target;
+//! - `interpret(config, raw) -> Finding`, a pure function most tests target;
+//! - its collect budget;
 //! - one line in the [`registry`].
 //!
-//! The scheduler (in `sr-agent`) wraps every [`Probe::run`] in its own hard timeout and
-//! turns a timeout into a Fail finding with a reason, so one hung endpoint never delays
-//! the report.
+//! [`Scheduled`] turns any of them into the [`Probe`] the scheduler (in `sr-agent`) runs;
+//! the scheduler wraps every [`Probe::run`] in its own hard timeout and turns a timeout
+//! into a Fail finding with a reason, so one hung endpoint never delays the report.
+//! Plumbing shared by several probes lives apart from them: [`net`] (HTTP, AMQP, the
+//! one `Secret`) and [`pg`] (PostgreSQL sessions).
 
 pub mod amqp;
 pub mod collector_self;
-pub mod db_http;
 pub mod etcd;
 pub mod host;
 pub mod http;
+pub mod net;
 pub mod patroni;
+pub mod pg;
 pub mod pg_connect;
 pub mod postgres;
+mod probe;
 pub mod rabbitmq;
 pub mod registry;
 pub mod services;
 pub mod tcp;
 
+use sr_protocol::reasons::ReasonCode;
 use sr_protocol::report::{Facts, ServiceEntry};
 use sr_protocol::{NodeStatus, Reason, ServiceStatus};
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::ops::RangeInclusive;
-use std::pin::Pin;
-use std::time::Duration;
 
+pub use probe::{BoxFuture, Probe, ProbeContext, Scheduled, TypedProbe, SCHEDULING_MARGIN};
 pub use registry::{build, ProbeConfig};
-
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What one probe concluded in one cycle.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,14 +69,14 @@ impl Finding {
     }
 
     /// A Fail finding with one reason.
-    pub fn fail(code: &str, message: impl Into<String>) -> Self {
+    pub fn fail(code: ReasonCode, message: impl Into<String>) -> Self {
         let mut f = Self::new(NodeStatus::Fail);
         f.reasons.push(Reason::new(code, message));
         f
     }
 
     /// Lowers the status to at least `status` and records why.
-    pub fn worsen(&mut self, status: NodeStatus, code: &str, message: impl Into<String>) {
+    pub fn worsen(&mut self, status: NodeStatus, code: ReasonCode, message: impl Into<String>) {
         self.status = self.status.max(status);
         self.reasons.push(Reason::new(code, message));
     }
@@ -114,24 +117,14 @@ pub(crate) fn range_error(field: &str, value: u64, range: RangeInclusive<u64>) -
     })
 }
 
-/// Per-cycle context handed to every probe.
-#[derive(Debug, Clone)]
-pub struct ProbeContext {
-    /// Cycle counter since start, for probes that do some work at a lower rate
-    /// (Patroni `/cluster`, the AMQP round trip).
-    pub cycle: u64,
-    /// Unix seconds at the start of the cycle (injected so `interpret` stays pure).
-    pub now: i64,
+/// A serde default of `MS` milliseconds: `#[serde(default = "default_ms::<2000>")]`.
+pub(crate) fn default_ms<const MS: u64>() -> u64 {
+    MS
 }
 
-/// A configured probe instance.
-pub trait Probe: Send + Sync {
-    /// Stable name used in reports and logs (`host`, `patroni`, `tcp:rest`, ...).
-    fn name(&self) -> &str;
-    /// The hard deadline the scheduler enforces on [`Probe::run`].
-    fn timeout(&self) -> Duration;
-    /// One collection plus interpretation. Must not panic; failures are findings.
-    fn run<'a>(&'a self, ctx: &'a ProbeContext) -> BoxFuture<'a, Finding>;
+/// A serde default of `true`, for switches that are on unless turned off.
+pub(crate) fn yes() -> bool {
+    true
 }
 
 /// Merges the facts of several findings: later non-null fields override earlier ones,

@@ -12,12 +12,13 @@
 //! needs a client certificate on every call; Basic auth only guards unsafe methods, but is
 //! sent when configured so a stricter proxy in front also works.
 //!
-//! Only `interpret` decides; it reads the clock from its `now` argument.
+//! Only `interpret` decides; it reads the clock from the raw's `now`.
 
-use crate::db_http::{self, Fetch, Secret, TlsFiles};
-use crate::{range_error, BoxFuture, Finding, Probe, ProbeContext};
+use crate::net::{self, Fetch, Secret, TlsFiles};
+use crate::{default_ms, range_error, Finding, ProbeContext, TypedProbe};
 use serde::{Deserialize, Serialize};
 use sr_protocol::facts::{DbFacts, MemberView, ReplicationView};
+use sr_protocol::reasons::{self as codes, ReasonCode};
 use sr_protocol::NodeStatus;
 use sr_tls::HttpsClient;
 use std::collections::BTreeMap;
@@ -47,7 +48,7 @@ pub struct Config {
     #[serde(default)]
     pub password: Option<Secret>,
     /// Deadline for each request.
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "default_ms::<1000>")]
     pub timeout_ms: u64,
     /// Read `/cluster` and `/config` every this many cycles (1 = every cycle).
     #[serde(default = "default_cluster_every")]
@@ -56,9 +57,6 @@ pub struct Config {
     pub max_body_bytes: usize,
 }
 
-fn default_timeout_ms() -> u64 {
-    1000
-}
 fn default_cluster_every() -> u64 {
     5
 }
@@ -104,6 +102,8 @@ pub struct Raw {
     /// The latest `/cluster` answer; `None` before the first refresh.
     pub cluster: Option<Timed>,
     pub config: Option<Timed>,
+    /// Unix seconds at the start of the cycle: the clock ages are judged by.
+    pub now: i64,
 }
 
 // ---- documents (only the fields we use; Patroni adds keys between versions) ----
@@ -210,32 +210,20 @@ fn state_is_transitional(state: &str) -> bool {
     )
 }
 
-/// The pure decision: node status, reasons, the legacy `Patroni` entry and db facts.
-pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
-    let mut facts = DbFacts {
-        member: Some(cfg.member.clone()),
-        ..Default::default()
-    };
-    let doc: PatroniDoc = match &raw.patroni {
-        Fetch::Answered { status: 200, body } => match db_http::parse_json(body) {
-            Ok(d) => d,
-            Err(e) => {
-                return unreachable(
-                    cfg,
-                    facts,
-                    "patroni_bad_response",
-                    format!("Patroni {}/patroni answered garbage: {e}", cfg.url),
-                )
-            }
-        },
-        Fetch::Answered { status, .. } => {
-            return unreachable(
-                cfg,
-                facts,
-                "patroni_bad_response",
-                format!("Patroni {}/patroni answered HTTP {status}", cfg.url),
+/// The `/patroni` document, or the code and message of the Fail finding that replaces
+/// every other rule when there is none.
+fn patroni_document(cfg: &Config, fetch: &Fetch) -> Result<PatroniDoc, (ReasonCode, String)> {
+    match fetch {
+        Fetch::Answered { status: 200, body } => net::parse_json(body).map_err(|e| {
+            (
+                codes::PATRONI_BAD_RESPONSE,
+                format!("Patroni {}/patroni answered garbage: {e}", cfg.url),
             )
-        }
+        }),
+        Fetch::Answered { status, .. } => Err((
+            codes::PATRONI_BAD_RESPONSE,
+            format!("Patroni {}/patroni answered HTTP {status}", cfg.url),
+        )),
         other => {
             let hint = match other {
                 Fetch::ConnectFailed(e) if e.contains("certificate") || e.contains("alert") => {
@@ -243,34 +231,33 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
                 }
                 _ => "",
             };
-            return unreachable(
-                cfg,
-                facts,
-                "patroni_unreachable",
+            Err((
+                codes::PATRONI_UNREACHABLE,
                 format!(
                     "Patroni REST API {} is unreachable: {}{hint}",
                     cfg.url,
-                    other.describe()
+                    other.describe(),
                 ),
-            );
+            ))
         }
-    };
-    facts.patroni_reachable = Some(true);
-    let mut f = Finding::ok();
+    }
+}
 
-    let role = normalise_role(&doc.role).to_string();
+/// PostgreSQL's state as Patroni reports it: transitional states degrade, anything else
+/// that is not running fails. Returns whether the state is healthy.
+fn state_rule(doc: &PatroniDoc, f: &mut Finding) -> bool {
     let healthy_state = state_is_healthy(&doc.state);
     if !healthy_state {
         if state_is_transitional(&doc.state) {
             f.worsen(
                 NodeStatus::Degraded,
-                "postgres_transitional",
+                codes::POSTGRES_TRANSITIONAL,
                 format!("PostgreSQL is {} according to Patroni", doc.state),
             );
         } else {
             f.worsen(
                 NodeStatus::Fail,
-                "postgres_not_running",
+                codes::POSTGRES_NOT_RUNNING,
                 format!(
                     "PostgreSQL is not running: Patroni state is {:?}",
                     doc.state
@@ -278,48 +265,64 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
             );
         }
     }
-    if !matches!(role.as_str(), "leader" | "replica" | "standby_leader") {
+    healthy_state
+}
+
+/// A role other than leader, replica or standby leader is a change in progress.
+fn role_rule(doc: &PatroniDoc, role: &str, f: &mut Finding) {
+    if !matches!(role, "leader" | "replica" | "standby_leader") {
         f.worsen(
             NodeStatus::Degraded,
-            "role_unsettled",
+            codes::ROLE_UNSETTLED,
             format!("Patroni role is {:?}", doc.role),
         );
     }
+}
+
+/// The member's own flags: paused, pending restart, no leader lock, replay paused.
+fn flags_rule(doc: &PatroniDoc, f: &mut Finding) {
     if doc.pause == Some(true) {
         f.worsen(
             NodeStatus::Degraded,
-            "patroni_paused",
+            codes::PATRONI_PAUSED,
             "Patroni is paused (maintenance mode): no automatic failover",
         );
     }
     if doc.pending_restart == Some(true) {
         f.worsen(
             NodeStatus::Degraded,
-            "pending_restart",
+            codes::PENDING_RESTART,
             "PostgreSQL needs a restart to apply changed settings",
         );
     }
     if doc.cluster_unlocked == Some(true) {
         f.worsen(
             NodeStatus::Degraded,
-            "no_leader_lock",
+            codes::NO_LEADER_LOCK,
             "Patroni sees no leader lock in the DCS (cluster_unlocked)",
         );
     }
-    let replay_paused = doc.xlog.as_ref().and_then(|x| x.paused);
-    if replay_paused == Some(true) {
+    if doc.xlog.as_ref().and_then(|x| x.paused) == Some(true) {
         f.worsen(
             NodeStatus::Degraded,
-            "replay_paused",
+            codes::REPLAY_PAUSED,
             "WAL replay is paused on this replica",
         );
     }
+}
 
-    // /config: thresholds. A bad /config must not hide the rest, so it only degrades.
+/// `/config`: the thresholds (`ttl`, `maximum_lag_on_failover`) and synchronous mode. A
+/// bad `/config` must not hide the rest, so it only degrades; defaults apply.
+fn config_rule(
+    cfg: &Config,
+    config: Option<&Timed>,
+    facts: &mut DbFacts,
+    f: &mut Finding,
+) -> (u64, u64) {
     let mut ttl = DEFAULT_TTL_S;
     let mut max_lag = DEFAULT_MAX_LAG;
-    if let Some(c) = &raw.config {
-        match db_http::parse_answer::<ConfigDoc>(&c.fetch) {
+    if let Some(c) = config {
+        match net::parse_answer::<ConfigDoc>(&c.fetch) {
             Ok(doc) => {
                 ttl = doc.ttl.unwrap_or(DEFAULT_TTL_S);
                 max_lag = doc.maximum_lag_on_failover.unwrap_or(DEFAULT_MAX_LAG);
@@ -334,12 +337,16 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
             }
             Err(e) => f.worsen(
                 NodeStatus::Degraded,
-                "patroni_config_unavailable",
+                codes::PATRONI_CONFIG_UNAVAILABLE,
                 format!("cannot read Patroni {}/config: {e}", cfg.url),
             ),
         }
     }
+    (ttl, max_lag)
+}
 
+/// Patroni last reached the DCS longer ago than `ttl`. Returns whether it is recent.
+fn dcs_last_seen_rule(doc: &PatroniDoc, now: i64, ttl: u64, f: &mut Finding) -> bool {
     let mut dcs_reachable = true;
     if let Some(seen) = doc.dcs_last_seen {
         let age = now.saturating_sub(seen);
@@ -347,22 +354,34 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
             dcs_reachable = false;
             f.worsen(
                 NodeStatus::Degraded,
-                "dcs_unreachable",
+                codes::DCS_UNREACHABLE,
                 format!("DCS unreachable: Patroni last reached etcd {age} s ago (ttl {ttl} s)"),
             );
         }
     }
+    dcs_reachable
+}
 
-    // /cluster: this node's view of every member.
+/// `/cluster`: this node's view of every member. Returns this member's lag and whether
+/// the DCS answered (Patroni gives no response on `/cluster` when etcd is unreachable).
+fn cluster_rule(
+    cfg: &Config,
+    cluster: Option<&Timed>,
+    now: i64,
+    role: &str,
+    facts: &mut DbFacts,
+    f: &mut Finding,
+) -> (Option<u64>, bool) {
     let mut own_lag = None;
-    if let Some(c) = &raw.cluster {
+    let mut dcs_reachable = true;
+    if let Some(c) = cluster {
         facts.cluster_view_age_s = Some(now.saturating_sub(c.at).max(0) as u64);
         match &c.fetch {
             Fetch::NoResponse(_) | Fetch::TimedOut { .. } => {
                 dcs_reachable = false;
                 f.worsen(
                     NodeStatus::Degraded,
-                    "dcs_unreachable",
+                    codes::DCS_UNREACHABLE,
                     format!(
                         "DCS unreachable: Patroni {}/cluster gave no response ({})",
                         cfg.url,
@@ -370,7 +389,7 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
                     ),
                 );
             }
-            fetch => match db_http::parse_answer::<ClusterDoc>(fetch) {
+            fetch => match net::parse_answer::<ClusterDoc>(fetch) {
                 Ok(doc) => {
                     for m in doc.members.iter().take(MAX_ENTRIES) {
                         let view = MemberView {
@@ -391,11 +410,11 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
                             if view.nofailover {
                                 facts.nofailover = true;
                             }
-                            if let (Some(Lag::Text(t)), "replica") = (&m.lag, role.as_str()) {
+                            if let (Some(Lag::Text(t)), "replica") = (&m.lag, role) {
                                 let t: String = t.chars().take(32).collect();
                                 f.worsen(
                                     NodeStatus::Degraded,
-                                    "replica_lag_unknown",
+                                    codes::REPLICA_LAG_UNKNOWN,
                                     format!("Patroni reports this replica's lag as {t:?}"),
                                 );
                             }
@@ -405,39 +424,46 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
                     if !facts.cluster_members.contains_key(&cfg.member) {
                         f.worsen(
                             NodeStatus::Degraded,
-                            "member_not_in_cluster",
+                            codes::MEMBER_NOT_IN_CLUSTER,
                             format!("member {} is not listed in Patroni's /cluster (its DCS key is missing)", cfg.member),
                         );
                     }
                 }
                 Err(e) => f.worsen(
                     NodeStatus::Degraded,
-                    "patroni_bad_response",
+                    codes::PATRONI_BAD_RESPONSE,
                     format!("cannot read Patroni {}/cluster: {e}", cfg.url),
                 ),
             },
         }
     }
+    (own_lag, dcs_reachable)
+}
+
+/// A replica lagging more than `maximum_lag_on_failover` cannot take over.
+fn replica_lag_rule(
+    role: &str,
+    own_lag: Option<u64>,
+    max_lag: u64,
+    facts: &mut DbFacts,
+    f: &mut Finding,
+) {
     if role == "replica" {
         if let Some(lag) = own_lag {
             facts.lag_bytes = Some(lag);
             if lag > max_lag {
                 f.worsen(
                     NodeStatus::Degraded,
-                    "replica_lag",
+                    codes::REPLICA_LAG,
                     format!("replica lags {lag} bytes, over maximum_lag_on_failover {max_lag}"),
                 );
             }
         }
     }
+}
 
-    let replication: Vec<&Replication> = doc
-        .replication
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .take(MAX_ENTRIES)
-        .collect();
+/// Under synchronous mode the leader needs a streaming synchronous standby.
+fn sync_standby_rule(role: &str, facts: &DbFacts, replication: &[&Replication], f: &mut Finding) {
     if role == "leader" && facts.synchronous_mode == Some(true) {
         let sync_streaming = replication
             .iter()
@@ -445,13 +471,21 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
         if !sync_streaming {
             f.worsen(
                 NodeStatus::Degraded,
-                "no_sync_standby",
+                codes::NO_SYNC_STANDBY,
                 "synchronous_mode is on but no synchronous standby is streaming",
             );
         }
     }
+}
 
-    // Legacy shape, exactly as 5.0.5 reads it; `role` stays Patroni's own word.
+/// The legacy `Patroni` entry, exactly as 5.0.5 reads it; `role` stays Patroni's own word.
+fn legacy_entry(
+    doc: &PatroniDoc,
+    role: &str,
+    replication: &[&Replication],
+    healthy_state: bool,
+    f: &mut Finding,
+) {
     let mut status_obj = serde_json::Map::new();
     status_obj.insert("state".into(), doc.state.clone().into());
     status_obj.insert("role".into(), doc.role.clone().into());
@@ -465,17 +499,19 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
     let mut extra = serde_json::Map::new();
     extra.insert("patroni_status".into(), status_obj.into());
     f.set_service(SERVICE, healthy_state, None, extra);
+}
 
-    facts.role = Some(role.clone());
+/// The member's own facts for the roll-up.
+fn member_facts(doc: &PatroniDoc, role: &str, replication: &[&Replication], facts: &mut DbFacts) {
+    facts.role = Some(role.to_string());
     facts.state = Some(doc.state.clone());
     facts.timeline = doc.timeline;
     facts.nofailover |= nofailover(&doc.tags);
     facts.pause = doc.pause.or(Some(false));
     facts.pending_restart = doc.pending_restart.or(Some(false));
     facts.cluster_unlocked = doc.cluster_unlocked.or(Some(false));
-    facts.replay_paused = replay_paused;
+    facts.replay_paused = doc.xlog.as_ref().and_then(|x| x.paused);
     facts.dcs_last_seen = doc.dcs_last_seen;
-    facts.dcs_reachable = Some(dcs_reachable);
     if role == "leader" {
         facts.replication = replication
             .iter()
@@ -490,12 +526,10 @@ pub fn interpret(cfg: &Config, raw: &Raw, now: i64) -> Finding {
             })
             .collect::<BTreeMap<_, _>>();
     }
-    f.facts.db = Some(facts);
-    f
 }
 
 /// The Fail finding for "no usable `/patroni` answer".
-fn unreachable(_cfg: &Config, mut facts: DbFacts, code: &str, message: String) -> Finding {
+fn unreachable(_cfg: &Config, mut facts: DbFacts, code: ReasonCode, message: String) -> Finding {
     facts.patroni_reachable = Some(false);
     let mut f = Finding::fail(code, message);
     f.set_service(SERVICE, false, None, Default::default());
@@ -510,57 +544,50 @@ struct Cache {
     config: Option<Timed>,
 }
 
-pub struct PatroniProbe {
-    cfg: Config,
+/// The `patroni` probe: its client, its credentials and the slow-path cache.
+pub struct Patroni {
     client: Result<HttpsClient, String>,
     auth: Option<String>,
     cache: Mutex<Cache>,
 }
 
-impl PatroniProbe {
-    pub fn new(cfg: Config) -> Self {
-        let client = cfg.tls.client(Duration::from_millis(cfg.timeout_ms));
+impl TypedProbe for Patroni {
+    const KIND: &'static str = "patroni";
+    type Config = Config;
+    type Raw = Raw;
+
+    fn new(cfg: &Config) -> Self {
         let auth = match (&cfg.username, &cfg.password) {
-            (Some(u), Some(p)) => Some(db_http::basic_auth(u, &p.0)),
+            (Some(u), Some(p)) => Some(net::basic_auth(u, p)),
             _ => None,
         };
-        PatroniProbe {
-            cfg,
-            client,
+        Patroni {
+            client: cfg.tls.client(Duration::from_millis(cfg.timeout_ms)),
             auth,
             cache: Mutex::new(Cache::default()),
         }
     }
 
-    async fn get(&self, path: &str) -> Fetch {
-        let url = format!("{}{path}", self.cfg.url);
-        db_http::fetch(
-            &self.client,
-            http::Method::GET,
-            &url,
-            self.auth.as_deref(),
-            b"",
-            Duration::from_millis(self.cfg.timeout_ms),
-            self.cfg.max_body_bytes,
-        )
-        .await
+    /// The three requests run concurrently, each bounded by timeout_ms.
+    fn collect_budget(config: &Config) -> Duration {
+        Duration::from_millis(config.timeout_ms)
     }
 
     /// The I/O shell: `/patroni` always, `/cluster` and `/config` when due. Never fails.
-    pub async fn collect(&self, ctx: &ProbeContext) -> Raw {
+    async fn collect(&self, cfg: &Config, ctx: &ProbeContext) -> Raw {
         let due = {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            cache.cluster.is_none() || ctx.cycle.is_multiple_of(self.cfg.cluster_every)
+            cache.cluster.is_none() || ctx.cycle.is_multiple_of(cfg.cluster_every)
         };
         let (patroni, slow) = if due {
             let (p, c, k) = tokio::join!(
-                self.get("/patroni"),
-                self.get("/cluster"),
-                self.get("/config")
+                self.get(cfg, "/patroni"),
+                self.get(cfg, "/cluster"),
+                self.get(cfg, "/config")
             );
             (p, Some((c, k)))
         } else {
-            (self.get("/patroni").await, None)
+            (self.get(cfg, "/patroni").await, None)
         };
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if !matches!(patroni, Fetch::Answered { .. }) {
@@ -581,20 +608,66 @@ impl PatroniProbe {
             patroni,
             cluster: cache.cluster.clone(),
             config: cache.config.clone(),
+            now: ctx.now,
         }
+    }
+
+    /// The pure decision: node status, reasons, the legacy `Patroni` entry and db facts.
+    fn interpret(cfg: &Config, raw: &Raw) -> Finding {
+        let mut facts = DbFacts {
+            member: Some(cfg.member.clone()),
+            ..Default::default()
+        };
+        let doc = match patroni_document(cfg, &raw.patroni) {
+            Ok(doc) => doc,
+            Err((code, message)) => return unreachable(cfg, facts, code, message),
+        };
+        facts.patroni_reachable = Some(true);
+        let mut f = Finding::ok();
+        let role = normalise_role(&doc.role).to_string();
+        let healthy_state = state_rule(&doc, &mut f);
+        role_rule(&doc, &role, &mut f);
+        flags_rule(&doc, &mut f);
+        let (ttl, max_lag) = config_rule(cfg, raw.config.as_ref(), &mut facts, &mut f);
+        let dcs_seen = dcs_last_seen_rule(&doc, raw.now, ttl, &mut f);
+        let (own_lag, cluster_answers) = cluster_rule(
+            cfg,
+            raw.cluster.as_ref(),
+            raw.now,
+            &role,
+            &mut facts,
+            &mut f,
+        );
+        replica_lag_rule(&role, own_lag, max_lag, &mut facts, &mut f);
+        let replication: Vec<&Replication> = doc
+            .replication
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .take(MAX_ENTRIES)
+            .collect();
+        sync_standby_rule(&role, &facts, &replication, &mut f);
+        legacy_entry(&doc, &role, &replication, healthy_state, &mut f);
+        member_facts(&doc, &role, &replication, &mut facts);
+        facts.dcs_reachable = Some(dcs_seen && cluster_answers);
+        f.facts.db = Some(facts);
+        f
     }
 }
 
-impl Probe for PatroniProbe {
-    fn name(&self) -> &str {
-        "patroni"
-    }
-    fn timeout(&self) -> Duration {
-        // The three requests run concurrently, each bounded by timeout_ms.
-        Duration::from_millis(self.cfg.timeout_ms + 250)
-    }
-    fn run<'a>(&'a self, ctx: &'a ProbeContext) -> BoxFuture<'a, Finding> {
-        Box::pin(async move { interpret(&self.cfg, &self.collect(ctx).await, ctx.now) })
+impl Patroni {
+    async fn get(&self, cfg: &Config, path: &str) -> Fetch {
+        let url = format!("{}{path}", cfg.url);
+        net::fetch(
+            &self.client,
+            http::Method::GET,
+            &url,
+            self.auth.as_deref(),
+            b"",
+            Duration::from_millis(cfg.timeout_ms),
+            cfg.max_body_bytes,
+        )
+        .await
     }
 }
 
@@ -622,11 +695,17 @@ mod tests {
         }
     }
 
+    /// `interpret` with the clock at `now`.
+    fn interpret_at(cfg: &Config, raw: &Raw, now: i64) -> Finding {
+        Patroni::interpret(cfg, &Raw { now, ..raw.clone() })
+    }
+
     fn raw(patroni: &str) -> Raw {
         Raw {
             patroni: answered(patroni),
             cluster: None,
             config: None,
+            now: 0,
         }
     }
 
@@ -667,16 +746,17 @@ mod tests {
             "\u{0}\u{1}garbage",
         ];
         for body in cases {
-            let f = interpret(&cfg(), &raw(body), 0);
+            let f = interpret_at(&cfg(), &raw(body), 0);
             assert_eq!(f.status, NodeStatus::Fail, "{body:?}");
             assert_eq!(f.reasons[0].code, "patroni_bad_response", "{body:?}");
         }
-        let f = interpret(
+        let f = interpret_at(
             &cfg(),
             &Raw {
                 patroni: Fetch::TooLarge { limit: 65536 },
                 cluster: None,
                 config: None,
+                now: 0,
             },
             0,
         );
@@ -692,8 +772,8 @@ mod tests {
             fetch: answered(r#"{"ttl":10}"#),
             at: 1000,
         });
-        assert_eq!(interpret(&cfg(), &r, 1010).status, NodeStatus::Ok);
-        let f = interpret(&cfg(), &r, 1011);
+        assert_eq!(interpret_at(&cfg(), &r, 1010).status, NodeStatus::Ok);
+        let f = interpret_at(&cfg(), &r, 1011);
         assert_eq!(f.status, NodeStatus::Degraded);
         assert_eq!(f.reasons[0].code, "dcs_unreachable");
         assert!(f.reasons[0].message.contains("11 s ago"));
@@ -706,7 +786,7 @@ mod tests {
             fetch: Fetch::NoResponse("connection closed before message completed".into()),
             at: 0,
         });
-        let f = interpret(&cfg(), &r, 5);
+        let f = interpret_at(&cfg(), &r, 5);
         assert_eq!(f.status, NodeStatus::Degraded);
         assert!(f
             .reasons
@@ -724,7 +804,7 @@ mod tests {
             ),
             at: 0,
         });
-        let f = interpret(&cfg(), &r, 0);
+        let f = interpret_at(&cfg(), &r, 0);
         assert_eq!(f.reasons[0].code, "replica_lag_unknown");
         r.cluster = Some(Timed {
             fetch: answered(
@@ -732,7 +812,7 @@ mod tests {
             ),
             at: 0,
         });
-        let f = interpret(&cfg(), &r, 0);
+        let f = interpret_at(&cfg(), &r, 0);
         assert_eq!(f.reasons[0].code, "replica_lag");
     }
 
@@ -761,8 +841,8 @@ mod tests {
     async fn collect_from(url: String) -> Raw {
         let mut c = cfg();
         c.url = url;
-        PatroniProbe::new(c)
-            .collect(&ProbeContext { cycle: 0, now: 0 })
+        Patroni::new(&c)
+            .collect(&c, &ProbeContext { cycle: 0, now: 0 })
             .await
     }
 
@@ -781,7 +861,7 @@ mod tests {
         );
         let mut c = cfg();
         c.url = url;
-        let cluster = PatroniProbe::new(c).get("/cluster").await;
+        let cluster = Patroni::new(&c).get(&c, "/cluster").await;
         assert!(matches!(cluster, Fetch::NoResponse(_)), "{cluster:?}");
 
         let mut big = b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n".to_vec();
@@ -791,7 +871,7 @@ mod tests {
 
         let garbage = b"HTTP/1.0 200 OK\r\n\r\n{\"state\": \"running\", \"role\": [1,2".to_vec();
         let raw = collect_from(server(Some(garbage)).await).await;
-        let f = interpret(&cfg(), &raw, 0);
+        let f = interpret_at(&cfg(), &raw, 0);
         assert_eq!(
             (f.status, f.reasons[0].code.as_str()),
             (NodeStatus::Fail, "patroni_bad_response")
@@ -799,7 +879,7 @@ mod tests {
 
         let not_http = b"SSH-2.0-OpenSSH_9.2\r\n".to_vec();
         let raw = collect_from(server(Some(not_http)).await).await;
-        assert_eq!(interpret(&cfg(), &raw, 0).status, NodeStatus::Fail);
+        assert_eq!(interpret_at(&cfg(), &raw, 0).status, NodeStatus::Fail);
     }
 
     #[tokio::test]
@@ -820,7 +900,7 @@ mod tests {
             fetch: answered(r#"{"synchronous_mode":true}"#),
             at: 0,
         });
-        let f = interpret(&cfg(), &r, 0);
+        let f = interpret_at(&cfg(), &r, 0);
         assert_eq!(f.reasons[0].code, "no_sync_standby");
         let status = &f.services[SERVICE].extra_info["patroni_status"];
         assert_eq!(status["role"], "primary");

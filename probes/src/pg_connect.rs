@@ -7,9 +7,11 @@
 //! `PostgreSQL` service entry with `is_remote: true`. The db node's own, deeper view of
 //! PostgreSQL is the `postgres` probe; this one is only the manager's connectivity.
 
-use crate::db_http::Secret;
-use crate::{BoxFuture, Finding, Probe, ProbeContext};
+use crate::net::{validate_endpoint, Secret};
+use crate::pg::{ConnectError, Connector, Login};
+use crate::{default_ms, Finding, ProbeContext, TypedProbe};
 use serde::{Deserialize, Serialize};
+use sr_protocol::reasons as codes;
 use sr_protocol::NodeStatus;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -31,7 +33,7 @@ pub struct Config {
     /// TLS with `sslmode=require`, trusting only this CA.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "default_ms::<3000>")]
     pub timeout_ms: u64,
 }
 
@@ -44,13 +46,10 @@ fn default_port() -> u16 {
 fn default_dbname() -> String {
     "postgres".into()
 }
-fn default_timeout_ms() -> u64 {
-    3000
-}
 
 impl Config {
     pub fn validate(&self) -> Vec<String> {
-        let mut errors = crate::amqp::validate_common(
+        let mut errors = validate_endpoint(
             &self.host,
             self.port,
             &self.user,
@@ -78,127 +77,103 @@ pub enum Raw {
     Failed(String),
 }
 
-pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
-    let mut f = Finding::ok();
-    let mut extra = serde_json::Map::new();
-    extra.insert("endpoint".into(), cfg.endpoint().into());
-    match raw {
-        Raw::Connected {
-            in_recovery,
-            connect_ms,
-        } => {
-            extra.insert("connect_ms".into(), (*connect_ms).into());
-            extra.insert("in_recovery".into(), (*in_recovery).into());
-            if *in_recovery {
-                f.worsen(
-                    NodeStatus::Fail,
-                    "db_read_only",
-                    format!(
-                        "PostgreSQL at {} is a read-only replica; the manager needs the primary",
-                        cfg.endpoint()
-                    ),
-                );
-            }
-        }
-        Raw::Failed(e) => f.worsen(
-            NodeStatus::Fail,
-            "db_unreachable",
-            format!("cannot connect to PostgreSQL at {}: {e}", cfg.endpoint()),
-        ),
-    }
-    let active = f.status == NodeStatus::Ok;
-    f.set_service(cfg.name.clone(), active, Some(true), extra);
-    f
+/// The `pg_connect` probe: its login is built once, a session is opened per cycle.
+pub struct PgConnect {
+    connector: Connector,
 }
 
-pub struct PgConnectProbe {
-    cfg: Config,
-    /// The TLS connector, or why it could not be built (reported each cycle).
-    tls: Option<Result<tokio_postgres_rustls::MakeRustlsConnect, String>>,
-    name: String,
-}
+impl TypedProbe for PgConnect {
+    const KIND: &'static str = "pg_connect";
+    type Config = Config;
+    type Raw = Raw;
 
-impl PgConnectProbe {
-    pub fn new(cfg: Config) -> Self {
-        let tls = cfg.ca_file.as_deref().map(crate::postgres::tls_connector);
-        PgConnectProbe {
-            name: format!("pg_connect:{}", cfg.name),
-            cfg,
-            tls,
-        }
+    fn new(cfg: &Config) -> Self {
+        let connector = Connector::new(&Login {
+            host: &cfg.host,
+            port: cfg.port,
+            user: &cfg.user,
+            password: cfg.password.as_ref(),
+            dbname: &cfg.dbname,
+            application_name: "status-reporter manager check",
+            connect_timeout: Duration::from_millis(cfg.timeout_ms),
+            ca_file: cfg.ca_file.as_deref(),
+        });
+        PgConnect { connector }
     }
 
-    fn pg_config(&self) -> tokio_postgres::Config {
-        let mut c = tokio_postgres::Config::new();
-        c.host(&self.cfg.host)
-            .port(self.cfg.port)
-            .user(&self.cfg.user)
-            .dbname(&self.cfg.dbname)
-            .application_name("status-reporter manager check")
-            .connect_timeout(Duration::from_millis(self.cfg.timeout_ms));
-        if let Some(p) = &self.cfg.password {
-            c.password(p.0.as_bytes());
-        }
-        if self.tls.is_some() {
-            c.ssl_mode(tokio_postgres::config::SslMode::Require);
-        }
-        c
+    fn instance(config: &Config) -> Option<&str> {
+        Some(&config.name)
     }
 
-    /// The I/O shell; the whole exchange is bounded by `timeout_ms`.
-    pub async fn collect(&self) -> Raw {
-        let work = async {
-            match &self.tls {
-                None => ask(self.pg_config(), tokio_postgres::NoTls).await,
-                Some(Ok(tls)) => ask(self.pg_config(), tls.clone()).await,
-                Some(Err(e)) => Raw::Failed(format!("TLS setup failed: {e}")),
-            }
-        };
-        tokio::time::timeout(Duration::from_millis(self.cfg.timeout_ms), work)
+    fn collect_budget(config: &Config) -> Duration {
+        Duration::from_millis(config.timeout_ms)
+    }
+
+    /// The whole exchange is bounded by `timeout_ms`.
+    async fn collect(&self, cfg: &Config, _ctx: &ProbeContext) -> Raw {
+        tokio::time::timeout(Duration::from_millis(cfg.timeout_ms), self.ask())
             .await
-            .unwrap_or_else(|_| Raw::Failed(format!("no answer within {} ms", self.cfg.timeout_ms)))
+            .unwrap_or_else(|_| Raw::Failed(format!("no answer within {} ms", cfg.timeout_ms)))
+    }
+
+    fn interpret(cfg: &Config, raw: &Raw) -> Finding {
+        let mut f = Finding::ok();
+        let mut extra = serde_json::Map::new();
+        extra.insert("endpoint".into(), cfg.endpoint().into());
+        match raw {
+            Raw::Connected {
+                in_recovery,
+                connect_ms,
+            } => {
+                extra.insert("connect_ms".into(), (*connect_ms).into());
+                extra.insert("in_recovery".into(), (*in_recovery).into());
+                if *in_recovery {
+                    f.worsen(
+                        NodeStatus::Fail,
+                        codes::DB_READ_ONLY,
+                        format!(
+                            "PostgreSQL at {} is a read-only replica; the manager needs the primary",
+                            cfg.endpoint()
+                        ),
+                    );
+                }
+            }
+            Raw::Failed(e) => f.worsen(
+                NodeStatus::Fail,
+                codes::DB_UNREACHABLE,
+                format!("cannot connect to PostgreSQL at {}: {e}", cfg.endpoint()),
+            ),
+        }
+        let active = f.status == NodeStatus::Ok;
+        f.set_service(cfg.name.clone(), active, Some(true), extra);
+        f
     }
 }
 
-async fn ask<T>(config: tokio_postgres::Config, tls: T) -> Raw
-where
-    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
-    T::Stream: Send + 'static,
-{
-    let start = Instant::now();
-    let (client, connection) = match config.connect(tls).await {
-        Ok(pair) => pair,
-        Err(e) => return Raw::Failed(sr_tls::client::error_chain(&e)),
-    };
-    let connect_ms = start.elapsed().as_millis() as u64;
-    // Ends when `client` is dropped at the end of this function.
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    match client.query_one("SELECT pg_is_in_recovery()", &[]).await {
-        Ok(row) => Raw::Connected {
-            in_recovery: row.get(0),
-            connect_ms,
-        },
-        Err(e) => Raw::Failed(sr_tls::client::error_chain(&e)),
-    }
-}
-
-impl Probe for PgConnectProbe {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn timeout(&self) -> Duration {
-        Duration::from_millis(self.cfg.timeout_ms + 250)
-    }
-    fn run<'a>(&'a self, _ctx: &'a ProbeContext) -> BoxFuture<'a, Finding> {
-        Box::pin(async move { interpret(&self.cfg, &self.collect().await) })
+impl PgConnect {
+    /// Connect, then ask whether this is a read-only replica.
+    async fn ask(&self) -> Raw {
+        let start = Instant::now();
+        let client = match self.connector.connect().await {
+            Ok(client) => client,
+            Err(ConnectError::TlsSetup(e)) => return Raw::Failed(format!("TLS setup failed: {e}")),
+            Err(ConnectError::Postgres(e)) => return Raw::Failed(sr_tls::client::error_chain(&e)),
+        };
+        let connect_ms = start.elapsed().as_millis() as u64;
+        match client.query_one("SELECT pg_is_in_recovery()", &[]).await {
+            Ok(row) => Raw::Connected {
+                in_recovery: row.get(0),
+                connect_ms,
+            },
+            Err(e) => Raw::Failed(sr_tls::client::error_chain(&e)),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Probe;
     use sr_protocol::ServiceStatus;
 
     fn cfg(port: u16) -> Config {
@@ -207,7 +182,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port,
             user: "cloudify".into(),
-            password: Some(Secret("hunter2".into())),
+            password: Some(Secret::new("hunter2")),
             dbname: "cloudify_db".into(),
             ca_file: None,
             timeout_ms: 1000,
@@ -225,7 +200,7 @@ mod tests {
 
     #[test]
     fn a_replica_endpoint_fails_and_the_entry_is_remote() {
-        let f = interpret(
+        let f = PgConnect::interpret(
             &cfg(5432),
             &Raw::Connected {
                 in_recovery: true,
@@ -235,7 +210,7 @@ mod tests {
         assert_eq!(f.status, NodeStatus::Fail);
         assert_eq!(f.reasons[0].code, "db_read_only");
         assert_eq!(f.services["PostgreSQL"].is_remote, Some(true));
-        let ok = interpret(
+        let ok = PgConnect::interpret(
             &cfg(5432),
             &Raw::Connected {
                 in_recovery: false,
@@ -251,7 +226,7 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         drop(l);
-        let f = PgConnectProbe::new(cfg(port))
+        let f = crate::Scheduled::<PgConnect>::new(cfg(port))
             .run(&ProbeContext { cycle: 0, now: 0 })
             .await;
         assert_eq!(f.status, NodeStatus::Fail);
@@ -265,12 +240,12 @@ mod tests {
     fn unreadable_ca_is_reported_each_cycle() {
         let mut c = cfg(5432);
         c.ca_file = Some("/nonexistent/ca.pem".into());
-        let p = PgConnectProbe::new(c);
+        let p = PgConnect::new(&c);
         let raw = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap()
-            .block_on(p.collect());
+            .block_on(p.collect(&c, &ProbeContext { cycle: 0, now: 0 }));
         assert!(
             matches!(&raw, Raw::Failed(e) if e.contains("TLS setup failed")),
             "{raw:?}"

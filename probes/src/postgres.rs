@@ -13,14 +13,15 @@
 //! user `postgres` unless `allow_superuser_name` is set, and a superuser login is reported
 //! as Degraded at run time whatever its name.
 
-use crate::db_http::Secret;
-use crate::{range_error, BoxFuture, Finding, Probe, ProbeContext};
+use crate::net::Secret;
+use crate::pg::{ConnectError, Connector, Login};
+use crate::{default_ms, range_error, Finding, ProbeContext, TypedProbe};
 use serde::{Deserialize, Serialize};
 use sr_protocol::facts::DbFacts;
+use sr_protocol::reasons as codes;
 use sr_protocol::NodeStatus;
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio_postgres::config::SslMode;
 
 /// Most standbys copied into facts.
 const MAX_STANDBYS: usize = 32;
@@ -41,7 +42,7 @@ pub struct Config {
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// Bound on connect and on all queries together.
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "default_ms::<1000>")]
     pub timeout_ms: u64,
     /// On a replica, received-but-not-replayed bytes tolerated before Degraded.
     #[serde(default = "default_max_replay_gap")]
@@ -57,9 +58,6 @@ fn default_host() -> String {
 }
 fn default_dbname() -> String {
     "postgres".into()
-}
-fn default_timeout_ms() -> u64 {
-    1000
 }
 fn default_max_replay_gap() -> u64 {
     1_048_576
@@ -116,113 +114,12 @@ pub enum Raw {
     },
 }
 
-pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
-    let mut facts = DbFacts::default();
-    let endpoint = format!("{}:{}", cfg.host, cfg.port);
-    let mut f = match raw {
-        Raw::ConnectFailed(e) => {
-            facts.postgres_running = Some(false);
-            Finding::fail(
-                "postgres_not_running",
-                format!("PostgreSQL at {endpoint} does not accept connections: {e}"),
-            )
-        }
-        Raw::LoginRefused(e) => {
-            facts.postgres_running = Some(true);
-            let mut f = Finding::ok();
-            f.worsen(
-                NodeStatus::Degraded,
-                "postgres_login_refused",
-                format!(
-                    "PostgreSQL at {endpoint} refused the monitoring login as {:?}: {e}",
-                    cfg.user
-                ),
-            );
-            f
-        }
-        Raw::QueryFailed(e) => {
-            facts.postgres_running = Some(true);
-            let mut f = Finding::ok();
-            f.worsen(
-                NodeStatus::Degraded,
-                "postgres_query_failed",
-                format!(
-                    "PostgreSQL at {endpoint} accepted the login but a health query failed: {e}"
-                ),
-            );
-            f
-        }
-        Raw::Primary {
-            superuser,
-            standbys,
-        } => {
-            facts.postgres_running = Some(true);
-            facts.in_recovery = Some(false);
-            for s in standbys.iter().take(MAX_STANDBYS) {
-                if let Some(lag) = s.lag_bytes {
-                    facts
-                        .replica_lag_bytes
-                        .insert(s.application_name.clone(), lag.max(0) as u64);
-                }
-            }
-            superuser_check(cfg, *superuser)
-        }
-        Raw::Replica {
-            superuser,
-            replay_gap_bytes,
-            paused,
-            receiver_status,
-            ..
-        } => {
-            facts.postgres_running = Some(true);
-            facts.in_recovery = Some(true);
-            facts.replay_paused = Some(*paused);
-            let mut f = superuser_check(cfg, *superuser);
-            if *paused {
-                f.worsen(
-                    NodeStatus::Degraded,
-                    "replay_paused",
-                    "pg_is_wal_replay_paused() is true: this replica does not apply WAL",
-                );
-            }
-            if let Some(gap) =
-                replay_gap_bytes.filter(|g| *g > 0 && *g as u64 > cfg.max_replay_gap_bytes)
-            {
-                f.worsen(
-                    NodeStatus::Degraded,
-                    "replay_lag",
-                    format!(
-                        "{gap} bytes received but not replayed (limit {})",
-                        cfg.max_replay_gap_bytes
-                    ),
-                );
-            }
-            match receiver_status.as_deref() {
-                Some("streaming") => {}
-                Some(other) => f.worsen(
-                    NodeStatus::Degraded,
-                    "wal_receiver_not_streaming",
-                    format!("WAL receiver is {other:?}, not streaming"),
-                ),
-                None => f.worsen(
-                    NodeStatus::Degraded,
-                    "wal_receiver_not_streaming",
-                    "no WAL receiver: this replica is not streaming from a primary",
-                ),
-            }
-            f
-        }
-    };
-    f.facts.db = Some(facts);
-    f
-}
-
 fn superuser_check(cfg: &Config, superuser: bool) -> Finding {
     let mut f = Finding::ok();
     if superuser {
         f.worsen(
             NodeStatus::Degraded,
-            "monitoring_role_is_superuser",
+            codes::MONITORING_ROLE_IS_SUPERUSER,
             format!(
                 "the monitoring role {:?} is a superuser; use a pg_monitor role",
                 cfg.user
@@ -232,10 +129,9 @@ fn superuser_check(cfg: &Config, superuser: bool) -> Finding {
     f
 }
 
-pub struct PostgresProbe {
-    cfg: Config,
-    /// TLS connector, or why it could not be built (reported each cycle).
-    tls: Option<Result<tokio_postgres_rustls::MakeRustlsConnect, String>>,
+/// The `postgres` probe and the session it keeps.
+pub struct Postgres {
+    connector: Connector,
     /// The monitoring connection, kept between cycles: a SCRAM login per cycle costs more
     /// than all the queries together, and one idle session is kinder to the server. A
     /// closed or failed connection is dropped and the next attempt reconnects, so a
@@ -243,44 +139,35 @@ pub struct PostgresProbe {
     conn: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
 }
 
-impl PostgresProbe {
-    pub fn new(cfg: Config) -> Self {
-        let tls = cfg.ca_file.as_deref().map(tls_connector);
-        PostgresProbe {
-            cfg,
-            tls,
+impl TypedProbe for Postgres {
+    const KIND: &'static str = "postgres";
+    type Config = Config;
+    type Raw = Raw;
+
+    fn new(cfg: &Config) -> Self {
+        let connector = Connector::new(&Login {
+            host: &cfg.host,
+            port: cfg.port,
+            user: &cfg.user,
+            password: cfg.password.as_ref(),
+            dbname: &cfg.dbname,
+            application_name: "status-reporter",
+            connect_timeout: Duration::from_millis(cfg.timeout_ms),
+            ca_file: cfg.ca_file.as_deref(),
+        });
+        Postgres {
+            connector,
             conn: tokio::sync::Mutex::new(None),
         }
     }
 
-    fn pg_config(&self) -> tokio_postgres::Config {
-        let mut c = tokio_postgres::Config::new();
-        c.host(&self.cfg.host)
-            .port(self.cfg.port)
-            .user(&self.cfg.user)
-            .dbname(&self.cfg.dbname)
-            .application_name("status-reporter")
-            .connect_timeout(Duration::from_millis(self.cfg.timeout_ms));
-        if let Some(p) = &self.cfg.password {
-            c.password(p.0.as_bytes());
-        }
-        if self.tls.is_some() {
-            c.ssl_mode(SslMode::Require);
-        }
-        c
+    fn collect_budget(config: &Config) -> Duration {
+        Duration::from_millis(config.timeout_ms)
     }
 
-    async fn connect(&self) -> Result<tokio_postgres::Client, Raw> {
-        match &self.tls {
-            None => connect(self.pg_config(), tokio_postgres::NoTls).await,
-            Some(Ok(tls)) => connect(self.pg_config(), tls.clone()).await,
-            Some(Err(e)) => Err(Raw::ConnectFailed(format!("TLS setup failed: {e}"))),
-        }
-    }
-
-    /// The I/O shell. Never fails; the whole exchange is bounded by `timeout_ms`.
-    pub async fn collect(&self) -> Raw {
-        let deadline = Duration::from_millis(self.cfg.timeout_ms);
+    /// The whole exchange is bounded by `timeout_ms`.
+    async fn collect(&self, cfg: &Config, _ctx: &ProbeContext) -> Raw {
+        let deadline = Duration::from_millis(cfg.timeout_ms);
         let work = async {
             let mut slot = self.conn.lock().await;
             if let Some(client) = slot.take().filter(|c| !c.is_closed()) {
@@ -307,36 +194,131 @@ impl PostgresProbe {
             Err(_) => {
                 // The session may be wedged: never reuse it.
                 *self.conn.lock().await = None;
-                Raw::ConnectFailed(format!("no answer within {} ms", self.cfg.timeout_ms))
+                Raw::ConnectFailed(format!("no answer within {} ms", cfg.timeout_ms))
             }
         }
     }
+
+    fn interpret(cfg: &Config, raw: &Raw) -> Finding {
+        let mut facts = DbFacts::default();
+        let endpoint = format!("{}:{}", cfg.host, cfg.port);
+        let mut f = match raw {
+            Raw::ConnectFailed(e) => {
+                facts.postgres_running = Some(false);
+                Finding::fail(
+                    codes::POSTGRES_NOT_RUNNING,
+                    format!("PostgreSQL at {endpoint} does not accept connections: {e}"),
+                )
+            }
+            Raw::LoginRefused(e) => {
+                facts.postgres_running = Some(true);
+                let mut f = Finding::ok();
+                f.worsen(
+                    NodeStatus::Degraded,
+                    codes::POSTGRES_LOGIN_REFUSED,
+                    format!(
+                        "PostgreSQL at {endpoint} refused the monitoring login as {:?}: {e}",
+                        cfg.user
+                    ),
+                );
+                f
+            }
+            Raw::QueryFailed(e) => {
+                facts.postgres_running = Some(true);
+                let mut f = Finding::ok();
+                f.worsen(
+                    NodeStatus::Degraded,
+                    codes::POSTGRES_QUERY_FAILED,
+                    format!(
+                        "PostgreSQL at {endpoint} accepted the login but a health query failed: {e}"
+                    ),
+                );
+                f
+            }
+            Raw::Primary {
+                superuser,
+                standbys,
+            } => {
+                facts.postgres_running = Some(true);
+                facts.in_recovery = Some(false);
+                for s in standbys.iter().take(MAX_STANDBYS) {
+                    if let Some(lag) = s.lag_bytes {
+                        facts
+                            .replica_lag_bytes
+                            .insert(s.application_name.clone(), lag.max(0) as u64);
+                    }
+                }
+                superuser_check(cfg, *superuser)
+            }
+            Raw::Replica {
+                superuser,
+                replay_gap_bytes,
+                paused,
+                receiver_status,
+                ..
+            } => {
+                facts.postgres_running = Some(true);
+                facts.in_recovery = Some(true);
+                facts.replay_paused = Some(*paused);
+                let mut f = superuser_check(cfg, *superuser);
+                if *paused {
+                    f.worsen(
+                        NodeStatus::Degraded,
+                        codes::REPLAY_PAUSED,
+                        "pg_is_wal_replay_paused() is true: this replica does not apply WAL",
+                    );
+                }
+                if let Some(gap) =
+                    replay_gap_bytes.filter(|g| *g > 0 && *g as u64 > cfg.max_replay_gap_bytes)
+                {
+                    f.worsen(
+                        NodeStatus::Degraded,
+                        codes::REPLAY_LAG,
+                        format!(
+                            "{gap} bytes received but not replayed (limit {})",
+                            cfg.max_replay_gap_bytes
+                        ),
+                    );
+                }
+                match receiver_status.as_deref() {
+                    Some("streaming") => {}
+                    Some(other) => f.worsen(
+                        NodeStatus::Degraded,
+                        codes::WAL_RECEIVER_NOT_STREAMING,
+                        format!("WAL receiver is {other:?}, not streaming"),
+                    ),
+                    None => f.worsen(
+                        NodeStatus::Degraded,
+                        codes::WAL_RECEIVER_NOT_STREAMING,
+                        "no WAL receiver: this replica is not streaming from a primary",
+                    ),
+                }
+                f
+            }
+        };
+        f.facts.db = Some(facts);
+        f
+    }
 }
 
-async fn connect<T>(config: tokio_postgres::Config, tls: T) -> Result<tokio_postgres::Client, Raw>
-where
-    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
-    T::Stream: Send + 'static,
-{
-    match config.connect(tls).await {
-        Ok((client, connection)) => {
-            // The connection task ends when the client is dropped or the server goes away.
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            Ok(client)
-        }
-        Err(e) => {
-            let login = e
-                .as_db_error()
-                .is_some_and(|d| d.code().code().starts_with("28"));
-            let msg = error_text(&e);
-            Err(if login {
-                Raw::LoginRefused(msg)
-            } else {
-                Raw::ConnectFailed(msg)
-            })
-        }
+impl Postgres {
+    /// A new session, or the raw that says why there is none: a refused login
+    /// (SQLSTATE class 28) apart from every other failure.
+    async fn connect(&self) -> Result<tokio_postgres::Client, Raw> {
+        self.connector.connect().await.map_err(|e| match e {
+            ConnectError::TlsSetup(e) => Raw::ConnectFailed(format!("TLS setup failed: {e}")),
+            ConnectError::Postgres(e) => {
+                let login = e
+                    .as_db_error()
+                    .is_some_and(|d| d.code().code().starts_with("28"));
+                let msg = error_text(&e);
+                if login {
+                    Raw::LoginRefused(msg)
+                } else {
+                    Raw::ConnectFailed(msg)
+                }
+            }
+        })
     }
 }
 
@@ -389,37 +371,11 @@ async fn query(client: &tokio_postgres::Client) -> Raw {
     }
 }
 
-/// A TLS connector trusting only `ca`, or why it could not be built (the probes report
-/// that each cycle). Shared with `pg_connect`.
-pub(crate) fn tls_connector(
-    ca: &std::path::Path,
-) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
-    sr_tls::client_config(ca, None)
-        .map(|mut c| {
-            // PostgreSQL negotiates TLS in-band; an h2 ALPN offer means nothing to it.
-            c.alpn_protocols.clear();
-            tokio_postgres_rustls::MakeRustlsConnect::new(c)
-        })
-        .map_err(|e| e.to_string())
-}
-
 /// tokio-postgres' top-level message ("db error") hides the server's text; join the chain.
 fn error_text(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
         None => sr_tls::client::error_chain(e),
-    }
-}
-
-impl Probe for PostgresProbe {
-    fn name(&self) -> &str {
-        "postgres"
-    }
-    fn timeout(&self) -> Duration {
-        Duration::from_millis(self.cfg.timeout_ms + 250)
-    }
-    fn run<'a>(&'a self, _ctx: &'a ProbeContext) -> BoxFuture<'a, Finding> {
-        Box::pin(async move { interpret(&self.cfg, &self.collect().await) })
     }
 }
 
@@ -446,10 +402,10 @@ mod tests {
 
     #[test]
     fn not_running_is_fail_and_login_refused_is_degraded() {
-        let f = interpret(&cfg(), &Raw::ConnectFailed("Connection refused".into()));
+        let f = Postgres::interpret(&cfg(), &Raw::ConnectFailed("Connection refused".into()));
         assert_eq!(f.status, NodeStatus::Fail);
         assert_eq!(f.reasons[0].code, "postgres_not_running");
-        let f = interpret(
+        let f = Postgres::interpret(
             &cfg(),
             &Raw::LoginRefused("28P01: password authentication failed".into()),
         );
@@ -466,7 +422,7 @@ mod tests {
             paused: true,
             receiver_status: None,
         };
-        let f = interpret(&cfg(), &raw);
+        let f = Postgres::interpret(&cfg(), &raw);
         let codes: Vec<_> = f.reasons.iter().map(|r| r.code.as_str()).collect();
         assert_eq!(
             codes,
@@ -499,7 +455,7 @@ mod tests {
                 },
             ],
         };
-        let f = interpret(&cfg(), &raw);
+        let f = Postgres::interpret(&cfg(), &raw);
         assert_eq!(f.status, NodeStatus::Ok);
         let db = f.facts.db.unwrap();
         assert_eq!(db.in_recovery, Some(false));
@@ -514,7 +470,9 @@ mod tests {
         drop(listener);
         let mut c = cfg();
         c.port = port;
-        let raw = PostgresProbe::new(c).collect().await;
+        let raw = Postgres::new(&c)
+            .collect(&c, &ProbeContext { cycle: 0, now: 0 })
+            .await;
         assert!(matches!(raw, Raw::ConnectFailed(_)), "{raw:?}");
     }
 }

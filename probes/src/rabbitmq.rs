@@ -18,17 +18,18 @@
 //!
 //! Slow path, every `amqp_every` cycles (and at once after a cycle in which the management
 //! API failed, so "management down but AMQP fine" is reported from fresh data): the AMQP
-//! round trip in [`crate::amqp`]. Between runs the last outcome is reused with its age.
+//! round trip in [`crate::net::amqp`]. Between runs the last outcome is reused with its age.
 //!
 //! `interpret` is pure: a local alarm, a partition, the management API or AMQP being
 //! unreachable → Fail; certificates expiring within N days, fd use over the threshold, a
 //! peer not running → Degraded. Every reason says which path (management or AMQP) saw it.
 
-use crate::amqp::{self, Outcome};
-use crate::db_http::{basic_auth, fetch, Fetch, Secret, TlsFiles};
-use crate::{range_error, BoxFuture, Finding, Probe, ProbeContext};
+use crate::net::amqp::{self, Outcome};
+use crate::net::{basic_auth, fetch, validate_endpoint, Fetch, Secret, TlsFiles};
+use crate::{default_ms, range_error, yes, Finding, ProbeContext, TypedProbe};
 use serde::{Deserialize, Serialize};
 use sr_protocol::facts::BrokerFacts;
+use sr_protocol::reasons as codes;
 use sr_protocol::NodeStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -74,7 +75,7 @@ pub struct Config {
     /// Publish with confirms and get the message back, not just connect.
     #[serde(default = "yes")]
     pub amqp_publish: bool,
-    #[serde(default = "default_amqp_timeout_ms")]
+    #[serde(default = "default_ms::<5000>")]
     pub amqp_timeout_ms: u64,
     /// Degraded when a TLS listener's certificate expires within this many days.
     #[serde(default = "default_cert_days")]
@@ -83,7 +84,7 @@ pub struct Config {
     #[serde(default = "default_fd_ratio")]
     pub fd_warn_ratio: f64,
     /// Deadline of each management request.
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "default_ms::<2000>")]
     pub timeout_ms: u64,
     /// Largest management response read; `/api/nodes` with our columns is ~1 KB a node.
     #[serde(default = "default_max_body")]
@@ -99,20 +100,11 @@ fn default_amqp_host() -> String {
 fn default_amqp_every() -> u64 {
     6
 }
-fn yes() -> bool {
-    true
-}
-fn default_amqp_timeout_ms() -> u64 {
-    5000
-}
 fn default_cert_days() -> u32 {
     30
 }
 fn default_fd_ratio() -> f64 {
     0.9
-}
-fn default_timeout_ms() -> u64 {
-    2000
 }
 fn default_max_body() -> usize {
     1 << 20
@@ -124,7 +116,7 @@ impl Config {
         if self.management_url.trim_end_matches('/').contains('?') {
             errors.push("management_url must not carry a query".into());
         }
-        errors.extend(amqp::validate_common(
+        errors.extend(validate_endpoint(
             &self.amqp_host,
             self.amqp_port,
             &self.username,
@@ -423,204 +415,304 @@ fn ratio(used: Option<u64>, total: Option<u64>) -> Option<f64> {
 
 // ---- interpret (pure) --------------------------------------------------------------
 
-/// The node's status from one cycle's observations.
-pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
-    let mut f = Finding::ok();
-    let mut facts = BrokerFacts::default();
-    let mut extra = serde_json::Map::new();
-    let mut mgmt_errors: Vec<String> = Vec::new();
+// ---- the rules (pure) --------------------------------------------------------------
 
-    let overview = parse_overview(&raw.overview);
-    let node = match &overview {
-        Ok(o) => Some(o.node.clone()),
-        Err(e) => {
-            mgmt_errors.push(format!("/api/overview: {e}"));
-            cfg.node_name.clone()
-        }
-    };
-    let me = node.clone().unwrap_or_else(|| "this node".into());
-    facts.node_name = node.clone();
+/// One cycle's verdict as the rules build it: each rule reads one observation, adds its
+/// reasons and facts, and files a management call it could not use under `mgmt_errors`
+/// for [`Judgement::management`] to report once.
+struct Judgement<'a> {
+    cfg: &'a Config,
+    f: Finding,
+    facts: BrokerFacts,
+    extra: serde_json::Map<String, serde_json::Value>,
+    mgmt_errors: Vec<String>,
+    /// This node's name, from the overview or the config.
+    node: Option<String>,
+    /// How reasons name this node.
+    me: String,
+}
 
-    // Local alarms: the authoritative, live node signal.
-    let mut alarm_reported = false;
-    match parse_check(&raw.local_alarms) {
-        Ok(None) => facts.local_alarm = Some(false),
-        Ok(Some(c)) => {
-            facts.local_alarm = Some(true);
-            alarm_reported = true;
-            let resources: Vec<String> = c
-                .alarms
-                .iter()
-                .flatten()
-                .filter_map(|a| a.resource.clone())
-                .collect();
-            let what = if resources.is_empty() {
-                check_reason(&c)
-            } else {
-                resources.join(", ")
-            };
-            f.worsen(
-                NodeStatus::Fail,
-                "local_alarm",
-                format!("resource alarm in effect on {me}: {what} (publishers are blocked)"),
-            );
+impl<'a> Judgement<'a> {
+    /// Starts from the overview, which names this node.
+    fn new(cfg: &'a Config, raw: &Raw) -> Self {
+        let mut mgmt_errors = Vec::new();
+        let node = match parse_overview(&raw.overview) {
+            Ok(o) => Some(o.node),
+            Err(e) => {
+                mgmt_errors.push(format!("/api/overview: {e}"));
+                cfg.node_name.clone()
+            }
+        };
+        let facts = BrokerFacts {
+            node_name: node.clone(),
+            ..Default::default()
+        };
+        Judgement {
+            cfg,
+            f: Finding::ok(),
+            facts,
+            extra: serde_json::Map::new(),
+            mgmt_errors,
+            me: node.clone().unwrap_or_else(|| "this node".into()),
+            node,
         }
-        Err(e) => mgmt_errors.push(format!("/api/health/checks/local-alarms: {e}")),
     }
-    match parse_check(&raw.port_listener) {
-        Ok(None) => {}
-        Ok(Some(c)) => f.worsen(
-            NodeStatus::Fail,
-            "amqp_listener_missing",
-            format!(
-                "no AMQP listener on port {} on {me} (management API: {})",
-                cfg.amqp_port,
-                check_reason(&c)
-            ),
-        ),
-        Err(e) => mgmt_errors.push(format!(
-            "/api/health/checks/port-listener/{}: {e}",
-            cfg.amqp_port
-        )),
+
+    /// Local alarms: the authoritative, live node signal. Returns whether it reported one.
+    fn local_alarms(&mut self, reply: &Reply) -> bool {
+        match parse_check(reply) {
+            Ok(None) => self.facts.local_alarm = Some(false),
+            Ok(Some(c)) => {
+                self.facts.local_alarm = Some(true);
+                let resources: Vec<String> = c
+                    .alarms
+                    .iter()
+                    .flatten()
+                    .filter_map(|a| a.resource.clone())
+                    .collect();
+                let what = if resources.is_empty() {
+                    check_reason(&c)
+                } else {
+                    resources.join(", ")
+                };
+                self.f.worsen(
+                    NodeStatus::Fail,
+                    codes::LOCAL_ALARM,
+                    format!(
+                        "resource alarm in effect on {}: {what} (publishers are blocked)",
+                        self.me
+                    ),
+                );
+                return true;
+            }
+            Err(e) => self
+                .mgmt_errors
+                .push(format!("/api/health/checks/local-alarms: {e}")),
+        }
+        false
     }
-    match parse_check(&raw.virtual_hosts) {
-        Ok(None) => {}
-        Ok(Some(c)) => f.worsen(
-            NodeStatus::Fail,
-            "vhosts_down",
-            format!("virtual hosts not running on {me}: {}", check_reason(&c)),
-        ),
-        Err(e) => mgmt_errors.push(format!("/api/health/checks/virtual-hosts: {e}")),
-    }
-    if let Some(cert) = &raw.certificate_expiration {
-        match parse_check(cert) {
+
+    /// The AMQP port has a listener.
+    fn port_listener(&mut self, reply: &Reply) {
+        let port = self.cfg.amqp_port;
+        match parse_check(reply) {
             Ok(None) => {}
-            Ok(Some(c)) => f.worsen(
-                NodeStatus::Degraded,
-                "certificate_expiring",
+            Ok(Some(c)) => self.f.worsen(
+                NodeStatus::Fail,
+                codes::AMQP_LISTENER_MISSING,
                 format!(
-                    "a TLS listener certificate on {me} expires within {} days: {}",
-                    cfg.cert_expiry_days,
+                    "no AMQP listener on port {port} on {} (management API: {})",
+                    self.me,
                     check_reason(&c)
                 ),
             ),
-            Err(e) => mgmt_errors.push(format!("/api/health/checks/certificate-expiration: {e}")),
+            Err(e) => self
+                .mgmt_errors
+                .push(format!("/api/health/checks/port-listener/{port}: {e}")),
         }
     }
 
-    // This node's view of the cluster.
-    let mut cluster_status = serde_json::Map::new();
-    let nodes: Result<Vec<NodeEntry>, String> = match &raw.nodes {
-        Reply::Answered { status: 200, body } => parse_json(body),
-        r => Err(reply_problem(r).unwrap_or_else(|| "unexpected status".into())),
-    };
-    match nodes {
-        Err(e) => mgmt_errors.push(format!("/api/nodes: {e}")),
-        Ok(nodes) if nodes.is_empty() => mgmt_errors.push("/api/nodes: empty list".into()),
-        Ok(nodes) if nodes.len() > MAX_MEMBERS => mgmt_errors.push(format!(
-            "/api/nodes: {} members, more than {MAX_MEMBERS}",
-            nodes.len()
-        )),
-        Ok(nodes)
-            if nodes
-                .iter()
-                .any(|n| n.name.is_empty() || n.name.len() > MAX_NODE_NAME) =>
-        {
-            mgmt_errors.push(format!(
-                "/api/nodes: a node name is empty or longer than {MAX_NODE_NAME} bytes"
-            ))
-        }
-        Ok(nodes) => {
-            for n in &nodes {
-                let running = n.running == Some(true);
-                facts.cluster_view.insert(n.name.clone(), running);
-                cluster_status.insert(n.name.clone(), if running { "OK" } else { "Fail" }.into());
-                let is_me = node.as_deref() == Some(n.name.as_str());
-                let parts = n.partitions.clone().unwrap_or_default();
-                if !parts.is_empty() {
-                    if is_me {
-                        facts.partitions = parts.clone();
-                    }
-                    f.worsen(
-                        NodeStatus::Fail,
-                        "partition",
-                        format!(
-                            "{} reports a network partition with {} (as seen from {me})",
-                            n.name,
-                            parts.join(", ")
-                        ),
-                    );
-                }
-                if is_me {
-                    let alarms: Vec<&str> =
-                        [(n.mem_alarm, "memory"), (n.disk_free_alarm, "disk space")]
-                            .into_iter()
-                            .filter(|(flag, _)| *flag == Some(true))
-                            .map(|(_, what)| what)
-                            .collect();
-                    // `/api/nodes` lags the live check by up to 5 s; it only adds a reason
-                    // when the live check could not be read.
-                    if !alarms.is_empty() && !alarm_reported && facts.local_alarm != Some(false) {
-                        facts.local_alarm = Some(true);
-                        f.worsen(
-                            NodeStatus::Fail,
-                            "local_alarm",
-                            format!("resource alarm in effect on {me}: {}", alarms.join(", ")),
-                        );
-                    }
-                    if let Some(r) = ratio(n.fd_used, n.fd_total) {
-                        if r > cfg.fd_warn_ratio {
-                            f.worsen(
-                                NodeStatus::Degraded,
-                                "fd_usage",
-                                format!(
-                                    "{me} uses {:.0}% of its file descriptors ({}/{})",
-                                    r * 100.0,
-                                    n.fd_used.unwrap_or(0),
-                                    n.fd_total.unwrap_or(0)
-                                ),
-                            );
-                        }
-                    }
-                    let metrics: serde_json::Map<String, serde_json::Value> = [
-                        ("mem_used", n.mem_used),
-                        ("mem_limit", n.mem_limit),
-                        ("disk_free", n.disk_free),
-                        ("disk_free_limit", n.disk_free_limit),
-                        ("fd_used", n.fd_used),
-                        ("fd_total", n.fd_total),
-                        ("sockets_used", n.sockets_used),
-                        ("sockets_total", n.sockets_total),
-                        ("uptime_ms", n.uptime),
-                    ]
-                    .into_iter()
-                    .filter_map(|(k, v)| v.map(|v| (k.to_string(), v.into())))
-                    .collect();
-                    extra.insert("metrics".into(), metrics.into());
-                } else if !running {
-                    f.reasons.push(
-                        sr_protocol::Reason::new(
-                            "peer_down",
-                            format!(
-                                "cluster member {} is not running (as seen from {me})",
-                                n.name
-                            ),
-                        )
-                        .on_node(n.name.clone()),
-                    );
-                    f.status = f.status.max(NodeStatus::Degraded);
-                }
-            }
-            if let Some(me_name) = &node {
-                if !facts.cluster_view.contains_key(me_name) {
-                    mgmt_errors.push(format!("/api/nodes does not list this node ({me_name})"));
-                }
-            }
+    /// Every virtual host runs on this node.
+    fn virtual_hosts(&mut self, reply: &Reply) {
+        match parse_check(reply) {
+            Ok(None) => {}
+            Ok(Some(c)) => self.f.worsen(
+                NodeStatus::Fail,
+                codes::VHOSTS_DOWN,
+                format!(
+                    "virtual hosts not running on {}: {}",
+                    self.me,
+                    check_reason(&c)
+                ),
+            ),
+            Err(e) => self
+                .mgmt_errors
+                .push(format!("/api/health/checks/virtual-hosts: {e}")),
         }
     }
 
-    facts.management_ok = Some(mgmt_errors.is_empty());
-    if !mgmt_errors.is_empty() {
+    /// No TLS listener certificate expires within `cert_expiry_days`.
+    fn certificates(&mut self, reply: &Reply) {
+        match parse_check(reply) {
+            Ok(None) => {}
+            Ok(Some(c)) => self.f.worsen(
+                NodeStatus::Degraded,
+                codes::CERTIFICATE_EXPIRING,
+                format!(
+                    "a TLS listener certificate on {} expires within {} days: {}",
+                    self.me,
+                    self.cfg.cert_expiry_days,
+                    check_reason(&c)
+                ),
+            ),
+            Err(e) => self
+                .mgmt_errors
+                .push(format!("/api/health/checks/certificate-expiration: {e}")),
+        }
+    }
+
+    /// This node's view of the cluster from `/api/nodes`: partitions, peers down and its
+    /// own alarms, fd use and metrics. Returns the legacy `cluster_status` map.
+    fn cluster_view(
+        &mut self,
+        reply: &Reply,
+        alarm_reported: bool,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut cluster_status = serde_json::Map::new();
+        let nodes: Result<Vec<NodeEntry>, String> = match reply {
+            Reply::Answered { status: 200, body } => parse_json(body),
+            r => Err(reply_problem(r).unwrap_or_else(|| "unexpected status".into())),
+        };
+        let nodes = match nodes {
+            Err(e) => return self.unusable_nodes(format!("/api/nodes: {e}"), cluster_status),
+            Ok(nodes) if nodes.is_empty() => {
+                return self.unusable_nodes("/api/nodes: empty list".into(), cluster_status)
+            }
+            Ok(nodes) if nodes.len() > MAX_MEMBERS => {
+                let e = format!(
+                    "/api/nodes: {} members, more than {MAX_MEMBERS}",
+                    nodes.len()
+                );
+                return self.unusable_nodes(e, cluster_status);
+            }
+            Ok(nodes)
+                if nodes
+                    .iter()
+                    .any(|n| n.name.is_empty() || n.name.len() > MAX_NODE_NAME) =>
+            {
+                let e = format!(
+                    "/api/nodes: a node name is empty or longer than {MAX_NODE_NAME} bytes"
+                );
+                return self.unusable_nodes(e, cluster_status);
+            }
+            Ok(nodes) => nodes,
+        };
+        for n in &nodes {
+            let running = n.running == Some(true);
+            self.facts.cluster_view.insert(n.name.clone(), running);
+            cluster_status.insert(n.name.clone(), if running { "OK" } else { "Fail" }.into());
+            let is_me = self.node.as_deref() == Some(n.name.as_str());
+            self.partitions(n, is_me);
+            if is_me {
+                self.own_entry(n, alarm_reported);
+            } else if !running {
+                self.peer_down(n);
+            }
+        }
+        if let Some(me_name) = &self.node {
+            if !self.facts.cluster_view.contains_key(me_name) {
+                self.mgmt_errors
+                    .push(format!("/api/nodes does not list this node ({me_name})"));
+            }
+        }
+        cluster_status
+    }
+
+    fn unusable_nodes(
+        &mut self,
+        error: String,
+        cluster_status: serde_json::Map<String, serde_json::Value>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        self.mgmt_errors.push(error);
+        cluster_status
+    }
+
+    /// A member that reports a partition splits the cluster.
+    fn partitions(&mut self, n: &NodeEntry, is_me: bool) {
+        let parts = n.partitions.clone().unwrap_or_default();
+        if parts.is_empty() {
+            return;
+        }
+        if is_me {
+            self.facts.partitions = parts.clone();
+        }
+        self.f.worsen(
+            NodeStatus::Fail,
+            codes::PARTITION,
+            format!(
+                "{} reports a network partition with {} (as seen from {})",
+                n.name,
+                parts.join(", "),
+                self.me
+            ),
+        );
+    }
+
+    /// This node's own entry: alarms (only when the live check could not be read), fd
+    /// use, and its metrics for the legacy entry.
+    fn own_entry(&mut self, n: &NodeEntry, alarm_reported: bool) {
+        let alarms: Vec<&str> = [(n.mem_alarm, "memory"), (n.disk_free_alarm, "disk space")]
+            .into_iter()
+            .filter(|(flag, _)| *flag == Some(true))
+            .map(|(_, what)| what)
+            .collect();
+        // `/api/nodes` lags the live check by up to 5 s; it only adds a reason
+        // when the live check could not be read.
+        if !alarms.is_empty() && !alarm_reported && self.facts.local_alarm != Some(false) {
+            self.facts.local_alarm = Some(true);
+            self.f.worsen(
+                NodeStatus::Fail,
+                codes::LOCAL_ALARM,
+                format!(
+                    "resource alarm in effect on {}: {}",
+                    self.me,
+                    alarms.join(", ")
+                ),
+            );
+        }
+        if let Some(r) = ratio(n.fd_used, n.fd_total) {
+            if r > self.cfg.fd_warn_ratio {
+                self.f.worsen(
+                    NodeStatus::Degraded,
+                    codes::FD_USAGE,
+                    format!(
+                        "{} uses {:.0}% of its file descriptors ({}/{})",
+                        self.me,
+                        r * 100.0,
+                        n.fd_used.unwrap_or(0),
+                        n.fd_total.unwrap_or(0)
+                    ),
+                );
+            }
+        }
+        let metrics: serde_json::Map<String, serde_json::Value> = [
+            ("mem_used", n.mem_used),
+            ("mem_limit", n.mem_limit),
+            ("disk_free", n.disk_free),
+            ("disk_free_limit", n.disk_free_limit),
+            ("fd_used", n.fd_used),
+            ("fd_total", n.fd_total),
+            ("sockets_used", n.sockets_used),
+            ("sockets_total", n.sockets_total),
+            ("uptime_ms", n.uptime),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_string(), v.into())))
+        .collect();
+        self.extra.insert("metrics".into(), metrics.into());
+    }
+
+    /// Another member not running, as this node sees it: Degraded, on that member.
+    fn peer_down(&mut self, n: &NodeEntry) {
+        self.f.reasons.push(
+            codes::PEER_DOWN
+                .reason(format!(
+                    "cluster member {} is not running (as seen from {})",
+                    n.name, self.me
+                ))
+                .on_node(n.name.clone()),
+        );
+        self.f.status = self.f.status.max(NodeStatus::Degraded);
+    }
+
+    /// Management calls that could not be used: one Fail reason saying which, and
+    /// whether AMQP still works.
+    fn management(&mut self, raw: &Raw) {
+        self.facts.management_ok = Some(self.mgmt_errors.is_empty());
+        if self.mgmt_errors.is_empty() {
+            return;
+        }
+        let base = self.cfg.base();
         let all_unreachable = [
             &raw.overview,
             &raw.local_alarms,
@@ -632,77 +724,86 @@ pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
         .all(|r| matches!(r, Reply::Failed { .. }));
         let (code, head) = if all_unreachable {
             (
-                "management_unreachable",
-                format!("management API {} unreachable", cfg.base()),
+                codes::MANAGEMENT_UNREACHABLE,
+                format!("management API {base} unreachable"),
             )
         } else {
             (
-                "management_error",
-                format!("management API {} gave unusable answers", cfg.base()),
+                codes::MANAGEMENT_ERROR,
+                format!("management API {base} gave unusable answers"),
             )
         };
         let amqp_note = match &raw.amqp {
             Some(seen) if seen.outcome.ok() => format!(
                 "; AMQP on port {} still works ({} cycles ago)",
-                cfg.amqp_port, seen.cycles_ago
+                self.cfg.amqp_port, seen.cycles_ago
             ),
             Some(_) => String::new(),
             None => "; AMQP not checked yet".into(),
         };
-        let mut msg = format!("{head}: {}{amqp_note}", mgmt_errors[0]);
-        if mgmt_errors.len() > 1 {
+        let mut msg = format!("{head}: {}{amqp_note}", self.mgmt_errors[0]);
+        if self.mgmt_errors.len() > 1 {
             msg.push_str(&format!(
                 " (+{} more failed management calls)",
-                mgmt_errors.len() - 1
+                self.mgmt_errors.len() - 1
             ));
         }
-        f.worsen(NodeStatus::Fail, code, msg);
+        self.f.worsen(NodeStatus::Fail, code, msg);
     }
 
-    // AMQP, the path real clients take.
-    if let Some(seen) = &raw.amqp {
-        let target = cfg.amqp_target().describe();
-        facts.amqp_ok = Some(seen.outcome.ok());
-        facts.amqp_blocked = Some(seen.outcome.blocked);
+    /// AMQP, the path real clients take.
+    fn amqp(&mut self, seen: &AmqpSeen) {
+        let target = self.cfg.amqp_target().describe();
+        self.facts.amqp_ok = Some(seen.outcome.ok());
+        self.facts.amqp_blocked = Some(seen.outcome.blocked);
         if let Some(msg) = seen.outcome.describe_failure(&target) {
             // A connection blocked by an alarm on another node is that node's fault; this
             // node is judged by its own local alarm check above.
-            if !(seen.outcome.blocked && facts.local_alarm == Some(false)) {
-                let mgmt_note = if facts.management_ok == Some(true) {
+            if !(seen.outcome.blocked && self.facts.local_alarm == Some(false)) {
+                let mgmt_note = if self.facts.management_ok == Some(true) {
                     "; management API answers"
                 } else {
                     ""
                 };
-                f.worsen(NodeStatus::Fail, "amqp_failed", format!("{msg}{mgmt_note}"));
+                self.f.worsen(
+                    NodeStatus::Fail,
+                    codes::AMQP_FAILED,
+                    format!("{msg}{mgmt_note}"),
+                );
             }
         }
         let mut a = serde_json::to_value(&seen.outcome).unwrap_or_default();
         if let Some(obj) = a.as_object_mut() {
             obj.insert("cycles_ago".into(), seen.cycles_ago.into());
         }
-        extra.insert("amqp".into(), a);
+        self.extra.insert("amqp".into(), a);
     }
 
-    // The legacy shape: node_status like the health check 5.0.5 used, cluster_status as
-    // this node sees the members.
-    let node_status = if f.status == NodeStatus::Fail {
-        serde_json::json!({"status": "failed", "reason": f.reasons.first().map(|r| r.message.clone()).unwrap_or_default()})
-    } else {
-        serde_json::json!({"status": "ok"})
-    };
-    extra.insert("node_status".into(), node_status);
-    extra.insert("cluster_status".into(), cluster_status.into());
-    if let Some(n) = &node {
-        extra.insert("node_name".into(), n.clone().into());
+    /// The legacy shape: node_status like the health check 5.0.5 used, cluster_status as
+    /// this node sees the members.
+    fn finish(mut self, cluster_status: serde_json::Map<String, serde_json::Value>) -> Finding {
+        let mut f = self.f;
+        let node_status = if f.status == NodeStatus::Fail {
+            serde_json::json!({"status": "failed", "reason": f.reasons.first().map(|r| r.message.clone()).unwrap_or_default()})
+        } else {
+            serde_json::json!({"status": "ok"})
+        };
+        self.extra.insert("node_status".into(), node_status);
+        self.extra
+            .insert("cluster_status".into(), cluster_status.into());
+        if let Some(n) = &self.node {
+            self.extra.insert("node_name".into(), n.clone().into());
+        }
+        let active = f.status != NodeStatus::Fail;
+        f.set_service(SERVICE, active, None, self.extra);
+        f.facts.broker = Some(self.facts);
+        f
     }
-    let active = f.status != NodeStatus::Fail;
-    f.set_service(SERVICE, active, None, extra);
-    f.facts.broker = Some(facts);
-    f
 }
 
-pub struct RabbitmqProbe {
-    cfg: Config,
+/// The `rabbitmq` probe: its management client and credentials, the last AMQP outcome,
+/// and whether the last management API answers were usable.
+pub struct Rabbitmq {
     client: Result<sr_tls::HttpsClient, String>,
     auth: String,
     /// The last AMQP outcome and the cycle it was taken in.
@@ -711,36 +812,42 @@ pub struct RabbitmqProbe {
     mgmt_failed: AtomicBool,
 }
 
-impl RabbitmqProbe {
-    pub fn new(cfg: Config) -> Self {
-        let client = cfg.tls.client(Duration::from_millis(cfg.timeout_ms));
-        let auth = basic_auth(&cfg.username, &cfg.password.0);
-        RabbitmqProbe {
-            cfg,
-            client,
-            auth,
+impl TypedProbe for Rabbitmq {
+    const KIND: &'static str = "rabbitmq";
+    type Config = Config;
+    type Raw = Raw;
+
+    fn new(cfg: &Config) -> Self {
+        Rabbitmq {
+            client: cfg.tls.client(Duration::from_millis(cfg.timeout_ms)),
+            auth: basic_auth(&cfg.username, &cfg.password),
             last_amqp: Mutex::new(None),
             mgmt_failed: AtomicBool::new(false),
         }
     }
 
+    /// Management (two sequential steps at most) and AMQP run concurrently.
+    fn collect_budget(cfg: &Config) -> Duration {
+        Duration::from_millis(2 * cfg.timeout_ms).max(amqp::round_trip_budget(
+            Duration::from_millis(cfg.amqp_timeout_ms),
+        ))
+    }
+
     /// One full collection for `ctx.cycle`.
-    pub async fn collect(&self, ctx: &ProbeContext) -> Raw {
-        let due = self.cfg.amqp_every > 0
-            && (ctx.cycle.is_multiple_of(self.cfg.amqp_every)
+    async fn collect(&self, cfg: &Config, ctx: &ProbeContext) -> Raw {
+        let due = cfg.amqp_every > 0
+            && (ctx.cycle.is_multiple_of(cfg.amqp_every)
                 || self.mgmt_failed.load(Ordering::Relaxed)
                 || self.last_amqp.lock().map(|g| g.is_none()).unwrap_or(true));
         let amqp_fut = async {
             if due {
-                Some(amqp::round_trip(&self.cfg.amqp_target()).await)
+                Some(amqp::round_trip(&cfg.amqp_target()).await)
             } else {
                 None
             }
         };
-        let (mut raw, fresh) = tokio::join!(
-            collect_management(&self.cfg, &self.client, &self.auth),
-            amqp_fut
-        );
+        let (mut raw, fresh) =
+            tokio::join!(collect_management(cfg, &self.client, &self.auth), amqp_fut);
         let mut last = self.last_amqp.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(o) = fresh {
             *last = Some((ctx.cycle, o));
@@ -751,23 +858,26 @@ impl RabbitmqProbe {
         });
         raw
     }
-}
 
-impl Probe for RabbitmqProbe {
-    fn name(&self) -> &str {
-        "rabbitmq"
+    /// The node's status from one cycle's observations.
+    fn interpret(cfg: &Config, raw: &Raw) -> Finding {
+        let mut j = Judgement::new(cfg, raw);
+        let alarm_reported = j.local_alarms(&raw.local_alarms);
+        j.port_listener(&raw.port_listener);
+        j.virtual_hosts(&raw.virtual_hosts);
+        if let Some(cert) = &raw.certificate_expiration {
+            j.certificates(cert);
+        }
+        let cluster_status = j.cluster_view(&raw.nodes, alarm_reported);
+        j.management(raw);
+        if let Some(seen) = &raw.amqp {
+            j.amqp(seen);
+        }
+        j.finish(cluster_status)
     }
-    fn timeout(&self) -> Duration {
-        // Management (two sequential steps at most) and AMQP run concurrently.
-        Duration::from_millis((2 * self.cfg.timeout_ms).max(self.cfg.amqp_timeout_ms + 500) + 250)
-    }
-    fn run<'a>(&'a self, ctx: &'a ProbeContext) -> BoxFuture<'a, Finding> {
-        Box::pin(async move {
-            let raw = self.collect(ctx).await;
-            let finding = interpret(&self.cfg, &raw);
-            let mgmt_ok = finding.facts.broker.as_ref().and_then(|b| b.management_ok) == Some(true);
-            self.mgmt_failed.store(!mgmt_ok, Ordering::Relaxed);
-            finding
-        })
+
+    fn remember(&self, finding: &Finding) {
+        let mgmt_ok = finding.facts.broker.as_ref().and_then(|b| b.management_ok) == Some(true);
+        self.mgmt_failed.store(!mgmt_ok, Ordering::Relaxed);
     }
 }

@@ -1,63 +1,84 @@
 //! The one list of probe kinds. A probe is configured as a `[[probes]]` table whose
 //! `kind` picks the variant; unknown kinds and unknown keys are errors.
+//!
+//! Each kind is one line of [`probe_kinds!`]: the variant, and the [`TypedProbe`] whose
+//! config it holds. The config enum, validation and building all come from that line.
 
-use crate::Probe;
+use crate::{Probe, Scheduled, TypedProbe};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum ProbeConfig {
-    Tcp(crate::tcp::Config),
-    Host(crate::host::Config),
-    Services(crate::services::Config),
-    Http(crate::http::Config),
-    Patroni(crate::patroni::Config),
-    Etcd(crate::etcd::Config),
-    Postgres(crate::postgres::Config),
-    Rabbitmq(crate::rabbitmq::Config),
-    Amqp(crate::amqp::Config),
-    CollectorSelf(crate::collector_self::Config),
-    PgConnect(crate::pg_connect::Config),
-}
-
-impl ProbeConfig {
-    /// Every problem with this probe's settings, prefixed with its kind.
-    pub fn validate(&self) -> Vec<String> {
-        let (kind, errors) = match self {
-            ProbeConfig::Tcp(c) => ("tcp", c.validate()),
-            ProbeConfig::Host(c) => ("host", c.validate()),
-            ProbeConfig::Services(c) => ("services", c.validate()),
-            ProbeConfig::Http(c) => ("http", c.validate()),
-            ProbeConfig::Patroni(c) => ("patroni", c.validate()),
-            ProbeConfig::Etcd(c) => ("etcd", c.validate()),
-            ProbeConfig::Postgres(c) => ("postgres", c.validate()),
-            ProbeConfig::Rabbitmq(c) => ("rabbitmq", c.validate()),
-            ProbeConfig::Amqp(c) => ("amqp", c.validate()),
-            ProbeConfig::CollectorSelf(c) => ("collector_self", c.validate()),
-            ProbeConfig::PgConnect(c) => ("pg_connect", c.validate()),
-        };
-        errors
-            .into_iter()
-            .map(|e| format!("probe {kind}: {e}"))
-            .collect()
-    }
-}
-
-/// Builds the probe instance for one config entry.
-pub fn build(cfg: &ProbeConfig) -> Box<dyn Probe> {
-    match cfg {
-        ProbeConfig::Tcp(c) => Box::new(crate::tcp::TcpProbe::new(c.clone())),
-        ProbeConfig::Host(c) => Box::new(crate::host::HostProbe::new(c.clone())),
-        ProbeConfig::Services(c) => Box::new(crate::services::ServicesProbe::new(c.clone())),
-        ProbeConfig::Http(c) => Box::new(crate::http::HttpProbe::new(c.clone())),
-        ProbeConfig::Patroni(c) => Box::new(crate::patroni::PatroniProbe::new(c.clone())),
-        ProbeConfig::Etcd(c) => Box::new(crate::etcd::EtcdProbe::new(c.clone())),
-        ProbeConfig::Postgres(c) => Box::new(crate::postgres::PostgresProbe::new(c.clone())),
-        ProbeConfig::Rabbitmq(c) => Box::new(crate::rabbitmq::RabbitmqProbe::new(c.clone())),
-        ProbeConfig::Amqp(c) => Box::new(crate::amqp::AmqpProbe::new(c.clone())),
-        ProbeConfig::CollectorSelf(c) => {
-            Box::new(crate::collector_self::CollectorSelfProbe::new(c.clone()))
+macro_rules! probe_kinds {
+    ($($variant:ident => $probe:ty,)*) => {
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "kind", rename_all = "snake_case")]
+        pub enum ProbeConfig {
+            $($variant(<$probe as TypedProbe>::Config),)*
         }
-        ProbeConfig::PgConnect(c) => Box::new(crate::pg_connect::PgConnectProbe::new(c.clone())),
+
+        impl ProbeConfig {
+            /// The `kind` of this entry, as the probe names itself.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(ProbeConfig::$variant(_) => <$probe as TypedProbe>::KIND,)*
+                }
+            }
+
+            /// Every problem with this probe's settings, prefixed with its kind.
+            pub fn validate(&self) -> Vec<String> {
+                let errors = match self {
+                    $(ProbeConfig::$variant(c) => c.validate(),)*
+                };
+                errors
+                    .into_iter()
+                    .map(|e| format!("probe {}: {e}", self.kind()))
+                    .collect()
+            }
+        }
+
+        /// Builds the probe instance for one config entry.
+        pub fn build(cfg: &ProbeConfig) -> Box<dyn Probe> {
+            match cfg {
+                $(ProbeConfig::$variant(c) => Box::new(Scheduled::<$probe>::new(c.clone())),)*
+            }
+        }
+    };
+}
+
+probe_kinds! {
+    Tcp => crate::tcp::Tcp,
+    Host => crate::host::Host,
+    Services => crate::services::Services,
+    Http => crate::http::Http,
+    Patroni => crate::patroni::Patroni,
+    Etcd => crate::etcd::Etcd,
+    Postgres => crate::postgres::Postgres,
+    Rabbitmq => crate::rabbitmq::Rabbitmq,
+    Amqp => crate::amqp::Amqp,
+    CollectorSelf => crate::collector_self::CollectorSelf,
+    PgConnect => crate::pg_connect::PgConnect,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The serde tag a config is read under is the kind the probe reports itself as.
+    #[test]
+    fn every_kind_tag_is_the_probes_own_kind() {
+        let host = ProbeConfig::Host(crate::host::Config::default());
+        let tag = serde_json::to_value(&host).unwrap()["kind"].clone();
+        assert_eq!(tag, host.kind());
+        for toml in [
+            "kind = 'tcp'\nname = 'x'\naddress = 'h:1'",
+            "kind = 'collector_self'\nurl = 'http://h/'\nstore_path = '/s'",
+            "kind = 'pg_connect'\nhost = 'h'\nuser = 'u'",
+            "kind = 'amqp'\nhost = 'h'\nusername = 'u'\npassword = 'p'",
+        ] {
+            let cfg: ProbeConfig = toml::from_str(toml).unwrap();
+            assert!(
+                toml.starts_with(&format!("kind = '{}'", cfg.kind())),
+                "{toml}"
+            );
+        }
     }
 }

@@ -16,8 +16,9 @@
 //! checked by scanning `proc_root/*/comm`; units without one are reported as unknown
 //! (Degraded), never as healthy.
 
-use crate::{range_error, BoxFuture, Finding, Probe, ProbeContext};
+use crate::{default_ms, range_error, yes, Finding, ProbeContext, TypedProbe};
 use serde::{Deserialize, Serialize};
+use sr_protocol::reasons as codes;
 use sr_protocol::NodeStatus;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ use zbus::{Connection, OwnedObjectPath, OwnedVariant};
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub units: Vec<Unit>,
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "default_ms::<2000>")]
     pub timeout_ms: u64,
     #[serde(default = "default_proc_root")]
     pub proc_root: PathBuf,
@@ -51,14 +52,8 @@ pub struct Unit {
     pub critical: bool,
 }
 
-fn default_timeout_ms() -> u64 {
-    2000
-}
 fn default_proc_root() -> PathBuf {
     PathBuf::from("/proc")
-}
-fn yes() -> bool {
-    true
 }
 
 impl Config {
@@ -332,7 +327,8 @@ fn read_comm(path: &Path) -> Option<Vec<u8>> {
     Some(buf[..n].to_vec())
 }
 
-pub async fn collect(cfg: &Config, bus: &SystemBus) -> Vec<UnitRaw> {
+/// Every configured unit's state, in config order.
+pub async fn read_units(cfg: &Config, bus: &SystemBus) -> Vec<UnitRaw> {
     let systemd = systemd_is_pid1(&cfg.proc_root);
     let mut out: Vec<Option<UnitRaw>> = vec![None; cfg.units.len()];
     let with_unit: Vec<usize> = (0..cfg.units.len())
@@ -393,152 +389,173 @@ pub async fn collect(cfg: &Config, bus: &SystemBus) -> Vec<UnitRaw> {
         .collect()
 }
 
-/// `previous_restarts` is the `NRestarts` seen last cycle per display name; a rise
-/// means the unit crashed and was restarted in between.
-pub fn interpret(
-    cfg: &Config,
-    raw: &[UnitRaw],
-    previous_restarts: &BTreeMap<String, u64>,
-) -> Finding {
-    let mut f = Finding::ok();
-    for (u, r) in cfg.units.iter().zip(raw) {
-        let down = if u.critical {
-            NodeStatus::Fail
-        } else {
-            NodeStatus::Degraded
-        };
-        let mut extra = serde_json::Map::new();
-        let active = match r {
-            UnitRaw::Systemd {
-                load_state,
-                active_state,
-                sub_state,
-                n_restarts,
-            } => {
-                extra.insert(
-                    "systemd".into(),
-                    serde_json::json!({
-                        "display_name": u.name, "unit_id": u.unit,
-                        "instances": [{"Id": u.unit, "LoadState": load_state, "ActiveState": active_state, "SubState": sub_state, "NRestarts": n_restarts}]
-                    }),
-                );
-                if load_state == "not-found" {
-                    f.worsen(
-                        down,
-                        "unit_not_found",
-                        format!(
-                            "{}: unit {} is not installed",
-                            u.name,
-                            u.unit.as_deref().unwrap_or("?")
-                        ),
-                    );
-                    false
-                } else if active_state == "active" || active_state == "reloading" {
-                    if let (Some(now), Some(before)) = (n_restarts, previous_restarts.get(&u.name))
-                    {
-                        if now > before {
-                            f.worsen(
-                                NodeStatus::Degraded,
-                                "unit_restarting",
-                                format!(
-                                    "{}: restarted {} time(s) since the last cycle",
-                                    u.name,
-                                    now - before
-                                ),
-                            );
-                        }
-                    }
-                    true
-                } else {
-                    f.worsen(
-                        down,
-                        "unit_inactive",
-                        format!(
-                            "{}: {} is {active_state} ({sub_state})",
-                            u.name,
-                            u.unit.as_deref().unwrap_or("?")
-                        ),
-                    );
-                    false
-                }
-            }
-            UnitRaw::Process { pids } => {
-                extra.insert(
-                    "pids".into(),
-                    pids.iter().take(16).copied().collect::<Vec<_>>().into(),
-                );
-                if pids.is_empty() {
-                    f.worsen(
-                        down,
-                        "process_missing",
-                        format!(
-                            "{}: no process named {} is running",
-                            u.name,
-                            u.process.as_deref().unwrap_or("?")
-                        ),
-                    );
-                }
-                !pids.is_empty()
-            }
-            UnitRaw::Unknown(why) => {
-                f.worsen(
-                    NodeStatus::Degraded,
-                    "service_unknown",
-                    format!("{}: state unknown: {why}", u.name),
-                );
-                false
-            }
-        };
-        f.set_service(u.name.clone(), active, None, extra);
-    }
-    f
+/// What one cycle saw, with what the cycle before saw of restarts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Raw {
+    /// One state per configured unit, in config order.
+    pub units: Vec<UnitRaw>,
+    /// The `NRestarts` seen last cycle per display name; a rise means the unit crashed
+    /// and was restarted in between.
+    pub previous_restarts: BTreeMap<String, u64>,
 }
 
-pub struct ServicesProbe {
-    cfg: Config,
+/// The `services` probe: its bus connection and the restart counts of the last cycle.
+pub struct Services {
     bus: SystemBus,
     restarts: Mutex<BTreeMap<String, u64>>,
 }
 
-impl ServicesProbe {
-    pub fn new(cfg: Config) -> Self {
-        ServicesProbe {
-            cfg,
+impl TypedProbe for Services {
+    const KIND: &'static str = "services";
+    type Config = Config;
+    type Raw = Raw;
+
+    fn new(_config: &Config) -> Self {
+        Services {
             bus: SystemBus::default(),
             restarts: Mutex::new(BTreeMap::new()),
         }
     }
-}
 
-impl Probe for ServicesProbe {
-    fn name(&self) -> &str {
-        "services"
+    fn collect_budget(config: &Config) -> Duration {
+        Duration::from_millis(config.timeout_ms)
     }
-    fn timeout(&self) -> Duration {
-        Duration::from_millis(self.cfg.timeout_ms + 250)
-    }
-    fn run<'a>(&'a self, _ctx: &'a ProbeContext) -> BoxFuture<'a, Finding> {
-        Box::pin(async move {
-            let raw = collect(&self.cfg, &self.bus).await;
-            let mut prev = self.restarts.lock().unwrap_or_else(|e| e.into_inner());
-            let finding = interpret(&self.cfg, &raw, &prev);
-            for (u, r) in self.cfg.units.iter().zip(&raw) {
-                if let UnitRaw::Systemd {
-                    n_restarts: Some(n),
-                    ..
-                } = r
-                {
-                    prev.insert(u.name.clone(), *n);
-                }
+
+    async fn collect(&self, cfg: &Config, _ctx: &ProbeContext) -> Raw {
+        let units = read_units(cfg, &self.bus).await;
+        let mut restarts = self.restarts.lock().unwrap_or_else(|e| e.into_inner());
+        let previous_restarts = restarts.clone();
+        for (u, r) in cfg.units.iter().zip(&units) {
+            if let UnitRaw::Systemd {
+                n_restarts: Some(n),
+                ..
+            } = r
+            {
+                restarts.insert(u.name.clone(), *n);
             }
-            finding
-        })
+        }
+        Raw {
+            units,
+            previous_restarts,
+        }
+    }
+
+    fn interpret(cfg: &Config, raw: &Raw) -> Finding {
+        let previous_restarts = &raw.previous_restarts;
+        let mut f = Finding::ok();
+        for (u, r) in cfg.units.iter().zip(&raw.units) {
+            let down = if u.critical {
+                NodeStatus::Fail
+            } else {
+                NodeStatus::Degraded
+            };
+            let mut extra = serde_json::Map::new();
+            let active = match r {
+                UnitRaw::Systemd {
+                    load_state,
+                    active_state,
+                    sub_state,
+                    n_restarts,
+                } => {
+                    extra.insert(
+                        "systemd".into(),
+                        serde_json::json!({
+                            "display_name": u.name, "unit_id": u.unit,
+                            "instances": [{"Id": u.unit, "LoadState": load_state, "ActiveState": active_state, "SubState": sub_state, "NRestarts": n_restarts}]
+                        }),
+                    );
+                    if load_state == "not-found" {
+                        f.worsen(
+                            down,
+                            codes::UNIT_NOT_FOUND,
+                            format!(
+                                "{}: unit {} is not installed",
+                                u.name,
+                                u.unit.as_deref().unwrap_or("?")
+                            ),
+                        );
+                        false
+                    } else if active_state == "active" || active_state == "reloading" {
+                        if let (Some(now), Some(before)) =
+                            (n_restarts, previous_restarts.get(&u.name))
+                        {
+                            if now > before {
+                                f.worsen(
+                                    NodeStatus::Degraded,
+                                    codes::UNIT_RESTARTING,
+                                    format!(
+                                        "{}: restarted {} time(s) since the last cycle",
+                                        u.name,
+                                        now - before
+                                    ),
+                                );
+                            }
+                        }
+                        true
+                    } else {
+                        f.worsen(
+                            down,
+                            codes::UNIT_INACTIVE,
+                            format!(
+                                "{}: {} is {active_state} ({sub_state})",
+                                u.name,
+                                u.unit.as_deref().unwrap_or("?")
+                            ),
+                        );
+                        false
+                    }
+                }
+                UnitRaw::Process { pids } => {
+                    extra.insert(
+                        "pids".into(),
+                        pids.iter().take(16).copied().collect::<Vec<_>>().into(),
+                    );
+                    if pids.is_empty() {
+                        f.worsen(
+                            down,
+                            codes::PROCESS_MISSING,
+                            format!(
+                                "{}: no process named {} is running",
+                                u.name,
+                                u.process.as_deref().unwrap_or("?")
+                            ),
+                        );
+                    }
+                    !pids.is_empty()
+                }
+                UnitRaw::Unknown(why) => {
+                    f.worsen(
+                        NodeStatus::Degraded,
+                        codes::SERVICE_UNKNOWN,
+                        format!("{}: state unknown: {why}", u.name),
+                    );
+                    false
+                }
+            };
+            f.set_service(u.name.clone(), active, None, extra);
+        }
+        f
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `interpret` over `units`, after a cycle that saw `previous_restarts`.
+    fn interpret_units(
+        cfg: &Config,
+        units: &[UnitRaw],
+        previous_restarts: &BTreeMap<String, u64>,
+    ) -> Finding {
+        Services::interpret(
+            cfg,
+            &Raw {
+                units: units.to_vec(),
+                previous_restarts: previous_restarts.clone(),
+            },
+        )
+    }
     use sr_protocol::ServiceStatus;
 
     fn unit(name: &str, unit: Option<&str>, process: Option<&str>) -> Unit {
@@ -568,7 +585,7 @@ mod tests {
             n_restarts: Some(n),
         };
         let prev = BTreeMap::from([("Patroni".to_string(), 1u64)]);
-        let f = interpret(
+        let f = interpret_units(
             &cfg,
             &[
                 sd("active", 1),
@@ -579,7 +596,7 @@ mod tests {
         );
         assert_eq!(f.status, NodeStatus::Ok);
         assert_eq!(f.services["Web"].status, ServiceStatus::Active);
-        let f = interpret(
+        let f = interpret_units(
             &cfg,
             &[
                 sd("active", 3),
@@ -596,7 +613,7 @@ mod tests {
         );
         assert_eq!(f.services["Patroni"].status, ServiceStatus::Active);
         assert_eq!(f.services["Etcd"].status, ServiceStatus::Inactive);
-        let f = interpret(
+        let f = interpret_units(
             &cfg,
             &[
                 UnitRaw::Unknown("no systemd".into()),
@@ -625,7 +642,7 @@ mod tests {
             timeout_ms: 1000,
             proc_root: d.path().to_path_buf(),
         };
-        let raw = collect(&cfg, &SystemBus::default()).await;
+        let raw = read_units(&cfg, &SystemBus::default()).await;
         assert_eq!(raw[0], UnitRaw::Process { pids: vec![42, 43] });
         assert_eq!(raw[1], UnitRaw::Process { pids: vec![] });
         assert!(matches!(raw[2], UnitRaw::Unknown(_)));
@@ -662,7 +679,7 @@ mod tests {
             timeout_ms: 1000,
             proc_root: d.path().join("missing"),
         };
-        let raw = collect(&cfg, &SystemBus::default()).await;
+        let raw = read_units(&cfg, &SystemBus::default()).await;
         for r in &raw {
             let UnitRaw::Unknown(why) = r else {
                 panic!("{r:?}")
@@ -703,7 +720,7 @@ mod tests {
 
         // No bus at all.
         let gone = SystemBus::at(&format!("unix:path={}", dir.path().join("none").display()));
-        for why in unknown_reasons(&collect(&cfg, &gone).await) {
+        for why in unknown_reasons(&read_units(&cfg, &gone).await) {
             assert!(why.starts_with("system bus unreachable"), "{why}");
         }
 
@@ -738,7 +755,7 @@ mod tests {
         }
         let bus = SystemBus::at(&format!("unix:path={}", sock.display()));
         for _ in 0..2 {
-            let reasons = unknown_reasons(&collect(&cfg, &bus).await);
+            let reasons = unknown_reasons(&read_units(&cfg, &bus).await);
             for (why, name) in reasons.iter().zip(["patroni.service", "etcd.service"]) {
                 assert!(
                     why.starts_with(&format!("systemd answered an error for {name}"))
@@ -758,7 +775,7 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), kept.closed())
             .await
             .expect("the connection to a killed bus closes");
-        for why in unknown_reasons(&collect(&cfg, &bus).await) {
+        for why in unknown_reasons(&read_units(&cfg, &bus).await) {
             assert!(why.starts_with("system bus unreachable"), "{why}");
         }
 
@@ -771,7 +788,7 @@ mod tests {
             ..cfg
         };
         let bus = SystemBus::at(&format!("unix:path={}", hung.display()));
-        for why in unknown_reasons(&collect(&cfg, &bus).await) {
+        for why in unknown_reasons(&read_units(&cfg, &bus).await) {
             assert_eq!(why, "systemd did not answer within 200 ms");
         }
         assert!(bus.conn.lock().await.is_none());

@@ -3,8 +3,9 @@
 //! The simplest probe, and the model for the others' shape: typed config, an I/O
 //! `collect` that turns every failure into data, and a pure `interpret`.
 
-use crate::{range_error, BoxFuture, Finding, Probe, ProbeContext};
+use crate::{default_ms, range_error, yes, Finding, ProbeContext, TypedProbe};
 use serde::{Deserialize, Serialize};
+use sr_protocol::reasons as codes;
 use sr_protocol::NodeStatus;
 use std::time::{Duration, Instant};
 
@@ -15,18 +16,11 @@ pub struct Config {
     pub name: String,
     /// `host:port`.
     pub address: String,
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "default_ms::<1000>")]
     pub timeout_ms: u64,
     /// Fail (true, default) or only Degrade (false) the node when it does not answer.
     #[serde(default = "yes")]
     pub critical: bool,
-}
-
-fn default_timeout_ms() -> u64 {
-    1000
-}
-fn yes() -> bool {
-    true
 }
 
 impl Config {
@@ -55,80 +49,75 @@ pub enum Raw {
     Failed { error: String },
 }
 
-pub async fn collect(cfg: &Config) -> Raw {
-    let start = Instant::now();
-    match tokio::time::timeout(
-        Duration::from_millis(cfg.timeout_ms),
-        tokio::net::TcpStream::connect(&cfg.address),
-    )
-    .await
-    {
-        Ok(Ok(_)) => Raw::Connected {
-            latency: start.elapsed(),
-        },
-        Ok(Err(e)) => Raw::Failed {
-            error: e.to_string(),
-        },
-        Err(_) => Raw::Failed {
-            error: format!("no answer within {} ms", cfg.timeout_ms),
-        },
-    }
-}
+/// The `tcp` probe; it keeps nothing between cycles.
+pub struct Tcp;
 
-pub fn interpret(cfg: &Config, raw: &Raw) -> Finding {
-    let mut finding = Finding::ok();
-    if let Raw::Failed { error } = raw {
-        let level = if cfg.critical {
-            NodeStatus::Fail
-        } else {
-            NodeStatus::Degraded
-        };
-        finding.worsen(
-            level,
-            "endpoint_unreachable",
-            format!(
-                "{} ({}) does not accept connections: {error}",
-                cfg.name, cfg.address
-            ),
-        );
-    }
-    let mut extra = serde_json::Map::new();
-    extra.insert("address".into(), cfg.address.clone().into());
-    if let Raw::Connected { latency } = raw {
-        extra.insert("connect_ms".into(), (latency.as_secs_f64() * 1000.0).into());
-    }
-    finding.set_service(
-        cfg.name.clone(),
-        matches!(raw, Raw::Connected { .. }),
-        None,
-        extra,
-    );
-    finding
-}
+impl TypedProbe for Tcp {
+    const KIND: &'static str = "tcp";
+    type Config = Config;
+    type Raw = Raw;
 
-pub struct TcpProbe {
-    cfg: Config,
-    name: String,
-}
+    fn new(_config: &Config) -> Self {
+        Tcp
+    }
 
-impl TcpProbe {
-    pub fn new(cfg: Config) -> Self {
-        TcpProbe {
-            name: format!("tcp:{}", cfg.name),
-            cfg,
+    fn instance(config: &Config) -> Option<&str> {
+        Some(&config.name)
+    }
+
+    fn collect_budget(config: &Config) -> Duration {
+        Duration::from_millis(config.timeout_ms)
+    }
+
+    async fn collect(&self, cfg: &Config, _ctx: &ProbeContext) -> Raw {
+        let start = Instant::now();
+        match tokio::time::timeout(
+            Duration::from_millis(cfg.timeout_ms),
+            tokio::net::TcpStream::connect(&cfg.address),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Raw::Connected {
+                latency: start.elapsed(),
+            },
+            Ok(Err(e)) => Raw::Failed {
+                error: e.to_string(),
+            },
+            Err(_) => Raw::Failed {
+                error: format!("no answer within {} ms", cfg.timeout_ms),
+            },
         }
     }
-}
 
-impl Probe for TcpProbe {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn timeout(&self) -> Duration {
-        Duration::from_millis(self.cfg.timeout_ms + 250)
-    }
-    fn run<'a>(&'a self, _ctx: &'a ProbeContext) -> BoxFuture<'a, Finding> {
-        Box::pin(async move { interpret(&self.cfg, &collect(&self.cfg).await) })
+    fn interpret(cfg: &Config, raw: &Raw) -> Finding {
+        let mut finding = Finding::ok();
+        if let Raw::Failed { error } = raw {
+            let level = if cfg.critical {
+                NodeStatus::Fail
+            } else {
+                NodeStatus::Degraded
+            };
+            finding.worsen(
+                level,
+                codes::ENDPOINT_UNREACHABLE,
+                format!(
+                    "{} ({}) does not accept connections: {error}",
+                    cfg.name, cfg.address
+                ),
+            );
+        }
+        let mut extra = serde_json::Map::new();
+        extra.insert("address".into(), cfg.address.clone().into());
+        if let Raw::Connected { latency } = raw {
+            extra.insert("connect_ms".into(), (latency.as_secs_f64() * 1000.0).into());
+        }
+        finding.set_service(
+            cfg.name.clone(),
+            matches!(raw, Raw::Connected { .. }),
+            None,
+            extra,
+        );
+        finding
     }
 }
 
@@ -151,13 +140,13 @@ mod tests {
         let raw = Raw::Failed {
             error: "Connection refused".into(),
         };
-        let f = interpret(&cfg("127.0.0.1:1", true), &raw);
+        let f = Tcp::interpret(&cfg("127.0.0.1:1", true), &raw);
         assert_eq!(f.status, NodeStatus::Fail);
         assert_eq!(f.reasons[0].code, "endpoint_unreachable");
         assert!(f.reasons[0].message.contains("Connection refused"));
         assert_eq!(f.services["rest"].status, ServiceStatus::Inactive);
         assert_eq!(
-            interpret(&cfg("127.0.0.1:1", false), &raw).status,
+            Tcp::interpret(&cfg("127.0.0.1:1", false), &raw).status,
             NodeStatus::Degraded
         );
     }
@@ -178,12 +167,14 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         assert!(matches!(
-            collect(&cfg(&addr, true)).await,
+            Tcp.collect(&cfg(&addr, true), &ProbeContext { cycle: 0, now: 0 })
+                .await,
             Raw::Connected { .. }
         ));
         drop(listener);
         assert!(matches!(
-            collect(&cfg(&addr, true)).await,
+            Tcp.collect(&cfg(&addr, true), &ProbeContext { cycle: 0, now: 0 })
+                .await,
             Raw::Failed { .. }
         ));
     }

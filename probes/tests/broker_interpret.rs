@@ -6,10 +6,10 @@
 //! `UPDATE_GOLDEN=1 cargo test -p sr-probes --test broker_interpret` refreshes them. The
 //! asserts next to each golden say what must hold whatever the golden says.
 
-use sr_probes::amqp::{Outcome, Step};
-use sr_probes::db_http::{Secret, TlsFiles};
-use sr_probes::rabbitmq::{interpret, AmqpSeen, Config, Raw, Reply};
-use sr_probes::Finding;
+use sr_probes::net::amqp::{Outcome, Step};
+use sr_probes::net::{Secret, TlsFiles};
+use sr_probes::rabbitmq::{AmqpSeen, Config, Rabbitmq, Raw, Reply};
+use sr_probes::{Finding, TypedProbe};
 use sr_protocol::{NodeStatus, ServiceStatus};
 use std::path::PathBuf;
 
@@ -22,7 +22,7 @@ fn cfg(amqp_port: u16) -> Config {
         management_url: "http://127.0.0.1:15783".into(),
         tls: TlsFiles::default(),
         username: "monitor".into(),
-        password: Secret("monitor".into()),
+        password: Secret::new("monitor"),
         node_name: None,
         amqp_host: "127.0.0.1".into(),
         amqp_port,
@@ -96,7 +96,7 @@ fn ok_amqp() -> AmqpSeen {
 
 #[test]
 fn healthy_cluster_is_ok_with_the_exact_legacy_shape() {
-    let f = interpret(&cfg(5783), &raw("healthy"));
+    let f = Rabbitmq::interpret(&cfg(5783), &raw("healthy"));
     assert_eq!(f.status, NodeStatus::Ok, "{:?}", f.reasons);
     assert!(f.reasons.is_empty());
     let entry = &f.services["RabbitMQ"];
@@ -118,13 +118,13 @@ fn healthy_cluster_is_ok_with_the_exact_legacy_shape() {
     golden("healthy", &f);
     golden(
         "healthy-node2",
-        &interpret(&cfg(5784), &raw("healthy-node2")),
+        &Rabbitmq::interpret(&cfg(5784), &raw("healthy-node2")),
     );
 }
 
 #[test]
 fn a_stopped_peer_degrades_and_is_named() {
-    let f = interpret(&cfg(5783), &raw("node-stopped"));
+    let f = Rabbitmq::interpret(&cfg(5783), &raw("node-stopped"));
     assert_eq!(f.status, NodeStatus::Degraded);
     assert_eq!(codes(&f), ["peer_down"]);
     assert!(f.reasons[0].message.contains("brk3@localhost"));
@@ -139,7 +139,7 @@ fn a_stopped_peer_degrades_and_is_named() {
 fn the_stopped_node_itself_fails_as_management_unreachable() {
     let mut c = cfg(5785);
     c.node_name = Some("brk3@localhost".into());
-    let f = interpret(&c, &raw("node-stopped-self"));
+    let f = Rabbitmq::interpret(&c, &raw("node-stopped-self"));
     assert_eq!(f.status, NodeStatus::Fail);
     assert_eq!(codes(&f), ["management_unreachable"]);
     assert!(
@@ -162,7 +162,7 @@ fn the_stopped_node_itself_fails_as_management_unreachable() {
 
 #[test]
 fn a_local_memory_alarm_fails_that_node_only() {
-    let f = interpret(&cfg(5784), &raw("mem-alarm-self"));
+    let f = Rabbitmq::interpret(&cfg(5784), &raw("mem-alarm-self"));
     assert_eq!(f.status, NodeStatus::Fail);
     assert_eq!(codes(&f), ["local_alarm"]);
     assert!(
@@ -172,7 +172,7 @@ fn a_local_memory_alarm_fails_that_node_only() {
     golden("mem-alarm-self", &f);
 
     // The same moment seen from a peer: the peer is not blamed.
-    let peer = interpret(&cfg(5783), &raw("mem-alarm-peer"));
+    let peer = Rabbitmq::interpret(&cfg(5783), &raw("mem-alarm-peer"));
     assert_eq!(peer.status, NodeStatus::Ok, "{:?}", peer.reasons);
     assert_eq!(peer.facts.broker.as_ref().unwrap().local_alarm, Some(false));
     golden("mem-alarm-peer", &peer);
@@ -180,7 +180,7 @@ fn a_local_memory_alarm_fails_that_node_only() {
 
 #[test]
 fn a_local_disk_alarm_fails_with_the_resource_named() {
-    let f = interpret(&cfg(5784), &raw("disk-alarm-self"));
+    let f = Rabbitmq::interpret(&cfg(5784), &raw("disk-alarm-self"));
     assert_eq!(f.status, NodeStatus::Fail);
     assert_eq!(codes(&f), ["local_alarm"]);
     assert!(
@@ -193,7 +193,7 @@ fn a_local_disk_alarm_fails_with_the_resource_named() {
 
 #[test]
 fn a_just_booted_node_without_metrics_is_ok() {
-    let f = interpret(&cfg(5785), &raw("just-booted"));
+    let f = Rabbitmq::interpret(&cfg(5785), &raw("just-booted"));
     assert_eq!(f.status, NodeStatus::Ok, "{:?}", f.reasons);
     let metrics = f.services["RabbitMQ"].extra_info["metrics"]
         .as_object()
@@ -211,7 +211,7 @@ fn management_down_but_amqp_fine_says_which_path_failed() {
     r.amqp = Some(ok_amqp());
     let mut c = cfg(5785);
     c.node_name = Some("brk3@localhost".into());
-    let f = interpret(&c, &r);
+    let f = Rabbitmq::interpret(&c, &r);
     assert_eq!(f.status, NodeStatus::Fail);
     assert_eq!(codes(&f), ["management_unreachable"]);
     assert!(
@@ -239,7 +239,7 @@ fn amqp_failing_while_management_answers_names_the_amqp_step() {
         },
         cycles_ago: 2,
     });
-    let f = interpret(&cfg(5783), &r);
+    let f = Rabbitmq::interpret(&cfg(5783), &r);
     assert_eq!(f.status, NodeStatus::Fail);
     assert_eq!(codes(&f), ["amqp_failed"]);
     let m = &f.reasons[0].message;
@@ -268,7 +268,7 @@ fn a_connection_blocked_by_an_alarm_elsewhere_does_not_blame_this_node() {
         },
         cycles_ago: 0,
     });
-    let f = interpret(&cfg(5783), &r);
+    let f = Rabbitmq::interpret(&cfg(5783), &r);
     assert_eq!(f.status, NodeStatus::Ok, "{:?}", f.reasons);
     assert_eq!(f.facts.broker.as_ref().unwrap().amqp_blocked, Some(true));
     assert_eq!(f.services["RabbitMQ"].extra_info["amqp"]["blocked"], true);
@@ -284,7 +284,7 @@ fn expiring_certificates_and_fd_pressure_degrade() {
     if let Reply::Answered { body, .. } = &mut r.nodes {
         *body = body.replacen("\"fd_used\":41", "\"fd_used\":19000", 1);
     }
-    let f = interpret(&cfg(5783), &r);
+    let f = Rabbitmq::interpret(&cfg(5783), &r);
     assert_eq!(f.status, NodeStatus::Degraded, "{:?}", f.reasons);
     let mut c = codes(&f);
     c.sort();
@@ -299,7 +299,7 @@ fn a_partition_fails_and_names_both_sides() {
         v[0]["partitions"] = serde_json::json!(["brk3@localhost"]);
         *body = v.to_string();
     }
-    let f = interpret(&cfg(5783), &r);
+    let f = Rabbitmq::interpret(&cfg(5783), &r);
     assert_eq!(f.status, NodeStatus::Fail);
     assert_eq!(codes(&f), ["partition"]);
     assert!(
@@ -408,7 +408,7 @@ fn hostile_management_answers_fail_with_a_clear_reason_and_never_panic() {
         ("virtual_hosts", answered(403, ""), "monitoring tag"),
     ];
     for (field, reply, needle) in cases {
-        let f = interpret(&cfg(5783), &with(field, reply.clone()));
+        let f = Rabbitmq::interpret(&cfg(5783), &with(field, reply.clone()));
         assert_eq!(
             f.status,
             NodeStatus::Fail,
@@ -435,7 +435,7 @@ fn hostile_management_answers_fail_with_a_clear_reason_and_never_panic() {
 #[test]
 fn oversized_names_and_member_lists_are_refused() {
     let long = "n".repeat(100_000);
-    let f = interpret(
+    let f = Rabbitmq::interpret(
         &cfg(5783),
         &with(
             "nodes",
@@ -460,7 +460,7 @@ fn oversized_names_and_member_lists_are_refused() {
     let many: Vec<_> = (0..65)
         .map(|i| serde_json::json!({"name": format!("n{i}@h"), "running": true}))
         .collect();
-    let f = interpret(
+    let f = Rabbitmq::interpret(
         &cfg(5783),
         &with(
             "nodes",

@@ -6,8 +6,10 @@
 //! carelessly refreshed golden cannot hide a wrong status.
 
 use serde_json::{json, Value};
-use sr_probes::db_http::Fetch;
-use sr_probes::{etcd, patroni, Finding};
+use sr_probes::etcd::Etcd;
+use sr_probes::net::Fetch;
+use sr_probes::patroni::Patroni;
+use sr_probes::{etcd, patroni, Finding, TypedProbe};
 use sr_protocol::NodeStatus;
 use std::path::PathBuf;
 
@@ -109,6 +111,12 @@ fn codes(f: &Finding) -> Vec<&str> {
     f.reasons.iter().map(|r| r.code.as_str()).collect()
 }
 
+/// Patroni's verdict on `raw` with the clock at `now` (the `now` written in a `Raw`
+/// literal here is a placeholder: every case judges at the time it names).
+fn patroni_at(cfg: &patroni::Config, raw: &patroni::Raw, now: i64) -> Finding {
+    Patroni::interpret(cfg, &patroni::Raw { now, ..raw.clone() })
+}
+
 fn db(f: &Finding) -> &sr_protocol::facts::DbFacts {
     f.facts.db.as_ref().expect("db facts")
 }
@@ -119,10 +127,11 @@ fn leader() {
         patroni: ok("patroni/leader-patroni.json"),
         cluster: timed(ok("patroni/leader-cluster.json"), 0),
         config: timed(ok("patroni/config.json"), 0),
+        now: 0,
     };
     let now = dcs_last_seen("patroni/leader-patroni.json") + 2;
     let name = leader_of("patroni/leader-cluster.json");
-    let f = patroni::interpret(&patroni_cfg(&name), &raw, now);
+    let f = patroni_at(&patroni_cfg(&name), &raw, now);
     assert_eq!(f.status, NodeStatus::Ok, "{:?}", f.reasons);
     let status = &f.services["Patroni"].extra_info["patroni_status"];
     assert_eq!(status["role"], "master");
@@ -141,6 +150,7 @@ fn replica() {
         patroni: ok("patroni/replica-patroni.json"),
         cluster: timed(ok("patroni/leader-cluster.json"), 0),
         config: timed(ok("patroni/config.json"), 0),
+        now: 0,
     };
     let now = dcs_last_seen("patroni/replica-patroni.json") + 1;
     // Judge the replica under each replica name of the capture: the verdict follows its
@@ -151,7 +161,7 @@ fn replica() {
         .collect();
     assert_eq!(replicas.len(), 2);
     for (i, (name, _, _, lag)) in replicas.iter().enumerate() {
-        let f = patroni::interpret(&patroni_cfg(name), &raw, now);
+        let f = patroni_at(&patroni_cfg(name), &raw, now);
         let status = &f.services["Patroni"].extra_info["patroni_status"];
         assert_eq!(status["role"], "replica");
         assert!(
@@ -177,9 +187,10 @@ fn sync_standby_present_and_missing() {
         patroni: ok("patroni/leader-patroni-sync.json"),
         cluster: timed(ok("patroni/cluster-sync.json"), 0),
         config: timed(ok("patroni/config-sync.json"), 0),
+        now: 0,
     };
     let now = dcs_last_seen("patroni/leader-patroni-sync.json");
-    let f = patroni::interpret(
+    let f = patroni_at(
         &patroni_cfg(&leader_of("patroni/cluster-sync.json")),
         &raw,
         now,
@@ -205,7 +216,7 @@ fn sync_standby_present_and_missing() {
         patroni: ok("patroni/leader-patroni.json"),
         ..raw
     };
-    let f = patroni::interpret(
+    let f = patroni_at(
         &patroni_cfg(&leader_of("patroni/cluster-sync.json")),
         &raw,
         dcs_last_seen("patroni/leader-patroni.json"),
@@ -222,8 +233,9 @@ fn replay_paused() {
         patroni: ok("patroni/replica-patroni-paused.json"),
         cluster: None,
         config: timed(ok("patroni/config.json"), 0),
+        now: 0,
     };
-    let f = patroni::interpret(
+    let f = patroni_at(
         &patroni_cfg("pg2"),
         &raw,
         dcs_last_seen("patroni/replica-patroni-paused.json"),
@@ -248,8 +260,9 @@ fn etcd_down_seen_from_patroni() {
             seen + 14,
         ),
         config: timed(ok("patroni/config.json"), seen),
+        now: 0,
     };
-    let f = patroni::interpret(&patroni_cfg("pg1"), &raw, seen + 15);
+    let f = patroni_at(&patroni_cfg("pg1"), &raw, seen + 15);
     assert_eq!(f.status, NodeStatus::Degraded);
     assert_eq!(
         codes(&f),
@@ -270,7 +283,7 @@ fn etcd_down_seen_from_patroni() {
 
 #[test]
 fn etcd_member_down_and_healthy() {
-    let f = etcd::interpret(
+    let f = Etcd::interpret(
         &etcd_cfg(),
         &etcd::Raw {
             status: ok("etcd/maintenance-status.json"),
@@ -288,7 +301,7 @@ fn etcd_member_down_and_healthy() {
         status: Fetch::ConnectFailed("tcp connect error: Connection refused (os error 111)".into()),
         health: Fetch::ConnectFailed("tcp connect error: Connection refused (os error 111)".into()),
     };
-    let f = etcd::interpret(&etcd_cfg(), &down);
+    let f = Etcd::interpret(&etcd_cfg(), &down);
     assert_eq!(
         (f.status, codes(&f)),
         (NodeStatus::Fail, vec!["etcd_unreachable"])
@@ -305,7 +318,7 @@ fn etcd_without_leader_or_quorum() {
             body: fixture("etcd/health-fail.json"),
         },
     };
-    let f = etcd::interpret(&etcd_cfg(), &raw);
+    let f = Etcd::interpret(&etcd_cfg(), &raw);
     assert_eq!(
         (f.status, codes(&f)),
         (
@@ -329,6 +342,7 @@ fn member_stopped() {
         patroni: ok("patroni/leader-patroni.json"),
         cluster: timed(ok("patroni/cluster-member-stopped.json"), 0),
         config: timed(ok("patroni/config.json"), 0),
+        now: 0,
     };
     let view = members("patroni/cluster-member-stopped.json");
     let (stopped, _, _, _) = view
@@ -336,7 +350,7 @@ fn member_stopped() {
         .find(|m| m.2 == "stopped")
         .expect("a stopped member in the fixture")
         .clone();
-    let f = patroni::interpret(
+    let f = patroni_at(
         &patroni_cfg(&leader_of("patroni/cluster-member-stopped.json")),
         &raw,
         dcs_last_seen("patroni/leader-patroni.json"),
@@ -353,8 +367,9 @@ fn member_stopped() {
         ),
         cluster: None,
         config: None,
+        now: 0,
     };
-    let f = patroni::interpret(&patroni_cfg(&stopped), &raw, 0);
+    let f = patroni_at(&patroni_cfg(&stopped), &raw, 0);
     assert_eq!(
         (f.status, codes(&f)),
         (NodeStatus::Fail, vec!["patroni_unreachable"])
@@ -370,6 +385,7 @@ fn after_failover() {
         patroni: ok("patroni/leader-patroni-after-failover.json"),
         cluster: timed(ok("patroni/leader-cluster-after-failover.json"), 0),
         config: timed(ok("patroni/config.json"), 0),
+        now: 0,
     };
     let v: Value =
         serde_json::from_slice(&fixture("patroni/leader-cluster-after-failover.json")).unwrap();
@@ -383,7 +399,7 @@ fn after_failover() {
         .unwrap()
         .to_string();
     let now = dcs_last_seen("patroni/leader-patroni-after-failover.json");
-    let f = patroni::interpret(&patroni_cfg(&new_leader), &raw, now);
+    let f = patroni_at(&patroni_cfg(&new_leader), &raw, now);
     assert_eq!(db(&f).role.as_deref(), Some("leader"));
     assert_eq!(db(&f).cluster_leader.as_deref(), Some(new_leader.as_str()));
     assert!(
@@ -420,7 +436,7 @@ fn hostile_fixture_mutations_never_panic() {
                 body: body[..cut].to_vec(),
             };
             let f = if rel.starts_with("etcd") {
-                etcd::interpret(
+                Etcd::interpret(
                     &etcd_cfg(),
                     &etcd::Raw {
                         status: partial,
@@ -432,15 +448,17 @@ fn hostile_fixture_mutations_never_panic() {
                     patroni: ok("patroni/leader-patroni.json"),
                     cluster: timed(partial, 0),
                     config: None,
+                    now: 0,
                 };
-                patroni::interpret(&patroni_cfg("pg1"), &raw, 0)
+                patroni_at(&patroni_cfg("pg1"), &raw, 0)
             } else {
-                patroni::interpret(
+                patroni_at(
                     &patroni_cfg("pg1"),
                     &patroni::Raw {
                         patroni: partial,
                         cluster: None,
                         config: None,
+                        now: 0,
                     },
                     0,
                 )

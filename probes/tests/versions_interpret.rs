@@ -9,9 +9,12 @@
 //! docs/versions-lab.md lists the same misreadings field by field.
 
 use serde_json::Value;
-use sr_probes::db_http::{Fetch, Secret, TlsFiles};
+use sr_probes::etcd::Etcd;
+use sr_probes::net::{Fetch, Secret, TlsFiles};
+use sr_probes::patroni::Patroni;
+use sr_probes::rabbitmq::Rabbitmq;
 use sr_probes::rabbitmq::{self, Reply};
-use sr_probes::{etcd, patroni, Finding};
+use sr_probes::{etcd, patroni, Finding, TypedProbe};
 use sr_protocol::{NodeStatus, ServiceStatus};
 use std::path::PathBuf;
 
@@ -67,9 +70,9 @@ fn judge(set: &str, member: &str, patroni: &str, cluster: Option<&str>, config: 
         patroni: ok(&p),
         cluster: cluster.and_then(|c| timed(ok(&format!("{set}/{c}")))),
         config: timed(ok(&format!("{set}/{config}"))),
+        now: json(&p)["dcs_last_seen"].as_i64().expect("dcs_last_seen") + 1,
     };
-    let now = json(&p)["dcs_last_seen"].as_i64().expect("dcs_last_seen") + 1;
-    patroni::interpret(&patroni_cfg(member), &raw, now)
+    Patroni::interpret(&patroni_cfg(member), &raw)
 }
 
 /// (name, role, state) of every member of a captured `/cluster`.
@@ -313,8 +316,9 @@ fn patroni4_etcd_down_degrades_the_demoted_leader() {
                 at: seen + 14,
             }),
             config: timed(ok(&format!("{set}/config.json"))),
+            now: seen + 15,
         };
-        let f = patroni::interpret(&patroni_cfg(&me), &raw, seen + 15);
+        let f = Patroni::interpret(&patroni_cfg(&me), &raw);
         assert_eq!(f.status, NodeStatus::Degraded, "{set}: {:?}", f.reasons);
         assert!(
             codes(&f).contains(&"dcs_unreachable"),
@@ -349,7 +353,7 @@ fn etcd_cfg() -> etcd::Config {
 
 #[test]
 fn etcd35_healthy_leader_is_ok() {
-    let f = etcd::interpret(
+    let f = Etcd::interpret(
         &etcd_cfg(),
         &etcd::Raw {
             status: ok(&format!("{ETCD}/maintenance-status.json")),
@@ -366,7 +370,7 @@ fn etcd35_healthy_leader_is_ok() {
 
 #[test]
 fn etcd35_follower_is_ok() {
-    let f = etcd::interpret(
+    let f = Etcd::interpret(
         &etcd_cfg(),
         &etcd::Raw {
             status: ok(&format!("{ETCD}/maintenance-status-follower.json")),
@@ -387,7 +391,7 @@ fn etcd35_quorum_loss_degrades_with_the_reason() {
             body: fixture(&format!("{ETCD}/health-fail.json")),
         },
     };
-    let f = etcd::interpret(&etcd_cfg(), &raw);
+    let f = Etcd::interpret(&etcd_cfg(), &raw);
     assert_eq!(f.status, NodeStatus::Degraded, "{:?}", f.reasons);
     assert_eq!(
         codes(&f),
@@ -410,7 +414,7 @@ fn etcd35_health_reason_is_reported() {
         status: ok(&format!("{ETCD}/maintenance-status-no-leader.json")),
         health: Fetch::Answered { status: 503, body },
     };
-    let f = etcd::interpret(&etcd_cfg(), &raw);
+    let f = Etcd::interpret(&etcd_cfg(), &raw);
     let unhealthy = f
         .reasons
         .iter()
@@ -426,7 +430,7 @@ fn rmq_cfg(node: &str) -> rabbitmq::Config {
         management_url: "http://127.0.0.1:15672".into(),
         tls: TlsFiles::default(),
         username: "monitor".into(),
-        password: Secret("monitor".into()),
+        password: Secret::new("monitor"),
         node_name: Some(node.into()),
         amqp_host: "127.0.0.1".into(),
         amqp_port: 5672,
@@ -474,7 +478,7 @@ fn broker(f: &Finding) -> &sr_protocol::facts::BrokerFacts {
 
 #[test]
 fn rabbitmq4_healthy_cluster_is_ok() {
-    let f = rabbitmq::interpret(
+    let f = Rabbitmq::interpret(
         &rmq_cfg("rabbit1@localhost"),
         &rmq_raw(
             1,
@@ -493,7 +497,7 @@ fn rabbitmq4_healthy_cluster_is_ok() {
 
 #[test]
 fn rabbitmq4_stopped_peer_degrades() {
-    let f = rabbitmq::interpret(
+    let f = Rabbitmq::interpret(
         &rmq_cfg("rabbit1@localhost"),
         &rmq_raw(1, "nodes-one-stopped.json", ("local-alarms-ok.json", 200)),
     );
@@ -506,7 +510,7 @@ fn rabbitmq4_stopped_peer_degrades() {
 
 #[test]
 fn rabbitmq4_local_memory_alarm_fails_that_node() {
-    let f = rabbitmq::interpret(
+    let f = Rabbitmq::interpret(
         &rmq_cfg("rabbit2@localhost"),
         &rmq_raw(
             2,
@@ -523,7 +527,7 @@ fn rabbitmq4_local_memory_alarm_fails_that_node() {
         "{}",
         f.reasons[0].message
     );
-    let peer = rabbitmq::interpret(
+    let peer = Rabbitmq::interpret(
         &rmq_cfg("rabbit1@localhost"),
         &rmq_raw(
             1,
@@ -536,7 +540,7 @@ fn rabbitmq4_local_memory_alarm_fails_that_node() {
 
 #[test]
 fn rabbitmq4_just_booted_peer_is_ok() {
-    let f = rabbitmq::interpret(
+    let f = Rabbitmq::interpret(
         &rmq_cfg("rabbit1@localhost"),
         &rmq_raw(1, "nodes-just-booted.json", ("local-alarms-ok.json", 200)),
     );
@@ -547,7 +551,7 @@ fn rabbitmq4_just_booted_peer_is_ok() {
 fn rabbitmq4_link_cut_with_khepri_gives_the_roll_up_contradicting_views() {
     // Khepri: no `partitions` entry on either side, so the split-brain rule has only the
     // views: node 1 sees node 3 down, node 3 sees nodes 1 and 2 down, each sees itself up.
-    let majority = rabbitmq::interpret(
+    let majority = Rabbitmq::interpret(
         &rmq_cfg("rabbit1@localhost"),
         &rmq_raw(
             1,
@@ -555,7 +559,7 @@ fn rabbitmq4_link_cut_with_khepri_gives_the_roll_up_contradicting_views() {
             ("local-alarms-ok.json", 200),
         ),
     );
-    let minority = rabbitmq::interpret(
+    let minority = Rabbitmq::interpret(
         &rmq_cfg("rabbit3@localhost"),
         &rmq_raw(
             3,
@@ -586,7 +590,7 @@ fn rabbitmq4_link_cut_with_khepri_gives_the_roll_up_contradicting_views() {
 #[test]
 #[ignore = "issue 13: a node cut off in a minority (Khepri and its quorum queues unavailable there) judges itself only Degraded (peer_down x2)"]
 fn rabbitmq4_minority_side_of_a_cut_fails() {
-    let f = rabbitmq::interpret(
+    let f = Rabbitmq::interpret(
         &rmq_cfg("rabbit3@localhost"),
         &rmq_raw(
             3,
@@ -600,7 +604,7 @@ fn rabbitmq4_minority_side_of_a_cut_fails() {
 #[test]
 #[ignore = "issue 13: /api/health/checks/node-is-quorum-critical is not read; a node whose stop would lose a quorum queue's majority is reported only through peer_down"]
 fn rabbitmq4_quorum_critical_node_is_reported() {
-    let f = rabbitmq::interpret(
+    let f = Rabbitmq::interpret(
         &rmq_cfg("rabbit1@localhost"),
         &rmq_raw(1, "nodes-one-stopped.json", ("local-alarms-ok.json", 200)),
     );
@@ -614,7 +618,7 @@ fn rabbitmq4_quorum_critical_node_is_reported() {
 #[test]
 #[ignore = "issue 13: a quorum queue without a majority (1 of 3 members up) is not reported; the last node standing says only peer_down x2"]
 fn rabbitmq4_quorum_queue_without_majority_is_reported() {
-    let f = rabbitmq::interpret(
+    let f = Rabbitmq::interpret(
         &rmq_cfg("rabbit1@localhost"),
         &rmq_raw(
             1,

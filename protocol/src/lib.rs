@@ -3,7 +3,8 @@
 //! Everything that crosses the network between an agent, a collector and a reader is
 //! defined here, and nothing else is: the legacy Cloudify 5.0.5 report body
 //! ([`report`]), our signed extension ([`signing`]), the cluster-status view returned
-//! to readers ([`view`]) and the small shared vocabulary ([`model`]).
+//! to readers ([`view`]), the small shared vocabulary ([`model`]) and the catalog of
+//! reason codes ([`reasons`]).
 //!
 //! Invariants:
 //! - This crate does no I/O and never reads the clock. Callers pass `now`.
@@ -13,6 +14,7 @@
 
 pub mod facts;
 pub mod model;
+pub mod reasons;
 pub mod report;
 pub mod signing;
 pub mod timestamp;

@@ -17,6 +17,7 @@
 
 use super::{generic, NodeInput, Policy};
 use sr_protocol::facts::BrokerFacts;
+use sr_protocol::reasons as codes;
 use sr_protocol::{NodeStatus, Reason};
 use std::collections::BTreeSet;
 
@@ -60,7 +61,7 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
         if !v.facts.partitions.is_empty() {
             split.push(
                 Reason::new(
-                    "split_brain",
+                    codes::SPLIT_BRAIN,
                     format!(
                         "{} ({}) reports a network partition with {}",
                         v.node.name,
@@ -80,7 +81,7 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
             {
                 split.push(
                     Reason::new(
-                        "split_brain",
+                        codes::SPLIT_BRAIN,
                         format!(
                             "views differ: {} ({}) sees {} down, and {} ({}) sees {} down; both run",
                             a.node.name, a.rabbit, b.rabbit, b.node.name, b.rabbit, a.rabbit

@@ -21,6 +21,7 @@
 
 use super::{generic, NodeInput, Policy};
 use sr_protocol::facts::{DbFacts, MemberView};
+use sr_protocol::reasons as codes;
 use sr_protocol::{NodeStatus, NodeType, Reason};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -131,7 +132,7 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
             out.push(
                 NodeStatus::Fail,
                 Reason::new(
-                    "split_brain",
+                    codes::SPLIT_BRAIN,
                     format!(
                         "more than one node says it is the Patroni leader: {}",
                         names.join(", ")
@@ -159,7 +160,7 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
         out.push(
             NodeStatus::Degraded,
             Reason::new(
-                "leader_views_disagree",
+                codes::LEADER_VIEWS_DISAGREE,
                 format!("nodes disagree on the leader: {}", detail.join("; ")),
             ),
         );
@@ -168,7 +169,7 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
         (None, 0) => out.push(
             NodeStatus::Fail,
             Reason::new(
-                "no_leader",
+                codes::NO_LEADER,
                 "no node is the Patroni leader and no fresh view names one",
             ),
         ),
@@ -196,7 +197,7 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
             };
             out.push(
                 NodeStatus::Degraded,
-                Reason::new("leader_not_reporting", msg).on_node(node),
+                Reason::new(codes::LEADER_NOT_REPORTING, msg).on_node(node),
             );
         }
         _ => {}
@@ -217,7 +218,7 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
                 out.push(
                     NodeStatus::Degraded,
                     Reason::new(
-                        "rogue_primary",
+                        codes::ROGUE_PRIMARY,
                         format!(
                             "PostgreSQL on {} accepts writes but Patroni does not lead it; {} is the leader",
                             m.node.name,
@@ -262,7 +263,7 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
                     Some(r) => out.push(
                         NodeStatus::Degraded,
                         Reason::new(
-                            "replica_not_streaming",
+                            codes::REPLICA_NOT_STREAMING,
                             format!("{name} is {:?} on the leader, not streaming", r.state),
                         )
                         .on_node(name.clone()),
@@ -270,7 +271,7 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
                     None => out.push(
                         NodeStatus::Degraded,
                         Reason::new(
-                            "replica_not_streaming",
+                            codes::REPLICA_NOT_STREAMING,
                             format!("{name} is not in the leader's replication list"),
                         )
                         .on_node(name.clone()),
@@ -286,7 +287,7 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
                     out.push(
                         NodeStatus::Degraded,
                         Reason::new(
-                            "timeline_mismatch",
+                            codes::TIMELINE_MISMATCH,
                             format!("{name} is on timeline {t}, the leader on {lt}"),
                         )
                         .on_node(name.clone()),
@@ -301,7 +302,7 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
                 Some(b) if b > max_lag => out.push(
                     NodeStatus::Degraded,
                     Reason::new(
-                        "replica_lag",
+                        codes::REPLICA_LAG,
                         format!("{name} lags {b} bytes, over maximum_lag_on_failover {max_lag}"),
                     )
                     .on_node(name.clone()),
@@ -310,7 +311,7 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
                 None => out.push(
                     NodeStatus::Degraded,
                     Reason::new(
-                        "replica_lag_unknown",
+                        codes::REPLICA_LAG_UNKNOWN,
                         format!("no numeric lag is known for {name}"),
                     )
                     .on_node(name.clone()),
@@ -326,7 +327,7 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
             out.push(
                 NodeStatus::Degraded,
                 Reason::new(
-                    "no_failover_candidate",
+                    codes::NO_FAILOVER_CANDIDATE,
                     "no healthy replica without the nofailover tag is caught up: the cluster cannot fail over",
                 ),
             );
@@ -351,7 +352,7 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
                 out.push(
                     NodeStatus::Degraded,
                     Reason::new(
-                        "no_sync_standby",
+                        codes::NO_SYNC_STANDBY,
                         "synchronous_mode is on but no synchronous standby is streaming",
                     ),
                 );
@@ -370,7 +371,7 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
         out.push(
             NodeStatus::Degraded,
             Reason::new(
-                "dcs_unreachable",
+                codes::DCS_UNREACHABLE,
                 format!(
                     "DCS (etcd) unreachable from Patroni on {}",
                     unreachable_dcs.join(", ")
@@ -383,7 +384,7 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
         out.push(
             NodeStatus::Fail,
             Reason::new(
-                "quorum_lost",
+                codes::QUORUM_LOST,
                 format!("{healthy} of {n} db nodes healthy, below quorum {need}"),
             ),
         );
@@ -391,7 +392,7 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
         out.push(
             NodeStatus::Degraded,
             Reason::new(
-                "degraded",
+                codes::DEGRADED_MEMBERS,
                 format!("{healthy} of {n} db nodes healthy (quorum {need})"),
             ),
         );
@@ -417,7 +418,7 @@ fn etcd_rules(members: &[Member], out: &mut Outcome) {
         out.push(
             NodeStatus::Fail,
             Reason::new(
-                "etcd_cluster_id_mismatch",
+                codes::ETCD_CLUSTER_ID_MISMATCH,
                 format!(
                     "db nodes see different etcd clusters: {}",
                     cluster_ids.into_iter().collect::<Vec<_>>().join(", ")
@@ -433,7 +434,7 @@ fn etcd_rules(members: &[Member], out: &mut Outcome) {
         out.push(
             NodeStatus::Degraded,
             Reason::new(
-                "etcd_leader_disagreement",
+                codes::ETCD_LEADER_DISAGREEMENT,
                 format!("etcd members name {} different leaders", leaders.len()),
             ),
         );
@@ -461,7 +462,7 @@ fn etcd_rules(members: &[Member], out: &mut Outcome) {
         out.push(
             NodeStatus::Fail,
             Reason::new(
-                "etcd_unavailable",
+                codes::ETCD_UNAVAILABLE,
                 format!("DCS unreachable: no healthy etcd member{from}"),
             ),
         );
@@ -469,7 +470,7 @@ fn etcd_rules(members: &[Member], out: &mut Outcome) {
         out.push(
             NodeStatus::Degraded,
             Reason::new(
-                "etcd_quorum",
+                codes::ETCD_QUORUM,
                 format!("{healthy} of {total} etcd members healthy, below quorum {need}"),
             ),
         );
@@ -477,7 +478,7 @@ fn etcd_rules(members: &[Member], out: &mut Outcome) {
         out.push(
             NodeStatus::Degraded,
             Reason::new(
-                "etcd_member_down",
+                codes::ETCD_MEMBER_DOWN,
                 format!("{healthy} of {total} etcd members healthy"),
             ),
         );
@@ -488,11 +489,14 @@ fn node_reasons(n: &NodeInput) -> Vec<Reason> {
     let own: Vec<Reason> = n
         .reasons
         .iter()
-        .filter(|r| r.code != "clock_skew")
+        .filter(|r| r.code != codes::CLOCK_SKEW.code)
         .cloned()
         .collect();
     if own.is_empty() {
-        vec![Reason::new("node_unhealthy", format!("node is {}", n.status)).on_node(n.name.clone())]
+        vec![
+            Reason::new(codes::NODE_UNHEALTHY, format!("node is {}", n.status))
+                .on_node(n.name.clone()),
+        ]
     } else {
         own
     }

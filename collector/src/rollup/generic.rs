@@ -6,6 +6,7 @@
 //! for managers (any manager serves the API). Fail below the quorum.
 
 use super::{NodeInput, Policy};
+use sr_protocol::reasons as codes;
 use sr_protocol::{NodeStatus, NodeType, Reason};
 
 /// How many healthy nodes a type of `n` nodes needs to keep working.
@@ -22,7 +23,10 @@ pub fn rollup(nodes: &[NodeInput], _policy: &Policy) -> (NodeStatus, Vec<Reason>
     let Some(first) = nodes.first() else {
         return (
             NodeStatus::Fail,
-            vec![Reason::new("no_nodes", "no node of this type has reported")],
+            vec![Reason::new(
+                codes::NO_NODES,
+                "no node of this type has reported",
+            )],
         );
     };
     let node_type = first.node_type;
@@ -43,12 +47,12 @@ pub fn rollup(nodes: &[NodeInput], _policy: &Policy) -> (NodeStatus, Vec<Reason>
             let own: Vec<Reason> = x
                 .reasons
                 .iter()
-                .filter(|r| r.code != "clock_skew")
+                .filter(|r| r.code != codes::CLOCK_SKEW.code)
                 .cloned()
                 .collect();
             if own.is_empty() {
                 vec![
-                    Reason::new("node_unhealthy", format!("node is {}", x.status))
+                    Reason::new(codes::NODE_UNHEALTHY, format!("node is {}", x.status))
                         .on_node(x.name.clone()),
                 ]
             } else {
@@ -58,13 +62,13 @@ pub fn rollup(nodes: &[NodeInput], _policy: &Policy) -> (NodeStatus, Vec<Reason>
         .collect();
     let status = if healthy >= need {
         reasons.push(Reason::new(
-            "degraded",
+            codes::DEGRADED_MEMBERS,
             format!("{healthy} of {n} {node_type} nodes healthy (quorum {need})"),
         ));
         NodeStatus::Degraded
     } else {
         reasons.push(Reason::new(
-            "quorum_lost",
+            codes::QUORUM_LOST,
             format!("{healthy} of {n} {node_type} nodes healthy, below quorum {need}"),
         ));
         NodeStatus::Fail

@@ -112,7 +112,7 @@ impl NodeInput {
         let mut status = match &rec.latest {
             None => {
                 reasons.push(reason(
-                    "no_report",
+                    sr_protocol::reasons::NO_REPORT.code,
                     "no valid report received yet".into(),
                     name,
                 ));
@@ -149,7 +149,7 @@ impl NodeInput {
                         "behind"
                     };
                     reasons.push(reason(
-                        "clock_skew",
+                        sr_protocol::reasons::CLOCK_SKEW.code,
                         format!(
                             "reporter clock is {} ms {dir} the collector's",
                             latest.skew_ms.abs()
@@ -159,7 +159,7 @@ impl NodeInput {
                 }
                 if !input.fresh {
                     reasons.push(reason(
-                        "stale",
+                        sr_protocol::reasons::STALE.code,
                         format!(
                             "last report {} s ago; stale after {} s",
                             age_ms / 1000,
@@ -187,7 +187,11 @@ impl NodeInput {
                             } else {
                                 format!("node reports {own}; inactive: {}", inactive.join(", "))
                             };
-                            reasons.push(reason("reported_unhealthy", msg, name));
+                            reasons.push(reason(
+                                sr_protocol::reasons::REPORTED_UNHEALTHY.code,
+                                msg,
+                                name,
+                            ));
                         } else {
                             reasons.extend(given);
                         }
@@ -198,7 +202,7 @@ impl NodeInput {
         };
         if rec.key_mismatch {
             reasons.push(reason(
-                "key_mismatch",
+                sr_protocol::reasons::KEY_MISMATCH.code,
                 "a report signed by a different key was refused; run `status-reporter nodes forget` after checking the node".into(),
                 name,
             ));
@@ -213,7 +217,7 @@ impl NodeInput {
         if changes > policy.flap_threshold {
             input.flapping = true;
             reasons.push(reason(
-                "flapping",
+                sr_protocol::reasons::FLAPPING.code,
                 format!(
                     "{changes} status changes in the last {} s",
                     policy.flap_window_ms / 1000
@@ -277,7 +281,10 @@ pub fn rollup(nodes: &[NodeInput], _now_ms: i64, policy: &Policy) -> ClusterStat
         let (status, reasons) = if of_type.is_empty() {
             (
                 NodeStatus::Fail,
-                vec![Reason::new("no_nodes", format!("no {t} node has reported"))],
+                vec![Reason::new(
+                    sr_protocol::reasons::NO_NODES.code,
+                    format!("no {t} node has reported"),
+                )],
             )
         } else {
             match t {
@@ -300,7 +307,10 @@ pub fn rollup(nodes: &[NodeInput], _now_ms: i64, policy: &Policy) -> ClusterStat
     }
     if services.is_empty() {
         overall = NodeStatus::Fail;
-        overall_reasons.push(Reason::new("no_nodes", "no node has reported"));
+        overall_reasons.push(Reason::new(
+            sr_protocol::reasons::NO_NODES.code,
+            "no node has reported",
+        ));
     }
     ClusterStatus {
         status: overall,

@@ -1,10 +1,11 @@
-//! HTTP(S) plumbing shared by the `patroni` and `etcd` probes.
+//! HTTP(S) plumbing shared by the `patroni`, `etcd`, `rabbitmq` and `collector_self` probes.
 //!
-//! Both talk to a local JSON endpoint that may require TLS with a private CA and a client
+//! They talk to a local JSON endpoint that may require TLS with a private CA and a client
 //! certificate (Patroni `verify_client: required`, etcd `--client-cert-auth`). This module
 //! turns their TLS settings into an [`HttpsClient`] and every exchange into a [`Fetch`]:
 //! a failure is data with a category the probes can reason about, never an `Err`.
 
+use super::Secret;
 use serde::{Deserialize, Serialize};
 use sr_tls::client::ClientError;
 use sr_tls::{ClientIdentity, HttpsClient};
@@ -159,24 +160,13 @@ fn classify_request_error(e: String) -> Fetch {
     }
 }
 
-/// `Basic base64(user:password)`.
-pub fn basic_auth(user: &str, password: &str) -> String {
+/// `Basic base64(user:password)`, the header HTTP endpoints take the password in.
+pub fn basic_auth(user: &str, password: &Secret) -> String {
     use base64::Engine;
     format!(
         "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.expose()))
     )
-}
-
-/// A string that never shows in `Debug` output or logs.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("\"<redacted>\"")
-    }
 }
 
 /// A JSON body parsed into `T`, or a short reason. Bodies are already size-limited by
@@ -206,11 +196,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secrets_do_not_show_in_debug() {
-        assert_eq!(format!("{:?}", Secret("hunter2".into())), "\"<redacted>\"");
-    }
-
-    #[test]
     fn tls_settings_are_checked_together() {
         let t = TlsFiles {
             ca_file: None,
@@ -235,7 +220,7 @@ mod tests {
     #[test]
     fn basic_auth_is_rfc7617() {
         assert_eq!(
-            basic_auth("Aladdin", "open sesame"),
+            basic_auth("Aladdin", &Secret::new("open sesame")),
             "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
         );
     }

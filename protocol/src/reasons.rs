@@ -1,0 +1,230 @@
+//! The catalog of reason codes: every `code` a probe, the agent's scheduler or the
+//! collector's roll-up puts in a [`Reason`], with its meaning and, where it is fixed, the
+//! status it implies.
+//!
+//! Probes and the roll-up name codes only through these constants, never as literals, and
+//! `docs/operations.md` carries the table [`markdown_table`] renders (a test in this
+//! module fails when the two differ). A new code is one line here.
+
+use crate::model::{NodeStatus, Reason};
+
+/// One reason code and what it means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReasonCode {
+    /// The machine-readable code on the wire.
+    pub code: &'static str,
+    /// The status this reason sets, when that is fixed; `None` when it depends on the
+    /// setting or the count that raised it (a probe's `critical`, a quorum).
+    pub implies: Option<NodeStatus>,
+    /// Who raises it: a probe kind, `agent` or `roll-up`.
+    pub raised_by: &'static str,
+    /// One line for operators.
+    pub meaning: &'static str,
+}
+
+impl ReasonCode {
+    /// A reason with this code.
+    pub fn reason(self, message: impl Into<String>) -> Reason {
+        Reason::new(self.code, message)
+    }
+}
+
+impl From<ReasonCode> for String {
+    fn from(c: ReasonCode) -> String {
+        c.code.to_string()
+    }
+}
+
+impl std::fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code)
+    }
+}
+
+const FAIL: Option<NodeStatus> = Some(NodeStatus::Fail);
+const DEGRADED: Option<NodeStatus> = Some(NodeStatus::Degraded);
+const VARIES: Option<NodeStatus> = None;
+
+macro_rules! catalog {
+    ($($name:ident = $code:literal, $implies:expr, $by:literal, $meaning:literal;)*) => {
+        $(
+            #[doc = $meaning]
+            pub const $name: ReasonCode = ReasonCode {
+                code: $code,
+                implies: $implies,
+                raised_by: $by,
+                meaning: $meaning,
+            };
+        )*
+        /// Every code, in catalog order.
+        pub const ALL: &[ReasonCode] = &[$($name),*];
+    };
+}
+
+catalog! {
+    // ---- agent: the scheduler ----
+    PROBE_TIMEOUT = "probe_timeout", FAIL, "agent", "a probe did not finish within its deadline or the cycle budget";
+    PROBE_CRASHED = "probe_crashed", FAIL, "agent", "a probe panicked or its worker died; the report still went out";
+
+    // ---- any node ----
+    ENDPOINT_UNREACHABLE = "endpoint_unreachable", VARIES, "tcp, http", "a configured endpoint does not accept connections (Fail if `critical`, else Degraded)";
+    ENDPOINT_TIMEOUT = "endpoint_timeout", VARIES, "http", "an HTTP endpoint did not answer in time (Fail if `critical`, else Degraded)";
+    UNEXPECTED_STATUS = "unexpected_status", VARIES, "http", "an HTTP endpoint answered another status than `expect_status`";
+    HOST_UNREADABLE = "host_unreadable", DEGRADED, "host", "a kernel file or filesystem the host probe reads could not be read";
+    HOST_LOAD = "host_load", VARIES, "host", "load per CPU above the Degraded or Fail threshold";
+    HOST_MEMORY = "host_memory", VARIES, "host", "memory in use above the Degraded or Fail threshold";
+    HOST_DISK = "host_disk", VARIES, "host", "a checked path's filesystem is fuller than the Degraded or Fail threshold";
+    CLOCK_UNSYNCHRONISED = "clock_unsynchronised", DEGRADED, "host", "the kernel says the clock is not synchronised";
+    CLOCK_UNKNOWN = "clock_unknown", DEGRADED, "host", "the clock's synchronisation state could not be read";
+    UNIT_NOT_FOUND = "unit_not_found", VARIES, "services", "a configured systemd unit is not installed";
+    UNIT_INACTIVE = "unit_inactive", VARIES, "services", "a systemd unit is not active";
+    UNIT_RESTARTING = "unit_restarting", DEGRADED, "services", "a systemd unit restarted since the last cycle (crash loop)";
+    PROCESS_MISSING = "process_missing", VARIES, "services", "without systemd, no process of the configured name runs";
+    SERVICE_UNKNOWN = "service_unknown", DEGRADED, "services", "a service's state could not be learnt (bus unreachable, no process name)";
+
+    // ---- db node: Patroni ----
+    PATRONI_UNREACHABLE = "patroni_unreachable", FAIL, "patroni", "the local Patroni REST API gave no answer";
+    PATRONI_BAD_RESPONSE = "patroni_bad_response", VARIES, "patroni", "Patroni answered something unusable (Fail for `/patroni`, Degraded for `/cluster`)";
+    PATRONI_PAUSED = "patroni_paused", DEGRADED, "patroni", "the cluster is in maintenance mode: no automatic failover";
+    PATRONI_CONFIG_UNAVAILABLE = "patroni_config_unavailable", DEGRADED, "patroni", "Patroni's dynamic `/config` could not be read; defaults are assumed";
+    PENDING_RESTART = "pending_restart", DEGRADED, "patroni", "PostgreSQL needs a restart for a changed setting";
+    POSTGRES_NOT_RUNNING = "postgres_not_running", FAIL, "patroni, postgres", "PostgreSQL is not running or does not accept connections";
+    POSTGRES_TRANSITIONAL = "postgres_transitional", DEGRADED, "patroni", "PostgreSQL is starting, stopping or restarting";
+    ROLE_UNSETTLED = "role_unsettled", DEGRADED, "patroni", "the member's role is changing (promotion or demotion in progress)";
+    NO_LEADER_LOCK = "no_leader_lock", DEGRADED, "patroni", "Patroni sees no leader lock in the DCS";
+    DCS_UNREACHABLE = "dcs_unreachable", DEGRADED, "patroni, roll-up", "Patroni cannot reach etcd, or has not for longer than its TTL";
+    MEMBER_NOT_IN_CLUSTER = "member_not_in_cluster", DEGRADED, "patroni", "this member is missing from Patroni's `/cluster` view";
+    REPLICA_LAG = "replica_lag", DEGRADED, "patroni, roll-up", "a replica lags more than `maximum_lag_on_failover`";
+    REPLICA_LAG_UNKNOWN = "replica_lag_unknown", DEGRADED, "patroni, roll-up", "a replica's lag is unknown (not streaming, or stopped)";
+    REPLAY_PAUSED = "replay_paused", DEGRADED, "patroni, postgres", "WAL replay is paused on a replica";
+    NO_SYNC_STANDBY = "no_sync_standby", DEGRADED, "patroni, roll-up", "synchronous mode is on but no standby is synchronous";
+
+    // ---- db node: PostgreSQL and etcd ----
+    POSTGRES_LOGIN_REFUSED = "postgres_login_refused", DEGRADED, "postgres", "PostgreSQL refused the monitoring role's login";
+    POSTGRES_QUERY_FAILED = "postgres_query_failed", DEGRADED, "postgres", "a monitoring query failed or timed out";
+    MONITORING_ROLE_IS_SUPERUSER = "monitoring_role_is_superuser", DEGRADED, "postgres", "the probe logs in as a superuser; use a role with pg_monitor";
+    REPLAY_LAG = "replay_lag", DEGRADED, "postgres", "a replica has received more WAL than it replayed, beyond `max_replay_gap_bytes`";
+    WAL_RECEIVER_NOT_STREAMING = "wal_receiver_not_streaming", DEGRADED, "postgres", "a replica's WAL receiver is not streaming";
+    ETCD_UNREACHABLE = "etcd_unreachable", VARIES, "etcd", "the local etcd member gave no answer (Fail if `critical`, else Degraded)";
+    ETCD_BAD_RESPONSE = "etcd_bad_response", VARIES, "etcd", "the local etcd member answered something unusable";
+    ETCD_NO_LEADER = "etcd_no_leader", DEGRADED, "etcd", "the local etcd member knows no raft leader";
+    ETCD_ALARM = "etcd_alarm", DEGRADED, "etcd", "the etcd member reports errors (active alarms such as NOSPACE, `no leader`)";
+    ETCD_APPLY_BACKLOG = "etcd_apply_backlog", DEGRADED, "etcd", "committed raft entries wait to be applied beyond `max_apply_backlog`";
+    ETCD_DB_SIZE = "etcd_db_size", DEGRADED, "etcd", "the etcd backend is above 80 % of its quota";
+    ETCD_UNHEALTHY = "etcd_unhealthy", DEGRADED, "etcd", "etcd's `/health` (a quorum read) fails";
+
+    // ---- broker node: RabbitMQ ----
+    MANAGEMENT_UNREACHABLE = "management_unreachable", FAIL, "rabbitmq", "no management API call got an answer";
+    MANAGEMENT_ERROR = "management_error", FAIL, "rabbitmq", "the management API gave unusable answers";
+    LOCAL_ALARM = "local_alarm", FAIL, "rabbitmq", "a memory or disk alarm is in effect on this node: publishers are blocked";
+    AMQP_LISTENER_MISSING = "amqp_listener_missing", FAIL, "rabbitmq", "no AMQP listener on the configured port";
+    VHOSTS_DOWN = "vhosts_down", FAIL, "rabbitmq", "virtual hosts are not running on this node";
+    CERTIFICATE_EXPIRING = "certificate_expiring", DEGRADED, "rabbitmq", "a TLS listener's certificate expires within `cert_expiry_days`";
+    PARTITION = "partition", FAIL, "rabbitmq", "a member reports a network partition";
+    FD_USAGE = "fd_usage", DEGRADED, "rabbitmq", "file descriptor use above `fd_warn_ratio`";
+    PEER_DOWN = "peer_down", DEGRADED, "rabbitmq", "another cluster member is not running, as this node sees it";
+    AMQP_FAILED = "amqp_failed", FAIL, "rabbitmq", "the AMQP round trip failed on this node";
+
+    // ---- manager node ----
+    AMQP_UNREACHABLE = "amqp_unreachable", FAIL, "amqp", "the manager cannot complete an AMQP round trip with its broker";
+    DB_UNREACHABLE = "db_unreachable", FAIL, "pg_connect", "the manager cannot connect to its PostgreSQL";
+    DB_READ_ONLY = "db_read_only", FAIL, "pg_connect", "the manager's PostgreSQL endpoint is a read-only replica";
+    COLLECTOR_NOT_READY = "collector_not_ready", FAIL, "collector_self", "the local collector is not ready (its store writer stopped, or no answer)";
+    STORE_NOT_WRITABLE = "store_not_writable", FAIL, "collector_self", "the collector's store directory or file is not writable";
+
+    // ---- roll-up: nodes ----
+    NO_REPORT = "no_report", FAIL, "roll-up", "an expected node has never reported";
+    STALE = "stale", FAIL, "roll-up", "no report for `stale_after`, judged by the collector's clock";
+    REPORTED_UNHEALTHY = "reported_unhealthy", VARIES, "roll-up", "the node itself reports Degraded or Fail";
+    CLOCK_SKEW = "clock_skew", VARIES, "roll-up", "the node's clock differs from the collector's (the status is unchanged)";
+    KEY_MISMATCH = "key_mismatch", FAIL, "roll-up", "a report signed by another key than the pinned one was refused";
+    FLAPPING = "flapping", DEGRADED, "roll-up", "the node changed status too often within the window";
+
+    // ---- roll-up: service types ----
+    NO_NODES = "no_nodes", FAIL, "roll-up", "no node of a required type (or none at all) has reported";
+    NODE_UNHEALTHY = "node_unhealthy", VARIES, "roll-up", "a node counted against the quorum is not OK";
+    DEGRADED_MEMBERS = "degraded", DEGRADED, "roll-up", "some nodes are not OK but a quorum is";
+    QUORUM_LOST = "quorum_lost", FAIL, "roll-up", "fewer healthy nodes than a quorum";
+    SPLIT_BRAIN = "split_brain", FAIL, "roll-up", "two leaders (db) or disagreeing partitions (broker)";
+    LEADER_VIEWS_DISAGREE = "leader_views_disagree", DEGRADED, "roll-up", "db members name different leaders";
+    NO_LEADER = "no_leader", FAIL, "roll-up", "no db member is the leader";
+    LEADER_NOT_REPORTING = "leader_not_reporting", DEGRADED, "roll-up", "the leader the members name has no fresh report";
+    ROGUE_PRIMARY = "rogue_primary", DEGRADED, "roll-up", "PostgreSQL runs read-write on a member that is not the Patroni leader";
+    REPLICA_NOT_STREAMING = "replica_not_streaming", DEGRADED, "roll-up", "a replica does not stream from the leader";
+    TIMELINE_MISMATCH = "timeline_mismatch", DEGRADED, "roll-up", "a replica is on another timeline than the leader";
+    NO_FAILOVER_CANDIDATE = "no_failover_candidate", DEGRADED, "roll-up", "no replica could take over if the leader failed";
+    ETCD_CLUSTER_ID_MISMATCH = "etcd_cluster_id_mismatch", FAIL, "roll-up", "etcd members report different cluster ids";
+    ETCD_LEADER_DISAGREEMENT = "etcd_leader_disagreement", DEGRADED, "roll-up", "etcd members name different raft leaders";
+    ETCD_UNAVAILABLE = "etcd_unavailable", FAIL, "roll-up", "no etcd member is healthy";
+    ETCD_QUORUM = "etcd_quorum", DEGRADED, "roll-up", "fewer healthy etcd members than a quorum, as the db nodes report them";
+    ETCD_MEMBER_DOWN = "etcd_member_down", DEGRADED, "roll-up", "an etcd member is down while the quorum holds";
+}
+
+/// The markdown table of every code, as `docs/operations.md` carries it.
+pub fn markdown_table() -> String {
+    let mut out = String::from("| code | status | raised by | meaning |\n|---|---|---|---|\n");
+    for c in ALL {
+        let status = match c.implies {
+            Some(s) => s.as_str().to_string(),
+            None => "varies".to_string(),
+        };
+        out.push_str(&format!(
+            "| `{}` | {status} | {} | {} |\n",
+            c.code, c.raised_by, c.meaning
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    const DOCS: &str = include_str!("../../docs/operations.md");
+    const BEGIN: &str = "<!-- reason-codes:begin (generated from protocol/src/reasons.rs) -->\n";
+    const END: &str = "<!-- reason-codes:end -->";
+
+    #[test]
+    fn codes_are_unique() {
+        let codes: BTreeSet<_> = ALL.iter().map(|c| c.code).collect();
+        assert_eq!(codes.len(), ALL.len());
+    }
+
+    /// The docs' table is this catalog's: no code missing, none unknown.
+    #[test]
+    fn operations_md_lists_exactly_the_catalog() {
+        let start = DOCS
+            .find(BEGIN)
+            .expect("docs/operations.md has the reason-codes markers");
+        let end = DOCS.find(END).expect("end marker");
+        let table = &DOCS[start + BEGIN.len()..end];
+        assert_eq!(
+            table,
+            markdown_table(),
+            "docs/operations.md's reason table is out of date; paste markdown_table()'s output"
+        );
+    }
+
+    /// Every code the hand-written part of the docs names (in backticks, in the "Reading
+    /// reasons" section) is in the catalog; `etcd_*` must match at least one.
+    #[test]
+    fn operations_md_names_no_unknown_code() {
+        let section = DOCS
+            .split("## Reading reasons")
+            .nth(1)
+            .and_then(|s| s.split(BEGIN).next())
+            .expect("a Reading reasons section");
+        let known: BTreeSet<_> = ALL.iter().map(|c| c.code).collect();
+        for line in section.lines().filter(|l| l.starts_with("| `")) {
+            let first_cell = line.split('|').nth(1).unwrap_or("");
+            for named in first_cell.split('`').skip(1).step_by(2) {
+                let ok = match named.strip_suffix('*') {
+                    Some(prefix) => known.iter().any(|k| k.starts_with(prefix)),
+                    None => known.contains(named),
+                };
+                assert!(ok, "docs/operations.md names unknown reason code {named:?}");
+            }
+        }
+    }
+}
