@@ -18,19 +18,15 @@
 //! Everything waits by polling `cluster status` with deadlines; nothing sleeps to
 //! synchronise. Timings are printed (`BENCH` lines), never asserted. Skips when RabbitMQ
 //! is not installed, fails under `CI=true`.
-#[path = "support/e2e.rs"]
-mod e2e;
-mod support;
+mod harness;
 
-use e2e::{Agent, Collector, Status};
+use harness::lab::{require_services, RabbitCluster, RabbitOpts, MONITOR_PASSWORD, MONITOR_USER};
+use harness::{Agent, Collector, Status};
 use sr_probes::db_http::{Secret, TlsFiles};
 use sr_probes::rabbitmq::{self, Config};
 use sr_probes::ProbeConfig;
 use sr_protocol::{NodeStatus, NodeType};
 use std::time::{Duration, Instant};
-use support::cluster::{
-    require_services, RabbitCluster, RabbitOpts, MONITOR_PASSWORD, MONITOR_USER,
-};
 
 /// Agent node names (what `cluster status` shows); agent i watches RabbitMQ node i.
 const AGENTS: [&str; 3] = ["broker-1", "broker-2", "broker-3"];
@@ -126,7 +122,7 @@ fn broker_cluster_scenarios_end_to_end() {
     );
     let mut agents: Vec<Agent> = (0..3)
         .map(|i| {
-            Agent::configure(
+            Agent::for_collector(
                 &tmp.path().join(AGENTS[i]),
                 AGENTS[i],
                 "broker",

@@ -18,20 +18,16 @@
 //! 10.203.1.0/24 exist only inside them); all are deleted at the end, also on failure.
 //! Needs root and iproute2; skips without them unless `CI=true`, which makes it fail.
 //! Waits poll with deadlines; timings are printed, never asserted.
-#[path = "support/e2e.rs"]
-mod e2e;
-#[path = "support/netlab.rs"]
-mod netlab;
-mod support;
+mod harness;
 
-use e2e::{Agent, Collector, Status};
-use netlab::{NetLab, COLLECTOR_IP};
+use harness::lab::{require_services, MONITOR_PASSWORD, MONITOR_USER};
+use harness::netlab::{self, NetLab, COLLECTOR_IP};
+use harness::{Agent, Collector, Status};
 use sr_probes::db_http::{Secret, TlsFiles};
 use sr_probes::rabbitmq::Config;
 use sr_probes::ProbeConfig;
 use sr_protocol::NodeStatus;
 use std::time::{Duration, Instant};
-use support::cluster::{require_services, MONITOR_PASSWORD, MONITOR_USER};
 
 const AGENTS: [&str; 3] = ["broker-1", "broker-2", "broker-3"];
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -111,7 +107,7 @@ fn partition_is_split_brain_fail_end_to_end() {
     let hosts: Vec<String> = (0..3).map(|i| lab.host(i)).collect();
     let mut agents: Vec<Agent> = (0..3)
         .map(|i| {
-            Agent::configure(
+            Agent::for_collector(
                 &tmp.path().join(AGENTS[i]),
                 AGENTS[i],
                 "broker",

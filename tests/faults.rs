@@ -13,11 +13,11 @@
 //! Agents all run in the root network namespace on loopback; the partition scenario (a
 //! collector cut off in its own network namespace) is `tests/faults_partition.rs`.
 
-#[path = "procs/mod.rs"]
-mod procs;
+mod harness;
 
 use base64::Engine;
-use procs::*;
+use harness::fixtures::*;
+use harness::*;
 use serde_json::Value;
 use sr_collector::store::Store;
 use sr_protocol::NodeType;
@@ -78,7 +78,7 @@ fn three_collectors_five_agents_converge_after_a_kill_and_ignore_a_slow_manager(
     let tmp = tempfile::tempdir().unwrap().keep_if_asked();
     let d = tmp.path();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let pki = Pki::new(&d.join("pki"));
+    let pki = Pki::new(&d.join("pki"), "hostile-suite CA");
     const FREQ: u32 = 1;
 
     // Three collectors sharing one token set: B and C start from a copy of A's store, as
@@ -295,7 +295,7 @@ fn one_collector_survives_kills_under_ingest_skew_token_rotation_and_a_read_only
     let tmp = tempfile::tempdir().unwrap().keep_if_asked();
     let d = tmp.path();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let pki = Pki::new(&d.join("pki"));
+    let pki = Pki::new(&d.join("pki"), "hostile-suite CA");
     let mut col = Collector::init(&d.join("col"), &pki, "127.0.0.1:0");
     col.spawn();
 

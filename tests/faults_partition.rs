@@ -19,14 +19,13 @@
 //! Needs root and iproute2: skips without them, unless `CI=true`, which makes it fail.
 //! Waits poll with deadlines; timings are printed, never asserted.
 
-#[path = "procs/mod.rs"]
-mod procs;
+mod harness;
 
-use procs::*;
+use harness::fixtures::*;
+use harness::*;
 use serde_json::Value;
 use sr_protocol::NodeType;
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,14 +36,6 @@ const FREQ: u32 = 1;
 
 fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
-}
-
-/// The `ip` binary (root's PATH has /usr/sbin; a test runner's may not).
-fn ip_bin() -> &'static str {
-    ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .unwrap_or("ip")
 }
 
 fn ip(args: &[&str]) -> Result<String, String> {
@@ -219,37 +210,6 @@ impl Drop for Host {
     }
 }
 
-/// `collector run` inside `ns` (`ip netns exec` execs it, so the child is the collector);
-/// waits for `listening on ADDR` and pins the port, like `Collector::spawn`.
-fn spawn_in(col: &mut Collector, ns: &str) {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(col.dir.join("collector.log"))
-        .unwrap();
-    let mut child = Command::new(ip_bin())
-        .args(["netns", "exec", ns, BIN, "collector", "run", "--config"])
-        .arg(col.config())
-        .env("STATUS_REPORTER_LOG", "debug")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let line = first_line(child.stdout.take().unwrap())
-        .recv_timeout(DEADLINE)
-        .unwrap_or_else(|_| panic!("collector C did not print its address:\n{}", col.log()));
-    col.addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
-    col.set("listen", &format!("\"{}\"", col.addr));
-    col.child = Some(child);
-}
-
 /// `GET /api/v3.1/cluster-status` at the collector's own address (C's is in its
 /// namespace). An error is "not yet": right after the heal C can be briefly unreachable
 /// (the root side's neighbour entry for it failed during the cut), and the waits poll on.
@@ -288,21 +248,11 @@ fn partitioned_collector_converges_and_holds_every_transition_after_heal() {
     let rt = tokio::runtime::Runtime::new().unwrap();
 
     // One server certificate for all three, naming C's address too.
-    let pki = {
-        let dir = d.join("pki");
-        std::fs::create_dir_all(&dir).unwrap();
-        let ca = sr_tls::pki::Ca::new("partition-suite CA").unwrap();
-        let leaf = ca.server(&["localhost", "127.0.0.1", &host.ns_ip]).unwrap();
-        let p = Pki {
-            ca: dir.join("ca.pem"),
-            cert: dir.join("server.crt"),
-            key: dir.join("server.key"),
-        };
-        std::fs::write(&p.ca, ca.cert_pem()).unwrap();
-        std::fs::write(&p.cert, &leaf.cert_pem).unwrap();
-        std::fs::write(&p.key, &leaf.key_pem).unwrap();
-        p
-    };
+    let pki = Pki::with_sans(
+        &d.join("pki"),
+        "partition-suite CA",
+        &["localhost", "127.0.0.1", &host.ns_ip],
+    );
 
     // Three collectors sharing one token set: B and C start from a copy of A's store.
     let mut a = Collector::init(&d.join("a"), &pki, "127.0.0.1:0");
@@ -323,7 +273,8 @@ fn partitioned_collector_converges_and_holds_every_transition_after_heal() {
     }
     a.spawn();
     b.spawn();
-    spawn_in(&mut c, &host.ns);
+    c.in_netns(&host.ns);
+    c.spawn();
     assert_eq!(c.addr.ip().to_string(), host.ns_ip);
     let managers: Vec<String> = [&a, &b, &c].iter().map(|c| c.addr.to_string()).collect();
 
@@ -437,10 +388,7 @@ fn partitioned_collector_converges_and_holds_every_transition_after_heal() {
          missing at C before the heal",
         during.len()
     );
-    assert!(
-        c.child.as_mut().unwrap().try_wait().unwrap().is_none(),
-        "C died"
-    );
+    assert!(c.alive(), "C died");
 
     host.set_link(true);
     let healed = Instant::now();

@@ -1,0 +1,229 @@
+//! Fixtures for the hostile suites (`security`, `faults`, `faults_partition`): hand-made
+//! reporting nodes that sign like the agent, TCP targets a probe watches, readers of a view
+//! and of a store, and the grep that proves no secret reached a log or an output.
+
+use serde_json::{json, Value};
+use sr_collector::store::Store;
+use sr_protocol::signing::NodeKey;
+use sr_protocol::NodeType;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// A suite's temp dir, kept for inspection when `KEEP_TMP` is set.
+pub trait KeepIfAsked {
+    fn keep_if_asked(self) -> Self;
+}
+
+impl KeepIfAsked for tempfile::TempDir {
+    fn keep_if_asked(mut self) -> Self {
+        if std::env::var_os("KEEP_TMP").is_some() {
+            eprintln!("temp dir kept: {}", self.path().display());
+            self.disable_cleanup(true);
+        }
+        self
+    }
+}
+
+pub fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The node of a view by node id: (type, name, node JSON).
+pub fn find_node<'a>(view: &'a Value, node_id: &str) -> Option<(&'a str, &'a Value)> {
+    view["services"].as_object()?.iter().find_map(|(ty, s)| {
+        s["nodes"]
+            .as_object()?
+            .values()
+            .find(|n| n["node_id"] == node_id)
+            .map(|n| (ty.as_str(), n))
+    })
+}
+
+/// A critical `tcp` probe of `address`: the one probe the hostile suites give agents,
+/// so a test can flip a node's status by opening or closing a listener.
+pub fn tcp_probe(name: &str, address: &str) -> sr_probes::ProbeConfig {
+    sr_probes::ProbeConfig::Tcp(sr_probes::tcp::Config {
+        name: name.into(),
+        address: address.into(),
+        timeout_ms: 500,
+        critical: true,
+    })
+}
+
+/// A hand-made reporting node: its own key, boot id and sequence, signing like the agent.
+pub struct Node {
+    pub key: NodeKey,
+    pub node_type: &'static str,
+    pub id: String,
+    pub boot: String,
+    pub seq: u64,
+}
+
+impl Node {
+    pub fn new(node_type: &'static str, id: &str) -> Node {
+        Node {
+            key: NodeKey::from_pkcs8(&NodeKey::generate_pkcs8().unwrap()).unwrap(),
+            node_type,
+            id: id.into(),
+            boot: "boot-1".into(),
+            seq: 0,
+        }
+    }
+
+    pub fn path(&self) -> String {
+        format!("/api/v3.1/cluster-status/{}/{}", self.node_type, self.id)
+    }
+
+    /// The next report (consumes a seq), with one transition, signed as sent at
+    /// `sent_at_ms`: (body, signature header).
+    pub fn next(&mut self, status: &str, sent_at_ms: i64) -> (Vec<u8>, String) {
+        self.seq += 1;
+        let legacy = if status == "Fail" { "Fail" } else { "OK" };
+        let body = serde_json::to_vec(&json!({
+            "reporting_freq": 5,
+            "timestamp": sr_protocol::timestamp::format_legacy(sent_at_ms / 1000).unwrap(),
+            "report": {"status": legacy, "services": {}},
+            "status_reporter": {
+                "version": 1, "node_status": status, "node_name": self.id, "private_ip": "127.0.0.1",
+                "agent_version": "0.1.0", "boot_id": self.boot, "seq": self.seq, "facts": {},
+                "transitions": [{"seq": self.seq, "at_ms": sent_at_ms, "from": "OK", "to": status}]
+            }
+        }))
+        .unwrap();
+        let sig = self
+            .key
+            .sign("PUT", &self.path(), &body, &self.boot, self.seq, sent_at_ms)
+            .to_header();
+        (body, sig)
+    }
+}
+
+/// The headers of a signed report.
+pub fn report_headers<'a>(token: &'a str, sig: &'a str) -> [(&'static str, &'a str); 3] {
+    [
+        ("Content-Type", "application/json"),
+        (sr_protocol::TOKEN_HEADER, token),
+        (sr_protocol::SIGNATURE_HEADER, sig),
+    ]
+}
+
+/// Greps every file under `root` (logs, recorded CLI outputs, configs excepted) for each
+/// secret. Config files and the key itself are where secrets are meant to live.
+pub fn assert_no_secrets(root: &Path, secrets: &[(&str, String)]) -> usize {
+    let mut checked = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            let is_output = p.parent().is_some_and(|d| d.ends_with("outputs"));
+            if !(name.ends_with(".log") || is_output) {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).to_string();
+            for (what, secret) in secrets {
+                assert!(!secret.is_empty());
+                assert!(
+                    !text.contains(secret.as_str()),
+                    "{what} found in {}",
+                    p.display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    checked
+}
+
+/// A TCP endpoint a `tcp` probe watches; closing it fails the node, opening it heals it.
+pub struct Target {
+    rt: tokio::runtime::Handle,
+    port: u16,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Target {
+    pub fn new(rt: &tokio::runtime::Runtime) -> Target {
+        let mut t = Target {
+            rt: rt.handle().clone(),
+            port: 0,
+            task: None,
+        };
+        t.open();
+        t
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn open(&mut self) {
+        let l = self
+            .rt
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", self.port)))
+            .expect("rebind the target port");
+        self.port = l.local_addr().unwrap().port();
+        self.task = Some(self.rt.spawn(async move {
+            // Accept and drop, so the backlog never fills.
+            while let Ok((s, _)) = l.accept().await {
+                drop(s);
+            }
+        }));
+    }
+
+    pub fn close(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = self.rt.block_on(t);
+        }
+    }
+}
+
+/// node_id → (status, key_mismatch) as one collector shows it.
+pub fn statuses(view: &Value) -> BTreeMap<String, (String, bool)> {
+    let mut out = BTreeMap::new();
+    for s in view["services"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+    {
+        for n in s["nodes"].as_object().into_iter().flat_map(|m| m.values()) {
+            out.insert(
+                n["node_id"].as_str().unwrap_or_default().to_string(),
+                (
+                    n["status"].as_str().unwrap_or_default().to_string(),
+                    n["key_mismatch"] == true,
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// Every stored transition of these nodes: (node, boot, seq).
+pub fn transitions(state: &Path, nodes: &[(NodeType, String)]) -> BTreeSet<(String, String, u64)> {
+    let store = Store::open(state).expect("the store opens");
+    let mut out = BTreeSet::new();
+    for (ty, id) in nodes {
+        for t in store.transitions(*ty, id, 1_000_000).unwrap() {
+            out.insert((id.clone(), t.boot_id, t.seq));
+        }
+    }
+    out
+}
