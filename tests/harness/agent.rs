@@ -204,6 +204,11 @@ impl Agent {
         .unwrap();
     }
 
+    /// Its exit status, once it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().unwrap()
+    }
+
     pub fn alive(&mut self) -> bool {
         self.child
             .as_mut()

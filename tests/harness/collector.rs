@@ -139,6 +139,21 @@ impl Collector {
         self.process = None;
     }
 
+    /// SIGTERM, and wait (bounded) for it to exit; returns its exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut p = self.process.take().expect("running");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p.pid() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        poll::poll(super::DEADLINE, Duration::from_millis(20), || {
+            p.child.try_wait().unwrap().ok_or_else(String::new)
+        })
+        .expect("collector did not stop on SIGTERM")
+        .0
+    }
+
     /// Whether `collector run` is still running.
     pub fn alive(&mut self) -> bool {
         self.process
@@ -377,7 +392,7 @@ impl InProcessCollector {
         )
     }
 
-    /// The transitions stored for a node (node-level and per service), oldest first.
+    /// The transitions stored for a node (node-level and per service), in store order.
     pub fn transitions(&self, node_type: NodeType, node_id: &str) -> Vec<TransitionRow> {
         Store::open(&self.state)
             .and_then(|s| s.transitions(node_type, node_id, 1000))
