@@ -190,7 +190,12 @@ async fn every_bad_input_is_refused_exactly_and_changes_nothing() {
     assert_eq!(ok["transitions_acked"], 1);
     assert_eq!(ok["key_pinned"], true);
     let before_view = c.view().await;
-    let before_nodes = nodes_json(&c);
+    // The latest row (the node list's `last_seen_ms`) is written behind, every 0.5 s: read
+    // the list once it is there, or the comparison below races the flusher.
+    let before_nodes = harness::wait_for("the first report's latest row", DEADLINE, || {
+        let nodes = nodes_json(&c);
+        (!nodes[0]["last_seen_ms"].is_null()).then_some(nodes)
+    });
     assert_eq!(
         before_view["services"]["db"]["nodes"]["db1"]["status"],
         "OK"

@@ -31,6 +31,12 @@ pub struct Collector {
 }
 
 impl Collector {
+    /// [`Collector::addr`] before the first run.
+    const NOT_STARTED: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::LOCALHOST,
+        1,
+    ));
+
     /// `collector init --json` in `dir` on `listen` with `pki`'s server certificate (port 0
     /// picks one; the first run's port is then written back so restarts keep it). Not started.
     pub fn init(dir: &Path, pki: &Pki, listen: &str) -> Collector {
@@ -40,7 +46,7 @@ impl Collector {
             dir: dir.to_path_buf(),
             ca: pki.ca.clone(),
             tokens,
-            addr: "127.0.0.1:1".parse().unwrap(),
+            addr: Self::NOT_STARTED,
             netns: None,
             process: None,
             _tmp: None,
@@ -110,9 +116,13 @@ impl Collector {
         launch::set_config_key(&self.config(), key, value);
     }
 
-    /// `collector run`; waits for `listening on ADDR`. After the first run the port is
-    /// pinned in the config so a restart listens where the agents push.
+    /// `collector run`; waits for `listening on ADDR`. A restart first pins the address the
+    /// first run bound in the config, so it listens where the agents push. (Pinned only then:
+    /// rewriting the config under a running collector changed what a suite observed.)
     pub fn spawn(&mut self) {
+        if self.addr != Self::NOT_STARTED {
+            self.set("listen", &format!("\"{}\"", self.addr));
+        }
         let run = launch::run_command(BIN.as_ref(), &self.dir, &self.log_path(), "debug");
         let cmd = match &self.netns {
             Some(ns) => super::in_netns(ns, run),
@@ -126,7 +136,6 @@ impl Collector {
             )
         });
         self.addr = p.addr;
-        self.set("listen", &format!("\"{}\"", self.addr));
         self.process = Some(p);
     }
 
@@ -405,9 +414,10 @@ impl Drop for InProcessCollector {
         if let Some((tx, handle)) = self.stop.take() {
             let _ = tx.send(());
             // Bounded, and never unwrapped: this may run while a failed test unwinds.
+            // The timer is made inside the runtime (in the async block), not before it.
             let _ = self
                 .rt
-                .block_on(tokio::time::timeout(Duration::from_secs(10), handle));
+                .block_on(async { tokio::time::timeout(Duration::from_secs(10), handle).await });
         }
     }
 }
