@@ -7,7 +7,6 @@
 //! stderr, at debug level, is checked for tokens and panics at the end.
 
 use serde_json::{json, Value};
-use sr_protocol::signing::NodeKey;
 use sr_tls::pki::Ca;
 
 use std::path::Path;
@@ -18,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod harness;
 
+use harness::fixtures::{now_ms, report_headers, Node};
 use harness::{Collector, BIN, DEADLINE};
 
 /// What this suite does with a collector beyond the harness's own.
@@ -56,81 +56,23 @@ impl CollectorSuite for Collector {
     }
 }
 
-/// A reporting node: its key, boot id and next sequence number.
-struct Node {
-    key: NodeKey,
-    node_type: &'static str,
-    id: String,
-    name: String,
-    boot: String,
-    seq: u64,
-    /// `status_reporter.facts`, for the db and broker cluster rules.
-    facts: Value,
-}
-
-impl Node {
-    fn new(node_type: &'static str, id: &str, name: &str) -> Node {
-        Node {
-            key: NodeKey::from_pkcs8(&NodeKey::generate_pkcs8().unwrap()).unwrap(),
-            node_type,
-            id: id.into(),
-            name: name.into(),
-            boot: "boot-1".into(),
-            seq: 0,
-            facts: json!({}),
-        }
-    }
-
-    fn path(&self) -> String {
-        format!("/api/v3.1/cluster-status/{}/{}", self.node_type, self.id)
-    }
-
-    /// A body for the next sequence number (which it consumes).
-    fn body(&mut self, status: &str) -> Vec<u8> {
-        self.seq += 1;
-        let legacy = if status == "Fail" { "Fail" } else { "OK" };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        serde_json::to_vec(&json!({
-            "reporting_freq": 3600,
-            "timestamp": sr_protocol::timestamp::format_legacy(now).unwrap(),
-            "report": {"status": legacy, "services": {"Patroni": {"status": if legacy == "OK" {"Active"} else {"Inactive"}, "extra_info": {}}}},
-            "status_reporter": {
-                "version": 1, "node_status": status, "node_name": self.name, "private_ip": "10.0.0.9",
-                "agent_version": "0.1.0", "boot_id": self.boot, "seq": self.seq, "facts": self.facts,
-                "transitions": [{"seq": self.seq, "at_ms": now * 1000, "from": "OK", "to": status}]
-            }
-        }))
-        .unwrap()
-    }
-
-    fn sign(&self, body: &[u8]) -> String {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
-        self.key
-            .sign("PUT", &self.path(), body, &self.boot, self.seq, now_ms)
-            .to_header()
+/// A reporting node as this suite sends it: named apart from its id, a Patroni service, an
+/// hour-long reporting period (nothing goes stale during a test) and a private address.
+fn reporting_node(node_type: &'static str, id: &str, name: &str) -> Node {
+    Node {
+        name: name.into(),
+        reporting_freq: 3600,
+        private_ip: "10.0.0.9",
+        service: Some("Patroni"),
+        ..Node::new(node_type, id)
     }
 }
 
 /// Sends `node`'s next report with `token`, signed.
 async fn report(c: &Collector, node: &mut Node, token: &str, status: &str) -> (u16, Value) {
-    let body = node.body(status);
-    let sig = node.sign(&body);
-    c.put(
-        &node.path(),
-        &[
-            ("Content-Type", "application/json"),
-            (sr_protocol::TOKEN_HEADER, token),
-            (sr_protocol::SIGNATURE_HEADER, &sig),
-        ],
-        body,
-    )
-    .await
+    let (body, sig) = node.next(status, now_ms());
+    c.put(&node.path(), &report_headers(token, &sig), body)
+        .await
 }
 
 /// A raw TLS stream speaking HTTP/1.1, for requests a well-behaved client can't make.
@@ -183,7 +125,7 @@ type Case = (
 async fn every_bad_input_is_refused_exactly_and_changes_nothing() {
     let c = Collector::start_in_temp_dir(&[]);
     let db = c.token("db");
-    let mut n1 = Node::new("db", "n1", "db1");
+    let mut n1 = reporting_node("db", "n1", "db1");
     let (code, ok) = report(&c, &mut n1, &db, "OK").await;
     assert_eq!(code, 200, "{ok}");
     assert_eq!(ok["acked_seq"], 1);
@@ -209,7 +151,7 @@ async fn every_bad_input_is_refused_exactly_and_changes_nothing() {
     let mut cases: Vec<Case> = Vec::new();
     let mut signed =
         |n: &mut Node, what: &'static str, body: Vec<u8>, code: u16, err: &'static str| {
-            let sig = n.sign(&body);
+            let sig = n.sign(&body, now_ms());
             n.seq -= 1; // a refused report does not consume its sequence number
             cases.push((
                 what,
@@ -225,7 +167,7 @@ async fn every_bad_input_is_refused_exactly_and_changes_nothing() {
             ));
         };
     let good = |n: &mut Node| {
-        let b = n.body("OK");
+        let b = n.body("OK", now_ms());
         serde_json::from_slice::<Value>(&b).unwrap()
     };
     n1.seq += 1;
@@ -272,8 +214,7 @@ async fn every_bad_input_is_refused_exactly_and_changes_nothing() {
         400,
         "bad_parameters_error",
     );
-    let body = n1.body("OK");
-    let sig = n1.sign(&body);
+    let (body, sig) = n1.next("OK", now_ms());
     n1.seq -= 1;
     let mut tampered = body.clone();
     let pos = tampered.iter().position(|&b| b == b'O').unwrap();
@@ -426,8 +367,7 @@ async fn every_bad_input_is_refused_exactly_and_changes_nothing() {
     }
 
     // A replayed report: the exact bytes of an accepted one, and a lower seq.
-    let body = n1.body("OK");
-    let sig = n1.sign(&body);
+    let (body, sig) = n1.next("OK", now_ms());
     let headers = [ct, tok, (sig_h, sig.as_str())];
     assert_eq!(c.put(&path, &headers, body.clone()).await.0, 200);
     let after_good = c.view().await;
@@ -483,7 +423,7 @@ async fn every_bad_input_is_refused_exactly_and_changes_nothing() {
     );
 
     // Key mismatch: refused, flagged in the view until `nodes forget`.
-    let mut impostor = Node::new("db", "n1", "db1");
+    let mut impostor = reporting_node("db", "n1", "db1");
     impostor.seq = 100;
     let (code, v) = report(&c, &mut impostor, &db, "OK").await;
     assert_eq!(
@@ -518,8 +458,7 @@ async fn every_bad_input_is_refused_exactly_and_changes_nothing() {
     assert_eq!(code, 0, "{out}{err}");
     harness::eventually("the new key to be accepted after forget", DEADLINE, || {
         let c = &c;
-        let body = impostor.body("OK");
-        let sig = impostor.sign(&body);
+        let (body, sig) = impostor.next("OK", now_ms());
         let path = impostor.path();
         async move {
             c.put(
@@ -687,9 +626,9 @@ async fn readers_cluster_status_cli_and_list_endpoints() {
         .await;
     assert_eq!(code, 500);
 
-    let mut nodes = vec![Node::new("manager", "m1", "manager1")];
+    let mut nodes = vec![reporting_node("manager", "m1", "manager1")];
     for i in 1..=3 {
-        let mut db = Node::new("db", &format!("d{i}"), &format!("db{i}"));
+        let mut db = reporting_node("db", &format!("d{i}"), &format!("db{i}"));
         // A healthy Patroni cluster as the db rule expects it: db1 leads, the others stream.
         db.facts = if i == 1 {
             json!({"db": {"member": "db1", "role": "leader", "patroni_reachable": true, "timeline": 1,
@@ -699,7 +638,11 @@ async fn readers_cluster_status_cli_and_list_endpoints() {
             json!({"db": {"member": format!("db{i}"), "role": "replica", "patroni_reachable": true, "timeline": 1, "lag_bytes": 0}})
         };
         nodes.push(db);
-        nodes.push(Node::new("broker", &format!("b{i}"), &format!("broker{i}")));
+        nodes.push(reporting_node(
+            "broker",
+            &format!("b{i}"),
+            &format!("broker{i}"),
+        ));
     }
     for n in nodes.iter_mut() {
         let token = c.token(n.node_type);
@@ -927,7 +870,7 @@ async fn kill_9_during_ingest_leaves_a_consistent_store() {
         // Fresh nodes each round; every 200 with key_pinned promises a durable pin and
         // every transitions_acked a durable transition.
         let mut nodes: Vec<Node> = (0..20)
-            .map(|i| Node::new("db", &format!("r{round}-n{i}"), &format!("r{round}-db{i}")))
+            .map(|i| reporting_node("db", &format!("r{round}-n{i}"), &format!("r{round}-db{i}")))
             .collect();
         let mut promised_pins = Vec::new();
         let mut promised_transitions = Vec::new();
@@ -940,8 +883,7 @@ async fn kill_9_during_ingest_leaves_a_consistent_store() {
         let mut killed = false;
         'outer: for _ in 0..50 {
             for n in nodes.iter_mut() {
-                let body = n.body("OK");
-                let sig = n.sign(&body);
+                let (body, sig) = n.next("OK", now_ms());
                 let headers = [
                     ("Content-Type", "application/json"),
                     (sr_protocol::TOKEN_HEADER, token.as_str()),
@@ -1116,7 +1058,7 @@ async fn unsigned_legacy_reports_only_when_allowed_and_never_after_a_pin() {
     assert_eq!(node["services"]["RabbitMQ"]["status"], "Active");
 
     // The same node upgraded to our agent: its first signed report pins its key...
-    let mut upgraded = Node::new("broker", "py-1", "py-1");
+    let mut upgraded = reporting_node("broker", "py-1", "py-1");
     let (code, v) = report(&c, &mut upgraded, &broker, "OK").await;
     assert_eq!((code, v["key_pinned"].as_bool()), (200, Some(true)), "{v}");
     // ...and from then on an unsigned report for it is a downgrade, refused.

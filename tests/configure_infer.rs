@@ -15,43 +15,9 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_status-reporter");
+mod harness;
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Writes a loopback server certificate signed by `ca`; returns (cert, key) paths.
-fn server_cert(ca: &sr_tls::pki::Ca, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let leaf = ca.server(&["127.0.0.1", "localhost"]).unwrap();
-    let (c, k) = (
-        dir.join(format!("{name}.crt")),
-        dir.join(format!("{name}.key")),
-    );
-    std::fs::write(&c, leaf.cert_pem).unwrap();
-    std::fs::write(&k, leaf.key_pem).unwrap();
-    (c, k)
-}
-
-/// A real collector on a loopback port, stopped when the runtime is dropped.
-fn collector(rt: &tokio::runtime::Runtime, state: &Path, cert: (PathBuf, PathBuf)) -> String {
-    let mut cfg = sr_collector::config::Config::new(state, cert.0, cert.1);
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    cfg.listen = listener.local_addr().unwrap();
-    let addr = cfg.listen.to_string();
-    rt.spawn(async move {
-        sr_collector::server::serve(cfg, listener, std::future::pending())
-            .await
-            .expect("collector runs");
-    });
-    addr
-}
+use harness::{text, InProcessCollector, Pki, BIN};
 
 /// A stand-in manager (TLS from the same CA) that answers every request 200 with an
 /// empty manager list and, when `role` is set, states that role.
@@ -143,9 +109,8 @@ fn configure_takes_the_node_type_from_the_token_role_or_asks_for_it() {
         .enable_all()
         .build()
         .unwrap();
-    let ca = sr_tls::pki::Ca::new("infer-ca").unwrap();
-    let ca_path = d.join("ca.pem");
-    std::fs::write(&ca_path, ca.cert_pem()).unwrap();
+    let pki = Pki::new(&d.join("pki"), "infer-ca");
+    let ca_path = pki.ca.clone();
 
     // Two collectors sharing one token store (copied before either starts).
     let (state_a, state_b) = (d.join("a"), d.join("b"));
@@ -158,10 +123,15 @@ fn configure_takes_the_node_type_from_the_token_role_or_asks_for_it() {
     for f in std::fs::read_dir(&state_a).unwrap().flatten() {
         std::fs::copy(f.path(), state_b.join(f.file_name())).unwrap();
     }
-    let a = collector(&rt, &state_a, server_cert(&ca, d, "a"));
-    let b = collector(&rt, &state_b, server_cert(&ca, d, "b"));
-    let says_db = stand_in(&rt, server_cert(&ca, d, "s1"), Some("db"));
-    let silent = stand_in(&rt, server_cert(&ca, d, "s2"), None);
+    let start = |name: &str, state| {
+        let mut c = InProcessCollector::new(&rt, state, pki.server(name), |_| {});
+        c.start();
+        c
+    };
+    let (collector_a, collector_b) = (start("a", state_a), start("b", state_b));
+    let (a, b) = (collector_a.addr(), collector_b.addr());
+    let says_db = stand_in(&rt, pki.server("s1"), Some("db"));
+    let silent = stand_in(&rt, pki.server("s2"), None);
     // Nothing listens here once the listener is dropped: an unreachable manager.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -11,7 +11,6 @@ use sr_collector::store::{Store, TransitionRow};
 use sr_protocol::NodeType;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 /// A collector process: `collector init` once, then `collector run` (again after a kill).
@@ -252,11 +251,7 @@ impl Collector {
     /// `status-reporter cluster status --json` with the admin token, as an operator runs it
     /// (in the collector's namespace, if any).
     pub fn status(&self) -> Status {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["cluster", "status", "--json", "--timeout", "5"])
-            .args(["--manager", &self.addr.to_string(), "--ca-path"])
-            .arg(&self.ca)
-            .env("STATUS_REPORTER_TOKEN", self.token("admin"));
+        let cmd = super::status::command(&self.addr.to_string(), &self.ca, &self.token("admin"));
         let cmd = match &self.netns {
             Some(ns) => super::in_netns(ns, cmd),
             None => cmd,
@@ -316,6 +311,19 @@ impl Collector {
 
     pub fn log_tail(&self) -> String {
         super::tail(&self.log_path(), 30)
+    }
+}
+
+/// On a failing test, shows why from the collector's side before the process is killed.
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if std::thread::panicking() && self.process.is_some() {
+            eprintln!(
+                "collector in {} (log tail):\n{}",
+                self.dir.display(),
+                self.log_tail()
+            );
+        }
     }
 }
 

@@ -63,12 +63,23 @@ pub fn tcp_probe(name: &str, address: &str) -> sr_probes::ProbeConfig {
 }
 
 /// A hand-made reporting node: its own key, boot id and sequence, signing like the agent.
+/// [`Node::new`] gives what the hostile suites send (no service, a 5 s reporting period);
+/// the other fields are set with struct update syntax where a suite needs more.
 pub struct Node {
     pub key: NodeKey,
     pub node_type: &'static str,
     pub id: String,
+    /// `status_reporter.node_name`, the name the view shows (the id unless set).
+    pub name: String,
     pub boot: String,
+    /// The last sequence number used; [`Node::body`] takes the next one.
     pub seq: u64,
+    pub reporting_freq: u64,
+    pub private_ip: &'static str,
+    /// One service in `report.services`, `Active` while the node reports OK, else `Inactive`.
+    pub service: Option<&'static str>,
+    /// `status_reporter.facts`, for the db and broker cluster rules.
+    pub facts: Value,
 }
 
 impl Node {
@@ -77,8 +88,13 @@ impl Node {
             key: NodeKey::from_pkcs8(&NodeKey::generate_pkcs8().unwrap()).unwrap(),
             node_type,
             id: id.into(),
+            name: id.into(),
             boot: "boot-1".into(),
             seq: 0,
+            reporting_freq: 5,
+            private_ip: "127.0.0.1",
+            service: None,
+            facts: json!({}),
         }
     }
 
@@ -86,26 +102,42 @@ impl Node {
         format!("/api/v3.1/cluster-status/{}/{}", self.node_type, self.id)
     }
 
-    /// The next report (consumes a seq), with one transition, signed as sent at
-    /// `sent_at_ms`: (body, signature header).
-    pub fn next(&mut self, status: &str, sent_at_ms: i64) -> (Vec<u8>, String) {
+    /// The body of the next report (consumes a seq), with one transition, sent at
+    /// `sent_at_ms`.
+    pub fn body(&mut self, status: &str, sent_at_ms: i64) -> Vec<u8> {
         self.seq += 1;
         let legacy = if status == "Fail" { "Fail" } else { "OK" };
-        let body = serde_json::to_vec(&json!({
-            "reporting_freq": 5,
+        let services = match self.service {
+            Some(name) => {
+                let state = if legacy == "OK" { "Active" } else { "Inactive" };
+                json!({ name: {"status": state, "extra_info": {}} })
+            }
+            None => json!({}),
+        };
+        serde_json::to_vec(&json!({
+            "reporting_freq": self.reporting_freq,
             "timestamp": sr_protocol::timestamp::format_legacy(sent_at_ms / 1000).unwrap(),
-            "report": {"status": legacy, "services": {}},
+            "report": {"status": legacy, "services": services},
             "status_reporter": {
-                "version": 1, "node_status": status, "node_name": self.id, "private_ip": "127.0.0.1",
-                "agent_version": "0.1.0", "boot_id": self.boot, "seq": self.seq, "facts": {},
+                "version": 1, "node_status": status, "node_name": self.name, "private_ip": self.private_ip,
+                "agent_version": "0.1.0", "boot_id": self.boot, "seq": self.seq, "facts": self.facts,
                 "transitions": [{"seq": self.seq, "at_ms": sent_at_ms, "from": "OK", "to": status}]
             }
         }))
-        .unwrap();
-        let sig = self
-            .key
-            .sign("PUT", &self.path(), &body, &self.boot, self.seq, sent_at_ms)
-            .to_header();
+        .unwrap()
+    }
+
+    /// The signature header for `body` at the current seq, signed at `sent_at_ms`.
+    pub fn sign(&self, body: &[u8], sent_at_ms: i64) -> String {
+        self.key
+            .sign("PUT", &self.path(), body, &self.boot, self.seq, sent_at_ms)
+            .to_header()
+    }
+
+    /// The next report, signed as sent at `sent_at_ms`: (body, signature header).
+    pub fn next(&mut self, status: &str, sent_at_ms: i64) -> (Vec<u8>, String) {
+        let body = self.body(status, sent_at_ms);
+        let sig = self.sign(&body, sent_at_ms);
         (body, sig)
     }
 }

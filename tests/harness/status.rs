@@ -4,13 +4,27 @@
 use serde_json::Value;
 use sr_protocol::view::{ClusterStatus, NodeView, ServiceTypeView};
 use sr_protocol::NodeStatus;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// One `cluster status` answer.
 pub struct Status {
     pub code: Option<i32>,
     pub view: Option<ClusterStatus>,
+    /// The view as printed (`Null` when none was), for fields the typed view does not name.
+    pub json: Value,
     pub stderr: String,
+}
+
+/// `status-reporter cluster status --json` against `manager` (`HOST:PORT`), trusting `ca`,
+/// with an admin token, as an operator runs it.
+pub fn command(manager: &str, ca: &Path, admin_token: &str) -> Command {
+    let mut cmd = Command::new(super::BIN);
+    cmd.args(["cluster", "status", "--json", "--timeout", "5"])
+        .args(["--manager", manager, "--ca-path"])
+        .arg(ca)
+        .env("STATUS_REPORTER_TOKEN", admin_token);
+    cmd
 }
 
 impl Status {
@@ -23,6 +37,7 @@ impl Status {
             .output()
             .unwrap();
         let view: Option<ClusterStatus> = serde_json::from_slice(&out.stdout).ok();
+        let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         let code = out.status.code();
         if let Some(v) = &view {
             assert_eq!(
@@ -43,8 +58,17 @@ impl Status {
         Status {
             code,
             view,
+            json,
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
+    }
+
+    /// The node shown as `name`, in whichever service type it reports, as printed.
+    pub fn node_json(&self, name: &str) -> Option<&Value> {
+        self.json["services"]
+            .as_object()?
+            .values()
+            .find_map(|svc| svc["nodes"].get(name))
     }
 
     pub fn service(&self, t: &str) -> Option<&ServiceTypeView> {
