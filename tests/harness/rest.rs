@@ -86,7 +86,7 @@ pub fn request(
         .join()
         .expect("the HTTP thread does not panic")
     })
-    .with_context(|| format!("{url}"))?;
+    .with_context(|| url.clone())?;
     Ok(Response {
         status: r.status.as_u16(),
         body: String::from_utf8_lossy(&r.body).into_owned(),
