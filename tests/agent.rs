@@ -7,6 +7,7 @@
 
 mod harness;
 
+use harness::fixtures::stand_in_manager;
 use harness::{wait_for, Agent, InProcessCollector, Pki};
 use sr_agent::config::RawConfig;
 use sr_collector::store::{Role, Store};
@@ -295,44 +296,31 @@ fn hostile_manager(
     mode: &'static str,
 ) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tls = sr_tls::server_config(&cert.0, &cert.1).unwrap();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    rt.spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp)).await else { return };
-                let mut buf = vec![0u8; 64 * 1024];
-                let _ = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await;
-                match mode {
-                    "garbage" => {
-                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nConnection: close\r\n\r\n<html>x</h>").await;
-                    }
-                    "empty" => {
-                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
-                    }
-                    _ => {
-                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\nConnection: close\r\n\r\n").await;
-                        let chunk = vec![b'A'; 64 * 1024];
-                        // Stops when the client hangs up after its body limit.
-                        for _ in 0..16_000 {
-                            if s.write_all(&chunk).await.is_err() {
-                                break;
-                            }
-                        }
+    stand_in_manager(rt, (&cert.0, &cert.1), move |mut s| async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        let _ = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await;
+        match mode {
+            "garbage" => {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nConnection: close\r\n\r\n<html>x</h>").await;
+            }
+            "empty" => {
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+            }
+            _ => {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\nConnection: close\r\n\r\n").await;
+                let chunk = vec![b'A'; 64 * 1024];
+                // Stops when the client hangs up after its body limit.
+                for _ in 0..16_000 {
+                    if s.write_all(&chunk).await.is_err() {
+                        break;
                     }
                 }
-                let _ = s.shutdown().await;
-            });
+            }
         }
-    });
-    addr
+        let _ = s.shutdown().await;
+    })
 }
 
 /// A TCP server that accepts and never answers (the hung endpoint).

@@ -12,11 +12,10 @@ use sr_agent::config::RawConfig;
 use sr_collector::store::{Role, Store};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
-use std::time::Duration;
 
 mod harness;
 
+use harness::fixtures::stand_in_manager;
 use harness::{text, InProcessCollector, Pki, BIN};
 
 /// A stand-in manager (TLS from the same CA) that answers every request 200 with an
@@ -28,35 +27,23 @@ fn stand_in(
 ) -> String {
     use http_body_util::Full;
     use hyper::body::Bytes;
-    let tls = sr_tls::server_config(&cert.0, &cert.1).unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    rt.spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp)).await else {
-                    return;
-                };
-                let svc = hyper::service::service_fn(move |_req: http::Request<hyper::body::Incoming>| async move {
-                    let mut resp = http::Response::new(Full::new(Bytes::from_static(
-                        br#"{"items":[],"metadata":{"pagination":{"total":0,"size":0,"offset":0}}}"#,
-                    )));
-                    if let Some(r) = role {
-                        resp.headers_mut().insert(sr_protocol::ROLE_HEADER, http::HeaderValue::from_static(r));
-                    }
-                    Ok::<_, std::convert::Infallible>(resp)
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                    .await;
-            });
-        }
-    });
-    addr
+    stand_in_manager(rt, (&cert.0, &cert.1), move |tls| async move {
+        let svc = hyper::service::service_fn(
+            move |_req: http::Request<hyper::body::Incoming>| async move {
+                let mut resp = http::Response::new(Full::new(Bytes::from_static(
+                    br#"{"items":[],"metadata":{"pagination":{"total":0,"size":0,"offset":0}}}"#,
+                )));
+                if let Some(r) = role {
+                    resp.headers_mut()
+                        .insert(sr_protocol::ROLE_HEADER, http::HeaderValue::from_static(r));
+                }
+                Ok::<_, std::convert::Infallible>(resp)
+            },
+        );
+        let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+            .await;
+    })
 }
 
 /// Runs `configure` (no `--node-type` unless `extra` has one) against `managers`.

@@ -34,38 +34,26 @@ fn slow_manager(
     served: Arc<std::sync::atomic::AtomicU64>,
 ) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tls = sr_tls::server_config(&pki.cert, &pki.key).unwrap();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    rt.spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            let served = Arc::clone(&served);
-            tokio::spawn(async move {
-                let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp)).await else { return };
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    match tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf)).await {
-                        Ok(Ok(n)) if n > 0 => {}
-                        _ => return,
-                    }
-                    // The fault under test: every answer takes 5 s.
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                    served.fetch_add(1, Ordering::Relaxed);
-                    let body = br#"{"message":"slow","error_code":"slow"}"#;
-                    let head = format!("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
-                    if s.write_all(head.as_bytes()).await.is_err() || s.write_all(body).await.is_err() {
-                        return;
-                    }
+    stand_in_manager(rt, (&pki.cert, &pki.key), move |mut s| {
+        let served = Arc::clone(&served);
+        async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return,
                 }
-            });
+                // The fault under test: every answer takes 5 s.
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                served.fetch_add(1, Ordering::Relaxed);
+                let body = br#"{"message":"slow","error_code":"slow"}"#;
+                let head = format!("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
+                if s.write_all(head.as_bytes()).await.is_err() || s.write_all(body).await.is_err() {
+                    return;
+                }
+            }
         }
-    });
-    addr
+    })
 }
 
 /// Seconds since `t`, for the figures.

@@ -8,6 +8,7 @@ use sr_protocol::signing::NodeKey;
 use sr_protocol::NodeType;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::time::Duration;
 
 /// A suite's temp dir, kept for inspection when `KEEP_TMP` is set.
 pub trait KeepIfAsked {
@@ -258,4 +259,41 @@ pub fn transitions(state: &Path, nodes: &[(NodeType, String)]) -> BTreeSet<(Stri
         }
     }
     out
+}
+
+/// The TLS stream a stand-in manager serves.
+pub type StandInStream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+/// A stand-in manager: a TLS server with `cert` on a loopback port, speaking HTTP/1.1 (ALPN),
+/// that hands every connection whose handshake completes within 5 s to its own task running
+/// `serve`. It answers whatever way a suite needs (hostile, slow, stating a role); the suite
+/// writes only that part. Returns `127.0.0.1:PORT`; it serves until `rt` is dropped.
+pub fn stand_in_manager<F, Fut>(
+    rt: &tokio::runtime::Runtime,
+    (cert, key): (&Path, &Path),
+    serve: F,
+) -> String
+where
+    F: Fn(StandInStream) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut tls = sr_tls::server_config(cert, key).unwrap();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    rt.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, serve) = (acceptor.clone(), serve.clone());
+            tokio::spawn(async move {
+                let handshake = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp));
+                if let Ok(Ok(stream)) = handshake.await {
+                    serve(stream).await;
+                }
+            });
+        }
+    });
+    addr
 }
