@@ -75,13 +75,7 @@ fn three_collectors_five_agents_converge_after_a_kill_and_ignore_a_slow_manager(
     let mut b = Collector::init(&d.join("b"), &pki, "127.0.0.1:0");
     let mut c = Collector::init(&d.join("c"), &pki, "127.0.0.1:0");
     for other in [&mut b, &mut c] {
-        for e in std::fs::read_dir(other.state()).unwrap().flatten() {
-            std::fs::remove_file(e.path()).unwrap();
-        }
-        for e in std::fs::read_dir(a.state()).unwrap().flatten() {
-            std::fs::copy(e.path(), other.state().join(e.file_name())).unwrap();
-        }
-        other.tokens = a.tokens.clone();
+        share_tokens(&a, other);
     }
     for col in [&mut a, &mut b, &mut c] {
         // Flap damping would hold a toggled node at Degraded; here every change must show.
@@ -91,54 +85,12 @@ fn three_collectors_five_agents_converge_after_a_kill_and_ignore_a_slow_manager(
     let managers: Vec<String> = [&a, &b, &c].iter().map(|c| c.addr.to_string()).collect();
 
     // Five agents, each watching its own target endpoint.
-    let names = ["db1", "db2", "db3", "br1", "br2"];
-    let mut targets: Vec<Target> = names.iter().map(|_| Target::new(&rt)).collect();
-    let mut agents: Vec<Agent> = names
-        .iter()
-        .zip(&targets)
-        .map(|(name, t)| {
-            let (ty, role) = if name.starts_with("db") {
-                ("db", "db")
-            } else {
-                ("broker", "broker")
-            };
-            let mut ag = Agent::configure(
-                &d.join(name),
-                &pki.ca,
-                &a.token(role),
-                ty,
-                name,
-                FREQ,
-                &managers,
-                vec![tcp_probe("Target", &t.addr())],
-            );
-            ag.start();
-            ag
-        })
-        .collect();
-    let nodes: Vec<(NodeType, String)> = names
-        .iter()
-        .map(|n| {
-            (
-                if n.starts_with("db") {
-                    NodeType::Db
-                } else {
-                    NodeType::Broker
-                },
-                n.to_string(),
-            )
-        })
-        .collect();
-    let all_ok = |v: &Value| {
-        let s = statuses(v);
-        names
-            .iter()
-            .all(|n| s.get(*n).is_some_and(|(st, mm)| st == "OK" && !mm))
-    };
+    let (mut targets, mut agents) = start_fleet(&rt, d, &pki.ca, &a, FREQ, &managers);
+    let nodes = fleet_nodes();
     let views =
         |cols: &[&Collector]| -> Vec<Value> { rt.block_on(async { futures_join(cols).await }) };
     wait_for("every collector to see five OK nodes", DEADLINE, || {
-        views(&[&a, &b, &c]).iter().all(all_ok).then_some(())
+        views(&[&a, &b, &c]).iter().all(fleet_ok).then_some(())
     });
 
     // (a) kill -9 C; while it is away, node statuses change; it comes back on its state.
@@ -185,7 +137,7 @@ fn three_collectors_five_agents_converge_after_a_kill_and_ignore_a_slow_manager(
         || {
             let v = views(&[&a, &b, &c]);
             let (sa, sb, sc) = (statuses(&v[0]), statuses(&v[1]), statuses(&v[2]));
-            let same = sa == sb && sb == sc && v.iter().all(all_ok);
+            let same = sa == sb && sb == sc && v.iter().all(fleet_ok);
             let held = transitions(&c.state(), &nodes);
             (same && during_outage.is_subset(&held)).then(|| ms(back))
         },

@@ -24,7 +24,6 @@ mod harness;
 use harness::fixtures::*;
 use harness::*;
 use serde_json::Value;
-use sr_protocol::NodeType;
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -259,13 +258,7 @@ fn partitioned_collector_converges_and_holds_every_transition_after_heal() {
     let mut b = Collector::init(&d.join("b"), &pki, "127.0.0.1:0");
     let mut c = Collector::init(&d.join("c"), &pki, &format!("{}:0", host.ns_ip));
     for other in [&mut b, &mut c] {
-        for e in std::fs::read_dir(other.state()).unwrap().flatten() {
-            std::fs::remove_file(e.path()).unwrap();
-        }
-        for e in std::fs::read_dir(a.state()).unwrap().flatten() {
-            std::fs::copy(e.path(), other.state().join(e.file_name())).unwrap();
-        }
-        other.tokens = a.tokens.clone();
+        share_tokens(&a, other);
     }
     for col in [&a, &b, &c] {
         // Flap damping would hold a toggled node at Degraded; here every change must show.
@@ -279,48 +272,8 @@ fn partitioned_collector_converges_and_holds_every_transition_after_heal() {
     let managers: Vec<String> = [&a, &b, &c].iter().map(|c| c.addr.to_string()).collect();
 
     // Five agents in the root namespace, each watching its own target endpoint.
-    let names = ["db1", "db2", "db3", "br1", "br2"];
-    let mut targets: Vec<Target> = names.iter().map(|_| Target::new(&rt)).collect();
-    let mut agents: Vec<Agent> = names
-        .iter()
-        .zip(&targets)
-        .map(|(name, t)| {
-            let ty = if name.starts_with("db") {
-                "db"
-            } else {
-                "broker"
-            };
-            let mut ag = Agent::configure(
-                &d.join(name),
-                &pki.ca,
-                &a.token(ty),
-                ty,
-                name,
-                FREQ,
-                &managers,
-                vec![tcp_probe("Target", &t.addr())],
-            );
-            ag.start();
-            ag
-        })
-        .collect();
-    let nodes: Vec<(NodeType, String)> = names
-        .iter()
-        .map(|n| {
-            let ty = if n.starts_with("db") {
-                NodeType::Db
-            } else {
-                NodeType::Broker
-            };
-            (ty, n.to_string())
-        })
-        .collect();
-    let all_ok = |v: &Value| {
-        let s = statuses(v);
-        names
-            .iter()
-            .all(|n| s.get(*n).is_some_and(|(st, mm)| st == "OK" && !mm))
-    };
+    let (mut targets, mut agents) = start_fleet(&rt, d, &pki.ca, &a, FREQ, &managers);
+    let nodes = fleet_nodes();
     // Every view, or `None` (with the reason printed) while one collector does not answer.
     let views = |cols: &[&Collector]| -> Option<Vec<Value>> {
         rt.block_on(async {
@@ -338,7 +291,7 @@ fn partitioned_collector_converges_and_holds_every_transition_after_heal() {
         })
     };
     wait_for("every collector to see five OK nodes", DEADLINE, || {
-        views(&[&a, &b, &c])?.iter().all(all_ok).then_some(())
+        views(&[&a, &b, &c])?.iter().all(fleet_ok).then_some(())
     });
     // Transitions C already holds from the start-up (first reports) are not "missed".
     wait_for("C to hold every transition A holds", DEADLINE, || {
@@ -368,7 +321,7 @@ fn partitioned_collector_converges_and_holds_every_transition_after_heal() {
             targets[i].open();
         }
         wait_for("A and B to see db1 and br1 OK again", DEADLINE, || {
-            views(&[&a, &b])?.iter().all(all_ok).then_some(())
+            views(&[&a, &b])?.iter().all(fleet_ok).then_some(())
         });
         rounds += 1;
     }
@@ -402,7 +355,7 @@ fn partitioned_collector_converges_and_holds_every_transition_after_heal() {
         || {
             let v = views(&[&a, &b, &c])?;
             let (sa, sb, sc) = (statuses(&v[0]), statuses(&v[1]), statuses(&v[2]));
-            let same = sa == sb && sb == sc && v.iter().all(all_ok);
+            let same = sa == sb && sb == sc && v.iter().all(fleet_ok);
             let held = during.is_subset(&transitions(&c.state(), &nodes));
             let now = healed.elapsed().as_millis();
             if same {

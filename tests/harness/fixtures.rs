@@ -2,6 +2,7 @@
 //! reporting nodes that sign like the agent, TCP targets a probe watches, readers of a view
 //! and of a store, and the grep that proves no secret reached a log or an output.
 
+use super::{Agent, Collector};
 use serde_json::{json, Value};
 use sr_collector::store::Store;
 use sr_protocol::signing::NodeKey;
@@ -296,4 +297,77 @@ where
         }
     });
     addr
+}
+
+/// `to` starts from a copy of `from`'s store and token set, as a cluster's managers do after
+/// the installer distributed the tokens. Neither may be running.
+pub fn share_tokens(from: &Collector, to: &mut Collector) {
+    for e in std::fs::read_dir(to.state()).unwrap().flatten() {
+        std::fs::remove_file(e.path()).unwrap();
+    }
+    for e in std::fs::read_dir(from.state()).unwrap().flatten() {
+        std::fs::copy(e.path(), to.state().join(e.file_name())).unwrap();
+    }
+    to.tokens = from.tokens.clone();
+}
+
+/// The multi-collector suites' five reporting nodes (node id = name).
+pub const FLEET: [&str; 5] = ["db1", "db2", "db3", "br1", "br2"];
+
+fn fleet_type(name: &str) -> NodeType {
+    if name.starts_with("db") {
+        NodeType::Db
+    } else {
+        NodeType::Broker
+    }
+}
+
+/// One started agent per [`FLEET`] name in `dir/<name>`, reporting every `freq` s to
+/// `managers` with the token `tokens_from` issued for its role, each watching its own
+/// [`Target`] with a critical `tcp` probe: (targets, agents), in [`FLEET`] order.
+pub fn start_fleet(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    ca: &Path,
+    tokens_from: &Collector,
+    freq: u32,
+    managers: &[String],
+) -> (Vec<Target>, Vec<Agent>) {
+    let targets: Vec<Target> = FLEET.iter().map(|_| Target::new(rt)).collect();
+    let agents = FLEET
+        .iter()
+        .zip(&targets)
+        .map(|(name, t)| {
+            let ty = fleet_type(name).as_str();
+            let mut agent = Agent::configure(
+                &dir.join(name),
+                ca,
+                &tokens_from.token(ty),
+                ty,
+                name,
+                freq,
+                managers,
+                vec![tcp_probe("Target", &t.addr())],
+            );
+            agent.start();
+            agent
+        })
+        .collect();
+    (targets, agents)
+}
+
+/// (type, id) of every [`FLEET`] node, for [`transitions`].
+pub fn fleet_nodes() -> Vec<(NodeType, String)> {
+    FLEET
+        .iter()
+        .map(|n| (fleet_type(n), n.to_string()))
+        .collect()
+}
+
+/// Every [`FLEET`] node is OK and without a key mismatch in `view`.
+pub fn fleet_ok(view: &Value) -> bool {
+    let s = statuses(view);
+    FLEET
+        .iter()
+        .all(|n| s.get(*n).is_some_and(|(st, mm)| st == "OK" && !mm))
 }
