@@ -20,10 +20,9 @@
 //! Waits poll with deadlines; timings are printed, never asserted.
 mod harness;
 
-use harness::lab::{require_services, MONITOR_PASSWORD, MONITOR_USER};
+use harness::lab::{rabbitmq::broker_probe, require_services, MONITOR_PASSWORD, MONITOR_USER};
 use harness::netlab::{self, NetLab, COLLECTOR_IP};
-use harness::{Agent, Collector, Status};
-use sr_probes::db_http::{Secret, TlsFiles};
+use harness::{ci, Agent, Collector, Status};
 use sr_probes::rabbitmq::Config;
 use sr_probes::ProbeConfig;
 use sr_protocol::NodeStatus;
@@ -34,27 +33,7 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 /// The probe of the agent on host `i`: its own node, through the host's loopback.
 fn probe_config(lab: &NetLab, i: usize) -> Config {
-    Config {
-        management_url: "http://127.0.0.1:15672".into(),
-        tls: TlsFiles::default(),
-        username: MONITOR_USER.into(),
-        password: Secret(MONITOR_PASSWORD.into()),
-        node_name: Some(lab.node_name(i).to_string()),
-        amqp_host: "127.0.0.1".into(),
-        amqp_port: 5672,
-        vhost: "/".into(),
-        amqp_every: 2,
-        amqp_publish: true,
-        amqp_timeout_ms: 700,
-        cert_expiry_days: 30,
-        fd_warn_ratio: 0.9,
-        timeout_ms: 700,
-        max_body_bytes: 1 << 20,
-    }
-}
-
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+    broker_probe("http://127.0.0.1:15672".into(), 5672, lab.node_name(i))
 }
 
 fn split_reasons(s: &Status) -> Vec<String> {

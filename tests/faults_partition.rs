@@ -33,10 +33,6 @@ const NS_PREFIX: &str = "srf";
 const PARTITION: Duration = Duration::from_secs(20);
 const FREQ: u32 = 1;
 
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
-}
-
 fn ip(args: &[&str]) -> Result<String, String> {
     let out = Command::new(ip_bin())
         .args(args)

@@ -40,6 +40,12 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_status-reporter");
 /// The default limit for a wait.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
+/// Whether this is a CI run (`CI=true` or `CI=1`): then a missing service or privilege fails a
+/// suite instead of skipping it.
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
 /// `cmd` wrapped in `ip netns exec NS`, which execs it: the child's pid is the program's
 /// own, so killing the child kills the program. Environment and stdio carry over.
 pub fn in_netns(ns: &str, cmd: Command) -> Command {

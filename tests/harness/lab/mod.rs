@@ -126,17 +126,11 @@ pub fn require_services(names: &[&str]) -> bool {
          rabbitmq-server curl iproute2 openssl",
         missing.join(", ")
     );
-    if ci() {
+    if crate::harness::ci() {
         panic!("CI=true and {msg}");
     }
     eprintln!("SKIP: {msg}");
     false
-}
-
-fn ci() -> bool {
-    std::env::var("CI")
-        .map(|v| v.eq_ignore_ascii_case("true") || v == "1")
-        .unwrap_or(false)
 }
 
 fn is_executable(path: &str) -> bool {

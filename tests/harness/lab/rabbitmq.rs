@@ -237,3 +237,30 @@ impl RabbitCluster {
         self.ctl(i, &["start_app"]).map(drop)
     }
 }
+
+/// The RabbitMQ probe of one broker agent in the suites: the monitoring user, AMQP publish
+/// every other cycle, and deadlines that fit a 1 s reporting period (the agent cuts a cycle
+/// at 0.8 s).
+pub fn broker_probe(
+    management_url: String,
+    amqp_port: u16,
+    node_name: &str,
+) -> sr_probes::rabbitmq::Config {
+    sr_probes::rabbitmq::Config {
+        management_url,
+        tls: sr_probes::db_http::TlsFiles::default(),
+        username: MONITOR_USER.into(),
+        password: sr_probes::db_http::Secret(MONITOR_PASSWORD.into()),
+        node_name: Some(node_name.to_string()),
+        amqp_host: "127.0.0.1".into(),
+        amqp_port,
+        vhost: "/".into(),
+        amqp_every: 2,
+        amqp_publish: true,
+        amqp_timeout_ms: 700,
+        cert_expiry_days: 30,
+        fd_warn_ratio: 0.9,
+        timeout_ms: 700,
+        max_body_bytes: 1 << 20,
+    }
+}
