@@ -178,42 +178,25 @@ async fn every_bad_input_is_refused_exactly_and_changes_nothing() {
         400,
         "bad_parameters_error",
     );
-    let mut v = good(&mut n1);
-    v.as_object_mut().unwrap().remove("timestamp");
-    signed(
-        &mut n1,
-        "missing field",
-        serde_json::to_vec(&v).unwrap(),
-        400,
-        "bad_parameters_error",
-    );
-    let mut v = good(&mut n1);
-    v["surprise"] = json!(1);
-    signed(
-        &mut n1,
-        "extra field",
-        serde_json::to_vec(&v).unwrap(),
-        400,
-        "bad_parameters_error",
-    );
-    let mut v = good(&mut n1);
-    v["reporting_freq"] = json!("5");
-    signed(
-        &mut n1,
-        "reporting_freq as a string",
-        serde_json::to_vec(&v).unwrap(),
-        400,
-        "bad_parameters_error",
-    );
-    let mut v = good(&mut n1);
-    v["timestamp"] = json!("2020-02-10T12:15:30Z");
-    signed(
-        &mut n1,
-        "unparseable timestamp",
-        serde_json::to_vec(&v).unwrap(),
-        400,
-        "bad_parameters_error",
-    );
+    // A good body, broken one way each: refused as bad parameters, signature notwithstanding.
+    let breakages: [(&'static str, fn(&mut Value)); 4] = [
+        ("missing field", |v| {
+            v.as_object_mut().unwrap().remove("timestamp");
+        }),
+        ("extra field", |v| v["surprise"] = json!(1)),
+        ("reporting_freq as a string", |v| {
+            v["reporting_freq"] = json!("5")
+        }),
+        ("unparseable timestamp", |v| {
+            v["timestamp"] = json!("2020-02-10T12:15:30Z")
+        }),
+    ];
+    for (what, break_it) in breakages {
+        let mut v = good(&mut n1);
+        break_it(&mut v);
+        let body = serde_json::to_vec(&v).unwrap();
+        signed(&mut n1, what, body, 400, "bad_parameters_error");
+    }
     let (body, sig) = n1.next("OK", now_ms());
     n1.seq -= 1;
     let mut tampered = body.clone();
