@@ -786,14 +786,21 @@ async fn readers_cluster_status_cli_and_list_endpoints() {
     let (code, secret, err) = c.cli(&["tokens", "create", "manager", "--config", &c.config_arg()]);
     assert_eq!(code, 0, "{err}");
     let secret = secret.trim().to_string();
-    harness::eventually("a new token to be accepted", DEADLINE, || {
-        let (c, s) = (&c, secret.clone());
+    // The status a request with the new token gets.
+    let answer = |secret: String| {
+        let c = &c;
         async move {
-            c.get("/api/v3.1/managers", &[(sr_protocol::TOKEN_HEADER, &s)])
-                .await
-                .0
-                == 200
+            c.get(
+                "/api/v3.1/managers",
+                &[(sr_protocol::TOKEN_HEADER, &secret)],
+            )
+            .await
+            .0
         }
+    };
+    harness::eventually("a new token to be accepted", DEADLINE, || {
+        let status = answer(secret.clone());
+        async move { status.await == 200 }
     })
     .await;
     let (_, list, _) = c.cli(&["tokens", "list", "--json", "--config", &c.config_arg()]);
@@ -814,13 +821,8 @@ async fn readers_cluster_status_cli_and_list_endpoints() {
         0
     );
     harness::eventually("a revoked token to be refused", DEADLINE, || {
-        let (c, s) = (&c, secret.clone());
-        async move {
-            c.get("/api/v3.1/managers", &[(sr_protocol::TOKEN_HEADER, &s)])
-                .await
-                .0
-                == 401
-        }
+        let status = answer(secret.clone());
+        async move { status.await == 401 }
     })
     .await;
 

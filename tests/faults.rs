@@ -142,11 +142,7 @@ fn three_collectors_five_agents_converge_after_a_kill_and_ignore_a_slow_manager(
             (same && during_outage.is_subset(&held)).then(|| ms(back))
         },
     );
-    let missing: Vec<_> = {
-        let held_a = transitions(&a.state(), &nodes);
-        let held_c = transitions(&c.state(), &nodes);
-        held_a.difference(&held_c).cloned().collect()
-    };
+    let missing = missing_transitions(&a.state(), &c.state(), &nodes);
     assert!(
         missing.is_empty(),
         "C misses transitions A holds: {missing:?}"

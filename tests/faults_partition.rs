@@ -326,11 +326,9 @@ fn partitioned_collector_converges_and_holds_every_transition_after_heal() {
     let partition_ms = cut.elapsed().as_millis();
     // What A stored that C has not: the transitions of the partition. C's store is read
     // while it still runs, cut off; if the cut leaked, this set would be empty.
-    let during: BTreeSet<_> = {
-        let held_a = transitions(&a.state(), &nodes);
-        let held_c = transitions(&c.state(), &nodes);
-        held_a.difference(&held_c).cloned().collect()
-    };
+    let during: BTreeSet<_> = missing_transitions(&a.state(), &c.state(), &nodes)
+        .into_iter()
+        .collect();
     assert!(
         during.len() >= forced,
         "{forced} status changes during the partition but only {} transitions \
@@ -363,11 +361,7 @@ fn partitioned_collector_converges_and_holds_every_transition_after_heal() {
             (same && held).then_some(now)
         },
     );
-    let missing: Vec<_> = {
-        let held_a = transitions(&a.state(), &nodes);
-        let held_c = transitions(&c.state(), &nodes);
-        held_a.difference(&held_c).cloned().collect()
-    };
+    let missing = missing_transitions(&a.state(), &c.state(), &nodes);
     assert!(
         missing.is_empty(),
         "C misses transitions A holds: {missing:?}"

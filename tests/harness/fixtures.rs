@@ -299,6 +299,16 @@ where
     addr
 }
 
+/// The transitions of `nodes` that the store in `held` lacks and the one in `reference` has.
+pub fn missing_transitions(
+    reference: &Path,
+    held: &Path,
+    nodes: &[(NodeType, String)],
+) -> Vec<(String, String, u64)> {
+    let (reference, held) = (transitions(reference, nodes), transitions(held, nodes));
+    reference.difference(&held).cloned().collect()
+}
+
 /// `to` starts from a copy of `from`'s store and token set, as a cluster's managers do after
 /// the installer distributed the tokens. Neither may be running.
 pub fn share_tokens(from: &Collector, to: &mut Collector) {

@@ -412,31 +412,29 @@ impl PatroniCluster {
 
     // ---- control / fault injection ----
 
+    /// `patroni-ctl.sh DIR VERB N` for member `i`, which must succeed within `timeout`.
+    fn member_action(&self, verb: &str, i: usize, timeout: Duration) -> Result<()> {
+        let n = self.check_index(i)?;
+        self.ctl_ok(&[verb, &n], timeout).map(drop)
+    }
+
     /// SIGKILL member `i`'s Patroni. Its PostgreSQL keeps running (an orphaned primary if it
     /// was the leader); another member takes over after ~ttl.
     pub fn kill_patroni(&self, i: usize) -> Result<()> {
-        let n = self.check_index(i)?;
-        self.ctl_ok(&["kill-patroni", &n], Duration::from_secs(30))
-            .map(drop)
+        self.member_action("kill-patroni", i, Duration::from_secs(30))
     }
     /// SIGTERM member `i`'s Patroni and wait until it exited (it stops its PostgreSQL and
     /// releases the leader key if it had it).
     pub fn stop_patroni(&self, i: usize) -> Result<()> {
-        let n = self.check_index(i)?;
-        self.ctl_ok(&["stop-patroni", &n], Duration::from_secs(90))
-            .map(drop)
+        self.member_action("stop-patroni", i, Duration::from_secs(90))
     }
     /// Start member `i`'s Patroni again (no-op if running). Does not wait for it to rejoin.
     pub fn start_patroni(&self, i: usize) -> Result<()> {
-        let n = self.check_index(i)?;
-        self.ctl_ok(&["start-patroni", &n], Duration::from_secs(30))
-            .map(drop)
+        self.member_action("start-patroni", i, Duration::from_secs(30))
     }
     /// SIGKILL member `i`'s postmaster (Patroni recovers and restarts it).
     pub fn kill_postgres(&self, i: usize) -> Result<()> {
-        let n = self.check_index(i)?;
-        self.ctl_ok(&["kill-postgres", &n], Duration::from_secs(30))
-            .map(drop)
+        self.member_action("kill-postgres", i, Duration::from_secs(30))
     }
     /// SIGTERM etcd and wait until it exited.
     pub fn stop_etcd(&self) -> Result<()> {
