@@ -11,7 +11,7 @@
 # - waiting: poll_until, poll (a deadline, never a bare sleep)
 # - output: log, el, log_tails, http (the "HTTP <code>" + body format the ctl scripts print)
 # - TLS material: tls_key, tls_ca, tls_leaf (openssl, EC P-256)
-# - start_watchdog: tears a cluster down when the process that owns it dies
+# - start_watchdog / stop_watchdog: tears a cluster down when the process that owns it dies
 
 # ---------- processes ----------
 
@@ -175,4 +175,12 @@ start_watchdog() {
   setsid bash -c "$w" lab-watchdog "$OWNER_PID" "$owner_start" "$1" "$2" \
     "${WATCHDOG_RM_DIR:-0}" "$$" >/dev/null 2>&1 </dev/null &
   echo $! > "$2/watchdog.pid"
+}
+
+# stop_watchdog DIR: in a down script, stops the watchdog of DIR first (unless that watchdog
+# is what runs this script); it is told by the down script's name and DIR on its command line.
+stop_watchdog() {
+  if [ "${FROM_WATCHDOG:-0}" != 1 ] && [ -f "$1/watchdog.pid" ]; then
+    stop_pid "$(cat "$1/watchdog.pid")" "$(basename "$0") $1 " TERM 2
+  fi
 }

@@ -13,9 +13,7 @@ DIR=${1:?usage: $0 DIR}
 DIR=$(cd "$DIR" && pwd)
 
 # 0. the watchdog (unless it is the one running us)
-if [ "${FROM_WATCHDOG:-0}" != 1 ] && [ -f "$DIR/watchdog.pid" ]; then
-  stop_pid "$(cat "$DIR/watchdog.pid")" "patroni-down.sh $DIR " TERM 2
-fi
+stop_watchdog "$DIR"
 # 1. Patroni (SIGTERM: Patroni stops its PostgreSQL cleanly, fast mode), in parallel
 for pf in "$DIR"/pg[0-9]*/patroni.pid; do
   [ -f "$pf" ] || continue

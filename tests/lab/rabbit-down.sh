@@ -10,9 +10,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 DIR=${1:?usage: $0 DIR}
 [ -d "$DIR" ] || exit 0
 DIR=$(cd "$DIR" && pwd)
-if [ "${FROM_WATCHDOG:-0}" != 1 ] && [ -f "$DIR/watchdog.pid" ]; then
-  stop_pid "$(cat "$DIR/watchdog.pid")" "rabbit-down.sh $DIR " TERM 2
-fi
+stop_watchdog "$DIR"
 # beam.smp handles SIGTERM as a graceful shutdown (Erlang/OTP >= 23); all nodes in parallel.
 # The wrapper is /bin/sh running rabbitmq-server, its cmdline has no DIR: check its environment
 # file instead (it is started from DIR/rabbitN/start.sh, which cds into DIR/rabbitN).
