@@ -179,7 +179,8 @@ async fn every_bad_input_is_refused_exactly_and_changes_nothing() {
         "bad_parameters_error",
     );
     // A good body, broken one way each: refused as bad parameters, signature notwithstanding.
-    let breakages: [(&'static str, fn(&mut Value)); 4] = [
+    type Breakage = (&'static str, fn(&mut Value));
+    let breakages: [Breakage; 4] = [
         ("missing field", |v| {
             v.as_object_mut().unwrap().remove("timestamp");
         }),

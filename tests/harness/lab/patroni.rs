@@ -356,18 +356,8 @@ impl PatroniCluster {
         json_body: Option<&str>,
     ) -> Result<Response> {
         self.check_index(i)?;
-        let tls = if self.opts.tls {
-            self.client_tls()
-        } else {
-            Tls::default()
-        };
-        rest::request(
-            tls,
-            method,
-            &format!("{}{path}", self.rest_url(i)),
-            &[],
-            json_body,
-        )
+        let url = format!("{}{path}", self.rest_url(i));
+        rest::request(self.client_tls(self.opts.tls), method, &url, &[], json_body)
     }
 
     /// Request to etcd's client URL (e.g. `("POST", "/v3/maintenance/status", Some("{}"))`).
@@ -377,22 +367,22 @@ impl PatroniCluster {
         path: &str,
         json_body: Option<&str>,
     ) -> Result<Response> {
-        let tls = if self.opts.etcd_tls {
-            self.client_tls()
-        } else {
-            Tls::default()
-        };
+        let url = format!("{}{path}", self.etcd_url());
         rest::request(
-            tls,
+            self.client_tls(self.opts.etcd_tls),
             method,
-            &format!("{}{path}", self.etcd_url()),
+            &url,
             &[],
             json_body,
         )
     }
 
-    /// The cluster CA and the client certificate the agent presents.
-    fn client_tls(&self) -> Tls<'_> {
+    /// With `on`, the cluster CA and the client certificate the agent presents; else plain
+    /// `http://`.
+    fn client_tls(&self, on: bool) -> Tls<'_> {
+        if !on {
+            return Tls::default();
+        }
         let t = self.tls.as_ref().expect("started with TLS");
         Tls {
             ca: Some(&t.ca_cert),
