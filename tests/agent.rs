@@ -5,13 +5,17 @@
 //! collectors and one agent and run in sequence in one test, to keep the suite short.
 //! Every wait polls with a deadline; nothing sleeps to synchronise.
 
+mod harness;
+
+use harness::fixtures::stand_in_manager;
+use harness::{wait_for, Agent, InProcessCollector, Pki};
 use sr_agent::config::RawConfig;
 use sr_collector::store::{Role, Store};
 use sr_probes::ProbeConfig;
 use sr_protocol::report::ReportBody;
 use sr_protocol::NodeType;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,55 +37,12 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// Polls `f` every 50 ms until it returns `Some`, or panics with `what` at the deadline.
-fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-struct Pki {
-    dir: PathBuf,
-    ca: sr_tls::pki::Ca,
-}
-
-impl Pki {
-    fn new(dir: &Path, name: &str) -> Pki {
-        let ca = sr_tls::pki::Ca::new(name).unwrap();
-        std::fs::create_dir_all(dir).unwrap();
-        std::fs::write(dir.join("ca.pem"), ca.cert_pem()).unwrap();
-        Pki {
-            dir: dir.to_path_buf(),
-            ca,
-        }
-    }
-    fn ca_path(&self) -> PathBuf {
-        self.dir.join("ca.pem")
-    }
-    /// A loopback server certificate; returns (cert, key) paths.
-    fn server(&self, name: &str) -> (PathBuf, PathBuf) {
-        let leaf = self.ca.server(&["127.0.0.1", "localhost"]).unwrap();
-        let (c, k) = (
-            self.dir.join(format!("{name}.crt")),
-            self.dir.join(format!("{name}.key")),
-        );
-        std::fs::write(&c, leaf.cert_pem).unwrap();
-        std::fs::write(&k, leaf.key_pem).unwrap();
-        (c, k)
-    }
-}
-
 #[test]
 fn configure_refuses_bad_input_with_clear_messages_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let pki = Pki::new(&d.join("pki"), "good");
-    let ca = pki.ca_path();
+    let ca = pki.ca.clone();
     let ca = ca.to_str().unwrap();
     std::fs::write(d.join("notpem.pem"), "this is not a certificate").unwrap();
     std::fs::write(
@@ -276,7 +237,7 @@ fn run_with_a_nonsense_config_exits_2_naming_the_key() {
     let pki = Pki::new(&tmp.path().join("pki"), "ca");
     let cfg = configure_agent(
         tmp.path(),
-        &pki.ca_path(),
+        &pki.ca.clone(),
         "tok",
         &["127.0.0.1:9".into()],
         vec![ProbeConfig::Host(Default::default())],
@@ -314,92 +275,17 @@ fn run_with_a_nonsense_config_exits_2_naming_the_key() {
     }
 }
 
-/// A collector served in-process on a fixed loopback port; stop it and start it again
-/// on the same port and store to simulate a manager going away and coming back.
-struct Collector {
-    rt: Arc<tokio::runtime::Runtime>,
-    state: PathBuf,
-    cert: (PathBuf, PathBuf),
-    port: u16,
-    stop: Option<(
-        tokio::sync::oneshot::Sender<()>,
-        tokio::task::JoinHandle<()>,
-    )>,
+/// The seqs of the transitions `c` stored for db node `node_id`.
+fn seqs(c: &InProcessCollector, node_id: &str) -> Vec<u64> {
+    c.transitions(NodeType::Db, node_id)
+        .into_iter()
+        .map(|t| t.seq)
+        .collect()
 }
 
-impl Collector {
-    fn new(
-        rt: &Arc<tokio::runtime::Runtime>,
-        state: PathBuf,
-        cert: (PathBuf, PathBuf),
-    ) -> Collector {
-        std::fs::create_dir_all(&state).unwrap();
-        Collector {
-            rt: Arc::clone(rt),
-            state,
-            cert,
-            port: 0,
-            stop: None,
-        }
-    }
-
-    fn start(&mut self) {
-        let mut cfg = sr_collector::config::Config::new(&self.state, &self.cert.0, &self.cert.1);
-        let listener = self
-            .rt
-            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", self.port)))
-            .expect("bind collector port");
-        self.port = listener.local_addr().unwrap().port();
-        cfg.listen = listener.local_addr().unwrap();
-        cfg.shutdown_grace = Duration::from_millis(200);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let handle = self.rt.spawn(async move {
-            sr_collector::server::serve(cfg, listener, async {
-                let _ = rx.await;
-            })
-            .await
-            .expect("collector runs");
-        });
-        self.stop = Some((tx, handle));
-    }
-
-    fn stop(&mut self) {
-        if let Some((tx, handle)) = self.stop.take() {
-            let _ = tx.send(());
-            self.rt.block_on(handle).unwrap();
-        }
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// The latest stored report of `node_id`, decoded.
-    fn latest(&self, node_id: &str) -> Option<ReportBody> {
-        let store = Store::open(&self.state).ok()?;
-        let node = store
-            .load_nodes()
-            .ok()?
-            .into_iter()
-            .find(|n| n.row.node_id == node_id)?;
-        Some(ReportBody::decode(&node.latest?.body).ok()?.body)
-    }
-
-    fn transitions(&self, node_id: &str) -> Vec<u64> {
-        let Ok(store) = Store::open(&self.state) else {
-            return vec![];
-        };
-        store
-            .transitions(NodeType::Db, node_id, 1000)
-            .map(|v| v.into_iter().map(|t| t.seq).collect())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// The agent suite's collectors stop quickly: a test restarts them several times.
+fn quick_shutdown(cfg: &mut sr_collector::Config) {
+    cfg.shutdown_grace = Duration::from_millis(200);
 }
 
 /// A TLS "manager" signed by the right CA that answers every request with a fixed,
@@ -410,44 +296,31 @@ fn hostile_manager(
     mode: &'static str,
 ) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tls = sr_tls::server_config(&cert.0, &cert.1).unwrap();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    rt.spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp)).await else { return };
-                let mut buf = vec![0u8; 64 * 1024];
-                let _ = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await;
-                match mode {
-                    "garbage" => {
-                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nConnection: close\r\n\r\n<html>x</h>").await;
-                    }
-                    "empty" => {
-                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
-                    }
-                    _ => {
-                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\nConnection: close\r\n\r\n").await;
-                        let chunk = vec![b'A'; 64 * 1024];
-                        // Stops when the client hangs up after its body limit.
-                        for _ in 0..16_000 {
-                            if s.write_all(&chunk).await.is_err() {
-                                break;
-                            }
-                        }
+    stand_in_manager(rt, (&cert.0, &cert.1), move |mut s| async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        let _ = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await;
+        match mode {
+            "garbage" => {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nConnection: close\r\n\r\n<html>x</h>").await;
+            }
+            "empty" => {
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+            }
+            _ => {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\nConnection: close\r\n\r\n").await;
+                let chunk = vec![b'A'; 64 * 1024];
+                // Stops when the client hangs up after its body limit.
+                for _ in 0..16_000 {
+                    if s.write_all(&chunk).await.is_err() {
+                        break;
                     }
                 }
-                let _ = s.shutdown().await;
-            });
+            }
         }
-    });
-    addr
+        let _ = s.shutdown().await;
+    })
 }
 
 /// A TCP server that accepts and never answers (the hung endpoint).
@@ -466,40 +339,6 @@ fn hung_endpoint(rt: &tokio::runtime::Runtime) -> String {
         }
     });
     addr
-}
-
-struct Agent {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Agent {
-    fn start(cfg: &Path, log: PathBuf) -> Agent {
-        let child = Command::new(BIN)
-            .args(["run", "--config", cfg.to_str().unwrap()])
-            .env("STATUS_REPORTER_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Agent { child, log }
-    }
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-    fn signal(&self, sig: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
-    }
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn delivery<'a>(
@@ -539,12 +378,13 @@ fn agent_delivers_to_every_manager_and_survives_what_managers_and_operators_do()
     for f in std::fs::read_dir(&state_a).unwrap().flatten() {
         std::fs::copy(f.path(), state_b.join(f.file_name())).unwrap();
     }
-    let mut a = Collector::new(&rt, state_a, pki.server("a"));
-    let mut b = Collector::new(&rt, state_b, pki.server("b"));
+    let mut a = InProcessCollector::new(&rt, state_a, pki.server("a"), quick_shutdown);
+    let mut b = InProcessCollector::new(&rt, state_b, pki.server("b"), quick_shutdown);
     a.start();
     b.start();
     // A collector whose certificate another CA signed: must be refused.
-    let mut wrong = Collector::new(&rt, d.join("wrong"), other.server("wrong"));
+    let mut wrong =
+        InProcessCollector::new(&rt, d.join("wrong"), other.server("wrong"), quick_shutdown);
     wrong.start();
     let garbage = hostile_manager(&rt, pki.server("g1"), "garbage");
     let empty = hostile_manager(&rt, pki.server("g2"), "empty");
@@ -578,9 +418,10 @@ fn agent_delivers_to_every_manager_and_survives_what_managers_and_operators_do()
         empty.clone(),
         huge.clone(),
     ];
-    let cfg = configure_agent(d, &pki.ca_path(), &token, &managers, probes, true);
+    let cfg = configure_agent(d, &pki.ca.clone(), &token, &managers, probes, true);
     let node_id = RawConfig::read(&cfg).unwrap().node_id.unwrap();
-    let mut agent = Agent::start(&cfg, d.join("agent.log"));
+    let mut agent = Agent::at(&cfg, &d.join("agent.log"));
+    agent.start();
 
     // 1. Both collectors receive signed reports; the hung endpoint is a timeout reason,
     //    and the cycle still ends inside the 1 s interval.
@@ -656,14 +497,14 @@ fn agent_delivers_to_every_manager_and_survives_what_managers_and_operators_do()
 
     // 4. Collector A goes away; B keeps receiving; A gets the missed transitions back.
     a.stop();
-    let before: std::collections::BTreeSet<u64> = b.transitions(&node_id).into_iter().collect();
+    let before: std::collections::BTreeSet<u64> = seqs(&b, &node_id).into_iter().collect();
     let new_at_b = || {
-        b.transitions(&node_id)
+        seqs(&b, &node_id)
             .into_iter()
             .filter(|s| !before.contains(s))
             .collect::<Vec<u64>>()
     };
-    let svc = |c: &Collector| c.latest(&node_id).map(|r| r.report.services["Svc"].status);
+    let svc = |c: &InProcessCollector| c.latest(&node_id).map(|r| r.report.services["Svc"].status);
     drop(svc_listener);
     wait_for("B to see the service down", Duration::from_secs(20), || {
         (svc(&b) == Some(sr_protocol::ServiceStatus::Inactive) && !new_at_b().is_empty())
@@ -676,7 +517,7 @@ fn agent_delivers_to_every_manager_and_survives_what_managers_and_operators_do()
             .then_some(())
     });
     let missed = new_at_b();
-    let at_a_before = a.transitions(&node_id);
+    let at_a_before = seqs(&a, &node_id);
     assert!(
         missed.iter().all(|s| !at_a_before.contains(s)),
         "A was down for these"
@@ -686,7 +527,7 @@ fn agent_delivers_to_every_manager_and_survives_what_managers_and_operators_do()
         "A to receive the transitions it missed",
         Duration::from_secs(30),
         || {
-            let at_a = a.transitions(&node_id);
+            let at_a = seqs(&a, &node_id);
             missed.iter().all(|s| at_a.contains(s)).then_some(())
         },
     );
@@ -772,7 +613,7 @@ fn agent_delivers_to_every_manager_and_survives_what_managers_and_operators_do()
     // 7. SIGTERM stops it within its grace period.
     agent.signal(nix::sys::signal::Signal::SIGTERM);
     let status = wait_for("the agent to exit", Duration::from_secs(10), || {
-        agent.child.try_wait().unwrap()
+        agent.exited()
     });
     assert!(status.success(), "{status:?}\n{}", agent.log());
     drop(svc_listener);

@@ -18,45 +18,24 @@
 //! Everything waits by polling `cluster status` with deadlines; nothing sleeps to
 //! synchronise. Timings are printed (`BENCH` lines), never asserted. Skips when RabbitMQ
 //! is not installed, fails under `CI=true`.
-#[path = "support/e2e.rs"]
-mod e2e;
-mod support;
+mod harness;
 
-use e2e::{Agent, Collector, Status};
-use sr_probes::net::{Secret, TlsFiles};
+use harness::lab::rabbitmq::broker_probe;
+use harness::lab::{require_services, RabbitCluster, RabbitOpts, MONITOR_USER};
+use harness::{Agent, Collector, Status};
 use sr_probes::rabbitmq::{self, Config};
 use sr_probes::ProbeConfig;
 use sr_protocol::{NodeStatus, NodeType};
 use std::time::{Duration, Instant};
-use support::cluster::{
-    require_services, RabbitCluster, RabbitOpts, MONITOR_PASSWORD, MONITOR_USER,
-};
 
 /// Agent node names (what `cluster status` shows); agent i watches RabbitMQ node i.
 const AGENTS: [&str; 3] = ["broker-1", "broker-2", "broker-3"];
 /// Deadline of one expected state; node stops and starts take 6-15 s on a busy box.
 const DEADLINE: Duration = Duration::from_secs(90);
 
-/// The probe one agent runs. Deadlines fit the 1 s reporting period (the agent cuts a
-/// cycle at 0.8 s); AMQP runs every other cycle.
+/// The probe one agent runs: its own node, on the ports the lab picked.
 fn probe_config(c: &RabbitCluster, i: usize) -> Config {
-    Config {
-        management_url: c.mgmt_url(i),
-        tls: TlsFiles::default(),
-        username: MONITOR_USER.into(),
-        password: Secret::new(MONITOR_PASSWORD),
-        node_name: Some(c.node_name(i).to_string()),
-        amqp_host: "127.0.0.1".into(),
-        amqp_port: c.amqp_port(i),
-        vhost: "/".into(),
-        amqp_every: 2,
-        amqp_publish: true,
-        amqp_timeout_ms: 700,
-        cert_expiry_days: 30,
-        fd_warn_ratio: 0.9,
-        timeout_ms: 700,
-        max_body_bytes: 1 << 20,
-    }
+    broker_probe(c.mgmt_url(i), c.amqp_port(i), c.node_name(i))
 }
 
 fn now_ms() -> i64 {
@@ -126,7 +105,7 @@ fn broker_cluster_scenarios_end_to_end() {
     );
     let mut agents: Vec<Agent> = (0..3)
         .map(|i| {
-            Agent::configure(
+            Agent::for_collector(
                 &tmp.path().join(AGENTS[i]),
                 AGENTS[i],
                 "broker",

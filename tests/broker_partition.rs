@@ -18,47 +18,22 @@
 //! 10.203.1.0/24 exist only inside them); all are deleted at the end, also on failure.
 //! Needs root and iproute2; skips without them unless `CI=true`, which makes it fail.
 //! Waits poll with deadlines; timings are printed, never asserted.
-#[path = "support/e2e.rs"]
-mod e2e;
-#[path = "support/netlab.rs"]
-mod netlab;
-mod support;
+mod harness;
 
-use e2e::{Agent, Collector, Status};
-use netlab::{NetLab, COLLECTOR_IP};
-use sr_probes::net::{Secret, TlsFiles};
+use harness::lab::{rabbitmq::broker_probe, require_services, MONITOR_PASSWORD, MONITOR_USER};
+use harness::netlab::{self, NetLab, COLLECTOR_IP};
+use harness::{ci, Agent, Collector, Status};
 use sr_probes::rabbitmq::Config;
 use sr_probes::ProbeConfig;
 use sr_protocol::NodeStatus;
 use std::time::{Duration, Instant};
-use support::cluster::{require_services, MONITOR_PASSWORD, MONITOR_USER};
 
 const AGENTS: [&str; 3] = ["broker-1", "broker-2", "broker-3"];
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// The probe of the agent on host `i`: its own node, through the host's loopback.
 fn probe_config(lab: &NetLab, i: usize) -> Config {
-    Config {
-        management_url: "http://127.0.0.1:15672".into(),
-        tls: TlsFiles::default(),
-        username: MONITOR_USER.into(),
-        password: Secret::new(MONITOR_PASSWORD),
-        node_name: Some(lab.node_name(i).to_string()),
-        amqp_host: "127.0.0.1".into(),
-        amqp_port: 5672,
-        vhost: "/".into(),
-        amqp_every: 2,
-        amqp_publish: true,
-        amqp_timeout_ms: 700,
-        cert_expiry_days: 30,
-        fd_warn_ratio: 0.9,
-        timeout_ms: 700,
-        max_body_bytes: 1 << 20,
-    }
-}
-
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+    broker_probe("http://127.0.0.1:15672".into(), 5672, lab.node_name(i))
 }
 
 fn split_reasons(s: &Status) -> Vec<String> {
@@ -111,7 +86,7 @@ fn partition_is_split_brain_fail_end_to_end() {
     let hosts: Vec<String> = (0..3).map(|i| lab.host(i)).collect();
     let mut agents: Vec<Agent> = (0..3)
         .map(|i| {
-            Agent::configure(
+            Agent::for_collector(
                 &tmp.path().join(AGENTS[i]),
                 AGENTS[i],
                 "broker",

@@ -13,13 +13,12 @@
 //!   (the names, ids and addresses the agents reported, and the statuses our own
 //!   `status-reporter cluster status` shows).
 //!
-//! Processes come from the broker suites' plumbing (`support/e2e.rs`). Waits poll with a
+//! Processes come from the one test harness (`tests/harness/`). Waits poll with a
 //! deadline; nothing sleeps to synchronise. Skips when the venv cannot be made (no Python
 //! 2.7.18), and fails instead under `CI=true`.
-#[path = "support/e2e.rs"]
-mod e2e;
+mod harness;
 
-use e2e::{Agent, Collector};
+use harness::{Agent, Collector};
 use sr_probes::ProbeConfig;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -35,7 +34,7 @@ fn cfy_executable() -> Option<PathBuf> {
         .expect("bash runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
-        if std::env::var("CI").as_deref() == Ok("true") {
+        if harness::ci() {
             panic!("CI=true: cannot install the cfy 5.0.5.1 CLI:\n{stderr}");
         }
         eprintln!("SKIP: cannot install the cfy 5.0.5.1 CLI:\n{stderr}");
@@ -99,8 +98,8 @@ impl Cfy {
     /// `cfy profiles use` as the issue shows it: HTTPS, the collector's CA, user `admin`
     /// whose password is the admin token.
     fn use_collector(&self, c: &Collector) -> String {
-        let port = c.addr.rsplit(':').next().unwrap().to_string();
-        let (token, ca) = (c.token("admin"), c.ca_path());
+        let port = c.addr.port().to_string();
+        let (token, ca) = (c.token("admin"), c.ca.clone());
         self.ok(&[
             "profiles",
             "use",
@@ -231,7 +230,7 @@ fn cfy_against_an_empty_cluster() {
 fn probe(collector: &Collector) -> Vec<ProbeConfig> {
     vec![ProbeConfig::Tcp(sr_probes::tcp::Config {
         name: "collector".into(),
-        address: collector.addr.clone(),
+        address: collector.addr.to_string(),
         timeout_ms: 500,
         critical: true,
     })]
@@ -252,7 +251,7 @@ fn cfy_against_a_reporting_cluster() {
     let mut agents: Vec<Agent> = nodes
         .iter()
         .map(|(t, name)| {
-            let mut a = Agent::configure(
+            let mut a = Agent::for_collector(
                 &tmp.path().join(name),
                 name,
                 t,

@@ -7,145 +7,27 @@
 //! stderr, at debug level, is checked for tokens and panics at the end.
 
 use serde_json::{json, Value};
-use sr_protocol::signing::NodeKey;
 use sr_tls::pki::Ca;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const BIN: &str = env!("CARGO_BIN_EXE_status-reporter");
-const DEADLINE: Duration = Duration::from_secs(60);
+mod harness;
 
-struct Collector {
-    child: Option<Child>,
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-    tokens: Value,
+use harness::fixtures::{now_ms, report_headers, Node};
+use harness::{Collector, BIN, DEADLINE};
+
+/// What this suite does with a collector beyond the harness's own.
+trait CollectorSuite {
+    fn cli(&self, args: &[&str]) -> (i32, String, String);
+    fn config_arg(&self) -> String;
+    fn check_logs(&self);
 }
 
-impl Collector {
-    /// `collector init`, then `collector run` with `overrides` (key, TOML value) applied.
-    fn start(overrides: &[(&str, &str)]) -> Collector {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = Ca::new("test CA").unwrap();
-        let leaf = ca.server(&["localhost", "127.0.0.1"]).unwrap();
-        std::fs::write(dir.path().join("ca.pem"), ca.cert_pem()).unwrap();
-        std::fs::write(dir.path().join("cert.pem"), &leaf.cert_pem).unwrap();
-        std::fs::write(dir.path().join("key.pem"), &leaf.key_pem).unwrap();
-        let p = |f: &str| dir.path().join(f).display().to_string();
-        let out = Command::new(BIN)
-            .args(["collector", "init", "--json", "--listen", "127.0.0.1:0"])
-            .args([
-                "--config",
-                &p("collector.toml"),
-                "--state-dir",
-                &p("state"),
-                "--cert",
-                &p("cert.pem"),
-                "--key",
-                &p("key.pem"),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "init failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let tokens: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let cfg_path = dir.path().join("collector.toml");
-        let mut cfg = std::fs::read_to_string(&cfg_path).unwrap();
-        for (k, v) in overrides {
-            let line = format!("{k} = {v}");
-            let replaced: Vec<String> = cfg
-                .lines()
-                .map(|l| {
-                    if l.starts_with(&format!("{k} = ")) {
-                        line.clone()
-                    } else {
-                        l.to_string()
-                    }
-                })
-                .collect();
-            cfg = replaced.join("\n") + "\n";
-            if !cfg.contains(&line) {
-                cfg.push_str(&line);
-                cfg.push('\n');
-            }
-        }
-        std::fs::write(&cfg_path, cfg).unwrap();
-        let mut c = Collector {
-            child: None,
-            addr: "127.0.0.1:1".parse().unwrap(),
-            dir,
-            tokens,
-        };
-        c.spawn();
-        c
-    }
-
-    /// Runs `collector run` on the existing config and state (also used to restart).
-    fn spawn(&mut self) {
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path("stderr.log"))
-            .unwrap();
-        let mut child = Command::new(BIN)
-            .args([
-                "collector",
-                "run",
-                "--config",
-                &self.path("collector.toml").display().to_string(),
-            ])
-            .env("STATUS_REPORTER_LOG", "debug")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(DEADLINE)
-            .expect("collector did not print its address");
-        self.addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .unwrap();
-        self.child = Some(child);
-    }
-
-    fn path(&self, f: &str) -> PathBuf {
-        self.dir.path().join(f)
-    }
-
-    fn token(&self, role: &str) -> String {
-        self.tokens[role].as_str().unwrap().to_string()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("https://localhost:{}{path}", self.addr.port())
-    }
-
-    fn client(&self) -> sr_tls::HttpsClient {
-        sr_tls::HttpsClient::new(
-            sr_tls::client_config(&self.path("ca.pem"), None).unwrap(),
-            Duration::from_secs(5),
-        )
-    }
-
+impl CollectorSuite for Collector {
     /// Runs the CLI against this collector's config; returns (exit code, stdout, stderr).
     fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let out = Command::new(BIN).args(args).output().unwrap();
@@ -157,44 +39,12 @@ impl Collector {
     }
 
     fn config_arg(&self) -> String {
-        self.path("collector.toml").display().to_string()
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            )
-            .unwrap();
-            c.wait().unwrap();
-        }
-    }
-
-    /// SIGTERM and wait for a clean exit; returns the exit status.
-    fn stop(&mut self) -> std::process::ExitStatus {
-        let mut c = self.child.take().expect("running");
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(c.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        let start = Instant::now();
-        loop {
-            if let Some(s) = c.try_wait().unwrap() {
-                return s;
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "collector did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.config().display().to_string()
     }
 
     /// The collector's stderr must hold no token and no panic.
     fn check_logs(&self) {
-        let log = std::fs::read_to_string(self.path("stderr.log")).unwrap_or_default();
+        let log = self.log();
         assert!(!log.contains("panicked"), "collector panicked:\n{log}");
         for role in ["manager", "db", "broker", "admin"] {
             assert!(!log.contains(&self.token(role)), "{role} token logged");
@@ -206,150 +56,30 @@ impl Collector {
     }
 }
 
-impl Drop for Collector {
-    fn drop(&mut self) {
-        self.kill9();
+/// A reporting node as this suite sends it: named apart from its id, a Patroni service, an
+/// hour-long reporting period (nothing goes stale during a test) and a private address.
+fn reporting_node(node_type: &'static str, id: &str, name: &str) -> Node {
+    Node {
+        name: name.into(),
+        reporting_freq: 3600,
+        private_ip: "10.0.0.9",
+        service: Some("Patroni"),
+        ..Node::new(node_type, id)
     }
-}
-
-/// A reporting node: its key, boot id and next sequence number.
-struct Node {
-    key: NodeKey,
-    node_type: &'static str,
-    id: String,
-    name: String,
-    boot: String,
-    seq: u64,
-    /// `status_reporter.facts`, for the db and broker cluster rules.
-    facts: Value,
-}
-
-impl Node {
-    fn new(node_type: &'static str, id: &str, name: &str) -> Node {
-        Node {
-            key: NodeKey::from_pkcs8(&NodeKey::generate_pkcs8().unwrap()).unwrap(),
-            node_type,
-            id: id.into(),
-            name: name.into(),
-            boot: "boot-1".into(),
-            seq: 0,
-            facts: json!({}),
-        }
-    }
-
-    fn path(&self) -> String {
-        format!("/api/v3.1/cluster-status/{}/{}", self.node_type, self.id)
-    }
-
-    /// A body for the next sequence number (which it consumes).
-    fn body(&mut self, status: &str) -> Vec<u8> {
-        self.seq += 1;
-        let legacy = if status == "Fail" { "Fail" } else { "OK" };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        serde_json::to_vec(&json!({
-            "reporting_freq": 3600,
-            "timestamp": sr_protocol::timestamp::format_legacy(now).unwrap(),
-            "report": {"status": legacy, "services": {"Patroni": {"status": if legacy == "OK" {"Active"} else {"Inactive"}, "extra_info": {}}}},
-            "status_reporter": {
-                "version": 1, "node_status": status, "node_name": self.name, "private_ip": "10.0.0.9",
-                "agent_version": "0.1.0", "boot_id": self.boot, "seq": self.seq, "facts": self.facts,
-                "transitions": [{"seq": self.seq, "at_ms": now * 1000, "from": "OK", "to": status}]
-            }
-        }))
-        .unwrap()
-    }
-
-    fn sign(&self, body: &[u8]) -> String {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
-        self.key
-            .sign("PUT", &self.path(), body, &self.boot, self.seq, now_ms)
-            .to_header()
-    }
-}
-
-async fn put(c: &Collector, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, Value) {
-    let r = c
-        .client()
-        .request(
-            http::Method::PUT,
-            &c.url(path),
-            headers,
-            body.into(),
-            Duration::from_secs(20),
-            1 << 20,
-        )
-        .await
-        .unwrap();
-    (
-        r.status.as_u16(),
-        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
-    )
 }
 
 /// Sends `node`'s next report with `token`, signed.
 async fn report(c: &Collector, node: &mut Node, token: &str, status: &str) -> (u16, Value) {
-    let body = node.body(status);
-    let sig = node.sign(&body);
-    put(
-        c,
-        &node.path(),
-        &[
-            ("Content-Type", "application/json"),
-            (sr_protocol::TOKEN_HEADER, token),
-            (sr_protocol::SIGNATURE_HEADER, &sig),
-        ],
-        body,
-    )
-    .await
-}
-
-async fn get(c: &Collector, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
-    let r = c
-        .client()
-        .get(&c.url(path), headers, Duration::from_secs(20), 16 << 20)
+    let (body, sig) = node.next(status, now_ms());
+    c.put(&node.path(), &report_headers(token, &sig), body)
         .await
-        .unwrap();
-    (
-        r.status.as_u16(),
-        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
-    )
-}
-
-async fn view(c: &Collector) -> Value {
-    let (code, v) = get(
-        c,
-        "/api/v3.1/cluster-status",
-        &[(sr_protocol::TOKEN_HEADER, &c.token("admin"))],
-    )
-    .await;
-    assert_eq!(code, 200, "{v}");
-    v
-}
-
-/// Polls `f` until it returns true, failing after the deadline.
-async fn eventually<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !f().await {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A raw TLS stream speaking HTTP/1.1, for requests a well-behaved client can't make.
 async fn raw_tls(
     c: &Collector,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    let mut cfg = sr_tls::client_config(&c.path("ca.pem"), None).unwrap();
+    let mut cfg = sr_tls::client_config(&c.ca, None).unwrap();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let tcp = tokio::net::TcpStream::connect(c.addr).await?;
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
@@ -393,16 +123,21 @@ type Case = (
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_input_is_refused_exactly_and_changes_nothing() {
-    let c = Collector::start(&[]);
+    let c = Collector::start_in_temp_dir(&[]);
     let db = c.token("db");
-    let mut n1 = Node::new("db", "n1", "db1");
+    let mut n1 = reporting_node("db", "n1", "db1");
     let (code, ok) = report(&c, &mut n1, &db, "OK").await;
     assert_eq!(code, 200, "{ok}");
     assert_eq!(ok["acked_seq"], 1);
     assert_eq!(ok["transitions_acked"], 1);
     assert_eq!(ok["key_pinned"], true);
-    let before_view = view(&c).await;
-    let before_nodes = nodes_json(&c);
+    let before_view = c.view().await;
+    // The latest row (the node list's `last_seen_ms`) is written behind, every 0.5 s: read
+    // the list once it is there, or the comparison below races the flusher.
+    let before_nodes = harness::wait_for("the first report's latest row", DEADLINE, || {
+        let nodes = nodes_json(&c);
+        (!nodes[0]["last_seen_ms"].is_null()).then_some(nodes)
+    });
     assert_eq!(
         before_view["services"]["db"]["nodes"]["db1"]["status"],
         "OK"
@@ -416,7 +151,7 @@ async fn every_bad_input_is_refused_exactly_and_changes_nothing() {
     let mut cases: Vec<Case> = Vec::new();
     let mut signed =
         |n: &mut Node, what: &'static str, body: Vec<u8>, code: u16, err: &'static str| {
-            let sig = n.sign(&body);
+            let sig = n.sign(&body, now_ms());
             n.seq -= 1; // a refused report does not consume its sequence number
             cases.push((
                 what,
@@ -432,7 +167,7 @@ async fn every_bad_input_is_refused_exactly_and_changes_nothing() {
             ));
         };
     let good = |n: &mut Node| {
-        let b = n.body("OK");
+        let b = n.body("OK", now_ms());
         serde_json::from_slice::<Value>(&b).unwrap()
     };
     n1.seq += 1;
@@ -443,44 +178,27 @@ async fn every_bad_input_is_refused_exactly_and_changes_nothing() {
         400,
         "bad_parameters_error",
     );
-    let mut v = good(&mut n1);
-    v.as_object_mut().unwrap().remove("timestamp");
-    signed(
-        &mut n1,
-        "missing field",
-        serde_json::to_vec(&v).unwrap(),
-        400,
-        "bad_parameters_error",
-    );
-    let mut v = good(&mut n1);
-    v["surprise"] = json!(1);
-    signed(
-        &mut n1,
-        "extra field",
-        serde_json::to_vec(&v).unwrap(),
-        400,
-        "bad_parameters_error",
-    );
-    let mut v = good(&mut n1);
-    v["reporting_freq"] = json!("5");
-    signed(
-        &mut n1,
-        "reporting_freq as a string",
-        serde_json::to_vec(&v).unwrap(),
-        400,
-        "bad_parameters_error",
-    );
-    let mut v = good(&mut n1);
-    v["timestamp"] = json!("2020-02-10T12:15:30Z");
-    signed(
-        &mut n1,
-        "unparseable timestamp",
-        serde_json::to_vec(&v).unwrap(),
-        400,
-        "bad_parameters_error",
-    );
-    let body = n1.body("OK");
-    let sig = n1.sign(&body);
+    // A good body, broken one way each: refused as bad parameters, signature notwithstanding.
+    type Breakage = (&'static str, fn(&mut Value));
+    let breakages: [Breakage; 4] = [
+        ("missing field", |v| {
+            v.as_object_mut().unwrap().remove("timestamp");
+        }),
+        ("extra field", |v| v["surprise"] = json!(1)),
+        ("reporting_freq as a string", |v| {
+            v["reporting_freq"] = json!("5")
+        }),
+        ("unparseable timestamp", |v| {
+            v["timestamp"] = json!("2020-02-10T12:15:30Z")
+        }),
+    ];
+    for (what, break_it) in breakages {
+        let mut v = good(&mut n1);
+        break_it(&mut v);
+        let body = serde_json::to_vec(&v).unwrap();
+        signed(&mut n1, what, body, 400, "bad_parameters_error");
+    }
+    let (body, sig) = n1.next("OK", now_ms());
     n1.seq -= 1;
     let mut tampered = body.clone();
     let pos = tampered.iter().position(|&b| b == b'O').unwrap();
@@ -620,7 +338,7 @@ async fn every_bad_input_is_refused_exactly_and_changes_nothing() {
             .iter()
             .map(|(a, b)| (a.as_str(), b.as_str()))
             .collect();
-        let (code, v) = put(&c, &p, &headers, body).await;
+        let (code, v) = c.put(&p, &headers, body).await;
         assert_eq!(
             (code, v["error_code"].as_str()),
             (want_code, Some(want_err)),
@@ -633,12 +351,11 @@ async fn every_bad_input_is_refused_exactly_and_changes_nothing() {
     }
 
     // A replayed report: the exact bytes of an accepted one, and a lower seq.
-    let body = n1.body("OK");
-    let sig = n1.sign(&body);
+    let (body, sig) = n1.next("OK", now_ms());
     let headers = [ct, tok, (sig_h, sig.as_str())];
-    assert_eq!(put(&c, &path, &headers, body.clone()).await.0, 200);
-    let after_good = view(&c).await;
-    let (code, v) = put(&c, &path, &headers, body).await;
+    assert_eq!(c.put(&path, &headers, body.clone()).await.0, 200);
+    let after_good = c.view().await;
+    let (code, v) = c.put(&path, &headers, body).await;
     assert_eq!(
         (code, v["error_code"].as_str()),
         (409, Some("replayed_report")),
@@ -671,7 +388,7 @@ async fn every_bad_input_is_refused_exactly_and_changes_nothing() {
 
     // Nothing any refusal did is visible: same view (but for the one good report) and same nodes.
     let mut expect = after_good.clone();
-    let mut got = view(&c).await;
+    let mut got = c.view().await;
     for v in [&mut expect, &mut got] {
         v["services"]["db"]["nodes"]["db1"]
             .as_object_mut()
@@ -690,7 +407,7 @@ async fn every_bad_input_is_refused_exactly_and_changes_nothing() {
     );
 
     // Key mismatch: refused, flagged in the view until `nodes forget`.
-    let mut impostor = Node::new("db", "n1", "db1");
+    let mut impostor = reporting_node("db", "n1", "db1");
     impostor.seq = 100;
     let (code, v) = report(&c, &mut impostor, &db, "OK").await;
     assert_eq!(
@@ -698,7 +415,7 @@ async fn every_bad_input_is_refused_exactly_and_changes_nothing() {
         (403, Some("key_mismatch")),
         "{v}"
     );
-    let flagged = view(&c).await;
+    let flagged = c.view().await;
     let node = &flagged["services"]["db"]["nodes"]["db1"];
     assert_eq!(node["key_mismatch"], true, "{flagged}");
     assert_eq!(node["status"], "Fail");
@@ -710,7 +427,7 @@ async fn every_bad_input_is_refused_exactly_and_changes_nothing() {
     // The genuine node still reports but stays flagged.
     assert_eq!(report(&c, &mut n1, &db, "OK").await.0, 200);
     assert_eq!(
-        view(&c).await["services"]["db"]["nodes"]["db1"]["key_mismatch"],
+        c.view().await["services"]["db"]["nodes"]["db1"]["key_mismatch"],
         true
     );
     let (code, out, err) = c.cli(&[
@@ -723,14 +440,12 @@ async fn every_bad_input_is_refused_exactly_and_changes_nothing() {
         &c.config_arg(),
     ]);
     assert_eq!(code, 0, "{out}{err}");
-    eventually("the new key to be accepted after forget", || {
+    harness::eventually("the new key to be accepted after forget", DEADLINE, || {
         let c = &c;
-        let body = impostor.body("OK");
-        let sig = impostor.sign(&body);
+        let (body, sig) = impostor.next("OK", now_ms());
         let path = impostor.path();
         async move {
-            put(
-                c,
+            c.put(
                 &path,
                 &[
                     ct,
@@ -744,7 +459,7 @@ async fn every_bad_input_is_refused_exactly_and_changes_nothing() {
         }
     })
     .await;
-    let healed = view(&c).await;
+    let healed = c.view().await;
     assert_eq!(
         healed["services"]["db"]["nodes"]["db1"]["key_mismatch"], false,
         "{healed}"
@@ -755,7 +470,7 @@ async fn every_bad_input_is_refused_exactly_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_loris_and_untrusted_clients_are_cut_off() {
-    let c = Collector::start(&[
+    let c = Collector::start_in_temp_dir(&[
         ("header_read_timeout_secs", "1"),
         ("body_read_timeout_secs", "1"),
     ]);
@@ -800,13 +515,13 @@ async fn slow_loris_and_untrusted_clients_are_cut_off() {
     let _ = read_to_close(&mut tcp).await;
 
     // The collector is still fine.
-    assert_eq!(get(&c, "/api/v3.1/ok", &[]).await.0, 200);
-    let (code, status) = get(
-        &c,
-        "/api/v3.1/status",
-        &[(sr_protocol::TOKEN_HEADER, &c.token("admin"))],
-    )
-    .await;
+    assert_eq!(c.get("/api/v3.1/ok", &[]).await.0, 200);
+    let (code, status) = c
+        .get(
+            "/api/v3.1/status",
+            &[(sr_protocol::TOKEN_HEADER, &c.token("admin"))],
+        )
+        .await;
     assert_eq!(code, 200);
     assert!(
         status["collector"]["tls_handshake_failures"]
@@ -820,7 +535,7 @@ async fn slow_loris_and_untrusted_clients_are_cut_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_cap_are_refused_and_counted() {
-    let c = Collector::start(&[("max_connections", "3")]);
+    let c = Collector::start_in_temp_dir(&[("max_connections", "3")]);
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(raw_tls(&c).await.unwrap());
@@ -842,16 +557,16 @@ async fn connections_over_the_cap_are_refused_and_counted() {
         }
     }
     drop(held);
-    eventually("a connection slot to free up", || async {
-        get(&c, "/api/v3.1/ok", &[]).await.0 == 200
+    harness::eventually("a connection slot to free up", DEADLINE, || async {
+        c.get("/api/v3.1/ok", &[]).await.0 == 200
     })
     .await;
-    let (_, status) = get(
-        &c,
-        "/api/v3.1/status",
-        &[(sr_protocol::TOKEN_HEADER, &c.token("admin"))],
-    )
-    .await;
+    let (_, status) = c
+        .get(
+            "/api/v3.1/status",
+            &[(sr_protocol::TOKEN_HEADER, &c.token("admin"))],
+        )
+        .await;
     assert!(
         status["collector"]["connections_refused"].as_u64().unwrap() >= 1,
         "{status}"
@@ -861,8 +576,8 @@ async fn connections_over_the_cap_are_refused_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_cluster_status_cli_and_list_endpoints() {
-    let mut c = Collector::start(&[]);
-    let ca = c.path("ca.pem").display().to_string();
+    let mut c = Collector::start_in_temp_dir(&[]);
+    let ca = c.ca.display().to_string();
     let manager = format!("https://localhost:{}", c.addr.port());
     let admin = c.token("admin");
     let status_cli = |extra: &[&str], token: &str| {
@@ -887,17 +602,17 @@ async fn readers_cluster_status_cli_and_list_endpoints() {
         out.contains("Cluster status: Fail") && out.contains("no_nodes"),
         "{out}"
     );
-    let (code, _) = get(
-        &c,
-        "/api/v3.1/cluster-status?summary=true",
-        &[(sr_protocol::TOKEN_HEADER, &admin)],
-    )
-    .await;
+    let (code, _) = c
+        .get(
+            "/api/v3.1/cluster-status?summary=true",
+            &[(sr_protocol::TOKEN_HEADER, &admin)],
+        )
+        .await;
     assert_eq!(code, 500);
 
-    let mut nodes = vec![Node::new("manager", "m1", "manager1")];
+    let mut nodes = vec![reporting_node("manager", "m1", "manager1")];
     for i in 1..=3 {
-        let mut db = Node::new("db", &format!("d{i}"), &format!("db{i}"));
+        let mut db = reporting_node("db", &format!("d{i}"), &format!("db{i}"));
         // A healthy Patroni cluster as the db rule expects it: db1 leads, the others stream.
         db.facts = if i == 1 {
             json!({"db": {"member": "db1", "role": "leader", "patroni_reachable": true, "timeline": 1,
@@ -907,7 +622,11 @@ async fn readers_cluster_status_cli_and_list_endpoints() {
             json!({"db": {"member": format!("db{i}"), "role": "replica", "patroni_reachable": true, "timeline": 1, "lag_bytes": 0}})
         };
         nodes.push(db);
-        nodes.push(Node::new("broker", &format!("b{i}"), &format!("broker{i}")));
+        nodes.push(reporting_node(
+            "broker",
+            &format!("b{i}"),
+            &format!("broker{i}"),
+        ));
     }
     for n in nodes.iter_mut() {
         let token = c.token(n.node_type);
@@ -984,12 +703,12 @@ async fn readers_cluster_status_cli_and_list_endpoints() {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("admin:{admin}"))
     );
-    let (code, v) = get(
-        &c,
-        "/api/v3.1/cluster-status?summary=true",
-        &[("Authorization", &basic), ("Tenant", "default_tenant")],
-    )
-    .await;
+    let (code, v) = c
+        .get(
+            "/api/v3.1/cluster-status?summary=true",
+            &[("Authorization", &basic), ("Tenant", "default_tenant")],
+        )
+        .await;
     assert_eq!(
         (code, v),
         (200, json!({"status": "Degraded", "services": {}}))
@@ -999,41 +718,36 @@ async fn readers_cluster_status_cli_and_list_endpoints() {
         base64::engine::general_purpose::STANDARD.encode("admin:guess")
     );
     assert_eq!(
-        get(
-            &c,
-            "/api/v3.1/cluster-status",
-            &[("Authorization", &wrong_pw)]
-        )
-        .await
-        .0,
+        c.get("/api/v3.1/cluster-status", &[("Authorization", &wrong_pw)])
+            .await
+            .0,
         401
     );
-    assert_eq!(get(&c, "/api/v3.1/cluster-status", &[]).await.0, 401);
-    let (code, v) = get(
-        &c,
-        "/api/v3.1/cluster-status?summary=maybe",
-        &[(sr_protocol::TOKEN_HEADER, &admin)],
-    )
-    .await;
+    assert_eq!(c.get("/api/v3.1/cluster-status", &[]).await.0, 401);
+    let (code, v) = c
+        .get(
+            "/api/v3.1/cluster-status?summary=maybe",
+            &[(sr_protocol::TOKEN_HEADER, &admin)],
+        )
+        .await;
     assert_eq!(
         (code, v["error_code"].as_str()),
         (400, Some("bad_parameters_error"))
     );
 
     // Lists: reporters may read /managers (agents refresh their manager list) but no other.
-    let (code, v) = get(
-        &c,
-        "/api/v3.1/managers",
-        &[(sr_protocol::TOKEN_HEADER, &c.token("broker"))],
-    )
-    .await;
+    let (code, v) = c
+        .get(
+            "/api/v3.1/managers",
+            &[(sr_protocol::TOKEN_HEADER, &c.token("broker"))],
+        )
+        .await;
     assert_eq!(code, 200);
     assert_eq!(v["items"][0]["private_ip"], "10.0.0.9");
     assert_eq!(v["items"][0]["hostname"], "manager1");
     assert_eq!(v["metadata"]["pagination"]["total"], 1);
     assert_eq!(
-        get(
-            &c,
+        c.get(
             "/api/v3.1/db-nodes",
             &[(sr_protocol::TOKEN_HEADER, &c.token("db"))]
         )
@@ -1041,36 +755,26 @@ async fn readers_cluster_status_cli_and_list_endpoints() {
         .0,
         403
     );
-    let (code, v) = get(
-        &c,
-        "/api/v3.1/db-nodes",
-        &[(sr_protocol::TOKEN_HEADER, &admin)],
-    )
-    .await;
+    let (code, v) = c
+        .get("/api/v3.1/db-nodes", &[(sr_protocol::TOKEN_HEADER, &admin)])
+        .await;
     assert_eq!((code, v["items"].as_array().unwrap().len()), (200, 3));
     assert_eq!(
-        get(&c, "/api/v3.1/brokers", &[("Authorization", &basic)])
+        c.get("/api/v3.1/brokers", &[("Authorization", &basic)])
             .await
             .0,
         200
     );
-    let (code, v) = get(
-        &c,
-        "/api/v3.1/version",
-        &[(sr_protocol::TOKEN_HEADER, &admin)],
-    )
-    .await;
+    let (code, v) = c
+        .get("/api/v3.1/version", &[(sr_protocol::TOKEN_HEADER, &admin)])
+        .await;
     assert_eq!((code, v["version"].as_str()), (200, Some("5.0.5")));
-    let (code, v) = get(
-        &c,
-        "/api/v3.1/status",
-        &[(sr_protocol::TOKEN_HEADER, &admin)],
-    )
-    .await;
+    let (code, v) = c
+        .get("/api/v3.1/status", &[(sr_protocol::TOKEN_HEADER, &admin)])
+        .await;
     assert_eq!((code, v["status"].as_str()), (200, Some("OK")));
     assert_eq!(
-        get(
-            &c,
+        c.get(
             "/api/v3.1/provider/context",
             &[(sr_protocol::TOKEN_HEADER, &admin)]
         )
@@ -1083,14 +787,21 @@ async fn readers_cluster_status_cli_and_list_endpoints() {
     let (code, secret, err) = c.cli(&["tokens", "create", "manager", "--config", &c.config_arg()]);
     assert_eq!(code, 0, "{err}");
     let secret = secret.trim().to_string();
-    eventually("a new token to be accepted", || {
-        let (c, s) = (&c, secret.clone());
+    // The status a request with the new token gets.
+    let answer = |secret: String| {
+        let c = &c;
         async move {
-            get(c, "/api/v3.1/managers", &[(sr_protocol::TOKEN_HEADER, &s)])
-                .await
-                .0
-                == 200
+            c.get(
+                "/api/v3.1/managers",
+                &[(sr_protocol::TOKEN_HEADER, &secret)],
+            )
+            .await
+            .0
         }
+    };
+    harness::eventually("a new token to be accepted", DEADLINE, || {
+        let status = answer(secret.clone());
+        async move { status.await == 200 }
     })
     .await;
     let (_, list, _) = c.cli(&["tokens", "list", "--json", "--config", &c.config_arg()]);
@@ -1110,22 +821,17 @@ async fn readers_cluster_status_cli_and_list_endpoints() {
         .0,
         0
     );
-    eventually("a revoked token to be refused", || {
-        let (c, s) = (&c, secret.clone());
-        async move {
-            get(c, "/api/v3.1/managers", &[(sr_protocol::TOKEN_HEADER, &s)])
-                .await
-                .0
-                == 401
-        }
+    harness::eventually("a revoked token to be refused", DEADLINE, || {
+        let status = answer(secret.clone());
+        async move { status.await == 401 }
     })
     .await;
 
     // A graceful stop keeps the latest reports: after a restart the view is the same.
-    let before = view(&c).await;
+    let before = c.view().await;
     assert!(c.stop().success());
     c.spawn();
-    let after = view(&c).await;
+    let after = c.view().await;
     assert_eq!(after["services"]["db"]["nodes"]["db2"]["status"], "Fail");
     assert_eq!(
         after["services"]["db"]["nodes"],
@@ -1143,19 +849,19 @@ async fn readers_cluster_status_cli_and_list_endpoints() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_ingest_leaves_a_consistent_store() {
-    let mut c = Collector::start(&[]);
+    let mut c = Collector::start_in_temp_dir(&[]);
     let state = c.path("state");
     for round in 0..3 {
         let token = c.token("db");
         // Fresh nodes each round; every 200 with key_pinned promises a durable pin and
         // every transitions_acked a durable transition.
         let mut nodes: Vec<Node> = (0..20)
-            .map(|i| Node::new("db", &format!("r{round}-n{i}"), &format!("r{round}-db{i}")))
+            .map(|i| reporting_node("db", &format!("r{round}-n{i}"), &format!("r{round}-db{i}")))
             .collect();
         let mut promised_pins = Vec::new();
         let mut promised_transitions = Vec::new();
         let killer = {
-            let pid = c.child.as_ref().unwrap().id() as i32;
+            let pid = c.pid();
             let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             (pid, accepted)
         };
@@ -1163,8 +869,7 @@ async fn kill_9_during_ingest_leaves_a_consistent_store() {
         let mut killed = false;
         'outer: for _ in 0..50 {
             for n in nodes.iter_mut() {
-                let body = n.body("OK");
-                let sig = n.sign(&body);
+                let (body, sig) = n.next("OK", now_ms());
                 let headers = [
                     ("Content-Type", "application/json"),
                     (sr_protocol::TOKEN_HEADER, token.as_str()),
@@ -1304,7 +1009,7 @@ fn init_refuses_to_overwrite_and_validate_reports_every_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsigned_legacy_reports_only_when_allowed_and_never_after_a_pin() {
-    let c = Collector::start(&[("allow_unsigned_legacy", "true")]);
+    let c = Collector::start_in_temp_dir(&[("allow_unsigned_legacy", "true")]);
     let broker = c.token("broker");
     // Exactly what the Python 5.0.5 reporter sends: no extension, no signature.
     let legacy = serde_json::to_vec(&json!({
@@ -1320,17 +1025,17 @@ async fn unsigned_legacy_reports_only_when_allowed_and_never_after_a_pin() {
         (sr_protocol::TOKEN_HEADER, broker.as_str()),
         ("Tenant", "default_tenant"),
     ];
-    let (code, v) = put(
-        &c,
-        "/api/v3.1/cluster-status/broker/py-1",
-        &headers,
-        legacy.clone(),
-    )
-    .await;
+    let (code, v) = c
+        .put(
+            "/api/v3.1/cluster-status/broker/py-1",
+            &headers,
+            legacy.clone(),
+        )
+        .await;
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["acked_seq"], Value::Null);
     assert_eq!(v["key_pinned"], false);
-    let node = &view(&c).await["services"]["broker"]["nodes"]["py-1"];
+    let node = &c.view().await["services"]["broker"]["nodes"]["py-1"];
     assert_eq!(node["signed"], false);
     assert_eq!(
         node["private_ip"], "127.0.0.1",
@@ -1339,18 +1044,20 @@ async fn unsigned_legacy_reports_only_when_allowed_and_never_after_a_pin() {
     assert_eq!(node["services"]["RabbitMQ"]["status"], "Active");
 
     // The same node upgraded to our agent: its first signed report pins its key...
-    let mut upgraded = Node::new("broker", "py-1", "py-1");
+    let mut upgraded = reporting_node("broker", "py-1", "py-1");
     let (code, v) = report(&c, &mut upgraded, &broker, "OK").await;
     assert_eq!((code, v["key_pinned"].as_bool()), (200, Some(true)), "{v}");
     // ...and from then on an unsigned report for it is a downgrade, refused.
-    let (code, v) = put(&c, "/api/v3.1/cluster-status/broker/py-1", &headers, legacy).await;
+    let (code, v) = c
+        .put("/api/v3.1/cluster-status/broker/py-1", &headers, legacy)
+        .await;
     assert_eq!(
         (code, v["error_code"].as_str()),
         (401, Some("signature_required")),
         "{v}"
     );
     assert_eq!(
-        view(&c).await["services"]["broker"]["nodes"]["py-1"]["signed"],
+        c.view().await["services"]["broker"]["nodes"]["py-1"]["signed"],
         true
     );
     c.check_logs();

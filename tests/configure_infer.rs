@@ -12,46 +12,11 @@ use sr_agent::config::RawConfig;
 use sr_collector::store::{Role, Store};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
-use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_status-reporter");
+mod harness;
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Writes a loopback server certificate signed by `ca`; returns (cert, key) paths.
-fn server_cert(ca: &sr_tls::pki::Ca, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let leaf = ca.server(&["127.0.0.1", "localhost"]).unwrap();
-    let (c, k) = (
-        dir.join(format!("{name}.crt")),
-        dir.join(format!("{name}.key")),
-    );
-    std::fs::write(&c, leaf.cert_pem).unwrap();
-    std::fs::write(&k, leaf.key_pem).unwrap();
-    (c, k)
-}
-
-/// A real collector on a loopback port, stopped when the runtime is dropped.
-fn collector(rt: &tokio::runtime::Runtime, state: &Path, cert: (PathBuf, PathBuf)) -> String {
-    let mut cfg = sr_collector::config::Config::new(state, cert.0, cert.1);
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    cfg.listen = listener.local_addr().unwrap();
-    let addr = cfg.listen.to_string();
-    rt.spawn(async move {
-        sr_collector::server::serve(cfg, listener, std::future::pending())
-            .await
-            .expect("collector runs");
-    });
-    addr
-}
+use harness::fixtures::stand_in_manager;
+use harness::{text, InProcessCollector, Pki, BIN};
 
 /// A stand-in manager (TLS from the same CA) that answers every request 200 with an
 /// empty manager list and, when `role` is set, states that role.
@@ -62,35 +27,23 @@ fn stand_in(
 ) -> String {
     use http_body_util::Full;
     use hyper::body::Bytes;
-    let tls = sr_tls::server_config(&cert.0, &cert.1).unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    rt.spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp)).await else {
-                    return;
-                };
-                let svc = hyper::service::service_fn(move |_req: http::Request<hyper::body::Incoming>| async move {
-                    let mut resp = http::Response::new(Full::new(Bytes::from_static(
-                        br#"{"items":[],"metadata":{"pagination":{"total":0,"size":0,"offset":0}}}"#,
-                    )));
-                    if let Some(r) = role {
-                        resp.headers_mut().insert(sr_protocol::ROLE_HEADER, http::HeaderValue::from_static(r));
-                    }
-                    Ok::<_, std::convert::Infallible>(resp)
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                    .await;
-            });
-        }
-    });
-    addr
+    stand_in_manager(rt, (&cert.0, &cert.1), move |tls| async move {
+        let svc = hyper::service::service_fn(
+            move |_req: http::Request<hyper::body::Incoming>| async move {
+                let mut resp = http::Response::new(Full::new(Bytes::from_static(
+                    br#"{"items":[],"metadata":{"pagination":{"total":0,"size":0,"offset":0}}}"#,
+                )));
+                if let Some(r) = role {
+                    resp.headers_mut()
+                        .insert(sr_protocol::ROLE_HEADER, http::HeaderValue::from_static(r));
+                }
+                Ok::<_, std::convert::Infallible>(resp)
+            },
+        );
+        let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+            .await;
+    })
 }
 
 /// Runs `configure` (no `--node-type` unless `extra` has one) against `managers`.
@@ -143,9 +96,8 @@ fn configure_takes_the_node_type_from_the_token_role_or_asks_for_it() {
         .enable_all()
         .build()
         .unwrap();
-    let ca = sr_tls::pki::Ca::new("infer-ca").unwrap();
-    let ca_path = d.join("ca.pem");
-    std::fs::write(&ca_path, ca.cert_pem()).unwrap();
+    let pki = Pki::new(&d.join("pki"), "infer-ca");
+    let ca_path = pki.ca.clone();
 
     // Two collectors sharing one token store (copied before either starts).
     let (state_a, state_b) = (d.join("a"), d.join("b"));
@@ -158,10 +110,15 @@ fn configure_takes_the_node_type_from_the_token_role_or_asks_for_it() {
     for f in std::fs::read_dir(&state_a).unwrap().flatten() {
         std::fs::copy(f.path(), state_b.join(f.file_name())).unwrap();
     }
-    let a = collector(&rt, &state_a, server_cert(&ca, d, "a"));
-    let b = collector(&rt, &state_b, server_cert(&ca, d, "b"));
-    let says_db = stand_in(&rt, server_cert(&ca, d, "s1"), Some("db"));
-    let silent = stand_in(&rt, server_cert(&ca, d, "s2"), None);
+    let start = |name: &str, state| {
+        let mut c = InProcessCollector::new(&rt, state, pki.server(name), |_| {});
+        c.start();
+        c
+    };
+    let (collector_a, collector_b) = (start("a", state_a), start("b", state_b));
+    let (a, b) = (collector_a.addr(), collector_b.addr());
+    let says_db = stand_in(&rt, pki.server("s1"), Some("db"));
+    let silent = stand_in(&rt, pki.server("s2"), None);
     // Nothing listens here once the listener is dropped: an unreachable manager.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -17,171 +17,19 @@
 //!
 //! It also prints (never asserts) the db probe cycle time and the SIGKILL → Degraded time.
 //! Skips without the services unless CI=true (then missing services fail).
-mod support;
+mod harness;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Result};
+use harness::lab::{require_services, PatroniCluster, PatroniOpts, MONITOR_PASSWORD, MONITOR_USER};
+use harness::{wait_until, Agent, Collector};
 use serde_json::Value;
 use sr_probes::{Finding, Probe, ProbeContext, Scheduled};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::cluster::{
-    require_services, wait_until, PatroniCluster, PatroniOpts, MONITOR_PASSWORD, MONITOR_USER,
-};
 
 const POLL: Duration = Duration::from_millis(100);
-
-/// The collector, in process on its own runtime.
-struct Collector {
-    rt: tokio::runtime::Runtime,
-    url: String,
-    admin_token: String,
-    db_token: String,
-    ca_path: PathBuf,
-    state_dir: PathBuf,
-    client: sr_tls::HttpsClient,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Collector {
-    fn start(dir: &Path) -> Result<Collector> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        let ca = sr_tls::pki::Ca::new("db-cluster-test CA")?;
-        let leaf = ca.server(&["127.0.0.1", "localhost"])?;
-        let ca_path = dir.join("collector-ca.pem");
-        std::fs::write(&ca_path, ca.cert_pem())?;
-        std::fs::write(dir.join("collector.crt"), &leaf.cert_pem)?;
-        std::fs::write(dir.join("collector.key"), &leaf.key_pem)?;
-        let state_dir = dir.join("collector-state");
-        std::fs::create_dir_all(&state_dir)?;
-        let (admin_token, db_token) = {
-            let store = sr_collector::Store::open(&state_dir)?;
-            (
-                store.create_token(sr_collector::Role::Admin)?,
-                store.create_token(sr_collector::Role::Db)?,
-            )
-        };
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-        let addr = listener.local_addr()?;
-        let mut cfg = sr_collector::Config::new(
-            &state_dir,
-            dir.join("collector.crt"),
-            dir.join("collector.key"),
-        );
-        cfg.listen = addr;
-        // The scenarios flip members on purpose many times within minutes; flap damping
-        // (tested in the collector's own tests) would hold them at Degraded.
-        cfg.flap_threshold = 1000;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        rt.spawn(async move {
-            if let Err(e) = sr_collector::serve(cfg, listener, async {
-                let _ = stopped.await;
-            })
-            .await
-            {
-                eprintln!("collector stopped: {e}");
-            }
-        });
-        let client = sr_tls::HttpsClient::new(
-            sr_tls::client_config(&ca_path, None)?,
-            Duration::from_secs(2),
-        );
-        Ok(Collector {
-            rt,
-            url: format!("https://127.0.0.1:{}", addr.port()),
-            admin_token,
-            db_token,
-            ca_path,
-            state_dir,
-            client,
-            stop: Some(stop),
-        })
-    }
-
-    /// `GET /api/v3.1/cluster-status` as an admin.
-    fn status(&self) -> Result<Value> {
-        let url = format!("{}/api/v3.1/cluster-status", self.url);
-        let headers = [(sr_protocol::TOKEN_HEADER, self.admin_token.as_str())];
-        let resp =
-            self.rt.block_on(
-                self.client
-                    .get(&url, &headers, Duration::from_secs(5), 4 << 20),
-            )?;
-        if resp.status != 200 {
-            bail!(
-                "cluster-status: HTTP {}: {}",
-                resp.status,
-                String::from_utf8_lossy(&resp.body)
-            );
-        }
-        Ok(serde_json::from_slice(&resp.body)?)
-    }
-
-    fn transitions(&self, node_id: &str) -> Result<Vec<sr_collector::store::TransitionRow>> {
-        let store = sr_collector::Store::open(&self.state_dir)?;
-        Ok(store.transitions(sr_protocol::NodeType::Db, node_id, 256)?)
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
-}
-
-/// One `status-reporter run` per member; killed on drop.
-struct Agent {
-    config: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Agent {
-    fn spawn(config: &Path, log: &Path) -> Result<Agent> {
-        let mut a = Agent {
-            config: config.to_path_buf(),
-            log: log.to_path_buf(),
-            child: None,
-        };
-        a.start()?;
-        Ok(a)
-    }
-    fn start(&mut self) -> Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
-        let child = Command::new(env!("CARGO_BIN_EXE_status-reporter"))
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("spawning status-reporter run")?;
-        self.child = Some(child);
-        Ok(())
-    }
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn node_name(member: &str) -> String {
     format!("db-{member}")
@@ -209,7 +57,7 @@ fn agent_config(c: &PatroniCluster, col: &Collector, dir: &Path, i: usize) -> Re
             lines.join("\n")
         ),
     )?;
-    let manager = col.url.trim_start_matches("https://");
+    let manager = col.addr.to_string();
     let text = format!(
         r#"node_type = "db"
 node_id = "node-{member}"
@@ -249,8 +97,8 @@ user = "{MONITOR_USER}"
 password = "{MONITOR_PASSWORD}"
 "#,
         name = node_name(&member),
-        token = col.db_token,
-        ca = col.ca_path.display(),
+        token = col.token("db"),
+        ca = col.ca.display(),
         key = key_path.display(),
         state = dir.join(format!("agent-{member}")).display(),
         rest = c.rest_url(i),
@@ -270,9 +118,11 @@ password = "{MONITOR_PASSWORD}"
 /// types, which this test does not run, so only the db section is checked.)
 fn cli_status(col: &Collector, want_db: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_status-reporter"))
-        .args(["cluster", "status", "--manager", &col.url, "--ca-path"])
-        .arg(&col.ca_path)
-        .env("STATUS_REPORTER_TOKEN", &col.admin_token)
+        .args(["cluster", "status", "--manager"])
+        .arg(format!("https://127.0.0.1:{}", col.addr.port()))
+        .arg("--ca-path")
+        .arg(&col.ca)
+        .env("STATUS_REPORTER_TOKEN", col.token("admin"))
         .output()
         .expect("run cluster status");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -342,7 +192,7 @@ fn wait_view(
 ) -> Result<(Duration, Value)> {
     let mut last = Value::Null;
     let took = wait_until(what, timeout, POLL, || {
-        let v = col.status()?;
+        let v = col.fetch_view()?;
         let ok = pred(&v);
         last = v;
         Ok(ok)
@@ -591,24 +441,33 @@ fn db_cluster_scenarios() {
     }
 
     // ---- collector and agents ----
-    let col = Collector::start(work.path()).expect("collector");
+    // The scenarios flip members on purpose many times within minutes; flap damping
+    // (tested in the collector's own tests) would hold them at Degraded.
+    let col = Collector::start(
+        &work.path().join("collector"),
+        "127.0.0.1:0",
+        &["127.0.0.1", "localhost"],
+        None,
+        &[("flap_threshold", "1000")],
+    );
     let mut agents: Vec<Agent> = (0..c.members())
         .map(|i| {
             let cfg = agent_config(&c, &col, work.path(), i).unwrap();
-            Agent::spawn(
+            let mut a = Agent::at(
                 &cfg,
                 &work.path().join(format!("agent-{}.log", c.member_name(i))),
-            )
-            .unwrap()
+            );
+            a.start();
+            a
         })
         .collect();
     let dump_logs = |agents: &[Agent]| {
         for a in agents {
-            let log = std::fs::read_to_string(&a.log).unwrap_or_default();
+            let log = std::fs::read_to_string(a.log_path()).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(15).collect();
             eprintln!(
                 "--- {} (tail)\n{}",
-                a.log.display(),
+                a.log_path().display(),
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
         }
@@ -698,12 +557,11 @@ fn scenarios(c: &PatroniCluster, col: &Collector, agents: &mut [Agent]) {
         "db_cluster[2]: back to OK {:.1}s after restart",
         took.as_secs_f64()
     );
-    // The store lists newest first; keep the node-level rows (service-level ones repeat them).
-    let mut rows = col
-        .transitions(&format!("node-{}", c.member_name(leader)))
-        .unwrap();
-    rows.reverse();
-    rows.retain(|r| r.service.is_none());
+    // The node-level rows, oldest first (service-level ones repeat them).
+    let rows = col.node_transitions(
+        sr_protocol::NodeType::Db,
+        &format!("node-{}", c.member_name(leader)),
+    );
     let path: Vec<(String, String)> = rows
         .iter()
         .map(|r| (r.from.clone(), r.to.clone()))
@@ -819,7 +677,7 @@ fn scenarios(c: &PatroniCluster, col: &Collector, agents: &mut [Agent]) {
         let v = wait_view(col, "another view", long, |_| true).unwrap().1;
         assert_eq!(db_status(&v), "Degraded", "{}", reasons_text(&v));
     }
-    agents[li].start().unwrap();
+    agents[li].start();
     wait_view(
         col,
         "db OK after the leader's reporter restarted",

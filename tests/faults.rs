@@ -13,11 +13,11 @@
 //! Agents all run in the root network namespace on loopback; the partition scenario (a
 //! collector cut off in its own network namespace) is `tests/faults_partition.rs`.
 
-#[path = "procs/mod.rs"]
-mod procs;
+mod harness;
 
 use base64::Engine;
-use procs::*;
+use harness::fixtures::*;
+use harness::*;
 use serde_json::Value;
 use sr_collector::store::Store;
 use sr_protocol::NodeType;
@@ -34,38 +34,26 @@ fn slow_manager(
     served: Arc<std::sync::atomic::AtomicU64>,
 ) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tls = sr_tls::server_config(&pki.cert, &pki.key).unwrap();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    rt.spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            let served = Arc::clone(&served);
-            tokio::spawn(async move {
-                let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp)).await else { return };
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    match tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf)).await {
-                        Ok(Ok(n)) if n > 0 => {}
-                        _ => return,
-                    }
-                    // The fault under test: every answer takes 5 s.
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                    served.fetch_add(1, Ordering::Relaxed);
-                    let body = br#"{"message":"slow","error_code":"slow"}"#;
-                    let head = format!("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
-                    if s.write_all(head.as_bytes()).await.is_err() || s.write_all(body).await.is_err() {
-                        return;
-                    }
+    stand_in_manager(rt, (&pki.cert, &pki.key), move |mut s| {
+        let served = Arc::clone(&served);
+        async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return,
                 }
-            });
+                // The fault under test: every answer takes 5 s.
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                served.fetch_add(1, Ordering::Relaxed);
+                let body = br#"{"message":"slow","error_code":"slow"}"#;
+                let head = format!("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
+                if s.write_all(head.as_bytes()).await.is_err() || s.write_all(body).await.is_err() {
+                    return;
+                }
+            }
         }
-    });
-    addr
+    })
 }
 
 /// Seconds since `t`, for the figures.
@@ -78,7 +66,7 @@ fn three_collectors_five_agents_converge_after_a_kill_and_ignore_a_slow_manager(
     let tmp = tempfile::tempdir().unwrap().keep_if_asked();
     let d = tmp.path();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let pki = Pki::new(&d.join("pki"));
+    let pki = Pki::new(&d.join("pki"), "hostile-suite CA");
     const FREQ: u32 = 1;
 
     // Three collectors sharing one token set: B and C start from a copy of A's store, as
@@ -87,13 +75,7 @@ fn three_collectors_five_agents_converge_after_a_kill_and_ignore_a_slow_manager(
     let mut b = Collector::init(&d.join("b"), &pki, "127.0.0.1:0");
     let mut c = Collector::init(&d.join("c"), &pki, "127.0.0.1:0");
     for other in [&mut b, &mut c] {
-        for e in std::fs::read_dir(other.state()).unwrap().flatten() {
-            std::fs::remove_file(e.path()).unwrap();
-        }
-        for e in std::fs::read_dir(a.state()).unwrap().flatten() {
-            std::fs::copy(e.path(), other.state().join(e.file_name())).unwrap();
-        }
-        other.tokens = a.tokens.clone();
+        share_tokens(&a, other);
     }
     for col in [&mut a, &mut b, &mut c] {
         // Flap damping would hold a toggled node at Degraded; here every change must show.
@@ -103,54 +85,12 @@ fn three_collectors_five_agents_converge_after_a_kill_and_ignore_a_slow_manager(
     let managers: Vec<String> = [&a, &b, &c].iter().map(|c| c.addr.to_string()).collect();
 
     // Five agents, each watching its own target endpoint.
-    let names = ["db1", "db2", "db3", "br1", "br2"];
-    let mut targets: Vec<Target> = names.iter().map(|_| Target::new(&rt)).collect();
-    let mut agents: Vec<Agent> = names
-        .iter()
-        .zip(&targets)
-        .map(|(name, t)| {
-            let (ty, role) = if name.starts_with("db") {
-                ("db", "db")
-            } else {
-                ("broker", "broker")
-            };
-            let mut ag = Agent::configure(
-                &d.join(name),
-                &pki.ca,
-                &a.token(role),
-                ty,
-                name,
-                FREQ,
-                &managers,
-                vec![tcp_probe("Target", &t.addr())],
-            );
-            ag.start();
-            ag
-        })
-        .collect();
-    let nodes: Vec<(NodeType, String)> = names
-        .iter()
-        .map(|n| {
-            (
-                if n.starts_with("db") {
-                    NodeType::Db
-                } else {
-                    NodeType::Broker
-                },
-                n.to_string(),
-            )
-        })
-        .collect();
-    let all_ok = |v: &Value| {
-        let s = statuses(v);
-        names
-            .iter()
-            .all(|n| s.get(*n).is_some_and(|(st, mm)| st == "OK" && !mm))
-    };
+    let (mut targets, mut agents) = start_fleet(&rt, d, &pki.ca, &a, FREQ, &managers);
+    let nodes = fleet_nodes();
     let views =
         |cols: &[&Collector]| -> Vec<Value> { rt.block_on(async { futures_join(cols).await }) };
     wait_for("every collector to see five OK nodes", DEADLINE, || {
-        views(&[&a, &b, &c]).iter().all(all_ok).then_some(())
+        views(&[&a, &b, &c]).iter().all(fleet_ok).then_some(())
     });
 
     // (a) kill -9 C; while it is away, node statuses change; it comes back on its state.
@@ -197,16 +137,12 @@ fn three_collectors_five_agents_converge_after_a_kill_and_ignore_a_slow_manager(
         || {
             let v = views(&[&a, &b, &c]);
             let (sa, sb, sc) = (statuses(&v[0]), statuses(&v[1]), statuses(&v[2]));
-            let same = sa == sb && sb == sc && v.iter().all(all_ok);
+            let same = sa == sb && sb == sc && v.iter().all(fleet_ok);
             let held = transitions(&c.state(), &nodes);
             (same && during_outage.is_subset(&held)).then(|| ms(back))
         },
     );
-    let missing: Vec<_> = {
-        let held_a = transitions(&a.state(), &nodes);
-        let held_c = transitions(&c.state(), &nodes);
-        held_a.difference(&held_c).cloned().collect()
-    };
+    let missing = missing_transitions(&a.state(), &c.state(), &nodes);
     assert!(
         missing.is_empty(),
         "C misses transitions A holds: {missing:?}"
@@ -295,7 +231,7 @@ fn one_collector_survives_kills_under_ingest_skew_token_rotation_and_a_read_only
     let tmp = tempfile::tempdir().unwrap().keep_if_asked();
     let d = tmp.path();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let pki = Pki::new(&d.join("pki"));
+    let pki = Pki::new(&d.join("pki"), "hostile-suite CA");
     let mut col = Collector::init(&d.join("col"), &pki, "127.0.0.1:0");
     col.spawn();
 

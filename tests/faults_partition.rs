@@ -19,14 +19,12 @@
 //! Needs root and iproute2: skips without them, unless `CI=true`, which makes it fail.
 //! Waits poll with deadlines; timings are printed, never asserted.
 
-#[path = "procs/mod.rs"]
-mod procs;
+mod harness;
 
-use procs::*;
+use harness::fixtures::*;
+use harness::*;
 use serde_json::Value;
-use sr_protocol::NodeType;
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -34,18 +32,6 @@ const NS_PREFIX: &str = "srf";
 /// How long the partition lasts: long enough for several forced status changes.
 const PARTITION: Duration = Duration::from_secs(20);
 const FREQ: u32 = 1;
-
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
-}
-
-/// The `ip` binary (root's PATH has /usr/sbin; a test runner's may not).
-fn ip_bin() -> &'static str {
-    ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .unwrap_or("ip")
-}
 
 fn ip(args: &[&str]) -> Result<String, String> {
     let out = Command::new(ip_bin())
@@ -219,37 +205,6 @@ impl Drop for Host {
     }
 }
 
-/// `collector run` inside `ns` (`ip netns exec` execs it, so the child is the collector);
-/// waits for `listening on ADDR` and pins the port, like `Collector::spawn`.
-fn spawn_in(col: &mut Collector, ns: &str) {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(col.dir.join("collector.log"))
-        .unwrap();
-    let mut child = Command::new(ip_bin())
-        .args(["netns", "exec", ns, BIN, "collector", "run", "--config"])
-        .arg(col.config())
-        .env("STATUS_REPORTER_LOG", "debug")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let line = first_line(child.stdout.take().unwrap())
-        .recv_timeout(DEADLINE)
-        .unwrap_or_else(|_| panic!("collector C did not print its address:\n{}", col.log()));
-    col.addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
-    col.set("listen", &format!("\"{}\"", col.addr));
-    col.child = Some(child);
-}
-
 /// `GET /api/v3.1/cluster-status` at the collector's own address (C's is in its
 /// namespace). An error is "not yet": right after the heal C can be briefly unreachable
 /// (the root side's neighbour entry for it failed during the cut), and the waits poll on.
@@ -288,34 +243,18 @@ fn partitioned_collector_converges_and_holds_every_transition_after_heal() {
     let rt = tokio::runtime::Runtime::new().unwrap();
 
     // One server certificate for all three, naming C's address too.
-    let pki = {
-        let dir = d.join("pki");
-        std::fs::create_dir_all(&dir).unwrap();
-        let ca = sr_tls::pki::Ca::new("partition-suite CA").unwrap();
-        let leaf = ca.server(&["localhost", "127.0.0.1", &host.ns_ip]).unwrap();
-        let p = Pki {
-            ca: dir.join("ca.pem"),
-            cert: dir.join("server.crt"),
-            key: dir.join("server.key"),
-        };
-        std::fs::write(&p.ca, ca.cert_pem()).unwrap();
-        std::fs::write(&p.cert, &leaf.cert_pem).unwrap();
-        std::fs::write(&p.key, &leaf.key_pem).unwrap();
-        p
-    };
+    let pki = Pki::with_sans(
+        &d.join("pki"),
+        "partition-suite CA",
+        &["localhost", "127.0.0.1", &host.ns_ip],
+    );
 
     // Three collectors sharing one token set: B and C start from a copy of A's store.
     let mut a = Collector::init(&d.join("a"), &pki, "127.0.0.1:0");
     let mut b = Collector::init(&d.join("b"), &pki, "127.0.0.1:0");
     let mut c = Collector::init(&d.join("c"), &pki, &format!("{}:0", host.ns_ip));
     for other in [&mut b, &mut c] {
-        for e in std::fs::read_dir(other.state()).unwrap().flatten() {
-            std::fs::remove_file(e.path()).unwrap();
-        }
-        for e in std::fs::read_dir(a.state()).unwrap().flatten() {
-            std::fs::copy(e.path(), other.state().join(e.file_name())).unwrap();
-        }
-        other.tokens = a.tokens.clone();
+        share_tokens(&a, other);
     }
     for col in [&a, &b, &c] {
         // Flap damping would hold a toggled node at Degraded; here every change must show.
@@ -323,53 +262,14 @@ fn partitioned_collector_converges_and_holds_every_transition_after_heal() {
     }
     a.spawn();
     b.spawn();
-    spawn_in(&mut c, &host.ns);
+    c.in_netns(&host.ns);
+    c.spawn();
     assert_eq!(c.addr.ip().to_string(), host.ns_ip);
     let managers: Vec<String> = [&a, &b, &c].iter().map(|c| c.addr.to_string()).collect();
 
     // Five agents in the root namespace, each watching its own target endpoint.
-    let names = ["db1", "db2", "db3", "br1", "br2"];
-    let mut targets: Vec<Target> = names.iter().map(|_| Target::new(&rt)).collect();
-    let mut agents: Vec<Agent> = names
-        .iter()
-        .zip(&targets)
-        .map(|(name, t)| {
-            let ty = if name.starts_with("db") {
-                "db"
-            } else {
-                "broker"
-            };
-            let mut ag = Agent::configure(
-                &d.join(name),
-                &pki.ca,
-                &a.token(ty),
-                ty,
-                name,
-                FREQ,
-                &managers,
-                vec![tcp_probe("Target", &t.addr())],
-            );
-            ag.start();
-            ag
-        })
-        .collect();
-    let nodes: Vec<(NodeType, String)> = names
-        .iter()
-        .map(|n| {
-            let ty = if n.starts_with("db") {
-                NodeType::Db
-            } else {
-                NodeType::Broker
-            };
-            (ty, n.to_string())
-        })
-        .collect();
-    let all_ok = |v: &Value| {
-        let s = statuses(v);
-        names
-            .iter()
-            .all(|n| s.get(*n).is_some_and(|(st, mm)| st == "OK" && !mm))
-    };
+    let (mut targets, mut agents) = start_fleet(&rt, d, &pki.ca, &a, FREQ, &managers);
+    let nodes = fleet_nodes();
     // Every view, or `None` (with the reason printed) while one collector does not answer.
     let views = |cols: &[&Collector]| -> Option<Vec<Value>> {
         rt.block_on(async {
@@ -387,7 +287,7 @@ fn partitioned_collector_converges_and_holds_every_transition_after_heal() {
         })
     };
     wait_for("every collector to see five OK nodes", DEADLINE, || {
-        views(&[&a, &b, &c])?.iter().all(all_ok).then_some(())
+        views(&[&a, &b, &c])?.iter().all(fleet_ok).then_some(())
     });
     // Transitions C already holds from the start-up (first reports) are not "missed".
     wait_for("C to hold every transition A holds", DEADLINE, || {
@@ -417,7 +317,7 @@ fn partitioned_collector_converges_and_holds_every_transition_after_heal() {
             targets[i].open();
         }
         wait_for("A and B to see db1 and br1 OK again", DEADLINE, || {
-            views(&[&a, &b])?.iter().all(all_ok).then_some(())
+            views(&[&a, &b])?.iter().all(fleet_ok).then_some(())
         });
         rounds += 1;
     }
@@ -426,21 +326,16 @@ fn partitioned_collector_converges_and_holds_every_transition_after_heal() {
     let partition_ms = cut.elapsed().as_millis();
     // What A stored that C has not: the transitions of the partition. C's store is read
     // while it still runs, cut off; if the cut leaked, this set would be empty.
-    let during: BTreeSet<_> = {
-        let held_a = transitions(&a.state(), &nodes);
-        let held_c = transitions(&c.state(), &nodes);
-        held_a.difference(&held_c).cloned().collect()
-    };
+    let during: BTreeSet<_> = missing_transitions(&a.state(), &c.state(), &nodes)
+        .into_iter()
+        .collect();
     assert!(
         during.len() >= forced,
         "{forced} status changes during the partition but only {} transitions \
          missing at C before the heal",
         during.len()
     );
-    assert!(
-        c.child.as_mut().unwrap().try_wait().unwrap().is_none(),
-        "C died"
-    );
+    assert!(c.alive(), "C died");
 
     host.set_link(true);
     let healed = Instant::now();
@@ -454,7 +349,7 @@ fn partitioned_collector_converges_and_holds_every_transition_after_heal() {
         || {
             let v = views(&[&a, &b, &c])?;
             let (sa, sb, sc) = (statuses(&v[0]), statuses(&v[1]), statuses(&v[2]));
-            let same = sa == sb && sb == sc && v.iter().all(all_ok);
+            let same = sa == sb && sb == sc && v.iter().all(fleet_ok);
             let held = during.is_subset(&transitions(&c.state(), &nodes));
             let now = healed.elapsed().as_millis();
             if same {
@@ -466,11 +361,7 @@ fn partitioned_collector_converges_and_holds_every_transition_after_heal() {
             (same && held).then_some(now)
         },
     );
-    let missing: Vec<_> = {
-        let held_a = transitions(&a.state(), &nodes);
-        let held_c = transitions(&c.state(), &nodes);
-        held_a.difference(&held_c).cloned().collect()
-    };
+    let missing = missing_transitions(&a.state(), &c.state(), &nodes);
     assert!(
         missing.is_empty(),
         "C misses transitions A holds: {missing:?}"

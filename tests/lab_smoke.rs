@@ -1,16 +1,16 @@
-//! Smoke test of the real-cluster harness (`tests/support/cluster.rs` + `tests/lab/*.sh`):
+//! Smoke test of the real-cluster harness (`tests/harness/lab/` + `tests/lab/*.sh`):
 //! a Patroni ×3 + etcd + PostgreSQL 15 cluster with a failover, a TLS Patroni cluster, and a
 //! RabbitMQ ×3 cluster. One test function per cluster; the three run in parallel.
 //!
 //! Skips (prints `SKIP: ...`) when the services are not installed, fails under `CI=true`.
 //! Run: `cargo test --test lab_smoke -- --nocapture`
-mod support;
+mod harness;
 
-use std::time::{Duration, Instant};
-use support::cluster::{
-    json_field, require_services, wait_until, PatroniCluster, PatroniOpts, RabbitCluster,
-    RabbitOpts, MONITOR_USER,
+use harness::lab::{
+    require_services, PatroniCluster, PatroniOpts, RabbitCluster, RabbitOpts, MONITOR_USER,
 };
+use harness::wait_until;
+use std::time::{Duration, Instant};
 
 #[test]
 fn patroni_cluster_failover() {
@@ -25,13 +25,13 @@ fn patroni_cluster_failover() {
         .rest_get(leader, "/patroni")
         .expect("GET /patroni on the leader");
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(json_field(&r.body, "role"), Some("master"), "{}", r.body);
-    assert_eq!(json_field(&r.body, "state"), Some("running"), "{}", r.body);
+    assert_eq!(r.json()["role"].as_str(), Some("master"), "{}", r.body);
+    assert_eq!(r.json()["state"].as_str(), Some("running"), "{}", r.body);
     for i in (0..c.members()).filter(|&i| i != leader) {
         let r = c
             .rest_get(i, "/patroni")
             .expect("GET /patroni on a replica");
-        assert_eq!(json_field(&r.body, "role"), Some("replica"), "{}", r.body);
+        assert_eq!(r.json()["role"].as_str(), Some("replica"), "{}", r.body);
         // `/primary` answers 503 with the same JSON body on a replica
         assert_eq!(c.rest_get(i, "/primary").unwrap().status, 503);
     }
@@ -40,9 +40,9 @@ fn patroni_cluster_failover() {
         let q = format!("SELECT rolsuper, pg_has_role('{MONITOR_USER}', 'pg_monitor', 'member') FROM pg_roles WHERE rolname = '{MONITOR_USER}'");
         assert_eq!(c.psql(i, &q).unwrap(), "f|t", "member {i}");
     }
-    let etcd = support::cluster::http_get(&format!("{}/health", c.etcd_url()), None).unwrap();
+    let etcd = harness::rest::get(&format!("{}/health", c.etcd_url()), None).unwrap();
     assert_eq!(
-        (etcd.status, json_field(&etcd.body, "health")),
+        (etcd.status, etcd.json()["health"].as_str()),
         (200, Some("true")),
         "{}",
         etcd.body
@@ -69,7 +69,7 @@ fn patroni_cluster_failover() {
         Duration::from_millis(200),
         || {
             let r = c.rest_get(new, "/patroni")?;
-            let is_master = json_field(&r.body, "role") == Some("master");
+            let is_master = r.json()["role"].as_str() == Some("master");
             last = r.body;
             Ok(is_master)
         },
@@ -106,13 +106,13 @@ fn patroni_tls_client_cert() {
     // with the harness' client certificate (through curl)
     let r = c.rest_get(leader, "/patroni").unwrap();
     assert_eq!(
-        (r.status, json_field(&r.body, "role")),
+        (r.status, r.json()["role"].as_str()),
         (200, Some("master")),
         "{}",
         r.body
     );
     // plain http to the https port gets no HTTP answer
-    assert!(support::cluster::http_get(
+    assert!(harness::rest::get(
         &format!("http://127.0.0.1:{}/patroni", c.rest_port(leader)),
         None
     )
@@ -175,7 +175,7 @@ fn rabbitmq_cluster_nodes() {
         }
         let who = c.mgmt_get(i, "/api/whoami").unwrap();
         assert_eq!(
-            json_field(&who.body, "name"),
+            who.json()["name"].as_str(),
             Some(MONITOR_USER),
             "{}",
             who.body
@@ -183,7 +183,7 @@ fn rabbitmq_cluster_nodes() {
         assert!(who.body.contains("monitoring"), "{}", who.body);
         let alarms = c.mgmt_get(i, "/api/health/checks/local-alarms").unwrap();
         assert_eq!(
-            (alarms.status, json_field(&alarms.body, "status")),
+            (alarms.status, alarms.json()["status"].as_str()),
             (200, Some("ok")),
             "{}",
             alarms.body

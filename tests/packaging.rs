@@ -24,6 +24,16 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+mod harness;
+
+use harness::poll::wait_for_every;
+use harness::status::{self, Status};
+use harness::Collector;
+
+/// How often the waits here look again: each look runs a command (in the namespace, or
+/// `cluster status`), so not every 50 ms.
+const POLL_EVERY: Duration = Duration::from_millis(200);
+
 const CACHE_HINT: &str = "/var/cache/status-reporter-test";
 const UNITS: [&str; 2] = [
     "status-reporter.service",
@@ -68,21 +78,6 @@ fn ok(secs: u64, argv: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Polls `f` every 200 ms until it returns `Some`, or panics with `what` at the deadline.
-fn poll<T>(deadline: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn phase(t0: &mut Instant, name: &str) {
@@ -260,9 +255,10 @@ impl Systemd {
             .expect("spawn unshare");
         let parent = unshare.id() as i32;
         // unshare --fork: its only child becomes the namespace's PID 1 and execs systemd.
-        let pid = poll(
-            Duration::from_secs(20),
+        let pid = wait_for_every(
             "systemd to start in the namespace",
+            Duration::from_secs(20),
+            POLL_EVERY,
             || {
                 let child =
                     fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
@@ -272,11 +268,16 @@ impl Systemd {
             },
         );
         let sd = Systemd { unshare, pid };
-        let state = poll(Duration::from_secs(90), "systemd to finish booting", || {
-            let out = sd.exec(10, &["systemctl", "is-system-running"]);
-            let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            matches!(s.as_str(), "running" | "degraded").then_some(s)
-        });
+        let state = wait_for_every(
+            "systemd to finish booting",
+            Duration::from_secs(90),
+            POLL_EVERY,
+            || {
+                let out = sd.exec(10, &["systemctl", "is-system-running"]);
+                let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                matches!(s.as_str(), "running" | "degraded").then_some(s)
+            },
+        );
         if state == "degraded" {
             let failed = sd.exec(10, &["systemctl", "--failed", "--no-pager", "--plain"]);
             eprintln!(
@@ -337,132 +338,6 @@ impl Drop for Systemd {
             nix::sys::signal::Signal::SIGKILL,
         );
         let _ = self.unshare.wait();
-    }
-}
-
-/// The test build of the binary, for the host side (collector, `cluster status`).
-fn host_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_status-reporter")
-}
-
-/// A collector on the host's loopback, run from the test build. The namespaces share the
-/// host's network (no `--net`), so agents inside the rootfs reach it on 127.0.0.1.
-struct HostCollector {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-    ca_pem: String,
-    tokens: serde_json::Value,
-}
-
-impl HostCollector {
-    fn start() -> HostCollector {
-        let dir = tempfile::Builder::new()
-            .prefix("sr-pkg-collector-")
-            .tempdir()
-            .unwrap();
-        let ca = sr_tls::pki::Ca::new("status-reporter packaging test CA").unwrap();
-        let leaf = ca.server(&["127.0.0.1", "localhost"]).unwrap();
-        let file = |name: &str, body: &str| {
-            let p = dir.path().join(name);
-            fs::write(&p, body).unwrap();
-            p.to_str().unwrap().to_string()
-        };
-        let (cert, key) = (
-            file("cert.pem", &leaf.cert_pem),
-            file("key.pem", &leaf.key_pem),
-        );
-        file("ca.pem", ca.cert_pem());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = dir.path().join("collector.toml");
-        let state = dir.path().join("state");
-        let init = ok(
-            60,
-            &[
-                host_bin(),
-                "collector",
-                "init",
-                "--config",
-                config.to_str().unwrap(),
-                "--state-dir",
-                state.to_str().unwrap(),
-                "--cert",
-                &cert,
-                "--key",
-                &key,
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--json",
-            ],
-        );
-        let tokens: serde_json::Value = serde_json::from_str(&init)
-            .unwrap_or_else(|e| panic!("collector init --json: {e}: {init}"));
-        let log = fs::File::create(dir.path().join("collector.log")).unwrap();
-        let child = Command::new(host_bin())
-            .args(["collector", "run", "--config", config.to_str().unwrap()])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start the collector");
-        let col = HostCollector {
-            child,
-            port,
-            dir,
-            ca_pem: ca.cert_pem().to_string(),
-            tokens,
-        };
-        poll(Duration::from_secs(30), "the collector to listen", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-        });
-        col
-    }
-
-    fn token(&self, role: &str) -> String {
-        self.tokens[role]
-            .as_str()
-            .unwrap_or_else(|| panic!("no {role} token in {}", self.tokens))
-            .to_string()
-    }
-
-    /// `cluster status --json` (exit 0, 1 or 2: the view was read).
-    fn view(&self) -> Option<serde_json::Value> {
-        let out = Command::new("timeout")
-            .args(["30", host_bin(), "cluster", "status", "--json", "--manager"])
-            .arg(format!("127.0.0.1:{}", self.port))
-            .arg("--ca-path")
-            .arg(self.dir.path().join("ca.pem"))
-            .env("STATUS_REPORTER_TOKEN", self.token("admin"))
-            .output()
-            .unwrap();
-        matches!(out.status.code(), Some(0..=2))
-            .then(|| serde_json::from_slice(&out.stdout).ok())
-            .flatten()
-    }
-
-    /// The view of the node shown as `name`, in whichever service type it reports.
-    fn node(&self, name: &str) -> Option<serde_json::Value> {
-        let view = self.view()?;
-        view["services"]
-            .as_object()?
-            .values()
-            .find_map(|svc| svc["nodes"].get(name).cloned())
-    }
-}
-
-impl Drop for HostCollector {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = fs::read_to_string(self.dir.path().join("collector.log")).unwrap_or_default();
-            eprintln!("[packaging] collector log:\n{log}");
-        }
     }
 }
 
@@ -730,12 +605,12 @@ fn deb_under_real_systemd() {
     phase(&mut t, "verify + security + D-Bus sandbox check");
 
     // The agent under systemd, against a collector on loopback, as an operator runs it.
-    let col = HostCollector::start();
+    let col = Collector::start_in_temp_dir(&[]);
     let ca = root.path("/etc/status-reporter/ca.pem");
-    fs::write(&ca, &col.ca_pem).unwrap();
+    fs::copy(&col.ca, &ca).unwrap();
     fs::set_permissions(&ca, fs::Permissions::from_mode(0o644)).unwrap();
     let db_token = col.token("db");
-    let manager = format!("127.0.0.1:{}", col.port);
+    let manager = format!("127.0.0.1:{}", col.addr.port());
     let configured = sd.exec_ok(
         60,
         &[
@@ -810,10 +685,11 @@ fn deb_under_real_systemd() {
     assert_eq!(field("Seccomp:"), "2");
     phase(&mut t, "enable --now (READY=1)");
 
-    let node = poll(
-        Duration::from_secs(60),
+    let node = wait_for_every(
         "the agent's report at the collector",
-        || col.node("sr-pkg-node"),
+        Duration::from_secs(60),
+        POLL_EVERY,
+        || col.status().node_json("sr-pkg-node").cloned(),
     );
     assert_eq!(node["signed"], true, "reports are signed: {node}");
     // Nothing the probes need is denied by the sandbox (seccomp answers EPERM).
@@ -846,12 +722,15 @@ fn deb_under_real_systemd() {
     let services_probe = "\n[[probes]]\nkind = \"services\"\nunits = [{ name = \"DBus\", unit = \"dbus.service\" }]\n";
     fs::write(&agent_toml, format!("{renamed}{services_probe}")).unwrap();
     sd.exec_ok(60, &["systemctl", "reload", agent]);
-    let node = poll(
-        Duration::from_secs(60),
+    let node = wait_for_every(
         "the reloaded config's report at the collector",
+        Duration::from_secs(60),
+        POLL_EVERY,
         || {
-            col.node("sr-pkg-reloaded")
+            col.status()
+                .node_json("sr-pkg-reloaded")
                 .filter(|n| n["services"].get("DBus").is_some())
+                .cloned()
         },
     );
     assert_eq!(
@@ -897,10 +776,16 @@ fn deb_under_real_systemd() {
             agent,
         ],
     );
-    let new_pid = poll(Duration::from_secs(90), "the watchdog restart", || {
-        let pid = sd.prop(agent, "MainPID");
-        (pid != main_pid && pid != "0" && sd.prop(agent, "ActiveState") == "active").then_some(pid)
-    });
+    let new_pid = wait_for_every(
+        "the watchdog restart",
+        Duration::from_secs(90),
+        POLL_EVERY,
+        || {
+            let pid = sd.prop(agent, "MainPID");
+            (pid != main_pid && pid != "0" && sd.prop(agent, "ActiveState") == "active")
+                .then_some(pid)
+        },
+    );
     assert!(sd.prop(agent, "NRestarts").parse::<u32>().unwrap() > restarts);
     let log = sd.exec_ok(30, &["journalctl", "-u", agent, "--no-pager"]);
     assert!(log.contains("Watchdog timeout"), "{log}");
@@ -987,21 +872,18 @@ fn deb_under_real_systemd() {
     assert_eq!(sd.prop(UNITS[1], "ActiveState"), "active");
     let ca_file = root.merged.parent().unwrap().join("collector2-ca.pem");
     fs::write(&ca_file, ca.cert_pem()).unwrap();
-    let view = poll(
-        Duration::from_secs(30),
+    let view = wait_for_every(
         "cluster status from the collector unit",
+        Duration::from_secs(30),
+        POLL_EVERY,
         || {
-            let out = Command::new("timeout")
-                .args(["30", host_bin(), "cluster", "status", "--json", "--manager"])
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("--ca-path")
-                .arg(&ca_file)
-                .env("STATUS_REPORTER_TOKEN", tokens["admin"].as_str().unwrap())
-                .output()
-                .unwrap();
-            matches!(out.status.code(), Some(0..=2))
-                .then(|| serde_json::from_slice::<serde_json::Value>(&out.stdout).ok())
-                .flatten()
+            let admin = tokens["admin"].as_str().unwrap();
+            let s = Status::run(status::command(
+                &format!("127.0.0.1:{port}"),
+                &ca_file,
+                admin,
+            ));
+            s.view.is_some().then_some(s.json)
         },
     );
     assert!(view["services"].is_object(), "{view}");
@@ -1274,8 +1156,8 @@ fn runs_on_older_glibc() {
     phase(&mut t, "--version + symbol check on bullseye");
 
     // A real probe cycle on the old glibc, from a config written by `configure` there.
-    let col = HostCollector::start();
-    fs::write(root.path("/root/ca.pem"), &col.ca_pem).unwrap();
+    let col = Collector::start_in_temp_dir(&[]);
+    fs::copy(&col.ca, root.path("/root/ca.pem")).unwrap();
     let in_root = |secs, argv: &[&str]| {
         let out = root.chroot(secs, argv);
         let text = format!(
@@ -1300,7 +1182,7 @@ fn runs_on_older_glibc() {
             "--ca-path",
             "/root/ca.pem",
             "--managers-ip",
-            &format!("localhost:{}", col.port),
+            &format!("localhost:{}", col.addr.port()),
             "--node-type",
             "db",
             "--node-name",
@@ -1358,7 +1240,7 @@ fn runs_on_older_glibc() {
             "cluster",
             "status",
             "--manager",
-            &format!("localhost:{}", col.port),
+            &format!("localhost:{}", col.addr.port()),
             "--ca-path",
             "/root/ca.pem",
             "--token",

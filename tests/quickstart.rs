@@ -110,38 +110,18 @@ fn printed_credentials_work_for_cluster_status_and_basic_auth() {
     assert_eq!(view["services"]["db"]["status"], "Fail");
 
     // The admin token is also the `admin` user's password for HTTP Basic, as cfy uses it.
-    let curl = Command::new("curl")
-        .args([
-            "-sS",
-            "--cacert",
-            &ca,
-            "-u",
-            &format!("admin:{token}"),
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-        ])
-        .arg(format!("{url}/api/v3.1/cluster-status"))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&curl.stdout), "200");
-    let wrong = Command::new("curl")
-        .args([
-            "-sS",
-            "--cacert",
-            &ca,
-            "-u",
-            "admin:wrong",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-        ])
-        .arg(format!("{url}/api/v3.1/cluster-status"))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&wrong.stdout), "401");
+    // curl, as an operator's script would: the status the collector answers for `password`.
+    let status_with = |password: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "--cacert", &ca, "-u", &format!("admin:{password}")])
+            .args(["-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("{url}/api/v3.1/cluster-status"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(status_with(&token), "200");
+    assert_eq!(status_with("wrong"), "401");
 
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),

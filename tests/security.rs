@@ -7,10 +7,10 @@
 //! finally a grep of every log and every recorded CLI output for tokens and the private
 //! key.
 
-#[path = "procs/mod.rs"]
-mod procs;
+mod harness;
 
-use procs::*;
+use harness::fixtures::*;
+use harness::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -106,7 +106,7 @@ fn collector_and_agent_expose_nothing_they_should_not() {
     let tmp = tempfile::tempdir().unwrap();
     let tmp = tmp.keep_if_asked();
     let d = tmp.path();
-    let pki = Pki::new(&d.join("pki"));
+    let pki = Pki::new(&d.join("pki"), "hostile-suite CA");
     let mut c = Collector::init(&d.join("collector"), &pki, "127.0.0.1:0");
     c.spawn();
     let rt = tokio::runtime::Runtime::new().unwrap();

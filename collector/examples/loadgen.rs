@@ -25,12 +25,15 @@
 //! `tests/load.rs` runs [`run`] with 200 nodes for 8 s so this tool cannot rot.
 
 use sr_protocol::signing::NodeKey;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+// The collector launcher the test harness and the benchmark use too.
+#[path = "../../tests/harness/launch.rs"]
+mod launch;
 
 /// What one run is asked to do.
 #[derive(Debug, Clone)]
@@ -182,7 +185,7 @@ impl XorShift {
 
 /// The collector under load, started through the real CLI in a temp dir.
 struct Collector {
-    child: Child,
+    process: launch::CollectorProcess,
     port: u16,
     ca: PathBuf,
     manager_token: String,
@@ -190,79 +193,25 @@ struct Collector {
 }
 
 fn start_collector(bin: &Path, dir: &Path, nodes: usize) -> Collector {
-    let ca = sr_tls::pki::Ca::new("loadgen CA").expect("a CA");
-    let leaf = ca
-        .server(&["localhost", "127.0.0.1"])
-        .expect("a server certificate");
-    let p = |f: &str| dir.join(f);
-    std::fs::write(p("ca.pem"), ca.cert_pem()).unwrap();
-    std::fs::write(p("server.crt"), &leaf.cert_pem).unwrap();
-    std::fs::write(p("server.key"), &leaf.key_pem).unwrap();
-    let s = |f: &str| p(f).display().to_string();
-    let out = Command::new(bin)
-        .args([
-            "collector",
-            "init",
-            "--json",
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            &s("collector.toml"),
-        ])
-        .args([
-            "--state-dir",
-            &s("state"),
-            "--cert",
-            &s("server.crt"),
-            "--key",
-            &s("server.key"),
-        ])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {}: {e} (build it with `cargo build --release`)",
-                bin.display()
-            )
-        });
-    assert!(
-        out.status.success(),
-        "collector init: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let pki = launch::Pki::new(dir, "loadgen CA");
+    let tokens = launch::init(bin, dir, "127.0.0.1:0", &pki.cert, &pki.key)
+        .unwrap_or_else(|e| panic!("{e} (build it with `cargo build --release`)"));
+    launch::set_config_key(
+        &launch::config_path(dir),
+        "max_nodes",
+        &(nodes.max(100) * 2).to_string(),
     );
-    let tokens: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("init --json prints tokens");
-    let cfg = std::fs::read_to_string(p("collector.toml")).unwrap();
-    let cfg: String = cfg
-        .lines()
-        .map(|l| match l.split(" = ").next() {
-            Some("max_nodes") => format!("max_nodes = {}", nodes.max(100) * 2),
-            _ => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(p("collector.toml"), cfg + "\n").unwrap();
-    let mut child = Command::new(bin)
-        .args(["collector", "run", "--config", &s("collector.toml")])
-        .env("STATUS_REPORTER_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(p("collector.log")).unwrap())
-        .spawn()
-        .expect("collector run starts");
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout
-        .read_line(&mut line)
-        .expect("the collector prints its address");
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    let addr: std::net::SocketAddr = line
-        .trim()
-        .trim_start_matches("listening on ")
-        .parse()
-        .expect("listening on ADDR");
+    let process = launch::CollectorProcess::start(launch::run_command(
+        bin,
+        dir,
+        &dir.join("collector.log"),
+        "warn",
+    ))
+    .expect("collector run starts and prints its address");
     Collector {
-        child,
-        port: addr.port(),
-        ca: p("ca.pem"),
+        port: process.addr.port(),
+        process,
+        ca: pki.ca,
         manager_token: tokens["manager"].as_str().unwrap().to_string(),
         admin_token: tokens["admin"].as_str().unwrap().to_string(),
     }
@@ -351,7 +300,7 @@ pub fn run(o: &Options) -> Outcome {
     let refused: Arc<Mutex<std::collections::BTreeMap<u16, u64>>> = Arc::default();
     let sem = Arc::new(tokio::sync::Semaphore::new(o.conns));
     let start = Instant::now();
-    let pid = col.child.id();
+    let pid = col.process.pid();
     let mut out = Outcome::default();
     let (view_checks, view_failures) = rt.block_on(async {
         // The checker: every 5 s, the view must match what the nodes that have been
@@ -478,7 +427,12 @@ pub fn run(o: &Options) -> Outcome {
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
-    out.collector_exit_ok = col.child.wait().map(|s| s.success()).unwrap_or(false);
+    out.collector_exit_ok = col
+        .process
+        .child
+        .wait()
+        .map(|s| s.success())
+        .unwrap_or(false);
     let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
     out.requests = g(&c.requests);
     out.valid_sent = g(&c.valid_sent);

@@ -11,6 +11,8 @@
 # fixture, the request and a note go to OUT/MANIFEST.tsv (file, status, request, note).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"   # free_ports, poll, owns
 REPO=$(cd "$HERE/../.." && pwd)
 OUT=${1:-$REPO/probes/fixtures}
 ONLY=${ONLY:-}
@@ -19,23 +21,6 @@ R=$HERE/rabbit-ctl.sh
 T0=$(date +%s)
 say() { echo "[$(( $(date +%s) - T0 ))s] $*" >&2; }
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
-
-# N free TCP ports on 127.0.0.1 (all bound at once to port 0, then released)
-free_ports() {
-  /usr/bin/python3 -c '
-import socket, sys
-ss = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
-}
-poll() { # description timeout_s cmd...   (retry cmd every 0.25 s until it succeeds)
-  local what=$1 t=$2; shift 2
-  local deadline=$(( $(date +%s) + t ))
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$deadline" ] || { echo "TIMEOUT (${t}s): $what" >&2; return 1; }
-    sleep 0.25
-  done
-}
 
 MAN=()   # manifest lines of this run
 cap() { # relpath expected-status "request" "note" cmd...   (cmd prints "HTTP <code>" then the body)
@@ -63,7 +48,7 @@ cleanup() {
     for pf in "$d"/etcdq/e*/etcd.pid; do
       [ -f "$pf" ] || continue
       local pid; pid=$(cat "$pf"); local m; m=$(dirname "$pf")/data
-      if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF -- "$m"; then kill -TERM "$pid"; fi
+      if owns "$pid" "$m"; then kill -TERM "$pid"; fi
     done
     if [ "${KEEP:-0}" = 1 ]; then say "kept $d"; else rm -rf "$d"; fi
   done

@@ -16,28 +16,20 @@
 #   psql N SQL        run SQL as superuser over member N's unix socket (prints -At output)
 #   patronictl ARGS   patronictl -c DIR/patronictl.yml ARGS (wrapped in timeout 20)
 set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 DIR=$(cd "${1:?usage: $0 DIR ACTION [ARGS]}" && pwd); A=${2:?action}; shift 2
 [ -f "$DIR/cluster.env" ] || { echo "no $DIR/cluster.env (run patroni-up.sh first)" >&2; exit 1; }
 # shellcheck disable=SC1091
 . "$DIR/cluster.env"
 read -r -a PGP <<<"$PG_PORTS"; read -r -a APIP <<<"$API_PORTS"
-owns() { [ -n "$1" ] && [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' < "/proc/$1/cmdline" | grep -qF -- "$2"; }
 pidof_file() { cat "$1" 2>/dev/null || echo 0; }
-wait_gone() { # pid marker timeout_s
-  local i; for i in $(seq 1 $(($3*10))); do owns "$1" "$2" || return 0; sleep 0.1; done
-  echo "pid $1 still alive after $3 s" >&2; return 1
-}
 member() { [[ "${1:-}" =~ ^[0-9]+$ ]] && [ "$1" -ge 1 ] && [ "$1" -le "$MEMBERS" ] || { echo "bad member number '${1:-}'" >&2; exit 2; }; }
 CURL=(curl -sS -m "${HTTP_TIMEOUT:-5}")
 [ "$TLS" = 1 ] && CURL+=(--cacert "$TLS_DIR/ca.crt" --cert "$TLS_DIR/client.crt" --key "$TLS_DIR/client.key")
 ECURL=(curl -sS -m "${HTTP_TIMEOUT:-5}")
 [ "$ETCD_TLS" = 1 ] && ECURL+=(--cacert "$TLS_DIR/ca.crt" --cert "$TLS_DIR/client.crt" --key "$TLS_DIR/client.key")
-http() { # curl-array-name method url [body]: prints "HTTP code" + body
-  local -n c=$1; local out code body=()
-  [ -n "${4:-}" ] && body=(-H 'Content-Type: application/json' --data-binary "$4")
-  out=$(mktemp); code=$("${c[@]}" -o "$out" -w '%{http_code}' -X "$2" "${body[@]}" "$3" 2>/dev/null) || true
-  echo "HTTP ${code:-000}"; cat "$out"; rm -f "$out"
-}
 
 case $A in
   kill-patroni) N=${1:-}; member "$N"; P=$(pidof_file "$DIR/pg$N/patroni.pid")
@@ -51,11 +43,8 @@ case $A in
   stop-etcd) P=$(pidof_file "$DIR/etcd/etcd.pid")
              if owns "$P" "$DIR/etcd/data"; then kill -TERM "$P"; wait_gone "$P" "$DIR/etcd/data" 20; fi ;;
   start-etcd) if ! owns "$(pidof_file "$DIR/etcd/etcd.pid")" "$DIR/etcd/data"; then bash "$DIR/etcd/start.sh"; fi
-              deadline=$(( $(date +%s) + 20 ))
-              until "${ECURL[@]}" "$ETCD_SCHEME://127.0.0.1:$ETCD_CLIENT_PORT/health" 2>/dev/null | grep -q '"health":"true"'; do
-                [ "$(date +%s)" -lt "$deadline" ] || { echo "etcd not healthy after 20 s" >&2; exit 1; }
-                sleep 0.1
-              done ;;
+              etcd_healthy() { "${ECURL[@]}" "$ETCD_SCHEME://127.0.0.1:$ETCD_CLIENT_PORT/health" 2>/dev/null | grep -q '"health":"true"'; }
+              poll_until $(( $(date +%s) + 20 )) 0.1 etcd_healthy || { echo "etcd not healthy after 20 s" >&2; exit 1; } ;;
   leader|status)
     # /cluster (DCS view) from the first member that answers; Patroni 3.0.2 shows replicas as
     # "running" (not "streaming"), so count the leader's pg_stat_replication rows whose

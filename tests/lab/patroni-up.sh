@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start 1 etcd (3.4, Debian etcd-server) + N Patroni (3.0.x, Debian patroni) members over
 # PostgreSQL 15, on 127.0.0.1 only. Everything lives under one directory (DIR).
-# Part of the project's own test harness (tests/support/cluster.rs drives it).
+# Part of the project's own test harness (tests/harness/lab/patroni.rs drives it).
 #
 # Usage:  patroni-up.sh DIR
 # Env (all optional; the Rust harness passes explicit free ports):
@@ -49,22 +49,16 @@ WAIT_TIMEOUT=${WAIT_TIMEOUT:-120}
 MONITOR_USER=${MONITOR_USER:-monitor}
 MONITOR_PASSWORD=${MONITOR_PASSWORD:-monitor}
 HERE=$(cd "$(dirname "$0")" && pwd)
-log() { if [ "${VERBOSE:-0}" = 1 ]; then echo "$(date +%T.%N | cut -c1-12) $*" >&2; fi; }
-el() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1fs", b-a}'; }
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 
 # per-member port lists (commas or spaces), falling back to BASE+i-1
-read -r -a PGP <<<"$(echo "${PG_PORTS:-}" | tr ',' ' ')"
-read -r -a APIP <<<"$(echo "${API_PORTS:-}" | tr ',' ' ')"
-for i in $(seq 0 $((MEMBERS-1))); do
-  PGP[i]=${PGP[i]:-$((PG_PORT_BASE+i))}
-  APIP[i]=${APIP[i]:-$((API_PORT_BASE+i))}
-done
+port_list PGP "${PG_PORTS:-}" "$PG_PORT_BASE" "$MEMBERS"
+port_list APIP "${API_PORTS:-}" "$API_PORT_BASE" "$MEMBERS"
 
-# pid file names a live process whose command line contains marker (zombies have an empty one)
-alive() { [ -s "$1" ] && [ -r "/proc/$(cat "$1")/cmdline" ] && tr '\0' ' ' < "/proc/$(cat "$1")/cmdline" | grep -qF -- "$2"; }
 all_alive() {
   alive "$DIR/etcd/etcd.pid" "$DIR/etcd/data" || return 1
   for i in $(seq 1 "$MEMBERS"); do alive "$DIR/pg$i/patroni.pid" "$DIR/pg$i/patroni.yml" || return 1; done
@@ -77,13 +71,8 @@ if [ -e "$DIR/etcd" ] || [ -e "$DIR/cluster.env" ] || ls -d "$DIR"/pg[0-9]* >/de
 fi
 
 # refuse to start if a port is taken by someone else
-ports="$ETCD_CLIENT_PORT $ETCD_PEER_PORT $ETCD_METRICS_PORT ${PGP[*]} ${APIP[*]}"
-if [ "$(echo $ports | tr ' ' '\n' | sort | uniq -d)" != "" ]; then echo "duplicate ports: $ports" >&2; exit 2; fi
-for p in $ports; do
-  if ss -Hltn "sport = :$p" | grep -q .; then
-    echo "port $p already in use; set the *_PORT*/*_PORTS env vars" >&2; exit 2
-  fi
-done
+# shellcheck disable=SC2086
+require_free_ports $ETCD_CLIENT_PORT $ETCD_PEER_PORT $ETCD_METRICS_PORT ${PGP[*]} ${APIP[*]}
 
 T0=$(date +%s.%N); log start
 rm -rf "${DIR:?}"/etcd "${DIR:?}"/pg[0-9]* "${DIR:?}"/tls "${DIR:?}"/cluster.env "${DIR:?}"/patronictl.yml
@@ -99,30 +88,15 @@ fi
 T=$DIR/tls
 if [ "$TLS" = 1 ] || [ "$ETCD_TLS" = 1 ]; then
   mkdir -p "$T"
-  key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
-  ca() { # name CN
-    key "$T/$1.key"
-    openssl req -x509 -new -key "$T/$1.key" -days 3 -subj "/CN=$2" -out "$T/$1.crt" \
-      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
-  }
-  leaf() { # name CN ca eku san
-    key "$T/$1.key"
-    openssl req -new -key "$T/$1.key" -subj "/CN=$2" -out "$T/$1.csr" 2>/dev/null
-    { echo "basicConstraints=CA:FALSE"; echo "keyUsage=critical,digitalSignature,keyEncipherment"
-      echo "extendedKeyUsage=$4"; [ -n "${5:-}" ] && echo "subjectAltName=$5"; } > "$T/$1.ext"
-    openssl x509 -req -in "$T/$1.csr" -CA "$T/$3.crt" -CAkey "$T/$3.key" -CAcreateserial \
-      -days 2 -extfile "$T/$1.ext" -out "$T/$1.crt" 2>/dev/null
-    rm -f "$T/$1.csr" "$T/$1.ext"
-  }
-  ca ca lab-ca
+  tls_ca "$T" ca lab-ca
   # server cert (also used as the members' client cert: Patroni calls the other members' APIs)
-  leaf server localhost ca serverAuth,clientAuth "IP:127.0.0.1,DNS:localhost"
+  tls_leaf "$T" server localhost ca serverAuth,clientAuth "IP:127.0.0.1,DNS:localhost"
   # a client-only cert for tests/the agent
-  leaf client monitor ca clientAuth
+  tls_leaf "$T" client monitor ca clientAuth
   # an unrelated CA and a client cert signed by it (must be rejected)
-  ca wrong-ca wrong-lab-ca
-  leaf wrong-client monitor wrong-ca clientAuth
-  leaf wrong-server localhost wrong-ca serverAuth "IP:127.0.0.1,DNS:localhost"
+  tls_ca "$T" wrong-ca wrong-lab-ca
+  tls_leaf "$T" wrong-client monitor wrong-ca clientAuth
+  tls_leaf "$T" wrong-server localhost wrong-ca serverAuth "IP:127.0.0.1,DNS:localhost"
   rm -f "$T"/*.srl
   chown -R "$PG_USER" "$T"; chmod 600 "$T"/*.key; chmod 644 "$T"/*.crt
 fi
@@ -150,24 +124,7 @@ MONITOR_PASSWORD=$MONITOR_PASSWORD
 EOF
 
 # ---------- watchdog: tear down if the owning process dies (e.g. a killed test run) ----------
-if [ -n "${OWNER_PID:-}" ]; then
-  starttime() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20; }
-  OWNER_START=$(starttime "$OWNER_PID")
-  [ -n "$OWNER_START" ] || { echo "OWNER_PID $OWNER_PID not running" >&2; exit 1; }
-  # shellcheck disable=SC2016
-  W='st() { sed "s/.*) //" "/proc/$1/stat" 2>/dev/null | cut -d" " -f20; }
-     while [ "$(st "$1")" = "$2" ]; do sleep 1; done
-     # the up script may still be running (owner killed during startup): stop it first
-     if tr "\0" " " < "/proc/$6/cmdline" 2>/dev/null | grep -qF -- "$4"; then
-       kill -TERM "$6" 2>/dev/null
-       for _ in $(seq 1 50); do tr "\0" " " < "/proc/$6/cmdline" 2>/dev/null | grep -q . || break; sleep 0.1; done
-     fi
-     FROM_WATCHDOG=1 PURGE=1 "$3" "$4" >/dev/null 2>&1
-     [ "$5" = 1 ] && rm -rf "$4"'
-  setsid bash -c "$W" lab-watchdog "$OWNER_PID" "$OWNER_START" "$HERE/patroni-down.sh" "$DIR" \
-    "${WATCHDOG_RM_DIR:-0}" "$$" >/dev/null 2>&1 </dev/null &
-  echo $! > "$DIR/watchdog.pid"
-fi
+start_watchdog "$HERE/patroni-down.sh" "$DIR"
 
 # ---------- etcd ----------
 ETCD_URL="$ESCHEME://127.0.0.1:$ETCD_CLIENT_PORT"
@@ -194,11 +151,10 @@ bash "$DIR/etcd/start.sh"; log etcd started
 
 ECURL=()
 [ "$ETCD_TLS" = 1 ] && ECURL=(--cacert "$T/ca.crt" --cert "$T/server.crt" --key "$T/server.key")
-deadline=$(( $(date +%s) + 20 ))
-until curl -fsS -m 2 "${ECURL[@]}" "$ETCD_URL/health" 2>/dev/null | grep -q '"health":"true"'; do
-  [ "$(date +%s)" -lt "$deadline" ] || { echo "etcd not healthy after 20s (see $DIR/etcd/etcd.log)" >&2; exit 1; }
-  sleep 0.1
-done
+etcd_healthy() { curl -fsS -m 2 "${ECURL[@]}" "$ETCD_URL/health" 2>/dev/null | grep -q '"health":"true"'; }
+poll_until $(( $(date +%s) + 20 )) 0.1 etcd_healthy || {
+  echo "etcd not healthy after 20s (see $DIR/etcd/etcd.log)" >&2; log_tails "$DIR/etcd/etcd.log"; exit 1
+}
 log etcd healthy
 
 # ---------- Patroni members ----------
@@ -326,17 +282,17 @@ cp "$DIR/pg1/patroni.yml" "$DIR/patronictl.yml"; log patroni members started
 # ---------- wait: 1 leader + (MEMBERS-1) streaming replicas ----------
 deadline=$(( $(date +%s) + WAIT_TIMEOUT ))
 TL=
-while :; do
+leader_and_replicas() {
   res=$("$HERE/patroni-ctl.sh" "$DIR" status 2>/dev/null || true)   # "leader=pgX streaming=N ..."
   leader=$(sed -n 's/.*leader=\([^ ]*\).*/\1/p' <<<"$res"); leader=${leader:--}
   streaming=$(sed -n 's/.*streaming=\([0-9]*\).*/\1/p' <<<"$res"); streaming=${streaming:-0}
   if [ "$leader" != "-" ] && [ -z "$TL" ]; then TL=$(el); log "leader $leader"; fi
-  if [ "$leader" != "-" ] && [ "$streaming" -ge $((MEMBERS-1)) ]; then break; fi
-  if [ "$(date +%s)" -ge "$deadline" ]; then
-    echo "TIMEOUT waiting for leader + $((MEMBERS-1)) streaming replicas (last: ${res:-no answer})" >&2; exit 1
-  fi
-  sleep 0.2
-done
+  [ "$leader" != "-" ] && [ "$streaming" -ge $((MEMBERS-1)) ]
+}
+poll_until "$deadline" 0.2 leader_and_replicas || {
+  echo "TIMEOUT waiting for leader + $((MEMBERS-1)) streaming replicas (last: ${res:-no answer})" >&2
+  log_tails "$DIR"/pg[0-9]*/patroni.log; exit 1
+}
 
 # ---------- monitoring role (never let probes use the superuser) ----------
 psql_m() { # member-number sql...
@@ -355,10 +311,8 @@ SQL
 # ...and wait until every replica has replayed it
 for i in $(seq 1 "$MEMBERS"); do
   [ "$i" = "$L" ] && continue
-  until [ "$(psql_m "$i" -c "SELECT count(*) FROM pg_roles WHERE rolname = '$MONITOR_USER'" 2>/dev/null)" = 1 ]; do
-    if [ "$(date +%s)" -ge "$deadline" ]; then echo "TIMEOUT: role $MONITOR_USER not replicated to pg$i" >&2; exit 1; fi
-    sleep 0.1
-  done
+  has_role() { [ "$(psql_m "$1" -c "SELECT count(*) FROM pg_roles WHERE rolname = '$MONITOR_USER'" 2>/dev/null)" = 1 ]; }
+  poll_until "$deadline" 0.1 has_role "$i" || { echo "TIMEOUT: role $MONITOR_USER not replicated to pg$i" >&2; exit 1; }
 done
 log "monitor role ready"
 echo "READY leader=$leader (elected at ${TL}) replicas=$streaming elapsed=$(el)"

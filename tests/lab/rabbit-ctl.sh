@@ -13,6 +13,9 @@
 #   get N PATH [USER:PASS]     GET on node N's management API (default: the monitor user);
 #                      prints "HTTP <code>" then the body ("HTTP 000" = no answer)
 set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 DIR=$(cd "${1:?usage: $0 DIR ACTION N [ARGS]}" && pwd); A=${2:?action}; I=${3:?node number}; shift 3
 [ -f "$DIR/cluster.env" ] || { echo "no $DIR/cluster.env (run rabbit-up.sh first)" >&2; exit 1; }
 # shellcheck disable=SC1091
@@ -20,8 +23,7 @@ DIR=$(cd "${1:?usage: $0 DIR ACTION N [ARGS]}" && pwd); A=${2:?action}; I=${3:?n
 read -r -a MP <<<"$MGMT_PORTS"
 [[ "$I" =~ ^[0-9]+$ ]] && [ "$I" -ge 1 ] && [ "$I" -le "$NODES" ] || { echo "bad node number '$I'" >&2; exit 2; }
 N=$DIR/rabbit$I
-owns() { [ -n "$1" ] && [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' < "/proc/$1/cmdline" | grep -qF -- "$2"; }
-beam_alive() { owns "$(cat "$DIR/rabbit$1/beam.pid" 2>/dev/null || true)" "-rabbitlab_node $DIR/rabbit$1 "; }
+beam_alive() { alive "$DIR/rabbit$1/beam.pid" "-rabbitlab_node $DIR/rabbit$1 "; }
 running() { # node -> count of running nodes in its /api/nodes, or "-"
   local out
   out=$(curl -fsS -m 3 -u guest:guest "http://127.0.0.1:${MP[$1-1]}/api/nodes?columns=name,running" 2>/dev/null) || { echo -; return; }
@@ -29,29 +31,20 @@ running() { # node -> count of running nodes in its /api/nodes, or "-"
 }
 case $A in
   stop-node|kill-node)
-    P=$(cat "$N/beam.pid" 2>/dev/null || true)
-    if owns "$P" "-rabbitlab_node $N "; then
-      kill "-$([ "$A" = stop-node ] && echo TERM || echo KILL)" "$P"
-      for _ in $(seq 1 600); do owns "$P" "-rabbitlab_node $N " || break; sleep 0.1; done
-      if owns "$P" "-rabbitlab_node $N "; then echo "beam $P ignored SIGTERM for 60 s: SIGKILL" >&2; kill -KILL "$P"; fi
-      while owns "$P" "-rabbitlab_node $N "; do sleep 0.1; done
-    fi ;;
+    stop_pid "$(cat "$N/beam.pid" 2>/dev/null || true)" "-rabbitlab_node $N " "$([ "$A" = stop-node ] && echo TERM || echo KILL)" 60 ;;
   start-node) beam_alive "$I" || { rm -f "$N/beam.pid"; bash "$N/start.sh"; } ;;
   wait-node)
-    deadline=$(( $(date +%s) + ${1:-90} ))
-    while :; do
+    sees_all_alive() {
       alive=0; for j in $(seq 1 "$NODES"); do beam_alive "$j" && alive=$((alive+1)); done
-      r=$(running "$I"); [ "$r" != - ] && [ "$r" -ge "$alive" ] && break
-      [ "$(date +%s)" -lt "$deadline" ] || { echo "TIMEOUT: node $I sees ${r} running of $alive alive" >&2; exit 1; }
-      sleep 0.25
-    done ;;
+      r=$(running "$I"); [ "$r" != - ] && [ "$r" -ge "$alive" ]
+    }
+    poll_until $(( $(date +%s) + ${1:-90} )) 0.25 sees_all_alive \
+      || { echo "TIMEOUT: node $I sees ${r} running of $alive alive" >&2; exit 1; } ;;
   running) running "$I" ;;
   stop-app) "$N/ctl.sh" stop_app ;;
   start-app) "$N/ctl.sh" start_app ;;
   ctl) "$N/ctl.sh" "$@" ;;
-  get) out=$(mktemp)
-       code=$(curl -sS -m "${HTTP_TIMEOUT:-5}" -o "$out" -w '%{http_code}' -u "${2:-$MONITOR_USER:$MONITOR_PASSWORD}" \
-              "http://127.0.0.1:${MP[I-1]}${1:?path}" 2>/dev/null) || true
-       echo "HTTP ${code:-000}"; cat "$out"; rm -f "$out" ;;
+  get) CURL=(curl -sS -m "${HTTP_TIMEOUT:-5}" -u "${2:-$MONITOR_USER:$MONITOR_PASSWORD}")
+       http CURL GET "http://127.0.0.1:${MP[I-1]}${1:?path}" ;;
   *) echo "unknown action $A" >&2; exit 2 ;;
 esac

@@ -4,21 +4,13 @@
 # /proc/PID/cmdline shows a DIR-specific marker (never pkill/killall). Idempotent.
 # Usage: rabbit-down.sh DIR        (PURGE=1 also deletes the cluster files in DIR)
 set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 DIR=${1:?usage: $0 DIR}
 [ -d "$DIR" ] || exit 0
 DIR=$(cd "$DIR" && pwd)
-owns() { [ -n "$1" ] && [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' < "/proc/$1/cmdline" | grep -qF -- "$2"; }
-stop_pid() { # pid marker signal timeout_s
-  local pid=$1 marker=$2 sig=$3 t=$4
-  owns "$pid" "$marker" || return 0
-  kill "-$sig" "$pid" 2>/dev/null
-  for _ in $(seq 1 $((t*10))); do owns "$pid" "$marker" || return 0; sleep 0.1; done
-  echo "pid $pid ignored SIG$sig for ${t}s: SIGKILL" >&2
-  kill -KILL "$pid" 2>/dev/null; sleep 0.2
-}
-if [ "${FROM_WATCHDOG:-0}" != 1 ] && [ -f "$DIR/watchdog.pid" ]; then
-  stop_pid "$(cat "$DIR/watchdog.pid")" "rabbit-down.sh $DIR " TERM 2
-fi
+stop_watchdog "$DIR"
 # beam.smp handles SIGTERM as a graceful shutdown (Erlang/OTP >= 23); all nodes in parallel.
 # The wrapper is /bin/sh running rabbitmq-server, its cmdline has no DIR: check its environment
 # file instead (it is started from DIR/rabbitN/start.sh, which cds into DIR/rabbitN).

@@ -2,7 +2,7 @@
 # Start an N-node RabbitMQ 3.10 cluster (Debian rabbitmq-server) with the management plugin on
 # 127.0.0.1 only. Every node is isolated under DIR (own mnesia, logs, config, cookie) and the
 # nodes use a private epmd port, so nothing touches a system RabbitMQ (5672/15672/25672/4369).
-# Part of the project's own test harness (tests/support/cluster.rs drives it).
+# Part of the project's own test harness (tests/harness/lab/rabbitmq.rs drives it).
 #
 # Usage:  rabbit-up.sh DIR
 # Env (all optional; the Rust harness passes explicit free ports):
@@ -34,20 +34,16 @@ MONITOR_USER=${MONITOR_USER:-monitor}
 MONITOR_PASSWORD=${MONITOR_PASSWORD:-monitor}
 WAIT_TIMEOUT=${WAIT_TIMEOUT:-150}
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 RMQ=/usr/lib/rabbitmq/bin   # NOT /usr/sbin/*: those wrappers 'su rabbitmq' when run as root
-log() { if [ "${VERBOSE:-0}" = 1 ]; then echo "$(date +%T.%N | cut -c1-12) $*" >&2; fi; }
-el() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1fs", b-a}'; }
 
 mkdir -p "$DIR"; DIR=$(cd "$DIR" && pwd)
 NODE_PREFIX=${NODE_PREFIX:-lab$(printf '%s' "$DIR" | cksum | cut -d' ' -f1)_r}
-read -r -a AP <<<"$(echo "${AMQP_PORTS:-}" | tr ',' ' ')"
-read -r -a MP <<<"$(echo "${MGMT_PORTS:-}" | tr ',' ' ')"
-read -r -a DP <<<"$(echo "${DIST_PORTS:-}" | tr ',' ' ')"
-for i in $(seq 0 $((NODES-1))); do
-  AP[i]=${AP[i]:-$((AMQP_PORT_BASE+i))}; MP[i]=${MP[i]:-$((MGMT_PORT_BASE+i))}; DP[i]=${DP[i]:-$((DIST_PORT_BASE+i))}
-done
+port_list AP "${AMQP_PORTS:-}" "$AMQP_PORT_BASE" "$NODES"
+port_list MP "${MGMT_PORTS:-}" "$MGMT_PORT_BASE" "$NODES"
+port_list DP "${DIST_PORTS:-}" "$DIST_PORT_BASE" "$NODES"
 
-alive() { [ -s "$1" ] && [ -r "/proc/$(cat "$1")/cmdline" ] && tr '\0' ' ' < "/proc/$(cat "$1")/cmdline" | grep -qF -- "$2"; }
 all_alive() {
   for i in $(seq 1 "$NODES"); do alive "$DIR/rabbit$i/beam.pid" "-rabbitlab_node $DIR/rabbit$i " || return 1; done
 }
@@ -56,11 +52,8 @@ if ls -d "$DIR"/rabbit[0-9]* "$DIR"/epmd.pid "$DIR"/cluster.env >/dev/null 2>&1;
   "$HERE/rabbit-down.sh" "$DIR" >/dev/null 2>&1 || true
 fi
 
-ports="$EPMD_PORT ${AP[*]} ${MP[*]} ${DP[*]}"
-if [ "$(echo $ports | tr ' ' '\n' | sort | uniq -d)" != "" ]; then echo "duplicate ports: $ports" >&2; exit 2; fi
-for p in $ports; do
-  if ss -Hltn "sport = :$p" | grep -q .; then echo "port $p already in use; set the *_PORT*/*_PORTS env vars" >&2; exit 2; fi
-done
+# shellcheck disable=SC2086
+require_free_ports $EPMD_PORT ${AP[*]} ${MP[*]} ${DP[*]}
 
 T0=$(date +%s.%N); log start
 rm -rf "${DIR:?}"/rabbit[0-9]* "${DIR:?}"/home "${DIR:?}"/cluster.env
@@ -104,24 +97,7 @@ node_env() {
 }
 
 # ---------- watchdog: tear down if the owning process dies (e.g. a killed test run) ----------
-if [ -n "${OWNER_PID:-}" ]; then
-  starttime() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20; }
-  OWNER_START=$(starttime "$OWNER_PID")
-  [ -n "$OWNER_START" ] || { echo "OWNER_PID $OWNER_PID not running" >&2; exit 1; }
-  # shellcheck disable=SC2016
-  W='st() { sed "s/.*) //" "/proc/$1/stat" 2>/dev/null | cut -d" " -f20; }
-     while [ "$(st "$1")" = "$2" ]; do sleep 1; done
-     # the up script may still be running (owner killed during startup): stop it first
-     if tr "\0" " " < "/proc/$6/cmdline" 2>/dev/null | grep -qF -- "$4"; then
-       kill -TERM "$6" 2>/dev/null
-       for _ in $(seq 1 50); do tr "\0" " " < "/proc/$6/cmdline" 2>/dev/null | grep -q . || break; sleep 0.1; done
-     fi
-     FROM_WATCHDOG=1 PURGE=1 "$3" "$4" >/dev/null 2>&1
-     [ "$5" = 1 ] && rm -rf "$4"'
-  setsid bash -c "$W" lab-watchdog "$OWNER_PID" "$OWNER_START" "$HERE/rabbit-down.sh" "$DIR" \
-    "${WATCHDOG_RM_DIR:-0}" "$$" >/dev/null 2>&1 </dev/null &
-  echo $! > "$DIR/watchdog.pid"
-fi
+start_watchdog "$HERE/rabbit-down.sh" "$DIR"
 
 # private epmd, loopback only, started by us so we know its pid; argv[0] carries DIR so that
 # rabbit-down.sh can recognise it in /proc/PID/cmdline ("epmd[DIR] -port N ...")
@@ -165,12 +141,12 @@ done
 log "nodes started"
 
 deadline=$(( $(date +%s) + WAIT_TIMEOUT ))
-wait_until() { # what cmd...
+wait_until() { # what cmd...   (the whole start shares one deadline)
   local what=$1; shift
-  until "$@"; do
-    if [ "$(date +%s)" -ge "$deadline" ]; then echo "TIMEOUT after ${WAIT_TIMEOUT}s: $what (logs: $DIR/rabbit*/log)" >&2; exit 1; fi
-    sleep 0.25
-  done
+  poll_until "$deadline" 0.25 "$@" && return 0
+  echo "TIMEOUT after ${WAIT_TIMEOUT}s: $what (logs: $DIR/rabbit*/log)" >&2
+  log_tails "$DIR"/rabbit*/log/*.log
+  exit 1
 }
 mgmt_ok() { curl -fsS -m 2 -u guest:guest "http://127.0.0.1:$1/api/overview" >/dev/null 2>&1; }
 for i in $(seq 1 "$NODES"); do wait_until "node $i management API" mgmt_ok "${MP[i-1]}"; done

@@ -25,10 +25,13 @@ use sr_collector::store::{Role, Store};
 use sr_collector::Config;
 use sr_protocol::signing::NodeKey;
 use sr_protocol::NodeType;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+// The collector launcher the test harness and the load generator use too.
+#[path = "../../../tests/harness/launch.rs"]
+mod launch;
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -64,12 +67,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     result
 }
 
+/// `ca.pem`, `cert.pem` and `key.pem` in `dir`, where [`collector_config`] reads them.
 fn pki(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let ca = sr_tls::pki::Ca::new("bench CA")?;
-    let leaf = ca.server(&["localhost", "127.0.0.1"])?;
-    std::fs::write(dir.join("ca.pem"), ca.cert_pem())?;
-    std::fs::write(dir.join("cert.pem"), leaf.cert_pem)?;
-    std::fs::write(dir.join("key.pem"), leaf.key_pem)?;
+    launch::Pki::new(dir, "bench CA");
     Ok(())
 }
 
@@ -128,31 +128,27 @@ fn serve_bare(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     })
 }
 
+/// This binary in `--serve-collector` or `--serve-bare` mode; killed on drop.
 struct Child {
-    child: std::process::Child,
+    server: launch::CollectorProcess,
     addr: std::net::SocketAddr,
 }
 
 impl Child {
     fn spawn(mode: &str, dir: &Path) -> Result<Child, Box<dyn std::error::Error>> {
-        let mut child = std::process::Command::new(std::env::current_exe()?)
-            .args([mode, &dir.display().to_string()])
-            .env("STATUS_REPORTER_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .spawn()?;
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .ok_or("child did not start")?
-            .parse()?;
-        Ok(Child { child, addr })
+        let mut cmd = std::process::Command::new(std::env::current_exe()?);
+        cmd.args([mode, &dir.display().to_string()])
+            .env("STATUS_REPORTER_LOG", "warn");
+        let server = launch::CollectorProcess::start(cmd)?;
+        Ok(Child {
+            addr: server.addr,
+            server,
+        })
     }
 
     /// Resident and peak resident memory, in MiB.
     fn rss_mib(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.server.pid()))
             .unwrap_or_default();
         let kib = |key: &str| {
             status
@@ -163,13 +159,6 @@ impl Child {
                 .unwrap_or(0.0)
         };
         (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -389,7 +378,7 @@ fn drive(
     let collector = Child::spawn("--serve-collector", dir)?;
     let mut steady = Vec::new();
     let first = rt.block_on(run_load(
-        collector.child.id(),
+        collector.server.pid(),
         collector.addr,
         &ca,
         &tokens,
@@ -398,7 +387,7 @@ fn drive(
     ));
     for r in &rounds_prepared[1..] {
         steady.push(rt.block_on(run_load(
-            collector.child.id(),
+            collector.server.pid(),
             collector.addr,
             &ca,
             &tokens,
@@ -431,7 +420,7 @@ fn drive(
 
     let bare = Child::spawn("--serve-bare", dir)?;
     let bare_stats = rt.block_on(run_load(
-        bare.child.id(),
+        bare.server.pid(),
         bare.addr,
         &ca,
         &tokens,

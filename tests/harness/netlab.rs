@@ -36,16 +36,8 @@ pub const MGMT_NET: &str = "10.203.1";
 pub const COLLECTOR_IP: &str = "10.203.1.254";
 const NS_PREFIX: &str = "srp";
 
-/// The `ip` binary (root's PATH has /usr/sbin; a test runner's may not).
-pub fn ip_bin() -> &'static str {
-    ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .unwrap_or("ip")
-}
-
 fn run(args: &[&str]) -> Result<String> {
-    let out = Command::new(ip_bin())
+    let out = Command::new(super::ip_bin())
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -67,7 +59,7 @@ fn ns_exec(
     env: &[(String, String)],
     timeout: Duration,
 ) -> Result<String> {
-    let mut child = Command::new(ip_bin())
+    let mut child = Command::new(super::ip_bin())
         .args(["netns", "exec", ns, program])
         .args(args)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -338,7 +330,7 @@ impl NetLab {
             }
             std::fs::write(d.join("rabbitmq.conf"), conf)?;
             let log = std::fs::File::create(d.join("stdout.log"))?;
-            Command::new(ip_bin())
+            Command::new(super::ip_bin())
                 .args([
                     "netns",
                     "exec",

@@ -1,0 +1,485 @@
+//! The lab-cluster core: real services (Patroni + etcd + PostgreSQL 15, RabbitMQ, and the
+//! clusters still to come) on free loopback ports, each under its own directory in `/tmp`.
+//!
+//! A cluster kind is one small file ([`patroni`], [`rabbitmq`]) that names its scripts
+//! (`tests/lab/<kind>-up.sh`, `-ctl.sh`, `-down.sh`), says how many ports it needs, which
+//! environment its up script reads and which logs explain a failure. [`Lab`] does the rest:
+//! picks the ports, creates the directory, runs the up script (again with new ports when
+//! one got taken in between: exit code 2), runs `ctl` commands with deadlines, adds log tails
+//! to errors, and tears the cluster down in `Drop`, also when the test panicked. The up
+//! scripts additionally start a watchdog that tears the cluster down if the test process
+//! dies without running `Drop` (SIGKILL, Ctrl-C).
+//!
+//! Member/node indices are **0-based** in the kinds' APIs; the scripts and the data
+//! directories number them from 1 (`pg1`, `rabbit1`, ...).
+//!
+//! Environment knobs:
+//! - `CI=true`: [`require_services`] panics instead of skipping when a service is missing.
+//! - `LAB_KEEP=1`: keep the cluster directory (logs, data) after teardown, for debugging.
+//!   Processes are stopped regardless.
+//!
+//! Requirements: Debian packages `patroni etcd-server etcd-client python3-idna postgresql-15
+//! rabbitmq-server`, plus `bash curl iproute2 (ss) util-linux (setpriv) openssl`. The Patroni
+//! cluster must be started as root (PostgreSQL runs as `postgres` through `setpriv`).
+
+pub mod patroni;
+pub mod rabbitmq;
+
+pub use patroni::{PatroniCluster, PatroniOpts};
+pub use rabbitmq::{RabbitCluster, RabbitOpts};
+
+use anyhow::{bail, Context, Result};
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Non-superuser PostgreSQL role (member of `pg_monitor`) and RabbitMQ user (tag `monitoring`,
+/// read-only on vhost `/`) created by the harness.
+pub const MONITOR_USER: &str = "monitor";
+/// Password of [`MONITOR_USER`].
+pub const MONITOR_PASSWORD: &str = "monitor";
+/// PostgreSQL superuser (use only for fault injection, through [`PatroniCluster::psql`]).
+pub const PG_SUPERUSER: &str = "postgres";
+/// Debian's PostgreSQL 15 binaries.
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+const RABBIT_BIN: &str = "/usr/lib/rabbitmq/bin";
+
+/// `<repo>/tests/lab`, where the cluster scripts live.
+pub fn lab_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("lab")
+}
+
+/// Checks that everything needed for the named services is installed (`"patroni"`, `"etcd"`,
+/// `"postgres"`, `"rabbitmq"`; any other name is looked up as an executable on `PATH`).
+///
+/// Returns `true` if all are present. Otherwise: with `CI=true` (or `CI=1`) it **panics** (a
+/// missing service is a CI failure); without it, it prints `SKIP: ...` and returns `false`, so
+/// a test can `if !require_services(&[...]) { return; }`.
+pub fn require_services(names: &[&str]) -> bool {
+    let mut missing: Vec<String> = Vec::new();
+    fn need(missing: &mut Vec<String>, what: &str, path: &str) {
+        if !is_executable(path) {
+            missing.push(format!("{what} ({path})"));
+        }
+    }
+    let m = &mut missing;
+    for &name in names {
+        match name {
+            "patroni" => {
+                need(m, "patroni", "/usr/bin/patroni");
+                need(
+                    m,
+                    "Debian python3 (patroni's interpreter)",
+                    "/usr/bin/python3",
+                );
+                need(m, "setpriv (util-linux)", "/usr/bin/setpriv");
+                need(m, "postgres", &format!("{PG_BIN}/postgres"));
+                need(m, "psql", &format!("{PG_BIN}/psql"));
+            }
+            "etcd" => {
+                need(m, "etcd", "/usr/bin/etcd");
+            }
+            "postgres" | "postgresql" => {
+                need(m, "postgres", &format!("{PG_BIN}/postgres"));
+                need(m, "initdb", &format!("{PG_BIN}/initdb"));
+                need(m, "psql", &format!("{PG_BIN}/psql"));
+            }
+            "rabbitmq" | "rabbitmq-server" => {
+                need(
+                    m,
+                    "rabbitmq-server",
+                    &format!("{RABBIT_BIN}/rabbitmq-server"),
+                );
+                need(m, "rabbitmqctl", &format!("{RABBIT_BIN}/rabbitmqctl"));
+                need(m, "epmd", "/usr/bin/epmd");
+            }
+            other => {
+                if which(other).is_none() {
+                    m.push(other.to_string());
+                }
+            }
+        }
+    }
+    for tool in ["bash", "curl", "ss", "openssl", "awk"] {
+        if which(tool).is_none() {
+            missing.push(format!("{tool} (on PATH)"));
+        }
+    }
+    if names.contains(&"patroni") && !is_root() {
+        missing.push(
+            "root privileges (the Patroni harness runs PostgreSQL as `postgres` via setpriv)"
+                .into(),
+        );
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!(
+        "services {names:?} unavailable, missing: {}. Install with: apt-get install -y \
+         --no-install-recommends patroni etcd-server etcd-client python3-idna postgresql-15 \
+         rabbitmq-server curl iproute2 openssl",
+        missing.join(", ")
+    );
+    if crate::harness::ci() {
+        panic!("CI=true and {msg}");
+    }
+    eprintln!("SKIP: {msg}");
+    false
+}
+
+fn is_executable(path: &str) -> bool {
+    fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.to_str().is_some_and(is_executable))
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn keep_dirs() -> bool {
+    std::env::var("LAB_KEEP")
+        .map(|v| v == "1" || v == "true")
+        .unwrap_or(false)
+}
+
+/// Creates a fresh directory `/tmp/sr-lab-<kind>-<pid>-<n>-<nanos>` with mode 0755 (PostgreSQL
+/// runs as `postgres` and must traverse it).
+fn make_temp_dir(kind: &str) -> Result<PathBuf> {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    let dir = PathBuf::from(format!(
+        "/tmp/sr-lab-{kind}-{}-{}-{nanos:09}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))?;
+    Ok(dir)
+}
+
+/// Space-separated ports, as the up scripts read lists.
+fn port_list(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `n` distinct free TCP ports on 127.0.0.1 (all bound at once to port 0, then released).
+pub fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("binding 127.0.0.1:0")?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
+/// Result of running a harness script.
+#[derive(Debug, Clone)]
+pub struct ScriptOutput {
+    /// Exit code (`None`: killed by a signal or by the harness on timeout).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ScriptOutput {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// Runs `bash tests/lab/<script> args...` with `env`, stdout/stderr captured through files in
+/// `scratch` (never pipes: the scripts start daemons), killing the script if it runs past
+/// `timeout`. Waits by polling `try_wait`.
+fn run_script(
+    scratch: &Path,
+    script: &str,
+    args: &[&str],
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Result<ScriptOutput> {
+    static N: AtomicU64 = AtomicU64::new(0);
+    fs::create_dir_all(scratch)?;
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let out_path = scratch.join(format!("{script}.{n}.out"));
+    let err_path = scratch.join(format!("{script}.{n}.err"));
+    let path = lab_dir().join(script);
+    let mut child = Command::new("bash")
+        .arg(&path)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path)?)
+        .stderr(fs::File::create(&err_path)?)
+        .spawn()
+        .with_context(|| format!("spawning bash {}", path.display()))?;
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break Some(st);
+        }
+        if Instant::now() >= deadline {
+            // our own child (the script's bash); anything it started is stopped by the down script
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    let out = ScriptOutput {
+        code: status.and_then(|s| s.code()),
+        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
+    };
+    let _ = fs::remove_file(&out_path);
+    let _ = fs::remove_file(&err_path);
+    if status.is_none() {
+        bail!(
+            "{script} {args:?} timed out after {timeout:?}\nstdout: {}\nstderr: {}",
+            out.stdout.trim(),
+            out.stderr.trim()
+        );
+    }
+    Ok(out)
+}
+
+fn check_ok(what: &str, out: ScriptOutput) -> Result<ScriptOutput> {
+    if out.success() {
+        Ok(out)
+    } else {
+        bail!(
+            "{what} failed (exit {:?})\nstdout: {}\nstderr: {}",
+            out.code,
+            out.stdout.trim(),
+            out.stderr.trim()
+        )
+    }
+}
+
+/// What a cluster kind tells [`Lab::start`].
+pub struct Spec {
+    /// Names the temp dir and the messages (`patroni`, `rabbitmq`).
+    pub name: &'static str,
+    /// Script prefix: `tests/lab/<scripts>-up.sh`, `-ctl.sh`, `-down.sh`.
+    pub scripts: &'static str,
+    /// How many free loopback ports the cluster needs.
+    pub ports: usize,
+    /// The up script's own readiness deadline (`WAIT_TIMEOUT`).
+    pub start_timeout: Duration,
+    /// What the harness allows on top of it before killing the script.
+    pub slack: Duration,
+}
+
+/// What a kind computes for one attempt, from its directory and its ports.
+pub struct Attempt<T> {
+    /// The up script's environment, on top of what every cluster gets (`WAIT_TIMEOUT`,
+    /// `MONITOR_USER`, `MONITOR_PASSWORD`, `OWNER_PID`, `WATCHDOG_RM_DIR`).
+    pub env: Vec<(&'static str, String)>,
+    /// Log files worth showing when something fails, with how many lines of each.
+    pub logs: Vec<(PathBuf, usize)>,
+    /// The kind's own state (its port assignment, node names).
+    pub kind: T,
+}
+
+/// A running lab cluster: its directory, its scripts and its logs. Torn down by its down
+/// script (and its directory removed) on drop.
+pub struct Lab {
+    spec_name: &'static str,
+    scripts: &'static str,
+    dir: PathBuf,
+    logs: Vec<(PathBuf, usize)>,
+    started: Instant,
+}
+
+impl Lab {
+    /// Runs the up script until it succeeds (up to 3 attempts when it exits 2: a port got
+    /// taken in between). Returns the cluster, the kind's state and the script's stdout.
+    /// The kind confirms readiness from its side, then calls [`Lab::ready`].
+    pub fn start<T>(
+        spec: Spec,
+        mut attempt: impl FnMut(&Path, &[u16]) -> Attempt<T>,
+    ) -> Result<(Lab, T, String)> {
+        for n in 1.. {
+            let ports = free_ports(spec.ports)?;
+            let dir = make_temp_dir(spec.name)?;
+            let a = attempt(&dir, &ports);
+            let lab = Lab {
+                spec_name: spec.name,
+                scripts: spec.scripts,
+                dir,
+                logs: a.logs,
+                started: Instant::now(),
+            };
+            let mut env: Vec<(String, String)> =
+                a.env.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            env.extend([
+                (
+                    "WAIT_TIMEOUT".into(),
+                    spec.start_timeout.as_secs().max(1).to_string(),
+                ),
+                ("MONITOR_USER".into(), MONITOR_USER.into()),
+                ("MONITOR_PASSWORD".into(), MONITOR_PASSWORD.into()),
+                ("OWNER_PID".into(), std::process::id().to_string()),
+                (
+                    "WATCHDOG_RM_DIR".into(),
+                    if keep_dirs() { "0" } else { "1" }.into(),
+                ),
+            ]);
+            let up = lab.script("up");
+            let out = run_script(
+                &lab.scratch(),
+                &up,
+                &[lab.dir_str()],
+                &env,
+                spec.start_timeout + spec.slack,
+            )
+            .map_err(|e| lab.with_logs(e))?;
+            match out.code {
+                Some(0) => return Ok((lab, a.kind, out.stdout.trim().to_string())),
+                Some(2) if n < 3 => {
+                    eprintln!(
+                        "lab: {up}: {} (retrying with other ports)",
+                        out.stderr.trim()
+                    );
+                    // `lab` is dropped: tears down and removes its directory.
+                }
+                _ => return Err(lab.with_logs(check_ok(&up, out).unwrap_err())),
+            }
+        }
+        unreachable!("the loop returns by the third attempt")
+    }
+
+    /// Prints how long the start took; returns it.
+    pub fn ready(&self, detail: &str) -> Duration {
+        let took = self.started.elapsed();
+        eprintln!(
+            "lab: {} cluster ready in {:.1}s ({detail}) dir={}",
+            self.spec_name,
+            took.as_secs_f64(),
+            self.dir.display()
+        );
+        took
+    }
+
+    /// The cluster directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn dir_str(&self) -> &str {
+        self.dir.to_str().expect("temp dir path is UTF-8")
+    }
+
+    fn script(&self, verb: &str) -> String {
+        format!("{}-{verb}.sh", self.scripts)
+    }
+
+    /// Where the scripts' captured output goes while they run.
+    fn scratch(&self) -> PathBuf {
+        self.dir.join("harness")
+    }
+
+    /// `tests/lab/<kind>-ctl.sh DIR args...`, killed past `timeout`.
+    pub fn ctl(&self, args: &[&str], timeout: Duration) -> Result<ScriptOutput> {
+        let mut a = vec![self.dir_str()];
+        a.extend_from_slice(args);
+        run_script(&self.scratch(), &self.script("ctl"), &a, &[], timeout)
+    }
+
+    /// [`Lab::ctl`] that must succeed; returns its stdout.
+    pub fn ctl_ok(&self, args: &[&str], timeout: Duration) -> Result<String> {
+        let out = self.ctl(args, timeout)?;
+        Ok(check_ok(&format!("{} {args:?}", self.script("ctl")), out)?.stdout)
+    }
+
+    /// `e` with the tails of the cluster's logs.
+    pub fn with_logs(&self, e: anyhow::Error) -> anyhow::Error {
+        e.context(format!(
+            "{} cluster in {}{}",
+            self.spec_name,
+            self.dir.display(),
+            self.log_tails()
+        ))
+    }
+
+    fn log_tails(&self) -> String {
+        self.logs
+            .iter()
+            .map(|(path, lines)| {
+                format!(
+                    "\n--- {} (tail)\n{}",
+                    path.display(),
+                    crate::harness::tail(path, *lines)
+                )
+            })
+            .collect()
+    }
+}
+
+/// Stops the cluster with its down script and removes its directory (kept with
+/// `LAB_KEEP=1`). It reports problems instead of failing; when the test is panicking it
+/// first prints the cluster's log tails.
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let what = self.spec_name;
+        if std::thread::panicking() {
+            eprintln!("lab: test panicked; {what} logs:{}", self.log_tails());
+        }
+        let t0 = Instant::now();
+        let env = vec![(
+            "PURGE".to_string(),
+            if keep_dirs() { "0" } else { "1" }.to_string(),
+        )];
+        let down = self.script("down");
+        match run_script(
+            &self.scratch(),
+            &down,
+            &[self.dir_str()],
+            &env,
+            Duration::from_secs(150),
+        ) {
+            Ok(o) if o.success() => {}
+            Ok(o) => eprintln!("lab: {down} failed: {:?} {} {}", o.code, o.stdout, o.stderr),
+            Err(e) => eprintln!("lab: {down}: {e:#}"),
+        }
+        if keep_dirs() {
+            eprintln!("lab: LAB_KEEP=1, kept {}", self.dir.display());
+        } else if let Err(e) = fs::remove_dir_all(&self.dir) {
+            eprintln!("lab: removing {}: {e}", self.dir.display());
+        }
+        eprintln!(
+            "lab: {what} cluster torn down in {:.1}s",
+            t0.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// Checks a member/node index (0-based) and returns the scripts' 1-based number.
+fn script_index(i: usize, count: usize) -> Result<String> {
+    if i >= count {
+        bail!("index {i} out of range (0..{count})");
+    }
+    Ok((i + 1).to_string())
+}
