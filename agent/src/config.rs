@@ -482,6 +482,7 @@ impl RawConfig {
                     .map(|e| format!("probes[{i}]: {e}")),
             );
         }
+        problems.extend(check_service_names(&self.probes));
         if !problems.is_empty() {
             return Err(ConfigError::Invalid {
                 path: path.display().to_string(),
@@ -540,6 +541,34 @@ pub fn parse_managers(list: &[String]) -> (Vec<ManagerAddr>, Vec<String>) {
 }
 
 /// The CA must be a parseable PEM certificate that is valid now.
+/// Two probes that report the same service display name would overwrite each other in
+/// the report (a `services` unit named `Patroni` next to the `patroni` probe loses the
+/// Patroni facts): one problem per clash, naming both probes.
+fn check_service_names(probes: &[ProbeConfig]) -> Vec<String> {
+    let mut first: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut problems = Vec::new();
+    for (i, p) in probes.iter().enumerate() {
+        for name in p.service_names() {
+            match first.get(name) {
+                Some(&j) if j != i => problems.push(format!(
+                    "probes[{i}] ({}) reports service {name:?}, which probes[{j}] ({}) already reports: \
+                     one would overwrite the other; rename one (a services unit's `name`, a tcp/http probe's `name`)",
+                    p.kind(),
+                    probes[j].kind()
+                )),
+                Some(_) => problems.push(format!(
+                    "probes[{i}] ({}) reports service {name:?} twice",
+                    p.kind()
+                )),
+                None => {
+                    first.insert(name, i);
+                }
+            }
+        }
+    }
+    problems
+}
+
 pub fn check_ca(path: &Path, now_unix: i64) -> Result<(), String> {
     let certs = sr_tls::load_certs(path).map_err(|e| e.to_string())?;
     sr_tls::check_validity(path, &certs, now_unix).map_err(|e| e.to_string())
@@ -682,6 +711,33 @@ mod tests {
         ] {
             assert!(check_token(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn two_probes_reporting_one_service_name_are_refused_naming_both() {
+        let text = "[[probes]]\nkind = \"patroni\"\nurl = \"http://127.0.0.1:8008\"\nmember = \"db1\"\n\
+                    [[probes]]\nkind = \"services\"\nunits = [{ name = \"Patroni\", unit = \"patroni.service\" }]\n";
+        let raw = RawConfig::parse(text, Path::new("x.toml")).unwrap();
+        let problems = check_service_names(&raw.probes);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        for part in ["probes[1] (services)", "probes[0] (patroni)", "\"Patroni\""] {
+            assert!(problems[0].contains(part), "{part}: {}", problems[0]);
+        }
+        // The same through validate, with the other problems.
+        let ConfigError::Invalid { problems, .. } = raw
+            .validate(Path::new("/nonexistent/agent.toml"), 0)
+            .unwrap_err()
+        else {
+            panic!("expected Invalid")
+        };
+        assert!(
+            problems.iter().any(|p| p.contains("already reports")),
+            "{problems:?}"
+        );
+        // Distinct names pass.
+        let ok = text.replace("name = \"Patroni\"", "name = \"Patroni unit\"");
+        let raw = RawConfig::parse(&ok, Path::new("x.toml")).unwrap();
+        assert!(check_service_names(&raw.probes).is_empty());
     }
 
     #[test]

@@ -160,7 +160,8 @@ pub fn plan(args: &ConfigureArgs, now_unix: i64) -> Result<Plan, Vec<String>> {
     }
 
     let probes = if old.probes.is_empty() {
-        default_probes()
+        let node_type = node_type.as_deref().and_then(|t| t.parse().ok());
+        default_probes(node_type, &node_name, listening_locally)
     } else {
         old.probes.clone()
     };
@@ -188,9 +189,70 @@ pub fn plan(args: &ConfigureArgs, now_unix: i64) -> Result<Plan, Vec<String>> {
     })
 }
 
-/// Every node gets the host probe; service probes are the operator's to add.
-fn default_probes() -> Vec<ProbeConfig> {
-    vec![ProbeConfig::Host(Default::default())]
+/// Every node gets the host probe, plus a probe for each service its type implies that
+/// answers on loopback, found as the quickstart finds local services (a TCP connect):
+/// Patroni (8008) and etcd (2379) on a db node, RabbitMQ's AMQP (5672) and management
+/// (15672) ports on a broker. Without them a 5.0.5 manager sees no Patroni master.
+/// The Patroni member is taken to be the node name; RabbitMQ gets TCP probes because its
+/// own probe needs a monitoring user's credentials, which only the operator has.
+fn default_probes(
+    node_type: Option<NodeType>,
+    node_name: &str,
+    listening: impl Fn(u16) -> bool,
+) -> Vec<ProbeConfig> {
+    let mut probes = vec![ProbeConfig::Host(Default::default())];
+    let implied: Vec<(u16, String)> = match node_type {
+        Some(NodeType::Db) => vec![
+            (
+                8008,
+                format!(
+                    "kind = \"patroni\"\nurl = \"http://127.0.0.1:8008\"\nmember = {node_name:?}"
+                ),
+            ),
+            (
+                2379,
+                "kind = \"etcd\"\nurl = \"http://127.0.0.1:2379\"".into(),
+            ),
+        ],
+        Some(NodeType::Broker) => vec![
+            (
+                5672,
+                "kind = \"tcp\"\nname = \"RabbitMQ AMQP\"\naddress = \"127.0.0.1:5672\"".into(),
+            ),
+            (
+                15672,
+                "kind = \"tcp\"\nname = \"RabbitMQ management\"\naddress = \"127.0.0.1:15672\""
+                    .into(),
+            ),
+        ],
+        _ => vec![],
+    };
+    for (port, table) in implied {
+        if listening(port) {
+            // The tables are fixed here and the node name was checked: they parse.
+            if let Ok(p) = toml::from_str::<ProbeConfig>(&table) {
+                probes.push(p);
+            }
+        }
+    }
+    probes
+}
+
+/// The type was inferred after [`plan`] chose host-only defaults: add the probes the
+/// type implies, unless the operator's config already lists probes of its own.
+fn add_implied_probes(plan: &mut Plan, node_type: NodeType) {
+    let host_only =
+        matches!(plan.raw.probes.as_slice(), [ProbeConfig::Host(h)] if *h == Default::default());
+    if host_only {
+        let name = plan.raw.node_name.clone().unwrap_or_default();
+        plan.raw.probes = default_probes(Some(node_type), &name, listening_locally);
+    }
+}
+
+/// Whether something accepts TCP connections on `127.0.0.1:port` within 300 ms.
+fn listening_locally(port: u16) -> bool {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(300)).is_ok()
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -356,6 +418,7 @@ pub fn settle_node_type(
     match plan.raw.node_type.as_deref().map(str::parse::<NodeType>) {
         None => {
             plan.raw.node_type = Some(role_type.as_str().to_string());
+            add_implied_probes(plan, role_type);
             Ok(Some(format!(
                 "node type {role_type}, from the token's role as the managers stated it"
             )))
@@ -468,6 +531,41 @@ mod tests {
             state_dir: Some(dir.join("state")),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn defaults_probe_what_the_node_type_implies_when_it_listens() {
+        let kinds = |t, up: &[u16]| -> Vec<&'static str> {
+            let up = up.to_vec();
+            default_probes(t, "db1", move |p| up.contains(&p))
+                .iter()
+                .map(|p| p.kind())
+                .collect()
+        };
+        assert_eq!(
+            kinds(Some(NodeType::Db), &[8008, 2379]),
+            ["host", "patroni", "etcd"]
+        );
+        assert_eq!(kinds(Some(NodeType::Db), &[2379]), ["host", "etcd"]);
+        assert_eq!(kinds(Some(NodeType::Db), &[]), ["host"]);
+        assert_eq!(
+            kinds(Some(NodeType::Broker), &[5672, 15672, 8008]),
+            ["host", "tcp", "tcp"]
+        );
+        assert_eq!(kinds(Some(NodeType::Manager), &[8008, 5672]), ["host"]);
+        assert_eq!(kinds(None, &[8008]), ["host"]);
+        let db = default_probes(Some(NodeType::Db), "db1", |_| true);
+        let ProbeConfig::Patroni(p) = &db[1] else {
+            panic!("{db:?}")
+        };
+        assert_eq!(p.member, "db1");
+        // What configure writes validates, with no service name reported twice.
+        for p in &db {
+            assert!(p.validate().is_empty(), "{:?}", p.validate());
+        }
+        let broker = default_probes(Some(NodeType::Broker), "b1", |_| true);
+        let names: Vec<_> = broker.iter().flat_map(|p| p.service_names()).collect();
+        assert_eq!(names, ["RabbitMQ AMQP", "RabbitMQ management"]);
     }
 
     #[test]

@@ -50,8 +50,10 @@ impl Snapshot {
                     reasons.push(reason.clone());
                 }
             }
-            let single = r.finding.services.len() == 1;
-            for (name, entry) in &r.finding.services {
+            let placeholder = legacy_placeholder(r);
+            let entries = placeholder.as_ref().unwrap_or(&r.finding.services);
+            let single = entries.len() == 1;
+            for (name, entry) in entries {
                 if services.len() >= MAX_SERVICES {
                     break;
                 }
@@ -95,6 +97,28 @@ impl Snapshot {
             changed: false,
         }
     }
+}
+
+/// The legacy service entry a probe that timed out or crashed (no service of its own)
+/// must still put in the body: a 5.0.5 manager indexes `Patroni.extra_info.patroni_status`
+/// on every db node and answers 500 without it, so the Patroni entry is sent Inactive with
+/// an empty `patroni_status`, as the 5.0.5 reporter sent it. `None` for every other case.
+fn legacy_placeholder(r: &ProbeResult) -> Option<BTreeMap<String, ServiceEntry>> {
+    use sr_probes::TypedProbe;
+    if !r.finding.services.is_empty() || r.probe != sr_probes::patroni::Patroni::KIND {
+        return None;
+    }
+    let mut extra_info = serde_json::Map::new();
+    extra_info.insert("patroni_status".into(), serde_json::Map::new().into());
+    let entry = ServiceEntry {
+        status: ServiceStatus::Inactive,
+        is_remote: None,
+        extra_info,
+    };
+    Some(BTreeMap::from([(
+        sr_probes::patroni::SERVICE.to_string(),
+        entry,
+    )]))
 }
 
 /// Remembers the last statuses and keeps the bounded ring of transitions.
@@ -337,5 +361,31 @@ mod tests {
             t.dropped(),
             2 * (RING_CAPACITY as u64 + 1) - RING_CAPACITY as u64
         );
+    }
+
+    #[test]
+    fn a_timed_out_patroni_probe_still_sends_an_empty_patroni_status() {
+        // 5.0.5's `_get_db_cluster_status` indexes `patroni_status` on every db node.
+        let timed_out = ProbeResult {
+            probe: "patroni".into(),
+            finding: Finding::fail(
+                sr_protocol::reasons::PROBE_TIMEOUT,
+                "probe patroni did not finish",
+            ),
+            duration: Duration::from_millis(3),
+        };
+        let snap = Snapshot::from_results(&[timed_out], 1);
+        let patroni = &snap.services["Patroni"];
+        assert_eq!(patroni.status, ServiceStatus::Inactive);
+        assert_eq!(patroni.extra_info["patroni_status"], serde_json::json!({}));
+        assert_eq!(snap.details["Patroni"].status, NodeStatus::Fail);
+        assert_eq!(snap.details["Patroni"].reasons[0].code, "probe_timeout");
+        // Another kind's timeout adds no legacy entry of its own.
+        let other = ProbeResult {
+            probe: "etcd".into(),
+            finding: Finding::fail(sr_protocol::reasons::PROBE_TIMEOUT, "x"),
+            duration: Duration::from_millis(3),
+        };
+        assert!(Snapshot::from_results(&[other], 1).services.is_empty());
     }
 }

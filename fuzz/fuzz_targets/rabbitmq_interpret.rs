@@ -40,8 +40,8 @@ fuzz_target!(|data: &[u8]| {
         timeout_ms: 2000,
         max_body_bytes: 1 << 20,
     };
-    let [overview, local_alarms, port_listener, virtual_hosts, nodes, certs] =
-        frame::slots::<6>(data);
+    let [overview, local_alarms, port_listener, virtual_hosts, nodes, certs, critical, queues, flags] =
+        frame::slots::<9>(data);
     let all_200 = [overview, local_alarms, port_listener, virtual_hosts, nodes]
         .iter()
         .all(|s| matches!(s, Some((200, _))));
@@ -53,6 +53,9 @@ fuzz_target!(|data: &[u8]| {
         nodes: reply(nodes),
         certificate_expiration: certs.map(|c| reply(Some(c))),
         amqp: None,
+        quorum_critical: critical.map(|c| reply(Some(c))),
+        queues: queues.map(|c| reply(Some(c))),
+        feature_flags: flags.map(|c| reply(Some(c))),
     };
     let finding = Rabbitmq::interpret(&cfg, &raw);
     if !all_200 {

@@ -129,6 +129,10 @@ struct Header {
 #[derive(Debug, Deserialize)]
 struct HealthDoc {
     health: String,
+    /// Why it is unhealthy, from etcd 3.5 on (`"RAFT NO LEADER"`, `"ALARM NOSPACE"`);
+    /// `""` when healthy, absent on 3.4.
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 /// The `etcd` probe: its HTTP client is built once from the config.
@@ -310,22 +314,30 @@ fn db_size_rule(cfg: &Config, doc: &StatusDoc, f: &mut Finding) {
     }
 }
 
+/// The most of etcd's `/health` `reason` copied into a reason message.
+const MAX_HEALTH_REASON: usize = 200;
+
 /// `/health` (a quorum read): whether the member is healthy.
 fn health_rule(health: &Fetch, f: &mut Finding) -> bool {
     let healthy = match health {
         Fetch::Answered { status, body } => match net::parse_json::<HealthDoc>(body) {
-            Ok(h) => Ok(*status == 200 && h.health == "true"),
+            Ok(h) => Ok((*status == 200 && h.health == "true", h.reason)),
             Err(e) => Err(format!("/health answered HTTP {status}: {e}")),
         },
         other => Err(format!("/health: {}", other.describe())),
     };
     match healthy {
-        Ok(true) => true,
-        Ok(false) => {
+        Ok((true, _)) => true,
+        Ok((false, said)) => {
+            // etcd's own reason when it gives one (3.5+); the 3.4 wording otherwise.
+            let why = match said.as_deref().map(str::trim) {
+                Some(r) if !r.is_empty() => r.chars().take(MAX_HEALTH_REASON).collect(),
+                _ => "no quorum or an active alarm".to_string(),
+            };
             f.worsen(
                 NodeStatus::Degraded,
                 codes::ETCD_UNHEALTHY,
-                "etcd /health is false: no quorum or an active alarm",
+                format!("etcd /health is false: {why}"),
             );
             false
         }

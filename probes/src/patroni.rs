@@ -194,6 +194,15 @@ pub fn normalise_role(role: &str) -> &str {
     }
 }
 
+/// Patroni's role as a 5.0.5 manager reads it: its roll-up looks for `master`, which
+/// Patroni 4 calls `primary`. Every other role is passed on as Patroni says it.
+fn legacy_role(role: &str) -> &str {
+    match role {
+        "primary" => "master",
+        other => other,
+    }
+}
+
 fn state_is_healthy(state: &str) -> bool {
     matches!(state, "running" | "streaming" | "in archive recovery")
 }
@@ -478,7 +487,8 @@ fn sync_standby_rule(role: &str, facts: &DbFacts, replication: &[&Replication], 
     }
 }
 
-/// The legacy `Patroni` entry, exactly as 5.0.5 reads it; `role` stays Patroni's own word.
+/// The legacy `Patroni` entry, exactly as 5.0.5 reads it. `role` is in 5.0.5's words (see
+/// [`legacy_role`]); the facts keep the true role.
 fn legacy_entry(
     doc: &PatroniDoc,
     role: &str,
@@ -488,7 +498,7 @@ fn legacy_entry(
 ) {
     let mut status_obj = serde_json::Map::new();
     status_obj.insert("state".into(), doc.state.clone().into());
-    status_obj.insert("role".into(), doc.role.clone().into());
+    status_obj.insert("role".into(), legacy_role(&doc.role).into());
     if role == "leader" {
         let list: Vec<serde_json::Value> = replication
             .iter()
@@ -528,11 +538,15 @@ fn member_facts(doc: &PatroniDoc, role: &str, replication: &[&Replication], fact
     }
 }
 
-/// The Fail finding for "no usable `/patroni` answer".
+/// The Fail finding for "no usable `/patroni` answer". The legacy entry still carries an
+/// empty `patroni_status`, as the 5.0.5 reporter sent: 5.0.5's `_get_db_cluster_status`
+/// indexes it and answers 500 (`KeyError`) when it is missing.
 fn unreachable(_cfg: &Config, mut facts: DbFacts, code: ReasonCode, message: String) -> Finding {
     facts.patroni_reachable = Some(false);
     let mut f = Finding::fail(code, message);
-    f.set_service(SERVICE, false, None, Default::default());
+    let mut extra = serde_json::Map::new();
+    extra.insert("patroni_status".into(), serde_json::Map::new().into());
+    f.set_service(SERVICE, false, None, extra);
     f.facts.db = Some(facts);
     f
 }
@@ -903,7 +917,9 @@ mod tests {
         let f = interpret_at(&cfg(), &r, 0);
         assert_eq!(f.reasons[0].code, "no_sync_standby");
         let status = &f.services[SERVICE].extra_info["patroni_status"];
-        assert_eq!(status["role"], "primary");
+        // Patroni 4's `primary`, in the word a 5.0.5 manager reads (issue 13).
+        assert_eq!(status["role"], "master");
         assert_eq!(status["replications_state"][0]["sync_state"], "async");
+        assert_eq!(f.facts.db.as_ref().unwrap().role.as_deref(), Some("leader"));
     }
 }

@@ -43,6 +43,12 @@ const MAX_NODE_NAME: usize = 255;
 /// More members than any real cluster has: the answer is not trusted.
 const MAX_MEMBERS: usize = 64;
 
+/// Quorum queues asked of `/api/queues` per cycle (one page): a minority queue names
+/// itself, so the first page is enough to see that something is wrong on big clusters.
+const QUEUE_PAGE: usize = 200;
+/// Queues named in one reason; the rest are counted.
+const QUEUES_NAMED: usize = 5;
+
 /// Columns asked of `/api/nodes`: everything the probe reads, nothing of the ~90 others.
 const NODE_COLUMNS: &str =
     "name,running,partitions,mem_alarm,disk_free_alarm,mem_used,mem_limit,disk_free,disk_free_limit,fd_used,fd_total,sockets_used,sockets_total,uptime";
@@ -210,6 +216,17 @@ pub struct Raw {
     /// `None` until the first AMQP round trip (or when it is turned off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amqp: Option<AmqpSeen>,
+    /// `/api/health/checks/node-is-quorum-critical`; 404 where the build lacks it. `None`
+    /// in captures taken before the probe asked it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum_critical: Option<Reply>,
+    /// One page of `/api/queues` (name, vhost, type, state, members, online).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queues: Option<Reply>,
+    /// `/api/feature-flags`: whether the metadata store is Khepri (a Raft majority) or
+    /// Mnesia. An answer other than 200 leaves it unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_flags: Option<Reply>,
 }
 
 /// The management requests of one cycle, concurrently. TLS listeners found in the
@@ -238,7 +255,16 @@ pub async fn collect_management(
             )
         }
     };
-    let (overview, local_alarms, port_listener, virtual_hosts, nodes) = tokio::join!(
+    let (
+        overview,
+        local_alarms,
+        port_listener,
+        virtual_hosts,
+        nodes,
+        quorum_critical,
+        queues,
+        feature_flags,
+    ) = tokio::join!(
         get("/api/overview?columns=node,cluster_name,listeners".into()),
         get("/api/health/checks/local-alarms".into()),
         get(format!(
@@ -247,6 +273,11 @@ pub async fn collect_management(
         )),
         get("/api/health/checks/virtual-hosts".into()),
         get(format!("/api/nodes?columns={NODE_COLUMNS}")),
+        get("/api/health/checks/node-is-quorum-critical".into()),
+        get(format!(
+            "/api/queues?page=1&page_size={QUEUE_PAGE}&columns=name,vhost,type,state,members,online"
+        )),
+        get("/api/feature-flags".into()),
     );
     let certificate_expiration = if parse_overview(&overview)
         .map(|o| o.has_tls_listener())
@@ -270,6 +301,9 @@ pub async fn collect_management(
         nodes,
         certificate_expiration,
         amqp: None,
+        quorum_critical: Some(quorum_critical),
+        queues: Some(queues),
+        feature_flags: Some(feature_flags),
     }
 }
 
@@ -337,6 +371,59 @@ struct Check {
     reason: Option<serde_json::Value>,
     #[serde(default)]
     alarms: Option<Vec<AlarmEntry>>,
+}
+
+/// A queue `node-is-quorum-critical` lists: a quorum queue, or with Khepri the metadata
+/// store itself (`rabbitmq_metadata`, type `process`).
+#[derive(Debug, Deserialize)]
+struct CriticalEntry {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    readable_name: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+}
+
+/// The name Khepri's Raft cluster has in `node-is-quorum-critical`.
+const METADATA_STORE: &str = "rabbitmq_metadata";
+
+#[derive(Debug, Deserialize)]
+struct CriticalCheck {
+    #[serde(default)]
+    queues: Vec<CriticalEntry>,
+}
+
+/// One queue of `/api/queues` as far as the quorum rule reads it.
+#[derive(Debug, Deserialize)]
+struct QueueEntry {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    vhost: String,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    members: Vec<String>,
+    #[serde(default)]
+    online: Vec<String>,
+}
+
+/// `/api/queues` is a plain list, or with `page=` an object holding `items`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum QueueList {
+    Page { items: Vec<QueueEntry> },
+    Plain(Vec<QueueEntry>),
+}
+
+#[derive(Debug, Deserialize)]
+struct FeatureFlag {
+    name: String,
+    #[serde(default)]
+    state: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -430,6 +517,9 @@ struct Judgement<'a> {
     node: Option<String>,
     /// How reasons name this node.
     me: String,
+    /// The metadata store is Khepri (a Raft majority); `None` when the feature flags could
+    /// not be read (they may need more than the `monitoring` tag).
+    khepri: Option<bool>,
 }
 
 impl<'a> Judgement<'a> {
@@ -455,6 +545,7 @@ impl<'a> Judgement<'a> {
             mgmt_errors,
             me: node.clone().unwrap_or_else(|| "this node".into()),
             node,
+            khepri: None,
         }
     }
 
@@ -692,6 +783,163 @@ impl<'a> Judgement<'a> {
         self.extra.insert("metrics".into(), metrics.into());
     }
 
+    /// Which metadata store the cluster runs, from the feature flags. Unreadable flags are
+    /// no error: the rule that needs them ([`Self::minority`]) just does not apply.
+    fn metadata_store(&mut self, reply: Option<&Reply>) {
+        let Some(Reply::Answered { status: 200, body }) = reply else {
+            return;
+        };
+        let Ok(flags) = parse_json::<Vec<FeatureFlag>>(body) else {
+            return;
+        };
+        let khepri = flags
+            .iter()
+            .any(|f| f.name == "khepri_db" && f.state.as_deref() == Some("enabled"));
+        self.khepri = Some(khepri);
+        let store = if khepri { "khepri" } else { "mnesia" };
+        self.extra.insert("metadata_store".into(), store.into());
+    }
+
+    /// With Khepri, a node that sees no more than half of the members running (itself
+    /// included) is in a minority: the metadata store and every quorum queue lose their
+    /// majority there, whether the others stopped or a link was cut (from inside, the two
+    /// look the same). With Mnesia a lone survivor still serves classic queues, so the
+    /// rule does not apply.
+    fn minority(&mut self) {
+        let Some(me_name) = self.node.clone() else {
+            return;
+        };
+        if self.khepri != Some(true) || self.facts.cluster_view.get(&me_name) != Some(&true) {
+            return;
+        }
+        let total = self.facts.cluster_view.len();
+        let running = self.facts.cluster_view.values().filter(|up| **up).count();
+        if running * 2 <= total && total > 1 {
+            self.f.worsen(
+                NodeStatus::Fail,
+                codes::CLUSTER_MINORITY,
+                format!(
+                    "{} sees only {running} of {total} cluster members running (itself included): \
+                     it is in a minority, where the Khepri metadata store and quorum queues have no majority",
+                    self.me
+                ),
+            );
+        }
+    }
+
+    /// `node-is-quorum-critical`: stopping this node now would lose a Raft majority.
+    /// With Khepri the metadata store (`rabbitmq_metadata`) is listed as soon as any
+    /// member of a 3-node cluster is down; it is reported too, named as what it is,
+    /// because stopping this node would then stop every definition change cluster-wide.
+    fn quorum_critical(&mut self, reply: Option<&Reply>) {
+        let Some(reply) = reply else { return };
+        // 404: the build has no such check; nothing to read, nothing wrong.
+        if matches!(reply, Reply::Answered { status: 404, .. }) {
+            return;
+        }
+        let body = match parse_check(reply) {
+            Ok(None) => return,
+            Ok(Some(_)) => match reply {
+                Reply::Answered { body, .. } => body,
+                Reply::Failed { .. } => return,
+            },
+            Err(e) => {
+                self.mgmt_errors
+                    .push(format!("/api/health/checks/node-is-quorum-critical: {e}"));
+                return;
+            }
+        };
+        let entries = parse_json::<CriticalCheck>(body)
+            .map(|c| c.queues)
+            .unwrap_or_default();
+        let mut named: Vec<String> = entries
+            .iter()
+            .map(|q| {
+                if q.name == METADATA_STORE && q.kind.as_deref() != Some("rabbit_quorum_queue") {
+                    "the metadata store (Khepri)".to_string()
+                } else {
+                    q.readable_name
+                        .clone()
+                        .unwrap_or_else(|| format!("queue '{}'", q.name))
+                }
+            })
+            .collect();
+        let more = named.len().saturating_sub(QUEUES_NAMED);
+        named.truncate(QUEUES_NAMED);
+        let what = if named.is_empty() {
+            "a quorum queue".to_string()
+        } else if more > 0 {
+            format!("{} (+{more} more)", named.join(", "))
+        } else {
+            named.join(", ")
+        };
+        self.f.worsen(
+            NodeStatus::Degraded,
+            codes::QUORUM_CRITICAL,
+            format!(
+                "{} is quorum-critical: stopping it now would lose the majority of {what}",
+                self.me
+            ),
+        );
+    }
+
+    /// Quorum queues with a member on this node that have no majority of their members
+    /// online (`state: "minority"`): they take no publishes and deliver nothing.
+    fn quorum_queues(&mut self, reply: Option<&Reply>) {
+        let Some(reply) = reply else { return };
+        let list = match reply {
+            Reply::Answered { status: 200, body } => parse_json::<QueueList>(body),
+            r => Err(reply_problem(r).unwrap_or_else(|| "unexpected status".into())),
+        };
+        let queues = match list {
+            Ok(QueueList::Page { items }) | Ok(QueueList::Plain(items)) => items,
+            Err(e) => {
+                self.mgmt_errors.push(format!("/api/queues: {e}"));
+                return;
+            }
+        };
+        let mine = |q: &QueueEntry| match &self.node {
+            Some(n) => q.members.contains(n),
+            None => true,
+        };
+        let lost: Vec<String> = queues
+            .iter()
+            .filter(|q| q.kind.as_deref() == Some("quorum") && mine(q))
+            .filter(|q| {
+                q.state.as_deref() == Some("minority")
+                    || (!q.members.is_empty() && q.online.len() * 2 <= q.members.len())
+            })
+            .map(|q| {
+                format!(
+                    "'{}' in vhost '{}' ({} of {} members online: {})",
+                    q.name,
+                    q.vhost,
+                    q.online.len(),
+                    q.members.len(),
+                    q.online.join(", ")
+                )
+            })
+            .collect();
+        if lost.is_empty() {
+            return;
+        }
+        let more = lost.len().saturating_sub(QUEUES_NAMED);
+        let mut msg = if lost.len() == 1 {
+            format!("quorum queue {} has no majority", lost[0])
+        } else {
+            format!(
+                "quorum queues without a majority: {}",
+                lost[..lost.len().min(QUEUES_NAMED)].join("; ")
+            )
+        };
+        if more > 0 {
+            msg.push_str(&format!(" (+{more} more)"));
+        }
+        msg.push_str(": it takes no publishes and delivers nothing");
+        self.f
+            .worsen(NodeStatus::Fail, codes::QUORUM_QUEUE_MINORITY, msg);
+    }
+
     /// Another member not running, as this node sees it: Degraded, on that member.
     fn peer_down(&mut self, n: &NodeEntry) {
         self.f.reasons.push(
@@ -868,7 +1116,11 @@ impl TypedProbe for Rabbitmq {
         if let Some(cert) = &raw.certificate_expiration {
             j.certificates(cert);
         }
+        j.metadata_store(raw.feature_flags.as_ref());
         let cluster_status = j.cluster_view(&raw.nodes, alarm_reported);
+        j.minority();
+        j.quorum_critical(raw.quorum_critical.as_ref());
+        j.quorum_queues(raw.queues.as_ref());
         j.management(raw);
         if let Some(seen) = &raw.amqp {
             j.amqp(seen);

@@ -58,6 +58,26 @@ probe_kinds! {
     PgConnect => crate::pg_connect::PgConnect,
 }
 
+impl ProbeConfig {
+    /// The legacy service display names this probe puts in the report. Two probes naming
+    /// the same service would overwrite each other's entry, so the agent refuses that.
+    pub fn service_names(&self) -> Vec<&str> {
+        match self {
+            ProbeConfig::Tcp(c) => vec![c.name.as_str()],
+            ProbeConfig::Http(c) => vec![c.name.as_str()],
+            ProbeConfig::Amqp(c) => vec![c.name.as_str()],
+            ProbeConfig::PgConnect(c) => vec![c.name.as_str()],
+            ProbeConfig::Services(c) => c.units.iter().map(|u| u.name.as_str()).collect(),
+            ProbeConfig::Patroni(_) => vec![crate::patroni::SERVICE],
+            ProbeConfig::Etcd(_) => vec![crate::etcd::SERVICE],
+            ProbeConfig::Rabbitmq(_) => vec![crate::rabbitmq::SERVICE],
+            ProbeConfig::Host(_) | ProbeConfig::Postgres(_) | ProbeConfig::CollectorSelf(_) => {
+                vec![]
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +100,21 @@ mod tests {
                 "{toml}"
             );
         }
+    }
+
+    #[test]
+    fn service_names_are_what_the_probes_report() {
+        let cfg: ProbeConfig = toml::from_str(
+            "kind = 'services'\nunits = [{ name = 'Patroni', unit = 'patroni.service' }, { name = 'Etcd', unit = 'etcd.service' }]",
+        )
+        .unwrap();
+        assert_eq!(cfg.service_names(), ["Patroni", "Etcd"]);
+        let cfg: ProbeConfig =
+            toml::from_str("kind = 'patroni'\nurl = 'http://127.0.0.1:8008'\nmember = 'db1'")
+                .unwrap();
+        assert_eq!(cfg.service_names(), [crate::patroni::SERVICE]);
+        let cfg: ProbeConfig =
+            toml::from_str("kind = 'tcp'\nname = 'PG'\naddress = 'h:1'").unwrap();
+        assert_eq!(cfg.service_names(), ["PG"]);
     }
 }

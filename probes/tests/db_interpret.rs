@@ -376,6 +376,11 @@ fn member_stopped() {
     );
     assert_eq!(db(&f).patroni_reachable, Some(false));
     assert_eq!(db(&f).member.as_deref(), Some(stopped.as_str()));
+    // As the 5.0.5 reporter sent it: a 5.0.5 manager indexes `patroni_status` (issue 11).
+    assert_eq!(
+        f.services["Patroni"].extra_info["patroni_status"],
+        serde_json::json!({})
+    );
     check_golden("patroni-member-stopped-self", &f);
 }
 

@@ -1,12 +1,12 @@
-//! Issue 13 groundwork: the CURRENT pure `interpret` functions of the `patroni`, `etcd` and
-//! `rabbitmq` probes, fed bodies captured from the second version set (Patroni 4.0.7 and
-//! 4.1.5, etcd 3.5.16, PostgreSQL 17, RabbitMQ 4.0.5 with Khepri; `probes/fixtures/<service>-
-//! <version>/`, captured by `tests/lab/versions/capture-fixtures.sh`).
+//! Issue 13: the pure `interpret` functions of the `patroni`, `etcd` and `rabbitmq` probes,
+//! fed bodies captured from the second version set (Patroni 4.0.7 and 4.1.5, etcd 3.5.16,
+//! PostgreSQL 17, RabbitMQ 4.0.5 with Khepri; `probes/fixtures/<service>-<version>/`,
+//! captured by `tests/lab/versions/capture-fixtures.sh`).
 //!
-//! Each test asserts the verdict that is correct for the scenario. Where today's probe gets it
-//! wrong on the new version, the test is `#[ignore = "issue 13: ..."]` and says what is wrong;
-//! `cargo test -p sr-probes --test versions_interpret -- --include-ignored` shows them failing.
-//! docs/versions-lab.md lists the same misreadings field by field.
+//! Each test asserts the verdict that is correct for the scenario. The five misreadings
+//! docs/versions-lab.md lists (legacy role `primary`, quorum-critical node, quorum queue
+//! without a majority, minority side of a Khepri cut, etcd's `/health` reason) were ignored
+//! tests here until the probes read them.
 
 use serde_json::Value;
 use sr_probes::etcd::Etcd;
@@ -132,7 +132,6 @@ fn patroni4_healthy_leader_is_ok() {
 }
 
 #[test]
-#[ignore = "issue 13: the legacy patroni_status.role is Patroni's own word, 'primary' on Patroni 4; a 5.0.5 manager reads 'master'"]
 fn patroni4_legacy_body_says_master() {
     for set in PATRONI_SETS {
         let leader = member_with(set, "leader-cluster.json", "leader");
@@ -401,7 +400,6 @@ fn etcd35_quorum_loss_degrades_with_the_reason() {
 }
 
 #[test]
-#[ignore = "issue 13: etcd 3.5's /health 'reason' (e.g. 'RAFT NO LEADER') is dropped; the reason text says only 'no quorum or an active alarm'"]
 fn etcd35_health_reason_is_reported() {
     let body = fixture(&format!("{ETCD}/health-fail.json"));
     let said: Value = serde_json::from_slice(&body).unwrap();
@@ -469,6 +467,18 @@ fn rmq_raw(node: u8, nodes: &str, local_alarms: (&str, u16)) -> rabbitmq::Raw {
         nodes: reply(nodes, 200),
         certificate_expiration: None,
         amqp: None,
+        quorum_critical: None,
+        queues: None,
+        feature_flags: None,
+    }
+}
+
+/// `/api/queues` as the probe asks it (a list) holding the one captured queue.
+fn queues_with(file: &str) -> Reply {
+    let queue: Value = json(&format!("{RABBITMQ}/{file}"));
+    Reply::Answered {
+        status: 200,
+        body: serde_json::to_string(&vec![queue]).unwrap(),
     }
 }
 
@@ -588,25 +598,41 @@ fn rabbitmq4_link_cut_with_khepri_gives_the_roll_up_contradicting_views() {
 }
 
 #[test]
-#[ignore = "issue 13: a node cut off in a minority (Khepri and its quorum queues unavailable there) judges itself only Degraded (peer_down x2)"]
 fn rabbitmq4_minority_side_of_a_cut_fails() {
-    let f = Rabbitmq::interpret(
-        &rmq_cfg("rabbit3@localhost"),
-        &rmq_raw(
-            3,
-            "nodes-link-cut-minority.json",
-            ("local-alarms-ok.json", 200),
-        ),
+    let mut raw = rmq_raw(
+        3,
+        "nodes-link-cut-minority.json",
+        ("local-alarms-ok.json", 200),
     );
+    raw.feature_flags = Some(reply("feature-flags.json", 200));
+    let f = Rabbitmq::interpret(&rmq_cfg("rabbit3@localhost"), &raw);
     assert_eq!(f.status, NodeStatus::Fail, "{:?}", f.reasons);
+    assert!(codes(&f).contains(&"cluster_minority"), "{:?}", f.reasons);
+    // Failing itself does not take the node out of the roll-up's contradicting-views
+    // rule: its view still lists itself running and the other side down.
+    assert_eq!(
+        broker(&f).cluster_view.get("rabbit3@localhost"),
+        Some(&true)
+    );
+    assert_eq!(
+        broker(&f).cluster_view.get("rabbit1@localhost"),
+        Some(&false)
+    );
 }
 
 #[test]
-#[ignore = "issue 13: /api/health/checks/node-is-quorum-critical is not read; a node whose stop would lose a quorum queue's majority is reported only through peer_down"]
 fn rabbitmq4_quorum_critical_node_is_reported() {
-    let f = Rabbitmq::interpret(
-        &rmq_cfg("rabbit1@localhost"),
-        &rmq_raw(1, "nodes-one-stopped.json", ("local-alarms-ok.json", 200)),
+    let mut raw = rmq_raw(1, "nodes-one-stopped.json", ("local-alarms-ok.json", 200));
+    raw.quorum_critical = Some(reply("node-is-quorum-critical-fail.json", 503));
+    let f = Rabbitmq::interpret(&rmq_cfg("rabbit1@localhost"), &raw);
+    assert_eq!(
+        (f.status, codes(&f)),
+        (NodeStatus::Degraded, vec!["peer_down", "quorum_critical"])
+    );
+    let critical = &f.reasons[1].message;
+    assert!(
+        critical.contains("fixture-qq") && critical.contains("metadata store"),
+        "{critical}"
     );
     assert!(
         f.reasons.iter().any(|r| r.message.contains("quorum")),
@@ -616,8 +642,62 @@ fn rabbitmq4_quorum_critical_node_is_reported() {
 }
 
 #[test]
-#[ignore = "issue 13: a quorum queue without a majority (1 of 3 members up) is not reported; the last node standing says only peer_down x2"]
 fn rabbitmq4_quorum_queue_without_majority_is_reported() {
+    let mut raw = rmq_raw(
+        1,
+        "nodes-two-stopped.json",
+        ("local-alarms-minority.json", 200),
+    );
+    raw.queues = Some(queues_with("queue-quorum-no-majority.json"));
+    let f = Rabbitmq::interpret(&rmq_cfg("rabbit1@localhost"), &raw);
+    assert!(
+        codes(&f).contains(&"quorum_queue_minority"),
+        "{:?}",
+        f.reasons
+    );
+    assert!(
+        f.reasons.iter().any(|r| r.message.contains("quorum queue")),
+        "{:?}",
+        f.reasons
+    );
+}
+
+#[test]
+fn rabbitmq4_quorum_checks_pass_on_a_healthy_cluster() {
+    let mut raw = rmq_raw(
+        1,
+        "nodes-healthy-columns.json",
+        ("local-alarms-ok.json", 200),
+    );
+    raw.quorum_critical = Some(reply("node-is-quorum-critical-ok.json", 200));
+    raw.queues = Some(queues_with("queue-quorum.json"));
+    raw.feature_flags = Some(reply("feature-flags.json", 200));
+    let f = Rabbitmq::interpret(&rmq_cfg("rabbit1@localhost"), &raw);
+    assert_eq!(f.status, NodeStatus::Ok, "{:?}", f.reasons);
+    assert_eq!(
+        f.services["RabbitMQ"].extra_info["metadata_store"],
+        "khepri"
+    );
+}
+
+#[test]
+fn rabbitmq_quorum_critical_404_means_not_available() {
+    // 3.10 and other builds without the check: nothing to read, nothing wrong.
+    let mut raw = rmq_raw(
+        1,
+        "nodes-healthy-columns.json",
+        ("local-alarms-ok.json", 200),
+    );
+    raw.quorum_critical = Some(reply("metadata-store-initialized.json", 404));
+    let f = Rabbitmq::interpret(&rmq_cfg("rabbit1@localhost"), &raw);
+    assert_eq!(f.status, NodeStatus::Ok, "{:?}", f.reasons);
+    assert_eq!(broker(&f).management_ok, Some(true));
+}
+
+#[test]
+fn rabbitmq4_lone_survivor_without_khepri_is_not_a_minority_failure() {
+    // Mnesia (or flags unreadable): a last node standing still serves classic queues;
+    // only the roll-up's quorum rule fails the cluster.
     let f = Rabbitmq::interpret(
         &rmq_cfg("rabbit1@localhost"),
         &rmq_raw(
@@ -626,9 +706,8 @@ fn rabbitmq4_quorum_queue_without_majority_is_reported() {
             ("local-alarms-minority.json", 200),
         ),
     );
-    assert!(
-        f.reasons.iter().any(|r| r.message.contains("quorum queue")),
-        "{:?}",
-        f.reasons
+    assert_eq!(
+        (f.status, codes(&f)),
+        (NodeStatus::Degraded, vec!["peer_down", "peer_down"])
     );
 }

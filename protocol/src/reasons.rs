@@ -124,6 +124,9 @@ catalog! {
     FD_USAGE = "fd_usage", DEGRADED, "rabbitmq", "file descriptor use above `fd_warn_ratio`";
     PEER_DOWN = "peer_down", DEGRADED, "rabbitmq", "another cluster member is not running, as this node sees it";
     AMQP_FAILED = "amqp_failed", FAIL, "rabbitmq", "the AMQP round trip failed on this node";
+    QUORUM_CRITICAL = "quorum_critical", DEGRADED, "rabbitmq", "stopping this node now would lose the majority of a quorum queue or (Khepri) of the metadata store";
+    QUORUM_QUEUE_MINORITY = "quorum_queue_minority", FAIL, "rabbitmq", "a quorum queue with a member on this node has no majority of its members online: it takes no publishes";
+    CLUSTER_MINORITY = "cluster_minority", FAIL, "rabbitmq", "with Khepri, this node sees no more than half of the members running: the metadata store has no majority here";
 
     // ---- manager node ----
     AMQP_UNREACHABLE = "amqp_unreachable", FAIL, "amqp", "the manager cannot complete an AMQP round trip with its broker";
