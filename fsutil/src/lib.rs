@@ -31,6 +31,16 @@ pub enum ReadError {
     NotRegular,
 }
 
+impl From<ReadError> for std::io::Error {
+    /// For callers whose errors carry an `io::Error`: the reason stays in the message.
+    fn from(e: ReadError) -> std::io::Error {
+        match e {
+            ReadError::Io(e) => e,
+            other => std::io::Error::other(other.to_string()),
+        }
+    }
+}
+
 /// Creates `dir` (and missing parents) readable by its owner only: the state dir holds
 /// the agent's sequence numbers and delivery state. An existing directory keeps its mode.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -64,6 +74,23 @@ pub fn read_bounded_or_stdin(path: &Path, limit: u64) -> Result<Vec<u8>, ReadErr
         return read_limited(std::io::stdin().lock(), limit);
     }
     read_bounded(path, limit)
+}
+
+/// Longest token file accepted (tokens are ~50 characters).
+pub const MAX_TOKEN_FILE_BYTES: u64 = 4096;
+
+/// A token from a file, or standard input for `-`: bounded like every read, trimmed of
+/// surrounding whitespace (editors add a newline). Keeps the token out of the command
+/// line, where `/proc/PID/cmdline` would show it.
+pub fn read_token_file(path: &Path) -> Result<String, ReadError> {
+    let bytes = read_bounded_or_stdin(path, MAX_TOKEN_FILE_BYTES)?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        ReadError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the token is not UTF-8 text",
+        ))
+    })?;
+    Ok(text.trim().to_string())
 }
 
 fn read_limited(file: impl Read, limit: u64) -> Result<Vec<u8>, ReadError> {

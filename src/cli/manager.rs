@@ -513,8 +513,7 @@ fn read_token(args: &StatusArgs) -> anyhow::Result<String> {
         return Ok(t.trim().to_string());
     }
     if let Some(f) = &args.token_file {
-        let t = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        return Ok(t.trim().to_string());
+        return sr_fsutil::read_token_file(f).with_context(|| format!("reading {}", f.display()));
     }
     bail!("no token: pass --token-file FILE or set STATUS_REPORTER_TOKEN")
 }

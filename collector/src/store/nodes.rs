@@ -147,22 +147,24 @@ impl Store {
     }
 
     /// Forgets every node whose id or name is `selector` (optionally only of `node_type`):
-    /// its pin, key-mismatch flag, latest report and replay state, tombstoning its key.
-    /// The next report pins afresh, with any key but a tombstoned one. Transition history
-    /// is kept for the audit trail. Returns how many went. (`cfy cluster remove`'s path;
-    /// the CLI uses [`Store::forget_one`], which refuses an ambiguous selector.)
+    /// its pin, key-mismatch flag, latest report and replay state. The next report pins
+    /// afresh. Transition history is kept for the audit trail. Returns how many went.
+    ///
+    /// This is `cfy cluster remove`'s path (5.0.5 compatible: a removed manager that
+    /// joins again with the same key is accepted), so it does not tombstone the key; a
+    /// captured report still cannot re-pin it once the send-time window has passed. The
+    /// CLI's `nodes forget` uses [`Store::forget_one`], which tombstones and refuses an
+    /// ambiguous selector.
     pub fn forget_node(
         &self,
         selector: &str,
         node_type: Option<NodeType>,
     ) -> Result<usize, StoreError> {
-        let rows = self.nodes_matching(selector, node_type)?;
-        let tx = self.conn.unchecked_transaction()?;
-        for row in &rows {
-            forget_row(&tx, row, crate::clock::now_ms())?;
-        }
-        tx.commit()?;
-        Ok(rows.len())
+        let t = node_type.map(|t| t.as_str().to_string());
+        Ok(self.conn.execute(
+            "DELETE FROM nodes WHERE (node_id = ?1 OR name = ?1) AND (?2 IS NULL OR node_type = ?2)",
+            params![selector, t],
+        )?)
     }
 
     /// `nodes forget`: forgets the one node `selector` names (an exact node id first,
