@@ -40,7 +40,7 @@ pub(super) async fn accept(
     let name = ext
         .map(|e| e.node_name.clone())
         .unwrap_or_else(|| verified.key.1.clone());
-    if name.is_empty() || name.chars().any(char::is_control) {
+    if name.is_empty() || name.chars().any(sr_protocol::model::is_hidden_char) {
         return Err(Refusal::BadNodeName);
     }
     let private_ip = match ext.and_then(|e| e.private_ip.as_deref()) {

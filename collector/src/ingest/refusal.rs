@@ -199,7 +199,7 @@ impl Refusal {
                 "status_reporter.boot_id/seq disagree with the signature header".into()
             }
             BadNodeName => {
-                "status_reporter.node_name must be non-empty without control characters".into()
+                "status_reporter.node_name must be non-empty without control or invisible formatting characters".into()
             }
             BadPrivateIp => "status_reporter.private_ip is not an IP address".into(),
             StoreUnavailable => "the collector could not store the report; retry later".into(),
