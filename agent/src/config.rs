@@ -304,12 +304,12 @@ impl RawConfig {
 
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
         let text = fsutil::read_bounded(path, MAX_CONFIG_BYTES).map_err(|e| match e {
-            fsutil::ReadError::Io(source) => ConfigError::Read {
-                path: path.display().to_string(),
-                source,
-            },
             fsutil::ReadError::TooLarge => ConfigError::TooLarge {
                 path: path.display().to_string(),
+            },
+            other => ConfigError::Read {
+                path: path.display().to_string(),
+                source: other.into(),
             },
         })?;
         let text = String::from_utf8(text).map_err(|_| ConfigError::Parse {
@@ -590,8 +590,8 @@ pub fn load_key(path: &Path) -> Result<NodeKey, KeyError> {
     let bytes = fsutil::read_bounded(path, 16 * 1024).map_err(|e| KeyError::Read {
         path: path.display().to_string(),
         source: match e {
-            fsutil::ReadError::Io(e) => e,
             fsutil::ReadError::TooLarge => std::io::Error::other("file too large for a key"),
+            other => other.into(),
         },
     })?;
     let der = fsutil::pem_decode(&bytes, "PRIVATE KEY").ok_or_else(|| KeyError::Malformed {

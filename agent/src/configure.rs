@@ -456,16 +456,18 @@ pub fn apply(plan: &Plan) -> Result<Vec<String>, String> {
         fsutil::atomic_write(&plan.key_path, pem.as_bytes(), 0o600, owner)
             .map_err(|e| format!("cannot write the key {}: {e}", plan.key_path.display()))?;
         done.push(format!(
-            "generated node key {} (public key {})",
+            "generated node key {} (public key {}, fingerprint {})",
             plan.key_path.display(),
-            key.key_id()
+            key.key_id(),
+            key.fingerprint()
         ));
     } else {
         let key = load_key(&plan.key_path).map_err(|e| e.to_string())?;
         done.push(format!(
-            "kept node key {} (public key {})",
+            "kept node key {} (public key {}, fingerprint {})",
             plan.key_path.display(),
-            key.key_id()
+            key.key_id(),
+            key.fingerprint()
         ));
     }
     let text = plan.raw.to_toml();

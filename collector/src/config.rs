@@ -100,8 +100,11 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
+        // Bounded, regular files only: `validate` runs before every start.
+        let bytes = sr_fsutil::read_bounded(path, 1 << 20)
             .map_err(|e| ConfigError(vec![format!("cannot read {}: {e}", path.display())]))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| ConfigError(vec![format!("{} is not UTF-8 text", path.display())]))?;
         Config::from_toml(&text)
     }
 

@@ -31,6 +31,10 @@ pub struct NodeEntry {
     pub raw: Option<Arc<[u8]>>,
     /// Boots seen, oldest first, each with the highest seq accepted; the last is current.
     pub boots: VecDeque<(String, u64)>,
+    /// Newest signed send time accepted from the node (its clock, Unix ms): a signature
+    /// opening a boot must be later (ingest's replay rules). Restored from the latest
+    /// body's own timestamp, which the agent sets from the same clock reading.
+    pub sent_high_ms: Option<i64>,
     pub changes: VecDeque<i64>,
     pub last_status: Option<NodeStatus>,
 }
@@ -48,8 +52,12 @@ impl NodeEntry {
     }
 
     fn from_stored(s: StoredNode) -> NodeEntry {
+        let mut sent_high_ms = None;
         let latest = s.latest.as_ref().and_then(|l| {
             let decoded = ReportBody::decode(&l.body).ok()?;
+            if l.signed {
+                sent_high_ms = Some(decoded.reporter_time.saturating_mul(1000));
+            }
             Some(Arc::new(LatestReport {
                 body: decoded.body,
                 received_ms: l.received_ms,
@@ -66,6 +74,7 @@ impl NodeEntry {
             raw: s.latest.map(|l| Arc::from(l.body.into_boxed_slice())),
             latest,
             boots: s.boots.into(),
+            sent_high_ms,
             changes: VecDeque::new(),
         }
     }
@@ -148,6 +157,7 @@ impl Memory {
             if let Some(old) = nodes.map.remove(&key) {
                 entry.changes = old.changes;
                 entry.last_status = old.last_status.or(entry.last_status);
+                entry.sent_high_ms = entry.sent_high_ms.max(old.sent_high_ms);
                 let newer = match (&old.latest, &entry.latest) {
                     (Some(o), Some(n)) => o.received_ms > n.received_ms,
                     (Some(_), None) => true,

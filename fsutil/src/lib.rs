@@ -25,6 +25,20 @@ pub enum ReadError {
     Io(#[from] std::io::Error),
     #[error("the file is too large")]
     TooLarge,
+    /// A FIFO, a device (a symlink to `/dev/zero`), a socket or a directory: reading it
+    /// could block forever or never end.
+    #[error("not a regular file")]
+    NotRegular,
+}
+
+impl From<ReadError> for std::io::Error {
+    /// For callers whose errors carry an `io::Error`: the reason stays in the message.
+    fn from(e: ReadError) -> std::io::Error {
+        match e {
+            ReadError::Io(e) => e,
+            other => std::io::Error::other(other.to_string()),
+        }
+    }
 }
 
 /// Creates `dir` (and missing parents) readable by its owner only: the state dir holds
@@ -37,9 +51,49 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
-/// Reads at most `limit` bytes; a longer file is an error rather than a truncation.
+/// The one way the agent, the collector and the CLI read a file they are given (configs,
+/// keys, certificates, token files): at most `limit` bytes, and only a regular file
+/// (symlinks to one are followed). A longer file is an error rather than a truncation.
+///
+/// The file is opened non-blocking, so a FIFO cannot hang the open, and its type is
+/// checked on the open descriptor (no race with a swapped path) before a byte is read.
 pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
-    let file = std::fs::File::open(path)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(ReadError::NotRegular);
+    }
+    read_limited(file, limit)
+}
+
+/// Like [`read_bounded`] for a path, or standard input for `-` (a token piped in).
+pub fn read_bounded_or_stdin(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
+    if path.as_os_str() == "-" {
+        return read_limited(std::io::stdin().lock(), limit);
+    }
+    read_bounded(path, limit)
+}
+
+/// Longest token file accepted (tokens are ~50 characters).
+pub const MAX_TOKEN_FILE_BYTES: u64 = 4096;
+
+/// A token from a file, or standard input for `-`: bounded like every read, trimmed of
+/// surrounding whitespace (editors add a newline). Keeps the token out of the command
+/// line, where `/proc/PID/cmdline` would show it.
+pub fn read_token_file(path: &Path) -> Result<String, ReadError> {
+    let bytes = read_bounded_or_stdin(path, MAX_TOKEN_FILE_BYTES)?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        ReadError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the token is not UTF-8 text",
+        ))
+    })?;
+    Ok(text.trim().to_string())
+}
+
+fn read_limited(file: impl Read, limit: u64) -> Result<Vec<u8>, ReadError> {
     let mut buf = Vec::new();
     file.take(limit + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > limit {
@@ -181,6 +235,35 @@ mod tests {
         std::fs::write(&p, vec![b'x'; 11]).unwrap();
         assert!(matches!(read_bounded(&p, 10), Err(ReadError::TooLarge)));
         assert_eq!(read_bounded(&p, 11).unwrap().len(), 11);
+    }
+
+    #[test]
+    fn bounded_reads_refuse_fifos_devices_and_directories_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        // A FIFO nobody writes to: a plain open would block forever.
+        let fifo = dir.path().join("ca.pem");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert!(matches!(
+            read_bounded(&fifo, 1 << 20),
+            Err(ReadError::NotRegular)
+        ));
+        // A symlink to /dev/zero: a plain read never ends.
+        let zero = dir.path().join("zero.pem");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        assert!(matches!(
+            read_bounded(&zero, 1 << 20),
+            Err(ReadError::NotRegular)
+        ));
+        assert!(matches!(
+            read_bounded(dir.path(), 1 << 20),
+            Err(ReadError::NotRegular)
+        ));
+        // A symlink to a regular file is still read.
+        let real = dir.path().join("real");
+        std::fs::write(&real, b"ok").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert_eq!(read_bounded(&link, 10).unwrap(), b"ok");
     }
 
     #[test]

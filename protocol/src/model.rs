@@ -130,22 +130,95 @@ pub struct Reason {
 /// bloat every report and view.
 pub const MAX_REASON_LEN: usize = 512;
 
+/// Longest reason code and reason node kept (bytes); longer ones are cut like messages.
+pub const MAX_REASON_CODE_LEN: usize = 64;
+pub const MAX_REASON_NODE_LEN: usize = 128;
+
+/// Characters that change how text looks without being seen: controls (Cc), format
+/// characters (Cf: zero-width space and joiners, the bidirectional overrides and
+/// isolates, the BOM, soft hyphen, tags) and the line/paragraph separators. With them
+/// `db1` and `db1` + U+200B look identical, and U+202E reverses what follows.
+/// The Cf list is Unicode 15's, which Rust's std does not expose.
+pub fn is_hidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{0600}'..='\u{0605}' | '\u{061C}' | '\u{06DD}' | '\u{070F}'
+            | '\u{0890}'..='\u{0891}' | '\u{08E2}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}' | '\u{110BD}' | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}' | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}' | '\u{E0020}'..='\u{E007F}')
+}
+
+/// Text for display with every hidden character made visible as `<U+XXXX>`, so a
+/// reason can still be read but cannot hide or reorder what it says.
+pub fn mark_hidden(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(is_hidden_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_hidden_char(c) {
+            out.push_str(&format!("<U+{:04X}>", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Cuts `s` to at most `max` bytes on a char boundary, marking the cut with `…`.
+fn cut_to(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+}
+
 impl Reason {
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
         let mut message: String = message.into();
-        if message.len() > MAX_REASON_LEN {
-            let mut cut = MAX_REASON_LEN;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push('…');
-        }
+        cut_to(&mut message, MAX_REASON_LEN);
         Reason {
             code: code.into(),
             message,
             node: None,
         }
+    }
+
+    /// A reason as received on the wire, made safe to keep and show: hidden characters
+    /// marked, then every field cut to its limit. Returns whether anything changed.
+    pub fn bound(&mut self) -> bool {
+        let before = (
+            self.code.len(),
+            self.message.len(),
+            self.node.as_ref().map(String::len),
+        );
+        for (field, max) in [
+            (&mut self.code, MAX_REASON_CODE_LEN),
+            (&mut self.message, MAX_REASON_LEN),
+        ] {
+            if let std::borrow::Cow::Owned(marked) = mark_hidden(field) {
+                *field = marked;
+            }
+            cut_to(field, max);
+        }
+        if let Some(node) = &mut self.node {
+            if let std::borrow::Cow::Owned(marked) = mark_hidden(node) {
+                *node = marked;
+            }
+            cut_to(node, MAX_REASON_NODE_LEN);
+        }
+        before
+            != (
+                self.code.len(),
+                self.message.len(),
+                self.node.as_ref().map(String::len),
+            )
     }
 
     pub fn on_node(mut self, node: impl Into<String>) -> Self {
@@ -177,6 +250,32 @@ mod tests {
         }
         assert!("Manager".parse::<NodeType>().is_err());
         assert!("../db".parse::<NodeType>().is_err());
+    }
+
+    #[test]
+    fn hidden_characters_are_found_and_marked() {
+        for c in [
+            '\u{200B}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{FEFF}',
+            '\u{00AD}',
+            '\u{E0041}',
+            '\n',
+            '\u{1b}',
+        ] {
+            assert!(is_hidden_char(c), "{:X}", c as u32);
+        }
+        for c in ['a', 'é', '中', '…', ' ', '-'] {
+            assert!(!is_hidden_char(c), "{c}");
+        }
+        assert_eq!(mark_hidden("db1\u{200B}"), "db1<U+200B>");
+        assert_eq!(mark_hidden("ok \u{202E}gnp.exe"), "ok <U+202E>gnp.exe");
+        let mut r = Reason::new("c", "x").on_node("db1\u{200B}");
+        r.message = "y".repeat(5000);
+        assert!(r.bound());
+        assert_eq!(r.node.as_deref(), Some("db1<U+200B>"));
+        assert!(r.message.len() <= MAX_REASON_LEN + 3);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! [`EXTENSION_KEY`], which 5.0.5 stores and otherwise ignores. Any other unknown
 //! top-level or `report` key is a 400: a typo must not silently drop data.
 
-use crate::model::{LegacyNodeStatus, NodeStatus, Reason, ServiceStatus};
+use crate::model::{is_hidden_char, LegacyNodeStatus, NodeStatus, Reason, ServiceStatus};
 use crate::timestamp::{parse_legacy, TimestampError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -21,6 +21,21 @@ pub const REPORTING_FREQ_RANGE: std::ops::RangeInclusive<u32> = 1..=3600;
 pub const MAX_SERVICES: usize = 64;
 pub const MAX_TRANSITIONS: usize = 256;
 pub const MAX_NAME_LEN: usize = 128;
+/// Reasons kept per list (a node's, a service's, a transition's); more are dropped and
+/// replaced by one [`REASONS_TRUNCATED`] reason that says how many.
+pub const MAX_REASONS: usize = 16;
+/// Serialized bytes of one service's `extra_info` kept; a larger object is replaced by
+/// `{"truncated": true, "bytes": N}` (5.0.5 shows `extra_info` as opaque JSON).
+pub const MAX_EXTRA_INFO_BYTES: usize = 2048;
+/// Serialized bytes of `facts` accepted; more is refused (400), not cut: the cluster
+/// rules read facts, and a cut list of members would change a verdict.
+pub const MAX_FACTS_BYTES: usize = 16 * 1024;
+/// Code of the reason that stands for dropped reasons.
+pub const REASONS_TRUNCATED: &str = "reasons_truncated";
+
+/// The bounds, chosen at decode time: text and lists a reporter controls are cut with a
+/// marker (the report still counts; what was cut is said), names are refused. So what
+/// the collector keeps and shows per node is bounded whatever is sent (docs/security.md).
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -165,6 +180,10 @@ pub enum BodyError {
     TooLong(&'static str),
     #[error("unsupported extension version {0} (this collector speaks {EXTENSION_VERSION})")]
     ExtensionVersion(u32),
+    #[error("{0} contains control or invisible formatting characters (e.g. U+200B, U+202E)")]
+    HiddenCharacters(&'static str),
+    #[error("facts are {0} bytes (limit {MAX_FACTS_BYTES})")]
+    FactsTooLarge(usize),
 }
 
 /// A decoded and checked report, with the reporter's timestamp in Unix seconds.
@@ -172,19 +191,48 @@ pub enum BodyError {
 pub struct DecodedReport {
     pub body: ReportBody,
     pub reporter_time: i64,
+    /// How many reasons, reason fields and `extra_info` objects were cut to the bounds.
+    pub truncated: usize,
 }
 
 impl ReportBody {
     /// Decodes and validates exact body bytes. Every rule a collector enforces on the
     /// body lives here, so the fuzzer and the collector exercise the same code.
     pub fn decode(bytes: &[u8]) -> Result<DecodedReport, BodyError> {
-        let body: ReportBody =
+        let mut body: ReportBody =
             serde_json::from_slice(bytes).map_err(|e| BodyError::Json(e.to_string()))?;
         let reporter_time = body.validate()?;
+        let truncated = body.bound();
         Ok(DecodedReport {
             body,
             reporter_time,
+            truncated,
         })
+    }
+
+    /// Cuts what a reporter controls to the bounds; returns how many things were cut.
+    fn bound(&mut self) -> usize {
+        let mut cut = 0;
+        for entry in self.report.services.values_mut() {
+            let bytes = serde_json::to_vec(&entry.extra_info).map_or(0, |v| v.len());
+            if bytes > MAX_EXTRA_INFO_BYTES {
+                entry.extra_info = serde_json::Map::from_iter([
+                    ("truncated".to_string(), serde_json::Value::Bool(true)),
+                    ("bytes".to_string(), serde_json::Value::from(bytes)),
+                ]);
+                cut += 1;
+            }
+        }
+        if let Some(ext) = &mut self.extension {
+            cut += bound_reasons(&mut ext.reasons);
+            for detail in ext.services.values_mut() {
+                cut += bound_reasons(&mut detail.reasons);
+            }
+            for t in &mut ext.transitions {
+                cut += bound_reasons(&mut t.reasons);
+            }
+        }
+        cut
     }
 
     fn validate(&self) -> Result<i64, BodyError> {
@@ -197,6 +245,14 @@ impl ReportBody {
         }
         if self.report.services.keys().any(|k| k.len() > MAX_NAME_LEN) {
             return Err(BodyError::TooLong("a service name"));
+        }
+        if self
+            .report
+            .services
+            .keys()
+            .any(|k| k.chars().any(is_hidden_char))
+        {
+            return Err(BodyError::HiddenCharacters("a service name"));
         }
         if let Some(ext) = &self.extension {
             if ext.version != EXTENSION_VERSION {
@@ -211,6 +267,16 @@ impl ReportBody {
             if ext.boot_id.len() > MAX_NAME_LEN {
                 return Err(BodyError::TooLong("boot_id"));
             }
+            if ext.node_name.chars().any(is_hidden_char) {
+                return Err(BodyError::HiddenCharacters("node_name"));
+            }
+            if ext.services.len() > MAX_SERVICES {
+                return Err(BodyError::TooManyServices(ext.services.len()));
+            }
+            let facts = serde_json::to_vec(&ext.facts).map_or(0, |v| v.len());
+            if facts > MAX_FACTS_BYTES {
+                return Err(BodyError::FactsTooLarge(facts));
+            }
         }
         Ok(t)
     }
@@ -222,5 +288,101 @@ impl ReportBody {
             Some(ext) => ext.node_status,
             None => self.report.status.into(),
         }
+    }
+}
+
+/// Bounds one list of reasons: each field cut and its hidden characters marked, at most
+/// [`MAX_REASONS`] kept, and the rest replaced by one reason that counts them.
+fn bound_reasons(reasons: &mut Vec<Reason>) -> usize {
+    let mut cut = reasons.iter_mut().map(|r| usize::from(r.bound())).sum();
+    if reasons.len() > MAX_REASONS {
+        let dropped = reasons.len() - MAX_REASONS;
+        reasons.truncate(MAX_REASONS);
+        reasons.push(Reason::new(
+            REASONS_TRUNCATED,
+            format!("{dropped} more reasons were dropped (limit {MAX_REASONS})"),
+        ));
+        cut += dropped;
+    }
+    cut
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body(ext: serde_json::Value, extra_info: serde_json::Value) -> Vec<u8> {
+        let mut b = json!({
+            "reporting_freq": 5,
+            "timestamp": "20260101000000+0000",
+            "report": {"status": "OK", "services": {"Patroni": {"status": "Active", "extra_info": extra_info}}},
+        });
+        if !ext.is_null() {
+            b["status_reporter"] = ext;
+        }
+        serde_json::to_vec(&b).unwrap()
+    }
+
+    fn ext(name: &str, reasons: serde_json::Value) -> serde_json::Value {
+        json!({"version": 1, "node_status": "Fail", "node_name": name, "agent_version": "x",
+               "boot_id": "b", "seq": 1, "reasons": reasons})
+    }
+
+    #[test]
+    fn hostile_reasons_and_extra_info_are_cut_with_a_marker() {
+        let reasons: Vec<_> = (0..3001)
+            .map(|i| json!({"code": "c", "message": "m".repeat(50_000), "node": format!("n{i}")}))
+            .collect();
+        let d = ReportBody::decode(&body(
+            ext("db1", json!(reasons)),
+            json!({"blob": "x".repeat(250_000)}),
+        ))
+        .unwrap();
+        let ext = d.body.extension.unwrap();
+        assert_eq!(ext.reasons.len(), MAX_REASONS + 1);
+        assert_eq!(ext.reasons[MAX_REASONS].code, REASONS_TRUNCATED);
+        assert!(ext
+            .reasons
+            .iter()
+            .all(|r| r.message.len() <= crate::model::MAX_REASON_LEN + 3));
+        let info = &d.body.report.services["Patroni"].extra_info;
+        assert_eq!(info["truncated"], true);
+        assert!(d.truncated >= 3001);
+    }
+
+    #[test]
+    fn names_with_invisible_characters_are_refused_and_reason_text_is_marked() {
+        for name in ["db1\u{200B}", "\u{202E}1bd", "db\u{2066}1", "db1\u{FEFF}"] {
+            assert_eq!(
+                ReportBody::decode(&body(ext(name, json!([])), json!({}))),
+                Err(BodyError::HiddenCharacters("node_name")),
+                "{name:?}"
+            );
+        }
+        let d = ReportBody::decode(&body(
+            ext(
+                "db1",
+                json!([{"code": "x", "message": "all fine\u{202E}", "node": "db1\u{200B}"}]),
+            ),
+            json!({}),
+        ))
+        .unwrap();
+        let r = &d.body.extension.unwrap().reasons[0];
+        assert_eq!(r.message, "all fine<U+202E>");
+        assert_eq!(r.node.as_deref(), Some("db1<U+200B>"));
+    }
+
+    #[test]
+    fn oversized_facts_are_refused() {
+        let mut e = ext("db1", json!([]));
+        let partitions: Vec<String> = (0..400)
+            .map(|i| format!("rabbit@peer-{i:04}-{}", "x".repeat(40)))
+            .collect();
+        e["facts"] = json!({"broker": {"partitions": partitions}});
+        assert!(matches!(
+            ReportBody::decode(&body(e, json!({}))),
+            Err(BodyError::FactsTooLarge(_))
+        ));
     }
 }

@@ -143,6 +143,32 @@ impl SignedEnvelope {
     }
 }
 
+/// Prefix of a key fingerprint, as OpenSSH writes its own.
+pub const FINGERPRINT_PREFIX: &str = "SHA256:";
+
+/// A public key's fingerprint, `SHA256:<base64url of SHA-256(key)>`: what `configure`
+/// prints for the operator to approve and `nodes forget --accept-key` takes. Short
+/// enough to read aloud, and a different form from the key id so the two are not mixed up.
+pub fn key_fingerprint(public_key: &[u8; 32]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, public_key);
+    format!("{FINGERPRINT_PREFIX}{}", B64.encode(digest.as_ref()))
+}
+
+/// The fingerprint of a key id (the base64url public key the store and the header hold).
+pub fn fingerprint_of_key_id(key_id: &str) -> Option<String> {
+    decode_fixed::<32>(key_id).map(|k| key_fingerprint(&k))
+}
+
+/// What an operator typed as a key: a fingerprint (`SHA256:...`) or a whole key id,
+/// as the canonical fingerprint. `None` for anything else.
+pub fn parse_fingerprint(s: &str) -> Option<String> {
+    let s = s.trim();
+    match s.strip_prefix(FINGERPRINT_PREFIX) {
+        Some(digest) => decode_fixed::<32>(digest).map(|_| s.to_string()),
+        None => fingerprint_of_key_id(s),
+    }
+}
+
 /// Only plain decimal digits: no sign, no spaces, no `+`.
 fn parse_digits(s: &str) -> Option<u64> {
     if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -195,6 +221,10 @@ impl NodeKey {
         B64.encode(self.public_key())
     }
 
+    pub fn fingerprint(&self) -> String {
+        key_fingerprint(&self.public_key())
+    }
+
     pub fn sign(
         &self,
         method: &str,
@@ -228,6 +258,32 @@ mod tests {
     }
 
     const PATH: &str = "/api/v3.1/cluster-status/db/n1";
+
+    #[test]
+    fn fingerprints_round_trip_from_key_ids_and_refuse_junk() {
+        let k = key();
+        let fp = k.fingerprint();
+        assert!(
+            fp.starts_with(FINGERPRINT_PREFIX) && fp.len() == 7 + 43,
+            "{fp}"
+        );
+        assert_eq!(
+            fingerprint_of_key_id(&k.key_id()).as_deref(),
+            Some(fp.as_str())
+        );
+        assert_eq!(parse_fingerprint(&fp).as_deref(), Some(fp.as_str()));
+        assert_eq!(parse_fingerprint(&k.key_id()).as_deref(), Some(fp.as_str()));
+        for junk in [
+            "",
+            "SHA256:",
+            "SHA256:abc",
+            "md5:xx",
+            "not a key",
+            &fp[..30],
+        ] {
+            assert_eq!(parse_fingerprint(junk), None, "{junk:?}");
+        }
+    }
 
     #[test]
     fn header_round_trips_and_verifies() {

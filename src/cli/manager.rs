@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use sr_collector::store::{Role, Store, TokenInfo};
+use sr_collector::store::{ForgetOutcome, Role, Store, TokenInfo};
 use sr_collector::{setup, Config};
 use sr_protocol::view::ClusterStatus;
 use sr_protocol::NodeType;
@@ -187,15 +187,22 @@ Example:\n  status-reporter nodes list"
     /// Forget NODE (id or name): clears its pinned key and key-mismatch flag.
     #[command(
         long_about = "Forget a node by id or name: its pinned key, key-mismatch flag, latest report and \
-replay state. Its next signed report pins its key afresh (trust on first use). Do this after \
-checking why the node's key changed (reinstall, restored disk).\n\n\
-Example:\n  status-reporter nodes forget db2 --type db"
+replay state. Its old key is remembered as forgotten and cannot pin again unless named with \
+--accept-key. With --accept-key FINGERPRINT (printed by `configure` on the node), only that key \
+may pin next; without it, the next signed report pins its key afresh (trust on first use), \
+which anyone holding the role token could win. Do this after checking why the node's key \
+changed (reinstall, restored disk). A name shared by several nodes is refused: give the node id.\n\n\
+Example:\n  status-reporter nodes forget db2 --type db --accept-key SHA256:3q2x..."
     )]
     Forget {
         node: String,
         /// Only a node of this type.
         #[arg(long = "type")]
         node_type: Option<NodeType>,
+        /// Accept only this key next: its fingerprint (`SHA256:...`, printed by the node's
+        /// `configure`) or its key id. Without it, any key not forgotten before may pin.
+        #[arg(long, value_name = "FINGERPRINT")]
+        accept_key: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -423,21 +430,60 @@ fn nodes(cmd: NodesCommand) -> anyhow::Result<i32> {
         NodesCommand::Forget {
             node,
             node_type,
+            accept_key,
             store,
         } => {
-            let n = store.open()?.forget_node(&node, node_type)?;
-            if n == 0 {
-                bail!("no node with id or name {node:?}");
+            let accept = match accept_key.as_deref() {
+                Some(given) => Some(sr_protocol::signing::parse_fingerprint(given).with_context(|| {
+                    format!("--accept-key {:?} is neither a key fingerprint (SHA256:...) nor a key id", clean(given))
+                })?),
+                None => None,
+            };
+            let outcome = store.open()?.forget_one(
+                &node,
+                node_type,
+                accept.as_deref(),
+                sr_collector::clock::now_ms(),
+            )?;
+            match outcome {
+                ForgetOutcome::NoMatch => bail!("no node with id or name {:?}", clean(&node)),
+                ForgetOutcome::Ambiguous(rows) => {
+                    let ids: Vec<String> = rows
+                        .iter()
+                        .map(|r| format!("{} {}", r.node_type, clean(&r.node_id)))
+                        .collect();
+                    bail!(
+                        "{:?} names {} nodes ({}); nothing was forgotten: give the node id (and --type)",
+                        clean(&node),
+                        rows.len(),
+                        ids.join(", ")
+                    )
+                }
+                ForgetOutcome::Forgotten(f) => {
+                    let old = f.fingerprint.as_deref().unwrap_or("(unsigned)");
+                    match &accept {
+                        Some(fp) => println!(
+                            "forgot {} node {}; old key {old} refused from now on; only key {fp} may pin next",
+                            f.row.node_type,
+                            clean(&f.row.node_id)
+                        ),
+                        None => println!(
+                            "forgot {} node {}; old key {old} refused from now on; the next signed report pins its key (use --accept-key to name it)",
+                            f.row.node_type,
+                            clean(&f.row.node_id)
+                        ),
+                    }
+                }
             }
-            println!("forgot {n} node(s); the next signed report pins a new key");
         }
     }
     Ok(0)
 }
 
-/// Strips control characters so a hostile node name cannot rewrite the terminal.
+/// Makes control and invisible formatting characters visible (`<U+200B>`) so a hostile
+/// node name cannot rewrite the terminal or pass for another node's name.
 fn clean(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(128).collect()
+    sr_protocol::model::mark_hidden(s).chars().take(128).collect()
 }
 
 const EXIT_UNREACHABLE: i32 = 3;
@@ -468,8 +514,7 @@ fn read_token(args: &StatusArgs) -> anyhow::Result<String> {
         return Ok(t.trim().to_string());
     }
     if let Some(f) = &args.token_file {
-        let t = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        return Ok(t.trim().to_string());
+        return sr_fsutil::read_token_file(f).with_context(|| format!("reading {}", f.display()));
     }
     bail!("no token: pass --token-file FILE or set STATUS_REPORTER_TOKEN")
 }

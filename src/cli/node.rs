@@ -52,8 +52,16 @@ impl ConfigArg {
 #[derive(Args)]
 pub struct ConfigureCmd {
     /// The reporter token for this node's type (from the manager installer or `tokens create`).
-    #[arg(long)]
-    pub token: String,
+    /// Prefer --token-file: a flag is visible in `ps` while configure runs.
+    #[arg(
+        long,
+        required_unless_present = "token_file",
+        conflicts_with = "token_file"
+    )]
+    pub token: Option<String>,
+    /// File holding the reporter token, or `-` to read it from standard input.
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
     /// The cluster CA certificate (PEM). Managers are trusted only if it signed them.
     #[arg(long)]
     pub ca_path: PathBuf,
@@ -136,9 +144,23 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn configure_cmd(c: ConfigureCmd) -> anyhow::Result<i32> {
+    let token = match (c.token, &c.token_file) {
+        (Some(t), _) => t,
+        (None, Some(f)) => match sr_fsutil::read_token_file(f) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!(
+                    "error: nothing was written; --token-file {}: {e}",
+                    f.display()
+                );
+                return Ok(2);
+            }
+        },
+        (None, None) => anyhow::bail!("give --token-file PATH (or --token)"),
+    };
     let args = configure::ConfigureArgs {
         config_path: c.config.path(),
-        token: c.token,
+        token,
         ca_path: c.ca_path,
         managers: c.managers_ip,
         node_type: c.node_type,

@@ -51,10 +51,16 @@ pub fn install_default_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Longest PEM file accepted (a CA bundle, a certificate chain or a key): a large system
+/// bundle is ~250 KiB, so 1 MiB leaves room while a symlink to `/dev/zero` is refused.
+pub const MAX_PEM_BYTES: u64 = 1 << 20;
+
+/// Every certificate and key file goes through the one bounded reader: regular files
+/// only (a FIFO would block `validate` forever) and at most [`MAX_PEM_BYTES`].
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    sr_fsutil::read_bounded(path, MAX_PEM_BYTES).map_err(|e| TlsError::Read {
         path: path.display().to_string(),
-        source,
+        source: e.into(),
     })
 }
 

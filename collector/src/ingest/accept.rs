@@ -40,7 +40,7 @@ pub(super) async fn accept(
     let name = ext
         .map(|e| e.node_name.clone())
         .unwrap_or_else(|| verified.key.1.clone());
-    if name.is_empty() || name.chars().any(char::is_control) {
+    if name.is_empty() || name.chars().any(sr_protocol::model::is_hidden_char) {
         return Err(Refusal::BadNodeName);
     }
     let private_ip = match ext.and_then(|e| e.private_ip.as_deref()) {
@@ -70,17 +70,20 @@ pub(super) async fn accept(
 async fn admit(app: &App, v: &Verified) -> Result<bool, Refusal> {
     let checked = {
         let nodes = app.mem.lock();
-        match nodes.map.get(&v.key) {
-            None if nodes.map.len() >= app.cfg.max_nodes => {
-                Counters::bump(&app.mem.counters.nodes_refused);
-                return Err(Refusal::TooManyNodes {
-                    max_nodes: app.cfg.max_nodes,
-                });
-            }
-            None => Ok(true),
-            Some(entry) => check_pin_and_replay(entry, v.envelope.as_ref(), v.key_id.as_deref())
-                .map(|()| v.key_id.is_some() && entry.pinned.is_none()),
+        let entry = nodes.map.get(&v.key);
+        if entry.is_none() && nodes.map.len() >= app.cfg.max_nodes {
+            Counters::bump(&app.mem.counters.nodes_refused);
+            return Err(Refusal::TooManyNodes {
+                max_nodes: app.cfg.max_nodes,
+            });
         }
+        check_pin_and_replay(
+            entry,
+            v.envelope.as_ref(),
+            v.key_id.as_deref(),
+            v.received_ms,
+        )
+        .map(|()| entry.is_none_or(|e| v.key_id.is_some() && e.pinned.is_none()))
     };
     match checked {
         Err(Refusal::KeyMismatch) => Err(refuse_mismatch(app, &v.key, v.key_id.as_deref()).await),

@@ -7,7 +7,7 @@ use super::trust::{check_pin_and_replay, refuse_mismatch};
 use super::Refusal;
 use crate::app::App;
 use crate::record::LatestReport;
-use crate::store::{DurableWrite, TransitionRow};
+use crate::store::{DurableWrite, PinRefused, TransitionRow};
 use std::sync::Arc;
 
 /// What the 200 answer reports about a committed report.
@@ -31,7 +31,11 @@ pub(super) async fn commit(app: &App, a: Accepted) -> Result<Committed, Refusal>
             tracing::error!(error = %e, "store write failed");
             Refusal::StoreUnavailable
         })?;
-        pins.into_iter().next()
+        match pins.into_iter().next() {
+            Some(Err(refused)) => return Err(pin_refusal(refused, a.verified.key_id.as_deref())),
+            Some(Ok(pinned)) => Some(pinned),
+            None => None,
+        }
     };
 
     let Accepted {
@@ -50,8 +54,15 @@ pub(super) async fn commit(app: &App, a: Accepted) -> Result<Committed, Refusal>
         if let Some(pinned) = pinned_after {
             entry.pinned = pinned;
         }
-        check_pin_and_replay(entry, v.envelope.as_ref(), v.key_id.as_deref()).map(|()| {
+        check_pin_and_replay(
+            Some(entry),
+            v.envelope.as_ref(),
+            v.key_id.as_deref(),
+            v.received_ms,
+        )
+        .map(|()| {
             if let Some(env) = &v.envelope {
+                entry.sent_high_ms = entry.sent_high_ms.max(Some(env.sent_at_ms));
                 match entry.boots.iter_mut().find(|b| b.0 == env.boot_id) {
                     Some(b) => b.1 = env.seq,
                     None => {
@@ -98,6 +109,20 @@ pub(super) async fn commit(app: &App, a: Accepted) -> Result<Committed, Refusal>
         skew_ms,
         key_pinned,
     })
+}
+
+/// Why the store would not pin the key, as the refusal the reporter gets.
+fn pin_refusal(refused: PinRefused, key_id: Option<&str>) -> Refusal {
+    let fingerprint = key_id.and_then(sr_protocol::signing::fingerprint_of_key_id);
+    match refused {
+        PinRefused::Forgotten => Refusal::KeyForgotten {
+            fingerprint: fingerprint.unwrap_or_default(),
+        },
+        PinRefused::NotApproved { expected } => Refusal::KeyNotApproved {
+            fingerprint,
+            expected,
+        },
+    }
 }
 
 /// The writes that must be durable before the 200: the pin on first contact and the

@@ -48,8 +48,26 @@ pub enum Refusal {
     },
     /// Signed by a key other than the one pinned for the node.
     KeyMismatch,
-    /// From a boot of the node older than its current one.
+    /// From a boot of the node older than its current one, or opening a boot with a send
+    /// time not later than one already accepted from the node.
     EarlierBoot,
+    /// A signature that opens a boot (first contact, a new boot id) with a send time
+    /// outside the window around the collector's receive time: a captured old report,
+    /// or a node whose clock is wrong.
+    StaleSignature {
+        sent_at_ms: i64,
+        received_ms: i64,
+    },
+    /// First contact with a key that `nodes forget` tombstoned and the operator has not
+    /// named again.
+    KeyForgotten {
+        fingerprint: String,
+    },
+    /// First contact after `nodes forget --accept-key`, with a key of another fingerprint.
+    KeyNotApproved {
+        fingerprint: Option<String>,
+        expected: String,
+    },
     /// A `(boot_id, seq)` already accepted.
     SeqAlreadySeen {
         seq: u64,
@@ -74,10 +92,12 @@ impl Refusal {
             | BadSignature(_)
             | UnsignedNotAllowed
             | UnsignedForPinnedNode => StatusCode::UNAUTHORIZED,
-            WrongRole { .. } | KeyMismatch => StatusCode::FORBIDDEN,
+            WrongRole { .. } | KeyMismatch | KeyForgotten { .. } | KeyNotApproved { .. } => {
+                StatusCode::FORBIDDEN
+            }
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             TooManyNodes { .. } => StatusCode::INSUFFICIENT_STORAGE,
-            EarlierBoot | SeqAlreadySeen { .. } => StatusCode::CONFLICT,
+            EarlierBoot | SeqAlreadySeen { .. } | StaleSignature { .. } => StatusCode::CONFLICT,
             StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ContentLengthNotANumber
             | UnknownNodeType(_)
@@ -106,6 +126,9 @@ impl Refusal {
             TooManyNodes { .. } => "too_many_nodes",
             KeyMismatch => "key_mismatch",
             EarlierBoot | SeqAlreadySeen { .. } => "replayed_report",
+            StaleSignature { .. } => "stale_signature",
+            KeyForgotten { .. } => "key_forgotten",
+            KeyNotApproved { .. } => "key_not_approved",
             StoreUnavailable => "store_unavailable",
             ContentLengthNotANumber
             | BodyUnreadable
@@ -150,6 +173,24 @@ impl Refusal {
             }
             KeyMismatch => "report signed by a key other than the one pinned for this node; an operator must run `status-reporter nodes forget` to accept a new key".into(),
             EarlierBoot => "report from an earlier boot of this node".into(),
+            StaleSignature {
+                sent_at_ms,
+                received_ms,
+            } => format!(
+                "signed send time ts={sent_at_ms} is {} s from the collector's clock; a first report and the first report of a boot must be sent within {} s (check the node's clock)",
+                sent_at_ms.saturating_sub(*received_ms) / 1000,
+                super::trust::SIGNATURE_WINDOW_MS / 1000
+            ),
+            KeyForgotten { fingerprint } => format!(
+                "key {fingerprint} was forgotten by `nodes forget`; it is accepted again only with `status-reporter nodes forget NODE --accept-key {fingerprint}`"
+            ),
+            KeyNotApproved {
+                fingerprint,
+                expected,
+            } => format!(
+                "the operator approved only key {expected} for this node; this report is signed by {}",
+                fingerprint.as_deref().unwrap_or("no key")
+            ),
             SeqAlreadySeen { seq, last } => {
                 format!("sequence {seq} already seen (last accepted {last})")
             }
@@ -158,7 +199,7 @@ impl Refusal {
                 "status_reporter.boot_id/seq disagree with the signature header".into()
             }
             BadNodeName => {
-                "status_reporter.node_name must be non-empty without control characters".into()
+                "status_reporter.node_name must be non-empty without control or invisible formatting characters".into()
             }
             BadPrivateIp => "status_reporter.private_ip is not an IP address".into(),
             StoreUnavailable => "the collector could not store the report; retry later".into(),

@@ -27,7 +27,10 @@ mod tokens;
 mod transitions;
 mod users;
 
-pub use nodes::{DurableWrite, LatestRow, NodeRow, PinOutcome, StoredNode, BOOTS_KEPT};
+pub use nodes::{
+    DurableWrite, ForgetOutcome, Forgotten, LatestRow, NodeRow, PinOutcome, PinRefused, StoredNode,
+    BOOTS_KEPT, TOMBSTONES_KEPT,
+};
 pub use tokens::{token_hash, Role, TokenInfo, TOKEN_PREFIX};
 pub use transitions::TransitionRow;
 pub use users::verify_password;

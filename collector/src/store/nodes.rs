@@ -1,5 +1,12 @@
 //! Nodes: first-contact pins, key-mismatch flags, the latest report per node with its
 //! replay state, and the durable batch ingest awaits before its 200.
+//!
+//! Also the two records that make `nodes forget` safe (docs/security.md, "Replay and
+//! pinning"): `forgotten_keys`, a bounded tombstone of every key `nodes forget` removed,
+//! which may not pin again unless the operator names it; and `key_approvals`, the one
+//! fingerprint an operator allowed to pin next for a forgotten node
+//! (`nodes forget NODE --accept-key FINGERPRINT`). Both are checked inside the durable
+//! batch that writes the pin, so no race between reports can get around them.
 
 use super::transitions::TransitionRow;
 use super::{node_type_of, Store, StoreError};
@@ -76,8 +83,41 @@ pub enum DurableWrite {
 }
 
 /// Result of a durable batch: for every `Pin`, the key actually pinned afterwards, so a
-/// racing first contact learns which key won.
-pub type PinOutcome = Vec<Option<String>>;
+/// racing first contact learns which key won, or why the key may not be pinned.
+pub type PinOutcome = Vec<Result<Option<String>, PinRefused>>;
+
+/// Why a first-contact pin was not written (nor the report's transitions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinRefused {
+    /// The key was removed by `nodes forget` and the operator has not named it again.
+    Forgotten,
+    /// The operator approved another fingerprint (or the report is unsigned).
+    NotApproved { expected: String },
+}
+
+/// Keys remembered as forgotten; the oldest tombstones go first. Bounded so that forget
+/// cannot grow the store without limit; a key forgotten this many forgets ago could pin
+/// again by trust on first use, but only with a fresh signature (a captured report is
+/// refused by the send-time window), i.e. only by someone holding its private key.
+pub const TOMBSTONES_KEPT: usize = 4096;
+
+/// A node removed by `nodes forget`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forgotten {
+    pub row: NodeRow,
+    /// Fingerprint of the key it had pinned, now tombstoned.
+    pub fingerprint: Option<String>,
+}
+
+/// What `nodes forget` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForgetOutcome {
+    Forgotten(Forgotten),
+    NoMatch,
+    /// The selector names several nodes: nothing was removed; the operator must give the
+    /// node id (and `--type` when ids repeat across types).
+    Ambiguous(Vec<NodeRow>),
+}
 
 /// Boots remembered per node; older ones are dropped (a report from a forgotten boot id is
 /// treated as a new boot, which is why the window is generous).
@@ -109,6 +149,12 @@ impl Store {
     /// Forgets every node whose id or name is `selector` (optionally only of `node_type`):
     /// its pin, key-mismatch flag, latest report and replay state. The next report pins
     /// afresh. Transition history is kept for the audit trail. Returns how many went.
+    ///
+    /// This is `cfy cluster remove`'s path (5.0.5 compatible: a removed manager that
+    /// joins again with the same key is accepted), so it does not tombstone the key; a
+    /// captured report still cannot re-pin it once the send-time window has passed. The
+    /// CLI's `nodes forget` uses [`Store::forget_one`], which tombstones and refuses an
+    /// ambiguous selector.
     pub fn forget_node(
         &self,
         selector: &str,
@@ -119,6 +165,68 @@ impl Store {
             "DELETE FROM nodes WHERE (node_id = ?1 OR name = ?1) AND (?2 IS NULL OR node_type = ?2)",
             params![selector, t],
         )?)
+    }
+
+    /// `nodes forget`: forgets the one node `selector` names (an exact node id first,
+    /// else a name) and tombstones its key. With `accept`, a fingerprint
+    /// ([`sr_protocol::signing::parse_fingerprint`]'s canonical form), only a key of that
+    /// fingerprint may pin next, even a tombstoned one; without it, any key that is not
+    /// tombstoned (trust on first use).
+    pub fn forget_one(
+        &self,
+        selector: &str,
+        node_type: Option<NodeType>,
+        accept: Option<&str>,
+        now_ms: i64,
+    ) -> Result<ForgetOutcome, StoreError> {
+        let rows = self.nodes_matching(selector, node_type)?;
+        let by_id: Vec<NodeRow> = rows
+            .iter()
+            .filter(|r| r.node_id == selector)
+            .cloned()
+            .collect();
+        let mut chosen = if by_id.is_empty() { rows } else { by_id };
+        let row = match chosen.len() {
+            0 => return Ok(ForgetOutcome::NoMatch),
+            1 => chosen.remove(0),
+            _ => return Ok(ForgetOutcome::Ambiguous(chosen)),
+        };
+        let tx = self.conn.unchecked_transaction()?;
+        let fingerprint = forget_row(&tx, &row, now_ms)?;
+        if let Some(fp) = accept {
+            tx.execute(
+                "DELETE FROM forgotten_keys WHERE fingerprint = ?1",
+                params![fp],
+            )?;
+            tx.execute(
+                "INSERT OR REPLACE INTO key_approvals (node_type, node_id, fingerprint, approved_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![row.node_type, row.node_id, fp, now_ms],
+            )?;
+        }
+        tx.commit()?;
+        Ok(ForgetOutcome::Forgotten(Forgotten { row, fingerprint }))
+    }
+
+    fn nodes_matching(
+        &self,
+        selector: &str,
+        node_type: Option<NodeType>,
+    ) -> Result<Vec<NodeRow>, StoreError> {
+        Ok(self
+            .list_nodes()?
+            .into_iter()
+            .filter(|r| r.node_id == selector || r.name == selector)
+            .filter(|r| node_type.is_none_or(|t| t.as_str() == r.node_type))
+            .collect())
+    }
+
+    /// Tombstoned fingerprints, newest first (for tests and `nodes list`).
+    pub fn forgotten_keys(&self) -> Result<Vec<String>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT fingerprint FROM forgotten_keys ORDER BY forgotten_ms DESC, rowid DESC",
+        )?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Every node with its latest report and boots, for the server's memory.
@@ -178,6 +286,9 @@ impl Store {
     pub fn commit_durable(&mut self, writes: &[DurableWrite]) -> Result<PinOutcome, StoreError> {
         let tx = self.conn.transaction()?;
         let mut pins = Vec::new();
+        // Nodes whose latest pin attempt in this batch was refused: their transitions,
+        // which follow the pin in the same request, are not written either.
+        let mut refused: std::collections::HashSet<(NodeType, &str)> = Default::default();
         for w in writes {
             match w {
                 DurableWrite::Pin {
@@ -188,6 +299,12 @@ impl Store {
                     private_ip,
                     at_ms,
                 } => {
+                    if let Err(why) = may_pin(&tx, *node_type, node_id, key.as_deref())? {
+                        refused.insert((*node_type, node_id.as_str()));
+                        pins.push(Err(why));
+                        continue;
+                    }
+                    refused.remove(&(*node_type, node_id.as_str()));
                     // Cached statements: a first-contact wave pins thousands of nodes, and
                     // parsing the SQL again for each one showed in the benchmark.
                     tx.prepare_cached(
@@ -200,7 +317,7 @@ impl Store {
                             "SELECT pubkey FROM nodes WHERE node_type = ?1 AND node_id = ?2",
                         )?
                         .query_row(params![node_type.as_str(), node_id], |r| r.get(0))?;
-                    pins.push(pinned);
+                    pins.push(Ok(pinned));
                 }
                 DurableWrite::FlagMismatch {
                     node_type,
@@ -218,6 +335,9 @@ impl Store {
                     received_ms,
                     rows,
                 } => {
+                    if refused.contains(&(*node_type, node_id.as_str())) {
+                        continue;
+                    }
                     let mut st = tx.prepare_cached(
                         "INSERT OR IGNORE INTO transitions (node_type, node_id, boot_id, seq, at_ms, received_ms, service, from_status, to_status, reasons)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -301,5 +421,180 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
+    }
+}
+
+/// Whether `key` may be pinned to the node: the operator's approval, if any, decides;
+/// otherwise any key that is not tombstoned. An approval is used up by the pin it allows.
+fn may_pin(
+    tx: &rusqlite::Transaction<'_>,
+    node_type: NodeType,
+    node_id: &str,
+    key: Option<&str>,
+) -> Result<Result<(), PinRefused>, StoreError> {
+    let fingerprint = key.and_then(sr_protocol::signing::fingerprint_of_key_id);
+    let approved: Option<String> = tx
+        .prepare_cached(
+            "SELECT fingerprint FROM key_approvals WHERE node_type = ?1 AND node_id = ?2",
+        )?
+        .query_row(params![node_type.as_str(), node_id], |r| r.get(0))
+        .optional()?;
+    if let Some(expected) = approved {
+        if fingerprint.as_deref() != Some(expected.as_str()) {
+            return Ok(Err(PinRefused::NotApproved { expected }));
+        }
+        tx.prepare_cached("DELETE FROM key_approvals WHERE node_type = ?1 AND node_id = ?2")?
+            .execute(params![node_type.as_str(), node_id])?;
+        return Ok(Ok(()));
+    }
+    let Some(fp) = fingerprint else {
+        return Ok(Ok(()));
+    };
+    let forgotten = tx
+        .prepare_cached("SELECT 1 FROM forgotten_keys WHERE fingerprint = ?1")?
+        .exists(params![fp])?;
+    Ok(if forgotten {
+        Err(PinRefused::Forgotten)
+    } else {
+        Ok(())
+    })
+}
+
+/// Deletes the node (its latest report and boots go with it) and tombstones its pinned
+/// key, trimming the tombstones to [`TOMBSTONES_KEPT`]. Returns the key's fingerprint.
+fn forget_row(
+    tx: &rusqlite::Transaction<'_>,
+    row: &NodeRow,
+    now_ms: i64,
+) -> Result<Option<String>, StoreError> {
+    tx.execute(
+        "DELETE FROM nodes WHERE node_type = ?1 AND node_id = ?2",
+        params![row.node_type, row.node_id],
+    )?;
+    // A stale approval must not outlive the node it was given for.
+    tx.execute(
+        "DELETE FROM key_approvals WHERE node_type = ?1 AND node_id = ?2",
+        params![row.node_type, row.node_id],
+    )?;
+    let fingerprint = row
+        .pinned_key
+        .as_deref()
+        .and_then(sr_protocol::signing::fingerprint_of_key_id);
+    if let Some(fp) = &fingerprint {
+        tx.execute(
+            "INSERT OR REPLACE INTO forgotten_keys (fingerprint, node_type, node_id, forgotten_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![fp, row.node_type, row.node_id, now_ms],
+        )?;
+        tx.execute(
+            "DELETE FROM forgotten_keys WHERE fingerprint NOT IN
+             (SELECT fingerprint FROM forgotten_keys ORDER BY forgotten_ms DESC, rowid DESC LIMIT ?1)",
+            params![TOMBSTONES_KEPT as i64],
+        )?;
+    }
+    Ok(fingerprint)
+}
+
+#[cfg(test)]
+mod forget_tests {
+    use super::*;
+    use sr_protocol::signing::NodeKey;
+
+    fn key_id() -> String {
+        NodeKey::from_pkcs8(&NodeKey::generate_pkcs8().unwrap())
+            .unwrap()
+            .key_id()
+    }
+
+    fn pin(id: &str, name: &str, key: &str) -> DurableWrite {
+        DurableWrite::Pin {
+            node_type: NodeType::Db,
+            node_id: id.into(),
+            name: name.into(),
+            key: Some(key.into()),
+            private_ip: None,
+            at_ms: 1,
+        }
+    }
+
+    fn fp(key: &str) -> String {
+        sr_protocol::signing::fingerprint_of_key_id(key).unwrap()
+    }
+
+    #[test]
+    fn a_forgotten_key_cannot_pin_again_unless_the_operator_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let (old, new) = (key_id(), key_id());
+        s.commit_durable(&[pin("n1", "db1", &old)]).unwrap();
+        let out = s.forget_one("db1", None, None, 5).unwrap();
+        assert!(
+            matches!(&out, ForgetOutcome::Forgotten(f) if f.fingerprint.as_deref() == Some(fp(&old).as_str()))
+        );
+        assert_eq!(s.forgotten_keys().unwrap(), vec![fp(&old)]);
+        assert_eq!(
+            s.commit_durable(&[pin("n1", "db1", &old)]).unwrap(),
+            vec![Err(PinRefused::Forgotten)]
+        );
+        assert!(
+            s.list_nodes().unwrap().is_empty(),
+            "a refused pin writes no node"
+        );
+        // Trust on first use still works for a key never forgotten.
+        assert_eq!(
+            s.commit_durable(&[pin("n1", "db1", &new)]).unwrap(),
+            vec![Ok(Some(new.clone()))]
+        );
+        // Naming the old key again lets it (and only it) pin.
+        s.forget_one("n1", Some(NodeType::Db), Some(&fp(&old)), 6)
+            .unwrap();
+        assert_eq!(
+            s.commit_durable(&[pin("n1", "db1", &new)]).unwrap(),
+            vec![Err(PinRefused::NotApproved { expected: fp(&old) })]
+        );
+        assert_eq!(
+            s.commit_durable(&[pin("n1", "db1", &old)]).unwrap(),
+            vec![Ok(Some(old.clone()))]
+        );
+        assert!(!s.forgotten_keys().unwrap().contains(&fp(&old)));
+    }
+
+    #[test]
+    fn forget_refuses_a_name_shared_by_several_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.commit_durable(&[pin("real", "dbA", &key_id()), pin("fake", "dbA", &key_id())])
+            .unwrap();
+        match s.forget_one("dbA", None, None, 5).unwrap() {
+            ForgetOutcome::Ambiguous(rows) => assert_eq!(rows.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.list_nodes().unwrap().len(), 2, "nothing was removed");
+        // The node id picks exactly one.
+        assert!(matches!(
+            s.forget_one("fake", None, None, 5).unwrap(),
+            ForgetOutcome::Forgotten(f) if f.row.node_id == "fake"
+        ));
+        assert_eq!(
+            s.forget_one("nobody", None, None, 5).unwrap(),
+            ForgetOutcome::NoMatch
+        );
+    }
+
+    #[test]
+    fn tombstones_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        // Insert directly past the bound, then one forget trims to it.
+        for i in 0..TOMBSTONES_KEPT + 3 {
+            s.conn
+                .execute(
+                    "INSERT INTO forgotten_keys (fingerprint, node_type, node_id, forgotten_ms) VALUES (?1, 'db', 'x', ?2)",
+                    params![format!("SHA256:{i}"), i as i64],
+                )
+                .unwrap();
+        }
+        s.commit_durable(&[pin("n1", "db1", &key_id())]).unwrap();
+        s.forget_one("n1", None, None, i64::MAX).unwrap();
+        assert_eq!(s.forgotten_keys().unwrap().len(), TOMBSTONES_KEPT);
     }
 }

@@ -45,6 +45,19 @@ CREATE TABLE IF NOT EXISTS boots (
     PRIMARY KEY (node_type, node_id, boot_id),
     FOREIGN KEY (node_type, node_id) REFERENCES nodes (node_type, node_id) ON DELETE CASCADE
 );
+CREATE TABLE IF NOT EXISTS forgotten_keys (
+    fingerprint TEXT PRIMARY KEY,
+    node_type TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    forgotten_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS key_approvals (
+    node_type TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    approved_ms INTEGER NOT NULL,
+    PRIMARY KEY (node_type, node_id)
+);
 CREATE TABLE IF NOT EXISTS transitions (
     node_type TEXT NOT NULL,
     node_id TEXT NOT NULL,

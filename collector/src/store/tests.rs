@@ -80,11 +80,11 @@ fn a_pin_is_never_replaced_and_forget_clears_it() {
     let (_d, mut s) = store();
     assert_eq!(
         s.commit_durable(&[pin("n1", "A")]).unwrap(),
-        vec![Some("A".to_string())]
+        vec![Ok(Some("A".to_string()))]
     );
     assert_eq!(
         s.commit_durable(&[pin("n1", "B")]).unwrap(),
-        vec![Some("A".to_string())]
+        vec![Ok(Some("A".to_string()))]
     );
     s.commit_durable(&[DurableWrite::FlagMismatch {
         node_type: NodeType::Db,
@@ -99,7 +99,7 @@ fn a_pin_is_never_replaced_and_forget_clears_it() {
     assert_eq!(s.forget_node("n1-name", None).unwrap(), 1);
     assert_eq!(
         s.commit_durable(&[pin("n1", "B")]).unwrap(),
-        vec![Some("B".to_string())]
+        vec![Ok(Some("B".to_string()))]
     );
     assert!(!s.list_nodes().unwrap()[0].key_mismatch);
 }
