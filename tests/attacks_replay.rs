@@ -6,10 +6,10 @@
 //! The attacker holds the db role token (shared by every db node) and whatever it
 //! captured on the wire; it never holds the real node's private key.
 
-#[path = "procs/mod.rs"]
-mod procs;
+mod harness;
 
-use procs::*;
+use harness::fixtures::now_ms;
+use harness::*;
 use serde_json::{json, Value};
 use sr_protocol::signing::NodeKey;
 
@@ -99,7 +99,7 @@ async fn send(c: &Collector, r: &Captured) -> (u16, String) {
 }
 
 fn collector(dir: &std::path::Path) -> Collector {
-    let pki = Pki::new(&dir.join("pki"));
+    let pki = Pki::new(&dir.join("pki"), "replay attacks CA");
     let mut c = Collector::init(&dir.join("c"), &pki, "127.0.0.1:0");
     c.spawn();
     c
@@ -130,19 +130,11 @@ fn node_ids(c: &Collector) -> Vec<String> {
 
 /// Waits until the running collector has picked up the CLI's change (one flush).
 async fn until_refused_or_accepted(c: &Collector, r: &Captured, want: (u16, &str)) {
-    let deadline = std::time::Instant::now() + DEADLINE;
-    loop {
+    eventually(&format!("{want:?} for {}", r.path), DEADLINE, || async {
         let got = send(c, r).await;
-        if got.0 == want.0 && got.1 == want.1 {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "wanted {want:?}, still {got:?}"
-        );
-        // Polling with a deadline: the collector picks the CLI's change up on its next flush.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        got.0 == want.0 && got.1 == want.1
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,13 +239,7 @@ async fn a_report_from_a_boot_long_gone_is_refused_and_does_not_lock_the_node_ou
     // The same holds after a restart of the collector (replay state reloaded): SIGTERM,
     // whose drain writes the latest reports, then a new process on the same store.
     let mut c = c;
-    let mut child = c.child.take().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    child.wait().unwrap();
+    assert!(c.stop().success());
     c.spawn();
     assert_eq!(send(&c, &captured).await, (409, "replayed_report".into()));
     real.boot = "boot-after-restart".into();

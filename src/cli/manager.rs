@@ -483,7 +483,10 @@ fn nodes(cmd: NodesCommand) -> anyhow::Result<i32> {
 /// Makes control and invisible formatting characters visible (`<U+200B>`) so a hostile
 /// node name cannot rewrite the terminal or pass for another node's name.
 fn clean(s: &str) -> String {
-    sr_protocol::model::mark_hidden(s).chars().take(128).collect()
+    sr_protocol::model::mark_hidden(s)
+        .chars()
+        .take(128)
+        .collect()
 }
 
 const EXIT_UNREACHABLE: i32 = 3;
