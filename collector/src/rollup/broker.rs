@@ -52,27 +52,44 @@ fn viewer(n: &NodeInput) -> Option<Viewer<'_>> {
 }
 
 /// Status and reasons of the broker service type. `nodes` are all of type broker.
+///
+/// The quorum rule, then the split-brain rules over the fresh views; a split brain is Fail
+/// and its reasons come first, the node reasons after them.
 pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>) {
-    let (mut status, mut reasons) = generic::rollup(nodes, policy);
+    let (status, reasons) = generic::rollup(nodes, policy);
     let viewers: Vec<Viewer> = nodes.iter().filter_map(viewer).collect();
-
-    let mut split: Vec<Reason> = Vec::new();
-    for v in &viewers {
-        if !v.facts.partitions.is_empty() {
-            split.push(
-                Reason::new(
-                    codes::SPLIT_BRAIN,
-                    format!(
-                        "{} ({}) reports a network partition with {}",
-                        v.node.name,
-                        v.rabbit,
-                        v.facts.partitions.join(", ")
-                    ),
-                )
-                .on_node(v.node.name.clone()),
-            );
-        }
+    let mut split = partitions_reported(&viewers);
+    split.extend(contradicting_views(&viewers));
+    if split.is_empty() {
+        return (status, reasons);
     }
+    split.extend(reasons);
+    (NodeStatus::Fail, split)
+}
+
+/// Every node that reports a RabbitMQ network partition.
+fn partitions_reported(viewers: &[Viewer]) -> Vec<Reason> {
+    viewers
+        .iter()
+        .filter(|v| !v.facts.partitions.is_empty())
+        .map(|v| {
+            Reason::new(
+                codes::SPLIT_BRAIN,
+                format!(
+                    "{} ({}) reports a network partition with {}",
+                    v.node.name,
+                    v.rabbit,
+                    v.facts.partitions.join(", ")
+                ),
+            )
+            .on_node(v.node.name.clone())
+        })
+        .collect()
+}
+
+/// Every pair of running nodes that each see the other down.
+fn contradicting_views(viewers: &[Viewer]) -> Vec<Reason> {
+    let mut split = Vec::new();
     for (i, a) in viewers.iter().enumerate() {
         for b in &viewers[i + 1..] {
             if a.rabbit != b.rabbit
@@ -92,13 +109,7 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
             }
         }
     }
-    if !split.is_empty() {
-        status = NodeStatus::Fail;
-        // The split brain first: it is the reason that matters; node reasons follow.
-        split.append(&mut reasons);
-        reasons = split;
-    }
-    (status, reasons)
+    split
 }
 
 #[cfg(test)]
