@@ -21,7 +21,14 @@
 //!   leader [`replica_rules`] (a replica not streaming, on another timeline or lagging over
 //!   `maximum_lag_on_failover`, no failover-capable replica), [`sync_standby`] (none with
 //!   `synchronous_mode`), [`dcs_unreachable`].
+//!
+//! A legacy (5.0.5) node's facts are thinner ([`super::legacy`]): its node name stands in
+//! for the member name, and a legacy leader's walsenders carry no names, so
+//! [`unnamed_walsenders`] counts them against the replicas instead of
+//! [`replica_streaming`] looking each one up; lag that neither report could carry is not
+//! judged.
 
+use super::legacy::LegacyDetail;
 use super::{generic, NodeInput, Policy};
 use sr_protocol::facts::{DbFacts, MemberView, ReplicationView};
 use sr_protocol::reasons as codes;
@@ -71,6 +78,8 @@ struct Member<'a> {
     member: &'a str,
     /// Facts of a fresh report only.
     facts: Option<&'a DbFacts>,
+    /// Set when those facts were read from a legacy (5.0.5) body.
+    legacy: Option<&'a LegacyDetail>,
 }
 
 impl Member<'_> {
@@ -109,6 +118,10 @@ impl<'a> DbCluster<'a> {
                     .and_then(|d| d.member.as_deref())
                     .unwrap_or(n.name.as_str()),
                 facts: if n.fresh { db_facts(n) } else { None },
+                legacy: n
+                    .legacy
+                    .as_ref()
+                    .filter(|_| n.fresh && db_facts(n).is_some()),
             })
             .collect();
         let views = members
@@ -310,13 +323,17 @@ struct Leader<'a> {
     facts: Option<&'a DbFacts>,
     /// The leader's walsenders by application name, when its Patroni answered.
     walsenders: Option<&'a BTreeMap<String, ReplicationView>>,
+    /// A legacy leader's walsenders, which carry no names (then `walsenders` is empty).
+    unnamed: Option<&'a [ReplicationView]>,
     timeline: Option<u64>,
     max_lag: u64,
 }
 
 impl<'a> Leader<'a> {
     fn new(c: &DbCluster<'a>, member: &'a str) -> Self {
-        let facts = c.member(member).and_then(|m| m.facts);
+        let leader = c.member(member);
+        let facts = leader.and_then(|m| m.facts);
+        let answered = facts.filter(|f| f.patroni_reachable == Some(true));
         let max_lag = facts
             .and_then(|f| f.maximum_lag_on_failover)
             .or_else(|| {
@@ -328,9 +345,10 @@ impl<'a> Leader<'a> {
         Leader {
             member,
             facts,
-            walsenders: facts
-                .filter(|f| f.patroni_reachable == Some(true))
-                .map(|f| &f.replication),
+            walsenders: answered.map(|f| &f.replication),
+            unnamed: answered
+                .and(leader.and_then(|m| m.legacy))
+                .map(|l| l.unnamed_walsenders.as_slice()),
             timeline: facts
                 .and_then(|f| f.timeline)
                 .or_else(|| c.view_of(member).and_then(|v| v.timeline)),
@@ -346,6 +364,8 @@ struct Replica<'a> {
     facts: Option<&'a DbFacts>,
     /// How a fresh view shows it.
     view: Option<&'a MemberView>,
+    /// Its facts were read from a legacy (5.0.5) body.
+    legacy: bool,
 }
 
 /// The members other than the leader worth judging: a failed node is already reported,
@@ -362,6 +382,7 @@ fn replicas<'a>(c: &DbCluster<'a>, leader: &Leader) -> Vec<Replica<'a>> {
                 member: m.member,
                 facts: m.facts,
                 view,
+                legacy: m.legacy.is_some(),
             })
         })
         .collect()
@@ -377,6 +398,7 @@ fn replica_rules(c: &DbCluster, leader: &Leader) -> Vec<Verdict> {
         verdicts.extend(replica_timeline(leader, r));
         verdicts.extend(replica_lag(leader, r));
     }
+    verdicts.extend(unnamed_walsenders(leader, &replicas));
     verdicts.extend(failover_candidate(leader, &replicas));
     verdicts
 }
@@ -384,6 +406,10 @@ fn replica_rules(c: &DbCluster, leader: &Leader) -> Vec<Verdict> {
 /// The leader's walsender for this replica is streaming (judged only when the leader's
 /// Patroni answered).
 fn replica_streaming(leader: &Leader, r: &Replica) -> Option<Verdict> {
+    if leader.unnamed.is_some() {
+        // A legacy leader's walsenders cannot be looked up by replica: counted instead.
+        return None;
+    }
     let why = match leader.walsenders?.get(r.member) {
         Some(w) if w.state == "streaming" => return None,
         Some(w) => format!("{} is {:?} on the leader, not streaming", r.name, w.state),
@@ -411,6 +437,35 @@ fn replica_timeline(leader: &Leader, r: &Replica) -> Option<Verdict> {
     })
 }
 
+/// A legacy leader's walsenders carry no names: as many must stream as there are
+/// replicas to judge, as 5.0.5 required.
+fn unnamed_walsenders(leader: &Leader, replicas: &[Replica]) -> Option<Verdict> {
+    let walsenders = leader.unnamed?;
+    let streaming = walsenders.iter().filter(|w| w.state == "streaming").count();
+    let others: Vec<&str> = walsenders
+        .iter()
+        .filter(|w| w.state != "streaming")
+        .map(|w| w.state.as_str())
+        .collect();
+    if streaming >= replicas.len() && others.is_empty() {
+        return None;
+    }
+    let mut why = format!(
+        "the leader (a legacy report, walsenders unnamed) streams to {streaming} of {} replicas",
+        replicas.len()
+    );
+    if !others.is_empty() {
+        why += &format!("; other walsenders: {}", others.join(", "));
+    }
+    Some(degraded(Reason::new(codes::REPLICA_NOT_STREAMING, why)))
+}
+
+/// Neither the leader's report nor the replica's can carry lag: both are legacy bodies.
+/// Such a replica is judged as 5.0.5 judged it, by the leader's walsenders streaming.
+fn lag_off_the_wire(leader: &Leader, r: &Replica) -> bool {
+    leader.unnamed.is_some() && r.legacy
+}
+
 /// Replay lag in bytes: the leader's exact measure, else the replica's own, else a view's.
 fn lag_bytes(leader: &Leader, r: &Replica) -> Option<u64> {
     leader
@@ -430,6 +485,7 @@ fn replica_lag(leader: &Leader, r: &Replica) -> Option<Verdict> {
             ),
         ),
         Some(_) => return None,
+        None if lag_off_the_wire(leader, r) => return None,
         None => Reason::new(
             codes::REPLICA_LAG_UNKNOWN,
             format!("no numeric lag is known for {}", r.name),
@@ -440,10 +496,17 @@ fn replica_lag(leader: &Leader, r: &Replica) -> Option<Verdict> {
 
 /// Some replica without the nofailover tag is caught up, so the cluster can fail over.
 fn failover_candidate(leader: &Leader, replicas: &[Replica]) -> Option<Verdict> {
+    let leader_streams = leader
+        .unnamed
+        .is_some_and(|ws| ws.iter().any(|w| w.state == "streaming"));
     let can_take_over = |r: &Replica| {
         let nofailover =
             r.facts.is_some_and(|f| f.nofailover) || r.view.is_some_and(|v| v.nofailover);
-        !nofailover && lag_bytes(leader, r).is_some_and(|b| b <= leader.max_lag)
+        let caught_up = match lag_bytes(leader, r) {
+            Some(b) => b <= leader.max_lag,
+            None => lag_off_the_wire(leader, r) && leader_streams,
+        };
+        !nofailover && caught_up
     };
     (!replicas.iter().any(can_take_over)).then(|| {
         degraded(Reason::new(
@@ -464,8 +527,9 @@ fn sync_standby(c: &DbCluster, leader: &Leader) -> Option<Verdict> {
         return None;
     }
     let has_sync = match leader.walsenders {
-        Some(walsenders) => walsenders
+        Some(named) => named
             .values()
+            .chain(leader.unnamed.into_iter().flatten())
             .any(|w| w.state == "streaming" && matches!(w.sync_state.as_str(), "sync" | "quorum")),
         None => c.views.iter().any(|v| {
             v.members
@@ -745,6 +809,7 @@ mod tests {
                 db: Some(db),
                 broker: None,
             }),
+            legacy: None,
             role: None,
             version: None,
             private_ip: None,
@@ -981,5 +1046,97 @@ mod tests {
         }
         let (s, r) = run(&nodes);
         assert_eq!((s, codes(&r)), (NodeStatus::Degraded, vec!["etcd_quorum"]));
+    }
+
+    /// A 5.0.5 db node: its facts as the roll-up reads them from this `patroni_status`.
+    fn legacy_node(i: usize, role: &str, walsenders: &[(&str, &str)]) -> NodeInput {
+        let list: Vec<serde_json::Value> = walsenders
+            .iter()
+            .map(|(state, sync)| serde_json::json!({"state": state, "sync_state": sync}))
+            .collect();
+        let body = serde_json::json!({
+            "reporting_freq": 5,
+            "timestamp": "20270115080000+0000",
+            "report": {"status": "OK", "services": {"Patroni": {"status": "Active", "extra_info": {
+                "patroni_status": {"state": "running", "role": role, "replications_state": list}}}}}
+        });
+        let report = sr_protocol::report::ReportBody::decode(&serde_json::to_vec(&body).unwrap())
+            .unwrap()
+            .body
+            .report;
+        let (facts, detail) = super::super::legacy::facts(NodeType::Db, &report).unwrap();
+        let mut n = node(i, NodeStatus::Ok, true, facts.db.unwrap());
+        n.legacy = Some(detail);
+        n
+    }
+
+    fn legacy_cluster(leader_role: &str, walsenders: &[(&str, &str)]) -> Vec<NodeInput> {
+        vec![
+            legacy_node(0, leader_role, walsenders),
+            legacy_node(1, "replica", &[]),
+            legacy_node(2, "replica", &[]),
+        ]
+    }
+
+    #[test]
+    fn a_legacy_cluster_is_judged_by_the_leaders_unnamed_walsenders() {
+        let healthy = [("streaming", "sync"), ("streaming", "async")];
+        for role in ["master", "primary"] {
+            assert_eq!(
+                run(&legacy_cluster(role, &healthy)),
+                (NodeStatus::Ok, vec![])
+            );
+        }
+
+        // One replica catching up, none synchronous: 5.0.5 said Fail (no sync replica).
+        let (s, r) = run(&legacy_cluster(
+            "master",
+            &[("streaming", "async"), ("catchup", "async")],
+        ));
+        assert_eq!(s, NodeStatus::Degraded, "{r:?}");
+        assert_eq!(codes(&r), ["replica_not_streaming", "no_sync_standby"]);
+        assert!(
+            r[0].message.contains("1 of 2") && r[0].message.contains("catchup"),
+            "{r:?}"
+        );
+
+        // No walsender at all: nothing streams, nothing can take over.
+        let (s, r) = run(&legacy_cluster("master", &[]));
+        assert_eq!(s, NodeStatus::Degraded, "{r:?}");
+        assert_eq!(
+            codes(&r),
+            [
+                "replica_not_streaming",
+                "no_failover_candidate",
+                "no_sync_standby"
+            ]
+        );
+
+        // Two legacy masters are two self-declared leaders.
+        let mut nodes = legacy_cluster("master", &healthy);
+        nodes[1] = legacy_node(1, "master", &[]);
+        assert!(codes(&run(&nodes).1).contains(&"split_brain"));
+    }
+
+    #[test]
+    fn a_legacy_replica_of_our_leader_is_still_judged_on_lag() {
+        // Our agent on the leader names its walsenders and measures lag; a 5.0.5 replica
+        // cannot carry lag, but the leader's measure of it is enough.
+        let mut nodes = healthy("pg1");
+        nodes[2] = legacy_node(2, "replica", &[]);
+        nodes[2].facts.as_mut().unwrap().db.as_mut().unwrap().member = Some("pg3".into());
+        assert_eq!(run(&nodes), (NodeStatus::Ok, vec![]));
+        // With no measure anywhere (neither the leader's nor a view's), lag is unknown.
+        for (i, n) in nodes.iter_mut().enumerate().take(2) {
+            let mut f = facts(MEMBERS[i], "pg1");
+            f.replica_lag_bytes.remove("pg3");
+            f.cluster_members.get_mut("pg3").unwrap().lag_bytes = None;
+            *n = node(i, NodeStatus::Ok, true, f);
+        }
+        let (s, r) = run(&nodes);
+        assert_eq!(
+            (s, codes(&r)),
+            (NodeStatus::Degraded, vec!["replica_lag_unknown"])
+        );
     }
 }
