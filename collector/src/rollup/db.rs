@@ -104,6 +104,12 @@ struct DbCluster<'a> {
     views: Vec<View<'a>>,
 }
 
+/// A member a `/cluster` view shows in this state is up: Patroni 3 says `running` for a
+/// healthy replica, Patroni 4 `streaming` (and `running` again just after a failover).
+fn runs(state: &str) -> bool {
+    matches!(state, "running" | "streaming")
+}
+
 fn db_facts(n: &NodeInput) -> Option<&DbFacts> {
     n.facts.as_ref().and_then(|f| f.db.as_ref())
 }
@@ -158,10 +164,7 @@ impl<'a> DbCluster<'a> {
         self.views
             .iter()
             .filter(|v| {
-                v.holder != member
-                    && v.members
-                        .get(member)
-                        .is_some_and(|mv| mv.state == "running" || mv.state == "streaming")
+                v.holder != member && v.members.get(member).is_some_and(|mv| runs(&mv.state))
             })
             .map(|v| v.holder)
             .collect()
@@ -376,7 +379,7 @@ fn replicas<'a>(c: &DbCluster<'a>, leader: &Leader) -> Vec<Replica<'a>> {
         .filter(|m| m.member != leader.member)
         .filter_map(|m| {
             let view = c.view_of(m.member);
-            let vouched = !m.node.fresh && view.is_some_and(|v| v.state == "running");
+            let vouched = !m.node.fresh && view.is_some_and(|v| runs(&v.state));
             (m.node.status != NodeStatus::Fail || vouched).then_some(Replica {
                 name: m.node.name.as_str(),
                 member: m.member,
@@ -517,7 +520,8 @@ fn failover_candidate(leader: &Leader, replicas: &[Replica]) -> Option<Verdict> 
 }
 
 /// With `synchronous_mode` on, a synchronous standby streams: by the leader's walsenders
-/// when its Patroni answered, else by the fresh views.
+/// when its Patroni answered, else by the fresh views, where a sync standby has role
+/// `sync_standby` (or `quorum_standby` under Patroni 4's `synchronous_mode: quorum`).
 fn sync_standby(c: &DbCluster, leader: &Leader) -> Option<Verdict> {
     let sync_mode = leader
         .facts
@@ -532,9 +536,9 @@ fn sync_standby(c: &DbCluster, leader: &Leader) -> Option<Verdict> {
             .chain(leader.unnamed.into_iter().flatten())
             .any(|w| w.state == "streaming" && matches!(w.sync_state.as_str(), "sync" | "quorum")),
         None => c.views.iter().any(|v| {
-            v.members
-                .values()
-                .any(|mv| mv.role == "sync_standby" && mv.state == "running")
+            v.members.values().any(|mv| {
+                matches!(mv.role.as_str(), "sync_standby" | "quorum_standby") && runs(&mv.state)
+            })
         }),
     };
     (!has_sync).then(|| {
@@ -1138,5 +1142,116 @@ mod tests {
             (s, codes(&r)),
             (NodeStatus::Degraded, vec!["replica_lag_unknown"])
         );
+    }
+
+    /// A `/cluster` answer captured from a real Patroni 4 cluster, as the probe's facts
+    /// carry it: the leader it names and every member's view.
+    fn captured_cluster(version: &str, file: &str) -> (String, BTreeMap<String, MemberView>) {
+        let doc = captured(version, file);
+        let mut leader = String::new();
+        let mut members = BTreeMap::new();
+        for m in doc["members"].as_array().unwrap() {
+            let name = m["name"].as_str().unwrap().to_string();
+            let role = m["role"].as_str().unwrap();
+            if role == "leader" {
+                leader = name.clone();
+            }
+            let view = MemberView {
+                role: role.into(),
+                state: m["state"].as_str().unwrap().into(),
+                timeline: m["timeline"].as_u64(),
+                lag_bytes: m["lag"].as_u64(),
+                nofailover: m["tags"]["nofailover"].as_bool().unwrap_or(false),
+            };
+            members.insert(name, view);
+        }
+        (leader, members)
+    }
+
+    fn captured(version: &str, file: &str) -> serde_json::Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../probes/fixtures")
+            .join(format!("patroni-{version}"))
+            .join(file);
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// `facts(member, leader)` with its `/cluster` view replaced by a captured one.
+    fn facts_seeing(member: &str, version: &str, file: &str) -> DbFacts {
+        let (leader, members) = captured_cluster(version, file);
+        let mut f = facts(member, &leader);
+        f.cluster_members = members;
+        f
+    }
+
+    const PATRONI4: [&str; 2] = ["4.0.7", "4.1.5"];
+
+    #[test]
+    fn patroni4_a_silent_streaming_replica_is_vouched_for() {
+        for v in PATRONI4 {
+            // The leader's walsenders as its own /patroni listed them.
+            let mut lf = facts_seeing("pg1", v, "leader-cluster.json");
+            lf.replication = captured(v, "leader-patroni.json")["replication"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let text = |k: &str| r[k].as_str().unwrap().to_string();
+                    (
+                        text("application_name"),
+                        ReplicationView {
+                            state: text("state"),
+                            sync_state: text("sync_state"),
+                        },
+                    )
+                })
+                .collect();
+            // pg2 may not take over; pg3, `streaming` in every view, has a silent reporter.
+            let mut f2 = facts_seeing("pg2", v, "leader-cluster.json");
+            f2.nofailover = true;
+            let nodes = vec![
+                node(0, NodeStatus::Ok, true, lf),
+                node(1, NodeStatus::Ok, true, f2),
+                node(
+                    2,
+                    NodeStatus::Fail,
+                    false,
+                    facts_seeing("pg3", v, "leader-cluster.json"),
+                ),
+            ];
+            // Vouched for, pg3 is judged on what the views say (caught up) and can take
+            // over: only its silence is reported.
+            let (s, r) = run(&nodes);
+            assert_eq!((s, codes(&r)), (NodeStatus::Degraded, vec!["stale"]), "{v}");
+        }
+    }
+
+    #[test]
+    fn patroni4_sync_and_quorum_standbys_count_when_seen_only_through_cluster() {
+        for v in PATRONI4 {
+            for (file, has_sync) in [
+                ("cluster-sync.json", true),
+                ("cluster-quorum.json", true),
+                ("leader-cluster.json", false),
+            ] {
+                // The leader's reporter is silent: only the replicas' /cluster views remain.
+                let mut nodes = vec![node(0, NodeStatus::Fail, false, facts("pg1", "pg1"))];
+                for (i, m) in MEMBERS.iter().enumerate().skip(1) {
+                    let mut f = facts_seeing(m, v, file);
+                    f.synchronous_mode = Some(true);
+                    nodes.push(node(i, NodeStatus::Ok, true, f));
+                }
+                let (s, r) = run(&nodes);
+                assert_eq!(s, NodeStatus::Degraded, "{v} {file}: {r:?}");
+                assert!(codes(&r).contains(&"leader_not_reporting"), "{v} {file}");
+                assert_eq!(
+                    !codes(&r).contains(&"no_sync_standby"),
+                    has_sync,
+                    "{v} {file}: {r:?}"
+                );
+            }
+        }
     }
 }
