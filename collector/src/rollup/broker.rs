@@ -192,6 +192,11 @@ mod tests {
             }
         }))
         .unwrap();
+        judged(name, body, ago_ms, true)
+    }
+
+    /// A broker node whose last report, `ago_ms` before [`NOW_MS`], is `body`, judged.
+    fn judged(name: &str, body: ReportBody, ago_ms: i64, signed: bool) -> NodeInput {
         let rec = NodeRecord {
             node_type: NodeType::Broker,
             node_id: format!("id-{name}"),
@@ -202,7 +207,7 @@ mod tests {
                 body,
                 received_ms: NOW_MS - ago_ms,
                 skew_ms: 0,
-                signed: true,
+                signed,
             })),
             status_changes_ms: Vec::new(),
         };
@@ -407,21 +412,7 @@ mod tests {
                 "node_status": {"status": "ok"}, "cluster_status": cluster_status}}}}
         }))
         .unwrap();
-        let rec = NodeRecord {
-            node_type: NodeType::Broker,
-            node_id: format!("id-{name}"),
-            name: name.into(),
-            private_ip: None,
-            key_mismatch: false,
-            latest: Some(Arc::new(LatestReport {
-                body,
-                received_ms: NOW_MS - 1000,
-                skew_ms: 0,
-                signed: false,
-            })),
-            status_changes_ms: Vec::new(),
-        };
-        NodeInput::from_record(&rec, NOW_MS, &Policy::default())
+        judged(name, body, 1000, false)
     }
 
     #[test]
