@@ -3,9 +3,10 @@
 //! Each scenario builds node records, judges them at `NOW` and rolls them up; the JSON
 //! view must equal `tests/golden/<name>.json`. Refresh after an intended change with
 //! `UPDATE_GOLDEN=1 cargo test -p sr-collector --test rollup_golden` and review the diff.
-//! These scenarios use managers (the generic rule) so they pin the node-level judgments
+//! Most scenarios use managers (the generic rule) so they pin the node-level judgments
 //! (staleness, key mismatch, flapping, skew, legacy reports); the db and broker rules
-//! have their own tests.
+//! have their own unit tests. The `legacy_*` scenarios roll up the original 5.0.5
+//! reporter's db and broker bodies, read byte for byte from docs/protocol.md.
 
 use serde_json::json;
 use sr_collector::rollup::generic;
@@ -233,4 +234,90 @@ fn generic_quorum_for_db_and_broker_is_a_majority() {
         .map(|i| input(NodeType::Manager, i == 0, i))
         .collect();
     assert_eq!(generic::rollup(&m, &policy).0, NodeStatus::Degraded);
+}
+
+/// A 5.0.5 reporter's body as docs/protocol.md gives it, byte for byte: the fenced block
+/// after `<!-- legacy-body: NAME -->`. Read from the doc so the doc and the test cannot drift.
+fn documented_body(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/protocol.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let marker = format!("<!-- legacy-body: {name} -->\n```json\n");
+    let start = doc
+        .find(&marker)
+        .unwrap_or_else(|| panic!("{marker:?} missing in {}", path.display()))
+        + marker.len();
+    let end = start + doc[start..].find("\n```").unwrap();
+    doc.as_bytes()[start..end].to_vec()
+}
+
+/// A node whose last report, a second old, is the documented legacy body `body`, unsigned
+/// as 5.0.5 sends it.
+fn legacy_record(node_type: NodeType, name: &str, body: &str) -> NodeRecord {
+    let body = ReportBody::decode(&documented_body(body)).unwrap().body;
+    assert!(body.extension.is_none());
+    let mut r = record(name, Some((body, NOW - 1_000, 0, false)));
+    r.node_type = node_type;
+    r
+}
+
+fn only(t: NodeType) -> Policy {
+    Policy {
+        required_types: vec![t],
+        ..Policy::default()
+    }
+}
+
+#[test]
+fn a_healthy_legacy_db_cluster_is_ok() {
+    // A master with a sync and an async streaming replica, all three 5.0.5 reporters.
+    let records = [
+        legacy_record(NodeType::Db, "db1", "db-master"),
+        legacy_record(NodeType::Db, "db2", "db-replica"),
+        legacy_record(NodeType::Db, "db3", "db-replica"),
+    ];
+    let v = check("legacy_db_healthy", &records, &only(NodeType::Db));
+    assert_eq!(v["status"], "OK", "{v:#}");
+    let nodes = &v["services"]["db"]["nodes"];
+    assert_eq!(nodes["db1"]["role"], "leader");
+    assert_eq!(nodes["db2"]["role"], "replica");
+    assert_eq!(nodes["db3"]["signed"], false);
+}
+
+#[test]
+fn contradicting_legacy_broker_views_are_split_brain() {
+    // broker1 and broker2 see broker3 down; broker3 sees both of them down.
+    let records = [
+        legacy_record(NodeType::Broker, "broker1", "broker-majority"),
+        legacy_record(NodeType::Broker, "broker2", "broker-majority"),
+        legacy_record(NodeType::Broker, "broker3", "broker-minority"),
+    ];
+    let v = check(
+        "legacy_broker_split_brain",
+        &records,
+        &only(NodeType::Broker),
+    );
+    assert_eq!(v["status"], "Fail");
+    let split: Vec<&serde_json::Value> = v["services"]["broker"]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["code"] == "split_brain")
+        .collect();
+    assert_eq!(split.len(), 2, "broker1|broker3 and broker2|broker3: {v:#}");
+    assert!(split
+        .iter()
+        .all(|r| r["message"].as_str().unwrap().contains("broker3")));
+
+    // Views that agree are no split brain, even while they see a member down.
+    let healed = [
+        legacy_record(NodeType::Broker, "broker1", "broker-majority"),
+        legacy_record(NodeType::Broker, "broker2", "broker-majority"),
+        legacy_record(NodeType::Broker, "broker3", "broker-majority"),
+    ];
+    let inputs: Vec<NodeInput> = healed
+        .iter()
+        .map(|r| NodeInput::from_record(r, NOW, &only(NodeType::Broker)))
+        .collect();
+    let view = rollup(&inputs, NOW, &only(NodeType::Broker));
+    assert_eq!(view.status, NodeStatus::Ok, "{view:?}");
 }

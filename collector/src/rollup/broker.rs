@@ -13,6 +13,9 @@
 //!
 //! "Running nodes" are the nodes with a fresh report whose own view lists themselves as
 //! running; a node whose RabbitMQ or management API is down has no view to compare.
+//! A legacy (5.0.5) report's view does not name its own RabbitMQ node: it counts as
+//! running when it sees anyone running, and two views contradict each other when they
+//! share no running node (each side then runs without the other).
 //! Every non-OK result names the nodes behind it.
 
 use super::{generic, NodeInput, Policy};
@@ -24,8 +27,8 @@ use std::collections::BTreeSet;
 /// A fresh node with a usable view of the RabbitMQ cluster.
 struct Viewer<'a> {
     node: &'a NodeInput,
-    /// This node's RabbitMQ name.
-    rabbit: &'a str,
+    /// This node's RabbitMQ name; `None` from a legacy body, which does not say it.
+    rabbit: Option<&'a str>,
     /// Members this node sees running.
     running: BTreeSet<&'a str>,
     facts: &'a BrokerFacts,
@@ -36,14 +39,21 @@ fn viewer(n: &NodeInput) -> Option<Viewer<'_>> {
         return None;
     }
     let facts = n.facts.as_ref()?.broker.as_ref()?;
-    let rabbit = facts.node_name.as_deref()?;
+    let rabbit = facts.node_name.as_deref();
+    if rabbit.is_none() && n.legacy.is_none() {
+        return None;
+    }
     let running: BTreeSet<&str> = facts
         .cluster_view
         .iter()
         .filter(|(_, up)| **up)
         .map(|(name, _)| name.as_str())
         .collect();
-    running.contains(rabbit).then_some(Viewer {
+    let runs = match rabbit {
+        Some(me) => running.contains(me),
+        None => !running.is_empty(),
+    };
+    runs.then_some(Viewer {
         node: n,
         rabbit,
         running,
@@ -51,54 +61,88 @@ fn viewer(n: &NodeInput) -> Option<Viewer<'_>> {
     })
 }
 
-/// Status and reasons of the broker service type. `nodes` are all of type broker.
-pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>) {
-    let (mut status, mut reasons) = generic::rollup(nodes, policy);
-    let viewers: Vec<Viewer> = nodes.iter().filter_map(viewer).collect();
-
-    let mut split: Vec<Reason> = Vec::new();
-    for v in &viewers {
-        if !v.facts.partitions.is_empty() {
-            split.push(
-                Reason::new(
-                    codes::SPLIT_BRAIN,
-                    format!(
-                        "{} ({}) reports a network partition with {}",
-                        v.node.name,
-                        v.rabbit,
-                        v.facts.partitions.join(", ")
-                    ),
-                )
-                .on_node(v.node.name.clone()),
-            );
+impl Viewer<'_> {
+    /// `node (rabbit name)`, or the node alone when its RabbitMQ name is unknown.
+    fn label(&self) -> String {
+        match self.rabbit {
+            Some(r) => format!("{} ({r})", self.node.name),
+            None => self.node.name.clone(),
         }
     }
+
+    fn running_list(&self) -> String {
+        self.running.iter().copied().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Status and reasons of the broker service type. `nodes` are all of type broker.
+///
+/// The quorum rule, then the split-brain rules over the fresh views; a split brain is Fail
+/// and its reasons come first, the node reasons after them.
+pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>) {
+    let (status, reasons) = generic::rollup(nodes, policy);
+    let viewers: Vec<Viewer> = nodes.iter().filter_map(viewer).collect();
+    let mut split = partitions_reported(&viewers);
+    split.extend(contradicting_views(&viewers));
+    if split.is_empty() {
+        return (status, reasons);
+    }
+    split.extend(reasons);
+    (NodeStatus::Fail, split)
+}
+
+/// Every node that reports a RabbitMQ network partition.
+fn partitions_reported(viewers: &[Viewer]) -> Vec<Reason> {
+    viewers
+        .iter()
+        .filter(|v| !v.facts.partitions.is_empty())
+        .map(|v| {
+            Reason::new(
+                codes::SPLIT_BRAIN,
+                format!(
+                    "{} reports a network partition with {}",
+                    v.label(),
+                    v.facts.partitions.join(", ")
+                ),
+            )
+            .on_node(v.node.name.clone())
+        })
+        .collect()
+}
+
+/// Every pair of running nodes that each see the other down. When a view does not name
+/// its own node (a legacy body), the pair contradicts when the views share no running
+/// node: each node sees itself running, so neither sees the other.
+fn contradicting_views(viewers: &[Viewer]) -> Vec<Reason> {
+    let mut split = Vec::new();
     for (i, a) in viewers.iter().enumerate() {
         for b in &viewers[i + 1..] {
-            if a.rabbit != b.rabbit
-                && !a.running.contains(b.rabbit)
-                && !b.running.contains(a.rabbit)
-            {
-                split.push(
-                    Reason::new(
-                        codes::SPLIT_BRAIN,
-                        format!(
-                            "views differ: {} ({}) sees {} down, and {} ({}) sees {} down; both run",
-                            a.node.name, a.rabbit, b.rabbit, b.node.name, b.rabbit, a.rabbit
-                        ),
+            let message = match (a.rabbit, b.rabbit) {
+                (Some(ar), Some(br)) => (ar != br
+                    && !a.running.contains(br)
+                    && !b.running.contains(ar))
+                .then(|| {
+                    format!(
+                        "views differ: {} ({ar}) sees {br} down, and {} ({br}) sees {ar} down; both run",
+                        a.node.name, b.node.name
                     )
-                    .on_node(a.node.name.clone()),
-                );
+                }),
+                _ => a.running.is_disjoint(&b.running).then(|| {
+                    format!(
+                        "views differ: {} sees only {} running, and {} sees only {}; both run",
+                        a.label(),
+                        a.running_list(),
+                        b.label(),
+                        b.running_list()
+                    )
+                }),
+            };
+            if let Some(message) = message {
+                split.push(Reason::new(codes::SPLIT_BRAIN, message).on_node(a.node.name.clone()));
             }
         }
     }
-    if !split.is_empty() {
-        status = NodeStatus::Fail;
-        // The split brain first: it is the reason that matters; node reasons follow.
-        split.append(&mut reasons);
-        reasons = split;
-    }
-    (status, reasons)
+    split
 }
 
 #[cfg(test)]
@@ -148,6 +192,11 @@ mod tests {
             }
         }))
         .unwrap();
+        judged(name, body, ago_ms, true)
+    }
+
+    /// A broker node whose last report, `ago_ms` before [`NOW_MS`], is `body`, judged.
+    fn judged(name: &str, body: ReportBody, ago_ms: i64, signed: bool) -> NodeInput {
         let rec = NodeRecord {
             node_type: NodeType::Broker,
             node_id: format!("id-{name}"),
@@ -158,7 +207,7 @@ mod tests {
                 body,
                 received_ms: NOW_MS - ago_ms,
                 skew_ms: 0,
-                signed: true,
+                signed,
             })),
             status_changes_ms: Vec::new(),
         };
@@ -348,5 +397,70 @@ mod tests {
         let (s, r) = rollup(&[], &Policy::default());
         assert_eq!(s, NodeStatus::Fail);
         assert!(!r.is_empty());
+    }
+
+    /// A 5.0.5 broker: a legacy body whose `cluster_status` is this view, OK.
+    fn legacy(name: &str, view: &[(&str, bool)]) -> NodeInput {
+        let cluster_status: serde_json::Map<String, serde_json::Value> = view
+            .iter()
+            .map(|(m, up)| (m.to_string(), if *up { "OK" } else { "Fail" }.into()))
+            .collect();
+        let body: ReportBody = serde_json::from_value(serde_json::json!({
+            "reporting_freq": 5,
+            "timestamp": "20260922120000+0000",
+            "report": {"status": "OK", "services": {"RabbitMQ": {"status": "Active", "extra_info": {
+                "node_status": {"status": "ok"}, "cluster_status": cluster_status}}}}
+        }))
+        .unwrap();
+        judged(name, body, 1000, false)
+    }
+
+    #[test]
+    fn legacy_views_contradict_only_when_they_share_no_running_node() {
+        let r3_alone: &[(&str, bool)] = &[("r1@h", false), ("r2@h", false), ("r3@h", true)];
+        // A one-sided difference around a restart: not split brain.
+        let nodes = [
+            legacy("b1", R3_DOWN),
+            legacy("b2", R3_DOWN),
+            legacy("b3", ALL_UP),
+        ];
+        let (s, r) = rollup(&nodes, &Policy::default());
+        assert_eq!((s, codes(&r)), (NodeStatus::Ok, vec![]));
+
+        // Disjoint views: each side runs without the other.
+        let nodes = [
+            legacy("b1", R3_DOWN),
+            legacy("b2", R3_DOWN),
+            legacy("b3", r3_alone),
+        ];
+        let (s, r) = rollup(&nodes, &Policy::default());
+        assert_eq!(s, NodeStatus::Fail);
+        assert_eq!(codes(&r), ["split_brain", "split_brain"]);
+
+        // One of ours (named) against a legacy view: the same test applies.
+        let nodes = [
+            node(
+                "b1",
+                1000,
+                "Degraded",
+                &[("peer_down", "r3@h")],
+                Some(("r1@h", R3_DOWN, &[])),
+            ),
+            healthy("b2", "r2@h"),
+            legacy("b3", r3_alone),
+        ];
+        let (s, r) = rollup(&nodes, &Policy::default());
+        assert_eq!(s, NodeStatus::Fail, "{r:?}");
+        let split: Vec<_> = r.iter().filter(|x| x.code == "split_brain").collect();
+        assert_eq!(split.len(), 1, "b1|b3 only: b2 sees r3@h running: {r:?}");
+        assert!(split[0].message.contains("b1 (r1@h)") && split[0].message.contains("b3"));
+
+        // A legacy node whose RabbitMQ is down sends an empty view: nothing to compare.
+        let nodes = [
+            healthy("b1", "r1@h"),
+            healthy("b2", "r2@h"),
+            legacy("b3", &[]),
+        ];
+        assert!(!codes(&rollup(&nodes, &Policy::default()).1).contains(&"split_brain"));
     }
 }

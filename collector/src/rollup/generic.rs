@@ -43,22 +43,7 @@ pub fn rollup(nodes: &[NodeInput], _policy: &Policy) -> (NodeStatus, Vec<Reason>
     let mut reasons: Vec<Reason> = nodes
         .iter()
         .filter(|x| x.status != NodeStatus::Ok)
-        .flat_map(|x| {
-            let own: Vec<Reason> = x
-                .reasons
-                .iter()
-                .filter(|r| r.code != codes::CLOCK_SKEW.code)
-                .cloned()
-                .collect();
-            if own.is_empty() {
-                vec![
-                    Reason::new(codes::NODE_UNHEALTHY, format!("node is {}", x.status))
-                        .on_node(x.name.clone()),
-                ]
-            } else {
-                own
-            }
-        })
+        .flat_map(node_reasons)
         .collect();
     let status = if healthy >= need {
         reasons.push(Reason::new(
@@ -74,6 +59,25 @@ pub fn rollup(nodes: &[NodeInput], _policy: &Policy) -> (NodeStatus, Vec<Reason>
         NodeStatus::Fail
     };
     (status, reasons)
+}
+
+/// Why a node that is not OK is not: its own reasons without the clock-skew flag (which
+/// changes no status), or a generic one naming its status.
+pub(super) fn node_reasons(n: &NodeInput) -> Vec<Reason> {
+    let own: Vec<Reason> = n
+        .reasons
+        .iter()
+        .filter(|r| r.code != codes::CLOCK_SKEW.code)
+        .cloned()
+        .collect();
+    if own.is_empty() {
+        vec![
+            Reason::new(codes::NODE_UNHEALTHY, format!("node is {}", n.status))
+                .on_node(n.name.clone()),
+        ]
+    } else {
+        own
+    }
 }
 
 #[cfg(test)]

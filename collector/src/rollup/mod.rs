@@ -5,6 +5,8 @@
 //!    longer than `stale_after_factor × reporting_freq` (by the collector's receive time,
 //!    never the reporter's clock) make it Fail with a reason; flapping holds it at
 //!    Degraded or worse; clock skew is flagged without changing the status.
+//!    A report without our extension (the original 5.0.5 reporter's) gets its facts from
+//!    its legacy entries ([`legacy`]), so it feeds the same cluster rules.
 //! 2. [`rollup`] groups nodes by type and applies each type's cluster rule:
 //!    [`generic`] (quorum) for managers, [`db`] and [`broker`] for their types. The
 //!    overall status is the worst of the types. An empty cluster, or an empty required
@@ -15,6 +17,7 @@
 pub mod broker;
 pub mod db;
 pub mod generic;
+pub mod legacy;
 
 // The record types are the roll-up's input; re-exported so its callers need one path.
 pub use crate::record::{LatestReport, NodeRecord};
@@ -66,8 +69,12 @@ pub struct NodeInput {
     pub fresh: bool,
     /// Why `status` is not OK (each with `node` set), plus flags such as `clock_skew`.
     pub reasons: Vec<Reason>,
-    /// Structured facts of the last valid report (stale facts included: rules decide).
+    /// Structured facts of the last valid report (stale facts included: rules decide):
+    /// the extension's, else those its legacy entries give.
     pub facts: Option<Facts>,
+    /// `Some` when `facts` were read from a legacy body: what that body says that the
+    /// facts have no slot for.
+    pub legacy: Option<legacy::LegacyDetail>,
     /// Role from the last report (the Patroni role on a db node), if known.
     pub role: Option<String>,
     pub version: Option<String>,
@@ -99,6 +106,7 @@ impl NodeInput {
             fresh: false,
             reasons: Vec::new(),
             facts: None,
+            legacy: None,
             role: None,
             version: None,
             private_ip: rec.private_ip.clone(),
@@ -122,9 +130,19 @@ impl NodeInput {
                 let body = &latest.body;
                 let ext = body.extension.as_ref();
                 input.reported_status = Some(body.node_status());
-                input.facts = ext.map(|e| e.facts.clone()).filter(|f| !f.is_empty());
-                input.role = ext
-                    .and_then(|e| e.facts.db.as_ref())
+                match ext {
+                    Some(e) => input.facts = Some(e.facts.clone()).filter(|f| !f.is_empty()),
+                    None => {
+                        if let Some((facts, detail)) = legacy::facts(rec.node_type, &body.report) {
+                            input.facts = Some(facts);
+                            input.legacy = Some(detail);
+                        }
+                    }
+                }
+                input.role = input
+                    .facts
+                    .as_ref()
+                    .and_then(|f| f.db.as_ref())
                     .and_then(|d| d.role.clone());
                 input.version = ext.map(|e| e.agent_version.clone());
                 if input.private_ip.is_none() {
