@@ -19,9 +19,10 @@
 //! Bounds an outsider meets here (see docs/security.md):
 //! - a report body counts against the in-flight body budget while it is read
 //!   ([`BudgetedBody`]); past the budget the answer is 503 at once, counted;
-//! - an early refusal of a small report (up to [`DRAIN_MAX`] bytes) first reads and
-//!   discards the rest of the body under a short deadline, so the stream ends cleanly
-//!   (curl 7.88 over HTTP/2 fails with exit 92 on an answer that resets the upload);
+//! - an early refusal of a report within `max_body_bytes` first reads and discards the
+//!   rest of the body under [`DRAIN_DEADLINE`], so the stream ends cleanly (curl 7.88
+//!   over HTTP/2 fails with exit 92 on an answer that resets the upload); nothing of it
+//!   is kept;
 //! - failed HTTP Basic logins are throttled per source ([`crate::app::LoginThrottle`]),
 //!   counted and logged once per period, and an unknown user costs one argon2
 //!   verification like a wrong password, so timing does not tell users apart.
@@ -30,17 +31,17 @@ use crate::app::{App, BoundCounters};
 use crate::error::ApiError;
 use crate::rollup::rfc3339_ms;
 use crate::store::Role;
-use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};
 use base64::Engine;
 use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body_util::BodyExt;
 use sr_protocol::view::{ListKind, NodeList, NodeListItem};
 use sr_protocol::{NodeStatus, NodeType};
-use http_body_util::BodyExt;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
@@ -52,10 +53,8 @@ use tokio::sync::OwnedSemaphorePermit;
 const BASIC_CACHE_TTL: Duration = Duration::from_secs(60);
 const BASIC_CACHE_MAX: usize = 1024;
 
-/// A refused report's body is read and discarded before the answer only up to this
-/// many bytes (and never past `max_body_bytes`).
-pub const DRAIN_MAX: usize = 64 * 1024;
-/// ...and only for this long.
+/// A refused report's body is read and discarded before the answer (up to
+/// `max_body_bytes`) for at most this long.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(2);
 
 /// The peer address of the connection a request came on, set by the server.
@@ -155,9 +154,9 @@ async fn put_report(
         BoundCounters::bump(&app.bounds.counters.bodies_refused_busy);
     }
     if let Some(rest) = rest {
-        let small = declared.is_none_or(|n| n <= DRAIN_MAX.min(app.cfg.max_body_bytes) as u64);
-        if small {
-            drain(rest, DRAIN_MAX.min(app.cfg.max_body_bytes)).await;
+        let limit = app.cfg.max_body_bytes;
+        if declared.is_none_or(|n| n <= limit as u64) {
+            drain(rest, limit).await;
         }
     }
     if over_budget {

@@ -202,7 +202,10 @@ impl LoginThrottle {
         let key = Self::key(peer);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if !buckets.contains_key(&key) && buckets.len() >= LOGIN_SOURCES {
-            let quietest = buckets.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| *k);
+            let quietest = buckets
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(k, _)| *k);
             if let Some(k) = quietest {
                 buckets.remove(&k);
             }

@@ -59,6 +59,26 @@ pub struct Lifecycle {
     pub alive_every: Duration,
 }
 
+impl Lifecycle {
+    /// systemd's notify protocol: READY=1 when ready, WATCHDOG=1 while alive, every
+    /// half of `WatchdogSec=` (or every 5 s without a watchdog). Outside systemd
+    /// (no `NOTIFY_SOCKET`) the messages go nowhere.
+    pub fn systemd() -> Lifecycle {
+        let every = sd_notify::watchdog_enabled()
+            .map(|w| (w / 2).max(Duration::from_millis(100)))
+            .unwrap_or(Duration::from_secs(5));
+        Lifecycle {
+            on_ready: Some(Box::new(|| {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+            })),
+            on_alive: Some(Box::new(|| {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            })),
+            alive_every: every,
+        }
+    }
+}
+
 impl Default for Lifecycle {
     fn default() -> Self {
         Lifecycle {
@@ -566,3 +586,7 @@ async fn flush_once(app: &App) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "server_attacks.rs"]
+mod attacks;

@@ -179,11 +179,9 @@ impl Store {
             problem: problem.to_string(),
         };
         match std::fs::metadata(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(damaged(
-                    "it does not exist (was `status-reporter collector init` run with this state_dir?)",
-                ))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(damaged(
+                "it does not exist (was `status-reporter collector init` run with this state_dir?)",
+            )),
             Err(e) => return Err(damaged(&format!("cannot read it: {e}"))),
             Ok(m) if !m.is_file() => return Err(damaged("it is not a regular file")),
             Ok(m) if m.len() == 0 => {

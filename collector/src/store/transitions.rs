@@ -76,7 +76,8 @@ impl Store {
     pub fn transition_count(&self) -> Result<usize, StoreError> {
         Ok(self
             .conn
-            .query_row("SELECT count(*) FROM transitions", [], |r| r.get::<_, i64>(0))?
-            as usize)
+            .query_row("SELECT count(*) FROM transitions", [], |r| {
+                r.get::<_, i64>(0)
+            })? as usize)
     }
 }
