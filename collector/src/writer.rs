@@ -204,3 +204,58 @@ fn flush(
         nodes: store.load_nodes()?,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DurableWrite;
+    use sr_protocol::NodeType;
+
+    fn row() -> LatestRow {
+        LatestRow {
+            node_type: NodeType::Db,
+            node_id: "n1".into(),
+            name: "n1".into(),
+            private_ip: None,
+            received_ms: 1,
+            skew_ms: 0,
+            signed: true,
+            body: b"{}".to_vec(),
+            boot_id: None,
+            seq: 0,
+        }
+    }
+
+    /// Issue 12: `/api/v3.1/ok` said ready while every write failed. The writer now
+    /// reports its last write's outcome, which `/ok` and `/status` read.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failing_writes_make_the_writer_unhealthy_until_one_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        store
+            .commit_durable(&[DurableWrite::Pin {
+                node_type: NodeType::Db,
+                node_id: "n1".into(),
+                name: "n1".into(),
+                key: None,
+                private_ip: None,
+                at_ms: 1,
+            }])
+            .unwrap();
+        let (writer, thread) = Writer::start(store, 0);
+        assert!(writer.is_healthy());
+        assert!(writer.ping(Duration::from_secs(5)).await);
+        // Another process holds the write lock: every write waits out the busy timeout
+        // and fails, as with a full or read-only disk.
+        let blocker = rusqlite::Connection::open(dir.path().join(crate::store::DB_FILE)).unwrap();
+        blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        assert!(writer.flush(vec![row()]).await.is_err());
+        assert!(!writer.writes_ok());
+        assert!(!writer.is_healthy());
+        blocker.execute_batch("COMMIT").unwrap();
+        writer.flush(vec![row()]).await.unwrap();
+        assert!(writer.is_healthy());
+        drop(writer);
+        thread.join().unwrap();
+    }
+}
