@@ -154,9 +154,12 @@ async fn put_report(
         BoundCounters::bump(&app.bounds.counters.bodies_refused_busy);
     }
     if let Some(rest) = rest {
+        // Not a body already over the limit: the limit is what we read at most.
         let limit = app.cfg.max_body_bytes;
-        if declared.is_none_or(|n| n <= limit as u64) {
-            drain(rest, limit).await;
+        let within = declared.is_none_or(|n| n <= limit as u64)
+            && refusal.status() != StatusCode::PAYLOAD_TOO_LARGE;
+        if within {
+            drain(rest, limit, DRAIN_DEADLINE.min(app.cfg.body_read_timeout)).await;
         }
     }
     if over_budget {
@@ -196,10 +199,10 @@ fn budget_for(app: &App, declared: Option<u64>) -> u32 {
 }
 
 /// Reads and discards what is left of a refused report's body, up to `max` bytes and
-/// [`DRAIN_DEADLINE`], so that its stream ends with the client's last byte rather than a
-/// reset. Nothing is kept.
-async fn drain(mut body: Body, max: usize) {
-    let _ = tokio::time::timeout(DRAIN_DEADLINE, async {
+/// `deadline`, so that its stream ends with the client's last byte rather than a reset.
+/// Nothing is kept.
+async fn drain(mut body: Body, max: usize, deadline: Duration) {
+    let _ = tokio::time::timeout(deadline, async {
         let mut seen = 0usize;
         while let Some(Ok(frame)) = body.frame().await {
             seen += frame.data_ref().map_or(0, |d| d.len());
@@ -764,21 +767,17 @@ fn stand_in(app: &App, headers: &HeaderMap, node_type: NodeType) -> NodeListItem
 /// Ready while the writer thread runs and its last write succeeded: a collector that
 /// cannot write answers 503 so a load balancer sends agents elsewhere.
 async fn get_ok(State(app): State<Arc<App>>) -> Response {
-    if !app.writer.is_alive() {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "the collector's store writer has stopped",
-        )
-        .into_response();
-    }
-    if !app.writer.writes_ok() {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "the collector's last write to its store failed",
-        )
-        .into_response();
-    }
-    (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))).into_response()
+    let problem = if !app.writer.is_alive() {
+        "the collector's store writer has stopped"
+    } else if !app.writer.writes_ok() {
+        "the collector's last write to its store failed"
+    } else {
+        return (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))).into_response();
+    };
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        problem,
+    )
+    .into_response()
 }

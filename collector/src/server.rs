@@ -202,7 +202,7 @@ fn raise_fd_limit() -> Option<u64> {
             }
         }
     }
-    Some(lim.rlim_cur as u64)
+    Some(lim.rlim_cur)
 }
 
 /// The connection cap in force: `configured`, lowered so that connections plus
@@ -280,6 +280,10 @@ fn http_builder(cfg: &Config) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .max_concurrent_streams(64)
         .max_header_list_size(64 * 1024)
+        // Flow control bounds what a peer can push before a handler reads it: one body
+        // per stream, and 1 MiB per connection (hyper's default, made explicit).
+        .initial_stream_window_size(cfg.max_body_bytes.max(65_535) as u32)
+        .initial_connection_window_size(1 << 20)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
     builder
