@@ -605,5 +605,39 @@ mod tests {
         c.header_read_timeout = Duration::from_millis(1500);
         c.required_types = vec![NodeType::Db, NodeType::Broker];
         assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c);
+        c.idle_timeout = Duration::from_millis(2500);
+        c.max_inflight_body_bytes = 8 << 20;
+        c.transitions_max_age = Duration::from_secs(7 * 86_400);
+        c.transitions_per_node = 50;
+        assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn the_bounds_have_defaults_and_ranges() {
+        let base = "state_dir = \"/x\"\nplain_http = true\n";
+        let c = Config::from_toml(base).unwrap();
+        assert_eq!(c.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(c.max_inflight_body_bytes, 64 << 20);
+        assert_eq!(c.transitions_max_age, Duration::from_secs(90 * 86_400));
+        assert_eq!(c.transitions_per_node, 1000);
+        let c = Config::from_toml(&format!(
+            "{base}idle_timeout_secs = 5\ntransitions_max_age_days = 0.5\n"
+        ))
+        .unwrap();
+        assert_eq!(c.idle_timeout, Duration::from_secs(5));
+        assert_eq!(c.transitions_max_age, Duration::from_secs(43_200));
+        let err = Config::from_toml(&format!(
+            "{base}idle_timeout_secs = 0\nmax_inflight_body_bytes = 2048\ntransitions_per_node = 1\ntransitions_max_age_days = 99999\n"
+        ))
+        .unwrap_err();
+        let all = err.to_string();
+        for needle in [
+            "idle_timeout_secs",
+            "below max_body_bytes",
+            "transitions_per_node",
+            "transitions_max_age_days",
+        ] {
+            assert!(all.contains(needle), "{needle} missing: {all}");
+        }
     }
 }
