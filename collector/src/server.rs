@@ -368,10 +368,11 @@ impl Listener {
         };
         let beat = self.writer_beat.load(Ordering::Relaxed);
         let now = self.started.elapsed().as_millis() as u64;
-        let fresh = beat > 0 && now.saturating_sub(beat) <= 3 * self.alive_every.as_millis() as u64;
-        if fresh {
+        let window = 3 * self.alive_every.as_millis() as u64;
+        if beat > 0 && now.saturating_sub(beat) <= window {
             on_alive();
-        } else {
+        } else if beat > 0 || now > window {
+            // Not at start-up, before the first ping had its answer.
             tracing::warn!("store writer has not answered a ping: withholding the watchdog");
         }
     }
