@@ -15,31 +15,79 @@
 //! where the manager reporter reports its own `/status`). A `/managers` answer to a token
 //! carries the token's role in [`sr_protocol::ROLE_HEADER`], from which `configure` infers
 //! the node type. Every error is JSON `{"message", "error_code"}` like Cloudify's REST errors.
+//!
+//! Bounds an outsider meets here (see docs/security.md):
+//! - a report body counts against the in-flight body budget while it is read
+//!   ([`BudgetedBody`]); past the budget the answer is 503 at once, counted;
+//! - an early refusal of a report within `max_body_bytes` first reads and discards the
+//!   rest of the body under [`DRAIN_DEADLINE`], so the stream ends cleanly (curl 7.88
+//!   over HTTP/2 fails with exit 92 on an answer that resets the upload); nothing of it
+//!   is kept;
+//! - failed HTTP Basic logins are throttled per source ([`crate::app::LoginThrottle`]),
+//!   counted and logged once per period, and an unknown user costs one argon2
+//!   verification like a wrong password, so timing does not tell users apart.
 
-use crate::app::App;
+use crate::app::{App, BoundCounters};
 use crate::error::ApiError;
 use crate::rollup::rfc3339_ms;
 use crate::store::Role;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};
 use base64::Engine;
 use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body_util::BodyExt;
 use sr_protocol::view::{ListKind, NodeList, NodeListItem};
 use sr_protocol::{NodeStatus, NodeType};
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::sync::OwnedSemaphorePermit;
 
 const BASIC_CACHE_TTL: Duration = Duration::from_secs(60);
 const BASIC_CACHE_MAX: usize = 1024;
 
+/// A refused report's body is read and discarded before the answer (up to
+/// `max_body_bytes`) for at most this long.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(2);
+
 /// The peer address of the connection a request came on, set by the server.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
+
+/// Who is asking: the request's headers and the connection's source address.
+struct Caller {
+    headers: HeaderMap,
+    peer: IpAddr,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Caller {
+            headers: parts.headers.clone(),
+            peer: peer_ip(&parts.extensions),
+        })
+    }
+}
+
+/// The source address; a request that did not come through the server (in-process
+/// tests) counts as one unspecified source.
+fn peer_ip(ext: &http::Extensions) -> IpAddr {
+    ext.get::<PeerAddr>()
+        .map(|p| p.0.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
@@ -85,19 +133,170 @@ async fn put_report(
     };
     let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
     let (parts, body) = req.into_parts();
-    match crate::ingest::handle(
+    let declared = declared_length(&parts.headers);
+    let (budgeted, state) = BudgetedBody::new(body, budget_for(&app, declared), &app);
+    let answer = crate::ingest::handle(
         &app,
         &node_type,
         &node_id,
         parts.uri.path(),
         &parts.headers,
-        body,
+        Body::new(budgeted),
         peer,
     )
-    .await
-    {
-        Ok(v) => (StatusCode::OK, Json(v)).into_response(),
+    .await;
+    let refusal = match answer {
+        Ok(v) => return (StatusCode::OK, Json(v)).into_response(),
         Err(e) => e.into_response(),
+    };
+    let (rest, over_budget) = state.take();
+    if over_budget {
+        BoundCounters::bump(&app.bounds.counters.bodies_refused_busy);
+    }
+    if let Some(rest) = rest {
+        // Not a body already over the limit: the limit is what we read at most.
+        let limit = app.cfg.max_body_bytes;
+        let within = declared.is_none_or(|n| n <= limit as u64)
+            && refusal.status() != StatusCode::PAYLOAD_TOO_LARGE;
+        if within {
+            drain(rest, limit, DRAIN_DEADLINE.min(app.cfg.body_read_timeout)).await;
+        }
+    }
+    if over_budget {
+        let mut busy = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_busy",
+            "too many report bodies are being received at once; retry shortly",
+        )
+        .into_response();
+        busy.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return busy;
+    }
+    refusal
+}
+
+/// The request's `Content-Length`, if it is a number.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Bytes a report's body costs the in-flight budget: its declared length, or the body
+/// limit when undeclared. A declared length over the limit costs nothing: ingest refuses
+/// it before reading a byte.
+fn budget_for(app: &App, declared: Option<u64>) -> u32 {
+    let limit = app.cfg.max_body_bytes as u64;
+    match declared {
+        Some(n) if n > limit => 0,
+        Some(n) => n as u32,
+        None => limit as u32,
+    }
+}
+
+/// Reads and discards what is left of a refused report's body, up to `max` bytes and
+/// `deadline`, so that its stream ends with the client's last byte rather than a reset.
+/// Nothing is kept.
+async fn drain(mut body: Body, max: usize, deadline: Duration) {
+    let _ = tokio::time::timeout(deadline, async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > max {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// A report body that takes its share of the in-flight budget when first read (after
+/// ingest's header checks, so a refused request never holds any) and gives it back when
+/// the request ends. Shares its state with [`put_report`], which gets the unread rest
+/// back after a refusal, to drain it.
+struct BudgetedBody {
+    state: BodyState,
+}
+
+#[derive(Clone)]
+struct BodyState(Arc<Mutex<BodyInner>>);
+
+struct BodyInner {
+    body: Option<Body>,
+    ended: bool,
+    cost: u32,
+    budget: Arc<tokio::sync::Semaphore>,
+    permit: Option<OwnedSemaphorePermit>,
+    over_budget: bool,
+}
+
+/// The body could not be read: the in-flight budget is spent.
+#[derive(Debug, thiserror::Error)]
+#[error("request-body budget spent")]
+struct OverBudget;
+
+impl BudgetedBody {
+    fn new(body: Body, cost: u32, app: &App) -> (BudgetedBody, BodyState) {
+        let state = BodyState(Arc::new(Mutex::new(BodyInner {
+            body: Some(body),
+            ended: false,
+            cost,
+            budget: app.bounds.body_bytes.clone(),
+            permit: None,
+            over_budget: false,
+        })));
+        (
+            BudgetedBody {
+                state: state.clone(),
+            },
+            state,
+        )
+    }
+}
+
+impl BodyState {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BodyInner> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// After ingest: the unread rest of the body (if any), and whether the budget refused it.
+    fn take(&self) -> (Option<Body>, bool) {
+        let mut inner = self.lock();
+        let rest = if inner.ended { None } else { inner.body.take() };
+        (rest, inner.over_budget)
+    }
+}
+
+impl hyper::body::Body for BudgetedBody {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let mut inner = self.state.lock();
+        if inner.permit.is_none() && inner.cost > 0 {
+            match inner.budget.clone().try_acquire_many_owned(inner.cost) {
+                Ok(p) => inner.permit = Some(p),
+                Err(_) => {
+                    inner.over_budget = true;
+                    return Poll::Ready(Some(Err(OverBudget.into())));
+                }
+            }
+        }
+        let Some(body) = inner.body.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) {
+            inner.ended = true;
+        }
+        polled.map_err(Into::into)
     }
 }
 
@@ -109,7 +308,8 @@ enum Reader {
     Reporter(Role),
 }
 
-async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Reader, ApiError> {
+async fn authenticate(app: &App, caller: &Caller) -> Result<Reader, ApiError> {
+    let headers = &caller.headers;
     let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized_error", m);
     if let Some(token) = headers.get(sr_protocol::TOKEN_HEADER) {
         let role = token
@@ -155,6 +355,18 @@ async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Reader, ApiError
             return Ok(Reader::Admin(None));
         }
     }
+    let throttle = &app.bounds.logins;
+    if !throttle.may_try(caller.peer) {
+        BoundCounters::bump(&app.bounds.counters.logins_throttled);
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_login_failures",
+            format!(
+                "too many failed logins from this address; one more is allowed every {} s",
+                crate::app::LOGIN_REFILL.as_secs()
+            ),
+        ));
+    }
     let phc = app.writer.user_hash(user.to_string()).await.map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -162,13 +374,22 @@ async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Reader, ApiError
             "the collector's store is unavailable",
         )
     })?;
-    let Some(phc) = phc else { return Err(bad()) };
+    // An unknown user is checked against a dummy hash: the same argon2 cost as a wrong
+    // password, so the answer's timing does not say which user names exist.
+    let known = phc.is_some();
+    let phc = phc.unwrap_or_else(|| dummy_phc().to_string());
     let _permit = app.argon_permits.acquire().await.map_err(|_| bad())?;
     let password = password.to_string();
     let ok = tokio::task::spawn_blocking(move || crate::store::verify_password(&phc, &password))
         .await
         .unwrap_or(false);
-    if !ok {
+    if !(ok && known) {
+        throttle.failed(caller.peer);
+        BoundCounters::bump(&app.bounds.counters.login_failures);
+        if let Some(held) = app.bounds.login_log.allow() {
+            // Not the user name: operators type passwords into it by mistake.
+            tracing::warn!(peer = %caller.peer, failures_since_last_line = held, "HTTP Basic login failed");
+        }
         return Err(bad());
     }
     let mut cache = app.basic_ok.lock().unwrap_or_else(|e| e.into_inner());
@@ -182,13 +403,29 @@ async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Reader, ApiError
     Ok(Reader::Admin(None))
 }
 
-async fn admin_only(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
-    admin_or(app, headers, None).await
+/// A PHC string no password matches, verified for unknown users (computed once, with
+/// the same parameters as real users' hashes).
+fn dummy_phc() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let mut secret = [0u8; 32];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret);
+        let salt = SaltString::encode_b64(&secret[..16]).expect("16 bytes encode as a salt");
+        argon2::Argon2::default()
+            .hash_password(&secret[16..], &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
+async fn admin_only(app: &App, caller: &Caller) -> Result<(), ApiError> {
+    admin_or(app, caller, None).await
 }
 
 /// Admins, and the reporter token of `reporter` if given.
-async fn admin_or(app: &App, headers: &HeaderMap, reporter: Option<Role>) -> Result<(), ApiError> {
-    match authenticate(app, headers).await? {
+async fn admin_or(app: &App, caller: &Caller, reporter: Option<Role>) -> Result<(), ApiError> {
+    match authenticate(app, caller).await? {
         Reader::Admin(_) => Ok(()),
         Reader::Reporter(role) if Some(role) == reporter => Ok(()),
         Reader::Reporter(_) => Err(ApiError::new(
@@ -201,10 +438,10 @@ async fn admin_or(app: &App, headers: &HeaderMap, reporter: Option<Role>) -> Res
 
 async fn get_cluster_status(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    caller: Caller,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    admin_only(&app, &headers).await?;
+    admin_only(&app, &caller).await?;
     let Ok(Query(query)) = query else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -251,10 +488,11 @@ async fn get_cluster_status(
 
 async fn list(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    caller: Caller,
     node_type: NodeType,
 ) -> Result<Response, ApiError> {
-    let token_role = match authenticate(&app, &headers).await? {
+    let headers = &caller.headers;
+    let token_role = match authenticate(&app, &caller).await? {
         Reader::Admin(role) => role,
         Reader::Reporter(role) if node_type == NodeType::Manager => Some(role),
         Reader::Reporter(_) => {
@@ -288,7 +526,7 @@ async fn list(
         .collect();
     items.sort_by(|a, b| (&a.name, &a.node_id).cmp(&(&b.name, &b.node_id)));
     if items.is_empty() {
-        items.push(stand_in(&app, &headers, node_type));
+        items.push(stand_in(&app, headers, node_type));
     }
     let mut resp = Json(NodeList::new(items)).into_response();
     // Only on /managers, the one list a reporter token may read: `configure` asks it.
@@ -305,10 +543,10 @@ async fn list(
 /// one service is the collector with its store writer.
 async fn get_status(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    admin_or(&app, &headers, Some(Role::Manager)).await?;
-    let (status, service) = if app.writer.is_alive() {
+    admin_or(&app, &caller, Some(Role::Manager)).await?;
+    let (status, service) = if app.writer.is_healthy() {
         ("OK", "Active")
     } else {
         ("Fail", "Inactive")
@@ -318,17 +556,26 @@ async fn get_status(
         "services": {
             "Status Reporter Collector": {"status": service, "is_remote": false, "extra_info": {}}
         },
-        "collector": app.mem.counters.json(),
+        "collector": counters_json(&app),
     })))
+}
+
+/// Ingest counters and what the bounds refused, in one object.
+fn counters_json(app: &App) -> serde_json::Value {
+    let mut all = app.mem.counters.json();
+    if let Some(obj) = all.as_object_mut() {
+        obj.extend(app.bounds.counters.json());
+    }
+    all
 }
 
 /// `cfy status` reads this after `/status` and fails without it. The collector has no
 /// maintenance mode: always `deactivated`.
 async fn get_maintenance(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    admin_only(&app, &headers).await?;
+    admin_only(&app, &caller).await?;
     Ok(Json(serde_json::json!({
         "status": "deactivated",
         "activated_at": null,
@@ -340,9 +587,9 @@ async fn get_maintenance(
 
 async fn get_version(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authenticate(&app, &headers).await?;
+    authenticate(&app, &caller).await?;
     // `cfy` 5.0.5 checks the manager version it talks to; we answer as the version we
     // are wire-compatible with and name ourselves in an extra key.
     Ok(Json(serde_json::json!({
@@ -363,10 +610,10 @@ async fn get_version(
 /// removed manager that still runs re-registers. Answers the removed item.
 async fn remove_manager(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    caller: Caller,
     hostname: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    admin_only(&app, &headers).await?;
+    admin_only(&app, &caller).await?;
     let bad = || {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -517,15 +764,20 @@ fn stand_in(app: &App, headers: &HeaderMap, node_type: NodeType) -> NodeListItem
     item
 }
 
+/// Ready while the writer thread runs and its last write succeeded: a collector that
+/// cannot write answers 503 so a load balancer sends agents elsewhere.
 async fn get_ok(State(app): State<Arc<App>>) -> Response {
-    if app.writer.is_alive() {
-        (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))).into_response()
+    let problem = if !app.writer.is_alive() {
+        "the collector's store writer has stopped"
+    } else if !app.writer.writes_ok() {
+        "the collector's last write to its store failed"
     } else {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "the collector's store writer has stopped",
-        )
-        .into_response()
-    }
+        return (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))).into_response();
+    };
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        problem,
+    )
+    .into_response()
 }

@@ -45,6 +45,19 @@ pub struct Config {
     pub required_types: Vec<NodeType>,
     /// How long shutdown waits for in-flight requests before closing connections.
     pub shutdown_grace: Duration,
+    /// A connection (HTTP/1 or HTTP/2) with no request in flight for this long is closed
+    /// (HTTP/2: GOAWAY). HTTP/2 PINGs do not count as activity, so an idle client that
+    /// answers them cannot hold a connection slot forever.
+    pub idle_timeout: Duration,
+    /// Request-body bytes that may be in flight at once across every connection and
+    /// stream (each body counts its declared length, or `max_body_bytes` if undeclared).
+    /// One more is answered 503 at once and counted, so memory for bodies is bounded by
+    /// this, not by `max_connections` x streams x `max_body_bytes`.
+    pub max_inflight_body_bytes: usize,
+    /// Transitions older than this are deleted by the store.
+    pub transitions_max_age: Duration,
+    /// The store keeps at most this many transitions per node (the newest).
+    pub transitions_per_node: usize,
     /// Serve HTTP without TLS. Only for a loopback-only test setup; never the default.
     pub plain_http: bool,
 }
@@ -57,6 +70,10 @@ pub struct TlsFiles {
 
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 pub const DEFAULT_MAX_NODES: usize = 20_000;
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: usize = 64 << 20;
+pub const DEFAULT_TRANSITIONS_MAX_AGE: Duration = Duration::from_secs(90 * 86_400);
+pub const DEFAULT_TRANSITIONS_PER_NODE: usize = 1000;
 
 impl Config {
     /// A configuration with every default, serving TLS from `cert_path`/`key_path`.
@@ -84,6 +101,10 @@ impl Config {
             required_types: NodeType::ALL.to_vec(),
             shutdown_grace: Duration::from_secs(10),
             plain_http: false,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_inflight_body_bytes: DEFAULT_MAX_INFLIGHT_BODY_BYTES,
+            transitions_max_age: DEFAULT_TRANSITIONS_MAX_AGE,
+            transitions_per_node: DEFAULT_TRANSITIONS_PER_NODE,
         }
     }
 
@@ -179,6 +200,30 @@ impl Config {
             "shutdown_grace_secs = {}\n",
             self.shutdown_grace.as_secs_f64()
         ));
+        out.push_str(
+            "# A connection with no request in flight this long is closed (HTTP/2 PINGs do\n",
+        );
+        out.push_str("# not count as activity).\n");
+        out.push_str(&format!(
+            "idle_timeout_secs = {}\n",
+            self.idle_timeout.as_secs_f64()
+        ));
+        out.push_str(
+            "# Request-body bytes in flight across all connections; one more is answered 503.\n",
+        );
+        out.push_str(&format!(
+            "max_inflight_body_bytes = {}\n",
+            self.max_inflight_body_bytes
+        ));
+        out.push_str("# Transition history retention, enforced by the store.\n");
+        out.push_str(&format!(
+            "transitions_max_age_days = {}\n",
+            self.transitions_max_age.as_secs_f64() / 86_400.0
+        ));
+        out.push_str(&format!(
+            "transitions_per_node = {}\n",
+            self.transitions_per_node
+        ));
         if self.plain_http {
             out.push_str("plain_http = true\n");
         }
@@ -219,6 +264,10 @@ struct RawConfig {
     required_types: Option<Vec<String>>,
     shutdown_grace_secs: Option<f64>,
     plain_http: Option<bool>,
+    idle_timeout_secs: Option<f64>,
+    max_inflight_body_bytes: Option<i64>,
+    transitions_max_age_days: Option<f64>,
+    transitions_per_node: Option<i64>,
 }
 
 fn int_in(
@@ -407,7 +456,50 @@ impl RawConfig {
                 600.0,
             ),
             plain_http,
+            idle_timeout: secs_in(
+                &mut errs,
+                "idle_timeout_secs",
+                self.idle_timeout_secs,
+                d.idle_timeout,
+                0.1,
+                3600.0,
+            ),
+            max_inflight_body_bytes: int_in(
+                &mut errs,
+                "max_inflight_body_bytes",
+                self.max_inflight_body_bytes,
+                d.max_inflight_body_bytes,
+                // A semaphore counts at most u32::MAX permits.
+                1024..=u32::MAX as i64,
+            ),
+            // Days on the wire, a duration inside; the range check reuses `secs_in`.
+            transitions_max_age: match self.transitions_max_age_days {
+                None => d.transitions_max_age,
+                Some(days) => secs_in(
+                    &mut errs,
+                    "transitions_max_age_days",
+                    Some(days),
+                    Duration::ZERO,
+                    1.0 / 24.0,
+                    3650.0,
+                )
+                .mul_f64(86_400.0)
+                .max(Duration::from_secs(3600)),
+            },
+            transitions_per_node: int_in(
+                &mut errs,
+                "transitions_per_node",
+                self.transitions_per_node,
+                d.transitions_per_node,
+                10..=1_000_000,
+            ),
         };
+        if cfg.max_inflight_body_bytes < cfg.max_body_bytes {
+            errs.push(format!(
+                "max_inflight_body_bytes = {} is below max_body_bytes = {}: no report could be read",
+                cfg.max_inflight_body_bytes, cfg.max_body_bytes
+            ));
+        }
         if errs.is_empty() {
             Ok(cfg)
         } else {
@@ -516,5 +608,39 @@ mod tests {
         c.header_read_timeout = Duration::from_millis(1500);
         c.required_types = vec![NodeType::Db, NodeType::Broker];
         assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c);
+        c.idle_timeout = Duration::from_millis(2500);
+        c.max_inflight_body_bytes = 8 << 20;
+        c.transitions_max_age = Duration::from_secs(7 * 86_400);
+        c.transitions_per_node = 50;
+        assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn the_bounds_have_defaults_and_ranges() {
+        let base = "state_dir = \"/x\"\nplain_http = true\n";
+        let c = Config::from_toml(base).unwrap();
+        assert_eq!(c.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(c.max_inflight_body_bytes, 64 << 20);
+        assert_eq!(c.transitions_max_age, Duration::from_secs(90 * 86_400));
+        assert_eq!(c.transitions_per_node, 1000);
+        let c = Config::from_toml(&format!(
+            "{base}idle_timeout_secs = 5\ntransitions_max_age_days = 0.5\n"
+        ))
+        .unwrap();
+        assert_eq!(c.idle_timeout, Duration::from_secs(5));
+        assert_eq!(c.transitions_max_age, Duration::from_secs(43_200));
+        let err = Config::from_toml(&format!(
+            "{base}idle_timeout_secs = 0\nmax_inflight_body_bytes = 2048\ntransitions_per_node = 1\ntransitions_max_age_days = 99999\n"
+        ))
+        .unwrap_err();
+        let all = err.to_string();
+        for needle in [
+            "idle_timeout_secs",
+            "below max_body_bytes",
+            "transitions_per_node",
+            "transitions_max_age_days",
+        ] {
+            assert!(all.contains(needle), "{needle} missing: {all}");
+        }
     }
 }

@@ -2,12 +2,23 @@
 //!
 //! Why manual: `axum::serve` has no TLS, and we need control the convenience servers
 //! don't give: a hard connection cap (over it the TCP connection is closed at once and
-//! counted), a deadline on the TLS handshake and on the request head (slow-loris), and a
-//! structured shutdown (stop accepting → graceful close of connections → deadline →
-//! final write-behind flush → writer thread joined).
+//! counted), a deadline on the TLS handshake and on the request head (slow-loris), an
+//! idle deadline for HTTP/1 and HTTP/2 alike (PINGs are not activity), and a structured
+//! shutdown (stop accepting → graceful close of connections → deadline → final
+//! write-behind flush → writer thread joined).
+//!
+//! File descriptors: the connection cap is lowered to what `RLIMIT_NOFILE` allows (after
+//! raising the soft limit as far as the hard one), keeping [`FD_HEADROOM`] for the store
+//! and the runtime, so past the cap a client is refused at accept instead of waiting in
+//! the backlog behind `EMFILE`. `accept` failures are counted and logged once per
+//! [`crate::app::LOG_PERIOD`].
+//!
+//! Liveness ([`Lifecycle`]): `on_ready` runs once the store is open and checked (the
+//! listener is bound by the caller), and `on_alive` from the accept loop's own tick,
+//! only while the writer thread answers a ping: systemd's READY=1 and WATCHDOG=1.
 
 use crate::api::{self, PeerAddr};
-use crate::app::App;
+use crate::app::{App, BoundCounters};
 use crate::config::Config;
 use crate::state::{Counters, Memory};
 use crate::store::{Store, StoreError};
@@ -17,8 +28,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -29,6 +41,53 @@ use tower::ServiceExt;
 /// The latest-report snapshot is written behind at this interval: after a crash the
 /// stored snapshot is at most this old (the documented bound is 1 s).
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// File descriptors kept free of connections: stdio, the listener, the runtime's epoll
+/// and event fds, the store (database, WAL and shared-memory files for the writer and a
+/// second connection), and a few transient reads. The unit's `LimitNOFILE` is
+/// `max_connections + FD_HEADROOM`.
+pub const FD_HEADROOM: usize = 64;
+
+/// What the process around the collector is told, and when (systemd's READY=1 and
+/// WATCHDOG=1 in `collector run`). The default tells nobody anything.
+pub struct Lifecycle {
+    /// Runs once, after the store is open and checked and memory loaded.
+    pub on_ready: Option<Box<dyn FnOnce() + Send>>,
+    /// Runs from the accept loop every `alive_every`, only while the writer thread
+    /// answered a ping within the last three periods.
+    pub on_alive: Option<Box<dyn Fn() + Send + Sync>>,
+    pub alive_every: Duration,
+}
+
+impl Lifecycle {
+    /// systemd's notify protocol: READY=1 when ready, WATCHDOG=1 while alive, every
+    /// half of `WatchdogSec=` (or every 5 s without a watchdog). Outside systemd
+    /// (no `NOTIFY_SOCKET`) the messages go nowhere.
+    pub fn systemd() -> Lifecycle {
+        let every = sd_notify::watchdog_enabled()
+            .map(|w| (w / 2).max(Duration::from_millis(100)))
+            .unwrap_or(Duration::from_secs(5));
+        Lifecycle {
+            on_ready: Some(Box::new(|| {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+            })),
+            on_alive: Some(Box::new(|| {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            })),
+            alive_every: every,
+        }
+    }
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle {
+            on_ready: None,
+            on_alive: None,
+            alive_every: Duration::from_secs(5),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -51,6 +110,16 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    serve_with(cfg, listener, shutdown, Lifecycle::default()).await
+}
+
+/// [`serve`], telling `lifecycle` when the collector is ready and while it is alive.
+pub async fn serve_with(
+    cfg: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    lifecycle: Lifecycle,
+) -> Result<(), ServeError> {
     let acceptor = match &cfg.tls {
         Some(t) => Some(TlsAcceptor::from(Arc::new(sr_tls::server_config(
             &t.cert_path,
@@ -60,21 +129,97 @@ pub async fn serve(
     };
     let running = bootstrap(cfg).await?;
     let app = running.app.clone();
-    tracing::info!(listen = %listener.local_addr()?, tls = acceptor.is_some(), nodes = app.mem.lock().map.len(), "collector started");
+    let max_connections = connection_cap(app.cfg.max_connections, raise_fd_limit());
+    tracing::info!(listen = %listener.local_addr()?, tls = acceptor.is_some(), nodes = app.mem.lock().map.len(), max_connections, "collector started");
+    if let Some(ready) = lifecycle.on_ready {
+        ready();
+    }
+    let writer_beat = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let pinger = lifecycle.on_alive.as_ref().map(|_| {
+        tokio::spawn(ping_writer(
+            app.clone(),
+            writer_beat.clone(),
+            started,
+            lifecycle.alive_every,
+        ))
+    });
     let (conn_stop_tx, conn_stop_rx) = watch::channel(false);
     let mut listener = Listener {
         router: api::router(app.clone()),
         builder: http_builder(&app.cfg),
-        permits: Arc::new(Semaphore::new(app.cfg.max_connections)),
+        permits: Arc::new(Semaphore::new(max_connections)),
         listener,
         acceptor,
         app,
         conn_stop: conn_stop_rx,
         conns: JoinSet::new(),
+        on_alive: lifecycle.on_alive,
+        alive_every: lifecycle.alive_every,
+        writer_beat,
+        started,
     };
     listener.run(shutdown).await;
+    if let Some(p) = pinger {
+        p.abort();
+    }
     running.drain(listener, conn_stop_tx).await;
     Ok(())
+}
+
+/// Pings the writer thread every `every`, recording when it last answered (ms since
+/// `started`), for the accept loop's watchdog tick.
+async fn ping_writer(app: Arc<App>, beat: Arc<AtomicU64>, started: Instant, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if app.writer.ping(every).await {
+            beat.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the soft limit now in
+/// force (`None` if it cannot be read).
+fn raise_fd_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read or write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    Some(lim.rlim_cur)
+}
+
+/// The connection cap in force: `configured`, lowered so that connections plus
+/// [`FD_HEADROOM`] fit in the file-descriptor limit (at least 1). Logs when it lowers.
+pub fn connection_cap(configured: usize, fd_limit: Option<u64>) -> usize {
+    let Some(limit) = fd_limit else {
+        return configured;
+    };
+    let fits = (limit as usize).saturating_sub(FD_HEADROOM).max(1);
+    if fits < configured {
+        tracing::warn!(
+            configured, fd_limit = limit, in_force = fits,
+            "max_connections does not fit the file-descriptor limit: connections past {fits} are refused; raise LimitNOFILE to at least max_connections + {FD_HEADROOM}"
+        );
+        return fits;
+    }
+    configured
 }
 
 /// A bootstrapped collector: memory loaded from the store, the writer thread and the
@@ -90,9 +235,16 @@ struct Running {
 /// the flusher. Memory is the source of truth from here on; the store is its mirror.
 async fn bootstrap(cfg: Config) -> Result<Running, ServeError> {
     let dir = cfg.state_dir.clone();
+    let retention = crate::store::Retention {
+        max_age_ms: cfg.transitions_max_age.as_millis() as i64,
+        per_node: cfg.transitions_per_node,
+    };
     let (store, tokens, nodes, version) =
         tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-            let s = Store::open(&dir)?;
+            let mut s = Store::open(&dir)?;
+            // A damaged store must not start and accept writes on top of the damage.
+            s.quick_check()?;
+            s.set_retention(retention);
             let tokens = s.active_token_hashes()?;
             let nodes = s.load_nodes()?;
             let version = s.data_version()?;
@@ -128,6 +280,10 @@ fn http_builder(cfg: &Config) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .max_concurrent_streams(64)
         .max_header_list_size(64 * 1024)
+        // Flow control bounds what a peer can push before a handler reads it: one body
+        // per stream, and 1 MiB per connection (hyper's default, made explicit).
+        .initial_stream_window_size(cfg.max_body_bytes.max(65_535) as u32)
+        .initial_connection_window_size(1 << 20)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
     builder
@@ -145,6 +301,11 @@ struct Listener {
     /// Fires when the drain begins: each connection closes gracefully.
     conn_stop: watch::Receiver<bool>,
     conns: JoinSet<()>,
+    on_alive: Option<Box<dyn Fn() + Send + Sync>>,
+    alive_every: Duration,
+    /// When the writer last answered a ping, ms since `started`.
+    writer_beat: Arc<AtomicU64>,
+    started: Instant,
 }
 
 impl Listener {
@@ -152,15 +313,25 @@ impl Listener {
     /// closed at once and counted.
     async fn run(&mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut alive_tick = tokio::time::interval(self.alive_every);
+        alive_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             while self.conns.try_join_next().is_some() {}
             let (tcp, peer) = tokio::select! {
                 _ = &mut shutdown => break,
+                _ = alive_tick.tick(), if self.on_alive.is_some() => {
+                    self.tell_alive();
+                    continue;
+                }
                 accepted = self.listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
+                        let bounds = &self.app.bounds;
+                        BoundCounters::bump(&bounds.counters.accept_failures);
+                        if let Some(held) = bounds.accept_log.allow() {
+                            tracing::warn!(error = %e, since_last_line = held, "accept failed");
+                        }
                         // EMFILE and friends: back off briefly instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -188,6 +359,72 @@ impl Listener {
             });
         }
     }
+
+    /// The watchdog tick: this loop is running (it got here), and the writer thread
+    /// answered a ping within the last three periods.
+    fn tell_alive(&self) {
+        let Some(on_alive) = &self.on_alive else {
+            return;
+        };
+        let beat = self.writer_beat.load(Ordering::Relaxed);
+        let now = self.started.elapsed().as_millis() as u64;
+        let window = 3 * self.alive_every.as_millis() as u64;
+        if beat > 0 && now.saturating_sub(beat) <= window {
+            on_alive();
+        } else if beat > 0 || now > window {
+            // Not at start-up, before the first ping had its answer.
+            tracing::warn!("store writer has not answered a ping: withholding the watchdog");
+        }
+    }
+}
+
+/// When a connection last had a request in flight, for the idle deadline. HTTP/2 PINGs
+/// and SETTINGS never reach the service, so they do not count.
+#[derive(Debug)]
+struct Activity {
+    in_flight: AtomicUsize,
+    last: Mutex<Instant>,
+}
+
+/// Held while one request is being served.
+struct InFlight(Arc<Activity>);
+
+impl Activity {
+    fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            in_flight: AtomicUsize::new(0),
+            last: Mutex::new(Instant::now()),
+        })
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
+    fn last(&self) -> Instant {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// When the connection becomes idle for `idle`, if nothing happens before.
+    fn idle_at(&self, idle: Duration) -> Instant {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            Instant::now() + idle
+        } else {
+            self.last() + idle
+        }
+    }
+
+    fn idle_for(&self, idle: Duration) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0 && self.last().elapsed() >= idle
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        *self.0.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// One connection: the TLS handshake under the header deadline, then HTTP until the
@@ -201,15 +438,23 @@ async fn handle(
     app: Arc<App>,
     stop: watch::Receiver<bool>,
 ) {
+    let activity = Activity::new();
+    let tracker = activity.clone();
     let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
         req.extensions_mut().insert(PeerAddr(peer));
-        router.clone().oneshot(req)
+        let in_flight = tracker.begin();
+        let answer = router.clone().oneshot(req);
+        async move {
+            let answer = answer.await;
+            drop(in_flight);
+            answer
+        }
     });
     match acceptor {
-        None => drive(&builder, tcp, svc, stop).await,
+        None => drive(&builder, tcp, svc, stop, &app, &activity).await,
         Some(acceptor) => {
             match tokio::time::timeout(app.cfg.header_read_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => drive(&builder, tls, svc, stop).await,
+                Ok(Ok(tls)) => drive(&builder, tls, svc, stop, &app, &activity).await,
                 Ok(Err(e)) => {
                     Counters::bump(&app.mem.counters.tls_handshake_failures);
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -261,12 +506,15 @@ impl Running {
     }
 }
 
-/// Serves one connection until it ends, or closes it gracefully when `stop` fires.
+/// Serves one connection until it ends, or closes it gracefully when `stop` fires or
+/// when it has had no request in flight for `idle_timeout`.
 async fn drive<I, S>(
     builder: &auto::Builder<TokioExecutor>,
     io: I,
     svc: S,
     mut stop: watch::Receiver<bool>,
+    app: &App,
+    activity: &Activity,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<http::Request<Incoming>, Response = axum::response::Response>
@@ -275,13 +523,29 @@ async fn drive<I, S>(
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let idle = app.cfg.idle_timeout;
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = stop.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+    loop {
+        let idle_at = tokio::time::Instant::from_std(activity.idle_at(idle));
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = stop.changed() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+                return;
+            }
+            _ = tokio::time::sleep_until(idle_at) => {
+                if !activity.idle_for(idle) {
+                    continue;
+                }
+                BoundCounters::bump(&app.bounds.counters.idle_closed);
+                // HTTP/2: GOAWAY, then close (no stream is open); HTTP/1: close. A peer
+                // that does not read the GOAWAY is dropped after the header deadline.
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(app.cfg.header_read_timeout, conn).await;
+                return;
+            }
         }
     }
 }
@@ -327,3 +591,7 @@ async fn flush_once(app: &App) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "server_attacks.rs"]
+mod attacks;

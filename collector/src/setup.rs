@@ -6,13 +6,15 @@
 //!   role; the in-process quickstart only the manager's and the admin's);
 //! - the reader user `admin`, whose password is the admin token (HTTP Basic for `cfy`);
 //! - for the packaged service, the config (0600), the state directory and the database
-//!   belong to the service user, or the service could not read them after a root `init`.
+//!   belong to the service user, or the service could not read them after a root `init`;
+//! - for the packaged service, every path in the config is absolute (made so against the
+//!   directory `init` ran in), since the service starts elsewhere.
 //!
 //! Secrets are returned to the caller to show once; only their hashes are stored.
 
 use crate::config::Config;
 use crate::store::{Role, Store, StoreError};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The reader user whose password is the admin token.
 pub const ADMIN_USER: &str = "admin";
@@ -81,8 +83,8 @@ pub enum SetupError {
 pub fn plan(cfg: Config, target: Target) -> Plan {
     match target {
         Target::Service { config_path } => Plan {
-            cfg,
-            config_path: Some(config_path),
+            cfg: with_absolute_paths(cfg),
+            config_path: Some(absolute(&config_path)),
             roles: Role::ALL.to_vec(),
             owner: Some(sr_fsutil::SERVICE_USER),
         },
@@ -93,6 +95,22 @@ pub fn plan(cfg: Config, target: Target) -> Plan {
             owner: None,
         },
     }
+}
+
+/// `path` made absolute against the current directory (not resolving symlinks: the
+/// operator's path is kept as written). Left as given if the directory is unknown.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// `cfg` with its state directory, certificate and key paths absolute.
+fn with_absolute_paths(mut cfg: Config) -> Config {
+    cfg.state_dir = absolute(&cfg.state_dir);
+    if let Some(tls) = cfg.tls.as_mut() {
+        tls.cert_path = absolute(&tls.cert_path);
+        tls.key_path = absolute(&tls.key_path);
+    }
+    cfg
 }
 
 /// Writes the config, creates the store, gives both to the owner and issues the tokens.
@@ -157,6 +175,29 @@ mod tests {
         let admin = issued.token(Role::Admin).unwrap();
         assert!(store.verify_user(ADMIN_USER, admin).unwrap());
         assert_eq!(store.lookup_token(admin).unwrap(), Some(Role::Admin));
+    }
+
+    /// `collector init --state-dir state --cert c.pem` run in one directory, the service
+    /// started in another: the config it wrote must still find the store and the files.
+    #[test]
+    fn a_service_config_names_absolute_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::new("state", "c.pem", "tls/k.pem");
+        let p = plan(
+            cfg,
+            Target::Service {
+                config_path: "etc/collector.toml".into(),
+            },
+        );
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(p.cfg.state_dir, cwd.join("state"));
+        let tls = p.cfg.tls.as_ref().unwrap();
+        assert_eq!(tls.cert_path, cwd.join("c.pem"));
+        assert_eq!(tls.key_path, cwd.join("tls/k.pem"));
+        assert_eq!(p.config_path, Some(cwd.join("etc/collector.toml")));
+        let written = Config::from_toml(&p.cfg.to_toml()).unwrap();
+        assert!(written.state_dir.is_absolute(), "{}", p.cfg.to_toml());
+        drop(dir);
     }
 
     #[test]

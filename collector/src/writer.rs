@@ -3,14 +3,24 @@
 //! Async request handlers never block on SQLite. They send an [`Op`] over a bounded
 //! channel and await the answer. Durable writes that queue up while a commit runs are
 //! committed together in one transaction (group commit: one fsync for many reports).
+//!
+//! Health: the thread records whether its last write succeeded ([`Writer::writes_ok`],
+//! so `/api/v3.1/ok` is not ready while writes fail) and answers [`Writer::ping`], so the
+//! systemd watchdog is fed only while the thread still takes work.
 
 use crate::store::{DurableWrite, LatestRow, PinOutcome, Role, Store, StoredNode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Ops waiting for the writer; a full queue makes ingest wait (back-pressure), never drop.
 const QUEUE: usize = 1024;
 /// Most ops folded into one transaction.
 const BATCH: usize = 512;
+/// The age sweep of the transitions table runs at most this often (the count bound is
+/// enforced on every insert).
+const AGE_SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Store changes made by another process (the CLI), picked up by a flush.
 pub struct Reload {
@@ -29,11 +39,15 @@ pub enum Op {
         oneshot::Sender<Result<Option<Reload>, String>>,
     ),
     UserHash(String, oneshot::Sender<Option<String>>),
+    /// Answered as soon as the thread reaches it: the thread is not wedged.
+    Ping(oneshot::Sender<()>),
 }
 
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Op>,
+    /// False while the last write (durable commit or flush) failed.
+    writes_ok: Arc<AtomicBool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,16 +63,36 @@ impl Writer {
     /// finishing the queued ops.
     pub fn start(store: Store, data_version: i64) -> (Writer, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let writes_ok = Arc::new(AtomicBool::new(true));
+        let health = writes_ok.clone();
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(store, rx, data_version))
+            .spawn(move || run(store, rx, data_version, &health))
             .expect("spawning a thread only fails when the OS is out of resources");
-        (Writer { tx }, handle)
+        (Writer { tx, writes_ok }, handle)
     }
 
     /// False once the writer thread has ended (the store failed or shutdown began).
     pub fn is_alive(&self) -> bool {
         !self.tx.is_closed()
+    }
+
+    /// Whether the store's last write succeeded (true before the first).
+    pub fn writes_ok(&self) -> bool {
+        self.writes_ok.load(Ordering::Relaxed)
+    }
+
+    /// Ready for readers and load balancers: the thread runs and writes succeed.
+    pub fn is_healthy(&self) -> bool {
+        self.is_alive() && self.writes_ok()
+    }
+
+    /// Whether the thread answers within `within`: alive and not wedged.
+    pub async fn ping(&self, within: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(within, self.ask(Op::Ping)).await,
+            Ok(Ok(()))
+        )
     }
 
     pub async fn durable(&self, writes: Vec<DurableWrite>) -> Result<PinOutcome, WriterError> {
@@ -89,7 +123,8 @@ impl Writer {
     }
 }
 
-fn run(mut store: Store, mut rx: mpsc::Receiver<Op>, mut seen_version: i64) {
+fn run(mut store: Store, mut rx: mpsc::Receiver<Op>, mut seen_version: i64, ok: &AtomicBool) {
+    let mut last_sweep: Option<Instant> = None;
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -106,9 +141,18 @@ fn run(mut store: Store, mut rx: mpsc::Receiver<Op>, mut seen_version: i64) {
                     let _ = reply.send(store.user_hash(&name).ok().flatten());
                 }
                 Op::Flush(rows, reply) => {
+                    if last_sweep.is_none_or(|t| t.elapsed() >= AGE_SWEEP_EVERY) {
+                        last_sweep = Some(Instant::now());
+                        let swept = store.sweep_old_transitions(crate::clock::now_ms());
+                        ok.store(swept.is_ok(), Ordering::Relaxed);
+                    }
                     let result =
                         flush(&mut store, &rows, &mut seen_version).map_err(|e| e.to_string());
+                    ok.store(result.is_ok(), Ordering::Relaxed);
                     let _ = reply.send(result);
+                }
+                Op::Ping(reply) => {
+                    let _ = reply.send(());
                 }
             }
         }
@@ -119,7 +163,9 @@ fn run(mut store: Store, mut rx: mpsc::Receiver<Op>, mut seen_version: i64) {
             .iter()
             .flat_map(|(w, _)| w.iter().cloned())
             .collect();
-        match store.commit_durable(&all) {
+        let committed = store.commit_durable(&all);
+        ok.store(committed.is_ok(), Ordering::Relaxed);
+        match committed {
             Ok(pins) => {
                 let mut pins = pins.into_iter();
                 for (writes, reply) in durable {
@@ -157,4 +203,59 @@ fn flush(
         tokens: store.active_token_hashes()?,
         nodes: store.load_nodes()?,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DurableWrite;
+    use sr_protocol::NodeType;
+
+    fn row() -> LatestRow {
+        LatestRow {
+            node_type: NodeType::Db,
+            node_id: "n1".into(),
+            name: "n1".into(),
+            private_ip: None,
+            received_ms: 1,
+            skew_ms: 0,
+            signed: true,
+            body: b"{}".to_vec(),
+            boot_id: None,
+            seq: 0,
+        }
+    }
+
+    /// Issue 12: `/api/v3.1/ok` said ready while every write failed. The writer now
+    /// reports its last write's outcome, which `/ok` and `/status` read.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failing_writes_make_the_writer_unhealthy_until_one_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        store
+            .commit_durable(&[DurableWrite::Pin {
+                node_type: NodeType::Db,
+                node_id: "n1".into(),
+                name: "n1".into(),
+                key: None,
+                private_ip: None,
+                at_ms: 1,
+            }])
+            .unwrap();
+        let (writer, thread) = Writer::start(store, 0);
+        assert!(writer.is_healthy());
+        assert!(writer.ping(Duration::from_secs(5)).await);
+        // Another process holds the write lock: every write waits out the busy timeout
+        // and fails, as with a full or read-only disk.
+        let blocker = rusqlite::Connection::open(dir.path().join(crate::store::DB_FILE)).unwrap();
+        blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        assert!(writer.flush(vec![row()]).await.is_err());
+        assert!(!writer.writes_ok());
+        assert!(!writer.is_healthy());
+        blocker.execute_batch("COMMIT").unwrap();
+        writer.flush(vec![row()]).await.unwrap();
+        assert!(writer.is_healthy());
+        drop(writer);
+        thread.join().unwrap();
+    }
 }

@@ -312,12 +312,26 @@ fn validate(path: &Path) -> anyhow::Result<i32> {
         sr_tls::server_config(&t.cert_path, &t.key_path)
             .context("loading the certificate and key")?;
     }
+    drop(Store::preflight(&cfg.state_dir)?);
+    let needed = cfg.max_connections + sr_collector::server::FD_HEADROOM;
+    if let Some(limit) = fd_limit().filter(|l| *l < needed as u64) {
+        // Not an error: the collector still runs, refusing connections past what fits.
+        eprintln!(
+            "warning: the file-descriptor limit ({limit}) is below max_connections + {} = {needed}: \
+             connections past {} will be refused; raise LimitNOFILE",
+            sr_collector::server::FD_HEADROOM,
+            limit.saturating_sub(sr_collector::server::FD_HEADROOM as u64)
+        );
+    }
     println!("{}: valid", path.display());
     Ok(0)
 }
 
 fn run_collector(path: &Path) -> anyhow::Result<i32> {
     let cfg = Config::load(path)?;
+    // A configured collector's store was made by `collector init`: refuse a damaged,
+    // empty or missing one before binding, with the recovery path in the error.
+    drop(Store::preflight(&cfg.state_dir)?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -336,7 +350,12 @@ fn run_collector(path: &Path) -> anyhow::Result<i32> {
             notify.notify_one();
         });
         let gate = signalled.clone();
-        let serve = sr_collector::serve(cfg, listener, async move { gate.notified().await });
+        let serve = sr_collector::server::serve_with(
+            cfg,
+            listener,
+            async move { gate.notified().await },
+            sr_collector::server::Lifecycle::systemd(),
+        );
         tokio::pin!(serve);
         tokio::select! {
             r = &mut serve => r.map(|_| 0).map_err(anyhow::Error::from),
@@ -345,6 +364,14 @@ fn run_collector(path: &Path) -> anyhow::Result<i32> {
             }
         }
     })
+}
+
+/// The hard `RLIMIT_NOFILE` (the collector raises its soft limit to it), read from
+/// /proc so the binary needs no FFI for it.
+fn fd_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(4)?.parse().ok()
 }
 
 async fn wait_for_signal() {

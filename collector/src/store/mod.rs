@@ -19,6 +19,14 @@
 //! replay state, the durable batch), [`transitions`] (the status history). Each adds its
 //! methods to the one [`Store`], which owns the connection.
 //!
+//! Bounds: the transitions table keeps at most [`Retention::per_node`] rows per node
+//! (enforced in the same transaction as each insert) and none older than
+//! [`Retention::max_age_ms`] (swept by the writer at least once a minute).
+//!
+//! Damage: [`Store::preflight`] (run by `collector run` and `collector validate`) refuses a
+//! store that is missing, empty, holds no token or fails `PRAGMA quick_check`, and every
+//! open refuses a file SQLite calls corrupt, each with a recovery path in the message.
+//!
 //! Nothing here logs; errors go back to the caller as [`StoreError`].
 
 mod nodes;
@@ -57,12 +65,54 @@ pub enum StoreError {
     Hash(String),
     #[error("database holds an unknown role {0:?}")]
     BadRole(String),
+    #[error("the store {} is damaged: {problem}.\n{}", path.display(), recovery(path))]
+    Damaged { path: PathBuf, problem: String },
+}
+
+/// What an operator does about a damaged store, named with its real paths.
+fn recovery(db: &Path) -> String {
+    let dir = db.parent().unwrap_or(Path::new(".")).display().to_string();
+    let db = db.display();
+    format!(
+        "Recovery: stop the collector; move {db}, {db}-wal and {db}-shm aside (keep them for \
+         analysis); then either restore those three files from a backup taken while the \
+         collector was stopped, or run `status-reporter collector init --force --state-dir {dir} \
+         ...` to create a new store with new tokens and run `status-reporter configure` again \
+         on every node with its new token (nodes re-pin their keys on their next report)."
+    )
+}
+
+/// How much transition history the store keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Rows whose receive time is older than this are swept.
+    pub max_age_ms: i64,
+    /// The newest rows kept per node.
+    pub per_node: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            max_age_ms: crate::config::DEFAULT_TRANSITIONS_MAX_AGE.as_millis() as i64,
+            per_node: crate::config::DEFAULT_TRANSITIONS_PER_NODE,
+        }
+    }
 }
 
 pub struct Store {
     /// The one connection; each room's `impl Store` uses it.
     conn: Connection,
     path: PathBuf,
+    retention: Retention,
+}
+
+/// A SQLite error that means the file itself is damaged (not busy, not full).
+fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
 }
 
 pub(crate) fn node_type_of(s: &str) -> Result<NodeType, StoreError> {
@@ -99,13 +149,87 @@ impl Store {
                 })
             }
         }
-        let conn = Connection::open(&path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.execute_batch(schema::SCHEMA)?;
-        Ok(Store { conn, path })
+        let opened = (|| -> rusqlite::Result<Connection> {
+            let conn = Connection::open(&path)?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            conn.execute_batch(schema::SCHEMA)?;
+            Ok(conn)
+        })();
+        match opened {
+            Ok(conn) => Ok(Store {
+                conn,
+                path,
+                retention: Retention::default(),
+            }),
+            Err(e) if is_corruption(&e) => Err(StoreError::Damaged {
+                problem: format!("SQLite cannot read it ({e})"),
+                path,
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Opens the store a configured collector expects and refuses it if it is damaged:
+    /// missing or empty (a config exists, so `collector init` created it with tokens),
+    /// holding no token at all, or failing `PRAGMA quick_check`. Creates nothing.
+    pub fn preflight(state_dir: &Path) -> Result<Store, StoreError> {
+        let path = state_dir.join(DB_FILE);
+        let damaged = |problem: &str| StoreError::Damaged {
+            path: path.clone(),
+            problem: problem.to_string(),
+        };
+        match std::fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(damaged(
+                "it does not exist (was `status-reporter collector init` run with this state_dir?)",
+            )),
+            Err(e) => return Err(damaged(&format!("cannot read it: {e}"))),
+            Ok(m) if !m.is_file() => return Err(damaged("it is not a regular file")),
+            Ok(m) if m.len() == 0 => {
+                return Err(damaged("it is empty (0 bytes), so it holds no token"))
+            }
+            Ok(_) => {}
+        }
+        let store = Store::open(state_dir)?;
+        store.quick_check()?;
+        let tokens: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM tokens", [], |r| r.get(0))?;
+        if tokens == 0 {
+            return Err(damaged(
+                "it holds no token, so every agent and reader would be refused",
+            ));
+        }
+        Ok(store)
+    }
+
+    /// `PRAGMA quick_check` (the structural half of `integrity_check`, O(pages)): a
+    /// [`StoreError::Damaged`] naming the first problem unless the file is consistent.
+    pub fn quick_check(&self) -> Result<(), StoreError> {
+        let first: rusqlite::Result<String> =
+            self.conn.query_row("PRAGMA quick_check", [], |r| r.get(0));
+        match first {
+            Ok(ok) if ok == "ok" => Ok(()),
+            Ok(problem) => Err(StoreError::Damaged {
+                path: self.path.clone(),
+                problem: format!(
+                    "PRAGMA quick_check: {}",
+                    problem.chars().take(300).collect::<String>()
+                ),
+            }),
+            Err(e) if is_corruption(&e) => Err(StoreError::Damaged {
+                path: self.path.clone(),
+                problem: format!("PRAGMA quick_check: {e}"),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sets how much transition history is kept from now on.
+    pub fn set_retention(&mut self, retention: Retention) {
+        self.retention = retention;
     }
 
     pub fn path(&self) -> &Path {

@@ -356,6 +356,13 @@ impl Store {
                             t.reasons_json
                         ])?;
                     }
+                    drop(st);
+                    super::transitions::keep_newest(
+                        &tx,
+                        *node_type,
+                        node_id,
+                        self.retention.per_node,
+                    )?;
                 }
             }
         }

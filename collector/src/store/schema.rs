@@ -71,4 +71,6 @@ CREATE TABLE IF NOT EXISTS transitions (
     reasons TEXT NOT NULL,
     PRIMARY KEY (node_type, node_id, boot_id, seq)
 );
+-- The age sweep deletes by receive time.
+CREATE INDEX IF NOT EXISTS transitions_received ON transitions (received_ms);
 ";

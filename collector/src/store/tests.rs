@@ -197,3 +197,118 @@ fn a_forgotten_node_with_a_latest_row_is_not_resurrected_until_pinned_again() {
     assert_eq!(nodes[0].latest.as_ref(), Some(&row));
     assert_eq!(nodes[0].row.pinned_key.as_deref(), Some("B"));
 }
+
+fn transition(seq: u64) -> TransitionRow {
+    TransitionRow {
+        boot_id: "b1".into(),
+        seq,
+        at_ms: seq as i64,
+        service: None,
+        from: "OK".into(),
+        to: "Fail".into(),
+        reasons_json: "[]".into(),
+    }
+}
+
+fn transitions_of(node_id: &str, received_ms: i64, seqs: std::ops::Range<u64>) -> DurableWrite {
+    DurableWrite::Transitions {
+        node_type: NodeType::Db,
+        node_id: node_id.into(),
+        received_ms,
+        rows: seqs.map(transition).collect(),
+    }
+}
+
+/// Issue 12: one node wrote 20,000 transitions in half a second and the table kept them
+/// all. Now the store keeps the newest `per_node` of each node, in the same commit.
+#[test]
+fn twenty_thousand_transitions_from_one_node_keep_only_the_newest() {
+    let (_d, mut s) = store();
+    s.commit_durable(&[transitions_of("victim", 1, 0..5)])
+        .unwrap();
+    for batch in 0..20u64 {
+        let from = batch * 1000;
+        s.commit_durable(&[transitions_of(
+            "flooder",
+            10 + batch as i64,
+            from..from + 1000,
+        )])
+        .unwrap();
+    }
+    let kept = Retention::default().per_node;
+    let flooder = s.transitions(NodeType::Db, "flooder", usize::MAX).unwrap();
+    assert_eq!(flooder.len(), kept);
+    assert_eq!(flooder[0].seq, 19_999, "the newest is kept");
+    assert_eq!(flooder[kept - 1].seq, 20_000 - kept as u64);
+    assert_eq!(s.transitions(NodeType::Db, "victim", 100).unwrap().len(), 5);
+    assert_eq!(s.transition_count().unwrap(), kept + 5);
+}
+
+#[test]
+fn transitions_older_than_the_retention_age_are_swept() {
+    let (_d, mut s) = store();
+    s.set_retention(Retention {
+        max_age_ms: 1000,
+        per_node: 100,
+    });
+    s.commit_durable(&[
+        transitions_of("n1", 0, 0..3),
+        transitions_of("n2", 5000, 0..2),
+    ])
+    .unwrap();
+    assert_eq!(s.sweep_old_transitions(5500).unwrap(), 3);
+    assert!(s.transitions(NodeType::Db, "n1", 10).unwrap().is_empty());
+    assert_eq!(s.transitions(NodeType::Db, "n2", 10).unwrap().len(), 2);
+}
+
+/// Issue 12: a 0-byte store started with no token (every agent then got 401) and a store
+/// with overwritten pages started and accepted writes. Now each is refused, and the
+/// message says what to do.
+#[test]
+fn a_damaged_store_is_refused_with_a_recovery_path() {
+    let damaged = |dir: &Path, problem: &str| {
+        let err = Store::preflight(dir).err().expect("refused");
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::Damaged { .. }), "{text}");
+        assert!(text.contains(problem), "{text}");
+        assert!(text.contains("Recovery:"), "{text}");
+        assert!(text.contains("collector init --force"), "{text}");
+    };
+    let missing = tempfile::tempdir().unwrap();
+    damaged(missing.path(), "does not exist");
+    assert!(
+        !missing.path().join(DB_FILE).exists(),
+        "preflight creates nothing"
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::write(empty.path().join(DB_FILE), b"").unwrap();
+    damaged(empty.path(), "empty (0 bytes)");
+
+    let tokenless = tempfile::tempdir().unwrap();
+    drop(Store::open(tokenless.path()).unwrap());
+    damaged(tokenless.path(), "holds no token");
+
+    let overwritten = tempfile::tempdir().unwrap();
+    {
+        let mut s = Store::open(overwritten.path()).unwrap();
+        s.create_token(Role::Db).unwrap();
+        for batch in 0..20 {
+            s.commit_durable(&[transitions_of(&format!("n{batch}"), 1, 0..50)])
+                .unwrap();
+        }
+        assert!(
+            Store::preflight(overwritten.path()).is_ok(),
+            "healthy first"
+        );
+    }
+    // Pages 2.. overwritten, the header page left intact: SQLite opens the file.
+    let path = overwritten.path().join(DB_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 8 * 4096, "{} bytes", bytes.len());
+    for b in &mut bytes[4096..] {
+        *b = 0x5a;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    damaged(overwritten.path(), "");
+}

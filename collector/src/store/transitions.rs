@@ -1,7 +1,8 @@
-//! The status-transition history agents report, deduplicated by `(node, boot_id, seq)`.
+//! The status-transition history agents report, deduplicated by `(node, boot_id, seq)`,
+//! and its retention: a count per node and an age, both enforced here.
 
 use super::{Store, StoreError};
-use rusqlite::params;
+use rusqlite::{params, Connection};
 use sr_protocol::NodeType;
 
 /// An agent-reported status transition, deduplicated by `(node, boot_id, seq)`.
@@ -40,5 +41,43 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Deletes `node`'s transitions beyond the newest `keep` (the order [`Store::transitions`]
+/// lists them in). Runs inside the transaction that inserted, so the table never holds
+/// more than `keep` rows of a node after a commit.
+pub(super) fn keep_newest(
+    conn: &Connection,
+    node_type: NodeType,
+    node_id: &str,
+    keep: usize,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "DELETE FROM transitions WHERE rowid IN (
+            SELECT rowid FROM transitions WHERE node_type = ?1 AND node_id = ?2
+            ORDER BY received_ms DESC, seq DESC LIMIT -1 OFFSET ?3)",
+    )?
+    .execute(params![node_type.as_str(), node_id, keep as i64])?;
+    Ok(())
+}
+
+impl Store {
+    /// Deletes transitions received before `now_ms - max_age`. Returns how many.
+    pub fn sweep_old_transitions(&self, now_ms: i64) -> Result<usize, StoreError> {
+        let cutoff = now_ms.saturating_sub(self.retention.max_age_ms);
+        Ok(self.conn.execute(
+            "DELETE FROM transitions WHERE received_ms < ?1",
+            params![cutoff],
+        )?)
+    }
+
+    /// Rows in the transitions table, all nodes.
+    pub fn transition_count(&self) -> Result<usize, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM transitions", [], |r| {
+                r.get::<_, i64>(0)
+            })? as usize)
     }
 }
