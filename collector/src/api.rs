@@ -405,7 +405,7 @@ async fn authenticate(app: &App, caller: &Caller) -> Result<Reader, ApiError> {
 
 /// A PHC string no password matches, verified for unknown users (computed once, with
 /// the same parameters as real users' hashes).
-fn dummy_phc() -> &'static str {
+pub(crate) fn dummy_phc() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| {
         use argon2::password_hash::{PasswordHasher, SaltString};
