@@ -1,11 +1,14 @@
 //! The README's main job: `status-reporter quickstart` brings the whole system up on this
 //! host, and the URL, CA file and admin token it prints really work.
 
+mod harness;
+
+use harness::BIN;
+use nix::sys::signal::Signal;
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_status-reporter");
 
 #[test]
 fn once_shows_a_view_with_this_host_and_cleans_up() {
@@ -138,4 +141,57 @@ fn printed_credentials_work_for_cluster_status_and_basic_auth() {
         dir.path().join("agent.toml").exists(),
         "--state-dir content must be kept"
     );
+}
+
+/// Starts `quickstart` with its temporary state dir, sends `signal` once the dir is
+/// printed, and checks that it exits cleanly and leaves no keys or tokens behind.
+fn check_signal_removes_the_temporary_dir(signal: Signal) {
+    let mut child = Command::new(BIN)
+        .args(["quickstart", "--reporting-freq", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ca = loop {
+        let line = lines
+            .next()
+            .expect("quickstart closed stdout early")
+            .unwrap();
+        if let Some(ca) = line.strip_prefix("CA file: ") {
+            break PathBuf::from(ca);
+        }
+    };
+    let dir = ca.parent().unwrap().to_path_buf();
+    assert!(
+        ca.exists(),
+        "the state dir exists before the signal: {}",
+        dir.display()
+    );
+    // Keep draining the live view so the child never blocks on a full pipe.
+    let drain = std::thread::spawn(move || lines.count());
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+    let status = harness::wait_for(
+        &format!("quickstart to exit on {signal}"),
+        Duration::from_secs(30),
+        || child.try_wait().unwrap(),
+    );
+    drain.join().unwrap();
+    assert!(
+        status.success(),
+        "quickstart did not stop cleanly on {signal}: {status}"
+    );
+    assert!(
+        !dir.exists(),
+        "{signal} left the temporary state dir (keys and tokens) behind: {}",
+        dir.display()
+    );
+}
+
+#[test]
+fn sigint_sigterm_and_sighup_remove_the_temporary_state_dir() {
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        check_signal_removes_the_temporary_dir(signal);
+    }
 }

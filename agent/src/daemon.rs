@@ -102,6 +102,13 @@ fn refresh_every(reporting_freq: u32) -> Duration {
     Duration::from_secs(u64::from(reporting_freq) * 12).max(Duration::from_secs(10))
 }
 
+/// How long a discovered manager may go unnamed by every answer before it is dropped:
+/// two refreshes, so one late or failed refresh of the manager that still names it
+/// does not drop it.
+fn discovery_round(reporting_freq: u32) -> Duration {
+    refresh_every(reporting_freq) * 2
+}
+
 struct Task {
     slot: watch::Sender<Option<Job>>,
     handle: JoinHandle<()>,
@@ -216,7 +223,11 @@ impl Daemon {
     fn on_event(&mut self, ev: PushEvent) {
         match ev {
             PushEvent::HealthChanged => self.save_health(),
-            PushEvent::Discovered { from, ips } => match self.managers.merge_discovered(&ips) {
+            PushEvent::Discovered { from, ips } => match self.managers.merge_discovered(
+                &ips,
+                Instant::now().into_std(),
+                discovery_round(self.cfg.reporting_freq),
+            ) {
                 Ok(false) => {}
                 Ok(true) => {
                     tracing::info!(source = %from, managers = ?self.managers.all().iter().map(|a| a.to_string()).collect::<Vec<_>>(), "manager list changed");

@@ -6,6 +6,11 @@
 //! until Ctrl-C. Everything runs in this one process, through the same library entry
 //! points the daemons use (`sr_collector::serve`, `sr_agent::configure`, `sr_agent::run`),
 //! so the quickstart exercises the real path, TLS and signatures included.
+//!
+//! The temporary state directory holds a CA key and tokens, so it must go however the
+//! quickstart is stopped: SIGINT (Ctrl-C), SIGTERM (`kill`, a service manager) and SIGHUP
+//! (the terminal closed) are all caught from the start, and each stops the agent and the
+//! collector before the directory is removed (so neither can write into it again).
 
 use anyhow::{bail, Context};
 use sr_collector::{setup, Config as CollectorConfig, Role};
@@ -61,6 +66,9 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<i32> {
 }
 
 async fn quickstart(args: QuickstartArgs) -> anyhow::Result<i32> {
+    // Before the directory exists: a signal during setup is then only recorded, and the
+    // view returns as soon as it starts, through the same shutdown as a later signal.
+    let stop_signal = stop_signals()?;
     let (dir, _temp_guard) = match &args.state_dir {
         Some(d) => {
             std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
@@ -109,7 +117,15 @@ async fn quickstart(args: QuickstartArgs) -> anyhow::Result<i32> {
     println!("Agent config: {}", agent_config.display());
     println!();
 
-    let outcome = watch_view(&url, &pki.ca, &admin_token, args.once, args.reporting_freq).await;
+    let outcome = watch_view(
+        &url,
+        &pki.ca,
+        &admin_token,
+        args.once,
+        args.reporting_freq,
+        stop_signal,
+    )
+    .await;
 
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(Duration::from_secs(15), async {
@@ -125,9 +141,30 @@ async fn quickstart(args: QuickstartArgs) -> anyhow::Result<i32> {
         _ => {}
     }
     if args.state_dir.is_none() {
-        println!("Removed {}", dir.display());
+        // After SIGHUP the terminal may be gone; the removal (on return) matters more
+        // than this line, so a failed write must not panic.
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "Removed {}", dir.display());
     }
     outcome
+}
+
+/// Catches SIGINT, SIGTERM and SIGHUP from now on; the receiver turns true at the first.
+fn stop_signals() -> anyhow::Result<watch::Receiver<bool>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot catch SIGHUP")?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+        }
+        let _ = tx.send(true);
+    });
+    Ok(rx)
 }
 
 struct PkiFiles {
@@ -270,21 +307,28 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-/// Shows the view: once after the first report with `once`, else refreshed until Ctrl-C.
+/// Shows the view: once after the first report with `once`, else refreshed until a stop
+/// signal (which also ends the wait for the first report).
 async fn watch_view(
     url: &str,
     ca: &Path,
     token: &str,
     once: bool,
     every_secs: u32,
+    stop_signal: watch::Receiver<bool>,
 ) -> anyhow::Result<i32> {
     let client = sr_tls::HttpsClient::new(sr_tls::client_config(ca, None)?, Duration::from_secs(2));
+    let stop = stopped(stop_signal);
+    tokio::pin!(stop);
     let started = Instant::now();
     let first = loop {
         match fetch_view(&client, url, token).await {
             Ok(view) if has_reported_node(&view) => break view,
             Ok(_) | Err(_) if started.elapsed() < FIRST_REPORT_DEADLINE => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::select! {
+                    _ = &mut stop => return Ok(0),
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
             }
             Ok(_) => bail!("no report reached the collector within {FIRST_REPORT_DEADLINE:?}"),
             Err(e) => return Err(e.context("the collector does not answer")),
@@ -295,11 +339,9 @@ async fn watch_view(
         return Ok(0);
     }
     let mut tick = tokio::time::interval(Duration::from_secs(every_secs.into()));
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
-            _ = &mut ctrl_c => return Ok(0),
+            _ = &mut stop => return Ok(0),
             _ = tick.tick() => {
                 // Clear the screen and home the cursor, like `watch`.
                 print!("\x1b[2J\x1b[H");
