@@ -503,6 +503,7 @@ async fn list(
             ))
         }
     };
+    let own = own_address(&app, headers);
     let mut items: Vec<NodeListItem> = app
         .mem
         .records()
@@ -514,14 +515,19 @@ async fn list(
                 .as_ref()
                 .and_then(|l| l.body.extension.as_ref().map(|e| e.agent_version.clone()));
             let last_seen = r.latest.as_ref().and_then(|l| rfc3339_ms(l.received_ms));
-            list_item(
-                node_type,
-                r.name,
-                r.node_id,
-                r.private_ip,
-                version,
-                last_seen,
-            )
+            // A node that reached this collector over loopback is listed at the address
+            // this reader reached it by: 127.0.0.1 would send a remote reporter to itself.
+            let reported = r.latest.as_ref().and_then(|l| {
+                let ext = l.body.extension.as_ref()?;
+                ext.private_ip.as_deref()?.parse().ok()
+            });
+            let private_ip = match r.private_ip.as_deref().map(str::parse) {
+                Some(Ok(stored)) => {
+                    crate::ingest::listed_address(reported, Some(stored), own.clone())
+                }
+                _ => r.private_ip,
+            };
+            list_item(node_type, r.name, r.node_id, private_ip, version, last_seen)
         })
         .collect();
     items.sort_by(|a, b| (&a.name, &a.node_id).cmp(&(&b.name, &b.node_id)));
@@ -737,31 +743,35 @@ fn stand_in(app: &App, headers: &HeaderMap, node_type: NodeType) -> NodeListItem
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "collector".to_string());
-    let listen = app.cfg.listen.ip();
-    let address = if listen.is_unspecified() {
-        headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.parse::<http::uri::Authority>().ok())
-            .map(|a| {
-                a.host()
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_string()
-            })
-    } else {
-        Some(listen.to_string())
-    };
     let mut item = list_item(
         node_type,
         hostname.clone(),
         format!("collector-{hostname}"),
-        address,
+        own_address(app, headers),
         Some(env!("CARGO_PKG_VERSION").to_string()),
         None,
     );
     item.placeholder = true;
     item
+}
+
+/// The address this reader reached the collector by: its listen address, or the host of
+/// the request's `Host` header when it listens on every address.
+fn own_address(app: &App, headers: &HeaderMap) -> Option<String> {
+    let listen = app.cfg.listen.ip();
+    if !listen.is_unspecified() {
+        return Some(listen.to_string());
+    }
+    headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<http::uri::Authority>().ok())
+        .map(|a| {
+            a.host()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string()
+        })
 }
 
 /// Ready while the writer thread runs and its last write succeeded: a collector that

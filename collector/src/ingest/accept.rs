@@ -43,14 +43,13 @@ pub(super) async fn accept(
     if name.is_empty() || name.chars().any(sr_protocol::model::is_hidden_char) {
         return Err(Refusal::BadNodeName);
     }
-    let private_ip = match ext.and_then(|e| e.private_ip.as_deref()) {
-        Some(ip) => Some(
-            ip.parse::<IpAddr>()
-                .map_err(|_| Refusal::BadPrivateIp)?
-                .to_string(),
-        ),
-        None => peer.map(|p| p.to_canonical().to_string()),
+    let reported = match ext.and_then(|e| e.private_ip.as_deref()) {
+        Some(ip) => Some(ip.parse::<IpAddr>().map_err(|_| Refusal::BadPrivateIp)?),
+        None => None,
     };
+    let listen = app.cfg.listen.ip();
+    let own_host = (!listen.is_unspecified()).then(|| listen.to_string());
+    let private_ip = listed_address(reported, peer, own_host);
     let reporter_ms = match &verified.envelope {
         Some(env) => env.sent_at_ms,
         None => decoded.reporter_time.saturating_mul(1000),
@@ -64,6 +63,34 @@ pub(super) async fn accept(
         skew_ms,
         pinning,
     })
+}
+
+/// The address a node is listed at (its `private_ip`, what `GET /managers` hands to
+/// reporters), by the rule in docs/protocol.md ("Lists"): the address the report gives for
+/// itself; else the connection's peer address; but a loopback peer only says the node shares
+/// the collector's host, and an address that only that host can use must not reach remote
+/// nodes, so then `own_host` (the address the collector is reached by: its configured listen
+/// address, or at read time the one the reader used) wins when it is known and not loopback.
+pub(crate) fn listed_address(
+    reported: Option<IpAddr>,
+    peer: Option<IpAddr>,
+    own_host: Option<String>,
+) -> Option<String> {
+    if let Some(ip) = reported {
+        return Some(ip.to_string());
+    }
+    let peer = peer.map(|p| p.to_canonical())?;
+    if !peer.is_loopback() {
+        return Some(peer.to_string());
+    }
+    let is_loopback_host = |h: &str| {
+        h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    };
+    Some(
+        own_host
+            .filter(|h| !h.is_empty() && !is_loopback_host(h))
+            .unwrap_or_else(|| peer.to_string()),
+    )
 }
 
 /// Whether the node's state admits the report; `Ok(true)` when a pin is to be written.
@@ -88,5 +115,61 @@ async fn admit(app: &App, v: &Verified) -> Result<bool, Refusal> {
     match checked {
         Err(Refusal::KeyMismatch) => Err(refuse_mismatch(app, &v.key, v.key_id.as_deref()).await),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listed_address;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    fn host(s: &str) -> Option<String> {
+        Some(s.to_string())
+    }
+
+    #[test]
+    fn the_reports_own_address_wins() {
+        let got = listed_address(ip("10.0.0.11"), ip("127.0.0.1"), host("10.0.0.5"));
+        assert_eq!(got.as_deref(), Some("10.0.0.11"));
+        // Even a loopback address the node states itself: it is the node's own claim.
+        let got = listed_address(ip("127.0.0.1"), ip("10.0.0.7"), host("10.0.0.5"));
+        assert_eq!(got.as_deref(), Some("127.0.0.1"));
+    }
+
+    #[test]
+    fn a_remote_peer_is_listed_at_its_peer_address() {
+        let got = listed_address(None, ip("10.0.0.7"), host("10.0.0.5"));
+        assert_eq!(got.as_deref(), Some("10.0.0.7"));
+        let mapped = listed_address(None, ip("::ffff:10.0.0.7"), None);
+        assert_eq!(mapped.as_deref(), Some("10.0.0.7"));
+    }
+
+    #[test]
+    fn a_loopback_peer_is_listed_at_the_collectors_own_address() {
+        for peer in ["127.0.0.1", "127.0.1.1", "::1", "::ffff:127.0.0.1"] {
+            let got = listed_address(None, ip(peer), host("10.0.0.5"));
+            assert_eq!(got.as_deref(), Some("10.0.0.5"), "peer {peer}");
+            let named = listed_address(None, ip(peer), host("manager1.example"));
+            assert_eq!(named.as_deref(), Some("manager1.example"), "peer {peer}");
+        }
+    }
+
+    #[test]
+    fn a_loopback_peer_stays_when_nothing_better_is_known() {
+        for own in [
+            None,
+            host("127.0.0.1"),
+            host("::1"),
+            host("LOCALHOST"),
+            host(""),
+        ] {
+            let got = listed_address(None, ip("127.0.0.1"), own.clone());
+            assert_eq!(got.as_deref(), Some("127.0.0.1"), "own {own:?}");
+        }
+        assert_eq!(listed_address(None, None, host("10.0.0.5")), None);
     }
 }

@@ -34,6 +34,8 @@ use commit::Committed;
 use http::HeaderMap;
 use std::net::IpAddr;
 
+pub(crate) use accept::listed_address;
+
 /// A node id is 1–128 characters of `[A-Za-z0-9._-]` and not `.` or `..`: it names rows
 /// and appears in paths, so nothing that could traverse or inject is accepted.
 pub fn valid_node_id(id: &str) -> bool {
