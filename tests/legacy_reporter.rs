@@ -1,12 +1,15 @@
 //! The original Cloudify 5.0.5 reporter against a real collector process.
 //!
-//! The bodies are the ones docs/protocol.md captures ("Reports from the original 5.0.5
+//! The bodies are the ones docs/protocol.md documents ("Reports from the original 5.0.5
 //! reporter"), read from the doc byte for byte as `collector/tests/rollup_golden.rs` reads
 //! them, and sent as the 5.0.5 reporter sends them: unsigned, with the role's reporter
 //! token, `PUT /api/v3.1/cluster-status/{type}/{node_id}`, to a collector with
 //! `allow_unsigned_legacy = true`. The one byte-level change: the doc's bodies carry a fixed
 //! `timestamp`, which is replaced by the current time (same format, same length) so the
 //! report is not judged skewed; everything else is sent exactly as documented.
+
+#[path = "../collector/tests/support/documented.rs"]
+mod documented;
 
 use serde_json::Value;
 
@@ -18,19 +21,10 @@ use harness::Collector;
 /// The fixed reporter clock the documented bodies carry.
 const DOCUMENTED_TIMESTAMP: &str = "\"timestamp\": \"20270115075959+0000\"";
 
-/// A 5.0.5 reporter's body as docs/protocol.md gives it: the fenced block after
-/// `<!-- legacy-body: NAME -->`, byte for byte, read from the doc so the doc and the
-/// test cannot drift.
+/// A 5.0.5 reporter's body as docs/protocol.md gives it, byte for byte.
 fn documented_body(name: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/protocol.md");
-    let doc = std::fs::read_to_string(&path).unwrap();
-    let marker = format!("<!-- legacy-body: {name} -->\n```json\n");
-    let start = doc
-        .find(&marker)
-        .unwrap_or_else(|| panic!("{marker:?} missing in {}", path.display()))
-        + marker.len();
-    let end = start + doc[start..].find("\n```").unwrap();
-    doc.as_bytes()[start..end].to_vec()
+    let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/protocol.md");
+    documented::documented_body(&doc, name)
 }
 
 /// [`documented_body`] with only its `timestamp` value replaced by the current time, as a

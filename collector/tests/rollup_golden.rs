@@ -8,6 +8,9 @@
 //! have their own unit tests. The `legacy_*` scenarios roll up the original 5.0.5
 //! reporter's db and broker bodies, read byte for byte from docs/protocol.md.
 
+#[path = "support/documented.rs"]
+mod documented;
+
 use serde_json::json;
 use sr_collector::rollup::generic;
 use sr_collector::rollup::{rollup, LatestReport, NodeInput, NodeRecord, Policy};
@@ -236,18 +239,10 @@ fn generic_quorum_for_db_and_broker_is_a_majority() {
     assert_eq!(generic::rollup(&m, &policy).0, NodeStatus::Degraded);
 }
 
-/// A 5.0.5 reporter's body as docs/protocol.md gives it, byte for byte: the fenced block
-/// after `<!-- legacy-body: NAME -->`. Read from the doc so the doc and the test cannot drift.
+/// A 5.0.5 reporter's body as docs/protocol.md gives it, byte for byte.
 fn documented_body(name: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/protocol.md");
-    let doc = std::fs::read_to_string(&path).unwrap();
-    let marker = format!("<!-- legacy-body: {name} -->\n```json\n");
-    let start = doc
-        .find(&marker)
-        .unwrap_or_else(|| panic!("{marker:?} missing in {}", path.display()))
-        + marker.len();
-    let end = start + doc[start..].find("\n```").unwrap();
-    doc.as_bytes()[start..end].to_vec()
+    let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/protocol.md");
+    documented::documented_body(&doc, name)
 }
 
 /// A node whose last report, a second old, is the documented legacy body `body`, unsigned
