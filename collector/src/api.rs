@@ -571,6 +571,12 @@ fn counters_json(app: &App) -> serde_json::Value {
     let mut all = app.mem.counters.json();
     if let Some(obj) = all.as_object_mut() {
         obj.extend(app.bounds.counters.json());
+        // A gauge beside the counters: how much of the body budget requests hold now.
+        let free = app.bounds.body_bytes.available_permits();
+        obj.insert(
+            "inflight_body_bytes".into(),
+            app.cfg.max_inflight_body_bytes.saturating_sub(free).into(),
+        );
     }
     all
 }

@@ -242,26 +242,31 @@ async fn bodies_held_back_cannot_exceed_the_in_flight_budget() {
         let mut s = send.clone();
         held.push(tokio::spawn(async move { s.send_request(req).await }));
     }
-    // The held bodies are being read once their reservations are taken; poll the
-    // budget through what a real agent sees: its report is refused cleanly, not hung.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let answer = loop {
-        let mut s = send.clone();
-        let resp = tokio::time::timeout(
-            Duration::from_secs(5),
-            s.send_request(put("agent", 20_000).body(full(vec![b' '; 20_000])).unwrap()),
-        )
-        .await
-        .expect("a report past the budget is answered at once, not left waiting")
-        .unwrap();
-        let status = resp.status();
-        let retry_after = resp.headers().get("retry-after").cloned();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        if status == StatusCode::SERVICE_UNAVAILABLE || Instant::now() > deadline {
-            break (status, retry_after, body);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // Both held bodies take their reservations once ingest starts reading them. Wait for
+    // that (an agent's report sent earlier could take budget one of them then misses);
+    // then what a real agent sees past the budget: a clean refusal at once, not a hang.
+    let want = 2 * 30_000;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while counters(&c).await["inflight_body_bytes"].as_u64() != Some(want) {
+        assert!(
+            Instant::now() < deadline,
+            "the held bodies never took {want} bytes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let resp = tokio::time::timeout(
+        Duration::from_secs(5),
+        send.clone()
+            .send_request(put("agent", 20_000).body(full(vec![b' '; 20_000])).unwrap()),
+    )
+    .await
+    .expect("a report past the budget is answered at once, not left waiting")
+    .unwrap();
+    let answer = (
+        resp.status(),
+        resp.headers().get("retry-after").cloned(),
+        resp.into_body().collect().await.unwrap().to_bytes(),
+    );
     assert_eq!(answer.0, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(answer.1.as_ref().map(|v| v.as_bytes()), Some(&b"1"[..]));
     let json: serde_json::Value = serde_json::from_slice(&answer.2).unwrap();
