@@ -163,15 +163,13 @@ async fn put_report(
         }
     }
     if over_budget {
-        let mut busy = ApiError::new(
+        return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "server_busy",
             "too many report bodies are being received at once; retry shortly",
         )
+        .retry_after(1)
         .into_response();
-        busy.headers_mut()
-            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return busy;
     }
     refusal
 }
@@ -365,7 +363,8 @@ async fn authenticate(app: &App, caller: &Caller) -> Result<Reader, ApiError> {
                 "too many failed logins from this address; one more is allowed every {} s",
                 crate::app::LOGIN_REFILL.as_secs()
             ),
-        ));
+        )
+        .retry_after(crate::app::LOGIN_REFILL.as_secs()));
     }
     let phc = app.writer.user_hash(user.to_string()).await.map_err(|_| {
         ApiError::new(

@@ -13,6 +13,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds a client should wait before trying again (`Retry-After`), for refusals that
+    /// pass with time: the body budget (503) and the login throttle (429).
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -21,7 +24,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_secs: None,
         }
+    }
+
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
 }
 
@@ -37,6 +46,10 @@ impl IntoResponse for ApiError {
                 http::header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"status-reporter\""),
             );
+        }
+        if let Some(secs) = self.retry_after_secs {
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

@@ -121,28 +121,26 @@ impl hyper::body::Body for HeldBack {
     }
 }
 
-/// One HTTP/1.1 request on a fresh connection: status and JSON body.
+/// One HTTP/1.1 request on a fresh connection: status, JSON body and headers.
 async fn h1(
     addr: SocketAddr,
     req: http::request::Builder,
-) -> (StatusCode, serde_json::Value, Duration) {
+) -> (StatusCode, serde_json::Value, http::HeaderMap) {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
         .unwrap();
     tokio::spawn(conn);
-    let started = Instant::now();
     let resp = send
         .send_request(req.header("host", "localhost").body(empty()).unwrap())
         .await
         .unwrap();
-    let status = resp.status();
+    let (status, headers) = (resp.status(), resp.headers().clone());
     let body = resp.into_body().collect().await.unwrap().to_bytes();
-    let took = started.elapsed();
     (
         status,
         serde_json::from_slice(&body).unwrap_or_default(),
-        took,
+        headers,
     )
 }
 
@@ -286,7 +284,7 @@ async fn password_guessing_is_throttled_per_source_and_counted() {
     let mut statuses = Vec::new();
     let started = Instant::now();
     for i in 0..(crate::app::LOGIN_BURST as usize + 10) {
-        let (status, body, _) = h1(
+        let (status, body, headers) = h1(
             c.addr,
             http::Request::get("/api/v3.1/cluster-status")
                 .header("authorization", basic("admin", &format!("guess{i}"))),
@@ -294,6 +292,8 @@ async fn password_guessing_is_throttled_per_source_and_counted() {
         .await;
         if status == StatusCode::TOO_MANY_REQUESTS {
             assert_eq!(body["error_code"], "too_many_login_failures", "{body}");
+            let refill = crate::app::LOGIN_REFILL.as_secs().to_string();
+            assert_eq!(headers["retry-after"], refill.as_str());
         }
         statuses.push(status.as_u16());
     }
