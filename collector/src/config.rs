@@ -8,6 +8,7 @@
 use crate::rollup::Policy;
 use serde::Deserialize;
 use sr_protocol::NodeType;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,10 @@ pub struct Config {
     pub transitions_per_node: usize,
     /// Serve HTTP without TLS. Only for a loopback-only test setup; never the default.
     pub plain_http: bool,
+    /// Members each service type should have (`[expected_size]`, issue 12): the quorum is
+    /// taken of at least this many whatever reports, and more members than this is Fail.
+    /// A type not listed is sized by its members' own views.
+    pub expected_size: BTreeMap<NodeType, usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +110,7 @@ impl Config {
             max_inflight_body_bytes: DEFAULT_MAX_INFLIGHT_BODY_BYTES,
             transitions_max_age: DEFAULT_TRANSITIONS_MAX_AGE,
             transitions_per_node: DEFAULT_TRANSITIONS_PER_NODE,
+            expected_size: BTreeMap::new(),
         }
     }
 
@@ -116,6 +122,7 @@ impl Config {
             flap_window_ms: self.flap_window.as_millis() as i64,
             flap_threshold: self.flap_threshold,
             required_types: self.required_types.clone(),
+            expected_size: self.expected_size.clone(),
             ..Policy::default()
         }
     }
@@ -227,6 +234,16 @@ impl Config {
         if self.plain_http {
             out.push_str("plain_http = true\n");
         }
+        out.push_str(
+            "# Members per service type; the quorum is taken of at least this many, and more is\n",
+        );
+        out.push_str("# Fail. Unset types are sized by their members' own views.\n");
+        let sizes: Vec<String> = self
+            .expected_size
+            .iter()
+            .map(|(t, n)| format!("{t} = {n}"))
+            .collect();
+        out.push_str(&format!("expected_size = {{ {} }}\n", sizes.join(", ")));
         out
     }
 }
@@ -268,6 +285,7 @@ struct RawConfig {
     max_inflight_body_bytes: Option<i64>,
     transitions_max_age_days: Option<f64>,
     transitions_per_node: Option<i64>,
+    expected_size: Option<BTreeMap<String, i64>>,
 }
 
 fn int_in(
@@ -309,6 +327,28 @@ fn secs_in(
             default
         }
     }
+}
+
+/// Each key a service type, each size 1..=1000; every bad entry is reported.
+fn expected_size(
+    errs: &mut Vec<String>,
+    v: Option<BTreeMap<String, i64>>,
+) -> BTreeMap<NodeType, usize> {
+    let mut sizes = BTreeMap::new();
+    for (name, n) in v.unwrap_or_default() {
+        let Ok(t) = name.parse::<NodeType>() else {
+            errs.push(format!(
+                "expected_size: {:?} is not a service type (manager, db or broker)",
+                name.chars().take(64).collect::<String>()
+            ));
+            continue;
+        };
+        sizes.insert(
+            t,
+            int_in(errs, &format!("expected_size.{t}"), Some(n), 1, 1..=1000),
+        );
+    }
+    sizes
 }
 
 /// Each entry a known type, none twice; every bad entry is reported.
@@ -493,6 +533,7 @@ impl RawConfig {
                 d.transitions_per_node,
                 10..=1_000_000,
             ),
+            expected_size: expected_size(&mut errs, self.expected_size),
         };
         if cfg.max_inflight_body_bytes < cfg.max_body_bytes {
             errs.push(format!(
@@ -553,6 +594,26 @@ mod tests {
             let err = Config::from_toml(&format!("{base}{wrong}\n")).unwrap_err();
             assert!(err.to_string().contains("required_types"), "{wrong}: {err}");
         }
+    }
+
+    #[test]
+    fn expected_sizes_are_checked_and_reach_the_policy() {
+        let base = "state_dir = \"/x\"\nplain_http = true\n";
+        let c = Config::from_toml(&format!("{base}expected_size = {{ db = 3, broker = 3 }}\n"))
+            .unwrap();
+        assert_eq!(c.rollup_policy().expected_size[&NodeType::Db], 3);
+        assert!(!c.expected_size.contains_key(&NodeType::Manager));
+        // What `init` writes reads back the same.
+        assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c);
+        let err = Config::from_toml(&format!(
+            "{base}expected_size = {{ db = 0, dbs = 3, broker = 100000 }}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+        assert!(
+            err.to_string().contains("\"dbs\" is not a service type"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -161,6 +161,11 @@ catalog! {
     ETCD_UNAVAILABLE = "etcd_unavailable", FAIL, "roll-up", "no etcd member is healthy";
     ETCD_QUORUM = "etcd_quorum", DEGRADED, "roll-up", "fewer healthy etcd members than a quorum, as the db nodes report them";
     ETCD_MEMBER_DOWN = "etcd_member_down", DEGRADED, "roll-up", "an etcd member is down while the quorum holds";
+
+    // ---- roll-up: membership (issue 12) ----
+    UNVOUCHED = "unvouched", DEGRADED, "roll-up", "a reporter that no member's view of the service lists: shown, but counted for nothing";
+    DUPLICATE_NAME = "duplicate_name", VARIES, "roll-up", "another node of the type has the same or a confusable name; the row is keyed by name and short node id (the status is unchanged)";
+    MEMBERSHIP_EXCEEDS = "membership_exceeds", FAIL, "roll-up", "more members than the configured `expected_size`: impostors, or the setting is out of date";
 }
 
 /// The markdown table of every code, as `docs/operations.md` carries it.

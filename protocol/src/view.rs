@@ -52,6 +52,14 @@ pub struct NodeView {
     pub key_mismatch: bool,
     #[serde(default)]
     pub signed: bool,
+    /// The node's own name, given only when the row's key is not it: two nodes of the type
+    /// share a (confusable) name, so the key is `name (short node id)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// No member of the service lists this reporter in its view of the membership: it is
+    /// shown, and counts for neither the quorum nor OK.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unvouched: bool,
 }
 
 /// `GET /managers`, `/brokers`, `/db-nodes`: Cloudify's list shape.

@@ -184,6 +184,8 @@ fn cluster_status_view_is_locked() {
             flapping: false,
             key_mismatch: false,
             signed: true,
+            name: None,
+            unvouched: false,
         },
     );
     let mut services = BTreeMap::new();

@@ -653,6 +653,9 @@ pub(crate) fn print_view(view: &ClusterStatus) {
             if v.key_mismatch {
                 flags.push("KEY MISMATCH");
             }
+            if v.unvouched {
+                flags.push("UNVOUCHED");
+            }
             if !v.signed && v.last_seen.is_some() {
                 flags.push("unsigned");
             }

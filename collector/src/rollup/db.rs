@@ -29,15 +29,13 @@
 //! judged.
 
 use super::legacy::LegacyDetail;
+use super::membership::{usable_db_view, Membership};
 use super::{generic, NodeInput, Policy};
 use sr_protocol::facts::{DbFacts, MemberView, ReplicationView};
 use sr_protocol::reasons as codes;
 use sr_protocol::{NodeStatus, NodeType, Reason};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// A `/cluster` view older than this (it is read at a lower rate than `/patroni`) is not
-/// used to vouch for a silent node or to name the leader.
-const MAX_VIEW_AGE_S: u64 = 60;
 /// Patroni's default, used when no node reported `/config`.
 const DEFAULT_MAX_LAG: u64 = 1_048_576;
 
@@ -67,7 +65,7 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
     }
     out.extend(etcd_rules(&cluster.members));
     out.extend(dcs_unreachable(&cluster));
-    out.extend(quorum(&cluster, out.status));
+    out.extend(quorum(&cluster, &Membership::of(nodes, policy)));
     (out.status, out.reasons)
 }
 
@@ -134,11 +132,9 @@ impl<'a> DbCluster<'a> {
             .iter()
             .filter_map(|m| {
                 let f = m.facts?;
-                let usable = f.dcs_reachable != Some(false)
-                    && f.patroni_reachable == Some(true)
-                    && f.cluster_view_age_s.is_some_and(|a| a <= MAX_VIEW_AGE_S)
-                    && !f.cluster_members.is_empty();
-                usable.then_some(View {
+                // A `/cluster` view older than 60 s (it is read at a lower rate than
+                // `/patroni`) is not used to vouch for a silent node or to name the leader.
+                usable_db_view(f).then_some(View {
                     holder: m.member,
                     members: &f.cluster_members,
                     leader: f.cluster_leader.as_deref(),
@@ -646,19 +642,22 @@ fn dcs_unreachable(c: &DbCluster) -> Option<Verdict> {
     })
 }
 
-/// Healthy nodes (not Fail, or vouched for by fresh peers) against ⌊n/2⌋+1: below it
-/// Fail; short of every node, and with something already wrong, Degraded.
-fn quorum(c: &DbCluster, so_far: NodeStatus) -> Option<Verdict> {
-    let n = c.members.len();
+/// Healthy members (not Fail, or seen running by fresh peers) against ⌊n/2⌋+1 of the
+/// membership ([`Membership`]: the configured size or the members the views show, not the
+/// reporters): below it Fail; short of every member, Degraded (with a member that never
+/// reports, nothing else may say so). More members than the
+/// configured size is Fail.
+fn quorum(c: &DbCluster, members: &Membership) -> Option<Verdict> {
+    if let Some(exceeded) = members.exceeded(NodeType::Db) {
+        return Some((NodeStatus::Fail, exceeded));
+    }
+    let n = members.size;
     let need = generic::quorum(NodeType::Db, n);
-    let healthy = c
-        .members
-        .iter()
-        .filter(|m| {
-            m.node.status != NodeStatus::Fail
-                || (!m.node.fresh && !c.seen_running_by(m.member).is_empty())
-        })
-        .count();
+    let healthy = Membership::healthy(c.members.iter().map(|m| {
+        let up = m.node.status != NodeStatus::Fail
+            || (!m.node.fresh && !c.seen_running_by(m.member).is_empty());
+        (m.node, up)
+    }));
     if healthy < need {
         Some((
             NodeStatus::Fail,
@@ -667,7 +666,7 @@ fn quorum(c: &DbCluster, so_far: NodeStatus) -> Option<Verdict> {
                 format!("{healthy} of {n} db nodes healthy, below quorum {need}"),
             ),
         ))
-    } else if so_far != NodeStatus::Ok && healthy < n {
+    } else if healthy < n {
         Some(degraded(Reason::new(
             codes::DEGRADED_MEMBERS,
             format!("{healthy} of {n} db nodes healthy (quorum {need})"),
@@ -823,6 +822,7 @@ mod tests {
             flapping: false,
             key_mismatch: false,
             signed: true,
+            unvouched: false,
         }
     }
 

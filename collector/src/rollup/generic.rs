@@ -4,7 +4,12 @@
 //! OK when every node is OK. Degraded while the healthy (not Fail) nodes reach the
 //! quorum: ⌊n/2⌋+1 for db and broker (a majority keeps Patroni and RabbitMQ working), 1
 //! for managers (any manager serves the API). Fail below the quorum.
+//!
+//! The quorum is taken of the service's membership ([`Membership`]: the configured size,
+//! or the members the views show), not of the reporters; reporters claiming one member
+//! count once. More members than the configured size is Fail ([`Membership::exceeded`]).
 
+use super::membership::Membership;
 use super::{NodeInput, Policy};
 use sr_protocol::reasons as codes;
 use sr_protocol::{NodeStatus, NodeType, Reason};
@@ -19,7 +24,7 @@ pub fn quorum(node_type: NodeType, n: usize) -> usize {
 
 /// Quorum roll-up of nodes of one type. Every non-OK result carries the reasons of its
 /// non-OK nodes plus one type-level reason.
-pub fn rollup(nodes: &[NodeInput], _policy: &Policy) -> (NodeStatus, Vec<Reason>) {
+pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>) {
     let Some(first) = nodes.first() else {
         return (
             NodeStatus::Fail,
@@ -30,13 +35,21 @@ pub fn rollup(nodes: &[NodeInput], _policy: &Policy) -> (NodeStatus, Vec<Reason>
         );
     };
     let node_type = first.node_type;
-    let n = nodes.len();
-    let healthy = nodes
-        .iter()
-        .filter(|x| x.status != NodeStatus::Fail)
-        .count();
-    let all_ok = nodes.iter().all(|x| x.status == NodeStatus::Ok);
-    if all_ok {
+    let members = Membership::of(nodes, policy);
+    let n = members.size;
+    let healthy = Membership::healthy(nodes.iter().map(|x| (x, x.status != NodeStatus::Fail)));
+    let all_ok = Membership::healthy(nodes.iter().map(|x| (x, x.status == NodeStatus::Ok)));
+    if let Some(exceeded) = members.exceeded(node_type) {
+        let mut reasons = vec![exceeded];
+        reasons.extend(
+            nodes
+                .iter()
+                .filter(|x| x.status != NodeStatus::Ok)
+                .flat_map(node_reasons),
+        );
+        return (NodeStatus::Fail, reasons);
+    }
+    if all_ok == n {
         return (NodeStatus::Ok, Vec::new());
     }
     let need = quorum(node_type, n);

@@ -7,10 +7,13 @@
 //!    Degraded or worse; clock skew is flagged without changing the status.
 //!    A report without our extension (the original 5.0.5 reporter's) gets its facts from
 //!    its legacy entries ([`legacy`]), so it feeds the same cluster rules.
-//! 2. [`rollup`] groups nodes by type and applies each type's cluster rule:
-//!    [`generic`] (quorum) for managers, [`db`] and [`broker`] for their types. The
-//!    overall status is the worst of the types. An empty cluster, or an empty required
-//!    type, is Fail: no data is never healthy.
+//! 2. [`rollup`] groups nodes by type, flags reporters that no member of the service
+//!    vouches for ([`membership`]: they are shown and count for nothing), and applies each
+//!    type's cluster rule to the others: [`generic`] (quorum) for managers, [`db`] and
+//!    [`broker`] for their types; quorums are taken of the service's membership
+//!    ([`membership::Membership`]), not of the number of reporters. The overall status is
+//!    the worst of the types. An empty cluster, or an empty required type, is Fail: no data
+//!    is never healthy. Rows are keyed by name, made unique by [`names`].
 //!
 //! Nothing here reads the clock, the store or the network.
 
@@ -18,6 +21,8 @@ pub mod broker;
 pub mod db;
 pub mod generic;
 pub mod legacy;
+pub mod membership;
+pub mod names;
 
 // The record types are the roll-up's input; re-exported so its callers need one path.
 pub use crate::record::{LatestReport, NodeRecord};
@@ -40,6 +45,9 @@ pub struct Policy {
     /// Types that must have at least one node; an empty required type is Fail.
     /// Types not listed appear only when they have nodes.
     pub required_types: Vec<NodeType>,
+    /// The configured number of members per type (`expected_size`): the quorum is taken
+    /// of at least this many, and more members than this is Fail.
+    pub expected_size: BTreeMap<NodeType, usize>,
 }
 
 impl Default for Policy {
@@ -50,6 +58,7 @@ impl Default for Policy {
             flap_threshold: 4,
             max_skew_ms: 2_000,
             required_types: NodeType::ALL.to_vec(),
+            expected_size: BTreeMap::new(),
         }
     }
 }
@@ -86,6 +95,8 @@ pub struct NodeInput {
     pub flapping: bool,
     pub key_mismatch: bool,
     pub signed: bool,
+    /// No member of the service vouches for this reporter ([`membership::mark`]).
+    pub unvouched: bool,
 }
 
 fn reason(code: &str, message: String, node: &str) -> Reason {
@@ -116,6 +127,7 @@ impl NodeInput {
             flapping: false,
             key_mismatch: rec.key_mismatch,
             signed: false,
+            unvouched: false,
         };
         let mut status = match &rec.latest {
             None => {
@@ -249,7 +261,18 @@ impl NodeInput {
         input
     }
 
-    fn view(&self) -> NodeView {
+    fn view(&self, key: &names::RowKey) -> NodeView {
+        let mut reasons = self.reasons.clone();
+        if key.duplicate {
+            reasons.push(reason(
+                sr_protocol::reasons::DUPLICATE_NAME.code,
+                format!(
+                    "another {} node has the same or a confusable name; shown as {:?}",
+                    self.node_type, key.key
+                ),
+                &self.name,
+            ));
+        }
         NodeView {
             status: self.status,
             node_id: self.node_id.clone(),
@@ -257,13 +280,15 @@ impl NodeInput {
             public_ip: None,
             private_ip: self.private_ip.clone(),
             services: self.services.clone(),
-            reasons: self.reasons.clone(),
+            reasons,
             role: self.role.clone(),
             last_seen: self.last_seen_ms.and_then(rfc3339_ms),
             skew_ms: self.skew_ms,
             flapping: self.flapping,
             key_mismatch: self.key_mismatch,
             signed: self.signed,
+            name: key.duplicate.then(|| self.name.clone()),
+            unvouched: self.unvouched,
         }
     }
 }
@@ -292,25 +317,11 @@ pub fn rollup(nodes: &[NodeInput], _now_ms: i64, policy: &Policy) -> ClusterStat
     for t in NodeType::ALL {
         let start = sorted.partition_point(|n| n.node_type < t);
         let end = sorted.partition_point(|n| n.node_type <= t);
-        let of_type = &sorted[start..end];
-        if of_type.is_empty() && !policy.required_types.contains(&t) {
+        if start == end && !policy.required_types.contains(&t) {
             continue;
         }
-        let (status, reasons) = if of_type.is_empty() {
-            (
-                NodeStatus::Fail,
-                vec![Reason::new(
-                    sr_protocol::reasons::NO_NODES.code,
-                    format!("no {t} node has reported"),
-                )],
-            )
-        } else {
-            match t {
-                NodeType::Manager => generic::rollup(of_type, policy),
-                NodeType::Db => db::rollup(of_type, policy),
-                NodeType::Broker => broker::rollup(of_type, policy),
-            }
-        };
+        let of_type = membership::mark(&sorted[start..end]);
+        let (status, reasons) = type_rollup(t, &of_type, policy);
         overall = overall.max(status);
         overall_reasons.extend(reasons.iter().filter(|_| status != NodeStatus::Ok).cloned());
         services.insert(
@@ -318,7 +329,7 @@ pub fn rollup(nodes: &[NodeInput], _now_ms: i64, policy: &Policy) -> ClusterStat
             ServiceTypeView {
                 status,
                 is_external: false,
-                nodes: node_views(of_type),
+                nodes: node_views(&of_type),
                 reasons,
             },
         );
@@ -341,28 +352,63 @@ pub fn rollup(nodes: &[NodeInput], _now_ms: i64, policy: &Policy) -> ClusterStat
     }
 }
 
-/// Node views keyed by name; a name two nodes share gets the node id appended so neither
-/// hides the other.
-fn node_views(nodes: &[NodeInput]) -> BTreeMap<String, NodeView> {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for n in nodes {
-        *counts.entry(n.name.as_str()).or_default() += 1;
+/// One type's status and reasons: its rule over the reporters that count, then every
+/// unvouched reporter's reason (each makes the type Degraded at least). With none that
+/// counts, the type is Fail: no data is never healthy.
+fn type_rollup(t: NodeType, nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>) {
+    let counted: Cow<[NodeInput]> = if nodes.iter().any(|n| n.unvouched) {
+        Cow::Owned(nodes.iter().filter(|n| !n.unvouched).cloned().collect())
+    } else {
+        Cow::Borrowed(nodes)
+    };
+    let (mut status, mut reasons) = if counted.is_empty() {
+        let what = if nodes.is_empty() {
+            "has reported"
+        } else {
+            "that its members vouch for has reported"
+        };
+        (
+            NodeStatus::Fail,
+            vec![Reason::new(
+                sr_protocol::reasons::NO_NODES.code,
+                format!("no {t} node {what}"),
+            )],
+        )
+    } else {
+        match t {
+            NodeType::Manager => generic::rollup(&counted, policy),
+            NodeType::Db => db::rollup(&counted, policy),
+            NodeType::Broker => broker::rollup(&counted, policy),
+        }
+    };
+    for n in nodes.iter().filter(|n| n.unvouched) {
+        status = status.max(NodeStatus::Degraded);
+        reasons.extend(
+            n.reasons
+                .iter()
+                .filter(|r| r.code == sr_protocol::reasons::UNVOUCHED.code)
+                .cloned(),
+        );
     }
+    (status, reasons)
+}
+
+/// Node views keyed by name, one row per node ([`names::row_keys`]): a name that two
+/// nodes share, or that looks like another's, is disambiguated with the node id.
+fn node_views(nodes: &[NodeInput]) -> BTreeMap<String, NodeView> {
+    let keys = names::row_keys(nodes);
     nodes
         .iter()
-        .map(|n| {
-            let key = if counts[n.name.as_str()] > 1 {
-                format!("{} ({})", n.name, n.node_id)
-            } else {
-                n.name.clone()
-            };
-            (key, n.view())
+        .zip(keys)
+        .map(|(n, key)| {
+            let view = n.view(&key);
+            (key.key, view)
         })
         .collect()
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use sr_protocol::report::ReportBody;
     use std::sync::Arc;
@@ -388,6 +434,279 @@ mod tests {
             status_changes_ms: Vec::new(),
         };
         NodeInput::from_record(&rec, now, &Policy::default())
+    }
+
+    /// A node of type `t` that reported `status` with these facts a second ago.
+    fn reporter(
+        t: NodeType,
+        id: &str,
+        name: &str,
+        status: &str,
+        facts: serde_json::Value,
+    ) -> NodeInput {
+        let now = 1_800_000_000_000;
+        let legacy = if status == "Fail" { "Fail" } else { "OK" };
+        let body = ReportBody::decode(
+            serde_json::json!({
+                "reporting_freq": 5, "timestamp": "20261122160000+0000",
+                "report": {"status": legacy, "services": {}},
+                "status_reporter": {"version": 1, "node_status": status, "node_name": name,
+                    "agent_version": "0.1.0", "boot_id": "b", "seq": 1, "facts": facts}
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap()
+        .body;
+        let rec = NodeRecord {
+            node_type: t,
+            node_id: id.to_string(),
+            name: name.to_string(),
+            private_ip: None,
+            key_mismatch: false,
+            latest: Some(Arc::new(LatestReport {
+                body,
+                received_ms: now - 1000,
+                skew_ms: 0,
+                signed: true,
+            })),
+            status_changes_ms: Vec::new(),
+        };
+        NodeInput::from_record(&rec, now, &Policy::default())
+    }
+
+    /// A manager that reported `status` a second before the judging time.
+    pub(crate) fn manager(id: &str, status: &str) -> NodeInput {
+        reporter(NodeType::Manager, id, id, status, serde_json::json!({}))
+    }
+
+    fn rabbit_view(me: &str, members: &[(&str, bool)]) -> serde_json::Value {
+        let view: serde_json::Map<String, serde_json::Value> = members
+            .iter()
+            .map(|(m, up)| (m.to_string(), (*up).into()))
+            .collect();
+        serde_json::json!({"broker": {"node_name": me, "cluster_view": view}})
+    }
+
+    /// Issue 12's quorum flip: three fake OK brokers (the broker token is all they need)
+    /// beside one OK and two failed real ones. Before, "4 of 6, quorum 4" made the type
+    /// Degraded; the fakes are in no real member's view, so it stays "1 of 3", Fail.
+    #[test]
+    fn fake_brokers_do_not_lift_a_lost_quorum() {
+        let real = [
+            ("rabbit@r1", true),
+            ("rabbit@r2", false),
+            ("rabbit@r3", false),
+        ];
+        let mut all: Vec<(&str, bool)> = real.to_vec();
+        all.extend([
+            ("rabbit@f1", true),
+            ("rabbit@f2", true),
+            ("rabbit@f3", true),
+        ]);
+        let mut nodes = vec![
+            reporter(
+                NodeType::Broker,
+                "r1",
+                "broker1",
+                "OK",
+                rabbit_view("rabbit@r1", &real),
+            ),
+            reporter(
+                NodeType::Broker,
+                "r2",
+                "broker2",
+                "Fail",
+                serde_json::json!({}),
+            ),
+            reporter(
+                NodeType::Broker,
+                "r3",
+                "broker3",
+                "Fail",
+                serde_json::json!({}),
+            ),
+        ];
+        let before = rollup(&nodes, 0, &Policy::default()).services["broker"].clone();
+        assert_eq!(before.status, NodeStatus::Fail);
+        for i in 1..=3 {
+            // Two fakes with forged views that list everyone, one with no facts at all.
+            let facts = match i {
+                1 => rabbit_view("rabbit@f1", &all),
+                2 => rabbit_view("rabbit@f2", &all),
+                _ => serde_json::json!({}),
+            };
+            nodes.push(reporter(
+                NodeType::Broker,
+                &format!("f{i}"),
+                &format!("fake{i}"),
+                "OK",
+                facts,
+            ));
+        }
+        let after = rollup(&nodes, 0, &Policy::default()).services["broker"].clone();
+        assert_eq!(after.status, NodeStatus::Fail, "{after:#?}");
+        let quorum = after
+            .reasons
+            .iter()
+            .find(|r| r.code == "quorum_lost")
+            .unwrap();
+        assert!(quorum.message.starts_with("1 of 3 "), "{}", quorum.message);
+        assert_eq!(after.nodes.len(), 6, "every reporter has a row");
+        for i in 1..=3 {
+            let row = &after.nodes[&format!("fake{i}")];
+            assert!(row.unvouched, "fake{i}");
+            assert_eq!(row.status, NodeStatus::Degraded);
+            assert!(row.reasons.iter().any(|r| r.code == "unvouched"));
+        }
+        assert!(!after.nodes["broker1"].unvouched);
+
+        // A fake whose view leaves the real members out unvouches them too: that makes
+        // the view worse, never better.
+        nodes.push(reporter(
+            NodeType::Broker,
+            "f4",
+            "fake4",
+            "OK",
+            rabbit_view("rabbit@f4", &[("rabbit@f4", true)]),
+        ));
+        let worse = rollup(&nodes, 0, &Policy::default()).services["broker"].clone();
+        assert_eq!(worse.status, NodeStatus::Fail);
+        assert!(worse.nodes["broker1"].unvouched);
+        assert!(worse.nodes["fake4"].unvouched);
+    }
+
+    fn db(member: &str, members: &[&str]) -> serde_json::Value {
+        let view: serde_json::Map<String, serde_json::Value> = members
+            .iter()
+            .map(|m| {
+                (
+                    m.to_string(),
+                    serde_json::json!({"role": "replica", "state": "running"}),
+                )
+            })
+            .collect();
+        serde_json::json!({"db": {"member": member, "role": "replica", "patroni_reachable": true,
+            "dcs_reachable": true, "cluster_view_age_s": 5, "cluster_leader": "pg1",
+            "cluster_members": view}})
+    }
+
+    /// Fake db nodes with the shared db token, whether they copy a real view, add
+    /// themselves to it or send no facts, do not raise the healthy count.
+    #[test]
+    fn fake_db_nodes_do_not_lift_quorum() {
+        let real = ["pg1", "pg2", "pg3"];
+        let mut nodes = vec![
+            reporter(NodeType::Db, "d1", "db1", "OK", db("pg1", &real)),
+            reporter(
+                NodeType::Db,
+                "d2",
+                "db2",
+                "Fail",
+                serde_json::json!({"db": {"member": "pg2"}}),
+            ),
+            reporter(
+                NodeType::Db,
+                "d3",
+                "db3",
+                "Fail",
+                serde_json::json!({"db": {"member": "pg3"}}),
+            ),
+        ];
+        let forged = ["pg1", "pg2", "pg3", "f1", "f2", "f3"];
+        nodes.push(reporter(
+            NodeType::Db,
+            "f1",
+            "fake1",
+            "OK",
+            db("f1", &forged),
+        ));
+        nodes.push(reporter(
+            NodeType::Db,
+            "f2",
+            "fake2",
+            "OK",
+            db("f2", &forged),
+        ));
+        nodes.push(reporter(
+            NodeType::Db,
+            "f3",
+            "fake3",
+            "OK",
+            serde_json::json!({}),
+        ));
+        let view = rollup(&nodes, 0, &Policy::default());
+        let svc = &view.services["db"];
+        assert_eq!(svc.status, NodeStatus::Fail, "{svc:#?}");
+        let q = svc
+            .reasons
+            .iter()
+            .find(|r| r.code == "quorum_lost")
+            .unwrap();
+        assert!(q.message.starts_with("1 of 3 "), "{}", q.message);
+        assert!(svc.nodes.values().filter(|n| n.unvouched).count() == 3);
+        assert_eq!(view.status, NodeStatus::Fail);
+    }
+
+    /// A configured size holds where no view can: more managers than expected is Fail, and
+    /// fewer is short of the quorum's base.
+    #[test]
+    fn expected_size_bounds_the_membership() {
+        let policy = Policy {
+            required_types: vec![NodeType::Manager],
+            expected_size: [(NodeType::Manager, 2)].into(),
+            ..Policy::default()
+        };
+        let mut nodes = vec![manager("m1", "Fail"), manager("m2", "Fail")];
+        assert_eq!(rollup(&nodes, 0, &policy).status, NodeStatus::Fail);
+        nodes.push(manager("impostor", "OK"));
+        let view = rollup(&nodes, 0, &policy);
+        assert_eq!(view.status, NodeStatus::Fail);
+        assert!(
+            view.reasons.iter().any(|r| r.code == "membership_exceeds"),
+            "{view:#?}"
+        );
+        let one = rollup(&[manager("m1", "OK")], 0, &policy);
+        assert_eq!(
+            one.status,
+            NodeStatus::Degraded,
+            "1 of 2 expected: {one:#?}"
+        );
+    }
+
+    /// The name attack of issue 12: a second node named `dbA` and a third named
+    /// `dbA (legit1)` beside the real, failing `dbA`. Every node keeps its own row, the real
+    /// one still Fail, and the twin counts with it, not for it.
+    #[test]
+    fn a_duplicate_name_cannot_hide_the_failing_row() {
+        let nodes = vec![
+            reporter(NodeType::Db, "legit1", "dbA", "Fail", serde_json::json!({})),
+            reporter(NodeType::Db, "legit2", "dbB", "OK", serde_json::json!({})),
+            reporter(NodeType::Db, "legit3", "dbC", "Fail", serde_json::json!({})),
+            reporter(NodeType::Db, "evil-1", "dbA", "OK", serde_json::json!({})),
+            reporter(
+                NodeType::Db,
+                "evil-2",
+                "dbA (legit1)",
+                "OK",
+                serde_json::json!({}),
+            ),
+        ];
+        let view = rollup(&nodes, 0, &Policy::default());
+        let svc = &view.services["db"];
+        assert_eq!(svc.nodes.len(), 5, "{:?}", svc.nodes.keys());
+        let real = &svc.nodes["dbA (legit1)"];
+        assert_eq!(
+            (real.node_id.as_str(), real.status),
+            ("legit1", NodeStatus::Fail)
+        );
+        assert_eq!(real.name.as_deref(), Some("dbA"));
+        assert!(real.reasons.iter().any(|r| r.code == "duplicate_name"));
+        assert_eq!(svc.nodes["dbA (evil-1)"].node_id, "evil-1");
+        assert_eq!(svc.nodes["dbA (legit1) (evil-2)"].node_id, "evil-2");
+        assert!(svc.nodes["dbB"].name.is_none());
+        // Counted: dbA (Fail, whoever else claims it), dbB, dbC, and the odd name: 2 of 4.
+        assert_eq!(svc.status, NodeStatus::Fail, "{svc:#?}");
     }
 
     #[test]

@@ -1,0 +1,160 @@
+//! Row keys of a service type's `nodes` map: one row per node id, and no node's name
+//! standing in for another's (issue 12).
+//!
+//! The view is keyed by name, as Cloudify 5.0.5's is, and names are whatever reporters
+//! claim. Two node ids with the same name (or names that differ only in case, hidden
+//! characters or look-alike letters) would collide, and whichever came last would hide the
+//! other: an impostor named like a failing node could stand in its row. So every node of
+//! such a group is keyed `name (short node id)`, carries a `duplicate_name` reason and its
+//! own name in `name`; a plain name that equals another row's disambiguated key is
+//! disambiguated too; and a key still taken falls back to the full node id, then a counter,
+//! so no two nodes ever share a key.
+
+use super::NodeInput;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How many characters of the node id disambiguate a shared name.
+const SHORT_ID: usize = 8;
+
+/// What a name looks like to a reader: lower case, hidden characters dropped, and a few
+/// look-alikes folded (Cyrillic and Greek letters that render as Latin ones, `0`/`o`,
+/// `1`/`l`/`i`). Two names with the same skeleton are confusable.
+pub fn skeleton(name: &str) -> String {
+    name.chars()
+        .filter(|c| !sr_protocol::model::is_hidden_char(*c))
+        .flat_map(char::to_lowercase)
+        .map(|c| match c {
+            'а' | 'α' => 'a',
+            'е' | 'ε' => 'e',
+            'о' | 'ο' | '0' => 'o',
+            'р' | 'ρ' => 'p',
+            'с' => 'c',
+            'х' | 'χ' => 'x',
+            'у' => 'y',
+            'і' | 'ι' | '1' | 'l' | '|' => 'i',
+            'ѕ' => 's',
+            'ԁ' => 'd',
+            'ν' => 'v',
+            other => other,
+        })
+        .collect()
+}
+
+/// One row: its key, and whether the node shares its (confusable) name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowKey {
+    pub key: String,
+    pub duplicate: bool,
+}
+
+/// The row key of each node, in the order given. Keys are unique.
+pub fn row_keys(nodes: &[NodeInput]) -> Vec<RowKey> {
+    let mut groups: BTreeMap<String, usize> = BTreeMap::new();
+    for n in nodes {
+        *groups.entry(skeleton(&n.name)).or_default() += 1;
+    }
+    let shared: Vec<bool> = nodes
+        .iter()
+        .map(|n| groups[&skeleton(&n.name)] > 1)
+        .collect();
+    let mut taken: BTreeSet<String> = BTreeSet::new();
+    let mut keys: Vec<Option<RowKey>> = vec![None; nodes.len()];
+    // Shared names claim their disambiguated keys first, so a node cannot take another's
+    // by calling itself `dbA (3d5d0c1e)`.
+    let order = (0..nodes.len())
+        .filter(|&i| shared[i])
+        .chain((0..nodes.len()).filter(|&i| !shared[i]));
+    for i in order {
+        let n = &nodes[i];
+        let short: String = n.node_id.chars().take(SHORT_ID).collect();
+        let mut candidates = Vec::with_capacity(3);
+        if !shared[i] {
+            candidates.push(n.name.clone());
+        }
+        candidates.push(format!("{} ({short})", n.name));
+        candidates.push(format!("{} ({})", n.name, n.node_id));
+        let key = candidates
+            .into_iter()
+            .find(|k| !taken.contains(k))
+            .unwrap_or_else(|| {
+                (2..)
+                    .map(|c| format!("{} ({}) #{c}", n.name, n.node_id))
+                    .find(|k| !taken.contains(k))
+                    .expect("an unbounded counter finds a free key")
+            });
+        taken.insert(key.clone());
+        let duplicate = key != n.name;
+        keys[i] = Some(RowKey { key, duplicate });
+    }
+    keys.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(named: &[(&str, &str)]) -> Vec<(String, bool)> {
+        let nodes: Vec<NodeInput> = named
+            .iter()
+            .map(|(id, name)| {
+                let mut n = crate::rollup::tests::manager(id, "OK");
+                n.name = name.to_string();
+                n
+            })
+            .collect();
+        row_keys(&nodes)
+            .into_iter()
+            .map(|k| (k.key, k.duplicate))
+            .collect()
+    }
+
+    #[test]
+    fn unique_names_are_their_own_keys() {
+        assert_eq!(
+            keys(&[("a1", "dbA"), ("b2", "dbB")]),
+            [("dbA".into(), false), ("dbB".into(), false)]
+        );
+    }
+
+    #[test]
+    fn shared_and_confusable_names_get_the_short_id() {
+        let got = keys(&[
+            ("3d5d0c1e-real", "dbA"),
+            ("evil-1", "dbA"),
+            ("evil-2", "dba"),
+            ("evil-3", "db\u{0430}"),
+        ]);
+        assert_eq!(
+            got,
+            [
+                ("dbA (3d5d0c1e)".into(), true),
+                ("dbA (evil-1)".into(), true),
+                ("dba (evil-2)".into(), true),
+                ("dbа (evil-3)".into(), true),
+            ]
+        );
+        assert_eq!(skeleton("db1"), skeleton("DBl"));
+        assert_eq!(skeleton("db1\u{200B}"), skeleton("db1"));
+        assert_ne!(skeleton("db1"), skeleton("db2"));
+    }
+
+    /// The attack of issue 12: a third node names itself like the real node's
+    /// disambiguated key. Every node keeps a row of its own.
+    #[test]
+    fn a_name_that_mimics_a_disambiguated_key_does_not_take_it() {
+        let got = keys(&[
+            ("legit1", "dbA"),
+            ("evil-1", "dbA"),
+            ("evil-2", "dbA (legit1)"),
+        ]);
+        assert_eq!(got[0], ("dbA (legit1)".into(), true));
+        assert_eq!(got[1], ("dbA (evil-1)".into(), true));
+        assert_eq!(got[2], ("dbA (legit1) (evil-2)".into(), true));
+        // Short ids that collide fall back to the full id.
+        let got = keys(&[("abcdefgh-1", "x"), ("abcdefgh-2", "x")]);
+        assert_eq!(got[0].0, "x (abcdefgh)");
+        assert_eq!(got[1].0, "x (abcdefgh-2)");
+        let unique: BTreeSet<_> = got.iter().map(|k| &k.0).collect();
+        assert_eq!(unique.len(), 2);
+    }
+}
