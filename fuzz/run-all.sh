@@ -16,7 +16,7 @@ root=..
 secs=${FUZZ_SECS:-60}
 export RUSTC_BOOTSTRAP=1
 
-all=(report_body signature agent_config collector_config patroni_interpret etcd_interpret rabbitmq_interpret)
+all=(report_body signature agent_config collector_config patroni_interpret etcd_interpret rabbitmq_interpret duration)
 targets=("${@:-${all[@]}}")
 
 fx=$root/probes/fixtures
@@ -54,6 +54,8 @@ seed() {
     collector_config)
       printf 'listen = "127.0.0.1:53333"\nstate_dir = "/var/lib/status-reporter"\nplain_http = true\n' > "$dir/seed-plain"
       printf 'listen = "0.0.0.0:53333"\nstate_dir = "/s"\n[tls]\ncert_path = "/c.pem"\nkey_path = "/k.pem"\n' > "$dir/seed-tls" ;;
+    duration)
+      printf '7d' > "$dir/seed-days"; printf '90s' > "$dir/seed-secs" ;;
     patroni_interpret)
       for p in "$fx"/patroni/*patroni*.json; do
         for c in "$fx"/patroni/*cluster*.json; do

@@ -65,6 +65,36 @@ pub struct Config {
     /// taken of at least this many whatever reports, and more members than this is Fail.
     /// A type not listed is sized by its members' own views.
     pub expected_size: BTreeMap<NodeType, usize>,
+    /// New node ids one token may introduce per `new_node_window` (issue 12); one more is
+    /// answered 429 with `Retry-After` and counted, so a leaked token cannot fill
+    /// `max_nodes` in seconds.
+    pub new_nodes_per_window: usize,
+    pub new_node_window: Duration,
+    /// The store forgets a node silent this long, and one that never completed a valid
+    /// report after `min(forget_after, 1 h)`, so node ids a leaked token made up do not
+    /// hold `max_nodes` forever.
+    pub forget_after: Duration,
+    /// `open`: a new node id is admitted by its first valid report (trust on first use).
+    /// `approve`: it is held in a pending list until an operator runs `nodes approve`.
+    pub admission: Admission,
+    /// Node ids held pending at most; one more is refused 507 and counted.
+    pub max_pending: usize,
+}
+
+/// How a new node id enters the view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Open,
+    Approve,
+}
+
+impl Admission {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Admission::Open => "open",
+            Admission::Approve => "approve",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +109,10 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: usize = 64 << 20;
 pub const DEFAULT_TRANSITIONS_MAX_AGE: Duration = Duration::from_secs(90 * 86_400);
 pub const DEFAULT_TRANSITIONS_PER_NODE: usize = 1000;
+pub const DEFAULT_NEW_NODES_PER_WINDOW: usize = 100;
+pub const DEFAULT_NEW_NODE_WINDOW: Duration = Duration::from_secs(60);
+pub const DEFAULT_FORGET_AFTER: Duration = Duration::from_secs(30 * 86_400);
+pub const DEFAULT_MAX_PENDING: usize = 1000;
 
 impl Config {
     /// A configuration with every default, serving TLS from `cert_path`/`key_path`.
@@ -111,6 +145,11 @@ impl Config {
             transitions_max_age: DEFAULT_TRANSITIONS_MAX_AGE,
             transitions_per_node: DEFAULT_TRANSITIONS_PER_NODE,
             expected_size: BTreeMap::new(),
+            new_nodes_per_window: DEFAULT_NEW_NODES_PER_WINDOW,
+            new_node_window: DEFAULT_NEW_NODE_WINDOW,
+            forget_after: DEFAULT_FORGET_AFTER,
+            admission: Admission::Open,
+            max_pending: DEFAULT_MAX_PENDING,
         }
     }
 
@@ -244,8 +283,59 @@ impl Config {
             .map(|(t, n)| format!("{t} = {n}"))
             .collect();
         out.push_str(&format!("expected_size = {{ {} }}\n", sizes.join(", ")));
+        out.push_str(
+            "# New node ids one token may introduce per window; one more is answered 429.\n",
+        );
+        out.push_str(&format!(
+            "new_nodes_per_window = {}\n",
+            self.new_nodes_per_window
+        ));
+        out.push_str(&format!(
+            "new_node_window_secs = {}\n",
+            self.new_node_window.as_secs_f64()
+        ));
+        out.push_str("# Nodes silent this long are forgotten by the store.\n");
+        out.push_str(&format!(
+            "forget_after_days = {}\n",
+            self.forget_after.as_secs_f64() / 86_400.0
+        ));
+        out.push_str(
+            "# \"open\": a new node id joins with its first valid report; \"approve\": it waits in\n",
+        );
+        out.push_str("# `status-reporter nodes pending` until `nodes approve ID`.\n");
+        out.push_str(&format!("admission = \"{}\"\n", self.admission.as_str()));
+        out.push_str(&format!("max_pending = {}\n", self.max_pending));
         out
     }
+}
+
+/// A duration as operators type it: a whole number and a unit, `s`, `m`, `h` or `d`
+/// (`90s`, `30m`, `12h`, `7d`), at most 100 years. Used by `nodes forget --stale-for`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let shown: String = t.chars().take(32).collect();
+    let unit_at = t
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{shown:?} has no unit: add s, m, h or d (e.g. 7d)"))?;
+    let (digits, unit) = t.split_at(unit_at);
+    let secs_per: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{shown:?}: the unit must be s, m, h or d (e.g. 7d)"
+            ))
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{shown:?} does not start with a whole number (e.g. 7d)"))?;
+    n.checked_mul(secs_per)
+        .filter(|s| *s <= 100 * 365 * 86_400)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{shown:?} is longer than 100 years"))
 }
 
 /// Every problem found in a configuration, one per line.
@@ -286,6 +376,11 @@ struct RawConfig {
     transitions_max_age_days: Option<f64>,
     transitions_per_node: Option<i64>,
     expected_size: Option<BTreeMap<String, i64>>,
+    new_nodes_per_window: Option<i64>,
+    new_node_window_secs: Option<f64>,
+    forget_after_days: Option<f64>,
+    admission: Option<String>,
+    max_pending: Option<i64>,
 }
 
 fn int_in(
@@ -534,6 +629,52 @@ impl RawConfig {
                 10..=1_000_000,
             ),
             expected_size: expected_size(&mut errs, self.expected_size),
+            new_nodes_per_window: int_in(
+                &mut errs,
+                "new_nodes_per_window",
+                self.new_nodes_per_window,
+                d.new_nodes_per_window,
+                1..=1_000_000,
+            ),
+            new_node_window: secs_in(
+                &mut errs,
+                "new_node_window_secs",
+                self.new_node_window_secs,
+                d.new_node_window,
+                0.1,
+                86_400.0,
+            ),
+            forget_after: match self.forget_after_days {
+                None => d.forget_after,
+                Some(days) => secs_in(
+                    &mut errs,
+                    "forget_after_days",
+                    Some(days),
+                    Duration::ZERO,
+                    // 1 s .. 10 years, in days.
+                    1.0 / 86_400.0,
+                    3650.0,
+                )
+                .mul_f64(86_400.0),
+            },
+            admission: match self.admission.as_deref() {
+                None | Some("open") => Admission::Open,
+                Some("approve") => Admission::Approve,
+                Some(other) => {
+                    errs.push(format!(
+                        "admission = {:?} must be \"open\" or \"approve\"",
+                        other.chars().take(64).collect::<String>()
+                    ));
+                    Admission::Open
+                }
+            },
+            max_pending: int_in(
+                &mut errs,
+                "max_pending",
+                self.max_pending,
+                d.max_pending,
+                1..=100_000,
+            ),
         };
         if cfg.max_inflight_body_bytes < cfg.max_body_bytes {
             errs.push(format!(
@@ -614,6 +755,54 @@ mod tests {
             err.to_string().contains("\"dbs\" is not a service type"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn durations_parse_strictly() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration(" 7d "), Ok(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration("0m"), Ok(Duration::ZERO));
+        for bad in [
+            "",
+            "d",
+            "7",
+            "7 d",
+            "7days",
+            "-1d",
+            "1.5h",
+            "7D",
+            "１d",
+            "99999999999999999999d",
+            "36501d",
+            &"9".repeat(10_000),
+        ] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(err.len() < 120, "{bad:?} gives a short error: {err}");
+        }
+    }
+
+    #[test]
+    fn admission_and_node_bounds_are_checked() {
+        let base = "state_dir = \"/x\"\nplain_http = true\n";
+        let c = Config::from_toml(base).unwrap();
+        assert_eq!(
+            c.admission,
+            Admission::Open,
+            "quickstart and Cloudify flows"
+        );
+        let c = Config::from_toml(&format!(
+            "{base}admission = \"approve\"\nnew_nodes_per_window = 5\nnew_node_window_secs = 2\nforget_after_days = 0.5\nmax_pending = 10\n"
+        ))
+        .unwrap();
+        assert_eq!(c.admission, Admission::Approve);
+        assert_eq!(c.new_node_window, Duration::from_secs(2));
+        assert_eq!(c.forget_after, Duration::from_secs(43_200));
+        assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c);
+        let err = Config::from_toml(&format!(
+            "{base}admission = \"closed\"\nnew_nodes_per_window = 0\nforget_after_days = -1\nmax_pending = 0\n"
+        ))
+        .unwrap_err();
+        assert_eq!(err.0.len(), 4, "{err}");
     }
 
     #[test]

@@ -238,15 +238,16 @@ async fn bootstrap(cfg: Config) -> Result<Running, ServeError> {
     let retention = crate::store::Retention {
         max_age_ms: cfg.transitions_max_age.as_millis() as i64,
         per_node: cfg.transitions_per_node,
+        forget_after_ms: cfg.forget_after.as_millis() as i64,
     };
-    let (store, tokens, nodes, version) =
+    let (store, tokens, (nodes, pending), version) =
         tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
             let mut s = Store::open(&dir)?;
             // A damaged store must not start and accept writes on top of the damage.
             s.quick_check()?;
             s.set_retention(retention);
             let tokens = s.active_token_hashes()?;
-            let nodes = s.load_nodes()?;
+            let nodes = (s.load_nodes()?, s.pending_keys()?);
             let version = s.data_version()?;
             Ok((s, tokens, nodes, version))
         })
@@ -255,6 +256,7 @@ async fn bootstrap(cfg: Config) -> Result<Running, ServeError> {
     let mem = Memory::default();
     mem.set_tokens(tokens);
     mem.reload_nodes(nodes);
+    mem.set_pending(pending);
     let (writer, writer_thread) = Writer::start(store, version);
     let app = Arc::new(App::new(cfg, mem, writer));
     let (flush_stop, flush_stop_rx) = watch::channel(false);
@@ -576,6 +578,11 @@ async fn flush_once(app: &App) {
             if let Some(reload) = reload {
                 app.mem.set_tokens(reload.tokens);
                 app.mem.reload_nodes(reload.nodes);
+                app.mem.set_pending(reload.pending);
+                app.mem
+                    .counters
+                    .nodes_expired
+                    .fetch_add(reload.expired as u64, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!("store changed outside the collector: tokens and nodes reloaded");
             }
         }

@@ -85,6 +85,9 @@ pub struct Nodes {
     pub map: HashMap<NodeKey, NodeEntry>,
     /// Nodes whose latest report has not been flushed yet.
     pub dirty: HashSet<NodeKey>,
+    /// Node ids held for approval (`admission = "approve"`), as the store has them: their
+    /// reports go to the pending list, and a new one takes from the new-node budget.
+    pub pending: HashSet<NodeKey>,
 }
 
 /// Counters exposed on `GET /api/v3.1/status` under `collector`.
@@ -97,6 +100,13 @@ pub struct Counters {
     pub nodes_refused: AtomicU64,
     pub flushes: AtomicU64,
     pub flush_errors: AtomicU64,
+    /// New node ids refused by the per-token budget (429).
+    pub new_nodes_throttled: AtomicU64,
+    /// Reports from node ids held for approval, and new ids refused with the list full.
+    pub reports_held: AtomicU64,
+    pub pending_refused: AtomicU64,
+    /// Nodes the store forgot after `forget_after` of silence.
+    pub nodes_expired: AtomicU64,
 }
 
 impl Counters {
@@ -114,6 +124,10 @@ impl Counters {
             "nodes_refused": g(&self.nodes_refused),
             "flushes": g(&self.flushes),
             "flush_errors": g(&self.flush_errors),
+            "new_nodes_throttled": g(&self.new_nodes_throttled),
+            "reports_held_for_approval": g(&self.reports_held),
+            "pending_refused": g(&self.pending_refused),
+            "nodes_expired": g(&self.nodes_expired),
         })
     }
 }
@@ -124,6 +138,8 @@ pub struct Memory {
     /// SHA-256 of active tokens → role.
     pub tokens: RwLock<HashMap<[u8; 32], Role>>,
     pub counters: Counters,
+    /// New node ids per token ([`crate::ingest::NewNodeBudget`]).
+    pub new_nodes: Mutex<crate::ingest::NewNodeBudget>,
 }
 
 impl Memory {
@@ -175,6 +191,19 @@ impl Memory {
         }
         nodes.dirty.retain(|k| fresh.contains_key(k));
         nodes.map = fresh;
+    }
+
+    /// The roll-up's input for nodes read from a store (the CLI's `nodes forget
+    /// --unvouched` judges them as the running collector would).
+    pub fn records_of(stored: Vec<StoredNode>) -> Vec<NodeRecord> {
+        let mem = Memory::default();
+        mem.reload_nodes(stored);
+        mem.records()
+    }
+
+    /// Replaces the set of node ids held for approval with the store's.
+    pub fn set_pending(&self, pending: Vec<NodeKey>) {
+        self.lock().pending = pending.into_iter().collect();
     }
 
     /// Takes the rows to write behind.

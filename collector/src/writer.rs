@@ -8,7 +8,10 @@
 //! so `/api/v3.1/ok` is not ready while writes fail) and answers [`Writer::ping`], so the
 //! systemd watchdog is fed only while the thread still takes work.
 
-use crate::store::{DurableWrite, LatestRow, PinOutcome, Role, Store, StoredNode};
+use crate::store::{
+    DurableWrite, Held, HeldReport, LatestRow, PinOutcome, Role, Store, StoredNode,
+};
+use sr_protocol::NodeType;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,14 +21,26 @@ use tokio::sync::{mpsc, oneshot};
 const QUEUE: usize = 1024;
 /// Most ops folded into one transaction.
 const BATCH: usize = 512;
-/// The age sweep of the transitions table runs at most this often (the count bound is
-/// enforced on every insert).
+/// The age sweep of the transitions table and the expiry of silent nodes run at most
+/// this often (the count bound is enforced on every insert); more often when
+/// `forget_after` is short, so a node is forgotten within 1.5 × `forget_after`.
 const AGE_SWEEP_EVERY: Duration = Duration::from_secs(60);
 
-/// Store changes made by another process (the CLI), picked up by a flush.
+fn sweep_every(forget_after_ms: i64) -> Duration {
+    Duration::from_millis(
+        (forget_after_ms / 2).clamp(1000, AGE_SWEEP_EVERY.as_millis() as i64) as u64,
+    )
+}
+
+/// Store changes made by another process (the CLI) or by the writer's expiry sweep,
+/// picked up by a flush.
 pub struct Reload {
     pub tokens: Vec<([u8; 32], Role)>,
     pub nodes: Vec<StoredNode>,
+    /// Node ids held for approval.
+    pub pending: Vec<(NodeType, String)>,
+    /// Nodes the expiry sweep forgot since the last flush.
+    pub expired: usize,
 }
 
 pub enum Op {
@@ -39,6 +54,8 @@ pub enum Op {
         oneshot::Sender<Result<Option<Reload>, String>>,
     ),
     UserHash(String, oneshot::Sender<Option<String>>),
+    /// A report from a node id held for approval, and `max_pending`.
+    Hold(HeldReport, usize, oneshot::Sender<Result<Held, String>>),
     /// Answered as soon as the thread reaches it: the thread is not wedged.
     Ping(oneshot::Sender<()>),
 }
@@ -111,6 +128,13 @@ impl Writer {
         self.ask(|reply| Op::UserHash(name, reply)).await
     }
 
+    /// Holds a report from a node id waiting for approval (durable before the answer).
+    pub async fn hold(&self, report: HeldReport, max_pending: usize) -> Result<Held, WriterError> {
+        self.ask(|reply| Op::Hold(report, max_pending, reply))
+            .await?
+            .map_err(WriterError::Store)
+    }
+
     /// Queues the op `op` builds around a reply channel and awaits the writer's answer;
     /// a closed queue or a dropped reply both mean the writer has stopped.
     async fn ask<T>(&self, op: impl FnOnce(oneshot::Sender<T>) -> Op) -> Result<T, WriterError> {
@@ -125,6 +149,8 @@ impl Writer {
 
 fn run(mut store: Store, mut rx: mpsc::Receiver<Op>, mut seen_version: i64, ok: &AtomicBool) {
     let mut last_sweep: Option<Instant> = None;
+    // Nodes the sweep forgot, not yet handed to memory by a flush.
+    let mut expired = 0usize;
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -140,14 +166,32 @@ fn run(mut store: Store, mut rx: mpsc::Receiver<Op>, mut seen_version: i64, ok: 
                 Op::UserHash(name, reply) => {
                     let _ = reply.send(store.user_hash(&name).ok().flatten());
                 }
+                Op::Hold(report, max_pending, reply) => {
+                    let held = store.hold_pending(&report, max_pending);
+                    ok.store(held.is_ok(), Ordering::Relaxed);
+                    let _ = reply.send(held.map_err(|e| e.to_string()));
+                }
                 Op::Flush(rows, reply) => {
-                    if last_sweep.is_none_or(|t| t.elapsed() >= AGE_SWEEP_EVERY) {
+                    let every = sweep_every(store.retention().forget_after_ms);
+                    if last_sweep.is_none_or(|t| t.elapsed() >= every) {
                         last_sweep = Some(Instant::now());
-                        let swept = store.sweep_old_transitions(crate::clock::now_ms());
+                        let now = crate::clock::now_ms();
+                        let swept = store.sweep_old_transitions(now).and_then(|_| {
+                            store.expire_nodes(now, store.retention().forget_after_ms)
+                        });
+                        if let Ok(gone) = &swept {
+                            expired += gone.len();
+                            if !gone.is_empty() {
+                                tracing::info!(
+                                    nodes = gone.len(),
+                                    "forgot nodes silent past forget_after"
+                                );
+                            }
+                        }
                         ok.store(swept.is_ok(), Ordering::Relaxed);
                     }
-                    let result =
-                        flush(&mut store, &rows, &mut seen_version).map_err(|e| e.to_string());
+                    let result = flush(&mut store, &rows, &mut seen_version, &mut expired)
+                        .map_err(|e| e.to_string());
                     ok.store(result.is_ok(), Ordering::Relaxed);
                     let _ = reply.send(result);
                 }
@@ -186,23 +230,30 @@ fn run(mut store: Store, mut rx: mpsc::Receiver<Op>, mut seen_version: i64, ok: 
     }
 }
 
+/// Writes `rows` behind, then reloads when another process changed the store or the
+/// sweep forgot nodes (the writer's own changes do not move `data_version`).
 fn flush(
     store: &mut Store,
     rows: &[LatestRow],
     seen_version: &mut i64,
+    expired: &mut usize,
 ) -> Result<Option<Reload>, crate::store::StoreError> {
     if !rows.is_empty() {
         store.write_latest(rows)?;
     }
     let v = store.data_version()?;
-    if v == *seen_version {
+    if v == *seen_version && *expired == 0 {
         return Ok(None);
     }
     *seen_version = v;
-    Ok(Some(Reload {
+    let reload = Reload {
         tokens: store.active_token_hashes()?,
         nodes: store.load_nodes()?,
-    }))
+        pending: store.pending_keys()?,
+        expired: *expired,
+    };
+    *expired = 0;
+    Ok(Some(reload))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use sr_collector::store::{ForgetOutcome, Role, Store, TokenInfo};
+use sr_collector::store::{Approval, ForgetOutcome, NodeRow, PendingRow, Role, Store, TokenInfo};
 use sr_collector::{setup, Config};
 use sr_protocol::view::ClusterStatus;
 use sr_protocol::NodeType;
@@ -32,11 +32,14 @@ their own node type; admin tokens read the cluster status. Secrets are printed o
 SHA-256 hashes.\n\nExamples:\n  status-reporter tokens create db\n  status-reporter tokens list\n  status-reporter tokens revoke 3"
     )]
     Tokens(TokensCommand),
-    /// List the nodes the collector knows, or forget one (clears its pinned key).
+    /// List, forget, approve or reject nodes (pinned keys, pending new nodes).
     #[command(
         subcommand,
-        long_about = "List the nodes the collector knows with their pinned Ed25519 keys, or forget one so its \
-next report pins a new key (after a reinstall).\n\nExamples:\n  status-reporter nodes list\n  status-reporter nodes forget db2"
+        long_about = "List the nodes the collector knows with their pinned Ed25519 keys, forget one so its \
+next report pins a new key (after a reinstall), forget many (stale, unvouched, pending), and, with \
+admission = \"approve\", approve or reject new nodes.\n\nExamples:\n  status-reporter nodes list\n  \
+status-reporter nodes forget db2\n  status-reporter nodes forget --stale-for 7d --yes\n  \
+status-reporter nodes pending\n  status-reporter nodes approve 3d5d0c1e --fingerprint SHA256:3q2x..."
     )]
     Nodes(NodesCommand),
     /// Read a collector's view of the cluster.
@@ -184,7 +187,7 @@ Example:\n  status-reporter nodes list"
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Forget NODE (id or name): clears its pinned key and key-mismatch flag.
+    /// Forget NODE (id or name), or many (--stale-for, --unvouched, --pending).
     #[command(
         long_about = "Forget a node by id or name: its pinned key, key-mismatch flag, latest report and \
 replay state. Its old key is remembered as forgotten and cannot pin again unless named with \
@@ -192,17 +195,78 @@ replay state. Its old key is remembered as forgotten and cannot pin again unless
 may pin next; without it, the next signed report pins its key afresh (trust on first use), \
 which anyone holding the role token could win. Do this after checking why the node's key \
 changed (reinstall, restored disk). A name shared by several nodes is refused: give the node id.\n\n\
-Example:\n  status-reporter nodes forget db2 --type db --accept-key SHA256:3q2x..."
+In bulk: --stale-for DURATION (no report for that long), --unvouched (no member of the service vouches \
+for them) or --pending (held for approval) forget every node that matches, printing each; more than one \
+needs --yes.\n\n\
+Examples:\n  status-reporter nodes forget db2 --type db --accept-key SHA256:3q2x...\n  \
+status-reporter nodes forget --stale-for 7d --yes"
     )]
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["node", "stale_for", "unvouched", "pending"])))]
     Forget {
-        node: String,
-        /// Only a node of this type.
+        node: Option<String>,
+        /// Only nodes of this type.
         #[arg(long = "type")]
         node_type: Option<NodeType>,
         /// Accept only this key next: its fingerprint (`SHA256:...`, printed by the node's
         /// `configure`) or its key id. Without it, any key not forgotten before may pin.
-        #[arg(long, value_name = "FINGERPRINT")]
+        #[arg(long, value_name = "FINGERPRINT", requires = "node")]
         accept_key: Option<String>,
+        /// Every node with no report for this long (`90s`, `30m`, `12h`, `7d`), and every
+        /// node that never reported for this long since first contact.
+        #[arg(long, value_name = "DURATION", value_parser = sr_collector::config::parse_duration)]
+        stale_for: Option<Duration>,
+        /// Every node no member of its service vouches for, as the view shows it now.
+        #[arg(long)]
+        unvouched: bool,
+        /// Every node id held for approval (their keys are refused from now on).
+        #[arg(long)]
+        pending: bool,
+        /// Needed to forget more than one node; without it the list is printed and nothing
+        /// is removed.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List new nodes held for approval (`admission = "approve"`).
+    #[command(
+        long_about = "List the node ids held for an operator's approval (admission = \"approve\" in the collector \
+config): id, name, type, key fingerprint (compare it with what `configure` printed on the node), first and \
+last report, source address. They are not in the view and do not count until approved.\n\n\
+Example:\n  status-reporter nodes pending"
+    )]
+    Pending {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Admit a pending node: pins the key it reported; its next report enters the view.
+    #[command(
+        long_about = "Admit a node held for approval. Its reported key is pinned and its next report is \
+accepted into the view. Give --fingerprint (printed by `configure` on the node) to make sure the key is \
+the node's own: it is required when two keys reported for the same node id.\n\n\
+Example:\n  status-reporter nodes approve 3d5d0c1e --fingerprint SHA256:3q2x..."
+    )]
+    Approve {
+        node_id: String,
+        #[arg(long = "type")]
+        node_type: Option<NodeType>,
+        #[arg(long, value_name = "FINGERPRINT")]
+        fingerprint: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Refuse a pending node: drops it and refuses its key(s) from now on.
+    #[command(
+        long_about = "Drop a node held for approval and tombstone every key it reported, so \
+they cannot be held or pinned again unless named with `nodes forget --accept-key`.\n\n\
+Example:\n  status-reporter nodes reject evil-1"
+    )]
+    Reject {
+        node_id: String,
+        #[arg(long = "type")]
+        node_type: Option<NodeType>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -455,10 +519,90 @@ fn nodes(cmd: NodesCommand) -> anyhow::Result<i32> {
             }
         }
         NodesCommand::Forget {
-            node,
+            node: None,
+            node_type,
+            stale_for,
+            unvouched,
+            pending,
+            yes,
+            store,
+            ..
+        } => return forget_many(&store, node_type, stale_for, unvouched, pending, yes),
+        NodesCommand::Pending { json, store } => {
+            let rows = store.open()?.list_pending()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print_pending(&rows);
+            }
+        }
+        NodesCommand::Approve {
+            node_id,
+            node_type,
+            fingerprint,
+            store,
+        } => {
+            let fp = match fingerprint.as_deref() {
+                Some(given) => Some(sr_protocol::signing::parse_fingerprint(given).with_context(|| {
+                    format!("--fingerprint {:?} is neither a key fingerprint (SHA256:...) nor a key id", clean(given))
+                })?),
+                None => None,
+            };
+            let now = sr_collector::clock::now_ms();
+            match store.open()?.approve_pending(&node_id, node_type, fp.as_deref(), now)? {
+                Approval::Approved(r) => println!(
+                    "approved {} node {} ({}); pinned key {}; its next report enters the view",
+                    r.node_type,
+                    clean(&r.node_id),
+                    clean(&r.name),
+                    r.fingerprint.as_deref().unwrap_or("(unsigned)")
+                ),
+                Approval::NoMatch => bail!("no pending node with id {:?} (see `status-reporter nodes pending`)", clean(&node_id)),
+                Approval::Ambiguous(rows) => bail!(
+                    "{} pending nodes have id {:?}; nothing was approved: give --type",
+                    rows.len(),
+                    clean(&node_id)
+                ),
+                Approval::FingerprintNeeded(r) => bail!(
+                    "nothing was approved: {} reported with key {}{}; give --fingerprint with the one `configure` printed on the node",
+                    clean(&r.node_id),
+                    r.fingerprint.as_deref().unwrap_or("(unsigned)"),
+                    r.other_fingerprint
+                        .as_deref()
+                        .map(|o| format!(" and also with key {o}"))
+                        .unwrap_or_default()
+                ),
+            }
+        }
+        NodesCommand::Reject {
+            node_id,
+            node_type,
+            store,
+        } => {
+            let now = sr_collector::clock::now_ms();
+            let rows = store.open()?.reject_pending(&node_id, node_type, now)?;
+            match rows.as_slice() {
+                [] => bail!("no pending node with id {:?}", clean(&node_id)),
+                [r] => println!(
+                    "rejected {} node {} ({}); key {} refused from now on",
+                    r.node_type,
+                    clean(&r.node_id),
+                    clean(&r.name),
+                    r.fingerprint.as_deref().unwrap_or("(unsigned)")
+                ),
+                many => bail!(
+                    "{} pending nodes have id {:?}; nothing was rejected: give --type",
+                    many.len(),
+                    clean(&node_id)
+                ),
+            }
+        }
+        NodesCommand::Forget {
+            node: Some(node),
             node_type,
             accept_key,
             store,
+            ..
         } => {
             let accept = match accept_key.as_deref() {
                 Some(given) => Some(sr_protocol::signing::parse_fingerprint(given).with_context(|| {
@@ -505,6 +649,127 @@ fn nodes(cmd: NodesCommand) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+fn print_pending(rows: &[PendingRow]) {
+    println!(
+        "{:<8} {:<24} {:<38} {:<52} {:<24} {:<24} SOURCE",
+        "TYPE", "NAME", "NODE ID", "KEY FINGERPRINT", "FIRST SEEN", "LAST SEEN"
+    );
+    for r in rows {
+        let mut fp = r.fingerprint.clone().unwrap_or_else(|| "(unsigned)".into());
+        if let Some(other) = &r.other_fingerprint {
+            fp.push_str(&format!(" (also {other})"));
+        }
+        println!(
+            "{:<8} {:<24} {:<38} {:<52} {:<24} {:<24} {}",
+            r.node_type,
+            clean(&r.name),
+            clean(&r.node_id),
+            fp,
+            fmt_ms(r.first_seen_ms),
+            fmt_ms(r.last_seen_ms),
+            r.source.as_deref().map(clean).unwrap_or_else(|| "-".into())
+        );
+    }
+}
+
+/// `nodes forget --stale-for | --unvouched | --pending`: prints what it removes (or would),
+/// and removes more than one node only with `--yes`.
+fn forget_many(
+    store_args: &StoreArgs,
+    node_type: Option<NodeType>,
+    stale_for: Option<Duration>,
+    unvouched: bool,
+    pending: bool,
+    yes: bool,
+) -> anyhow::Result<i32> {
+    let store = store_args.open()?;
+    let now = sr_collector::clock::now_ms();
+    let of_type = |t: &str| node_type.is_none_or(|nt| nt.as_str() == t);
+    if pending {
+        let rows: Vec<PendingRow> = store
+            .list_pending()?
+            .into_iter()
+            .filter(|r| of_type(&r.node_type))
+            .collect();
+        for r in &rows {
+            println!(
+                "pending {} {} ({}) key {} from {}",
+                r.node_type,
+                clean(&r.node_id),
+                clean(&r.name),
+                r.fingerprint.as_deref().unwrap_or("(unsigned)"),
+                r.source.as_deref().map(clean).unwrap_or_else(|| "-".into())
+            );
+        }
+        if !confirmed(rows.len(), yes) {
+            return Ok(1);
+        }
+        for r in &rows {
+            store.reject_pending(&r.node_id, Some(r.node_type.parse()?), now)?;
+        }
+        println!(
+            "rejected {} pending node(s); their keys are refused from now on",
+            rows.len()
+        );
+        return Ok(0);
+    }
+    let all: Vec<NodeRow> = store
+        .list_nodes()?
+        .into_iter()
+        .filter(|r| of_type(&r.node_type))
+        .collect();
+    let chosen: Vec<NodeRow> = if let Some(d) = stale_for {
+        let cutoff = now.saturating_sub(d.as_millis() as i64);
+        all.into_iter()
+            .filter(|r| r.last_seen_ms.unwrap_or(r.first_seen_ms) < cutoff)
+            .collect()
+    } else {
+        debug_assert!(unvouched);
+        let cfg = Config::load(&store_args.config.config).ok();
+        let policy = cfg.map(|c| c.rollup_policy()).unwrap_or_default();
+        let records = sr_collector::state::Memory::records_of(store.load_nodes()?);
+        let inputs: Vec<sr_collector::NodeInput> = records
+            .iter()
+            .map(|r| sr_collector::NodeInput::from_record(r, now, &policy))
+            .collect();
+        let flagged = sr_collector::rollup::membership::unvouched(&inputs);
+        all.into_iter()
+            .filter(|r| {
+                flagged
+                    .iter()
+                    .any(|(t, id)| t.as_str() == r.node_type && *id == r.node_id)
+            })
+            .collect()
+    };
+    for r in &chosen {
+        println!(
+            "{} {} ({}) last report {}",
+            r.node_type,
+            clean(&r.node_id),
+            clean(&r.name),
+            r.last_seen_ms.map(fmt_ms).unwrap_or_else(|| "never".into())
+        );
+    }
+    if !confirmed(chosen.len(), yes) {
+        return Ok(1);
+    }
+    store.forget_rows(&chosen, now)?;
+    println!(
+        "forgot {} node(s); their keys are refused from now on",
+        chosen.len()
+    );
+    Ok(0)
+}
+
+/// More than one node goes only with `--yes`.
+fn confirmed(n: usize, yes: bool) -> bool {
+    if n > 1 && !yes {
+        eprintln!("{n} nodes match; nothing was removed: add --yes to remove them all");
+        return false;
+    }
+    true
 }
 
 /// Makes control and invisible formatting characters visible (`<U+200B>`) so a hostile

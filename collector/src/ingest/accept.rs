@@ -1,11 +1,14 @@
-//! Step 2, accept: what needs the node's state, then the body. The node must fit under
-//! `max_nodes`, its pin and replay state must admit the report (a key mismatch is flagged
-//! durably), and only then is the body decoded and its fields checked.
+//! Step 2, accept: what needs the node's state, then the body. A node id the collector
+//! does not know must fit under `max_nodes` (or `max_pending`) and its token's new-node
+//! budget, its pin and replay state must admit the report (a key mismatch is flagged
+//! durably), and only then is the body decoded and its fields checked. With
+//! `admission = "approve"` a node id not admitted yet is marked to be held, not committed.
 
 use super::trust::{check_pin_and_replay, refuse_mismatch};
 use super::verify::Verified;
 use super::Refusal;
 use crate::app::App;
+use crate::config::Admission;
 use crate::state::Counters;
 use sr_protocol::report::ReportBody;
 use std::net::IpAddr;
@@ -21,6 +24,8 @@ pub(super) struct Accepted {
     /// First contact, or the first signed report of an unpinned (legacy) node: the key,
     /// if any, is pinned durably before the 200.
     pub pinning: bool,
+    /// A node id not admitted under `admission = "approve"`: held, not committed.
+    pub held: bool,
 }
 
 pub(super) async fn accept(
@@ -28,7 +33,7 @@ pub(super) async fn accept(
     verified: Verified,
     peer: Option<IpAddr>,
 ) -> Result<Accepted, Refusal> {
-    let pinning = admit(app, &verified).await?;
+    let (pinning, held) = admit(app, &verified).await?;
     let decoded = ReportBody::decode(&verified.bytes).map_err(Refusal::Undecodable)?;
     let body = decoded.body;
     let ext = body.extension.as_ref();
@@ -62,6 +67,7 @@ pub(super) async fn accept(
         private_ip,
         skew_ms,
         pinning,
+        held,
     })
 }
 
@@ -93,16 +99,16 @@ pub(crate) fn listed_address(
     )
 }
 
-/// Whether the node's state admits the report; `Ok(true)` when a pin is to be written.
-async fn admit(app: &App, v: &Verified) -> Result<bool, Refusal> {
+/// Whether the node's state admits the report: (a pin is to be written, the report is
+/// to be held for approval).
+async fn admit(app: &App, v: &Verified) -> Result<(bool, bool), Refusal> {
     let checked = {
         let nodes = app.mem.lock();
         let entry = nodes.map.get(&v.key);
-        if entry.is_none() && nodes.map.len() >= app.cfg.max_nodes {
-            Counters::bump(&app.mem.counters.nodes_refused);
-            return Err(Refusal::TooManyNodes {
-                max_nodes: app.cfg.max_nodes,
-            });
+        let held = entry.is_none() && app.cfg.admission == Admission::Approve;
+        if entry.is_none() && !nodes.pending.contains(&v.key) {
+            new_node_room(app, held, nodes.map.len(), nodes.pending.len())?;
+            new_node_budget(app, v)?;
         }
         check_pin_and_replay(
             entry,
@@ -110,12 +116,53 @@ async fn admit(app: &App, v: &Verified) -> Result<bool, Refusal> {
             v.key_id.as_deref(),
             v.received_ms,
         )
-        .map(|()| entry.is_none_or(|e| v.key_id.is_some() && e.pinned.is_none()))
+        .map(|()| {
+            let pinning = entry.is_none_or(|e| v.key_id.is_some() && e.pinned.is_none());
+            (pinning, held)
+        })
     };
     match checked {
         Err(Refusal::KeyMismatch) => Err(refuse_mismatch(app, &v.key, v.key_id.as_deref()).await),
         other => other,
     }
+}
+
+/// Room for one more node id: under `max_nodes`, or under `max_pending` when it is to
+/// be held.
+fn new_node_room(app: &App, held: bool, known: usize, pending: usize) -> Result<(), Refusal> {
+    if held && pending >= app.cfg.max_pending {
+        Counters::bump(&app.mem.counters.pending_refused);
+        return Err(Refusal::TooManyPending {
+            max_pending: app.cfg.max_pending,
+        });
+    }
+    if !held && known >= app.cfg.max_nodes {
+        Counters::bump(&app.mem.counters.nodes_refused);
+        return Err(Refusal::TooManyNodes {
+            max_nodes: app.cfg.max_nodes,
+        });
+    }
+    Ok(())
+}
+
+/// One new node id from the token's budget (`new_nodes_per_window`).
+fn new_node_budget(app: &App, v: &Verified) -> Result<(), Refusal> {
+    let window_ms = app.cfg.new_node_window.as_millis() as i64;
+    let per_window = app.cfg.new_nodes_per_window;
+    let taken = app
+        .mem
+        .new_nodes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take(v.token, v.received_ms, per_window, window_ms);
+    taken.map_err(|retry_after_secs| {
+        Counters::bump(&app.mem.counters.new_nodes_throttled);
+        Refusal::NewNodeBudget {
+            per_window,
+            window_secs: app.cfg.new_node_window.as_secs().max(1),
+            retry_after_secs,
+        }
+    })
 }
 
 #[cfg(test)]

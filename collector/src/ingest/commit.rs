@@ -45,6 +45,7 @@ pub(super) async fn commit(app: &App, a: Accepted) -> Result<Committed, Refusal>
         private_ip,
         skew_ms,
         pinning,
+        held: _,
     } = a;
     let status = body.node_status();
     let applied = {

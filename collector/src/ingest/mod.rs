@@ -10,7 +10,9 @@
 //!    reports only with `allow_unsigned_legacy`, and never for a node with a pinned key;
 //! 7. the pin (trust on first use) and replay state `(boot_id, seq)`;
 //! 8. only then `ReportBody::decode`;
-//! 9. pins and transitions are committed durably, then memory is updated and 200 sent.
+//! 9. pins and transitions are committed durably, then memory is updated and 200 sent;
+//!    under `admission = "approve"` a node id not admitted yet is held in the store's
+//!    pending list instead ([`hold`]: 202, not in the view).
 //!
 //! Freshness and skew use the collector's receive time only.
 //!
@@ -19,11 +21,14 @@
 //! variant, which maps to the HTTP status and `{message, error_code}`.
 
 mod accept;
+mod budget;
 mod commit;
+mod hold;
 mod refusal;
 mod trust;
 mod verify;
 
+pub use budget::NewNodeBudget;
 pub use refusal::Refusal;
 
 use crate::app::App;
@@ -61,6 +66,9 @@ pub async fn handle(
     let result = async {
         let verified = verify::verify(app, node_type, node_id, path, headers, body).await?;
         let accepted = accept::accept(app, verified, peer).await?;
+        if accepted.held {
+            return Err(hold::hold(app, accepted, peer).await);
+        }
         commit::commit(app, accepted).await
     }
     .await;
@@ -68,6 +76,10 @@ pub async fn handle(
         Ok(committed) => {
             Counters::bump(&app.mem.counters.accepted);
             Ok(answer(&committed))
+        }
+        Err(Refusal::HeldForApproval) => {
+            Counters::bump(&app.mem.counters.reports_held);
+            Err(Refusal::HeldForApproval)
         }
         Err(refusal) => {
             Counters::bump(&app.mem.counters.rejected);

@@ -46,6 +46,19 @@ pub enum Refusal {
     TooManyNodes {
         max_nodes: usize,
     },
+    /// The token introduced `per_window` new node ids in its current window already.
+    NewNodeBudget {
+        per_window: usize,
+        window_secs: u64,
+        retry_after_secs: u64,
+    },
+    /// `admission = "approve"`: the report is held in the pending list, not in the view.
+    /// Not an error for the node; 202 so the agent keeps its transitions and reports again.
+    HeldForApproval,
+    /// `admission = "approve"` and `max_pending` ids are held already.
+    TooManyPending {
+        max_pending: usize,
+    },
     /// Signed by a key other than the one pinned for the node.
     KeyMismatch,
     /// From a boot of the node older than its current one, or opening a boot with a send
@@ -96,7 +109,9 @@ impl Refusal {
                 StatusCode::FORBIDDEN
             }
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            TooManyNodes { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            TooManyNodes { .. } | TooManyPending { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            NewNodeBudget { .. } => StatusCode::TOO_MANY_REQUESTS,
+            HeldForApproval => StatusCode::ACCEPTED,
             EarlierBoot | SeqAlreadySeen { .. } | StaleSignature { .. } => StatusCode::CONFLICT,
             StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ContentLengthNotANumber
@@ -124,6 +139,9 @@ impl Refusal {
             SignatureNotAscii | BadSignature(_) => "invalid_signature",
             UnsignedNotAllowed | UnsignedForPinnedNode => "signature_required",
             TooManyNodes { .. } => "too_many_nodes",
+            NewNodeBudget { .. } => "too_many_new_nodes",
+            HeldForApproval => "pending_approval",
+            TooManyPending { .. } => "too_many_pending_nodes",
             KeyMismatch => "key_mismatch",
             EarlierBoot | SeqAlreadySeen { .. } => "replayed_report",
             StaleSignature { .. } => "stale_signature",
@@ -171,6 +189,17 @@ impl Refusal {
             TooManyNodes { max_nodes } => {
                 format!("the collector already tracks {max_nodes} nodes (max_nodes)")
             }
+            NewNodeBudget {
+                per_window,
+                window_secs,
+                retry_after_secs,
+            } => format!(
+                "this token introduced {per_window} new node ids in the last {window_secs} s (new_nodes_per_window); retry in {retry_after_secs} s"
+            ),
+            HeldForApproval => "new node held for an operator's approval (admission = \"approve\"): `status-reporter nodes pending`, then `nodes approve NODE_ID`".into(),
+            TooManyPending { max_pending } => format!(
+                "{max_pending} new nodes already wait for approval (max_pending); approve or reject some with `status-reporter nodes pending`"
+            ),
             KeyMismatch => "report signed by a key other than the one pinned for this node; an operator must run `status-reporter nodes forget` to accept a new key".into(),
             EarlierBoot => "report from an earlier boot of this node".into(),
             StaleSignature {
@@ -209,7 +238,17 @@ impl Refusal {
 
 impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> ApiError {
-        ApiError::new(r.status(), r.code(), r.message())
+        let retry = match &r {
+            Refusal::NewNodeBudget {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
+        let e = ApiError::new(r.status(), r.code(), r.message());
+        match retry {
+            Some(secs) => e.retry_after(secs),
+            None => e,
+        }
     }
 }
 

@@ -21,6 +21,8 @@ pub(super) struct Verified {
     pub key_id: Option<String>,
     /// Collector clock at receipt, Unix ms: the only clock freshness is judged by.
     pub received_ms: i64,
+    /// SHA-256 of the role token: whose new-node budget a new node id takes from.
+    pub token: [u8; 32],
 }
 
 pub(super) async fn verify(
@@ -31,7 +33,7 @@ pub(super) async fn verify(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Verified, Refusal> {
-    let node_type = check_head(app, node_type, node_id, headers)?;
+    let (node_type, token) = check_head(app, node_type, node_id, headers)?;
     let bytes = read_body(app, body).await?;
     let received_ms = crate::clock::now_ms();
     let envelope = check_signature(app, path, headers, &bytes)?;
@@ -41,17 +43,18 @@ pub(super) async fn verify(
         bytes,
         envelope,
         received_ms,
+        token,
     })
 }
 
 /// Checks the request up to (not including) the body, so every refusal that needs no
-/// body happens before a byte of it is read.
+/// body happens before a byte of it is read. Returns the node type and the token's hash.
 fn check_head(
     app: &App,
     node_type: &str,
     node_id: &str,
     headers: &HeaderMap,
-) -> Result<NodeType, Refusal> {
+) -> Result<(NodeType, [u8; 32]), Refusal> {
     let limit = app.cfg.max_body_bytes;
     if let Some(len) = headers.get(http::header::CONTENT_LENGTH) {
         match len.to_str().ok().and_then(|s| s.parse::<u64>().ok()) {
@@ -80,7 +83,7 @@ fn check_head(
     if !valid_node_id(node_id) {
         return Err(Refusal::InvalidNodeId);
     }
-    Ok(node_type)
+    Ok((node_type, crate::store::token_hash(token)))
 }
 
 async fn read_body(app: &App, body: Body) -> Result<Bytes, Refusal> {

@@ -155,6 +155,26 @@ pub fn mark(nodes: &[NodeInput]) -> Cow<'_, [NodeInput]> {
     Cow::Owned(owned)
 }
 
+/// Every node of `nodes` (any types) that [`mark`] flags: `(type, node id)`. For
+/// `nodes forget --unvouched`.
+pub fn unvouched(nodes: &[NodeInput]) -> Vec<(NodeType, String)> {
+    NodeType::ALL
+        .iter()
+        .flat_map(|t| {
+            let of_type: Vec<NodeInput> = nodes
+                .iter()
+                .filter(|n| n.node_type == *t)
+                .cloned()
+                .collect();
+            mark(&of_type)
+                .iter()
+                .filter(|n| n.unvouched)
+                .map(|n| (n.node_type, n.node_id.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// The membership of one service type, as the counted reporters and their views show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Membership {

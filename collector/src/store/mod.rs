@@ -16,7 +16,8 @@
 //!
 //! Rooms: [`schema`] (tables and pragmas), [`tokens`] (token secrets, hashes, roles),
 //! [`users`] (reader users, argon2), [`nodes`] (pins, mismatch flags, latest reports and
-//! replay state, the durable batch), [`transitions`] (the status history). Each adds its
+//! replay state, the durable batch), [`transitions`] (the status history), [`admission`]
+//! (node ids held for approval, and the expiry of node ids nobody reports for). Each adds its
 //! methods to the one [`Store`], which owns the connection.
 //!
 //! Bounds: the transitions table keeps at most [`Retention::per_node`] rows per node
@@ -29,12 +30,14 @@
 //!
 //! Nothing here logs; errors go back to the caller as [`StoreError`].
 
+mod admission;
 mod nodes;
 mod schema;
 mod tokens;
 mod transitions;
 mod users;
 
+pub use admission::{Approval, Held, HeldReport, PendingRow, UNREPORTED_FORGET_AFTER_MS};
 pub use nodes::{
     DurableWrite, ForgetOutcome, Forgotten, LatestRow, NodeRow, PinOutcome, PinRefused, StoredNode,
     BOOTS_KEPT, TOMBSTONES_KEPT,
@@ -89,6 +92,8 @@ pub struct Retention {
     pub max_age_ms: i64,
     /// The newest rows kept per node.
     pub per_node: usize,
+    /// Nodes silent this long are forgotten by the writer's sweep ([`Store::expire_nodes`]).
+    pub forget_after_ms: i64,
 }
 
 impl Default for Retention {
@@ -96,6 +101,7 @@ impl Default for Retention {
         Retention {
             max_age_ms: crate::config::DEFAULT_TRANSITIONS_MAX_AGE.as_millis() as i64,
             per_node: crate::config::DEFAULT_TRANSITIONS_PER_NODE,
+            forget_after_ms: crate::config::DEFAULT_FORGET_AFTER.as_millis() as i64,
         }
     }
 }
@@ -228,6 +234,10 @@ impl Store {
     }
 
     /// Sets how much transition history is kept from now on.
+    pub fn retention(&self) -> Retention {
+        self.retention
+    }
+
     pub fn set_retention(&mut self, retention: Retention) {
         self.retention = retention;
     }

@@ -469,7 +469,7 @@ fn may_pin(
 
 /// Deletes the node (its latest report and boots go with it) and tombstones its pinned
 /// key, trimming the tombstones to [`TOMBSTONES_KEPT`]. Returns the key's fingerprint.
-fn forget_row(
+pub(super) fn forget_row(
     tx: &rusqlite::Transaction<'_>,
     row: &NodeRow,
     now_ms: i64,

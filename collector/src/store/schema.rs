@@ -73,4 +73,19 @@ CREATE TABLE IF NOT EXISTS transitions (
 );
 -- The age sweep deletes by receive time.
 CREATE INDEX IF NOT EXISTS transitions_received ON transitions (received_ms);
+-- New node ids held for an operator's approval (admission = \"approve\"), bounded by
+-- max_pending. `other_key`: a second key reported for the same id, so approval then needs
+-- the operator to name the fingerprint.
+CREATE TABLE IF NOT EXISTS pending (
+    node_type TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    pubkey TEXT,
+    other_key TEXT,
+    source TEXT,
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    reports INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (node_type, node_id)
+);
 ";
