@@ -6,19 +6,71 @@
 
 mod harness;
 
-use harness::fixtures::{now_ms, report_headers, Node};
+use harness::fixtures::{self, now_ms, report_headers, Node};
 use harness::*;
 use serde_json::{json, Value};
 
 /// Sends `node`'s next report with its type's shared token; the HTTP status.
 async fn send(c: &Collector, node: &mut Node, status: &str) -> u16 {
+    send_coded(c, node, status).await.0
+}
+
+/// Sends `node`'s next report: the HTTP status and the answer's `error_code`.
+async fn send_coded(c: &Collector, node: &mut Node, status: &str) -> (u16, String) {
     let (body, sig) = node.next(status, now_ms());
     let token = c.token(node.node_type);
     let (code, answer) = c
         .put(&node.path(), &report_headers(&token, &sig), body)
         .await;
-    assert!(code < 500, "{code} {answer}");
-    code
+    let error = answer["error_code"].as_str().unwrap_or("").to_string();
+    (code, error)
+}
+
+/// Sends `node`'s reports every 50 ms, as an agent retries, until one is answered 200;
+/// panics with `what` after [`DEADLINE`].
+async fn admitted(c: &Collector, node: &mut Node, what: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        let (code, error) = send_coded(c, node, "OK").await;
+        if code == 200 {
+            return;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out waiting for {what}: {code} {error}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The collector's counters (`GET /api/v3.1/status`, `collector`).
+async fn counter(c: &Collector, name: &str) -> u64 {
+    let admin = c.token("admin");
+    let (code, v) = c
+        .get(
+            "/api/v3.1/status",
+            &[(sr_protocol::TOKEN_HEADER, admin.as_str())],
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    v["collector"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {name} in {v:#}"))
+}
+
+/// Node ids in the store, as `nodes list --json` prints them.
+fn stored_ids(c: &Collector) -> Vec<String> {
+    let (code, out, err) = c.nodes(&["list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Value = serde_json::from_str(&out).unwrap();
+    let mut ids: Vec<String> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["node_id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
 }
 
 /// `GET /cluster-status?summary=true`: what a load balancer's health check reads.
@@ -232,4 +284,258 @@ async fn a_duplicate_name_impostor_cannot_hide_the_failing_row() {
         .node_json("dbA (legit1)")
         .expect("the real row is printed");
     assert_eq!(printed["status"], "Fail");
+}
+
+/// Sends one made-up node id's first report over `client`: the status and whether a 429
+/// carried `Retry-After`.
+async fn flood_one(
+    client: sr_tls::HttpsClient,
+    base: String,
+    token: String,
+    i: usize,
+) -> (u16, bool) {
+    let mut n = Node::new("db", &format!("flood-{i}"));
+    let (body, sig) = n.next("OK", now_ms());
+    let headers = report_headers(&token, &sig);
+    let r = client
+        .request(
+            http::Method::PUT,
+            &format!("{base}{}", n.path()),
+            &headers,
+            body.into(),
+            std::time::Duration::from_secs(20),
+            1 << 20,
+        )
+        .await
+        .expect("the collector answers");
+    let retry = r.headers.contains_key(http::header::RETRY_AFTER);
+    (r.status.as_u16(), retry)
+}
+
+/// The exhaustion attack: 20,000 new node ids from the shared db token, 64 at a
+/// time. Before the fix all fitted under `max_nodes` (20,000) and the next real node got
+/// 507 for good; now the token introduces `new_nodes_per_window` per window, the rest get
+/// 429 with `Retry-After`, and a real node gets in once the window turns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_thousand_new_node_ids_do_not_lock_a_real_node_out() {
+    let c = Collector::start_in_temp_dir(&[
+        ("required_types", "[\"db\"]"),
+        ("new_nodes_per_window", "100"),
+        ("new_node_window_secs", "2"),
+    ]);
+    let token = c.token("db");
+    let base = c.url("");
+    let started = std::time::Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    let (mut accepted, mut throttled, mut retry_after) = (0usize, 0usize, 0usize);
+    for i in 0..20_000 {
+        if set.len() >= 64 {
+            let (code, retry) = set.join_next().await.unwrap().unwrap();
+            match code {
+                200 => accepted += 1,
+                429 => {
+                    throttled += 1;
+                    retry_after += usize::from(retry);
+                }
+                other => panic!("unexpected {other}"),
+            }
+        }
+        set.spawn(flood_one(c.client(), base.clone(), token.clone(), i));
+    }
+    while let Some(done) = set.join_next().await {
+        let (code, retry) = done.unwrap();
+        match code {
+            200 => accepted += 1,
+            429 => {
+                throttled += 1;
+                retry_after += usize::from(retry);
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    let windows = started.elapsed().as_secs() / 2 + 1;
+    assert_eq!(accepted + throttled, 20_000);
+    assert!(
+        accepted as u64 <= 100 * windows,
+        "{accepted} new ids in {windows} windows of 100"
+    );
+    assert_eq!(retry_after, throttled, "every 429 says when to retry");
+    assert_eq!(counter(&c, "new_nodes_throttled").await, throttled as u64);
+
+    // The real node (same token) gets in within a window, retrying as the agent does.
+    let mut real = node("db", "3d5d-real", "db1", json!({}));
+    admitted(&c, &mut real, "the real node is admitted").await;
+    let view = c.view().await;
+    assert!(fixtures::find_node(&view, "3d5d-real").is_some());
+}
+
+/// `max_nodes` filled by made-up ids (here 30 of 30): the real node is refused 507 only
+/// until the store forgets the silent ones (`forget_after`), not forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_ids_nobody_reports_for_expire_and_free_max_nodes() {
+    let c = Collector::start_in_temp_dir(&[
+        ("required_types", "[\"db\"]"),
+        ("max_nodes", "30"),
+        // 2 s of silence.
+        ("forget_after_days", "0.0000232"),
+    ]);
+    for i in 0..30 {
+        let mut fake = node("db", &format!("made-up-{i}"), &format!("m{i}"), json!({}));
+        assert_eq!(send(&c, &mut fake, "OK").await, 200);
+    }
+    let mut real = node("db", "3d5d-real", "db1", json!({}));
+    assert_eq!(
+        send_coded(&c, &mut real, "OK").await,
+        (507, "too_many_nodes".into())
+    );
+    admitted(
+        &c,
+        &mut real,
+        "the silent ids expire and the real node gets in",
+    )
+    .await;
+    assert!(counter(&c, "nodes_expired").await >= 1);
+}
+
+/// `nodes forget --stale-for` and `--unvouched` print what they remove and need `--yes`
+/// for more than one node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_forget_prints_what_it_removes_and_needs_yes() {
+    let c = Collector::start_in_temp_dir(&[("required_types", "[\"broker\"]")]);
+    let mut real = node(
+        "broker",
+        "r1",
+        "broker1",
+        rabbit("rabbit@r1", &[("rabbit@r1", true), ("rabbit@r2", true)]),
+    );
+    let mut peer = node(
+        "broker",
+        "r2",
+        "broker2",
+        rabbit("rabbit@r2", &[("rabbit@r1", true), ("rabbit@r2", true)]),
+    );
+    let mut fake = node("broker", "evil-1", "broker3", json!({}));
+    for n in [&mut real, &mut peer, &mut fake] {
+        assert_eq!(send(&c, n, "OK").await, 200);
+    }
+    // The CLI judges what the store holds: wait for the write-behind of all three.
+    eventually("latest reports stored", DEADLINE, || async {
+        let (_, out, _) = c.nodes(&["list", "--json"]);
+        let rows: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+        rows.as_array()
+            .is_some_and(|r| r.len() == 3 && r.iter().all(|n| n["last_seen_ms"].is_i64()))
+    })
+    .await;
+
+    let (code, out, err) = c.nodes(&["forget", "--unvouched"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("evil-1") && !out.contains("r1 "), "{out}");
+    assert_eq!(stored_ids(&c), ["r1", "r2"]);
+
+    let (code, out, err) = c.nodes(&["forget", "--stale-for", "0s"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("r1") && out.contains("r2"), "{out}");
+    assert!(err.contains("--yes"), "{err}");
+    assert_eq!(
+        stored_ids(&c),
+        ["r1", "r2"],
+        "nothing removed without --yes"
+    );
+    let (code, out, err) = c.nodes(&["forget", "--stale-for", "0s", "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(stored_ids(&c).is_empty());
+    let (code, _, err) = c.nodes(&["forget", "--stale-for", "7 days"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("unit"), "{err}");
+}
+
+/// `admission = "approve"`, end to end on the real binary: a new node's reports are held
+/// (202, not in the view), listed by `nodes pending` with its key fingerprint and source,
+/// kept across a restart, admitted by `nodes approve --fingerprint`; an impostor's id is
+/// rejected and its key refused from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approve_mode_holds_new_nodes_until_an_operator_admits_them() {
+    let mut c = Collector::start_in_temp_dir(&[
+        ("required_types", "[\"db\"]"),
+        ("admission", "\"approve\""),
+    ]);
+    let mut real = node("db", "3d5d-real", "db1", json!({}));
+    let mut evil = node("db", "evil-1", "db1", json!({}));
+    assert_eq!(
+        send_coded(&c, &mut real, "OK").await,
+        (202, "pending_approval".into())
+    );
+    assert_eq!(
+        send_coded(&c, &mut evil, "OK").await,
+        (202, "pending_approval".into())
+    );
+    let view = c.view().await;
+    assert!(
+        fixtures::find_node(&view, "3d5d-real").is_none(),
+        "held, not in the view"
+    );
+    assert_eq!(
+        view["services"]["db"]["status"], "Fail",
+        "pending nodes count for nothing"
+    );
+    assert_eq!(summary(&c).await, 500);
+    assert!(stored_ids(&c).is_empty());
+
+    let pending = |c: &Collector| -> Vec<Value> {
+        let (code, out, err) = c.nodes(&["pending", "--json"]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let rows = pending(&c);
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    let row = rows.iter().find(|r| r["node_id"] == "3d5d-real").unwrap();
+    assert_eq!(row["fingerprint"], real.key.fingerprint().as_str());
+    assert_eq!(row["source"], "127.0.0.1");
+    assert_eq!(row["name"], "db1");
+    let (_, table, _) = c.nodes(&["pending"]);
+    assert!(table.contains(&real.key.fingerprint()), "{table}");
+
+    // Durable: a restart keeps the list, and the held id is still held.
+    assert!(c.stop().success());
+    c.spawn();
+    assert_eq!(pending(&c).len(), 2);
+    assert_eq!(
+        send_coded(&c, &mut real, "OK").await,
+        (202, "pending_approval".into())
+    );
+
+    // A fingerprint that is not the node's approves nothing.
+    let (code, _, err) = c.nodes(&[
+        "approve",
+        "3d5d-real",
+        "--fingerprint",
+        &evil.key.fingerprint(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("nothing was approved"), "{err}");
+    let fp = real.key.fingerprint();
+    let (code, out, err) = c.nodes(&["approve", "3d5d-real", "--fingerprint", &fp]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = c.nodes(&["reject", "evil-1"]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    admitted(&c, &mut real, "the approved node's report enters the view").await;
+    let view = c.view().await;
+    assert_eq!(
+        fixtures::find_node(&view, "3d5d-real").unwrap().1["status"],
+        "OK"
+    );
+    assert_eq!(
+        send_coded(&c, &mut evil, "OK").await,
+        (403, "key_forgotten".into()),
+        "a rejected key is not held again"
+    );
+    assert_eq!(pending(&c).len(), 0);
+    // Counted since the restart: the held report, and any the agent-like retries sent
+    // before the running collector loaded the approval.
+    assert!(counter(&c, "reports_held_for_approval").await >= 1);
 }

@@ -214,6 +214,36 @@ impl Collector {
         )
     }
 
+    /// PUT `body` with these headers: the whole response (status, headers, body).
+    pub async fn put_response(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> sr_tls::Response {
+        self.client()
+            .request(
+                http::Method::PUT,
+                &self.url(path),
+                headers,
+                body.into(),
+                Duration::from_secs(20),
+                1 << 20,
+            )
+            .await
+            .expect("the collector answers")
+    }
+
+    /// `status-reporter nodes ARGS --config CONFIG` on this collector's store: (exit code,
+    /// stdout, stderr).
+    pub fn nodes(&self, args: &[&str]) -> (i32, String, String) {
+        let config = self.config().display().to_string();
+        let mut all = vec!["nodes"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--config", &config]);
+        super::cli(Some(&self.dir), &all, &[])
+    }
+
     /// `GET /api/v3.1/cluster-status` with the admin token, straight over HTTPS.
     pub async fn view(&self) -> Value {
         let (code, v) = self

@@ -27,6 +27,8 @@ pub(super) async fn hold(app: &App, a: Accepted, peer: Option<IpAddr>) -> Refusa
             app.mem.lock().pending.insert(key);
             Refusal::HeldForApproval
         }
+        // Approved a moment ago; memory takes the new node at its next reload.
+        Ok(Held::Approved) => Refusal::HeldForApproval,
         Ok(Held::KeyForgotten) => Refusal::KeyForgotten {
             fingerprint: a
                 .verified

@@ -40,6 +40,9 @@ pub enum Held {
     KeyForgotten,
     /// `max_pending` rows are held already.
     Full,
+    /// An operator approved the id since memory last loaded the store: nothing is held,
+    /// and the next report (after the reload) is accepted.
+    Approved,
 }
 
 /// One row of `nodes pending`.
@@ -92,6 +95,16 @@ impl Store {
             }
         }
         let tx = self.conn.unchecked_transaction()?;
+        let admitted: Option<i64> = tx
+            .query_row(
+                "SELECT 1 FROM nodes WHERE node_type = ?1 AND node_id = ?2",
+                params![t, r.node_id],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if admitted.is_some() {
+            return Ok(Held::Approved);
+        }
         let known: Option<Option<String>> = tx
             .query_row(
                 "SELECT pubkey FROM pending WHERE node_type = ?1 AND node_id = ?2",
@@ -374,6 +387,12 @@ mod tests {
             store.approve_pending("zz", None, None, 10).unwrap(),
             Approval::NoMatch
         );
+        // A report that raced the approval is not held again.
+        assert_eq!(
+            store.hold_pending(&held("a", Some(&k1), 11), 2).unwrap(),
+            Held::Approved
+        );
+        assert_eq!(store.pending_keys().unwrap().len(), 1);
     }
 
     #[test]
