@@ -250,6 +250,7 @@ fn transitions_older_than_the_retention_age_are_swept() {
     s.set_retention(Retention {
         max_age_ms: 1000,
         per_node: 100,
+        ..Retention::default()
     });
     s.commit_durable(&[
         transitions_of("n1", 0, 0..3),
