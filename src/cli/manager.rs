@@ -542,12 +542,7 @@ fn nodes(cmd: NodesCommand) -> anyhow::Result<i32> {
             fingerprint,
             store,
         } => {
-            let fp = match fingerprint.as_deref() {
-                Some(given) => Some(sr_protocol::signing::parse_fingerprint(given).with_context(|| {
-                    format!("--fingerprint {:?} is neither a key fingerprint (SHA256:...) nor a key id", clean(given))
-                })?),
-                None => None,
-            };
+            let fp = fingerprint_arg("--fingerprint", fingerprint.as_deref())?;
             let now = sr_collector::clock::now_ms();
             match store.open()?.approve_pending(&node_id, node_type, fp.as_deref(), now)? {
                 Approval::Approved(r) => println!(
@@ -604,12 +599,7 @@ fn nodes(cmd: NodesCommand) -> anyhow::Result<i32> {
             store,
             ..
         } => {
-            let accept = match accept_key.as_deref() {
-                Some(given) => Some(sr_protocol::signing::parse_fingerprint(given).with_context(|| {
-                    format!("--accept-key {:?} is neither a key fingerprint (SHA256:...) nor a key id", clean(given))
-                })?),
-                None => None,
-            };
+            let accept = fingerprint_arg("--accept-key", accept_key.as_deref())?;
             let outcome = store.open()?.forget_one(
                 &node,
                 node_type,
@@ -649,6 +639,21 @@ fn nodes(cmd: NodesCommand) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// A `--fingerprint`/`--accept-key` value in its canonical form, or why it is neither a
+/// fingerprint nor a key id.
+fn fingerprint_arg(flag: &str, given: Option<&str>) -> anyhow::Result<Option<String>> {
+    given
+        .map(|g| {
+            sr_protocol::signing::parse_fingerprint(g).with_context(|| {
+                format!(
+                    "{flag} {:?} is neither a key fingerprint (SHA256:...) nor a key id",
+                    clean(g)
+                )
+            })
+        })
+        .transpose()
 }
 
 fn print_pending(rows: &[PendingRow]) {
