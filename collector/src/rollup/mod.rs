@@ -12,12 +12,20 @@
 //!    overall status is the worst of the types. An empty cluster, or an empty required
 //!    type, is Fail: no data is never healthy.
 //!
+//! 3. The stack services ([`stack`]): each member (a node whose report carries that
+//!    service's facts, whatever its type) is judged from those facts only, by the
+//!    service's own rule module ([`galera`], [`lb`]); they sit in the view beside the
+//!    three Cloudify types.
+//!
 //! Nothing here reads the clock, the store or the network.
 
 pub mod broker;
 pub mod db;
+pub mod galera;
 pub mod generic;
+pub mod lb;
 pub mod legacy;
+pub mod stack;
 
 // The record types are the roll-up's input; re-exported so its callers need one path.
 pub use crate::record::{LatestReport, NodeRecord};
@@ -40,6 +48,9 @@ pub struct Policy {
     /// Types that must have at least one node; an empty required type is Fail.
     /// Types not listed appear only when they have nodes.
     pub required_types: Vec<NodeType>,
+    /// The stack services the collector config names (`[services.<name>]`). Services not
+    /// listed appear only when they have members, sized by the members seen.
+    pub services: BTreeMap<sr_protocol::facts::StackService, stack::ServicePolicy>,
 }
 
 impl Default for Policy {
@@ -50,6 +61,7 @@ impl Default for Policy {
             flap_threshold: 4,
             max_skew_ms: 2_000,
             required_types: NodeType::ALL.to_vec(),
+            services: BTreeMap::new(),
         }
     }
 }
@@ -249,7 +261,7 @@ impl NodeInput {
         input
     }
 
-    fn view(&self) -> NodeView {
+    pub(crate) fn view(&self) -> NodeView {
         NodeView {
             status: self.status,
             node_id: self.node_id.clone(),
@@ -309,6 +321,8 @@ pub fn rollup(nodes: &[NodeInput], _now_ms: i64, policy: &Policy) -> ClusterStat
                 NodeType::Manager => generic::rollup(of_type, policy),
                 NodeType::Db => db::rollup(of_type, policy),
                 NodeType::Broker => broker::rollup(of_type, policy),
+                // Not a Cloudify type: `node` hosts feed only the stack services.
+                NodeType::Node => continue,
             }
         };
         overall = overall.max(status);
@@ -322,6 +336,13 @@ pub fn rollup(nodes: &[NodeInput], _now_ms: i64, policy: &Policy) -> ClusterStat
                 reasons,
             },
         );
+    }
+    for (service, view) in stack::rollup(nodes, policy) {
+        overall = overall.max(view.status);
+        if view.status != NodeStatus::Ok {
+            overall_reasons.extend(view.reasons.iter().cloned());
+        }
+        services.insert(service.as_str().to_string(), view);
     }
     if services.is_empty() {
         overall = NodeStatus::Fail;

@@ -1,0 +1,156 @@
+//! The `lb` rule (HAProxy): per backend, every server up is OK, some down is Degraded
+//! naming them, none up is Fail; a server an operator put in MAINT or DRAIN is shown as
+//! such (Degraded). Each HAProxy node judges from its own `show stat`; a backend is judged
+//! on every node that has it, so a server one node cannot reach is named with that node.
+//!
+//! [`rollup`] composes [`member_verdicts`] (unreachable stats socket: Fail) with the
+//! per-backend rule [`backend_verdicts`]; the worst member status is the service's, except
+//! that one unreachable or silent HAProxy out of several is Degraded while another serves.
+
+use super::stack::{self, Judged, ServicePolicy, Verdict};
+use super::NodeInput;
+use sr_protocol::facts::{LbBackend, LbFacts};
+use sr_protocol::reasons as codes;
+use sr_protocol::{NodeStatus, Reason};
+
+/// One backend as one node sees it.
+pub fn backend_verdicts(name: &str, b: &LbBackend, node: &str) -> Vec<Verdict> {
+    let total = b.servers.len();
+    let up: Vec<&str> = b
+        .servers
+        .iter()
+        .filter(|(_, s)| s.serving())
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let held: Vec<String> = b
+        .servers
+        .iter()
+        .filter(|(_, s)| s.status == "MAINT" || s.status == "DRAIN")
+        .map(|(n, s)| format!("{n} ({})", s.status))
+        .collect();
+    let down: Vec<String> = b
+        .servers
+        .iter()
+        .filter(|(_, s)| !s.serving() && s.status != "MAINT" && s.status != "DRAIN")
+        .map(|(n, s)| match &s.check_status {
+            Some(c) => format!("{n} ({} {c})", s.status),
+            None => format!("{n} ({})", s.status),
+        })
+        .collect();
+    let mut out = Vec::new();
+    if total > 0 && up.is_empty() {
+        let mut all = down.clone();
+        all.extend(held.iter().cloned());
+        out.push((
+            NodeStatus::Fail,
+            codes::LB_BACKEND_DOWN
+                .reason(format!(
+                    "backend {name}: no server up of {total}: {}",
+                    all.join(", ")
+                ))
+                .on_node(node),
+        ));
+        return out;
+    }
+    if !down.is_empty() {
+        out.push((
+            NodeStatus::Degraded,
+            codes::LB_SERVER_DOWN
+                .reason(format!(
+                    "backend {name}: {} of {total} up; down: {}",
+                    up.len(),
+                    down.join(", ")
+                ))
+                .on_node(node),
+        ));
+    }
+    if !held.is_empty() {
+        out.push((
+            NodeStatus::Degraded,
+            codes::LB_SERVER_MAINT
+                .reason(format!("backend {name}: {}", held.join(", ")))
+                .on_node(node),
+        ));
+    }
+    out
+}
+
+/// What one HAProxy node's facts say.
+pub fn member_verdicts(f: &LbFacts, node: &str) -> Vec<Verdict> {
+    if !f.reachable {
+        let why = f.error.as_deref().unwrap_or("no answer");
+        return vec![(
+            NodeStatus::Fail,
+            codes::LB_UNREACHABLE
+                .reason(format!("HAProxy stats socket: {why}"))
+                .on_node(node),
+        )];
+    }
+    f.backends
+        .iter()
+        .flat_map(|(name, b)| backend_verdicts(name, b, node))
+        .collect()
+}
+
+fn judge<'a>(node: &'a NodeInput) -> Judged<'a> {
+    let facts = node.facts.as_ref().and_then(|f| f.lb.as_ref());
+    let (status, reasons) = match (stack::standing(node), facts) {
+        (Some(own), _) => (NodeStatus::Fail, own),
+        (None, Some(f)) => stack::worst(member_verdicts(f, &node.name)),
+        (None, None) => (NodeStatus::Fail, Vec::new()),
+    };
+    Judged {
+        node,
+        status,
+        reasons,
+        role: None,
+    }
+}
+
+/// Status and reasons of the `lb` service, and each member as judged.
+pub fn rollup<'a>(
+    members: &[&'a NodeInput],
+    settings: Option<&ServicePolicy>,
+) -> (NodeStatus, Vec<Reason>, Vec<Judged<'a>>) {
+    let judged: Vec<Judged> = members.iter().map(|n| judge(n)).collect();
+    let size = stack::size(settings, judged.len());
+    // A backend is down for the clients of the node that sees it down; with several
+    // HAProxy nodes behind a VIP, one that cannot serve (or is silent) leaves the others.
+    let serving = judged
+        .iter()
+        .filter(|j| stack::standing(j.node).is_none())
+        .filter(|j| {
+            j.node
+                .facts
+                .as_ref()
+                .and_then(|f| f.lb.as_ref())
+                .is_some_and(|f| f.reachable)
+        })
+        .count();
+    let mut verdicts: Vec<Verdict> = Vec::new();
+    for j in &judged {
+        let cap = if serving >= 1 && size > 1 && !is_serving(j) {
+            NodeStatus::Degraded
+        } else {
+            NodeStatus::Fail
+        };
+        verdicts.extend(j.reasons.iter().map(|r| (j.status.min(cap), r.clone())));
+    }
+    if serving == 0 {
+        verdicts.push((
+            NodeStatus::Fail,
+            codes::QUORUM_LOST.reason(format!("0 of {size} HAProxy members answer")),
+        ));
+    }
+    let (status, reasons) = stack::worst(verdicts);
+    (status, reasons, judged)
+}
+
+fn is_serving(j: &Judged) -> bool {
+    stack::standing(j.node).is_none()
+        && j.node
+            .facts
+            .as_ref()
+            .and_then(|f| f.lb.as_ref())
+            .is_some_and(|f| f.reachable)
+}
