@@ -194,9 +194,78 @@ pub struct GaleraFacts {
 }
 
 impl GaleraFacts {
+    /// Flow control paused more than this fraction of the time is flagged (near 1.0 the
+    /// cluster is stalled; 0.1 is the usual alert line).
+    pub const FLOW_CONTROL_LIMIT: f64 = 0.1;
+
     /// The component is Primary (wsrep's spelling, compared exactly).
     pub fn primary(&self) -> bool {
         self.cluster_status.as_deref() == Some("Primary")
+    }
+
+    /// What these facts say of their own node: the one reading both the agent's probe
+    /// (the node's status) and the roll-up (the member's status in `galera`) use.
+    /// Unreachable, non-Primary (a partition) or not ready is Fail; a donor/desynced or
+    /// joining node, flow control over the limit and `read_only` are Degraded. Unknown
+    /// values are never read as healthy.
+    pub fn own_verdicts(&self) -> Vec<(crate::NodeStatus, crate::reasons::ReasonCode, String)> {
+        use crate::reasons as codes;
+        use crate::NodeStatus::{Degraded, Fail};
+        if !self.reachable {
+            let why = self.error.as_deref().unwrap_or("no answer");
+            return vec![(
+                Fail,
+                codes::GALERA_UNREACHABLE,
+                format!("MariaDB did not answer: {why}"),
+            )];
+        }
+        let mut out = Vec::new();
+        if !self.primary() {
+            out.push((
+                Fail,
+                codes::GALERA_NON_PRIMARY,
+                format!(
+                    "component is {} (size {}): cut off from the quorum",
+                    self.cluster_status.as_deref().unwrap_or("unknown"),
+                    self.cluster_size
+                        .map_or("unknown".into(), |s| s.to_string())
+                ),
+            ));
+        }
+        if self.ready != Some(true) {
+            out.push((
+                Fail,
+                codes::GALERA_NOT_READY,
+                "wsrep_ready is not ON: queries are refused".into(),
+            ));
+        }
+        match self.local_state.as_deref() {
+            Some("Synced") => {}
+            Some(s) if s.starts_with("Donor") || s.contains("Desynced") => out.push((
+                Degraded,
+                codes::GALERA_DONOR,
+                format!("state {s}: serving, may lag"),
+            )),
+            s => out.push((
+                Degraded,
+                codes::GALERA_NOT_SYNCED,
+                format!("state {}", s.unwrap_or("unknown")),
+            )),
+        }
+        if let Some(p) = self
+            .flow_control_paused
+            .filter(|p| *p > Self::FLOW_CONTROL_LIMIT)
+        {
+            out.push((
+                Degraded,
+                codes::GALERA_FLOW_CONTROL,
+                format!("flow control paused {:.0} % of the time", p * 100.0),
+            ));
+        }
+        if self.read_only == Some(true) {
+            out.push((Degraded, codes::GALERA_READ_ONLY, "read_only is ON".into()));
+        }
+        out
     }
 }
 

@@ -20,89 +20,16 @@ use sr_protocol::reasons as codes;
 use sr_protocol::{NodeStatus, Reason};
 use std::collections::BTreeSet;
 
-/// Flow control paused more than this fraction of the time is flagged (Galera's own
-/// documentation calls anything near 1.0 a stalled cluster; 0.1 is its usual alert line).
-pub const FLOW_CONTROL_LIMIT: f64 = 0.1;
+/// See [`GaleraFacts::FLOW_CONTROL_LIMIT`].
+pub const FLOW_CONTROL_LIMIT: f64 = GaleraFacts::FLOW_CONTROL_LIMIT;
 
-fn on(code: codes::ReasonCode, message: String, node: &str) -> Reason {
-    code.reason(message).on_node(node)
-}
-
-/// What one member's own facts say.
+/// What one member's own facts say ([`GaleraFacts::own_verdicts`], which the agent's
+/// probe reads too), each reason naming the member.
 pub fn member_verdicts(f: &GaleraFacts, node: &str) -> Vec<Verdict> {
-    use NodeStatus::{Degraded, Fail};
-    if !f.reachable {
-        let why = f.error.as_deref().unwrap_or("no answer");
-        return vec![(
-            Fail,
-            on(
-                codes::GALERA_UNREACHABLE,
-                format!("MariaDB did not answer: {why}"),
-                node,
-            ),
-        )];
-    }
-    let mut out = Vec::new();
-    if !f.primary() {
-        out.push((
-            Fail,
-            on(
-                codes::GALERA_NON_PRIMARY,
-                format!(
-                    "component is {} (size {}): partitioned from the quorum",
-                    f.cluster_status.as_deref().unwrap_or("unknown"),
-                    f.cluster_size.map_or("unknown".into(), |s| s.to_string())
-                ),
-                node,
-            ),
-        ));
-    }
-    if f.ready != Some(true) {
-        out.push((
-            Fail,
-            on(
-                codes::GALERA_NOT_READY,
-                "wsrep_ready is not ON: queries are refused".into(),
-                node,
-            ),
-        ));
-    }
-    match f.local_state.as_deref() {
-        Some("Synced") => {}
-        Some(s) if s.starts_with("Donor") || s.contains("Desynced") => out.push((
-            Degraded,
-            on(
-                codes::GALERA_DONOR,
-                format!("state {s}: serving, may lag"),
-                node,
-            ),
-        )),
-        s => out.push((
-            Degraded,
-            on(
-                codes::GALERA_NOT_SYNCED,
-                format!("state {}", s.unwrap_or("unknown")),
-                node,
-            ),
-        )),
-    }
-    if let Some(p) = f.flow_control_paused.filter(|p| *p > FLOW_CONTROL_LIMIT) {
-        out.push((
-            Degraded,
-            on(
-                codes::GALERA_FLOW_CONTROL,
-                format!("flow control paused {:.0} % of the time", p * 100.0),
-                node,
-            ),
-        ));
-    }
-    if f.read_only == Some(true) {
-        out.push((
-            Degraded,
-            on(codes::GALERA_READ_ONLY, "read_only is ON".into(), node),
-        ));
-    }
-    out
+    f.own_verdicts()
+        .into_iter()
+        .map(|(status, code, message)| (status, code.reason(message).on_node(node)))
+        .collect()
 }
 
 /// One member: its standing first (stale, no report), then its facts.
