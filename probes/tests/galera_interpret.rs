@@ -17,7 +17,9 @@ fn root() -> PathBuf {
 }
 
 fn fixture(name: &str) -> String {
-    let path = root().join("fixtures/galera-10.11").join(format!("{name}.tsv"));
+    let path = root()
+        .join("fixtures/galera-10.11")
+        .join(format!("{name}.tsv"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -34,7 +36,13 @@ fn cfg() -> Config {
 
 fn interpret(text: &str) -> Finding {
     let rows = parse_tsv(text).expect("captured output parses");
-    Galera::interpret(&cfg(), &Raw::Answered { rows, read_only: None })
+    Galera::interpret(
+        &cfg(),
+        &Raw::Answered {
+            rows,
+            read_only: None,
+        },
+    )
 }
 
 /// Compares with the golden file, or rewrites it under `UPDATE_GOLDEN=1`.
@@ -50,7 +58,10 @@ fn golden(name: &str, f: &Finding) {
     }
     let want = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
-    assert_eq!(got, want, "{name}: golden differs (UPDATE_GOLDEN=1 to refresh)");
+    assert_eq!(
+        got, want,
+        "{name}: golden differs (UPDATE_GOLDEN=1 to refresh)"
+    );
 }
 
 fn codes(f: &Finding) -> Vec<&str> {
@@ -63,7 +74,10 @@ fn synced_primary_is_ok() {
     golden("synced-primary", &f);
     assert_eq!(f.status, NodeStatus::Ok, "{:?}", f.reasons);
     let g = f.facts.galera.as_ref().unwrap();
-    assert_eq!((g.cluster_size, g.local_state.as_deref()), (Some(3), Some("Synced")));
+    assert_eq!(
+        (g.cluster_size, g.local_state.as_deref()),
+        (Some(3), Some("Synced"))
+    );
     assert_eq!(g.read_only, Some(false), "the read_only row is read");
     assert!(g.state_uuid.is_some());
 }
@@ -101,11 +115,17 @@ fn truncated_and_malformed_captures_are_never_ok() {
     // Cut at every line boundary: whatever is missing, the result is never a silent OK
     // unless every variable the verdict needs is there.
     let lines: Vec<&str> = text.lines().collect();
-    let needed = ["wsrep_ready", "wsrep_cluster_status", "wsrep_local_state_comment"];
+    let needed = [
+        "wsrep_ready",
+        "wsrep_cluster_status",
+        "wsrep_local_state_comment",
+    ];
     for n in 0..lines.len() {
         let part = lines[..n].join("\n");
         let f = interpret(&part);
-        let has_all = needed.iter().all(|v| lines[..n].iter().any(|l| l.starts_with(&format!("{v}\t"))));
+        let has_all = needed
+            .iter()
+            .all(|v| lines[..n].iter().any(|l| l.starts_with(&format!("{v}\t"))));
         if !has_all {
             assert_ne!(f.status, NodeStatus::Ok, "cut after {n} lines");
         }
