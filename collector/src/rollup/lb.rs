@@ -154,3 +154,66 @@ fn is_serving(j: &Judged) -> bool {
             .and_then(|f| f.lb.as_ref())
             .is_some_and(|f| f.reachable)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sr_protocol::facts::LbServer;
+
+    fn backend(servers: &[(&str, &str)]) -> LbBackend {
+        LbBackend {
+            servers: servers
+                .iter()
+                .map(|(n, s)| {
+                    (
+                        n.to_string(),
+                        LbServer {
+                            status: s.to_string(),
+                            check_status: None,
+                            last_change_s: None,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn check(servers: &[(&str, &str)]) -> (NodeStatus, Vec<String>) {
+        let (s, reasons) = stack::worst(backend_verdicts("api", &backend(servers), "lb1"));
+        (s, reasons.into_iter().map(|r| r.code).collect())
+    }
+
+    #[test]
+    fn per_backend_all_up_some_down_none_up() {
+        assert_eq!(
+            check(&[("a", "UP"), ("b", "UP 1/3")]),
+            (NodeStatus::Ok, vec![])
+        );
+        assert_eq!(
+            check(&[("a", "UP"), ("b", "DOWN")]),
+            (NodeStatus::Degraded, vec!["lb_server_down".into()])
+        );
+        assert_eq!(
+            check(&[("a", "DOWN"), ("b", "DOWN 1/2")]),
+            (NodeStatus::Fail, vec!["lb_backend_down".into()])
+        );
+        // MAINT/DRAIN are shown as such; none serving is still Fail.
+        assert_eq!(
+            check(&[("a", "UP"), ("b", "MAINT"), ("c", "DRAIN")]),
+            (NodeStatus::Degraded, vec!["lb_server_maint".into()])
+        );
+        assert_eq!(check(&[("a", "MAINT")]).0, NodeStatus::Fail);
+    }
+
+    #[test]
+    fn an_unreachable_stats_socket_is_fail() {
+        let f = LbFacts {
+            reachable: false,
+            error: Some("connect: No such file".into()),
+            ..LbFacts::default()
+        };
+        let v = member_verdicts(&f, "lb1");
+        assert_eq!(v[0].0, NodeStatus::Fail);
+        assert_eq!(v[0].1.code, "lb_unreachable");
+    }
+}
