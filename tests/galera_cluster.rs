@@ -12,6 +12,7 @@
 //!    service Degraded (`galera_member_missing`); healed: OK again;
 //! 4. a node killed (SIGKILL): that node Fail `galera_unreachable`, the service Degraded;
 //! 5. a second node killed: fewer than a majority of 3, Fail.
+//!
 //! Needs root, iproute2, mariadb-server, galera-4 and rsync; skips without them unless
 //! `CI=true`, which makes it fail. Timings are printed, never asserted.
 mod harness;

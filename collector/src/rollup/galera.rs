@@ -32,20 +32,13 @@ pub fn member_verdicts(f: &GaleraFacts, node: &str) -> Vec<Verdict> {
         .collect()
 }
 
-/// One member: its standing first (stale, no report), then its facts.
-fn judge<'a>(node: &'a NodeInput) -> Judged<'a> {
-    let facts = node.facts.as_ref().and_then(|f| f.galera.as_ref());
-    let (status, reasons) = match (stack::standing(node), facts) {
-        (Some(own), _) => (NodeStatus::Fail, own),
-        (None, Some(f)) => stack::worst(member_verdicts(f, &node.name)),
-        (None, None) => (NodeStatus::Fail, Vec::new()),
-    };
-    Judged {
+fn judge(node: &NodeInput) -> Judged<'_> {
+    stack::judge(
         node,
-        status,
-        reasons,
-        role: facts.and_then(|f| f.local_state.clone()),
-    }
+        |f| f.galera.as_ref(),
+        member_verdicts,
+        |f| f.local_state.clone(),
+    )
 }
 
 /// Fresh Primary members' facts.

@@ -92,19 +92,8 @@ pub fn member_verdicts(f: &LbFacts, node: &str) -> Vec<Verdict> {
         .collect()
 }
 
-fn judge<'a>(node: &'a NodeInput) -> Judged<'a> {
-    let facts = node.facts.as_ref().and_then(|f| f.lb.as_ref());
-    let (status, reasons) = match (stack::standing(node), facts) {
-        (Some(own), _) => (NodeStatus::Fail, own),
-        (None, Some(f)) => stack::worst(member_verdicts(f, &node.name)),
-        (None, None) => (NodeStatus::Fail, Vec::new()),
-    };
-    Judged {
-        node,
-        status,
-        reasons,
-        role: None,
-    }
+fn judge(node: &NodeInput) -> Judged<'_> {
+    stack::judge(node, |f| f.lb.as_ref(), member_verdicts, |_| None)
 }
 
 /// Status and reasons of the `lb` service, and each member as judged.

@@ -75,6 +75,28 @@ pub fn standing(node: &NodeInput) -> Option<Vec<Reason>> {
     Some(own)
 }
 
+/// One member: its standing first (no report, stale, key mismatch: Fail with that reason),
+/// then what `verdicts` make of its service facts (`facts` picks them out of the report).
+pub fn judge<'a, F: 'a>(
+    node: &'a NodeInput,
+    facts: impl Fn(&'a sr_protocol::report::Facts) -> Option<&'a F>,
+    verdicts: impl Fn(&F, &str) -> Vec<Verdict>,
+    role: impl Fn(&F) -> Option<String>,
+) -> Judged<'a> {
+    let own = node.facts.as_ref().and_then(facts);
+    let (status, reasons) = match (standing(node), own) {
+        (Some(why), _) => (NodeStatus::Fail, why),
+        (None, Some(f)) => worst(verdicts(f, &node.name)),
+        (None, None) => (NodeStatus::Fail, Vec::new()),
+    };
+    Judged {
+        node,
+        status,
+        reasons,
+        role: own.and_then(role),
+    }
+}
+
 /// Healthy (not Fail) members below ⌊size/2⌋+1 of the configured size: Fail.
 pub fn quorum(service: StackService, healthy: usize, size: usize) -> Option<Verdict> {
     let need = size / 2 + 1;
