@@ -4,14 +4,16 @@
 //! keep that promise honest: `tests/cfy/ensure-venv.sh` installs `cloudify==5.0.5.1` (Python
 //! 2.7) into a cached venv outside the repo, and each test runs `cfy` as a subprocess with
 //! its own `HOME` (its profiles live in `~/.cloudify`), asserting on what it prints and on
-//! its exit code. Two cases:
+//! its exit code. Three cases:
 //!
 //! - an empty cluster (no node has reported): `profiles use` must still work, which 5.0.5
 //!   only does with non-empty node lists;
 //! - a populated one: real agents (`status-reporter run`) report as manager, db and broker
 //!   nodes, and every list, `cluster status` and `cluster remove` must show true values
 //!   (the names, ids and addresses the agents reported, and the statuses our own
-//!   `status-reporter cluster status` shows).
+//!   `status-reporter cluster status` shows);
+//! - a stack service (`galera`) beside the three types: `cfy cluster status` prints it as
+//!   one more row (issue 14).
 //!
 //! Processes come from the one test harness (`tests/harness/`). Waits poll with a
 //! deadline; nothing sleeps to synchronise. Skips when the venv cannot be made (no Python
@@ -20,6 +22,7 @@ mod harness;
 
 use harness::{Agent, Collector};
 use sr_probes::ProbeConfig;
+use sr_protocol::NodeStatus;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -366,4 +369,57 @@ fn cfy_against_a_reporting_cluster() {
     });
     let out = cfy.ok(&["cluster", "update-profile"]);
     assert!(out.contains("Profile is up to date with 5 nodes"), "{out}");
+}
+
+/// Issue 14: a stack service (`galera`, fed by a `node` host's facts) sits in `services`
+/// beside the three Cloudify types; the unmodified 5.0.5 `cfy cluster status` prints it as
+/// one more row and `--json` carries it, and nothing of the three types changes.
+#[test]
+fn cfy_tolerates_a_stack_service_beside_the_three_types() {
+    let Some(exe) = cfy_executable() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut collector = start_collector(tmp.path());
+    collector.create_token("node");
+    // A galera probe on a socket nothing listens on: the member reports `reachable: false`.
+    let galera = ProbeConfig::Galera(sr_probes::galera::Config {
+        socket: Some(tmp.path().join("no-mariadb.sock")),
+        host: "127.0.0.1".into(),
+        port: 3306,
+        user: "monitor".into(),
+        password: None,
+        timeout_ms: 500,
+    });
+    let mut agent = Agent::for_collector(
+        &tmp.path().join("galera-1"),
+        "galera-1",
+        "node",
+        &collector,
+        vec![galera],
+        None,
+    );
+    agent.start();
+    let (status, _) = collector.wait("a galera service", Duration::from_secs(60), |s| {
+        s.service("galera")
+            .is_some_and(|g| g.nodes.contains_key("galera-1"))
+    });
+    let g = status.service("galera").unwrap();
+    assert_eq!(g.status, NodeStatus::Fail, "an unreachable MariaDB is never OK");
+    // A `node` host is in no Cloudify view and no 5.0.5 list.
+    for t in ["manager", "db", "broker"] {
+        assert!(status.service(t).unwrap().nodes.is_empty(), "{t}");
+    }
+
+    let cfy = Cfy::new(exe, tmp.path().join("home"));
+    cfy.use_collector(&collector);
+    let out = cfy.ok(&["cluster", "status"]);
+    assert_eq!(cell(&out, "galera", "status"), "Fail", "{out}");
+    for t in ["manager", "db", "broker"] {
+        assert_eq!(cell(&out, t, "status"), "Fail", "no node of {t}: {out}");
+    }
+    let r = cfy.run(&["cluster", "status", "--json"]);
+    assert_eq!(r.code, Some(0), "{}", r.all);
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect(&r.all);
+    assert_eq!(v["services"]["galera"]["nodes"]["galera-1"]["status"], "Fail", "{v}");
+    let out = cfy.ok(&["cluster", "db-nodes", "list"]);
+    assert!(!out.contains("galera-1"), "{out}");
 }

@@ -715,7 +715,8 @@ fn list_item(
             port: None,
             is_external: false,
         },
-        NodeType::Db => ListKind::Db {
+        // `node` hosts are in no 5.0.5 list; the db shape is the closest should one be asked.
+        NodeType::Db | NodeType::Node => ListKind::Db {
             host: private_ip.clone(),
             is_external: false,
         },

@@ -5,8 +5,10 @@
 //! one pass. Defaults follow Cloudify 5.0.5 where it had one (port 53333) and are
 //! conservative elsewhere (unsigned legacy reports and plain HTTP are off unless asked for).
 
+use crate::rollup::stack::ServicePolicy;
 use crate::rollup::Policy;
 use serde::Deserialize;
+use sr_protocol::facts::StackService;
 use sr_protocol::NodeType;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -44,6 +46,9 @@ pub struct Config {
     /// type is Fail (`no_nodes`); an absent type not listed is left out of the view and
     /// of the overall status, so a brokers-only deployment can be OK.
     pub required_types: Vec<NodeType>,
+    /// The stack services this deployment has (`[services.galera]`, `[services.lb]`):
+    /// whether each is required and its configured size.
+    pub services: BTreeMap<StackService, ServicePolicy>,
     /// How long shutdown waits for in-flight requests before closing connections.
     pub shutdown_grace: Duration,
     /// A connection (HTTP/1 or HTTP/2) with no request in flight for this long is closed
@@ -138,6 +143,7 @@ impl Config {
             flap_window: Duration::from_secs(600),
             flap_threshold: 4,
             required_types: NodeType::ALL.to_vec(),
+            services: BTreeMap::new(),
             shutdown_grace: Duration::from_secs(10),
             plain_http: false,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
@@ -162,6 +168,7 @@ impl Config {
             flap_threshold: self.flap_threshold,
             required_types: self.required_types.clone(),
             expected_size: self.expected_size.clone(),
+            services: self.services.clone(),
             ..Policy::default()
         }
     }
@@ -305,6 +312,18 @@ impl Config {
         out.push_str("# `status-reporter nodes pending` until `nodes approve ID`.\n");
         out.push_str(&format!("admission = \"{}\"\n", self.admission.as_str()));
         out.push_str(&format!("max_pending = {}\n", self.max_pending));
+        out.push_str(
+            "# Stack services (galera, lb): [services.galera] required = true, size = 3\n",
+        );
+        for (service, p) in &self.services {
+            out.push_str(&format!(
+                "\n[services.{service}]\nrequired = {}\n",
+                p.required
+            ));
+            if let Some(size) = p.size {
+                out.push_str(&format!("size = {size}\n"));
+            }
+        }
         out
     }
 }
@@ -381,6 +400,53 @@ struct RawConfig {
     forget_after_days: Option<f64>,
     admission: Option<String>,
     max_pending: Option<i64>,
+    services: Option<BTreeMap<String, RawService>>,
+}
+
+/// `[services.<name>]`: one stack service.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    required: Option<bool>,
+    size: Option<i64>,
+}
+
+/// Each table a known stack service with a size in range; every bad entry is reported.
+fn services(
+    errs: &mut Vec<String>,
+    v: Option<BTreeMap<String, RawService>>,
+) -> BTreeMap<StackService, ServicePolicy> {
+    let mut out = BTreeMap::new();
+    for (name, raw) in v.unwrap_or_default() {
+        let service = match name.parse::<StackService>() {
+            Ok(s) => s,
+            Err(e) => {
+                errs.push(format!(
+                    "[services.{}]: {e}",
+                    name.chars().take(64).collect::<String>()
+                ));
+                continue;
+            }
+        };
+        let size = raw.size.and_then(|s| {
+            if (1..=64).contains(&s) {
+                Some(s as u32)
+            } else {
+                errs.push(format!(
+                    "[services.{name}] size = {s} is out of range 1..=64"
+                ));
+                None
+            }
+        });
+        out.insert(
+            service,
+            ServicePolicy {
+                required: raw.required.unwrap_or(false),
+                size,
+            },
+        );
+    }
+    out
 }
 
 fn int_in(
@@ -454,6 +520,9 @@ fn required_types(errs: &mut Vec<String>, v: Option<Vec<String>>) -> Vec<NodeTyp
     let mut types = Vec::new();
     for name in names {
         match name.parse::<NodeType>() {
+            Ok(NodeType::Node) => errs.push(
+                "required_types: \"node\" is not a Cloudify type; require stack services in [services.<name>]".into(),
+            ),
             Ok(t) if types.contains(&t) => {
                 errs.push(format!("required_types lists {name:?} twice"))
             }
@@ -582,6 +651,7 @@ impl RawConfig {
                 1..=1000,
             ),
             required_types: required_types(&mut errs, self.required_types),
+            services: services(&mut errs, self.services),
             shutdown_grace: secs_in(
                 &mut errs,
                 "shutdown_grace_secs",
@@ -845,6 +915,35 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("plain_http"));
+    }
+
+    #[test]
+    fn stack_services_are_parsed_then_validated_all_errors_at_once() {
+        let base = "state_dir = \"/x\"\nplain_http = true\n";
+        let c = Config::from_toml(&format!(
+            "{base}[services.galera]\nrequired = true\nsize = 3\n[services.lb]\n"
+        ))
+        .unwrap();
+        let galera = &c.rollup_policy().services[&StackService::Galera];
+        assert!(galera.required);
+        assert_eq!(galera.size, Some(3));
+        assert_eq!(c.services[&StackService::Lb], ServicePolicy::default());
+        assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c);
+
+        // Every problem at once: an unknown service, a size out of range, and `node` in
+        // required_types (not a Cloudify type).
+        let err = Config::from_toml(&format!(
+            "{base}required_types = [\"node\"]\n[services.search]\n[services.galera]\nsize = 0\n"
+        ))
+        .unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+        let text = err.to_string();
+        for want in ["search", "size = 0", "\"node\""] {
+            assert!(text.contains(want), "{want}: {text}");
+        }
+        // An unknown key inside a service table is an error.
+        let err = Config::from_toml(&format!("{base}[services.galera]\nsise = 3\n")).unwrap_err();
+        assert!(err.to_string().contains("sise"), "{err}");
     }
 
     #[test]

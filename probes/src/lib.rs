@@ -18,6 +18,7 @@
 pub mod amqp;
 pub mod collector_self;
 pub mod etcd;
+pub mod galera;
 pub mod host;
 pub mod http;
 pub mod net;

@@ -56,6 +56,7 @@ probe_kinds! {
     Amqp => crate::amqp::Amqp,
     CollectorSelf => crate::collector_self::CollectorSelf,
     PgConnect => crate::pg_connect::PgConnect,
+    Galera => crate::galera::Galera,
 }
 
 impl ProbeConfig {
@@ -71,6 +72,7 @@ impl ProbeConfig {
             ProbeConfig::Patroni(_) => vec![crate::patroni::SERVICE],
             ProbeConfig::Etcd(_) => vec![crate::etcd::SERVICE],
             ProbeConfig::Rabbitmq(_) => vec![crate::rabbitmq::SERVICE],
+            ProbeConfig::Galera(_) => vec![crate::galera::SERVICE],
             ProbeConfig::Host(_) | ProbeConfig::Postgres(_) | ProbeConfig::CollectorSelf(_) => {
                 vec![]
             }

@@ -150,3 +150,219 @@ pub struct BrokerFacts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amqp_blocked: Option<bool>,
 }
+
+/// What a Galera (MariaDB) node reports of itself (`SHOW GLOBAL STATUS LIKE 'wsrep_%'` and
+/// `@@read_only`). A node is a member of the `galera` service by carrying these facts; the
+/// probe writes them with `reachable: false` when MariaDB does not answer, so a dead
+/// server stays a member and is judged.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GaleraFacts {
+    /// The status query answered this cycle.
+    pub reachable: bool,
+    /// Why it did not (connect refused, timeout, ...), bounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `wsrep_ready`: the node accepts queries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<bool>,
+    /// `wsrep_connected`: the provider is connected to the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected: Option<bool>,
+    /// `wsrep_local_state_comment`: `Synced`, `Donor/Desynced`, `Joining`, `Joined`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_state: Option<String>,
+    /// `wsrep_cluster_status`: `Primary`, `non-Primary` or `Disconnected`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_status: Option<String>,
+    /// `wsrep_cluster_size`: members of the component this node is in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_size: Option<u32>,
+    /// `wsrep_cluster_conf_id`: the component's configuration id; two Primary components
+    /// with different ids are two clusters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conf_id: Option<u64>,
+    /// `wsrep_cluster_state_uuid`: the history the node's data belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_uuid: Option<String>,
+    /// `wsrep_flow_control_paused`: the fraction of time replication was paused by flow
+    /// control (since the last `FLUSH STATUS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_control_paused: Option<f64>,
+    /// `@@read_only`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+}
+
+impl GaleraFacts {
+    /// Flow control paused more than this fraction of the time is flagged (near 1.0 the
+    /// cluster is stalled; 0.1 is the usual alert line).
+    pub const FLOW_CONTROL_LIMIT: f64 = 0.1;
+
+    /// The component is Primary (wsrep's spelling, compared exactly).
+    pub fn primary(&self) -> bool {
+        self.cluster_status.as_deref() == Some("Primary")
+    }
+
+    /// What these facts say of their own node: the one reading both the agent's probe
+    /// (the node's status) and the roll-up (the member's status in `galera`) use.
+    /// Unreachable, non-Primary (a partition) or not ready is Fail; a donor/desynced or
+    /// joining node, flow control over the limit and `read_only` are Degraded. Unknown
+    /// values are never read as healthy.
+    pub fn own_verdicts(&self) -> Vec<(crate::NodeStatus, crate::reasons::ReasonCode, String)> {
+        use crate::reasons as codes;
+        use crate::NodeStatus::{Degraded, Fail};
+        if !self.reachable {
+            let why = self.error.as_deref().unwrap_or("no answer");
+            return vec![(
+                Fail,
+                codes::GALERA_UNREACHABLE,
+                format!("MariaDB did not answer: {why}"),
+            )];
+        }
+        let mut out = Vec::new();
+        if !self.primary() {
+            out.push((
+                Fail,
+                codes::GALERA_NON_PRIMARY,
+                format!(
+                    "component is {} (size {}): cut off from the quorum",
+                    self.cluster_status.as_deref().unwrap_or("unknown"),
+                    self.cluster_size
+                        .map_or("unknown".into(), |s| s.to_string())
+                ),
+            ));
+        }
+        if self.ready != Some(true) {
+            out.push((
+                Fail,
+                codes::GALERA_NOT_READY,
+                "wsrep_ready is not ON: queries are refused".into(),
+            ));
+        }
+        match self.local_state.as_deref() {
+            Some("Synced") => {}
+            Some(s) if s.starts_with("Donor") || s.contains("Desynced") => out.push((
+                Degraded,
+                codes::GALERA_DONOR,
+                format!("state {s}: serving, may lag"),
+            )),
+            s => out.push((
+                Degraded,
+                codes::GALERA_NOT_SYNCED,
+                format!("state {}", s.unwrap_or("unknown")),
+            )),
+        }
+        if let Some(p) = self
+            .flow_control_paused
+            .filter(|p| *p > Self::FLOW_CONTROL_LIMIT)
+        {
+            out.push((
+                Degraded,
+                codes::GALERA_FLOW_CONTROL,
+                format!("flow control paused {:.0} % of the time", p * 100.0),
+            ));
+        }
+        if self.read_only == Some(true) {
+            out.push((Degraded, codes::GALERA_READ_ONLY, "read_only is ON".into()));
+        }
+        out
+    }
+}
+
+/// What an HAProxy node reports of its backends (stats socket `show stat`). A node is a
+/// member of the `lb` service by carrying these facts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LbFacts {
+    /// The stats socket answered this cycle.
+    pub reachable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Backend name → its servers. At most [`LbFacts::MAX_ENTRIES`] backends, each with at
+    /// most as many servers; `truncated` says when more were cut.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub backends: BTreeMap<String, LbBackend>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+impl LbFacts {
+    /// Backends per node and servers per backend kept (facts are bounded at 16 KiB).
+    pub const MAX_ENTRIES: usize = 64;
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LbBackend {
+    /// Server name → what HAProxy says of it.
+    #[serde(default)]
+    pub servers: BTreeMap<String, LbServer>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LbServer {
+    /// HAProxy's `status`: `UP`, `DOWN`, `MAINT`, `DRAIN`, `NOLB`, `UP 1/3` (going down),
+    /// `DOWN 1/2` (going up), `no check`.
+    pub status: String,
+    /// `check_status`: `L4OK`, `L4CON`, `L7STS`, ... (absent without health checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_status: Option<String>,
+    /// `lastchg`: seconds since the last status change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_change_s: Option<u64>,
+}
+
+impl LbServer {
+    /// Takes new traffic: `UP`, `UP n/m` (still up while checks fail) or `no check`.
+    pub fn serving(&self) -> bool {
+        self.status == "UP" || self.status.starts_with("UP ") || self.status == "no check"
+    }
+}
+
+/// The stack services: those a node belongs to by its facts, not by its node type. The
+/// name is the view's `services` key, the `facts` key and the `[services.<name>]` config
+/// table. (`vip`, `pacemaker`, `search` and `objectstore` join here with their facts.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StackService {
+    Galera,
+    Lb,
+}
+
+impl StackService {
+    pub const ALL: [StackService; 2] = [StackService::Galera, StackService::Lb];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StackService::Galera => "galera",
+            StackService::Lb => "lb",
+        }
+    }
+
+    /// Whether `facts` make their node a member of this service.
+    pub fn has_member(self, facts: &crate::report::Facts) -> bool {
+        match self {
+            StackService::Galera => facts.galera.is_some(),
+            StackService::Lb => facts.lb.is_some(),
+        }
+    }
+}
+
+impl std::fmt::Display for StackService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for StackService {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        StackService::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown service {:?}: expected galera or lb",
+                    s.chars().take(64).collect::<String>()
+                )
+            })
+    }
+}

@@ -4,16 +4,21 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// The three kinds of node in a Cloudify-style HA cluster.
+/// The three kinds of node in a Cloudify-style HA cluster, and our extension's `node`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeType {
     Manager,
     Db,
     Broker,
+    /// A host with no Cloudify role (a Galera or HAProxy host): it feeds only the stack
+    /// services its facts name, and is in no Cloudify view or list. Sorts last.
+    Node,
 }
 
 impl NodeType {
+    /// The Cloudify types: each has a view of its own and a 5.0.5 list. [`NodeType::Node`]
+    /// is not one of them.
     pub const ALL: [NodeType; 3] = [NodeType::Manager, NodeType::Db, NodeType::Broker];
 
     pub fn as_str(self) -> &'static str {
@@ -21,6 +26,7 @@ impl NodeType {
             NodeType::Manager => "manager",
             NodeType::Db => "db",
             NodeType::Broker => "broker",
+            NodeType::Node => "node",
         }
     }
 }
@@ -32,7 +38,7 @@ impl fmt::Display for NodeType {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown node type {0:?}: expected manager, db or broker")]
+#[error("unknown node type {0:?}: expected manager, db, broker or node")]
 pub struct UnknownNodeType(pub String);
 
 impl FromStr for NodeType {
@@ -42,6 +48,7 @@ impl FromStr for NodeType {
             "manager" => Ok(NodeType::Manager),
             "db" => Ok(NodeType::Db),
             "broker" => Ok(NodeType::Broker),
+            "node" => Ok(NodeType::Node),
             other => Err(UnknownNodeType(other.chars().take(64).collect())),
         }
     }

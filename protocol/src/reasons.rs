@@ -166,6 +166,19 @@ catalog! {
     UNVOUCHED = "unvouched", DEGRADED, "roll-up", "a reporter that no member's view of the service lists: shown, but counted for nothing";
     DUPLICATE_NAME = "duplicate_name", VARIES, "roll-up", "another node of the type has the same or a confusable name; the row is keyed by name and short node id (the status is unchanged)";
     MEMBERSHIP_EXCEEDS = "membership_exceeds", FAIL, "roll-up", "more members than the configured `expected_size`: impostors, or the setting is out of date";
+    GALERA_UNREACHABLE = "galera_unreachable", FAIL, "galera", "MariaDB did not answer the wsrep status query";
+    GALERA_NON_PRIMARY = "galera_non_primary", FAIL, "galera", "the node is in a non-Primary component: cut off from the quorum";
+    GALERA_NOT_READY = "galera_not_ready", FAIL, "galera", "wsrep_ready is OFF: the node refuses queries";
+    GALERA_DONOR = "galera_donor", DEGRADED, "galera", "the node is a donor or desynced: it serves, but may lag";
+    GALERA_NOT_SYNCED = "galera_not_synced", DEGRADED, "galera", "the node is joining or joined, not synced yet";
+    GALERA_FLOW_CONTROL = "galera_flow_control", DEGRADED, "galera", "replication was paused by flow control over 10 % of the time";
+    GALERA_READ_ONLY = "galera_read_only", DEGRADED, "galera", "read_only is ON: the node refuses writes";
+    GALERA_SPLIT = "galera_split", FAIL, "roll-up", "reporters are in different Primary components or have different state UUIDs";
+    GALERA_MEMBER_MISSING = "galera_member_missing", DEGRADED, "roll-up", "the Primary component has fewer members than configured";
+    LB_UNREACHABLE = "lb_unreachable", FAIL, "haproxy", "the HAProxy stats socket did not answer";
+    LB_SERVER_DOWN = "lb_server_down", DEGRADED, "roll-up", "some servers of a backend are down";
+    LB_BACKEND_DOWN = "lb_backend_down", FAIL, "roll-up", "no server of a backend is up";
+    LB_SERVER_MAINT = "lb_server_maint", DEGRADED, "roll-up", "a server is in MAINT or DRAIN (an operator's choice)";
 }
 
 /// The markdown table of every code, as `docs/operations.md` carries it.

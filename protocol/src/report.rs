@@ -117,11 +117,17 @@ pub struct Facts {
     pub db: Option<crate::facts::DbFacts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker: Option<crate::facts::BrokerFacts>,
+    /// Stack services (docs/protocol.md, "Stack services"): a node with a section is a
+    /// member of that service, whatever its node type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub galera: Option<crate::facts::GaleraFacts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lb: Option<crate::facts::LbFacts>,
 }
 
 impl Facts {
     pub fn is_empty(&self) -> bool {
-        self.db.is_none() && self.broker.is_none()
+        self.db.is_none() && self.broker.is_none() && self.galera.is_none() && self.lb.is_none()
     }
 }
 

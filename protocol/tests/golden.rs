@@ -89,7 +89,7 @@ fn extended_report() -> ReportBody {
                     timeline: Some(1),
                     ..Default::default()
                 }),
-                broker: None,
+                ..Facts::default()
             },
             agent_health: AgentHealth {
                 managers: vec![ManagerDelivery {

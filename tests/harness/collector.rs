@@ -110,6 +110,36 @@ impl Collector {
             .to_string()
     }
 
+    /// `tokens create ROLE` on its store, for a role `init` does not issue (`node`); kept in
+    /// [`Collector::tokens`] so [`Collector::token`] and `Agent::for_collector` find it.
+    pub fn create_token(&mut self, role: &str) -> String {
+        let out = std::process::Command::new(BIN)
+            .args(["tokens", "create", role, "--config"])
+            .arg(self.config())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run tokens create");
+        assert!(
+            out.status.success(),
+            "tokens create {role}: {}",
+            super::text(&out)
+        );
+        let secret = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        self.tokens[role] = secret.clone().into();
+        secret
+    }
+
+    /// Appends TOML tables (`[services.galera]`, ...) to its config, after every key that
+    /// `init` wrote; call before the first [`Collector::spawn`].
+    pub fn append_config(&self, tables: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.config())
+            .expect("open the collector config");
+        write!(f, "\n{tables}").expect("append to the collector config");
+    }
+
     /// Sets `key = value` (a TOML literal) in its config.
     pub fn set(&self, key: &str, value: &str) {
         launch::set_config_key(&self.config(), key, value);

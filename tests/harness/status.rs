@@ -117,8 +117,10 @@ impl Status {
     /// One line per node plus the broker reasons, for failure messages.
     pub fn describe(&self) -> String {
         let Some(b) = self.broker() else {
+            // Other suites' services: the printed view, cut to one screen.
+            let json: String = self.json.to_string().chars().take(4000).collect();
             return format!(
-                "exit {:?}, no broker view; stderr: {}",
+                "exit {:?}, no broker view: {json}; stderr: {}",
                 self.code,
                 self.stderr.trim()
             );

@@ -810,7 +810,7 @@ mod tests {
             reasons,
             facts: Some(Facts {
                 db: Some(db),
-                broker: None,
+                ..Facts::default()
             }),
             legacy: None,
             role: None,

@@ -18,7 +18,7 @@ use sr_protocol::{NodeStatus, NodeType, Reason};
 pub fn quorum(node_type: NodeType, n: usize) -> usize {
     match node_type {
         NodeType::Manager => 1,
-        NodeType::Db | NodeType::Broker => n / 2 + 1,
+        NodeType::Db | NodeType::Broker | NodeType::Node => n / 2 + 1,
     }
 }
 

@@ -44,19 +44,20 @@ pub fn facts(node_type: NodeType, report: &LegacyReport) -> Option<(Facts, Legac
             Some((
                 Facts {
                     db: Some(db),
-                    broker: None,
+                    ..Facts::default()
                 },
                 detail,
             ))
         }
         NodeType::Broker => Some((
             Facts {
-                db: None,
                 broker: Some(broker_facts(report)?),
+                ..Facts::default()
             },
             LegacyDetail::default(),
         )),
-        NodeType::Manager => None,
+        // 5.0.5 has no `node` type; a manager's entries carry no cluster facts.
+        NodeType::Manager | NodeType::Node => None,
     }
 }
 

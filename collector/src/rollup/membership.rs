@@ -65,7 +65,8 @@ pub fn member_name(n: &NodeInput) -> Option<&str> {
         NodeType::Broker => facts
             .and_then(|f| f.broker.as_ref())
             .and_then(|b| b.node_name.as_deref()),
-        NodeType::Manager => None,
+        // Managers and `node` hosts have no service membership of their own here.
+        NodeType::Manager | NodeType::Node => None,
     }
 }
 
@@ -86,7 +87,8 @@ pub fn view_of(n: &NodeInput) -> Option<BTreeSet<&str>> {
             (f.cluster_view.get(me) == Some(&true))
                 .then(|| f.cluster_view.keys().map(String::as_str).collect())
         }
-        NodeType::Manager => None,
+        // Managers and `node` hosts have no service membership of their own here.
+        NodeType::Manager | NodeType::Node => None,
     }
 }
 

@@ -15,14 +15,22 @@
 //!    the worst of the types. An empty cluster, or an empty required type, is Fail: no data
 //!    is never healthy. Rows are keyed by name, made unique by [`names`].
 //!
+//! 3. The stack services ([`stack`]): each member (a node whose report carries that
+//!    service's facts, whatever its type) is judged from those facts only, by the
+//!    service's own rule module ([`galera`], [`lb`]); they sit in the view beside the
+//!    three Cloudify types.
+//!
 //! Nothing here reads the clock, the store or the network.
 
 pub mod broker;
 pub mod db;
+pub mod galera;
 pub mod generic;
+pub mod lb;
 pub mod legacy;
 pub mod membership;
 pub mod names;
+pub mod stack;
 
 // The record types are the roll-up's input; re-exported so its callers need one path.
 pub use crate::record::{LatestReport, NodeRecord};
@@ -48,6 +56,9 @@ pub struct Policy {
     /// The configured number of members per type (`expected_size`): the quorum is taken
     /// of at least this many, and more members than this is Fail.
     pub expected_size: BTreeMap<NodeType, usize>,
+    /// The stack services the collector config names (`[services.<name>]`). Services not
+    /// listed appear only when they have members, sized by the members seen.
+    pub services: BTreeMap<sr_protocol::facts::StackService, stack::ServicePolicy>,
 }
 
 impl Default for Policy {
@@ -59,6 +70,7 @@ impl Default for Policy {
             max_skew_ms: 2_000,
             required_types: NodeType::ALL.to_vec(),
             expected_size: BTreeMap::new(),
+            services: BTreeMap::new(),
         }
     }
 }
@@ -261,7 +273,7 @@ impl NodeInput {
         input
     }
 
-    fn view(&self, key: &names::RowKey) -> NodeView {
+    pub(crate) fn view(&self, key: &names::RowKey) -> NodeView {
         let mut reasons = self.reasons.clone();
         if key.duplicate {
             reasons.push(reason(
@@ -334,6 +346,13 @@ pub fn rollup(nodes: &[NodeInput], _now_ms: i64, policy: &Policy) -> ClusterStat
             },
         );
     }
+    for (service, view) in stack::rollup(nodes, policy) {
+        overall = overall.max(view.status);
+        if view.status != NodeStatus::Ok {
+            overall_reasons.extend(view.reasons.iter().cloned());
+        }
+        services.insert(service.as_str().to_string(), view);
+    }
     if services.is_empty() {
         overall = NodeStatus::Fail;
         overall_reasons.push(Reason::new(
@@ -376,7 +395,9 @@ fn type_rollup(t: NodeType, nodes: &[NodeInput], policy: &Policy) -> (NodeStatus
         )
     } else {
         match t {
-            NodeType::Manager => generic::rollup(&counted, policy),
+            // `node` hosts are in no Cloudify type (the caller walks `NodeType::ALL`); were
+            // one passed here, the plain quorum rule is the honest reading.
+            NodeType::Manager | NodeType::Node => generic::rollup(&counted, policy),
             NodeType::Db => db::rollup(&counted, policy),
             NodeType::Broker => broker::rollup(&counted, policy),
         }

@@ -11,6 +11,7 @@
 //! so no two nodes ever share a key.
 
 use super::NodeInput;
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// How many characters of the node id disambiguate a shared name.
@@ -48,9 +49,10 @@ pub struct RowKey {
 }
 
 /// The row key of each node, in the order given. Keys are unique.
-pub fn row_keys(nodes: &[NodeInput]) -> Vec<RowKey> {
+pub fn row_keys<N: Borrow<NodeInput>>(nodes: &[N]) -> Vec<RowKey> {
+    let nodes: Vec<&NodeInput> = nodes.iter().map(Borrow::borrow).collect();
     let mut groups: BTreeMap<String, usize> = BTreeMap::new();
-    for n in nodes {
+    for n in &nodes {
         *groups.entry(skeleton(&n.name)).or_default() += 1;
     }
     let shared: Vec<bool> = nodes

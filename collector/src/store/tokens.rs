@@ -19,6 +19,9 @@ pub enum Role {
     Db,
     Broker,
     Admin,
+    /// Reports as node type `node` (a host that feeds only stack services). Not in
+    /// [`Role::ALL`]: `collector init` issues no such token; `tokens create --role node` does.
+    Node,
 }
 
 impl Role {
@@ -30,6 +33,7 @@ impl Role {
             Role::Db => "db",
             Role::Broker => "broker",
             Role::Admin => "admin",
+            Role::Node => "node",
         }
     }
 
@@ -40,6 +44,7 @@ impl Role {
             Role::Db => Some(NodeType::Db),
             Role::Broker => Some(NodeType::Broker),
             Role::Admin => None,
+            Role::Node => Some(NodeType::Node),
         }
     }
 }
@@ -49,8 +54,11 @@ impl FromStr for Role {
     fn from_str(s: &str) -> Result<Self, String> {
         Role::ALL
             .into_iter()
+            .chain([Role::Node])
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("unknown role {s:?}: expected manager, db, broker or admin"))
+            .ok_or_else(|| {
+                format!("unknown role {s:?}: expected manager, db, broker, admin or node")
+            })
     }
 }
 

@@ -22,9 +22,11 @@
 //! rabbitmq-server`, plus `bash curl iproute2 (ss) util-linux (setpriv) openssl`. The Patroni
 //! cluster must be started as root (PostgreSQL runs as `postgres` through `setpriv`).
 
+pub mod galera;
 pub mod patroni;
 pub mod rabbitmq;
 
+pub use galera::GaleraCluster;
 pub use patroni::{PatroniCluster, PatroniOpts};
 pub use rabbitmq::{RabbitCluster, RabbitOpts};
 
@@ -89,6 +91,16 @@ pub fn require_services(names: &[&str]) -> bool {
                 need(m, "postgres", &format!("{PG_BIN}/postgres"));
                 need(m, "initdb", &format!("{PG_BIN}/initdb"));
                 need(m, "psql", &format!("{PG_BIN}/psql"));
+            }
+            "galera" | "mariadb" => {
+                need(m, "mariadbd (mariadb-server)", "/usr/sbin/mariadbd");
+                need(m, "mariadb client", "/usr/bin/mariadb");
+                need(m, "mariadb-install-db", "/usr/bin/mariadb-install-db");
+                if !Path::new("/usr/lib/galera/libgalera_smm.so").is_file() {
+                    m.push("galera-4 (/usr/lib/galera/libgalera_smm.so)".into());
+                }
+                need(m, "rsync (Galera SST)", "/usr/bin/rsync");
+                need(m, "ip (iproute2)", "/usr/sbin/ip");
             }
             "rabbitmq" | "rabbitmq-server" => {
                 need(

@@ -1,0 +1,95 @@
+//! A real MariaDB 10.11 Galera cluster on network-namespace hosts (`tests/lab/galera-*.sh`):
+//! one host per node with the Galera network (10.204.0.0/24) and a management network
+//! (10.204.1.0/24) apart, so cutting a node's Galera link partitions it while its agent
+//! keeps reporting to the collector at [`COLLECTOR_IP`] in the switch namespace.
+
+use super::{script_index, Attempt, Lab, Spec};
+use anyhow::Result;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The collector's address on the management bridge (inside [`GaleraCluster::sw`]).
+pub const COLLECTOR_IP: &str = "10.204.1.254";
+
+/// A running cluster. Torn down (processes, namespaces, directory) on drop.
+pub struct GaleraCluster {
+    lab: Lab,
+    prefix: String,
+    nodes: usize,
+}
+
+impl GaleraCluster {
+    /// Creates the namespaces, installs and starts `nodes` MariaDB servers and waits until
+    /// all are Synced in one Primary component of `nodes`.
+    pub fn start(nodes: usize) -> Result<Self> {
+        let spec = Spec {
+            name: "galera",
+            scripts: "galera",
+            ports: 0,
+            start_timeout: Duration::from_secs(150),
+            slack: Duration::from_secs(30),
+        };
+        let (lab, prefix, detail) = Lab::start(spec, |dir, _| {
+            // Unique per process and attempt; short, since it names namespaces.
+            let prefix = format!(
+                "srg{}{}",
+                std::process::id(),
+                dir.to_string_lossy().rsplit('-').nth(1).unwrap_or("0")
+            );
+            Attempt {
+                env: vec![("NODES", nodes.to_string()), ("NS_PREFIX", prefix.clone())],
+                logs: (1..=nodes)
+                    .map(|i| (dir.join(format!("g{i}/error.log")), 15))
+                    .collect(),
+                kind: prefix,
+            }
+        })?;
+        lab.ready(&detail);
+        Ok(GaleraCluster { lab, prefix, nodes })
+    }
+
+    /// The switch namespace, where the collector runs.
+    pub fn sw(&self) -> String {
+        format!("{}-sw", self.prefix)
+    }
+
+    /// Host `i`'s namespace (0-based), where its agent runs.
+    pub fn host(&self, i: usize) -> String {
+        format!("{}-h{}", self.prefix, i + 1)
+    }
+
+    /// Node `i`'s unix socket (sockets work across network namespaces).
+    pub fn socket(&self, i: usize) -> PathBuf {
+        self.lab.dir().join(format!("g{}/mysqld.sock", i + 1))
+    }
+
+    fn ctl(&self, action: &str, i: usize, extra: &[&str]) -> Result<String> {
+        let n = script_index(i, self.nodes)?;
+        let mut args = vec![action, n.as_str()];
+        args.extend_from_slice(extra);
+        self.lab
+            .ctl_ok(&args, Duration::from_secs(30))
+            .map_err(|e| self.lab.with_logs(e))
+    }
+
+    /// SIGKILL node `i`'s mariadbd.
+    pub fn kill(&self, i: usize) -> Result<()> {
+        self.ctl("kill", i, &[]).map(drop)
+    }
+
+    /// Takes node `i`'s Galera link down (`false`) or up.
+    pub fn set_link(&self, i: usize, up: bool) -> Result<()> {
+        self.ctl(if up { "heal" } else { "cut" }, i, &[]).map(drop)
+    }
+
+    /// `SET GLOBAL wsrep_desync` on node `i`.
+    pub fn desync(&self, i: usize, on: bool) -> Result<()> {
+        self.ctl("desync", i, &[if on { "on" } else { "off" }])
+            .map(drop)
+    }
+
+    /// Node `i`'s wsrep status, tab-separated (the fixtures' form).
+    pub fn status(&self, i: usize) -> Result<String> {
+        self.ctl("status", i, &[])
+    }
+}
