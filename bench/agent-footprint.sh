@@ -67,25 +67,8 @@ if [ ! -x "$NE" ]; then
 fi
 
 W="$(mktemp -d /tmp/sr-footprint.XXXXXX)"
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    # KEEP=1 keeps the work directory (configs, logs, samples) for a look afterwards.
-    if [ "${KEEP:-0}" = 1 ]; then echo "kept $W"; else rm -rf "$W"; fi
-}
+. "$ROOT/bench/lib.sh"
 trap cleanup EXIT INT TERM
-
-# Polls a command until it succeeds, or fails after $1 seconds.
-wait_for() {
-    local secs="$1"; shift
-    local end=$((SECONDS + secs))
-    until "$@" >/dev/null 2>&1; do
-        [ "$SECONDS" -lt "$end" ] || { echo "timed out: $*" >&2; return 1; }
-        sleep 0.1
-    done
-}
 
 # Every role runs its own copy of the binary (same file name, so the same comm, `status-reporter`): page
 # cache pages of one file are shared, and PSS would otherwise be split between the
@@ -101,37 +84,10 @@ if [ -n "$BIN2" ]; then
 fi
 
 echo "== PKI (openssl, EC P-256)"
-mkdir -p "$W/pki"
-(
-    cd "$W/pki"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-        -subj "/CN=footprint-ca" -keyout ca.key -out ca.pem \
-        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
-        -keyout server.key -out server.csr 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext.cnf
-    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-        -extfile ext.cnf -out server.crt 2>/dev/null
-)
-CA="$W/pki/ca.pem"
+make_pki
 
 echo "== 3 collectors on loopback (TLS, one shared token store)"
-"$CBIN" collector init --config "$W/c1/collector.toml" --state-dir "$W/c1/state" \
-    --cert "$W/pki/server.crt" --key "$W/pki/server.key" --listen 127.0.0.1:0 --json > "$W/tokens.json"
-TOKEN="$(jq -r .db "$W/tokens.json")"
-MANAGERS=()
-for i in 1 2 3; do
-    if [ "$i" != 1 ]; then
-        mkdir -p "$W/c$i"
-        cp -r "$W/c1/state" "$W/c$i/state"
-        sed "s#$W/c1/state#$W/c$i/state#" "$W/c1/collector.toml" > "$W/c$i/collector.toml"
-        chmod 600 "$W/c$i/collector.toml"
-    fi
-    STATUS_REPORTER_LOG=warn "$CBIN" collector run --config "$W/c$i/collector.toml" > "$W/c$i/out" 2> "$W/c$i/err" &
-    PIDS+=($!)
-    wait_for 30 grep -q "listening on" "$W/c$i/out"
-    MANAGERS+=("$(sed -n 's/^listening on //p' "$W/c$i/out")")
-done
+start_collectors 3
 echo "   managers: ${MANAGERS[*]}"
 
 echo "== node_exporter on loopback, scraped every second"
@@ -153,16 +109,9 @@ PIDS+=($!)
 mkdir -p "$W/fakeproc/1"
 echo systemd > "$W/fakeproc/1/comm"
 
-# configure_agent NAME PROC_ROOT: a real `configure` (verifying the token against the
-# managers), then the benchmark's probes in place of the default ones.
-configure_agent() {
-    local name="$1" proc_root="$2" bin="$3" dir="$W/agent-$1"
-    mkdir -p "$dir"
-    STATUS_REPORTER_LOG=warn "$bin" configure --config "$dir/agent.toml" --token "$TOKEN" --ca-path "$CA" \
-        --node-type db --node-name "footprint-$name" --reporting-freq 1 --state-dir "$dir/state" \
-        --key-path "$dir/node.key" --managers-ip "${MANAGERS[@]}" > "$dir/configure.out"
-    sed -i '/^\[\[probes\]\]/,$d' "$dir/agent.toml"
-    cat >> "$dir/agent.toml" <<EOF
+# The benchmark's probes for an agent whose services probe reads procfs at $1.
+probes_toml() {
+    cat <<EOT
 # Thresholds far away from this shared machine's load, so that the status stays put.
 [[probes]]
 kind = "host"
@@ -173,7 +122,7 @@ require_clock_sync = false
 
 [[probes]]
 kind = "services"
-proc_root = "$proc_root"
+proc_root = "$1"
 units = [
   { name = "Collector", unit = "status-reporter-collector.service", process = "status-reporter" },
   { name = "Node exporter", unit = "prometheus-node-exporter.service", process = "prometheus-node" },
@@ -190,8 +139,13 @@ kind = "http"
 name = "Collector API"
 url = "https://${MANAGERS[0]}/api/v3.1/ok"
 ca_path = "$CA"
-EOF
-    "$bin" validate --config "$dir/agent.toml" >/dev/null
+EOT
+}
+
+# footprint_agent NAME PROC_ROOT BIN: configure_agent with the benchmark's probes.
+footprint_agent() {
+    probes_toml "$2" > "$W/probes-$1.toml"
+    PROBES_TOML="$W/probes-$1.toml" configure_agent "$1" "$3"
 }
 
 # start_agent NAME BIN LOGLEVEL: runs it in the background; its pid is in $AGENT_PID.
@@ -202,14 +156,14 @@ start_agent() {
 }
 
 echo "== agents: reporting_freq = 1, 3 managers"
-configure_agent proc /proc "$W/bin/proc/status-reporter"
-configure_agent systemctl "$W/fakeproc" "$W/bin/systemctl/status-reporter"
+footprint_agent proc /proc "$W/bin/proc/status-reporter"
+footprint_agent systemctl "$W/fakeproc" "$W/bin/systemctl/status-reporter"
 start_agent proc "$W/bin/proc/status-reporter" info; A_PROC=$AGENT_PID
 start_agent systemctl "$W/bin/systemctl/status-reporter" info; A_SYSD=$AGENT_PID
 NAMES=(proc systemctl node_exporter)
 WATCH=("$A_PROC" "$A_SYSD" "$NE_PID")
 if [ -n "$BIN2" ]; then
-    configure_agent "$LABEL2" /proc "$W/bin/$LABEL2/status-reporter"
+    footprint_agent "$LABEL2" /proc "$W/bin/$LABEL2/status-reporter"
     start_agent "$LABEL2" "$W/bin/$LABEL2/status-reporter" info
     NAMES=(proc systemctl "$LABEL2" node_exporter)
     WATCH=("$A_PROC" "$A_SYSD" "$AGENT_PID" "$NE_PID")
@@ -268,7 +222,6 @@ for i in "${!WATCH[@]}"; do CPU1[$i]="$(cpu_ticks "${WATCH[$i]}")"; done
 for n in "${NAMES[@]}"; do [ "$n" = node_exporter ] || SEQ1[$n]="$(latest_seq "$n" 1)"; done
 SCRAPES1="$(wc -l < "$W/scrapes")"
 
-median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) {print "-"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
 WALL="$(echo "$T1 - $T0" | bc -l)"
 echo
 echo "== results: window $(printf %.0f "$WALL") s, load average $LOAD0 -> $LOAD1, $(nproc) CPUs"
