@@ -11,6 +11,11 @@
 #   --bin       measure this binary instead (implies --no-build)
 #   --bin2      a second binary whose "proc" agent runs in the same window (before/after)
 #   --label     the name of that second agent in the table (default bin2)
+#   --also LABEL=PATH  one more "proc" agent of another binary (repeatable), e.g. an
+#               agent-only build; it is started as PATH run --config CONFIG
+#   --collector-bin  the binary the collectors (and `configure`) run, default --bin: the
+#               static packaged build cannot run `collector init`/`configure` on a host
+#               whose nsswitch.conf names an NSS module (see BENCHMARKS.md)
 #   KEEP=1      keep the work directory (configs, logs, samples) instead of removing it
 # Figures and their reading: the "Agent footprint" section of BENCHMARKS.md.
 #
@@ -37,6 +42,8 @@ BUILD=1
 BIN=""
 BIN2=""
 LABEL2="bin2"
+EXTRA=()
+COLLECTOR_BIN=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) DURATION="$2"; shift 2 ;;
@@ -45,7 +52,9 @@ while [ $# -gt 0 ]; do
         --bin) BIN="$2"; BUILD=0; shift 2 ;;
         --bin2) BIN2="$2"; shift 2 ;;
         --label) LABEL2="$2"; shift 2 ;;
-        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+        --also) EXTRA+=("$2"); shift 2 ;;
+        --collector-bin) COLLECTOR_BIN="$2"; shift 2 ;;
+        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -74,14 +83,17 @@ trap cleanup EXIT INT TERM
 # cache pages of one file are shared, and PSS would otherwise be split between the
 # collectors and the agents. A node runs the agent alone.
 mkdir -p "$W/bin/collector" "$W/bin/proc" "$W/bin/systemctl"
-cp "$BIN" "$W/bin/collector/status-reporter"
+cp "${COLLECTOR_BIN:-$BIN}" "$W/bin/collector/status-reporter"
 cp "$BIN" "$W/bin/proc/status-reporter"
 cp "$BIN" "$W/bin/systemctl/status-reporter"
 CBIN="$W/bin/collector/status-reporter"
 if [ -n "$BIN2" ]; then
-    mkdir -p "$W/bin/$LABEL2"
-    cp "$BIN2" "$W/bin/$LABEL2/status-reporter"
+    EXTRA=("$LABEL2=$BIN2" ${EXTRA[@]+"${EXTRA[@]}"})
 fi
+for e in ${EXTRA[@]+"${EXTRA[@]}"}; do
+    mkdir -p "$W/bin/${e%%=*}"
+    cp "${e#*=}" "$W/bin/${e%%=*}/status-reporter"
+done
 
 echo "== PKI (openssl, EC P-256)"
 make_pki
@@ -145,7 +157,7 @@ EOT
 # footprint_agent NAME PROC_ROOT BIN: configure_agent with the benchmark's probes.
 footprint_agent() {
     probes_toml "$2" > "$W/probes-$1.toml"
-    PROBES_TOML="$W/probes-$1.toml" configure_agent "$1" "$3"
+    CONF_BIN="${COLLECTOR_BIN:+$CBIN}" PROBES_TOML="$W/probes-$1.toml" configure_agent "$1" "$3"
 }
 
 # start_agent NAME BIN LOGLEVEL: runs it in the background; its pid is in $AGENT_PID.
@@ -162,11 +174,19 @@ start_agent proc "$W/bin/proc/status-reporter" info; A_PROC=$AGENT_PID
 start_agent systemctl "$W/bin/systemctl/status-reporter" info; A_SYSD=$AGENT_PID
 NAMES=(proc systemctl node_exporter)
 WATCH=("$A_PROC" "$A_SYSD" "$NE_PID")
-if [ -n "$BIN2" ]; then
-    footprint_agent "$LABEL2" /proc "$W/bin/$LABEL2/status-reporter"
-    start_agent "$LABEL2" "$W/bin/$LABEL2/status-reporter" info
-    NAMES=(proc systemctl "$LABEL2" node_exporter)
-    WATCH=("$A_PROC" "$A_SYSD" "$AGENT_PID" "$NE_PID")
+EXTRA_PIDS=()
+if [ "${#EXTRA[@]}" -gt 0 ]; then
+    NAMES=(proc systemctl)
+    WATCH=("$A_PROC" "$A_SYSD")
+    for e in ${EXTRA[@]+"${EXTRA[@]}"}; do
+        footprint_agent "${e%%=*}" /proc "$W/bin/${e%%=*}/status-reporter"
+        start_agent "${e%%=*}" "$W/bin/${e%%=*}/status-reporter" info
+        NAMES+=("${e%%=*}")
+        WATCH+=("$AGENT_PID")
+        EXTRA_PIDS+=("$AGENT_PID")
+    done
+    NAMES+=(node_exporter)
+    WATCH+=("$NE_PID")
 fi
 
 node_id() { sed -n 's/^node_id = "\(.*\)"/\1/p' "$W/agent-$1/agent.toml"; }
@@ -226,7 +246,7 @@ WALL="$(echo "$T1 - $T0" | bc -l)"
 echo
 echo "== results: window $(printf %.0f "$WALL") s, load average $LOAD0 -> $LOAD1, $(nproc) CPUs"
 echo "binary: $BIN, $(stat -c %s "$BIN") bytes ($(awk "BEGIN{printf \"%.2f\", $(stat -c %s "$BIN")/1048576}") MiB), $(file -b "$BIN" | grep -o 'stripped\|not stripped' | head -1)"
-[ -n "$BIN2" ] && echo "bin2 ($LABEL2): $BIN2, $(stat -c %s "$BIN2") bytes"
+for e in ${EXTRA[@]+"${EXTRA[@]}"}; do echo "${e%%=*}: ${e#*=}, $(stat -c %s "${e#*=}") bytes"; done
 printf '%-14s %8s %8s %8s %9s %7s %7s %8s %9s %9s\n' process "RSS_MiB" "RSS_max" "PSS_MiB" "anon_MiB" threads cycles "CPU_ms" "ms/cycle" "%core"
 for i in "${!WATCH[@]}"; do
     n="${NAMES[$i]}"
@@ -258,7 +278,7 @@ echo
 echo "== whole cycle (probes + push to 3 managers), 30 s with debug logs, agent proc only"
 kill "$A_SYSD" 2>/dev/null || true
 kill "$A_PROC" 2>/dev/null || true
-[ -n "$BIN2" ] && kill "$AGENT_PID" 2>/dev/null || true
+for p in ${EXTRA_PIDS[@]+"${EXTRA_PIDS[@]}"}; do kill "$p" 2>/dev/null || true; done
 wait "$A_PROC" "$A_SYSD" 2>/dev/null || true
 start_agent proc "$W/bin/proc/status-reporter" "warn,sr_agent=debug"
 sleep 32
