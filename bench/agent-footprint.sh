@@ -61,12 +61,8 @@ done
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
-if [ "$BUILD" = 1 ]; then
-    echo "== building: cargo build --profile $PROFILE --bin status-reporter"
-    cargo build --profile "$PROFILE" --bin status-reporter
-fi
-BIN="${BIN:-$ROOT/target/$PROFILE/status-reporter}"
-[ -x "$BIN" ] || { echo "no binary at $BIN" >&2; exit 2; }
+. "$ROOT/bench/lib.sh"
+pick_binary
 for tool in openssl curl sqlite3 jq python3; do
     command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
 done
@@ -76,7 +72,6 @@ if [ ! -x "$NE" ]; then
 fi
 
 W="$(mktemp -d /tmp/sr-footprint.XXXXXX)"
-. "$ROOT/bench/lib.sh"
 trap cleanup EXIT INT TERM
 
 # Every role runs its own copy of the binary (same file name, so the same comm, `status-reporter`): page

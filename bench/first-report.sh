@@ -54,18 +54,13 @@ done
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
-if [ "$BUILD" = 1 ]; then
-    echo "== building: cargo build --profile $PROFILE --bin status-reporter"
-    cargo build --profile "$PROFILE" --bin status-reporter
-fi
-BIN="${BIN:-$ROOT/target/$PROFILE/status-reporter}"
-[ -x "$BIN" ] || { echo "no binary at $BIN" >&2; exit 2; }
+. "$ROOT/bench/lib.sh"
+pick_binary
 for tool in openssl jq python3; do
     command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
 done
 
 W="$(mktemp -d /tmp/sr-first-report.XXXXXX)"
-. "$ROOT/bench/lib.sh"
 trap cleanup EXIT INT TERM
 
 NAMES=(this)

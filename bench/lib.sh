@@ -1,9 +1,20 @@
 # Shared set-up for the bench/ scripts (sourced, not run): a work directory whose processes
 # are killed by pid on exit, polling, an openssl PKI, real collectors on loopback, and agents
-# made by the real `configure`. The caller sets W (work directory) and CBIN (the binary the
-# collectors run) before using them.
+# made by the real `configure`. The caller sets ROOT first, then W (work directory) and CBIN
+# (the binary the collectors run) before using the rest.
 
 PIDS=()
+
+# pick_binary: builds target/$PROFILE/status-reporter when BUILD=1, and sets BIN to it unless
+# BIN is set already; exits when there is no binary.
+pick_binary() {
+    if [ "$BUILD" = 1 ]; then
+        echo "== building: cargo build --profile $PROFILE --bin status-reporter"
+        cargo build --profile "$PROFILE" --bin status-reporter
+    fi
+    BIN="${BIN:-$ROOT/target/$PROFILE/status-reporter}"
+    [ -x "$BIN" ] || { echo "no binary at $BIN" >&2; exit 2; }
+}
 cleanup() {
     local p
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
