@@ -11,6 +11,11 @@
 #   --bin       measure this binary instead (implies --no-build)
 #   --bin2      a second binary whose "proc" agent runs in the same window (before/after)
 #   --label     the name of that second agent in the table (default bin2)
+#   --also LABEL=PATH  one more "proc" agent of another binary (repeatable), e.g. an
+#               agent-only build; it is started as PATH run --config CONFIG
+#   --collector-bin  the binary the collectors (and `configure`) run, default --bin: the
+#               static packaged build cannot run `collector init`/`configure` on a host
+#               whose nsswitch.conf names an NSS module (see BENCHMARKS.md)
 #   KEEP=1      keep the work directory (configs, logs, samples) instead of removing it
 # Figures and their reading: the "Agent footprint" section of BENCHMARKS.md.
 #
@@ -37,6 +42,8 @@ BUILD=1
 BIN=""
 BIN2=""
 LABEL2="bin2"
+EXTRA=()
+COLLECTOR_BIN=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) DURATION="$2"; shift 2 ;;
@@ -45,19 +52,17 @@ while [ $# -gt 0 ]; do
         --bin) BIN="$2"; BUILD=0; shift 2 ;;
         --bin2) BIN2="$2"; shift 2 ;;
         --label) LABEL2="$2"; shift 2 ;;
-        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+        --also) EXTRA+=("$2"); shift 2 ;;
+        --collector-bin) COLLECTOR_BIN="$2"; shift 2 ;;
+        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
-if [ "$BUILD" = 1 ]; then
-    echo "== building: cargo build --profile $PROFILE --bin status-reporter"
-    cargo build --profile "$PROFILE" --bin status-reporter
-fi
-BIN="${BIN:-$ROOT/target/$PROFILE/status-reporter}"
-[ -x "$BIN" ] || { echo "no binary at $BIN" >&2; exit 2; }
+. "$ROOT/bench/lib.sh"
+pick_binary
 for tool in openssl curl sqlite3 jq python3; do
     command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
 done
@@ -67,71 +72,29 @@ if [ ! -x "$NE" ]; then
 fi
 
 W="$(mktemp -d /tmp/sr-footprint.XXXXXX)"
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    # KEEP=1 keeps the work directory (configs, logs, samples) for a look afterwards.
-    if [ "${KEEP:-0}" = 1 ]; then echo "kept $W"; else rm -rf "$W"; fi
-}
 trap cleanup EXIT INT TERM
-
-# Polls a command until it succeeds, or fails after $1 seconds.
-wait_for() {
-    local secs="$1"; shift
-    local end=$((SECONDS + secs))
-    until "$@" >/dev/null 2>&1; do
-        [ "$SECONDS" -lt "$end" ] || { echo "timed out: $*" >&2; return 1; }
-        sleep 0.1
-    done
-}
 
 # Every role runs its own copy of the binary (same file name, so the same comm, `status-reporter`): page
 # cache pages of one file are shared, and PSS would otherwise be split between the
 # collectors and the agents. A node runs the agent alone.
 mkdir -p "$W/bin/collector" "$W/bin/proc" "$W/bin/systemctl"
-cp "$BIN" "$W/bin/collector/status-reporter"
+cp "${COLLECTOR_BIN:-$BIN}" "$W/bin/collector/status-reporter"
 cp "$BIN" "$W/bin/proc/status-reporter"
 cp "$BIN" "$W/bin/systemctl/status-reporter"
 CBIN="$W/bin/collector/status-reporter"
 if [ -n "$BIN2" ]; then
-    mkdir -p "$W/bin/$LABEL2"
-    cp "$BIN2" "$W/bin/$LABEL2/status-reporter"
+    EXTRA=("$LABEL2=$BIN2" ${EXTRA[@]+"${EXTRA[@]}"})
 fi
+for e in ${EXTRA[@]+"${EXTRA[@]}"}; do
+    mkdir -p "$W/bin/${e%%=*}"
+    cp "${e#*=}" "$W/bin/${e%%=*}/status-reporter"
+done
 
 echo "== PKI (openssl, EC P-256)"
-mkdir -p "$W/pki"
-(
-    cd "$W/pki"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-        -subj "/CN=footprint-ca" -keyout ca.key -out ca.pem \
-        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
-        -keyout server.key -out server.csr 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext.cnf
-    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-        -extfile ext.cnf -out server.crt 2>/dev/null
-)
-CA="$W/pki/ca.pem"
+make_pki
 
 echo "== 3 collectors on loopback (TLS, one shared token store)"
-"$CBIN" collector init --config "$W/c1/collector.toml" --state-dir "$W/c1/state" \
-    --cert "$W/pki/server.crt" --key "$W/pki/server.key" --listen 127.0.0.1:0 --json > "$W/tokens.json"
-TOKEN="$(jq -r .db "$W/tokens.json")"
-MANAGERS=()
-for i in 1 2 3; do
-    if [ "$i" != 1 ]; then
-        mkdir -p "$W/c$i"
-        cp -r "$W/c1/state" "$W/c$i/state"
-        sed "s#$W/c1/state#$W/c$i/state#" "$W/c1/collector.toml" > "$W/c$i/collector.toml"
-        chmod 600 "$W/c$i/collector.toml"
-    fi
-    STATUS_REPORTER_LOG=warn "$CBIN" collector run --config "$W/c$i/collector.toml" > "$W/c$i/out" 2> "$W/c$i/err" &
-    PIDS+=($!)
-    wait_for 30 grep -q "listening on" "$W/c$i/out"
-    MANAGERS+=("$(sed -n 's/^listening on //p' "$W/c$i/out")")
-done
+start_collectors 3
 echo "   managers: ${MANAGERS[*]}"
 
 echo "== node_exporter on loopback, scraped every second"
@@ -153,16 +116,9 @@ PIDS+=($!)
 mkdir -p "$W/fakeproc/1"
 echo systemd > "$W/fakeproc/1/comm"
 
-# configure_agent NAME PROC_ROOT: a real `configure` (verifying the token against the
-# managers), then the benchmark's probes in place of the default ones.
-configure_agent() {
-    local name="$1" proc_root="$2" bin="$3" dir="$W/agent-$1"
-    mkdir -p "$dir"
-    STATUS_REPORTER_LOG=warn "$bin" configure --config "$dir/agent.toml" --token "$TOKEN" --ca-path "$CA" \
-        --node-type db --node-name "footprint-$name" --reporting-freq 1 --state-dir "$dir/state" \
-        --key-path "$dir/node.key" --managers-ip "${MANAGERS[@]}" > "$dir/configure.out"
-    sed -i '/^\[\[probes\]\]/,$d' "$dir/agent.toml"
-    cat >> "$dir/agent.toml" <<EOF
+# The benchmark's probes for an agent whose services probe reads procfs at $1.
+probes_toml() {
+    cat <<EOT
 # Thresholds far away from this shared machine's load, so that the status stays put.
 [[probes]]
 kind = "host"
@@ -173,7 +129,7 @@ require_clock_sync = false
 
 [[probes]]
 kind = "services"
-proc_root = "$proc_root"
+proc_root = "$1"
 units = [
   { name = "Collector", unit = "status-reporter-collector.service", process = "status-reporter" },
   { name = "Node exporter", unit = "prometheus-node-exporter.service", process = "prometheus-node" },
@@ -190,8 +146,13 @@ kind = "http"
 name = "Collector API"
 url = "https://${MANAGERS[0]}/api/v3.1/ok"
 ca_path = "$CA"
-EOF
-    "$bin" validate --config "$dir/agent.toml" >/dev/null
+EOT
+}
+
+# footprint_agent NAME PROC_ROOT BIN: configure_agent with the benchmark's probes.
+footprint_agent() {
+    probes_toml "$2" > "$W/probes-$1.toml"
+    CONF_BIN="${COLLECTOR_BIN:+$CBIN}" PROBES_TOML="$W/probes-$1.toml" configure_agent "$1" "$3"
 }
 
 # start_agent NAME BIN LOGLEVEL: runs it in the background; its pid is in $AGENT_PID.
@@ -202,17 +163,25 @@ start_agent() {
 }
 
 echo "== agents: reporting_freq = 1, 3 managers"
-configure_agent proc /proc "$W/bin/proc/status-reporter"
-configure_agent systemctl "$W/fakeproc" "$W/bin/systemctl/status-reporter"
+footprint_agent proc /proc "$W/bin/proc/status-reporter"
+footprint_agent systemctl "$W/fakeproc" "$W/bin/systemctl/status-reporter"
 start_agent proc "$W/bin/proc/status-reporter" info; A_PROC=$AGENT_PID
 start_agent systemctl "$W/bin/systemctl/status-reporter" info; A_SYSD=$AGENT_PID
 NAMES=(proc systemctl node_exporter)
 WATCH=("$A_PROC" "$A_SYSD" "$NE_PID")
-if [ -n "$BIN2" ]; then
-    configure_agent "$LABEL2" /proc "$W/bin/$LABEL2/status-reporter"
-    start_agent "$LABEL2" "$W/bin/$LABEL2/status-reporter" info
-    NAMES=(proc systemctl "$LABEL2" node_exporter)
-    WATCH=("$A_PROC" "$A_SYSD" "$AGENT_PID" "$NE_PID")
+EXTRA_PIDS=()
+if [ "${#EXTRA[@]}" -gt 0 ]; then
+    NAMES=(proc systemctl)
+    WATCH=("$A_PROC" "$A_SYSD")
+    for e in ${EXTRA[@]+"${EXTRA[@]}"}; do
+        footprint_agent "${e%%=*}" /proc "$W/bin/${e%%=*}/status-reporter"
+        start_agent "${e%%=*}" "$W/bin/${e%%=*}/status-reporter" info
+        NAMES+=("${e%%=*}")
+        WATCH+=("$AGENT_PID")
+        EXTRA_PIDS+=("$AGENT_PID")
+    done
+    NAMES+=(node_exporter)
+    WATCH+=("$NE_PID")
 fi
 
 node_id() { sed -n 's/^node_id = "\(.*\)"/\1/p' "$W/agent-$1/agent.toml"; }
@@ -268,12 +237,11 @@ for i in "${!WATCH[@]}"; do CPU1[$i]="$(cpu_ticks "${WATCH[$i]}")"; done
 for n in "${NAMES[@]}"; do [ "$n" = node_exporter ] || SEQ1[$n]="$(latest_seq "$n" 1)"; done
 SCRAPES1="$(wc -l < "$W/scrapes")"
 
-median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) {print "-"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
 WALL="$(echo "$T1 - $T0" | bc -l)"
 echo
 echo "== results: window $(printf %.0f "$WALL") s, load average $LOAD0 -> $LOAD1, $(nproc) CPUs"
 echo "binary: $BIN, $(stat -c %s "$BIN") bytes ($(awk "BEGIN{printf \"%.2f\", $(stat -c %s "$BIN")/1048576}") MiB), $(file -b "$BIN" | grep -o 'stripped\|not stripped' | head -1)"
-[ -n "$BIN2" ] && echo "bin2 ($LABEL2): $BIN2, $(stat -c %s "$BIN2") bytes"
+for e in ${EXTRA[@]+"${EXTRA[@]}"}; do echo "${e%%=*}: ${e#*=}, $(stat -c %s "${e#*=}") bytes"; done
 printf '%-14s %8s %8s %8s %9s %7s %7s %8s %9s %9s\n' process "RSS_MiB" "RSS_max" "PSS_MiB" "anon_MiB" threads cycles "CPU_ms" "ms/cycle" "%core"
 for i in "${!WATCH[@]}"; do
     n="${NAMES[$i]}"
@@ -305,7 +273,7 @@ echo
 echo "== whole cycle (probes + push to 3 managers), 30 s with debug logs, agent proc only"
 kill "$A_SYSD" 2>/dev/null || true
 kill "$A_PROC" 2>/dev/null || true
-[ -n "$BIN2" ] && kill "$AGENT_PID" 2>/dev/null || true
+for p in ${EXTRA_PIDS[@]+"${EXTRA_PIDS[@]}"}; do kill "$p" 2>/dev/null || true; done
 wait "$A_PROC" "$A_SYSD" 2>/dev/null || true
 start_agent proc "$W/bin/proc/status-reporter" "warn,sr_agent=debug"
 sleep 32

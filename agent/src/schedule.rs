@@ -1,11 +1,14 @@
 //! The probe scheduler: when cycles start, and how one cycle runs.
 //!
-//! Cycles start on a fixed grid (`offset + k × period`) with a small per-tick jitter,
-//! so many agents started together spread out and a slow cycle never shifts every later
-//! one. A cycle runs every probe concurrently, each under its own hard timeout and all
-//! under the cycle budget, which is shorter than the period: cycles never overlap, and a
-//! hung probe becomes a Fail finding with a reason while the report still goes out on
-//! time.
+//! The first cycle starts at once, so the first report leaves as soon as the probes have
+//! answered. Later cycles start on a fixed grid (`start + phase + k × period`) whose phase
+//! is random per agent, with a small per-tick jitter: many agents started together spread
+//! out from their second cycle on, and a slow cycle never shifts every later one. Why the
+//! first report carries no jitter of its own: docs/operations.md, "Start-up and mass
+//! reboots". A cycle runs every probe concurrently, each under its own hard timeout and
+//! all under the cycle budget, which is shorter than the period: cycles never overlap,
+//! and a hung probe becomes a Fail finding with a reason while the report still goes out
+//! on time.
 
 use rand::Rng;
 use sr_probes::{Finding, Probe, ProbeContext};
@@ -19,26 +22,34 @@ use tokio::time::Instant;
 pub const CYCLE_BUDGET_FRACTION: f64 = 0.8;
 /// Per-tick jitter, as a fraction of the period, either side of the grid point.
 pub const JITTER_FRACTION: f64 = 0.05;
-/// The random start offset is at most this, so the first report is never much later
-/// than start-up.
-pub const MAX_START_OFFSET: Duration = Duration::from_secs(2);
+/// The random phase of the grid is at most this (and at most half a period), so the
+/// second report is never much later than one period after the first.
+pub const MAX_PHASE: Duration = Duration::from_secs(2);
 
-/// Start times for cycles on a jittered grid.
+/// Start times for cycles: one at once, then a grid with a random phase and jitter.
 #[derive(Debug)]
 pub struct Ticker {
+    /// The immediate first tick, until it is taken.
+    first: Option<Instant>,
+    /// Grid point 0; grid point k is `base + k × period`.
     base: Instant,
     period: Duration,
     k: u64,
 }
 
+/// A random phase in `[0, min(period / 2, MAX_PHASE)]`.
+fn random_phase(period: Duration) -> Duration {
+    let max = (period / 2).min(MAX_PHASE);
+    rand::rng().random_range(Duration::ZERO..=max)
+}
+
 impl Ticker {
-    /// A ticker whose first tick is a random offset (at most half a period, capped at
-    /// [`MAX_START_OFFSET`]) after `now`.
+    /// A ticker whose first tick is `now` and whose grid starts one period plus a random
+    /// phase later.
     pub fn new(now: Instant, period: Duration) -> Self {
-        let max = (period / 2).min(MAX_START_OFFSET);
-        let offset = rand::rng().random_range(Duration::ZERO..=max);
         Ticker {
-            base: now + offset,
+            first: Some(now),
+            base: now + period + random_phase(period),
             period,
             k: 0,
         }
@@ -51,14 +62,13 @@ impl Ticker {
     /// The next start time after `now`. Grid points already past are skipped, never
     /// caught up in a burst.
     pub fn next_after(&mut self, now: Instant) -> Instant {
+        if let Some(first) = self.first.take() {
+            return first.max(now);
+        }
         let jitter_max = self.period.mul_f64(JITTER_FRACTION);
         loop {
             let grid = self.base + self.period * (self.k as u32);
             self.k += 1;
-            if self.k == 1 {
-                // The first tick is the random start offset itself.
-                return grid.max(now);
-            }
             // Jitter in [-j, +j] around the grid point.
             let at = grid + rand::rng().random_range(Duration::ZERO..=jitter_max * 2) - jitter_max;
             if at > now {
@@ -67,10 +77,13 @@ impl Ticker {
         }
     }
 
-    /// Changes the period (on reload) keeping the grid's phase from now.
+    /// Changes the period (on reload): no immediate tick, and a new grid one period plus
+    /// a fresh random phase from now, so a reload sent to a whole fleet at once does not
+    /// line its agents up.
     pub fn reset(&mut self, now: Instant, period: Duration) {
         *self = Ticker {
-            base: now + period,
+            first: None,
+            base: now + period + random_phase(period),
             period,
             k: 0,
         };
@@ -218,18 +231,24 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn ticks_stay_on_a_jittered_grid_and_skip_missed_points() {
+    async fn the_first_tick_is_at_once_and_later_ticks_stay_on_a_jittered_grid() {
         let period = Duration::from_secs(5);
         let t0 = Instant::now();
         let mut ticker = Ticker::new(t0, period);
-        let first = ticker.next_after(t0);
-        assert!(
-            first >= t0 && first <= t0 + MAX_START_OFFSET,
-            "{:?}",
-            first - t0
-        );
+        // The daemon asks for its first tick a moment after building the ticker: the
+        // first cycle still starts at once, not at t0 in the past nor on the grid.
+        tokio::time::advance(Duration::from_millis(3)).await;
+        let asked = Instant::now();
+        assert_eq!(ticker.next_after(asked), asked);
         let jitter = period.mul_f64(JITTER_FRACTION);
-        let mut prev = first;
+        let second = ticker.next_after(asked);
+        let max_phase = MAX_PHASE.min(period / 2);
+        assert!(
+            second >= t0 + period - jitter && second <= t0 + period + max_phase + jitter,
+            "second tick {:?} after start",
+            second - t0
+        );
+        let mut prev = second;
         for _ in 0..50 {
             let next = ticker.next_after(prev);
             let gap = next - prev;
@@ -246,6 +265,53 @@ mod tests {
             next > late && next - late <= period + jitter * 2,
             "{:?}",
             next - late
+        );
+    }
+
+    /// A fleet started in the same instant: every first tick is that instant, and the
+    /// random phase spreads the second ticks over the phase window.
+    #[tokio::test(start_paused = true)]
+    async fn agents_started_together_report_at_once_then_spread_out() {
+        let period = Duration::from_secs(5);
+        let t0 = Instant::now();
+        let mut seconds = Vec::new();
+        for _ in 0..200 {
+            let mut ticker = Ticker::new(t0, period);
+            assert_eq!(ticker.next_after(t0), t0);
+            seconds.push(ticker.next_after(t0) - t0);
+        }
+        seconds.sort();
+        let jitter = period.mul_f64(JITTER_FRACTION);
+        let window = MAX_PHASE.min(period / 2) + jitter * 2;
+        // Each of 10 equal slices of the window gets some agents: not all at one point.
+        // (The emptiest slices are the two at the edges, where the jitter ramps the density
+        // up: each gets a draw with probability 1/16, so 200 draws leave one empty with
+        // probability below 2 × (15/16)^200, about 5e-6.)
+        let slice = window / 10;
+        for i in 0..10u32 {
+            let lo = period - jitter + slice * i;
+            let hi = lo + slice;
+            assert!(
+                seconds.iter().any(|s| *s >= lo && *s < hi),
+                "no second tick in [{lo:?}, {hi:?}): {seconds:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_has_no_immediate_tick_and_a_fresh_phase() {
+        let period = Duration::from_secs(5);
+        let t0 = Instant::now();
+        let mut ticker = Ticker::new(t0, period);
+        ticker.next_after(t0);
+        let new_period = Duration::from_secs(1);
+        ticker.reset(t0, new_period);
+        let jitter = new_period.mul_f64(JITTER_FRACTION);
+        let next = ticker.next_after(t0);
+        assert!(
+            next >= t0 + new_period - jitter && next <= t0 + new_period + new_period / 2 + jitter,
+            "{:?}",
+            next - t0
         );
     }
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sr_protocol::facts::{DbFacts, MemberView, ReplicationView};
 use sr_protocol::reasons::{self as codes, ReasonCode};
 use sr_protocol::NodeStatus;
-use sr_tls::HttpsClient;
+use sr_tls::{Acks, HttpsClient};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -565,21 +565,32 @@ pub struct Patroni {
     cache: Mutex<Cache>,
 }
 
+impl Patroni {
+    /// The probe with a choice of TCP acknowledgements: the registry builds it with
+    /// [`Acks::Quick`] (see [`net::TlsFiles::client_with_acks`]); the db benchmark also
+    /// builds it with [`Acks::Delayed`], to measure both in one run.
+    pub fn with_acks(cfg: &Config, acks: Acks) -> Self {
+        let auth = match (&cfg.username, &cfg.password) {
+            (Some(u), Some(p)) => Some(net::basic_auth(u, p)),
+            _ => None,
+        };
+        Patroni {
+            client: cfg
+                .tls
+                .client_with_acks(Duration::from_millis(cfg.timeout_ms), acks),
+            auth,
+            cache: Mutex::new(Cache::default()),
+        }
+    }
+}
+
 impl TypedProbe for Patroni {
     const KIND: &'static str = "patroni";
     type Config = Config;
     type Raw = Raw;
 
     fn new(cfg: &Config) -> Self {
-        let auth = match (&cfg.username, &cfg.password) {
-            (Some(u), Some(p)) => Some(net::basic_auth(u, p)),
-            _ => None,
-        };
-        Patroni {
-            client: cfg.tls.client(Duration::from_millis(cfg.timeout_ms)),
-            auth,
-            cache: Mutex::new(Cache::default()),
-        }
+        Patroni::with_acks(cfg, Acks::Quick)
     }
 
     /// The three requests run concurrently, each bounded by timeout_ms.

@@ -105,6 +105,14 @@ impl<T: TypedProbe> Scheduled<T> {
             config,
         }
     }
+
+    /// Like [`Scheduled::new`], around a probe built otherwise (benchmarks compare two
+    /// builds of one probe on the same config).
+    pub fn with_probe(config: T::Config, probe: T) -> Self {
+        let mut s = Scheduled::new(config);
+        s.probe = probe;
+        s
+    }
 }
 
 impl<T: TypedProbe> Probe for Scheduled<T> {

@@ -4,6 +4,7 @@
 //! follows redirects (hyper does not), so a compromised or misconfigured endpoint cannot
 //! bounce a token somewhere else.
 
+use crate::quickack::QuickAckConnector;
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
@@ -43,15 +44,30 @@ pub struct Response {
     pub body: Bytes,
 }
 
+/// How the client's sockets acknowledge what they receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// The kernel's default: delayed ACKs.
+    Delayed,
+    /// TCP_QUICKACK re-armed after every read, for servers that split an answer into
+    /// several writes with Nagle on (Patroni); see [`crate::quickack`].
+    Quick,
+}
+
 #[derive(Clone)]
 pub struct HttpsClient {
-    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    inner: Client<HttpsConnector<QuickAckConnector>, Full<Bytes>>,
 }
 
 impl HttpsClient {
     /// A client for `https://` (verified with `tls`) and plain `http://` URLs.
     /// `connect_timeout` bounds the TCP connect; the whole exchange is bounded per call.
-    pub fn new(mut tls: ClientConfig, connect_timeout: Duration) -> Self {
+    pub fn new(tls: ClientConfig, connect_timeout: Duration) -> Self {
+        Self::with_acks(tls, connect_timeout, Acks::Delayed)
+    }
+
+    /// [`HttpsClient::new`] with a choice of acknowledgements.
+    pub fn with_acks(mut tls: ClientConfig, connect_timeout: Duration, acks: Acks) -> Self {
         // hyper-rustls sets ALPN from enable_http1/enable_http2 and panics if the config
         // already has some (client_config() offers h2 and http/1.1 for other users).
         tls.alpn_protocols.clear();
@@ -64,7 +80,10 @@ impl HttpsClient {
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(http);
+            .wrap_connector(QuickAckConnector {
+                inner: http,
+                quick: acks == Acks::Quick,
+            });
         let inner = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(4)
@@ -75,12 +94,17 @@ impl HttpsClient {
     /// A client for plain-HTTP endpoints only: `https://` URLs fail verification,
     /// because it trusts no CA at all.
     pub fn plain(connect_timeout: Duration) -> Self {
+        Self::plain_with_acks(connect_timeout, Acks::Delayed)
+    }
+
+    /// [`HttpsClient::plain`] with a choice of acknowledgements.
+    pub fn plain_with_acks(connect_timeout: Duration, acks: Acks) -> Self {
         let tls = ClientConfig::builder_with_provider(crate::provider())
             .with_safe_default_protocol_versions()
             .expect("ring supports the default protocol versions")
             .with_root_certificates(rustls::RootCertStore::empty())
             .with_no_client_auth();
-        Self::new(tls, connect_timeout)
+        Self::with_acks(tls, connect_timeout, acks)
     }
 
     /// One request, bounded by `deadline` end to end (connect, headers, body) and by

@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod pki;
+pub mod quickack;
 
 use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
@@ -17,7 +18,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
 use std::sync::Arc;
 
-pub use client::{HttpsClient, Response};
+pub use client::{Acks, HttpsClient, Response};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

@@ -8,7 +8,7 @@
 use super::Secret;
 use serde::{Deserialize, Serialize};
 use sr_tls::client::ClientError;
-use sr_tls::{ClientIdentity, HttpsClient};
+use sr_tls::{Acks, ClientIdentity, HttpsClient};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -53,15 +53,28 @@ impl TlsFiles {
     /// A client for this endpoint. Unreadable or invalid TLS files are an error string the
     /// probe reports as its finding each cycle.
     pub fn client(&self, connect_timeout: Duration) -> Result<HttpsClient, String> {
+        self.client_with_acks(connect_timeout, Acks::Delayed)
+    }
+
+    /// [`TlsFiles::client`] with a choice of acknowledgements. The `patroni` probe asks for
+    /// [`Acks::Quick`]: Patroni's REST server writes an answer's headers and body
+    /// separately with Nagle on, so with the kernel's delayed ACK every request stalled
+    /// ~40–45 ms (BENCHMARKS.md, "db probes"). Patroni 3.0 answers HTTP/1.0 and closes the
+    /// connection, so keep-alive cannot help there.
+    pub fn client_with_acks(
+        &self,
+        connect_timeout: Duration,
+        acks: Acks,
+    ) -> Result<HttpsClient, String> {
         let Some(ca) = &self.ca_file else {
-            return Ok(HttpsClient::plain(connect_timeout));
+            return Ok(HttpsClient::plain_with_acks(connect_timeout, acks));
         };
         let identity = match (&self.cert_file, &self.key_file) {
             (Some(cert), Some(key)) => Some(ClientIdentity { cert, key }),
             _ => None,
         };
         let tls = sr_tls::client_config(ca, identity).map_err(|e| e.to_string())?;
-        Ok(HttpsClient::new(tls, connect_timeout))
+        Ok(HttpsClient::with_acks(tls, connect_timeout, acks))
     }
 }
 

@@ -1,0 +1,92 @@
+# Shared set-up for the bench/ scripts (sourced, not run): a work directory whose processes
+# are killed by pid on exit, polling, an openssl PKI, real collectors on loopback, and agents
+# made by the real `configure`. The caller sets ROOT first, then W (work directory) and CBIN
+# (the binary the collectors run) before using the rest.
+
+PIDS=()
+
+# pick_binary: builds target/$PROFILE/status-reporter when BUILD=1, and sets BIN to it unless
+# BIN is set already; exits when there is no binary.
+pick_binary() {
+    if [ "$BUILD" = 1 ]; then
+        echo "== building: cargo build --profile $PROFILE --bin status-reporter"
+        cargo build --profile "$PROFILE" --bin status-reporter
+    fi
+    BIN="${BIN:-$ROOT/target/$PROFILE/status-reporter}"
+    [ -x "$BIN" ] || { echo "no binary at $BIN" >&2; exit 2; }
+}
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    # KEEP=1 keeps the work directory (configs, logs, samples) for a look afterwards.
+    if [ "${KEEP:-0}" = 1 ]; then echo "kept $W"; else rm -rf "$W"; fi
+}
+
+# Polls a command until it succeeds, or fails after $1 seconds.
+wait_for() {
+    local secs="$1"; shift
+    local end=$((SECONDS + secs))
+    until "$@" >/dev/null 2>&1; do
+        [ "$SECONDS" -lt "$end" ] || { echo "timed out: $*" >&2; return 1; }
+        sleep 0.1
+    done
+}
+
+# make_pki: a CA and a server certificate for 127.0.0.1 in $W/pki; sets CA.
+make_pki() {
+    mkdir -p "$W/pki"
+    (
+        cd "$W/pki"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -subj "/CN=bench-ca" -keyout ca.key -out ca.pem \
+            -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+            -keyout server.key -out server.csr 2>/dev/null
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext.cnf
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile ext.cnf -out server.crt 2>/dev/null
+    )
+    CA="$W/pki/ca.pem"
+}
+
+# start_collectors N: N collectors on loopback sharing one token store (copied), as the
+# managers of one cluster; sets MANAGERS (their addresses) and TOKEN (the db token).
+start_collectors() {
+    local i
+    "$CBIN" collector init --config "$W/c1/collector.toml" --state-dir "$W/c1/state" \
+        --cert "$W/pki/server.crt" --key "$W/pki/server.key" --listen 127.0.0.1:0 --json > "$W/tokens.json"
+    TOKEN="$(jq -r .db "$W/tokens.json")"
+    MANAGERS=()
+    for i in $(seq 1 "$1"); do
+        if [ "$i" != 1 ]; then
+            mkdir -p "$W/c$i"
+            cp -r "$W/c1/state" "$W/c$i/state"
+            sed "s#$W/c1/state#$W/c$i/state#" "$W/c1/collector.toml" > "$W/c$i/collector.toml"
+            chmod 600 "$W/c$i/collector.toml"
+        fi
+        STATUS_REPORTER_LOG=warn "$CBIN" collector run --config "$W/c$i/collector.toml" > "$W/c$i/out" 2> "$W/c$i/err" &
+        PIDS+=($!)
+        wait_for 30 grep -q "listening on" "$W/c$i/out"
+        MANAGERS+=("$(sed -n 's/^listening on //p' "$W/c$i/out")")
+    done
+}
+
+# configure_agent NAME BIN: a real `configure` (verifying the token against the managers)
+# into $W/agent-NAME, reporting every REPORTING_FREQ seconds (default 1), with the probes
+# of the file PROBES_TOML (if set) in place of the default ones. CONF_BIN (if set) runs
+# `configure` and `validate` instead of BIN (see first-report.sh, --collector-bin).
+configure_agent() {
+    local name="$1" bin="${CONF_BIN:-$2}" dir="$W/agent-$1"
+    mkdir -p "$dir"
+    STATUS_REPORTER_LOG=warn "$bin" configure --config "$dir/agent.toml" --token "$TOKEN" --ca-path "$CA" \
+        --node-type db --node-name "bench-$name" --reporting-freq "${REPORTING_FREQ:-1}" --state-dir "$dir/state" \
+        --key-path "$dir/node.key" --managers-ip "${MANAGERS[@]}" > "$dir/configure.out"
+    if [ -n "${PROBES_TOML:-}" ]; then
+        sed -i '/^\[\[probes\]\]/,$d' "$dir/agent.toml"
+        cat "$PROBES_TOML" >> "$dir/agent.toml"
+    fi
+    "$bin" validate --config "$dir/agent.toml" >/dev/null
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) {print "-"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
