@@ -11,12 +11,19 @@
 //! 3. `set server app/s3 state maint`: shown as MAINT (`lb_server_maint`), still Degraded;
 //! 4. every server killed: Fail (`lb_backend_down`), exit code 2.
 //!
+//! And the agent's node-local check endpoint (`check_listen`) used by that real HAProxy:
+//! backend `checked` has one server checked by `option httpchk GET /check/haproxy` on the
+//! agent's port. It goes UP once the agent answers; a Degraded finding (one `app` server
+//! down) still answers 200; when the agent's `haproxy` finding fails (every `app` server
+//! down) the endpoint answers 503 and HAProxy marks the server DOWN; a server back makes
+//! it UP again.
+//!
 //! Needs haproxy, socat and python3; skips without them unless `CI=true`, which makes it
 //! fail. Timings are printed, never asserted.
 mod harness;
 
 use harness::lab::{require_services, HaproxyLab};
-use harness::{Collector, Pki, Status};
+use harness::{poll, rest, Collector, Pki, Status};
 use sr_probes::ProbeConfig;
 use sr_protocol::NodeStatus;
 use std::time::Duration;
@@ -123,6 +130,99 @@ fn haproxy_backend_scenarios_end_to_end() {
     eprintln!("4. every server killed: Fail in {:.1}s", t.as_secs_f64());
     assert_eq!(s.code, Some(2));
     assert_eq!(s.view.as_ref().unwrap().status, NodeStatus::Fail);
+    drop(agent);
+    drop(collector);
+}
+
+/// HAProxy's own view of `checked/n1` (the server checked against the agent).
+fn wait_n1(lab: &HaproxyLab, want: &str) -> Duration {
+    poll::poll(DEADLINE, Duration::from_millis(100), || {
+        let got = lab
+            .server_status("checked", "n1")
+            .unwrap_or_else(|e| e.to_string());
+        if got == want {
+            Ok(())
+        } else {
+            Err(got)
+        }
+    })
+    .unwrap_or_else(|last| panic!("checked/n1 never {want}; last {last}"))
+    .1
+}
+
+#[test]
+fn haproxy_httpchk_follows_the_agents_check_endpoint() {
+    if !require_services(&["haproxy"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = HaproxyLab::start("haproxy").expect("start HAProxy and its servers");
+    let collector = lb_collector(&tmp.path().join("collector"));
+    let mut agent = harness::Agent::for_collector(
+        &tmp.path().join(NODE),
+        NODE,
+        "node",
+        &collector,
+        vec![haproxy_probe(&lab)],
+        None,
+    );
+    let listen = format!("127.0.0.1:{}", lab.check_port());
+    let mut raw = sr_agent::config::RawConfig::read(&agent.cfg).unwrap();
+    raw.check_listen = Some(listen.clone());
+    std::fs::write(&agent.cfg, raw.to_toml()).unwrap();
+    agent.start();
+    let url = |name: &str| format!("http://{listen}/check/{name}");
+
+    // Nothing answered the check before the agent: DOWN, then UP once it answers OK.
+    let t = wait_n1(&lab, "UP");
+    eprintln!(
+        "check: n1 UP {:.1}s after the agent's start",
+        t.as_secs_f64()
+    );
+    let r = rest::get(&url("haproxy"), None).unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "haproxy: OK\n"));
+    let r = rest::get(&url("nope"), None).unwrap();
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("probes: haproxy"), "{}", r.body);
+
+    // Degraded still serves: 200 with the reason.
+    lab.kill(1).unwrap();
+    collector.wait("lb Degraded", DEADLINE, |s| lb_is(s, NodeStatus::Degraded));
+    let r = rest::get(&url("haproxy"), None).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Degraded: lb_server_down"), "{}", r.body);
+    let r = rest::get(&format!("{}?strict", url("haproxy")), None).unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+
+    // The agent's finding fails: 503, and HAProxy marks the server DOWN.
+    lab.kill(0).unwrap();
+    lab.kill(2).unwrap();
+    let t = wait_n1(&lab, "DOWN");
+    eprintln!(
+        "check: n1 DOWN {:.1}s after the last app server was killed",
+        t.as_secs_f64()
+    );
+    let r = rest::get(&url("haproxy"), None).unwrap();
+    assert_eq!(r.status, 503);
+    assert!(
+        r.body.starts_with("haproxy: Fail: lb_backend_down"),
+        "{}",
+        r.body
+    );
+    let stat = lab.cmd("show stat").unwrap();
+    let n1 = stat.lines().find(|l| l.starts_with("checked,n1,")).unwrap();
+    assert!(
+        n1.contains("L7STS"),
+        "HAProxy saw the 503 as the check's status: {n1}"
+    );
+
+    // A server back: the finding is Degraded again, the check 200, the server UP.
+    lab.start_server(0).unwrap();
+    let t = wait_n1(&lab, "UP");
+    eprintln!(
+        "check: n1 UP again {:.1}s after s1 came back",
+        t.as_secs_f64()
+    );
     drop(agent);
     drop(collector);
 }

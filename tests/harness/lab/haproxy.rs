@@ -72,6 +72,11 @@ impl HaproxyLab {
         self.ctl(&["kill", &script_index(i, SERVERS)?]).map(drop)
     }
 
+    /// Starts server `i`'s HTTP server again after [`HaproxyLab::kill`].
+    pub fn start_server(&self, i: usize) -> Result<()> {
+        self.ctl(&["start", &script_index(i, SERVERS)?]).map(drop)
+    }
+
     /// `set server app/s<i+1> state <state>` (`ready`, `maint`, `drain`).
     pub fn set_state(&self, i: usize, state: &str) -> Result<()> {
         self.ctl(&["state", &script_index(i, SERVERS)?, state])
