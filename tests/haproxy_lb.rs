@@ -67,6 +67,28 @@ fn lb_collector(dir: &std::path::Path) -> Collector {
     c
 }
 
+/// The collector, and a started agent with the `haproxy` probe (and `check_listen`).
+fn collector_and_agent(
+    dir: &std::path::Path,
+    lab: &HaproxyLab,
+    check_listen: Option<&str>,
+) -> (Collector, harness::Agent) {
+    let collector = lb_collector(&dir.join("collector"));
+    let mut agent = harness::Agent::for_collector(
+        &dir.join(NODE),
+        NODE,
+        "node",
+        &collector,
+        vec![haproxy_probe(lab)],
+        None,
+    );
+    let mut raw = sr_agent::config::RawConfig::read(&agent.cfg).unwrap();
+    raw.check_listen = check_listen.map(str::to_string);
+    std::fs::write(&agent.cfg, raw.to_toml()).unwrap();
+    agent.start();
+    (collector, agent)
+}
+
 #[test]
 fn haproxy_backend_scenarios_end_to_end() {
     if !require_services(&["haproxy"]) {
@@ -74,16 +96,7 @@ fn haproxy_backend_scenarios_end_to_end() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let lab = HaproxyLab::start("haproxy").expect("start HAProxy and its servers");
-    let collector = lb_collector(&tmp.path().join("collector"));
-    let mut agent = harness::Agent::for_collector(
-        &tmp.path().join(NODE),
-        NODE,
-        "node",
-        &collector,
-        vec![haproxy_probe(&lab)],
-        None,
-    );
-    agent.start();
+    let (collector, _agent) = collector_and_agent(tmp.path(), &lab, None);
 
     // 1. Every server up.
     let (s, t) = collector.wait("lb OK", DEADLINE, |s| lb_is(s, NodeStatus::Ok));
@@ -130,8 +143,6 @@ fn haproxy_backend_scenarios_end_to_end() {
     eprintln!("4. every server killed: Fail in {:.1}s", t.as_secs_f64());
     assert_eq!(s.code, Some(2));
     assert_eq!(s.view.as_ref().unwrap().status, NodeStatus::Fail);
-    drop(agent);
-    drop(collector);
 }
 
 /// HAProxy's own view of `checked/n1` (the server checked against the agent).
@@ -157,20 +168,8 @@ fn haproxy_httpchk_follows_the_agents_check_endpoint() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let lab = HaproxyLab::start("haproxy").expect("start HAProxy and its servers");
-    let collector = lb_collector(&tmp.path().join("collector"));
-    let mut agent = harness::Agent::for_collector(
-        &tmp.path().join(NODE),
-        NODE,
-        "node",
-        &collector,
-        vec![haproxy_probe(&lab)],
-        None,
-    );
     let listen = format!("127.0.0.1:{}", lab.check_port());
-    let mut raw = sr_agent::config::RawConfig::read(&agent.cfg).unwrap();
-    raw.check_listen = Some(listen.clone());
-    std::fs::write(&agent.cfg, raw.to_toml()).unwrap();
-    agent.start();
+    let (collector, _agent) = collector_and_agent(tmp.path(), &lab, Some(&listen));
     let url = |name: &str| format!("http://{listen}/check/{name}");
 
     // Nothing answered the check before the agent: DOWN, then UP once it answers OK.
@@ -223,6 +222,4 @@ fn haproxy_httpchk_follows_the_agents_check_endpoint() {
         "check: n1 UP again {:.1}s after s1 came back",
         t.as_secs_f64()
     );
-    drop(agent);
-    drop(collector);
 }

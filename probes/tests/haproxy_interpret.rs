@@ -6,6 +6,8 @@
 //! `UPDATE_GOLDEN=1 cargo test -p sr-probes --test haproxy_interpret` refreshes them. The
 //! asserts next to each golden say what must hold whatever the golden says.
 
+mod common;
+
 use sr_probes::haproxy::{parse_stat, Config, Haproxy, Raw, MAX_ANSWER};
 use sr_probes::{Finding, TypedProbe};
 use sr_protocol::NodeStatus;
@@ -35,23 +37,8 @@ fn interpret(name: &str) -> Finding {
     Haproxy::interpret(&cfg(&["app"]), &Raw::Answered(fixture(name)))
 }
 
-/// Compares with the golden file, or rewrites it under `UPDATE_GOLDEN=1`.
 fn golden(name: &str, f: &Finding) {
-    let path = root().join(format!("tests/golden/haproxy/{name}.finding.json"));
-    let got = serde_json::to_string_pretty(&serde_json::json!({
-        "status": f.status, "reasons": f.reasons, "services": f.services, "facts": f.facts,
-    }))
-    .unwrap()
-        + "\n";
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &got).unwrap();
-    }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
-    assert_eq!(
-        got, want,
-        "{name}: golden differs (UPDATE_GOLDEN=1 to refresh)"
-    );
+    common::golden("haproxy", name, f)
 }
 
 fn codes(f: &Finding) -> Vec<&str> {
