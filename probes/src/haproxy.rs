@@ -333,6 +333,9 @@ mod tests {
         text.push('\n');
         let f = parse_stat(&text, &[]).unwrap();
         assert!(f.truncated);
+        let finding = Haproxy::interpret(&toml_like_default(), &Raw::Answered(text.clone()));
+        assert_eq!(finding.status, sr_protocol::NodeStatus::Degraded);
+        assert!(finding.reasons.iter().any(|r| r.code == "lb_truncated"));
         let json = serde_json::to_vec(&f).unwrap();
         assert!(json.len() <= FACTS_BUDGET + 1024, "{} bytes", json.len());
         assert!(f

@@ -396,10 +396,26 @@ impl LbFacts {
                 format!("HAProxy stats socket: {why}"),
             )];
         }
-        self.backends
+        let mut out: Vec<_> = self
+            .backends
             .iter()
             .flat_map(|(name, b)| b.verdicts(name))
-            .collect()
+            .collect();
+        // A cut list may have dropped exactly the servers that are down: never a silent OK.
+        if self.truncated {
+            out.push((
+                crate::NodeStatus::Degraded,
+                crate::reasons::LB_TRUNCATED,
+                format!(
+                    "more backends or servers than the {} kept; the rest are not judged",
+                    self.backends
+                        .values()
+                        .map(|b| b.servers.len())
+                        .sum::<usize>()
+                ),
+            ));
+        }
+        out
     }
 }
 
