@@ -78,6 +78,9 @@ pub struct RawConfig {
     pub push_timeout_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub probes: Vec<ProbeConfig>,
+    /// Where the node-local check endpoint listens (`127.0.0.1:9200`); off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_listen: Option<String>,
 }
 
 /// Where the token comes from; kept so `show-config` and reload know what to re-read.
@@ -275,6 +278,8 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     pub push_timeout: Duration,
     pub probes: Vec<ProbeConfig>,
+    /// The check endpoint's address ([`crate::check`]), when enabled.
+    pub check_listen: Option<std::net::SocketAddr>,
 }
 
 /// Every problem found in a config file, each naming its key.
@@ -483,6 +488,18 @@ impl RawConfig {
             );
         }
         problems.extend(check_service_names(&self.probes));
+        let check_listen =
+            self.check_listen
+                .as_deref()
+                .and_then(|a| match a.parse::<std::net::SocketAddr>() {
+                    Ok(addr) if addr.port() != 0 => Some(addr),
+                    _ => {
+                        problems.push(format!(
+                        "check_listen: expected IP:PORT with a port (127.0.0.1:9200), got {a:?}"
+                    ));
+                        None
+                    }
+                });
         if !problems.is_empty() {
             return Err(ConfigError::Invalid {
                 path: path.display().to_string(),
@@ -505,6 +522,7 @@ impl RawConfig {
             state_dir,
             push_timeout: Duration::from_millis(push_timeout_ms),
             probes: self.probes.clone(),
+            check_listen,
         })
     }
 }
@@ -765,6 +783,7 @@ mod tests {
             token: Some(" ".into()),
             managers: Some(vec!["10.0.0.1".into(), "10.0.0.1".into(), "nope..x".into()]),
             state_dir: Some("relative".into()),
+            check_listen: Some("127.0.0.1".into()),
             ..Default::default()
         };
         let err = raw
@@ -784,6 +803,7 @@ mod tests {
             "managers:",
             "key_path:",
             "state_dir:",
+            "check_listen:",
         ] {
             assert!(text.contains(key), "missing {key} in:\n{text}");
         }

@@ -179,6 +179,7 @@ pub fn plan(args: &ConfigureArgs, now_unix: i64) -> Result<Plan, Vec<String>> {
         state_dir: args.state_dir.clone().or(old.state_dir.clone()),
         push_timeout_ms: old.push_timeout_ms,
         probes,
+        check_listen: old.check_listen.clone(),
     };
     Ok(Plan {
         config_path: args.config_path.clone(),

@@ -43,6 +43,11 @@ pub enum RunError {
     Tls(#[from] sr_tls::TlsError),
     #[error("cannot load the node key: {0}")]
     Key(#[from] KeyError),
+    #[error("check_listen {addr}: {source}")]
+    CheckListen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Builds the probes a config names.
@@ -125,6 +130,8 @@ struct Daemon {
     events: mpsc::Sender<PushEvent>,
     stop: watch::Sender<bool>,
     last_job: Option<Job>,
+    /// Each cycle's findings for the check endpoint, when `check_listen` is set.
+    check: Option<Arc<crate::check::CheckBoard>>,
 }
 
 impl Daemon {
@@ -185,6 +192,9 @@ impl Daemon {
                 return;
             }
         };
+        if cfg.check_listen != self.cfg.check_listen {
+            tracing::warn!("check_listen changes take effect on restart");
+        }
         if cfg.reporting_freq != self.cfg.reporting_freq {
             ticker.reset(
                 Instant::now(),
@@ -288,7 +298,26 @@ pub async fn run_with_reload(
         events,
         stop,
         last_job: None,
+        check: None,
     };
+    if let Some(addr) = d.cfg.check_listen {
+        // Stale after three intervals: a wedged agent must not keep a server in rotation.
+        let stale = Duration::from_secs(u64::from(d.cfg.reporting_freq) * 3);
+        let board = Arc::new(crate::check::CheckBoard::new(
+            d.probes.iter().map(|p| p.name().to_string()),
+            stale,
+        ));
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::CheckListen { addr, source })?;
+        tokio::spawn(crate::check::serve(
+            listener,
+            Arc::clone(&board),
+            d.stop.subscribe(),
+        ));
+        tracing::info!(%addr, "check endpoint listening");
+        d.check = Some(board);
+    }
     if let Err(e) = sr_fsutil::create_private_dir(&d.cfg.state_dir) {
         d.shared.lock().persist_error =
             Some(format!("cannot create {}: {e}", d.cfg.state_dir.display()));
@@ -355,6 +384,9 @@ async fn run_one_cycle(d: &mut Daemon, cycle: u64, period: Duration) {
     };
     let results = run_cycle(&d.probes, &ctx, cycle_budget(period)).await;
     let cycle_ms = start.elapsed().as_millis() as u64;
+    if let Some(board) = &d.check {
+        board.update(&results, Instant::now().into_std());
+    }
     let mut snap = Snapshot::from_results(&results, cycle_ms);
     {
         let shared = Arc::clone(&d.shared);

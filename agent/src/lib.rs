@@ -1,6 +1,7 @@
 //! The status-reporter node agent.
 //!
 //! Code map:
+//! - [`check`]: the opt-in node-local `GET /check/<probe>` endpoint (`check_listen`);
 //! - [`config`]: the TOML config, parsed strictly and validated into [`config::AgentConfig`];
 //! - [`configure`]: what `status-reporter configure` does (check, key, atomic write, verify);
 //! - [`schedule`]: the jittered cycle grid and one bounded cycle of probes;
@@ -14,6 +15,7 @@
 //!
 //! Running the agent in-process: [`run`]`(config_path, shutdown_future)`.
 
+pub mod check;
 pub mod config;
 pub mod configure;
 pub mod daemon;

@@ -19,6 +19,7 @@ pub mod amqp;
 pub mod collector_self;
 pub mod etcd;
 pub mod galera;
+pub mod haproxy;
 pub mod host;
 pub mod http;
 pub mod net;

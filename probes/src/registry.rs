@@ -57,6 +57,7 @@ probe_kinds! {
     CollectorSelf => crate::collector_self::CollectorSelf,
     PgConnect => crate::pg_connect::PgConnect,
     Galera => crate::galera::Galera,
+    Haproxy => crate::haproxy::Haproxy,
 }
 
 impl ProbeConfig {
@@ -73,6 +74,7 @@ impl ProbeConfig {
             ProbeConfig::Etcd(_) => vec![crate::etcd::SERVICE],
             ProbeConfig::Rabbitmq(_) => vec![crate::rabbitmq::SERVICE],
             ProbeConfig::Galera(_) => vec![crate::galera::SERVICE],
+            ProbeConfig::Haproxy(_) => vec![crate::haproxy::SERVICE],
             ProbeConfig::Host(_) | ProbeConfig::Postgres(_) | ProbeConfig::CollectorSelf(_) => {
                 vec![]
             }

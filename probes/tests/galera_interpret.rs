@@ -7,6 +7,8 @@
 //! `UPDATE_GOLDEN=1 cargo test -p sr-probes --test galera_interpret` refreshes them. The
 //! asserts next to each golden say what must hold whatever the golden says.
 
+mod common;
+
 use sr_probes::galera::{parse_tsv, Config, Galera, Raw};
 use sr_probes::{Finding, TypedProbe};
 use sr_protocol::NodeStatus;
@@ -45,23 +47,8 @@ fn interpret(text: &str) -> Finding {
     )
 }
 
-/// Compares with the golden file, or rewrites it under `UPDATE_GOLDEN=1`.
 fn golden(name: &str, f: &Finding) {
-    let path = root().join(format!("tests/golden/galera/{name}.finding.json"));
-    let got = serde_json::to_string_pretty(&serde_json::json!({
-        "status": f.status, "reasons": f.reasons, "services": f.services, "facts": f.facts,
-    }))
-    .unwrap()
-        + "\n";
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &got).unwrap();
-    }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
-    assert_eq!(
-        got, want,
-        "{name}: golden differs (UPDATE_GOLDEN=1 to refresh)"
-    );
+    common::golden("galera", name, f)
 }
 
 fn codes(f: &Finding) -> Vec<&str> {

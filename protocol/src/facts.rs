@@ -315,6 +315,108 @@ impl LbServer {
     pub fn serving(&self) -> bool {
         self.status == "UP" || self.status.starts_with("UP ") || self.status == "no check"
     }
+
+    /// Held out by an operator: `MAINT`, `MAINT (via b/s)`, `DRAIN`, `DRAIN 1/2` (HAProxy
+    /// appends the check's progress or the tracked server).
+    pub fn held(&self) -> bool {
+        self.status.starts_with("MAINT") || self.status.starts_with("DRAIN")
+    }
+}
+
+impl LbBackend {
+    /// The `lb` rule for one backend as one HAProxy node sees it: every server up is OK,
+    /// some down is Degraded naming them, none up is Fail; MAINT/DRAIN are shown as such
+    /// (Degraded). The agent's `haproxy` probe and the roll-up both read it.
+    pub fn verdicts(
+        &self,
+        name: &str,
+    ) -> Vec<(crate::NodeStatus, crate::reasons::ReasonCode, String)> {
+        use crate::reasons as codes;
+        use crate::NodeStatus::{Degraded, Fail};
+        let total = self.servers.len();
+        let up = self.servers.values().filter(|s| s.serving()).count();
+        let held: Vec<String> = self
+            .servers
+            .iter()
+            .filter(|(_, s)| s.held())
+            .map(|(n, s)| format!("{n} ({})", s.status))
+            .collect();
+        let down: Vec<String> = self
+            .servers
+            .iter()
+            .filter(|(_, s)| !s.serving() && !s.held())
+            .map(|(n, s)| match &s.check_status {
+                Some(c) => format!("{n} ({} {c})", s.status),
+                None => format!("{n} ({})", s.status),
+            })
+            .collect();
+        if total > 0 && up == 0 {
+            let mut all = down;
+            all.extend(held);
+            return vec![(
+                Fail,
+                codes::LB_BACKEND_DOWN,
+                format!(
+                    "backend {name}: no server up of {total}: {}",
+                    all.join(", ")
+                ),
+            )];
+        }
+        let mut out = Vec::new();
+        if !down.is_empty() {
+            out.push((
+                Degraded,
+                codes::LB_SERVER_DOWN,
+                format!(
+                    "backend {name}: {up} of {total} up; down: {}",
+                    down.join(", ")
+                ),
+            ));
+        }
+        if !held.is_empty() {
+            out.push((
+                Degraded,
+                codes::LB_SERVER_MAINT,
+                format!("backend {name}: {}", held.join(", ")),
+            ));
+        }
+        out
+    }
+}
+
+impl LbFacts {
+    /// What these facts say of their own node: an unreachable stats socket is Fail, then
+    /// each backend by [`LbBackend::verdicts`].
+    pub fn own_verdicts(&self) -> Vec<(crate::NodeStatus, crate::reasons::ReasonCode, String)> {
+        if !self.reachable {
+            let why = self.error.as_deref().unwrap_or("no answer");
+            return vec![(
+                crate::NodeStatus::Fail,
+                crate::reasons::LB_UNREACHABLE,
+                format!("HAProxy stats socket: {why}"),
+            )];
+        }
+        let mut out: Vec<_> = self
+            .backends
+            .iter()
+            .flat_map(|(name, b)| b.verdicts(name))
+            .collect();
+        // A cut list may have dropped exactly the servers that are down: never a silent OK.
+        if self.truncated {
+            out.push((
+                crate::NodeStatus::Degraded,
+                crate::reasons::LB_TRUNCATED,
+                format!(
+                    "more backends or servers than the {} kept; the rest are not judged",
+                    self.backends
+                        .values()
+                        .map(|b| b.servers.len())
+                        .sum::<usize>()
+                ),
+            ));
+        }
+        out
+    }
 }
 
 /// The stack services: those a node belongs to by its facts, not by its node type. The

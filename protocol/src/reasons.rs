@@ -176,9 +176,10 @@ catalog! {
     GALERA_SPLIT = "galera_split", FAIL, "roll-up", "reporters are in different Primary components or have different state UUIDs";
     GALERA_MEMBER_MISSING = "galera_member_missing", DEGRADED, "roll-up", "the Primary component has fewer members than configured";
     LB_UNREACHABLE = "lb_unreachable", FAIL, "haproxy", "the HAProxy stats socket did not answer";
-    LB_SERVER_DOWN = "lb_server_down", DEGRADED, "roll-up", "some servers of a backend are down";
-    LB_BACKEND_DOWN = "lb_backend_down", FAIL, "roll-up", "no server of a backend is up";
-    LB_SERVER_MAINT = "lb_server_maint", DEGRADED, "roll-up", "a server is in MAINT or DRAIN (an operator's choice)";
+    LB_SERVER_DOWN = "lb_server_down", DEGRADED, "haproxy, roll-up", "some servers of a backend are down";
+    LB_BACKEND_DOWN = "lb_backend_down", FAIL, "haproxy, roll-up", "no server of a backend is up (or a configured backend is missing)";
+    LB_SERVER_MAINT = "lb_server_maint", DEGRADED, "haproxy, roll-up", "a server is in MAINT or DRAIN (an operator's choice)";
+    LB_TRUNCATED = "lb_truncated", DEGRADED, "haproxy", "more backends or servers than the facts keep: those cut are not judged";
 }
 
 /// The markdown table of every code, as `docs/operations.md` carries it.

@@ -13,82 +13,20 @@ use sr_protocol::facts::{LbBackend, LbFacts};
 use sr_protocol::reasons as codes;
 use sr_protocol::{NodeStatus, Reason};
 
-/// One backend as one node sees it.
+/// One backend as one node sees it ([`LbBackend::verdicts`], which the agent's probe
+/// reads too), each reason naming the node.
 pub fn backend_verdicts(name: &str, b: &LbBackend, node: &str) -> Vec<Verdict> {
-    let total = b.servers.len();
-    let up: Vec<&str> = b
-        .servers
-        .iter()
-        .filter(|(_, s)| s.serving())
-        .map(|(n, _)| n.as_str())
-        .collect();
-    let held: Vec<String> = b
-        .servers
-        .iter()
-        .filter(|(_, s)| s.status == "MAINT" || s.status == "DRAIN")
-        .map(|(n, s)| format!("{n} ({})", s.status))
-        .collect();
-    let down: Vec<String> = b
-        .servers
-        .iter()
-        .filter(|(_, s)| !s.serving() && s.status != "MAINT" && s.status != "DRAIN")
-        .map(|(n, s)| match &s.check_status {
-            Some(c) => format!("{n} ({} {c})", s.status),
-            None => format!("{n} ({})", s.status),
-        })
-        .collect();
-    let mut out = Vec::new();
-    if total > 0 && up.is_empty() {
-        let mut all = down.clone();
-        all.extend(held.iter().cloned());
-        out.push((
-            NodeStatus::Fail,
-            codes::LB_BACKEND_DOWN
-                .reason(format!(
-                    "backend {name}: no server up of {total}: {}",
-                    all.join(", ")
-                ))
-                .on_node(node),
-        ));
-        return out;
-    }
-    if !down.is_empty() {
-        out.push((
-            NodeStatus::Degraded,
-            codes::LB_SERVER_DOWN
-                .reason(format!(
-                    "backend {name}: {} of {total} up; down: {}",
-                    up.len(),
-                    down.join(", ")
-                ))
-                .on_node(node),
-        ));
-    }
-    if !held.is_empty() {
-        out.push((
-            NodeStatus::Degraded,
-            codes::LB_SERVER_MAINT
-                .reason(format!("backend {name}: {}", held.join(", ")))
-                .on_node(node),
-        ));
-    }
-    out
+    tag(b.verdicts(name), node)
 }
 
-/// What one HAProxy node's facts say.
+/// What one HAProxy node's facts say ([`LbFacts::own_verdicts`]).
 pub fn member_verdicts(f: &LbFacts, node: &str) -> Vec<Verdict> {
-    if !f.reachable {
-        let why = f.error.as_deref().unwrap_or("no answer");
-        return vec![(
-            NodeStatus::Fail,
-            codes::LB_UNREACHABLE
-                .reason(format!("HAProxy stats socket: {why}"))
-                .on_node(node),
-        )];
-    }
-    f.backends
-        .iter()
-        .flat_map(|(name, b)| backend_verdicts(name, b, node))
+    tag(f.own_verdicts(), node)
+}
+
+fn tag(v: Vec<(NodeStatus, codes::ReasonCode, String)>, node: &str) -> Vec<Verdict> {
+    v.into_iter()
+        .map(|(status, code, message)| (status, code.reason(message).on_node(node)))
         .collect()
 }
 
@@ -192,6 +130,11 @@ mod tests {
             (NodeStatus::Degraded, vec!["lb_server_maint".into()])
         );
         assert_eq!(check(&[("a", "MAINT")]).0, NodeStatus::Fail);
+        // HAProxy appends the check's progress: `DRAIN 1/2` is still an operator's drain.
+        assert_eq!(
+            check(&[("a", "UP"), ("b", "DRAIN 1/2"), ("c", "MAINT (via x/y)")]),
+            (NodeStatus::Degraded, vec!["lb_server_maint".into()])
+        );
     }
 
     #[test]

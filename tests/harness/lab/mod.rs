@@ -23,10 +23,12 @@
 //! cluster must be started as root (PostgreSQL runs as `postgres` through `setpriv`).
 
 pub mod galera;
+pub mod haproxy;
 pub mod patroni;
 pub mod rabbitmq;
 
 pub use galera::GaleraCluster;
+pub use haproxy::HaproxyLab;
 pub use patroni::{PatroniCluster, PatroniOpts};
 pub use rabbitmq::{RabbitCluster, RabbitOpts};
 
@@ -101,6 +103,11 @@ pub fn require_services(names: &[&str]) -> bool {
                 }
                 need(m, "rsync (Galera SST)", "/usr/bin/rsync");
                 need(m, "ip (iproute2)", "/usr/sbin/ip");
+            }
+            "haproxy" => {
+                need(m, "haproxy", "/usr/sbin/haproxy");
+                need(m, "socat (stats socket client)", "/usr/bin/socat");
+                need(m, "python3 (the backend servers)", "/usr/bin/python3");
             }
             "rabbitmq" | "rabbitmq-server" => {
                 need(
