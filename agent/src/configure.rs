@@ -179,6 +179,8 @@ pub fn plan(args: &ConfigureArgs, now_unix: i64) -> Result<Plan, Vec<String>> {
         state_dir: args.state_dir.clone().or(old.state_dir.clone()),
         push_timeout_ms: old.push_timeout_ms,
         probes,
+        // An operator's metrics listener survives a re-configure.
+        metrics_listen: old.metrics_listen.clone(),
     };
     Ok(Plan {
         config_path: args.config_path.clone(),

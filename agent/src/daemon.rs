@@ -43,6 +43,8 @@ pub enum RunError {
     Tls(#[from] sr_tls::TlsError),
     #[error("cannot load the node key: {0}")]
     Key(#[from] KeyError),
+    #[error("{0}")]
+    Metrics(std::io::Error),
 }
 
 /// Builds the probes a config names.
@@ -142,6 +144,7 @@ impl Daemon {
                 t.handle.abort();
             }
             self.shared.lock().deliveries.remove(&addr);
+            self.shared.metrics.forget_manager(&addr.to_string());
             tracing::info!(manager = %addr, "manager removed");
         }
         for addr in want {
@@ -185,6 +188,11 @@ impl Daemon {
                 return;
             }
         };
+        if cfg.metrics_listen != self.cfg.metrics_listen {
+            tracing::warn!(
+                "metrics_listen changed: the metrics listener changes only when the agent restarts"
+            );
+        }
         if cfg.reporting_freq != self.cfg.reporting_freq {
             ticker.reset(
                 Instant::now(),
@@ -293,6 +301,21 @@ pub async fn run_with_reload(
         d.shared.lock().persist_error =
             Some(format!("cannot create {}: {e}", d.cfg.state_dir.display()));
     }
+    // Bound before the first cycle so that a taken port fails the start, not a scrape.
+    let metrics_server = match d.cfg.metrics_listen {
+        Some(addr) => {
+            let listener = crate::metrics::bind(addr)
+                .await
+                .map_err(RunError::Metrics)?;
+            let bound = listener.local_addr().map_err(RunError::Metrics)?;
+            tracing::info!(listen = %bound, "metrics listening on http://{bound}/metrics");
+            Some(tokio::spawn(crate::metrics::serve(
+                listener,
+                d.shared.clone(),
+            )))
+        }
+        None => None,
+    };
     d.reconcile();
     tracing::info!(
         node_type = %d.cfg.node_type, node_id = %d.cfg.node_id, node_name = %d.cfg.node_name,
@@ -335,6 +358,9 @@ pub async fn run_with_reload(
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tracing::info!("stopping");
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     let _ = d.stop.send(true);
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     for (addr, t) in std::mem::take(&mut d.tasks) {
@@ -356,6 +382,7 @@ async fn run_one_cycle(d: &mut Daemon, cycle: u64, period: Duration) {
     let results = run_cycle(&d.probes, &ctx, cycle_budget(period)).await;
     let cycle_ms = start.elapsed().as_millis() as u64;
     let mut snap = Snapshot::from_results(&results, cycle_ms);
+    d.shared.metrics.cycle(&results, snap.node_status);
     {
         let shared = Arc::clone(&d.shared);
         let mut st = d.shared.lock();

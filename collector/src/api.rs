@@ -112,6 +112,7 @@ pub fn router(app: Arc<App>) -> Router {
         // The 5.0.5 client's `get_version()` asks the unversioned path.
         .route("/api/version", get(get_version))
         .route("/api/v3.1/ok", get(get_ok))
+        .route("/metrics", get(get_metrics))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found_error", "no such endpoint")
         })
@@ -123,7 +124,10 @@ async fn put_report(
     path: Result<Path<(String, String)>, PathRejection>,
     req: Request,
 ) -> Response {
+    let started = Instant::now();
     let Ok(Path((node_type, node_id))) = path else {
+        app.metrics
+            .report(started.elapsed(), Some("invalid_node_id"));
         return ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_node_id",
@@ -145,9 +149,12 @@ async fn put_report(
         peer,
     )
     .await;
-    let refusal = match answer {
-        Ok(v) => return (StatusCode::OK, Json(v)).into_response(),
-        Err(e) => e.into_response(),
+    let (code, refusal) = match answer {
+        Ok(v) => {
+            app.metrics.report(started.elapsed(), None);
+            return (StatusCode::OK, Json(v)).into_response();
+        }
+        Err(e) => (e.code(), e.into_response()),
     };
     let (rest, over_budget) = state.take();
     if over_budget {
@@ -162,6 +169,10 @@ async fn put_report(
             drain(rest, limit, DRAIN_DEADLINE.min(app.cfg.body_read_timeout)).await;
         }
     }
+    app.metrics.report(
+        started.elapsed(),
+        Some(if over_budget { "server_busy" } else { code }),
+    );
     if over_budget {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -795,4 +806,26 @@ async fn get_ok(State(app): State<Arc<App>>) -> Response {
         problem,
     )
     .into_response()
+}
+
+/// Prometheus metrics ([`crate::metrics`]), for readers only (admin token or HTTP Basic):
+/// they name every node and its state, which is the view's information. Prometheus
+/// scrapes with `basic_auth` and the collector's CA (docs/operations.md).
+async fn get_metrics(State(app): State<Arc<App>>, caller: Caller) -> Result<Response, ApiError> {
+    admin_only(&app, &caller).await?;
+    let app2 = app.clone();
+    let text = tokio::task::spawn_blocking(move || app2.metrics.encode(&app2, &app2.view()))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "metrics encoding failed",
+            )
+        })?;
+    Ok((
+        [(http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        text,
+    )
+        .into_response())
 }

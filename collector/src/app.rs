@@ -31,6 +31,8 @@ pub struct App {
     /// Bounds concurrent argon2 verifications (each takes ~19 MiB and tens of ms).
     pub(crate) argon_permits: tokio::sync::Semaphore,
     pub bounds: Bounds,
+    /// Prometheus metrics recorded as they happen (`GET /metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl App {
@@ -40,9 +42,10 @@ impl App {
             bounds: Bounds::new(&cfg),
             cfg,
             mem,
-            writer,
             basic_ok: Mutex::new(HashMap::new()),
             argon_permits: tokio::sync::Semaphore::new(2),
+            metrics: crate::metrics::Metrics::new(writer.timings.clone()),
+            writer,
         }
     }
 

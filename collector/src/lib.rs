@@ -25,6 +25,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod ingest;
+pub mod metrics;
 pub mod record;
 pub mod rollup;
 pub mod server;

@@ -48,6 +48,8 @@ pub struct Writer {
     tx: mpsc::Sender<Op>,
     /// False while the last write (durable commit or flush) failed.
     writes_ok: Arc<AtomicBool>,
+    /// How long the thread's writes take, for `/metrics`.
+    pub timings: crate::metrics::StoreTimings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,11 +67,20 @@ impl Writer {
         let (tx, rx) = mpsc::channel(QUEUE);
         let writes_ok = Arc::new(AtomicBool::new(true));
         let health = writes_ok.clone();
+        let timings = crate::metrics::StoreTimings::default();
+        let timed = timings.clone();
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(store, rx, data_version, &health))
+            .spawn(move || run(store, rx, data_version, &health, &timed))
             .expect("spawning a thread only fails when the OS is out of resources");
-        (Writer { tx, writes_ok }, handle)
+        (
+            Writer {
+                tx,
+                writes_ok,
+                timings,
+            },
+            handle,
+        )
     }
 
     /// False once the writer thread has ended (the store failed or shutdown began).
@@ -123,7 +134,13 @@ impl Writer {
     }
 }
 
-fn run(mut store: Store, mut rx: mpsc::Receiver<Op>, mut seen_version: i64, ok: &AtomicBool) {
+fn run(
+    mut store: Store,
+    mut rx: mpsc::Receiver<Op>,
+    mut seen_version: i64,
+    ok: &AtomicBool,
+    timings: &crate::metrics::StoreTimings,
+) {
     let mut last_sweep: Option<Instant> = None;
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
@@ -146,8 +163,10 @@ fn run(mut store: Store, mut rx: mpsc::Receiver<Op>, mut seen_version: i64, ok: 
                         let swept = store.sweep_old_transitions(crate::clock::now_ms());
                         ok.store(swept.is_ok(), Ordering::Relaxed);
                     }
+                    let started = Instant::now();
                     let result =
                         flush(&mut store, &rows, &mut seen_version).map_err(|e| e.to_string());
+                    timings.flush(started.elapsed());
                     ok.store(result.is_ok(), Ordering::Relaxed);
                     let _ = reply.send(result);
                 }
@@ -163,7 +182,9 @@ fn run(mut store: Store, mut rx: mpsc::Receiver<Op>, mut seen_version: i64, ok: 
             .iter()
             .flat_map(|(w, _)| w.iter().cloned())
             .collect();
+        let started = Instant::now();
         let committed = store.commit_durable(&all);
+        timings.durable(started.elapsed());
         ok.store(committed.is_ok(), Ordering::Relaxed);
         match committed {
             Ok(pins) => {
