@@ -8,6 +8,8 @@
 //! - `GET  /api/v3.1/status`, `/api/v3.1/maintenance`, `/api/v3.1/version`, `/api/version`:
 //!   what `cfy` 5.0.5 reads around `cfy status` and `cfy profiles use`.
 //! - `GET  /api/v3.1/ok`: readiness for load balancers; no credentials, no data.
+//! - `GET  /metrics` (Prometheus, [`crate::metrics`]) and `GET /api/v3.1/history`
+//!   ([`crate::history`]): readers only.
 //!
 //! Readers authenticate with an admin token (`API-Authentication-Token`) or HTTP Basic
 //! against the store's users. Reporter tokens may read only `/managers` (agents refresh
@@ -113,6 +115,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/version", get(get_version))
         .route("/api/v3.1/ok", get(get_ok))
         .route("/metrics", get(get_metrics))
+        .route("/api/v3.1/history", get(get_history))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found_error", "no such endpoint")
         })
@@ -828,4 +831,32 @@ async fn get_metrics(State(app): State<Arc<App>>, caller: Caller) -> Result<Resp
         text,
     )
         .into_response())
+}
+
+/// Stored transitions, filtered ([`crate::history`]), for readers only.
+async fn get_history(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    admin_only(&app, &caller).await?;
+    let Ok(Query(pairs)) = query else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_parameters_error",
+            "malformed query string",
+        ));
+    };
+    let filter = crate::history::parse(&pairs, crate::clock::now_ms())?;
+    let app2 = app.clone();
+    let answer = tokio::task::spawn_blocking(move || crate::history::answer(&app2, &filter))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "history read failed",
+            )
+        })??;
+    Ok(Json(answer).into_response())
 }

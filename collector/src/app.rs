@@ -33,6 +33,8 @@ pub struct App {
     pub bounds: Bounds,
     /// Prometheus metrics recorded as they happen (`GET /metrics`).
     pub metrics: crate::metrics::Metrics,
+    /// The store connection history reads use, apart from the writer thread.
+    pub history: crate::history::Reader,
 }
 
 impl App {
@@ -45,6 +47,7 @@ impl App {
             basic_ok: Mutex::new(HashMap::new()),
             argon_permits: tokio::sync::Semaphore::new(2),
             metrics: crate::metrics::Metrics::new(writer.timings.clone()),
+            history: Default::default(),
             writer,
         }
     }

@@ -220,6 +220,16 @@ admin token.\n\nExamples:\n  status-reporter cluster status --manager 10.0.0.11 
 STATUS_REPORTER_TOKEN=srt_... status-reporter cluster status --manager https://10.0.0.11:53333 --ca-path ca.pem --json"
     )]
     Status(StatusArgs),
+    /// Print stored status transitions (GET /api/v3.1/history), newest first.
+    #[command(
+        long_about = "Read the transitions the collector stored (GET /api/v3.1/history), newest first: \
+when each node or service changed status, from what to what, and why.\n\n\
+Kept for transitions_max_age_days (default 90) and at most transitions_per_node (default 1000) per node.\n\n\
+Exit codes: 0 shown, 2 invalid flags, 3 unreachable or unauthorized.\n\nExamples:\n  \
+status-reporter cluster history --manager 10.0.0.11 --ca-path ca.pem --token-file admin.token --since 2h\n  \
+status-reporter cluster history --manager 10.0.0.11 --ca-path ca.pem --token-file admin.token --node db1 --json"
+    )]
+    History(super::operator::HistoryArgs),
 }
 
 #[derive(Args)]
@@ -252,6 +262,7 @@ pub fn run(cmd: ManagerCommand) -> anyhow::Result<i32> {
         ManagerCommand::Tokens(cmd) => tokens(cmd),
         ManagerCommand::Nodes(cmd) => nodes(cmd),
         ManagerCommand::Cluster(ClusterCommand::Status(args)) => cluster_status(args),
+        ManagerCommand::Cluster(ClusterCommand::History(args)) => super::operator::history(args),
     }
 }
 
@@ -509,16 +520,16 @@ fn nodes(cmd: NodesCommand) -> anyhow::Result<i32> {
 
 /// Makes control and invisible formatting characters visible (`<U+200B>`) so a hostile
 /// node name cannot rewrite the terminal or pass for another node's name.
-fn clean(s: &str) -> String {
+pub(crate) fn clean(s: &str) -> String {
     sr_protocol::model::mark_hidden(s)
         .chars()
         .take(128)
         .collect()
 }
 
-const EXIT_UNREACHABLE: i32 = 3;
+pub(crate) const EXIT_UNREACHABLE: i32 = 3;
 
-fn manager_url(manager: &str) -> String {
+pub(crate) fn manager_url(manager: &str) -> String {
     let base = if manager.contains("://") {
         manager.to_string()
     } else {
@@ -539,7 +550,7 @@ fn manager_url(manager: &str) -> String {
     }
 }
 
-fn read_token(args: &StatusArgs) -> anyhow::Result<String> {
+pub(crate) fn read_token(args: &StatusArgs) -> anyhow::Result<String> {
     if let Some(t) = &args.token {
         return Ok(t.trim().to_string());
     }

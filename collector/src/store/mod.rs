@@ -40,7 +40,7 @@ pub use nodes::{
     BOOTS_KEPT, TOMBSTONES_KEPT,
 };
 pub use tokens::{token_hash, Role, TokenInfo, TOKEN_PREFIX};
-pub use transitions::TransitionRow;
+pub use transitions::{HistoryFilter, HistoryRow, TransitionRow};
 pub use users::verify_password;
 
 use rusqlite::Connection;
@@ -156,6 +156,7 @@ impl Store {
             conn.pragma_update(None, "synchronous", "FULL")?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
             conn.execute_batch(schema::SCHEMA)?;
+            transitions::migrate_ids(&conn)?;
             Ok(conn)
         })();
         match opened {

@@ -1,0 +1,212 @@
+//! The operator's reads beyond `cluster status`: `cluster history` (stored transitions).
+//!
+//! Same connection flags and token sources as `cluster status`. Exit codes: 0 success,
+//! 2 invalid input (a flag, or the collector answered 400), 3 unreachable or unauthorized.
+//! Everything a node sent is printed through [`clean`], so a hostile node name or reason
+//! cannot rewrite the terminal.
+
+use super::manager::{clean, manager_url, read_token, StatusArgs, EXIT_UNREACHABLE};
+use clap::Args;
+use serde_json::Value;
+use std::time::Duration;
+
+const EXIT_INVALID: i32 = 2;
+
+#[derive(Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub conn: StatusArgs,
+    /// Only this node (its id or its name).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Only this service type (`manager`, `db`, `broker`) or reported service (`Patroni`).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Received at or after: RFC 3339 (2026-11-29T07:00:00Z) or an age (90s, 15m, 2h, 7d).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Received at or before: RFC 3339 or an age.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// At most this many transitions, newest first (1-1000).
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+}
+
+/// Percent-encodes a query value (everything but RFC 3986's unreserved characters).
+pub fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The error message of a Cloudify-style error body, cleaned for the terminal.
+fn api_message(body: &[u8]) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(clean))
+        .unwrap_or_default()
+}
+
+/// GET `path_and_query` from the collector with the admin token: the JSON answer, or the
+/// exit code after printing why not.
+pub fn get_json(conn: &StatusArgs, path_and_query: &str) -> Result<Value, i32> {
+    let fail = |msg: String, code: i32| {
+        eprintln!("error: {msg}");
+        code
+    };
+    let token = read_token(conn).map_err(|e| fail(format!("{e:#}"), EXIT_UNREACHABLE))?;
+    let tls = sr_tls::client_config(&conn.ca_path, None)
+        .map_err(|e| fail(e.to_string(), EXIT_UNREACHABLE))?;
+    if !(conn.timeout.is_finite() && conn.timeout > 0.0 && conn.timeout <= 600.0) {
+        return Err(fail(
+            "--timeout must be between 0 and 600 seconds".into(),
+            EXIT_INVALID,
+        ));
+    }
+    let deadline = Duration::from_secs_f64(conn.timeout);
+    let url = format!("{}{path_and_query}", manager_url(&conn.manager));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(e.to_string(), EXIT_UNREACHABLE))?;
+    let resp = rt
+        .block_on(async {
+            sr_tls::HttpsClient::new(tls, deadline)
+                .get(
+                    &url,
+                    &[(sr_protocol::TOKEN_HEADER, token.as_str())],
+                    deadline,
+                    16 << 20,
+                )
+                .await
+        })
+        .map_err(|e| fail(format!("cannot reach {url}: {e}"), EXIT_UNREACHABLE))?;
+    if resp.status == http::StatusCode::BAD_REQUEST {
+        return Err(fail(
+            format!(
+                "the collector refused the request: {}",
+                api_message(&resp.body)
+            ),
+            EXIT_INVALID,
+        ));
+    }
+    if !resp.status.is_success() {
+        return Err(fail(
+            format!(
+                "{url} answered {}: {}",
+                resp.status,
+                api_message(&resp.body)
+            ),
+            EXIT_UNREACHABLE,
+        ));
+    }
+    serde_json::from_slice(&resp.body).map_err(|e| {
+        fail(
+            format!("{url} answered something that is not JSON: {e}"),
+            EXIT_UNREACHABLE,
+        )
+    })
+}
+
+/// The history query string for these flags.
+pub fn history_query(args: &HistoryArgs) -> String {
+    let mut q = vec![format!("limit={}", args.limit)];
+    for (k, v) in [
+        ("node", &args.node),
+        ("service", &args.service),
+        ("since", &args.since),
+        ("until", &args.until),
+    ] {
+        if let Some(v) = v {
+            q.push(format!("{k}={}", encode(v)));
+        }
+    }
+    format!("/api/v3.1/history?{}", q.join("&"))
+}
+
+pub fn history(args: HistoryArgs) -> anyhow::Result<i32> {
+    if !(1..=1000).contains(&args.limit) {
+        eprintln!("error: --limit must be from 1 to 1000");
+        return Ok(EXIT_INVALID);
+    }
+    let answer = match get_json(&args.conn, &history_query(&args)) {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
+    if args.conn.json {
+        println!("{answer}");
+        return Ok(0);
+    }
+    let items = answer["items"].as_array().cloned().unwrap_or_default();
+    if items.is_empty() {
+        println!("No transitions match.");
+    } else {
+        println!(
+            "{:<8} {:<24} {:<8} {:<24} {:<10} {:<9} {:<9} REASONS",
+            "ID", "RECEIVED", "TYPE", "NODE", "SERVICE", "FROM", "TO"
+        );
+        for t in &items {
+            println!("{}", transition_line(t));
+        }
+    }
+    let r = &answer["retention"];
+    println!(
+        "\n{} shown, newest first. Kept: {} days, {} per node.",
+        items.len(),
+        r["max_age_days"].as_f64().unwrap_or_default(),
+        r["per_node"].as_u64().unwrap_or_default()
+    );
+    Ok(0)
+}
+
+/// One transition as a table row.
+pub fn transition_line(t: &Value) -> String {
+    let s = |v: &Value| v.as_str().map(clean).unwrap_or_else(|| "-".into());
+    let node = t["node_name"]
+        .as_str()
+        .or_else(|| t["node_id"].as_str())
+        .map(clean)
+        .unwrap_or_default();
+    let reasons: Vec<String> = t["reasons"]
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .map(|r| format!("{}: {}", s(&r["code"]), s(&r["message"])))
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "{:<8} {:<24} {:<8} {:<24} {:<10} {:<9} {:<9} {}",
+        t["id"].as_i64().unwrap_or_default(),
+        s(&t["received_at"]),
+        s(&t["node_type"]),
+        node,
+        s(&t["service"]),
+        s(&t["from"]),
+        s(&t["to"]),
+        reasons.join("; ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(encode("db-1.x_y~"), "db-1.x_y~");
+        assert_eq!(encode("a b&c=d"), "a%20b%26c%3Dd");
+        assert_eq!(
+            encode("2026-11-29T07:00:00+01:00"),
+            "2026-11-29T07%3A00%3A00%2B01%3A00"
+        );
+        assert_eq!(encode("é"), "%C3%A9");
+    }
+}
