@@ -8,8 +8,8 @@
 //! - `GET  /api/v3.1/status`, `/api/v3.1/maintenance`, `/api/v3.1/version`, `/api/version`:
 //!   what `cfy` 5.0.5 reads around `cfy status` and `cfy profiles use`.
 //! - `GET  /api/v3.1/ok`: readiness for load balancers; no credentials, no data.
-//! - `GET  /metrics` (Prometheus, [`crate::metrics`]) and `GET /api/v3.1/history`
-//!   ([`crate::history`]): readers only.
+//! - `GET  /metrics` (Prometheus, [`crate::metrics`]), `GET /api/v3.1/history`
+//!   ([`crate::history`]) and `GET /api/v3.1/events` (SSE, [`crate::events`]): readers only.
 //!
 //! Readers authenticate with an admin token (`API-Authentication-Token`) or HTTP Basic
 //! against the store's users. Reporter tokens may read only `/managers` (agents refresh
@@ -116,6 +116,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v3.1/ok", get(get_ok))
         .route("/metrics", get(get_metrics))
         .route("/api/v3.1/history", get(get_history))
+        .route("/api/v3.1/events", get(get_events))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found_error", "no such endpoint")
         })
@@ -859,4 +860,21 @@ async fn get_history(
             )
         })??;
     Ok(Json(answer).into_response())
+}
+
+/// Transitions as Server-Sent Events ([`crate::events`]), for readers only.
+async fn get_events(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    admin_only(&app, &caller).await?;
+    let Ok(Query(pairs)) = query else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_parameters_error",
+            "malformed query string",
+        ));
+    };
+    crate::events::open(app, &pairs, &caller.headers).await
 }

@@ -35,6 +35,11 @@ pub struct App {
     pub metrics: crate::metrics::Metrics,
     /// The store connection history reads use, apart from the writer thread.
     pub history: crate::history::Reader,
+    /// Event-stream watchers: the cap and what it refused.
+    pub watchers: crate::events::Watchers,
+    /// Set when the collector begins to stop: event streams end so the drain need not
+    /// wait out its grace for them.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl App {
@@ -48,6 +53,8 @@ impl App {
             argon_permits: tokio::sync::Semaphore::new(2),
             metrics: crate::metrics::Metrics::new(writer.timings.clone()),
             history: Default::default(),
+            watchers: Default::default(),
+            closing: tokio::sync::watch::Sender::new(false),
             writer,
         }
     }

@@ -24,6 +24,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod history;
 pub mod ingest;
 pub mod metrics;

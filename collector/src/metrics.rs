@@ -212,6 +212,22 @@ fn register_counters(reg: &mut Registry, app: &App) {
         Unit::Bytes,
         gauge(limit as i64),
     );
+    let w = &app.watchers;
+    reg.register(
+        "event_watchers",
+        "Event streams open now",
+        gauge(w.active.load(Ordering::Relaxed) as i64),
+    );
+    reg.register(
+        "event_watchers_refused",
+        "Event streams refused: the watcher cap was reached",
+        counter(get(&w.refused)),
+    );
+    reg.register(
+        "events_sent",
+        "Events sent on event streams, all watchers together",
+        counter(get(&w.sent)),
+    );
     reg.register(
         "login_throttle_sources",
         "Sources the failed-login throttle remembers now",

@@ -481,6 +481,7 @@ impl Running {
             ..
         } = listener;
         drop(socket);
+        self.app.closing.send_replace(true);
         let _ = conn_stop.send(true);
         let drained = tokio::time::timeout(self.app.cfg.shutdown_grace, async {
             while conns.join_next().await.is_some() {}

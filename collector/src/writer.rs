@@ -50,6 +50,8 @@ pub struct Writer {
     writes_ok: Arc<AtomicBool>,
     /// How long the thread's writes take, for `/metrics`.
     pub timings: crate::metrics::StoreTimings,
+    /// Bumped after each commit that stored transitions: the event stream's wake-up.
+    pub commits: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,15 +71,18 @@ impl Writer {
         let health = writes_ok.clone();
         let timings = crate::metrics::StoreTimings::default();
         let timed = timings.clone();
+        let commits = Arc::new(tokio::sync::watch::Sender::new(0u64));
+        let told = commits.clone();
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(store, rx, data_version, &health, &timed))
+            .spawn(move || run(store, rx, data_version, &health, &timed, &told))
             .expect("spawning a thread only fails when the OS is out of resources");
         (
             Writer {
                 tx,
                 writes_ok,
                 timings,
+                commits,
             },
             handle,
         )
@@ -140,6 +145,7 @@ fn run(
     mut seen_version: i64,
     ok: &AtomicBool,
     timings: &crate::metrics::StoreTimings,
+    commits: &tokio::sync::watch::Sender<u64>,
 ) {
     let mut last_sweep: Option<Instant> = None;
     while let Some(first) = rx.blocking_recv() {
@@ -188,6 +194,12 @@ fn run(
         ok.store(committed.is_ok(), Ordering::Relaxed);
         match committed {
             Ok(pins) => {
+                if all
+                    .iter()
+                    .any(|w| matches!(w, DurableWrite::Transitions { .. }))
+                {
+                    commits.send_modify(|n| *n += 1);
+                }
                 let mut pins = pins.into_iter();
                 for (writes, reply) in durable {
                     let n = writes

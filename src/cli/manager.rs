@@ -230,6 +230,17 @@ status-reporter cluster history --manager 10.0.0.11 --ca-path ca.pem --token-fil
 status-reporter cluster history --manager 10.0.0.11 --ca-path ca.pem --token-file admin.token --node db1 --json"
     )]
     History(super::operator::HistoryArgs),
+    /// Follow status transitions as they happen (GET /api/v3.1/events), reconnecting with the last event id.
+    #[command(
+        long_about = "Print each status transition as the collector stores it, from its event stream \
+(GET /api/v3.1/events, Server-Sent Events). When the connection drops (a collector restart, \
+a network blip) it reconnects with the last event id it printed, so no event is missed or \
+printed twice while the collector's retention still holds it.\n\n\
+Exit codes: 0 after --count events, 2 invalid flags, 3 unauthorized. Runs until interrupted otherwise.\n\nExamples:\n  \
+status-reporter cluster watch --manager 10.0.0.11 --ca-path ca.pem --token-file admin.token\n  \
+status-reporter cluster watch --manager 10.0.0.11 --ca-path ca.pem --token-file admin.token --after 1200 --json"
+    )]
+    Watch(super::operator::WatchArgs),
 }
 
 #[derive(Args)]
@@ -263,6 +274,7 @@ pub fn run(cmd: ManagerCommand) -> anyhow::Result<i32> {
         ManagerCommand::Nodes(cmd) => nodes(cmd),
         ManagerCommand::Cluster(ClusterCommand::Status(args)) => cluster_status(args),
         ManagerCommand::Cluster(ClusterCommand::History(args)) => super::operator::history(args),
+        ManagerCommand::Cluster(ClusterCommand::Watch(args)) => super::operator::watch(args),
     }
 }
 

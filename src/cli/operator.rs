@@ -1,4 +1,5 @@
-//! The operator's reads beyond `cluster status`: `cluster history` (stored transitions).
+//! The operator's reads beyond `cluster status`: `cluster history` (stored transitions)
+//! and `cluster watch` (the event stream, followed across reconnects without a gap).
 //!
 //! Same connection flags and token sources as `cluster status`. Exit codes: 0 success,
 //! 2 invalid input (a flag, or the collector answered 400), 3 unreachable or unauthorized.
@@ -193,6 +194,172 @@ pub fn transition_line(t: &Value) -> String {
         s(&t["to"]),
         reasons.join("; ")
     )
+}
+
+#[derive(Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub conn: StatusArgs,
+    /// Start after this event id (as `cluster history` shows); default: new events only.
+    #[arg(long)]
+    pub after: Option<i64>,
+    /// Exit after this many events; default: until interrupted.
+    #[arg(long)]
+    pub count: Option<u64>,
+}
+
+/// A stream silent for this long (no event, no keep-alive) is taken for dead.
+const WATCH_IDLE: Duration = Duration::from_secs(45);
+const RECONNECT_FIRST: Duration = Duration::from_secs(1);
+const RECONNECT_CAP: Duration = Duration::from_secs(30);
+/// Most bytes of an error answer read.
+const ERROR_BODY: usize = 64 * 1024;
+
+/// How one connection ended.
+enum Ended {
+    /// Reconnect (from the last id); `true` when this connection had been accepted, so
+    /// the backoff starts over.
+    Retry(String, bool),
+    /// Stop with this exit code.
+    Exit(i32),
+}
+
+pub fn watch(args: WatchArgs) -> anyhow::Result<i32> {
+    if args.after.is_some_and(|a| a < 0) {
+        eprintln!("error: --after must be an event id (0 or more)");
+        return Ok(EXIT_INVALID);
+    }
+    if !(args.conn.timeout.is_finite() && args.conn.timeout > 0.0 && args.conn.timeout <= 600.0) {
+        eprintln!("error: --timeout must be between 0 and 600 seconds");
+        return Ok(EXIT_INVALID);
+    }
+    let token = match read_token(&args.conn) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(EXIT_UNREACHABLE);
+        }
+    };
+    let tls = match sr_tls::client_config(&args.conn.ca_path, None) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_UNREACHABLE);
+        }
+    };
+    let head = Duration::from_secs_f64(args.conn.timeout);
+    let client = sr_tls::HttpsClient::new(tls, head);
+    let url = format!("{}/api/v3.1/events", manager_url(&args.conn.manager));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut last = args.after;
+    let mut shown = 0u64;
+    let mut delay = RECONNECT_FIRST;
+    if !args.conn.json {
+        println!(
+            "{:<8} {:<24} {:<8} {:<24} {:<10} {:<9} {:<9} REASONS",
+            "ID", "RECEIVED", "TYPE", "NODE", "SERVICE", "FROM", "TO"
+        );
+    }
+    loop {
+        let ended = rt.block_on(follow(
+            &client, &url, &token, head, &args, &mut last, &mut shown,
+        ));
+        match ended {
+            Ended::Exit(code) => return Ok(code),
+            Ended::Retry(why, connected) => {
+                if connected {
+                    delay = RECONNECT_FIRST;
+                }
+                let from = last
+                    .map(|l| format!(" after event {l}"))
+                    .unwrap_or_default();
+                eprintln!("watch: {why}; reconnecting{from} in {} s", delay.as_secs());
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(RECONNECT_CAP);
+            }
+        }
+    }
+}
+
+/// One connection: prints events until it ends; `last` and `shown` carry across.
+async fn follow(
+    client: &sr_tls::HttpsClient,
+    url: &str,
+    token: &str,
+    head: Duration,
+    args: &WatchArgs,
+    last: &mut Option<i64>,
+    shown: &mut u64,
+) -> Ended {
+    use http_body_util::BodyExt;
+    let last_header = last.map(|l| l.to_string());
+    let mut headers = vec![
+        (sr_protocol::TOKEN_HEADER, token),
+        ("Accept", "text/event-stream"),
+    ];
+    if let Some(l) = &last_header {
+        headers.push(("Last-Event-ID", l.as_str()));
+    }
+    let (status, _, mut body) = match client.open_stream(url, &headers, head).await {
+        Ok(r) => r,
+        Err(e) => return Ended::Retry(format!("cannot reach {url}: {e}"), false),
+    };
+    if !status.is_success() {
+        let bytes = http_body_util::Limited::new(body, ERROR_BODY)
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let msg = api_message(&bytes);
+        return match status.as_u16() {
+            400 => {
+                eprintln!("error: the collector refused the request: {msg}");
+                Ended::Exit(EXIT_INVALID)
+            }
+            401 | 403 => {
+                eprintln!("error: {url} answered {status}: {msg}");
+                Ended::Exit(EXIT_UNREACHABLE)
+            }
+            _ => Ended::Retry(format!("{url} answered {status}: {msg}"), false),
+        };
+    }
+    let mut parser = sr_protocol::sse::SseParser::new();
+    loop {
+        let frame = match tokio::time::timeout(WATCH_IDLE, body.frame()).await {
+            Err(_) => return Ended::Retry(format!("nothing for {} s", WATCH_IDLE.as_secs()), true),
+            Ok(None) => return Ended::Retry("the stream ended".into(), true),
+            Ok(Some(Err(e))) => return Ended::Retry(format!("the stream broke: {e}"), true),
+            Ok(Some(Ok(f))) => f,
+        };
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        for ev in parser.feed(data) {
+            if ev.event != "transition" {
+                continue;
+            }
+            if args.conn.json {
+                println!("{}", ev.data);
+            } else {
+                match serde_json::from_str::<Value>(&ev.data) {
+                    Ok(v) => println!("{}", transition_line(&v)),
+                    Err(_) => println!(
+                        "(unreadable event {})",
+                        clean(ev.id.as_deref().unwrap_or("?"))
+                    ),
+                }
+            }
+            if let Some(id) = ev.id.as_deref().and_then(|i| i.parse().ok()) {
+                *last = Some(id);
+            }
+            *shown += 1;
+            if args.count.is_some_and(|c| *shown >= c) {
+                return Ended::Exit(0);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
