@@ -274,3 +274,49 @@ fn hostile_event_requests_are_refused_clearly_and_watchers_are_capped() {
         || (metrics("status_reporter_event_watchers") == 0.0).then_some(()),
     );
 }
+
+#[test]
+fn a_quiet_stream_outlives_the_idle_deadline() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = Collector::start_in_temp_dir(&[
+        ("idle_timeout_secs", "1"),
+        ("header_read_timeout_secs", "0.2"),
+    ]);
+    let admin = c.token("admin");
+    let tmp = tempfile::tempdir().unwrap();
+    let w = Watcher::start(&c, &tmp.path().join("w"), &[]);
+    let metrics = |what: &str| {
+        let (_, m) = scrape(&c.url("/metrics"), Some(&c.ca), &[(TOKEN_HEADER, &admin)]);
+        value(&m, what, &[]).unwrap_or(-1.0)
+    };
+    harness::wait_for("the watcher to connect", DEADLINE, || {
+        (metrics("status_reporter_event_watchers") == 1.0).then_some(())
+    });
+    // Connections opened one after another after the watcher's, each left idle after one
+    // request (a kept-alive client's pool holds it) until the collector closes it. Once
+    // three have been closed (counted), the watcher's quiet stream has been open for more
+    // than twice the idle deadline plus the close grace: a stream counted as idle would
+    // have been cut by then, and the watcher would have said so.
+    let mut kept = Vec::new();
+    for closed in 1..=3 {
+        let idle = c.client();
+        let r = rt
+            .block_on(idle.get(&c.url("/api/v3.1/ok"), &[], Duration::from_secs(10), 4096))
+            .unwrap();
+        assert_eq!(r.status.as_u16(), 200);
+        kept.push(idle);
+        harness::wait_for("an idle connection to be closed", DEADLINE, || {
+            (metrics("status_reporter_idle_connections_closed_total") >= f64::from(closed))
+                .then_some(())
+        });
+    }
+    let mut db = Node::new("db", "db-quiet-1");
+    report(&rt, &c, &mut db, &["Fail"]);
+    let got = w.wait_for(1);
+    assert_eq!(got[0]["to"], "Fail");
+    assert!(
+        !w.stderr().contains("reconnecting"),
+        "the stream was cut: {}",
+        w.stderr()
+    );
+}
