@@ -818,20 +818,46 @@ async fn get_ok(State(app): State<Arc<App>>) -> Response {
 async fn get_metrics(State(app): State<Arc<App>>, caller: Caller) -> Result<Response, ApiError> {
     admin_only(&app, &caller).await?;
     let app2 = app.clone();
-    let text = tokio::task::spawn_blocking(move || app2.metrics.encode(&app2, &app2.view()))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "metrics encoding failed",
-            )
-        })?;
+    let text = off_thread("metrics encoding", move || {
+        Ok(app2.metrics.encode(&app2, &app2.view()))
+    })
+    .await?;
     Ok((
         [(http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         text,
     )
         .into_response())
+}
+
+/// Runs `f` on the blocking pool (store reads, the roll-up): its answer, or a 500 if it
+/// panicked.
+async fn off_thread<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            format!("{what} failed"),
+        )
+    })?
+}
+
+/// A reader's query as ordered pairs (the new endpoints check names and repeats themselves).
+async fn reader_query(
+    app: &App,
+    caller: &Caller,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    admin_only(app, caller).await?;
+    query.map(|Query(pairs)| pairs).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_parameters_error",
+            "malformed query string",
+        )
+    })
 }
 
 /// Stored transitions, filtered ([`crate::history`]), for readers only.
@@ -840,25 +866,13 @@ async fn get_history(
     caller: Caller,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    admin_only(&app, &caller).await?;
-    let Ok(Query(pairs)) = query else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_parameters_error",
-            "malformed query string",
-        ));
-    };
+    let pairs = reader_query(&app, &caller, query).await?;
     let filter = crate::history::parse(&pairs, crate::clock::now_ms())?;
     let app2 = app.clone();
-    let answer = tokio::task::spawn_blocking(move || crate::history::answer(&app2, &filter))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "history read failed",
-            )
-        })??;
+    let answer = off_thread("history read", move || {
+        crate::history::answer(&app2, &filter)
+    })
+    .await?;
     Ok(Json(answer).into_response())
 }
 
@@ -868,13 +882,6 @@ async fn get_events(
     caller: Caller,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    admin_only(&app, &caller).await?;
-    let Ok(Query(pairs)) = query else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_parameters_error",
-            "malformed query string",
-        ));
-    };
+    let pairs = reader_query(&app, &caller, query).await?;
     crate::events::open(app, &pairs, &caller.headers).await
 }
