@@ -232,12 +232,34 @@ fn hostile_event_requests_are_refused_clearly_and_watchers_are_capped() {
             &c.addr.to_string(),
             "--ca-path",
             c.ca.to_str().unwrap(),
-            "--after",
-            "-5",
+            "--after=-5",
         ],
         &[("STATUS_REPORTER_TOKEN", &admin)],
     );
     assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("--after"), "{err}");
+    for (flag, value) in [
+        ("--count", "0"),
+        ("--count", "-1"),
+        ("--after", "x"),
+        ("--timeout", "0"),
+    ] {
+        let (code, out, err) = harness::cli(
+            None,
+            &[
+                "cluster",
+                "watch",
+                "--manager",
+                &c.addr.to_string(),
+                "--ca-path",
+                c.ca.to_str().unwrap(),
+                &format!("{flag}={value}"),
+            ],
+            &[("STATUS_REPORTER_TOKEN", &admin)],
+        );
+        assert_eq!(code, 2, "{flag} {value}: {out}{err}");
+        assert!(err.contains(flag), "{flag} {value}: {err}");
+    }
 
     // The cap: every watcher on its own connection; one more is refused and counted.
     let max = sr_collector::events::MAX_WATCHERS;

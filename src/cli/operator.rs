@@ -229,6 +229,10 @@ pub fn watch(args: WatchArgs) -> anyhow::Result<i32> {
         eprintln!("error: --after must be an event id (0 or more)");
         return Ok(EXIT_INVALID);
     }
+    if args.count == Some(0) {
+        eprintln!("error: --count must be 1 or more");
+        return Ok(EXIT_INVALID);
+    }
     if !(args.conn.timeout.is_finite() && args.conn.timeout > 0.0 && args.conn.timeout <= 600.0) {
         eprintln!("error: --timeout must be between 0 and 600 seconds");
         return Ok(EXIT_INVALID);
