@@ -117,6 +117,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(get_metrics))
         .route("/api/v3.1/history", get(get_history))
         .route("/api/v3.1/events", get(get_events))
+        .route("/api/v3.1/maintenance-windows", get(list_maintenance))
+        .route(
+            "/api/v3.1/maintenance-windows/{target}",
+            put(put_maintenance).delete(delete_maintenance),
+        )
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found_error", "no such endpoint")
         })
@@ -884,4 +889,98 @@ async fn get_events(
 ) -> Result<Response, ApiError> {
     let pairs = reader_query(&app, &caller, query).await?;
     crate::events::open(app, &pairs, &caller.headers).await
+}
+
+/// The active maintenance windows ([`crate::maintenance`]), for readers only.
+async fn list_maintenance(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    admin_only(&app, &caller).await?;
+    let app2 = app.clone();
+    let rows = off_thread("maintenance read", move || {
+        app2.history
+            .with(&app2, |s| s.maintenance(crate::clock::now_ms()))
+            .map_err(|_| store_unavailable())
+    })
+    .await?;
+    let items: Vec<_> = rows.iter().map(maintenance_item).collect();
+    Ok(Json(serde_json::json!({ "items": items })).into_response())
+}
+
+fn store_unavailable() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "the collector's store is unavailable",
+    )
+}
+
+fn maintenance_item(r: &crate::store::MaintenanceRow) -> serde_json::Value {
+    serde_json::json!({
+        "target": r.target,
+        "reason": r.reason,
+        "by": r.by,
+        "since": rfc3339_ms(r.since_ms),
+        "until": r.until_ms.and_then(rfc3339_ms),
+    })
+}
+
+/// `maintenance on`: sets the window on a node or service type (admin only).
+async fn put_maintenance(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    target: Result<Path<String>, PathRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    admin_only(&app, &caller).await?;
+    let target = target.map(|Path(t)| t).unwrap_or_default();
+    let now = crate::clock::now_ms();
+    let row = crate::maintenance::parse_put(&target, &body, now)?;
+    let app2 = app.clone();
+    let stored = row.clone();
+    off_thread("maintenance write", move || {
+        app2.history
+            .with(&app2, |s| s.set_maintenance(&stored, now))
+            .map_err(|_| store_unavailable())
+    })
+    .await?;
+    tracing::info!(target = %row.target, by = %row.by, until_ms = ?row.until_ms, "maintenance on");
+    Ok(Json(maintenance_item(&row)).into_response())
+}
+
+/// `maintenance off`: ends the window on a node or service type (admin only).
+async fn delete_maintenance(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    target: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    admin_only(&app, &caller).await?;
+    let target = target.map(|Path(t)| t).unwrap_or_default();
+    if !crate::maintenance::valid_target(&target) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_parameters_error",
+            "the target must be a node id or name, or manager, db or broker",
+        ));
+    }
+    let app2 = app.clone();
+    let t2 = target.clone();
+    let removed = off_thread("maintenance write", move || {
+        app2.history
+            .with(&app2, |s| s.clear_maintenance(&t2, crate::clock::now_ms()))
+            .map_err(|_| store_unavailable())
+    })
+    .await?;
+    match removed {
+        Some(row) => {
+            tracing::info!(target = %row.target, "maintenance off");
+            Ok(Json(maintenance_item(&row)).into_response())
+        }
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            format!("{target} is not in maintenance"),
+        )),
+    }
 }

@@ -69,7 +69,15 @@ impl App {
             .map(|r| NodeInput::from_record(r, now, &self.policy))
             .collect();
         inputs.sort_by_key(|n| n.node_type);
-        rollup(&inputs, now, &self.policy)
+        // Maintenance windows (a small table; an unreadable store shows none).
+        let windows = self
+            .history
+            .with(self, |s| s.maintenance(now))
+            .unwrap_or_default();
+        crate::maintenance::mark_inputs(&mut inputs, &windows);
+        let mut view = rollup(&inputs, now, &self.policy);
+        crate::maintenance::cap_services(&mut view, &windows);
+        view
     }
 }
 

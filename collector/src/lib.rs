@@ -27,6 +27,7 @@ pub mod error;
 pub mod events;
 pub mod history;
 pub mod ingest;
+pub mod maintenance;
 pub mod metrics;
 pub mod record;
 pub mod rollup;

@@ -46,6 +46,18 @@ next report pins a new key (after a reinstall).\n\nExamples:\n  status-reporter 
 Example:\n  status-reporter cluster status --manager 10.0.0.11 --ca-path ca.pem --token-file admin.token"
     )]
     Cluster(ClusterCommand),
+    /// Put a node or service type in maintenance, end it, or list it (shown in the view, never Fail by itself).
+    #[command(
+        subcommand,
+        long_about = "Maintenance windows: a node (id or name) or a service type (manager, db, broker) in \
+maintenance shows a `maintenance` reason with who, why and until when; a Fail node in maintenance \
+counts as Degraded for the cluster rules and a service type in maintenance is at worst Degraded. \
+It ends at --until or with `off`. Windows are per collector: run the command against each manager.\n\n\
+Exit codes: 0 done, 2 invalid input, 3 unreachable or unauthorized (off: 3 also when nothing was in maintenance).\n\nExamples:\n  \
+status-reporter maintenance on db2 --reason 'disk swap' --until 2h --manager 10.0.0.11 --ca-path ca.pem --token-file admin.token\n  \
+status-reporter maintenance off db2 --manager 10.0.0.11 --ca-path ca.pem --token-file admin.token"
+    )]
+    Maintenance(super::operator::MaintenanceCommand),
 }
 
 #[derive(Args)]
@@ -273,6 +285,7 @@ pub fn run(cmd: ManagerCommand) -> anyhow::Result<i32> {
         ManagerCommand::Tokens(cmd) => tokens(cmd),
         ManagerCommand::Nodes(cmd) => nodes(cmd),
         ManagerCommand::Cluster(ClusterCommand::Status(args)) => cluster_status(args),
+        ManagerCommand::Maintenance(cmd) => super::operator::maintenance(cmd),
         ManagerCommand::Cluster(ClusterCommand::History(args)) => super::operator::history(args),
         ManagerCommand::Cluster(ClusterCommand::Watch(args)) => super::operator::watch(args),
     }

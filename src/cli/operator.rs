@@ -58,6 +58,16 @@ fn api_message(body: &[u8]) -> String {
 /// GET `path_and_query` from the collector with the admin token: the JSON answer, or the
 /// exit code after printing why not.
 pub fn get_json(conn: &StatusArgs, path_and_query: &str) -> Result<Value, i32> {
+    call(conn, http::Method::GET, path_and_query, None)
+}
+
+/// One request to the collector with the admin token (and a JSON body if given).
+pub fn call(
+    conn: &StatusArgs,
+    method: http::Method,
+    path_and_query: &str,
+    body: Option<&Value>,
+) -> Result<Value, i32> {
     let fail = |msg: String, code: i32| {
         eprintln!("error: {msg}");
         code
@@ -79,13 +89,13 @@ pub fn get_json(conn: &StatusArgs, path_and_query: &str) -> Result<Value, i32> {
         .map_err(|e| fail(e.to_string(), EXIT_UNREACHABLE))?;
     let resp = rt
         .block_on(async {
+            let mut headers = vec![(sr_protocol::TOKEN_HEADER, token.as_str())];
+            if body.is_some() {
+                headers.push(("Content-Type", "application/json"));
+            }
+            let bytes = body.map(|b| b.to_string()).unwrap_or_default();
             sr_tls::HttpsClient::new(tls, deadline)
-                .get(
-                    &url,
-                    &[(sr_protocol::TOKEN_HEADER, token.as_str())],
-                    deadline,
-                    16 << 20,
-                )
+                .request(method, &url, &headers, bytes.into(), deadline, 16 << 20)
                 .await
         })
         .map_err(|e| fail(format!("cannot reach {url}: {e}"), EXIT_UNREACHABLE))?;
@@ -364,6 +374,109 @@ async fn follow(
             }
         }
     }
+}
+
+/// `status-reporter maintenance on|off|list`.
+#[derive(clap::Subcommand)]
+pub enum MaintenanceCommand {
+    /// Put a node (id or name) or a service type (manager, db, broker) in maintenance.
+    On {
+        /// A node id or name, or manager, db or broker.
+        target: String,
+        /// Why (shown in the view): 1-200 characters.
+        #[arg(long)]
+        reason: String,
+        /// When it ends by itself: RFC 3339 or a duration from now (90m, 2h, 1d); default: at `off`.
+        #[arg(long)]
+        until: Option<String>,
+        /// Who (shown in the view); default: $SUDO_USER, else $USER.
+        #[arg(long)]
+        by: Option<String>,
+        #[command(flatten)]
+        conn: StatusArgs,
+    },
+    /// End a maintenance window.
+    Off {
+        target: String,
+        #[command(flatten)]
+        conn: StatusArgs,
+    },
+    /// List the active maintenance windows.
+    List {
+        #[command(flatten)]
+        conn: StatusArgs,
+    },
+}
+
+pub fn maintenance(cmd: MaintenanceCommand) -> anyhow::Result<i32> {
+    let path = |t: &str| format!("/api/v3.1/maintenance-windows/{}", encode(t));
+    let (conn, answer) = match &cmd {
+        MaintenanceCommand::On {
+            target,
+            reason,
+            until,
+            by,
+            conn,
+        } => {
+            let by = by
+                .clone()
+                .or_else(|| std::env::var("SUDO_USER").ok())
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "unknown".into());
+            let body = serde_json::json!({"reason": reason, "by": by, "until": until});
+            (
+                conn,
+                call(conn, http::Method::PUT, &path(target), Some(&body)),
+            )
+        }
+        MaintenanceCommand::Off { target, conn } => {
+            (conn, call(conn, http::Method::DELETE, &path(target), None))
+        }
+        MaintenanceCommand::List { conn } => {
+            (conn, get_json(conn, "/api/v3.1/maintenance-windows"))
+        }
+    };
+    let answer = match answer {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
+    if conn.json {
+        println!("{answer}");
+        return Ok(0);
+    }
+    let line = |w: &Value| {
+        let s = |k: &str| w[k].as_str().map(clean).unwrap_or_else(|| "-".into());
+        format!(
+            "{:<24} {:<16} {:<26} {:<26} {}",
+            s("target"),
+            s("by"),
+            s("since"),
+            w["until"]
+                .as_str()
+                .map(clean)
+                .unwrap_or_else(|| "until off".into()),
+            s("reason")
+        )
+    };
+    match cmd {
+        MaintenanceCommand::On { .. } => println!("In maintenance: {}", line(&answer)),
+        MaintenanceCommand::Off { .. } => println!("Maintenance ended: {}", line(&answer)),
+        MaintenanceCommand::List { .. } => {
+            let items = answer["items"].as_array().cloned().unwrap_or_default();
+            if items.is_empty() {
+                println!("Nothing is in maintenance.");
+            } else {
+                println!(
+                    "{:<24} {:<16} {:<26} {:<26} REASON",
+                    "TARGET", "BY", "SINCE", "UNTIL"
+                );
+                for w in &items {
+                    println!("{}", line(w));
+                }
+            }
+        }
+    }
+    Ok(0)
 }
 
 #[cfg(test)]

@@ -29,12 +29,14 @@
 //!
 //! Nothing here logs; errors go back to the caller as [`StoreError`].
 
+mod maintenance;
 mod nodes;
 mod schema;
 mod tokens;
 mod transitions;
 mod users;
 
+pub use maintenance::MaintenanceRow;
 pub use nodes::{
     DurableWrite, ForgetOutcome, Forgotten, LatestRow, NodeRow, PinOutcome, PinRefused, StoredNode,
     BOOTS_KEPT, TOMBSTONES_KEPT,
@@ -157,6 +159,7 @@ impl Store {
             conn.pragma_update(None, "foreign_keys", "ON")?;
             conn.execute_batch(schema::SCHEMA)?;
             transitions::migrate_ids(&conn)?;
+            conn.execute_batch(maintenance::SCHEMA)?;
             Ok(conn)
         })();
         match opened {
