@@ -16,7 +16,7 @@ root=..
 secs=${FUZZ_SECS:-60}
 export RUSTC_BOOTSTRAP=1
 
-all=(report_body signature agent_config collector_config patroni_interpret etcd_interpret rabbitmq_interpret duration galera_status haproxy_stat)
+all=(report_body signature agent_config collector_config patroni_interpret etcd_interpret rabbitmq_interpret duration galera_status haproxy_stat history_query sse_frames)
 targets=("${@:-${all[@]}}")
 
 fx=$root/probes/fixtures
@@ -51,6 +51,10 @@ seed() {
     agent_config)
       cp "$root"/packaging/agent.example.toml "$dir"/ 2>/dev/null || true
       find "$root"/tests -name '*.toml' -exec cp {} "$dir"/ \; 2>/dev/null || true ;;
+    sse_frames)
+      printf ': hi\nretry: 2000\n\nid: 7\nevent: transition\ndata: {"id":7}\n\n' > "$dir/seed-stream" ;;
+    history_query)
+      printf 'node=db1&service=db&since=2h&until=2026-11-29T07:00:00Z&limit=50&after=7' > "$dir/seed-all" ;;
     collector_config)
       printf 'listen = "127.0.0.1:53333"\nstate_dir = "/var/lib/status-reporter"\nplain_http = true\n' > "$dir/seed-plain"
       printf 'listen = "0.0.0.0:53333"\nstate_dir = "/s"\n[tls]\ncert_path = "/c.pem"\nkey_path = "/k.pem"\n' > "$dir/seed-tls" ;;

@@ -9,6 +9,8 @@ have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok ins
 for p in postgresql-15 patroni etcd-server etcd-client python3-idna rabbitmq-server curl iproute2 openssl debootstrap rpm binutils faketime dbus-daemon mariadb-server galera-4 rsync haproxy socat; do
   have "$p" || need_pkgs+=("$p")
 done
+# promtool (Debian's prometheus package) checks the /metrics exposition in tests/metrics.rs.
+have prometheus || need_pkgs+=(prometheus)
 if ((${#need_pkgs[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "missing Debian packages: ${need_pkgs[*]} (run as root, or install them)" >&2

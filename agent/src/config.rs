@@ -81,6 +81,10 @@ pub struct RawConfig {
     /// Where the node-local check endpoint listens (`127.0.0.1:9200`); off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_listen: Option<String>,
+    /// `127.0.0.1:PORT` (or `[::1]:PORT`): serve Prometheus metrics there over plain HTTP.
+    /// Off when absent. Loopback only: the endpoint has no authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
 }
 
 /// Where the token comes from; kept so `show-config` and reload know what to re-read.
@@ -280,6 +284,8 @@ pub struct AgentConfig {
     pub probes: Vec<ProbeConfig>,
     /// The check endpoint's address ([`crate::check`]), when enabled.
     pub check_listen: Option<std::net::SocketAddr>,
+    /// Where to serve Prometheus metrics (loopback), if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Every problem found in a config file, each naming its key.
@@ -500,6 +506,14 @@ impl RawConfig {
                         None
                     }
                 });
+        let metrics_listen = match self.metrics_listen.as_deref().map(check_metrics_listen) {
+            None => None,
+            Some(Ok(a)) => Some(a),
+            Some(Err(e)) => {
+                problems.push(format!("metrics_listen: {e}"));
+                None
+            }
+        };
         if !problems.is_empty() {
             return Err(ConfigError::Invalid {
                 path: path.display().to_string(),
@@ -523,8 +537,24 @@ impl RawConfig {
             push_timeout: Duration::from_millis(push_timeout_ms),
             probes: self.probes.clone(),
             check_listen,
+            metrics_listen,
         })
     }
+}
+
+/// `metrics_listen`: a loopback socket address (the agent's metrics are unauthenticated,
+/// so they are for a scraper on the node itself). Port 0 picks a free port (tests).
+pub fn check_metrics_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    let addr: std::net::SocketAddr = s.parse().map_err(|_| {
+        let shown: String = s.chars().take(64).collect();
+        format!("must be IP:PORT such as 127.0.0.1:9464, got {shown:?}")
+    })?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "must be a loopback address (127.0.0.1 or [::1]): the agent's metrics have no authentication; got {addr}"
+        ));
+    }
+    Ok(addr)
 }
 
 impl AgentConfig {

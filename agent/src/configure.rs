@@ -180,6 +180,8 @@ pub fn plan(args: &ConfigureArgs, now_unix: i64) -> Result<Plan, Vec<String>> {
         push_timeout_ms: old.push_timeout_ms,
         probes,
         check_listen: old.check_listen.clone(),
+        // An operator's metrics listener survives a re-configure.
+        metrics_listen: old.metrics_listen.clone(),
     };
     Ok(Plan {
         config_path: args.config_path.clone(),

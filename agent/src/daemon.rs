@@ -48,6 +48,8 @@ pub enum RunError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Metrics(std::io::Error),
 }
 
 /// Builds the probes a config names.
@@ -149,6 +151,7 @@ impl Daemon {
                 t.handle.abort();
             }
             self.shared.lock().deliveries.remove(&addr);
+            self.shared.metrics.forget_manager(&addr.to_string());
             tracing::info!(manager = %addr, "manager removed");
         }
         for addr in want {
@@ -194,6 +197,11 @@ impl Daemon {
         };
         if cfg.check_listen != self.cfg.check_listen {
             tracing::warn!("check_listen changes take effect on restart");
+        }
+        if cfg.metrics_listen != self.cfg.metrics_listen {
+            tracing::warn!(
+                "metrics_listen changed: the metrics listener changes only when the agent restarts"
+            );
         }
         if cfg.reporting_freq != self.cfg.reporting_freq {
             ticker.reset(
@@ -322,6 +330,21 @@ pub async fn run_with_reload(
         d.shared.lock().persist_error =
             Some(format!("cannot create {}: {e}", d.cfg.state_dir.display()));
     }
+    // Bound before the first cycle so that a taken port fails the start, not a scrape.
+    let metrics_server = match d.cfg.metrics_listen {
+        Some(addr) => {
+            let listener = crate::metrics::bind(addr)
+                .await
+                .map_err(RunError::Metrics)?;
+            let bound = listener.local_addr().map_err(RunError::Metrics)?;
+            tracing::info!(listen = %bound, "metrics listening on http://{bound}/metrics");
+            Some(tokio::spawn(crate::metrics::serve(
+                listener,
+                d.shared.clone(),
+            )))
+        }
+        None => None,
+    };
     d.reconcile();
     tracing::info!(
         node_type = %d.cfg.node_type, node_id = %d.cfg.node_id, node_name = %d.cfg.node_name,
@@ -364,6 +387,9 @@ pub async fn run_with_reload(
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tracing::info!("stopping");
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     let _ = d.stop.send(true);
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     for (addr, t) in std::mem::take(&mut d.tasks) {
@@ -388,6 +414,7 @@ async fn run_one_cycle(d: &mut Daemon, cycle: u64, period: Duration) {
         board.update(&results, Instant::now().into_std());
     }
     let mut snap = Snapshot::from_results(&results, cycle_ms);
+    d.shared.metrics.cycle(&results, snap.node_status);
     {
         let shared = Arc::clone(&d.shared);
         let mut st = d.shared.lock();

@@ -8,7 +8,8 @@
 //! - [`report`]: snapshot, transition ring and the exact report bytes;
 //! - [`push`]: per-manager delivery with retry classification, backoff and a breaker;
 //! - [`managers`]: seed list plus discovered managers, persisted when changed;
-//! - [`daemon`]: the loop tying them together, reload and shutdown.
+//! - [`daemon`]: the loop tying them together, reload and shutdown;
+//! - [`metrics`]: Prometheus metrics on `metrics_listen` (off by default).
 //!
 //! Deliberately absent: the agent never reads reports from other nodes, never decides
 //! cluster health (the collector does), and never follows redirects.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod configure;
 pub mod daemon;
 pub mod managers;
+pub mod metrics;
 pub mod push;
 pub mod report;
 pub mod schedule;

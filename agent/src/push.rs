@@ -207,6 +207,8 @@ impl AgentState {
 pub struct Shared {
     seq: AtomicU64,
     pub state: Mutex<AgentState>,
+    /// Prometheus metrics (served only with `metrics_listen`).
+    pub metrics: crate::metrics::AgentMetrics,
 }
 
 impl Default for Shared {
@@ -214,6 +216,7 @@ impl Default for Shared {
         Shared {
             seq: AtomicU64::new(0),
             state: Mutex::new(AgentState::default()),
+            metrics: Default::default(),
         }
     }
 }
@@ -426,6 +429,7 @@ pub async fn manager_task(
 
 /// Records an attempt in the shared self-health; true when the result's kind changed.
 fn record(shared: &Shared, addr: &ManagerAddr, seq: u64, outcome: &Outcome) -> bool {
+    shared.metrics.push(&addr.to_string(), outcome);
     let mut st = shared.lock();
     let d = st
         .deliveries

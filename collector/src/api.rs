@@ -8,6 +8,8 @@
 //! - `GET  /api/v3.1/status`, `/api/v3.1/maintenance`, `/api/v3.1/version`, `/api/version`:
 //!   what `cfy` 5.0.5 reads around `cfy status` and `cfy profiles use`.
 //! - `GET  /api/v3.1/ok`: readiness for load balancers; no credentials, no data.
+//! - `GET  /metrics` (Prometheus, [`crate::metrics`]), `GET /api/v3.1/history`
+//!   ([`crate::history`]) and `GET /api/v3.1/events` (SSE, [`crate::events`]): readers only.
 //!
 //! Readers authenticate with an admin token (`API-Authentication-Token`) or HTTP Basic
 //! against the store's users. Reporter tokens may read only `/managers` (agents refresh
@@ -112,6 +114,14 @@ pub fn router(app: Arc<App>) -> Router {
         // The 5.0.5 client's `get_version()` asks the unversioned path.
         .route("/api/version", get(get_version))
         .route("/api/v3.1/ok", get(get_ok))
+        .route("/metrics", get(get_metrics))
+        .route("/api/v3.1/history", get(get_history))
+        .route("/api/v3.1/events", get(get_events))
+        .route("/api/v3.1/maintenance-windows", get(list_maintenance))
+        .route(
+            "/api/v3.1/maintenance-windows/{target}",
+            put(put_maintenance).delete(delete_maintenance),
+        )
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found_error", "no such endpoint")
         })
@@ -123,7 +133,10 @@ async fn put_report(
     path: Result<Path<(String, String)>, PathRejection>,
     req: Request,
 ) -> Response {
+    let started = Instant::now();
     let Ok(Path((node_type, node_id))) = path else {
+        app.metrics
+            .report(started.elapsed(), Some("invalid_node_id"));
         return ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_node_id",
@@ -145,9 +158,12 @@ async fn put_report(
         peer,
     )
     .await;
-    let refusal = match answer {
-        Ok(v) => return (StatusCode::OK, Json(v)).into_response(),
-        Err(e) => e.into_response(),
+    let (code, refusal) = match answer {
+        Ok(v) => {
+            app.metrics.report(started.elapsed(), None);
+            return (StatusCode::OK, Json(v)).into_response();
+        }
+        Err(e) => (e.code(), e.into_response()),
     };
     let (rest, over_budget) = state.take();
     if over_budget {
@@ -162,6 +178,10 @@ async fn put_report(
             drain(rest, limit, DRAIN_DEADLINE.min(app.cfg.body_read_timeout)).await;
         }
     }
+    app.metrics.report(
+        started.elapsed(),
+        Some(if over_budget { "server_busy" } else { code }),
+    );
     if over_budget {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -796,4 +816,172 @@ async fn get_ok(State(app): State<Arc<App>>) -> Response {
         problem,
     )
     .into_response()
+}
+
+/// Prometheus metrics ([`crate::metrics`]), for readers only (admin token or HTTP Basic):
+/// they name every node and its state, which is the view's information. Prometheus
+/// scrapes with `basic_auth` and the collector's CA (docs/operations.md).
+async fn get_metrics(State(app): State<Arc<App>>, caller: Caller) -> Result<Response, ApiError> {
+    admin_only(&app, &caller).await?;
+    let app2 = app.clone();
+    let text = off_thread("metrics encoding", move || {
+        Ok(app2.metrics.encode(&app2, &app2.view()))
+    })
+    .await?;
+    Ok((
+        [(http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        text,
+    )
+        .into_response())
+}
+
+/// Runs `f` on the blocking pool (store reads, the roll-up): its answer, or a 500 if it
+/// panicked.
+async fn off_thread<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            format!("{what} failed"),
+        )
+    })?
+}
+
+/// A reader's query as ordered pairs (the new endpoints check names and repeats themselves).
+async fn reader_query(
+    app: &App,
+    caller: &Caller,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    admin_only(app, caller).await?;
+    query.map(|Query(pairs)| pairs).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_parameters_error",
+            "malformed query string",
+        )
+    })
+}
+
+/// Stored transitions, filtered ([`crate::history`]), for readers only.
+async fn get_history(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let pairs = reader_query(&app, &caller, query).await?;
+    let filter = crate::history::parse(&pairs, crate::clock::now_ms())?;
+    let app2 = app.clone();
+    let answer = off_thread("history read", move || {
+        crate::history::answer(&app2, &filter)
+    })
+    .await?;
+    Ok(Json(answer).into_response())
+}
+
+/// Transitions as Server-Sent Events ([`crate::events`]), for readers only.
+async fn get_events(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let pairs = reader_query(&app, &caller, query).await?;
+    crate::events::open(app, &pairs, &caller.headers).await
+}
+
+/// The active maintenance windows ([`crate::maintenance`]), for readers only.
+async fn list_maintenance(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    admin_only(&app, &caller).await?;
+    let app2 = app.clone();
+    let rows = off_thread("maintenance read", move || {
+        app2.history
+            .with(&app2, |s| s.maintenance(crate::clock::now_ms()))
+            .map_err(|_| store_unavailable())
+    })
+    .await?;
+    let items: Vec<_> = rows.iter().map(maintenance_item).collect();
+    Ok(Json(serde_json::json!({ "items": items })).into_response())
+}
+
+fn store_unavailable() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "the collector's store is unavailable",
+    )
+}
+
+fn maintenance_item(r: &crate::store::MaintenanceRow) -> serde_json::Value {
+    serde_json::json!({
+        "target": r.target,
+        "reason": r.reason,
+        "by": r.by,
+        "since": rfc3339_ms(r.since_ms),
+        "until": r.until_ms.and_then(rfc3339_ms),
+    })
+}
+
+/// `maintenance on`: sets the window on a node or service type (admin only).
+async fn put_maintenance(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    target: Result<Path<String>, PathRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    admin_only(&app, &caller).await?;
+    let target = target.map(|Path(t)| t).unwrap_or_default();
+    let now = crate::clock::now_ms();
+    let row = crate::maintenance::parse_put(&target, &body, now)?;
+    let app2 = app.clone();
+    let stored = row.clone();
+    off_thread("maintenance write", move || {
+        app2.history
+            .with(&app2, |s| s.set_maintenance(&stored, now))
+            .map_err(|_| store_unavailable())
+    })
+    .await?;
+    tracing::info!(target = %row.target, by = %row.by, until_ms = ?row.until_ms, "maintenance on");
+    Ok(Json(maintenance_item(&row)).into_response())
+}
+
+/// `maintenance off`: ends the window on a node or service type (admin only).
+async fn delete_maintenance(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    target: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    admin_only(&app, &caller).await?;
+    let target = target.map(|Path(t)| t).unwrap_or_default();
+    if !crate::maintenance::valid_target(&target) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_parameters_error",
+            "the target must be a node id or name, or manager, db or broker",
+        ));
+    }
+    let app2 = app.clone();
+    let t2 = target.clone();
+    let removed = off_thread("maintenance write", move || {
+        app2.history
+            .with(&app2, |s| s.clear_maintenance(&t2, crate::clock::now_ms()))
+            .map_err(|_| store_unavailable())
+    })
+    .await?;
+    match removed {
+        Some(row) => {
+            tracing::info!(target = %row.target, "maintenance off");
+            Ok(Json(maintenance_item(&row)).into_response())
+        }
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            format!("{target} is not in maintenance"),
+        )),
+    }
 }

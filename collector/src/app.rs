@@ -31,6 +31,15 @@ pub struct App {
     /// Bounds concurrent argon2 verifications (each takes ~19 MiB and tens of ms).
     pub(crate) argon_permits: tokio::sync::Semaphore,
     pub bounds: Bounds,
+    /// Prometheus metrics recorded as they happen (`GET /metrics`).
+    pub metrics: crate::metrics::Metrics,
+    /// The store connection history reads use, apart from the writer thread.
+    pub history: crate::history::Reader,
+    /// Event-stream watchers: the cap and what it refused.
+    pub watchers: crate::events::Watchers,
+    /// Set when the collector begins to stop: event streams end so the drain need not
+    /// wait out its grace for them.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl App {
@@ -40,9 +49,13 @@ impl App {
             bounds: Bounds::new(&cfg),
             cfg,
             mem,
-            writer,
             basic_ok: Mutex::new(HashMap::new()),
             argon_permits: tokio::sync::Semaphore::new(2),
+            metrics: crate::metrics::Metrics::new(writer.timings.clone()),
+            history: Default::default(),
+            watchers: Default::default(),
+            closing: tokio::sync::watch::Sender::new(false),
+            writer,
         }
     }
 
@@ -56,7 +69,15 @@ impl App {
             .map(|r| NodeInput::from_record(r, now, &self.policy))
             .collect();
         inputs.sort_by_key(|n| n.node_type);
-        rollup(&inputs, now, &self.policy)
+        // Maintenance windows (a small table; an unreadable store shows none).
+        let windows = self
+            .history
+            .with(self, |s| s.maintenance(now))
+            .unwrap_or_default();
+        crate::maintenance::mark_inputs(&mut inputs, &windows);
+        let mut view = rollup(&inputs, now, &self.policy);
+        crate::maintenance::cap_services(&mut view, &windows);
+        view
     }
 }
 

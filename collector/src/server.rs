@@ -447,9 +447,16 @@ async fn handle(
         let in_flight = tracker.begin();
         let answer = router.clone().oneshot(req);
         async move {
-            let answer = answer.await;
-            drop(in_flight);
-            answer
+            // In flight until the answer's body is sent, not only its head: an event
+            // stream is one answer for hours and must not count as an idle connection.
+            answer.await.map(|resp| {
+                resp.map(|body| {
+                    axum::body::Body::new(http_body_util::BodyExt::map_frame(body, move |f| {
+                        let _held = &in_flight;
+                        f
+                    }))
+                })
+            })
         }
     });
     match acceptor {
@@ -483,6 +490,7 @@ impl Running {
             ..
         } = listener;
         drop(socket);
+        self.app.closing.send_replace(true);
         let _ = conn_stop.send(true);
         let drained = tokio::time::timeout(self.app.cfg.shutdown_grace, async {
             while conns.join_next().await.is_some() {}

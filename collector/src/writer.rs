@@ -65,6 +65,10 @@ pub struct Writer {
     tx: mpsc::Sender<Op>,
     /// False while the last write (durable commit or flush) failed.
     writes_ok: Arc<AtomicBool>,
+    /// How long the thread's writes take, for `/metrics`.
+    pub timings: crate::metrics::StoreTimings,
+    /// Bumped after each commit that stored transitions: the event stream's wake-up.
+    pub commits: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,11 +86,23 @@ impl Writer {
         let (tx, rx) = mpsc::channel(QUEUE);
         let writes_ok = Arc::new(AtomicBool::new(true));
         let health = writes_ok.clone();
+        let timings = crate::metrics::StoreTimings::default();
+        let timed = timings.clone();
+        let commits = Arc::new(tokio::sync::watch::Sender::new(0u64));
+        let told = commits.clone();
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(store, rx, data_version, &health))
+            .spawn(move || run(store, rx, data_version, &health, &timed, &told))
             .expect("spawning a thread only fails when the OS is out of resources");
-        (Writer { tx, writes_ok }, handle)
+        (
+            Writer {
+                tx,
+                writes_ok,
+                timings,
+                commits,
+            },
+            handle,
+        )
     }
 
     /// False once the writer thread has ended (the store failed or shutdown began).
@@ -147,7 +163,14 @@ impl Writer {
     }
 }
 
-fn run(mut store: Store, mut rx: mpsc::Receiver<Op>, mut seen_version: i64, ok: &AtomicBool) {
+fn run(
+    mut store: Store,
+    mut rx: mpsc::Receiver<Op>,
+    mut seen_version: i64,
+    ok: &AtomicBool,
+    timings: &crate::metrics::StoreTimings,
+    commits: &tokio::sync::watch::Sender<u64>,
+) {
     let mut last_sweep: Option<Instant> = None;
     // Nodes the sweep forgot, not yet handed to memory by a flush.
     let mut expired = 0usize;
@@ -190,8 +213,10 @@ fn run(mut store: Store, mut rx: mpsc::Receiver<Op>, mut seen_version: i64, ok: 
                         }
                         ok.store(swept.is_ok(), Ordering::Relaxed);
                     }
+                    let started = Instant::now();
                     let result = flush(&mut store, &rows, &mut seen_version, &mut expired)
                         .map_err(|e| e.to_string());
+                    timings.flush(started.elapsed());
                     ok.store(result.is_ok(), Ordering::Relaxed);
                     let _ = reply.send(result);
                 }
@@ -207,10 +232,18 @@ fn run(mut store: Store, mut rx: mpsc::Receiver<Op>, mut seen_version: i64, ok: 
             .iter()
             .flat_map(|(w, _)| w.iter().cloned())
             .collect();
+        let started = Instant::now();
         let committed = store.commit_durable(&all);
+        timings.durable(started.elapsed());
         ok.store(committed.is_ok(), Ordering::Relaxed);
         match committed {
             Ok(pins) => {
+                if all
+                    .iter()
+                    .any(|w| matches!(w, DurableWrite::Transitions { .. }))
+                {
+                    commits.send_modify(|n| *n += 1);
+                }
                 let mut pins = pins.into_iter();
                 for (writes, reply) in durable {
                     let n = writes

@@ -4,7 +4,8 @@
 //! defined here, and nothing else is: the legacy Cloudify 5.0.5 report body
 //! ([`report`]), our signed extension ([`signing`]), the cluster-status view returned
 //! to readers ([`view`]), the small shared vocabulary ([`model`]) and the catalog of
-//! reason codes ([`reasons`]).
+//! reason codes ([`reasons`]), and the framing of the event stream readers follow
+//! ([`sse`]).
 //!
 //! Invariants:
 //! - This crate does no I/O and never reads the clock. Callers pass `now`.
@@ -17,6 +18,7 @@ pub mod model;
 pub mod reasons;
 pub mod report;
 pub mod signing;
+pub mod sse;
 pub mod timestamp;
 pub mod view;
 

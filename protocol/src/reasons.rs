@@ -146,6 +146,7 @@ catalog! {
     // ---- roll-up: service types ----
     NO_NODES = "no_nodes", FAIL, "roll-up", "no node of a required type (or none at all) has reported";
     NODE_UNHEALTHY = "node_unhealthy", VARIES, "roll-up", "a node counted against the quorum is not OK";
+    MAINTENANCE = "maintenance", DEGRADED, "roll-up", "an operator put the node or its service type in maintenance (`status-reporter maintenance on`): shown, never Fail by itself";
     DEGRADED_MEMBERS = "degraded", DEGRADED, "roll-up", "some nodes are not OK but a quorum is";
     QUORUM_LOST = "quorum_lost", FAIL, "roll-up", "fewer healthy nodes than a quorum";
     SPLIT_BRAIN = "split_brain", FAIL, "roll-up", "two leaders (db) or disagreeing partitions (broker)";

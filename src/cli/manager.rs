@@ -49,6 +49,18 @@ status-reporter nodes pending\n  status-reporter nodes approve 3d5d0c1e --finger
 Example:\n  status-reporter cluster status --manager 10.0.0.11 --ca-path ca.pem --token-file admin.token"
     )]
     Cluster(ClusterCommand),
+    /// Put a node or service type in maintenance, end it, or list it (shown in the view, never Fail by itself).
+    #[command(
+        subcommand,
+        long_about = "Maintenance windows: a node (id or name) or a service type (manager, db, broker) in \
+maintenance shows a `maintenance` reason with who, why and until when; a Fail node in maintenance \
+counts as Degraded for the cluster rules and a service type in maintenance is at worst Degraded. \
+It ends at --until or with `off`. Windows are per collector: run the command against each manager.\n\n\
+Exit codes: 0 done, 2 invalid input, 3 unreachable or unauthorized (off: 3 also when nothing was in maintenance).\n\nExamples:\n  \
+status-reporter maintenance on db2 --reason 'disk swap' --until 2h --manager 10.0.0.11 --ca-path ca.pem --token-file admin.token\n  \
+status-reporter maintenance off db2 --manager 10.0.0.11 --ca-path ca.pem --token-file admin.token"
+    )]
+    Maintenance(super::operator::MaintenanceCommand),
 }
 
 #[derive(Args)]
@@ -284,6 +296,27 @@ admin token.\n\nExamples:\n  status-reporter cluster status --manager 10.0.0.11 
 STATUS_REPORTER_TOKEN=srt_... status-reporter cluster status --manager https://10.0.0.11:53333 --ca-path ca.pem --json"
     )]
     Status(StatusArgs),
+    /// Print stored status transitions (GET /api/v3.1/history), newest first.
+    #[command(
+        long_about = "Read the transitions the collector stored (GET /api/v3.1/history), newest first: \
+when each node or service changed status, from what to what, and why.\n\n\
+Kept for transitions_max_age_days (default 90) and at most transitions_per_node (default 1000) per node.\n\n\
+Exit codes: 0 shown, 2 invalid flags, 3 unreachable or unauthorized.\n\nExamples:\n  \
+status-reporter cluster history --manager 10.0.0.11 --ca-path ca.pem --token-file admin.token --since 2h\n  \
+status-reporter cluster history --manager 10.0.0.11 --ca-path ca.pem --token-file admin.token --node db1 --json"
+    )]
+    History(super::operator::HistoryArgs),
+    /// Follow status transitions as they happen (GET /api/v3.1/events), reconnecting with the last event id.
+    #[command(
+        long_about = "Print each status transition as the collector stores it, from its event stream \
+(GET /api/v3.1/events, Server-Sent Events). When the connection drops (a collector restart, \
+a network blip) it reconnects with the last event id it printed, so no event is missed or \
+printed twice while the collector's retention still holds it.\n\n\
+Exit codes: 0 after --count events, 2 invalid flags, 3 unauthorized. Runs until interrupted otherwise.\n\nExamples:\n  \
+status-reporter cluster watch --manager 10.0.0.11 --ca-path ca.pem --token-file admin.token\n  \
+status-reporter cluster watch --manager 10.0.0.11 --ca-path ca.pem --token-file admin.token --after 1200 --json"
+    )]
+    Watch(super::operator::WatchArgs),
 }
 
 #[derive(Args)]
@@ -316,6 +349,9 @@ pub fn run(cmd: ManagerCommand) -> anyhow::Result<i32> {
         ManagerCommand::Tokens(cmd) => tokens(cmd),
         ManagerCommand::Nodes(cmd) => nodes(cmd),
         ManagerCommand::Cluster(ClusterCommand::Status(args)) => cluster_status(args),
+        ManagerCommand::Maintenance(cmd) => super::operator::maintenance(cmd),
+        ManagerCommand::Cluster(ClusterCommand::History(args)) => super::operator::history(args),
+        ManagerCommand::Cluster(ClusterCommand::Watch(args)) => super::operator::watch(args),
     }
 }
 
@@ -779,16 +815,16 @@ fn confirmed(n: usize, yes: bool) -> bool {
 
 /// Makes control and invisible formatting characters visible (`<U+200B>`) so a hostile
 /// node name cannot rewrite the terminal or pass for another node's name.
-fn clean(s: &str) -> String {
+pub(crate) fn clean(s: &str) -> String {
     sr_protocol::model::mark_hidden(s)
         .chars()
         .take(128)
         .collect()
 }
 
-const EXIT_UNREACHABLE: i32 = 3;
+pub(crate) const EXIT_UNREACHABLE: i32 = 3;
 
-fn manager_url(manager: &str) -> String {
+pub(crate) fn manager_url(manager: &str) -> String {
     let base = if manager.contains("://") {
         manager.to_string()
     } else {
@@ -809,7 +845,7 @@ fn manager_url(manager: &str) -> String {
     }
 }
 
-fn read_token(args: &StatusArgs) -> anyhow::Result<String> {
+pub(crate) fn read_token(args: &StatusArgs) -> anyhow::Result<String> {
     if let Some(t) = &args.token {
         return Ok(t.trim().to_string());
     }

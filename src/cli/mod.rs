@@ -3,4 +3,5 @@
 pub mod logging;
 pub mod manager;
 pub mod node;
+pub mod operator;
 pub mod quickstart;

@@ -7,6 +7,7 @@
 //! - [`status`]: one `cluster status --json` answer as the operator reads it.
 //! - [`poll`]: waiting with a deadline; nothing in the suites sleeps to synchronise.
 //! - [`fixtures`]: hand-made reporting nodes, probe targets and the secret grep.
+//! - [`metrics`]: `/metrics` scrapes, `promtool check metrics`, sample values.
 //! - [`rest`]: blocking HTTP(S) through the workspace client (`sr-tls`), for sync suites.
 //! - [`netlab`]: network namespaces for the partition suites.
 //! - [`lab`]: real service clusters (Patroni, RabbitMQ) on one lifecycle core.
@@ -19,6 +20,7 @@ pub mod collector;
 pub mod fixtures;
 pub mod lab;
 pub mod launch;
+pub mod metrics;
 pub mod netlab;
 pub mod poll;
 pub mod rest;

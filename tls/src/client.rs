@@ -155,6 +155,37 @@ impl HttpsClient {
             .map_err(|_| ClientError::Timeout(deadline))?
     }
 
+    /// A GET whose body is read as it arrives (an event stream): the status, headers and
+    /// unread body, once the head came within `head_deadline`. The caller bounds the body
+    /// reads (how long, how much).
+    pub async fn open_stream(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        head_deadline: Duration,
+    ) -> Result<(StatusCode, HeaderMap, hyper::body::Incoming), ClientError> {
+        let uri: http::Uri = url.parse().map_err(|_| ClientError::Url(url.to_string()))?;
+        let mut req = http::Request::builder().method(Method::GET).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::Request(e.to_string()))?;
+        let resp = tokio::time::timeout(head_deadline, self.inner.request(req))
+            .await
+            .map_err(|_| ClientError::Timeout(head_deadline))?
+            .map_err(|e| {
+                if e.is_connect() {
+                    ClientError::Connect(error_chain(&e))
+                } else {
+                    ClientError::Request(error_chain(&e))
+                }
+            })?;
+        let (parts, body) = resp.into_parts();
+        Ok((parts.status, parts.headers, body))
+    }
+
     pub async fn get(
         &self,
         url: &str,

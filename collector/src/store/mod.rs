@@ -31,6 +31,7 @@
 //! Nothing here logs; errors go back to the caller as [`StoreError`].
 
 mod admission;
+mod maintenance;
 mod nodes;
 mod schema;
 mod tokens;
@@ -38,12 +39,13 @@ mod transitions;
 mod users;
 
 pub use admission::{Approval, Held, HeldReport, PendingRow, UNREPORTED_FORGET_AFTER_MS};
+pub use maintenance::MaintenanceRow;
 pub use nodes::{
     DurableWrite, ForgetOutcome, Forgotten, LatestRow, NodeRow, PinOutcome, PinRefused, StoredNode,
     BOOTS_KEPT, TOMBSTONES_KEPT,
 };
 pub use tokens::{token_hash, Role, TokenInfo, TOKEN_PREFIX};
-pub use transitions::TransitionRow;
+pub use transitions::{HistoryFilter, HistoryRow, TransitionRow};
 pub use users::verify_password;
 
 use rusqlite::Connection;
@@ -162,6 +164,8 @@ impl Store {
             conn.pragma_update(None, "synchronous", "FULL")?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
             conn.execute_batch(schema::SCHEMA)?;
+            transitions::migrate_ids(&conn)?;
+            conn.execute_batch(maintenance::SCHEMA)?;
             Ok(conn)
         })();
         match opened {

@@ -58,7 +58,11 @@ CREATE TABLE IF NOT EXISTS key_approvals (
     approved_ms INTEGER NOT NULL,
     PRIMARY KEY (node_type, node_id)
 );
+-- `id` is the event id readers resume from (history, the event stream): AUTOINCREMENT so
+-- that an id is never reused after retention deletes rows. Stores made before it had the
+-- key below as their primary key and are migrated on open (transitions::migrate_ids).
 CREATE TABLE IF NOT EXISTS transitions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     node_type TEXT NOT NULL,
     node_id TEXT NOT NULL,
     boot_id TEXT NOT NULL,
@@ -69,7 +73,7 @@ CREATE TABLE IF NOT EXISTS transitions (
     from_status TEXT NOT NULL,
     to_status TEXT NOT NULL,
     reasons TEXT NOT NULL,
-    PRIMARY KEY (node_type, node_id, boot_id, seq)
+    UNIQUE (node_type, node_id, boot_id, seq)
 );
 -- The age sweep deletes by receive time.
 CREATE INDEX IF NOT EXISTS transitions_received ON transitions (received_ms);

@@ -1,0 +1,301 @@
+//! `GET /api/v3.1/events`: status transitions as Server-Sent Events, served from the store.
+//!
+//! Each stored transition is one event `transition` whose `id` is its event id (increasing,
+//! never reused; [`crate::store::HistoryRow::id`]) and whose data is the same JSON object
+//! `GET /api/v3.1/history` lists. A client resumes with `Last-Event-ID` (what EventSource
+//! sends on reconnect) or `?after=ID`; the header wins when both are given. Without either
+//! the stream starts at the newest stored event (live only).
+//!
+//! Why no gap is possible: every event is read from the store, where it was committed
+//! before its report was acknowledged, in id order (`id > last sent`). The writer bumps a
+//! watch channel after each commit that stored transitions; a watcher marks the channel
+//! seen *before* it reads, so a commit during the read wakes it again. A restart loses
+//! nothing either: the client resumes from its last id against the same store. Only
+//! retention (`transitions_max_age_days`, `transitions_per_node`) removes events.
+//!
+//! Bounds: at most [`MAX_WATCHERS`] streams at once (past it 503 with `Retry-After`,
+//! counted); per watcher at most [`BATCH`] events read ahead of the client (the stream is
+//! pulled as the connection drains, so a slow client holds one batch, never a queue); a
+//! keep-alive comment every [`KEEP_ALIVE`] so proxies and clients can tell a quiet stream
+//! from a dead one. Streams end when the collector begins to stop.
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::store::{HistoryFilter, HistoryRow};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode};
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const MAX_WATCHERS: usize = 64;
+/// Events read from the store at once per watcher.
+pub const BATCH: usize = 256;
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// What a client is told to wait before reconnecting (the SSE `retry` field).
+pub const CLIENT_RETRY: Duration = Duration::from_secs(2);
+
+/// The watcher cap and its counters (on `/metrics`).
+#[derive(Debug, Default)]
+pub struct Watchers {
+    pub active: AtomicUsize,
+    /// Streams refused because [`MAX_WATCHERS`] were open.
+    pub refused: AtomicU64,
+    /// Events sent, all watchers together.
+    pub sent: AtomicU64,
+}
+
+/// One open stream's place under the cap; given back on drop (the client went away).
+struct Slot(Arc<App>);
+
+impl Slot {
+    fn take(app: &Arc<App>) -> Option<Slot> {
+        let w = &app.watchers;
+        let mut now = w.active.load(Ordering::Relaxed);
+        loop {
+            if now >= MAX_WATCHERS {
+                w.refused.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            match w
+                .active
+                .compare_exchange(now, now + 1, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(Slot(app.clone())),
+                Err(seen) => now = seen,
+            }
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.watchers.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_parameters_error", message)
+}
+
+/// An event id as a client sends it: a whole number, 0 or more.
+fn event_id(what: &str, v: &str) -> Result<i64, ApiError> {
+    v.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| {
+            bad(format!(
+                "{what} must be an event id (a whole number, 0 or more)"
+            ))
+        })
+}
+
+/// Where a stream starts: `Some(id)` to send the events after `id`, `None` for live only.
+/// The query may hold only `after`; `Last-Event-ID` wins over it.
+pub fn start_after(
+    pairs: &[(String, String)],
+    headers: &HeaderMap,
+) -> Result<Option<i64>, ApiError> {
+    let mut after = None;
+    for (k, v) in pairs {
+        match k.as_str() {
+            "after" if after.is_none() => after = Some(event_id("after", v)?),
+            "after" => return Err(bad("after is given more than once")),
+            other => {
+                return Err(bad(format!(
+                    "unknown parameter {:?}; known: after",
+                    other.chars().take(40).collect::<String>()
+                )))
+            }
+        }
+    }
+    let mut last = headers.get_all("last-event-id").iter();
+    if let Some(h) = last.next() {
+        if last.next().is_some() {
+            return Err(bad("Last-Event-ID is given more than once"));
+        }
+        let v = h
+            .to_str()
+            .map_err(|_| bad("Last-Event-ID must be an event id"))?;
+        return Ok(Some(event_id("Last-Event-ID", v)?));
+    }
+    Ok(after)
+}
+
+/// One stored transition as an SSE event.
+pub fn event(row: &HistoryRow) -> Event {
+    Event::default()
+        .id(row.id.to_string())
+        .event("transition")
+        .data(crate::history::item(row).to_string())
+}
+
+/// A watcher's state between two events.
+struct Watch {
+    app: Arc<App>,
+    last: i64,
+    pending: VecDeque<HistoryRow>,
+    commits: tokio::sync::watch::Receiver<u64>,
+    closing: tokio::sync::watch::Receiver<bool>,
+    _slot: Slot,
+}
+
+async fn read_after(app: &Arc<App>, last: i64) -> Option<Vec<HistoryRow>> {
+    let app2 = app.clone();
+    let filter = HistoryFilter {
+        after_id: Some(last),
+        limit: BATCH,
+        ..Default::default()
+    };
+    let read =
+        tokio::task::spawn_blocking(move || app2.history.with(&app2, |s| s.history(&filter)))
+            .await
+            .ok()?;
+    match read {
+        Ok(rows) => Some(rows),
+        Err(e) => {
+            // The stream ends; the client reconnects from its last id.
+            tracing::warn!(error = %e, "event stream: store read failed");
+            None
+        }
+    }
+}
+
+/// The next event, waiting for a commit when there is none; `None` ends the stream.
+async fn next(mut w: Watch) -> Option<(Result<Event, Infallible>, Watch)> {
+    loop {
+        if *w.closing.borrow() {
+            return None;
+        }
+        if let Some(row) = w.pending.pop_front() {
+            w.last = row.id;
+            w.app.watchers.sent.fetch_add(1, Ordering::Relaxed);
+            let e = event(&row);
+            return Some((Ok(e), w));
+        }
+        // Seen before the read: a commit from here on wakes the wait below.
+        w.commits.borrow_and_update();
+        let rows = read_after(&w.app, w.last).await?;
+        if !rows.is_empty() {
+            w.pending = rows.into();
+            continue;
+        }
+        tokio::select! {
+            changed = w.commits.changed() => changed.ok()?,
+            _ = w.closing.changed() => return None,
+        }
+    }
+}
+
+/// Opens a stream after the caller has been authenticated.
+pub async fn open(
+    app: Arc<App>,
+    pairs: &[(String, String)],
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let after = start_after(pairs, headers)?;
+    let Some(slot) = Slot::take(&app) else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_watchers",
+            format!("{MAX_WATCHERS} event streams are open already; retry later"),
+        )
+        .retry_after(CLIENT_RETRY.as_secs().max(1)));
+    };
+    let unavailable = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the collector's store is unavailable",
+        )
+    };
+    let last = match after {
+        Some(id) => id,
+        None => {
+            let app2 = app.clone();
+            tokio::task::spawn_blocking(move || {
+                app2.history.with(&app2, |s| s.last_transition_id())
+            })
+            .await
+            .map_err(|_| unavailable())?
+            .map_err(|_| unavailable())?
+        }
+    };
+    let w = Watch {
+        commits: app.writer.commits.subscribe(),
+        closing: app.closing.subscribe(),
+        app,
+        last,
+        pending: VecDeque::new(),
+        _slot: slot,
+    };
+    // The first event tells the client how long to wait before reconnecting.
+    let hello = futures_util::stream::once(async {
+        Ok::<_, Infallible>(
+            Event::default()
+                .retry(CLIENT_RETRY)
+                .comment("status-reporter events"),
+        )
+    });
+    let stream = futures_util::StreamExt::chain(hello, futures_util::stream::unfold(w, next));
+    let mut resp = Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response();
+    // Tells nginx and friends not to buffer the stream.
+    resp.headers_mut()
+        .insert("x-accel-buffering", http::HeaderValue::from_static("no"));
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(s: &[(&str, &str)]) -> Vec<(String, String)> {
+        s.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_start_comes_from_last_event_id_then_after_then_now() {
+        let mut h = HeaderMap::new();
+        assert_eq!(start_after(&[], &h).unwrap(), None);
+        assert_eq!(start_after(&pairs(&[("after", "7")]), &h).unwrap(), Some(7));
+        h.insert("last-event-id", "9".parse().unwrap());
+        assert_eq!(start_after(&pairs(&[("after", "7")]), &h).unwrap(), Some(9));
+    }
+
+    #[test]
+    fn bad_ids_and_parameters_are_400s() {
+        let h = HeaderMap::new();
+        for q in [
+            pairs(&[("after", "-1")]),
+            pairs(&[("after", "x")]),
+            pairs(&[("after", "99999999999999999999")]),
+            pairs(&[("after", "1"), ("after", "2")]),
+            pairs(&[("node", "a")]),
+        ] {
+            assert_eq!(
+                start_after(&q, &h).unwrap_err().status,
+                StatusCode::BAD_REQUEST,
+                "{q:?}"
+            );
+        }
+        for v in ["", "abc", "-3", "1.5", "١٢"] {
+            let mut h = HeaderMap::new();
+            if let Ok(hv) = v.parse() {
+                h.insert("last-event-id", hv);
+                assert!(start_after(&[], &h).is_err(), "{v:?}");
+            }
+        }
+        let mut h = HeaderMap::new();
+        h.append("last-event-id", "1".parse().unwrap());
+        h.append("last-event-id", "2".parse().unwrap());
+        assert!(start_after(&[], &h).is_err());
+    }
+}

@@ -1,0 +1,235 @@
+//! Maintenance windows: what `status-reporter maintenance on|off` sets, and how the view
+//! shows them.
+//!
+//! A window names a node (id or name) or a service type (`manager`, `db`, `broker`), with
+//! who set it, why, and optionally until when; it ends by itself then. The view shows a
+//! reason `maintenance` with all of that on each node concerned, and:
+//! - a node in maintenance that is Fail counts as Degraded before the cluster rules run,
+//!   so it does not break quorum by itself ([`mark_inputs`]);
+//! - a service type in maintenance is at worst Degraded ([`cap_services`]).
+//!
+//! What maintenance never hides: a failure of the cluster rules that does not come from
+//! the node's own status (no Patroni leader, a RabbitMQ partition) stays Fail.
+//!
+//! Storage: the collector's own store (`maintenance` table), durable across restarts. Like
+//! tokens, windows are per collector: an operator runs `maintenance on` against each
+//! manager, and each collector applies its own (they are not replicated between managers).
+
+use crate::error::ApiError;
+use crate::rollup::{rfc3339_ms, NodeInput};
+use crate::store::MaintenanceRow;
+use http::StatusCode;
+use sr_protocol::reasons as codes;
+use sr_protocol::view::ClusterStatus;
+use sr_protocol::{NodeStatus, NodeType};
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 4096;
+pub const MAX_REASON: usize = 200;
+pub const MAX_BY: usize = 64;
+/// The longest window.
+pub const MAX_DAYS: i64 = 366;
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_parameters_error", message)
+}
+
+/// A target: a node id or name, or a service type; `[A-Za-z0-9._-]{1,128}`.
+pub fn valid_target(t: &str) -> bool {
+    crate::ingest::valid_node_id(t)
+}
+
+fn text(key: &str, v: Option<&serde_json::Value>, max: usize) -> Result<String, ApiError> {
+    let s = v
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| bad(format!("{key} is required (a string)")))?;
+    let s = s.trim();
+    if s.is_empty() || s.chars().count() > max {
+        return Err(bad(format!("{key} must be 1-{max} characters")));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(bad(format!("{key} must not contain control characters")));
+    }
+    Ok(s.to_string())
+}
+
+/// `{"reason": TEXT, "by": WHO, "until": TIME?}`: the window to set on `target` now.
+/// `until` is RFC 3339 or a duration from now (`90m`, `2h`, `1d`), in the future, at most
+/// [`MAX_DAYS`] away.
+pub fn parse_put(target: &str, body: &[u8], now_ms: i64) -> Result<MaintenanceRow, ApiError> {
+    if !valid_target(target) {
+        return Err(bad(
+            "the target must be a node id or name, or manager, db or broker ([A-Za-z0-9._-], 1-128 characters)",
+        ));
+    }
+    if body.len() > MAX_BODY {
+        return Err(bad(format!("the body is larger than {MAX_BODY} bytes")));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| bad("the body must be a JSON object"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("the body must be a JSON object"))?;
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !["reason", "by", "until"].contains(&k.as_str()))
+    {
+        return Err(bad(format!(
+            "unknown key {:?}; known: reason, by, until",
+            k.chars().take(40).collect::<String>()
+        )));
+    }
+    let reason = text("reason", obj.get("reason"), MAX_REASON)?;
+    let by = text("by", obj.get("by"), MAX_BY)?;
+    let until_ms = match obj.get("until") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(u) => {
+            let u = u.as_str().ok_or_else(|| bad("until must be a string"))?;
+            // An age counted forward: `2h` is two hours from now.
+            let at = match crate::history::parse_time("until", u, 0) {
+                Ok(ms) if ms <= 0 && !u.contains('T') => now_ms.saturating_sub(ms),
+                Ok(ms) => ms,
+                Err(e) => return Err(e),
+            };
+            if at <= now_ms {
+                return Err(bad("until is not in the future"));
+            }
+            if at - now_ms > MAX_DAYS * 86_400_000 {
+                return Err(bad(format!("until is more than {MAX_DAYS} days away")));
+            }
+            Some(at)
+        }
+    };
+    Ok(MaintenanceRow {
+        target: target.to_string(),
+        reason,
+        by,
+        since_ms: now_ms,
+        until_ms,
+    })
+}
+
+/// The reason shown for `w`.
+fn reason_text(w: &MaintenanceRow) -> String {
+    let until = w
+        .until_ms
+        .and_then(rfc3339_ms)
+        .map(|u| format!("until {u}"))
+        .unwrap_or_else(|| "until turned off".into());
+    format!(
+        "in maintenance: {} (by {}, since {}, {until})",
+        w.reason,
+        w.by,
+        rfc3339_ms(w.since_ms).unwrap_or_default()
+    )
+}
+
+fn window_for<'a>(
+    windows: &'a [MaintenanceRow],
+    node_type: NodeType,
+    node_id: &str,
+    name: &str,
+) -> Option<&'a MaintenanceRow> {
+    windows
+        .iter()
+        .find(|w| w.target == node_id || w.target == name)
+        .or_else(|| windows.iter().find(|w| w.target == node_type.as_str()))
+}
+
+/// Before the rules: each node in maintenance (its own window or its type's) gets the
+/// reason, and Fail counts as Degraded.
+pub fn mark_inputs(inputs: &mut [NodeInput], windows: &[MaintenanceRow]) {
+    for n in inputs {
+        let Some(w) = window_for(windows, n.node_type, &n.node_id, &n.name) else {
+            continue;
+        };
+        if n.status == NodeStatus::Fail {
+            n.status = NodeStatus::Degraded;
+        }
+        n.reasons.push(
+            codes::MAINTENANCE
+                .reason(reason_text(w))
+                .on_node(n.name.clone()),
+        );
+    }
+}
+
+/// After the rules: a service type in maintenance is at worst Degraded, and the cluster's
+/// status follows its services.
+pub fn cap_services(view: &mut ClusterStatus, windows: &[MaintenanceRow]) {
+    let mut changed = false;
+    for (name, svc) in view.services.iter_mut() {
+        let Some(w) = windows.iter().find(|w| &w.target == name) else {
+            continue;
+        };
+        if svc.status == NodeStatus::Fail {
+            svc.status = NodeStatus::Degraded;
+            changed = true;
+        }
+        svc.reasons.push(codes::MAINTENANCE.reason(reason_text(w)));
+    }
+    if changed {
+        let worst = view
+            .services
+            .values()
+            .map(|s| s.status)
+            .max()
+            .unwrap_or(NodeStatus::Fail);
+        view.status = worst;
+        view.reasons = view
+            .services
+            .values()
+            .filter(|s| s.status != NodeStatus::Ok)
+            .flat_map(|s| s.reasons.iter().cloned())
+            .collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    #[test]
+    fn windows_are_parsed_with_clear_errors() {
+        let w = parse_put(
+            "db1",
+            br#"{"reason":"disk swap","by":"alice","until":"2h"}"#,
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(w.until_ms, Some(NOW + 7_200_000));
+        assert_eq!(w.by, "alice");
+        let w = parse_put("db", br#"{"reason":"upgrade","by":"bob"}"#, NOW).unwrap();
+        assert_eq!(w.until_ms, None);
+        for (target, body, says) in [
+            ("../x", &br#"{"reason":"r","by":"b"}"#[..], "target"),
+            ("db1", br#"{"by":"b"}"#, "reason"),
+            ("db1", br#"{"reason":"","by":"b"}"#, "reason"),
+            ("db1", br#"{"reason":"a\u001b[2Jb","by":"b"}"#, "control"),
+            ("db1", br#"{"reason":"r"}"#, "by"),
+            (
+                "db1",
+                br#"{"reason":"r","by":"b","until":"2001-01-01T00:00:00Z"}"#,
+                "future",
+            ),
+            ("db1", br#"{"reason":"r","by":"b","until":"999d"}"#, "days"),
+            ("db1", br#"{"reason":"r","by":"b","until":"soon"}"#, "until"),
+            ("db1", br#"{"reason":"r","by":"b","until":5}"#, "until"),
+            ("db1", br#"{"reason":"r","by":"b","x":1}"#, "unknown key"),
+            ("db1", br#"[1]"#, "JSON object"),
+            ("db1", b"{", "JSON object"),
+        ] {
+            let e = parse_put(target, body, NOW).unwrap_err();
+            assert!(e.message.contains(says), "{body:?}: {}", e.message);
+        }
+        let huge = format!(r#"{{"reason":"{}","by":"b"}}"#, "x".repeat(5000));
+        assert!(parse_put("db1", huge.as_bytes(), NOW).is_err());
+        let long = format!(r#"{{"reason":"{}","by":"b"}}"#, "x".repeat(201));
+        assert!(parse_put("db1", long.as_bytes(), NOW)
+            .unwrap_err()
+            .message
+            .contains("reason"));
+    }
+}
