@@ -196,6 +196,27 @@ impl RabbitCluster {
         )
     }
 
+    /// Declares a durable quorum queue `name` on vhost `/` through node `i`'s management API
+    /// as the administrator (`guest`); its members are every node of the cluster.
+    pub fn declare_quorum_queue(&self, i: usize, name: &str) -> Result<()> {
+        self.check_index(i)?;
+        let auth = format!(
+            "Basic {}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "guest:guest")
+        );
+        let r = rest::request(
+            rest::Tls::default(),
+            "PUT",
+            &format!("{}/api/queues/%2F/{name}", self.mgmt_url(i)),
+            &[("Authorization", auth.as_str())],
+            Some(r#"{"durable":true,"arguments":{"x-queue-type":"quorum"}}"#),
+        )?;
+        if !matches!(r.status, 201 | 204) {
+            bail!("declaring quorum queue {name}: {} {}", r.status, r.body);
+        }
+        Ok(())
+    }
+
     /// How many nodes node `i`'s `/api/nodes` reports `running:true` (`None`: no answer).
     pub fn running_seen_by(&self, i: usize) -> Option<usize> {
         let r = self
