@@ -20,7 +20,10 @@
 //! 5. stop etcd: the reason says the DCS is unreachable; every member is read-only;
 //! 6. kill only the leader's reporter: db stays Degraded, not Fail;
 //! 7. HTTPS with client certificates works (Patroni and etcd); a wrong CA or a missing
-//!    client certificate is refused with a clear reason.
+//!    client certificate is refused with a clear reason;
+//! 8. PostgreSQL over TLS: `ssl = on` on the real server (through Patroni's dynamic
+//!    configuration), the postgres probe with `ca_file` is OK over an SSL session (as
+//!    `pg_stat_ssl` shows), a wrong CA is refused.
 //!
 //! It also prints (never asserts) the db probe cycle time and the SIGKILL → Degraded and
 //! → new leader times, per set (`BENCH[set]` lines). Skips without the services (or the
@@ -306,6 +309,75 @@ fn db_probes(
     ]
 }
 
+/// Scenario 8: `ssl = on` on every member through `PATCH /config` (the members' own server
+/// certificate, SAN 127.0.0.1), then the postgres probe with `ca_file` on `member`.
+fn pg_over_tls(
+    c: &PatroniCluster,
+    rt: &tokio::runtime::Runtime,
+    member: usize,
+    tls: &harness::lab::patroni::PatroniTls,
+) {
+    let body = serde_json::json!({"postgresql": {"parameters": {
+        "ssl": "on",
+        "ssl_cert_file": tls.server_cert,
+        "ssl_key_file": tls.server_key,
+    }}})
+    .to_string();
+    let r = c
+        .rest_request(member, "PATCH", "/config", Some(&body))
+        .unwrap();
+    assert_eq!(r.status, 200, "PATCH /config: {}", r.body);
+    let ssl_sessions = || {
+        c.psql(
+            member,
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = 'status-reporter' AND s.ssl",
+        )
+        .unwrap()
+    };
+    wait_until(
+        "ssl = on after Patroni's reload",
+        Duration::from_secs(60),
+        POLL * 5,
+        || Ok(c.psql(member, "SHOW ssl")? == "on"),
+    )
+    .unwrap();
+    assert_eq!(ssl_sessions(), "0", "no probe session used TLS before");
+    let probe = |ca: &Path| -> Arc<dyn Probe> {
+        let cfg: sr_probes::postgres::Config = toml::from_str(&format!(
+            "port = {}\nuser = '{MONITOR_USER}'\npassword = '{MONITOR_PASSWORD}'\nca_file = '{}'",
+            c.pg_port(member),
+            ca.display()
+        ))
+        .unwrap();
+        assert!(cfg.validate().is_empty(), "{:?}", cfg.validate());
+        Arc::new(Scheduled::<sr_probes::postgres::Postgres>::new(cfg))
+    };
+    let good = probe(&tls.ca_cert);
+    let f = probe_cycle(rt, std::slice::from_ref(&good), 0);
+    assert_eq!(
+        f[0].status,
+        sr_protocol::NodeStatus::Ok,
+        "{:?}",
+        f[0].reasons
+    );
+    let sessions = ssl_sessions();
+    eprintln!("db_cluster[8]: postgres probe over TLS OK; SSL sessions of the probe: {sessions}");
+    assert_ne!(sessions, "0", "the probe's session is an SSL one");
+    let f = probe_cycle(rt, &[probe(&tls.wrong_ca_cert)], 0);
+    eprintln!(
+        "db_cluster[8]: postgres with a wrong CA -> {:?}",
+        f[0].reasons.first().map(|r| &r.message)
+    );
+    assert_eq!(f[0].status, sr_protocol::NodeStatus::Fail);
+    assert!(
+        f[0].reasons[0].message.contains("UnknownIssuer"),
+        "{:?}",
+        f[0].reasons
+    );
+    drop(good);
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -435,6 +507,9 @@ fn db_suite(set: VersionSet, scope: Scope) {
         sr_protocol::NodeStatus::Fail,
         "verify_client: required must refuse a client without a certificate"
     );
+
+    // ---- 8 (probe level): PostgreSQL over TLS ----
+    pg_over_tls(&c, &rt, leader, &tls);
 
     // ---- measure: the fast-path db probe cycle (/cluster and /config excluded) ----
     let fast = db_probes(
