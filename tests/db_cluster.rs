@@ -21,6 +21,9 @@
 //! 6. kill only the leader's reporter: db stays Degraded, not Fail;
 //! 7. HTTPS with client certificates works (Patroni and etcd); a wrong CA or a missing
 //!    client certificate is refused with a clear reason;
+//! 9. (after 6) a replication slot gone `lost`: the leader's postgres probe names it with
+//!    `replication_slot_lost` (PostgreSQL 17 adds `invalidation_reason` `wal_removed`), and
+//!    db is OK again once the slot is dropped;
 //! 8. PostgreSQL over TLS: `ssl = on` on the real server (through Patroni's dynamic
 //!    configuration), the postgres probe with `ca_file` is OK over an SSL session (as
 //!    `pg_stat_ssl` shows), a wrong CA is refused.
@@ -808,6 +811,96 @@ fn scenarios(c: &PatroniCluster, col: &Collector, agents: &mut [Agent], scope: S
     wait_view(
         col,
         "db OK after the leader's reporter restarted",
+        long,
+        healthy_view,
+    )
+    .unwrap();
+
+    // ---- 9. a replication slot lost ----
+    lost_slot(c, col, long);
+}
+
+/// Scenario 9: a permanent physical slot (Patroni's `slots`, so Patroni keeps it rather
+/// than dropping an unknown one) that nothing consumes, `max_slot_wal_keep_size = 1MB`,
+/// WAL written past it and a checkpoint once the replicas caught up (their own slots stay
+/// within the limit): PostgreSQL invalidates the slot, and the leader's probe says so.
+fn lost_slot(c: &PatroniCluster, col: &Collector, long: Duration) {
+    const SLOT: &str = "sr_lab_lost";
+    let leader = c.leader().expect("a leader");
+    let lname = node_name(&c.member_name(leader));
+    let patch = |body: serde_json::Value| {
+        let r = c
+            .rest_request(leader, "PATCH", "/config", Some(&body.to_string()))
+            .unwrap();
+        assert_eq!(r.status, 200, "PATCH /config: {}", r.body);
+    };
+    patch(serde_json::json!({
+        "slots": {SLOT: {"type": "physical"}},
+        "postgresql": {"parameters": {"max_slot_wal_keep_size": "1MB"}}
+    }));
+    let wal_status = || {
+        c.psql(
+            leader,
+            &format!("SELECT wal_status FROM pg_replication_slots WHERE slot_name = '{SLOT}'"),
+        )
+    };
+    wait_until(
+        "the slot reserved and the limit applied",
+        long,
+        POLL * 5,
+        || {
+            Ok(wal_status()? == "reserved"
+                && c.psql(leader, "SHOW max_slot_wal_keep_size")? == "1MB")
+        },
+    )
+    .unwrap();
+    c.psql(
+        leader,
+        "CREATE TABLE IF NOT EXISTS sr_lab_wal (g int, pad text)",
+    )
+    .unwrap();
+    wait_until("the slot lost", long, POLL, || {
+        c.psql(
+            leader,
+            "INSERT INTO sr_lab_wal SELECT g, repeat('x', 200) FROM generate_series(1, 60000) g",
+        )?;
+        c.psql(leader, "SELECT pg_switch_wal()")?;
+        // the replicas' own slots must not fall behind the limit at the checkpoint
+        wait_until("replicas caught up", long, POLL, || {
+            Ok(c.psql(
+                leader,
+                "SELECT count(*) FROM pg_stat_replication WHERE replay_lsn = pg_current_wal_lsn()",
+            )? == (c.members() - 1).to_string())
+        })?;
+        c.psql(leader, "CHECKPOINT")?;
+        Ok(wal_status()? == "lost")
+    })
+    .unwrap();
+    let (_, v) = wait_view(col, "the leader naming the lost slot", long, |v| {
+        db(v)["nodes"][&lname]["reasons"]
+            .as_array()
+            .is_some_and(|r| {
+                r.iter().any(|r| {
+                    r["code"] == "replication_slot_lost"
+                        && r["message"].as_str().is_some_and(|m| m.contains(SLOT))
+                })
+            })
+    })
+    .unwrap();
+    let why = db(&v)["nodes"][&lname]["reasons"].to_string();
+    eprintln!("db_cluster[9]: db {}: {why}", db_status(&v));
+    assert_eq!(db_status(&v), "Degraded", "{}", reasons_text(&v));
+    if c.set().in_rootfs() {
+        // PostgreSQL 17 says why; 15 only has wal_status
+        assert!(why.contains("wal_removed"), "{why}");
+    }
+    patch(serde_json::json!({
+        "slots": {SLOT: null},
+        "postgresql": {"parameters": {"max_slot_wal_keep_size": null}}
+    }));
+    wait_view(
+        col,
+        "db OK once Patroni dropped the slot",
         long,
         healthy_view,
     )
