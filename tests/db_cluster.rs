@@ -24,6 +24,9 @@
 //! 9. (after 6) a replication slot gone `lost`: the leader's postgres probe names it with
 //!    `replication_slot_lost` (PostgreSQL 17 adds `invalidation_reason` `wal_removed`), and
 //!    db is OK again once the slot is dropped;
+//! 10. (set B, after 9) quorum commit (`synchronous_mode: quorum`, Patroni 4 only): one
+//!    quorum standby stopped: Degraded naming it, but no `no_sync_standby` (the other one
+//!    acknowledges); the second stopped too: Fail with `no_sync_standby`;
 //! 8. PostgreSQL over TLS: `ssl = on` on the real server (through Patroni's dynamic
 //!    configuration), the postgres probe with `ca_file` is OK over an SSL session (as
 //!    `pg_stat_ssl` shows), a wrong CA is refused.
@@ -818,6 +821,100 @@ fn scenarios(c: &PatroniCluster, col: &Collector, agents: &mut [Agent], scope: S
 
     // ---- 9. a replication slot lost ----
     lost_slot(c, col, long);
+
+    // ---- 10. quorum commit losing its standbys (Patroni 4 only) ----
+    if c.set().in_rootfs() {
+        quorum_commit(c, col, long);
+    }
+}
+
+/// Whether `code` is among the db reasons or any db node's own reasons.
+fn has_code(v: &Value, code: &str) -> bool {
+    let in_list = |r: &Value| {
+        r.as_array()
+            .is_some_and(|a| a.iter().any(|r| r["code"] == code))
+    };
+    in_list(&db(v)["reasons"])
+        || db(v)["nodes"]
+            .as_object()
+            .is_some_and(|m| m.values().any(|n| in_list(&n["reasons"])))
+}
+
+/// Scenario 10: `synchronous_mode: quorum` (Patroni 4's quorum commit, ANY 1 of the two
+/// replicas). One replica stopped: the other still acknowledges commits, so db is Degraded
+/// for the stopped member only; both stopped: no synchronous standby is left.
+fn quorum_commit(c: &PatroniCluster, col: &Collector, long: Duration) {
+    let leader = c.leader().expect("a leader");
+    let set_mode = |mode: serde_json::Value| {
+        let body = serde_json::json!({ "synchronous_mode": mode }).to_string();
+        let r = c
+            .rest_request(leader, "PATCH", "/config", Some(&body))
+            .unwrap();
+        assert_eq!(r.status, 200, "PATCH /config: {}", r.body);
+    };
+    set_mode("quorum".into());
+    let quorum_standbys = || -> Result<usize> {
+        let r = c.rest_get(leader, "/patroni")?;
+        Ok(r.json()["replication"]
+            .as_array()
+            .map(|a| a.iter().filter(|w| w["sync_state"] == "quorum").count())
+            .unwrap_or(0))
+    };
+    wait_until("two quorum standbys", long, POLL * 5, || {
+        Ok(quorum_standbys()? == 2)
+    })
+    .unwrap();
+    wait_view(col, "db OK under quorum commit", long, healthy_view).unwrap();
+
+    let replicas: Vec<usize> = (0..c.members()).filter(|&i| i != leader).collect();
+    let first = node_name(&c.member_name(replicas[0]));
+    c.stop_patroni(replicas[0]).unwrap();
+    wait_view(
+        col,
+        "db Degraded naming the stopped quorum standby",
+        long,
+        |v| db_status(v) == "Degraded" && reasons_text(v).contains(&first),
+    )
+    .unwrap();
+    wait_until("one quorum standby left", long, POLL * 5, || {
+        Ok(quorum_standbys()? == 1)
+    })
+    .unwrap();
+    let v = wait_view(col, "a view after the quorum shrank", long, |_| true)
+        .unwrap()
+        .1;
+    eprintln!(
+        "db_cluster[10]: {first} stopped under quorum commit: db {}\n  {}",
+        db_status(&v),
+        reasons_text(&v)
+    );
+    assert!(
+        !has_code(&v, "no_sync_standby"),
+        "the other quorum standby acknowledges: {}",
+        reasons_text(&v)
+    );
+
+    c.stop_patroni(replicas[1]).unwrap();
+    let (_, v) = wait_view(col, "db Fail without a synchronous standby", long, |v| {
+        db_status(v) == "Fail" && has_code(v, "no_sync_standby")
+    })
+    .unwrap();
+    eprintln!(
+        "db_cluster[10]: both quorum standbys stopped: db {}\n  {}",
+        db_status(&v),
+        reasons_text(&v)
+    );
+
+    c.start_patroni(replicas[0]).unwrap();
+    c.start_patroni(replicas[1]).unwrap();
+    set_mode(serde_json::Value::Null);
+    wait_view(
+        col,
+        "db OK after both replicas restarted",
+        long,
+        healthy_view,
+    )
+    .unwrap();
 }
 
 /// Scenario 9: a permanent physical slot (Patroni's `slots`, so Patroni keeps it rather
