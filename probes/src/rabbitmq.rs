@@ -228,19 +228,24 @@ pub struct Raw {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feature_flags: Option<Reply>,
     /// Management calls that got no answer within the deadline this cycle, while others
-    /// did, and were read from the previous cycle's answers instead ([`bridge_stalls`]).
+    /// did, and were read from the last clean cycle's answers instead ([`bridge_stalls`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reused: Vec<String>,
 }
 
+/// How old (seconds) the last clean answers may be to stand in for stalled calls: the
+/// 5 s hold measured on 4.0.5, plus a cycle of slack.
+pub const STALL_GRACE_S: i64 = 6;
+
 /// RabbitMQ 4.0.5's management API holds about 1 in 30 `/api/overview` and 1 in 100
 /// `/api/nodes` requests for 5 s before answering (measured on the lab's 3-node cluster,
-/// with and without Khepri, fresh or kept-alive connections; 3.10.8 never did). With any
-/// deadline under 5 s such a cycle would Fail a healthy node. So when some calls of a cycle
-/// timed out while at least one answered, and the previous cycle had every answer, the
-/// timed-out ones are taken from that cycle (named in `raw.reused`, shown in the finding's
-/// `management_reused`). Never for two cycles in a row: a stall that lasts is reported.
-/// Returns whether `raw` had no timed-out call (then it may serve the next cycle).
+/// with and without Khepri, fresh or kept-alive connections; 3.10.8 showed none in the same
+/// suite). With any deadline under 5 s such a cycle would Fail a healthy node, and at a 1 s
+/// period several cycles in a row fall into one hold. So when some calls of a cycle timed
+/// out while at least one answered, the timed-out ones are taken from the last cycle that had
+/// every answer, if that is at most [`STALL_GRACE_S`] old (the caller checks the age; named in
+/// `raw.reused`, shown in the finding's `management_reused`). A stall that outlasts it is
+/// reported. Returns whether `raw` had no timed-out call (then it may serve later cycles).
 pub fn bridge_stalls(raw: &mut Raw, previous: Option<&Raw>) -> bool {
     fn timed_out(r: &Reply) -> bool {
         matches!(r, Reply::Failed { error } if error.starts_with("no answer within"))
@@ -1143,9 +1148,10 @@ pub struct Rabbitmq {
     last_amqp: Mutex<Option<(u64, Outcome)>>,
     /// The previous cycle's management API failed: run AMQP now rather than when due.
     mgmt_failed: AtomicBool,
-    /// The last cycle's management answers when none of them timed out, with its cycle:
-    /// what [`bridge_stalls`] may read a stalled call from in the next cycle only.
-    last_clean: Mutex<Option<(u64, Raw)>>,
+    /// The last management answers none of which timed out, with their cycle's time
+    /// (unix seconds): what [`bridge_stalls`] may read a stalled call from, for
+    /// [`STALL_GRACE_S`].
+    last_clean: Mutex<Option<(i64, Raw)>>,
 }
 
 impl TypedProbe for Rabbitmq {
@@ -1189,9 +1195,11 @@ impl TypedProbe for Rabbitmq {
             let mut clean = self.last_clean.lock().unwrap_or_else(|p| p.into_inner());
             let previous = clean
                 .as_ref()
-                .filter(|(at, _)| at.checked_add(1) == Some(ctx.cycle))
+                .filter(|(at, _)| (0..=STALL_GRACE_S).contains(&(ctx.now - at)))
                 .map(|(_, r)| r);
-            *clean = bridge_stalls(&mut raw, previous).then(|| (ctx.cycle, raw.clone()));
+            if bridge_stalls(&mut raw, previous) {
+                *clean = Some((ctx.now, raw.clone()));
+            }
         }
         let mut last = self.last_amqp.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(o) = fresh {

@@ -714,11 +714,11 @@ fn rabbitmq4_lone_survivor_without_khepri_is_not_a_minority_failure() {
 }
 
 /// RabbitMQ 4.0.5 holds a few management requests for 5 s (measured: ~1 in 30
-/// `/api/overview`): one such cycle reads the stalled call from the previous cycle instead
-/// of failing a healthy node; a stall without a clean previous cycle, or with nothing
-/// answering at all, is still reported.
+/// `/api/overview`): a stalled call is read from the last clean cycle instead of failing a
+/// healthy node; a stall without clean answers to stand in (none, or too old: the probe
+/// passes `None`), or with nothing answering at all, is still reported.
 #[test]
-fn rabbitmq4_one_stalled_management_call_is_bridged_once() {
+fn rabbitmq4_a_stalled_management_call_is_bridged() {
     let cfg = rmq_cfg("rabbit1@localhost");
     let clean = rmq_raw(
         1,
@@ -744,7 +744,7 @@ fn rabbitmq4_one_stalled_management_call_is_bridged_once() {
         serde_json::json!(["/api/overview"])
     );
 
-    // no clean previous cycle (the one before was bridged itself): reported
+    // no clean answers young enough: reported
     let mut again = stalled();
     assert!(!rabbitmq::bridge_stalls(&mut again, None));
     assert!(again.reused.is_empty());
