@@ -87,6 +87,9 @@ fn partition_suite(set: VersionSet) {
     if !require_set(set, &["rabbitmq", "curl"]) {
         return;
     }
+    // before anything else: the namespaces (and the availability probe's) are named after
+    // the process, so the two sets of this binary must not overlap even there
+    let _one_lab_at_a_time = exclusive();
     let label = set.label();
     if let Err(e) = netlab::available() {
         if ci() {
@@ -95,7 +98,6 @@ fn partition_suite(set: VersionSet) {
         eprintln!("SKIP: network namespaces unavailable (needs root and iproute2): {e}");
         return;
     }
-    let _one_lab_at_a_time = exclusive();
     let t_all = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     // Declared first so it drops last: agents and collector stop before the namespaces go.
