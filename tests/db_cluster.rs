@@ -7,7 +7,7 @@
 //! polling the collector's `cluster-status` view with a deadline:
 //! - `db_cluster_set_a`: Patroni 3.0.2, etcd 3.4, PostgreSQL 15 (the host's Debian 12);
 //! - `db_cluster_set_b`: Patroni 4.0.7, etcd 3.5, PostgreSQL 17 (the Debian 13 rootfs);
-//! - `db_cluster_patroni41`: Patroni 4.1 (PyPI venv) on set B, scenarios 1-3 and 7 only.
+//! - `db_cluster_patroni41`: Patroni 4.1 (PyPI venv) on set B, scenarios 1-3, 7 and 8 only.
 //!
 //! The assertions are the same on every set. Patroni 4 raises the DCS ttl to at least 20 s,
 //! so its failover takes ~20 s instead of ~10 s: the deadlines allow for it (no sleeps).
@@ -21,15 +21,15 @@
 //! 6. kill only the leader's reporter: db stays Degraded, not Fail;
 //! 7. HTTPS with client certificates works (Patroni and etcd); a wrong CA or a missing
 //!    client certificate is refused with a clear reason;
+//! 8. PostgreSQL over TLS: `ssl = on` on the real server (through Patroni's dynamic
+//!    configuration), the postgres probe with `ca_file` is OK over an SSL session (as
+//!    `pg_stat_ssl` shows), a wrong CA is refused;
 //! 9. (after 6) a replication slot gone `lost`: the leader's postgres probe names it with
 //!    `replication_slot_lost` (PostgreSQL 17 adds `invalidation_reason` `wal_removed`), and
 //!    db is OK again once the slot is dropped;
 //! 10. (set B, after 9) quorum commit (`synchronous_mode: quorum`, Patroni 4 only): one
-//!    quorum standby stopped: Degraded naming it, but no `no_sync_standby` (the other one
-//!    acknowledges); the second stopped too: Fail with `no_sync_standby`;
-//! 8. PostgreSQL over TLS: `ssl = on` on the real server (through Patroni's dynamic
-//!    configuration), the postgres probe with `ca_file` is OK over an SSL session (as
-//!    `pg_stat_ssl` shows), a wrong CA is refused.
+//!     quorum standby stopped: Degraded naming it, but no `no_sync_standby` (the other one
+//!     acknowledges); the second stopped too: Fail with `no_sync_standby`.
 //!
 //! It also prints (never asserts) the db probe cycle time and the SIGKILL → Degraded and
 //! → new leader times, per set (`BENCH[set]` lines). Skips without the services (or the
