@@ -10,9 +10,15 @@
 //! 1. healthy first: broker OK, 3 nodes;
 //! 2. link cut: once both sides have declared the other down (`net_ticktime` 10 s), each
 //!    side sees itself running and the other down: split brain, Fail, naming the nodes;
-//! 3. link restored: RabbitMQ's default partition handling (`ignore`) reconnects and keeps
-//!    the partition in `/api/nodes` `partitions`: still split brain, Fail, now with the
-//!    reported partition as the reason.
+//! 3. link restored: what happens depends on the metadata store (stated per set in
+//!    [`after_heal`]): with Mnesia (set A, RabbitMQ 3.10) the default partition handling
+//!    (`ignore`) reconnects and keeps the partition in `/api/nodes` `partitions`: still split
+//!    brain, Fail, now with the reported partition as the reason; with Khepri (set B,
+//!    RabbitMQ 4.0.5) partition handling does not apply, `partitions` stays empty and the
+//!    Raft store heals itself: the broker is OK again.
+//!
+//! Run per version set: `partition_set_a`, `partition_set_b` (one namespace lab each, one
+//! after the other).
 //!
 //! Only namespaces and addresses this test creates are used (10.203.0.0/24 and
 //! 10.203.1.0/24 exist only inside them); all are deleted at the end, also on failure.
@@ -20,7 +26,9 @@
 //! Waits poll with deadlines; timings are printed, never asserted.
 mod harness;
 
-use harness::lab::{rabbitmq::broker_probe, require_services, MONITOR_PASSWORD, MONITOR_USER};
+use harness::lab::{
+    exclusive, rabbitmq::broker_probe, require_set, VersionSet, MONITOR_PASSWORD, MONITOR_USER,
+};
 use harness::netlab::{self, NetLab, COLLECTOR_IP};
 use harness::{ci, Agent, Collector, Status};
 use sr_probes::rabbitmq::Config;
@@ -48,11 +56,41 @@ fn split_reasons(s: &Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// What the broker looks like once the cut link is restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterHeal {
+    /// Mnesia with `ignore`: the partition is recorded and kept; split brain stays.
+    PartitionKept,
+    /// Khepri: no partition bookkeeping; the nodes reconnect and the cluster is whole again.
+    Healed,
+}
+
+fn after_heal(set: VersionSet) -> AfterHeal {
+    if set.khepri() {
+        AfterHeal::Healed
+    } else {
+        AfterHeal::PartitionKept
+    }
+}
+
 #[test]
-fn partition_is_split_brain_fail_end_to_end() {
-    if !require_services(&["rabbitmq", "curl"]) {
+fn partition_set_a() {
+    partition_suite(VersionSet::Debian12);
+}
+
+#[test]
+fn partition_set_b() {
+    partition_suite(VersionSet::Trixie);
+}
+
+fn partition_suite(set: VersionSet) {
+    if !require_set(set, &["rabbitmq", "curl"]) {
         return;
     }
+    // before anything else: the namespaces (and the availability probe's) are named after
+    // the process, so the two sets of this binary must not overlap even there
+    let _one_lab_at_a_time = exclusive();
+    let label = set.label();
     if let Err(e) = netlab::available() {
         if ci() {
             panic!("CI=true and network namespaces are unavailable (needs root and iproute2): {e}");
@@ -65,14 +103,16 @@ fn partition_is_split_brain_fail_end_to_end() {
     // Declared first so it drops last: agents and collector stop before the namespaces go.
     let lab = NetLab::start(
         &tmp.path().join("rabbit"),
+        set,
         3,
         (MONITOR_USER, MONITOR_PASSWORD),
         Duration::from_secs(150),
     )
     .expect("start RabbitMQ on three namespace hosts");
     eprintln!(
-        "netlab: 3 hosts, RabbitMQ clustered in {:.1}s",
-        lab.started_in().as_secs_f64()
+        "netlab[{label}]: 3 hosts, RabbitMQ clustered in {:.1}s ({})",
+        lab.started_in().as_secs_f64(),
+        set.versions()
     );
 
     let sw = lab.sw();
@@ -153,7 +193,7 @@ fn partition_is_split_brain_fail_end_to_end() {
                 .any(|a| sees(s, a, &r3).as_deref() == Some("Fail"))
     });
     eprintln!(
-        "BENCH partition (link cut) → split-brain Fail in `cluster status`: {:.1}s (net_ticktime 10 s)",
+        "BENCH[{label}] partition (link cut) → split-brain Fail in `cluster status`: {:.1}s (net_ticktime 10 s)",
         during.as_secs_f64()
     );
     assert!(
@@ -162,12 +202,41 @@ fn partition_is_split_brain_fail_end_to_end() {
         s.describe()
     );
     assert_eq!(s.code, Some(2));
+    if set.khepri() {
+        // Set B: the cut-off node sees itself alone, a minority where Khepri and every
+        // quorum queue have no majority: it Fails itself, from the same /api/nodes answer
+        // that shows rabbit1 down above.
+        assert!(
+            !s.node_reasons(AGENTS[2], "cluster_minority").is_empty(),
+            "{}",
+            s.describe()
+        );
+    }
     eprintln!("scenario 6.2: {}", split_reasons(&s).join(" | "));
 
-    // 3. Restore the link: the nodes reconnect, RabbitMQ records the partition and keeps
-    //    it (`ignore`), and the collector says so.
+    // 3. Restore the link: the nodes reconnect; what the broker is then depends on the
+    //    metadata store (see `after_heal`).
     lab.set_cluster_link(2, true)
         .expect("restore host 3's cluster link");
+    match after_heal(set) {
+        AfterHeal::PartitionKept => partition_kept(&lab, &collector, &cut_at),
+        AfterHeal::Healed => healed(&lab, &collector, &cut_at),
+    }
+
+    for a in &agents {
+        assert!(!a.log_tail().contains("panicked"), "{}", a.log_tail());
+    }
+    drop(agents);
+    drop(collector);
+    drop(lab);
+    eprintln!(
+        "scenario 6: {:.1}s wall time in all",
+        t_all.elapsed().as_secs_f64()
+    );
+}
+
+/// Mnesia (`ignore`): RabbitMQ records the partition and keeps it, and the collector says so.
+fn partition_kept(lab: &NetLab, collector: &Collector, cut_at: &Instant) {
     let (s, after) = collector.wait(
         "split brain from the reported partition after the link heals",
         DEADLINE,
@@ -210,15 +279,34 @@ fn partition_is_split_brain_fail_end_to_end() {
         "{nodes3}"
     );
     eprintln!("scenario 6.3: {}", split.join(" | "));
+}
 
-    for a in &agents {
-        assert!(!a.log_tail().contains("panicked"), "{}", a.log_tail());
-    }
-    drop(agents);
-    drop(collector);
-    drop(lab);
+/// Khepri: the nodes reconnect, no partition is recorded (`partitions` stays empty) and the
+/// broker is whole again: OK, every node seeing all three running.
+fn healed(lab: &NetLab, collector: &Collector, cut_at: &Instant) {
+    let (s, after) = collector.wait("broker OK after the link heals", DEADLINE, |s| {
+        s.broker_status() == Some(NodeStatus::Ok)
+            && AGENTS
+                .iter()
+                .all(|a| s.node_status(a) == Some(NodeStatus::Ok))
+    });
     eprintln!(
-        "scenario 6: {:.1}s wall time in all",
-        t_all.elapsed().as_secs_f64()
+        "scenario 6.3: broker OK {:.1}s after the link came back ({:.1}s after the cut)",
+        after.as_secs_f64(),
+        cut_at.elapsed().as_secs_f64()
+    );
+    assert!(
+        AGENTS
+            .iter()
+            .all(|a| s.node_reasons(a, "partition").is_empty()),
+        "{}",
+        s.describe()
+    );
+    let nodes3 = lab
+        .mgmt_get(2, "/api/nodes?columns=name,running,partitions")
+        .expect("node 3's /api/nodes");
+    assert!(
+        nodes3.matches("\"running\":true").count() == 3 && !nodes3.contains("\"partitions\":[\""),
+        "{nodes3}"
     );
 }

@@ -1,9 +1,16 @@
-//! End to end on a real db cluster: Patroni ×3 + etcd + PostgreSQL 15 (started by
-//! `tests/support/cluster.rs`; Patroni REST over HTTPS with `verify_client: required`,
+//! End to end on a real db cluster: Patroni ×3 + etcd + PostgreSQL (started by
+//! `tests/harness/lab/patroni.rs`; Patroni REST over HTTPS with `verify_client: required`,
 //! etcd over HTTPS with `--client-cert-auth`), a
 //! real in-process collector, and one `status-reporter run` agent per member with the
-//! `patroni`, `etcd` and `postgres` probes. The issue's scenarios run in sequence in ONE
-//! test, each polling the collector's `cluster-status` view with a deadline:
+//! `patroni`, `etcd` and `postgres` probes. The scenarios are written once and run per
+//! version set (issue 13), one test and ONE cluster per set, in sequence within it, each
+//! polling the collector's `cluster-status` view with a deadline:
+//! - `db_cluster_set_a`: Patroni 3.0.2, etcd 3.4, PostgreSQL 15 (the host's Debian 12);
+//! - `db_cluster_set_b`: Patroni 4.0.7, etcd 3.5, PostgreSQL 17 (the Debian 13 rootfs);
+//! - `db_cluster_patroni41`: Patroni 4.1 (PyPI venv) on set B, scenarios 1-3, 7 and 8 only.
+//!
+//! The assertions are the same on every set. Patroni 4 raises the DCS ttl to at least 20 s,
+//! so its failover takes ~20 s instead of ~10 s: the deadlines allow for it (no sleeps).
 //!
 //! 1. healthy: db OK, one leader and two replicas with their roles;
 //! 2. SIGKILL the leader's Patroni: Degraded at once, then a new leader, then OK when the
@@ -13,14 +20,26 @@
 //! 5. stop etcd: the reason says the DCS is unreachable; every member is read-only;
 //! 6. kill only the leader's reporter: db stays Degraded, not Fail;
 //! 7. HTTPS with client certificates works (Patroni and etcd); a wrong CA or a missing
-//!    client certificate is refused with a clear reason.
+//!    client certificate is refused with a clear reason;
+//! 8. PostgreSQL over TLS: `ssl = on` on the real server (through Patroni's dynamic
+//!    configuration), the postgres probe with `ca_file` is OK over an SSL session (as
+//!    `pg_stat_ssl` shows), a wrong CA is refused;
+//! 9. (after 6) a replication slot gone `lost`: the leader's postgres probe names it with
+//!    `replication_slot_lost` (PostgreSQL 17 adds `invalidation_reason` `wal_removed`), and
+//!    db is OK again once the slot is dropped;
+//! 10. (set B, after 9) quorum commit (`synchronous_mode: quorum`, Patroni 4 only): one
+//!     quorum standby stopped: Degraded naming it, but no `no_sync_standby` (the other one
+//!     acknowledges); the second stopped too: Fail with `no_sync_standby`.
 //!
-//! It also prints (never asserts) the db probe cycle time and the SIGKILL → Degraded time.
-//! Skips without the services unless CI=true (then missing services fail).
+//! It also prints (never asserts) the db probe cycle time and the SIGKILL → Degraded and
+//! → new leader times, per set (`BENCH[set]` lines). Skips without the services (or the
+//! rootfs) unless CI=true (then missing services fail).
 mod harness;
 
 use anyhow::{anyhow, Result};
-use harness::lab::{require_services, PatroniCluster, PatroniOpts, MONITOR_PASSWORD, MONITOR_USER};
+use harness::lab::{
+    exclusive, require_set, PatroniCluster, PatroniOpts, VersionSet, MONITOR_PASSWORD, MONITOR_USER,
+};
 use harness::{wait_until, Agent, Collector};
 use serde_json::Value;
 use sr_probes::{Finding, Probe, ProbeContext, Scheduled};
@@ -296,25 +315,122 @@ fn db_probes(
     ]
 }
 
+/// Scenario 8: `ssl = on` on every member through `PATCH /config` (the members' own server
+/// certificate, SAN 127.0.0.1), then the postgres probe with `ca_file` on `member`.
+fn pg_over_tls(
+    c: &PatroniCluster,
+    rt: &tokio::runtime::Runtime,
+    member: usize,
+    tls: &harness::lab::patroni::PatroniTls,
+) {
+    let body = serde_json::json!({"postgresql": {"parameters": {
+        "ssl": "on",
+        "ssl_cert_file": tls.server_cert,
+        "ssl_key_file": tls.server_key,
+    }}})
+    .to_string();
+    let r = c
+        .rest_request(member, "PATCH", "/config", Some(&body))
+        .unwrap();
+    assert_eq!(r.status, 200, "PATCH /config: {}", r.body);
+    let ssl_sessions = || {
+        c.psql(
+            member,
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = 'status-reporter' AND s.ssl",
+        )
+        .unwrap()
+    };
+    wait_until(
+        "ssl = on after Patroni's reload",
+        Duration::from_secs(60),
+        POLL * 5,
+        || Ok(c.psql(member, "SHOW ssl")? == "on"),
+    )
+    .unwrap();
+    assert_eq!(ssl_sessions(), "0", "no probe session used TLS before");
+    let probe = |ca: &Path| -> Arc<dyn Probe> {
+        let cfg: sr_probes::postgres::Config = toml::from_str(&format!(
+            "port = {}\nuser = '{MONITOR_USER}'\npassword = '{MONITOR_PASSWORD}'\nca_file = '{}'",
+            c.pg_port(member),
+            ca.display()
+        ))
+        .unwrap();
+        assert!(cfg.validate().is_empty(), "{:?}", cfg.validate());
+        Arc::new(Scheduled::<sr_probes::postgres::Postgres>::new(cfg))
+    };
+    let good = probe(&tls.ca_cert);
+    let f = probe_cycle(rt, std::slice::from_ref(&good), 0);
+    assert_eq!(
+        f[0].status,
+        sr_protocol::NodeStatus::Ok,
+        "{:?}",
+        f[0].reasons
+    );
+    let sessions = ssl_sessions();
+    eprintln!("db_cluster[8]: postgres probe over TLS OK; SSL sessions of the probe: {sessions}");
+    assert_ne!(sessions, "0", "the probe's session is an SSL one");
+    let f = probe_cycle(rt, &[probe(&tls.wrong_ca_cert)], 0);
+    eprintln!(
+        "db_cluster[8]: postgres with a wrong CA -> {:?}",
+        f[0].reasons.first().map(|r| &r.message)
+    );
+    assert_eq!(f[0].status, sr_protocol::NodeStatus::Fail);
+    assert!(
+        f[0].reasons[0].message.contains("UnknownIssuer"),
+        "{:?}",
+        f[0].reasons
+    );
+    drop(good);
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Which of the scenarios a set runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// 1-7.
+    All,
+    /// 1 (healthy), 2 (leader kill), 3 (replica stop) and 7 (TLS): Patroni 4.1, a second
+    /// Patroni build on set B, is proven where its REST answers matter most.
+    LeaderKillReplicaStop,
+}
+
 #[test]
-fn db_cluster_scenarios() {
-    if !require_services(&["patroni", "etcd", "postgres"]) {
+fn db_cluster_set_a() {
+    db_suite(VersionSet::Debian12, Scope::All);
+}
+
+#[test]
+fn db_cluster_set_b() {
+    db_suite(VersionSet::Trixie, Scope::All);
+}
+
+#[test]
+fn db_cluster_patroni41() {
+    db_suite(VersionSet::TrixiePatroni41, Scope::LeaderKillReplicaStop);
+}
+
+fn db_suite(set: VersionSet, scope: Scope) {
+    if !require_set(set, &["patroni", "etcd", "postgres"]) {
         return;
     }
+    let _one_cluster_at_a_time = exclusive();
     sr_tls::install_default_provider();
     let c = PatroniCluster::start(PatroniOpts {
         tls: true,
         etcd_tls: true,
+        set,
         ..Default::default()
     })
     .expect("start the TLS Patroni cluster");
     eprintln!(
-        "db_cluster: cluster up in {:.1}s, TLS REST with verify_client: required, etcd with client-cert auth",
-        c.started_in().as_secs_f64()
+        "db_cluster[{}]: cluster up in {:.1}s (ttl {}), TLS REST with verify_client: required, etcd with client-cert auth",
+        set.label(),
+        c.started_in().as_secs_f64(),
+        c.opts().ttl
     );
     let tls = c.tls().expect("TLS material").clone();
     let work = tempfile::tempdir().unwrap();
@@ -398,6 +514,9 @@ fn db_cluster_scenarios() {
         "verify_client: required must refuse a client without a certificate"
     );
 
+    // ---- 8 (probe level): PostgreSQL over TLS ----
+    pg_over_tls(&c, &rt, leader, &tls);
+
     // ---- measure: the fast-path db probe cycle (/cluster and /config excluded) ----
     let fast = db_probes(
         &c,
@@ -433,7 +552,8 @@ fn db_cluster_scenarios() {
         )
     };
     eprintln!(
-        "BENCH db probe cycle (leader; /patroni over mTLS + etcd + postgres, concurrent; /cluster excluded; 40 cycles): {}",
+        "BENCH[{}] db probe cycle (leader; /patroni over mTLS + etcd + postgres, concurrent; /cluster excluded; 40 cycles): {}",
+        set.label(),
         summary(&mut total)
     );
     for (name, v) in ["patroni", "etcd", "postgres"].iter().zip(each.iter_mut()) {
@@ -473,7 +593,7 @@ fn db_cluster_scenarios() {
         }
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        scenarios(&c, &col, &mut agents)
+        scenarios(&c, &col, &mut agents, scope)
     }));
     if let Err(e) = result {
         dump_logs(&agents);
@@ -481,8 +601,11 @@ fn db_cluster_scenarios() {
     }
 }
 
-fn scenarios(c: &PatroniCluster, col: &Collector, agents: &mut [Agent]) {
-    let long = Duration::from_secs(90);
+fn scenarios(c: &PatroniCluster, col: &Collector, agents: &mut [Agent], scope: Scope) {
+    let set = c.set().label();
+    // a failover takes about ttl (10 s on Patroni 3, at least 20 s on 4), a rejoin with
+    // pg_rewind a few seconds more: the deadline scales with the ttl
+    let long = Duration::from_secs(90 + 2 * u64::from(c.opts().ttl));
 
     // ---- 1. healthy ----
     let (took, v) = wait_view(
@@ -521,7 +644,7 @@ fn scenarios(c: &PatroniCluster, col: &Collector, agents: &mut [Agent]) {
     .unwrap();
     let detect = t0.elapsed();
     eprintln!(
-        "BENCH SIGKILL leader Patroni -> db Degraded in the collector's view: {:.2} s (reporting_freq 1 s)",
+        "BENCH[{set}] SIGKILL leader Patroni -> db Degraded in the collector's view: {:.2} s (reporting_freq 1 s)",
         detect.as_secs_f64()
     );
     eprintln!("db_cluster[2]: degraded:\n  {}", reasons_text(&v));
@@ -538,6 +661,11 @@ fn scenarios(c: &PatroniCluster, col: &Collector, agents: &mut [Agent]) {
         leader_in_view(&v),
         took.as_secs_f64(),
         db_status(&v)
+    );
+    eprintln!(
+        "BENCH[{set}] SIGKILL leader Patroni -> new leader in the collector's view: {:.2} s (ttl {} s)",
+        t0.elapsed().as_secs_f64(),
+        c.opts().ttl
     );
     assert_ne!(
         db_status(&v),
@@ -596,6 +724,11 @@ fn scenarios(c: &PatroniCluster, col: &Collector, agents: &mut [Agent]) {
     })
     .unwrap();
     eprintln!("db_cluster[3]: {rname} stopped:\n  {}", reasons_text(&v));
+    if scope == Scope::LeaderKillReplicaStop {
+        c.start_patroni(replica).unwrap();
+        wait_view(col, "db OK after the replica restarted", long, healthy_view).unwrap();
+        return;
+    }
 
     // ---- 4. stop two of three ----
     let other = (0..c.members())
@@ -681,6 +814,190 @@ fn scenarios(c: &PatroniCluster, col: &Collector, agents: &mut [Agent]) {
     wait_view(
         col,
         "db OK after the leader's reporter restarted",
+        long,
+        healthy_view,
+    )
+    .unwrap();
+
+    // ---- 9. a replication slot lost ----
+    lost_slot(c, col, long);
+
+    // ---- 10. quorum commit losing its standbys (Patroni 4 only) ----
+    if c.set().in_rootfs() {
+        quorum_commit(c, col, long);
+    }
+}
+
+/// Whether `code` is among the db reasons or any db node's own reasons.
+fn has_code(v: &Value, code: &str) -> bool {
+    let in_list = |r: &Value| {
+        r.as_array()
+            .is_some_and(|a| a.iter().any(|r| r["code"] == code))
+    };
+    in_list(&db(v)["reasons"])
+        || db(v)["nodes"]
+            .as_object()
+            .is_some_and(|m| m.values().any(|n| in_list(&n["reasons"])))
+}
+
+/// Scenario 10: `synchronous_mode: quorum` (Patroni 4's quorum commit, ANY 1 of the two
+/// replicas). One replica stopped: the other still acknowledges commits, so db is Degraded
+/// for the stopped member only; both stopped: no synchronous standby is left.
+fn quorum_commit(c: &PatroniCluster, col: &Collector, long: Duration) {
+    let leader = c.leader().expect("a leader");
+    let set_mode = |mode: serde_json::Value| {
+        let body = serde_json::json!({ "synchronous_mode": mode }).to_string();
+        let r = c
+            .rest_request(leader, "PATCH", "/config", Some(&body))
+            .unwrap();
+        assert_eq!(r.status, 200, "PATCH /config: {}", r.body);
+    };
+    set_mode("quorum".into());
+    let quorum_standbys = || -> Result<usize> {
+        let r = c.rest_get(leader, "/patroni")?;
+        Ok(r.json()["replication"]
+            .as_array()
+            .map(|a| a.iter().filter(|w| w["sync_state"] == "quorum").count())
+            .unwrap_or(0))
+    };
+    wait_until("two quorum standbys", long, POLL * 5, || {
+        Ok(quorum_standbys()? == 2)
+    })
+    .unwrap();
+    wait_view(col, "db OK under quorum commit", long, healthy_view).unwrap();
+
+    let replicas: Vec<usize> = (0..c.members()).filter(|&i| i != leader).collect();
+    let first = node_name(&c.member_name(replicas[0]));
+    c.stop_patroni(replicas[0]).unwrap();
+    wait_view(
+        col,
+        "db Degraded naming the stopped quorum standby",
+        long,
+        |v| db_status(v) == "Degraded" && reasons_text(v).contains(&first),
+    )
+    .unwrap();
+    wait_until("one quorum standby left", long, POLL * 5, || {
+        Ok(quorum_standbys()? == 1)
+    })
+    .unwrap();
+    let v = wait_view(col, "a view after the quorum shrank", long, |_| true)
+        .unwrap()
+        .1;
+    eprintln!(
+        "db_cluster[10]: {first} stopped under quorum commit: db {}\n  {}",
+        db_status(&v),
+        reasons_text(&v)
+    );
+    assert!(
+        !has_code(&v, "no_sync_standby"),
+        "the other quorum standby acknowledges: {}",
+        reasons_text(&v)
+    );
+
+    c.stop_patroni(replicas[1]).unwrap();
+    let (_, v) = wait_view(col, "db Fail without a synchronous standby", long, |v| {
+        db_status(v) == "Fail" && has_code(v, "no_sync_standby")
+    })
+    .unwrap();
+    eprintln!(
+        "db_cluster[10]: both quorum standbys stopped: db {}\n  {}",
+        db_status(&v),
+        reasons_text(&v)
+    );
+
+    c.start_patroni(replicas[0]).unwrap();
+    c.start_patroni(replicas[1]).unwrap();
+    set_mode(serde_json::Value::Null);
+    wait_view(
+        col,
+        "db OK after both replicas restarted",
+        long,
+        healthy_view,
+    )
+    .unwrap();
+}
+
+/// Scenario 9: a permanent physical slot (Patroni's `slots`, so Patroni keeps it rather
+/// than dropping an unknown one) that nothing consumes, `max_slot_wal_keep_size = 1MB`,
+/// WAL written past it and a checkpoint once the replicas caught up (their own slots stay
+/// within the limit): PostgreSQL invalidates the slot, and the leader's probe says so.
+fn lost_slot(c: &PatroniCluster, col: &Collector, long: Duration) {
+    const SLOT: &str = "sr_lab_lost";
+    let leader = c.leader().expect("a leader");
+    let lname = node_name(&c.member_name(leader));
+    let patch = |body: serde_json::Value| {
+        let r = c
+            .rest_request(leader, "PATCH", "/config", Some(&body.to_string()))
+            .unwrap();
+        assert_eq!(r.status, 200, "PATCH /config: {}", r.body);
+    };
+    patch(serde_json::json!({
+        "slots": {SLOT: {"type": "physical"}},
+        "postgresql": {"parameters": {"max_slot_wal_keep_size": "1MB"}}
+    }));
+    let wal_status = || {
+        c.psql(
+            leader,
+            &format!("SELECT wal_status FROM pg_replication_slots WHERE slot_name = '{SLOT}'"),
+        )
+    };
+    wait_until(
+        "the slot reserved and the limit applied",
+        long,
+        POLL * 5,
+        || {
+            Ok(wal_status()? == "reserved"
+                && c.psql(leader, "SHOW max_slot_wal_keep_size")? == "1MB")
+        },
+    )
+    .unwrap();
+    c.psql(
+        leader,
+        "CREATE TABLE IF NOT EXISTS sr_lab_wal (g int, pad text)",
+    )
+    .unwrap();
+    wait_until("the slot lost", long, POLL, || {
+        c.psql(
+            leader,
+            "INSERT INTO sr_lab_wal SELECT g, repeat('x', 200) FROM generate_series(1, 60000) g",
+        )?;
+        c.psql(leader, "SELECT pg_switch_wal()")?;
+        // the replicas' own slots must not fall behind the limit at the checkpoint
+        wait_until("replicas caught up", long, POLL, || {
+            Ok(c.psql(
+                leader,
+                "SELECT count(*) FROM pg_stat_replication WHERE replay_lsn = pg_current_wal_lsn()",
+            )? == (c.members() - 1).to_string())
+        })?;
+        c.psql(leader, "CHECKPOINT")?;
+        Ok(wal_status()? == "lost")
+    })
+    .unwrap();
+    let (_, v) = wait_view(col, "the leader naming the lost slot", long, |v| {
+        db(v)["nodes"][&lname]["reasons"]
+            .as_array()
+            .is_some_and(|r| {
+                r.iter().any(|r| {
+                    r["code"] == "replication_slot_lost"
+                        && r["message"].as_str().is_some_and(|m| m.contains(SLOT))
+                })
+            })
+    })
+    .unwrap();
+    let why = db(&v)["nodes"][&lname]["reasons"].to_string();
+    eprintln!("db_cluster[9]: db {}: {why}", db_status(&v));
+    assert_eq!(db_status(&v), "Degraded", "{}", reasons_text(&v));
+    if c.set().in_rootfs() {
+        // PostgreSQL 17 says why; 15 only has wal_status
+        assert!(why.contains("wal_removed"), "{why}");
+    }
+    patch(serde_json::json!({
+        "slots": {SLOT: null},
+        "postgresql": {"parameters": {"max_slot_wal_keep_size": null}}
+    }));
+    wait_view(
+        col,
+        "db OK once Patroni dropped the slot",
         long,
         healthy_view,
     )

@@ -5,7 +5,10 @@
 //! so this probe asks PostgreSQL itself:
 //! - `pg_is_in_recovery()`;
 //! - on a primary, `pg_stat_replication` with the exact replay lag in bytes
-//!   (`pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)`);
+//!   (`pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)`), and the replication slots that
+//!   are lost or invalidated (`pg_replication_slots`: `wal_status = 'lost'` from
+//!   PostgreSQL 13, `invalidation_reason` from 17, read through `to_jsonb` so the one query
+//!   runs on both);
 //! - on a replica, receive and replay positions, `pg_is_wal_replay_paused()` and the WAL
 //!   receiver status.
 //!
@@ -25,6 +28,8 @@ use std::time::Duration;
 
 /// Most standbys copied into facts.
 const MAX_STANDBYS: usize = 32;
+/// Most lost slots asked for (and named) per cycle.
+const MAX_LOST_SLOTS: i64 = 16;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,6 +88,19 @@ impl Config {
     }
 }
 
+/// A row of `pg_replication_slots` that can no longer be used.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LostSlot {
+    pub name: String,
+    /// `physical` or `logical`.
+    pub kind: String,
+    /// `wal_status` (`lost`; `None` for a slot that never reserved WAL).
+    pub wal_status: Option<String>,
+    /// PostgreSQL 17's `invalidation_reason` (`wal_removed`, `rows_removed`,
+    /// `wal_level_insufficient`, ...); `None` before 17.
+    pub invalidation_reason: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Standby {
     pub application_name: String,
@@ -103,6 +121,8 @@ pub enum Raw {
     Primary {
         superuser: bool,
         standbys: Vec<Standby>,
+        /// Replication slots that are lost or invalidated (at most [`MAX_LOST_SLOTS`]).
+        lost_slots: Vec<LostSlot>,
     },
     Replica {
         superuser: bool,
@@ -238,6 +258,7 @@ impl TypedProbe for Postgres {
             Raw::Primary {
                 superuser,
                 standbys,
+                lost_slots,
             } => {
                 facts.postgres_running = Some(true);
                 facts.in_recovery = Some(false);
@@ -248,7 +269,25 @@ impl TypedProbe for Postgres {
                             .insert(s.application_name.clone(), lag.max(0) as u64);
                     }
                 }
-                superuser_check(cfg, *superuser)
+                let mut f = superuser_check(cfg, *superuser);
+                for slot in lost_slots {
+                    let why = match (&slot.invalidation_reason, &slot.wal_status) {
+                        (Some(r), _) => format!("invalidated ({r})"),
+                        (None, Some(w)) => format!("wal_status {w}"),
+                        (None, None) => "invalidated".to_string(),
+                    };
+                    f.worsen(
+                        NodeStatus::Degraded,
+                        codes::REPLICATION_SLOT_LOST,
+                        format!(
+                            "replication slot {:?} ({}) is {why}: the WAL it held is gone, its \
+                             consumer cannot resume from it (re-clone that replica, or drop and \
+                             recreate the slot)",
+                            slot.name, slot.kind
+                        ),
+                    );
+                }
+                f
             }
             Raw::Replica {
                 superuser,
@@ -338,16 +377,35 @@ async fn query(client: &tokio_postgres::Client) -> Raw {
     if !in_recovery {
         let sql = "SELECT application_name, state, sync_state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint \
                    FROM pg_stat_replication ORDER BY application_name LIMIT 64";
-        match client.query(sql, &[]).await {
+        let standbys = match client.query(sql, &[]).await {
+            Ok(rows) => rows
+                .iter()
+                .map(|r| Standby {
+                    application_name: r.get(0),
+                    state: r.get(1),
+                    sync_state: r.get(2),
+                    lag_bytes: r.get(3),
+                })
+                .collect(),
+            Err(e) => return failed(e),
+        };
+        // pg_replication_slots is readable by every role; invalidation_reason exists only
+        // from 17, hence to_jsonb rather than naming the column.
+        let slots = "SELECT slot_name::text, slot_type, wal_status, to_jsonb(s) ->> 'invalidation_reason' \
+                     FROM pg_replication_slots s \
+                     WHERE wal_status = 'lost' OR to_jsonb(s) ->> 'invalidation_reason' IS NOT NULL \
+                     ORDER BY slot_name LIMIT $1";
+        match client.query(slots, &[&MAX_LOST_SLOTS]).await {
             Ok(rows) => Raw::Primary {
                 superuser,
-                standbys: rows
+                standbys,
+                lost_slots: rows
                     .iter()
-                    .map(|r| Standby {
-                        application_name: r.get(0),
-                        state: r.get(1),
-                        sync_state: r.get(2),
-                        lag_bytes: r.get(3),
+                    .map(|r| LostSlot {
+                        name: r.get(0),
+                        kind: r.get(1),
+                        wal_status: r.get(2),
+                        invalidation_reason: r.get(3),
                     })
                     .collect(),
             },
@@ -454,6 +512,7 @@ mod tests {
                     lag_bytes: None,
                 },
             ],
+            lost_slots: Vec::new(),
         };
         let f = Postgres::interpret(&cfg(), &raw);
         assert_eq!(f.status, NodeStatus::Ok);
@@ -461,6 +520,44 @@ mod tests {
         assert_eq!(db.in_recovery, Some(false));
         assert_eq!(db.replica_lag_bytes.len(), 1);
         assert_eq!(db.replica_lag_bytes["pg2"], 120);
+    }
+
+    /// A lost slot is named with PostgreSQL 17's reason, or 15's `wal_status`.
+    #[test]
+    fn lost_replication_slots_are_reported() {
+        let slot = |name: &str, reason: Option<&str>| LostSlot {
+            name: name.into(),
+            kind: "physical".into(),
+            wal_status: Some("lost".into()),
+            invalidation_reason: reason.map(String::from),
+        };
+        let raw = Raw::Primary {
+            superuser: false,
+            standbys: Vec::new(),
+            lost_slots: vec![
+                slot("pg17_slot", Some("wal_removed")),
+                slot("pg15_slot", None),
+            ],
+        };
+        let f = Postgres::interpret(&cfg(), &raw);
+        assert_eq!(f.status, NodeStatus::Degraded);
+        let msgs: Vec<&str> = f
+            .reasons
+            .iter()
+            .filter(|r| r.code == "replication_slot_lost")
+            .map(|r| r.message.as_str())
+            .collect();
+        assert_eq!(msgs.len(), 2, "{:?}", f.reasons);
+        assert!(
+            msgs[0].contains("\"pg17_slot\" (physical) is invalidated (wal_removed)"),
+            "{}",
+            msgs[0]
+        );
+        assert!(
+            msgs[1].contains("\"pg15_slot\" (physical) is wal_status lost"),
+            "{}",
+            msgs[1]
+        );
     }
 
     #[tokio::test]

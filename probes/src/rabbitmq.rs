@@ -227,6 +227,95 @@ pub struct Raw {
     /// Mnesia. An answer other than 200 leaves it unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feature_flags: Option<Reply>,
+    /// Management calls that got no answer within the deadline this cycle, while others
+    /// did, and were read from the last clean cycle's answers instead ([`bridge_stalls`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reused: Vec<String>,
+}
+
+/// How old (seconds) the last clean answers may be to stand in for stalled calls: the
+/// 5 s hold measured on 4.0.5, plus a cycle of slack.
+pub const STALL_GRACE_S: i64 = 6;
+
+/// RabbitMQ 4.0.5's management API holds about 1 in 30 `/api/overview` and 1 in 100
+/// `/api/nodes` requests for 5 s before answering (measured on the lab's 3-node cluster,
+/// with and without Khepri, fresh or kept-alive connections; 3.10.8 showed none in the same
+/// suite). With any deadline under 5 s such a cycle would Fail a healthy node, and at a 1 s
+/// period several cycles in a row fall into one hold. So when some calls of a cycle timed
+/// out while at least one answered, the timed-out ones are taken from the last cycle that had
+/// every answer, if that is at most [`STALL_GRACE_S`] old (the caller checks the age; named in
+/// `raw.reused`, shown in the finding's `management_reused`). A stall that outlasts it is
+/// reported. Returns whether `raw` had no timed-out call (then it may serve later cycles).
+pub fn bridge_stalls(raw: &mut Raw, previous: Option<&Raw>) -> bool {
+    fn timed_out(r: &Reply) -> bool {
+        matches!(r, Reply::Failed { error } if error.starts_with("no answer within"))
+    }
+    let answered = [
+        &raw.overview,
+        &raw.local_alarms,
+        &raw.port_listener,
+        &raw.virtual_hosts,
+        &raw.nodes,
+    ]
+    .into_iter()
+    .chain(raw.quorum_critical.as_ref())
+    .chain(raw.queues.as_ref())
+    .chain(raw.feature_flags.as_ref())
+    .any(|r| matches!(r, Reply::Answered { .. }));
+    let mut reused = Vec::new();
+    let mut clean = true;
+    {
+        let mut bridge = |name: &str, now: Option<&mut Reply>, before: Option<&Reply>| {
+            let Some(now) = now else { return };
+            if !timed_out(now) {
+                return;
+            }
+            clean = false;
+            if let Some(before @ Reply::Answered { .. }) = before.filter(|_| answered) {
+                *now = before.clone();
+                reused.push(name.to_string());
+            }
+        };
+        let p = previous;
+        bridge(
+            "/api/overview",
+            Some(&mut raw.overview),
+            p.map(|p| &p.overview),
+        );
+        bridge(
+            "/api/health/checks/local-alarms",
+            Some(&mut raw.local_alarms),
+            p.map(|p| &p.local_alarms),
+        );
+        bridge(
+            "/api/health/checks/port-listener",
+            Some(&mut raw.port_listener),
+            p.map(|p| &p.port_listener),
+        );
+        bridge(
+            "/api/health/checks/virtual-hosts",
+            Some(&mut raw.virtual_hosts),
+            p.map(|p| &p.virtual_hosts),
+        );
+        bridge("/api/nodes", Some(&mut raw.nodes), p.map(|p| &p.nodes));
+        bridge(
+            "/api/health/checks/node-is-quorum-critical",
+            raw.quorum_critical.as_mut(),
+            p.and_then(|p| p.quorum_critical.as_ref()),
+        );
+        bridge(
+            "/api/queues",
+            raw.queues.as_mut(),
+            p.and_then(|p| p.queues.as_ref()),
+        );
+        bridge(
+            "/api/feature-flags",
+            raw.feature_flags.as_mut(),
+            p.and_then(|p| p.feature_flags.as_ref()),
+        );
+    }
+    raw.reused = reused;
+    clean
 }
 
 /// The management requests of one cycle, concurrently. TLS listeners found in the
@@ -304,6 +393,7 @@ pub async fn collect_management(
         quorum_critical: Some(quorum_critical),
         queues: Some(queues),
         feature_flags: Some(feature_flags),
+        reused: Vec::new(),
     }
 }
 
@@ -1058,6 +1148,10 @@ pub struct Rabbitmq {
     last_amqp: Mutex<Option<(u64, Outcome)>>,
     /// The previous cycle's management API failed: run AMQP now rather than when due.
     mgmt_failed: AtomicBool,
+    /// The last management answers none of which timed out, with their cycle's time
+    /// (unix seconds): what [`bridge_stalls`] may read a stalled call from, for
+    /// [`STALL_GRACE_S`].
+    last_clean: Mutex<Option<(i64, Raw)>>,
 }
 
 impl TypedProbe for Rabbitmq {
@@ -1071,6 +1165,7 @@ impl TypedProbe for Rabbitmq {
             auth: basic_auth(&cfg.username, &cfg.password),
             last_amqp: Mutex::new(None),
             mgmt_failed: AtomicBool::new(false),
+            last_clean: Mutex::new(None),
         }
     }
 
@@ -1096,6 +1191,16 @@ impl TypedProbe for Rabbitmq {
         };
         let (mut raw, fresh) =
             tokio::join!(collect_management(cfg, &self.client, &self.auth), amqp_fut);
+        {
+            let mut clean = self.last_clean.lock().unwrap_or_else(|p| p.into_inner());
+            let previous = clean
+                .as_ref()
+                .filter(|(at, _)| (0..=STALL_GRACE_S).contains(&(ctx.now - at)))
+                .map(|(_, r)| r);
+            if bridge_stalls(&mut raw, previous) {
+                *clean = Some((ctx.now, raw.clone()));
+            }
+        }
         let mut last = self.last_amqp.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(o) = fresh {
             *last = Some((ctx.cycle, o));
@@ -1122,6 +1227,10 @@ impl TypedProbe for Rabbitmq {
         j.quorum_critical(raw.quorum_critical.as_ref());
         j.quorum_queues(raw.queues.as_ref());
         j.management(raw);
+        if !raw.reused.is_empty() {
+            j.extra
+                .insert("management_reused".into(), raw.reused.clone().into());
+        }
         if let Some(seen) = &raw.amqp {
             j.amqp(seen);
         }

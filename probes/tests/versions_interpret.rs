@@ -470,6 +470,7 @@ fn rmq_raw(node: u8, nodes: &str, local_alarms: (&str, u16)) -> rabbitmq::Raw {
         quorum_critical: None,
         queues: None,
         feature_flags: None,
+        reused: Vec::new(),
     }
 }
 
@@ -710,4 +711,72 @@ fn rabbitmq4_lone_survivor_without_khepri_is_not_a_minority_failure() {
         (f.status, codes(&f)),
         (NodeStatus::Degraded, vec!["peer_down", "peer_down"])
     );
+}
+
+/// RabbitMQ 4.0.5 holds a few management requests for 5 s (measured: ~1 in 30
+/// `/api/overview`): a stalled call is read from the last clean cycle instead of failing a
+/// healthy node; a stall without clean answers to stand in (none, or too old: the probe
+/// passes `None`), or with nothing answering at all, is still reported.
+#[test]
+fn rabbitmq4_a_stalled_management_call_is_bridged() {
+    let cfg = rmq_cfg("rabbit1@localhost");
+    let clean = rmq_raw(
+        1,
+        "nodes-healthy-columns.json",
+        ("local-alarms-ok.json", 200),
+    );
+    let stalled = || {
+        let mut r = clean.clone();
+        r.overview = Reply::Failed {
+            error: "no answer within 700 ms".into(),
+        };
+        r
+    };
+
+    let mut bridged = stalled();
+    assert!(!rabbitmq::bridge_stalls(&mut bridged, Some(&clean)));
+    assert_eq!(bridged.reused, vec!["/api/overview".to_string()]);
+    assert_eq!(bridged.overview, clean.overview);
+    let f = Rabbitmq::interpret(&cfg, &bridged);
+    assert_eq!(f.status, NodeStatus::Ok, "{:?}", f.reasons);
+    assert_eq!(
+        f.services["RabbitMQ"].extra_info["management_reused"],
+        serde_json::json!(["/api/overview"])
+    );
+
+    // no clean answers young enough: reported
+    let mut again = stalled();
+    assert!(!rabbitmq::bridge_stalls(&mut again, None));
+    assert!(again.reused.is_empty());
+    let f = Rabbitmq::interpret(&cfg, &again);
+    assert_eq!(codes(&f), ["management_error"], "{:?}", f.reasons);
+
+    // nothing answered: the API is down, not stalled
+    let mut down = clean.clone();
+    for r in [
+        &mut down.overview,
+        &mut down.local_alarms,
+        &mut down.port_listener,
+        &mut down.virtual_hosts,
+        &mut down.nodes,
+    ] {
+        *r = Reply::Failed {
+            error: "no answer within 700 ms".into(),
+        };
+    }
+    assert!(!rabbitmq::bridge_stalls(&mut down, Some(&clean)));
+    assert!(down.reused.is_empty());
+    assert_eq!(Rabbitmq::interpret(&cfg, &down).status, NodeStatus::Fail);
+
+    // a refused call is no stall: never bridged
+    let mut refused = clean.clone();
+    refused.nodes = Reply::Failed {
+        error: "cannot connect: refused".into(),
+    };
+    assert!(rabbitmq::bridge_stalls(&mut refused, Some(&clean)));
+    assert!(refused.reused.is_empty());
+
+    // a clean cycle may serve the next one
+    let mut fine = clean.clone();
+    assert!(rabbitmq::bridge_stalls(&mut fine, None));
 }

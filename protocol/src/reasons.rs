@@ -105,6 +105,7 @@ catalog! {
     MONITORING_ROLE_IS_SUPERUSER = "monitoring_role_is_superuser", DEGRADED, "postgres", "the probe logs in as a superuser; use a role with pg_monitor";
     REPLAY_LAG = "replay_lag", DEGRADED, "postgres", "a replica has received more WAL than it replayed, beyond `max_replay_gap_bytes`";
     WAL_RECEIVER_NOT_STREAMING = "wal_receiver_not_streaming", DEGRADED, "postgres", "a replica's WAL receiver is not streaming";
+    REPLICATION_SLOT_LOST = "replication_slot_lost", DEGRADED, "postgres", "a replication slot on the primary is lost or invalidated (`wal_status` lost; PostgreSQL 17 also says why in `invalidation_reason`): its consumer cannot resume from it";
     ETCD_UNREACHABLE = "etcd_unreachable", VARIES, "etcd", "the local etcd member gave no answer (Fail if `critical`, else Degraded)";
     ETCD_BAD_RESPONSE = "etcd_bad_response", VARIES, "etcd", "the local etcd member answered something unusable";
     ETCD_NO_LEADER = "etcd_no_leader", DEGRADED, "etcd", "the local etcd member knows no raft leader";

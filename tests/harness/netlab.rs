@@ -1,5 +1,8 @@
-//! A RabbitMQ 3.10 cluster on separate network hosts: one network namespace per node, so
-//! a link can really be cut (lab.md §E). Used by `tests/broker_partition.rs`.
+//! A RabbitMQ cluster on separate network hosts: one network namespace per node, so
+//! a link can really be cut (lab.md §E). Used by `tests/broker_partition.rs`, on either
+//! version set: the host's RabbitMQ 3.10.8 (set A), or 4.0.5 from the Debian 13 rootfs with
+//! the Khepri metadata store enabled once the cluster formed (set B; each node and CLI call
+//! runs through `tests/lab/versions/in-rootfs.sh --exec` inside its host's namespace).
 //!
 //! Topology, all inside namespaces this module creates (named `srp<pid>-...`, so
 //! concurrent runs never share one) and nothing in the root namespace:
@@ -23,6 +26,7 @@
 //! removes those first. Only namespaces with that name pattern are ever touched.
 #![allow(dead_code)]
 
+use super::lab::VersionSet;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -149,6 +153,7 @@ pub fn available() -> std::result::Result<(), String> {
 /// Three (or `n`) RabbitMQ hosts in network namespaces. Torn down on drop.
 pub struct NetLab {
     pub dir: PathBuf,
+    set: VersionSet,
     n: usize,
     created: Vec<String>,
     names: Vec<String>,
@@ -158,7 +163,13 @@ pub struct NetLab {
 impl NetLab {
     /// Creates the namespaces and links, then boots and clusters RabbitMQ on every host and
     /// creates the `monitor` user. Fails after `timeout`.
-    pub fn start(dir: &Path, n: usize, monitor: (&str, &str), timeout: Duration) -> Result<NetLab> {
+    pub fn start(
+        dir: &Path,
+        set: VersionSet,
+        n: usize,
+        monitor: (&str, &str),
+        timeout: Duration,
+    ) -> Result<NetLab> {
         for ns in leftovers() {
             eprintln!("netlab: removing {ns}, left by a test run that no longer exists");
             destroy(&ns);
@@ -166,6 +177,7 @@ impl NetLab {
         let t0 = Instant::now();
         let mut lab = NetLab {
             dir: dir.to_path_buf(),
+            set,
             n,
             created: Vec::new(),
             names: (1..=n)
@@ -175,6 +187,9 @@ impl NetLab {
         };
         lab.make_network().context("building the namespaces")?;
         lab.boot_rabbits(timeout).map_err(|e| lab.with_logs(e))?;
+        if set.khepri() {
+            lab.enable_khepri(timeout).map_err(|e| lab.with_logs(e))?;
+        }
         lab.add_user(monitor.0, monitor.1)
             .map_err(|e| lab.with_logs(e))?;
         lab.started_in = t0.elapsed();
@@ -200,6 +215,61 @@ impl NetLab {
     }
     pub fn started_in(&self) -> Duration {
         self.started_in
+    }
+    /// The version set it runs.
+    pub fn set(&self) -> VersionSet {
+        self.set
+    }
+
+    /// `program args` as run on a host: the path itself (set A), or inside the rootfs
+    /// through `in-rootfs.sh --exec` with the lab directory mounted (set B).
+    fn program(&self, program: &str) -> Vec<String> {
+        if !self.set.in_rootfs() {
+            return vec![program.to_string()];
+        }
+        vec![
+            "bash".into(),
+            super::lab::lab_dir()
+                .join("versions/in-rootfs.sh")
+                .display()
+                .to_string(),
+            "--exec".into(),
+            self.dir.display().to_string(),
+            program.to_string(),
+        ]
+    }
+
+    /// Enables `khepri_db` (RabbitMQ 4.0: opt-in) through node 1 and waits until every
+    /// node's `/api/feature-flags` says enabled.
+    fn enable_khepri(&self, timeout: Duration) -> Result<()> {
+        let ctl = self.program(&format!("{RABBIT_BIN}/rabbitmqctl"));
+        let mut args: Vec<&str> = ctl[1..].iter().map(String::as_str).collect();
+        args.extend([
+            "-n",
+            &self.names[0],
+            "enable_feature_flag",
+            "--opt-in",
+            "khepri_db",
+        ]);
+        ns_exec(&self.host(0), &ctl[0], &args, &self.env(0), timeout)?;
+        let t0 = Instant::now();
+        for i in 0..self.n {
+            loop {
+                let on = self.mgmt_get(i, "/api/feature-flags").is_ok_and(|b| {
+                    b.split('{').any(|f| {
+                        f.contains(r#""name":"khepri_db""#) && f.contains(r#""state":"enabled""#)
+                    })
+                });
+                if on {
+                    break;
+                }
+                if t0.elapsed() > timeout {
+                    bail!("khepri_db not enabled on node {} within {timeout:?}", i + 1);
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+        Ok(())
     }
 
     fn add_ns(&mut self, ns: &str) -> Result<()> {
@@ -331,12 +401,8 @@ impl NetLab {
             std::fs::write(d.join("rabbitmq.conf"), conf)?;
             let log = std::fs::File::create(d.join("stdout.log"))?;
             Command::new(super::ip_bin())
-                .args([
-                    "netns",
-                    "exec",
-                    &self.host(i),
-                    &format!("{RABBIT_BIN}/rabbitmq-server"),
-                ])
+                .args(["netns", "exec", &self.host(i)])
+                .args(self.program(&format!("{RABBIT_BIN}/rabbitmq-server")))
                 .envs(self.env(i))
                 .current_dir(&d)
                 .stdin(Stdio::null())

@@ -102,9 +102,18 @@ struct DbCluster<'a> {
     views: Vec<View<'a>>,
 }
 
-/// A member a `/cluster` view shows in this state is up: Patroni 3 says `running` for a
-/// healthy replica, Patroni 4 `streaming` (and `running` again just after a failover).
+/// A member a `/cluster` view shows in this state is up (it vouches for a silent member
+/// and counts towards quorum): Patroni 3 says `running` for a healthy replica, Patroni 4
+/// `streaming` (and `running` again just after a failover), or `in archive recovery` for
+/// a replica replaying WAL from the archive, as healthy as the probe judges it.
 fn runs(state: &str) -> bool {
+    matches!(state, "running" | "streaming" | "in archive recovery")
+}
+
+/// A member in this state can be the synchronous standby: connected to the leader and
+/// acknowledging commits. `running` is Patroni 3's word for a streaming replica; a replica
+/// `in archive recovery` is up but not connected, so it acknowledges nothing.
+fn can_be_sync(state: &str) -> bool {
     matches!(state, "running" | "streaming")
 }
 
@@ -533,7 +542,8 @@ fn sync_standby(c: &DbCluster, leader: &Leader) -> Option<Verdict> {
             .any(|w| w.state == "streaming" && matches!(w.sync_state.as_str(), "sync" | "quorum")),
         None => c.views.iter().any(|v| {
             v.members.values().any(|mv| {
-                matches!(mv.role.as_str(), "sync_standby" | "quorum_standby") && runs(&mv.state)
+                matches!(mv.role.as_str(), "sync_standby" | "quorum_standby")
+                    && can_be_sync(&mv.state)
             })
         }),
     };
@@ -1228,6 +1238,23 @@ mod tests {
         }
     }
 
+    /// A replica `in archive recovery` is up: a silent one that peers show in that state is
+    /// vouched for, like a streaming one.
+    #[test]
+    fn patroni4_a_silent_replica_in_archive_recovery_is_vouched_for() {
+        for v in PATRONI4 {
+            let file = "cluster-sync-archive-recovery.json";
+            let nodes = vec![
+                node(0, NodeStatus::Ok, true, facts_seeing("pg1", v, file)),
+                node(1, NodeStatus::Ok, true, facts_seeing("pg2", v, file)),
+                node(2, NodeStatus::Fail, false, facts_seeing("pg3", v, file)),
+            ];
+            // Not vouched for, pg3 would not count as up: "2 of 3 db nodes healthy" too.
+            let (s, r) = run(&nodes);
+            assert_eq!((s, codes(&r)), (NodeStatus::Degraded, vec!["stale"]), "{v}");
+        }
+    }
+
     #[test]
     fn patroni4_sync_and_quorum_standbys_count_when_seen_only_through_cluster() {
         for v in PATRONI4 {
@@ -1235,6 +1262,8 @@ mod tests {
                 ("cluster-sync.json", true),
                 ("cluster-quorum.json", true),
                 ("leader-cluster.json", false),
+                // up, but not streaming: it acknowledges no commit
+                ("cluster-sync-archive-recovery.json", false),
             ] {
                 // The leader's reporter is silent: only the replicas' /cluster views remain.
                 let mut nodes = vec![node(0, NodeStatus::Fail, false, facts("pg1", "pg1"))];

@@ -13,8 +13,18 @@
 //! Member/node indices are **0-based** in the kinds' APIs; the scripts and the data
 //! directories number them from 1 (`pg1`, `rabbit1`, ...).
 //!
+//! Version sets ([`VersionSet`]): every kind runs either the host's Debian 12 packages (set A)
+//! or the cached Debian 13 rootfs (set B: Patroni 4.0 / etcd 3.5 / PostgreSQL 17 / RabbitMQ 4.0
+//! with Khepri on, or the same with the Patroni 4.1 venv), through
+//! `tests/lab/versions/in-rootfs.sh`, which runs the **same** scripts inside the rootfs. A suite
+//! writes each scenario once and runs it per set; [`exclusive`] keeps the sets of one test
+//! binary from running their clusters at the same time (2 cores).
+//!
 //! Environment knobs:
-//! - `CI=true`: [`require_services`] panics instead of skipping when a service is missing.
+//! - `CI=true`: [`require_services`] / [`require_set`] panic instead of skipping when a service
+//!   (or the rootfs) is missing.
+//! - `ROOTFS=DIR`: where the Debian 13 rootfs is cached (default
+//!   `/var/cache/status-reporter/rootfs-trixie`; `tests/run.sh` builds it when missing).
 //! - `LAB_KEEP=1`: keep the cluster directory (logs, data) after teardown, for debugging.
 //!   Processes are stopped regardless.
 //!
@@ -51,6 +61,137 @@ pub const PG_SUPERUSER: &str = "postgres";
 /// Debian's PostgreSQL 15 binaries.
 pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 const RABBIT_BIN: &str = "/usr/lib/rabbitmq/bin";
+/// Where `tests/lab/versions/trixie-rootfs.sh` caches the Debian 13 rootfs unless `ROOTFS` is set.
+const ROOTFS_DEFAULT: &str = "/var/cache/status-reporter/rootfs-trixie";
+
+/// Which versions of the services a lab cluster runs. Scenarios are written once and run
+/// per set; where a version legitimately answers differently the suite states the expectation
+/// per set, in one place, with the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionSet {
+    /// Set A, the host's Debian 12 packages: Patroni 3.0.2, etcd 3.4.23, PostgreSQL 15,
+    /// RabbitMQ 3.10.8 (Mnesia).
+    Debian12,
+    /// Set B, the Debian 13 rootfs: Patroni 4.0.7, etcd 3.5.16, PostgreSQL 17, RabbitMQ 4.0.5
+    /// with the Khepri metadata store enabled.
+    Trixie,
+    /// Set B with Patroni 4.1.x from PyPI (the rootfs's venv) instead of Debian's 4.0.7.
+    TrixiePatroni41,
+}
+
+impl VersionSet {
+    /// Short name for messages and `BENCH[...]` lines.
+    pub fn label(self) -> &'static str {
+        match self {
+            VersionSet::Debian12 => "A",
+            VersionSet::Trixie => "B",
+            VersionSet::TrixiePatroni41 => "B+Patroni4.1",
+        }
+    }
+    /// The versions it runs, for the start message.
+    pub fn versions(self) -> &'static str {
+        match self {
+            VersionSet::Debian12 => "Patroni 3.0.2, etcd 3.4, PG 15, RabbitMQ 3.10",
+            VersionSet::Trixie => "Patroni 4.0.7, etcd 3.5, PG 17, RabbitMQ 4.0.5 with Khepri",
+            VersionSet::TrixiePatroni41 => "Patroni 4.1 (PyPI), etcd 3.5, PG 17",
+        }
+    }
+    /// Whether the services run inside the Debian 13 rootfs.
+    pub fn in_rootfs(self) -> bool {
+        self != VersionSet::Debian12
+    }
+    /// Whether RabbitMQ runs with the Khepri metadata store (set B): no Mnesia partitions,
+    /// and metadata needs a majority of the nodes.
+    pub fn khepri(self) -> bool {
+        self.in_rootfs()
+    }
+    /// The `PATRONI=` value `in-rootfs.sh` takes.
+    fn patroni_build(self) -> &'static str {
+        match self {
+            VersionSet::TrixiePatroni41 => "4.1",
+            _ => "4.0",
+        }
+    }
+    /// The smallest DCS `ttl` Patroni accepts: 4.x raises anything lower to 20 (its
+    /// `config.py`), so a failover there takes ~20 s, not ~10 s.
+    pub fn min_ttl(self) -> u32 {
+        if self.in_rootfs() {
+            20
+        } else {
+            1
+        }
+    }
+    /// The PostgreSQL binaries the scripts use (inside the rootfs for set B).
+    pub fn pg_bin(self) -> &'static str {
+        if self.in_rootfs() {
+            "/usr/lib/postgresql/17/bin"
+        } else {
+            PG_BIN
+        }
+    }
+}
+
+/// The cached Debian 13 rootfs (`ROOTFS`, else the default cache path).
+pub fn rootfs() -> PathBuf {
+    std::env::var_os("ROOTFS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(ROOTFS_DEFAULT))
+}
+
+/// [`require_services`] for a version set. Set B needs root (mount namespace, chroot),
+/// `unshare` and the built rootfs (with the Patroni 4.1 venv for
+/// [`VersionSet::TrixiePatroni41`]); `tests/run.sh` builds it, and so does
+/// `tests/lab/versions/trixie-rootfs.sh`. Missing pieces skip, or panic under `CI=true`.
+pub fn require_set(set: VersionSet, names: &[&str]) -> bool {
+    if !set.in_rootfs() {
+        return require_services(names);
+    }
+    let r = rootfs();
+    let mut missing = Vec::new();
+    if !r.join(".status-reporter-stamp").is_file() {
+        missing.push(format!("the Debian 13 rootfs at {}", r.display()));
+    }
+    if set == VersionSet::TrixiePatroni41
+        && !is_executable_path(&r.join("opt/patroni-4.1/bin/patroni"))
+    {
+        missing.push("the Patroni 4.1 venv in the rootfs".to_string());
+    }
+    if !is_root() {
+        missing.push("root privileges (mount namespace and chroot)".to_string());
+    }
+    for tool in ["unshare", "chroot", "bash"] {
+        if which(tool).is_none() {
+            missing.push(format!("{tool} (on PATH)"));
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!(
+        "version set {} unavailable, missing: {}. Build it with tests/lab/versions/trixie-rootfs.sh \
+         (tests/run.sh does)",
+        set.label(),
+        missing.join(", ")
+    );
+    if crate::harness::ci() {
+        panic!("CI=true and {msg}");
+    }
+    eprintln!("SKIP: {msg}");
+    false
+}
+
+fn is_executable_path(p: &Path) -> bool {
+    p.to_str().is_some_and(is_executable)
+}
+
+/// Held by a suite's test for as long as its cluster runs: the per-set tests of one test
+/// binary then run their clusters one after another (the harness runs tests on threads, and
+/// two real clusters on 2 shared cores turn every deadline into a coin toss).
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // a panicked earlier set leaves it poisoned; the lock itself guards nothing else
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// `<repo>/tests/lab`, where the cluster scripts live.
 pub fn lab_dir() -> PathBuf {
@@ -233,6 +374,7 @@ impl ScriptOutput {
 /// `scratch` (never pipes: the scripts start daemons), killing the script if it runs past
 /// `timeout`. Waits by polling `try_wait`.
 fn run_script(
+    set: VersionSet,
     scratch: &Path,
     script: &str,
     args: &[&str],
@@ -245,8 +387,18 @@ fn run_script(
     let out_path = scratch.join(format!("{script}.{n}.out"));
     let err_path = scratch.join(format!("{script}.{n}.err"));
     let path = lab_dir().join(script);
-    let mut child = Command::new("bash")
-        .arg(&path)
+    let mut cmd = Command::new("bash");
+    if set.in_rootfs() {
+        // the same script, run inside the rootfs (it records ROOTFS/PATRONI in DIR/rootfs.env
+        // at `up`, which later ctl/down calls read back)
+        cmd.arg(lab_dir().join("versions/in-rootfs.sh"))
+            .arg(script)
+            .env("ROOTFS", rootfs())
+            .env("PATRONI", set.patroni_build());
+    } else {
+        cmd.arg(&path);
+    }
+    let mut child = cmd
         .args(args)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
@@ -309,6 +461,8 @@ pub struct Spec {
     pub start_timeout: Duration,
     /// What the harness allows on top of it before killing the script.
     pub slack: Duration,
+    /// Which service versions run the scripts.
+    pub set: VersionSet,
 }
 
 /// What a kind computes for one attempt, from its directory and its ports.
@@ -325,6 +479,7 @@ pub struct Attempt<T> {
 /// A running lab cluster: its directory, its scripts and its logs. Torn down by its down
 /// script (and its directory removed) on drop.
 pub struct Lab {
+    set: VersionSet,
     spec_name: &'static str,
     scripts: &'static str,
     dir: PathBuf,
@@ -345,6 +500,7 @@ impl Lab {
             let dir = make_temp_dir(spec.name)?;
             let a = attempt(&dir, &ports);
             let lab = Lab {
+                set: spec.set,
                 spec_name: spec.name,
                 scripts: spec.scripts,
                 dir,
@@ -368,6 +524,7 @@ impl Lab {
             ]);
             let up = lab.script("up");
             let out = run_script(
+                lab.set,
                 &lab.scratch(),
                 &up,
                 &[lab.dir_str()],
@@ -394,8 +551,10 @@ impl Lab {
     pub fn ready(&self, detail: &str) -> Duration {
         let took = self.started.elapsed();
         eprintln!(
-            "lab: {} cluster ready in {:.1}s ({detail}) dir={}",
+            "lab: {} cluster (set {}: {}) ready in {:.1}s ({detail}) dir={}",
             self.spec_name,
+            self.set.label(),
+            self.set.versions(),
             took.as_secs_f64(),
             self.dir.display()
         );
@@ -405,6 +564,11 @@ impl Lab {
     /// The cluster directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The version set it runs.
+    pub fn set(&self) -> VersionSet {
+        self.set
     }
 
     fn dir_str(&self) -> &str {
@@ -424,7 +588,14 @@ impl Lab {
     pub fn ctl(&self, args: &[&str], timeout: Duration) -> Result<ScriptOutput> {
         let mut a = vec![self.dir_str()];
         a.extend_from_slice(args);
-        run_script(&self.scratch(), &self.script("ctl"), &a, &[], timeout)
+        run_script(
+            self.set,
+            &self.scratch(),
+            &self.script("ctl"),
+            &a,
+            &[],
+            timeout,
+        )
     }
 
     /// [`Lab::ctl`] that must succeed; returns its stdout.
@@ -473,6 +644,7 @@ impl Drop for Lab {
         )];
         let down = self.script("down");
         match run_script(
+            self.set,
             &self.scratch(),
             &down,
             &[self.dir_str()],

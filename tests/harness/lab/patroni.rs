@@ -1,7 +1,11 @@
-//! A Patroni cluster in the lab: 1 etcd + N Patroni/PostgreSQL 15 members on 127.0.0.1
-//! (`tests/lab/patroni-*.sh`), optionally with TLS on the REST API and on etcd.
+//! A Patroni cluster in the lab: 1 etcd + N Patroni/PostgreSQL members on 127.0.0.1
+//! (`tests/lab/patroni-*.sh`), optionally with TLS on the REST API and on etcd, on either
+//! version set ([`VersionSet`]: Patroni 3.0.2/etcd 3.4/PG 15 on the host, or Patroni 4.0 or
+//! 4.1/etcd 3.5/PG 17 in the Debian 13 rootfs).
 
-use super::{port_list, script_index, Attempt, Lab, Spec, MONITOR_PASSWORD, MONITOR_USER};
+use super::{
+    port_list, script_index, Attempt, Lab, Spec, VersionSet, MONITOR_PASSWORD, MONITOR_USER,
+};
 use crate::harness::poll::wait_until;
 use crate::harness::rest::{self, Response, Tls};
 use anyhow::{anyhow, bail, Context, Result};
@@ -19,6 +23,8 @@ pub struct PatroniOpts {
     /// `/health` + `/metrics` stay available on [`PatroniCluster::etcd_metrics_url`].
     pub etcd_tls: bool,
     /// Patroni DCS `ttl` in seconds (default 10: a killed leader is replaced after ~10 s).
+    /// Raised to [`VersionSet::min_ttl`] (20 on Patroni 4, which would raise it itself), so
+    /// [`PatroniCluster::opts`] says what the cluster really runs with.
     pub ttl: u32,
     /// Patroni `loop_wait` (default 1).
     pub loop_wait: u32,
@@ -28,6 +34,8 @@ pub struct PatroniOpts {
     pub scope: String,
     /// Deadline for leader + (members-1) streaming replicas (default 120 s).
     pub start_timeout: Duration,
+    /// Which Patroni/etcd/PostgreSQL versions run (default set A, the host's).
+    pub set: VersionSet,
 }
 
 impl Default for PatroniOpts {
@@ -41,6 +49,7 @@ impl Default for PatroniOpts {
             retry_timeout: 3,
             scope: "lab".into(),
             start_timeout: Duration::from_secs(120),
+            set: VersionSet::Debian12,
         }
     }
 }
@@ -118,10 +127,11 @@ impl PatroniCluster {
     /// Picks free loopback ports, creates `/tmp/sr-lab-patroni-*` (0755), runs
     /// `tests/lab/patroni-up.sh` and waits (polling, with `opts.start_timeout`) until there is a
     /// leader and `members-1` streaming replicas and the `monitor` role exists everywhere.
-    pub fn start(opts: PatroniOpts) -> Result<Self> {
+    pub fn start(mut opts: PatroniOpts) -> Result<Self> {
         if opts.members == 0 {
             bail!("members must be >= 1");
         }
+        opts.ttl = opts.ttl.max(opts.set.min_ttl());
         let n = opts.members;
         let spec = Spec {
             name: "patroni",
@@ -130,6 +140,7 @@ impl PatroniCluster {
             start_timeout: opts.start_timeout,
             // the script waits for readiness itself; give it some slack on top
             slack: Duration::from_secs(60),
+            set: opts.set,
         };
         let (lab, ports, detail) = Lab::start(spec, |dir, ports| Attempt {
             env: vec![
@@ -188,6 +199,10 @@ impl PatroniCluster {
     }
     pub fn opts(&self) -> &PatroniOpts {
         &self.opts
+    }
+    /// The version set it runs.
+    pub fn set(&self) -> VersionSet {
+        self.opts.set
     }
     /// How long [`start`](Self::start) took.
     pub fn started_in(&self) -> Duration {

@@ -1,7 +1,11 @@
-//! A RabbitMQ 3.10 cluster in the lab: N nodes with the management plugin on 127.0.0.1,
-//! a private epmd and node names unique to its directory (`tests/lab/rabbit-*.sh`).
+//! A RabbitMQ cluster in the lab: N nodes with the management plugin on 127.0.0.1,
+//! a private epmd and node names unique to its directory (`tests/lab/rabbit-*.sh`), on either
+//! version set ([`VersionSet`]: 3.10.8 with Mnesia on the host, or 4.0.5 in the Debian 13
+//! rootfs with the Khepri metadata store enabled before the cluster counts as started).
 
-use super::{port_list, script_index, Attempt, Lab, Spec, MONITOR_PASSWORD, MONITOR_USER};
+use super::{
+    port_list, script_index, Attempt, Lab, Spec, VersionSet, MONITOR_PASSWORD, MONITOR_USER,
+};
 use crate::harness::poll::wait_until;
 use crate::harness::rest::{self, Response};
 use anyhow::{bail, Result};
@@ -13,8 +17,11 @@ use std::time::Duration;
 pub struct RabbitOpts {
     /// Number of nodes (default 3).
     pub nodes: usize,
-    /// Deadline for all nodes booted and clustered (default 180 s).
+    /// Deadline for all nodes booted and clustered (default 180 s); on set B also for
+    /// `khepri_db` enabled on every node.
     pub start_timeout: Duration,
+    /// Which RabbitMQ runs (default set A, the host's 3.10.8).
+    pub set: VersionSet,
 }
 
 impl Default for RabbitOpts {
@@ -22,6 +29,7 @@ impl Default for RabbitOpts {
         RabbitOpts {
             nodes: 3,
             start_timeout: Duration::from_secs(180),
+            set: VersionSet::Debian12,
         }
     }
 }
@@ -53,7 +61,10 @@ impl RabbitCluster {
             scripts: "rabbit",
             ports: 3 * n + 1,
             start_timeout: opts.start_timeout,
-            slack: Duration::from_secs(30),
+            // set B: in-rootfs.sh enables khepri_db after READY (16-29 s measured), under
+            // the same WAIT_TIMEOUT
+            slack: Duration::from_secs(if opts.set.khepri() { 90 } else { 30 }),
+            set: opts.set,
         };
         let (lab, (names, ports), detail) = Lab::start(spec, |dir, ports| {
             // Erlang node names unique per directory, passed explicitly so Rust knows them.
@@ -69,6 +80,7 @@ impl RabbitCluster {
             let names: Vec<String> = (1..=n).map(|i| format!("{prefix}{i}@localhost")).collect();
             Attempt {
                 env: vec![
+                    ("KHEPRI", (opts.set.khepri() as u8).to_string()),
                     ("NODES", n.to_string()),
                     ("AMQP_PORTS", port_list(&ports[..n])),
                     ("MGMT_PORTS", port_list(&ports[n..2 * n])),
@@ -120,6 +132,10 @@ impl RabbitCluster {
     }
     pub fn started_in(&self) -> Duration {
         self.started_in
+    }
+    /// The version set it runs.
+    pub fn set(&self) -> VersionSet {
+        self.opts.set
     }
     /// Number of nodes.
     pub fn nodes(&self) -> usize {
@@ -178,6 +194,27 @@ impl RabbitCluster {
             &format!("{}{path}", self.mgmt_url(i)),
             Some((user, password)),
         )
+    }
+
+    /// Declares a durable quorum queue `name` on vhost `/` through node `i`'s management API
+    /// as the administrator (`guest`); its members are every node of the cluster.
+    pub fn declare_quorum_queue(&self, i: usize, name: &str) -> Result<()> {
+        self.check_index(i)?;
+        let auth = format!(
+            "Basic {}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "guest:guest")
+        );
+        let r = rest::request(
+            rest::Tls::default(),
+            "PUT",
+            &format!("{}/api/queues/%2F/{name}", self.mgmt_url(i)),
+            &[("Authorization", auth.as_str())],
+            Some(r#"{"durable":true,"arguments":{"x-queue-type":"quorum"}}"#),
+        )?;
+        if !matches!(r.status, 201 | 204) {
+            bail!("declaring quorum queue {name}: {} {}", r.status, r.body);
+        }
+        Ok(())
     }
 
     /// How many nodes node `i`'s `/api/nodes` reports `running:true` (`None`: no answer).

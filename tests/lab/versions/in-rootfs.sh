@@ -6,6 +6,9 @@
 # Usage:  in-rootfs.sh SCRIPT DIR [ARGS...]     e.g. in-rootfs.sh patroni-up.sh /tmp/lab
 #         SCRIPT is a file name in tests/lab/ (patroni-up.sh, patroni-ctl.sh, patroni-down.sh,
 #         rabbit-up.sh, rabbit-ctl.sh, rabbit-down.sh); env vars are passed through.
+#         in-rootfs.sh --exec DIR PROGRAM [ARGS...]   runs PROGRAM (a path inside the rootfs)
+#         with DIR mounted, for harnesses that start services themselves (tests/harness/
+#         netlab.rs runs rabbitmq-server and rabbitmqctl this way inside its network namespaces).
 # Env:    ROOTFS=/var/cache/status-reporter/rootfs-trixie   (built by trixie-rootfs.sh if missing)
 #         PATRONI=4.0|4.1   4.0 = Debian's /usr/bin/patroni (4.0.7); 4.1 = the PyPI venv at
 #                           /opt/patroni-4.1 bound over /usr/bin/patroni{,ctl} (default 4.0)
@@ -25,7 +28,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 LAB=$(cd "$HERE/.." && pwd)
 SCRIPT=${1:?usage: $0 SCRIPT DIR [ARGS...]}; shift
 DIR=${1:?usage: $0 SCRIPT DIR [ARGS...]}; shift
-[ -f "$LAB/$SCRIPT" ] || { echo "no such lab script: $LAB/$SCRIPT" >&2; exit 2; }
+[ "$SCRIPT" = --exec ] || [ -f "$LAB/$SCRIPT" ] || { echo "no such lab script: $LAB/$SCRIPT" >&2; exit 2; }
 mkdir -p "$DIR"; DIR=$(cd "$DIR" && pwd)
 if [ -f "$DIR/rootfs.env" ] && [ "$SCRIPT" != patroni-up.sh ] && [ "$SCRIPT" != rabbit-up.sh ]; then
   # shellcheck disable=SC1091
@@ -62,22 +65,28 @@ unshare --mount --propagation private /bin/bash -c '
   # the host environment minus what would point the rootfs python at host paths
   unset PYTHONPATH PYTHONHOME VIRTUAL_ENV PIP_FIND_LINKS
   export PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8
+  [ "$SCRIPT" = --exec ] && exec chroot "$R" "$@"
   exec chroot "$R" /bin/bash "/srv/lab/$SCRIPT" "$DIR" "$@"' \
   in-rootfs "$ROOTFS" "$DIR" "$LAB" "$PATRONI" "$SCRIPT" "$@" || rc=$?
 rc=${rc:-0}
 if [ "$SCRIPT" = rabbit-up.sh ] && [ "$rc" = 0 ] && [ "${KHEPRI:-0}" = 1 ]; then
   TK=$(date +%s.%N)
   "$0" rabbit-ctl.sh "$DIR" ctl 1 enable_feature_flag --opt-in khepri_db >&2
-  # every node must report the flag enabled before the cluster counts as up
+  # every node must report the flag enabled before the cluster counts as up; asked of each
+  # node's management API (guest, loopback) rather than with rabbitmqctl, which boots an
+  # Erlang VM per call (up to 80 s for the three on a loaded 2-core box)
   . "$DIR/cluster.env"
+  read -r -a MP <<< "$MGMT_PORTS"
   deadline=$(( $(date +%s) + ${WAIT_TIMEOUT:-150} ))
   for i in $(seq 1 "$NODES"); do
-    until "$0" rabbit-ctl.sh "$DIR" ctl "$i" list_feature_flags name state --silent 2>/dev/null | grep -qE '^khepri_db[[:space:]]+enabled'; do
+    until curl -fsS -m 3 -u guest:guest "http://127.0.0.1:${MP[i-1]}/api/feature-flags" 2>/dev/null \
+        | tr '{' '\n' | grep '"name":"khepri_db"' | grep -q '"state":"enabled"'; do
       [ "$(date +%s)" -lt "$deadline" ] || { echo "TIMEOUT: khepri_db not enabled on node $i" >&2; exit 1; }
       sleep 0.5
     done
   done
   awk -v a="$TK" -v b="$(date +%s.%N)" 'BEGIN{printf "KHEPRI enabled in %.1fs\n", b-a}'
 fi
+[ "$SCRIPT" = --exec ] && exit $rc
 awk -v s="$SCRIPT" -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN{printf "[in-rootfs] %s %.1fs\n", s, b-a}' >&2
 exit $rc
