@@ -3,7 +3,7 @@
 //! (10.204.1.0/24) apart, so cutting a node's Galera link partitions it while its agent
 //! keeps reporting to the collector at [`COLLECTOR_IP`] in the switch namespace.
 
-use super::{script_index, Attempt, Lab, Spec};
+use super::{script_index, Attempt, Lab, Spec, VersionSet};
 use anyhow::Result;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,6 +28,8 @@ impl GaleraCluster {
             ports: 0,
             start_timeout: Duration::from_secs(150),
             slack: Duration::from_secs(30),
+            // Debian 12's packages only: the second version set covers db and broker.
+            set: VersionSet::Debian12,
         };
         let (lab, prefix, detail) = Lab::start(spec, |dir, _| {
             // Unique per process and attempt; short, since it names namespaces.

@@ -3,7 +3,7 @@
 //! in the lab directory, and optionally a backend `checked` whose one server is checked by
 //! `option httpchk GET /check/<name>` against an agent's check endpoint.
 
-use super::{script_index, Attempt, Lab, Spec};
+use super::{script_index, Attempt, Lab, Spec, VersionSet};
 use anyhow::Result;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,6 +28,8 @@ impl HaproxyLab {
             ports: SERVERS + 2,
             start_timeout: Duration::from_secs(30),
             slack: Duration::from_secs(15),
+            // Debian 12's packages only: the second version set covers db and broker.
+            set: VersionSet::Debian12,
         };
         let check = check.to_string();
         let (lab, check_port, detail) = Lab::start(spec, |dir, ports| Attempt {
