@@ -353,7 +353,9 @@ async fn twenty_thousand_new_node_ids_do_not_lock_a_real_node_out() {
             other => panic!("unexpected {other}"),
         }
     }
-    let windows = started.elapsed().as_secs() / 2 + 1;
+    // The collector's windows are not aligned with `started`: a run of T seconds overlaps
+    // at most floor(T / 2) + 2 windows of 2 s (a partial one at each end).
+    let windows = started.elapsed().as_secs() / 2 + 2;
     assert_eq!(accepted + throttled, 20_000);
     assert!(
         accepted as u64 <= 100 * windows,
