@@ -201,6 +201,12 @@ fn start_collector(bin: &Path, dir: &Path, nodes: usize) -> Collector {
         "max_nodes",
         &(nodes.max(100) * 2).to_string(),
     );
+    // The load measures ingest, not admission: the whole fleet may join in one window.
+    launch::set_config_key(
+        &launch::config_path(dir),
+        "new_nodes_per_window",
+        &(nodes.max(100) * 2).to_string(),
+    );
     let process = launch::CollectorProcess::start(launch::run_command(
         bin,
         dir,
