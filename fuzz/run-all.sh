@@ -16,7 +16,7 @@ root=..
 secs=${FUZZ_SECS:-60}
 export RUSTC_BOOTSTRAP=1
 
-all=(report_body signature agent_config collector_config patroni_interpret etcd_interpret rabbitmq_interpret duration galera_status haproxy_stat history_query sse_frames)
+all=(report_body signature agent_config collector_config patroni_interpret etcd_interpret rabbitmq_interpret duration galera_status haproxy_stat history_query sse_frames passwd)
 targets=("${@:-${all[@]}}")
 
 fx=$root/probes/fixtures
@@ -53,6 +53,8 @@ seed() {
       find "$root"/tests -name '*.toml' -exec cp {} "$dir"/ \; 2>/dev/null || true ;;
     sse_frames)
       printf ': hi\nretry: 2000\n\nid: 7\nevent: transition\ndata: {"id":7}\n\n' > "$dir/seed-stream" ;;
+    passwd)
+      { printf 'status-reporter\n'; cat /etc/passwd; } > "$dir/seed-etc-passwd" ;;
     history_query)
       printf 'node=db1&service=db&since=2h&until=2026-11-29T07:00:00Z&limit=50&after=7' > "$dir/seed-all" ;;
     collector_config)

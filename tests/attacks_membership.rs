@@ -541,3 +541,80 @@ async fn approve_mode_holds_new_nodes_until_an_operator_admits_them() {
     // before the running collector loaded the approval.
     assert!(counter(&c, "reports_held_for_approval").await >= 1);
 }
+
+/// A real agent held by an approve-mode collector: the 202 `pending_approval` is
+/// "delivered, awaiting approval", not a push failure. One WARN with the command and the
+/// fingerprint (not one per cycle), no retry, no failure in the self-health; after
+/// `nodes approve` the node is admitted and the log says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_held_for_approval_logs_it_once_and_counts_no_failure() {
+    let c = Collector::start_in_temp_dir(&[
+        ("required_types", "[\"db\"]"),
+        ("admission", "\"approve\""),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = fixtures::tcp_probe("collector-port", &c.addr.to_string());
+    let mut agent =
+        Agent::for_collector(&tmp.path().join("db1"), "db1", "db", &c, vec![probe], None);
+    agent.start();
+    // Several cycles held (one report a second): enough for a per-cycle line to repeat.
+    eventually("five reports held for approval", DEADLINE, || async {
+        counter(&c, "reports_held_for_approval").await >= 5
+    })
+    .await;
+    let (code, out, err) = c.nodes(&["pending", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Value = serde_json::from_str(&out).unwrap();
+    let fingerprint = rows[0]["fingerprint"]
+        .as_str()
+        .expect("held with a key")
+        .to_string();
+    assert_eq!(rows[0]["node_id"], agent.node_id.as_str());
+
+    let log = agent.log();
+    let held: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("awaits an operator's approval"))
+        .collect();
+    assert_eq!(held.len(), 1, "logged once, not per cycle:\n{log}");
+    assert!(
+        held[0].contains(&format!(
+            "nodes approve {} --fingerprint {fingerprint}",
+            agent.node_id
+        )),
+        "the line says what to run: {}",
+        held[0]
+    );
+    for failure in ["http 202", "not delivered", "rejected", "circuit open"] {
+        assert!(
+            !log.contains(failure),
+            "{failure:?} in the agent log:\n{log}"
+        );
+    }
+    // The self-health the agent persists (and sends) counts no failure.
+    let health: Value = serde_json::from_slice(
+        &std::fs::read(tmp.path().join("db1/state/agent-health.json")).unwrap(),
+    )
+    .unwrap();
+    let delivery = &health["managers"][0];
+    assert_eq!(delivery["consecutive_failures"], 0, "{health:#}");
+    assert!(
+        delivery["last_result"]
+            .as_str()
+            .unwrap()
+            .starts_with("pending_approval"),
+        "{health:#}"
+    );
+
+    let (code, out, err) = c.nodes(&["approve", &agent.node_id, "--fingerprint", &fingerprint]);
+    assert_eq!(code, 0, "{out}{err}");
+    c.wait("the approved agent in the view", DEADLINE, |s| {
+        s.service("db")
+            .and_then(|v| v.nodes.get("db1"))
+            .is_some_and(|n| n.last_seen.is_some())
+    });
+    poll::wait_for("the agent logs its admission", DEADLINE, || {
+        agent.log().contains("node approved").then_some(())
+    });
+    agent.kill();
+}

@@ -11,6 +11,10 @@
 //!   checked, then removal and what it keeps.
 //! - [`runs_on_older_glibc`]: the binary taken out of the DEB runs in a Debian 11 rootfs
 //!   (glibc 2.31), and no symbol needs a glibc newer than 2.28 (RHEL/Rocky 8).
+//! - [`runs_with_this_hosts_nss_config`]: the binary taken out of the DEB runs `collector
+//!   init` and `configure` on this host itself, not in a rootfs, so with the host's
+//!   `/etc/nsswitch.conf` (Debian 12: `passwd: files systemd`, whose `libnss_systemd` a
+//!   static glibc cannot load) and its resolver for manager hostnames.
 //!
 //! Needs root (mounts, namespaces, chroot). Under `CI=true` nothing is skipped: a missing
 //! privilege fails the test; missing tools are installed by the scripts it calls. Every
@@ -1255,4 +1259,133 @@ fn runs_on_older_glibc() {
         &mut t,
         "configure + probe --json + cluster status on bullseye",
     );
+}
+
+/// The sources `/etc/nsswitch.conf` names for `db` (`passwd`, `hosts`), for the test's log.
+fn nss_sources(db: &str) -> String {
+    let conf = fs::read_to_string("/etc/nsswitch.conf").unwrap_or_default();
+    conf.lines()
+        .find_map(|l| l.strip_prefix(&format!("{db}:")))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "(not set: glibc default)".into())
+}
+
+#[test]
+fn runs_with_this_hosts_nss_config() {
+    if !privileged() {
+        return;
+    }
+    let pkgs = packages();
+    let mut t = Instant::now();
+    // A statically linked glibc dlopens every NSS source but `files` and `dns`; the crash
+    // this guards against needs a lookup that misses in /etc/passwd and reaches the next
+    // source, so the service user must not exist here (it does not on a build host).
+    eprintln!(
+        "[packaging] host NSS: passwd: {}; hosts: {}",
+        nss_sources("passwd"),
+        nss_sources("hosts")
+    );
+    let local_user = fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("status-reporter:"));
+    assert!(
+        !local_user,
+        "this host has a local status-reporter user: the lookup would never reach NSS"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    ok(
+        60,
+        &[
+            "dpkg-deb",
+            "-x",
+            pkgs.deb.to_str().unwrap(),
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    let bin = dir.path().join("usr/bin/status-reporter");
+    let bin = bin.to_str().unwrap();
+    let text = |out: &Output| {
+        format!(
+            "{}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+
+    // `collector init` as root: it chowns what it writes to the service user, so it
+    // looks that user up. Before the fix: SIGSEGV (exit 139) right after the cert check.
+    let ca = sr_tls::pki::Ca::new("status-reporter host NSS test CA").unwrap();
+    let leaf = ca.server(&["127.0.0.1"]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    fs::write(&cert, &leaf.cert_pem).unwrap();
+    fs::write(&key, &leaf.key_pem).unwrap();
+    let collector_cfg = dir.path().join("collector.toml");
+    let out = run(
+        60,
+        &[
+            bin,
+            "collector",
+            "init",
+            "--config",
+            collector_cfg.to_str().unwrap(),
+            "--state-dir",
+            dir.path().join("collector-state").to_str().unwrap(),
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "collector init on this host: {}",
+        text(&out)
+    );
+    let tokens: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(tokens["db"].as_str().is_some(), "tokens: {tokens}");
+    assert!(collector_cfg.is_file());
+    phase(&mut t, "collector init on this host");
+
+    // `configure` against a running collector, named by hostname: the user lookup for the
+    // chown, and getaddrinfo for `localhost` (found in /etc/hosts) and for a name no
+    // source knows (every `hosts` source is asked: `files`, then `dns`).
+    let col = Collector::start_in_temp_dir(&[]);
+    let agent_cfg = dir.path().join("agent.toml");
+    let out = run(
+        60,
+        &[
+            bin,
+            "configure",
+            "--config",
+            agent_cfg.to_str().unwrap(),
+            "--state-dir",
+            dir.path().join("agent-state").to_str().unwrap(),
+            "--token",
+            &col.token("db"),
+            "--ca-path",
+            col.ca.to_str().unwrap(),
+            "--managers-ip",
+            &format!("localhost:{}", col.addr.port()),
+            &format!("no-such-manager.invalid:{}", col.addr.port()),
+            "--node-type",
+            "db",
+            "--node-name",
+            "host-nss",
+        ],
+    );
+    let said = text(&out);
+    assert!(out.status.success(), "configure on this host: {said}");
+    assert!(
+        said.contains("no-such-manager.invalid") && said.contains("lookup"),
+        "the unknown name failed as a lookup, not a crash: {said}"
+    );
+    assert!(agent_cfg.is_file() && dir.path().join("node.key").is_file());
+    phase(&mut t, "configure on this host");
 }

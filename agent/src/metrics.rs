@@ -66,6 +66,7 @@ impl Default for AgentMetrics {
 pub fn outcome_label(outcome: &Outcome) -> &'static str {
     let cause = match outcome {
         Outcome::Delivered => return "ok",
+        Outcome::AwaitingApproval => return "pending_approval",
         Outcome::Retryable(c) | Outcome::Fatal(c) => c.as_str(),
     };
     let kind = cause.split(':').next().unwrap_or("");
@@ -117,8 +118,17 @@ impl AgentMetrics {
         // Family has no retain: collect the label sets to remove first.
         let mut gone = Vec::new();
         for outcome in [
-            "ok", "timeout", "connect", "request", "response", "url", "http_3xx", "http_4xx",
-            "http_5xx", "other",
+            "ok",
+            "pending_approval",
+            "timeout",
+            "connect",
+            "request",
+            "response",
+            "url",
+            "http_3xx",
+            "http_4xx",
+            "http_5xx",
+            "other",
         ] {
             gone.push(vec![
                 ("manager", manager.to_string()),

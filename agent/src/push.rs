@@ -9,7 +9,12 @@
 //!   [`BREAKER_THRESHOLD`] in a row the manager's circuit opens for a cool-down and
 //!   snapshots are skipped for it, so a dead manager costs nothing per cycle;
 //! - fatal: `400`, `401`, `403` and any other status. Logged at WARN once per change of
-//!   cause, never retried: the task waits for the next cycle's snapshot.
+//!   cause, never retried: the task waits for the next cycle's snapshot;
+//! - awaiting approval: `202` with `error_code` `pending_approval`, from a collector with
+//!   `admission = "approve"` that holds this new node until an operator approves it. The
+//!   report arrived, so this is not a failure (no retry, no breaker count, no failure in
+//!   the self-health); it is logged at WARN once when it starts, with the command to run
+//!   and this node's key fingerprint, and again at most every [`PENDING_REMINDER`].
 //!
 //! A report is re-signed with a fresh seq on every attempt, so a retry is never a
 //! replay. The token goes only in its header and never into a log line.
@@ -31,6 +36,11 @@ use tokio::time::Instant;
 /// Largest response body read from a manager. A report answer is `null`; a managers
 /// list for a big cluster fits easily.
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
+/// How often a node still held for approval says so again in the log: the one action is
+/// an operator's, so once per cycle would only bury other lines.
+pub const PENDING_REMINDER: Duration = Duration::from_secs(15 * 60);
+/// The `error_code` of a collector's 202 for a held node (collector/src/ingest/hold.rs).
+pub const PENDING_APPROVAL_CODE: &str = "pending_approval";
 /// Consecutive retryable failures that open a manager's circuit.
 pub const BREAKER_THRESHOLD: u32 = 5;
 pub const BACKOFF_BASE: Duration = Duration::from_millis(250);
@@ -63,6 +73,8 @@ pub fn breaker_cooldown(reporting_freq: u32) -> Duration {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Delivered,
+    /// Received and held by a collector in approve mode: delivered, not yet admitted.
+    AwaitingApproval,
     Retryable(String),
     Fatal(String),
 }
@@ -72,6 +84,7 @@ impl Outcome {
     fn kind(&self) -> &str {
         match self {
             Outcome::Delivered => "ok",
+            Outcome::AwaitingApproval => PENDING_APPROVAL_CODE,
             Outcome::Retryable(c) | Outcome::Fatal(c) => c.split(':').next().unwrap_or(c),
         }
     }
@@ -103,10 +116,19 @@ pub fn classify(result: &Result<sr_tls::Response, ClientError>) -> Outcome {
                 "response: 200 with a body that is not JSON: {detail}"
             )),
         },
+        202 if error_code(&resp.body).as_deref() == Some(PENDING_APPROVAL_CODE) => {
+            Outcome::AwaitingApproval
+        }
         408 | 429 | 500..=599 => Outcome::Retryable(format!("http {code}: {detail}")),
         300..=399 => Outcome::Fatal(format!("http {code}: redirects are not followed")),
         _ => Outcome::Fatal(format!("http {code}: {detail}")),
     }
+}
+
+/// The `error_code` of a collector's `{message, error_code}` answer, if the body is one.
+fn error_code(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v.get("error_code")?.as_str().map(str::to_string)
 }
 
 /// The start of a body, printable, for logs and self-health.
@@ -136,7 +158,8 @@ pub struct Breaker {
 impl Breaker {
     pub fn record(&mut self, outcome: &Outcome, now: Instant, cooldown: Duration) -> bool {
         match outcome {
-            Outcome::Delivered => {
+            // A held report reached the collector: the manager is up.
+            Outcome::Delivered | Outcome::AwaitingApproval => {
                 self.failures = 0;
                 self.open_until = None;
                 false
@@ -339,6 +362,7 @@ pub async fn manager_task(
 ) {
     let mut breaker = Breaker::default();
     let mut last_logged_kind = String::from("ok");
+    let mut pending_logged: Option<Instant> = None;
     let mut last_refresh: Option<Instant> = None;
     shared
         .lock()
@@ -377,6 +401,11 @@ pub async fn manager_task(
             };
             let opened = breaker.record(&outcome, Instant::now(), cooldown);
             let kind_changed = record(&shared, &addr, seq, &outcome);
+            if outcome == Outcome::AwaitingApproval {
+                log_awaiting_approval(&addr, &job.ctx, &mut pending_logged);
+            } else {
+                pending_logged = None;
+            }
             log_outcome(&addr, &outcome, &mut last_logged_kind, opened, cooldown);
             if kind_changed {
                 let _ = events.try_send(PushEvent::HealthChanged);
@@ -399,7 +428,9 @@ pub async fn manager_task(
                     }
                     continue 'jobs;
                 }
-                Outcome::Fatal(_) => continue 'jobs,
+                // Sent again next cycle, as the collector expects (each report refreshes
+                // the held entry); no manager-list refresh before admission.
+                Outcome::Fatal(_) | Outcome::AwaitingApproval => continue 'jobs,
                 Outcome::Retryable(_) if opened => continue 'jobs,
                 Outcome::Retryable(_) => {}
             }
@@ -447,12 +478,37 @@ fn record(shared: &Shared, addr: &ManagerAddr, seq: u64, outcome: &Outcome) -> b
             d.consecutive_failures = 0;
             d.acked_seq = seq;
         }
+        // Not acked: the collector kept none of the transitions, so they go again.
+        Outcome::AwaitingApproval => {
+            d.last_result =
+                format!("{PENDING_APPROVAL_CODE}: held until an operator approves this node");
+            d.consecutive_failures = 0;
+        }
         Outcome::Retryable(c) | Outcome::Fatal(c) => {
             d.last_result = c.clone();
             d.consecutive_failures = d.consecutive_failures.saturating_add(1);
         }
     }
     before != outcome.kind()
+}
+
+/// WARN when a manager starts holding this node for approval, then once per
+/// [`PENDING_REMINDER`]; DEBUG in between.
+fn log_awaiting_approval(addr: &ManagerAddr, ctx: &PushContext, last: &mut Option<Instant>) {
+    let now = Instant::now();
+    if last.is_some_and(|t| now.duration_since(t) < PENDING_REMINDER) {
+        tracing::debug!(manager = %addr, "report held for approval");
+        return;
+    }
+    *last = Some(now);
+    tracing::warn!(
+        manager = %addr,
+        node_id = %ctx.node_id,
+        fingerprint = %ctx.key.fingerprint(),
+        "report delivered and held: this node awaits an operator's approval; on a manager run `status-reporter nodes approve {} --fingerprint {}`",
+        ctx.node_id,
+        ctx.key.fingerprint(),
+    );
 }
 
 /// WARN once per change of failure kind, INFO on recovery; DEBUG otherwise.
@@ -465,10 +521,15 @@ fn log_outcome(
 ) {
     let kind = outcome.kind().to_string();
     match outcome {
+        Outcome::Delivered if *last_kind == PENDING_APPROVAL_CODE => {
+            tracing::info!(manager = %addr, "node approved: reports are accepted")
+        }
         Outcome::Delivered if *last_kind != "ok" => {
             tracing::info!(manager = %addr, "reports delivered again")
         }
         Outcome::Delivered => tracing::debug!(manager = %addr, "report delivered"),
+        // Logged by `log_awaiting_approval`, which rate-limits it.
+        Outcome::AwaitingApproval => {}
         Outcome::Fatal(cause) if kind != *last_kind => {
             tracing::warn!(manager = %addr, cause = %cause, "report rejected; not retrying until the next cycle")
         }
@@ -550,6 +611,37 @@ mod tests {
             panic!()
         };
         assert_eq!(c, "http 401: token revoked");
+    }
+
+    #[test]
+    fn a_held_report_awaits_approval_and_is_no_failure() {
+        let held = resp(
+            202,
+            r#"{"message":"new node held for an operator's approval","error_code":"pending_approval"}"#,
+        );
+        assert_eq!(classify(&held), Outcome::AwaitingApproval);
+        // Any other 202 is not something the agent was promised: still not delivered.
+        assert!(matches!(classify(&resp(202, "{}")), Outcome::Fatal(_)));
+        assert!(matches!(
+            classify(&resp(202, r#"{"error_code":"pending"}"#)),
+            Outcome::Fatal(_)
+        ));
+        assert!(matches!(
+            classify(&resp(202, "not json")),
+            Outcome::Fatal(_)
+        ));
+        // Held answers never open the circuit, and reset a failure run.
+        let mut b = Breaker::default();
+        let cd = Duration::from_secs(5);
+        let now = Instant::now();
+        for _ in 0..BREAKER_THRESHOLD - 1 {
+            assert!(!b.record(&Outcome::Retryable("connect: refused".into()), now, cd));
+        }
+        for _ in 0..3 * BREAKER_THRESHOLD {
+            assert!(!b.record(&Outcome::AwaitingApproval, now, cd));
+        }
+        assert!(b.open_until(now).is_none());
+        assert!(!b.record(&Outcome::Retryable("connect: refused".into()), now, cd));
     }
 
     #[test]

@@ -16,6 +16,8 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+pub mod passwd;
+
 /// The system user the packaged service runs as; files it must read are chowned to it.
 pub const SERVICE_USER: &str = "status-reporter";
 
@@ -146,13 +148,14 @@ pub fn atomic_write(
     result
 }
 
-/// Chowns `path` to `user` if that user exists on this system; a missing user is not an
-/// error (development machines have none).
+/// Chowns `path` to `user` (and that user's primary group) if the user is in
+/// `/etc/passwd`; a missing user is not an error (development machines have none).
+/// Looked up in the file, never through NSS: see [`passwd`] for why and what that misses.
 pub fn chown_to_user(path: &Path, user: &str) -> std::io::Result<()> {
-    let Ok(Some(u)) = nix::unistd::User::from_name(user) else {
+    let Some(ids) = passwd::lookup_user(user)? else {
         return Ok(());
     };
-    nix::unistd::chown(path, Some(u.uid), Some(u.gid)).map_err(std::io::Error::from)
+    std::os::unix::fs::chown(path, Some(ids.uid), Some(ids.gid))
 }
 
 /// Whether a directory exists and this process may create files in it, tested by

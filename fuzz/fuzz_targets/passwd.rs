@@ -1,0 +1,26 @@
+//! Fuzzes the `/etc/passwd` parser the CLI uses instead of glibc NSS to find the service
+//! user (`sr_fsutil::passwd::find_user`): never a panic on any bytes, and whatever it
+//! returns really is on a line that starts with the name asked for.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use sr_fsutil::passwd::find_user;
+
+fuzz_target!(|data: &[u8]| {
+    // The first line names the user to look up; the rest is the file.
+    let (name, file) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &b""[..]),
+    };
+    let Ok(name) = std::str::from_utf8(name) else {
+        return;
+    };
+    if let Some(ids) = find_user(file, name) {
+        let line = format!("{name}:");
+        let text = String::from_utf8_lossy(file);
+        assert!(
+            text.lines().any(|l| l.starts_with(&line)
+                && l.contains(&format!(":{}:{}", ids.uid, ids.gid))),
+            "{ids:?} for {name:?} is on no line of the file"
+        );
+    }
+});
