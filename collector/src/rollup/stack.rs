@@ -143,6 +143,7 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> Vec<(StackService, Servic
         let (status, reasons, judged) = match service {
             StackService::Galera => super::galera::rollup(&members, settings),
             StackService::Lb => super::lb::rollup(&members, settings),
+            StackService::Vip => super::vip::rollup(&members, settings),
         };
         out.push((
             service,
@@ -178,4 +179,31 @@ fn views(judged: &[Judged]) -> BTreeMap<String, NodeView> {
             (key.key, view)
         })
         .collect()
+}
+
+/// A fresh, trusted `node`-type member named `name` whose last report carried `facts`: what
+/// the rule modules' tests judge.
+#[cfg(test)]
+pub(crate) fn test_member(name: &str, facts: sr_protocol::report::Facts) -> NodeInput {
+    NodeInput {
+        node_type: sr_protocol::NodeType::Node,
+        node_id: format!("id-{name}"),
+        name: name.to_string(),
+        status: NodeStatus::Ok,
+        reported_status: Some(NodeStatus::Ok),
+        fresh: true,
+        reasons: Vec::new(),
+        facts: Some(facts),
+        legacy: None,
+        role: None,
+        version: None,
+        private_ip: None,
+        services: serde_json::Map::new(),
+        last_seen_ms: Some(0),
+        skew_ms: Some(0),
+        flapping: false,
+        key_mismatch: false,
+        signed: true,
+        unvouched: false,
+    }
 }
