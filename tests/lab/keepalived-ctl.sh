@@ -23,10 +23,14 @@ DIR=$(cd "${1:?usage: $0 DIR ACTION N}" && pwd); A=${2:?action}; I=${3:?node num
 [[ "$I" =~ ^[0-9]+$ ]] && [ "$I" -ge 1 ] && [ "$I" -le "$NODES" ] || { echo "bad node number '$I'" >&2; exit 2; }
 K=$DIR/k$I
 case $A in
-  stop) vrrp=$(cat "$K/vrrp.pid" 2>/dev/null || true)
-    stop_pid "$(cat "$K/keepalived.pid" 2>/dev/null)" "$(kmarker "$I")" "${1:-TERM}" 10
-    # the VRRP child of a SIGKILLed parent notices only at its next read of the parent's pipe
-    stop_pid "$vrrp" "$(kmarker "$I")" "${1:-TERM}" 10 ;;
+  stop) sig=${1:-TERM}; main=$(cat "$K/keepalived.pid" 2>/dev/null || true); vrrp=$(cat "$K/vrrp.pid" 2>/dev/null || true)
+    # KILL hits both processes at once (the parent's death alone lets the VRRP child clean
+    # up); TERM goes to the parent only, which stops its child as `systemctl stop` would.
+    if [ "$sig" = KILL ]; then
+      for p in "$main" "$vrrp"; do owns "$p" "$(kmarker "$I")" || continue; kill -KILL "$p" 2>/dev/null || true; done
+    fi
+    stop_pid "$main" "$(kmarker "$I")" "$sig" 10
+    stop_pid "$vrrp" "$(kmarker "$I")" "$sig" 10 ;;
   start)
     rm -f "$K/keepalived.pid" "$K/vrrp.pid"
     setsid keepalived -n -l -D -P -s "$(host_ns "$I")" -f "$(kmarker "$I")" \

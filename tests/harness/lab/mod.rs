@@ -24,11 +24,13 @@
 
 pub mod galera;
 pub mod haproxy;
+pub mod keepalived;
 pub mod patroni;
 pub mod rabbitmq;
 
 pub use galera::GaleraCluster;
 pub use haproxy::HaproxyLab;
+pub use keepalived::KeepalivedPair;
 pub use patroni::{PatroniCluster, PatroniOpts};
 pub use rabbitmq::{RabbitCluster, RabbitOpts};
 
@@ -108,6 +110,11 @@ pub fn require_services(names: &[&str]) -> bool {
                 need(m, "haproxy", "/usr/sbin/haproxy");
                 need(m, "socat (stats socket client)", "/usr/bin/socat");
                 need(m, "python3 (the backend servers)", "/usr/bin/python3");
+            }
+            "keepalived" => {
+                need(m, "keepalived", "/usr/sbin/keepalived");
+                need(m, "ip (iproute2)", "/usr/sbin/ip");
+                need(m, "bridge (iproute2)", "/usr/sbin/bridge");
             }
             "rabbitmq" | "rabbitmq-server" => {
                 need(
