@@ -7,7 +7,7 @@
 //! dead keepalived cannot pass for a live one. The read is bounded by [`MAX_DATA`]. The
 //! node's own addresses come from `getifaddrs(3)` (netlink inside libc; no subprocess), and
 //! are read also when keepalived does not answer: a SIGKILLed keepalived leaves its VIP on
-//! the interface (docs/lab.md §H), which the roll-up must see to call the split brain.
+//! the interface (lab.md §H), which the roll-up must see to call the split brain.
 //!
 //! The facts become `facts.vip` (the roll-up's `vip` rule reads them) and the node's own
 //! finding ([`VipFacts::own_verdicts`]). [`parse_data`] is pure and fuzzed

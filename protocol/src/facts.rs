@@ -432,7 +432,7 @@ pub struct VipFacts {
     pub instances: BTreeMap<String, VrrpInstance>,
     /// The VIPs (of the instances, and the probe's configured `vips`) this node's
     /// interfaces carry. Read also when keepalived does not answer: a SIGKILLed keepalived
-    /// leaves its VIP on the interface (docs/lab.md §H), and that is a split brain.
+    /// leaves its VIP on the interface (lab.md §H), and that is a split brain.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub held: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -1,7 +1,7 @@
 //! The `vip` rule (keepalived): per VRRP instance exactly one MASTER is OK, none is Fail
 //! (`vip_no_master`), two or more are a split brain, Fail (`vip_split_brain`); per VIP
 //! exactly one node holding it is OK, none Fail, two or more Fail (a SIGKILLed keepalived
-//! leaves its VIP on the interface while the peer takes it too: docs/lab.md §H). A node with
+//! leaves its VIP on the interface while the peer takes it too: lab.md §H). A node with
 //! an instance in FAULT is Degraded (`vip_fault`).
 //!
 //! [`rollup`] composes [`member_verdicts`] (each node's own facts: keepalived silent Fail,
