@@ -103,6 +103,28 @@ pub fn judge<'a, F: 'a>(
     }
 }
 
+/// Each member's reasons at its status, except that a member which does not serve (`serves`
+/// false: its service or its agent silent) counts as at most Degraded while another member
+/// of several serves: the service goes on, only its redundancy is gone. Also returns how
+/// many serve.
+pub fn capped_members(
+    judged: &[Judged],
+    size: usize,
+    serves: impl Fn(&Judged) -> bool,
+) -> (Vec<Verdict>, usize) {
+    let serving = judged.iter().filter(|j| serves(j)).count();
+    let mut out = Vec::new();
+    for j in judged {
+        let cap = if serving >= 1 && size > 1 && !serves(j) {
+            NodeStatus::Degraded
+        } else {
+            NodeStatus::Fail
+        };
+        out.extend(j.reasons.iter().map(|r| (j.status.min(cap), r.clone())));
+    }
+    (out, serving)
+}
+
 /// Healthy (not Fail) members below ⌊size/2⌋+1 of the configured size: Fail.
 pub fn quorum(service: StackService, healthy: usize, size: usize) -> Option<Verdict> {
     let need = size / 2 + 1;

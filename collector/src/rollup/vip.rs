@@ -120,16 +120,7 @@ pub fn rollup<'a>(
 ) -> (NodeStatus, Vec<Reason>, Vec<Judged<'a>>) {
     let judged: Vec<Judged> = members.iter().map(|n| judge(n)).collect();
     let size = stack::size(settings, judged.len());
-    let answering_n = judged.iter().filter(|j| answering(j)).count();
-    let mut verdicts: Vec<Verdict> = Vec::new();
-    for j in &judged {
-        let cap = if answering_n >= 1 && !answering(j) {
-            NodeStatus::Degraded
-        } else {
-            NodeStatus::Fail
-        };
-        verdicts.extend(j.reasons.iter().map(|r| (j.status.min(cap), r.clone())));
-    }
+    let (mut verdicts, answering_n) = stack::capped_members(&judged, size, answering);
     // Only fresh, trusted facts say who is MASTER and who holds a VIP.
     let fresh: Vec<(&str, &VipFacts)> = judged
         .iter()
