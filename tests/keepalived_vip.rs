@@ -67,37 +67,27 @@ fn keepalived_scenarios_end_to_end() {
 
     let dir = tmp.path().join("collector");
     let pki = Pki::with_sans(&dir.join("pki"), "keepalived test CA", &[COLLECTOR_IP]);
-    let mut collector = Collector::init(&dir, &pki, &format!("{COLLECTOR_IP}:53334"));
-    collector.in_netns(&lab.sw());
-    collector.set("flap_threshold", "1000");
-    collector.set("shutdown_grace_secs", "1");
-    collector.set("required_types", "[]");
-    collector.append_config("[services.vip]\nrequired = true\nsize = 2\n");
-    collector.create_token("node");
-    collector.spawn();
-
-    let hosts: Vec<String> = (0..NODES).map(|i| lab.host(i)).collect();
-    let mut agents: Vec<harness::Agent> = (0..NODES)
-        .map(|i| {
-            let probe = sr_probes::keepalived::Config {
+    let collector = Collector::for_services(
+        &dir,
+        &pki,
+        &format!("{COLLECTOR_IP}:53334"),
+        Some(&lab.sw()),
+        "[services.vip]\nrequired = true\nsize = 2\n",
+    );
+    let agents = harness::Agent::start_nodes(
+        tmp.path(),
+        &AGENTS,
+        &collector,
+        |i| {
+            ProbeConfig::Keepalived(sr_probes::keepalived::Config {
                 pid_file: lab.pid_file(i),
                 data_file: lab.data_file(i),
                 vips: vec![VIP.into()],
                 timeout_ms: 2000,
-            };
-            harness::Agent::for_collector(
-                &tmp.path().join(AGENTS[i]),
-                AGENTS[i],
-                "node",
-                &collector,
-                vec![ProbeConfig::Keepalived(probe)],
-                Some(&hosts[i]),
-            )
-        })
-        .collect();
-    for a in &mut agents {
-        a.start();
-    }
+            })
+        },
+        |i| Some(lab.host(i)),
+    );
 
     // 1. Healthy: one MASTER holding the VIP.
     let (s, t) = collector.wait("vip OK, ka-1 MASTER", DEADLINE, |s| {
@@ -141,8 +131,15 @@ fn keepalived_scenarios_end_to_end() {
 
     // 3. Split brain: VRRP adverts dropped at the bridge with the carrier kept.
     lab.set_blocked(1, true).unwrap();
-    let (s, t) = collector.wait("vip Fail split brain", DEADLINE, |s| {
-        service_is(s, NodeStatus::Fail) && has(s, "vip_split_brain")
+    // ka-2 turns MASTER a moment before its VIP is on eth0: wait for both to be seen.
+    let (s, t) = collector.wait("vip Fail split brain, VIP on both", DEADLINE, |s| {
+        service_is(s, NodeStatus::Fail)
+            && vip(s).is_some_and(|g| {
+                g.reasons.iter().any(|r| {
+                    r.code == "vip_split_brain"
+                        && r.message.contains("VIP 10.205.0.100: held by ka-1, ka-2")
+                })
+            })
     });
     eprintln!("3. split brain seen in {:.1}s", t.as_secs_f64());
     assert_eq!(s.code, Some(2));
@@ -150,9 +147,9 @@ fn keepalived_scenarios_end_to_end() {
     assert_eq!(role(&s, "ka-2").as_deref(), Some("MASTER"));
     let reasons = &vip(&s).unwrap().reasons;
     assert!(
-        reasons
-            .iter()
-            .any(|r| r.message.contains("VIP 10.205.0.100: held by ka-1, ka-2")),
+        reasons.iter().any(
+            |r| r.code == "vip_split_brain" && r.message.contains("VI_1: MASTER on ka-1, ka-2")
+        ),
         "{reasons:?}"
     );
     lab.set_blocked(1, false).unwrap();

@@ -24,10 +24,11 @@ DIR=$(cd "${1:?usage: $0 DIR ACTION N}" && pwd); A=${2:?action}; I=${3:?node num
 K=$DIR/k$I
 case $A in
   stop) sig=${1:-TERM}; main=$(cat "$K/keepalived.pid" 2>/dev/null || true); vrrp=$(cat "$K/vrrp.pid" 2>/dev/null || true)
-    # KILL hits both processes at once (the parent's death alone lets the VRRP child clean
-    # up); TERM goes to the parent only, which stops its child as `systemctl stop` would.
+    # KILL hits both processes, the VRRP child first (the parent's death alone lets the child
+    # remove its VIP; even so the child sometimes gets to, see tests/keepalived_vip.rs step 4);
+    # TERM goes to the parent only, which stops its child as `systemctl stop` would.
     if [ "$sig" = KILL ]; then
-      for p in "$main" "$vrrp"; do owns "$p" "$(kmarker "$I")" || continue; kill -KILL "$p" 2>/dev/null || true; done
+      for p in "$vrrp" "$main"; do owns "$p" "$(kmarker "$I")" || continue; kill -KILL "$p" 2>/dev/null || true; done
     fi
     stop_pid "$main" "$(kmarker "$I")" "$sig" 10
     stop_pid "$vrrp" "$(kmarker "$I")" "$sig" 10 ;;

@@ -38,7 +38,8 @@ pub fn instance_verdicts(members: &[(&str, &VipFacts)]) -> Vec<Verdict> {
                 .get(name)
                 .map_or(format!("{node} -"), |i| format!("{node} {}", i.state))
         };
-        let masters: Vec<&str> = members
+        // Named in order, so a message is the same whatever order the members come in.
+        let masters: BTreeSet<&str> = members
             .iter()
             .filter(|(_, f)| f.reachable)
             .filter(|(_, f)| f.instances.get(name).is_some_and(|i| i.state == "MASTER"))
@@ -59,7 +60,7 @@ pub fn instance_verdicts(members: &[(&str, &VipFacts)]) -> Vec<Verdict> {
             )),
             _ => out.push((
                 NodeStatus::Fail,
-                codes::VIP_SPLIT_BRAIN.reason(format!("{name}: MASTER on {}", masters.join(", "))),
+                codes::VIP_SPLIT_BRAIN.reason(format!("{name}: MASTER on {}", join(&masters))),
             )),
         }
     }
@@ -81,7 +82,7 @@ pub fn vip_verdicts(members: &[(&str, &VipFacts)]) -> Vec<Verdict> {
         .collect();
     let mut out = Vec::new();
     for vip in vips {
-        let holders: Vec<&str> = members
+        let holders: BTreeSet<&str> = members
             .iter()
             .filter(|(_, f)| f.holds(vip))
             .map(|(n, _)| *n)
@@ -94,11 +95,15 @@ pub fn vip_verdicts(members: &[(&str, &VipFacts)]) -> Vec<Verdict> {
             )),
             _ => out.push((
                 NodeStatus::Fail,
-                codes::VIP_SPLIT_BRAIN.reason(format!("VIP {vip}: held by {}", holders.join(", "))),
+                codes::VIP_SPLIT_BRAIN.reason(format!("VIP {vip}: held by {}", join(&holders))),
             )),
         }
     }
     out
+}
+
+fn join(names: &BTreeSet<&str>) -> String {
+    names.iter().copied().collect::<Vec<_>>().join(", ")
 }
 
 fn judge(node: &NodeInput) -> Judged<'_> {
@@ -207,9 +212,19 @@ mod tests {
 
     #[test]
     fn two_masters_or_two_holders_are_split_brain() {
-        let (s, codes) = check(&[("a", node("MASTER", true)), ("b", node("MASTER", true))]);
+        let (s, codes) = check(&[("b", node("MASTER", true)), ("a", node("MASTER", true))]);
         assert_eq!(s, NodeStatus::Fail);
         assert_eq!(codes, ["vip_split_brain", "vip_split_brain"]);
+        let refs = [("b", &node("MASTER", true)), ("a", &node("MASTER", true))];
+        let messages: Vec<String> = instance_verdicts(&refs)
+            .into_iter()
+            .chain(vip_verdicts(&refs))
+            .map(|(_, r)| r.message)
+            .collect();
+        assert_eq!(
+            messages,
+            ["VI_1: MASTER on a, b", "VIP 10.0.0.100: held by a, b"]
+        );
         // A SIGKILLed keepalived left its VIP behind while the peer took it: split brain.
         let (s, codes) = check(&[("a", dead(true)), ("b", node("MASTER", true))]);
         assert_eq!(s, NodeStatus::Fail);
