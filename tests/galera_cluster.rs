@@ -18,8 +18,8 @@
 mod harness;
 
 use harness::lab::galera::COLLECTOR_IP;
-use harness::lab::{require_services, GaleraCluster, MONITOR_PASSWORD, MONITOR_USER};
-use harness::{netlab, Collector, Pki, Status};
+use harness::lab::{require_netns_services, GaleraCluster, MONITOR_PASSWORD, MONITOR_USER};
+use harness::{Collector, Pki, Status};
 use sr_probes::net::Secret;
 use sr_probes::ProbeConfig;
 use sr_protocol::NodeStatus;
@@ -45,14 +45,7 @@ fn service_is(s: &Status, status: NodeStatus) -> bool {
 
 #[test]
 fn galera_scenarios_end_to_end() {
-    if !require_services(&["galera"]) {
-        return;
-    }
-    if let Err(e) = netlab::available() {
-        if harness::ci() {
-            panic!("CI=true and network namespaces are unavailable (needs root and iproute2): {e}");
-        }
-        eprintln!("SKIP: network namespaces unavailable: {e}");
+    if !require_netns_services(&["galera"]) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

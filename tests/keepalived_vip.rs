@@ -22,8 +22,8 @@
 mod harness;
 
 use harness::lab::keepalived::{COLLECTOR_IP, NODES, VIP};
-use harness::lab::{require_services, KeepalivedPair};
-use harness::{netlab, Collector, Pki, Status};
+use harness::lab::{require_netns_services, KeepalivedPair};
+use harness::{Collector, Pki, Status};
 use sr_probes::ProbeConfig;
 use sr_protocol::NodeStatus;
 use std::time::Duration;
@@ -51,14 +51,7 @@ fn healthy_with_master(s: &Status, master: &str, backup: &str) -> bool {
 
 #[test]
 fn keepalived_scenarios_end_to_end() {
-    if !require_services(&["keepalived"]) {
-        return;
-    }
-    if let Err(e) = netlab::available() {
-        if harness::ci() {
-            panic!("CI=true and network namespaces are unavailable (needs root and iproute2): {e}");
-        }
-        eprintln!("SKIP: network namespaces unavailable: {e}");
+    if !require_netns_services(&["keepalived"]) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

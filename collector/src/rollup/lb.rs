@@ -43,13 +43,7 @@ pub fn rollup<'a>(
     let size = stack::size(settings, judged.len());
     // A backend is down for the clients of the node that sees it down; with several
     // HAProxy nodes behind a VIP, one that cannot serve (or is silent) leaves the others.
-    let (mut verdicts, serving) = stack::capped_members(&judged, size, is_serving);
-    if serving == 0 {
-        verdicts.push((
-            NodeStatus::Fail,
-            codes::QUORUM_LOST.reason(format!("0 of {size} HAProxy members answer")),
-        ));
-    }
+    let verdicts = stack::capped_members(&judged, size, "HAProxy", is_serving);
     let (status, reasons) = stack::worst(verdicts);
     (status, reasons, judged)
 }

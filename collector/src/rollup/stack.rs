@@ -105,13 +105,14 @@ pub fn judge<'a, F: 'a>(
 
 /// Each member's reasons at its status, except that a member which does not serve (`serves`
 /// false: its service or its agent silent) counts as at most Degraded while another member
-/// of several serves: the service goes on, only its redundancy is gone. Also returns how
-/// many serve.
+/// of several serves: the service goes on, only its redundancy is gone. None serving is
+/// Fail (`quorum_lost`, "0 of SIZE `what` members answer").
 pub fn capped_members(
     judged: &[Judged],
     size: usize,
+    what: &str,
     serves: impl Fn(&Judged) -> bool,
-) -> (Vec<Verdict>, usize) {
+) -> Vec<Verdict> {
     let serving = judged.iter().filter(|j| serves(j)).count();
     let mut out = Vec::new();
     for j in judged {
@@ -122,7 +123,13 @@ pub fn capped_members(
         };
         out.extend(j.reasons.iter().map(|r| (j.status.min(cap), r.clone())));
     }
-    (out, serving)
+    if serving == 0 {
+        out.push((
+            NodeStatus::Fail,
+            codes::QUORUM_LOST.reason(format!("0 of {size} {what} members answer")),
+        ));
+    }
+    out
 }
 
 /// Healthy (not Fail) members below ⌊size/2⌋+1 of the configured size: Fail.

@@ -125,7 +125,7 @@ pub fn rollup<'a>(
 ) -> (NodeStatus, Vec<Reason>, Vec<Judged<'a>>) {
     let judged: Vec<Judged> = members.iter().map(|n| judge(n)).collect();
     let size = stack::size(settings, judged.len());
-    let (mut verdicts, answering_n) = stack::capped_members(&judged, size, answering);
+    let mut verdicts = stack::capped_members(&judged, size, "keepalived", answering);
     // Only fresh, trusted facts say who is MASTER and who holds a VIP.
     let fresh: Vec<(&str, &VipFacts)> = judged
         .iter()
@@ -134,12 +134,6 @@ pub fn rollup<'a>(
         .collect();
     verdicts.extend(instance_verdicts(&fresh));
     verdicts.extend(vip_verdicts(&fresh));
-    if answering_n == 0 {
-        verdicts.push((
-            NodeStatus::Fail,
-            codes::QUORUM_LOST.reason(format!("0 of {size} keepalived members answer")),
-        ));
-    }
     let (status, reasons) = stack::worst(verdicts);
     (status, reasons, judged)
 }

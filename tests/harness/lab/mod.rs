@@ -61,6 +61,22 @@ pub fn lab_dir() -> PathBuf {
         .join("lab")
 }
 
+/// [`require_services`] for a suite whose hosts are network namespaces: also false (with a
+/// SKIP line) when namespaces cannot be made here, a panic under `CI=true`.
+pub fn require_netns_services(names: &[&str]) -> bool {
+    if !require_services(names) {
+        return false;
+    }
+    if let Err(e) = super::netlab::available() {
+        if super::ci() {
+            panic!("CI=true and network namespaces are unavailable (needs root and iproute2): {e}");
+        }
+        eprintln!("SKIP: network namespaces unavailable: {e}");
+        return false;
+    }
+    true
+}
+
 /// Checks that everything needed for the named services is installed (`"patroni"`, `"etcd"`,
 /// `"postgres"`, `"rabbitmq"`; any other name is looked up as an executable on `PATH`).
 ///
