@@ -16,7 +16,7 @@ root=..
 secs=${FUZZ_SECS:-60}
 export RUSTC_BOOTSTRAP=1
 
-all=(report_body signature agent_config collector_config patroni_interpret etcd_interpret rabbitmq_interpret duration galera_status haproxy_stat history_query sse_frames passwd)
+all=(report_body signature agent_config collector_config patroni_interpret etcd_interpret rabbitmq_interpret duration galera_status haproxy_stat keepalived_data history_query sse_frames passwd)
 targets=("${@:-${all[@]}}")
 
 fx=$root/probes/fixtures
@@ -72,6 +72,8 @@ seed() {
       cp "$fx"/galera-10.11/*.tsv "$dir"/ ;;
     haproxy_stat)
       cp "$fx"/haproxy-2.6/*.csv "$dir"/ ;;
+    keepalived_data)
+      cp "$fx"/keepalived-2.2/data-*.txt "$dir"/ ;;
     etcd_interpret)
       for s in "$fx"/etcd/maintenance-*.json; do
         framed "$dir/seed-$(basename "$s" .json)-ok" 03 "$s" "$fx/etcd/health-ok.json"

@@ -18,8 +18,8 @@
 mod harness;
 
 use harness::lab::galera::COLLECTOR_IP;
-use harness::lab::{require_services, GaleraCluster, MONITOR_PASSWORD, MONITOR_USER};
-use harness::{netlab, Collector, Pki, Status};
+use harness::lab::{require_netns_services, GaleraCluster, MONITOR_PASSWORD, MONITOR_USER};
+use harness::{Collector, Pki, Status};
 use sr_probes::net::Secret;
 use sr_probes::ProbeConfig;
 use sr_protocol::NodeStatus;
@@ -45,14 +45,7 @@ fn service_is(s: &Status, status: NodeStatus) -> bool {
 
 #[test]
 fn galera_scenarios_end_to_end() {
-    if !require_services(&["galera"]) {
-        return;
-    }
-    if let Err(e) = netlab::available() {
-        if harness::ci() {
-            panic!("CI=true and network namespaces are unavailable (needs root and iproute2): {e}");
-        }
-        eprintln!("SKIP: network namespaces unavailable: {e}");
+    if !require_netns_services(&["galera"]) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -61,39 +54,29 @@ fn galera_scenarios_end_to_end() {
 
     let dir = tmp.path().join("collector");
     let pki = Pki::with_sans(&dir.join("pki"), "galera test CA", &[COLLECTOR_IP]);
-    let mut collector = Collector::init(&dir, &pki, &format!("{COLLECTOR_IP}:53333"));
-    collector.in_netns(&lab.sw());
-    collector.set("flap_threshold", "1000");
-    collector.set("shutdown_grace_secs", "1");
-    collector.set("required_types", "[]");
-    collector.append_config("[services.galera]\nrequired = true\nsize = 3\n");
-    collector.create_token("node");
-    collector.spawn();
-
-    let hosts: Vec<String> = (0..3).map(|i| lab.host(i)).collect();
-    let mut agents: Vec<harness::Agent> = (0..3)
-        .map(|i| {
-            let probe: sr_probes::galera::Config = sr_probes::galera::Config {
+    let collector = Collector::for_services(
+        &dir,
+        &pki,
+        &format!("{COLLECTOR_IP}:53333"),
+        Some(&lab.sw()),
+        "[services.galera]\nrequired = true\nsize = 3\n",
+    );
+    let agents = harness::Agent::start_nodes(
+        tmp.path(),
+        &AGENTS,
+        &collector,
+        |i| {
+            ProbeConfig::Galera(sr_probes::galera::Config {
                 socket: Some(lab.socket(i)),
                 host: "127.0.0.1".into(),
                 port: 3306,
                 user: MONITOR_USER.into(),
                 password: Some(Secret::new(MONITOR_PASSWORD)),
                 timeout_ms: 2000,
-            };
-            harness::Agent::for_collector(
-                &tmp.path().join(AGENTS[i]),
-                AGENTS[i],
-                "node",
-                &collector,
-                vec![ProbeConfig::Galera(probe)],
-                Some(&hosts[i]),
-            )
-        })
-        .collect();
-    for a in &mut agents {
-        a.start();
-    }
+            })
+        },
+        |i| Some(lab.host(i)),
+    );
 
     // 1. Healthy.
     let (s, t) = collector.wait("galera OK with 3 members", DEADLINE, |s| {

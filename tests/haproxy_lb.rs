@@ -57,14 +57,13 @@ fn haproxy_probe(lab: &HaproxyLab) -> ProbeConfig {
 /// A collector on 127.0.0.1 with `[services.lb] required = true` and a `node` token.
 fn lb_collector(dir: &std::path::Path) -> Collector {
     let pki = Pki::new(&dir.join("pki"), "haproxy test CA");
-    let mut c = Collector::init(dir, &pki, "127.0.0.1:0");
-    c.set("flap_threshold", "1000");
-    c.set("shutdown_grace_secs", "1");
-    c.set("required_types", "[]");
-    c.append_config("[services.lb]\nrequired = true\n");
-    c.create_token("node");
-    c.spawn();
-    c
+    Collector::for_services(
+        dir,
+        &pki,
+        "127.0.0.1:0",
+        None,
+        "[services.lb]\nrequired = true\n",
+    )
 }
 
 /// The collector, and a started agent with the `haproxy` probe (and `check_listen`).

@@ -313,7 +313,7 @@ impl Config {
         out.push_str(&format!("admission = \"{}\"\n", self.admission.as_str()));
         out.push_str(&format!("max_pending = {}\n", self.max_pending));
         out.push_str(
-            "# Stack services (galera, lb): [services.galera] required = true, size = 3\n",
+            "# Stack services (galera, lb, vip): [services.galera] required = true, size = 3\n",
         );
         for (service, p) in &self.services {
             out.push_str(&format!(

@@ -91,7 +91,7 @@ pub enum Raw {
     Answered(String),
 }
 
-fn cut(s: &str, n: usize) -> String {
+pub(crate) fn cut(s: &str, n: usize) -> String {
     if s.len() <= n {
         return s.to_string();
     }

@@ -22,6 +22,7 @@ pub mod galera;
 pub mod haproxy;
 pub mod host;
 pub mod http;
+pub mod keepalived;
 pub mod net;
 pub mod patroni;
 pub mod pg;

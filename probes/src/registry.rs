@@ -58,6 +58,7 @@ probe_kinds! {
     PgConnect => crate::pg_connect::PgConnect,
     Galera => crate::galera::Galera,
     Haproxy => crate::haproxy::Haproxy,
+    Keepalived => crate::keepalived::Keepalived,
 }
 
 impl ProbeConfig {
@@ -75,6 +76,7 @@ impl ProbeConfig {
             ProbeConfig::Rabbitmq(_) => vec![crate::rabbitmq::SERVICE],
             ProbeConfig::Galera(_) => vec![crate::galera::SERVICE],
             ProbeConfig::Haproxy(_) => vec![crate::haproxy::SERVICE],
+            ProbeConfig::Keepalived(_) => vec![crate::keepalived::SERVICE],
             ProbeConfig::Host(_) | ProbeConfig::Postgres(_) | ProbeConfig::CollectorSelf(_) => {
                 vec![]
             }

@@ -419,23 +419,125 @@ impl LbFacts {
     }
 }
 
+/// What a keepalived node reports (its SIGUSR1 data dump, and the addresses on its own
+/// interfaces). A node is a member of the `vip` service by carrying these facts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VipFacts {
+    /// keepalived wrote its data file this cycle.
+    pub reachable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// VRRP instance name → its state here. At most [`VipFacts::MAX_ENTRIES`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub instances: BTreeMap<String, VrrpInstance>,
+    /// The VIPs (of the instances, and the probe's configured `vips`) this node's
+    /// interfaces carry. Read also when keepalived does not answer: a SIGKILLed keepalived
+    /// leaves its VIP on the interface (lab.md §H), and that is a split brain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+/// One VRRP instance as its node's keepalived dumps it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VrrpInstance {
+    /// `State =`: `MASTER`, `BACKUP`, `FAULT`, `INIT` or `STOP`.
+    pub state: String,
+    /// `Effective priority =`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+    /// The instance's virtual addresses (`Virtual IP (n):`), without prefix length.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vips: Vec<String>,
+}
+
+impl VipFacts {
+    /// Instances per node and VIPs per instance kept (facts are bounded at 16 KiB).
+    pub const MAX_ENTRIES: usize = 64;
+
+    /// Whether this node's interfaces carry `vip`.
+    pub fn holds(&self, vip: &str) -> bool {
+        self.held.iter().any(|h| h == vip)
+    }
+
+    /// What these facts say of their own node: keepalived not answering is Fail; an
+    /// instance in FAULT is Degraded; a MASTER whose VIP is not on the node's interfaces is
+    /// Degraded. Whether the instance has exactly one MASTER is the roll-up's question.
+    pub fn own_verdicts(&self) -> Vec<(crate::NodeStatus, crate::reasons::ReasonCode, String)> {
+        use crate::reasons as codes;
+        use crate::NodeStatus::{Degraded, Fail};
+        let mut out = Vec::new();
+        if !self.reachable {
+            let why = self.error.as_deref().unwrap_or("no data file");
+            out.push((Fail, codes::VIP_UNREACHABLE, format!("keepalived: {why}")));
+        }
+        for (name, i) in &self.instances {
+            if i.state == "FAULT" {
+                out.push((Degraded, codes::VIP_FAULT, format!("{name}: FAULT")));
+            }
+            let missing: Vec<&str> = i
+                .vips
+                .iter()
+                .filter(|v| !self.holds(v))
+                .map(String::as_str)
+                .collect();
+            if i.state == "MASTER" && !missing.is_empty() {
+                out.push((
+                    Degraded,
+                    codes::VIP_NOT_HELD,
+                    format!("{name}: MASTER without {}", missing.join(", ")),
+                ));
+            }
+        }
+        if self.truncated {
+            out.push((
+                Degraded,
+                codes::VIP_TRUNCATED,
+                format!(
+                    "more VRRP instances or VIPs than the {} kept; the rest are not judged",
+                    self.instances.len()
+                ),
+            ));
+        }
+        out
+    }
+
+    /// The view's role: the state of each instance (`MASTER`, or `VI_1=MASTER,VI_2=BACKUP`).
+    pub fn role(&self) -> Option<String> {
+        match self.instances.len() {
+            0 => None,
+            1 => self.instances.values().next().map(|i| i.state.clone()),
+            _ => Some(
+                self.instances
+                    .iter()
+                    .map(|(n, i)| format!("{n}={}", i.state))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+        }
+    }
+}
+
 /// The stack services: those a node belongs to by its facts, not by its node type. The
 /// name is the view's `services` key, the `facts` key and the `[services.<name>]` config
-/// table. (`vip`, `pacemaker`, `search` and `objectstore` join here with their facts.)
+/// table. (`pacemaker`, `search` and `objectstore` join here with their facts.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StackService {
     Galera,
     Lb,
+    Vip,
 }
 
 impl StackService {
-    pub const ALL: [StackService; 2] = [StackService::Galera, StackService::Lb];
+    pub const ALL: [StackService; 3] = [StackService::Galera, StackService::Lb, StackService::Vip];
 
     pub fn as_str(self) -> &'static str {
         match self {
             StackService::Galera => "galera",
             StackService::Lb => "lb",
+            StackService::Vip => "vip",
         }
     }
 
@@ -444,6 +546,7 @@ impl StackService {
         match self {
             StackService::Galera => facts.galera.is_some(),
             StackService::Lb => facts.lb.is_some(),
+            StackService::Vip => facts.vip.is_some(),
         }
     }
 }
@@ -462,7 +565,7 @@ impl std::str::FromStr for StackService {
             .find(|x| x.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown service {:?}: expected galera or lb",
+                    "unknown service {:?}: expected galera, lb or vip",
                     s.chars().take(64).collect::<String>()
                 )
             })

@@ -182,6 +182,12 @@ catalog! {
     LB_BACKEND_DOWN = "lb_backend_down", FAIL, "haproxy, roll-up", "no server of a backend is up (or a configured backend is missing)";
     LB_SERVER_MAINT = "lb_server_maint", DEGRADED, "haproxy, roll-up", "a server is in MAINT or DRAIN (an operator's choice)";
     LB_TRUNCATED = "lb_truncated", DEGRADED, "haproxy", "more backends or servers than the facts keep: those cut are not judged";
+    VIP_UNREACHABLE = "vip_unreachable", FAIL, "keepalived", "keepalived wrote no data file (not running, or no answer to SIGUSR1 in time)";
+    VIP_FAULT = "vip_fault", DEGRADED, "keepalived, roll-up", "a VRRP instance is in FAULT on this node (its interface or a tracked check is down)";
+    VIP_NOT_HELD = "vip_not_held", DEGRADED, "keepalived", "keepalived says MASTER but this node's interfaces lack the instance's VIP";
+    VIP_NO_MASTER = "vip_no_master", FAIL, "roll-up", "no node is MASTER of a VRRP instance, or no node holds its VIP";
+    VIP_SPLIT_BRAIN = "vip_split_brain", FAIL, "roll-up", "two or more nodes are MASTER of one VRRP instance or hold one VIP";
+    VIP_TRUNCATED = "vip_truncated", DEGRADED, "keepalived", "more VRRP instances or VIPs than the facts keep: those cut are not judged";
 }
 
 /// The markdown table of every code, as `docs/operations.md` carries it.

@@ -123,11 +123,17 @@ pub struct Facts {
     pub galera: Option<crate::facts::GaleraFacts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lb: Option<crate::facts::LbFacts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vip: Option<crate::facts::VipFacts>,
 }
 
 impl Facts {
     pub fn is_empty(&self) -> bool {
-        self.db.is_none() && self.broker.is_none() && self.galera.is_none() && self.lb.is_none()
+        self.db.is_none()
+            && self.broker.is_none()
+            && self.galera.is_none()
+            && self.lb.is_none()
+            && self.vip.is_none()
     }
 }
 

@@ -69,6 +69,36 @@ impl Agent {
         )
     }
 
+    /// Started agents of node type `node`, one per name, agent `i` in `dir/<name>` with the
+    /// probe `probe(i)`, run inside namespace `netns(i)` when it is given.
+    pub fn start_nodes(
+        dir: &Path,
+        names: &[&str],
+        collector: &Collector,
+        probe: impl Fn(usize) -> ProbeConfig,
+        netns: impl Fn(usize) -> Option<String>,
+    ) -> Vec<Agent> {
+        let mut agents: Vec<Agent> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let ns = netns(i);
+                Agent::for_collector(
+                    &dir.join(name),
+                    name,
+                    "node",
+                    collector,
+                    vec![probe(i)],
+                    ns.as_deref(),
+                )
+            })
+            .collect();
+        for a in &mut agents {
+            a.start();
+        }
+        agents
+    }
+
     /// A node of `node_type` named `name` reporting every second to `collector` (its CA, its
     /// token for that role; pushes bounded at 0.9 s), with `probes`. Not started; `netns` is
     /// where [`Agent::start`] will run it.

@@ -52,6 +52,29 @@ impl Collector {
         }
     }
 
+    /// A running collector for a stack-service suite: `init` on `listen` (inside `netns` if
+    /// given), no required Cloudify type, `services` (TOML `[services.<name>]` tables)
+    /// appended, a `node` token, no flap damping, a 1 s shutdown grace.
+    pub fn for_services(
+        dir: &Path,
+        pki: &Pki,
+        listen: &str,
+        netns: Option<&str>,
+        services: &str,
+    ) -> Collector {
+        let mut c = Collector::init(dir, pki, listen);
+        if let Some(ns) = netns {
+            c.in_netns(ns);
+        }
+        c.set("flap_threshold", "1000");
+        c.set("shutdown_grace_secs", "1");
+        c.set("required_types", "[]");
+        c.append_config(services);
+        c.create_token("node");
+        c.spawn();
+        c
+    }
+
     /// A CA for `sans`, `init` in `dir` with `overrides` (key, TOML value) applied, then
     /// `run` (inside `netns` if given) until it prints its address.
     pub fn start(

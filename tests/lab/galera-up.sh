@@ -21,24 +21,7 @@ printf 'NODES=%s\nNS_PREFIX=%s\n' "$NODES" "$NS_PREFIX" > "$DIR/cluster.env"
 start_watchdog "$HERE/galera-down.sh" "$DIR"
 
 # ---- network: a switch namespace with two bridges, one host namespace per node ----
-SW=$(sw_ns)
-ip netns add "$SW"
-ip -n "$SW" link set lo up
-for br in brc brm; do ip -n "$SW" link add "$br" type bridge; ip -n "$SW" link set "$br" up; done
-ip -n "$SW" addr add "$MGMT_NET.254/24" dev brm
-for i in $(seq 1 "$NODES"); do
-  H=$(host_ns "$i")
-  ip netns add "$H"
-  ip -n "$H" link set lo up
-  ip -n "$H" link add eth0 type veth peer name "c$i" netns "$SW"
-  ip -n "$H" link add eth1 type veth peer name "m$i" netns "$SW"
-  ip -n "$SW" link set "c$i" master brc up
-  ip -n "$SW" link set "m$i" master brm up
-  ip -n "$H" addr add "$GAL_NET.$i/24" dev eth0
-  ip -n "$H" addr add "$MGMT_NET.$i/24" dev eth1
-  ip -n "$H" link set eth0 up
-  ip -n "$H" link set eth1 up
-done
+two_network_hosts "$(sw_ns)" "$NODES" brc c "$GAL_NET" "$MGMT_NET"
 
 # ---- one datadir and my.cnf per node ----
 ADDRS=$(seq -s, -f "$GAL_NET.%g" 1 "$NODES")

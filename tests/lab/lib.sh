@@ -12,6 +12,7 @@
 # - output: log, el, log_tails, http (the "HTTP <code>" + body format the ctl scripts print)
 # - TLS material: tls_key, tls_ca, tls_leaf (openssl, EC P-256)
 # - start_watchdog / stop_watchdog: tears a cluster down when the process that owns it dies
+# - two_network_hosts: namespace hosts on a service network and a management network
 
 # ---------- processes ----------
 
@@ -183,4 +184,33 @@ stop_watchdog() {
   if [ "${FROM_WATCHDOG:-0}" != 1 ] && [ -f "$1/watchdog.pid" ]; then
     stop_pid "$(cat "$1/watchdog.pid")" "$(basename "$0") $1 " TERM 2
   fi
+}
+
+# ---------- namespace hosts ----------
+
+# two_network_hosts SW NODES SVC_BR SVC_PORT SVC_NET MGMT_NET: a switch namespace SW holding two
+# bridges, SVC_BR (the service's network SVC_NET.0/24) and brm (management, MGMT_NET.0/24, on
+# which SW itself is MGMT_NET.254: the collector's address), and NODES host namespaces named by
+# the caller's `host_ns I`, each with eth0 = SVC_NET.I on SVC_BR (switch port SVC_PORT<I>) and
+# eth1 = MGMT_NET.I on brm (switch port m<I>). Cutting or blocking SVC_PORT<I> leaves the
+# host's agent reporting over eth1 (lab.md §E, §H).
+two_network_hosts() {
+  local sw=$1 nodes=$2 svc_br=$3 svc_port=$4 svc_net=$5 mgmt_net=$6 i h br
+  ip netns add "$sw"
+  ip -n "$sw" link set lo up
+  for br in "$svc_br" brm; do ip -n "$sw" link add "$br" type bridge; ip -n "$sw" link set "$br" up; done
+  ip -n "$sw" addr add "$mgmt_net.254/24" dev brm
+  for i in $(seq 1 "$nodes"); do
+    h=$(host_ns "$i")
+    ip netns add "$h"
+    ip -n "$h" link set lo up
+    ip -n "$h" link add eth0 type veth peer name "$svc_port$i" netns "$sw"
+    ip -n "$h" link add eth1 type veth peer name "m$i" netns "$sw"
+    ip -n "$sw" link set "$svc_port$i" master "$svc_br" up
+    ip -n "$sw" link set "m$i" master brm up
+    ip -n "$h" addr add "$svc_net.$i/24" dev eth0
+    ip -n "$h" addr add "$mgmt_net.$i/24" dev eth1
+    ip -n "$h" link set eth0 up
+    ip -n "$h" link set eth1 up
+  done
 }

@@ -129,7 +129,6 @@ mod tests {
     use super::*;
     use crate::rollup::{rollup as full_rollup, NodeInput, Policy};
     use sr_protocol::report::Facts;
-    use sr_protocol::NodeType;
     use std::collections::BTreeMap;
 
     fn synced() -> GaleraFacts {
@@ -149,30 +148,15 @@ mod tests {
     }
 
     fn node(i: usize, f: GaleraFacts) -> NodeInput {
-        NodeInput {
-            node_type: NodeType::Node,
-            node_id: format!("g{i}"),
-            name: format!("galera{i}"),
-            status: NodeStatus::Ok,
-            reported_status: Some(NodeStatus::Ok),
-            fresh: true,
-            reasons: Vec::new(),
-            facts: Some(Facts {
+        let mut n = stack::test_member(
+            &format!("galera{i}"),
+            Facts {
                 galera: Some(f),
                 ..Facts::default()
-            }),
-            legacy: None,
-            role: None,
-            version: None,
-            private_ip: None,
-            services: serde_json::Map::new(),
-            last_seen_ms: Some(0),
-            skew_ms: Some(0),
-            flapping: false,
-            key_mismatch: false,
-            signed: true,
-            unvouched: false,
-        }
+            },
+        );
+        n.node_id = format!("g{i}");
+        n
     }
 
     fn sized(n: u32) -> Policy {

@@ -43,32 +43,7 @@ pub fn rollup<'a>(
     let size = stack::size(settings, judged.len());
     // A backend is down for the clients of the node that sees it down; with several
     // HAProxy nodes behind a VIP, one that cannot serve (or is silent) leaves the others.
-    let serving = judged
-        .iter()
-        .filter(|j| stack::standing(j.node).is_none())
-        .filter(|j| {
-            j.node
-                .facts
-                .as_ref()
-                .and_then(|f| f.lb.as_ref())
-                .is_some_and(|f| f.reachable)
-        })
-        .count();
-    let mut verdicts: Vec<Verdict> = Vec::new();
-    for j in &judged {
-        let cap = if serving >= 1 && size > 1 && !is_serving(j) {
-            NodeStatus::Degraded
-        } else {
-            NodeStatus::Fail
-        };
-        verdicts.extend(j.reasons.iter().map(|r| (j.status.min(cap), r.clone())));
-    }
-    if serving == 0 {
-        verdicts.push((
-            NodeStatus::Fail,
-            codes::QUORUM_LOST.reason(format!("0 of {size} HAProxy members answer")),
-        ));
-    }
+    let verdicts = stack::capped_members(&judged, size, "HAProxy", is_serving);
     let (status, reasons) = stack::worst(verdicts);
     (status, reasons, judged)
 }

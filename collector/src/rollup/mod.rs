@@ -17,7 +17,7 @@
 //!
 //! 3. The stack services ([`stack`]): each member (a node whose report carries that
 //!    service's facts, whatever its type) is judged from those facts only, by the
-//!    service's own rule module ([`galera`], [`lb`]); they sit in the view beside the
+//!    service's own rule module ([`galera`], [`lb`], [`vip`]); they sit in the view beside the
 //!    three Cloudify types.
 //!
 //! Nothing here reads the clock, the store or the network.
@@ -31,6 +31,7 @@ pub mod legacy;
 pub mod membership;
 pub mod names;
 pub mod stack;
+pub mod vip;
 
 // The record types are the roll-up's input; re-exported so its callers need one path.
 pub use crate::record::{LatestReport, NodeRecord};

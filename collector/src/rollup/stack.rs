@@ -103,6 +103,35 @@ pub fn judge<'a, F: 'a>(
     }
 }
 
+/// Each member's reasons at its status, except that a member which does not serve (`serves`
+/// false: its service or its agent silent) counts as at most Degraded while another member
+/// of several serves: the service goes on, only its redundancy is gone. None serving is
+/// Fail (`quorum_lost`, "0 of SIZE `what` members answer").
+pub fn capped_members(
+    judged: &[Judged],
+    size: usize,
+    what: &str,
+    serves: impl Fn(&Judged) -> bool,
+) -> Vec<Verdict> {
+    let serving = judged.iter().filter(|j| serves(j)).count();
+    let mut out = Vec::new();
+    for j in judged {
+        let cap = if serving >= 1 && size > 1 && !serves(j) {
+            NodeStatus::Degraded
+        } else {
+            NodeStatus::Fail
+        };
+        out.extend(j.reasons.iter().map(|r| (j.status.min(cap), r.clone())));
+    }
+    if serving == 0 {
+        out.push((
+            NodeStatus::Fail,
+            codes::QUORUM_LOST.reason(format!("0 of {size} {what} members answer")),
+        ));
+    }
+    out
+}
+
 /// Healthy (not Fail) members below ⌊size/2⌋+1 of the configured size: Fail.
 pub fn quorum(service: StackService, healthy: usize, size: usize) -> Option<Verdict> {
     let need = size / 2 + 1;
@@ -143,6 +172,7 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> Vec<(StackService, Servic
         let (status, reasons, judged) = match service {
             StackService::Galera => super::galera::rollup(&members, settings),
             StackService::Lb => super::lb::rollup(&members, settings),
+            StackService::Vip => super::vip::rollup(&members, settings),
         };
         out.push((
             service,
@@ -178,4 +208,31 @@ fn views(judged: &[Judged]) -> BTreeMap<String, NodeView> {
             (key.key, view)
         })
         .collect()
+}
+
+/// A fresh, trusted `node`-type member named `name` whose last report carried `facts`: what
+/// the rule modules' tests judge.
+#[cfg(test)]
+pub(crate) fn test_member(name: &str, facts: sr_protocol::report::Facts) -> NodeInput {
+    NodeInput {
+        node_type: sr_protocol::NodeType::Node,
+        node_id: format!("id-{name}"),
+        name: name.to_string(),
+        status: NodeStatus::Ok,
+        reported_status: Some(NodeStatus::Ok),
+        fresh: true,
+        reasons: Vec::new(),
+        facts: Some(facts),
+        legacy: None,
+        role: None,
+        version: None,
+        private_ip: None,
+        services: serde_json::Map::new(),
+        last_seen_ms: Some(0),
+        skew_ms: Some(0),
+        flapping: false,
+        key_mismatch: false,
+        signed: true,
+        unvouched: false,
+    }
 }

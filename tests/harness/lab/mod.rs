@@ -34,11 +34,13 @@
 
 pub mod galera;
 pub mod haproxy;
+pub mod keepalived;
 pub mod patroni;
 pub mod rabbitmq;
 
 pub use galera::GaleraCluster;
 pub use haproxy::HaproxyLab;
+pub use keepalived::KeepalivedPair;
 pub use patroni::{PatroniCluster, PatroniOpts};
 pub use rabbitmq::{RabbitCluster, RabbitOpts};
 
@@ -200,6 +202,22 @@ pub fn lab_dir() -> PathBuf {
         .join("lab")
 }
 
+/// [`require_services`] for a suite whose hosts are network namespaces: also false (with a
+/// SKIP line) when namespaces cannot be made here, a panic under `CI=true`.
+pub fn require_netns_services(names: &[&str]) -> bool {
+    if !require_services(names) {
+        return false;
+    }
+    if let Err(e) = super::netlab::available() {
+        if super::ci() {
+            panic!("CI=true and network namespaces are unavailable (needs root and iproute2): {e}");
+        }
+        eprintln!("SKIP: network namespaces unavailable: {e}");
+        return false;
+    }
+    true
+}
+
 /// Checks that everything needed for the named services is installed (`"patroni"`, `"etcd"`,
 /// `"postgres"`, `"rabbitmq"`; any other name is looked up as an executable on `PATH`).
 ///
@@ -249,6 +267,11 @@ pub fn require_services(names: &[&str]) -> bool {
                 need(m, "haproxy", "/usr/sbin/haproxy");
                 need(m, "socat (stats socket client)", "/usr/bin/socat");
                 need(m, "python3 (the backend servers)", "/usr/bin/python3");
+            }
+            "keepalived" => {
+                need(m, "keepalived", "/usr/sbin/keepalived");
+                need(m, "ip (iproute2)", "/usr/sbin/ip");
+                need(m, "bridge (iproute2)", "/usr/sbin/bridge");
             }
             "rabbitmq" | "rabbitmq-server" => {
                 need(
