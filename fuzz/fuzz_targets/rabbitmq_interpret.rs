@@ -56,6 +56,7 @@ fuzz_target!(|data: &[u8]| {
         quorum_critical: critical.map(|c| reply(Some(c))),
         queues: queues.map(|c| reply(Some(c))),
         feature_flags: flags.map(|c| reply(Some(c))),
+        reused: Vec::new(),
     };
     let finding = Rabbitmq::interpret(&cfg, &raw);
     if !all_200 {

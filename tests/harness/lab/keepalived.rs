@@ -4,7 +4,7 @@
 //! network (10.205.1.0/24) apart, so a node's VRRP port can be blocked while its agent keeps
 //! reporting to the collector at [`COLLECTOR_IP`] in the switch namespace.
 
-use super::{script_index, Attempt, Lab, Spec};
+use super::{script_index, Attempt, Lab, Spec, VersionSet};
 use anyhow::Result;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,6 +31,8 @@ impl KeepalivedPair {
             ports: 0,
             start_timeout: Duration::from_secs(60),
             slack: Duration::from_secs(15),
+            // Debian 12's packages only: the second version set covers db and broker.
+            set: VersionSet::Debian12,
         };
         let (lab, prefix, detail) = Lab::start(spec, |dir, _| {
             // Unique per process and attempt; short, since it names namespaces (and the
