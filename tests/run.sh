@@ -41,6 +41,11 @@ trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
 
+# The fuzz targets are their own workspace (fuzz/), so the test above does not build them:
+# check that every one still compiles against the parsers it drives (running them needs
+# cargo-fuzz: fuzz/run-all.sh).
+(cd fuzz && cargo check --quiet --bins) || { echo "fuzz targets do not build" >&2; status=1; }
+
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"
