@@ -441,10 +441,22 @@ pub(crate) mod tests {
         )
         .unwrap()
         .body;
+        judged(
+            NodeType::Broker,
+            &format!("b{i}"),
+            &format!("broker{i}"),
+            body,
+            now,
+        )
+    }
+
+    /// The node as [`NodeInput::from_record`] judges it at `now`, `body` received a second
+    /// before.
+    fn judged(t: NodeType, id: &str, name: &str, body: ReportBody, now: i64) -> NodeInput {
         let rec = NodeRecord {
-            node_type: NodeType::Broker,
-            node_id: format!("b{i}"),
-            name: format!("broker{i}"),
+            node_type: t,
+            node_id: id.to_string(),
+            name: name.to_string(),
             private_ip: None,
             key_mismatch: false,
             latest: Some(Arc::new(LatestReport {
@@ -480,21 +492,7 @@ pub(crate) mod tests {
         )
         .unwrap()
         .body;
-        let rec = NodeRecord {
-            node_type: t,
-            node_id: id.to_string(),
-            name: name.to_string(),
-            private_ip: None,
-            key_mismatch: false,
-            latest: Some(Arc::new(LatestReport {
-                body,
-                received_ms: now - 1000,
-                skew_ms: 0,
-                signed: true,
-            })),
-            status_changes_ms: Vec::new(),
-        };
-        NodeInput::from_record(&rec, now, &Policy::default())
+        judged(t, id, name, body, now)
     }
 
     /// A manager that reported `status` a second before the judging time.
