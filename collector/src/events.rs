@@ -1,5 +1,8 @@
-//! `GET /api/v3.1/events`: status transitions as Server-Sent Events, served from the store.
+//! `GET /api/v3.1/events`: status transitions and maintenance changes as Server-Sent
+//! Events, served from the store.
 //!
+//! A maintenance on/off/expiry is one event `maintenance` ([`crate::store::WindowEvent`]),
+//! its id from the same sequence as transitions, so one `after` id resumes both.
 //! Each stored transition is one event `transition` whose `id` is its event id (increasing,
 //! never reused; [`crate::store::HistoryRow::id`]) and whose data is the same JSON object
 //! `GET /api/v3.1/history` lists. A client resumes with `Last-Event-ID` (what EventSource
@@ -126,11 +129,17 @@ pub fn start_after(
     Ok(after)
 }
 
-/// One stored transition as an SSE event.
+/// One stored transition (event `transition`) or maintenance change (event
+/// `maintenance`) as an SSE event.
 pub fn event(row: &HistoryRow) -> Event {
+    let kind = if row.node_type == crate::store::MAINTENANCE_EVENT {
+        "maintenance"
+    } else {
+        "transition"
+    };
     Event::default()
         .id(row.id.to_string())
-        .event("transition")
+        .event(kind)
         .data(crate::history::item(row).to_string())
 }
 

@@ -11,6 +11,10 @@
 //! What maintenance never hides: a failure of the cluster rules that does not come from
 //! the node's own status (no Patroni leader, a RabbitMQ partition) stays Fail.
 //!
+//! Ending by `until`: [`expire_loop`] checks once a second and commits each expiry with
+//! its `expired` event, so watchers see it within about a second of the `until` (the view
+//! stops showing the window at `until` exactly: it only reads active windows).
+//!
 //! Storage: the collector's own store (`maintenance` table), durable across restarts. Like
 //! tokens, windows are per collector: an operator runs `maintenance on` against each
 //! manager, and each collector applies its own (they are not replicated between managers).
@@ -59,7 +63,7 @@ fn text(key: &str, v: Option<&serde_json::Value>, max: usize) -> Result<String, 
 pub fn parse_put(target: &str, body: &[u8], now_ms: i64) -> Result<MaintenanceRow, ApiError> {
     if !valid_target(target) {
         return Err(bad(
-            "the target must be a node id or name, or manager, db or broker ([A-Za-z0-9._-], 1-128 characters)",
+            "the target must be a node id or name, or a service (manager, db, broker, galera, lb) ([A-Za-z0-9._-], 1-128 characters)",
         ));
     }
     if body.len() > MAX_BODY {
@@ -182,6 +186,42 @@ pub fn cap_services(view: &mut ClusterStatus, windows: &[MaintenanceRow]) {
             .filter(|s| s.status != NodeStatus::Ok)
             .flat_map(|s| s.reasons.iter().cloned())
             .collect();
+    }
+}
+
+/// How often [`expire_loop`] looks for windows past their `until`.
+pub const EXPIRY_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Commits the end of each window whose `until` passed (with its event) and wakes the
+/// event streams; ends when the collector begins to stop. A window that ended while the
+/// collector was down is expired on the first tick after it starts.
+pub async fn expire_loop(app: std::sync::Arc<crate::app::App>) {
+    let mut closing = app.closing.subscribe();
+    let mut tick = tokio::time::interval(EXPIRY_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = closing.changed() => return,
+        }
+        if *closing.borrow() {
+            return;
+        }
+        let app2 = app.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            app2.history
+                .with(&app2, |s| s.expire_maintenance(crate::clock::now_ms()))
+        })
+        .await;
+        match done {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => {
+                tracing::info!(windows = n, "maintenance ended at its until");
+                app.writer.commits.send_modify(|c| *c += 1);
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "maintenance expiry: store write failed"),
+            Err(_) => return,
+        }
     }
 }
 

@@ -351,7 +351,8 @@ async fn follow(
             continue;
         };
         for ev in parser.feed(data) {
-            if ev.event != "transition" {
+            // Transitions and maintenance changes share the table's columns.
+            if ev.event != "transition" && ev.event != "maintenance" {
                 continue;
             }
             if args.conn.json {

@@ -124,7 +124,9 @@ pub struct HistoryRow {
 }
 
 impl Store {
-    /// Transitions matching `f`: newest first, or oldest first above `f.after_id`.
+    /// Transitions matching `f`: newest first, or oldest first above `f.after_id`. Maintenance
+    /// events (node type `maintenance`, [`super::maintenance`]) are in it too: `node` and
+    /// `service` match them by their target.
     pub fn history(&self, f: &HistoryFilter) -> Result<Vec<HistoryRow>, StoreError> {
         let service_type = f
             .service
@@ -137,8 +139,10 @@ impl Store {
                     t.at_ms, t.received_ms, t.boot_id, t.seq, t.reasons
              FROM transitions t LEFT JOIN nodes n USING (node_type, node_id)
              WHERE (?1 IS NULL OR t.node_id = ?1 OR n.name = ?1)
-               AND (?2 IS NULL OR t.node_type = ?2)
-               AND (?3 IS NULL OR ?2 IS NOT NULL OR t.service = ?3 COLLATE NOCASE)
+               AND (?2 IS NULL OR t.node_type = ?2
+                    OR (t.node_type = 'maintenance' AND t.node_id = ?2))
+               AND (?3 IS NULL OR ?2 IS NOT NULL OR t.service = ?3 COLLATE NOCASE
+                    OR (t.node_type = 'maintenance' AND t.node_id = ?3 COLLATE NOCASE))
                AND (?4 IS NULL OR t.received_ms >= ?4)
                AND (?5 IS NULL OR t.received_ms <= ?5)
                AND (?6 IS NULL OR t.id > ?6)
