@@ -82,7 +82,15 @@ fn record_event(
          SELECT ?1, ?2, '', coalesce(max(seq), 0) + 1, ?3, ?4, NULL, ?5, ?6, ?7
          FROM transitions WHERE node_type = ?1 AND node_id = ?2",
     )?
-    .execute(params![EVENT_TYPE, w.target, at_ms, received_ms, from, to, body])?;
+    .execute(params![
+        EVENT_TYPE,
+        w.target,
+        at_ms,
+        received_ms,
+        from,
+        to,
+        body
+    ])?;
     conn.prepare_cached(
         "DELETE FROM transitions WHERE rowid IN (
             SELECT rowid FROM transitions WHERE node_type = ?1 AND node_id = ?2
@@ -118,7 +126,10 @@ fn expire_in(conn: &Connection, now_ms: i64, keep: usize) -> Result<usize, Store
     for w in &due {
         let at = w.until_ms.unwrap_or(now_ms);
         record_event(conn, "expired", w, at, now_ms, true, keep)?;
-        conn.execute("DELETE FROM maintenance WHERE target = ?1", params![w.target])?;
+        conn.execute(
+            "DELETE FROM maintenance WHERE target = ?1",
+            params![w.target],
+        )?;
     }
     Ok(due.len())
 }
@@ -315,7 +326,10 @@ mod tests {
                 ("maintenance", "galera", "on->off", "expired"),
             ]
         );
-        assert!(got.windows(2).all(|p| p[0].0 < p[1].0), "one increasing sequence");
+        assert!(
+            got.windows(2).all(|p| p[0].0 < p[1].0),
+            "one increasing sequence"
+        );
         assert_eq!(got[6].5, 200, "an expiry happens at its until");
         assert_eq!(s.last_transition_id().unwrap(), got[6].0);
         // Filters find them by target.
