@@ -349,8 +349,11 @@ fn maintenance(c: &Collector, args: &[&str]) {
     let mut all = vec!["maintenance"];
     all.extend(args);
     all.extend(["--manager", &manager, "--ca-path", c.ca.to_str().unwrap()]);
-    let (code, out, err) =
-        harness::cli(Some(&c.dir), &all, &[("STATUS_REPORTER_TOKEN", &c.token("admin"))]);
+    let (code, out, err) = harness::cli(
+        Some(&c.dir),
+        &all,
+        &[("STATUS_REPORTER_TOKEN", &c.token("admin"))],
+    );
     assert_eq!(code, 0, "maintenance {args:?}: {out}{err}");
 }
 
@@ -362,7 +365,17 @@ fn maintenance_changes_are_events_in_the_same_sequence_across_a_restart() {
     let w = Watcher::start(&c, &tmp.path().join("w"), &["--after", "0"]);
     let mut db = Node::new("db", "db-maint-ev-1");
     report(&rt, &c, &mut db, &["OK", "Fail"]);
-    maintenance(&c, &["on", "db-maint-ev-1", "--reason", "disk swap", "--by", "alice"]);
+    maintenance(
+        &c,
+        &[
+            "on",
+            "db-maint-ev-1",
+            "--reason",
+            "disk swap",
+            "--by",
+            "alice",
+        ],
+    );
     // Durable before the answer: the event is in the history as soon as the command ends.
     let stored = stored_ids(&rt, &c);
     assert_eq!(stored.len(), 3, "{stored:?}");
@@ -378,12 +391,19 @@ fn maintenance_changes_are_events_in_the_same_sequence_across_a_restart() {
     // interleaved with transitions by id; an expiry is an event of its own.
     assert!(c.stop().success());
     c.spawn();
-    maintenance(&c, &["on", "galera", "--reason", "upgrade", "--until", "2s"]);
+    maintenance(
+        &c,
+        &["on", "galera", "--reason", "upgrade", "--until", "2s"],
+    );
     report(&rt, &c, &mut db, &["OK"]);
     maintenance(&c, &["off", "db-maint-ev-1"]);
     let all = w.wait_for(7);
     let got = ids(&all);
-    assert_eq!(got, stored_ids(&rt, &c), "every stored event once, in id order");
+    assert_eq!(
+        got,
+        stored_ids(&rt, &c),
+        "every stored event once, in id order"
+    );
     let shape: Vec<(String, String, String)> = all
         .iter()
         .map(|e| {
@@ -405,14 +425,24 @@ fn maintenance_changes_are_events_in_the_same_sequence_across_a_restart() {
         want.map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())),
         "{all:?}"
     );
-    assert!(w.stderr().contains("reconnecting after event"), "{}", w.stderr());
+    assert!(
+        w.stderr().contains("reconnecting after event"),
+        "{}",
+        w.stderr()
+    );
 
     // `cluster history` shows them in its table, and finds a service's by `--service`.
     let manager = c.addr.to_string();
     let (code, out, err) = harness::cli(
         Some(&c.dir),
         &[
-            "cluster", "history", "--service", "galera", "--manager", &manager, "--ca-path",
+            "cluster",
+            "history",
+            "--service",
+            "galera",
+            "--manager",
+            &manager,
+            "--ca-path",
             c.ca.to_str().unwrap(),
         ],
         &[("STATUS_REPORTER_TOKEN", &c.token("admin"))],
