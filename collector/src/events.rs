@@ -34,7 +34,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const MAX_WATCHERS: usize = 64;
+/// Enough for a status page open in 100 browsers (BENCHMARKS.md measures 100); each
+/// holds at most [`BATCH`] rows read ahead.
+pub const MAX_WATCHERS: usize = 128;
 /// Events read from the store at once per watcher.
 pub const BATCH: usize = 256;
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
