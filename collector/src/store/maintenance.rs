@@ -212,17 +212,21 @@ impl Store {
 mod tests {
     use super::*;
 
-    #[test]
-    fn windows_are_kept_replaced_cleared_and_expire() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        let w = |target: &str, until_ms: Option<i64>| MaintenanceRow {
+    /// A window on `target` set at 100 by alice.
+    fn w(target: &str, until_ms: Option<i64>) -> MaintenanceRow {
+        MaintenanceRow {
             target: target.into(),
             reason: "r".into(),
             by: "alice".into(),
             since_ms: 100,
             until_ms,
-        };
+        }
+    }
+
+    #[test]
+    fn windows_are_kept_replaced_cleared_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
         s.set_maintenance(&w("db1", None), 100).unwrap();
         s.set_maintenance(&w("db", Some(200)), 100).unwrap();
         assert_eq!(s.maintenance(150).unwrap().len(), 2);
@@ -292,13 +296,6 @@ mod tests {
             }],
         };
         s.commit_durable(&[transition(1)]).unwrap();
-        let w = |target: &str, until_ms: Option<i64>| MaintenanceRow {
-            target: target.into(),
-            reason: "r".into(),
-            by: "alice".into(),
-            since_ms: 100,
-            until_ms,
-        };
         s.set_maintenance(&w("db1", None), 100).unwrap();
         s.set_maintenance(&w("db1", None), 110).unwrap();
         s.set_maintenance(&w("galera", Some(200)), 120).unwrap();
