@@ -380,8 +380,10 @@ mod tests {
     /// What `App::view` does, over `inputs` and the stored `windows`; the types the
     /// inputs have are the required ones.
     fn view(mut inputs: Vec<NodeInput>, stored: Vec<MaintenanceRow>) -> ClusterStatus {
-        let mut policy = crate::rollup::Policy::default();
-        policy.required_types = vec![NodeType::Db];
+        let mut policy = crate::rollup::Policy {
+            required_types: vec![NodeType::Db],
+            ..Default::default()
+        };
         policy
             .required_types
             .retain(|t| inputs.iter().any(|n| n.node_type == *t));
