@@ -24,7 +24,7 @@
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::store::{HistoryFilter, HistoryRow};
+use crate::store::HistoryRow;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
@@ -157,15 +157,11 @@ struct Watch {
 
 async fn read_after(app: &Arc<App>, last: i64) -> Option<Vec<HistoryRow>> {
     let app2 = app.clone();
-    let filter = HistoryFilter {
-        after_id: Some(last),
-        limit: BATCH,
-        ..Default::default()
-    };
-    let read =
-        tokio::task::spawn_blocking(move || app2.history.with(&app2, |s| s.history(&filter)))
-            .await
-            .ok()?;
+    let read = tokio::task::spawn_blocking(move || {
+        app2.history.with(&app2, |s| s.events_after(last, BATCH))
+    })
+    .await
+    .ok()?;
     match read {
         Ok(rows) => Some(rows),
         Err(e) => {

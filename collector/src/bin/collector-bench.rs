@@ -80,6 +80,9 @@ fn pki(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
 fn collector_config(dir: &Path) -> Config {
     let mut cfg = Config::new(dir.join("state"), dir.join("cert.pem"), dir.join("key.pem"));
     cfg.listen = "127.0.0.1:0".parse().expect("valid address");
+    // The whole fleet introduces itself in round 1; the per-token budget for new node ids
+    // (100 per window by default, against leaked tokens) would refuse all but 300.
+    cfg.new_nodes_per_window = 1_000_000;
     cfg
 }
 
@@ -811,7 +814,7 @@ impl Operator<'_> {
         let t0 = Instant::now();
         let with = self.rt.block_on(self.load(reqs));
         let ingest_done = t0.elapsed();
-        let drained = wait_all(n as u64, Duration::from_secs(300));
+        let drained = wait_all(n as u64, Duration::from_secs(120));
         let cpu = cpu_secs(&self.pid()) - cpu0;
         let delivered = total(events);
         let bytes = total(|c| c.bytes.load(std::sync::atomic::Ordering::Relaxed));
@@ -822,7 +825,7 @@ impl Operator<'_> {
             with.p99_ms,
             drained
                 .map(|d| format!("{:.1} s", d.as_secs_f64() + ingest_done.as_secs_f64()))
-                .unwrap_or_else(|| "NOT within 300 s".into()),
+                .unwrap_or_else(|| "NOT within 120 s".into()),
             ingest_done.as_secs_f64()
         ));
         rows.push(format!(

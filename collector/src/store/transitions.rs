@@ -159,23 +159,23 @@ impl Store {
                 f.after_id,
                 f.limit as i64
             ],
-            |r| {
-                Ok(HistoryRow {
-                    id: r.get(0)?,
-                    node_type: r.get(1)?,
-                    node_id: r.get(2)?,
-                    node_name: r.get(3)?,
-                    service: r.get(4)?,
-                    from: r.get(5)?,
-                    to: r.get(6)?,
-                    at_ms: r.get(7)?,
-                    received_ms: r.get(8)?,
-                    boot_id: r.get(9)?,
-                    seq: r.get::<_, i64>(10)? as u64,
-                    reasons_json: r.get(11)?,
-                })
-            },
+            row,
         )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The events after `after_id`, oldest first, at most `limit`: what the event stream
+    /// reads on every commit, once per watcher. A range on the id key alone, unlike
+    /// [`Store::history`] whose optional filters (`?6 IS NULL OR id > ?6`) keep SQLite
+    /// from using the key and make it scan the table (measured in BENCHMARKS.md).
+    pub fn events_after(&self, after_id: i64, limit: usize) -> Result<Vec<HistoryRow>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT t.id, t.node_type, t.node_id, n.name, t.service, t.from_status, t.to_status,
+                    t.at_ms, t.received_ms, t.boot_id, t.seq, t.reasons
+             FROM transitions t LEFT JOIN nodes n USING (node_type, node_id)
+             WHERE t.id > ?1 ORDER BY t.id LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![after_id, limit as i64], row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -195,6 +195,24 @@ impl Store {
                     })
             })?)
     }
+}
+
+/// One row of the history queries' columns.
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryRow> {
+    Ok(HistoryRow {
+        id: r.get(0)?,
+        node_type: r.get(1)?,
+        node_id: r.get(2)?,
+        node_name: r.get(3)?,
+        service: r.get(4)?,
+        from: r.get(5)?,
+        to: r.get(6)?,
+        at_ms: r.get(7)?,
+        received_ms: r.get(8)?,
+        boot_id: r.get(9)?,
+        seq: r.get::<_, i64>(10)? as u64,
+        reasons_json: r.get(11)?,
+    })
 }
 
 /// Gives a store made before transition ids their `id` column: the table is rebuilt with
@@ -418,6 +436,17 @@ mod tests {
             [5, 6],
             "oldest first after an id"
         );
+        assert_eq!(
+            s.events_after(4, 100).unwrap(),
+            s.history(&HistoryFilter {
+                after_id: Some(4),
+                limit: 100,
+                ..Default::default()
+            })
+            .unwrap(),
+            "the stream's read is the history's"
+        );
+        assert_eq!(s.events_after(0, 2).unwrap().len(), 2);
         assert_eq!(
             s.history(&HistoryFilter {
                 limit: 2,
