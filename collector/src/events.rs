@@ -51,6 +51,8 @@ pub struct Watchers {
     pub refused: AtomicU64,
     /// Events sent, all watchers together.
     pub sent: AtomicU64,
+    /// The batch the last store read returned ([`LastRead`]).
+    last_read: LastRead,
 }
 
 /// One open stream's place under the cap; given back on drop (the client went away).
@@ -155,10 +157,31 @@ struct Watch {
     _slot: Slot,
 }
 
-async fn read_after(app: &Arc<App>, last: i64) -> Option<Vec<HistoryRow>> {
+/// The last batch read, shared: after a commit every watcher at the same id wants the same
+/// rows, so the first reads them and the others take its copy.
+#[derive(Debug, Default)]
+pub struct LastRead(std::sync::Mutex<Option<(i64, u64, Arc<Vec<HistoryRow>>)>>);
+
+/// The rows after `last` as of commit count `seen` or later. A cached read is reused only
+/// for the same `last` and `seen`: it was made after the count reached `seen`, so it holds
+/// every commit that count covers (and possibly later ones, still in id order).
+async fn read_after(app: &Arc<App>, last: i64, seen: u64) -> Option<Vec<HistoryRow>> {
     let app2 = app.clone();
-    let read = tokio::task::spawn_blocking(move || {
-        app2.history.with(&app2, |s| s.events_after(last, BATCH))
+    let read = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
+        let mut cache = app2
+            .watchers
+            .last_read
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((after, at, rows)) = cache.as_ref() {
+            if *after == last && *at == seen {
+                return Ok(rows.as_ref().clone());
+            }
+        }
+        let rows = app2.history.with(&app2, |s| s.events_after(last, BATCH))?;
+        *cache = Some((last, seen, Arc::new(rows.clone())));
+        Ok(rows)
     })
     .await
     .ok()?;
@@ -185,8 +208,8 @@ async fn next(mut w: Watch) -> Option<(Result<Event, Infallible>, Watch)> {
             return Some((Ok(e), w));
         }
         // Seen before the read: a commit from here on wakes the wait below.
-        w.commits.borrow_and_update();
-        let rows = read_after(&w.app, w.last).await?;
+        let seen = *w.commits.borrow_and_update();
+        let rows = read_after(&w.app, w.last, seen).await?;
         if !rows.is_empty() {
             w.pending = rows.into();
             continue;
