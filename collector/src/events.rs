@@ -160,7 +160,10 @@ struct Watch {
 /// The last batch read, shared: after a commit every watcher at the same id wants the same
 /// rows, so the first reads them and the others take its copy.
 #[derive(Debug, Default)]
-pub struct LastRead(std::sync::Mutex<Option<(i64, u64, Arc<Vec<HistoryRow>>)>>);
+pub struct LastRead(std::sync::Mutex<Option<Batch>>);
+
+/// A batch read: the id it was read after, the commit count seen, the rows.
+type Batch = (i64, u64, Arc<Vec<HistoryRow>>);
 
 /// The rows after `last` as of commit count `seen` or later. A cached read is reused only
 /// for the same `last` and `seen`: it was made after the count reached `seen`, so it holds
