@@ -403,7 +403,11 @@ fn cfy_tolerates_a_stack_service_beside_the_three_types() {
             .is_some_and(|g| g.nodes.contains_key("galera-1"))
     });
     let g = status.service("galera").unwrap();
-    assert_eq!(g.status, NodeStatus::Fail, "an unreachable MariaDB is never OK");
+    assert_eq!(
+        g.status,
+        NodeStatus::Fail,
+        "an unreachable MariaDB is never OK"
+    );
     // A `node` host is in no Cloudify view and no 5.0.5 list.
     for t in ["manager", "db", "broker"] {
         assert!(status.service(t).unwrap().nodes.is_empty(), "{t}");
@@ -419,7 +423,10 @@ fn cfy_tolerates_a_stack_service_beside_the_three_types() {
     let r = cfy.run(&["cluster", "status", "--json"]);
     assert_eq!(r.code, Some(0), "{}", r.all);
     let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect(&r.all);
-    assert_eq!(v["services"]["galera"]["nodes"]["galera-1"]["status"], "Fail", "{v}");
+    assert_eq!(
+        v["services"]["galera"]["nodes"]["galera-1"]["status"], "Fail",
+        "{v}"
+    );
     let out = cfy.ok(&["cluster", "db-nodes", "list"]);
     assert!(!out.contains("galera-1"), "{out}");
 }

@@ -826,6 +826,64 @@ fn scenarios(c: &PatroniCluster, col: &Collector, agents: &mut [Agent], scope: S
     if c.set().in_rootfs() {
         quorum_commit(c, col, long);
     }
+
+    // ---- 11. Patroni paused (patronictl pause): maintenance, never Fail by itself ----
+    patroni_pause(c, col, long);
+}
+
+/// Scenario 11: `patronictl pause` shows every db member and the db service in
+/// maintenance ("until patronictl resume"), at worst Degraded; `resume` clears it.
+fn patroni_pause(c: &PatroniCluster, col: &Collector, long: Duration) {
+    let in_pause = |v: &Value| -> Vec<String> {
+        db(v)["nodes"]
+            .as_object()
+            .map(|nodes| {
+                nodes
+                    .iter()
+                    .filter(|(_, n)| {
+                        n["reasons"].as_array().is_some_and(|r| {
+                            r.iter().any(|r| {
+                                r["code"] == "maintenance"
+                                    && r["message"]
+                                        .as_str()
+                                        .is_some_and(|m| m.contains("Patroni is paused"))
+                            })
+                        })
+                    })
+                    .map(|(name, _)| name.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let out = c.patronictl(&["pause", "--wait"]).unwrap();
+    eprintln!("db_cluster[11]: patronictl pause: {}", out.trim());
+    let (took, v) = wait_view(col, "every db member shown in maintenance", long, |v| {
+        in_pause(v).len() == 3
+    })
+    .unwrap();
+    eprintln!(
+        "db_cluster[11]: paused -> maintenance in the view after {:.1}s: db {}\n  {}",
+        took.as_secs_f64(),
+        db_status(&v),
+        reasons_text(&v)
+    );
+    assert_ne!(db_status(&v), "Fail", "{}", reasons_text(&v));
+    let service_reasons = db(&v)["reasons"].to_string();
+    assert!(
+        service_reasons.contains("maintenance") && service_reasons.contains("patronictl resume"),
+        "{service_reasons}"
+    );
+    cli_status(col, "Degraded");
+    c.patronictl(&["resume", "--wait"]).unwrap();
+    let (took, v) = wait_view(col, "db OK after patronictl resume", long, |v| {
+        healthy_view(v) && in_pause(v).is_empty()
+    })
+    .unwrap();
+    eprintln!(
+        "db_cluster[11]: resumed -> OK after {:.1}s; no maintenance left: {:?}",
+        took.as_secs_f64(),
+        in_pause(&v)
+    );
 }
 
 /// Whether `code` is among the db reasons or any db node's own reasons.

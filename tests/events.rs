@@ -342,3 +342,115 @@ fn a_quiet_stream_outlives_the_idle_deadline() {
         w.stderr()
     );
 }
+
+/// `status-reporter maintenance ARGS` against `c` as the admin.
+fn maintenance(c: &Collector, args: &[&str]) {
+    let manager = c.addr.to_string();
+    let mut all = vec!["maintenance"];
+    all.extend(args);
+    all.extend(["--manager", &manager, "--ca-path", c.ca.to_str().unwrap()]);
+    let (code, out, err) = harness::cli(
+        Some(&c.dir),
+        &all,
+        &[("STATUS_REPORTER_TOKEN", &c.token("admin"))],
+    );
+    assert_eq!(code, 0, "maintenance {args:?}: {out}{err}");
+}
+
+#[test]
+fn maintenance_changes_are_events_in_the_same_sequence_across_a_restart() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut c = Collector::start_in_temp_dir(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let w = Watcher::start(&c, &tmp.path().join("w"), &["--after", "0"]);
+    let mut db = Node::new("db", "db-maint-ev-1");
+    report(&rt, &c, &mut db, &["OK", "Fail"]);
+    maintenance(
+        &c,
+        &[
+            "on",
+            "db-maint-ev-1",
+            "--reason",
+            "disk swap",
+            "--by",
+            "alice",
+        ],
+    );
+    // Durable before the answer: the event is in the history as soon as the command ends.
+    let stored = stored_ids(&rt, &c);
+    assert_eq!(stored.len(), 3, "{stored:?}");
+    let first = w.wait_for(3);
+    assert_eq!(first[2]["kind"], "maintenance");
+    assert_eq!(first[2]["action"], "on");
+    assert_eq!(first[2]["target"], "db-maint-ev-1");
+    assert_eq!(first[2]["by"], "alice");
+    assert_eq!(first[2]["reason"], "disk swap");
+    assert_eq!(first[1]["kind"], "transition");
+
+    // Across a restart: changes made before the watcher is back reach it once, in order,
+    // interleaved with transitions by id; an expiry is an event of its own.
+    assert!(c.stop().success());
+    c.spawn();
+    maintenance(
+        &c,
+        &["on", "galera", "--reason", "upgrade", "--until", "2s"],
+    );
+    report(&rt, &c, &mut db, &["OK"]);
+    maintenance(&c, &["off", "db-maint-ev-1"]);
+    let all = w.wait_for(7);
+    let got = ids(&all);
+    assert_eq!(
+        got,
+        stored_ids(&rt, &c),
+        "every stored event once, in id order"
+    );
+    let shape: Vec<(String, String, String)> = all
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or("-").to_string();
+            (s("kind"), s("node_id"), s("action"))
+        })
+        .collect();
+    let want = [
+        ("transition", "db-maint-ev-1", "-"),
+        ("transition", "db-maint-ev-1", "-"),
+        ("maintenance", "db-maint-ev-1", "on"),
+        ("maintenance", "galera", "on"),
+        ("transition", "db-maint-ev-1", "-"),
+        ("maintenance", "db-maint-ev-1", "off"),
+        ("maintenance", "galera", "expired"),
+    ];
+    assert_eq!(
+        shape,
+        want.map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())),
+        "{all:?}"
+    );
+    assert!(
+        w.stderr().contains("reconnecting after event"),
+        "{}",
+        w.stderr()
+    );
+
+    // `cluster history` shows them in its table, and finds a service's by `--service`.
+    let manager = c.addr.to_string();
+    let (code, out, err) = harness::cli(
+        Some(&c.dir),
+        &[
+            "cluster",
+            "history",
+            "--service",
+            "galera",
+            "--manager",
+            &manager,
+            "--ca-path",
+            c.ca.to_str().unwrap(),
+        ],
+        &[("STATUS_REPORTER_TOKEN", &c.token("admin"))],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("maintenance ended at its until") && out.contains("maintenance on: upgrade"),
+        "{out}"
+    );
+    assert_eq!(out.matches("galera").count(), 2, "{out}");
+}

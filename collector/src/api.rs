@@ -946,6 +946,8 @@ async fn put_maintenance(
             .map_err(|_| store_unavailable())
     })
     .await?;
+    // Its event is committed: wake the event streams.
+    app.writer.commits.send_modify(|n| *n += 1);
     tracing::info!(target = %row.target, by = %row.by, until_ms = ?row.until_ms, "maintenance on");
     Ok(Json(maintenance_item(&row)).into_response())
 }
@@ -962,7 +964,7 @@ async fn delete_maintenance(
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_parameters_error",
-            "the target must be a node id or name, or manager, db or broker",
+            "the target must be a node id or name, or a service (manager, db, broker, galera, lb)",
         ));
     }
     let app2 = app.clone();
@@ -973,6 +975,7 @@ async fn delete_maintenance(
             .map_err(|_| store_unavailable())
     })
     .await?;
+    app.writer.commits.send_modify(|n| *n += 1);
     match removed {
         Some(row) => {
             tracing::info!(target = %row.target, "maintenance off");

@@ -74,6 +74,7 @@ impl App {
             .history
             .with(self, |s| s.maintenance(now))
             .unwrap_or_default();
+        let windows = crate::maintenance::in_force(windows, &inputs);
         crate::maintenance::mark_inputs(&mut inputs, &windows);
         let mut view = rollup(&inputs, now, &self.policy);
         crate::maintenance::cap_services(&mut view, &windows);

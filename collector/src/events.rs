@@ -1,5 +1,8 @@
-//! `GET /api/v3.1/events`: status transitions as Server-Sent Events, served from the store.
+//! `GET /api/v3.1/events`: status transitions and maintenance changes as Server-Sent
+//! Events, served from the store.
 //!
+//! A maintenance on/off/expiry is one event `maintenance` ([`crate::store::WindowEvent`]),
+//! its id from the same sequence as transitions, so one `after` id resumes both.
 //! Each stored transition is one event `transition` whose `id` is its event id (increasing,
 //! never reused; [`crate::store::HistoryRow::id`]) and whose data is the same JSON object
 //! `GET /api/v3.1/history` lists. A client resumes with `Last-Event-ID` (what EventSource
@@ -21,7 +24,7 @@
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::store::{HistoryFilter, HistoryRow};
+use crate::store::HistoryRow;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
@@ -31,7 +34,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const MAX_WATCHERS: usize = 64;
+/// Enough for a status page open in 100 browsers (BENCHMARKS.md measures 100); each
+/// holds at most [`BATCH`] rows read ahead.
+pub const MAX_WATCHERS: usize = 128;
 /// Events read from the store at once per watcher.
 pub const BATCH: usize = 256;
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -46,6 +51,8 @@ pub struct Watchers {
     pub refused: AtomicU64,
     /// Events sent, all watchers together.
     pub sent: AtomicU64,
+    /// The batch the last store read returned ([`LastRead`]).
+    last_read: LastRead,
 }
 
 /// One open stream's place under the cap; given back on drop (the client went away).
@@ -126,11 +133,17 @@ pub fn start_after(
     Ok(after)
 }
 
-/// One stored transition as an SSE event.
+/// One stored transition (event `transition`) or maintenance change (event
+/// `maintenance`) as an SSE event.
 pub fn event(row: &HistoryRow) -> Event {
+    let kind = if row.node_type == crate::store::MAINTENANCE_EVENT {
+        "maintenance"
+    } else {
+        "transition"
+    };
     Event::default()
         .id(row.id.to_string())
-        .event("transition")
+        .event(kind)
         .data(crate::history::item(row).to_string())
 }
 
@@ -144,17 +157,37 @@ struct Watch {
     _slot: Slot,
 }
 
-async fn read_after(app: &Arc<App>, last: i64) -> Option<Vec<HistoryRow>> {
+/// The last batch read, shared: after a commit every watcher at the same id wants the same
+/// rows, so the first reads them and the others take its copy.
+#[derive(Debug, Default)]
+pub struct LastRead(std::sync::Mutex<Option<Batch>>);
+
+/// A batch read: the id it was read after, the commit count seen, the rows.
+type Batch = (i64, u64, Arc<Vec<HistoryRow>>);
+
+/// The rows after `last` as of commit count `seen` or later. A cached read is reused only
+/// for the same `last` and `seen`: it was made after the count reached `seen`, so it holds
+/// every commit that count covers (and possibly later ones, still in id order).
+async fn read_after(app: &Arc<App>, last: i64, seen: u64) -> Option<Vec<HistoryRow>> {
     let app2 = app.clone();
-    let filter = HistoryFilter {
-        after_id: Some(last),
-        limit: BATCH,
-        ..Default::default()
-    };
-    let read =
-        tokio::task::spawn_blocking(move || app2.history.with(&app2, |s| s.history(&filter)))
-            .await
-            .ok()?;
+    let read = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
+        let mut cache = app2
+            .watchers
+            .last_read
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((after, at, rows)) = cache.as_ref() {
+            if *after == last && *at == seen {
+                return Ok(rows.as_ref().clone());
+            }
+        }
+        let rows = app2.history.with(&app2, |s| s.events_after(last, BATCH))?;
+        *cache = Some((last, seen, Arc::new(rows.clone())));
+        Ok(rows)
+    })
+    .await
+    .ok()?;
     match read {
         Ok(rows) => Some(rows),
         Err(e) => {
@@ -178,8 +211,8 @@ async fn next(mut w: Watch) -> Option<(Result<Event, Infallible>, Watch)> {
             return Some((Ok(e), w));
         }
         // Seen before the read: a commit from here on wakes the wait below.
-        w.commits.borrow_and_update();
-        let rows = read_after(&w.app, w.last).await?;
+        let seen = *w.commits.borrow_and_update();
+        let rows = read_after(&w.app, w.last, seen).await?;
         if !rows.is_empty() {
             w.pending = rows.into();
             continue;

@@ -129,8 +129,11 @@ fn shown_key(k: &str) -> String {
     format!("{:?}", k.chars().take(40).collect::<String>())
 }
 
-/// One row as the API shows it.
+/// One row as the API shows it: a transition, or a maintenance event.
 pub fn item(r: &HistoryRow) -> serde_json::Value {
+    if r.node_type == crate::store::MAINTENANCE_EVENT {
+        return maintenance_item(r);
+    }
     let reasons: serde_json::Value =
         serde_json::from_str(&r.reasons_json).unwrap_or_else(|_| serde_json::json!([]));
     serde_json::json!({
@@ -146,10 +149,60 @@ pub fn item(r: &HistoryRow) -> serde_json::Value {
         "reasons": reasons,
         "boot_id": r.boot_id,
         "seq": r.seq,
+        "kind": "transition",
     })
 }
 
-/// A read-only use of the store beside the writer thread, opened on first use.
+/// A maintenance on/off/expiry: the columns a transition has (so `cluster history` and
+/// `cluster watch` print it in the same table: type `maintenance`, node the target, from
+/// and to `on`/`off`, one `maintenance` reason) and the window's own fields.
+fn maintenance_item(r: &HistoryRow) -> serde_json::Value {
+    let w: Option<crate::store::WindowEvent> = serde_json::from_str(&r.reasons_json).ok();
+    let (action, reason, by, since, until) = match &w {
+        Some(w) => (
+            w.action.as_str(),
+            w.reason.as_str(),
+            w.by.as_str(),
+            rfc3339_ms(w.since_ms),
+            w.until_ms.and_then(rfc3339_ms),
+        ),
+        None => ("unknown", "", "", None, None),
+    };
+    let message = match action {
+        "on" => format!(
+            "maintenance on: {reason} (by {by}, {})",
+            until
+                .as_deref()
+                .map(|u| format!("until {u}"))
+                .unwrap_or_else(|| "until turned off".into())
+        ),
+        "off" => format!("maintenance off (was: {reason}, by {by})"),
+        "expired" => format!("maintenance ended at its until (was: {reason}, by {by})"),
+        other => format!("maintenance {other}"),
+    };
+    serde_json::json!({
+        "id": r.id,
+        "kind": "maintenance",
+        "node_type": r.node_type,
+        "node_id": r.node_id,
+        "node_name": serde_json::Value::Null,
+        "service": serde_json::Value::Null,
+        "from": r.from,
+        "to": r.to,
+        "at": rfc3339_ms(r.at_ms),
+        "received_at": rfc3339_ms(r.received_ms),
+        "reasons": [{"code": sr_protocol::reasons::MAINTENANCE.code, "message": message}],
+        "target": r.node_id,
+        "action": action,
+        "reason": reason,
+        "by": by,
+        "since": since,
+        "until": until,
+    })
+}
+
+/// The store beside the writer thread, opened on first use: reads, and the maintenance
+/// windows' small writes (so they never wait behind ingest).
 #[derive(Default)]
 pub struct Reader {
     store: Mutex<Option<Store>>,
@@ -164,7 +217,14 @@ impl Reader {
     ) -> Result<T, StoreError> {
         let mut guard = self.store.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
-            *guard = Some(Store::open(&app.cfg.state_dir)?);
+            let mut s = Store::open(&app.cfg.state_dir)?;
+            // Maintenance events are written here and bounded per target like transitions.
+            s.set_retention(crate::store::Retention {
+                max_age_ms: app.cfg.transitions_max_age.as_millis() as i64,
+                per_node: app.cfg.transitions_per_node,
+                forget_after_ms: app.cfg.forget_after.as_millis() as i64,
+            });
+            *guard = Some(s);
         }
         let result = f(guard.as_ref().expect("opened above"));
         if result.is_err() {

@@ -1,15 +1,23 @@
 //! Maintenance windows: what `status-reporter maintenance on|off` sets, and how the view
 //! shows them.
 //!
-//! A window names a node (id or name) or a service type (`manager`, `db`, `broker`), with
+//! A window names a node (id or name) or a service (`manager`, `db`, `broker`, and the
+//! stack services `galera`, `lb`), with
 //! who set it, why, and optionally until when; it ends by itself then. The view shows a
 //! reason `maintenance` with all of that on each node concerned, and:
 //! - a node in maintenance that is Fail counts as Degraded before the cluster rules run,
 //!   so it does not break quorum by itself ([`mark_inputs`]);
 //! - a service type in maintenance is at worst Degraded ([`cap_services`]).
 //!
+//! A Patroni cluster in pause is a window on `db` too, derived from the members' facts
+//! ([`patroni_pause`]).
+//!
 //! What maintenance never hides: a failure of the cluster rules that does not come from
 //! the node's own status (no Patroni leader, a RabbitMQ partition) stays Fail.
+//!
+//! Ending by `until`: [`expire_loop`] checks once a second and commits each expiry with
+//! its `expired` event, so watchers see it within about a second of the `until` (the view
+//! stops showing the window at `until` exactly: it only reads active windows).
 //!
 //! Storage: the collector's own store (`maintenance` table), durable across restarts. Like
 //! tokens, windows are per collector: an operator runs `maintenance on` against each
@@ -59,7 +67,7 @@ fn text(key: &str, v: Option<&serde_json::Value>, max: usize) -> Result<String, 
 pub fn parse_put(target: &str, body: &[u8], now_ms: i64) -> Result<MaintenanceRow, ApiError> {
     if !valid_target(target) {
         return Err(bad(
-            "the target must be a node id or name, or manager, db or broker ([A-Za-z0-9._-], 1-128 characters)",
+            "the target must be a node id or name, or a service (manager, db, broker, galera, lb) ([A-Za-z0-9._-], 1-128 characters)",
         ));
     }
     if body.len() > MAX_BODY {
@@ -109,8 +117,59 @@ pub fn parse_put(target: &str, body: &[u8], now_ms: i64) -> Result<MaintenanceRo
     })
 }
 
+/// Who a window derived from Patroni's own pause is by ([`patroni_pause`]).
+pub const PATRONI_PAUSE_BY: &str = "Patroni";
+
+/// Patroni's maintenance mode (`patronictl pause`: no automatic failover) as a window on
+/// the `db` service, so a paused cluster reads as maintenance and never fails the cluster
+/// by itself, like an operator's window. Pause is one flag for the whole Patroni cluster
+/// (kept in the DCS); any fresh db node whose latest facts say `pause: true` shows it.
+/// Derived from the reports, never stored: it ends when the members report `pause: false`
+/// (`patronictl resume`); the members' own transitions (to Degraded with
+/// `patroni_paused`, and back) are the events that mark it on the stream.
+pub fn patroni_pause(inputs: &[NodeInput]) -> Option<MaintenanceRow> {
+    let paused: Vec<&NodeInput> = inputs
+        .iter()
+        .filter(|n| n.node_type == NodeType::Db && n.fresh)
+        .filter(|n| {
+            n.facts
+                .as_ref()
+                .and_then(|f| f.db.as_ref())
+                .and_then(|d| d.pause)
+                == Some(true)
+        })
+        .collect();
+    let first = paused.first()?;
+    let names: Vec<&str> = paused.iter().take(5).map(|n| n.name.as_str()).collect();
+    Some(MaintenanceRow {
+        target: NodeType::Db.as_str().to_string(),
+        reason: format!(
+            "Patroni is paused (patronictl pause; reported by {}{}): no automatic failover",
+            names.join(", "),
+            if paused.len() > names.len() {
+                ", ..."
+            } else {
+                ""
+            }
+        ),
+        by: PATRONI_PAUSE_BY.into(),
+        since_ms: first.last_seen_ms.unwrap_or_default(),
+        until_ms: None,
+    })
+}
+
+/// The windows the view applies: the stored ones, then Patroni's pause (an operator's
+/// window on `db` wins over it, being found first).
+pub fn in_force(mut stored: Vec<MaintenanceRow>, inputs: &[NodeInput]) -> Vec<MaintenanceRow> {
+    stored.extend(patroni_pause(inputs));
+    stored
+}
+
 /// The reason shown for `w`.
 fn reason_text(w: &MaintenanceRow) -> String {
+    if w.by == PATRONI_PAUSE_BY && w.until_ms.is_none() {
+        return format!("in maintenance: {} (until patronictl resume)", w.reason);
+    }
     let until = w
         .until_ms
         .and_then(rfc3339_ms)
@@ -156,10 +215,35 @@ pub fn mark_inputs(inputs: &mut [NodeInput], windows: &[MaintenanceRow]) {
 
 /// After the rules: a service type in maintenance is at worst Degraded, and the cluster's
 /// status follows its services.
+///
+/// Each node row of a service also shows the window that concerns it (its own, or the
+/// service's), where [`mark_inputs`] has not put it already: the stack services (`galera`,
+/// `lb`) judge their members from their own facts, so a window reaches their rows here.
+/// A stack service's rule still counts such a member as its facts say; only a window on
+/// the service caps it.
 pub fn cap_services(view: &mut ClusterStatus, windows: &[MaintenanceRow]) {
     let mut changed = false;
     for (name, svc) in view.services.iter_mut() {
-        let Some(w) = windows.iter().find(|w| &w.target == name) else {
+        let service_window = windows.iter().find(|w| &w.target == name);
+        for (row, nv) in svc.nodes.iter_mut() {
+            if nv.reasons.iter().any(|r| r.code == codes::MAINTENANCE.code) {
+                continue;
+            }
+            let own = windows
+                .iter()
+                .find(|w| w.target == nv.node_id || &w.target == row);
+            if let Some(w) = own.or(service_window) {
+                if nv.status == NodeStatus::Fail {
+                    nv.status = NodeStatus::Degraded;
+                }
+                nv.reasons.push(
+                    codes::MAINTENANCE
+                        .reason(reason_text(w))
+                        .on_node(row.clone()),
+                );
+            }
+        }
+        let Some(w) = service_window else {
             continue;
         };
         if svc.status == NodeStatus::Fail {
@@ -182,6 +266,42 @@ pub fn cap_services(view: &mut ClusterStatus, windows: &[MaintenanceRow]) {
             .filter(|s| s.status != NodeStatus::Ok)
             .flat_map(|s| s.reasons.iter().cloned())
             .collect();
+    }
+}
+
+/// How often [`expire_loop`] looks for windows past their `until`.
+pub const EXPIRY_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Commits the end of each window whose `until` passed (with its event) and wakes the
+/// event streams; ends when the collector begins to stop. A window that ended while the
+/// collector was down is expired on the first tick after it starts.
+pub async fn expire_loop(app: std::sync::Arc<crate::app::App>) {
+    let mut closing = app.closing.subscribe();
+    let mut tick = tokio::time::interval(EXPIRY_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = closing.changed() => return,
+        }
+        if *closing.borrow() {
+            return;
+        }
+        let app2 = app.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            app2.history
+                .with(&app2, |s| s.expire_maintenance(crate::clock::now_ms()))
+        })
+        .await;
+        match done {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => {
+                tracing::info!(windows = n, "maintenance ended at its until");
+                app.writer.commits.send_modify(|c| *c += 1);
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "maintenance expiry: store write failed"),
+            Err(_) => return,
+        }
     }
 }
 
@@ -231,5 +351,174 @@ mod tests {
             .unwrap_err()
             .message
             .contains("reason"));
+    }
+
+    /// A db node as the agent reports it, with Patroni's `pause` flag.
+    fn db_node(i: usize, status: &str, pause: bool) -> NodeInput {
+        let members: serde_json::Map<_, _> = (1..=3)
+            .map(|m| {
+                let role = if m == 1 { "leader" } else { "replica" };
+                (
+                    format!("pg{m}"),
+                    serde_json::json!({"role": role, "state": "running"}),
+                )
+            })
+            .collect();
+        let role = if i == 1 { "leader" } else { "replica" };
+        crate::rollup::tests::reporter(
+            NodeType::Db,
+            &format!("d{i}"),
+            &format!("db{i}"),
+            status,
+            serde_json::json!({"db": {"member": format!("pg{i}"), "role": role,
+                "state": "running", "patroni_reachable": true, "dcs_reachable": true,
+                "cluster_view_age_s": 1, "cluster_leader": "pg1", "cluster_members": members,
+                "pause": pause}}),
+        )
+    }
+
+    /// What `App::view` does, over `inputs` and the stored `windows`; the types the
+    /// inputs have are the required ones.
+    fn view(mut inputs: Vec<NodeInput>, stored: Vec<MaintenanceRow>) -> ClusterStatus {
+        let mut policy = crate::rollup::Policy {
+            required_types: vec![NodeType::Db],
+            ..Default::default()
+        };
+        policy
+            .required_types
+            .retain(|t| inputs.iter().any(|n| n.node_type == *t));
+        let windows = in_force(stored, &inputs);
+        mark_inputs(&mut inputs, &windows);
+        let mut v = crate::rollup::rollup(&inputs, 1_800_000_000_000, &policy);
+        cap_services(&mut v, &windows);
+        v
+    }
+
+    fn shows_maintenance(reasons: &[sr_protocol::Reason], says: &str) -> bool {
+        reasons
+            .iter()
+            .any(|r| r.code == codes::MAINTENANCE.code && r.message.contains(says))
+    }
+
+    #[test]
+    fn a_paused_patroni_is_maintenance_on_db_and_never_fails_the_cluster() {
+        let calm = view((1..=3).map(|i| db_node(i, "OK", false)).collect(), vec![]);
+        assert!(
+            !shows_maintenance(&calm.services["db"].reasons, ""),
+            "{calm:#?}"
+        );
+        assert!(!shows_maintenance(
+            &calm.services["db"].nodes["db1"].reasons,
+            ""
+        ));
+
+        // Paused (the agents report Degraded with patroni_paused), one member failing too.
+        let paused = view(
+            vec![
+                db_node(1, "Degraded", true),
+                db_node(2, "Degraded", true),
+                db_node(3, "Fail", true),
+            ],
+            vec![],
+        );
+        let db = &paused.services["db"];
+        assert_ne!(paused.status, NodeStatus::Fail, "{paused:#?}");
+        assert_eq!(db.status, NodeStatus::Degraded, "{db:#?}");
+        assert!(
+            shows_maintenance(&db.reasons, "Patroni is paused"),
+            "{db:#?}"
+        );
+        assert!(shows_maintenance(&db.reasons, "patronictl resume"));
+        for (name, row) in &db.nodes {
+            assert!(
+                shows_maintenance(&row.reasons, "Patroni is paused"),
+                "{name}: {row:#?}"
+            );
+            assert_ne!(row.status, NodeStatus::Fail, "{name}");
+        }
+
+        // An operator's window on db wins over the pause's text.
+        let both = view(
+            vec![db_node(1, "Degraded", true)],
+            vec![MaintenanceRow {
+                target: "db".into(),
+                reason: "failover drill".into(),
+                by: "alice".into(),
+                since_ms: NOW,
+                until_ms: None,
+            }],
+        );
+        assert!(shows_maintenance(
+            &both.services["db"].reasons,
+            "failover drill"
+        ));
+        assert!(!shows_maintenance(
+            &both.services["db"].reasons,
+            "Patroni is paused"
+        ));
+    }
+
+    /// A galera member as the agent reports it: reachable and synced, or not reachable.
+    fn galera_node(i: usize, up: bool) -> NodeInput {
+        let facts = if up {
+            serde_json::json!({"galera": {"reachable": true, "ready": true, "connected": true,
+                "local_state": "Synced", "cluster_status": "Primary", "cluster_size": 3,
+                "conf_id": 3, "state_uuid": "u1", "flow_control_paused": 0.0, "read_only": false}})
+        } else {
+            serde_json::json!({"galera": {"reachable": false, "error": "connection refused"}})
+        };
+        crate::rollup::tests::reporter(
+            NodeType::Node,
+            &format!("g{i}"),
+            &format!("galera{i}"),
+            if up { "OK" } else { "Fail" },
+            facts,
+        )
+    }
+
+    #[test]
+    fn the_stack_services_take_windows_like_the_cloudify_types() {
+        let window = |target: &str| MaintenanceRow {
+            target: target.into(),
+            reason: "MariaDB upgrade".into(),
+            by: "bob".into(),
+            since_ms: NOW,
+            until_ms: None,
+        };
+        for target in ["galera", "lb"] {
+            assert!(parse_put(target, br#"{"reason":"r","by":"b"}"#, NOW).is_ok());
+        }
+        let down = || (1..=3).map(|i| galera_node(i, i == 1)).collect::<Vec<_>>();
+        let before = view(down(), vec![]);
+        assert_eq!(
+            before.services["galera"].status,
+            NodeStatus::Fail,
+            "{before:#?}"
+        );
+        assert_eq!(before.status, NodeStatus::Fail);
+
+        let after = view(down(), vec![window("galera")]);
+        let g = &after.services["galera"];
+        assert_eq!(g.status, NodeStatus::Degraded, "{g:#?}");
+        assert_ne!(after.status, NodeStatus::Fail);
+        assert!(shows_maintenance(&g.reasons, "MariaDB upgrade"));
+        for (name, row) in &g.nodes {
+            assert!(
+                shows_maintenance(&row.reasons, "by bob"),
+                "{name}: {row:#?}"
+            );
+            assert_ne!(row.status, NodeStatus::Fail, "{name}");
+        }
+
+        // A node's own window shows on its row in the stack service; the service's rule
+        // still counts it as its facts say (two of three down: Fail).
+        let one = view(down(), vec![window("galera2")]);
+        let g = &one.services["galera"];
+        assert!(shows_maintenance(
+            &g.nodes["galera2"].reasons,
+            "MariaDB upgrade"
+        ));
+        assert!(!shows_maintenance(&g.nodes["galera3"].reasons, ""));
+        assert_eq!(g.status, NodeStatus::Fail, "{g:#?}");
     }
 }

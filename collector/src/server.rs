@@ -261,6 +261,8 @@ async fn bootstrap(cfg: Config) -> Result<Running, ServeError> {
     let app = Arc::new(App::new(cfg, mem, writer));
     let (flush_stop, flush_stop_rx) = watch::channel(false);
     let flusher = tokio::spawn(flush_loop(app.clone(), flush_stop_rx));
+    // Ends by itself when the collector begins to stop (`App::closing`).
+    tokio::spawn(crate::maintenance::expire_loop(app.clone()));
     Ok(Running {
         app,
         writer_thread,

@@ -351,7 +351,8 @@ async fn follow(
             continue;
         };
         for ev in parser.feed(data) {
-            if ev.event != "transition" {
+            // Transitions and maintenance changes share the table's columns.
+            if ev.event != "transition" && ev.event != "maintenance" {
                 continue;
             }
             if args.conn.json {
@@ -379,9 +380,9 @@ async fn follow(
 /// `status-reporter maintenance on|off|list`.
 #[derive(clap::Subcommand)]
 pub enum MaintenanceCommand {
-    /// Put a node (id or name) or a service type (manager, db, broker) in maintenance.
+    /// Put a node (id or name) or a service (manager, db, broker, galera, lb) in maintenance.
     On {
-        /// A node id or name, or manager, db or broker.
+        /// A node id or name, or a service: manager, db, broker, galera, lb.
         target: String,
         /// Why (shown in the view): 1-200 characters.
         #[arg(long)]

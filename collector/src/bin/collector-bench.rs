@@ -17,6 +17,10 @@
 //! 10,000 synthetic records (pure compute) and end to end as `GET /cluster-status`.
 //! CPU time of the collector (or bare server) process and of this driver is read from
 //! `/proc/<pid>/stat` around every round, to show which side uses the shared cores.
+//!
+//! `--operator` adds what the operator's side costs at the same node count ([`Operator`]):
+//! `GET /metrics` alone and beside an ingest round, and the event stream with
+//! `--watchers` (default 100) SSE clients while a round of reports each stores a transition.
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -172,6 +176,12 @@ struct Prepared {
 }
 
 fn prepare(keys: &[NodeKey], round: u64) -> Vec<Prepared> {
+    prepare_with(keys, round, false)
+}
+
+/// `transition`: each report is Degraded and carries one transition (OK -> Degraded), so
+/// that it stores one event for the stream.
+fn prepare_with(keys: &[NodeKey], round: u64, transition: bool) -> Vec<Prepared> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970");
@@ -181,14 +191,20 @@ fn prepare(keys: &[NodeKey], round: u64) -> Vec<Prepared> {
         .map(|(i, key)| {
             let node_type = NodeType::ALL[i % 3];
             let path = sr_protocol::report_path(node_type, &format!("n{i}"));
-            let body = serde_json::to_vec(&serde_json::json!({
+            let mut doc = serde_json::json!({
                 "reporting_freq": 60,
                 "timestamp": ts,
                 "report": {"status": "OK", "services": {"Service": {"status": "Active", "extra_info": {}}}},
                 "status_reporter": {"version": 1, "node_status": "OK", "node_name": format!("node{i}"),
                     "private_ip": "10.1.2.3", "agent_version": "bench", "boot_id": "bench-boot", "seq": round}
-            }))
-            .expect("JSON serialises");
+            });
+            if transition {
+                let ext = &mut doc["status_reporter"];
+                ext["node_status"] = "Degraded".into();
+                ext["transitions"] = serde_json::json!([{"seq": round,
+                    "at_ms": now.as_millis() as i64, "from": "OK", "to": "Degraded"}]);
+            }
+            let body = serde_json::to_vec(&doc).expect("JSON serialises");
             let env = key.sign("PUT", &path, &body, "bench-boot", round, now.as_millis() as i64);
             Prepared { path, signature: env.to_header(), body: body.into() }
         })
@@ -418,6 +434,20 @@ fn drive(
         view_bytes = resp.body.len();
         assert_eq!(resp.status, 200, "cluster-status failed");
     }
+    let operator = std::env::args().any(|a| a == "--operator").then(|| {
+        let best = steady.iter().map(|s| s.reports_per_s).fold(0.0, f64::max);
+        let o = Operator {
+            rt: &rt,
+            collector: &collector,
+            ca: &ca,
+            admin: &admin,
+            tokens: &tokens,
+            keys: &keys,
+            conns,
+            next_round: rounds as u64 + 1,
+        };
+        o.figures(best)
+    });
     drop(collector);
 
     let bare = Child::spawn("--serve-bare", dir)?;
@@ -475,6 +505,12 @@ fn drive(
     );
     println!("| GET /cluster-status, {nodes} nodes, end to end (best of 3) | {get_ms:.1} ms ({:.1} MB JSON) |", view_bytes as f64 / 1e6);
     println!("| non-200 answers | {errors} |");
+    if let Some(rows) = operator {
+        println!("\n| operator side, beside ingest | value |\n|---|---|");
+        for r in rows {
+            println!("{r}");
+        }
+    }
     Ok(())
 }
 
@@ -593,4 +629,248 @@ fn dalek_verify(e: &sr_protocol::signing::SignedEnvelope, r: &Prepared) -> bool 
         )
         .is_ok()
     })
+}
+
+/// `--operator`: `/metrics` and the event stream at the benchmark's node count.
+struct Operator<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    collector: &'a Child,
+    ca: &'a Path,
+    admin: &'a str,
+    tokens: &'a [String; 3],
+    keys: &'a [NodeKey],
+    conns: usize,
+    next_round: u64,
+}
+
+/// What one SSE client has read.
+#[derive(Default)]
+struct WatchCount {
+    events: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn p99(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(((v.len() as f64 * 0.99) as usize).min(v.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0.0)
+}
+
+impl Operator<'_> {
+    fn pid(&self) -> String {
+        self.collector.server.pid().to_string()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.collector.addr.port())
+    }
+
+    fn client(&self) -> sr_tls::HttpsClient {
+        sr_tls::HttpsClient::new(
+            sr_tls::client_config(self.ca, None).expect("CA loads"),
+            Duration::from_secs(5),
+        )
+    }
+
+    /// One `GET /metrics`: (latency, bytes).
+    async fn scrape(&self, client: &sr_tls::HttpsClient) -> (Duration, usize) {
+        let t0 = Instant::now();
+        let resp = client
+            .get(
+                &self.url("/metrics"),
+                &[(sr_protocol::TOKEN_HEADER, self.admin)],
+                Duration::from_secs(60),
+                64 << 20,
+            )
+            .await
+            .expect("GET /metrics");
+        assert_eq!(resp.status, 200, "GET /metrics");
+        (t0.elapsed(), resp.body.len())
+    }
+
+    fn round(&mut self, transition: bool) -> Arc<Vec<Prepared>> {
+        let r = self.next_round;
+        self.next_round += 1;
+        Arc::new(prepare_with(self.keys, r, transition))
+    }
+
+    fn load(&self, reqs: Arc<Vec<Prepared>>) -> impl std::future::Future<Output = RunStats> {
+        let (pid, addr, ca, tokens, conns) = (
+            self.collector.server.pid(),
+            self.collector.addr,
+            self.ca.to_path_buf(),
+            self.tokens.clone(),
+            self.conns,
+        );
+        async move { run_load(pid, addr, &ca, &tokens, reqs, conns).await }
+    }
+
+    fn figures(mut self, steady_best: f64) -> Vec<String> {
+        let mut rows = Vec::new();
+        let n = self.keys.len();
+        let client = self.client();
+        // /metrics with nothing else running.
+        let cpu0 = cpu_secs(&self.pid());
+        let mut lat = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..20 {
+            let (d, b) = self.rt.block_on(self.scrape(&client));
+            lat.push(ms(d));
+            bytes = b;
+        }
+        let cpu = (cpu_secs(&self.pid()) - cpu0) / 20.0;
+        rows.push(format!(
+            "| GET /metrics, {n} nodes, idle collector (20 scrapes) | p50 {:.1} ms, p99 {:.1} ms; {:.1} KB; collector CPU {:.1} ms per scrape |",
+            median(lat.clone()), p99(lat), bytes as f64 / 1e3, cpu * 1e3
+        ));
+
+        // /metrics back to back while a steady ingest round runs.
+        let reqs = self.round(false);
+        let (stats, lat) = self.rt.block_on(async {
+            let load = tokio::spawn(self.load(reqs));
+            let mut lat = Vec::new();
+            while !load.is_finished() {
+                lat.push(ms(self.scrape(&client).await.0));
+            }
+            (load.await.expect("load task"), lat)
+        });
+        rows.push(format!(
+            "| GET /metrics back to back during an ingest round | {} scrapes, p50 {:.1} ms, p99 {:.1} ms; ingest {:.0} reports/s beside them (best steady round alone {:.0}), p99 {:.1} ms |",
+            lat.len(), median(lat.clone()), p99(lat), stats.reports_per_s, steady_best, stats.p99_ms
+        ));
+
+        // The stream: a round storing one transition per report, without watchers...
+        let reqs = self.round(true);
+        let alone = self.rt.block_on(self.load(reqs));
+        rows.push(format!(
+            "| ingest round storing one transition per report, no watcher | {:.0} reports/s, p99 {:.1} ms; collector CPU {:.0} µs per report |",
+            alone.reports_per_s, alone.p99_ms, alone.server_cpu_ms_per_k
+        ));
+        // ... and with the watchers, each on its own connection, reading as fast as it can.
+        let want = arg("--watchers", 100);
+        let counts: Vec<Arc<WatchCount>> = (0..want).map(|_| Arc::default()).collect();
+        let mut refused = 0;
+        let mut readers = Vec::new();
+        for c in &counts {
+            let client = self.client();
+            let (status, _, body) = self
+                .rt
+                .block_on(client.open_stream(
+                    &self.url("/api/v3.1/events"),
+                    &[(sr_protocol::TOKEN_HEADER, self.admin)],
+                    Duration::from_secs(20),
+                ))
+                .expect("open the event stream");
+            if status != 200 {
+                refused += 1;
+                continue;
+            }
+            let c = c.clone();
+            readers.push(self.rt.spawn(async move {
+                let _client = client;
+                let mut body = body;
+                let mut parser = sr_protocol::sse::SseParser::new();
+                while let Some(Ok(frame)) = body.frame().await {
+                    if let Some(data) = frame.data_ref() {
+                        c.bytes
+                            .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        let got = parser
+                            .feed(data)
+                            .iter()
+                            .filter(|e| e.event == "transition")
+                            .count();
+                        c.events
+                            .fetch_add(got as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        let open = readers.len();
+        let total = |f: fn(&WatchCount) -> u64| -> u64 { counts.iter().map(|c| f(c)).sum() };
+        let events = |c: &WatchCount| c.events.load(std::sync::atomic::Ordering::Relaxed);
+        let wait_all = |target: u64, deadline: Duration| -> Option<Duration> {
+            let t0 = Instant::now();
+            while t0.elapsed() < deadline {
+                if counts.iter().take(open).all(|c| events(c) >= target) || open == 0 {
+                    return Some(t0.elapsed());
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            None
+        };
+        let reqs = self.round(true);
+        let cpu0 = cpu_secs(&self.pid());
+        let t0 = Instant::now();
+        let with = self.rt.block_on(self.load(reqs));
+        let ingest_done = t0.elapsed();
+        let drained = wait_all(n as u64, Duration::from_secs(120));
+        let cpu = cpu_secs(&self.pid()) - cpu0;
+        let delivered = total(events);
+        let bytes = total(|c| c.bytes.load(std::sync::atomic::Ordering::Relaxed));
+        let extra_cpu_us = (cpu * 1e6 - alone.server_cpu_ms_per_k * n as f64).max(0.0);
+        rows.push(format!(
+            "| the same round with {open} watchers ({refused} refused) | ingest {:.0} reports/s, p99 {:.1} ms; every watcher had all {n} events {} after the round began (round took {:.1} s) |",
+            with.reports_per_s,
+            with.p99_ms,
+            drained
+                .map(|d| format!("{:.1} s", d.as_secs_f64() + ingest_done.as_secs_f64()))
+                .unwrap_or_else(|| "NOT within 120 s".into()),
+            ingest_done.as_secs_f64()
+        ));
+        rows.push(format!(
+            "| stream cost, that round | {delivered} events delivered, {:.0} bytes each; collector CPU {:.0} ms over the round and drain, {:.1} µs per event delivered beyond the round without watchers |",
+            bytes as f64 / delivered.max(1) as f64,
+            cpu * 1e3,
+            extra_cpu_us / delivered.max(1) as f64
+        ));
+
+        // Latency: one report at a time, from its 200 to every watcher having its event.
+        let mut lags = Vec::new();
+        for k in 0..20 {
+            // Node n0 (prepare_with names nodes by their index in the slice), a new seq each.
+            let one = Arc::new(prepare_with(&self.keys[..1], self.next_round + k, true));
+            let before: Vec<u64> = counts.iter().map(|c| events(c)).collect();
+            self.rt.block_on(self.load_one(one));
+            let t0 = Instant::now();
+            let deadline = Duration::from_secs(30);
+            while t0.elapsed() < deadline
+                && !counts
+                    .iter()
+                    .zip(&before)
+                    .take(open)
+                    .all(|(c, b)| events(c) > *b)
+            {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            lags.push(ms(t0.elapsed()));
+        }
+        rows.push(format!(
+            "| one transition, from its report's 200 to all {open} watchers having it ({} reports) | p50 {:.1} ms, max {:.1} ms |",
+            lags.len(), median(lags.clone()), lags.iter().copied().fold(0.0, f64::max)
+        ));
+        for r in readers {
+            r.abort();
+        }
+        rows
+    }
+
+    fn load_one(&self, reqs: Arc<Vec<Prepared>>) -> impl std::future::Future<Output = RunStats> {
+        let (pid, addr, ca, tokens) = (
+            self.collector.server.pid(),
+            self.collector.addr,
+            self.ca.to_path_buf(),
+            self.tokens.clone(),
+        );
+        async move { run_load(pid, addr, &ca, &tokens, reqs, 1).await }
+    }
 }

@@ -471,7 +471,7 @@ pub(crate) mod tests {
     }
 
     /// A node of type `t` that reported `status` with these facts a second ago.
-    fn reporter(
+    pub(crate) fn reporter(
         t: NodeType,
         id: &str,
         name: &str,

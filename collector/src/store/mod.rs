@@ -39,7 +39,7 @@ mod transitions;
 mod users;
 
 pub use admission::{Approval, Held, HeldReport, PendingRow, UNREPORTED_FORGET_AFTER_MS};
-pub use maintenance::MaintenanceRow;
+pub use maintenance::{MaintenanceRow, WindowEvent, EVENT_TYPE as MAINTENANCE_EVENT};
 pub use nodes::{
     DurableWrite, ForgetOutcome, Forgotten, LatestRow, NodeRow, PinOutcome, PinRefused, StoredNode,
     BOOTS_KEPT, TOMBSTONES_KEPT,

@@ -417,6 +417,14 @@ impl PatroniCluster {
 
     // ---- control / fault injection ----
 
+    /// `patronictl ARGS` against the cluster (`pause --wait`, `resume --wait`), which must
+    /// succeed (the script bounds it at 20 s).
+    pub fn patronictl(&self, args: &[&str]) -> Result<String> {
+        let mut all = vec!["patronictl"];
+        all.extend(args);
+        self.ctl_ok(&all, Duration::from_secs(30))
+    }
+
     /// `patroni-ctl.sh DIR VERB N` for member `i`, which must succeed within `timeout`.
     fn member_action(&self, verb: &str, i: usize, timeout: Duration) -> Result<()> {
         let n = self.check_index(i)?;
