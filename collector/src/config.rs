@@ -332,10 +332,16 @@ impl Config {
 /// (`90s`, `30m`, `12h`, `7d`), at most 100 years. Used by `nodes forget --stale-for`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let shown: String = t.chars().take(32).collect();
+    // Bounded after escaping: 32 control characters would be 192 bytes of `\u{1c}`.
+    let shown: String = t
+        .chars()
+        .take(32)
+        .flat_map(char::escape_debug)
+        .take(64)
+        .collect();
     let unit_at = t
         .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{shown:?} has no unit: add s, m, h or d (e.g. 7d)"))?;
+        .ok_or_else(|| format!("\"{shown}\" has no unit: add s, m, h or d (e.g. 7d)"))?;
     let (digits, unit) = t.split_at(unit_at);
     let secs_per: u64 = match unit {
         "s" => 1,
@@ -344,17 +350,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "d" => 86_400,
         _ => {
             return Err(format!(
-                "{shown:?}: the unit must be s, m, h or d (e.g. 7d)"
+                "\"{shown}\": the unit must be s, m, h or d (e.g. 7d)"
             ))
         }
     };
     let n: u64 = digits
         .parse()
-        .map_err(|_| format!("{shown:?} does not start with a whole number (e.g. 7d)"))?;
+        .map_err(|_| format!("\"{shown}\" does not start with a whole number (e.g. 7d)"))?;
     n.checked_mul(secs_per)
         .filter(|s| *s <= 100 * 365 * 86_400)
         .map(Duration::from_secs)
-        .ok_or_else(|| format!("{shown:?} is longer than 100 years"))
+        .ok_or_else(|| format!("\"{shown}\" is longer than 100 years"))
 }
 
 /// Every problem found in a configuration, one per line.
@@ -845,6 +851,8 @@ mod tests {
             "99999999999999999999d",
             "36501d",
             &"9".repeat(10_000),
+            // Found by the fuzzer: escaping made 32 control characters a 200-byte message.
+            &format!("{}7\u{6}7d", "\u{1c}".repeat(27)),
         ] {
             let err = parse_duration(bad).unwrap_err();
             assert!(err.len() < 120, "{bad:?} gives a short error: {err}");

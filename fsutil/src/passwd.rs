@@ -55,10 +55,19 @@ pub fn find_user(passwd: &[u8], name: &str) -> Option<UserIds> {
             return None;
         }
         let _password = fields.next()?;
-        let uid = fields.next()?.parse().ok()?;
-        let gid = fields.next()?.parse().ok()?;
+        let uid = decimal_id(fields.next()?)?;
+        let gid = decimal_id(fields.next()?)?;
         Some(UserIds { uid, gid })
     })
+}
+
+/// A uid or gid field: ASCII digits only. `str::parse` alone would also take a sign
+/// (`+0`), which no passwd writer produces; such a line is skipped as malformed.
+fn decimal_id(field: &str) -> Option<u32> {
+    if field.is_empty() || !field.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    field.parse().ok()
 }
 
 #[cfg(test)]
@@ -126,5 +135,15 @@ mod tests {
         // ids of this test (run as any user) would chown to.
         let root = lookup_user("root").unwrap().expect("root is a local user");
         assert_eq!(root, UserIds { uid: 0, gid: 0 });
+    }
+
+    #[test]
+    fn ids_are_plain_decimal() {
+        assert_eq!(find_user(b"root:x:+0:0:::\n", "root"), None);
+        assert_eq!(find_user(b"root:x: 0:0:::\n", "root"), None);
+        assert_eq!(
+            find_user(b"root:x:0:02:::\n", "root"),
+            Some(UserIds { uid: 0, gid: 2 })
+        );
     }
 }

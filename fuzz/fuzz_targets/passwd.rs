@@ -15,11 +15,24 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Some(ids) = find_user(file, name) {
-        let line = format!("{name}:");
+        // Some line names the user, with uid and gid fields that are plain decimal digits
+        // of those values (leading zeros allowed, as glibc reads them).
+        let is_id = |field: Option<&str>, id: u32| {
+            field.is_some_and(|f| {
+                !f.is_empty()
+                    && f.bytes().all(|b| b.is_ascii_digit())
+                    && f.trim_start_matches('0').parse::<u32>().unwrap_or(0) == id
+            })
+        };
         let text = String::from_utf8_lossy(file);
         assert!(
-            text.lines().any(|l| l.starts_with(&line)
-                && l.contains(&format!(":{}:{}", ids.uid, ids.gid))),
+            text.lines().any(|l| {
+                let mut f = l.trim_end_matches('\r').split(':');
+                f.next() == Some(name)
+                    && f.next().is_some()
+                    && is_id(f.next(), ids.uid)
+                    && is_id(f.next(), ids.gid)
+            }),
             "{ids:?} for {name:?} is on no line of the file"
         );
     }
