@@ -249,18 +249,7 @@ impl Collector {
 
     /// PUT `body` with these headers: (status, JSON body or `Null`).
     pub async fn put(&self, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, Value) {
-        let r = self
-            .client()
-            .request(
-                http::Method::PUT,
-                &self.url(path),
-                headers,
-                body.into(),
-                Duration::from_secs(20),
-                1 << 20,
-            )
-            .await
-            .expect("the collector answers");
+        let r = self.put_response(path, headers, body).await;
         (
             r.status.as_u16(),
             serde_json::from_slice(&r.body).unwrap_or(Value::Null),
