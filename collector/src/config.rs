@@ -327,6 +327,7 @@ impl Config {
                 out.push_str(&format!("size = {size}\n"));
             }
         }
+        out.push_str(&self.alerts.to_toml());
         out
     }
 }

@@ -83,8 +83,9 @@ pub struct WebhookSink {
     pub url: String,
     /// The CA an `https://` receiver's certificate must chain to.
     pub ca_path: Option<PathBuf>,
-    /// The HMAC-SHA256 key of the signature header.
+    /// The HMAC-SHA256 key of the signature header, and the file it was read from.
     pub secret: Secret,
+    pub secret_file: PathBuf,
     pub delivery: Delivery,
 }
 
@@ -96,6 +97,8 @@ pub struct AlertmanagerSink {
     pub ca_path: Option<PathBuf>,
     /// HTTP Basic user and password, when the Alertmanager sits behind one.
     pub basic_auth: Option<(String, Secret)>,
+    /// The file the password was read from.
+    pub password_file: Option<PathBuf>,
     pub resend_interval: Duration,
     pub delivery: Delivery,
 }
@@ -342,16 +345,16 @@ pub fn validate(errs: &mut Vec<String>, raw: Option<RawAlerts>) -> AlertsConfig 
                 }
             },
         };
-        let secret = match w.secret_file {
-            None => {
-                errs.push(format!(
-                    "{table}: secret_file is required (the HMAC key of {})",
-                    super::webhook::SIGNATURE_HEADER
-                ));
-                Secret(Vec::new())
-            }
-            Some(p) => read_secret(errs, &format!("{table}: secret_file"), &p)
-                .unwrap_or(Secret(Vec::new())),
+        let secret_file = w.secret_file.unwrap_or_default();
+        let secret = if secret_file.as_os_str().is_empty() {
+            errs.push(format!(
+                "{table}: secret_file is required (the HMAC key of {})",
+                super::webhook::SIGNATURE_HEADER
+            ));
+            Secret(Vec::new())
+        } else {
+            read_secret(errs, &format!("{table}: secret_file"), &secret_file)
+                .unwrap_or(Secret(Vec::new()))
         };
         if let Some(ca) = &ca_path {
             check_ca(errs, &table, ca);
@@ -362,6 +365,7 @@ pub fn validate(errs: &mut Vec<String>, raw: Option<RawAlerts>) -> AlertsConfig 
             url,
             ca_path,
             secret,
+            secret_file,
         });
     }
     let ams_raw = raw.alertmanager.unwrap_or_default();
@@ -409,6 +413,7 @@ pub fn validate(errs: &mut Vec<String>, raw: Option<RawAlerts>) -> AlertsConfig 
                 }
             }
         }
+        let password_file = a.password_file.clone();
         let basic_auth = match (a.username, a.password_file) {
             (None, None) => None,
             (Some(u), Some(p)) => {
@@ -444,6 +449,7 @@ pub fn validate(errs: &mut Vec<String>, raw: Option<RawAlerts>) -> AlertsConfig 
             urls,
             ca_path,
             basic_auth,
+            password_file,
             resend_interval,
         });
     }
@@ -469,6 +475,69 @@ pub fn validate(errs: &mut Vec<String>, raw: Option<RawAlerts>) -> AlertsConfig 
         retry_max,
         webhooks,
         alertmanagers,
+    }
+}
+
+impl AlertsConfig {
+    /// The `[alerts]` tables as `collector.toml` holds them (nothing when it is all
+    /// defaults): file paths, never secrets. Re-parsing it gives the same config.
+    pub fn to_toml(&self) -> String {
+        if *self == AlertsConfig::default() {
+            return String::new();
+        }
+        let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let p = |p: &Path| q(&p.display().to_string());
+        let mut out = String::from("\n# Alerts: docs/operations.md, \"Alerts\".\n[alerts]\n");
+        out.push_str(&format!("cluster = {}\n", q(&self.cluster)));
+        for (k, v) in [
+            ("hold_down_secs", self.hold_down),
+            ("evaluate_interval_secs", self.evaluate_interval),
+            ("retry_initial_secs", self.retry_initial),
+            ("retry_max_secs", self.retry_max),
+        ] {
+            out.push_str(&format!("{k} = {}\n", v.as_secs_f64()));
+        }
+        let delivery = |out: &mut String, d: &Delivery| {
+            out.push_str(&format!(
+                "timeout_secs = {}\nmax_retries = {}\nqueue_size = {}\n",
+                d.timeout.as_secs_f64(),
+                d.max_retries,
+                d.queue_size
+            ));
+        };
+        for w in &self.webhooks {
+            out.push_str(&format!(
+                "\n[[alerts.webhook]]\nname = {}\nurl = {}\nsecret_file = {}\n",
+                q(&w.name),
+                q(&w.url),
+                p(&w.secret_file)
+            ));
+            if let Some(ca) = &w.ca_path {
+                out.push_str(&format!("ca_path = {}\n", p(ca)));
+            }
+            delivery(&mut out, &w.delivery);
+        }
+        for a in &self.alertmanagers {
+            let urls: Vec<String> = a.urls.iter().map(|u| q(u)).collect();
+            out.push_str(&format!(
+                "\n[[alerts.alertmanager]]\nname = {}\nurls = [{}]\nresend_interval_secs = {}\n",
+                q(&a.name),
+                urls.join(", "),
+                a.resend_interval.as_secs_f64()
+            ));
+            if let Some(ca) = &a.ca_path {
+                out.push_str(&format!("ca_path = {}\n", p(ca)));
+            }
+            if let (Some((user, _)), Some(file)) = (&a.basic_auth, &a.password_file) {
+                out.push_str(&format!(
+                    "username = {}\npassword_file = {}\n",
+                    q(user),
+                    p(file)
+                ));
+            }
+            delivery(&mut out, &a.delivery);
+        }
+        out
     }
 }
 
@@ -587,6 +656,10 @@ password_file = "{s}"
             c.alertmanagers[0].urls,
             ["http://127.0.0.1:9093", "http://127.0.0.2:9093"]
         );
+        // What `collector init`'s writer gives back parses to the same config, secret-free.
+        let written = c.to_toml();
+        assert!(!written.contains("0123456789abcdef"), "{written}");
+        assert_eq!(parse(&written).unwrap(), c, "{written}");
         let printed = format!("{c:?}");
         assert!(!printed.contains("0123456789abcdef"), "{printed}");
         assert!(printed.contains("redacted"));
