@@ -245,58 +245,47 @@ mod tests {
             .collect()
     }
 
+    /// [`look`], which must let nothing through.
+    async fn nothing(h: &mut HoldDown, secs: u64, seen: Vec<Observation>, why: &str) {
+        let out = look(h, secs, seen).await;
+        assert!(out.is_empty(), "{why}: {out:?}");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_change_goes_out_after_the_hold_down_and_a_flap_never() {
         let mut h = HoldDown::new(HOLD);
-        assert!(
-            look(&mut h, 0, vec![obs("db1", Ok, false)])
-                .await
-                .is_empty(),
-            "first seen OK is quiet"
-        );
-        assert!(look(&mut h, 1, vec![obs("db1", Fail, false)])
-            .await
-            .is_empty());
+        nothing(
+            &mut h,
+            0,
+            vec![obs("db1", Ok, false)],
+            "first seen OK is quiet",
+        )
+        .await;
+        nothing(&mut h, 1, vec![obs("db1", Fail, false)], "").await;
         assert_eq!(h.pending(), 1);
-        assert!(
-            look(&mut h, 29, vec![obs("db1", Fail, false)])
-                .await
-                .is_empty(),
-            "29 s < hold-down"
-        );
+        nothing(
+            &mut h,
+            29,
+            vec![obs("db1", Fail, false)],
+            "29 s < hold-down",
+        )
+        .await;
         assert_eq!(
             look(&mut h, 1, vec![obs("db1", Fail, false)]).await,
             vec![(Some(Ok), Some(Fail))]
         );
-        assert!(
-            look(&mut h, 100, vec![obs("db1", Fail, false)])
-                .await
-                .is_empty(),
-            "sent once"
-        );
+        nothing(&mut h, 100, vec![obs("db1", Fail, false)], "sent once").await;
 
         // A flap: Fail → OK → Fail inside the hold-down sends nothing.
-        assert!(look(&mut h, 1, vec![obs("db1", Ok, false)])
-            .await
-            .is_empty());
-        assert!(look(&mut h, 20, vec![obs("db1", Fail, false)])
-            .await
-            .is_empty());
+        nothing(&mut h, 1, vec![obs("db1", Ok, false)], "").await;
+        nothing(&mut h, 20, vec![obs("db1", Fail, false)], "").await;
         assert_eq!(h.pending(), 0);
-        assert!(look(&mut h, 60, vec![obs("db1", Fail, false)])
-            .await
-            .is_empty());
+        nothing(&mut h, 60, vec![obs("db1", Fail, false)], "").await;
 
         // A status that changes again restarts the wait: Degraded then Fail.
-        assert!(look(&mut h, 1, vec![obs("db1", Degraded, false)])
-            .await
-            .is_empty());
-        assert!(look(&mut h, 20, vec![obs("db1", Ok, false)])
-            .await
-            .is_empty());
-        assert!(look(&mut h, 20, vec![obs("db1", Ok, false)])
-            .await
-            .is_empty());
+        nothing(&mut h, 1, vec![obs("db1", Degraded, false)], "").await;
+        nothing(&mut h, 20, vec![obs("db1", Ok, false)], "").await;
+        nothing(&mut h, 20, vec![obs("db1", Ok, false)], "").await;
         assert_eq!(
             look(&mut h, 10, vec![obs("db1", Ok, false)]).await,
             vec![(Some(Fail), Some(Ok))]
@@ -314,32 +303,32 @@ mod tests {
         .await;
         // Both fail in maintenance for an hour: nothing.
         for _ in 0..60 {
-            assert!(look(
+            nothing(
                 &mut h,
                 60,
-                vec![obs("db1", Fail, true), obs("db2", Fail, true)]
+                vec![obs("db1", Fail, true), obs("db2", Fail, true)],
+                "",
             )
-            .await
-            .is_empty());
+            .await;
         }
         assert_eq!(h.pending(), 2);
         // The window ends: db1 still Fail, db2 recovered during it. db1 alerts one hold-down
         // after the end, not at once.
-        assert!(look(
+        nothing(
             &mut h,
             1,
-            vec![obs("db1", Fail, false), obs("db2", Ok, false)]
+            vec![obs("db1", Fail, false), obs("db2", Ok, false)],
+            "",
         )
-        .await
-        .is_empty());
+        .await;
         assert_eq!(h.pending(), 1);
-        assert!(look(
+        nothing(
             &mut h,
             28,
-            vec![obs("db1", Fail, false), obs("db2", Ok, false)]
+            vec![obs("db1", Fail, false), obs("db2", Ok, false)],
+            "",
         )
-        .await
-        .is_empty());
+        .await;
         assert_eq!(
             look(
                 &mut h,
@@ -354,13 +343,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn targets_appearing_bad_and_leaving_bad_are_told_ok_ones_are_not() {
         let mut h = HoldDown::new(HOLD);
-        assert!(look(
+        nothing(
             &mut h,
             0,
-            vec![obs("db1", Fail, false), obs("db2", Ok, false)]
+            vec![obs("db1", Fail, false), obs("db2", Ok, false)],
+            "",
         )
-        .await
-        .is_empty());
+        .await;
         assert_eq!(
             look(
                 &mut h,
@@ -371,7 +360,7 @@ mod tests {
             vec![(None, Some(Fail))]
         );
         // Both leave the view (forgotten): db2 quietly, db1 after the hold-down.
-        assert!(look(&mut h, 1, vec![]).await.is_empty());
+        nothing(&mut h, 1, vec![], "").await;
         assert_eq!(look(&mut h, 30, vec![]).await, vec![(Some(Fail), None)]);
         assert_eq!(h.entries.len(), 0, "nothing kept for targets gone and told");
     }
