@@ -11,6 +11,8 @@ for p in postgresql-15 patroni etcd-server etcd-client python3-idna rabbitmq-ser
 done
 # promtool (Debian's prometheus package) checks the /metrics exposition in tests/metrics.rs.
 have prometheus || need_pkgs+=(prometheus)
+# A real Alertmanager for tests/alerts.rs.
+have prometheus-alertmanager || need_pkgs+=(prometheus-alertmanager)
 if ((${#need_pkgs[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "missing Debian packages: ${need_pkgs[*]} (run as root, or install them)" >&2

@@ -84,6 +84,8 @@ pub struct Config {
     pub admission: Admission,
     /// Node ids held pending at most; one more is refused 507 and counted.
     pub max_pending: usize,
+    /// `[alerts]`: hold-down, webhooks and Alertmanagers (no sink: nothing is sent).
+    pub alerts: crate::alerts::config::AlertsConfig,
 }
 
 /// How a new node id enters the view.
@@ -156,6 +158,7 @@ impl Config {
             forget_after: DEFAULT_FORGET_AFTER,
             admission: Admission::Open,
             max_pending: DEFAULT_MAX_PENDING,
+            alerts: Default::default(),
         }
     }
 
@@ -324,6 +327,7 @@ impl Config {
                 out.push_str(&format!("size = {size}\n"));
             }
         }
+        out.push_str(&self.alerts.to_toml());
         out
     }
 }
@@ -407,6 +411,7 @@ struct RawConfig {
     admission: Option<String>,
     max_pending: Option<i64>,
     services: Option<BTreeMap<String, RawService>>,
+    alerts: Option<crate::alerts::config::RawAlerts>,
 }
 
 /// `[services.<name>]`: one stack service.
@@ -455,7 +460,7 @@ fn services(
     out
 }
 
-fn int_in(
+pub(crate) fn int_in(
     errs: &mut Vec<String>,
     name: &str,
     v: Option<i64>,
@@ -476,7 +481,7 @@ fn int_in(
     }
 }
 
-fn secs_in(
+pub(crate) fn secs_in(
     errs: &mut Vec<String>,
     name: &str,
     v: Option<f64>,
@@ -751,6 +756,7 @@ impl RawConfig {
                 d.max_pending,
                 1..=100_000,
             ),
+            alerts: crate::alerts::config::validate(&mut errs, self.alerts),
         };
         if cfg.max_inflight_body_bytes < cfg.max_body_bytes {
             errs.push(format!(

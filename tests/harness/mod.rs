@@ -10,12 +10,14 @@
 //! - [`metrics`]: `/metrics` scrapes, `promtool check metrics`, sample values.
 //! - [`rest`]: blocking HTTP(S) through the workspace client (`sr-tls`), for sync suites.
 //! - [`netlab`]: network namespaces for the partition suites.
+//! - [`alertmanager`]: a real Alertmanager for the alerts suite.
 //! - [`lab`]: real service clusters (Patroni, RabbitMQ) on one lifecycle core.
 //!
 //! Every process the harness starts is stopped on drop, also when a test panics.
 #![allow(dead_code, unused_imports)] // Each suite uses a different subset.
 
 pub mod agent;
+pub mod alertmanager;
 pub mod collector;
 pub mod fixtures;
 pub mod lab;
