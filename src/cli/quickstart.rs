@@ -27,7 +27,22 @@ Prints the collector URL, the CA file and an admin token (also the password of t
 user for HTTP Basic), each on its own line, so curl or `cfy` can be pointed at it:\n\n  \
 curl --cacert CA_FILE -H \"API-Authentication-Token: TOKEN\" URL/api/v3.1/cluster-status\n\n\
 Nothing is installed and nothing outside the state directory is written; a temporary state \
-directory is removed on exit."
+directory is removed on exit. This host alone has no db or broker nodes, so the view shows \
+Fail.\n\n\
+With --ha it brings up a real small HA control plane on this host instead, on 127.0.0.1 \
+only: etcd, Patroni ×3 over PostgreSQL, RabbitMQ ×3 with management, an agent per node \
+(3 db, 3 broker, 1 manager) and the collector. It needs Debian's packages patroni, \
+etcd-server, postgresql and rabbitmq-server: as root it says which are missing and installs \
+them with apt-get (with --yes, or after asking on a terminal); as another user it prints the \
+apt-get command and stops. PostgreSQL refuses to run as root, so as root Patroni and \
+PostgreSQL run as the system user `postgres`. It prints a healthy view, the status page URL, \
+a curl for /metrics and two commands to try (stop the Patroni leader, stop a RabbitMQ node), \
+then shows the change and the recovery live; what you stop is started again after \
+--restart-after seconds. Ctrl-C, SIGTERM or SIGHUP tear everything down at any moment, as \
+does a failed start: every process group stopped, every port freed, the temporary directory \
+removed. The state directory's quickstart-ha.json lists the processes and ports.\n\n  \
+sudo status-reporter quickstart --ha            # asks before installing anything\n  \
+sudo status-reporter quickstart --ha --yes --once   # install, show the healthy view, tear down"
 )]
 pub struct QuickstartArgs {
     /// Show the view once after the first report, then stop.
@@ -43,7 +58,11 @@ pub struct QuickstartArgs {
     /// Seconds between agent reports.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=60))]
     pub reporting_freq: u32,
+    #[command(flatten)]
+    pub ha: ha::HaArgs,
 }
+
+mod ha;
 
 /// Well-known local services the quickstart looks for, as (display name, port).
 const WELL_KNOWN: &[(&str, u16)] = &[
@@ -58,11 +77,16 @@ const WELL_KNOWN: &[(&str, u16)] = &[
 const FIRST_REPORT_DEADLINE: Duration = Duration::from_secs(30);
 
 pub fn run(args: QuickstartArgs) -> anyhow::Result<i32> {
+    // Before the runtime: it may ask on the terminal and run apt-get.
+    let prepared = args.ha.ha.then(|| ha::prepare(&args.ha)).transpose()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(quickstart(args))
+    match prepared {
+        Some(p) => rt.block_on(ha::run(args, p)),
+        None => rt.block_on(quickstart(args)),
+    }
 }
 
 async fn quickstart(args: QuickstartArgs) -> anyhow::Result<i32> {
@@ -213,26 +237,64 @@ async fn configure_agent(
     store_path: &Path,
     reporting_freq: u32,
 ) -> anyhow::Result<PathBuf> {
-    let config_path = dir.join("agent.toml");
+    configure_node(NodeSetup {
+        base: dir,
+        node_name: hostname(),
+        node_type: "manager",
+        token,
+        ca,
+        collector,
+        reporting_freq,
+        probes: local_probes(collector, ca, store_path).await?,
+    })
+}
+
+/// One quickstart agent: its files go in `base` (`agent.toml`, `node.key`, `agent/`).
+struct NodeSetup<'a> {
+    base: &'a Path,
+    node_name: Option<String>,
+    node_type: &'static str,
+    token: &'a str,
+    ca: &'a Path,
+    collector: SocketAddr,
+    reporting_freq: u32,
+    probes: Vec<sr_probes::ProbeConfig>,
+}
+
+/// Writes an agent's config and key through `sr_agent::configure` (plan, then apply), with
+/// the given probes instead of the inferred ones. Returns the config path.
+fn configure_node(n: NodeSetup<'_>) -> anyhow::Result<PathBuf> {
+    let config_path = n.base.join("agent.toml");
     let args = sr_agent::configure::ConfigureArgs {
         config_path: config_path.clone(),
-        token: token.to_string(),
-        ca_path: ca.to_path_buf(),
-        managers: vec![collector.to_string()],
-        node_type: Some("manager".into()),
-        node_name: hostname(),
-        reporting_freq: Some(reporting_freq),
-        key_path: Some(dir.join("node.key")),
-        state_dir: Some(dir.join("agent")),
+        token: n.token.to_string(),
+        ca_path: n.ca.to_path_buf(),
+        managers: vec![n.collector.to_string()],
+        node_type: Some(n.node_type.into()),
+        node_name: n.node_name,
+        reporting_freq: Some(n.reporting_freq),
+        key_path: Some(n.base.join("node.key")),
+        state_dir: Some(n.base.join("agent")),
         ..Default::default()
     };
     let mut plan = sr_agent::configure::plan(&args, sr_agent::unix_now()).map_err(|errors| {
         anyhow::anyhow!("cannot configure the agent:\n  {}", errors.join("\n  "))
     })?;
-    plan.raw.probes = local_probes(collector, ca, store_path).await?;
+    plan.raw.probes = n.probes;
     sr_agent::configure::apply(&plan)
         .map_err(|e| anyhow::anyhow!("cannot write the agent config: {e}"))?;
     Ok(config_path)
+}
+
+/// Built-in probe tables (TOML), checked by the probes' own parser.
+fn parse_probes(tables: &[String]) -> anyhow::Result<Vec<sr_probes::ProbeConfig>> {
+    tables
+        .iter()
+        .map(|t| {
+            toml::from_str::<sr_probes::ProbeConfig>(t)
+                .with_context(|| format!("built-in probe config is invalid: {t}"))
+        })
+        .collect()
 }
 
 /// The host probe, the collector we just started, and a TCP probe for every well-known
@@ -271,13 +333,7 @@ async fn local_probes(
             ));
         }
     }
-    tables
-        .iter()
-        .map(|t| {
-            toml::from_str::<sr_probes::ProbeConfig>(t)
-                .with_context(|| format!("built-in probe config is invalid: {t}"))
-        })
-        .collect()
+    parse_probes(&tables)
 }
 
 /// Runs the futures concurrently and keeps their order (a handful of connects; not worth
