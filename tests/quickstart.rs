@@ -5,6 +5,7 @@ mod harness;
 
 use harness::BIN;
 use nix::sys::signal::Signal;
+use sr_protocol::NodeStatus;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -194,4 +195,326 @@ fn sigint_sigterm_and_sighup_remove_the_temporary_state_dir() {
     for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         check_signal_removes_the_temporary_dir(signal);
     }
+}
+
+// ---- quickstart --ha: a real HA control plane on this host ----
+
+/// The HA quickstart's stdout, read on a thread so a wait can have a deadline; every line
+/// is kept for failure messages.
+struct Lines {
+    rx: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    fn new(out: std::process::ChildStdout) -> Lines {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first line (from now) for which `f` gives a value, within `limit`.
+    fn wait<T>(&mut self, what: &str, limit: Duration, mut f: impl FnMut(&str) -> Option<T>) -> T {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    let v = f(&line);
+                    self.seen.push(line);
+                    if let Some(v) = v {
+                        return v;
+                    }
+                }
+                Err(e) => panic!(
+                    "no line for {what} within {limit:?} ({e}); output so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Whether a line so far, or one within `limit`, satisfies `f`.
+    fn saw(&mut self, limit: Duration, f: impl Fn(&str) -> bool) -> bool {
+        if self.seen.iter().any(|l| f(l)) {
+            return true;
+        }
+        let deadline = Instant::now() + limit;
+        while let Ok(line) = self
+            .rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            let hit = f(&line);
+            self.seen.push(line);
+            if hit {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Live (not zombie) processes: (pid, pgid, command line).
+fn processes() -> Vec<(u32, u32, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let mut f = stat[stat.rfind(')')? + 2..].split(' ');
+            let state = f.next()?;
+            let pgid: u32 = f.nth(1)?.parse().ok()?;
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            (state != "Z").then_some((pid, pgid, cmd))
+        })
+        .collect()
+}
+
+#[test]
+fn ha_mode_is_healthy_shows_a_failover_and_its_recovery_and_leaves_nothing_behind() {
+    if !harness::lab::require_services(&["patroni", "etcd", "postgres", "rabbitmq"]) {
+        return;
+    }
+    let _one_cluster = harness::lab::exclusive();
+    let logs = tempfile::tempdir().unwrap();
+    let stderr = logs.path().join("quickstart-ha.stderr");
+    let mut child = Command::new(BIN)
+        .args([
+            "quickstart",
+            "--ha",
+            "--reporting-freq",
+            "1",
+            "--restart-after",
+            "5",
+        ])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    // Whatever fails below, the quickstart gets its Ctrl-C (and tears its clusters down).
+    // On a failed assertion it also waits (bounded) for the teardown, so no cluster outlives
+    // the test binary.
+    struct Interrupt(u32);
+    impl Drop for Interrupt {
+        fn drop(&mut self) {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0 as i32), Signal::SIGINT);
+            if std::thread::panicking() {
+                let deadline = Instant::now() + Duration::from_secs(90);
+                while Instant::now() < deadline && processes().iter().any(|(p, _, _)| *p == self.0)
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+    let _interrupt = Interrupt(child.id());
+    let mut out = Lines::new(child.stdout.take().unwrap());
+    let field = |label: &'static str| move |l: &str| l.strip_prefix(label).map(str::to_string);
+    let dir = PathBuf::from(out.wait(
+        "the state directory",
+        Duration::from_secs(30),
+        field("State directory: "),
+    ));
+    let url = out.wait(
+        "the collector URL",
+        Duration::from_secs(10),
+        field("Collector URL: "),
+    );
+    let ca = PathBuf::from(out.wait("the CA file", Duration::from_secs(10), field("CA file: ")));
+    let token = out.wait(
+        "the admin token",
+        Duration::from_secs(10),
+        field("Admin token: "),
+    );
+    let t0 = Instant::now();
+    out.wait("the healthy line", Duration::from_secs(150), |l| {
+        l.starts_with("Healthy: ").then_some(())
+    });
+    eprintln!(
+        "quickstart --ha: healthy after {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
+    let page = out.wait(
+        "the status page URL",
+        Duration::from_secs(10),
+        field("Status page: "),
+    );
+    assert_eq!(page, format!("{url}/"));
+    let metrics = out.wait(
+        "the metrics curl",
+        Duration::from_secs(10),
+        field("Metrics: "),
+    );
+    assert!(
+        metrics.starts_with("curl ") && metrics.ends_with(&format!("{url}/metrics")),
+        "{metrics}"
+    );
+    let mut next_is_command = false;
+    let stop_leader = out.wait(
+        "the stop-the-leader command",
+        Duration::from_secs(10),
+        |l| {
+            if next_is_command {
+                return Some(l.trim().to_string());
+            }
+            next_is_command = l.contains("Stop the Patroni leader");
+            None
+        },
+    );
+    let mut next_is_command = false;
+    let stop_rabbit = out.wait(
+        "the stop-a-RabbitMQ-node command",
+        Duration::from_secs(10),
+        |l| {
+            if next_is_command {
+                return Some(l.trim().to_string());
+            }
+            next_is_command = l.contains("Stop a RabbitMQ node");
+            None
+        },
+    );
+    assert!(stop_leader.starts_with("kill -TERM "), "{stop_leader}");
+    assert!(stop_rabbit.starts_with("kill -TERM "), "{stop_rabbit}");
+
+    // ---- the collector's view: db and broker OK with 3 members each ----
+    let status = || harness::Status::run(harness::status::command(&url, &ca, &token));
+    let s = status();
+    for svc in ["db", "broker"] {
+        let v = s
+            .service(svc)
+            .unwrap_or_else(|| panic!("no {svc} in {}", s.describe()));
+        assert_eq!(v.status, NodeStatus::Ok, "{svc}: {}", s.describe());
+        assert_eq!(v.nodes.len(), 3, "{svc}: {}", s.describe());
+    }
+    let leader = s
+        .service("db")
+        .unwrap()
+        .nodes
+        .iter()
+        .find(|(_, n)| n.role.as_deref() == Some("leader"))
+        .map(|(name, _)| name.clone())
+        .expect("a leader in the view");
+
+    // ---- the printed command stops the leader: Degraded with a reason, then recovery ----
+    let ran = Command::new("sh")
+        .args(["-c", &stop_leader])
+        .output()
+        .unwrap();
+    assert!(
+        ran.status.success(),
+        "{stop_leader}: {}",
+        harness::text(&ran)
+    );
+    let degraded = harness::wait_for("db Degraded with a reason", Duration::from_secs(60), || {
+        let s = status();
+        let db = s.service("db")?;
+        (db.status == NodeStatus::Degraded && !db.reasons.is_empty()).then(|| db.reasons.clone())
+    });
+    eprintln!("quickstart --ha: after `{stop_leader}` ({leader}): db Degraded: {degraded:?}");
+    let recovered = harness::wait_for(
+        "db OK again with 3 members",
+        Duration::from_secs(120),
+        || {
+            let s = status();
+            let db = s.service("db")?;
+            (db.status == NodeStatus::Ok
+                && db.nodes.len() == 3
+                && db.nodes.values().all(|n| n.status == NodeStatus::Ok))
+            .then(|| s.describe())
+        },
+    );
+    eprintln!("quickstart --ha: recovered:\n{recovered}");
+    // the live view said so too, one line per change
+    assert!(
+        out.saw(Duration::from_secs(10), |l| l
+            .contains("db: OK -> Degraded"))
+            && out.saw(Duration::from_secs(10), |l| l
+                .contains("db: Degraded -> OK")),
+        "the live view did not show the change and the recovery:\n{}",
+        out.seen.join("\n")
+    );
+    assert!(out.saw(Duration::from_secs(10), |l| l
+        .contains(&format!("Patroni {leader} started again"))));
+
+    // ---- Ctrl-C: every process group gone, every port free, the directory removed ----
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("quickstart-ha.json")).unwrap()).unwrap();
+    let ports: Vec<u16> = state["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_u64().unwrap() as u16)
+        .collect();
+    assert_eq!(
+        ports.len(),
+        19,
+        "18 service ports and the collector's: {state}"
+    );
+    let marker = dir.to_string_lossy().to_string();
+    let mut groups: std::collections::BTreeSet<u32> = state["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["pgid"].as_u64().unwrap() as u32)
+        .collect();
+    // and every process that names the directory (the postmasters, in sessions of their own)
+    groups.extend(
+        processes()
+            .into_iter()
+            .filter(|(_, _, c)| c.contains(&marker))
+            .map(|(_, g, _)| g),
+    );
+    assert!(
+        groups.len() >= 11,
+        "etcd, 3 Patroni, 3 postmasters, epmd, 3 RabbitMQ: {groups:?}"
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGINT,
+    )
+    .unwrap();
+    let status = harness::wait_for(
+        "quickstart --ha to exit on SIGINT",
+        Duration::from_secs(90),
+        || child.try_wait().unwrap(),
+    );
+    assert!(
+        status.success(),
+        "exit {status}; stderr: {}",
+        harness::tail(&stderr, 20)
+    );
+    let left: Vec<(u32, u32, String)> = processes()
+        .into_iter()
+        .filter(|(_, g, c)| groups.contains(g) || c.contains(&marker))
+        .collect();
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    let bound: Vec<u16> = ports
+        .iter()
+        .copied()
+        .filter(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_err())
+        .collect();
+    assert!(bound.is_empty(), "ports still bound: {bound:?}");
+    assert!(!dir.exists(), "{} was not removed", dir.display());
+    assert!(out.saw(Duration::from_secs(10), |l| l
+        .starts_with("Stopped every process")
+        && l.contains("all 19 ports are free")));
+    eprintln!(
+        "quickstart --ha: whole test {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
 }

@@ -97,7 +97,13 @@ fn postgres_user() -> anyhow::Result<(u32, u32, bool)> {
     let mut created = false;
     if find().is_none() {
         let status = std::process::Command::new("useradd")
-            .args(["--system", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin"])
+            .args([
+                "--system",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+            ])
             .arg("postgres")
             .status()
             .context("cannot run useradd")?;
@@ -123,7 +129,15 @@ pub async fn run(args: QuickstartArgs, prep: Prepared) -> anyhow::Result<i32> {
     let mut tasks: Vec<JoinHandle<Result<(), String>>> = Vec::new();
     let mut ports_used: Vec<u16> = Vec::new();
     let result = {
-        let demo = demo(&args, prep, &dir, &procs, stop_rx, &mut tasks, &mut ports_used);
+        let demo = demo(
+            &args,
+            prep,
+            &dir,
+            &procs,
+            stop_rx,
+            &mut tasks,
+            &mut ports_used,
+        );
         tokio::select! {
             r = demo => r,
             _ = super::stopped(stop_signal) => Ok(0),
@@ -147,6 +161,13 @@ pub async fn run(args: QuickstartArgs, prep: Prepared) -> anyhow::Result<i32> {
     if !killed.is_empty() {
         say(format!("  needed SIGKILL: {}", killed.join(", ")));
     }
+    let strays = procs.sweep(&dir).await;
+    if !strays.is_empty() {
+        say(format!(
+            "  killed what was still working in the state directory: {}",
+            strays.join(", ")
+        ));
+    }
     let bound: Vec<String> = ports_used
         .iter()
         .filter(|p| std::net::TcpListener::bind(("127.0.0.1", **p)).is_err())
@@ -159,16 +180,43 @@ pub async fn run(args: QuickstartArgs, prep: Prepared) -> anyhow::Result<i32> {
             ports_used.len()
         ));
     } else {
-        say(format!("Stopped every process; ports still bound by another process: {}", bound.join(" ")));
+        say(format!(
+            "Stopped every process; ports still bound by another process: {}",
+            bound.join(" ")
+        ));
     }
     if let Some(temp) = temp {
-        match temp.close() {
+        // kept from its automatic removal: that one would fail silently
+        let path = temp.keep();
+        match remove_dir(&path).await {
             Ok(()) => say(format!("Removed {}", dir.display())),
-            Err(e) => say(format!("could not remove {}: {e}", dir.display())),
+            Err(e) => {
+                // stdout may be a closed terminal by now; this must be seen somewhere
+                let msg = format!("could not remove {}: {e}", dir.display());
+                say(&msg);
+                let _ = writeln!(std::io::stderr(), "{msg}");
+            }
         }
     }
     // the error was printed above, before the teardown's lines; exit 2 as for any error
     result.or(Ok(2))
+}
+
+/// Removes the state directory, a few times if need be: a process that was stopping may
+/// still have written a file while the first pass ran.
+async fn remove_dir(dir: &Path) -> std::io::Result<()> {
+    let mut tries = 0;
+    loop {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if tries >= 4 => return Err(e),
+            Err(_) => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
 }
 
 /// The given directory (kept), or a temporary one (removed). PostgreSQL runs as another
@@ -221,7 +269,10 @@ fn choose_ports(base: Option<u16>) -> anyhow::Result<Ports> {
         .map(|(p, what)| format!("{p} ({what})"))
         .collect();
     if !busy.is_empty() {
-        bail!("ports already in use: {} (choose others with --port-base)", busy.join(", "));
+        bail!(
+            "ports already in use: {} (choose others with --port-base)",
+            busy.join(", ")
+        );
     }
     Ok(ports)
 }
@@ -243,7 +294,12 @@ fn write_state(dir: &Path, url: &str, ports: &[u16], procs: &Procs) {
             .collect::<Vec<_>>(),
     });
     // best effort: the state file is for inspection, the teardown does not read it
-    let _ = sr_fsutil::atomic_write(&dir.join(STATE_FILE), state.to_string().as_bytes(), 0o644, None);
+    let _ = sr_fsutil::atomic_write(
+        &dir.join(STATE_FILE),
+        state.to_string().as_bytes(),
+        0o644,
+        None,
+    );
 }
 
 /// Everything from the first port to the live view. Dropped where it stands on a signal.
@@ -308,10 +364,19 @@ async fn demo(
     ));
 
     // ---- the services ----
-    let cl = Cluster::new(dir.to_path_buf(), ports, prep.tools, prep.pg_user, procs.clone())?;
+    let cl = Cluster::new(
+        dir.to_path_buf(),
+        ports,
+        prep.tools,
+        prep.pg_user,
+        procs.clone(),
+    )?;
     let all_ports = ports_used.clone();
     cl.start_etcd(deadline).await?;
-    say(format!("  etcd healthy ({:.1} s)", t0.elapsed().as_secs_f64()));
+    say(format!(
+        "  etcd healthy ({:.1} s)",
+        t0.elapsed().as_secs_f64()
+    ));
     cl.spawn_patroni()?;
     cl.spawn_rabbit()?;
     write_state(dir, &url, &all_ports, procs);
@@ -376,10 +441,16 @@ async fn demo(
     ));
 
     // ---- the healthy view ----
-    let client = sr_tls::HttpsClient::new(sr_tls::client_config(&pki.ca, None)?, Duration::from_secs(2));
+    let client = sr_tls::HttpsClient::new(
+        sr_tls::client_config(&pki.ca, None)?,
+        Duration::from_secs(2),
+    );
     let view = loop {
         if let Some((name, log, how)) = procs.first_exited() {
-            bail!("{name} exited ({how}) before the cluster was healthy{}", cluster::tails(&[log]));
+            bail!(
+                "{name} exited ({how}) before the cluster was healthy{}",
+                cluster::tails(&[log])
+            );
         }
         let view = super::fetch_view(&client, &url, &admin).await;
         if let Ok(v) = &view {
@@ -391,7 +462,10 @@ async fn demo(
             if let Ok(v) = &view {
                 super::super::manager::print_view(v);
             }
-            bail!("the cluster was not healthy within {} s (the view above says why)", ha.start_timeout);
+            bail!(
+                "the cluster was not healthy within {} s (the view above says why)",
+                ha.start_timeout
+            );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
@@ -416,7 +490,17 @@ async fn demo(
     }
     say("");
     say("Live view (Ctrl-C tears everything down):");
-    live(&cl, &client, &url, &admin, freq, ha.restart_after, header, &all_ports).await
+    live(
+        &cl,
+        &client,
+        &url,
+        &admin,
+        freq,
+        ha.restart_after,
+        header,
+        &all_ports,
+    )
+    .await
 }
 
 fn db_probes(cl: &Cluster, n: usize) -> Vec<String> {
@@ -427,7 +511,10 @@ fn db_probes(cl: &Cluster, n: usize) -> Vec<String> {
             p.patroni[n - 1],
             services::pg_name(n)
         ),
-        format!("kind = \"etcd\"\nurl = \"http://127.0.0.1:{}\"", p.etcd_client),
+        format!(
+            "kind = \"etcd\"\nurl = \"http://127.0.0.1:{}\"",
+            p.etcd_client
+        ),
         format!(
             "kind = \"postgres\"\nport = {}\nuser = \"{}\"\npassword = \"{}\"",
             p.pg[n - 1],
@@ -516,7 +603,9 @@ fn try_lines(cl: &Cluster, v: &ClusterStatus, restart_after: u64) -> Vec<String>
     });
     match leader {
         Some((name, pid)) => {
-            out.push(format!("  Stop the Patroni leader ({name}); a replica takes over:"));
+            out.push(format!(
+                "  Stop the Patroni leader ({name}); a replica takes over:"
+            ));
             out.push(format!("    kill -TERM {pid}"));
         }
         None => out.push("  (no Patroni leader right now)".into()),

@@ -3,9 +3,9 @@
 //! running, and the agents' monitoring logins created. Every wait has a deadline and fails
 //! early, with the service's log tail, when a service it waits for has exited.
 
+use super::packages::Tools;
 use super::procs::{Procs, Spec, Tier};
 use super::services::{self, Ports, Secrets, MEMBERS, MONITOR_USER};
-use super::packages::Tools;
 use anyhow::{anyhow, bail, Context};
 use hyper::body::Bytes;
 use std::os::unix::fs::PermissionsExt;
@@ -88,11 +88,16 @@ impl Cluster {
             tier: Tier::Services,
         })?;
         let url = format!("http://127.0.0.1:{}/health", self.ports.etcd_client);
-        self.wait("etcd to be healthy", deadline, &[d.join("etcd.log")], || async {
-            let r = self.get(&url, None).await?;
-            let healthy = String::from_utf8_lossy(&r).contains(r#""health":"true""#);
-            Ok(healthy.then_some(()))
-        })
+        self.wait(
+            "etcd to be healthy",
+            deadline,
+            &[d.join("etcd.log")],
+            || async {
+                let r = self.get(&url, None).await?;
+                let healthy = String::from_utf8_lossy(&r).contains(r#""health":"true""#);
+                Ok(healthy.then_some(()))
+            },
+        )
         .await
     }
 
@@ -137,59 +142,71 @@ impl Cluster {
         let logs: Vec<PathBuf> = (1..=MEMBERS)
             .map(|n| self.member_dir(n).join("patroni.log"))
             .collect();
-        self.wait("a Patroni leader and 2 streaming replicas", deadline, &logs, || async {
-            let mut cluster = None;
-            for p in self.ports.patroni {
-                if let Ok(b) = self.get(&format!("http://127.0.0.1:{p}/cluster"), None).await {
-                    cluster = Some(serde_json::from_slice::<serde_json::Value>(&b)?);
-                    break;
+        self.wait(
+            "a Patroni leader and 2 streaming replicas",
+            deadline,
+            &logs,
+            || async {
+                let mut cluster = None;
+                for p in self.ports.patroni {
+                    if let Ok(b) = self
+                        .get(&format!("http://127.0.0.1:{p}/cluster"), None)
+                        .await
+                    {
+                        cluster = Some(serde_json::from_slice::<serde_json::Value>(&b)?);
+                        break;
+                    }
                 }
-            }
-            let Some(c) = cluster else {
-                return Err(anyhow!("no Patroni REST API answers yet"));
-            };
-            let members = c["members"].as_array().cloned().unwrap_or_default();
-            let running = |role: &str| {
-                members
-                    .iter()
-                    // Patroni 3 says a replica is "running", Patroni 4 "streaming"
-                    .filter(move |m| {
-                        m["role"] == role && (m["state"] == "running" || m["state"] == "streaming")
-                    })
-                    .filter_map(|m| m["name"].as_str().map(String::from))
-                    .collect::<Vec<_>>()
-            };
-            let Some(leader) = running("leader").into_iter().next() else {
-                return Err(anyhow!("no leader yet"));
-            };
-            let replicas = running("replica");
-            let n: usize = leader
-                .strip_prefix("pg")
-                .and_then(|s| s.parse().ok())
-                .filter(|n| (1..=MEMBERS).contains(n))
-                .ok_or_else(|| anyhow!("unexpected leader name {leader:?}"))?;
-            let body = self
-                .get(&format!("http://127.0.0.1:{}/patroni", self.ports.patroni[n - 1]), None)
-                .await?;
-            let p: serde_json::Value = serde_json::from_slice(&body)?;
-            let streaming = p["replication"]
-                .as_array()
-                .map(|r| {
-                    r.iter()
-                        .filter(|r| {
-                            r["state"] == "streaming"
-                                && r["application_name"]
-                                    .as_str()
-                                    .is_some_and(|a| replicas.iter().any(|x| x == a))
+                let Some(c) = cluster else {
+                    return Err(anyhow!("no Patroni REST API answers yet"));
+                };
+                let members = c["members"].as_array().cloned().unwrap_or_default();
+                let running = |role: &str| {
+                    members
+                        .iter()
+                        // Patroni 3 says a replica is "running", Patroni 4 "streaming"
+                        .filter(move |m| {
+                            m["role"] == role
+                                && (m["state"] == "running" || m["state"] == "streaming")
                         })
-                        .count()
-                })
-                .unwrap_or(0);
-            if streaming + 1 < MEMBERS {
-                return Err(anyhow!("leader {leader}, {streaming} replicas streaming"));
-            }
-            Ok(Some(n))
-        })
+                        .filter_map(|m| m["name"].as_str().map(String::from))
+                        .collect::<Vec<_>>()
+                };
+                let Some(leader) = running("leader").into_iter().next() else {
+                    return Err(anyhow!("no leader yet"));
+                };
+                let replicas = running("replica");
+                let n: usize = leader
+                    .strip_prefix("pg")
+                    .and_then(|s| s.parse().ok())
+                    .filter(|n| (1..=MEMBERS).contains(n))
+                    .ok_or_else(|| anyhow!("unexpected leader name {leader:?}"))?;
+                let body = self
+                    .get(
+                        &format!("http://127.0.0.1:{}/patroni", self.ports.patroni[n - 1]),
+                        None,
+                    )
+                    .await?;
+                let p: serde_json::Value = serde_json::from_slice(&body)?;
+                let streaming = p["replication"]
+                    .as_array()
+                    .map(|r| {
+                        r.iter()
+                            .filter(|r| {
+                                r["state"] == "streaming"
+                                    && r["application_name"]
+                                        .as_str()
+                                        .is_some_and(|a| replicas.iter().any(|x| x == a))
+                            })
+                            .count()
+                    })
+                    .unwrap_or(0);
+                if streaming + 1 < MEMBERS {
+                    return Err(anyhow!("leader {leader}, {streaming} replicas streaming"));
+                }
+                Ok(Some(n))
+            },
+        )
         .await
     }
 
@@ -255,7 +272,10 @@ impl Cluster {
             std::fs::create_dir_all(d.join("mnesia"))?;
             std::fs::create_dir_all(d.join("log"))?;
             std::fs::write(d.join("rabbitmq-env.conf"), "")?;
-            std::fs::write(d.join("rabbitmq.conf"), services::rabbitmq_conf(n, &self.ports))?;
+            std::fs::write(
+                d.join("rabbitmq.conf"),
+                services::rabbitmq_conf(n, &self.ports),
+            )?;
             std::fs::write(d.join("enabled_plugins"), "[rabbitmq_management].\n")?;
             self.procs.spawn(Spec {
                 name: Self::rabbit_proc(n),
@@ -277,36 +297,50 @@ impl Cluster {
         let logs: Vec<PathBuf> = (1..=MEMBERS)
             .flat_map(|n| {
                 let d = self.rabbit_dir(n);
-                [d.join("stdout.log"), d.join("log").join(format!("{}.log", services::rabbit_name(n).1))]
+                [
+                    d.join("stdout.log"),
+                    d.join("log")
+                        .join(format!("{}.log", services::rabbit_name(n).1)),
+                ]
             })
             .collect();
-        self.wait("3 RabbitMQ nodes running in one cluster", deadline, &logs, || async {
-            for (i, p) in self.ports.mgmt.iter().enumerate() {
-                let url = format!("http://127.0.0.1:{p}/api/nodes?columns=name,running");
-                let b = self
-                    .get(&url, Some(("guest", "guest")))
-                    .await
-                    .map_err(|e| anyhow!("rabbit{}: {e:#}", i + 1))?;
-                let v: serde_json::Value = serde_json::from_slice(&b)?;
-                let running = v
-                    .as_array()
-                    .map(|a| a.iter().filter(|n| n["running"] == true).count())
-                    .unwrap_or(0);
-                if running < MEMBERS {
-                    return Err(anyhow!("rabbit{} sees {running} nodes running", i + 1));
+        self.wait(
+            "3 RabbitMQ nodes running in one cluster",
+            deadline,
+            &logs,
+            || async {
+                for (i, p) in self.ports.mgmt.iter().enumerate() {
+                    let url = format!("http://127.0.0.1:{p}/api/nodes?columns=name,running");
+                    let b = self
+                        .get(&url, Some(("guest", "guest")))
+                        .await
+                        .map_err(|e| anyhow!("rabbit{}: {e:#}", i + 1))?;
+                    let v: serde_json::Value = serde_json::from_slice(&b)?;
+                    let running = v
+                        .as_array()
+                        .map(|a| a.iter().filter(|n| n["running"] == true).count())
+                        .unwrap_or(0);
+                    if running < MEMBERS {
+                        return Err(anyhow!("rabbit{} sees {running} nodes running", i + 1));
+                    }
                 }
-            }
-            Ok(Some(()))
-        })
+                Ok(Some(()))
+            },
+        )
         .await
     }
 
-    /// The agents' RabbitMQ user: tag `monitoring`, read-only on vhost `/` (users live in
-    /// the cluster's metadata store, so one node is enough).
+    /// The agents' RabbitMQ user: tag `monitoring` for the management API, and on vhost `/`
+    /// only what the AMQP round trip needs: its server-named queue (`amq.gen-*`) and the
+    /// default exchange. Users live in the cluster's metadata store: one node is enough.
     pub async fn create_rabbit_monitor(&self) -> anyhow::Result<()> {
         let base = format!("http://127.0.0.1:{}", self.ports.mgmt[0]);
         let user = serde_json::json!({"password": self.secrets.monitor, "tags": "monitoring"});
-        let perms = serde_json::json!({"configure": "", "write": "", "read": ".*"});
+        let perms = serde_json::json!({
+            "configure": r"^amq\.gen-.*",
+            "write": r"^amq\.(gen-.*|default)$",
+            "read": r"^amq\.gen-.*",
+        });
         for (path, body) in [
             (format!("/api/users/{MONITOR_USER}"), user),
             (format!("/api/permissions/%2F/{MONITOR_USER}"), perms),
@@ -327,7 +361,11 @@ impl Cluster {
                 .await
                 .map_err(|e| anyhow!("PUT {path}: {e}"))?;
             if !r.status.is_success() {
-                bail!("PUT {path} answered {}: {}", r.status, String::from_utf8_lossy(&r.body));
+                bail!(
+                    "PUT {path} answered {}: {}",
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                );
             }
         }
         Ok(())
@@ -367,7 +405,10 @@ impl Cluster {
         let mut last = String::from("no answer yet");
         loop {
             if let Some((name, log, how)) = self.procs.first_exited() {
-                bail!("{name} exited ({how}) while waiting for {what}{}", tails(&[log]));
+                bail!(
+                    "{name} exited ({how}) while waiting for {what}{}",
+                    tails(&[log])
+                );
             }
             match attempt().await {
                 Ok(Some(v)) => return Ok(v),

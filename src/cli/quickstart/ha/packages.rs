@@ -100,7 +100,8 @@ pub fn ensure(yes: bool) -> anyhow::Result<Tools> {
         .iter()
         .map(|m| format!("  {} (package {})", m.what, m.package))
         .collect();
-    let debian = Path::new("/etc/debian_version").is_file() && is_executable(Path::new("/usr/bin/apt-get"));
+    let debian =
+        Path::new("/etc/debian_version").is_file() && is_executable(Path::new("/usr/bin/apt-get"));
     if !debian {
         bail!(
             "the HA quickstart needs, and this host lacks:\n{}\nIt installs them only on \
@@ -151,11 +152,7 @@ pub fn ensure(yes: bool) -> anyhow::Result<Tools> {
     find(Path::new("/")).map_err(|still| {
         anyhow::anyhow!(
             "apt-get succeeded but these are still missing: {}",
-            still
-                .iter()
-                .map(|m| m.what)
-                .collect::<Vec<_>>()
-                .join(", ")
+            still.iter().map(|m| m.what).collect::<Vec<_>>().join(", ")
         )
     })
 }
@@ -196,7 +193,10 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let missing = find(root.path()).unwrap_err();
         let pkgs: Vec<&str> = missing.iter().map(|m| m.package).collect();
-        assert_eq!(pkgs, ["patroni", "etcd-server", "rabbitmq-server", "postgresql"]);
+        assert_eq!(
+            pkgs,
+            ["patroni", "etcd-server", "rabbitmq-server", "postgresql"]
+        );
         assert_eq!(
             install_command(&missing).join(" "),
             "apt-get install -y --no-install-recommends patroni etcd-server rabbitmq-server postgresql"
@@ -225,8 +225,11 @@ mod tests {
         let t = find(r).unwrap();
         assert_eq!(t.pg_bin, r.join("usr/lib/postgresql/15/bin"));
         // not executable is missing
-        std::fs::set_permissions(r.join("usr/bin/etcd"), std::fs::Permissions::from_mode(0o644))
-            .unwrap();
+        std::fs::set_permissions(
+            r.join("usr/bin/etcd"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
         assert_eq!(find(r).unwrap_err()[0].package, "etcd-server");
     }
 }

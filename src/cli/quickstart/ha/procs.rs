@@ -237,6 +237,26 @@ impl Procs {
         killed
     }
 
+    /// The last sweep before the directory goes: any live process still working in `dir`
+    /// (its working directory or command line in it: a PostgreSQL backend or a helper that
+    /// a service started in a session of its own while it was being stopped) is SIGKILLed
+    /// with its group. Nothing else has a reason to be in a directory the quickstart made.
+    pub async fn sweep(&self, dir: &Path) -> Vec<String> {
+        let found = in_dir(dir);
+        for (pid, _) in &found {
+            let g = pgid_of(*pid).map_or(-(*pid as i32), |g| g as i32);
+            signal_group(g, Signal::SIGKILL);
+        }
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until && !in_dir(dir).is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        found
+            .into_iter()
+            .map(|(pid, cmd)| format!("{cmd} (pid {pid})"))
+            .collect()
+    }
+
     /// (name, pgid) of the running children of `tier`.
     fn groups_of(&self, tier: Tier) -> Vec<(String, i32)> {
         let mut inner = self.lock();
@@ -246,7 +266,9 @@ impl Procs {
             .filter(|e| e.spec.tier == tier)
             .filter_map(|e| {
                 reap(e);
-                e.child.is_some().then(|| (e.spec.name.clone(), e.pid as i32))
+                e.child
+                    .is_some()
+                    .then(|| (e.spec.name.clone(), e.pid as i32))
             })
             .collect()
     }
@@ -268,7 +290,10 @@ impl Procs {
                 // the postmaster leads its own session (Patroni starts it so); if it did
                 // not, signal it alone: its group would be Patroni's
                 let g = pgid_of(pid).filter(|g| *g == pid).map(|g| g as i32);
-                Some((format!("PostgreSQL {}", d.display()), g.unwrap_or(-(pid as i32))))
+                Some((
+                    format!("PostgreSQL {}", d.display()),
+                    g.unwrap_or(-(pid as i32)),
+                ))
             })
             .collect()
     }
@@ -280,7 +305,8 @@ impl Procs {
         let mut killed = Vec::new();
         loop {
             self.reap_all();
-            let alive: Vec<&(String, i32)> = groups.iter().filter(|(_, g)| group_alive(*g)).collect();
+            let alive: Vec<&(String, i32)> =
+                groups.iter().filter(|(_, g)| group_alive(*g)).collect();
             if alive.is_empty() {
                 return killed;
             }
@@ -380,7 +406,11 @@ fn start(spec: &Spec) -> std::io::Result<Child> {
     cmd.spawn().map_err(|e| {
         std::io::Error::new(
             e.kind(),
-            format!("cannot start {} ({}): {e}", spec.name, spec.program.display()),
+            format!(
+                "cannot start {} ({}): {e}",
+                spec.name,
+                spec.program.display()
+            ),
         )
     })
 }
@@ -431,6 +461,30 @@ pub fn group_alive(g: i32) -> bool {
                     i64::from(pid) == -i64::from(g)
                 }
         })
+}
+
+/// Live processes whose working directory is under `dir` or whose command line names it.
+fn in_dir(dir: &Path) -> Vec<(u32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    let needle = dir.to_string_lossy().to_string();
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter_map(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            // a zombie has an empty command line and holds nothing
+            if cmd.is_empty() {
+                return None;
+            }
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+            (cmd.contains(&needle) || cwd.is_some_and(|c| c.starts_with(dir)))
+                .then(|| (pid, cmd.trim().to_string()))
+        })
+        .collect()
 }
 
 fn signal_group(g: i32, sig: Signal) {

@@ -296,7 +296,12 @@ pub fn rabbitmq_conf(n: usize, ports: &Ports) -> String {
 /// The environment of RabbitMQ node `n` (1-based), whose files are in `node_dir`, with the
 /// shared cookie's home in `home`. Every path RabbitMQ would take from `/etc/rabbitmq` or
 /// `/var/lib/rabbitmq` is pointed into the node's directory.
-pub fn rabbitmq_env(n: usize, node_dir: &Path, home: &Path, ports: &Ports) -> Vec<(String, OsString)> {
+pub fn rabbitmq_env(
+    n: usize,
+    node_dir: &Path,
+    home: &Path,
+    ports: &Ports,
+) -> Vec<(String, OsString)> {
     let p = |name: &str| node_dir.join(name).into_os_string();
     let s = |v: String| OsString::from(v);
     vec![
@@ -313,8 +318,14 @@ pub fn rabbitmq_env(n: usize, node_dir: &Path, home: &Path, ports: &Ports) -> Ve
         ("RABBITMQ_LOG_BASE".into(), p("log")),
         ("RABBITMQ_PID_FILE".into(), p("beam.pid")),
         ("RABBITMQ_NODE_IP_ADDRESS".into(), s("127.0.0.1".into())),
-        ("RABBITMQ_NODE_PORT".into(), s(ports.amqp[n - 1].to_string())),
-        ("RABBITMQ_DIST_PORT".into(), s(ports.dist[n - 1].to_string())),
+        (
+            "RABBITMQ_NODE_PORT".into(),
+            s(ports.amqp[n - 1].to_string()),
+        ),
+        (
+            "RABBITMQ_DIST_PORT".into(),
+            s(ports.dist[n - 1].to_string()),
+        ),
         // the distribution port binds 0.0.0.0 unless told otherwise
         (
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS".into(),
@@ -370,7 +381,13 @@ mod tests {
     fn patroni_yml_names_its_own_ports_and_paths() {
         let p = ports();
         let s = Secrets::generate().unwrap();
-        let y = patroni_yml(2, Path::new("/d/pg2"), &p, Path::new("/usr/lib/postgresql/15/bin"), &s);
+        let y = patroni_yml(
+            2,
+            Path::new("/d/pg2"),
+            &p,
+            Path::new("/usr/lib/postgresql/15/bin"),
+            &s,
+        );
         assert!(y.contains("name: pg2\n"));
         assert!(y.contains(&format!("listen: 127.0.0.1:{}\n", p.patroni[1])));
         assert!(y.contains(&format!("listen: 127.0.0.1:{}\n", p.pg[1])));
@@ -391,7 +408,12 @@ mod tests {
             assert!(c.contains(&format!("= rabbit{j}@localhost\n")));
         }
         let env = rabbitmq_env(3, Path::new("/d/rabbit3"), Path::new("/d/home"), &p);
-        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap();
+        let get = |k: &str| {
+            env.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
         assert_eq!(get("RABBITMQ_NODENAME"), "rabbit3@localhost");
         assert_eq!(get("ERL_EPMD_PORT"), p.epmd.to_string().as_str());
         assert_eq!(get("RABBITMQ_DIST_PORT"), p.dist[2].to_string().as_str());
