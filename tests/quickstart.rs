@@ -451,70 +451,163 @@ fn ha_mode_is_healthy_shows_a_failover_and_its_recovery_and_leaves_nothing_behin
         .contains(&format!("Patroni {leader} started again"))));
 
     // ---- Ctrl-C: every process group gone, every port free, the directory removed ----
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("quickstart-ha.json")).unwrap()).unwrap();
-    let ports: Vec<u16> = state["ports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_u64().unwrap() as u16)
-        .collect();
+    let traces = Traces::before_stop(&dir);
     assert_eq!(
-        ports.len(),
+        traces.ports.len(),
         19,
-        "18 service ports and the collector's: {state}"
-    );
-    let marker = dir.to_string_lossy().to_string();
-    let mut groups: std::collections::BTreeSet<u32> = state["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["pgid"].as_u64().unwrap() as u32)
-        .collect();
-    // and every process that names the directory (the postmasters, in sessions of their own)
-    groups.extend(
-        processes()
-            .into_iter()
-            .filter(|(_, _, c)| c.contains(&marker))
-            .map(|(_, g, _)| g),
+        "18 service ports and the collector's: {:?}",
+        traces.ports
     );
     assert!(
-        groups.len() >= 11,
-        "etcd, 3 Patroni, 3 postmasters, epmd, 3 RabbitMQ: {groups:?}"
+        traces.groups.len() >= 11,
+        "etcd, 3 Patroni, 3 postmasters, epmd, 3 RabbitMQ: {:?}",
+        traces.groups
     );
-
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        Signal::SIGINT,
-    )
-    .unwrap();
-    let status = harness::wait_for(
-        "quickstart --ha to exit on SIGINT",
-        Duration::from_secs(90),
-        || child.try_wait().unwrap(),
-    );
-    assert!(
-        status.success(),
-        "exit {status}; stderr: {}",
-        harness::tail(&stderr, 20)
-    );
-    let left: Vec<(u32, u32, String)> = processes()
-        .into_iter()
-        .filter(|(_, g, c)| groups.contains(g) || c.contains(&marker))
-        .collect();
-    assert!(left.is_empty(), "processes left behind: {left:?}");
-    let bound: Vec<u16> = ports
-        .iter()
-        .copied()
-        .filter(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_err())
-        .collect();
-    assert!(bound.is_empty(), "ports still bound: {bound:?}");
-    assert!(!dir.exists(), "{} was not removed", dir.display());
+    stop_and_check(&mut child, Signal::SIGINT, &stderr, &traces);
     assert!(out.saw(Duration::from_secs(10), |l| l
         .starts_with("Stopped every process")
         && l.contains("all 19 ports are free")));
     eprintln!(
         "quickstart --ha: whole test {:.1}s",
         t0.elapsed().as_secs_f64()
+    );
+}
+
+/// What a running HA quickstart has on this host: the process groups (from its state file,
+/// and of every process naming its directory, such as the postmasters in sessions of their
+/// own) and its ports.
+struct Traces {
+    dir: PathBuf,
+    groups: std::collections::BTreeSet<u32>,
+    ports: Vec<u16>,
+}
+
+impl Traces {
+    fn before_stop(dir: &std::path::Path) -> Traces {
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("quickstart-ha.json")).unwrap())
+                .unwrap();
+        let ports = state["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_u64().unwrap() as u16)
+            .collect();
+        let marker = dir.to_string_lossy().to_string();
+        let mut groups: std::collections::BTreeSet<u32> = state["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["pgid"].as_u64().unwrap() as u32)
+            .collect();
+        // (not the test's own group: the quickstart runs in it, and so does a `psql` it
+        // starts, whose command line names the directory)
+        let own = nix::unistd::getpgrp().as_raw() as u32;
+        groups.extend(
+            processes()
+                .into_iter()
+                .filter(|(_, g, c)| c.contains(&marker) && *g != own)
+                .map(|(_, g, _)| g),
+        );
+        Traces {
+            dir: dir.to_path_buf(),
+            groups,
+            ports,
+        }
+    }
+}
+
+/// Sends `signal`, waits for a clean exit, then checks that nothing of the quickstart is
+/// left: no live process in its groups or naming its directory, no port bound, no directory.
+fn stop_and_check(
+    child: &mut std::process::Child,
+    signal: Signal,
+    stderr: &std::path::Path,
+    t: &Traces,
+) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+    let status = harness::wait_for(
+        &format!("quickstart --ha to exit on {signal}"),
+        Duration::from_secs(90),
+        || child.try_wait().unwrap(),
+    );
+    assert!(
+        status.success(),
+        "exit {status} on {signal}; stderr: {}",
+        harness::tail(stderr, 20)
+    );
+    let marker = t.dir.to_string_lossy().to_string();
+    let left: Vec<(u32, u32, String)> = processes()
+        .into_iter()
+        .filter(|(_, g, c)| t.groups.contains(g) || c.contains(&marker))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "processes left behind after {signal}: {left:?}"
+    );
+    let bound: Vec<u16> = t
+        .ports
+        .iter()
+        .copied()
+        .filter(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_err())
+        .collect();
+    assert!(
+        bound.is_empty(),
+        "ports still bound after {signal}: {bound:?}"
+    );
+    assert!(!t.dir.exists(), "{} was not removed", t.dir.display());
+}
+
+#[test]
+fn ha_mode_sigterm_in_the_middle_of_the_start_leaves_nothing_behind() {
+    if !harness::lab::require_services(&["patroni", "etcd", "postgres", "rabbitmq"]) {
+        return;
+    }
+    let _one_cluster = harness::lab::exclusive();
+    let logs = tempfile::tempdir().unwrap();
+    let stderr = logs.path().join("quickstart-ha.stderr");
+    let mut child = Command::new(BIN)
+        .args(["quickstart", "--ha"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let mut out = Lines::new(child.stdout.take().unwrap());
+    let dir = PathBuf::from(
+        out.wait("the state directory", Duration::from_secs(30), |l| {
+            l.strip_prefix("State directory: ").map(str::to_string)
+        }),
+    );
+    // Patroni is up and RabbitMQ is still booting (it takes 10-25 s longer): half-way.
+    out.wait("the Patroni line", Duration::from_secs(90), |l| {
+        l.starts_with("  Patroni: leader").then_some(())
+    });
+    assert!(
+        !out.seen
+            .iter()
+            .any(|l| l.contains("RabbitMQ: 3 nodes running")),
+        "RabbitMQ was already up: not half-way"
+    );
+    let traces = Traces::before_stop(&dir);
+    assert!(
+        traces.groups.len() >= 11,
+        "etcd, 3 Patroni, 3 postmasters, epmd, 3 RabbitMQ: {:?}",
+        traces.groups
+    );
+    stop_and_check(&mut child, Signal::SIGTERM, &stderr, &traces);
+}
+
+#[test]
+fn ha_only_flags_need_ha() {
+    let out = Command::new(BIN)
+        .args(["quickstart", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--ha"),
+        "{}",
+        harness::text(&out)
     );
 }
