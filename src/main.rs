@@ -34,7 +34,8 @@ enum Command {
     Node(cli::node::NodeCommand),
     #[command(flatten)]
     Manager(cli::manager::ManagerCommand),
-    /// Run a throwaway collector and an agent for this host, and watch `cluster status`.
+    /// Try it on this host: a collector and an agent, or with --ha a real HA cluster.
+    #[command(long_about = cli::quickstart::LONG_ABOUT)]
     Quickstart(cli::quickstart::QuickstartArgs),
     /// Print shell completions to stdout.
     Completions {

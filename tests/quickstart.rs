@@ -244,6 +244,19 @@ impl Lines {
         }
     }
 
+    /// The command printed on the line after the one containing `label` (the quickstart's
+    /// "Try:" block: a label line, then the command alone, indented).
+    fn command_after(&mut self, label: &str) -> String {
+        let mut next_is_command = false;
+        self.wait(label, Duration::from_secs(10), |l| {
+            if next_is_command {
+                return Some(l.trim().to_string());
+            }
+            next_is_command = l.contains(label);
+            None
+        })
+    }
+
     /// Whether a line so far, or one within `limit`, satisfies `f`.
     fn saw(&mut self, limit: Duration, f: impl Fn(&str) -> bool) -> bool {
         if self.seen.iter().any(|l| f(l)) {
@@ -363,30 +376,8 @@ fn ha_mode_is_healthy_shows_a_failover_and_its_recovery_and_leaves_nothing_behin
         metrics.starts_with("curl ") && metrics.ends_with(&format!("{url}/metrics")),
         "{metrics}"
     );
-    let mut next_is_command = false;
-    let stop_leader = out.wait(
-        "the stop-the-leader command",
-        Duration::from_secs(10),
-        |l| {
-            if next_is_command {
-                return Some(l.trim().to_string());
-            }
-            next_is_command = l.contains("Stop the Patroni leader");
-            None
-        },
-    );
-    let mut next_is_command = false;
-    let stop_rabbit = out.wait(
-        "the stop-a-RabbitMQ-node command",
-        Duration::from_secs(10),
-        |l| {
-            if next_is_command {
-                return Some(l.trim().to_string());
-            }
-            next_is_command = l.contains("Stop a RabbitMQ node");
-            None
-        },
-    );
+    let stop_leader = out.command_after("Stop the Patroni leader");
+    let stop_rabbit = out.command_after("Stop a RabbitMQ node");
     assert!(stop_leader.starts_with("kill -TERM "), "{stop_leader}");
     assert!(stop_rabbit.starts_with("kill -TERM "), "{stop_rabbit}");
 

@@ -20,9 +20,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-#[derive(clap::Args)]
-#[command(
-    long_about = "Run a throwaway collector and an agent for this host, and watch `cluster status`.\n\n\
+/// `quickstart --help`. Set on the subcommand in main.rs: a doc comment there would win over
+/// the struct's own attribute.
+pub const LONG_ABOUT: &str =
+    "Run a throwaway collector and an agent for this host, and watch `cluster status`.\n\n\
 Prints the collector URL, the CA file and an admin token (also the password of the `admin` \
 user for HTTP Basic), each on its own line, so curl or `cfy` can be pointed at it:\n\n  \
 curl --cacert CA_FILE -H \"API-Authentication-Token: TOKEN\" URL/api/v3.1/cluster-status\n\n\
@@ -42,10 +43,11 @@ then shows the change and the recovery live; what you stop is started again afte
 does a failed start: every process group stopped, every port freed, the temporary directory \
 removed. The state directory's quickstart-ha.json lists the processes and ports.\n\n  \
 sudo status-reporter quickstart --ha            # asks before installing anything\n  \
-sudo status-reporter quickstart --ha --yes --once   # install, show the healthy view, tear down"
-)]
+sudo status-reporter quickstart --ha --yes --once   # install, show the healthy view, tear down";
+
+#[derive(clap::Args)]
 pub struct QuickstartArgs {
-    /// Show the view once after the first report, then stop.
+    /// Show the view once after the first report (with --ha: once healthy), then stop.
     #[arg(long)]
     pub once: bool,
     /// Keep everything in DIR (created if missing) instead of a temporary directory that

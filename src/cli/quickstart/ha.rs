@@ -50,12 +50,12 @@ pub struct HaArgs {
     #[arg(long, value_name = "N", requires = "ha")]
     pub port_base: Option<u16>,
     /// Restart a service that stopped after this many seconds, as systemd would (0: never).
-    #[arg(long, value_name = "SECS", default_value_t = 10,
+    #[arg(long, value_name = "SECS", default_value_t = 10, requires = "ha",
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub restart_after: u64,
     /// Give up (and tear everything down) when the cluster is not healthy within this many
     /// seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 240,
+    #[arg(long, value_name = "SECS", default_value_t = 240, requires = "ha",
           value_parser = clap::value_parser!(u64).range(10..=3600))]
     pub start_timeout: u64,
 }
