@@ -469,11 +469,14 @@ async fn demo(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    // The overall status also judges this host (disk, memory): said as it is, with the
+    // reasons in the view below when it is not OK.
     say(format!(
-        "Healthy: db OK ({MEMBERS} members, leader {}), broker OK ({MEMBERS} nodes); cluster {} after {:.1} s",
+        "Healthy: db OK ({MEMBERS} members, leader {}), broker OK ({MEMBERS} nodes) after {:.1} s; overall {}{}",
         leader_of(&view).unwrap_or_else(|| "-".into()),
+        t0.elapsed().as_secs_f64(),
         view.status,
-        t0.elapsed().as_secs_f64()
+        if view.status == NodeStatus::Ok { "" } else { " (reasons below)" }
     ));
     write_state(dir, &url, &all_ports, procs);
     super::super::manager::print_view(&view);
