@@ -723,7 +723,8 @@ async fn live(
                     prev = Some(now);
                 }
                 if tty {
-                    print!("\x1b[2J\x1b[H");
+                    // clear the screen and home the cursor, like `watch`
+                    let _ = write!(std::io::stdout(), "\x1b[2J\x1b[H");
                     say(format!("{url}  (Ctrl-C tears everything down)"));
                     for l in &header {
                         say(l);
