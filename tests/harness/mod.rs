@@ -11,11 +11,13 @@
 //! - [`rest`]: blocking HTTP(S) through the workspace client (`sr-tls`), for sync suites.
 //! - [`netlab`]: network namespaces for the partition suites.
 //! - [`lab`]: real service clusters (Patroni, RabbitMQ) on one lifecycle core.
+//! - [`browser`]: headless Chromium through chromedriver, for the status page.
 //!
 //! Every process the harness starts is stopped on drop, also when a test panics.
 #![allow(dead_code, unused_imports)] // Each suite uses a different subset.
 
 pub mod agent;
+pub mod browser;
 pub mod collector;
 pub mod fixtures;
 pub mod lab;
