@@ -20,6 +20,11 @@
   const REFRESH_MS = 15000;
   // Bursts of events (a whole cluster changing) become one refetch.
   const COALESCE_MS = 150;
+  // A view fetch costs the collector about as much CPU as it takes (~0.1 s at 10,000
+  // nodes, BENCHMARKS.md): under a stream of events a page refetches at most once per
+  // second, and never spends more than a tenth of the time fetching.
+  const MIN_VIEW_GAP_MS = 1000;
+  const VIEW_GAP_FACTOR = 10;
   const RETRY_MIN_MS = 1000;
   const RETRY_MAX_MS = 30000;
 
@@ -34,6 +39,7 @@
     retryMs: RETRY_MIN_MS,
     source: null,
     refreshes: 0,
+    nextViewAt: 0,
   };
 
   // URLs from the origin only: a page opened with user:password@ in its address must not put the
@@ -120,7 +126,12 @@
   async function refresh(what) {
     const jobs = [];
     if (what.has('view')) {
-      jobs.push(getJSON('/api/v3.1/cluster-status').then((v) => { state.view = v; }));
+      const t0 = Date.now();
+      jobs.push(getJSON('/api/v3.1/cluster-status').then((v) => {
+        state.view = v;
+        const took = Date.now() - t0;
+        state.nextViewAt = Date.now() + Math.max(MIN_VIEW_GAP_MS, VIEW_GAP_FACTOR * took);
+      }));
     }
     if (what.has('maintenance')) {
       jobs.push(getJSON('/api/v3.1/maintenance-windows').then((m) => {
@@ -145,7 +156,8 @@
     state.running = true;
     const loop = async () => {
       while (state.want.size) {
-        await new Promise((r) => setTimeout(r, COALESCE_MS));
+        const wait = state.want.has('view') ? Math.max(COALESCE_MS, state.nextViewAt - Date.now()) : COALESCE_MS;
+        await new Promise((r) => setTimeout(r, wait));
         const now = new Set(state.want);
         state.want.clear();
         try {
