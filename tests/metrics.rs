@@ -151,7 +151,14 @@ fn per_node_series_can_be_left_out() {
         &["localhost", "127.0.0.1"],
     );
     let mut c = Collector::init(tmp.path(), &pki, "127.0.0.1:0");
-    c.append_config("[metrics]\nper_node_series = false\n");
+    // `collector init` writes the table with its default; turn it off there.
+    let toml = std::fs::read_to_string(c.config()).unwrap();
+    assert!(toml.contains("[metrics]\nper_node_series = true\n"), "{toml}");
+    std::fs::write(
+        c.config(),
+        toml.replace("per_node_series = true", "per_node_series = false"),
+    )
+    .unwrap();
     c.spawn();
     let db = c.token("db");
     let mut n = Node::new("db", "db-no-series-1");
