@@ -153,7 +153,10 @@ fn per_node_series_can_be_left_out() {
     let mut c = Collector::init(tmp.path(), &pki, "127.0.0.1:0");
     // `collector init` writes the table with its default; turn it off there.
     let toml = std::fs::read_to_string(c.config()).unwrap();
-    assert!(toml.contains("[metrics]\nper_node_series = true\n"), "{toml}");
+    assert!(
+        toml.contains("[metrics]\nper_node_series = true\n"),
+        "{toml}"
+    );
     std::fs::write(
         c.config(),
         toml.replace("per_node_series = true", "per_node_series = false"),

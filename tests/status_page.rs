@@ -313,6 +313,13 @@ fn the_status_page_shows_the_cluster_and_follows_it_live() {
          return c ? [c.querySelector('.badge').dataset.status, c.innerText] : null;",
     );
     assert_eq!(card[0], "Fail", "{card}");
+    // The transition is drawn on page-m3's timeline, from the event.
+    let ticks = b.js("return document.querySelectorAll(
+           '#nodes article.node[data-node=\"page-m3\"] svg.timeline line.tick').length;");
+    assert!(
+        ticks.as_u64().unwrap() >= 1,
+        "no transition on the timeline: {ticks}"
+    );
     shoot_both(&b, &artifacts, "degraded", "Degraded");
 
     // 4. A node named like markup, reported while the page is open.
