@@ -5,29 +5,14 @@
 
 mod harness;
 
-use harness::fixtures::{now_ms, Node};
+use harness::fixtures::{report, Node};
 use harness::metrics::{scrape, value};
 use harness::{Collector, DEADLINE};
 use serde_json::Value;
-use sr_protocol::{SIGNATURE_HEADER, TOKEN_HEADER};
+use sr_protocol::TOKEN_HEADER;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-/// Reports `statuses` from `n`, one signed report (with one transition) each.
-fn report(rt: &tokio::runtime::Runtime, c: &Collector, n: &mut Node, statuses: &[&str]) {
-    let token = c.token(n.node_type);
-    for s in statuses {
-        let (body, sig) = n.next(s, now_ms());
-        let headers = [
-            ("Content-Type", "application/json"),
-            (TOKEN_HEADER, token.as_str()),
-            (SIGNATURE_HEADER, sig.as_str()),
-        ];
-        let (code, v) = rt.block_on(c.put(&n.path(), &headers, body));
-        assert_eq!(code, 200, "{v}");
-    }
-}
 
 /// A `cluster watch --json` process writing to files; killed on drop.
 struct Watcher {

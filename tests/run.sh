@@ -14,6 +14,8 @@ have prometheus || need_pkgs+=(prometheus)
 # Headless Chromium and its driver open the status page in tests/status_page.rs (DejaVu so
 # its screenshots have text).
 for p in chromium chromium-driver fonts-dejavu-core; do have "$p" || need_pkgs+=("$p"); done
+# A real Alertmanager for tests/alerts.rs.
+have prometheus-alertmanager || need_pkgs+=(prometheus-alertmanager)
 if ((${#need_pkgs[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "missing Debian packages: ${need_pkgs[*]} (run as root, or install them)" >&2

@@ -40,6 +40,8 @@ pub struct App {
     /// Set when the collector begins to stop: event streams end so the drain need not
     /// wait out its grace for them.
     pub closing: tokio::sync::watch::Sender<bool>,
+    /// The alerts' metrics (`crate::alerts`; its tasks hold the rest).
+    pub alerts: crate::alerts::AlertMetrics,
 }
 
 impl App {
@@ -55,6 +57,7 @@ impl App {
             history: Default::default(),
             watchers: Default::default(),
             closing: tokio::sync::watch::Sender::new(false),
+            alerts: Default::default(),
             writer,
         }
     }

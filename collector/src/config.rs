@@ -84,6 +84,8 @@ pub struct Config {
     pub admission: Admission,
     /// Node ids held pending at most; one more is refused 507 and counted.
     pub max_pending: usize,
+    /// `[alerts]`: hold-down, webhooks and Alertmanagers (no sink: nothing is sent).
+    pub alerts: crate::alerts::config::AlertsConfig,
     /// `[metrics]`: what `/metrics` exposes.
     pub metrics: MetricsConfig,
 }
@@ -176,6 +178,7 @@ impl Config {
             admission: Admission::Open,
             max_pending: DEFAULT_MAX_PENDING,
             metrics: MetricsConfig::default(),
+            alerts: Default::default(),
         }
     }
 
@@ -352,6 +355,7 @@ impl Config {
             "[metrics]\nper_node_series = {}\n",
             self.metrics.per_node_series
         ));
+        out.push_str(&self.alerts.to_toml());
         out
     }
 }
@@ -435,6 +439,7 @@ struct RawConfig {
     admission: Option<String>,
     max_pending: Option<i64>,
     services: Option<BTreeMap<String, RawService>>,
+    alerts: Option<crate::alerts::config::RawAlerts>,
     metrics: Option<RawMetrics>,
 }
 
@@ -491,7 +496,7 @@ fn services(
     out
 }
 
-fn int_in(
+pub(crate) fn int_in(
     errs: &mut Vec<String>,
     name: &str,
     v: Option<i64>,
@@ -512,7 +517,7 @@ fn int_in(
     }
 }
 
-fn secs_in(
+pub(crate) fn secs_in(
     errs: &mut Vec<String>,
     name: &str,
     v: Option<f64>,
@@ -790,6 +795,7 @@ impl RawConfig {
             metrics: MetricsConfig {
                 per_node_series: self.metrics.and_then(|m| m.per_node_series).unwrap_or(true),
             },
+            alerts: crate::alerts::config::validate(&mut errs, self.alerts),
         };
         if cfg.max_inflight_body_bytes < cfg.max_body_bytes {
             errs.push(format!(

@@ -19,6 +19,7 @@
 //! - The collector never depends on probes or the agent.
 //! - The roll-up imports nothing but the protocol and [`record`]; no module cycle.
 
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod clock;

@@ -136,6 +136,7 @@ impl Metrics {
         self.register_held(&mut reg);
         register_counters(&mut reg, app);
         register_view(&mut reg, app, view);
+        app.alerts.register(&mut reg);
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_text::encode(&mut out, &reg);

@@ -263,6 +263,7 @@ async fn bootstrap(cfg: Config) -> Result<Running, ServeError> {
     let flusher = tokio::spawn(flush_loop(app.clone(), flush_stop_rx));
     // Ends by itself when the collector begins to stop (`App::closing`).
     tokio::spawn(crate::maintenance::expire_loop(app.clone()));
+    crate::alerts::start(&app).map_err(|e| std::io::Error::other(format!("alerts: {e}")))?;
     Ok(Running {
         app,
         writer_thread,

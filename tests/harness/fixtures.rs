@@ -153,6 +153,17 @@ pub fn report_headers<'a>(token: &'a str, sig: &'a str) -> [(&'static str, &'a s
     ]
 }
 
+/// Reports `statuses` from `n` to `c`, one signed report (so one transition) each, and
+/// asserts each is accepted.
+pub fn report(rt: &tokio::runtime::Runtime, c: &Collector, n: &mut Node, statuses: &[&str]) {
+    let token = c.token(n.node_type);
+    for s in statuses {
+        let (body, sig) = n.next(s, now_ms());
+        let (code, v) = rt.block_on(c.put(&n.path(), &report_headers(&token, &sig), body));
+        assert_eq!(code, 200, "{v}");
+    }
+}
+
 /// Greps every file under `root` (logs, recorded CLI outputs, configs excepted) for each
 /// secret. Config files and the key itself are where secrets are meant to live.
 pub fn assert_no_secrets(root: &Path, secrets: &[(&str, String)]) -> usize {

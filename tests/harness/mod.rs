@@ -10,6 +10,7 @@
 //! - [`metrics`]: `/metrics` scrapes, `promtool check metrics`, sample values.
 //! - [`rest`]: blocking HTTP(S) through the workspace client (`sr-tls`), for sync suites.
 //! - [`netlab`]: network namespaces for the partition suites.
+//! - [`alertmanager`]: a real Alertmanager for the alerts suite.
 //! - [`lab`]: real service clusters (Patroni, RabbitMQ) on one lifecycle core.
 //! - [`browser`]: headless Chromium through chromedriver, for the status page.
 //!
@@ -17,6 +18,7 @@
 #![allow(dead_code, unused_imports)] // Each suite uses a different subset.
 
 pub mod agent;
+pub mod alertmanager;
 pub mod browser;
 pub mod collector;
 pub mod fixtures;
