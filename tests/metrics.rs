@@ -142,6 +142,75 @@ fn collector_metrics_need_a_reader_pass_promtool_and_move() {
 }
 
 #[test]
+fn per_node_series_can_be_left_out() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = harness::Pki::with_sans(
+        &tmp.path().join("pki"),
+        "metrics test CA",
+        &["localhost", "127.0.0.1"],
+    );
+    let mut c = Collector::init(tmp.path(), &pki, "127.0.0.1:0");
+    // `collector init` writes the table with its default; turn it off there.
+    let toml = std::fs::read_to_string(c.config()).unwrap();
+    assert!(
+        toml.contains("[metrics]\nper_node_series = true\n"),
+        "{toml}"
+    );
+    std::fs::write(
+        c.config(),
+        toml.replace("per_node_series = true", "per_node_series = false"),
+    )
+    .unwrap();
+    c.spawn();
+    let db = c.token("db");
+    let mut n = Node::new("db", "db-no-series-1");
+    let (body, sig) = n.next("OK", now_ms());
+    assert_eq!(put(&rt, &c, &n, &db, &body, &sig), 200);
+
+    let admin = c.token("admin");
+    let (code, text) = scrape(&c.url("/metrics"), Some(&c.ca), &[(TOKEN_HEADER, &admin)]);
+    assert_eq!(code, 200, "{text}");
+    promtool_check(&text).unwrap();
+    for series in [
+        "status_reporter_node_status",
+        "status_reporter_node_reason",
+        "status_reporter_node_clock_skew_seconds",
+    ] {
+        assert!(!text.contains(series), "{series} is still exposed:\n{text}");
+    }
+    assert!(
+        !text.contains("db-no-series-1"),
+        "a node label is left:\n{text}"
+    );
+    // The cluster, service and count series stay.
+    assert_eq!(
+        value(&text, "status_reporter_nodes", &[]),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        value(&text, "status_reporter_stale_nodes", &[]).is_some(),
+        "{text}"
+    );
+    assert!(
+        value(
+            &text,
+            "status_reporter_service_status",
+            &[("service", "db")]
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(value(
+        &text,
+        "status_reporter_cluster_status",
+        &[("status", "Fail")]
+    )
+    .is_some());
+}
+
+#[test]
 fn hostile_metrics_requests_get_clear_errors() {
     let c = Collector::start_in_temp_dir(&[]);
     let url = c.url("/metrics");

@@ -11,6 +11,9 @@ for p in postgresql-15 patroni etcd-server etcd-client python3-idna rabbitmq-ser
 done
 # promtool (Debian's prometheus package) checks the /metrics exposition in tests/metrics.rs.
 have prometheus || need_pkgs+=(prometheus)
+# Headless Chromium and its driver open the status page in tests/status_page.rs (DejaVu so
+# its screenshots have text).
+for p in chromium chromium-driver fonts-dejavu-core; do have "$p" || need_pkgs+=("$p"); done
 # A real Alertmanager for tests/alerts.rs.
 have prometheus-alertmanager || need_pkgs+=(prometheus-alertmanager)
 if ((${#need_pkgs[@]})); then

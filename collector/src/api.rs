@@ -10,6 +10,8 @@
 //! - `GET  /api/v3.1/ok`: readiness for load balancers; no credentials, no data.
 //! - `GET  /metrics` (Prometheus, [`crate::metrics`]), `GET /api/v3.1/history`
 //!   ([`crate::history`]) and `GET /api/v3.1/events` (SSE, [`crate::events`]): readers only.
+//! - `GET  /` (the status page, [`crate::page`]), `/ui/app.js`, `/ui/app.css`: readers only;
+//!   `/ui` and `/ui/` redirect to `/`.
 //!
 //! Readers authenticate with an admin token (`API-Authentication-Token`) or HTTP Basic
 //! against the store's users. Reporter tokens may read only `/managers` (agents refresh
@@ -122,6 +124,18 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/v3.1/maintenance-windows/{target}",
             put(put_maintenance).delete(delete_maintenance),
         )
+        // The status page (crate::page): the readers' auth, with a browser's 401.
+        .route("/", get(|s, c| page(s, c, crate::page::Asset::Index)))
+        .route(
+            "/ui/app.js",
+            get(|s, c| page(s, c, crate::page::Asset::Script)),
+        )
+        .route(
+            "/ui/app.css",
+            get(|s, c| page(s, c, crate::page::Asset::Style)),
+        )
+        .route("/ui", get(|| async { crate::page::to_root() }))
+        .route("/ui/", get(|| async { crate::page::to_root() }))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found_error", "no such endpoint")
         })
@@ -986,5 +1000,14 @@ async fn delete_maintenance(
             "not_found_error",
             format!("{target} is not in maintenance"),
         )),
+    }
+}
+
+/// A file of the status page ([`crate::page`]), for readers only; a refusal carries what a
+/// browser needs to ask for a login.
+async fn page(State(app): State<Arc<App>>, caller: Caller, which: crate::page::Asset) -> Response {
+    match admin_only(&app, &caller).await {
+        Ok(()) => crate::page::asset(which),
+        Err(e) => crate::page::challenge(e.into_response()),
     }
 }

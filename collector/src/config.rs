@@ -86,6 +86,25 @@ pub struct Config {
     pub max_pending: usize,
     /// `[alerts]`: hold-down, webhooks and Alertmanagers (no sink: nothing is sent).
     pub alerts: crate::alerts::config::AlertsConfig,
+    /// `[metrics]`: what `/metrics` exposes.
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]` in `collector.toml`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsConfig {
+    /// The per-node series (`node_status`, `node_reason`, `node_clock_skew_seconds`): one
+    /// label value per node, which a large fleet's Prometheus may not want to store. Off,
+    /// `/metrics` keeps the cluster, service and count series (default on).
+    pub per_node_series: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            per_node_series: true,
+        }
+    }
 }
 
 /// How a new node id enters the view.
@@ -158,6 +177,7 @@ impl Config {
             forget_after: DEFAULT_FORGET_AFTER,
             admission: Admission::Open,
             max_pending: DEFAULT_MAX_PENDING,
+            metrics: MetricsConfig::default(),
             alerts: Default::default(),
         }
     }
@@ -327,6 +347,14 @@ impl Config {
                 out.push_str(&format!("size = {size}\n"));
             }
         }
+        out.push_str(
+            "\n# What /metrics exposes: per_node_series = false leaves out the series with a\n",
+        );
+        out.push_str("# node label (node_status, node_reason, node_clock_skew_seconds).\n");
+        out.push_str(&format!(
+            "[metrics]\nper_node_series = {}\n",
+            self.metrics.per_node_series
+        ));
         out.push_str(&self.alerts.to_toml());
         out
     }
@@ -412,6 +440,14 @@ struct RawConfig {
     max_pending: Option<i64>,
     services: Option<BTreeMap<String, RawService>>,
     alerts: Option<crate::alerts::config::RawAlerts>,
+    metrics: Option<RawMetrics>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    per_node_series: Option<bool>,
 }
 
 /// `[services.<name>]`: one stack service.
@@ -756,6 +792,9 @@ impl RawConfig {
                 d.max_pending,
                 1..=100_000,
             ),
+            metrics: MetricsConfig {
+                per_node_series: self.metrics.and_then(|m| m.per_node_series).unwrap_or(true),
+            },
             alerts: crate::alerts::config::validate(&mut errs, self.alerts),
         };
         if cfg.max_inflight_body_bytes < cfg.max_body_bytes {
@@ -976,6 +1015,27 @@ mod tests {
         c.transitions_max_age = Duration::from_secs(7 * 86_400);
         c.transitions_per_node = 50;
         assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn per_node_series_are_on_by_default_and_can_be_left_out() {
+        let base = "state_dir = \"/x\"\nplain_http = true\n";
+        assert!(Config::from_toml(base).unwrap().metrics.per_node_series);
+        let c = Config::from_toml(&format!("{base}[metrics]\nper_node_series = false\n")).unwrap();
+        assert!(!c.metrics.per_node_series);
+        assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c);
+        // Unknown keys and wrong types are errors, as everywhere.
+        for bad in [
+            "[metrics]\nper_node_seris = false\n",
+            "[metrics]\nper_node_series = \"no\"\n",
+            "metrics = 3\n",
+        ] {
+            let err = Config::from_toml(&format!("{base}{bad}")).unwrap_err();
+            assert!(
+                err.to_string().contains("per_node_seri") || err.to_string().contains("metrics"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

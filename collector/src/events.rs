@@ -16,6 +16,11 @@
 //! nothing either: the client resumes from its last id against the same store. Only
 //! retention (`transitions_max_age_days`, `transitions_per_node`) removes events.
 //!
+//! Encoded once: a wake-up reads the events after the watcher's id once for every watcher
+//! at that id ([`LastRead`]), frames them as SSE once ([`Encoded`]) and each watcher sends
+//! the same shared bytes as one chunk, so the cost of a commit is one read and one
+//! encoding, plus a write per watcher.
+//!
 //! Bounds: at most [`MAX_WATCHERS`] streams at once (past it 503 with `Retry-After`,
 //! counted); per watcher at most [`BATCH`] events read ahead of the client (the stream is
 //! pulled as the connection drains, so a slow client holds one batch, never a queue); a
@@ -25,10 +30,9 @@
 use crate::app::App;
 use crate::error::ApiError;
 use crate::store::HistoryRow;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, StatusCode};
-use std::collections::VecDeque;
+use axum::body::{Body, Bytes};
+use axum::response::Response;
+use http::{HeaderMap, HeaderValue, StatusCode};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -134,41 +138,71 @@ pub fn start_after(
 }
 
 /// One stored transition (event `transition`) or maintenance change (event
-/// `maintenance`) as an SSE event.
-pub fn event(row: &HistoryRow) -> Event {
+/// `maintenance`), framed as SSE: `id`, `event`, one `data` line (the history item as
+/// compact JSON, which never holds a raw newline), and the blank line that ends it.
+fn frame(row: &HistoryRow, out: &mut Vec<u8>) {
+    use std::io::Write;
     let kind = if row.node_type == crate::store::MAINTENANCE_EVENT {
         "maintenance"
     } else {
         "transition"
     };
-    Event::default()
-        .id(row.id.to_string())
-        .event(kind)
-        .data(crate::history::item(row).to_string())
+    // Writing to a Vec cannot fail.
+    let _ = write!(
+        out,
+        "id: {}\nevent: {kind}\ndata: {}\n\n",
+        row.id,
+        crate::history::item(row)
+    );
 }
 
-/// A watcher's state between two events.
+/// A batch of events read after one id, encoded once: every watcher at that id sends the
+/// same bytes (a reference-counted [`Bytes`], never copied per watcher).
+#[derive(Debug)]
+pub struct Encoded {
+    /// The id of the batch's last event, where its watchers continue from.
+    last: i64,
+    count: u64,
+    bytes: Bytes,
+}
+
+impl Encoded {
+    pub fn of(rows: &[HistoryRow]) -> Encoded {
+        let mut out = Vec::with_capacity(rows.len() * 512);
+        for row in rows {
+            frame(row, &mut out);
+        }
+        Encoded {
+            last: rows.last().map_or(0, |r| r.id),
+            count: rows.len() as u64,
+            bytes: Bytes::from(out),
+        }
+    }
+}
+
+/// A watcher's state between two writes.
 struct Watch {
     app: Arc<App>,
     last: i64,
-    pending: VecDeque<HistoryRow>,
     commits: tokio::sync::watch::Receiver<u64>,
     closing: tokio::sync::watch::Receiver<bool>,
     _slot: Slot,
 }
 
-/// The last batch read, shared: after a commit every watcher at the same id wants the same
-/// rows, so the first reads them and the others take its copy.
+/// The last batch read and encoded, shared: after a commit every watcher at the same id
+/// wants the same events, so the first reads and encodes them and the others send its
+/// bytes.
 #[derive(Debug, Default)]
 pub struct LastRead(std::sync::Mutex<Option<Batch>>);
 
-/// A batch read: the id it was read after, the commit count seen, the rows.
-type Batch = (i64, u64, Arc<Vec<HistoryRow>>);
+/// A batch read: the id it was read after, the commit count seen, the encoded events.
+type Batch = (i64, u64, Arc<Encoded>);
 
-/// The rows after `last` as of commit count `seen` or later. A cached read is reused only
-/// for the same `last` and `seen`: it was made after the count reached `seen`, so it holds
-/// every commit that count covers (and possibly later ones, still in id order).
-async fn read_after(app: &Arc<App>, last: i64, seen: u64) -> Option<Vec<HistoryRow>> {
+/// The events after `last` as of commit count `seen` or later, encoded. A cached batch is
+/// reused only for the same `last` and `seen`: it was read after the count reached
+/// `seen`, so it holds every commit that count covers (and possibly later ones, still in
+/// id order).
+async fn read_after(app: &Arc<App>, last: i64, seen: u64) -> Option<Arc<Encoded>> {
     let app2 = app.clone();
     let read = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
         let mut cache = app2
@@ -177,19 +211,20 @@ async fn read_after(app: &Arc<App>, last: i64, seen: u64) -> Option<Vec<HistoryR
             .0
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if let Some((after, at, rows)) = cache.as_ref() {
+        if let Some((after, at, batch)) = cache.as_ref() {
             if *after == last && *at == seen {
-                return Ok(rows.as_ref().clone());
+                return Ok(batch.clone());
             }
         }
         let rows = app2.history.with(&app2, |s| s.events_after(last, BATCH))?;
-        *cache = Some((last, seen, Arc::new(rows.clone())));
-        Ok(rows)
+        let batch = Arc::new(Encoded::of(&rows));
+        *cache = Some((last, seen, batch.clone()));
+        Ok(batch)
     })
     .await
     .ok()?;
     match read {
-        Ok(rows) => Some(rows),
+        Ok(batch) => Some(batch),
         Err(e) => {
             // The stream ends; the client reconnects from its last id.
             tracing::warn!(error = %e, "event stream: store read failed");
@@ -198,28 +233,34 @@ async fn read_after(app: &Arc<App>, last: i64, seen: u64) -> Option<Vec<HistoryR
     }
 }
 
-/// The next event, waiting for a commit when there is none; `None` ends the stream.
-async fn next(mut w: Watch) -> Option<(Result<Event, Infallible>, Watch)> {
+/// A comment line: keeps proxies and clients from taking a quiet stream for a dead one.
+const KEEP_ALIVE_FRAME: &[u8] = b":\n\n";
+
+/// The next write: every event stored since the last one, as one chunk (a wake-up's
+/// batch), waiting for a commit when there is none, or a keep-alive after
+/// [`KEEP_ALIVE`] of quiet. `None` ends the stream.
+async fn next(mut w: Watch) -> Option<(Result<Bytes, Infallible>, Watch)> {
     loop {
         if *w.closing.borrow() {
             return None;
         }
-        if let Some(row) = w.pending.pop_front() {
-            w.last = row.id;
-            w.app.watchers.sent.fetch_add(1, Ordering::Relaxed);
-            let e = event(&row);
-            return Some((Ok(e), w));
-        }
         // Seen before the read: a commit from here on wakes the wait below.
         let seen = *w.commits.borrow_and_update();
-        let rows = read_after(&w.app, w.last, seen).await?;
-        if !rows.is_empty() {
-            w.pending = rows.into();
-            continue;
+        let batch = read_after(&w.app, w.last, seen).await?;
+        if batch.count > 0 {
+            w.last = batch.last;
+            w.app
+                .watchers
+                .sent
+                .fetch_add(batch.count, Ordering::Relaxed);
+            return Some((Ok(batch.bytes.clone()), w));
         }
         tokio::select! {
             changed = w.commits.changed() => changed.ok()?,
             _ = w.closing.changed() => return None,
+            _ = tokio::time::sleep(KEEP_ALIVE) => {
+                return Some((Ok(Bytes::from_static(KEEP_ALIVE_FRAME)), w));
+            }
         }
     }
 }
@@ -263,24 +304,27 @@ pub async fn open(
         closing: app.closing.subscribe(),
         app,
         last,
-        pending: VecDeque::new(),
         _slot: slot,
     };
-    // The first event tells the client how long to wait before reconnecting.
-    let hello = futures_util::stream::once(async {
-        Ok::<_, Infallible>(
-            Event::default()
-                .retry(CLIENT_RETRY)
-                .comment("status-reporter events"),
-        )
-    });
+    // The first write tells the client how long to wait before reconnecting.
+    let hello = format!(
+        ": status-reporter events\nretry: {}\n\n",
+        CLIENT_RETRY.as_millis()
+    );
+    let hello = futures_util::stream::once(async { Ok::<_, Infallible>(Bytes::from(hello)) });
     let stream = futures_util::StreamExt::chain(hello, futures_util::stream::unfold(w, next));
-    let mut resp = Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
-        .into_response();
+    let mut resp = Response::new(Body::from_stream(stream));
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
     // Tells nginx and friends not to buffer the stream.
-    resp.headers_mut()
-        .insert("x-accel-buffering", http::HeaderValue::from_static("no"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(resp)
 }
 
@@ -292,6 +336,80 @@ mod tests {
         s.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    fn row(id: i64, node_type: &str, name: &str, reasons_json: &str) -> HistoryRow {
+        HistoryRow {
+            id,
+            node_type: node_type.into(),
+            node_id: format!("id-{id}"),
+            node_name: Some(name.into()),
+            service: None,
+            from: "OK".into(),
+            to: "Fail".into(),
+            at_ms: 1_780_000_000_000,
+            received_ms: 1_780_000_000_100,
+            boot_id: "b".into(),
+            seq: id as u64,
+            reasons_json: reasons_json.into(),
+        }
+    }
+
+    /// The bytes encoded once are what axum's own SSE encoder writes for the same events,
+    /// also for names and reasons holding newlines, quotes and markup.
+    #[tokio::test]
+    async fn encoded_once_is_what_axum_writes_event_by_event() {
+        use axum::response::sse::{Event, Sse};
+        use axum::response::IntoResponse;
+        use http_body_util::BodyExt;
+        let rows = vec![
+            row(
+                1,
+                "db",
+                "db1",
+                r#"[{"code":"stale","message":"a\nb \"c\" <script>"}]"#,
+            ),
+            row(7, "manager", "<img src=x>\r\n", "[]"),
+            row(
+                9,
+                crate::store::MAINTENANCE_EVENT,
+                "m",
+                r#"{"action":"on"}"#,
+            ),
+        ];
+        let encoded = Encoded::of(&rows);
+        assert_eq!((encoded.last, encoded.count), (9, 3));
+        let events: Vec<Result<Event, Infallible>> = rows
+            .iter()
+            .map(|r| {
+                let kind = if r.node_type == crate::store::MAINTENANCE_EVENT {
+                    "maintenance"
+                } else {
+                    "transition"
+                };
+                Ok(Event::default()
+                    .id(r.id.to_string())
+                    .event(kind)
+                    .data(crate::history::item(r).to_string()))
+            })
+            .collect();
+        let axum_bytes = Sse::new(futures_util::stream::iter(events))
+            .into_response()
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(
+            String::from_utf8_lossy(&encoded.bytes),
+            String::from_utf8_lossy(&axum_bytes)
+        );
+        // A client reads back the three events, in order, with their ids.
+        let mut p = sr_protocol::sse::SseParser::new();
+        let got = p.feed(&encoded.bytes);
+        let ids: Vec<_> = got.iter().map(|e| e.id.clone()).collect();
+        assert_eq!(ids.len(), 3, "{got:?}");
+        assert_eq!(Encoded::of(&[]).count, 0);
     }
 
     #[test]

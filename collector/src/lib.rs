@@ -30,6 +30,7 @@ pub mod history;
 pub mod ingest;
 pub mod maintenance;
 pub mod metrics;
+pub mod page;
 pub mod record;
 pub mod rollup;
 pub mod server;

@@ -12,6 +12,9 @@
 //! their values), so nothing registered lives longer than one answer and a node forgotten
 //! by the operator disappears from the next scrape.
 //!
+//! `[metrics] per_node_series = false` leaves out the three series labelled by node
+//! (`node_status`, `node_reason`, `node_clock_skew_seconds`); the counts stay.
+//!
 //! Label sets are bounded: `node` by `max_nodes`, `service` by the node types, `status` by
 //! the three statuses, `reason` on refusals by the refusal codes (a fixed set of
 //! `&'static str`), `reason` on nodes by the reason catalog
@@ -277,6 +280,15 @@ fn register_view(reg: &mut Registry, app: &App, view: &ClusterStatus) {
         }
         for (name, node) in &sv.nodes {
             count += 1;
+            // `[metrics] per_node_series = false`: counted, not labelled by node.
+            if !app.cfg.metrics.per_node_series {
+                stale += i64::from(
+                    node.reasons
+                        .iter()
+                        .any(|r| r.code == sr_protocol::reasons::STALE.code),
+                );
+                continue;
+            }
             let base: L = vec![("service", service.clone()), ("node", name.clone())];
             state(&nodes, &base, node.status);
             for r in &node.reasons {
@@ -306,22 +318,24 @@ fn register_view(reg: &mut Registry, app: &App, view: &ClusterStatus) {
         "Reason codes in force on a service type (1 while present)",
         service_reasons,
     );
-    reg.register(
-        "node_status",
-        "Each node's status: 1 for the current one",
-        nodes,
-    );
-    reg.register(
-        "node_reason",
-        "Reason codes in force on a node (1 while present; codes outside the catalog count as other)",
-        node_reasons,
-    );
-    reg.register_with_unit(
-        "node_clock_skew",
-        "The node's clock minus the collector's at its last report",
-        Unit::Seconds,
-        skew,
-    );
+    if app.cfg.metrics.per_node_series {
+        reg.register(
+            "node_status",
+            "Each node's status: 1 for the current one",
+            nodes,
+        );
+        reg.register(
+            "node_reason",
+            "Reason codes in force on a node (1 while present; codes outside the catalog count as other)",
+            node_reasons,
+        );
+        reg.register_with_unit(
+            "node_clock_skew",
+            "The node's clock minus the collector's at its last report",
+            Unit::Seconds,
+            skew,
+        );
+    }
     reg.register(
         "nodes",
         "Nodes in the view (reporting or expected)",

@@ -12,12 +12,14 @@
 //! - [`netlab`]: network namespaces for the partition suites.
 //! - [`alertmanager`]: a real Alertmanager for the alerts suite.
 //! - [`lab`]: real service clusters (Patroni, RabbitMQ) on one lifecycle core.
+//! - [`browser`]: headless Chromium through chromedriver, for the status page.
 //!
 //! Every process the harness starts is stopped on drop, also when a test panics.
 #![allow(dead_code, unused_imports)] // Each suite uses a different subset.
 
 pub mod agent;
 pub mod alertmanager;
+pub mod browser;
 pub mod collector;
 pub mod fixtures;
 pub mod lab;

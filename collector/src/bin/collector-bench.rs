@@ -20,7 +20,9 @@
 //!
 //! `--operator` adds what the operator's side costs at the same node count ([`Operator`]):
 //! `GET /metrics` alone and beside an ingest round, and the event stream with
-//! `--watchers` (default 100) SSE clients while a round of reports each stores a transition.
+//! `--watchers` (default 100) SSE clients while a round of reports each stores a transition,
+//! and the status page: one page load (`/`, its script and stylesheet) and the view fetch
+//! the page makes per burst of events, alone and back to back beside an ingest round.
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -684,18 +686,83 @@ impl Operator<'_> {
 
     /// One `GET /metrics`: (latency, bytes).
     async fn scrape(&self, client: &sr_tls::HttpsClient) -> (Duration, usize) {
+        self.fetch(client, "/metrics").await
+    }
+
+    /// One reader's `GET path`: (latency, bytes).
+    async fn fetch(&self, client: &sr_tls::HttpsClient, path: &str) -> (Duration, usize) {
         let t0 = Instant::now();
         let resp = client
             .get(
-                &self.url("/metrics"),
+                &self.url(path),
                 &[(sr_protocol::TOKEN_HEADER, self.admin)],
                 Duration::from_secs(60),
-                64 << 20,
+                256 << 20,
             )
             .await
-            .expect("GET /metrics");
-        assert_eq!(resp.status, 200, "GET /metrics");
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert_eq!(resp.status, 200, "GET {path}");
         (t0.elapsed(), resp.body.len())
+    }
+
+    /// `GET path` back to back while one steady ingest round runs: the round's figures and
+    /// the latencies (ms).
+    fn back_to_back(&mut self, client: &sr_tls::HttpsClient, path: &str) -> (RunStats, Vec<f64>) {
+        let reqs = self.round(false);
+        self.rt.block_on(async {
+            let load = tokio::spawn(self.load(reqs));
+            let mut lat = Vec::new();
+            while !load.is_finished() {
+                lat.push(ms(self.fetch(client, path).await.0));
+            }
+            (load.await.expect("load task"), lat)
+        })
+    }
+
+    /// The status page: what a page load costs, and the view fetch it makes per burst of
+    /// events, alone and back to back beside an ingest round.
+    fn page_figures(&mut self, steady_best: f64) -> Vec<String> {
+        let mut rows = Vec::new();
+        let n = self.keys.len();
+        let client = self.client();
+        let files = ["/", "/ui/app.js", "/ui/app.css"];
+        const LOADS: usize = 200;
+        let cpu0 = cpu_secs(&self.pid());
+        let (mut lat, mut bytes) = (Vec::new(), 0);
+        for _ in 0..LOADS {
+            let t0 = Instant::now();
+            bytes = 0;
+            for f in files {
+                bytes += self.rt.block_on(self.fetch(&client, f)).1;
+            }
+            lat.push(ms(t0.elapsed()));
+        }
+        let cpu = (cpu_secs(&self.pid()) - cpu0) / LOADS as f64;
+        rows.push(format!(
+            "| page load (GET /, app.js, app.css; {LOADS} loads) | p50 {:.2} ms; {:.1} KB; collector CPU {:.2} ms per load |",
+            median(lat), bytes as f64 / 1e3, cpu * 1e3
+        ));
+        const FETCHES: usize = 10;
+        let cpu0 = cpu_secs(&self.pid());
+        let (mut lat, mut bytes) = (Vec::new(), 0);
+        for _ in 0..FETCHES {
+            let (d, b) = self
+                .rt
+                .block_on(self.fetch(&client, "/api/v3.1/cluster-status"));
+            lat.push(ms(d));
+            bytes = b;
+        }
+        let cpu = (cpu_secs(&self.pid()) - cpu0) / FETCHES as f64;
+        rows.push(format!(
+            "| the page's view fetch per event burst, {n} nodes, idle collector ({FETCHES} fetches) | p50 {:.1} ms, p99 {:.1} ms; {:.1} MB; collector CPU {:.1} ms per fetch |",
+            median(lat.clone()), p99(lat), bytes as f64 / 1e6, cpu * 1e3
+        ));
+        let (stats, lat) = self.back_to_back(&client, "/api/v3.1/cluster-status");
+        rows.push(format!(
+            "| the view fetch back to back during an ingest round (a page refetching without pause) | {} fetches, p50 {:.1} ms, p99 {:.1} ms; ingest {:.0} reports/s beside them (best steady round alone {:.0}), p99 {:.1} ms |",
+            lat.len(), median(lat.clone()), p99(lat), stats.reports_per_s, steady_best, stats.p99_ms
+        ));
+        rows
     }
 
     fn round(&mut self, transition: bool) -> Arc<Vec<Prepared>> {
@@ -716,7 +783,7 @@ impl Operator<'_> {
     }
 
     fn figures(mut self, steady_best: f64) -> Vec<String> {
-        let mut rows = Vec::new();
+        let mut rows = self.page_figures(steady_best);
         let n = self.keys.len();
         let client = self.client();
         // /metrics with nothing else running.
@@ -735,15 +802,7 @@ impl Operator<'_> {
         ));
 
         // /metrics back to back while a steady ingest round runs.
-        let reqs = self.round(false);
-        let (stats, lat) = self.rt.block_on(async {
-            let load = tokio::spawn(self.load(reqs));
-            let mut lat = Vec::new();
-            while !load.is_finished() {
-                lat.push(ms(self.scrape(&client).await.0));
-            }
-            (load.await.expect("load task"), lat)
-        });
+        let (stats, lat) = self.back_to_back(&client, "/metrics");
         rows.push(format!(
             "| GET /metrics back to back during an ingest round | {} scrapes, p50 {:.1} ms, p99 {:.1} ms; ingest {:.0} reports/s beside them (best steady round alone {:.0}), p99 {:.1} ms |",
             lat.len(), median(lat.clone()), p99(lat), stats.reports_per_s, steady_best, stats.p99_ms
