@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod app;
+pub mod client_file;
 pub mod clock;
 pub mod config;
 pub mod error;
