@@ -906,7 +906,10 @@ fn deb_under_real_systemd() {
     let local = sd.exec(30, &["status-reporter", "cluster", "status", "--json"]);
     let local_view: serde_json::Value = serde_json::from_slice(&local.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&local.stderr)));
-    assert_eq!(local_view["services"], view["services"], "the same collector");
+    assert_eq!(
+        local_view["services"], view["services"],
+        "the same collector"
+    );
     assert_eq!(
         local.status.code(),
         Some(2),
