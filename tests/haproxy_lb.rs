@@ -86,9 +86,7 @@ fn collector_and_agent(
         vec![haproxy_probe(lab)],
         None,
     );
-    let mut raw = sr_agent::config::RawConfig::read(&agent.cfg).unwrap();
-    raw.check_listen = check_listen.map(str::to_string);
-    std::fs::write(&agent.cfg, raw.to_toml()).unwrap();
+    agent.set_check_listen(check_listen);
     agent.start();
     (collector, agent)
 }
