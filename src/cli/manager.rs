@@ -400,10 +400,24 @@ fn init(args: InitArgs) -> anyhow::Result<i32> {
     if args.client_manager.is_some() && args.ca_path.is_none() && !args.plain_http {
         bail!("--client-manager names the address client.toml is written with: give --ca-path too");
     }
-    let client = (args.ca_path.is_some() || args.plain_http).then(|| setup::ClientTarget {
-        ca_path: args.ca_path.clone(),
-        manager: args.client_manager.clone(),
-    });
+    if let Some(m) = &args.client_manager {
+        // The file is checked as `cluster status` will read it, before anything is written.
+        let probe = sr_collector::client_file::ClientFile {
+            manager: m.clone(),
+            ca_path: args.ca_path.clone(),
+            token: "x".into(),
+        };
+        if let Err(errs) = sr_collector::client_file::ClientFile::from_toml(&probe.to_toml()) {
+            bail!("--client-manager / --ca-path: {}", errs.join("; "));
+        }
+    }
+    // Port 0 is chosen when the collector runs: no address to write down yet.
+    let port_known = args.listen.port() != 0 || args.client_manager.is_some();
+    let client =
+        (port_known && (args.ca_path.is_some() || args.plain_http)).then(|| setup::ClientTarget {
+            ca_path: args.ca_path.clone(),
+            manager: args.client_manager.clone(),
+        });
     let plan = setup::plan(
         cfg,
         setup::Target::Service {
@@ -435,6 +449,9 @@ fn init(args: InitArgs) -> anyhow::Result<i32> {
                 "Wrote {} (manager {}): `status-reporter cluster status` on this host needs no flags.",
                 c.path.display(),
                 c.manager
+            ),
+            None if !port_known => println!(
+                "No client file written: --listen port 0 is chosen at run time (give --client-manager)."
             ),
             None => println!(
                 "No client file written (give --ca-path to have `cluster status` here need no flags)."
