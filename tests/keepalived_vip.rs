@@ -60,6 +60,17 @@ fn healthy_with_master(s: &Status, master: &str, backup: &str) -> bool {
         && role(s, backup).as_deref() == Some("BACKUP")
 }
 
+/// Waits until host `i` alone carries the VIP on its interfaces.
+fn wait_vip_on(lab: &KeepalivedPair, i: usize) {
+    poll::poll(DEADLINE, Duration::from_millis(100), || {
+        match (lab.holds_vip(i), lab.holds_vip(1 - i)) {
+            (Ok(true), Ok(false)) => Ok(()),
+            other => Err(format!("(ka-{}, other) hold it: {other:?}", i + 1)),
+        }
+    })
+    .unwrap_or_else(|last| panic!("the VIP never moved to ka-{} alone; last {last}", i + 1));
+}
+
 #[test]
 fn keepalived_scenarios_end_to_end() {
     if !require_netns_services(&["keepalived", "curl", "python3"]) {
@@ -245,25 +256,13 @@ fn keepalived_scenarios_end_to_end() {
         row.reasons
     );
     assert!(!has(&s, "vip_split_brain") && !has(&s, "vip_no_master"));
-    poll::poll(DEADLINE, Duration::from_millis(100), || {
-        match (lab.holds_vip(0), lab.holds_vip(1)) {
-            (Ok(false), Ok(true)) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .unwrap_or_else(|last| panic!("the VIP never moved to ka-2 alone; last {last}"));
+    wait_vip_on(&lab, 1);
     lab.set_service(0, true).unwrap();
     let (_, t) = collector.wait("vip OK, ka-1 MASTER after its service", DEADLINE, |s| {
         healthy_with_master(s, "ka-1", "ka-2")
     });
     eprintln!("5. ka-1's service back: OK in {:.1}s", t.as_secs_f64());
-    poll::poll(DEADLINE, Duration::from_millis(100), || {
-        match (lab.holds_vip(0), lab.holds_vip(1)) {
-            (Ok(true), Ok(false)) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .unwrap_or_else(|last| panic!("the VIP never came back to ka-1 alone; last {last}"));
+    wait_vip_on(&lab, 0);
     drop(agents);
     drop(collector);
 }
