@@ -16,7 +16,7 @@ root=..
 secs=${FUZZ_SECS:-60}
 export RUSTC_BOOTSTRAP=1
 
-all=(report_body signature agent_config collector_config patroni_interpret etcd_interpret rabbitmq_interpret duration galera_status haproxy_stat keepalived_data history_query sse_frames passwd)
+all=(report_body signature agent_config collector_config client_file patroni_interpret etcd_interpret rabbitmq_interpret duration galera_status haproxy_stat keepalived_data history_query sse_frames passwd)
 targets=("${@:-${all[@]}}")
 
 fx=$root/probes/fixtures
@@ -60,6 +60,9 @@ seed() {
     collector_config)
       printf 'listen = "127.0.0.1:53333"\nstate_dir = "/var/lib/status-reporter"\nplain_http = true\n' > "$dir/seed-plain"
       printf 'listen = "0.0.0.0:53333"\nstate_dir = "/s"\n[tls]\ncert_path = "/c.pem"\nkey_path = "/k.pem"\n' > "$dir/seed-tls" ;;
+    client_file)
+      printf 'manager = "https://127.0.0.1:53333"\nca_path = "/etc/ca.pem"\ntoken = "srt_x"\n' > "$dir/seed-tls"
+      printf 'manager = "http://127.0.0.1:1"\ntoken = "t"\n' > "$dir/seed-plain" ;;
     duration)
       printf '7d' > "$dir/seed-days"; printf '90s' > "$dir/seed-secs" ;;
     patroni_interpret)

@@ -1062,3 +1062,116 @@ async fn unsigned_legacy_reports_only_when_allowed_and_never_after_a_pin() {
     );
     c.check_logs();
 }
+
+/// Issue 15: `cluster status` (and `history`, `maintenance list`) with no flag on a manager.
+/// `collector init --ca-path` writes `client.toml` beside the config; with
+/// `STATUS_REPORTER_ETC` pointing at that directory (as `/etc/status-reporter` on a real
+/// manager) the commands need no flag; a flag still overrides its own value; a file others
+/// may read is refused before its token is used.
+#[test]
+fn operator_commands_with_no_flags_read_the_client_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("etc");
+    let pki = harness::Pki::with_sans(&tmp.path().join("pki"), "client file CA", &["127.0.0.1"]);
+    let port = harness::lab::free_ports(1).unwrap()[0];
+    let mut c = Collector::init_with(
+        &dir,
+        &pki,
+        &format!("127.0.0.1:{port}"),
+        &["--ca-path".as_ref(), pki.ca.as_os_str()],
+    );
+    c.spawn();
+    let client = dir.join("client.toml");
+    let mode = std::fs::metadata(&client).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o640, "client.toml mode");
+    let text = std::fs::read_to_string(&client).unwrap();
+    assert!(
+        text.contains(&format!("manager = \"https://127.0.0.1:{port}\"")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&c.token("admin")),
+        "the admin token is in the file"
+    );
+
+    let etc = dir.display().to_string();
+    let no_flags = |args: &[&str], env: &[(&str, &str)]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("STATUS_REPORTER_ETC", &etc)
+            .env_remove("STATUS_REPORTER_TOKEN")
+            .env_remove("STATUS_REPORTER_MANAGER")
+            .env_remove("STATUS_REPORTER_CA_PATH")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+
+    // No nodes: the real view, Fail (exit 2), read with no flag at all.
+    let (code, out, err) = no_flags(&["cluster", "status"], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        out.contains("Cluster status: Fail") && out.contains("no_nodes"),
+        "{out}"
+    );
+    let (code, out, err) = no_flags(&["cluster", "history", "--json"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\"items\""), "{out}");
+    let (code, out, err) = no_flags(&["maintenance", "list"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Nothing is in maintenance"), "{out}");
+
+    // A flag overrides its own value: a wrong token from the variable is used (and refused),
+    // the file's address and CA still apply.
+    let (code, _, err) = no_flags(
+        &["cluster", "status"],
+        &[("STATUS_REPORTER_TOKEN", "srt_wrong")],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("401") || err.contains("403"), "{err}");
+    // --manager elsewhere: unreachable there, not here.
+    let dead = harness::lab::free_ports(1).unwrap()[0];
+    let (code, _, err) = no_flags(
+        &[
+            "cluster",
+            "status",
+            "--manager",
+            &format!("127.0.0.1:{dead}"),
+            "--timeout",
+            "2",
+        ],
+        &[],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{dead}")), "{err}");
+
+    // World-readable: refused before the token is used, with the fix in the message.
+    std::fs::set_permissions(&client, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, out, err) = no_flags(&["cluster", "status"], &[]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        err.contains("world-readable") && err.contains("chmod 640"),
+        "{err}"
+    );
+    assert!(!err.contains(&c.token("admin")), "no token in the error");
+    // Group-writable: refused too.
+    std::fs::set_permissions(&client, std::fs::Permissions::from_mode(0o660)).unwrap();
+    let (code, _, err) = no_flags(&["cluster", "status"], &[]);
+    assert_eq!(code, 3);
+    assert!(err.contains("group- or world-writable"), "{err}");
+    // No file: says what was missing and where it looked.
+    std::fs::remove_file(&client).unwrap();
+    let (code, _, err) = no_flags(&["cluster", "status"], &[]);
+    assert_eq!(code, 3);
+    assert!(
+        err.contains("no --manager, --ca-path") && err.contains(&client.display().to_string()),
+        "{err}"
+    );
+    c.check_logs();
+}

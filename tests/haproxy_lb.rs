@@ -2,14 +2,17 @@
 //!
 //! `harness::lab::haproxy` runs HAProxy on 127.0.0.1 with an admin stats socket in front
 //! of three tiny real HTTP servers (backend `app`, checked every 500 ms, `fall 2`). A real
-//! agent (node type `node`, the `haproxy` probe on that socket, `backends = ["app"]`)
-//! pushes every second to a real collector configured with `[services.lb] required =
-//! true`. Scenarios, each waited for by polling `cluster status --json` (exit code checked
+//! agent (the `haproxy` probe on that socket, `backends = ["app"]`) pushes every second to
+//! a real collector configured with `[services.lb] required = true`. In the scenarios it
+//! reports as a `manager` (HAProxy on a Cloudify manager host), so they also show the
+//! scope rule: the HAProxy finding counts in `lb` only, never in the node's `manager` row.
+//! Scenarios, each waited for by polling `cluster status --json` (exit code checked
 //! against the view):
-//! 1. every server up: `lb` OK;
+//! 1. every server up: `lb` OK, and the node's `manager` row OK;
 //! 2. one server's process killed: Degraded, the reason naming it (`s2 (DOWN L4CON)`);
 //! 3. `set server app/s3 state maint`: shown as MAINT (`lb_server_maint`), still Degraded;
-//! 4. every server killed: Fail (`lb_backend_down`), exit code 2.
+//! 4. every server killed: Fail (`lb_backend_down`), exit code 2; the node's `manager` row
+//!    still OK with no reason (the overall status is `lb`'s).
 //!
 //! And the agent's node-local check endpoint (`check_listen`) used by that real HAProxy:
 //! backend `checked` has one server checked by `option httpchk GET /check/haproxy` on the
@@ -66,24 +69,24 @@ fn lb_collector(dir: &std::path::Path) -> Collector {
     )
 }
 
-/// The collector, and a started agent with the `haproxy` probe (and `check_listen`).
+/// The collector, and a started agent of `node_type` with the `haproxy` probe (and
+/// `check_listen`).
 fn collector_and_agent(
     dir: &std::path::Path,
     lab: &HaproxyLab,
     check_listen: Option<&str>,
+    node_type: &str,
 ) -> (Collector, harness::Agent) {
     let collector = lb_collector(&dir.join("collector"));
     let mut agent = harness::Agent::for_collector(
         &dir.join(NODE),
         NODE,
-        "node",
+        node_type,
         &collector,
         vec![haproxy_probe(lab)],
         None,
     );
-    let mut raw = sr_agent::config::RawConfig::read(&agent.cfg).unwrap();
-    raw.check_listen = check_listen.map(str::to_string);
-    std::fs::write(&agent.cfg, raw.to_toml()).unwrap();
+    agent.set_check_listen(check_listen);
     agent.start();
     (collector, agent)
 }
@@ -95,18 +98,26 @@ fn haproxy_backend_scenarios_end_to_end() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let lab = HaproxyLab::start("haproxy").expect("start HAProxy and its servers");
-    let (collector, _agent) = collector_and_agent(tmp.path(), &lab, None);
+    let (collector, _agent) = collector_and_agent(tmp.path(), &lab, None, "manager");
+    let manager_row = |s: &Status| {
+        s.service("manager")
+            .and_then(|m| m.nodes.get(NODE))
+            .map(|n| (n.status, n.reasons.len()))
+    };
 
     // 1. Every server up.
-    let (s, t) = collector.wait("lb OK", DEADLINE, |s| lb_is(s, NodeStatus::Ok));
+    let (s, t) = collector.wait("lb OK", DEADLINE, |s| {
+        lb_is(s, NodeStatus::Ok) && manager_row(s).is_some()
+    });
     eprintln!("1. lb OK {:.1}s after the agent's start", t.as_secs_f64());
     assert_eq!(s.code, Some(0));
     assert_eq!(s.view.as_ref().unwrap().status, NodeStatus::Ok);
     assert_eq!(
         s.view.as_ref().unwrap().services.keys().collect::<Vec<_>>(),
-        ["lb"],
-        "a node host is in no Cloudify view"
+        ["lb", "manager"],
+        "one report, two services"
     );
+    assert_eq!(manager_row(&s), Some((NodeStatus::Ok, 0)));
 
     // 2. One server killed: Degraded, naming it.
     lab.kill(1).unwrap();
@@ -142,6 +153,14 @@ fn haproxy_backend_scenarios_end_to_end() {
     eprintln!("4. every server killed: Fail in {:.1}s", t.as_secs_f64());
     assert_eq!(s.code, Some(2));
     assert_eq!(s.view.as_ref().unwrap().status, NodeStatus::Fail);
+    // Scope per service: the failing HAProxy is `lb`'s, not the manager node's.
+    assert_eq!(
+        manager_row(&s),
+        Some((NodeStatus::Ok, 0)),
+        "the manager row counts the host and the manager's own probes only: {}",
+        s.describe()
+    );
+    assert_eq!(s.service("manager").unwrap().status, NodeStatus::Ok);
 }
 
 /// HAProxy's own view of `checked/n1` (the server checked against the agent).
@@ -168,7 +187,7 @@ fn haproxy_httpchk_follows_the_agents_check_endpoint() {
     let tmp = tempfile::tempdir().unwrap();
     let lab = HaproxyLab::start("haproxy").expect("start HAProxy and its servers");
     let listen = format!("127.0.0.1:{}", lab.check_port());
-    let (collector, _agent) = collector_and_agent(tmp.path(), &lab, Some(&listen));
+    let (collector, _agent) = collector_and_agent(tmp.path(), &lab, Some(&listen), "node");
     let url = |name: &str| format!("http://{listen}/check/{name}");
 
     // Nothing answered the check before the agent: DOWN, then UP once it answers OK.

@@ -16,19 +16,30 @@
 //! 4. the MASTER SIGKILLed (parent and VRRP child at once): what happens to its VIP is
 //!    printed and judged (left on the interface while ka-2 takes it too: `vip_split_brain`;
 //!    removed: Degraded); restarted: OK.
+//! 5. the agent's check endpoint used by keepalived's own `track_script`: VI_1 on each host
+//!    tracks `curl -fsS --max-time 1 http://127.0.0.1:9200/check/tcp:frontend`, the agent's
+//!    verdict on the host's service (a real HTTP server on 127.0.0.1:8080, probed by a
+//!    critical `tcp` probe). ka-1's service stopped: its agent's finding fails, the check
+//!    answers 503, keepalived puts ka-1 in FAULT and the VIP moves to ka-2; the collector's
+//!    `vip` shows ka-1's row FAULT (`vip_fault`, Degraded) and ka-2 MASTER, the service
+//!    Degraded. The service back: ka-1 leaves FAULT and takes the VIP back (priority 150).
+//!    (Tracking is on from the start, so in 1. each node left FAULT only once its agent
+//!    answered.)
 //!
-//! Needs root, iproute2 and keepalived; skips without them unless `CI=true`, which makes it
-//! fail. Timings are printed, never asserted.
+//! Needs root, iproute2, keepalived, curl and python3; skips without them unless `CI=true`,
+//! which makes it fail. Timings are printed, never asserted.
 mod harness;
 
-use harness::lab::keepalived::{COLLECTOR_IP, NODES, VIP};
+use harness::lab::keepalived::{CHECK_PORT, COLLECTOR_IP, NODES, SERVICE_PORT, VIP};
 use harness::lab::{require_netns_services, KeepalivedPair};
-use harness::{Collector, Pki, Status};
+use harness::{poll, Collector, Pki, Status};
 use sr_probes::ProbeConfig;
 use sr_protocol::NodeStatus;
 use std::time::Duration;
 
 const AGENTS: [&str; NODES] = ["ka-1", "ka-2"];
+/// The agent finding keepalived tracks: the `tcp` probe named `frontend`.
+const TRACKED: &str = "tcp:frontend";
 const DEADLINE: Duration = Duration::from_secs(60);
 
 fn vip(s: &Status) -> Option<&sr_protocol::view::ServiceTypeView> {
@@ -49,14 +60,25 @@ fn healthy_with_master(s: &Status, master: &str, backup: &str) -> bool {
         && role(s, backup).as_deref() == Some("BACKUP")
 }
 
+/// Waits until host `i` alone carries the VIP on its interfaces.
+fn wait_vip_on(lab: &KeepalivedPair, i: usize) {
+    poll::poll(DEADLINE, Duration::from_millis(100), || {
+        match (lab.holds_vip(i), lab.holds_vip(1 - i)) {
+            (Ok(true), Ok(false)) => Ok(()),
+            other => Err(format!("(ka-{}, other) hold it: {other:?}", i + 1)),
+        }
+    })
+    .unwrap_or_else(|last| panic!("the VIP never moved to ka-{} alone; last {last}", i + 1));
+}
+
 #[test]
 fn keepalived_scenarios_end_to_end() {
-    if !require_netns_services(&["keepalived"]) {
+    if !require_netns_services(&["keepalived", "curl", "python3"]) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     // Declared first so it drops last: agents and collector stop before the namespaces go.
-    let lab = KeepalivedPair::start().expect("start a keepalived pair");
+    let lab = KeepalivedPair::start_tracked(TRACKED).expect("start a keepalived pair");
 
     let dir = tmp.path().join("collector");
     let pki = Pki::with_sans(&dir.join("pki"), "keepalived test CA", &[COLLECTOR_IP]);
@@ -67,20 +89,41 @@ fn keepalived_scenarios_end_to_end() {
         Some(&lab.sw()),
         "[services.vip]\nrequired = true\nsize = 2\n",
     );
-    let agents = harness::Agent::start_nodes(
-        tmp.path(),
-        &AGENTS,
-        &collector,
-        |i| {
-            ProbeConfig::Keepalived(sr_probes::keepalived::Config {
-                pid_file: lab.pid_file(i),
-                data_file: lab.data_file(i),
-                vips: vec![VIP.into()],
-                timeout_ms: 2000,
-            })
-        },
-        |i| Some(lab.host(i)),
-    );
+    // Each host's agent: the keepalived probe, the tcp probe keepalived tracks through the
+    // check endpoint on the host's loopback.
+    let mut agents: Vec<harness::Agent> = AGENTS
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let probes = vec![
+                ProbeConfig::Keepalived(sr_probes::keepalived::Config {
+                    pid_file: lab.pid_file(i),
+                    data_file: lab.data_file(i),
+                    vips: vec![VIP.into()],
+                    timeout_ms: 2000,
+                }),
+                ProbeConfig::Tcp(sr_probes::tcp::Config {
+                    name: "frontend".into(),
+                    address: format!("127.0.0.1:{SERVICE_PORT}"),
+                    timeout_ms: 500,
+                    critical: true,
+                }),
+            ];
+            let a = harness::Agent::for_collector(
+                &tmp.path().join(name),
+                name,
+                "node",
+                &collector,
+                probes,
+                Some(&lab.host(i)),
+            );
+            a.set_check_listen(Some(&format!("127.0.0.1:{CHECK_PORT}")));
+            a
+        })
+        .collect();
+    for a in &mut agents {
+        a.start();
+    }
 
     // 1. Healthy: one MASTER holding the VIP.
     let (s, t) = collector.wait("vip OK, ka-1 MASTER", DEADLINE, |s| {
@@ -184,6 +227,42 @@ fn keepalived_scenarios_end_to_end() {
     });
     eprintln!("4. ka-1 restarted: OK in {:.1}s", t.as_secs_f64());
     assert!(lab.holds_vip(0).unwrap() && !lab.holds_vip(1).unwrap());
+
+    // 5. keepalived's track_script asks the agent: the MASTER's service fails, FAULT, the
+    // VIP moves.
+    lab.set_service(0, false).unwrap();
+    let (s, t) = collector.wait(
+        "ka-1 FAULT by its tracked check, ka-2 MASTER",
+        DEADLINE,
+        |s| {
+            service_is(s, NodeStatus::Degraded)
+                && role(s, "ka-1").as_deref() == Some("FAULT")
+                && role(s, "ka-2").as_deref() == Some("MASTER")
+                && has(s, "vip_fault")
+        },
+    );
+    eprintln!(
+        "5. ka-1's service stopped: FAULT and ka-2 MASTER in the view in {:.1}s",
+        t.as_secs_f64()
+    );
+    assert_eq!(s.code, Some(1));
+    let row = &vip(&s).unwrap().nodes["ka-1"];
+    assert_eq!(row.status, NodeStatus::Degraded, "{:?}", row.reasons);
+    assert!(
+        row.reasons
+            .iter()
+            .any(|r| r.code == "vip_fault" && r.message.contains("VI_1")),
+        "{:?}",
+        row.reasons
+    );
+    assert!(!has(&s, "vip_split_brain") && !has(&s, "vip_no_master"));
+    wait_vip_on(&lab, 1);
+    lab.set_service(0, true).unwrap();
+    let (_, t) = collector.wait("vip OK, ka-1 MASTER after its service", DEADLINE, |s| {
+        healthy_with_master(s, "ka-1", "ka-2")
+    });
+    eprintln!("5. ka-1's service back: OK in {:.1}s", t.as_secs_f64());
+    wait_vip_on(&lab, 0);
     drop(agents);
     drop(collector);
 }

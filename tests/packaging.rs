@@ -833,9 +833,11 @@ fn deb_under_real_systemd() {
     let ca = sr_tls::pki::Ca::new("status-reporter packaging test CA 2").unwrap();
     let leaf = ca.server(&["127.0.0.1"]).unwrap();
     let (_, gid, _, _) = passwd_entry(&root, "status-reporter").unwrap();
+    let ca_pem = ca.cert_pem().to_string();
     for (name, body) in [
         ("collector-cert.pem", &leaf.cert_pem),
         ("collector-key.pem", &leaf.key_pem),
+        ("collector-ca.pem", &ca_pem),
     ] {
         let p = root.path(&format!("/etc/status-reporter/{name}"));
         fs::write(&p, body).unwrap();
@@ -859,6 +861,8 @@ fn deb_under_real_systemd() {
             "/etc/status-reporter/collector-key.pem",
             "--listen",
             &format!("127.0.0.1:{port}"),
+            "--ca-path",
+            "/etc/status-reporter/collector-ca.pem",
             "--json",
         ],
     );
@@ -872,6 +876,12 @@ fn deb_under_real_systemd() {
         let owner = sd.exec_ok(10, &["stat", "-c", "%U %a", file]);
         assert_eq!(owner.trim(), "status-reporter 600", "{file}");
     }
+    // The operator's client file: root's, readable by the service group only.
+    let owner = sd.exec_ok(
+        10,
+        &["stat", "-c", "%U %G %a", "/etc/status-reporter/client.toml"],
+    );
+    assert_eq!(owner.trim(), "root status-reporter 640", "client.toml");
     sd.exec_ok(60, &["systemctl", "enable", "--now", UNITS[1]]);
     assert_eq!(sd.prop(UNITS[1], "ActiveState"), "active");
     let ca_file = root.merged.parent().unwrap().join("collector2-ca.pem");
@@ -891,6 +901,20 @@ fn deb_under_real_systemd() {
         },
     );
     assert!(view["services"].is_object(), "{view}");
+    // Issue 15: on the manager itself, `cluster status` with no flags finds the packaged
+    // collector, its CA and the admin token in /etc/status-reporter/client.toml.
+    let local = sd.exec(30, &["status-reporter", "cluster", "status", "--json"]);
+    let local_view: serde_json::Value = serde_json::from_slice(&local.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&local.stderr)));
+    assert_eq!(
+        local_view["services"], view["services"],
+        "the same collector"
+    );
+    assert_eq!(
+        local.status.code(),
+        Some(2),
+        "no node reported yet: Fail, exit 2"
+    );
     sd.exec_ok(60, &["systemctl", "stop", UNITS[1]]);
     assert_eq!(
         sd.prop(UNITS[1], "Result"),

@@ -36,18 +36,33 @@ pub struct Snapshot {
     pub changed: bool,
 }
 
+/// Whether a result belongs to a stack service (Galera, HAProxy, keepalived, ...): its
+/// probe says so, or its finding carries a stack service's facts. Such a finding counts in
+/// that service only (its `services` detail and its facts), never in the node's status.
+pub fn in_stack_service(r: &ProbeResult) -> bool {
+    sr_probes::stack_service_of(&r.probe).is_some()
+        || sr_protocol::facts::StackService::ALL
+            .iter()
+            .any(|s| s.has_member(&r.finding.facts))
+}
+
 impl Snapshot {
-    /// Folds the probe results of one cycle. The node is as bad as its worst probe.
+    /// Folds the probe results of one cycle. The node is as bad as its worst probe of the
+    /// host and of its Cloudify role; a stack service's probe (Galera on a broker node, an
+    /// HAProxy on a manager) is judged in that service only, so it adds to `details` and
+    /// `facts` but not to `node_status` or the node's `reasons`.
     pub fn from_results(results: &[ProbeResult], cycle_ms: u64) -> Self {
         let mut node_status = NodeStatus::Ok;
         let mut reasons = Vec::new();
         let mut services = BTreeMap::new();
         let mut details = BTreeMap::new();
         for r in results {
-            node_status = node_status.max(r.finding.status);
-            for reason in &r.finding.reasons {
-                if reasons.len() < MAX_REASONS {
-                    reasons.push(reason.clone());
+            if !in_stack_service(r) {
+                node_status = node_status.max(r.finding.status);
+                for reason in &r.finding.reasons {
+                    if reasons.len() < MAX_REASONS {
+                        reasons.push(reason.clone());
+                    }
                 }
             }
             let placeholder = legacy_placeholder(r);
@@ -283,6 +298,63 @@ mod tests {
             reporting_freq: 5,
             boot_id: "b-1".into(),
         }
+    }
+
+    /// Issue 14, scope per service: on a broker node that also runs a Galera member, a
+    /// failing Galera finding is judged in `galera` only. The node's status (and the legacy
+    /// `report.status` a 5.0.5 manager reads) counts the host and RabbitMQ; the Galera
+    /// finding still travels in its detail and its facts.
+    #[test]
+    fn a_stack_probe_counts_in_its_service_not_in_the_node_status() {
+        let mut galera = result("MariaDB Galera", NodeStatus::Fail, ServiceStatus::Inactive);
+        galera.probe = "galera".into();
+        galera.finding.facts.galera = Some(Default::default());
+        galera.finding.reasons = vec![Reason::new("galera_non_primary", "non-Primary")];
+        let mut haproxy = result("HAProxy", NodeStatus::Degraded, ServiceStatus::Active);
+        haproxy.probe = "haproxy".into();
+        let results = [
+            result("RabbitMQ", NodeStatus::Ok, ServiceStatus::Active),
+            galera,
+            haproxy,
+        ];
+        let snap = Snapshot::from_results(&results, 7);
+        assert_eq!(snap.node_status, NodeStatus::Ok);
+        assert!(snap.reasons.is_empty(), "{:?}", snap.reasons);
+        assert_eq!(snap.details["MariaDB Galera"].status, NodeStatus::Fail);
+        assert_eq!(
+            snap.details["MariaDB Galera"].reasons[0].code,
+            "galera_non_primary"
+        );
+        assert_eq!(snap.details["HAProxy"].status, NodeStatus::Degraded);
+        assert!(snap.facts.galera.is_some());
+        let body = build_body(
+            &id(),
+            &snap,
+            1,
+            1_581_336_930,
+            vec![],
+            0,
+            Default::default(),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["report"]["status"], "OK");
+        assert_eq!(v["status_reporter"]["node_status"], "OK");
+        assert_eq!(
+            v["report"]["services"]["MariaDB Galera"]["status"], "Inactive",
+            "the legacy entry is unchanged"
+        );
+
+        // The host's and the role's own probes still count, stack probes or not.
+        let mut with_host = results.to_vec();
+        with_host.push(result(
+            "RabbitMQ ports",
+            NodeStatus::Fail,
+            ServiceStatus::Inactive,
+        ));
+        let snap = Snapshot::from_results(&with_host, 7);
+        assert_eq!(snap.node_status, NodeStatus::Fail);
+        assert_eq!(snap.reasons.len(), 1, "{:?}", snap.reasons);
+        assert!(snap.reasons[0].message.contains("RabbitMQ ports"));
     }
 
     #[test]

@@ -22,6 +22,7 @@
 pub mod alerts;
 pub mod api;
 pub mod app;
+pub mod client_file;
 pub mod clock;
 pub mod config;
 pub mod error;

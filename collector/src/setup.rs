@@ -8,7 +8,10 @@
 //! - for the packaged service, the config (0600), the state directory and the database
 //!   belong to the service user, or the service could not read them after a root `init`;
 //! - for the packaged service, every path in the config is absolute (made so against the
-//!   directory `init` ran in), since the service starts elsewhere.
+//!   directory `init` ran in), since the service starts elsewhere;
+//! - for the packaged service given the CA, the operator's client file beside the config
+//!   ([`crate::client_file`]: the local collector's address, the CA and the admin token,
+//!   0640 root and the service group), so `cluster status` on the manager needs no flags.
 //!
 //! Secrets are returned to the caller to show once; only their hashes are stored.
 
@@ -23,11 +26,24 @@ pub const ADMIN_USER: &str = "admin";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// The packaged service: its config file is written to `config_path`, every role gets
-    /// a token and the files belong to the service user (when that user exists).
-    Service { config_path: PathBuf },
+    /// a token and the files belong to the service user (when that user exists). With
+    /// `client`, the operator's client file is written beside the config.
+    Service {
+        config_path: PathBuf,
+        client: Option<ClientTarget>,
+    },
     /// A collector run in-process on this host (the quickstart): no config file, tokens
     /// for this host's manager agent and for the reader, files owned by the caller.
     InProcess,
+}
+
+/// What `collector init` knows for the client file: the CA that signed the collector's
+/// certificate, and the address to reach it by (default: [`crate::client_file::manager_for`]
+/// of the listen address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTarget {
+    pub ca_path: Option<PathBuf>,
+    pub manager: Option<String>,
 }
 
 /// A checked plan: what [`apply`] will do.
@@ -40,6 +56,16 @@ pub struct Plan {
     pub roles: Vec<Role>,
     /// The config, state directory and database are chowned to this user if it exists.
     pub owner: Option<&'static str>,
+    /// The operator's client file to write, with the admin token [`apply`] issues.
+    pub client: Option<ClientPlan>,
+}
+
+/// Where the client file goes and what it says besides the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientPlan {
+    pub path: PathBuf,
+    pub manager: String,
+    pub ca_path: Option<PathBuf>,
 }
 
 /// What [`apply`] issued: each role's token secret, to be shown once.
@@ -82,17 +108,35 @@ pub enum SetupError {
 /// Plans the setup of `cfg` for `target`.
 pub fn plan(cfg: Config, target: Target) -> Plan {
     match target {
-        Target::Service { config_path } => Plan {
-            cfg: with_absolute_paths(cfg),
-            config_path: Some(absolute(&config_path)),
-            roles: Role::ALL.to_vec(),
-            owner: Some(sr_fsutil::SERVICE_USER),
-        },
+        Target::Service {
+            config_path,
+            client,
+        } => {
+            let config_path = absolute(&config_path);
+            let client = client.map(|c| ClientPlan {
+                path: config_path
+                    .parent()
+                    .unwrap_or(Path::new("/"))
+                    .join(crate::client_file::FILE_NAME),
+                manager: c
+                    .manager
+                    .unwrap_or_else(|| crate::client_file::manager_for(cfg.listen, cfg.plain_http)),
+                ca_path: c.ca_path.map(|p| absolute(&p)),
+            });
+            Plan {
+                cfg: with_absolute_paths(cfg),
+                config_path: Some(config_path),
+                roles: Role::ALL.to_vec(),
+                owner: Some(sr_fsutil::SERVICE_USER),
+                client,
+            }
+        }
         Target::InProcess => Plan {
             cfg,
             config_path: None,
             roles: vec![Role::Manager, Role::Admin],
             owner: None,
+            client: None,
         },
     }
 }
@@ -146,8 +190,44 @@ pub fn apply(plan: &Plan) -> Result<Issued, SetupError> {
     let issued = Issued { tokens };
     if let Some(admin) = issued.token(Role::Admin) {
         store.set_user(ADMIN_USER, admin)?;
+        if let Some(client) = &plan.client {
+            write_client_file(client, admin, plan.owner)?;
+        }
     }
     Ok(issued)
+}
+
+/// The client file: written 0640 by the caller (root on a manager), then given to the
+/// service user's group so that group may read it and nobody else.
+fn write_client_file(
+    client: &ClientPlan,
+    token: &str,
+    group_of: Option<&'static str>,
+) -> Result<(), SetupError> {
+    let file = crate::client_file::ClientFile {
+        manager: client.manager.clone(),
+        ca_path: client.ca_path.clone(),
+        token: token.to_string(),
+    };
+    let path = &client.path;
+    sr_fsutil::atomic_write(
+        path,
+        file.to_toml().as_bytes(),
+        crate::client_file::MODE,
+        None,
+    )
+    .map_err(|source| SetupError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    if let Some(user) = group_of {
+        sr_fsutil::chgrp_to_users_group(path, user).map_err(|source| SetupError::Chown {
+            path: path.clone(),
+            user,
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -163,6 +243,7 @@ mod tests {
             cfg,
             Target::Service {
                 config_path: path.clone(),
+                client: None,
             },
         ))
         .unwrap();
@@ -187,6 +268,7 @@ mod tests {
             cfg,
             Target::Service {
                 config_path: "etc/collector.toml".into(),
+                client: None,
             },
         );
         let cwd = std::env::current_dir().unwrap();
@@ -198,6 +280,38 @@ mod tests {
         let written = Config::from_toml(&p.cfg.to_toml()).unwrap();
         assert!(written.state_dir.is_absolute(), "{}", p.cfg.to_toml());
         drop(dir);
+    }
+
+    /// With the CA, `init` leaves a client file that `cluster status` can use as it is:
+    /// the loopback address of a collector listening everywhere, the CA, the admin token,
+    /// and a mode that [`crate::client_file::load`] accepts.
+    #[test]
+    fn a_service_setup_with_a_ca_writes_the_client_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("etc/collector.toml");
+        let mut cfg = Config::new(dir.path().join("state"), "c.pem", "k.pem");
+        cfg.listen = "0.0.0.0:53333".parse().unwrap();
+        let issued = apply(&plan(
+            cfg,
+            Target::Service {
+                config_path: path.clone(),
+                client: Some(ClientTarget {
+                    ca_path: Some(dir.path().join("ca.pem")),
+                    manager: None,
+                }),
+            },
+        ))
+        .unwrap();
+        let client = dir.path().join("etc/client.toml");
+        let mode = std::fs::metadata(&client).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o640);
+        let read = crate::client_file::load(&client).unwrap();
+        assert_eq!(read.manager, "https://127.0.0.1:53333");
+        assert_eq!(read.ca_path, Some(dir.path().join("ca.pem")));
+        assert_eq!(read.token, issued.token(Role::Admin).unwrap());
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        assert_eq!(store.lookup_token(&read.token).unwrap(), Some(Role::Admin));
     }
 
     #[test]

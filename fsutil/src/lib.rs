@@ -158,6 +158,16 @@ pub fn chown_to_user(path: &Path, user: &str) -> std::io::Result<()> {
     std::os::unix::fs::chown(path, Some(ids.uid), Some(ids.gid))
 }
 
+/// Gives `path` to `user`'s primary group, keeping its owner: a file root owns that the
+/// service group may read (the client file). A missing user is not an error, as in
+/// [`chown_to_user`].
+pub fn chgrp_to_users_group(path: &Path, user: &str) -> std::io::Result<()> {
+    let Some(ids) = passwd::lookup_user(user)? else {
+        return Ok(());
+    };
+    std::os::unix::fs::chown(path, None, Some(ids.gid))
+}
+
 /// Whether a directory exists and this process may create files in it, tested by
 /// creating (and removing) a probe file, so root-squash, read-only mounts and ACLs
 /// are all covered.

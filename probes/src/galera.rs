@@ -189,6 +189,8 @@ fn cut(mut s: String) -> String {
 
 impl TypedProbe for Galera {
     const KIND: &'static str = "galera";
+    const STACK: Option<sr_protocol::facts::StackService> =
+        Some(sr_protocol::facts::StackService::Galera);
     type Config = Config;
     type Raw = Raw;
 

@@ -230,6 +230,8 @@ impl Haproxy {
 
 impl TypedProbe for Haproxy {
     const KIND: &'static str = "haproxy";
+    const STACK: Option<sr_protocol::facts::StackService> =
+        Some(sr_protocol::facts::StackService::Lb);
     type Config = Config;
     type Raw = Raw;
 

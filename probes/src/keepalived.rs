@@ -329,6 +329,8 @@ pub fn facts(cfg: &Config, raw: &Raw) -> VipFacts {
 
 impl TypedProbe for Keepalived {
     const KIND: &'static str = "keepalived";
+    const STACK: Option<sr_protocol::facts::StackService> =
+        Some(sr_protocol::facts::StackService::Vip);
     type Config = Config;
     type Raw = Raw;
 

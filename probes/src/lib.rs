@@ -41,7 +41,7 @@ use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
 pub use probe::{BoxFuture, Probe, ProbeContext, Scheduled, TypedProbe, SCHEDULING_MARGIN};
-pub use registry::{build, ProbeConfig};
+pub use registry::{build, stack_service_of, ProbeConfig};
 
 /// What one probe concluded in one cycle.
 #[derive(Debug, Clone, PartialEq)]

@@ -47,6 +47,11 @@ pub trait Probe: Send + Sync {
 pub trait TypedProbe: Send + Sync + Sized + 'static {
     /// The `kind` in `[[probes]]`, and the name in reports unless [`Self::instance`] adds one.
     const KIND: &'static str;
+    /// The stack service this probe's findings belong to (`galera`, `lb`, `vip`, ...), or
+    /// `None` for the host's and the Cloudify roles' probes. A stack probe's finding counts
+    /// only in its stack service, never in the node's own status (docs/protocol.md,
+    /// "Scope of a finding").
+    const STACK: Option<sr_protocol::facts::StackService> = None;
     /// The typed, validated settings.
     type Config: Send + Sync + 'static;
     /// Everything `collect` saw; the only input of `interpret` besides the config.

@@ -35,6 +35,17 @@ macro_rules! probe_kinds {
             }
         }
 
+        /// The stack service a probe's findings belong to, by the probe's name in a
+        /// result (`KIND`, or `KIND:instance`); `None` for the host's and the Cloudify
+        /// roles' probes, and for names no probe has.
+        pub fn stack_service_of(name: &str) -> Option<sr_protocol::facts::StackService> {
+            let kind = name.split(':').next().unwrap_or(name);
+            $(if kind == <$probe as TypedProbe>::KIND {
+                return <$probe as TypedProbe>::STACK;
+            })*
+            None
+        }
+
         /// Builds the probe instance for one config entry.
         pub fn build(cfg: &ProbeConfig) -> Box<dyn Probe> {
             match cfg {
@@ -105,6 +116,19 @@ mod tests {
                 toml.starts_with(&format!("kind = '{}'", cfg.kind())),
                 "{toml}"
             );
+        }
+    }
+
+    #[test]
+    fn only_the_stack_probes_belong_to_a_stack_service() {
+        use sr_protocol::facts::StackService;
+        assert_eq!(stack_service_of("galera"), Some(StackService::Galera));
+        assert_eq!(stack_service_of("haproxy"), Some(StackService::Lb));
+        assert_eq!(stack_service_of("keepalived"), Some(StackService::Vip));
+        for name in [
+            "host", "patroni", "etcd", "rabbitmq", "tcp:rest", "services", "nope",
+        ] {
+            assert_eq!(stack_service_of(name), None, "{name}");
         }
     }
 

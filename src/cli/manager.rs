@@ -148,6 +148,15 @@ pub struct InitArgs {
     /// Print the tokens as JSON ({"manager": ..., "db": ..., "broker": ..., "admin": ...}).
     #[arg(long)]
     pub json: bool,
+    /// The CA that signed --cert. With it (or --plain-http), `client.toml` is written beside
+    /// the config (0640, root and the service group) with this collector's address, the CA
+    /// and the admin token, so `cluster status` on this host needs no flags.
+    #[arg(long, value_name = "CA")]
+    pub ca_path: Option<PathBuf>,
+    /// The address `client.toml` names (host:port or URL; default: the --listen address,
+    /// on loopback when it is 0.0.0.0 or [::]). The certificate must name it.
+    #[arg(long, value_name = "ADDR")]
+    pub client_manager: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -292,7 +301,9 @@ pub enum ClusterCommand {
 a table per service type and one row per node (status, role, last seen, skew, reasons).\n\n\
 Exit codes (usable as a Nagios check): 0 OK, 1 Degraded, 2 Fail, 3 unreachable or unauthorized.\n\n\
 The token comes from --token, else $STATUS_REPORTER_TOKEN, else --token-file; it must be an \
-admin token.\n\nExamples:\n  status-reporter cluster status --manager 10.0.0.11 --ca-path /etc/cloudify/ssl/cloudify_internal_ca_cert.pem --token-file /root/admin.token\n  \
+admin token. On a manager set up with `collector init --ca-path`, no flag is needed: what no flag \
+or variable names is read from /etc/status-reporter/client.toml (see below).\n\nExamples:\n  \
+status-reporter cluster status\n  status-reporter cluster status --manager 10.0.0.11 --ca-path /etc/cloudify/ssl/cloudify_internal_ca_cert.pem --token-file /root/admin.token\n  \
 STATUS_REPORTER_TOKEN=srt_... status-reporter cluster status --manager https://10.0.0.11:53333 --ca-path ca.pem --json"
     )]
     Status(StatusArgs),
@@ -319,18 +330,24 @@ status-reporter cluster watch --manager 10.0.0.11 --ca-path ca.pem --token-file 
     Watch(super::operator::WatchArgs),
 }
 
+/// The connection flags of every command that talks to a collector (`cluster status`,
+/// `history`, `watch`, `maintenance`). Each may be left out on a manager: what is missing
+/// comes from the client file ([`super::conn`]).
 #[derive(Args)]
+#[command(after_help = super::conn::WHERE_IT_LOOKS)]
 pub struct StatusArgs {
     /// Collector address: `host`, `host:port` or an https:// URL (default port 53333).
-    #[arg(long)]
-    pub manager: String,
-    /// CA certificate (PEM) the collector's certificate is verified against; nothing else is trusted.
-    #[arg(long)]
-    pub ca_path: PathBuf,
+    /// Default: `manager` in the client file.
+    #[arg(long, env = "STATUS_REPORTER_MANAGER")]
+    pub manager: Option<String>,
+    /// CA certificate (PEM) the collector's certificate is verified against; nothing else is
+    /// trusted. Default: `ca_path` in the client file.
+    #[arg(long, env = "STATUS_REPORTER_CA_PATH")]
+    pub ca_path: Option<PathBuf>,
     /// Admin token (prefer the env var or --token-file: flags show up in `ps`).
     #[arg(long, env = "STATUS_REPORTER_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// File holding the admin token.
+    /// File holding the admin token. Default: `token` in the client file.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
     /// Print the raw API JSON.
@@ -377,10 +394,35 @@ fn init(args: InitArgs) -> anyhow::Result<i32> {
     };
     cfg.listen = args.listen;
     cfg.allow_unsigned_legacy = args.allow_unsigned_legacy;
+    if let Some(ca) = &args.ca_path {
+        sr_tls::roots_from(ca).with_context(|| format!("checking --ca-path {}", ca.display()))?;
+    }
+    if args.client_manager.is_some() && args.ca_path.is_none() && !args.plain_http {
+        bail!("--client-manager names the address client.toml is written with: give --ca-path too");
+    }
+    if let Some(m) = &args.client_manager {
+        // The file is checked as `cluster status` will read it, before anything is written.
+        let probe = sr_collector::client_file::ClientFile {
+            manager: m.clone(),
+            ca_path: args.ca_path.clone(),
+            token: "x".into(),
+        };
+        if let Err(errs) = sr_collector::client_file::ClientFile::from_toml(&probe.to_toml()) {
+            bail!("--client-manager / --ca-path: {}", errs.join("; "));
+        }
+    }
+    // Port 0 is chosen when the collector runs: no address to write down yet.
+    let port_known = args.listen.port() != 0 || args.client_manager.is_some();
+    let client =
+        (port_known && (args.ca_path.is_some() || args.plain_http)).then(|| setup::ClientTarget {
+            ca_path: args.ca_path.clone(),
+            manager: args.client_manager.clone(),
+        });
     let plan = setup::plan(
         cfg,
         setup::Target::Service {
             config_path: path.clone(),
+            client,
         },
     );
     let issued = setup::apply(&plan)?;
@@ -402,6 +444,19 @@ fn init(args: InitArgs) -> anyhow::Result<i32> {
             println!("  {role:<8} {}", token.as_str().unwrap_or_default());
         }
         println!("Reader user `admin` has the admin token as its password (HTTP Basic).");
+        match &plan.client {
+            Some(c) => println!(
+                "Wrote {} (manager {}): `status-reporter cluster status` on this host needs no flags.",
+                c.path.display(),
+                c.manager
+            ),
+            None if !port_known => println!(
+                "No client file written: --listen port 0 is chosen at run time (give --client-manager)."
+            ),
+            None => println!(
+                "No client file written (give --ca-path to have `cluster status` here need no flags)."
+            ),
+        }
     }
     Ok(0)
 }
@@ -845,36 +900,21 @@ pub(crate) fn manager_url(manager: &str) -> String {
     }
 }
 
-pub(crate) fn read_token(args: &StatusArgs) -> anyhow::Result<String> {
-    if let Some(t) = &args.token {
-        return Ok(t.trim().to_string());
-    }
-    if let Some(f) = &args.token_file {
-        return sr_fsutil::read_token_file(f).with_context(|| format!("reading {}", f.display()));
-    }
-    bail!("no token: pass --token-file FILE or set STATUS_REPORTER_TOKEN")
-}
-
 fn cluster_status(args: StatusArgs) -> anyhow::Result<i32> {
-    let token = match read_token(&args) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return Ok(EXIT_UNREACHABLE);
-        }
-    };
-    let tls = match sr_tls::client_config(&args.ca_path, None) {
-        Ok(t) => t,
+    let conn = match super::conn::resolve(&args) {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(EXIT_UNREACHABLE);
         }
     };
+    let token = conn.token;
+    let tls = conn.tls;
     if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 600.0) {
         bail!("--timeout must be between 0 and 600 seconds");
     }
     let deadline = Duration::from_secs_f64(args.timeout);
-    let url = format!("{}/api/v3.1/cluster-status", manager_url(&args.manager));
+    let url = format!("{}/api/v3.1/cluster-status", conn.base_url);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -1,5 +1,6 @@
 //! Command implementations. Each submodule owns its clap types and returns an exit code.
 
+pub mod conn;
 pub mod logging;
 pub mod manager;
 pub mod node;

@@ -273,6 +273,11 @@ fn probe_cmd(path: &std::path::Path, json: bool) -> anyhow::Result<i32> {
         }
     };
     let (snap, results) = runtime()?.block_on(sr_agent::probe_once(&cfg));
+    // A local check of everything this node runs: the worst probe, stack services included.
+    let worst = results
+        .iter()
+        .map(|r| r.finding.status)
+        .fold(snap.node_status, NodeStatus::max);
     if json {
         let probes: Vec<_> = results
             .iter()
@@ -289,8 +294,15 @@ fn probe_cmd(path: &std::path::Path, json: bool) -> anyhow::Result<i32> {
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
+        // The node's own status leaves out its stack services (docs/protocol.md, "Scope of
+        // a finding"); this local check says when one of them is worse.
+        let stacks = if worst > snap.node_status {
+            format!("; a stack service {worst}")
+        } else {
+            String::new()
+        };
         println!(
-            "node {} ({}): {}   cycle {} ms",
+            "node {} ({}): {}{stacks}   cycle {} ms",
             cfg.node_name, cfg.node_type, snap.node_status, snap.cycle_ms
         );
         println!("{:<24} {:<9} {:>8}  reasons", "probe", "status", "ms");
@@ -322,7 +334,7 @@ fn probe_cmd(path: &std::path::Path, json: bool) -> anyhow::Result<i32> {
             }
         }
     }
-    Ok(match snap.node_status {
+    Ok(match worst {
         NodeStatus::Ok => 0,
         NodeStatus::Degraded => 1,
         NodeStatus::Fail => 2,

@@ -6,7 +6,7 @@
 //! Everything a node sent is printed through [`clean`], so a hostile node name or reason
 //! cannot rewrite the terminal.
 
-use super::manager::{clean, manager_url, read_token, StatusArgs, EXIT_UNREACHABLE};
+use super::manager::{clean, StatusArgs, EXIT_UNREACHABLE};
 use clap::Args;
 use serde_json::Value;
 use std::time::Duration;
@@ -72,9 +72,6 @@ pub fn call(
         eprintln!("error: {msg}");
         code
     };
-    let token = read_token(conn).map_err(|e| fail(format!("{e:#}"), EXIT_UNREACHABLE))?;
-    let tls = sr_tls::client_config(&conn.ca_path, None)
-        .map_err(|e| fail(e.to_string(), EXIT_UNREACHABLE))?;
     if !(conn.timeout.is_finite() && conn.timeout > 0.0 && conn.timeout <= 600.0) {
         return Err(fail(
             "--timeout must be between 0 and 600 seconds".into(),
@@ -82,7 +79,12 @@ pub fn call(
         ));
     }
     let deadline = Duration::from_secs_f64(conn.timeout);
-    let url = format!("{}{path_and_query}", manager_url(&conn.manager));
+    let super::conn::Conn {
+        base_url,
+        tls,
+        token,
+    } = super::conn::resolve(conn).map_err(|e| fail(e, EXIT_UNREACHABLE))?;
+    let url = format!("{base_url}{path_and_query}");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -247,15 +249,12 @@ pub fn watch(args: WatchArgs) -> anyhow::Result<i32> {
         eprintln!("error: --timeout must be between 0 and 600 seconds");
         return Ok(EXIT_INVALID);
     }
-    let token = match read_token(&args.conn) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return Ok(EXIT_UNREACHABLE);
-        }
-    };
-    let tls = match sr_tls::client_config(&args.conn.ca_path, None) {
-        Ok(t) => t,
+    let super::conn::Conn {
+        base_url,
+        tls,
+        token,
+    } = match super::conn::resolve(&args.conn) {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(EXIT_UNREACHABLE);
@@ -263,7 +262,7 @@ pub fn watch(args: WatchArgs) -> anyhow::Result<i32> {
     };
     let head = Duration::from_secs_f64(args.conn.timeout);
     let client = sr_tls::HttpsClient::new(tls, head);
-    let url = format!("{}/api/v3.1/events", manager_url(&args.conn.manager));
+    let url = format!("{base_url}/api/v3.1/events");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -129,6 +129,14 @@ impl Agent {
         a
     }
 
+    /// Sets `check_listen` (the node-local check endpoint's address) in its config; call
+    /// before [`Agent::start`].
+    pub fn set_check_listen(&self, listen: Option<&str>) {
+        let mut raw = RawConfig::read(&self.cfg).expect("read the agent config");
+        raw.check_listen = listen.map(str::to_string);
+        std::fs::write(&self.cfg, raw.to_toml()).expect("write the agent config");
+    }
+
     /// An agent for a config file that already exists; its stderr is appended to `log`.
     pub fn at(cfg: &Path, log: &Path) -> Agent {
         Agent {

@@ -39,7 +39,12 @@ impl Collector {
     /// `collector init --json` in `dir` on `listen` with `pki`'s server certificate (port 0
     /// picks one; the first run's port is then written back so restarts keep it). Not started.
     pub fn init(dir: &Path, pki: &Pki, listen: &str) -> Collector {
-        let tokens = launch::init(BIN.as_ref(), dir, listen, &pki.cert, &pki.key)
+        Self::init_with(dir, pki, listen, &[])
+    }
+
+    /// [`Collector::init`] with more `collector init` flags.
+    pub fn init_with(dir: &Path, pki: &Pki, listen: &str, extra: &[&std::ffi::OsStr]) -> Collector {
+        let tokens = launch::init_with(BIN.as_ref(), dir, listen, &pki.cert, &pki.key, extra)
             .unwrap_or_else(|e| panic!("{e}"));
         Collector {
             dir: dir.to_path_buf(),

@@ -105,6 +105,18 @@ pub fn init(
     cert: &Path,
     key: &Path,
 ) -> Result<serde_json::Value, String> {
+    init_with(bin, dir, listen, cert, key, &[])
+}
+
+/// [`init`] with more `collector init` flags (`--ca-path CA` for the client file).
+pub fn init_with(
+    bin: &Path,
+    dir: &Path,
+    listen: &str,
+    cert: &Path,
+    key: &Path,
+    extra: &[&std::ffi::OsStr],
+) -> Result<serde_json::Value, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let out = Command::new(bin)
         .args(["collector", "init", "--json", "--listen", listen])
@@ -116,6 +128,7 @@ pub fn init(
         .arg(cert)
         .arg("--key")
         .arg(key)
+        .args(extra)
         .env("STATUS_REPORTER_LOG", "warn")
         .output()
         .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;

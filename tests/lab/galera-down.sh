@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stop what galera-up.sh started in DIR: the watchdog, every mariadbd of DIR (pid files under
-# DIR, checked against the DIR-specific --defaults-file marker; never pkill/killall), then
-# the namespaces NS_PREFIX names. Idempotent. PURGE=1 also deletes the node directories.
+# DIR, checked against the DIR-specific --defaults-file marker; never pkill/killall), the
+# HAProxy of LB_CHECK_PORT if any (its DIR-specific config path is the marker), then the
+# namespaces NS_PREFIX names. Idempotent. PURGE=1 also deletes the node directories.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
@@ -20,6 +21,7 @@ for i in $(seq 1 "$NODES"); do
   stop_pid "$(cat "$DIR/g$i/mysqld.pid" 2>/dev/null)" "$(gmarker "$i")" KILL 10 &
 done
 wait
+stop_pid "$(cat "$DIR/haproxy.pid" 2>/dev/null)" "$DIR/haproxy.cfg" TERM 10
 for i in $(seq 1 "$NODES"); do ip netns del "$(host_ns "$i")" 2>/dev/null; done
 ip netns del "$(sw_ns)" 2>/dev/null
 if [ "${PURGE:-0}" = 1 ]; then rm -rf "${DIR:?}"/g[0-9]*; fi

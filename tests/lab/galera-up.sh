@@ -4,6 +4,10 @@
 # Usage: NS_PREFIX=srgXXX galera-up.sh DIR
 # Env: NODES (3), WAIT_TIMEOUT (s, 120), MONITOR_USER/MONITOR_PASSWORD (created with USAGE
 # only: reading status needs no privilege), OWNER_PID (starts the watchdog, see lib.sh).
+# With LB_CHECK_PORT (OpenStack's clustercheck pattern): a real HAProxy in the switch namespace
+# (admin stats socket DIR/haproxy.sock) listens on $MGMT_NET.254:3306 in front of the nodes'
+# MariaDB (g<i> = $GAL_NET.<i>:3306), each checked by `option httpchk GET /check/galera?strict`
+# on $MGMT_NET.<i>:LB_CHECK_PORT over the management network: the agent's check endpoint there.
 # Prints "READY nodes=N elapsed=Ns". Exit 2 when NS_PREFIX's namespaces already exist.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -77,4 +81,33 @@ done
 poll "cluster size $NODES" 30 size_is 1 "$NODES" || exit 1
 sql 1 "CREATE USER IF NOT EXISTS '$MONITOR_USER'@'%' IDENTIFIED BY '$MONITOR_PASSWORD';
        CREATE USER IF NOT EXISTS '$MONITOR_USER'@'localhost' IDENTIFIED BY '$MONITOR_PASSWORD'"
+
+# ---- optional: HAProxy in front of the nodes, checked through the agents' /check/galera ----
+if [ -n "${LB_CHECK_PORT:-}" ]; then
+  # The switch gets an address on the Galera bridge too, so HAProxy can forward to the nodes.
+  ip -n "$(sw_ns)" addr add "$GAL_NET.254/24" dev brc
+  {
+    cat <<CFG
+global
+    stats socket $DIR/haproxy.sock mode 600 level admin
+defaults
+    mode tcp
+    timeout connect 1s
+    timeout client 30s
+    timeout server 30s
+listen galera
+    bind $MGMT_NET.254:3306
+    option httpchk GET /check/galera?strict
+CFG
+    for i in $(seq 1 "$NODES"); do
+      echo "    server g$i $GAL_NET.$i:3306 check addr $MGMT_NET.$i port $LB_CHECK_PORT inter 500ms fall 2 rise 2"
+    done
+  } > "$DIR/haproxy.cfg"
+  haproxy -c -q -f "$DIR/haproxy.cfg" >> "$DIR/haproxy.log" 2>&1 || { log_tails "$DIR/haproxy.log"; exit 1; }
+  # setsid and ip netns exec both exec: $! is haproxy's pid (-db: no daemon fork).
+  setsid ip netns exec "$(sw_ns)" haproxy -db -f "$DIR/haproxy.cfg" >> "$DIR/haproxy.log" 2>&1 < /dev/null &
+  echo $! > "$DIR/haproxy.pid"
+  lb_answers() { echo "show info" | timeout 5 socat - "UNIX-CONNECT:$DIR/haproxy.sock" | grep -q '^Name: HAProxy'; }
+  poll "HAProxy answers on its stats socket" 15 lb_answers || { log_tails "$DIR/haproxy.log"; exit 1; }
+fi
 echo "READY nodes=$NODES elapsed=$(el)"

@@ -11,6 +11,8 @@
 #   dump N          USR1 node N's keepalived and print its data file once rewritten (the
 #                   fixtures' form, probes/fixtures/keepalived-2.2)
 #   addrs N         node N's `ip -j addr show`
+#   service-stop N / service-start N   stop (SIGTERM) / start node N's tracked service, the
+#                   HTTP server on 127.0.0.1:SERVICE_PORT (with CHECK_PORT, see keepalived-up.sh)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
@@ -46,5 +48,11 @@ case $A in
     poll "data file $F rewritten" 5 changed
     cat "$F" ;;
   addrs) ip -n "$(host_ns "$I")" -j addr show ;;
+  service-stop) stop_pid "$(cat "$K/service.pid" 2>/dev/null)" "$K/www" TERM 10 ;;
+  service-start)
+    alive "$K/service.pid" "$K/www" && exit 0
+    setsid ip netns exec "$(host_ns "$I")" /usr/bin/python3 -m http.server "${SERVICE_PORT:?}" \
+      --bind 127.0.0.1 --directory "$K/www" >> "$K/service.log" 2>&1 < /dev/null &
+    echo $! > "$K/service.pid" ;;
   *) echo "unknown action $A" >&2; exit 2 ;;
 esac

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stop what keepalived-up.sh started in DIR: the watchdog, every keepalived of DIR (pid files
-# under DIR, checked against the DIR-specific config marker; never pkill/killall), their data
-# files, then the namespaces NS_PREFIX names. Idempotent. PURGE=1 also deletes the node
+# under DIR, checked against the DIR-specific config marker; never pkill/killall), the tracked
+# services (marker: their DIR-specific --directory), their data files, then the namespaces NS_PREFIX names. Idempotent. PURGE=1 also deletes the node
 # directories.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -18,6 +18,7 @@ stop_watchdog "$DIR"
 . "$DIR/cluster.env"
 for i in $(seq 1 "$NODES"); do
   for p in keepalived vrrp; do stop_pid "$(cat "$DIR/k$i/$p.pid" 2>/dev/null)" "$(kmarker "$i")" KILL 10; done
+  stop_pid "$(cat "$DIR/k$i/service.pid" 2>/dev/null)" "$DIR/k$i/www" KILL 10
   rm -f "$(data_file "$i")" "/tmp/keepalived_parent.$(host_ns "$i").data"
 done
 for i in $(seq 1 "$NODES"); do ip netns del "$(host_ns "$i")" 2>/dev/null; done

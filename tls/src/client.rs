@@ -99,12 +99,7 @@ impl HttpsClient {
 
     /// [`HttpsClient::plain`] with a choice of acknowledgements.
     pub fn plain_with_acks(connect_timeout: Duration, acks: Acks) -> Self {
-        let tls = ClientConfig::builder_with_provider(crate::provider())
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions")
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth();
-        Self::with_acks(tls, connect_timeout, acks)
+        Self::with_acks(crate::trust_nothing_config(), connect_timeout, acks)
     }
 
     /// One request, bounded by `deadline` end to end (connect, headers, body) and by

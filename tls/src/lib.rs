@@ -19,6 +19,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use client::{Acks, HttpsClient, Response};
+/// Re-exported so callers can hold a config without depending on rustls themselves.
+pub use rustls::ClientConfig as TlsClientConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -155,6 +157,16 @@ pub fn client_config(
     };
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
+}
+
+/// A client config that trusts no CA at all: for plain-HTTP endpoints, where an
+/// `https://` URL must then fail verification rather than trust anything.
+pub fn trust_nothing_config() -> ClientConfig {
+    ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(RootCertStore::empty())
+        .with_no_client_auth()
 }
 
 /// A server config from a certificate chain and key, offering h2 and http/1.1.

@@ -508,6 +508,54 @@ pub(crate) mod tests {
         serde_json::json!({"broker": {"node_name": me, "cluster_view": view}})
     }
 
+    /// Issue 14, scope per service: one report from a broker node that also holds a
+    /// Galera member. Its Cloudify row is judged by its own status (the host and RabbitMQ;
+    /// the agent leaves stack findings out of it), its `galera` row by its Galera facts
+    /// only: a partitioned Galera member fails `galera` and leaves `broker` OK, and a
+    /// failing RabbitMQ fails `broker` and leaves a synced Galera member OK.
+    #[test]
+    fn a_stack_finding_counts_in_its_service_only() {
+        let galera = |status: &str| {
+            serde_json::json!({"reachable": true, "ready": status == "Primary", "connected": true,
+                "local_state": "Synced", "cluster_status": status, "cluster_size": 1})
+        };
+        let policy = Policy {
+            required_types: vec![NodeType::Broker],
+            ..Policy::default()
+        };
+        let mut facts = rabbit_view("rabbit@b1", &[("rabbit@b1", true)]);
+        facts["galera"] = galera("non-Primary");
+        let node = reporter(NodeType::Broker, "b1", "broker1", "OK", facts);
+        let view = rollup(&[node], 0, &policy);
+        let (broker, g) = (&view.services["broker"], &view.services["galera"]);
+        assert_eq!(broker.status, NodeStatus::Ok, "{:?}", broker.reasons);
+        assert_eq!(broker.nodes["broker1"].status, NodeStatus::Ok);
+        assert!(broker.nodes["broker1"].reasons.is_empty());
+        assert_eq!(g.nodes["broker1"].status, NodeStatus::Fail);
+        assert!(g.nodes["broker1"]
+            .reasons
+            .iter()
+            .any(|r| r.code == sr_protocol::reasons::GALERA_NON_PRIMARY.code));
+        assert_eq!(
+            view.status,
+            NodeStatus::Fail,
+            "the overall is the worst service"
+        );
+
+        let mut facts = rabbit_view("rabbit@b1", &[("rabbit@b1", true)]);
+        facts["galera"] = galera("Primary");
+        let node = reporter(NodeType::Broker, "b1", "broker1", "Fail", facts);
+        let view = rollup(&[node], 0, &policy);
+        assert_eq!(
+            view.services["broker"].nodes["broker1"].status,
+            NodeStatus::Fail
+        );
+        assert_eq!(
+            view.services["galera"].nodes["broker1"].status,
+            NodeStatus::Ok
+        );
+    }
+
     /// Issue 12's quorum flip: three fake OK brokers (the broker token is all they need)
     /// beside one OK and two failed real ones. Before, "4 of 6, quorum 4" made the type
     /// Degraded; the fakes are in no real member's view, so it stays "1 of 3", Fail.

@@ -2,6 +2,11 @@
 //! one host per node with the Galera network (10.204.0.0/24) and a management network
 //! (10.204.1.0/24) apart, so cutting a node's Galera link partitions it while its agent
 //! keeps reporting to the collector at [`COLLECTOR_IP`] in the switch namespace.
+//!
+//! With `lb`, a real HAProxy in the switch namespace fronts the three MariaDB servers
+//! (`listen galera`, servers `g1`..`g3`), each checked by `option httpchk GET
+//! /check/galera?strict` on the node's management address, port [`CHECK_PORT`]: where the
+//! node's agent serves its check endpoint (OpenStack's clustercheck pattern).
 
 use super::{script_index, Attempt, Lab, Spec, VersionSet};
 use anyhow::Result;
@@ -10,6 +15,9 @@ use std::time::Duration;
 
 /// The collector's address on the management bridge (inside [`GaleraCluster::sw`]).
 pub const COLLECTOR_IP: &str = "10.204.1.254";
+
+/// The port HAProxy's health checks ask on each node's management address (clustercheck's).
+pub const CHECK_PORT: u16 = 9200;
 
 /// A running cluster. Torn down (processes, namespaces, directory) on drop.
 pub struct GaleraCluster {
@@ -20,8 +28,8 @@ pub struct GaleraCluster {
 
 impl GaleraCluster {
     /// Creates the namespaces, installs and starts `nodes` MariaDB servers and waits until
-    /// all are Synced in one Primary component of `nodes`.
-    pub fn start(nodes: usize) -> Result<Self> {
+    /// all are Synced in one Primary component of `nodes`; with `lb`, HAProxy in front.
+    pub fn start(nodes: usize, lb: bool) -> Result<Self> {
         let spec = Spec {
             name: "galera",
             scripts: "galera",
@@ -38,11 +46,17 @@ impl GaleraCluster {
                 std::process::id(),
                 dir.to_string_lossy().rsplit('-').nth(1).unwrap_or("0")
             );
+            let mut env = vec![("NODES", nodes.to_string()), ("NS_PREFIX", prefix.clone())];
+            let mut logs: Vec<_> = (1..=nodes)
+                .map(|i| (dir.join(format!("g{i}/error.log")), 15))
+                .collect();
+            if lb {
+                env.push(("LB_CHECK_PORT", CHECK_PORT.to_string()));
+                logs.push((dir.join("haproxy.log"), 15));
+            }
             Attempt {
-                env: vec![("NODES", nodes.to_string()), ("NS_PREFIX", prefix.clone())],
-                logs: (1..=nodes)
-                    .map(|i| (dir.join(format!("g{i}/error.log")), 15))
-                    .collect(),
+                env,
+                logs,
                 kind: prefix,
             }
         })?;
@@ -58,6 +72,22 @@ impl GaleraCluster {
     /// Host `i`'s namespace (0-based), where its agent runs.
     pub fn host(&self, i: usize) -> String {
         format!("{}-h{}", self.prefix, i + 1)
+    }
+
+    /// Node `i`'s management address (where its agent's check endpoint listens).
+    pub fn mgmt_ip(&self, i: usize) -> String {
+        format!("10.204.1.{}", i + 1)
+    }
+
+    /// HAProxy's admin stats socket (with `lb`).
+    pub fn lb_socket(&self) -> PathBuf {
+        self.lab.dir().join("haproxy.sock")
+    }
+
+    /// HAProxy's own `status` of server `g<i+1>` in `galera` (UP, DOWN, ...).
+    pub fn lb_server_status(&self, i: usize) -> Result<String> {
+        let stat = super::haproxy::stats_command(&self.lb_socket(), "show stat")?;
+        super::haproxy::status_in_stat(&stat, "galera", &format!("g{}", i + 1))
     }
 
     /// Node `i`'s unix socket (sockets work across network namespaces).

@@ -94,18 +94,36 @@ impl HaproxyLab {
 
     /// HAProxy's own `status` of `backend/server`, from `show stat`.
     pub fn server_status(&self, backend: &str, server: &str) -> Result<String> {
-        let stat = self.cmd("show stat")?;
-        let header = stat.lines().next().unwrap_or("");
-        let col = header
-            .trim_start_matches("# ")
-            .split(',')
-            .position(|c| c == "status")
-            .ok_or_else(|| anyhow::anyhow!("no status column in {header:?}"))?;
-        let prefix = format!("{backend},{server},");
-        stat.lines()
-            .find(|l| l.starts_with(&prefix))
-            .and_then(|l| l.split(',').nth(col))
-            .map(str::to_string)
-            .ok_or_else(|| anyhow::anyhow!("{backend}/{server} not in show stat"))
+        status_in_stat(&self.cmd("show stat")?, backend, server)
     }
+}
+
+/// The `status` column of `backend/server` in a `show stat` answer.
+pub fn status_in_stat(stat: &str, backend: &str, server: &str) -> Result<String> {
+    let header = stat.lines().next().unwrap_or("");
+    let col = header
+        .trim_start_matches("# ")
+        .split(',')
+        .position(|c| c == "status")
+        .ok_or_else(|| anyhow::anyhow!("no status column in {header:?}"))?;
+    let prefix = format!("{backend},{server},");
+    stat.lines()
+        .find(|l| l.starts_with(&prefix))
+        .and_then(|l| l.split(',').nth(col))
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("{backend}/{server} not in show stat"))
+}
+
+/// One command on an HAProxy stats socket (any namespace: unix sockets cross them), its
+/// whole answer; bounded by a 5 s timeout and 1 MiB.
+pub fn stats_command(socket: &std::path::Path, command: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", socket.display()))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(format!("{command}\n").as_bytes())?;
+    let mut out = String::new();
+    s.take(1 << 20).read_to_string(&mut out)?;
+    Ok(out)
 }

@@ -3,6 +3,12 @@
 //! (10.205.0.0/24), node 1 at priority 150 (MASTER when up), node 2 at 100; a management
 //! network (10.205.1.0/24) apart, so a node's VRRP port can be blocked while its agent keeps
 //! reporting to the collector at [`COLLECTOR_IP`] in the switch namespace.
+//!
+//! [`KeepalivedPair::start_tracked`] adds what keepalived's `track_script` needs to use an
+//! agent's check endpoint: on each host a tiny real HTTP server (the service the VIP fronts,
+//! 127.0.0.1:[`SERVICE_PORT`] in the host's namespace) and a `vrrp_script` asking
+//! `http://127.0.0.1:`[`CHECK_PORT`]`/check/<name>` with curl every second; a failing check
+//! puts that node in FAULT and the VIP moves.
 
 use super::{script_index, Attempt, Lab, Spec, VersionSet};
 use anyhow::Result;
@@ -15,6 +21,10 @@ pub const COLLECTOR_IP: &str = "10.205.1.254";
 pub const VIP: &str = "10.205.0.100";
 /// How many nodes the pair has.
 pub const NODES: usize = 2;
+/// Where each host's agent serves its check endpoint (loopback in the host's namespace).
+pub const CHECK_PORT: u16 = 9200;
+/// The tracked service's port on each host (loopback in the host's namespace).
+pub const SERVICE_PORT: u16 = 8080;
 
 /// A running pair. Torn down (processes, data files, namespaces, directory) on drop.
 pub struct KeepalivedPair {
@@ -25,6 +35,17 @@ pub struct KeepalivedPair {
 impl KeepalivedPair {
     /// Creates the namespaces, starts both keepalived and waits until node 1 holds the VIP.
     pub fn start() -> Result<Self> {
+        Self::start_with(None)
+    }
+
+    /// [`KeepalivedPair::start`] with VI_1 tracking `/check/<check>` on each host's agent
+    /// (and each host's service started). Every node starts in FAULT, until its agent
+    /// answers: this waits only until both keepalived run.
+    pub fn start_tracked(check: &str) -> Result<Self> {
+        Self::start_with(Some(check))
+    }
+
+    fn start_with(check: Option<&str>) -> Result<Self> {
         let spec = Spec {
             name: "keepalived",
             scripts: "keepalived",
@@ -42,8 +63,14 @@ impl KeepalivedPair {
                 std::process::id(),
                 dir.to_string_lossy().rsplit('-').nth(1).unwrap_or("0")
             );
+            let mut env = vec![("NODES", NODES.to_string()), ("NS_PREFIX", prefix.clone())];
+            if let Some(name) = check {
+                env.push(("CHECK_PORT", CHECK_PORT.to_string()));
+                env.push(("CHECK_NAME", name.to_string()));
+                env.push(("SERVICE_PORT", SERVICE_PORT.to_string()));
+            }
             Attempt {
-                env: vec![("NODES", NODES.to_string()), ("NS_PREFIX", prefix.clone())],
+                env,
                 logs: (1..=NODES)
                     .map(|i| (dir.join(format!("k{i}/keepalived.log")), 15))
                     .collect(),
@@ -98,6 +125,12 @@ impl KeepalivedPair {
     /// become MASTER) when `blocked`, forwards it again otherwise.
     pub fn set_blocked(&self, i: usize, blocked: bool) -> Result<()> {
         self.ctl(if blocked { "isolate" } else { "join" }, i, &[])
+            .map(drop)
+    }
+
+    /// Stops (`false`, SIGTERM) or starts again node `i`'s tracked service.
+    pub fn set_service(&self, i: usize, up: bool) -> Result<()> {
+        self.ctl(if up { "service-start" } else { "service-stop" }, i, &[])
             .map(drop)
     }
 
