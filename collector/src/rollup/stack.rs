@@ -173,6 +173,8 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> Vec<(StackService, Servic
             StackService::Galera => super::galera::rollup(&members, settings),
             StackService::Lb => super::lb::rollup(&members, settings),
             StackService::Vip => super::vip::rollup(&members, settings),
+            StackService::Search => super::search::rollup(&members, settings),
+            StackService::Objectstore => super::objectstore::rollup(&members, settings),
         };
         out.push((
             service,
@@ -235,4 +237,11 @@ pub(crate) fn test_member(name: &str, facts: sr_protocol::report::Facts) -> Node
         signed: true,
         unvouched: false,
     }
+}
+
+/// A facts type's own verdicts as roll-up verdicts, each reason naming `node`.
+pub fn tagged(v: Vec<(NodeStatus, codes::ReasonCode, String)>, node: &str) -> Vec<Verdict> {
+    v.into_iter()
+        .map(|(status, code, message)| (status, code.reason(message).on_node(node)))
+        .collect()
 }
