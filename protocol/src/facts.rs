@@ -662,12 +662,18 @@ impl SearchFacts {
                 _ => codes::SEARCH_UNREACHABLE,
             };
             out.push((Fail, code, format!("OpenSearch /_cluster/health: {why}")));
-        } else if let Some(e) = self.nodes_error.as_deref().filter(|e| {
-            e.contains("HTTP 401") || e.contains("HTTP 403")
-        }) {
+        } else if let Some(e) = self
+            .nodes_error
+            .as_deref()
+            .filter(|e| e.contains("HTTP 401") || e.contains("HTTP 403"))
+        {
             // Health is readable but the node list is not: the monitoring role lacks a
             // permission, which an operator must fix before it hides a real problem.
-            out.push((Fail, codes::SEARCH_AUTH, format!("OpenSearch /_cat/nodes: {e}")));
+            out.push((
+                Fail,
+                codes::SEARCH_AUTH,
+                format!("OpenSearch /_cat/nodes: {e}"),
+            ));
         }
         out
     }
@@ -766,6 +772,9 @@ pub struct ObjectstoreFacts {
     /// it cannot without losing quorum.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance_status: Option<u16>,
+    /// Why `?maintenance=true` gave no answer, when it was asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_error: Option<String>,
 }
 
 impl ObjectstoreFacts {
@@ -809,7 +818,9 @@ impl ObjectstoreFacts {
             (Some(503), _) if self.server_status.is_none() => out.push((
                 Fail,
                 codes::OBJECTSTORE_NO_QUORUM,
-                format!("/minio/health/cluster 503: write quorum ({quorum} drives per set) not met"),
+                format!(
+                    "/minio/health/cluster 503: write quorum ({quorum} drives per set) not met"
+                ),
             )),
             (Some(503), _) => {}
             (status, error) => out.push((
@@ -824,6 +835,13 @@ impl ObjectstoreFacts {
                 ),
             )),
         }
+        if let Some(e) = &self.maintenance_error {
+            out.push((
+                Degraded,
+                codes::OBJECTSTORE_MAINTENANCE,
+                format!("?maintenance=true: {e}: whether this node can go down is unknown"),
+            ));
+        }
         match self.maintenance_status {
             None | Some(200) => {}
             Some(412) => out.push((
@@ -835,7 +853,9 @@ impl ObjectstoreFacts {
             Some(s) => out.push((
                 Degraded,
                 codes::OBJECTSTORE_MAINTENANCE,
-                format!("?maintenance=true answered HTTP {s}: whether this node can go down is unknown"),
+                format!(
+                    "?maintenance=true answered HTTP {s}: whether this node can go down is unknown"
+                ),
             )),
         }
         if let Some(n) = self.healing_drives.filter(|n| *n > 0) {

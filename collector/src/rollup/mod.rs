@@ -30,10 +30,10 @@ pub mod lb;
 pub mod legacy;
 pub mod membership;
 pub mod names;
+pub mod objectstore;
+pub mod search;
 pub mod stack;
 pub mod vip;
-pub mod search;
-pub mod objectstore;
 
 // The record types are the roll-up's input; re-exported so its callers need one path.
 pub use crate::record::{LatestReport, NodeRecord};

@@ -61,7 +61,9 @@ pub fn capped(judged: &[Judged]) -> Vec<Verdict> {
             } else {
                 NodeStatus::Fail
             };
-            j.reasons.iter().map(move |r| (j.status.min(cap), r.clone()))
+            j.reasons
+                .iter()
+                .map(move |r| (j.status.min(cap), r.clone()))
         })
         .collect()
 }

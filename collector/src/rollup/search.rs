@@ -108,7 +108,8 @@ pub fn one_cluster(serving: &[(&str, &SearchFacts)]) -> Option<Verdict> {
             .or_default()
             .push(name);
     }
-    let names: std::collections::BTreeSet<&str> = clusters.keys().map(|(n, _)| n.as_str()).collect();
+    let names: std::collections::BTreeSet<&str> =
+        clusters.keys().map(|(n, _)| n.as_str()).collect();
     let uuids: std::collections::BTreeSet<&str> = clusters
         .keys()
         .map(|(_, u)| *u)
@@ -230,9 +231,20 @@ mod tests {
             })
         };
         let (s, c, r) = check(vec![yellow("os1"), yellow("os2"), yellow("os3")], 3);
-        assert_eq!((s, c), (NodeStatus::Degraded, vec!["search_yellow".to_string()]));
-        assert!(r[0].message.contains("5 unassigned shards"), "{}", r[0].message);
-        assert!(r[0].message.contains("seen by os1, os2, os3"), "{}", r[0].message);
+        assert_eq!(
+            (s, c),
+            (NodeStatus::Degraded, vec!["search_yellow".to_string()])
+        );
+        assert!(
+            r[0].message.contains("5 unassigned shards"),
+            "{}",
+            r[0].message
+        );
+        assert!(
+            r[0].message.contains("seen by os1, os2, os3"),
+            "{}",
+            r[0].message
+        );
 
         let red = with("os1", |f| f.status = Some("red".into()));
         let (s, c, _) = check(vec![red, green("os2"), green("os3")], 3);
@@ -245,7 +257,10 @@ mod tests {
         let (s, c, _) = check(vec![two("os1"), two("os2")], 3);
         assert_eq!(
             (s, c),
-            (NodeStatus::Degraded, vec!["search_nodes_missing".to_string()])
+            (
+                NodeStatus::Degraded,
+                vec!["search_nodes_missing".to_string()]
+            )
         );
     }
 
