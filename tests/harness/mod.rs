@@ -11,12 +11,14 @@
 //! - [`rest`]: blocking HTTP(S) through the workspace client (`sr-tls`), for sync suites.
 //! - [`netlab`]: network namespaces for the partition suites.
 //! - [`lab`]: real service clusters (Patroni, RabbitMQ) on one lifecycle core.
+//! - [`fixture_server`]: loopback HTTPS nodes answering OpenSearch/MinIO fixtures.
 //!
 //! Every process the harness starts is stopped on drop, also when a test panics.
 #![allow(dead_code, unused_imports)] // Each suite uses a different subset.
 
 pub mod agent;
 pub mod collector;
+pub mod fixture_server;
 pub mod fixtures;
 pub mod lab;
 pub mod launch;

@@ -65,7 +65,8 @@ pub fn colour(serving: &[(&str, &SearchFacts)]) -> Vec<Verdict> {
         }
     }
     seen.into_iter()
-        .map(|((status, _, message), (code, names))| {
+        .map(|((status, _, message), (code, mut names))| {
+            names.sort_unstable();
             let message = format!("{message} (seen by {})", names.join(", "));
             (status, code.reason(message))
         })
