@@ -409,6 +409,21 @@ mod tests {
         assert!(ok.validate().is_empty(), "{:?}", ok.validate());
     }
 
+    /// The agent.toml example in docs/operations.md ("Chef/Cinc HA") parses and validates.
+    #[test]
+    fn the_documented_example_is_valid() {
+        let c: crate::ProbeConfig = toml::from_str(
+            "kind = \"opensearch\"\nurl = \"https://127.0.0.1:9200\"\ntls = { ca_file = \"/etc/status-reporter/opensearch-ca.pem\" }\nusername = \"monitor\"\npassword = \"...\"\ntimeout_ms = 2000\nmax_body_bytes = 262144",
+        )
+        .unwrap();
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        let c: crate::ProbeConfig = toml::from_str(
+            "kind = \"minio\"\nurl = \"https://127.0.0.1:9000\"\ntls = { ca_file = \"/etc/status-reporter/minio-ca.pem\" }\nmaintenance = true\ntimeout_ms = 2000",
+        )
+        .unwrap();
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+    }
+
     #[test]
     fn refusals_say_what_opensearch_said() {
         assert_eq!(
