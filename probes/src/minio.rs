@@ -17,8 +17,10 @@
 //! roll-up's question. [`facts`] and [`parse_capture`] (the fixtures' form: a raw HTTP
 //! response head) are pure and fuzzed.
 
-use crate::net::{fetch_with_headers, Fetch, TlsFiles, MAX_HEADER_VALUE, MAX_KEPT_HEADERS};
-use crate::{default_ms, range_error, Finding, ProbeContext, TypedProbe};
+use crate::net::{
+    fetch_with_headers, validate_base, Fetch, TlsFiles, MAX_HEADER_VALUE, MAX_KEPT_HEADERS,
+};
+use crate::{default_ms, Finding, ProbeContext, TypedProbe};
 use serde::{Deserialize, Serialize};
 use sr_protocol::facts::ObjectstoreFacts;
 use std::time::Duration;
@@ -57,12 +59,7 @@ fn default_url() -> String {
 
 impl Config {
     pub fn validate(&self) -> Vec<String> {
-        let mut errors = self.tls.validate(&self.url, "minio");
-        if self.url.contains(['?', '#']) {
-            errors.push("url must not carry a query or fragment".into());
-        }
-        errors.extend(range_error("timeout_ms", self.timeout_ms, 100..=60_000));
-        errors
+        validate_base(&self.url, &self.tls, self.timeout_ms, "minio")
     }
 
     fn base(&self) -> &str {
@@ -271,10 +268,7 @@ impl TypedProbe for Minio {
 
     fn interpret(_cfg: &Config, raw: &Raw) -> Finding {
         let facts = facts(raw);
-        let mut f = Finding::ok();
-        for (status, code, message) in facts.own_verdicts() {
-            f.worsen(status, code, message);
-        }
+        let mut f = Finding::judged(facts.own_verdicts());
         let mut info = serde_json::Map::new();
         info.insert("cluster_status".into(), facts.cluster_status.into());
         info.insert("write_quorum".into(), facts.write_quorum.into());

@@ -19,8 +19,8 @@
 //! not as a dead server. [`parse_health`], [`parse_cat_nodes`] and [`parse_root`] are pure
 //! and fuzzed.
 
-use crate::net::{basic_auth, fetch, Reply, Secret, TlsFiles};
-use crate::{default_ms, range_error, Finding, ProbeContext, TypedProbe};
+use crate::net::{basic_auth, fetch, validate_base, Reply, Secret, TlsFiles};
+use crate::{default_ms, Finding, ProbeContext, TypedProbe};
 use serde::{Deserialize, Serialize};
 use sr_protocol::facts::SearchFacts;
 use std::collections::BTreeMap;
@@ -66,10 +66,7 @@ fn default_max_body() -> usize {
 
 impl Config {
     pub fn validate(&self) -> Vec<String> {
-        let mut errors = self.tls.validate(&self.url, "opensearch");
-        if self.url.contains(['?', '#']) {
-            errors.push("url must not carry a query or fragment".into());
-        }
+        let mut errors = validate_base(&self.url, &self.tls, self.timeout_ms, "opensearch");
         if self.username.is_some() != self.password.is_some() {
             errors.push("username and password must be set together".into());
         }
@@ -80,7 +77,6 @@ impl Config {
         {
             errors.push("username must be non-empty and without ':' (Basic auth)".into());
         }
-        errors.extend(range_error("timeout_ms", self.timeout_ms, 100..=60_000));
         if !(1024..=16 << 20).contains(&self.max_body_bytes) {
             errors.push(format!(
                 "max_body_bytes must be 1024..=16777216, got {}",
@@ -363,10 +359,7 @@ impl TypedProbe for Opensearch {
 
     fn interpret(_cfg: &Config, raw: &Raw) -> Finding {
         let facts = facts(raw);
-        let mut f = Finding::ok();
-        for (status, code, message) in facts.own_verdicts() {
-            f.worsen(status, code, message);
-        }
+        let mut f = Finding::judged(facts.own_verdicts());
         let mut info = serde_json::Map::new();
         info.insert(
             "cluster_name".into(),

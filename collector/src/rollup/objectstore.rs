@@ -96,10 +96,8 @@ pub fn rollup<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollup::{rollup as full_rollup, Policy};
     use sr_protocol::facts::StackService;
     use sr_protocol::report::Facts;
-    use std::collections::BTreeMap;
 
     fn healthy() -> ObjectstoreFacts {
         ObjectstoreFacts {
@@ -117,32 +115,14 @@ mod tests {
     }
 
     fn check(members: Vec<ObjectstoreFacts>, size: u32) -> (NodeStatus, Vec<String>) {
-        let nodes: Vec<NodeInput> = members
+        let facts = members
             .into_iter()
-            .enumerate()
-            .map(|(i, f)| {
-                stack::test_member(
-                    &format!("minio{}", i + 1),
-                    Facts {
-                        objectstore: Some(f),
-                        ..Facts::default()
-                    },
-                )
+            .map(|f| Facts {
+                objectstore: Some(f),
+                ..Facts::default()
             })
             .collect();
-        let policy = Policy {
-            required_types: Vec::new(),
-            services: BTreeMap::from([(
-                StackService::Objectstore,
-                ServicePolicy {
-                    required: true,
-                    size: Some(size),
-                },
-            )]),
-            ..Policy::default()
-        };
-        let view = full_rollup(&nodes, 0, &policy);
-        let s = &view.services["objectstore"];
+        let s = stack::test_view(StackService::Objectstore, size, "minio", facts);
         (s.status, s.reasons.iter().map(|r| r.code.clone()).collect())
     }
 

@@ -151,7 +151,6 @@ pub fn rollup<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollup::{rollup as full_rollup, Policy};
     use sr_protocol::facts::StackService;
     use sr_protocol::report::Facts;
 
@@ -177,37 +176,16 @@ mod tests {
     }
 
     fn check(members: Vec<SearchFacts>, size: u32) -> (NodeStatus, Vec<String>, Vec<Reason>) {
-        let nodes: Vec<NodeInput> = members
+        let facts = members
             .into_iter()
-            .enumerate()
-            .map(|(i, f)| {
-                stack::test_member(
-                    &format!("os{}", i + 1),
-                    Facts {
-                        search: Some(f),
-                        ..Facts::default()
-                    },
-                )
+            .map(|f| Facts {
+                search: Some(f),
+                ..Facts::default()
             })
             .collect();
-        let policy = Policy {
-            required_types: Vec::new(),
-            services: BTreeMap::from([(
-                StackService::Search,
-                ServicePolicy {
-                    required: true,
-                    size: Some(size),
-                },
-            )]),
-            ..Policy::default()
-        };
-        let view = full_rollup(&nodes, 0, &policy);
-        let s = &view.services["search"];
-        (
-            s.status,
-            s.reasons.iter().map(|r| r.code.clone()).collect(),
-            s.reasons.clone(),
-        )
+        let s = stack::test_view(StackService::Search, size, "os", facts);
+        let codes = s.reasons.iter().map(|r| r.code.clone()).collect();
+        (s.status, codes, s.reasons)
     }
 
     fn with(name: &str, f: impl FnOnce(&mut SearchFacts)) -> SearchFacts {

@@ -240,6 +240,17 @@ fn classify_request_error(e: String) -> Fetch {
     }
 }
 
+/// Problems with a probe's base URL `url` (with `tls`) and its per-request `timeout_ms`;
+/// `what` names the section. A base URL carries no query or fragment: paths are appended.
+pub(crate) fn validate_base(url: &str, tls: &TlsFiles, timeout_ms: u64, what: &str) -> Vec<String> {
+    let mut errors = tls.validate(url, what);
+    if url.contains(['?', '#']) {
+        errors.push("url must not carry a query or fragment".into());
+    }
+    errors.extend(crate::range_error("timeout_ms", timeout_ms, 100..=60_000));
+    errors
+}
+
 /// One exchange as a probe's raw keeps it (and as captured fixtures hold it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]

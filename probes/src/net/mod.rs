@@ -6,6 +6,7 @@ pub mod amqp;
 pub mod http;
 mod secret;
 
+pub(crate) use http::validate_base;
 pub use http::{
     basic_auth, fetch, fetch_with_headers, parse_answer, parse_json, Fetch, Reply, TlsFiles,
     MAX_HEADER_VALUE, MAX_KEPT_HEADERS,
