@@ -986,12 +986,12 @@ mod tests {
         // Every problem at once: an unknown service, a size out of range, and `node` in
         // required_types (not a Cloudify type).
         let err = Config::from_toml(&format!(
-            "{base}required_types = [\"node\"]\n[services.search]\n[services.galera]\nsize = 0\n"
+            "{base}required_types = [\"node\"]\n[services.elastic]\n[services.galera]\nsize = 0\n"
         ))
         .unwrap_err();
         assert_eq!(err.0.len(), 3, "{err}");
         let text = err.to_string();
-        for want in ["search", "size = 0", "\"node\""] {
+        for want in ["elastic", "size = 0", "\"node\""] {
             assert!(text.contains(want), "{want}: {text}");
         }
         // An unknown key inside a service table is an error.

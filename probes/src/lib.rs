@@ -23,7 +23,9 @@ pub mod haproxy;
 pub mod host;
 pub mod http;
 pub mod keepalived;
+pub mod minio;
 pub mod net;
+pub mod opensearch;
 pub mod patroni;
 pub mod pg;
 pub mod pg_connect;
@@ -86,6 +88,15 @@ impl Finding {
 
     /// Records the legacy `report.services` entry `name`: `Active` when the probe found
     /// the service working, `Inactive` otherwise (the only two states Cloudify shows).
+    /// A finding from a facts type's own verdicts (status, code, message): OK with none.
+    pub fn judged(verdicts: Vec<(NodeStatus, ReasonCode, String)>) -> Self {
+        let mut f = Self::ok();
+        for (status, code, message) in verdicts {
+            f.worsen(status, code, message);
+        }
+        f
+    }
+
     pub fn set_service(
         &mut self,
         name: impl Into<String>,

@@ -25,7 +25,7 @@
 //! peer not running → Degraded. Every reason says which path (management or AMQP) saw it.
 
 use crate::net::amqp::{self, Outcome};
-use crate::net::{basic_auth, fetch, validate_endpoint, Fetch, Secret, TlsFiles};
+use crate::net::{basic_auth, fetch, validate_endpoint, Secret, TlsFiles};
 use crate::{default_ms, range_error, yes, Finding, ProbeContext, TypedProbe};
 use serde::{Deserialize, Serialize};
 use sr_protocol::facts::BrokerFacts;
@@ -168,28 +168,7 @@ impl Config {
 }
 
 /// One management exchange as stored in `Raw` (and in captured fixtures).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Reply {
-    /// The server answered; the body is at most `max_body_bytes`, lossily UTF-8.
-    Answered { status: u16, body: String },
-    /// No HTTP answer: connect refused, TLS, timeout, oversized body.
-    Failed { error: String },
-}
-
-impl From<Fetch> for Reply {
-    fn from(f: Fetch) -> Self {
-        match f {
-            Fetch::Answered { status, body } => Reply::Answered {
-                status,
-                body: String::from_utf8_lossy(&body).into_owned(),
-            },
-            other => Reply::Failed {
-                error: other.describe(),
-            },
-        }
-    }
-}
+pub use crate::net::Reply;
 
 /// The AMQP outcome the probe holds, and how many cycles old it is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

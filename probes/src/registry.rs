@@ -70,6 +70,8 @@ probe_kinds! {
     Galera => crate::galera::Galera,
     Haproxy => crate::haproxy::Haproxy,
     Keepalived => crate::keepalived::Keepalived,
+    Opensearch => crate::opensearch::Opensearch,
+    Minio => crate::minio::Minio,
 }
 
 impl ProbeConfig {
@@ -88,6 +90,8 @@ impl ProbeConfig {
             ProbeConfig::Galera(_) => vec![crate::galera::SERVICE],
             ProbeConfig::Haproxy(_) => vec![crate::haproxy::SERVICE],
             ProbeConfig::Keepalived(_) => vec![crate::keepalived::SERVICE],
+            ProbeConfig::Opensearch(_) => vec![crate::opensearch::SERVICE],
+            ProbeConfig::Minio(_) => vec![crate::minio::SERVICE],
             ProbeConfig::Host(_) | ProbeConfig::Postgres(_) | ProbeConfig::CollectorSelf(_) => {
                 vec![]
             }

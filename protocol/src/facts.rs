@@ -528,16 +528,26 @@ pub enum StackService {
     Galera,
     Lb,
     Vip,
+    Search,
+    Objectstore,
 }
 
 impl StackService {
-    pub const ALL: [StackService; 3] = [StackService::Galera, StackService::Lb, StackService::Vip];
+    pub const ALL: [StackService; 5] = [
+        StackService::Galera,
+        StackService::Lb,
+        StackService::Vip,
+        StackService::Search,
+        StackService::Objectstore,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             StackService::Galera => "galera",
             StackService::Lb => "lb",
             StackService::Vip => "vip",
+            StackService::Search => "search",
+            StackService::Objectstore => "objectstore",
         }
     }
 
@@ -547,6 +557,8 @@ impl StackService {
             StackService::Galera => facts.galera.is_some(),
             StackService::Lb => facts.lb.is_some(),
             StackService::Vip => facts.vip.is_some(),
+            StackService::Search => facts.search.is_some(),
+            StackService::Objectstore => facts.objectstore.is_some(),
         }
     }
 }
@@ -565,9 +577,294 @@ impl std::str::FromStr for StackService {
             .find(|x| x.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown service {:?}: expected galera, lb or vip",
-                    s.chars().take(64).collect::<String>()
+                    "unknown service {:?}: expected one of {}",
+                    s.chars().take(64).collect::<String>(),
+                    StackService::ALL.map(StackService::as_str).join(", ")
                 )
             })
+    }
+}
+
+/// What an OpenSearch node reports (`GET /`, `GET /_cluster/health`, `GET /_cat/nodes`). A
+/// node is a member of the `search` service by carrying these facts; the probe writes them
+/// with `reachable: false` when OpenSearch does not answer, so a dead node stays a member.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SearchFacts {
+    /// `/_cluster/health` answered with a health document this cycle.
+    pub reachable: bool,
+    /// Why it did not, bounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The HTTP status of a refusal (401, 403, 5xx): 401/403 are a credentials problem,
+    /// not a dead server, and are reported as such.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// This node's name (`GET /` `name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_name: Option<String>,
+    /// `GET /` `cluster_uuid`: two clusters bootstrapped apart share a name, not this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_uuid: Option<String>,
+    /// `GET /` `version.number`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// `green`, `yellow` or `red`, as OpenSearch spells it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timed_out: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number_of_nodes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number_of_data_nodes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unassigned_shards: Option<u64>,
+    /// `active_shards_percent_as_number`, 0–100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_shards_percent: Option<f64>,
+    /// `_cat/nodes`: node name → its `node.role` letters (`dimr`, `-` for coordinating
+    /// only). At most [`SearchFacts::MAX_NODES`]; `truncated` says when more were cut.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nodes: BTreeMap<String, String>,
+    /// The node `_cat/nodes` marks `*` (the elected cluster manager).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_manager: Option<String>,
+    /// Why `_cat/nodes` gave no list (the health answer is still used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes_error: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+impl SearchFacts {
+    /// Nodes kept from `_cat/nodes` (facts are bounded at 16 KiB).
+    pub const MAX_NODES: usize = 64;
+
+    /// The cluster's name for reasons.
+    pub fn cluster(&self) -> &str {
+        self.cluster_name.as_deref().unwrap_or("(unnamed)")
+    }
+
+    /// What these facts say of the node itself: no health document is Fail, a refusal of
+    /// the probe's credentials named as such. The roll-up judges members by this alone and
+    /// the cluster's colour once, for the service ([`SearchFacts::cluster_verdicts`]).
+    pub fn node_verdicts(&self) -> Vec<(crate::NodeStatus, crate::reasons::ReasonCode, String)> {
+        use crate::reasons as codes;
+        use crate::NodeStatus::Fail;
+        let mut out = Vec::new();
+        let auth = |s: u16| matches!(s, 401 | 403);
+        if !self.reachable {
+            let why = self.error.as_deref().unwrap_or("no answer");
+            let code = match self.http_status {
+                Some(s) if auth(s) => codes::SEARCH_AUTH,
+                _ => codes::SEARCH_UNREACHABLE,
+            };
+            out.push((Fail, code, format!("OpenSearch /_cluster/health: {why}")));
+        } else if let Some(e) = self
+            .nodes_error
+            .as_deref()
+            .filter(|e| e.contains("HTTP 401") || e.contains("HTTP 403"))
+        {
+            // Health is readable but the node list is not: the monitoring role lacks a
+            // permission, which an operator must fix before it hides a real problem.
+            out.push((
+                Fail,
+                codes::SEARCH_AUTH,
+                format!("OpenSearch /_cat/nodes: {e}"),
+            ));
+        }
+        out
+    }
+
+    /// What the health document says of the cluster: red Fail, yellow Degraded naming the
+    /// unassigned shards, any other colour unknown (Fail), `timed_out` Degraded.
+    pub fn cluster_verdicts(&self) -> Vec<(crate::NodeStatus, crate::reasons::ReasonCode, String)> {
+        use crate::reasons as codes;
+        use crate::NodeStatus::{Degraded, Fail};
+        if !self.reachable {
+            return Vec::new();
+        }
+        let shards = format!(
+            "{} unassigned shards, {} active",
+            self.unassigned_shards
+                .map_or("unknown".into(), |n| n.to_string()),
+            self.active_shards_percent
+                .map_or("unknown".into(), |p| format!("{p:.1} %"))
+        );
+        let mut out = Vec::new();
+        match self.status.as_deref() {
+            Some("green") => {}
+            Some("yellow") => out.push((
+                Degraded,
+                codes::SEARCH_YELLOW,
+                format!("cluster {} is yellow: {shards}", self.cluster()),
+            )),
+            Some("red") => out.push((
+                Fail,
+                codes::SEARCH_RED,
+                format!("cluster {} is red: {shards}", self.cluster()),
+            )),
+            other => out.push((
+                Fail,
+                codes::SEARCH_UNREACHABLE,
+                format!(
+                    "cluster {}: health status {:?} is not green, yellow or red",
+                    self.cluster(),
+                    other.unwrap_or("missing")
+                ),
+            )),
+        }
+        if self.timed_out == Some(true) {
+            out.push((
+                Degraded,
+                codes::SEARCH_HEALTH_TIMED_OUT,
+                format!("cluster {}: the health request timed out", self.cluster()),
+            ));
+        }
+        out
+    }
+
+    /// Everything these facts say, as the agent's own finding shows it.
+    pub fn own_verdicts(&self) -> Vec<(crate::NodeStatus, crate::reasons::ReasonCode, String)> {
+        let mut out = self.node_verdicts();
+        out.extend(self.cluster_verdicts());
+        out
+    }
+
+    /// The view's role: this node's `node.role` letters, `*` appended when it is the
+    /// elected cluster manager.
+    pub fn role(&self) -> Option<String> {
+        let name = self.node_name.as_ref()?;
+        let roles = self.nodes.get(name)?;
+        let elected = self.cluster_manager.as_ref() == Some(name);
+        Some(format!("{roles}{}", if elected { " *" } else { "" }))
+    }
+}
+
+/// What a MinIO node reports (`/minio/health/live`, `/minio/health/cluster`, and
+/// `/minio/health/cluster?maintenance=true` when configured). A node is a member of the
+/// `objectstore` service by carrying these facts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObjectstoreFacts {
+    /// `/minio/health/live` answered 200 this cycle.
+    pub reachable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `X-Minio-Server-Status` (`offline`, `bucket-metadata-offline`, `iam-offline`): set
+    /// only while the server is not initialised; live still answers 200 then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_status: Option<String>,
+    /// The HTTP status of `/minio/health/cluster`: 200 write quorum, 503 none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_status: Option<u16>,
+    /// Why the cluster check gave no usable answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_error: Option<String>,
+    /// `X-Minio-Write-Quorum`: drives per erasure set needed for writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_quorum: Option<u32>,
+    /// `X-Minio-Healing-Drives` (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healing_drives: Option<u32>,
+    /// The HTTP status of `?maintenance=true`, when asked: 200 this node can go down, 412
+    /// it cannot without losing quorum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_status: Option<u16>,
+    /// Why `?maintenance=true` gave no answer, when it was asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_error: Option<String>,
+}
+
+impl ObjectstoreFacts {
+    /// The node serves and sees write quorum: live 200, initialised, cluster 200.
+    pub fn serving(&self) -> bool {
+        self.reachable
+            && self.server_status.is_none()
+            && self.cluster_status == Some(200)
+            && self.cluster_error.is_none()
+    }
+
+    /// What these facts say of their own node: live down Fail; not initialised Fail; the
+    /// cluster check 503 Fail (no write quorum as this node sees it) or unusable Fail;
+    /// `?maintenance=true` 412 Degraded (taking this node down would lose quorum); drives
+    /// healing Degraded. Whether one node down leaves the cluster serving is the roll-up's
+    /// question.
+    pub fn own_verdicts(&self) -> Vec<(crate::NodeStatus, crate::reasons::ReasonCode, String)> {
+        use crate::reasons as codes;
+        use crate::NodeStatus::{Degraded, Fail};
+        if !self.reachable {
+            let why = self.error.as_deref().unwrap_or("no answer");
+            return vec![(
+                Fail,
+                codes::OBJECTSTORE_UNREACHABLE,
+                format!("MinIO /minio/health/live: {why}"),
+            )];
+        }
+        let mut out = Vec::new();
+        if let Some(s) = &self.server_status {
+            out.push((
+                Fail,
+                codes::OBJECTSTORE_OFFLINE,
+                format!("MinIO is not initialised: X-Minio-Server-Status {s}"),
+            ));
+        }
+        let quorum = self
+            .write_quorum
+            .map_or("unknown".into(), |q| q.to_string());
+        match (self.cluster_status, &self.cluster_error) {
+            (Some(200), None) => {}
+            (Some(503), _) if self.server_status.is_none() => out.push((
+                Fail,
+                codes::OBJECTSTORE_NO_QUORUM,
+                format!(
+                    "/minio/health/cluster 503: write quorum ({quorum} drives per set) not met"
+                ),
+            )),
+            (Some(503), _) => {}
+            (status, error) => out.push((
+                Fail,
+                codes::OBJECTSTORE_BAD_ANSWER,
+                format!(
+                    "/minio/health/cluster: {}",
+                    error.clone().unwrap_or_else(|| match status {
+                        Some(s) => format!("unexpected HTTP {s}"),
+                        None => "no answer".into(),
+                    })
+                ),
+            )),
+        }
+        if let Some(e) = &self.maintenance_error {
+            out.push((
+                Degraded,
+                codes::OBJECTSTORE_MAINTENANCE,
+                format!("?maintenance=true: {e}: whether this node can go down is unknown"),
+            ));
+        }
+        match self.maintenance_status {
+            None | Some(200) => {}
+            Some(412) => out.push((
+                Degraded,
+                codes::OBJECTSTORE_MAINTENANCE,
+                "?maintenance=true answered 412: taking this node down would lose write quorum"
+                    .into(),
+            )),
+            Some(s) => out.push((
+                Degraded,
+                codes::OBJECTSTORE_MAINTENANCE,
+                format!(
+                    "?maintenance=true answered HTTP {s}: whether this node can go down is unknown"
+                ),
+            )),
+        }
+        if let Some(n) = self.healing_drives.filter(|n| *n > 0) {
+            out.push((
+                Degraded,
+                codes::OBJECTSTORE_HEALING,
+                format!("{n} drives healing"),
+            ));
+        }
+        out
     }
 }

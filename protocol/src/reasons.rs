@@ -188,6 +188,20 @@ catalog! {
     VIP_NO_MASTER = "vip_no_master", FAIL, "roll-up", "no node is MASTER of a VRRP instance, or no node holds its VIP";
     VIP_SPLIT_BRAIN = "vip_split_brain", FAIL, "roll-up", "two or more nodes are MASTER of one VRRP instance or hold one VIP";
     VIP_TRUNCATED = "vip_truncated", DEGRADED, "keepalived", "more VRRP instances or VIPs than the facts keep: those cut are not judged";
+    SEARCH_UNREACHABLE = "search_unreachable", FAIL, "opensearch", "OpenSearch did not answer `/_cluster/health` with a health document (refused, timeout, TLS, not JSON)";
+    SEARCH_AUTH = "search_auth", FAIL, "opensearch", "OpenSearch refused the probe's credentials (401) or its permissions (403)";
+    SEARCH_RED = "search_red", FAIL, "opensearch, roll-up", "the OpenSearch cluster is red: some primary shard is unassigned";
+    SEARCH_YELLOW = "search_yellow", DEGRADED, "opensearch, roll-up", "the OpenSearch cluster is yellow: some replica shard is unassigned";
+    SEARCH_HEALTH_TIMED_OUT = "search_health_timed_out", DEGRADED, "opensearch", "`/_cluster/health` answered `timed_out: true` (408): its answer may be stale";
+    SEARCH_NODES_MISSING = "search_nodes_missing", DEGRADED, "roll-up", "the OpenSearch cluster has fewer nodes than configured (`size`) or than members reporting";
+    SEARCH_SPLIT = "search_split", FAIL, "roll-up", "members report different OpenSearch cluster names or UUIDs: two clusters";
+    OBJECTSTORE_UNREACHABLE = "objectstore_unreachable", FAIL, "minio", "this node's MinIO did not answer `/minio/health/live` with 200";
+    OBJECTSTORE_OFFLINE = "objectstore_offline", FAIL, "minio", "MinIO answers but says it is not initialised (`X-Minio-Server-Status`)";
+    OBJECTSTORE_NO_QUORUM = "objectstore_no_quorum", FAIL, "minio, roll-up", "`/minio/health/cluster` answered 503: the cluster lacks write quorum as this node sees it";
+    OBJECTSTORE_BAD_ANSWER = "objectstore_bad_answer", FAIL, "minio", "`/minio/health/cluster` gave no usable answer (unexpected status, bad quorum header, no answer)";
+    OBJECTSTORE_MAINTENANCE = "objectstore_maintenance", DEGRADED, "minio", "`?maintenance=true` answered 412: taking this node down would lose quorum";
+    OBJECTSTORE_HEALING = "objectstore_healing", DEGRADED, "minio", "MinIO reports drives healing (`X-Minio-Healing-Drives`)";
+    OBJECTSTORE_MEMBERS_MISSING = "objectstore_members_missing", DEGRADED, "roll-up", "fewer MinIO members report than configured (`size`)";
 }
 
 /// The markdown table of every code, as `docs/operations.md` carries it.

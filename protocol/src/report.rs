@@ -125,6 +125,10 @@ pub struct Facts {
     pub lb: Option<crate::facts::LbFacts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vip: Option<crate::facts::VipFacts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<crate::facts::SearchFacts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objectstore: Option<crate::facts::ObjectstoreFacts>,
 }
 
 impl Facts {
@@ -134,6 +138,8 @@ impl Facts {
             && self.galera.is_none()
             && self.lb.is_none()
             && self.vip.is_none()
+            && self.search.is_none()
+            && self.objectstore.is_none()
     }
 }
 

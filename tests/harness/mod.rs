@@ -13,6 +13,7 @@
 //! - [`alertmanager`]: a real Alertmanager for the alerts suite.
 //! - [`lab`]: real service clusters (Patroni, RabbitMQ) on one lifecycle core.
 //! - [`browser`]: headless Chromium through chromedriver, for the status page.
+//! - [`fixture_server`]: loopback HTTPS nodes answering OpenSearch/MinIO fixtures.
 //!
 //! Every process the harness starts is stopped on drop, also when a test panics.
 #![allow(dead_code, unused_imports)] // Each suite uses a different subset.
@@ -21,6 +22,7 @@ pub mod agent;
 pub mod alertmanager;
 pub mod browser;
 pub mod collector;
+pub mod fixture_server;
 pub mod fixtures;
 pub mod lab;
 pub mod launch;

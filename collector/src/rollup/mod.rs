@@ -30,6 +30,8 @@ pub mod lb;
 pub mod legacy;
 pub mod membership;
 pub mod names;
+pub mod objectstore;
+pub mod search;
 pub mod stack;
 pub mod vip;
 

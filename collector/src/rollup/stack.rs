@@ -173,6 +173,8 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> Vec<(StackService, Servic
             StackService::Galera => super::galera::rollup(&members, settings),
             StackService::Lb => super::lb::rollup(&members, settings),
             StackService::Vip => super::vip::rollup(&members, settings),
+            StackService::Search => super::search::rollup(&members, settings),
+            StackService::Objectstore => super::objectstore::rollup(&members, settings),
         };
         out.push((
             service,
@@ -235,4 +237,42 @@ pub(crate) fn test_member(name: &str, facts: sr_protocol::report::Facts) -> Node
         signed: true,
         unvouched: false,
     }
+}
+
+/// A facts type's own verdicts as roll-up verdicts, each reason naming `node`.
+pub fn tagged(v: Vec<(NodeStatus, codes::ReasonCode, String)>, node: &str) -> Vec<Verdict> {
+    v.into_iter()
+        .map(|(status, code, message)| (status, code.reason(message).on_node(node)))
+        .collect()
+}
+
+/// The view of `service` (required, configured `size`) over fresh members
+/// `<prefix>1`, `<prefix>2`, ... whose reports carried `facts`: what rule tests check.
+#[cfg(test)]
+pub(crate) fn test_view(
+    service: StackService,
+    size: u32,
+    prefix: &str,
+    facts: Vec<sr_protocol::report::Facts>,
+) -> ServiceTypeView {
+    let nodes: Vec<NodeInput> = facts
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| test_member(&format!("{prefix}{}", i + 1), f))
+        .collect();
+    let policy = Policy {
+        required_types: Vec::new(),
+        services: BTreeMap::from([(
+            service,
+            ServicePolicy {
+                required: true,
+                size: Some(size),
+            },
+        )]),
+        ..Policy::default()
+    };
+    let mut view = super::rollup(&nodes, 0, &policy);
+    view.services
+        .remove(service.as_str())
+        .expect("a required service is shown")
 }

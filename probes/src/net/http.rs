@@ -126,9 +126,80 @@ pub async fn fetch(
     deadline: Duration,
     max_body: usize,
 ) -> Fetch {
+    match send(client, method, url, auth_header, body, deadline, max_body).await {
+        Ok(resp) => Fetch::Answered {
+            status: resp.status.as_u16(),
+            body: resp.body.to_vec(),
+        },
+        Err(f) => f,
+    }
+}
+
+/// Response headers kept by [`fetch_with_headers`] at most, and the longest value kept:
+/// a hostile server cannot grow the probe's raw past a few KiB this way.
+pub const MAX_KEPT_HEADERS: usize = 16;
+pub const MAX_HEADER_VALUE: usize = 128;
+
+/// [`fetch`] (GET) that also keeps the response headers whose lower-case name starts with
+/// `prefix` (MinIO answers its health checks in `x-minio-*` headers, with empty bodies):
+/// at most [`MAX_KEPT_HEADERS`], values cut to [`MAX_HEADER_VALUE`] bytes, lossily UTF-8.
+pub async fn fetch_with_headers(
+    client: &Result<HttpsClient, String>,
+    url: &str,
+    auth_header: Option<&str>,
+    deadline: Duration,
+    max_body: usize,
+    prefix: &str,
+) -> (Fetch, Vec<(String, String)>) {
+    match send(
+        client,
+        http::Method::GET,
+        url,
+        auth_header,
+        b"",
+        deadline,
+        max_body,
+    )
+    .await
+    {
+        Ok(resp) => {
+            let kept = resp
+                .headers
+                .iter()
+                .filter(|(k, _)| k.as_str().starts_with(prefix))
+                .take(MAX_KEPT_HEADERS)
+                .map(|(k, v)| {
+                    let v = String::from_utf8_lossy(v.as_bytes());
+                    let mut end = v.len().min(MAX_HEADER_VALUE);
+                    while !v.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    (k.as_str().to_string(), v[..end].to_string())
+                })
+                .collect();
+            let fetch = Fetch::Answered {
+                status: resp.status.as_u16(),
+                body: resp.body.to_vec(),
+            };
+            (fetch, kept)
+        }
+        Err(f) => (f, Vec::new()),
+    }
+}
+
+/// One exchange: the response, or what went wrong as a [`Fetch`].
+async fn send(
+    client: &Result<HttpsClient, String>,
+    method: http::Method,
+    url: &str,
+    auth_header: Option<&str>,
+    body: &'static [u8],
+    deadline: Duration,
+    max_body: usize,
+) -> Result<sr_tls::client::Response, Fetch> {
     let client = match client {
         Ok(c) => c,
-        Err(e) => return Fetch::Setup(e.clone()),
+        Err(e) => return Err(Fetch::Setup(e.clone())),
     };
     let mut headers: Vec<(&str, &str)> = vec![("accept", "application/json")];
     if !body.is_empty() {
@@ -137,7 +208,7 @@ pub async fn fetch(
     if let Some(a) = auth_header {
         headers.push(("authorization", a));
     }
-    match client
+    client
         .request(
             method,
             url,
@@ -147,19 +218,15 @@ pub async fn fetch(
             max_body,
         )
         .await
-    {
-        Ok(resp) => Fetch::Answered {
-            status: resp.status.as_u16(),
-            body: resp.body.to_vec(),
-        },
-        Err(ClientError::Connect(e)) => Fetch::ConnectFailed(e),
-        Err(ClientError::Timeout(d)) => Fetch::TimedOut {
-            after_ms: d.as_millis() as u64,
-        },
-        Err(ClientError::BodyTooLarge(limit)) => Fetch::TooLarge { limit },
-        Err(ClientError::Url(u)) => Fetch::Setup(format!("invalid URL {u:?}")),
-        Err(ClientError::Request(e)) => classify_request_error(e),
-    }
+        .map_err(|e| match e {
+            ClientError::Connect(e) => Fetch::ConnectFailed(e),
+            ClientError::Timeout(d) => Fetch::TimedOut {
+                after_ms: d.as_millis() as u64,
+            },
+            ClientError::BodyTooLarge(limit) => Fetch::TooLarge { limit },
+            ClientError::Url(u) => Fetch::Setup(format!("invalid URL {u:?}")),
+            ClientError::Request(e) => classify_request_error(e),
+        })
 }
 
 /// hyper reports a TLS handshake failure on a fresh connection either as a connect error
@@ -170,6 +237,41 @@ fn classify_request_error(e: String) -> Fetch {
         Fetch::ConnectFailed(e)
     } else {
         Fetch::NoResponse(e)
+    }
+}
+
+/// Problems with a probe's base URL `url` (with `tls`) and its per-request `timeout_ms`;
+/// `what` names the section. A base URL carries no query or fragment: paths are appended.
+pub(crate) fn validate_base(url: &str, tls: &TlsFiles, timeout_ms: u64, what: &str) -> Vec<String> {
+    let mut errors = tls.validate(url, what);
+    if url.contains(['?', '#']) {
+        errors.push("url must not carry a query or fragment".into());
+    }
+    errors.extend(crate::range_error("timeout_ms", timeout_ms, 100..=60_000));
+    errors
+}
+
+/// One exchange as a probe's raw keeps it (and as captured fixtures hold it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Reply {
+    /// The server answered; the body is at most the probe's limit, lossily UTF-8.
+    Answered { status: u16, body: String },
+    /// No HTTP answer: connect refused, TLS, timeout, oversized body.
+    Failed { error: String },
+}
+
+impl From<Fetch> for Reply {
+    fn from(f: Fetch) -> Self {
+        match f {
+            Fetch::Answered { status, body } => Reply::Answered {
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            },
+            other => Reply::Failed {
+                error: other.describe(),
+            },
+        }
     }
 }
 

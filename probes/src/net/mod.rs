@@ -6,7 +6,11 @@ pub mod amqp;
 pub mod http;
 mod secret;
 
-pub use http::{basic_auth, fetch, parse_answer, parse_json, Fetch, TlsFiles};
+pub(crate) use http::validate_base;
+pub use http::{
+    basic_auth, fetch, fetch_with_headers, parse_answer, parse_json, Fetch, Reply, TlsFiles,
+    MAX_HEADER_VALUE, MAX_KEPT_HEADERS,
+};
 pub use secret::Secret;
 
 use crate::range_error;
