@@ -40,6 +40,8 @@ pub struct App {
     /// Set when the collector begins to stop: event streams end so the drain need not
     /// wait out its grace for them.
     pub closing: tokio::sync::watch::Sender<bool>,
+    /// The shared store's sync task, when `[store] kind = "postgres"` (issue 16).
+    pub shared: std::sync::OnceLock<std::sync::Arc<crate::shared::sync::SyncStatus>>,
 }
 
 impl App {
@@ -55,6 +57,7 @@ impl App {
             history: Default::default(),
             watchers: Default::default(),
             closing: tokio::sync::watch::Sender::new(false),
+            shared: std::sync::OnceLock::new(),
             writer,
         }
     }

@@ -84,6 +84,8 @@ pub struct Config {
     pub admission: Admission,
     /// Node ids held pending at most; one more is refused 507 and counted.
     pub max_pending: usize,
+    /// `[store]`: the local SQLite only, or shared through PostgreSQL (issue 16).
+    pub store: crate::shared::StoreKind,
 }
 
 /// How a new node id enters the view.
@@ -156,6 +158,7 @@ impl Config {
             forget_after: DEFAULT_FORGET_AFTER,
             admission: Admission::Open,
             max_pending: DEFAULT_MAX_PENDING,
+            store: crate::shared::StoreKind::Sqlite,
         }
     }
 
@@ -179,7 +182,15 @@ impl Config {
             .map_err(|e| ConfigError(vec![format!("cannot read {}: {e}", path.display())]))?;
         let text = String::from_utf8(bytes)
             .map_err(|_| ConfigError(vec![format!("{} is not UTF-8 text", path.display())]))?;
-        Config::from_toml(&text)
+        let cfg = Config::from_toml(&text)?;
+        // The checks that read files (the store's password file), after the shape checks.
+        if let crate::shared::StoreKind::Postgres(pg) = &cfg.store {
+            let errs = crate::shared::config::check_files(pg);
+            if !errs.is_empty() {
+                return Err(ConfigError(errs));
+            }
+        }
+        Ok(cfg)
     }
 
     /// Parses and validates TOML text, reporting every problem at once.
@@ -407,6 +418,7 @@ struct RawConfig {
     admission: Option<String>,
     max_pending: Option<i64>,
     services: Option<BTreeMap<String, RawService>>,
+    store: Option<crate::shared::config::RawStore>,
 }
 
 /// `[services.<name>]`: one stack service.
@@ -751,6 +763,7 @@ impl RawConfig {
                 d.max_pending,
                 1..=100_000,
             ),
+            store: crate::shared::config::validate(&mut errs, self.store),
         };
         if cfg.max_inflight_body_bytes < cfg.max_body_bytes {
             errs.push(format!(

@@ -286,6 +286,9 @@ impl Store {
             })
             .collect();
         let tx = self.conn.unchecked_transaction()?;
+        // Expiry is each collector's own housekeeping: a node silent *here* is not
+        // forgotten for the other managers of a shared store.
+        let journalled = super::outbox::journal_high(&tx)?;
         for r in &gone {
             tx.execute(
                 "DELETE FROM nodes WHERE node_type = ?1 AND node_id = ?2",
@@ -296,6 +299,7 @@ impl Store {
             "DELETE FROM pending WHERE last_seen_ms < ?1",
             params![silent],
         )?;
+        super::outbox::unjournal_since(&tx, journalled)?;
         tx.commit()?;
         Ok(gone)
     }
