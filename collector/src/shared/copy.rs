@@ -86,7 +86,7 @@ pub async fn copy(cfg: &PgStore, state_dir: &Path) -> Result<(Counts, Counts), S
     let (store, local) = tokio::task::spawn_blocking(move || {
         let s = Store::preflight(&dir)?;
         s.enable_sharing(journal_max)?;
-        s.journal_everything()?;
+        s.journal_everything(Some(i64::MIN))?;
         let counts = local_counts(&s)?;
         Ok::<_, crate::StoreError>((s, counts))
     })

@@ -14,7 +14,7 @@
 use super::config::PgStore;
 use super::migrate;
 use super::pg::{self, SharedError};
-use crate::store::{SharedNode, SharedRow, SharedTransition, Store};
+use crate::store::{SharedBoot, SharedNode, SharedRow, SharedTransition, Store};
 use deadpool_postgres::Pool;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -26,6 +26,9 @@ use tokio_postgres::Client;
 pub const ROUND_EVERY: Duration = Duration::from_millis(250);
 /// Longest wait between rounds while it does not.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Transitions received this long before the last good round are written through again
+/// after an outage (see `exchange`).
+pub const REWIND_MARGIN_MS: i64 = 60_000;
 /// Journal keys, or transitions, pushed per PostgreSQL transaction.
 pub const PUSH_BATCH: usize = 500;
 /// Change ids pulled per step (at most this many push batches' rows at once).
@@ -103,8 +106,17 @@ pub fn spawn(
         };
         let mut migrated = false;
         let mut backoff = ROUND_EVERY;
+        // Set by a failed round: the last time a round succeeded (the first round counts
+        // as after an outage of unknown length: a restart may follow a failover).
+        let mut rewind: Option<i64> = Some(crate::clock::now_ms());
+        let mut last_ok = crate::clock::now_ms();
         loop {
-            let result = round(&cfg, &pool, &store, &st, &mut migrated).await;
+            let started = crate::clock::now_ms();
+            let result = round(&cfg, &pool, &store, &st, &mut migrated, &mut rewind).await;
+            match &result {
+                Ok(()) => last_ok = started,
+                Err(_) => rewind = Some(rewind.map_or(last_ok, |r| r.min(last_ok))),
+            }
             let was = st.connected.swap(result.is_ok(), Ordering::Relaxed);
             match result {
                 Ok(()) => {
@@ -133,7 +145,7 @@ pub fn spawn(
         // through now rather than at the next start (best effort, bounded).
         let _ = tokio::time::timeout(
             cfg.query_timeout * 2,
-            round(&cfg, &pool, &store, &st, &mut migrated),
+            round(&cfg, &pool, &store, &st, &mut migrated, &mut rewind),
         )
         .await;
     });
@@ -146,10 +158,11 @@ async fn round(
     store: &Local,
     st: &SyncStatus,
     migrated: &mut bool,
+    rewind: &mut Option<i64>,
 ) -> Result<(), SharedError> {
     let connect = cfg.connect_timeout * cfg.hosts.len().max(1) as u32 + cfg.query_timeout;
     let mut obj = pg::bounded(connect, pg::get(pool)).await?;
-    let result = exchange(cfg, &mut obj, store, st, migrated).await;
+    let result = exchange(cfg, &mut obj, store, st, migrated, rewind).await;
     if result.is_err() {
         pg::discard(obj);
     }
@@ -162,6 +175,7 @@ async fn exchange(
     store: &Local,
     st: &SyncStatus,
     migrated: &mut bool,
+    rewind: &mut Option<i64>,
 ) -> Result<(), SharedError> {
     let q = cfg.query_timeout;
     if !*migrated {
@@ -173,10 +187,18 @@ async fn exchange(
     }
     let state = local(store, |s| s.sync_state()).await?;
     if state.resync {
-        local(store, |s| s.journal_everything()).await?;
+        local(store, |s| s.journal_everything(None)).await?;
+    }
+    if let Some(since) = *rewind {
+        // After an outage or a failover, write through again what may not have survived
+        // it: PostgreSQL replicates asynchronously, so a commit acknowledged by the old
+        // leader just before it died can be missing on the new one. Idempotent.
+        local(store, move |s| s.journal_everything(Some(since - REWIND_MARGIN_MS))).await?;
+        *rewind = None;
     }
     let origin = state.origin.clone();
     push_all(q, client, store, st, &origin).await?;
+    push_floor(q, client, store).await?;
     pull_all(q, client, store, st).await?;
     let state = local(store, |s| s.sync_state()).await?;
     st.journal_len.store(state.journal_len, Ordering::Relaxed);
@@ -223,6 +245,54 @@ pub async fn push_all(
         })
         .await?;
     }
+}
+
+/// Reports accepted up to this long before the floor cursor are looked at again: the
+/// write-behind may store a report received just before the previous round after it.
+const FLOOR_OVERLAP_MS: i64 = 2000;
+
+/// Pushes each node's newest `(boot id, seq)` accepted here since the last round; a seq
+/// is raised only upwards, and a row that raises nothing takes no new `change_id`.
+async fn push_floor(q: Duration, client: &mut Client, store: &Local) -> Result<(), SharedError> {
+    let now = crate::clock::now_ms();
+    let boots = local(store, |s| {
+        let after = s.sync_state()?.pushed_latest_ms - FLOOR_OVERLAP_MS;
+        s.boots_after(after)
+    })
+    .await?;
+    if boots.is_empty() {
+        return Ok(());
+    }
+    pg::bounded(q, push_boots(client, &boots)).await?;
+    local(store, move |s| s.set_pushed_latest_ms(now)).await
+}
+
+async fn push_boots(client: &mut Client, boots: &[SharedBoot]) -> Result<(), SharedError> {
+    let tx = client.transaction().await?;
+    let cid: i64 = tx
+        .query_one("UPDATE sr_change_seq SET n = n + 1 RETURNING n", &[])
+        .await?
+        .get(0);
+    let col = |f: fn(&SharedBoot) -> String| boots.iter().map(f).collect::<Vec<_>>();
+    let num = |f: fn(&SharedBoot) -> i64| boots.iter().map(f).collect::<Vec<_>>();
+    tx.execute(
+        "INSERT INTO sr_boots (node_type, node_id, boot_id, max_seq, first_seen_ms, change_id)
+         SELECT *, $6::bigint FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+         ON CONFLICT (node_type, node_id, boot_id) DO UPDATE SET max_seq = excluded.max_seq,
+           change_id = excluded.change_id
+         WHERE sr_boots.max_seq < excluded.max_seq",
+        &[
+            &col(|b| b.node_type.clone()),
+            &col(|b| b.node_id.clone()),
+            &col(|b| b.boot_id.clone()),
+            &num(|b| b.max_seq),
+            &num(|b| b.first_seen_ms),
+            &cid,
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Writes one batch in one PostgreSQL transaction with one new `change_id`.
@@ -438,10 +508,10 @@ async fn pull_all(
 ) -> Result<(), SharedError> {
     loop {
         let cursor = local(store, |s| Ok(s.sync_state()?.pull_cursor)).await?;
-        let (rows, transitions, upto, high) = pg::bounded(q, pull(client, cursor)).await?;
-        let n = rows.len() + transitions.len();
+        let (rows, transitions, boots, upto, high) = pg::bounded(q, pull(client, cursor)).await?;
+        let n = rows.len() + transitions.len() + boots.len();
         if upto > cursor {
-            local(store, move |s| s.apply_pulled(&rows, &transitions, upto)).await?;
+            local(store, move |s| s.apply_pulled(&rows, &transitions, &boots, upto)).await?;
         }
         st.rows_pulled.fetch_add(n as u64, Ordering::Relaxed);
         if upto >= high {
@@ -452,18 +522,19 @@ async fn pull_all(
 
 /// The rows with `cursor < change_id <= upto`, `upto` at most [`PULL_WINDOW`] ahead and at
 /// most the committed counter (every change up to it is committed: see `migrate`).
-/// Returns the rows, the transitions, `upto` and the counter.
+/// Returns the rows, the transitions, the replay floor, `upto` and the counter.
+#[allow(clippy::type_complexity)]
 pub async fn pull(
     client: &mut Client,
     cursor: i64,
-) -> Result<(Vec<SharedRow>, Vec<SharedTransition>, i64, i64), SharedError> {
+) -> Result<(Vec<SharedRow>, Vec<SharedTransition>, Vec<SharedBoot>, i64, i64), SharedError> {
     let high: i64 = client
         .query_one("SELECT n FROM sr_change_seq", &[])
         .await?
         .get(0);
     let upto = high.min(cursor + PULL_WINDOW);
     if upto <= cursor {
-        return Ok((Vec::new(), Vec::new(), cursor, high));
+        return Ok((Vec::new(), Vec::new(), Vec::new(), cursor, high));
     }
     let range: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&cursor, &upto];
     let mut rows = Vec::new();
@@ -571,5 +642,18 @@ pub async fn pull(
             reasons: r.get(9),
         });
     }
-    Ok((rows, transitions, upto, high))
+    let mut boots = Vec::new();
+    for r in client
+        .query("SELECT node_type, node_id, boot_id, max_seq, first_seen_ms FROM sr_boots WHERE change_id > $1 AND change_id <= $2", &range)
+        .await?
+    {
+        boots.push(SharedBoot {
+            node_type: r.get(0),
+            node_id: r.get(1),
+            boot_id: r.get(2),
+            max_seq: r.get(3),
+            first_seen_ms: r.get(4),
+        });
+    }
+    Ok((rows, transitions, boots, upto, high))
 }

@@ -45,7 +45,7 @@ pub use nodes::{
     DurableWrite, ForgetOutcome, Forgotten, LatestRow, NodeRow, PinOutcome, PinRefused, StoredNode,
     BOOTS_KEPT, TOMBSTONES_KEPT,
 };
-pub use outbox::{hex, SharedNode, SharedRow, SharedTransition, SyncState};
+pub use outbox::{hex, SharedBoot, SharedNode, SharedRow, SharedTransition, SyncState};
 pub use tokens::{token_hash, Role, TokenInfo, TOKEN_PREFIX};
 pub use transitions::{HistoryFilter, HistoryRow, TransitionRow};
 pub use users::verify_password;

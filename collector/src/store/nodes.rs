@@ -54,6 +54,9 @@ pub struct StoredNode {
     pub latest: Option<LatestRow>,
     /// Boot ids seen, oldest first, with the highest seq accepted in each.
     pub boots: Vec<(String, u64)>,
+    /// The replay floor other managers of a shared store reported: boot ids oldest first,
+    /// each with the highest seq any manager accepted (empty without a shared store).
+    pub floor: Vec<(String, u64)>,
 }
 
 /// Writes that must be on disk before the collector answers 200.
@@ -237,6 +240,9 @@ impl Store {
         )?;
         let mut boots_st =
             self.conn.prepare("SELECT boot_id, first_seq FROM boots WHERE node_type = ?1 AND node_id = ?2 ORDER BY first_seen_ms, rowid")?;
+        let mut floor_st = self.conn.prepare(
+            "SELECT boot_id, max_seq FROM shared_floor WHERE node_type = ?1 AND node_id = ?2 ORDER BY first_seen_ms, boot_id",
+        )?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let node_type = node_type_of(&row.node_type)?;
@@ -271,11 +277,17 @@ impl Store {
                     }
                 }
             }
+            let floor = floor_st
+                .query_map(params![row.node_type, row.node_id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })?
+                .collect::<Result<_, _>>()?;
             out.push(StoredNode {
                 row,
                 node_type,
                 latest,
                 boots,
+                floor,
             });
         }
         Ok(out)

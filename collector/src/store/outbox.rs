@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS shared_sync (
     pull_cursor INTEGER NOT NULL DEFAULT 0,
     -- the highest local transitions.id written through
     pushed_transition INTEGER NOT NULL DEFAULT 0,
+    -- the newest latest.received_ms whose (boot id, seq) was written through
+    pushed_latest_ms INTEGER NOT NULL DEFAULT 0,
     -- this collector's name in PostgreSQL rows it writes (random, made once)
     origin TEXT NOT NULL DEFAULT (lower(hex(randomblob(8))))
 );
@@ -51,6 +53,17 @@ CREATE TABLE IF NOT EXISTS shared_outbox (
     k1 TEXT NOT NULL,
     k2 TEXT NOT NULL,
     UNIQUE (tbl, k1, k2)
+);
+-- The replay floor pulled from the shared store: per node and boot, the highest seq any
+-- manager accepted. Kept for known nodes only, at most BOOTS_KEPT boots each.
+CREATE TABLE IF NOT EXISTS shared_floor (
+    node_type TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    boot_id TEXT NOT NULL,
+    max_seq INTEGER NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    PRIMARY KEY (node_type, node_id, boot_id),
+    FOREIGN KEY (node_type, node_id) REFERENCES nodes (node_type, node_id) ON DELETE CASCADE
 );
 CREATE TABLE IF NOT EXISTS shared_deleted (
     node_type TEXT NOT NULL,
@@ -155,12 +168,23 @@ pub struct SharedTransition {
     pub reasons: String,
 }
 
+/// One node's newest `(boot id, seq)` as a manager accepted it: the replay floor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedBoot {
+    pub node_type: String,
+    pub node_id: String,
+    pub boot_id: String,
+    pub max_seq: i64,
+    pub first_seen_ms: i64,
+}
+
 /// The sync task's local state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncState {
     pub origin: String,
     pub pull_cursor: i64,
     pub pushed_transition: i64,
+    pub pushed_latest_ms: i64,
     pub overflow: i64,
     pub resync: bool,
     pub journal_len: i64,
@@ -209,7 +233,7 @@ impl Store {
     pub fn sync_state(&self) -> Result<SyncState, StoreError> {
         Ok(self.conn.query_row(
             "SELECT origin, pull_cursor, pushed_transition, overflow, resync,
-                    (SELECT count(*) FROM shared_outbox) FROM shared_sync",
+                    (SELECT count(*) FROM shared_outbox), pushed_latest_ms FROM shared_sync",
             [],
             |r| {
                 Ok(SyncState {
@@ -219,15 +243,17 @@ impl Store {
                     overflow: r.get(3)?,
                     resync: r.get::<_, i64>(4)? != 0,
                     journal_len: r.get(5)?,
+                    pushed_latest_ms: r.get(6)?,
                 })
             },
         )?)
     }
 
-    /// Journals every shared row and rewinds the transitions cursor: the full resync
-    /// after an overflow, and what `migrate-store` pushes. Not bounded by `journal_max`
-    /// (it is bounded by the tables themselves).
-    pub fn journal_everything(&self) -> Result<(), StoreError> {
+    /// Journals every shared row, and with `transitions_from_ms` rewinds the transitions
+    /// cursor to the first one received since then: the full resync after an overflow
+    /// (`None`), after an outage (recent transitions), and what `migrate-store` pushes
+    /// (`Some(i64::MIN)`: all). Not bounded by `journal_max` (the tables bound it).
+    pub fn journal_everything(&self, transitions_from_ms: Option<i64>) -> Result<(), StoreError> {
         let tx = self.conn.unchecked_transaction()?;
         for (tbl, k1, k2) in SHARED {
             let (k1, k2) = (k1.replace("X.", ""), k2.replace("X.", ""));
@@ -238,10 +264,15 @@ impl Store {
                 [],
             )?;
         }
-        tx.execute(
-            "UPDATE shared_sync SET resync = 0, pushed_transition = 0",
-            [],
-        )?;
+        tx.execute("UPDATE shared_sync SET resync = 0", [])?;
+        if let Some(from) = transitions_from_ms {
+            tx.execute(
+                "UPDATE shared_sync SET pushed_transition = min(pushed_transition,
+                   (SELECT coalesce(min(id), (SELECT coalesce(max(id), 0) + 1 FROM transitions)) - 1
+                    FROM transitions WHERE received_ms >= ?1))",
+                params![from],
+            )?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -443,6 +474,34 @@ impl Store {
         Ok((out, high))
     }
 
+    /// Each node's current `(boot id, seq)` from latest reports received after `after_ms`.
+    pub fn boots_after(&self, after_ms: i64) -> Result<Vec<SharedBoot>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT l.node_type, l.node_id, l.boot_id, l.seq, coalesce(b.first_seen_ms, l.received_ms), l.received_ms
+             FROM latest l LEFT JOIN boots b
+               ON b.node_type = l.node_type AND b.node_id = l.node_id AND b.boot_id = l.boot_id
+             WHERE l.received_ms > ?1 AND l.boot_id IS NOT NULL",
+        )?;
+        let rows = st.query_map(params![after_ms], |r| {
+            Ok(SharedBoot {
+                node_type: r.get(0)?,
+                node_id: r.get(1)?,
+                boot_id: r.get(2)?,
+                max_seq: r.get(3)?,
+                first_seen_ms: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn set_pushed_latest_ms(&self, ms: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE shared_sync SET pushed_latest_ms = max(pushed_latest_ms, ?1)",
+            params![ms],
+        )?;
+        Ok(())
+    }
+
     pub fn set_pushed_transition(&self, id: i64) -> Result<(), StoreError> {
         self.conn.execute(
             "UPDATE shared_sync SET pushed_transition = max(pushed_transition, ?1)",
@@ -458,6 +517,7 @@ impl Store {
         &self,
         rows: &[SharedRow],
         transitions: &[SharedTransition],
+        boots: &[SharedBoot],
         cursor: i64,
     ) -> Result<(), StoreError> {
         let tx = self.conn.unchecked_transaction()?;
@@ -483,6 +543,24 @@ impl Store {
                     t.to,
                     t.reasons
                 ])?;
+            }
+        }
+        {
+            let mut floor = tx.prepare_cached(
+                "INSERT INTO shared_floor (node_type, node_id, boot_id, max_seq, first_seen_ms)
+                 SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM nodes WHERE node_type = ?1 AND node_id = ?2)
+                 ON CONFLICT (node_type, node_id, boot_id) DO UPDATE SET max_seq = max(max_seq, excluded.max_seq)",
+            )?;
+            let mut trim = tx.prepare_cached(
+                "DELETE FROM shared_floor WHERE node_type = ?1 AND node_id = ?2 AND boot_id NOT IN
+                 (SELECT boot_id FROM shared_floor WHERE node_type = ?1 AND node_id = ?2
+                  ORDER BY first_seen_ms DESC, boot_id DESC LIMIT ?3)",
+            )?;
+            for b in boots {
+                let v = params![b.node_type, b.node_id, b.boot_id, b.max_seq, b.first_seen_ms];
+                if floor.execute(v)? == 1 {
+                    trim.execute(params![b.node_type, b.node_id, super::BOOTS_KEPT as i64])?;
+                }
             }
         }
         unjournal_since(&tx, before)?;
@@ -642,7 +720,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
         s.enable_sharing(100).unwrap();
-        s.journal_everything().unwrap();
+        s.journal_everything(None).unwrap();
         assert!(!s.sync_state().unwrap().resync);
         for _ in 0..130 {
             s.create_token(Role::Broker).unwrap();
@@ -653,7 +731,7 @@ mod tests {
         assert!(st.resync);
         // Nothing was refused, and the resync journals every token again.
         assert_eq!(s.list_tokens().unwrap().len(), 130);
-        s.journal_everything().unwrap();
+        s.journal_everything(None).unwrap();
         let st = s.sync_state().unwrap();
         assert_eq!(st.journal_len, 130);
         assert!(!st.resync);
@@ -732,7 +810,7 @@ mod tests {
             reasons: "[]".into(),
         };
         for _ in 0..2 {
-            s.apply_pulled(&rows, std::slice::from_ref(&t), 42).unwrap();
+            s.apply_pulled(&rows, std::slice::from_ref(&t), &[], 42).unwrap();
         }
         assert_eq!(s.sync_state().unwrap().journal_len, 0, "no echo");
         assert_eq!(s.sync_state().unwrap().pull_cursor, 42);
@@ -749,12 +827,12 @@ mod tests {
             deleted_ms: Some(20),
             state: None,
         };
-        s.apply_pulled(std::slice::from_ref(&forget), &[], 43)
+        s.apply_pulled(std::slice::from_ref(&forget), &[], &[], 43)
             .unwrap();
         assert!(s.list_nodes().unwrap().is_empty());
         // ...but not a pin made here after it.
         s.commit_durable(&[pin("n1", "KEY_NEW", 30)]).unwrap();
-        s.apply_pulled(&[forget], &[], 44).unwrap();
+        s.apply_pulled(&[forget], &[], &[], 44).unwrap();
         assert_eq!(s.list_nodes().unwrap().len(), 1);
     }
 
