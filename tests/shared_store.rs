@@ -35,26 +35,42 @@ fn create_role(pg: &PatroniCluster) {
     let l = pg.leader().expect("a leader");
     pg.psql(
         l,
-        &format!("CREATE ROLE {ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{PASSWORD}'"),
+        &format!(
+            "CREATE ROLE {ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{PASSWORD}'"
+        ),
     )
     .unwrap();
-    pg.psql(l, &format!("CREATE DATABASE {DB} OWNER {ROLE}")).unwrap();
-    pg.psql(l, &format!("REVOKE ALL ON DATABASE {DB} FROM PUBLIC")).unwrap();
+    pg.psql(l, &format!("CREATE DATABASE {DB} OWNER {ROLE}"))
+        .unwrap();
+    pg.psql(l, &format!("REVOKE ALL ON DATABASE {DB} FROM PUBLIC"))
+        .unwrap();
 }
 
-/// `SQL` on the shared database as the superuser, on the current leader.
+/// `sql` on the shared database as the collectors' role, on the current leader (psql -At).
 fn shared_sql(pg: &PatroniCluster, sql: &str) -> anyhow::Result<String> {
     let l = pg
         .leader()
         .ok_or_else(|| anyhow::anyhow!("no leader now"))?;
-    pg.psql(l, &format!("\\c {DB}\n{sql}"))
+    let out = std::process::Command::new(format!("{}/psql", harness::lab::PG_BIN))
+        .arg(format!(
+            "host=127.0.0.1 port={} user={ROLE} password={PASSWORD} dbname={DB} connect_timeout=5",
+            pg.pg_port(l)
+        ))
+        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// A collector in `dir` whose `[store]` names every Patroni member.
 fn collector(dir: &std::path::Path, pki: &Pki, pg: &PatroniCluster) -> Collector {
     use std::os::unix::fs::PermissionsExt;
     let c = Collector::init(dir, pki, "127.0.0.1:0");
-    c.set("flap_threshold", "100000");
+    c.set("flap_threshold", "1000");
     c.set("shutdown_grace_secs", "1");
     let pw = dir.join("pg.password");
     std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
@@ -74,7 +90,14 @@ fn collector(dir: &std::path::Path, pki: &Pki, pg: &PatroniCluster) -> Collector
 /// `collector migrate-store` with `extra` flags: (exit code, stdout).
 fn migrate_store(c: &Collector, extra: &[&str]) -> (i32, String) {
     let config = c.config().display().to_string();
-    let mut args = vec!["collector", "migrate-store", "--to", "postgres", "--config", &config];
+    let mut args = vec![
+        "collector",
+        "migrate-store",
+        "--to",
+        "postgres",
+        "--config",
+        &config,
+    ];
     args.extend_from_slice(extra);
     let (code, out, err) = cli(None, &args, &[]);
     assert_eq!(code, 0, "migrate-store {extra:?}: {out}\n{err}");
@@ -89,11 +112,11 @@ fn populate(state: &std::path::Path) -> Vec<String> {
         s.create_token(Role::Broker).unwrap(),
     ];
     s.set_user("reader", "reader-password").unwrap();
-    let key = |n: &str| {
-        sr_protocol::signing::NodeKey::from_pkcs8(&sr_protocol::signing::NodeKey::generate_pkcs8().unwrap())
+    let key = || {
+        use sr_protocol::signing::NodeKey;
+        NodeKey::from_pkcs8(&NodeKey::generate_pkcs8().unwrap())
             .unwrap()
             .key_id()
-            + &n[..0]
     };
     let mut writes = Vec::new();
     for i in 0..4 {
@@ -102,7 +125,7 @@ fn populate(state: &std::path::Path) -> Vec<String> {
             node_type: NodeType::Db,
             node_id: id.clone(),
             name: id.clone(),
-            key: Some(key(&id)),
+            key: Some(key()),
             private_ip: None,
             at_ms: now_ms(),
         });
@@ -141,7 +164,13 @@ fn populate(state: &std::path::Path) -> Vec<String> {
 }
 
 /// Sends one signed report of `n` (its next seq) to `c`: (status, body).
-fn send(rt: &tokio::runtime::Runtime, c: &Collector, n: &mut Node, token: &str, status: &str) -> (u16, Value) {
+fn send(
+    rt: &tokio::runtime::Runtime,
+    c: &Collector,
+    n: &mut Node,
+    token: &str,
+    status: &str,
+) -> (u16, Value) {
     let (body, sig) = n.next(status, now_ms());
     rt.block_on(c.put(&n.path(), &report_headers(token, &sig), body))
 }
@@ -217,9 +246,11 @@ fn three_collectors_share_one_postgres_store() {
     let token = cs[1].create_token("node");
     for (i, c) in cs.iter().enumerate() {
         let mut n = Node::new("node", &format!("token-probe-{i}"));
-        wait_for(&format!("collector {i} accepts b's new token"), SYNC, || {
-            (send(&rt, c, &mut n, &token, "OK").0 == 200).then_some(())
-        });
+        wait_for(
+            &format!("collector {i} accepts b's new token"),
+            SYNC,
+            || (send(&rt, c, &mut n, &token, "OK").0 == 200).then_some(()),
+        );
     }
 
     // 3. A key pinned at a refuses an impostor at c.
@@ -227,12 +258,17 @@ fn three_collectors_share_one_postgres_store() {
     let mut real = Node::new("db", "shared-db1");
     assert_eq!(send(&rt, &cs[0], &mut real, &db_token, "OK").0, 200);
     wait_for("c knows the pin a made", SYNC, || {
-        (pinned_key(&cs[2], "shared-db1") == Some(real.key.key_id()) && in_view(&cs[2], "shared-db1"))
-            .then_some(())
+        (pinned_key(&cs[2], "shared-db1") == Some(real.key.key_id())
+            && in_view(&cs[2], "shared-db1"))
+        .then_some(())
     });
     let mut impostor = Node::new("db", "shared-db1");
     let (code, v) = send(&rt, &cs[2], &mut impostor, &db_token, "OK");
-    assert_eq!((code, v["error_code"].as_str()), (403, Some("key_mismatch")), "{v}");
+    assert_eq!(
+        (code, v["error_code"].as_str()),
+        (403, Some("key_mismatch")),
+        "{v}"
+    );
 
     // 4. `nodes forget` on b is seen by a and c, and the old key cannot pin anywhere.
     wait_for("b knows the pin", SYNC, || {
@@ -246,7 +282,11 @@ fn three_collectors_share_one_postgres_store() {
         });
     }
     let (code, v) = send(&rt, &cs[0], &mut real, &db_token, "OK");
-    assert_eq!((code, v["error_code"].as_str()), (403, Some("key_forgotten")), "{v}");
+    assert_eq!(
+        (code, v["error_code"].as_str()),
+        (403, Some("key_forgotten")),
+        "{v}"
+    );
 
     // 5. Replay: r1 reports seq 1..=3 to a and b only; seq 2 replayed to c is refused.
     let mut r1 = Node::new("db", "replay-r1");
@@ -254,38 +294,53 @@ fn three_collectors_share_one_postgres_store() {
     for _ in 0..3 {
         let (body, sig) = r1.next("OK", now_ms());
         for c in &cs[..2] {
-            let (code, v) = rt.block_on(c.put(&r1.path(), &report_headers(&db_token, &sig), body.clone()));
+            let (code, v) =
+                rt.block_on(c.put(&r1.path(), &report_headers(&db_token, &sig), body.clone()));
             assert_eq!(code, 200, "{v}");
         }
         captured.push((body, sig));
     }
-    wait_for("c knows r1's newest seq", SYNC, || {
-        shared_sql(&pg, "SELECT max_seq FROM sr_boots WHERE node_id = 'replay-r1'")
-            .ok()
-            .filter(|s| s == "3")
-            .and_then(|_| in_view(&cs[2], "replay-r1").then_some(()))
+    wait_for("c holds r1's replay floor in its store", SYNC, || {
+        let nodes = Store::open(&cs[2].state()).ok()?.load_nodes().ok()?;
+        nodes
+            .iter()
+            .find(|n| n.row.node_id == "replay-r1")
+            .filter(|n| n.floor == vec![("boot-1".to_string(), 3)])
+            .map(|_| ())
     });
-    wait_for("c holds r1's replay floor", SYNC, || {
-        let (body, sig) = &captured[1];
-        let (code, v) = rt.block_on(cs[2].put(&r1.path(), &report_headers(&db_token, sig), body.clone()));
-        match code {
-            409 => Some(v),
-            200 => panic!("c accepted a replay of seq 2 that a and b accepted before: {v}"),
-            _ => None,
+    cs[2].wait_store_reload();
+    for (i, (body, sig)) in captured.iter().enumerate() {
+        let (code, v) =
+            rt.block_on(cs[2].put(&r1.path(), &report_headers(&db_token, sig), body.clone()));
+        if i < 2 {
+            assert_eq!(
+                (code, v["error_code"].as_str()),
+                (409, Some("replayed_report")),
+                "seq {}: {v}",
+                i + 1
+            );
+        } else {
+            // The newest one is c's own copy of it: accepted once, then a replay here too.
+            assert_eq!(code, 200, "{v}");
+            let (code, _) =
+                rt.block_on(cs[2].put(&r1.path(), &report_headers(&db_token, sig), body.clone()));
+            assert_eq!(code, 409);
         }
-    });
+    }
 
     // 6. The leader's node crashes during ingest.
     let mut fan = Node::new("db", "failover-db");
     let mut acked: BTreeSet<(usize, u64)> = BTreeSet::new();
-    let mut fan_report = |cs: &[Collector], fan: &mut Node, acked: &mut BTreeSet<(usize, u64)>| {
+    let fan_report = |cs: &[Collector], fan: &mut Node, acked: &mut BTreeSet<(usize, u64)>| {
         let status = if fan.seq % 2 == 0 { "Degraded" } else { "OK" };
         let (body, sig) = fan.next(status, now_ms());
         for (i, c) in cs.iter().enumerate() {
-            let (code, v) = rt.block_on(c.put(&fan.path(), &report_headers(&db_token, &sig), body.clone()));
+            let (code, v) =
+                rt.block_on(c.put(&fan.path(), &report_headers(&db_token, &sig), body.clone()));
             assert_eq!(code, 200, "collector {i} must keep accepting: {v}");
             acked.insert((i, fan.seq));
-            c.fetch_view().unwrap_or_else(|e| panic!("collector {i} stopped answering: {e}"));
+            c.fetch_view()
+                .unwrap_or_else(|e| panic!("collector {i} stopped answering: {e}"));
         }
     };
     for _ in 0..5 {
@@ -310,17 +365,24 @@ fn three_collectors_share_one_postgres_store() {
             .iter()
             .map(|t| t.seq)
             .collect();
-        assert!(want.is_subset(&local), "collector {i} lost acknowledged transitions locally");
+        assert!(
+            want.is_subset(&local),
+            "collector {i} lost acknowledged transitions locally"
+        );
     }
-    wait_for("every acknowledged transition in the shared store", Duration::from_secs(60), || {
-        let got = shared_sql(
+    wait_for(
+        "every acknowledged transition in the shared store",
+        Duration::from_secs(60),
+        || {
+            let got = shared_sql(
             &pg,
             "SELECT string_agg(seq::text, ',') FROM sr_transitions WHERE node_id = 'failover-db' AND service IS NULL",
         )
         .ok()?;
-        let got: BTreeSet<u64> = got.split(',').filter_map(|s| s.parse().ok()).collect();
-        want.is_subset(&got).then_some(())
-    });
+            let got: BTreeSet<u64> = got.split(',').filter_map(|s| s.parse().ok()).collect();
+            want.is_subset(&got).then_some(())
+        },
+    );
     // No transition was written twice: the key is (node, boot id, seq).
     let dup = shared_sql(
         &pg,

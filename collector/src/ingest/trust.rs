@@ -206,10 +206,20 @@ mod tests {
         let mut e = entry(&[], NOW - 1000);
         e.floor = vec![("old".into(), 9), ("b".into(), 5)];
         assert_eq!(check(Some(&e), &env("b", 4, NOW)), Err("replayed_report"));
-        assert_eq!(check(Some(&e), &env("b", 5, NOW)), Ok(()), "this manager's own copy");
+        assert_eq!(
+            check(Some(&e), &env("b", 5, NOW)),
+            Ok(()),
+            "this manager's own copy"
+        );
         assert_eq!(check(Some(&e), &env("b", 6, NOW)), Ok(()));
-        assert_eq!(check(Some(&e), &env("old", 10, NOW)), Err("replayed_report"));
-        assert_eq!(check(Some(&e), &env("new", 1, NOW)), Ok(()), "a boot nobody saw yet");
+        assert_eq!(
+            check(Some(&e), &env("old", 10, NOW)),
+            Err("replayed_report")
+        );
+        assert_eq!(
+            check(Some(&e), &env("new", 1, NOW)),
+            Ok(()),
+            "a boot nobody saw yet"
+        );
     }
-
 }

@@ -193,7 +193,10 @@ async fn exchange(
         // After an outage or a failover, write through again what may not have survived
         // it: PostgreSQL replicates asynchronously, so a commit acknowledged by the old
         // leader just before it died can be missing on the new one. Idempotent.
-        local(store, move |s| s.journal_everything(Some(since - REWIND_MARGIN_MS))).await?;
+        local(store, move |s| {
+            s.journal_everything(Some(since - REWIND_MARGIN_MS))
+        })
+        .await?;
         *rewind = None;
     }
     let origin = state.origin.clone();
@@ -511,7 +514,10 @@ async fn pull_all(
         let (rows, transitions, boots, upto, high) = pg::bounded(q, pull(client, cursor)).await?;
         let n = rows.len() + transitions.len() + boots.len();
         if upto > cursor {
-            local(store, move |s| s.apply_pulled(&rows, &transitions, &boots, upto)).await?;
+            local(store, move |s| {
+                s.apply_pulled(&rows, &transitions, &boots, upto)
+            })
+            .await?;
         }
         st.rows_pulled.fetch_add(n as u64, Ordering::Relaxed);
         if upto >= high {
@@ -527,7 +533,16 @@ async fn pull_all(
 pub async fn pull(
     client: &mut Client,
     cursor: i64,
-) -> Result<(Vec<SharedRow>, Vec<SharedTransition>, Vec<SharedBoot>, i64, i64), SharedError> {
+) -> Result<
+    (
+        Vec<SharedRow>,
+        Vec<SharedTransition>,
+        Vec<SharedBoot>,
+        i64,
+        i64,
+    ),
+    SharedError,
+> {
     let high: i64 = client
         .query_one("SELECT n FROM sr_change_seq", &[])
         .await?

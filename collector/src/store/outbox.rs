@@ -557,7 +557,13 @@ impl Store {
                   ORDER BY first_seen_ms DESC, boot_id DESC LIMIT ?3)",
             )?;
             for b in boots {
-                let v = params![b.node_type, b.node_id, b.boot_id, b.max_seq, b.first_seen_ms];
+                let v = params![
+                    b.node_type,
+                    b.node_id,
+                    b.boot_id,
+                    b.max_seq,
+                    b.first_seen_ms
+                ];
                 if floor.execute(v)? == 1 {
                     trim.execute(params![b.node_type, b.node_id, super::BOOTS_KEPT as i64])?;
                 }
@@ -810,7 +816,8 @@ mod tests {
             reasons: "[]".into(),
         };
         for _ in 0..2 {
-            s.apply_pulled(&rows, std::slice::from_ref(&t), &[], 42).unwrap();
+            s.apply_pulled(&rows, std::slice::from_ref(&t), &[], 42)
+                .unwrap();
         }
         assert_eq!(s.sync_state().unwrap().journal_len, 0, "no echo");
         assert_eq!(s.sync_state().unwrap().pull_cursor, 42);
