@@ -190,6 +190,16 @@ fn in_view(c: &Collector, id: &str) -> bool {
         .is_ok_and(|v| harness::fixtures::find_node(&v, id).is_some())
 }
 
+/// `/metrics` of `c` (admin token), or `None` without a 200.
+fn shared_metrics(c: &Collector) -> Option<String> {
+    let (code, text) = harness::metrics::scrape(
+        &c.url("/metrics"),
+        Some(&c.ca),
+        &[(sr_protocol::TOKEN_HEADER, &c.token("admin"))],
+    );
+    (code == 200).then_some(text)
+}
+
 #[test]
 fn three_collectors_share_one_postgres_store() {
     if !require_services(&["patroni", "etcd", "postgres"]) {
@@ -241,6 +251,15 @@ fn three_collectors_share_one_postgres_store() {
     wait_for("c accepts a token from a's migrated store", SYNC, || {
         (send(&rt, &cs[2], &mut probe, &old_secrets[0], "OK").0 == 200).then_some(())
     });
+
+    let text = shared_metrics(&cs[2]).expect("metrics");
+    assert!(
+        text.contains("status_reporter_shared_store_connected"),
+        "{text}"
+    );
+    if harness::metrics::promtool().is_some() {
+        assert_eq!(harness::metrics::promtool_check(&text), Ok(true), "{text}");
+    }
 
     // 2. A token created on b works on a and c.
     let token = cs[1].create_token("node");
@@ -332,7 +351,11 @@ fn three_collectors_share_one_postgres_store() {
     let mut fan = Node::new("db", "failover-db");
     let mut acked: BTreeSet<(usize, u64)> = BTreeSet::new();
     let fan_report = |cs: &[Collector], fan: &mut Node, acked: &mut BTreeSet<(usize, u64)>| {
-        let status = if fan.seq % 2 == 0 { "Degraded" } else { "OK" };
+        let status = if fan.seq.is_multiple_of(2) {
+            "Degraded"
+        } else {
+            "OK"
+        };
         let (body, sig) = fan.next(status, now_ms());
         for (i, c) in cs.iter().enumerate() {
             let (code, v) =
@@ -383,6 +406,24 @@ fn three_collectors_share_one_postgres_store() {
             want.is_subset(&got).then_some(())
         },
     );
+    // The outage was real for every collector, and each is back and has written through.
+    for (i, c) in cs.iter().enumerate() {
+        wait_for(
+            &format!("collector {i} synced again after the failover"),
+            SYNC,
+            || {
+                let text = shared_metrics(c)?;
+                let v = |n| harness::metrics::value_or_zero(&text, n, &[]);
+                assert!(
+                    v("status_reporter_shared_store_rounds_failed_total") >= 1.0,
+                    "collector {i} never saw the outage"
+                );
+                (v("status_reporter_shared_store_connected") == 1.0
+                    && v("status_reporter_shared_store_journal_keys") == 0.0)
+                    .then_some(())
+            },
+        );
+    }
     // No transition was written twice: the key is (node, boot id, seq).
     let dup = shared_sql(
         &pg,

@@ -335,6 +335,7 @@ impl Config {
                 out.push_str(&format!("size = {size}\n"));
             }
         }
+        out.push_str(&crate::shared::config::to_toml(&self.store));
         out
     }
 }

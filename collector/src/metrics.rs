@@ -133,6 +133,9 @@ impl Metrics {
         self.register_held(&mut reg);
         register_counters(&mut reg, app);
         register_view(&mut reg, app, view);
+        if let Some(shared) = app.shared.get() {
+            crate::shared::sync::register_metrics(&mut reg, shared);
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_text::encode(&mut out, &reg);

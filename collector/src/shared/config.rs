@@ -289,6 +289,44 @@ fn postgres(errs: &mut Vec<String>, raw: RawStore) -> PgStore {
     }
 }
 
+/// The `[store]` table as `Config::to_toml` writes it (nothing for the default).
+pub fn to_toml(kind: &StoreKind) -> String {
+    let StoreKind::Postgres(pg) = kind else {
+        return String::new();
+    };
+    let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let hosts: Vec<String> = pg
+        .hosts
+        .iter()
+        .map(|(h, p)| match h.contains(':') {
+            true => q(&format!("[{h}]:{p}")),
+            false => q(&format!("{h}:{p}")),
+        })
+        .collect();
+    let mut out = String::from(
+        "\n# The shared store (docs/operations.md, \"A shared PostgreSQL store\").\n[store]\nkind = \"postgres\"\n",
+    );
+    out.push_str(&format!("hosts = [{}]\n", hosts.join(", ")));
+    out.push_str(&format!("dbname = {}\n", q(&pg.dbname)));
+    out.push_str(&format!("user = {}\n", q(&pg.user)));
+    out.push_str(&format!(
+        "password_file = {}\n",
+        q(&pg.password_file.to_string_lossy())
+    ));
+    match &pg.tls {
+        PgTls::Ca(ca) => out.push_str(&format!("ca_file = {}\n", q(&ca.to_string_lossy()))),
+        PgTls::Plaintext => out.push_str("allow_plaintext = true\n"),
+    }
+    out.push_str(&format!(
+        "connect_timeout_secs = {}\nquery_timeout_secs = {}\npool_size = {}\njournal_max = {}\n",
+        pg.connect_timeout.as_secs_f64(),
+        pg.query_timeout.as_secs_f64(),
+        pg.pool_size,
+        pg.journal_max
+    ));
+    out
+}
+
 /// The checks that read files: the password file (present, a regular file, not empty,
 /// small, readable by its owner only) and the CA file (present).
 pub fn check_files(pg: &PgStore) -> Vec<String> {
@@ -383,6 +421,13 @@ ca_file = "/etc/sr/ca.pem"
             parse("[store]\nkind = \"sqlite\"").unwrap(),
             StoreKind::Sqlite
         );
+    }
+
+    #[test]
+    fn a_written_store_table_parses_back_identically() {
+        let kind = parse(GOOD).unwrap();
+        assert_eq!(parse(&to_toml(&kind)).unwrap(), kind);
+        assert_eq!(to_toml(&StoreKind::Sqlite), "");
     }
 
     #[test]

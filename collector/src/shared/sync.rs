@@ -227,12 +227,9 @@ pub async fn push_all(
             ))
         })
         .await?;
-        let cursor_moves = high > 0 && (!transitions.is_empty() || !keys.is_empty() || high > 0);
         if keys.is_empty() && transitions.is_empty() {
             // Only maintenance events (not pushed) may be left: move past them.
-            if cursor_moves {
-                local(store, move |s| s.set_pushed_transition(high)).await?;
-            }
+            local(store, move |s| s.set_pushed_transition(high)).await?;
             return Ok(());
         }
         let rows: Vec<SharedRow> = keys.iter().map(|k| k.1.clone()).collect();
@@ -671,4 +668,62 @@ pub async fn pull(
         });
     }
     Ok((rows, transitions, boots, upto, high))
+}
+
+/// The sync task's state as Prometheus metrics (`status_reporter_shared_store_*`), read
+/// at scrape time; only a collector with a PostgreSQL store has them.
+pub fn register_metrics(reg: &mut prometheus_client::registry::Registry, st: &SyncStatus) {
+    use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
+    let g = |v: i64| {
+        let m = Gauge::<i64>::default();
+        m.set(v);
+        m
+    };
+    let c = |v: &AtomicU64| {
+        let m = Counter::<u64>::default();
+        m.inc_by(v.load(Ordering::Relaxed));
+        m
+    };
+    let sub = reg.sub_registry_with_prefix("shared_store");
+    sub.register(
+        "connected",
+        "1 while the last sync round reached PostgreSQL and finished",
+        g(st.connected.load(Ordering::Relaxed) as i64),
+    );
+    sub.register(
+        "journal_keys",
+        "Changed rows journalled locally, not yet written through",
+        g(st.journal_len.load(Ordering::Relaxed)),
+    );
+    sub.register(
+        "journal_overflow",
+        "Changes not journalled because the journal was full (a full resync covers them)",
+        g(st.journal_overflow.load(Ordering::Relaxed)),
+    );
+    sub.register(
+        "pull_cursor",
+        "The newest shared change_id applied locally",
+        g(st.pull_cursor.load(Ordering::Relaxed)),
+    );
+    sub.register("rounds_ok", "Sync rounds that finished", c(&st.rounds_ok));
+    sub.register(
+        "rounds_failed",
+        "Sync rounds that failed (PostgreSQL down, failing over, or slow)",
+        c(&st.rounds_failed),
+    );
+    sub.register(
+        "rows_pushed",
+        "Shared rows written through",
+        c(&st.rows_pushed),
+    );
+    sub.register(
+        "transitions_pushed",
+        "Transitions written through (a row written before is kept, not doubled)",
+        c(&st.transitions_pushed),
+    );
+    sub.register(
+        "rows_pulled",
+        "Rows pulled from other managers' changes",
+        c(&st.rows_pulled),
+    );
 }
