@@ -125,6 +125,15 @@ fn is_corruption(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// A transaction that takes SQLite's write lock at `BEGIN`, waiting out the busy timeout.
+/// With more than one writing connection (the writer thread, the CLI, a shared store's sync
+/// task), a deferred transaction that reads before it writes fails at once with
+/// `SQLITE_BUSY` when another connection committed in between (the busy handler is not
+/// consulted for a stale read snapshot): measured as refused reports under a shared store.
+pub(crate) fn immediate(conn: &Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+}
+
 pub(crate) fn node_type_of(s: &str) -> Result<NodeType, StoreError> {
     s.parse().map_err(|_| StoreError::BadRole(s.to_string()))
 }

@@ -194,7 +194,7 @@ impl Store {
             1 => chosen.remove(0),
             _ => return Ok(ForgetOutcome::Ambiguous(chosen)),
         };
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = super::immediate(&self.conn)?;
         let fingerprint = forget_row(&tx, &row, now_ms)?;
         if let Some(fp) = accept {
             tx.execute(
@@ -296,7 +296,7 @@ impl Store {
     /// Applies durable writes in one transaction (one fsync for the whole batch: group
     /// commit). Returns, for each `Pin`, the key pinned after the batch.
     pub fn commit_durable(&mut self, writes: &[DurableWrite]) -> Result<PinOutcome, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = super::immediate(&self.conn)?;
         let mut pins = Vec::new();
         // Nodes whose latest pin attempt in this batch was refused: their transitions,
         // which follow the pin in the same request, are not written either.
@@ -385,7 +385,7 @@ impl Store {
     /// Writes the latest reports behind (one transaction). Rows of nodes forgotten in the
     /// meantime are skipped, so a flush never resurrects a forgotten node.
     pub fn write_latest(&mut self, rows: &[LatestRow]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = super::immediate(&self.conn)?;
         {
             // Steady state is one UPDATE per row (measured cheaper than an upsert); only a
             // node's first row is inserted, after checking that the node still exists (it

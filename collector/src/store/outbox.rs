@@ -254,7 +254,7 @@ impl Store {
     /// (`None`), after an outage (recent transitions), and what `migrate-store` pushes
     /// (`Some(i64::MIN)`: all). Not bounded by `journal_max` (the tables bound it).
     pub fn journal_everything(&self, transitions_from_ms: Option<i64>) -> Result<(), StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = super::immediate(&self.conn)?;
         for (tbl, k1, k2) in SHARED {
             let (k1, k2) = (k1.replace("X.", ""), k2.replace("X.", ""));
             tx.execute(
@@ -421,7 +421,7 @@ impl Store {
     /// Removes journal keys PostgreSQL committed. A key journalled again since (a newer
     /// change) has a new id and stays.
     pub fn outbox_done(&self, ids: &[i64]) -> Result<(), StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = super::immediate(&self.conn)?;
         {
             let mut del = tx.prepare_cached("DELETE FROM shared_outbox WHERE id = ?1")?;
             for id in ids {
@@ -520,7 +520,7 @@ impl Store {
         boots: &[SharedBoot],
         cursor: i64,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = super::immediate(&self.conn)?;
         let before = journal_high(&tx)?;
         for row in rows {
             apply_row(&tx, row)?;
