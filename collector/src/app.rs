@@ -42,6 +42,8 @@ pub struct App {
     pub closing: tokio::sync::watch::Sender<bool>,
     /// The alerts' metrics (`crate::alerts`; its tasks hold the rest).
     pub alerts: crate::alerts::AlertMetrics,
+    /// The shared store's sync task, when `[store] kind = "postgres"` (issue 16).
+    pub shared: std::sync::OnceLock<std::sync::Arc<crate::shared::sync::SyncStatus>>,
 }
 
 impl App {
@@ -58,6 +60,7 @@ impl App {
             watchers: Default::default(),
             closing: tokio::sync::watch::Sender::new(false),
             alerts: Default::default(),
+            shared: std::sync::OnceLock::new(),
             writer,
         }
     }

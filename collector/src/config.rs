@@ -84,6 +84,8 @@ pub struct Config {
     pub admission: Admission,
     /// Node ids held pending at most; one more is refused 507 and counted.
     pub max_pending: usize,
+    /// `[store]`: the local SQLite only, or shared through PostgreSQL (issue 16).
+    pub store: crate::shared::StoreKind,
     /// `[alerts]`: hold-down, webhooks and Alertmanagers (no sink: nothing is sent).
     pub alerts: crate::alerts::config::AlertsConfig,
     /// `[metrics]`: what `/metrics` exposes.
@@ -177,6 +179,7 @@ impl Config {
             forget_after: DEFAULT_FORGET_AFTER,
             admission: Admission::Open,
             max_pending: DEFAULT_MAX_PENDING,
+            store: crate::shared::StoreKind::Sqlite,
             metrics: MetricsConfig::default(),
             alerts: Default::default(),
         }
@@ -202,7 +205,15 @@ impl Config {
             .map_err(|e| ConfigError(vec![format!("cannot read {}: {e}", path.display())]))?;
         let text = String::from_utf8(bytes)
             .map_err(|_| ConfigError(vec![format!("{} is not UTF-8 text", path.display())]))?;
-        Config::from_toml(&text)
+        let cfg = Config::from_toml(&text)?;
+        // The checks that read files (the store's password file), after the shape checks.
+        if let crate::shared::StoreKind::Postgres(pg) = &cfg.store {
+            let errs = crate::shared::config::check_files(pg);
+            if !errs.is_empty() {
+                return Err(ConfigError(errs));
+            }
+        }
+        Ok(cfg)
     }
 
     /// Parses and validates TOML text, reporting every problem at once.
@@ -347,6 +358,7 @@ impl Config {
                 out.push_str(&format!("size = {size}\n"));
             }
         }
+        out.push_str(&crate::shared::config::to_toml(&self.store));
         out.push_str(
             "\n# What /metrics exposes: per_node_series = false leaves out the series with a\n",
         );
@@ -439,6 +451,7 @@ struct RawConfig {
     admission: Option<String>,
     max_pending: Option<i64>,
     services: Option<BTreeMap<String, RawService>>,
+    store: Option<crate::shared::config::RawStore>,
     alerts: Option<crate::alerts::config::RawAlerts>,
     metrics: Option<RawMetrics>,
 }
@@ -792,6 +805,7 @@ impl RawConfig {
                 d.max_pending,
                 1..=100_000,
             ),
+            store: crate::shared::config::validate(&mut errs, self.store),
             metrics: MetricsConfig {
                 per_node_series: self.metrics.and_then(|m| m.per_node_series).unwrap_or(true),
             },

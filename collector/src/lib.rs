@@ -36,6 +36,7 @@ pub mod record;
 pub mod rollup;
 pub mod server;
 pub mod setup;
+pub mod shared;
 pub mod state;
 pub mod store;
 pub mod writer;

@@ -137,6 +137,9 @@ impl Metrics {
         register_counters(&mut reg, app);
         register_view(&mut reg, app, view);
         app.alerts.register(&mut reg);
+        if let Some(shared) = app.shared.get() {
+            crate::shared::sync::register_metrics(&mut reg, shared);
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_text::encode(&mut out, &reg);

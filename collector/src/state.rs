@@ -37,6 +37,9 @@ pub struct NodeEntry {
     pub sent_high_ms: Option<i64>,
     pub changes: VecDeque<i64>,
     pub last_status: Option<NodeStatus>,
+    /// The shared store's replay floor (boots oldest first, highest seq any manager
+    /// accepted): always the store's, never kept from older memory.
+    pub floor: Vec<(String, u64)>,
 }
 
 impl NodeEntry {
@@ -74,6 +77,7 @@ impl NodeEntry {
             raw: s.latest.map(|l| Arc::from(l.body.into_boxed_slice())),
             latest,
             boots: s.boots.into(),
+            floor: s.floor,
             sent_high_ms,
             changes: VecDeque::new(),
         }

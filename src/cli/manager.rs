@@ -118,6 +118,30 @@ that the certificate and key load. Meant for `ExecStartPre=` in the systemd unit
 Example:\n  status-reporter collector validate --config /etc/status-reporter/collector.toml"
     )]
     Validate(ConfigArg),
+    /// Copy this collector's SQLite store into the PostgreSQL store its `[store]` names.
+    #[command(
+        name = "migrate-store",
+        long_about = "Copy the local SQLite store (tokens, reader users, nodes and pins, key \
+tombstones and approvals, transitions, maintenance windows) into the shared PostgreSQL store \
+configured by `[store] kind = \"postgres\"`, and print the counts. Idempotent: rows are keyed \
+(tokens by hash, nodes by type and id, transitions by node, boot id and seq), so running it \
+again, or on every manager, copies nothing twice. --dry-run prints what would be copied and \
+connects to nothing.\n\nExample:\n  status-reporter collector migrate-store --to postgres \
+--config /etc/status-reporter/collector.toml --dry-run"
+    )]
+    MigrateStore(MigrateStoreArgs),
+}
+
+#[derive(Args)]
+pub struct MigrateStoreArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The store to copy into (only `postgres`: the `[store]` of the configuration).
+    #[arg(long, default_value = "postgres", value_parser = ["postgres"])]
+    pub to: String,
+    /// Count what would be copied; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args)]
@@ -363,6 +387,7 @@ pub fn run(cmd: ManagerCommand) -> anyhow::Result<i32> {
         ManagerCommand::Collector(CollectorCommand::Init(args)) => init(args),
         ManagerCommand::Collector(CollectorCommand::Run(args)) => run_collector(&args.config),
         ManagerCommand::Collector(CollectorCommand::Validate(args)) => validate(&args.config),
+        ManagerCommand::Collector(CollectorCommand::MigrateStore(args)) => migrate_store(args),
         ManagerCommand::Tokens(cmd) => tokens(cmd),
         ManagerCommand::Nodes(cmd) => nodes(cmd),
         ManagerCommand::Cluster(ClusterCommand::Status(args)) => cluster_status(args),
@@ -479,6 +504,32 @@ fn validate(path: &Path) -> anyhow::Result<i32> {
         );
     }
     println!("{}: valid", path.display());
+    Ok(0)
+}
+
+/// `collector migrate-store`: the local store's counts, then (unless a dry run) the copy
+/// and the shared store's counts after it.
+fn migrate_store(args: MigrateStoreArgs) -> anyhow::Result<i32> {
+    use sr_collector::shared::{copy, StoreKind};
+    let cfg = Config::load(&args.config.config)?;
+    let StoreKind::Postgres(pg) = &cfg.store else {
+        bail!(
+            "{} has no [store] kind = \"postgres\": nothing to migrate to",
+            args.config.config.display()
+        );
+    };
+    if args.dry_run {
+        let store = Store::preflight(&cfg.state_dir)?;
+        println!("would copy: {}", copy::local_counts(&store)?);
+        println!("dry run: nothing written");
+        return Ok(0);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (local, shared) = rt.block_on(copy::copy(pg, &cfg.state_dir))?;
+    println!("copied: {local}");
+    println!("shared store now holds: {shared}");
     Ok(0)
 }
 

@@ -378,6 +378,39 @@ impl Collector {
         rows
     }
 
+    /// Completed write-behind flushes (`/api/v3.1/status` `collector.flushes`).
+    pub fn flushes(&self) -> anyhow::Result<u64> {
+        let tls = super::rest::Tls {
+            ca: Some(&self.ca),
+            identity: None,
+        };
+        let r = super::rest::request(
+            tls,
+            "GET",
+            &self.url("/api/v3.1/status"),
+            &[(sr_protocol::TOKEN_HEADER, &self.token("admin"))],
+            None,
+        )?;
+        let v: Value = serde_json::from_str(&r.body)?;
+        v["collector"]["flushes"]
+            .as_u64()
+            .ok_or_else(|| anyhow::anyhow!("no collector.flushes in {v}"))
+    }
+
+    /// Waits until two more flushes completed: a store change committed before the call
+    /// (by the CLI or a shared store's sync) is then in the running collector's memory,
+    /// since each flush reloads what changed before it began.
+    pub fn wait_store_reload(&self) {
+        let start = self.flushes().unwrap_or_else(|e| panic!("{e}"));
+        poll::poll(super::DEADLINE, Duration::from_millis(50), || {
+            match self.flushes() {
+                Ok(n) if n >= start + 2 => Ok(()),
+                _ => Err(String::new()),
+            }
+        })
+        .unwrap_or_else(|_| panic!("no flush within {:?}\n{}", super::DEADLINE, self.log_tail()));
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("collector.log")
     }

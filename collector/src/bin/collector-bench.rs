@@ -84,6 +84,15 @@ fn collector_config(dir: &Path) -> Config {
     cfg.listen = "127.0.0.1:0".parse().expect("valid address");
     // The benchmark measures ingest, not admission: every node may join in one window.
     cfg.new_nodes_per_window = cfg.max_nodes;
+    // `COLLECTOR_BENCH_STORE=FILE`: a `[store]` table (a shared PostgreSQL store) for the
+    // collector under test, to compare ingest with and without it (BENCHMARKS.md).
+    if let Ok(file) = std::env::var("COLLECTOR_BENCH_STORE") {
+        let table = std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("COLLECTOR_BENCH_STORE={file}: {e}"));
+        let parsed = Config::from_toml(&format!("state_dir = \"/\"\nplain_http = true\n{table}"))
+            .unwrap_or_else(|e| panic!("COLLECTOR_BENCH_STORE={file}: {e}"));
+        cfg.store = parsed.store;
+    }
     cfg
 }
 

@@ -49,6 +49,9 @@ pub(super) fn check_pin_and_replay(
         }
     }
     let Some(env) = env else { return Ok(()) };
+    if let Some(e) = entry {
+        check_floor(&e.floor, env)?;
+    }
     let boots = entry.map(|e| &e.boots);
     match boots.and_then(|b| b.iter().position(|x| x.0 == env.boot_id).map(|p| (b, p))) {
         Some((boots, pos)) => {
@@ -63,6 +66,23 @@ pub(super) fn check_pin_and_replay(
         }
         None => check_opens_boot(entry.and_then(|e| e.sent_high_ms), env, received_ms),
     }
+}
+
+/// Across managers (a shared store): a report below the newest seq any manager accepted
+/// in its boot, or from a boot older than the newest any manager saw, is a replay even
+/// here. Equal is accepted: each manager receives its own copy of every report.
+fn check_floor(floor: &[(String, u64)], env: &SignedEnvelope) -> Result<(), Refusal> {
+    let Some(pos) = floor.iter().position(|b| b.0 == env.boot_id) else {
+        return Ok(());
+    };
+    if pos + 1 != floor.len() {
+        return Err(Refusal::EarlierBoot);
+    }
+    let last = floor[pos].1;
+    if env.seq < last {
+        return Err(Refusal::SeqAlreadySeen { seq: env.seq, last });
+    }
+    Ok(())
 }
 
 /// Layer 2: a signature that opens a boot must be fresh and newer than the node's newest.
@@ -179,5 +199,27 @@ mod tests {
         // Inside the current boot only the sequence counts, not the send time.
         assert_eq!(check(Some(&e), &env("b2", 6, 0)), Ok(()));
         assert_eq!(check(Some(&e), &env("b2", 5, NOW)), Err("replayed_report"));
+    }
+
+    #[test]
+    fn the_shared_floor_refuses_what_another_manager_accepted_before_but_not_an_equal_copy() {
+        let mut e = entry(&[], NOW - 1000);
+        e.floor = vec![("old".into(), 9), ("b".into(), 5)];
+        assert_eq!(check(Some(&e), &env("b", 4, NOW)), Err("replayed_report"));
+        assert_eq!(
+            check(Some(&e), &env("b", 5, NOW)),
+            Ok(()),
+            "this manager's own copy"
+        );
+        assert_eq!(check(Some(&e), &env("b", 6, NOW)), Ok(()));
+        assert_eq!(
+            check(Some(&e), &env("old", 10, NOW)),
+            Err("replayed_report")
+        );
+        assert_eq!(
+            check(Some(&e), &env("new", 1, NOW)),
+            Ok(()),
+            "a boot nobody saw yet"
+        );
     }
 }

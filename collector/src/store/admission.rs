@@ -94,7 +94,7 @@ impl Store {
                 return Ok(Held::KeyForgotten);
             }
         }
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = super::immediate(&self.conn)?;
         let admitted: Option<i64> = tx
             .query_row(
                 "SELECT 1 FROM nodes WHERE node_type = ?1 AND node_id = ?2",
@@ -215,7 +215,7 @@ impl Store {
             None if row.other_fingerprint.is_some() => return Ok(Approval::FingerprintNeeded(row)),
             None => row.pubkey.clone(),
         };
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = super::immediate(&self.conn)?;
         tx.execute(
             "INSERT OR IGNORE INTO nodes (node_type, node_id, name, pubkey, private_ip, first_seen_ms)
              VALUES (?1, ?2, ?3, ?4, NULL, ?5)",
@@ -245,7 +245,7 @@ impl Store {
         if rows.len() != 1 {
             return Ok(rows);
         }
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = super::immediate(&self.conn)?;
         for row in &rows {
             tx.execute(
                 "DELETE FROM pending WHERE node_type = ?1 AND node_id = ?2",
@@ -285,7 +285,10 @@ impl Store {
                 None => r.first_seen_ms < unreported,
             })
             .collect();
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = super::immediate(&self.conn)?;
+        // Expiry is each collector's own housekeeping: a node silent *here* is not
+        // forgotten for the other managers of a shared store.
+        let journalled = super::outbox::journal_high(&tx)?;
         for r in &gone {
             tx.execute(
                 "DELETE FROM nodes WHERE node_type = ?1 AND node_id = ?2",
@@ -296,6 +299,7 @@ impl Store {
             "DELETE FROM pending WHERE last_seen_ms < ?1",
             params![silent],
         )?;
+        super::outbox::unjournal_since(&tx, journalled)?;
         tx.commit()?;
         Ok(gone)
     }
@@ -303,7 +307,7 @@ impl Store {
     /// `nodes forget` in bulk: forgets each of `rows` as [`Store::forget_one`] does
     /// (tombstoning its key), in one transaction.
     pub fn forget_rows(&self, rows: &[NodeRow], now_ms: i64) -> Result<(), StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = super::immediate(&self.conn)?;
         for r in rows {
             forget_row(&tx, r, now_ms)?;
         }

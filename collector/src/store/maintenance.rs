@@ -139,7 +139,7 @@ impl Store {
     /// event is committed with it.
     pub fn set_maintenance(&self, row: &MaintenanceRow, now_ms: i64) -> Result<(), StoreError> {
         let keep = self.retention.per_node;
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = super::immediate(&self.conn)?;
         expire_in(&tx, now_ms, keep)?;
         let was_on = tx
             .prepare_cached("SELECT 1 FROM maintenance WHERE target = ?1")?
@@ -162,7 +162,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<MaintenanceRow>, StoreError> {
         let keep = self.retention.per_node;
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = super::immediate(&self.conn)?;
         expire_in(&tx, now_ms, keep)?;
         let found = read_rows(
             &tx,
@@ -191,7 +191,7 @@ impl Store {
         if !due {
             return Ok(0);
         }
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = super::immediate(&self.conn)?;
         let n = expire_in(&tx, now_ms, self.retention.per_node)?;
         tx.commit()?;
         Ok(n)

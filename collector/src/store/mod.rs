@@ -14,7 +14,7 @@
 //!   by the server's flush task at least once per second ([`crate::server::FLUSH_INTERVAL`]).
 //!   After a crash the snapshot can therefore be up to one flush interval old.
 //!
-//! Rooms: [`schema`] (tables and pragmas), [`tokens`] (token secrets, hashes, roles),
+//! Rooms: [`outbox`] (the journal of shared rows for a PostgreSQL store), [`schema`] (tables and pragmas), [`tokens`] (token secrets, hashes, roles),
 //! [`users`] (reader users, argon2), [`nodes`] (pins, mismatch flags, latest reports and
 //! replay state, the durable batch), [`transitions`] (the status history), [`admission`]
 //! (node ids held for approval, and the expiry of node ids nobody reports for). Each adds its
@@ -33,6 +33,7 @@
 mod admission;
 mod maintenance;
 mod nodes;
+mod outbox;
 mod schema;
 mod tokens;
 mod transitions;
@@ -44,6 +45,7 @@ pub use nodes::{
     DurableWrite, ForgetOutcome, Forgotten, LatestRow, NodeRow, PinOutcome, PinRefused, StoredNode,
     BOOTS_KEPT, TOMBSTONES_KEPT,
 };
+pub use outbox::{hex, SharedBoot, SharedNode, SharedRow, SharedTransition, SyncState};
 pub use tokens::{token_hash, Role, TokenInfo, TOKEN_PREFIX};
 pub use transitions::{HistoryFilter, HistoryRow, TransitionRow};
 pub use users::verify_password;
@@ -123,6 +125,15 @@ fn is_corruption(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// A transaction that takes SQLite's write lock at `BEGIN`, waiting out the busy timeout.
+/// With more than one writing connection (the writer thread, the CLI, a shared store's sync
+/// task), a deferred transaction that reads before it writes fails at once with
+/// `SQLITE_BUSY` when another connection committed in between (the busy handler is not
+/// consulted for a stale read snapshot): measured as refused reports under a shared store.
+pub(crate) fn immediate(conn: &Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+}
+
 pub(crate) fn node_type_of(s: &str) -> Result<NodeType, StoreError> {
     s.parse().map_err(|_| StoreError::BadRole(s.to_string()))
 }
@@ -166,6 +177,9 @@ impl Store {
             conn.execute_batch(schema::SCHEMA)?;
             transitions::migrate_ids(&conn)?;
             conn.execute_batch(maintenance::SCHEMA)?;
+            // The shared store's journal (issue 16); its triggers do nothing until enabled.
+            conn.execute_batch(outbox::SCHEMA)?;
+            conn.execute_batch(&outbox::triggers())?;
             Ok(conn)
         })();
         match opened {

@@ -54,6 +54,9 @@ pub struct StoredNode {
     pub latest: Option<LatestRow>,
     /// Boot ids seen, oldest first, with the highest seq accepted in each.
     pub boots: Vec<(String, u64)>,
+    /// The replay floor other managers of a shared store reported: boot ids oldest first,
+    /// each with the highest seq any manager accepted (empty without a shared store).
+    pub floor: Vec<(String, u64)>,
 }
 
 /// Writes that must be on disk before the collector answers 200.
@@ -191,7 +194,7 @@ impl Store {
             1 => chosen.remove(0),
             _ => return Ok(ForgetOutcome::Ambiguous(chosen)),
         };
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = super::immediate(&self.conn)?;
         let fingerprint = forget_row(&tx, &row, now_ms)?;
         if let Some(fp) = accept {
             tx.execute(
@@ -237,6 +240,9 @@ impl Store {
         )?;
         let mut boots_st =
             self.conn.prepare("SELECT boot_id, first_seq FROM boots WHERE node_type = ?1 AND node_id = ?2 ORDER BY first_seen_ms, rowid")?;
+        let mut floor_st = self.conn.prepare(
+            "SELECT boot_id, max_seq FROM shared_floor WHERE node_type = ?1 AND node_id = ?2 ORDER BY first_seen_ms, boot_id",
+        )?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let node_type = node_type_of(&row.node_type)?;
@@ -271,11 +277,17 @@ impl Store {
                     }
                 }
             }
+            let floor = floor_st
+                .query_map(params![row.node_type, row.node_id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })?
+                .collect::<Result<_, _>>()?;
             out.push(StoredNode {
                 row,
                 node_type,
                 latest,
                 boots,
+                floor,
             });
         }
         Ok(out)
@@ -284,7 +296,7 @@ impl Store {
     /// Applies durable writes in one transaction (one fsync for the whole batch: group
     /// commit). Returns, for each `Pin`, the key pinned after the batch.
     pub fn commit_durable(&mut self, writes: &[DurableWrite]) -> Result<PinOutcome, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = super::immediate(&self.conn)?;
         let mut pins = Vec::new();
         // Nodes whose latest pin attempt in this batch was refused: their transitions,
         // which follow the pin in the same request, are not written either.
@@ -373,7 +385,7 @@ impl Store {
     /// Writes the latest reports behind (one transaction). Rows of nodes forgotten in the
     /// meantime are skipped, so a flush never resurrects a forgotten node.
     pub fn write_latest(&mut self, rows: &[LatestRow]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = super::immediate(&self.conn)?;
         {
             // Steady state is one UPDATE per row (measured cheaper than an upsert); only a
             // node's first row is inserted, after checking that the node still exists (it
