@@ -24,6 +24,7 @@ pub mod host;
 pub mod http;
 pub mod keepalived;
 pub mod net;
+pub mod pacemaker;
 pub mod patroni;
 pub mod pg;
 pub mod pg_connect;

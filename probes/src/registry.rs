@@ -59,6 +59,7 @@ probe_kinds! {
     Galera => crate::galera::Galera,
     Haproxy => crate::haproxy::Haproxy,
     Keepalived => crate::keepalived::Keepalived,
+    Pacemaker => crate::pacemaker::Pacemaker,
 }
 
 impl ProbeConfig {
@@ -77,6 +78,7 @@ impl ProbeConfig {
             ProbeConfig::Galera(_) => vec![crate::galera::SERVICE],
             ProbeConfig::Haproxy(_) => vec![crate::haproxy::SERVICE],
             ProbeConfig::Keepalived(_) => vec![crate::keepalived::SERVICE],
+            ProbeConfig::Pacemaker(_) => vec![crate::pacemaker::SERVICE],
             ProbeConfig::Host(_) | ProbeConfig::Postgres(_) | ProbeConfig::CollectorSelf(_) => {
                 vec![]
             }

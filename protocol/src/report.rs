@@ -125,6 +125,8 @@ pub struct Facts {
     pub lb: Option<crate::facts::LbFacts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vip: Option<crate::facts::VipFacts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pacemaker: Option<crate::facts::PacemakerFacts>,
 }
 
 impl Facts {
@@ -134,6 +136,7 @@ impl Facts {
             && self.galera.is_none()
             && self.lb.is_none()
             && self.vip.is_none()
+            && self.pacemaker.is_none()
     }
 }
 

@@ -173,6 +173,7 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> Vec<(StackService, Servic
             StackService::Galera => super::galera::rollup(&members, settings),
             StackService::Lb => super::lb::rollup(&members, settings),
             StackService::Vip => super::vip::rollup(&members, settings),
+            StackService::Pacemaker => super::pacemaker::rollup(&members, settings),
         };
         out.push((
             service,
