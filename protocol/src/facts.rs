@@ -745,8 +745,9 @@ impl PacemakerFacts {
     /// What these facts say of their own node: the reading both the agent's probe (the
     /// node's status) and the roll-up (the member's row in `pacemaker`) use. `crm_mon` not
     /// answering and a partition without quorum are Fail; no DC, this node offline,
-    /// unclean, or in standby because of a failure are Degraded. The cluster's resources
-    /// are the roll-up's question, judged once for all members.
+    /// unclean, or in standby because of a failure are Degraded, and so is the cluster's
+    /// `maintenance-mode` (as Patroni's pause is: the roll-up shows it as maintenance). The
+    /// cluster's resources are the roll-up's question, judged once for all members.
     pub fn own_verdicts(&self) -> Vec<(crate::NodeStatus, crate::reasons::ReasonCode, String)> {
         use crate::reasons as codes;
         use crate::NodeStatus::{Degraded, Fail};
@@ -769,6 +770,13 @@ impl PacemakerFacts {
         }
         if self.dc_present != Some(true) {
             out.push((Degraded, codes::PACEMAKER_NO_DC, "no DC elected".into()));
+        }
+        if self.maintenance_mode == Some(true) {
+            out.push((
+                Degraded,
+                codes::PACEMAKER_MAINTENANCE_MODE,
+                "maintenance-mode is on: no resource is managed".into(),
+            ));
         }
         match self.my_node() {
             None if self.me.is_some() => out.push((

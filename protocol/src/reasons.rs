@@ -200,6 +200,7 @@ catalog! {
     PACEMAKER_FAIL_COUNT = "pacemaker_fail_count", DEGRADED, "roll-up", "a resource has a fail count on a node with no failed action listed";
     PACEMAKER_SPLIT = "pacemaker_split", FAIL, "roll-up", "members name different DCs, or two partitions each have quorum (split brain)";
     PACEMAKER_TRUNCATED = "pacemaker_truncated", DEGRADED, "pacemaker", "more nodes, resources or failures than the facts keep: those cut are not judged";
+    PACEMAKER_MAINTENANCE_MODE = "pacemaker_maintenance_mode", DEGRADED, "pacemaker", "the cluster property maintenance-mode is on: no resource is managed (the service shows it as maintenance)";
 }
 
 /// The markdown table of every code, as `docs/operations.md` carries it.
