@@ -385,7 +385,7 @@ pub fn parse_xml(xml: &[u8]) -> Result<Parsed, String> {
                 };
                 push_bounded(&mut f.failed_actions, fa, &mut f.truncated);
             }
-            (p, "status") if p == "pacemaker-result" => {
+            ("pacemaker-result", "status") => {
                 status = Some((
                     get(&a, "code").unwrap_or("").to_string(),
                     get(&a, "message").unwrap_or("").to_string(),
