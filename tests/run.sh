@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 need_pkgs=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in postgresql-15 patroni etcd-server etcd-client python3-idna rabbitmq-server curl iproute2 openssl debootstrap rpm binutils faketime dbus-daemon mariadb-server galera-4 rsync haproxy socat keepalived; do
+for p in postgresql-15 patroni etcd-server etcd-client python3-idna rabbitmq-server curl iproute2 openssl debootstrap rpm binutils faketime dbus-daemon mariadb-server galera-4 rsync haproxy socat keepalived pacemaker corosync crmsh resource-agents; do
   have "$p" || need_pkgs+=("$p")
 done
 # promtool (Debian's prometheus package) checks the /metrics exposition in tests/metrics.rs.

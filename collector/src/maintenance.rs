@@ -158,10 +158,48 @@ pub fn patroni_pause(inputs: &[NodeInput]) -> Option<MaintenanceRow> {
     })
 }
 
-/// The windows the view applies: the stored ones, then Patroni's pause (an operator's
-/// window on `db` wins over it, being found first).
+/// Who a window derived from Pacemaker's `maintenance-mode` is by ([`pacemaker_maintenance_mode`]).
+pub const PACEMAKER_BY: &str = "Pacemaker";
+
+/// Pacemaker's cluster-wide `maintenance-mode` (no resource is managed while it is on) as a
+/// window on the `pacemaker` service, the same shape as [`patroni_pause`]: any fresh member
+/// whose latest facts say `maintenance_mode: true` shows it; derived, never stored, it ends
+/// when the members report it off. (A single node's standby is shown by the `pacemaker`
+/// rule itself, on that node's row: a window on the node would also mark its other services.)
+pub fn pacemaker_maintenance_mode(inputs: &[NodeInput]) -> Option<MaintenanceRow> {
+    let on: Vec<&NodeInput> = inputs
+        .iter()
+        .filter(|n| n.fresh)
+        .filter(|n| {
+            n.facts
+                .as_ref()
+                .and_then(|f| f.pacemaker.as_ref())
+                .and_then(|p| p.maintenance_mode)
+                == Some(true)
+        })
+        .collect();
+    let first = on.first()?;
+    let names: Vec<&str> = on.iter().take(5).map(|n| n.name.as_str()).collect();
+    Some(MaintenanceRow {
+        target: sr_protocol::facts::StackService::Pacemaker
+            .as_str()
+            .to_string(),
+        reason: format!(
+            "Pacemaker maintenance-mode is on (reported by {}{}): no resource is managed",
+            names.join(", "),
+            if on.len() > names.len() { ", ..." } else { "" }
+        ),
+        by: PACEMAKER_BY.into(),
+        since_ms: first.last_seen_ms.unwrap_or_default(),
+        until_ms: None,
+    })
+}
+
+/// The windows the view applies: the stored ones, then Patroni's pause and Pacemaker's
+/// maintenance-mode (an operator's window on the same service wins, being found first).
 pub fn in_force(mut stored: Vec<MaintenanceRow>, inputs: &[NodeInput]) -> Vec<MaintenanceRow> {
     stored.extend(patroni_pause(inputs));
+    stored.extend(pacemaker_maintenance_mode(inputs));
     stored
 }
 
@@ -169,6 +207,12 @@ pub fn in_force(mut stored: Vec<MaintenanceRow>, inputs: &[NodeInput]) -> Vec<Ma
 fn reason_text(w: &MaintenanceRow) -> String {
     if w.by == PATRONI_PAUSE_BY && w.until_ms.is_none() {
         return format!("in maintenance: {} (until patronictl resume)", w.reason);
+    }
+    if w.by == PACEMAKER_BY && w.until_ms.is_none() {
+        return format!(
+            "in maintenance: {} (until `crm_attribute --name maintenance-mode --delete`)",
+            w.reason
+        );
     }
     let until = w
         .until_ms
@@ -520,5 +564,77 @@ mod tests {
         ));
         assert!(!shows_maintenance(&g.nodes["galera3"].reasons, ""));
         assert_eq!(g.status, NodeStatus::Fail, "{g:#?}");
+    }
+
+    /// A Pacemaker member as the agent reports it: the healthy pair, with or without the
+    /// cluster's maintenance-mode, or with `dummy` stopped.
+    fn pacemaker_node(i: usize, mode: bool, stopped: bool) -> NodeInput {
+        let me = format!("pc{i}");
+        let dummy = if stopped {
+            serde_json::json!({"id": "dummy", "role": "Stopped", "managed": true})
+        } else {
+            serde_json::json!({"id": "dummy", "role": "Started", "active": true, "managed": true, "nodes": ["pc1"]})
+        };
+        crate::rollup::tests::reporter(
+            NodeType::Node,
+            &format!("p{i}"),
+            &me,
+            "OK",
+            serde_json::json!({"pacemaker": {"reachable": true, "me": me, "with_quorum": true,
+                "dc_present": true, "dc": "pc1", "maintenance_mode": mode,
+                "nodes": {"pc1": {"online": true, "is_dc": true}, "pc2": {"online": true}},
+                "resources": [dummy]}}),
+        )
+    }
+
+    #[test]
+    fn pacemaker_maintenance_mode_is_a_window_on_the_service() {
+        let calm = view(
+            (1..=2).map(|i| pacemaker_node(i, false, false)).collect(),
+            vec![],
+        );
+        assert_eq!(
+            calm.services["pacemaker"].status,
+            NodeStatus::Ok,
+            "{calm:#?}"
+        );
+        let on = view(
+            (1..=2).map(|i| pacemaker_node(i, true, true)).collect(),
+            vec![],
+        );
+        let p = &on.services["pacemaker"];
+        assert_eq!(
+            p.status,
+            NodeStatus::Degraded,
+            "a stopped resource under maintenance-mode: {p:#?}"
+        );
+        assert_ne!(on.status, NodeStatus::Fail);
+        assert!(
+            shows_maintenance(
+                &p.reasons,
+                "Pacemaker maintenance-mode is on (reported by pc1, pc2)"
+            ),
+            "{p:#?}"
+        );
+        assert!(shows_maintenance(
+            &p.reasons,
+            "crm_attribute --name maintenance-mode --delete"
+        ));
+        for (name, row) in &p.nodes {
+            assert!(
+                shows_maintenance(&row.reasons, "maintenance-mode"),
+                "{name}: {row:#?}"
+            );
+        }
+        // Off again: the stopped resource is Fail as the rule says.
+        let off = view(
+            (1..=2).map(|i| pacemaker_node(i, false, true)).collect(),
+            vec![],
+        );
+        assert_eq!(
+            off.services["pacemaker"].status,
+            NodeStatus::Fail,
+            "{off:#?}"
+        );
     }
 }

@@ -26,6 +26,7 @@ pub mod keepalived;
 pub mod minio;
 pub mod net;
 pub mod opensearch;
+pub mod pacemaker;
 pub mod patroni;
 pub mod pg;
 pub mod pg_connect;

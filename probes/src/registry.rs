@@ -72,6 +72,7 @@ probe_kinds! {
     Keepalived => crate::keepalived::Keepalived,
     Opensearch => crate::opensearch::Opensearch,
     Minio => crate::minio::Minio,
+    Pacemaker => crate::pacemaker::Pacemaker,
 }
 
 impl ProbeConfig {
@@ -92,6 +93,7 @@ impl ProbeConfig {
             ProbeConfig::Keepalived(_) => vec![crate::keepalived::SERVICE],
             ProbeConfig::Opensearch(_) => vec![crate::opensearch::SERVICE],
             ProbeConfig::Minio(_) => vec![crate::minio::SERVICE],
+            ProbeConfig::Pacemaker(_) => vec![crate::pacemaker::SERVICE],
             ProbeConfig::Host(_) | ProbeConfig::Postgres(_) | ProbeConfig::CollectorSelf(_) => {
                 vec![]
             }

@@ -530,15 +530,17 @@ pub enum StackService {
     Vip,
     Search,
     Objectstore,
+    Pacemaker,
 }
 
 impl StackService {
-    pub const ALL: [StackService; 5] = [
+    pub const ALL: [StackService; 6] = [
         StackService::Galera,
         StackService::Lb,
         StackService::Vip,
         StackService::Search,
         StackService::Objectstore,
+        StackService::Pacemaker,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -548,6 +550,7 @@ impl StackService {
             StackService::Vip => "vip",
             StackService::Search => "search",
             StackService::Objectstore => "objectstore",
+            StackService::Pacemaker => "pacemaker",
         }
     }
 
@@ -559,6 +562,7 @@ impl StackService {
             StackService::Vip => facts.vip.is_some(),
             StackService::Search => facts.search.is_some(),
             StackService::Objectstore => facts.objectstore.is_some(),
+            StackService::Pacemaker => facts.pacemaker.is_some(),
         }
     }
 }
@@ -866,5 +870,265 @@ impl ObjectstoreFacts {
             ));
         }
         out
+    }
+}
+
+/// What a Pacemaker node reports: its `crm_mon --output-as=xml` view of the whole cluster
+/// (every node sees every node and resource), and which node it is (`me`). A node is a member
+/// of the `pacemaker` service by carrying these facts; the probe writes them with
+/// `reachable: false` when `crm_mon` does not answer, so a dead node stays a member and is
+/// judged. Lists are bounded ([`PacemakerFacts::MAX_ENTRIES`]); `truncated` says when
+/// entries were cut (healthy ones first: a problem is never the one dropped).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PacemakerFacts {
+    /// `crm_mon` answered with a cluster status this cycle.
+    pub reachable: bool,
+    /// Why not (not connected, timeout, malformed XML, ...), bounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// This node's Pacemaker name (the probe's `node_name`, else the host name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub me: Option<String>,
+    /// `current_dc with_quorum`: the partition this node is in has quorum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub with_quorum: Option<bool>,
+    /// `current_dc present`: a Designated Controller is elected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dc_present: Option<bool>,
+    /// The DC's node name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dc: Option<String>,
+    /// Cluster property `maintenance-mode`: no resource is managed while it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_mode: Option<bool>,
+    /// Cluster property `stonith-enabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stonith_enabled: Option<bool>,
+    /// Node name → its state.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nodes: BTreeMap<String, PcmkNode>,
+    /// Every primitive (a clone's copies and a group's members one entry each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<PcmkResource>,
+    /// Failed operations (`<failures>`) until a cleanup or `failure-timeout`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_actions: Vec<PcmkFailedAction>,
+    /// Non-zero fail counts (`<node_history>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fail_counts: Vec<PcmkFailCount>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+/// One Pacemaker node as `crm_mon` shows it (`<nodes><node .../>`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PcmkNode {
+    pub online: bool,
+    /// Put in standby by an operator: it runs no resources.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub standby: bool,
+    /// Put in standby by a resource failure (`on-fail=standby`), not by an operator.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub standby_onfail: bool,
+    /// The node's `maintenance` attribute: its resources are unmanaged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub maintenance: bool,
+    /// Lost without being fenced: its state is unknown.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unclean: bool,
+    /// Joining, not yet a full member.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_dc: bool,
+}
+
+/// One primitive resource (or one copy of a cloned one).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PcmkResource {
+    pub id: String,
+    /// The enclosing clone, group or bundle ids, outermost first (`web-clone/web-group`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Whether the outermost parent runs copies (a clone or a bundle): a copy that stops
+    /// while another runs leaves the service up.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cloned: bool,
+    /// `ocf:pacemaker:Dummy`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// `Started`, `Stopped`, `Promoted`/`Master`, `Unpromoted`/`Slave`, `Starting`, ...
+    pub role: String,
+    /// `target-role` when set (`Stopped`: an operator stopped it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_role: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub active: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failed: bool,
+    /// Pacemaker cannot act on it (a failed stop without fencing).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blocked: bool,
+    pub managed: bool,
+    /// The nodes it runs on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
+}
+
+impl PcmkResource {
+    /// The unit whose copies are counted: the outermost clone or bundle, else the
+    /// resource itself (a group's members are counted one by one).
+    pub fn unit(&self) -> &str {
+        match (&self.parent, self.cloned) {
+            (Some(p), true) => p.split('/').next().unwrap_or(p),
+            _ => &self.id,
+        }
+    }
+
+    /// Stopped on purpose: `target-role=Stopped`, or not managed (maintenance).
+    pub fn held(&self) -> bool {
+        self.target_role.as_deref() == Some("Stopped") || !self.managed
+    }
+
+    /// Runs and serves: active, not failed.
+    pub fn running(&self) -> bool {
+        self.active && !self.failed && self.role != "Stopped"
+    }
+}
+
+/// One failed operation (`<failures><failure .../>`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PcmkFailedAction {
+    /// The resource, from `op_key` (`<rsc>_<task>_<interval>`).
+    pub resource: String,
+    /// The operation: `monitor`, `start`, `stop`, `asyncmon`, ...
+    pub task: String,
+    pub node: String,
+    /// `exitreason`, else `exitstatus` (`error`, `not running`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A resource's fail count on a node (`<resource_history fail-count=...>`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PcmkFailCount {
+    pub resource: String,
+    pub node: String,
+    pub count: u32,
+    /// Failures before the resource is moved away (`migration-threshold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<u32>,
+}
+
+impl PacemakerFacts {
+    /// Nodes, resources, failed actions and fail counts kept each (facts are bounded at
+    /// 16 KiB; the probe also cuts by size).
+    pub const MAX_ENTRIES: usize = 64;
+
+    /// This node's own entry in its view.
+    pub fn my_node(&self) -> Option<&PcmkNode> {
+        self.nodes.get(self.me.as_deref()?)
+    }
+
+    /// Whether this node's view names it as the DC.
+    pub fn is_dc(&self) -> bool {
+        self.me.is_some() && self.dc == self.me
+    }
+
+    /// What these facts say of their own node: the reading both the agent's probe (the
+    /// node's status) and the roll-up (the member's row in `pacemaker`) use. `crm_mon` not
+    /// answering and a partition without quorum are Fail; no DC, this node offline,
+    /// unclean, or in standby because of a failure are Degraded, and so is the cluster's
+    /// `maintenance-mode` (as Patroni's pause is: the roll-up shows it as maintenance). The
+    /// cluster's resources are the roll-up's question, judged once for all members.
+    pub fn own_verdicts(&self) -> Vec<(crate::NodeStatus, crate::reasons::ReasonCode, String)> {
+        use crate::reasons as codes;
+        use crate::NodeStatus::{Degraded, Fail};
+        if !self.reachable {
+            let why = self.error.as_deref().unwrap_or("no answer");
+            return vec![(
+                Fail,
+                codes::PACEMAKER_UNREACHABLE,
+                format!("crm_mon: {why}"),
+            )];
+        }
+        let me = self.me.as_deref().unwrap_or("this node");
+        let mut out = Vec::new();
+        if self.with_quorum != Some(true) {
+            out.push((
+                Fail,
+                codes::PACEMAKER_NO_QUORUM,
+                format!("{me}'s partition has no quorum"),
+            ));
+        }
+        if self.dc_present != Some(true) {
+            out.push((Degraded, codes::PACEMAKER_NO_DC, "no DC elected".into()));
+        }
+        if self.maintenance_mode == Some(true) {
+            out.push((
+                Degraded,
+                codes::PACEMAKER_MAINTENANCE_MODE,
+                "maintenance-mode is on: no resource is managed".into(),
+            ));
+        }
+        match self.my_node() {
+            None if self.me.is_some() => out.push((
+                Degraded,
+                codes::PACEMAKER_NODE_OFFLINE,
+                format!("{me} is not a node of this cluster"),
+            )),
+            None => {}
+            Some(n) => {
+                if !n.online {
+                    out.push((
+                        Degraded,
+                        codes::PACEMAKER_NODE_OFFLINE,
+                        format!("{me} is offline"),
+                    ));
+                }
+                if n.unclean {
+                    out.push((
+                        Degraded,
+                        codes::PACEMAKER_NODE_UNCLEAN,
+                        format!("{me} is unclean (needs fencing)"),
+                    ));
+                }
+                if n.standby_onfail {
+                    out.push((
+                        Degraded,
+                        codes::PACEMAKER_STANDBY_ONFAIL,
+                        format!("{me} was put in standby by a resource failure"),
+                    ));
+                }
+            }
+        }
+        if self.truncated {
+            out.push((
+                Degraded,
+                codes::PACEMAKER_TRUNCATED,
+                format!(
+                    "more nodes, resources or failures than the {} kept; the rest are not judged",
+                    Self::MAX_ENTRIES
+                ),
+            ));
+        }
+        out
+    }
+
+    /// The view's role: `DC` or `member`, with `standby`/`maintenance` when so.
+    pub fn role(&self) -> Option<String> {
+        if !self.reachable {
+            return None;
+        }
+        let mut role = if self.is_dc() { "DC" } else { "member" }.to_string();
+        if let Some(n) = self.my_node() {
+            if n.standby {
+                role.push_str(",standby");
+            }
+            if n.maintenance {
+                role.push_str(",maintenance");
+            }
+        }
+        Some(role)
     }
 }

@@ -202,6 +202,19 @@ catalog! {
     OBJECTSTORE_MAINTENANCE = "objectstore_maintenance", DEGRADED, "minio", "`?maintenance=true` answered 412: taking this node down would lose quorum";
     OBJECTSTORE_HEALING = "objectstore_healing", DEGRADED, "minio", "MinIO reports drives healing (`X-Minio-Healing-Drives`)";
     OBJECTSTORE_MEMBERS_MISSING = "objectstore_members_missing", DEGRADED, "roll-up", "fewer MinIO members report than configured (`size`)";
+    PACEMAKER_UNREACHABLE = "pacemaker_unreachable", FAIL, "pacemaker", "`crm_mon` gave no cluster status (not connected, timed out, or malformed or oversized XML)";
+    PACEMAKER_NO_QUORUM = "pacemaker_no_quorum", FAIL, "pacemaker, roll-up", "the node's partition has no quorum (no member with quorum: the service is Fail)";
+    PACEMAKER_NO_DC = "pacemaker_no_dc", DEGRADED, "pacemaker", "no Designated Controller is elected: the cluster cannot act on resources";
+    PACEMAKER_NODE_OFFLINE = "pacemaker_node_offline", DEGRADED, "pacemaker, roll-up", "a Pacemaker node is offline or pending while the quorum holds";
+    PACEMAKER_NODE_UNCLEAN = "pacemaker_node_unclean", DEGRADED, "pacemaker, roll-up", "a Pacemaker node is unclean: lost and not fenced, its resources' state unknown";
+    PACEMAKER_STANDBY_ONFAIL = "pacemaker_standby_onfail", DEGRADED, "pacemaker, roll-up", "a node was put in standby by a resource failure (`on-fail=standby`), not by an operator";
+    PACEMAKER_RESOURCE_STOPPED = "pacemaker_resource_stopped", VARIES, "roll-up", "a resource is stopped or failed: Fail when no copy runs anywhere, Degraded while a clone copy still runs";
+    PACEMAKER_RESOURCE_BLOCKED = "pacemaker_resource_blocked", DEGRADED, "roll-up", "Pacemaker cannot act on a resource (blocked: a failed stop without fencing)";
+    PACEMAKER_FAILED_ACTION = "pacemaker_failed_action", DEGRADED, "roll-up", "an operation failed on a node (until `crm_resource --cleanup` or `failure-timeout`)";
+    PACEMAKER_FAIL_COUNT = "pacemaker_fail_count", DEGRADED, "roll-up", "a resource has a fail count on a node with no failed action listed";
+    PACEMAKER_SPLIT = "pacemaker_split", FAIL, "roll-up", "members name different DCs, or two partitions each have quorum (split brain)";
+    PACEMAKER_TRUNCATED = "pacemaker_truncated", DEGRADED, "pacemaker", "more nodes, resources or failures than the facts keep: those cut are not judged";
+    PACEMAKER_MAINTENANCE_MODE = "pacemaker_maintenance_mode", DEGRADED, "pacemaker", "the cluster property maintenance-mode is on: no resource is managed (the service shows it as maintenance)";
 }
 
 /// The markdown table of every code, as `docs/operations.md` carries it.

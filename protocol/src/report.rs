@@ -129,6 +129,8 @@ pub struct Facts {
     pub search: Option<crate::facts::SearchFacts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objectstore: Option<crate::facts::ObjectstoreFacts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pacemaker: Option<crate::facts::PacemakerFacts>,
 }
 
 impl Facts {
@@ -140,6 +142,7 @@ impl Facts {
             && self.vip.is_none()
             && self.search.is_none()
             && self.objectstore.is_none()
+            && self.pacemaker.is_none()
     }
 }
 

@@ -17,7 +17,7 @@
 //!
 //! 3. The stack services ([`stack`]): each member (a node whose report carries that
 //!    service's facts, whatever its type) is judged from those facts only, by the
-//!    service's own rule module ([`galera`], [`lb`], [`vip`]); they sit in the view beside the
+//!    service's own rule module ([`galera`], [`lb`], [`vip`], [`pacemaker`]); they sit in the view beside the
 //!    three Cloudify types.
 //!
 //! Nothing here reads the clock, the store or the network.
@@ -32,6 +32,7 @@ pub mod membership;
 pub mod names;
 pub mod objectstore;
 pub mod search;
+pub mod pacemaker;
 pub mod stack;
 pub mod vip;
 

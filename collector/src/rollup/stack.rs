@@ -175,6 +175,7 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> Vec<(StackService, Servic
             StackService::Vip => super::vip::rollup(&members, settings),
             StackService::Search => super::search::rollup(&members, settings),
             StackService::Objectstore => super::objectstore::rollup(&members, settings),
+            StackService::Pacemaker => super::pacemaker::rollup(&members, settings),
         };
         out.push((
             service,

@@ -35,12 +35,14 @@
 pub mod galera;
 pub mod haproxy;
 pub mod keepalived;
+pub mod pacemaker;
 pub mod patroni;
 pub mod rabbitmq;
 
 pub use galera::GaleraCluster;
 pub use haproxy::HaproxyLab;
 pub use keepalived::KeepalivedPair;
+pub use pacemaker::PacemakerPair;
 pub use patroni::{PatroniCluster, PatroniOpts};
 pub use rabbitmq::{RabbitCluster, RabbitOpts};
 
@@ -267,6 +269,20 @@ pub fn require_services(names: &[&str]) -> bool {
                 need(m, "haproxy", "/usr/sbin/haproxy");
                 need(m, "socat (stats socket client)", "/usr/bin/socat");
                 need(m, "python3 (the backend servers)", "/usr/bin/python3");
+            }
+            "pacemaker" => {
+                need(m, "pacemakerd", "/usr/sbin/pacemakerd");
+                need(m, "corosync", "/usr/sbin/corosync");
+                need(m, "crm_mon", "/usr/sbin/crm_mon");
+                need(m, "crm_resource", "/usr/sbin/crm_resource");
+                need(m, "crm_attribute", "/usr/sbin/crm_attribute");
+                need(m, "corosync-keygen", "/usr/sbin/corosync-keygen");
+                need(m, "nsenter (util-linux)", "/usr/bin/nsenter");
+                need(m, "unshare (util-linux)", "/usr/bin/unshare");
+                if !Path::new("/usr/lib/ocf/resource.d/pacemaker/Dummy").is_file() {
+                    m.push("the ocf:pacemaker:Dummy agent (pacemaker)".into());
+                }
+                need(m, "ip (iproute2)", "/usr/sbin/ip");
             }
             "keepalived" => {
                 need(m, "keepalived", "/usr/sbin/keepalived");
