@@ -259,6 +259,20 @@ impl Agent {
         self.signal(nix::sys::signal::Signal::SIGHUP);
     }
 
+    /// Rewrites `reporting_freq` in the config and sends SIGHUP.
+    pub fn set_reporting_freq(&mut self, freq: u32) {
+        let mut raw = RawConfig::read(&self.cfg).unwrap();
+        raw.reporting_freq = Some(freq);
+        std::fs::write(&self.cfg, raw.to_toml()).unwrap();
+        assert!(
+            self.alive(),
+            "agent {} died:\n{}",
+            self.name,
+            self.log_tail()
+        );
+        self.signal(nix::sys::signal::Signal::SIGHUP);
+    }
+
     pub fn log_path(&self) -> &Path {
         &self.log
     }

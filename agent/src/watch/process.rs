@@ -78,7 +78,9 @@ impl ProcessWatch {
                 }
                 Resolved::Pid(pid) => match watch_exit(pid, &slot.target.probe, &self.waker) {
                     Ok(h) => {
-                        tracing::debug!(probe = %slot.target.probe, pid, "watching the process serving the probe");
+                        // Info: rare (start, reload, after each exit), and it tells an
+                        // operator which process the agent will react to.
+                        tracing::info!(probe = %slot.target.probe, pid, "watching the process serving the probe");
                         slot.watch = Some((pid, h));
                     }
                     Err(e) => {
