@@ -98,6 +98,11 @@ pub struct RawEvents {
     /// port, and probe at once when it exits. Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process_exit: Option<bool>,
+    /// Hold an idle TCP connection to each of those ports and probe at once when it drops.
+    /// Default false: some servers close a silent connection after their handshake
+    /// timeout, with a log line each time (docs/operations.md, "Event-driven detection").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_drop: Option<bool>,
     /// Extra cycles allowed per reporting interval (a token bucket); 0 turns event-driven
     /// cycles off. Default [`DEFAULT_MAX_EXTRA_CYCLES`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,6 +118,7 @@ pub const MAX_EXTRA_CYCLES: u32 = 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Events {
     pub process_exit: bool,
+    pub connection_drop: bool,
     pub max_extra_cycles: u32,
 }
 
@@ -120,6 +126,7 @@ impl Default for Events {
     fn default() -> Self {
         Events {
             process_exit: true,
+            connection_drop: false,
             max_extra_cycles: DEFAULT_MAX_EXTRA_CYCLES,
         }
     }
@@ -556,6 +563,7 @@ impl RawConfig {
         let raw_events = self.events.clone().unwrap_or_default();
         let events = Events {
             process_exit: raw_events.process_exit.unwrap_or(true),
+            connection_drop: raw_events.connection_drop.unwrap_or(false),
             max_extra_cycles: raw_events
                 .max_extra_cycles
                 .unwrap_or(DEFAULT_MAX_EXTRA_CYCLES),

@@ -140,6 +140,7 @@ struct Daemon {
     /// The event sources' watches (rebuilt on reload) and the extra-cycle budget.
     waker: crate::watch::Waker,
     processes: Option<crate::watch::process::ProcessWatch>,
+    connections: Option<crate::watch::connection::ConnectionWatch>,
     budget: crate::watch::Budget,
 }
 
@@ -219,6 +220,7 @@ impl Daemon {
         }
         self.probes = build_probes(&cfg);
         self.processes = process_watch(&cfg, &self.waker);
+        self.connections = connection_watch(&cfg, &self.waker);
         self.budget = crate::watch::Budget::new(
             cfg.events.max_extra_cycles,
             Duration::from_secs(cfg.reporting_freq.into()),
@@ -287,6 +289,19 @@ fn process_watch(
     })
 }
 
+fn connection_watch(
+    cfg: &AgentConfig,
+    waker: &crate::watch::Waker,
+) -> Option<crate::watch::connection::ConnectionWatch> {
+    let on = cfg.events.connection_drop && cfg.events.max_extra_cycles > 0;
+    on.then(|| {
+        crate::watch::connection::ConnectionWatch::new(
+            crate::watch::listener::targets(&cfg.probes),
+            waker.clone(),
+        )
+    })
+}
+
 /// Runs the agent on the config at `config_path` until `shutdown` completes.
 pub async fn run(
     config_path: impl Into<PathBuf>,
@@ -326,6 +341,7 @@ pub async fn run_with_reload(
     let (waker, mut wake_rx) = crate::watch::channel(shared.metrics.clone());
     let mut d = Daemon {
         processes: process_watch(&cfg, &waker),
+        connections: connection_watch(&cfg, &waker),
         budget: crate::watch::Budget::new(
             cfg.events.max_extra_cycles,
             Duration::from_secs(cfg.reporting_freq.into()),
@@ -500,6 +516,9 @@ async fn run_one_cycle(d: &mut Daemon, cycle: u64, period: Duration, on_event: b
     if let Some(p) = &mut d.processes {
         p.rearm();
     }
+    if let Some(c) = &mut d.connections {
+        c.rearm();
+    }
     if on_event && !snap.changed {
         return;
     }
@@ -590,6 +609,7 @@ mod tests {
             last_job: None,
             check: None,
             processes: None,
+            connections: None,
             budget: crate::watch::Budget::new(
                 max_extra_cycles,
                 Duration::from_secs(cfg.reporting_freq.into()),

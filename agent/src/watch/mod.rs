@@ -3,7 +3,7 @@
 //!
 //! A failure used to show only at the next tick: at the default 5 s interval, a median
 //! 2.5 s after it happened. An event source notices something cheap (a watched process
-//! exiting, [`process`]) and sends a [`Wake`]; the daemon runs one whole cycle at once
+//! exiting, [`process`]; an idle connection dropping, [`connection`]) and sends a [`Wake`]; the daemon runs one whole cycle at once
 //! and pushes it only if a status changed. Ticks keep their grid.
 //!
 //! Invariant: no event source probes, and none decides a status. A source only wakes the
@@ -15,6 +15,7 @@
 //! `max_extra_cycles` extra cycles per interval (the rest are counted as `rate_limited`;
 //! the next tick covers them), so a flapping service cannot flood the managers.
 
+pub mod connection;
 pub mod listener;
 pub mod process;
 
@@ -31,12 +32,15 @@ pub const WAKE_QUEUE: usize = 16;
 pub enum Source {
     /// A process a probe depends on exited ([`process`]).
     ProcessExit,
+    /// An idle connection to a probed port was closed or reset ([`connection`]).
+    ConnectionDropped,
 }
 
 impl Source {
     pub fn label(self) -> &'static str {
         match self {
             Source::ProcessExit => "process_exit",
+            Source::ConnectionDropped => "connection_dropped",
         }
     }
 }
@@ -107,6 +111,16 @@ impl Budget {
         } else {
             false
         }
+    }
+}
+
+/// Polls `f` every 10 ms until it holds; fails after 10 s.
+#[cfg(test)]
+pub(crate) async fn until(mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "condition not met within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

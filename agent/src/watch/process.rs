@@ -204,19 +204,8 @@ mod tests {
             .unwrap();
         assert_eq!(got.probe, "postgres");
         // Wait for the watch task to finish: it ends right after its wake.
-        crate::watch::process::tests::until(|| w.watched().is_empty()).await;
+        crate::watch::until(|| w.watched().is_empty()).await;
         w.rearm();
         assert!(w.watched().is_empty(), "nothing listens any more");
-    }
-
-    pub(crate) async fn until(mut f: impl FnMut() -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !f() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "condition not met within 10 s"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
     }
 }
