@@ -6,7 +6,9 @@
 # probe and push work, so the difference is what the event sources cost.
 #
 # Usage: bench/idle-cpu.sh BEFORE_BIN AFTER_BIN [SECONDS]   (default 60)
-# Prints utime+stime per second of wall time for each, from /proc/PID/stat.
+# Prints CPU time per second of wall time for each: the sum of /proc/PID/task/*/schedstat
+# (nanoseconds; threads alive at both ends) and utime+stime from /proc/PID/stat (clock
+# ticks: 10 ms, too coarse alone for an agent that is idle most of the time).
 set -euo pipefail
 BEFORE=$1 AFTER=$2 SECS=${3:-60}
 work=$(mktemp -d)
@@ -53,16 +55,25 @@ done
 "$BEFORE" run --config "$work/before.toml" 2>"$work/before.log" & pids+=($!); b=$!
 "$AFTER" run --config "$work/after.toml" 2>"$work/after.log" & pids+=($!); a=$!
 sleep 10 # warm-up: the first cycles and, for "after", the watch armed
-ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-hz=$(getconf CLK_TCK)
-b0=$(ticks $b) a0=$(ticks $a) t0=$(date +%s.%N)
+# "tid:ns ..." for every thread, and the process's utime+stime in ticks.
+snap() { for t in /proc/$1/task/*; do printf '%s:%s ' "${t##*/}" "$(cut -d' ' -f1 "$t/schedstat")"; done; echo; awk '{print $14+$15}' "/proc/$1/stat"; }
+snap $b > "$work/b0"; snap $a > "$work/a0"; t0=$(date +%s.%N)
 sleep "$SECS"
-b1=$(ticks $b) a1=$(ticks $a) t1=$(date +%s.%N)
-python3 - "$b0" "$b1" "$a0" "$a1" "$t0" "$t1" "$hz" <<'PY'
+snap $b > "$work/b1"; snap $a > "$work/a1"; t1=$(date +%s.%N)
+python3 - "$work" "$t0" "$t1" "$(getconf CLK_TCK)" <<'PY'
 import sys
-b0,b1,a0,a1=map(int,sys.argv[1:5]); t0,t1=map(float,sys.argv[5:7]); hz=int(sys.argv[7])
+work,t0,t1,hz=sys.argv[1],float(sys.argv[2]),float(sys.argv[3]),int(sys.argv[4])
 w=t1-t0
-before=(b1-b0)/hz/w*1000; after=(a1-a0)/hz/w*1000
-print(f"idle CPU over {w:.0f} s: before {before:.3f} ms/s, after {after:.3f} ms/s, ratio {after/before if before else float('nan'):.2f}")
+def load(n):
+    lines=open(f"{work}/{n}").read().split("\n")
+    return dict(x.split(":") for x in lines[0].split()), int(lines[1])
+out={}
+for who in ("b","a"):
+    (s0,k0),(s1,k1)=load(who+"0"),load(who+"1")
+    ns=sum(int(s1[t])-int(s0[t]) for t in s1 if t in s0)
+    out[who]=(ns/1e6/w, (k1-k0)/hz*1000/w)
+(bs,bk),(as_,ak)=out["b"],out["a"]
+print(f"idle CPU over {w:.0f} s (schedstat): before {bs:.3f} ms/s, after {as_:.3f} ms/s, ratio {as_/bs:.2f}")
+print(f"idle CPU over {w:.0f} s (utime+stime ticks): before {bk:.2f} ms/s, after {ak:.2f} ms/s")
 PY
 grep -c "watching the process serving the probe" "$work/after.log" | sed 's/^/after: watches armed: /'

@@ -16,7 +16,7 @@ root=..
 secs=${FUZZ_SECS:-60}
 export RUSTC_BOOTSTRAP=1
 
-all=(report_body signature agent_config collector_config patroni_interpret etcd_interpret rabbitmq_interpret duration galera_status haproxy_stat keepalived_data history_query sse_frames passwd)
+all=(report_body signature agent_config collector_config patroni_interpret etcd_interpret rabbitmq_interpret duration galera_status haproxy_stat keepalived_data history_query sse_frames passwd proc_net_tcp)
 targets=("${@:-${all[@]}}")
 
 fx=$root/probes/fixtures
@@ -72,6 +72,9 @@ seed() {
       cp "$fx"/galera-10.11/*.tsv "$dir"/ ;;
     haproxy_stat)
       cp "$fx"/haproxy-2.6/*.csv "$dir"/ ;;
+    proc_net_tcp)
+      head -c 65536 /proc/net/tcp > "$dir/seed-tcp"; head -c 65536 /proc/net/tcp6 > "$dir/seed-tcp6" || true
+      printf 'https://127.0.0.1:8008/patroni' > "$dir/seed-url" ;;
     keepalived_data)
       cp "$fx"/keepalived-2.2/data-*.txt "$dir"/ ;;
     etcd_interpret)
