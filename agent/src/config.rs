@@ -561,12 +561,11 @@ impl RawConfig {
             }
         };
         let raw_events = self.events.clone().unwrap_or_default();
+        let d = Events::default();
         let events = Events {
-            process_exit: raw_events.process_exit.unwrap_or(true),
-            connection_drop: raw_events.connection_drop.unwrap_or(false),
-            max_extra_cycles: raw_events
-                .max_extra_cycles
-                .unwrap_or(DEFAULT_MAX_EXTRA_CYCLES),
+            process_exit: raw_events.process_exit.unwrap_or(d.process_exit),
+            connection_drop: raw_events.connection_drop.unwrap_or(d.connection_drop),
+            max_extra_cycles: raw_events.max_extra_cycles.unwrap_or(d.max_extra_cycles),
         };
         if events.max_extra_cycles > MAX_EXTRA_CYCLES {
             problems.push(format!(
@@ -863,6 +862,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn events_default_on_for_process_exit_and_are_checked() {
+        let origin = Path::new("x.toml");
+        let e = RawConfig::parse("[events]\nprocess_exits = true\n", origin)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("process_exits"), "{e}");
+        let e = RawConfig::parse("[events]\nmax_extra_cycles = -1\n", origin)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_extra_cycles"), "{e}");
+        let raw = RawConfig::parse("[events]\nmax_extra_cycles = 21\n", origin).unwrap();
+        let ConfigError::Invalid { problems, .. } = raw.validate(origin, 0).unwrap_err() else {
+            panic!("expected Invalid")
+        };
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("events.max_extra_cycles: at most 20")),
+            "{problems:?}"
+        );
+        let raw = RawConfig::parse("[events]\nconnection_drop = true\n", origin).unwrap();
+        let ev = raw.events.clone().unwrap();
+        assert_eq!(ev.connection_drop, Some(true));
+        assert_eq!(ev.process_exit, None, "defaults are not written back");
+        assert_eq!(
+            Events::default(),
+            Events {
+                process_exit: true,
+                connection_drop: false,
+                max_extra_cycles: DEFAULT_MAX_EXTRA_CYCLES
+            }
+        );
     }
 
     #[test]
