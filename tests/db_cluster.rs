@@ -15,8 +15,8 @@
 //! 1. healthy: db OK, one leader and two replicas with their roles;
 //! 2. SIGKILL the leader's Patroni: Degraded at once, then a new leader, then OK when the
 //!    member rejoins; its transitions are recorded in order;
-//! 2b. (sets A and B) the agents at the default 5 s interval: SIGKILL the leader's Patroni
-//!    three times, printing kill → db Degraded (the agent's process watch wakes it);
+//!    Then (2b, sets A and B) three more kills with the agents at the default 5 s interval,
+//!    printing kill → db Degraded (the agent's process watch wakes it);
 //! 3. stop one replica: Degraded, naming it;
 //! 4. stop two members: Fail;
 //! 5. stop etcd: the reason says the DCS is unreachable; every member is read-only;

@@ -219,8 +219,7 @@ impl Daemon {
             warn_if_watchdog_too_short(cfg.reporting_freq);
         }
         self.probes = build_probes(&cfg);
-        self.processes = process_watch(&cfg, &self.waker);
-        self.connections = connection_watch(&cfg, &self.waker);
+        (self.processes, self.connections) = event_sources(&cfg, &self.waker);
         self.budget = crate::watch::Budget::new(
             cfg.events.max_extra_cycles,
             Duration::from_secs(cfg.reporting_freq.into()),
@@ -276,30 +275,22 @@ impl Daemon {
     }
 }
 
-fn process_watch(
+/// The event sources `cfg` turns on, none armed yet (each arms after a cycle).
+fn event_sources(
     cfg: &AgentConfig,
     waker: &crate::watch::Waker,
-) -> Option<crate::watch::process::ProcessWatch> {
-    let on = cfg.events.process_exit && cfg.events.max_extra_cycles > 0;
-    on.then(|| {
-        crate::watch::process::ProcessWatch::new(
-            crate::watch::listener::targets(&cfg.probes),
-            waker.clone(),
-        )
-    })
-}
-
-fn connection_watch(
-    cfg: &AgentConfig,
-    waker: &crate::watch::Waker,
-) -> Option<crate::watch::connection::ConnectionWatch> {
-    let on = cfg.events.connection_drop && cfg.events.max_extra_cycles > 0;
-    on.then(|| {
-        crate::watch::connection::ConnectionWatch::new(
-            crate::watch::listener::targets(&cfg.probes),
-            waker.clone(),
-        )
-    })
+) -> (
+    Option<crate::watch::process::ProcessWatch>,
+    Option<crate::watch::connection::ConnectionWatch>,
+) {
+    use crate::watch::{connection::ConnectionWatch, listener, process::ProcessWatch};
+    let ev = cfg.events;
+    let any = ev.max_extra_cycles > 0;
+    let targets = || listener::targets(&cfg.probes);
+    (
+        (any && ev.process_exit).then(|| ProcessWatch::new(targets(), waker.clone())),
+        (any && ev.connection_drop).then(|| ConnectionWatch::new(targets(), waker.clone())),
+    )
 }
 
 /// Runs the agent on the config at `config_path` until `shutdown` completes.
@@ -339,9 +330,10 @@ pub async fn run_with_reload(
     let (stop, _) = watch::channel(false);
     let shared = Arc::new(Shared::default());
     let (waker, mut wake_rx) = crate::watch::channel(shared.metrics.clone());
+    let (processes, connections) = event_sources(&cfg, &waker);
     let mut d = Daemon {
-        processes: process_watch(&cfg, &waker),
-        connections: connection_watch(&cfg, &waker),
+        processes,
+        connections,
         budget: crate::watch::Budget::new(
             cfg.events.max_extra_cycles,
             Duration::from_secs(cfg.reporting_freq.into()),
