@@ -158,6 +158,7 @@ mod tests {
             probe: "patroni".into(),
             ips: vec![addr.ip()],
             port: addr.port(),
+            names: &[],
         };
         let mut w = ConnectionWatch::new(vec![target], waker);
         w.rearm();

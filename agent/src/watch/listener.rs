@@ -1,7 +1,13 @@
 //! Which local process serves a probed TCP port: the probe configs name the service's
-//! address, `/proc/net/tcp{,6}` names the listening socket's inode, and `/proc/PID/fd`
-//! names the process holding it (the Patroni process for its REST port, the postmaster
-//! for PostgreSQL's, `beam.smp` for AMQP).
+//! address, `/proc/net/tcp{,6}` names the listening socket's inode and owner, and
+//! `/proc/PID/fd` names the process holding it (the Patroni process for its REST port, the
+//! postmaster for PostgreSQL's, `beam.smp` for AMQP).
+//!
+//! The packaged agent runs as its own user without capabilities, so it cannot read another
+//! user's `/proc/PID/fd`. Then the process is found by what every user may read: the
+//! socket's owner (the uid in the table), the owner of `/proc/PID`, and the process's name
+//! ([`Target::names`]); of those, the ones whose parent is not one of them (the
+//! postmaster, not its backends). A pidfd needs no privilege over the process.
 //!
 //! Read only when a watch is (re)armed, never per tick while it holds. The parsers take
 //! what the kernel writes and skip any line they do not understand; the input is bounded
@@ -30,6 +36,9 @@ pub struct Target {
     /// `localhost`. Other host names are not watched (no DNS in a watcher).
     pub ips: Vec<IpAddr>,
     pub port: u16,
+    /// Names the serving process goes by (its `comm`, or the base name of its first two
+    /// arguments: `python3 /usr/bin/patroni`), for when its fds cannot be read.
+    pub names: &'static [&'static str],
 }
 
 /// The targets of the probes that know a local process: Patroni (REST), PostgreSQL,
@@ -37,20 +46,26 @@ pub struct Target {
 pub fn targets(probes: &[ProbeConfig]) -> Vec<Target> {
     let mut out = Vec::new();
     for p in probes {
+        const BEAM: &[&str] = &["beam.smp"];
         let hp = match p {
-            ProbeConfig::Patroni(c) => host_port_of_url(&c.url),
-            ProbeConfig::Postgres(c) => Some((c.host.clone(), c.port)),
-            ProbeConfig::Rabbitmq(c) => Some((c.amqp_host.clone(), c.amqp_port)),
-            ProbeConfig::Amqp(c) => Some((c.host.clone(), c.port)),
+            ProbeConfig::Patroni(c) => host_port_of_url(&c.url).map(|hp| (hp, &["patroni"][..])),
+            ProbeConfig::Postgres(c) => {
+                Some(((c.host.clone(), c.port), &["postgres", "postmaster"][..]))
+            }
+            ProbeConfig::Rabbitmq(c) => Some(((c.amqp_host.clone(), c.amqp_port), BEAM)),
+            ProbeConfig::Amqp(c) => Some(((c.host.clone(), c.port), BEAM)),
             _ => None,
         };
-        let Some((host, port)) = hp else { continue };
+        let Some(((host, port), names)) = hp else {
+            continue;
+        };
         let ips = host_ips(&host);
         if !ips.is_empty() && port != 0 {
             out.push(Target {
                 probe: p.kind().to_string(),
                 ips,
                 port,
+                names,
             });
         }
     }
@@ -98,6 +113,8 @@ pub fn host_port_of_url(url: &str) -> Option<(String, u16)> {
 pub struct Listening {
     pub addr: IpAddr,
     pub port: u16,
+    /// The socket's owner.
+    pub uid: u32,
     pub inode: u64,
 }
 
@@ -128,20 +145,24 @@ fn parse_row(line: &str) -> Option<Listening> {
         }
         _ => return None,
     };
+    let uid = f[7].parse().ok()?;
     let inode = f[9].parse().ok()?;
-    Some(Listening { addr, port, inode })
+    Some(Listening {
+        addr,
+        port,
+        uid,
+        inode,
+    })
 }
 
-/// The inode of the socket listening for `target`: on one of its addresses, or on the
-/// unspecified address (which serves them all).
-pub fn listening_inode(rows: &[Listening], target: &Target) -> Option<u64> {
-    rows.iter()
-        .find(|r| {
-            r.port == target.port
-                && r.inode != 0
-                && (r.addr.is_unspecified() || target.ips.contains(&r.addr))
-        })
-        .map(|r| r.inode)
+/// The socket listening for `target`: on one of its addresses, or on the unspecified
+/// address (which serves them all).
+pub fn listening<'a>(rows: &'a [Listening], target: &Target) -> Option<&'a Listening> {
+    rows.iter().find(|r| {
+        r.port == target.port
+            && r.inode != 0
+            && (r.addr.is_unspecified() || target.ips.contains(&r.addr))
+    })
 }
 
 fn read_bounded(path: &Path) -> Option<String> {
@@ -160,11 +181,16 @@ fn read_bounded(path: &Path) -> Option<String> {
 pub enum Resolved {
     /// No local socket listens for the target (the service is down or remote).
     NotListening,
-    /// A socket listens but no readable process holds it (another user's, without the
-    /// privilege to look).
+    /// A socket listens but no process could be named for it.
     Hidden,
-    Pid(i32),
+    /// The process holding the socket, or (when fds cannot be read) the processes of the
+    /// socket's owner that go by the target's names: at most [`MAX_BY_NAME`].
+    Pids(Vec<i32>),
 }
+
+/// Processes watched for one target when found by owner and name (a host running several
+/// instances of one service as one user, as the lab does).
+pub const MAX_BY_NAME: usize = 8;
 
 /// Finds the process serving `target` under `proc_root` (`/proc`).
 pub fn resolve(proc_root: &Path, target: &Target) -> Resolved {
@@ -174,13 +200,72 @@ pub fn resolve(proc_root: &Path, target: &Target) -> Resolved {
             rows.extend(parse_table(&text));
         }
     }
-    let Some(inode) = listening_inode(&rows, target) else {
+    let Some(sock) = listening(&rows, target) else {
         return Resolved::NotListening;
     };
-    match holder(proc_root, inode) {
-        Some(pid) => Resolved::Pid(pid),
-        None => Resolved::Hidden,
+    if let Some(pid) = holder(proc_root, sock.inode) {
+        return Resolved::Pids(vec![pid]);
     }
+    let pids = by_owner_and_name(proc_root, sock.uid, target.names);
+    if pids.is_empty() {
+        Resolved::Hidden
+    } else {
+        Resolved::Pids(pids)
+    }
+}
+
+/// The processes of `uid` named one of `names`, without those whose parent is one of
+/// them; at most [`MAX_BY_NAME`].
+pub fn by_owner_and_name(proc_root: &Path, uid: u32, names: &[&str]) -> Vec<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let base = |s: &str| s.rsplit('/').next().unwrap_or("").to_string();
+    let mut found = Vec::new();
+    let Ok(dir) = std::fs::read_dir(proc_root) else {
+        return found;
+    };
+    for entry in dir.flatten().take(MAX_PROCS) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if !entry.metadata().is_ok_and(|m| m.uid() == uid) {
+            continue;
+        }
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .take(2)
+            .map(|a| base(&String::from_utf8_lossy(a)))
+            .collect();
+        if names
+            .iter()
+            .any(|n| comm.trim() == *n || args.iter().any(|a| a == n))
+        {
+            found.push(pid);
+        }
+    }
+    found
+        .iter()
+        .copied()
+        .filter(|p| parent(proc_root, *p).is_none_or(|pp| !found.contains(&pp)))
+        .take(MAX_BY_NAME)
+        .collect()
+}
+
+/// A process's parent, from `/proc/PID/stat`.
+fn parent(proc_root: &Path, pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")).ok()?;
+    // `pid (comm) state ppid ...`: comm may hold spaces and parentheses.
+    stat.rsplit_once(')')?
+        .1
+        .split_ascii_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// The process holding socket `inode` that did not inherit it from another holder.
@@ -214,20 +299,10 @@ fn holder(proc_root: &Path, inode: u64) -> Option<i32> {
             }
         }
     }
-    let parent = |pid: i32| -> Option<i32> {
-        let stat = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")).ok()?;
-        // `pid (comm) state ppid ...`: comm may hold spaces and parentheses.
-        stat.rsplit_once(')')?
-            .1
-            .split_ascii_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()
-    };
     holders
         .iter()
         .copied()
-        .find(|p| parent(*p).is_none_or(|pp| !holders.contains(&pp)))
+        .find(|p| parent(proc_root, *p).is_none_or(|pp| !holders.contains(&pp)))
         .or_else(|| holders.iter().copied().min())
 }
 
@@ -250,6 +325,7 @@ mod tests {
             probe: "x".into(),
             ips: host_ips(ip),
             port,
+            names: &[],
         }
     }
 
@@ -263,21 +339,20 @@ mod tests {
         assert_eq!(rows[2].addr, "::1".parse::<IpAddr>().unwrap());
         assert_eq!(rows[2].port, 5672);
         assert_eq!(rows[3].addr, IpAddr::from([127, 0, 0, 1]), "v4-mapped");
+        let inode = |ip, port| listening(&rows, &target(ip, port)).map(|r| r.inode);
+        assert_eq!(inode("127.0.0.1", 8008), Some(4242));
         assert_eq!(
-            listening_inode(&rows, &target("127.0.0.1", 8008)),
-            Some(4242)
+            listening(&rows, &target("127.0.0.1", 8008)).unwrap().uid,
+            1000
         );
-        assert_eq!(listening_inode(&rows, &target("10.1.2.3", 8008)), None);
+        assert_eq!(inode("10.1.2.3", 8008), None);
         assert_eq!(
-            listening_inode(&rows, &target("10.1.2.3", 5432)),
+            inode("10.1.2.3", 5432),
             Some(777),
             "0.0.0.0 serves every address"
         );
-        assert_eq!(
-            listening_inode(&rows, &target("localhost", 5672)),
-            Some(31337)
-        );
-        assert_eq!(listening_inode(&rows, &target("127.0.0.1", 5672)), None);
+        assert_eq!(inode("localhost", 5672), Some(31337));
+        assert_eq!(inode("127.0.0.1", 5672), None);
     }
 
     #[test]
@@ -325,7 +400,7 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let got = resolve(Path::new("/proc"), &target("127.0.0.1", port));
-        assert_eq!(got, Resolved::Pid(std::process::id() as i32));
+        assert_eq!(got, Resolved::Pids(vec![std::process::id() as i32]));
         drop(l);
         assert_eq!(
             resolve(Path::new("/proc"), &target("127.0.0.1", port)),

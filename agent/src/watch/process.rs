@@ -21,8 +21,23 @@ pub const HIDDEN_RETRY_CYCLES: u32 = 12;
 
 struct Slot {
     target: Target,
-    watch: Option<(i32, JoinHandle<()>)>,
+    /// The watched processes (one, or those found by owner and name) and their tasks.
+    watches: Vec<(i32, JoinHandle<()>)>,
     skip: u32,
+}
+
+impl Slot {
+    /// Holding while every watched process runs: when one exits, the others are dropped
+    /// and the target resolved again after the cycle its exit caused.
+    fn holding(&self) -> bool {
+        !self.watches.is_empty() && self.watches.iter().all(|(_, h)| !h.is_finished())
+    }
+
+    fn drop_watches(&mut self) {
+        for (_, h) in self.watches.drain(..) {
+            h.abort();
+        }
+    }
 }
 
 /// The process watches of one config.
@@ -40,7 +55,7 @@ impl ProcessWatch {
                 .into_iter()
                 .map(|target| Slot {
                     target,
-                    watch: None,
+                    watches: Vec::new(),
                     skip: 0,
                 })
                 .collect(),
@@ -52,9 +67,11 @@ impl ProcessWatch {
     pub fn watched(&self) -> Vec<(String, i32)> {
         self.slots
             .iter()
-            .filter_map(|s| match &s.watch {
-                Some((pid, h)) if !h.is_finished() => Some((s.target.probe.clone(), *pid)),
-                _ => None,
+            .filter(|s| s.holding())
+            .flat_map(|s| {
+                s.watches
+                    .iter()
+                    .map(|(pid, _)| (s.target.probe.clone(), *pid))
             })
             .collect()
     }
@@ -62,32 +79,38 @@ impl ProcessWatch {
     /// Arms every watch that is not holding. Called after each cycle.
     pub fn rearm(&mut self) {
         for slot in &mut self.slots {
-            if slot.watch.as_ref().is_some_and(|(_, h)| !h.is_finished()) {
+            if slot.holding() {
                 continue;
             }
-            slot.watch = None;
+            slot.drop_watches();
             if slot.skip > 0 {
                 slot.skip -= 1;
                 continue;
             }
-            match listener::resolve(&self.proc_root, &slot.target) {
-                Resolved::NotListening => {}
+            let pids = match listener::resolve(&self.proc_root, &slot.target) {
+                Resolved::NotListening => continue,
                 Resolved::Hidden => {
                     tracing::debug!(probe = %slot.target.probe, port = slot.target.port, "the process serving the port is not visible; not watched");
                     slot.skip = HIDDEN_RETRY_CYCLES;
+                    continue;
                 }
-                Resolved::Pid(pid) => match watch_exit(pid, &slot.target.probe, &self.waker) {
+                Resolved::Pids(pids) => pids,
+            };
+            for pid in pids {
+                match watch_exit(pid, &slot.target.probe, &self.waker) {
                     Ok(h) => {
                         // Info: rare (start, reload, after each exit), and it tells an
                         // operator which process the agent will react to.
                         tracing::info!(probe = %slot.target.probe, pid, "watching the process serving the probe");
-                        slot.watch = Some((pid, h));
+                        slot.watches.push((pid, h));
                     }
                     Err(e) => {
                         tracing::debug!(probe = %slot.target.probe, pid, error = %e, "cannot watch the process");
+                        slot.drop_watches();
                         slot.skip = HIDDEN_RETRY_CYCLES;
+                        break;
                     }
-                },
+                }
             }
         }
     }
@@ -95,10 +118,8 @@ impl ProcessWatch {
 
 impl Drop for ProcessWatch {
     fn drop(&mut self) {
-        for s in &self.slots {
-            if let Some((_, h)) = &s.watch {
-                h.abort();
-            }
+        for s in &mut self.slots {
+            s.drop_watches();
         }
     }
 }
@@ -167,18 +188,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_listener_process_is_found_watched_and_rearmed_after_it_exits() {
-        // A real process serving a port: python is on every lab host; without it the
-        // resolution is still covered by listener's own test.
-        let Ok(mut child) = std::process::Command::new("python3")
+        // A real process serving a port, named by a unique argv[0] (bash's `exec -a`) for
+        // the lookup by name below. Debian's /usr/bin/python3: a pyenv shim would re-exec
+        // and lose that argv[0].
+        let name = format!("sr-watch-test-{}", std::process::id());
+        let Ok(mut child) = std::process::Command::new("bash")
             .args([
                 "-c",
+                &format!("exec -a {name} /usr/bin/python3 -c \"$0\""),
                 "import socket,sys,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen()\nprint(s.getsockname()[1],flush=True)\ntime.sleep(60)",
             ])
             .stdout(std::process::Stdio::piped())
             .spawn()
         else {
-            assert!(std::env::var("CI").is_err(), "python3 is needed under CI");
-            return;
+            panic!("bash is needed");
         };
         let mut line = String::new();
         std::io::BufRead::read_line(
@@ -192,10 +215,23 @@ mod tests {
             probe: "postgres".into(),
             ips: vec![std::net::Ipv4Addr::LOCALHOST.into()],
             port,
+            names: &[],
         };
         let mut w = ProcessWatch::new(vec![target], waker);
         w.rearm();
         assert_eq!(w.watched(), [("postgres".to_string(), child.id() as i32)]);
+        // What an agent that may not read the child's fds finds: the socket owner's
+        // processes by name, the test's python child among them.
+        let uid = std::fs::metadata(format!("/proc/{}", child.id()))
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+            .unwrap();
+        let by_name =
+            listener::by_owner_and_name(std::path::Path::new("/proc"), uid, &[name.as_str()]);
+        assert!(by_name.contains(&(child.id() as i32)), "{by_name:?}");
+        assert!(
+            listener::by_owner_and_name(std::path::Path::new("/proc"), uid, &["no-such-name"])
+                .is_empty()
+        );
         child.kill().unwrap();
         child.wait().unwrap();
         let got = tokio::time::timeout(Duration::from_secs(10), rx.recv())
