@@ -403,6 +403,7 @@ fn detection_at_default_interval(
 ) {
     const KILLS: usize = 3;
     let set = c.set().label();
+    let start = Instant::now();
     // Lines logged each time an agent arms its watch on Patroni's process.
     let armed = |a: &Agent| {
         a.log()
@@ -452,6 +453,10 @@ fn detection_at_default_interval(
     for a in agents.iter_mut() {
         a.set_reporting_freq(1);
     }
+    eprintln!(
+        "db_cluster[2b]: {KILLS} kills at the 5 s interval took {:.1}s of suite time",
+        start.elapsed().as_secs_f64()
+    );
 }
 
 /// Which of the scenarios a set runs.
