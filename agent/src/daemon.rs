@@ -220,11 +220,7 @@ impl Daemon {
         }
         self.probes = build_probes(&cfg);
         (self.processes, self.connections) = event_sources(&cfg, &self.waker);
-        self.budget = crate::watch::Budget::new(
-            cfg.events.max_extra_cycles,
-            Duration::from_secs(cfg.reporting_freq.into()),
-            Instant::now(),
-        );
+        self.budget = extra_cycle_budget(&cfg);
         self.ctx = Arc::new(ctx);
         self.managers.set_seeds(cfg.managers.clone());
         self.cfg = cfg;
@@ -273,6 +269,15 @@ impl Daemon {
             },
         }
     }
+}
+
+/// `max_extra_cycles` per reporting interval, full at first.
+fn extra_cycle_budget(cfg: &AgentConfig) -> crate::watch::Budget {
+    crate::watch::Budget::new(
+        cfg.events.max_extra_cycles,
+        Duration::from_secs(cfg.reporting_freq.into()),
+        Instant::now(),
+    )
 }
 
 /// The event sources `cfg` turns on, none armed yet (each arms after a cycle).
@@ -334,11 +339,7 @@ pub async fn run_with_reload(
     let mut d = Daemon {
         processes,
         connections,
-        budget: crate::watch::Budget::new(
-            cfg.events.max_extra_cycles,
-            Duration::from_secs(cfg.reporting_freq.into()),
-            Instant::now(),
-        ),
+        budget: extra_cycle_budget(&cfg),
         waker,
         probes: build_probes(&cfg),
         managers: ManagerSet::load(cfg.managers.clone(), &cfg.state_dir),
@@ -602,11 +603,7 @@ mod tests {
             check: None,
             processes: None,
             connections: None,
-            budget: crate::watch::Budget::new(
-                max_extra_cycles,
-                Duration::from_secs(cfg.reporting_freq.into()),
-                Instant::now(),
-            ),
+            budget: extra_cycle_budget(&cfg),
             waker,
             cfg,
         };
