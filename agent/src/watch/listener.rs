@@ -395,6 +395,73 @@ mod tests {
         }
     }
 
+    /// A /proc tree whose fds cannot be read (none are there), as the packaged agent sees
+    /// other users' processes: the socket's owner and the processes' names decide.
+    #[test]
+    fn without_readable_fds_the_owners_processes_are_found_by_name_roots_only() {
+        let root = tempfile::tempdir().unwrap();
+        let p = root.path();
+        let uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(p).unwrap());
+        std::fs::create_dir(p.join("net")).unwrap();
+        std::fs::write(
+            p.join("net/tcp"),
+            format!("h\n 0: 0100007F:1F48 00000000:0000 0A 0:0 0:0 0 {uid} 0 42 1\n 1: 0100007F:1538 00000000:0000 0A 0:0 0:0 0 {uid} 0 43 1\n"),
+        )
+        .unwrap();
+        let proc = |pid: u32, comm: &str, args: &[&str], ppid: u32| {
+            let d = p.join(pid.to_string());
+            std::fs::create_dir(&d).unwrap();
+            std::fs::write(d.join("comm"), format!("{comm}\n")).unwrap();
+            std::fs::write(d.join("cmdline"), args.join("\0")).unwrap();
+            std::fs::write(d.join("stat"), format!("{pid} ({comm}) S {ppid} 1 1")).unwrap();
+        };
+        proc(
+            100,
+            "patroni",
+            &["/usr/bin/python3", "/usr/bin/patroni", "a.yml"],
+            1,
+        );
+        proc(101, "python3", &["python3", "/opt/venv/bin/patroni"], 1);
+        proc(102, "python3", &["python3", "/usr/bin/other"], 1);
+        proc(
+            200,
+            "postgres",
+            &["/usr/lib/postgresql/17/bin/postgres", "-D", "x"],
+            100,
+        );
+        proc(201, "postgres", &["postgres: checkpointer"], 200);
+        proc(202, "postgres", &["postgres: walwriter"], 200);
+        let t = |port, names| Target {
+            probe: "x".into(),
+            ips: host_ips("127.0.0.1"),
+            port,
+            names,
+        };
+        let mut got = match resolve(p, &t(8008, &["patroni"])) {
+            Resolved::Pids(pids) => pids,
+            other => panic!("{other:?}"),
+        };
+        got.sort();
+        assert_eq!(got, [100, 101], "by comm and by the script's name");
+        assert_eq!(
+            resolve(p, &t(5432, &["postgres", "postmaster"])),
+            Resolved::Pids(vec![200]),
+            "the postmaster, not its children"
+        );
+        assert_eq!(resolve(p, &t(5432, &["beam.smp"])), Resolved::Hidden);
+        assert_eq!(resolve(p, &t(5672, &["beam.smp"])), Resolved::NotListening);
+        // Another user's socket: that user's processes only.
+        std::fs::write(
+            p.join("net/tcp"),
+            format!(
+                "h\n 0: 0100007F:1F48 00000000:0000 0A 0:0 0:0 0 {} 0 42 1\n",
+                uid + 1
+            ),
+        )
+        .unwrap();
+        assert_eq!(resolve(p, &t(8008, &["patroni"])), Resolved::Hidden);
+    }
+
     #[test]
     fn a_listening_socket_of_this_process_resolves_to_this_process() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
