@@ -15,6 +15,8 @@
 //! 1. healthy: db OK, one leader and two replicas with their roles;
 //! 2. SIGKILL the leader's Patroni: Degraded at once, then a new leader, then OK when the
 //!    member rejoins; its transitions are recorded in order;
+//!    Then (2b, sets A and B) three more kills with the agents at the default 5 s interval,
+//!    printing kill → db Degraded (the agent's process watch wakes it);
 //! 3. stop one replica: Degraded, naming it;
 //! 4. stop two members: Fail;
 //! 5. stop etcd: the reason says the DCS is unreachable; every member is read-only;
@@ -388,6 +390,75 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Kills the leader's Patroni a few times with the agents at the default 5 s interval,
+/// timing kill → db Degraded in the view (polled every 50 ms; printed, never asserted).
+/// The agent watches the process serving Patroni's REST port (agent/src/watch/) and
+/// probes at once when it exits instead of waiting for its next tick. Patroni is
+/// restarted before the DCS ttl expires, so no failover is waited for.
+fn detection_at_default_interval(
+    c: &PatroniCluster,
+    col: &Collector,
+    agents: &mut [Agent],
+    long: Duration,
+) {
+    const KILLS: usize = 3;
+    let set = c.set().label();
+    let start = Instant::now();
+    // Lines logged each time an agent arms its watch on Patroni's process.
+    let armed = |a: &Agent| {
+        a.log()
+            .lines()
+            .filter(|l| {
+                l.contains("watching the process serving the probe") && l.contains("patroni")
+            })
+            .count()
+    };
+    let mut last: Vec<usize> = agents.iter().map(armed).collect();
+    for a in agents.iter_mut() {
+        a.set_reporting_freq(5);
+    }
+    let mut took = Vec::new();
+    for _ in 0..KILLS {
+        let leader = c.leader().expect("a leader");
+        let a = &agents[leader];
+        // The reload rebuilt the watches and each kill ends one: wait for the re-arm
+        // (after the agent's next cycle) so that the kill is seen by the watch.
+        wait_until("the leader's agent watches Patroni", long, POLL, || {
+            Ok(armed(a) > last[leader])
+        })
+        .unwrap();
+        last[leader] = armed(a);
+        let t0 = Instant::now();
+        c.kill_patroni(leader).unwrap();
+        wait_until(
+            "db Degraded after the leader's Patroni was killed (5 s interval)",
+            long,
+            Duration::from_millis(50),
+            || Ok(db_status(&col.fetch_view()?) == "Degraded"),
+        )
+        .unwrap();
+        took.push(t0.elapsed().as_secs_f64());
+        c.start_patroni(leader).unwrap();
+        wait_view(col, "db OK after Patroni restarted", long, healthy_view).unwrap();
+    }
+    took.sort_by(f64::total_cmp);
+    eprintln!(
+        "BENCH[{set}] kill->visible at 5 s interval: {:.2} s (median of {KILLS} kills; each: {})",
+        percentile(&took, 0.5),
+        took.iter()
+            .map(|t| format!("{t:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for a in agents.iter_mut() {
+        a.set_reporting_freq(1);
+    }
+    eprintln!(
+        "db_cluster[2b]: {KILLS} kills at the 5 s interval took {:.1}s of suite time",
+        start.elapsed().as_secs_f64()
+    );
+}
+
 /// Which of the scenarios a set runs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Scope {
@@ -713,6 +784,11 @@ fn scenarios(c: &PatroniCluster, col: &Collector, agents: &mut [Agent], scope: S
         rows.windows(2).all(|w| w[0].to == w[1].from),
         "each transition starts where the previous ended: {path:?}"
     );
+
+    // ---- 2b. detection at the default 5 s interval (issue 17) ----
+    if scope == Scope::All {
+        detection_at_default_interval(c, col, agents, long);
+    }
 
     // ---- 3. stop one replica ----
     let leader = c.leader().expect("a leader");

@@ -85,6 +85,51 @@ pub struct RawConfig {
     /// Off when absent. Loopback only: the endpoint has no authentication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<String>,
+    /// `[events]`: what may wake the agent for a cycle before its next tick.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<RawEvents>,
+}
+
+/// The `[events]` table as written ([`crate::watch`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvents {
+    /// Watch the local process serving each Patroni, PostgreSQL, RabbitMQ and AMQP probe's
+    /// port, and probe at once when it exits. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_exit: Option<bool>,
+    /// Hold an idle TCP connection to each of those ports and probe at once when it drops.
+    /// Default false: some servers close a silent connection after their handshake
+    /// timeout, with a log line each time (docs/operations.md, "Event-driven detection").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_drop: Option<bool>,
+    /// Extra cycles allowed per reporting interval (a token bucket); 0 turns event-driven
+    /// cycles off. Default [`DEFAULT_MAX_EXTRA_CYCLES`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_extra_cycles: Option<u32>,
+}
+
+/// Extra cycles per interval when `[events] max_extra_cycles` is not set.
+pub const DEFAULT_MAX_EXTRA_CYCLES: u32 = 3;
+/// The most extra cycles per interval that may be configured.
+pub const MAX_EXTRA_CYCLES: u32 = 20;
+
+/// The checked `[events]` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Events {
+    pub process_exit: bool,
+    pub connection_drop: bool,
+    pub max_extra_cycles: u32,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events {
+            process_exit: true,
+            connection_drop: false,
+            max_extra_cycles: DEFAULT_MAX_EXTRA_CYCLES,
+        }
+    }
 }
 
 /// Where the token comes from; kept so `show-config` and reload know what to re-read.
@@ -286,6 +331,7 @@ pub struct AgentConfig {
     pub check_listen: Option<std::net::SocketAddr>,
     /// Where to serve Prometheus metrics (loopback), if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    pub events: Events,
 }
 
 /// Every problem found in a config file, each naming its key.
@@ -514,6 +560,19 @@ impl RawConfig {
                 None
             }
         };
+        let raw_events = self.events.clone().unwrap_or_default();
+        let d = Events::default();
+        let events = Events {
+            process_exit: raw_events.process_exit.unwrap_or(d.process_exit),
+            connection_drop: raw_events.connection_drop.unwrap_or(d.connection_drop),
+            max_extra_cycles: raw_events.max_extra_cycles.unwrap_or(d.max_extra_cycles),
+        };
+        if events.max_extra_cycles > MAX_EXTRA_CYCLES {
+            problems.push(format!(
+                "events.max_extra_cycles: at most {MAX_EXTRA_CYCLES} extra cycles per interval, got {}",
+                events.max_extra_cycles
+            ));
+        }
         if !problems.is_empty() {
             return Err(ConfigError::Invalid {
                 path: path.display().to_string(),
@@ -538,6 +597,7 @@ impl RawConfig {
             probes: self.probes.clone(),
             check_listen,
             metrics_listen,
+            events,
         })
     }
 }
@@ -802,6 +862,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn events_default_on_for_process_exit_and_are_checked() {
+        let origin = Path::new("x.toml");
+        let e = RawConfig::parse("[events]\nprocess_exits = true\n", origin)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("process_exits"), "{e}");
+        let e = RawConfig::parse("[events]\nmax_extra_cycles = -1\n", origin)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_extra_cycles"), "{e}");
+        let raw = RawConfig::parse("[events]\nmax_extra_cycles = 21\n", origin).unwrap();
+        let ConfigError::Invalid { problems, .. } = raw.validate(origin, 0).unwrap_err() else {
+            panic!("expected Invalid")
+        };
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("events.max_extra_cycles: at most 20")),
+            "{problems:?}"
+        );
+        let raw = RawConfig::parse("[events]\nconnection_drop = true\n", origin).unwrap();
+        let ev = raw.events.clone().unwrap();
+        assert_eq!(ev.connection_drop, Some(true));
+        assert_eq!(ev.process_exit, None, "defaults are not written back");
+        assert_eq!(
+            Events::default(),
+            Events {
+                process_exit: true,
+                connection_drop: false,
+                max_extra_cycles: DEFAULT_MAX_EXTRA_CYCLES
+            }
+        );
     }
 
     #[test]

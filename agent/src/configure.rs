@@ -182,6 +182,7 @@ pub fn plan(args: &ConfigureArgs, now_unix: i64) -> Result<Plan, Vec<String>> {
         check_listen: old.check_listen.clone(),
         // An operator's metrics listener survives a re-configure.
         metrics_listen: old.metrics_listen.clone(),
+        events: old.events.clone(),
     };
     Ok(Plan {
         config_path: args.config_path.clone(),

@@ -11,6 +11,9 @@
 //!   An invalid new config is refused and the old one kept;
 //! - shutdown stops the schedule, lets in-flight pushes finish for up to
 //!   [`SHUTDOWN_GRACE`], then returns;
+//! - an event source ([`crate::watch`]) may ask for a cycle before the next tick: it
+//!   runs at once within the extra-cycle budget, is pushed only if a status changed, and
+//!   leaves the tick grid as it was;
 //! - with systemd, READY=1 follows the first complete cycle and WATCHDOG=1 every complete
 //!   cycle, so a wedged loop is restarted. Without systemd these are no-ops.
 
@@ -134,6 +137,11 @@ struct Daemon {
     last_job: Option<Job>,
     /// Each cycle's findings for the check endpoint, when `check_listen` is set.
     check: Option<Arc<crate::check::CheckBoard>>,
+    /// The event sources' watches (rebuilt on reload) and the extra-cycle budget.
+    waker: crate::watch::Waker,
+    processes: Option<crate::watch::process::ProcessWatch>,
+    connections: Option<crate::watch::connection::ConnectionWatch>,
+    budget: crate::watch::Budget,
 }
 
 impl Daemon {
@@ -211,6 +219,8 @@ impl Daemon {
             warn_if_watchdog_too_short(cfg.reporting_freq);
         }
         self.probes = build_probes(&cfg);
+        (self.processes, self.connections) = event_sources(&cfg, &self.waker);
+        self.budget = extra_cycle_budget(&cfg);
         self.ctx = Arc::new(ctx);
         self.managers.set_seeds(cfg.managers.clone());
         self.cfg = cfg;
@@ -261,6 +271,33 @@ impl Daemon {
     }
 }
 
+/// `max_extra_cycles` per reporting interval, full at first.
+fn extra_cycle_budget(cfg: &AgentConfig) -> crate::watch::Budget {
+    crate::watch::Budget::new(
+        cfg.events.max_extra_cycles,
+        Duration::from_secs(cfg.reporting_freq.into()),
+        Instant::now(),
+    )
+}
+
+/// The event sources `cfg` turns on, none armed yet (each arms after a cycle).
+fn event_sources(
+    cfg: &AgentConfig,
+    waker: &crate::watch::Waker,
+) -> (
+    Option<crate::watch::process::ProcessWatch>,
+    Option<crate::watch::connection::ConnectionWatch>,
+) {
+    use crate::watch::{connection::ConnectionWatch, listener, process::ProcessWatch};
+    let ev = cfg.events;
+    let any = ev.max_extra_cycles > 0;
+    let targets = || listener::targets(&cfg.probes);
+    (
+        (any && ev.process_exit).then(|| ProcessWatch::new(targets(), waker.clone())),
+        (any && ev.connection_drop).then(|| ConnectionWatch::new(targets(), waker.clone())),
+    )
+}
+
 /// Runs the agent on the config at `config_path` until `shutdown` completes.
 pub async fn run(
     config_path: impl Into<PathBuf>,
@@ -296,13 +333,20 @@ pub async fn run_with_reload(
     let ctx = Arc::new(push_context(&cfg, &boot_id)?);
     let (events, mut event_rx) = mpsc::channel(64);
     let (stop, _) = watch::channel(false);
+    let shared = Arc::new(Shared::default());
+    let (waker, mut wake_rx) = crate::watch::channel(shared.metrics.clone());
+    let (processes, connections) = event_sources(&cfg, &waker);
     let mut d = Daemon {
+        processes,
+        connections,
+        budget: extra_cycle_budget(&cfg),
+        waker,
         probes: build_probes(&cfg),
         managers: ManagerSet::load(cfg.managers.clone(), &cfg.state_dir),
         cfg,
         ctx,
         tasks: BTreeMap::new(),
-        shared: Arc::new(Shared::default()),
+        shared,
         events,
         stop,
         last_job: None,
@@ -374,8 +418,13 @@ pub async fn run_with_reload(
                 None => reload = None,
             },
             Some(ev) = event_rx.recv() => d.on_event(ev),
+            Some(w) = wake_rx.recv() => {
+                if on_wake(&mut d, w, &mut wake_rx, cycle, ticker.period()).await {
+                    cycle += 1;
+                }
+            }
             _ = tokio::time::sleep_until(next) => {
-                run_one_cycle(&mut d, cycle, ticker.period()).await;
+                run_one_cycle(&mut d, cycle, ticker.period(), false).await;
                 if cycle == 0 {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
                 }
@@ -402,7 +451,38 @@ pub async fn run_with_reload(
     Ok(())
 }
 
-async fn run_one_cycle(d: &mut Daemon, cycle: u64, period: Duration) {
+/// A wake-up from an event source: one extra cycle for it and every request queued with
+/// it, if the budget allows. Returns whether a cycle ran.
+async fn on_wake(
+    d: &mut Daemon,
+    first: crate::watch::Wake,
+    queue: &mut mpsc::Receiver<crate::watch::Wake>,
+    cycle: u64,
+    period: Duration,
+) -> bool {
+    let metrics = d.shared.metrics.clone();
+    let mut wakes = vec![first];
+    while let Ok(w) = queue.try_recv() {
+        wakes.push(w);
+    }
+    if !d.budget.try_take(Instant::now()) {
+        for w in &wakes {
+            metrics.wakeup(w.source.label(), "rate_limited");
+        }
+        tracing::debug!(probe = %wakes[0].probe, "wake-up over the extra-cycle budget; the next tick covers it");
+        return false;
+    }
+    metrics.wakeup(wakes[0].source.label(), "cycle");
+    for w in &wakes[1..] {
+        metrics.wakeup(w.source.label(), "coalesced");
+    }
+    run_one_cycle(d, cycle, period, true).await;
+    true
+}
+
+/// Runs one cycle and hands its snapshot to the push tasks. An extra cycle (`on_event`)
+/// whose statuses did not change is not pushed: the managers hear of it at the next tick.
+async fn run_one_cycle(d: &mut Daemon, cycle: u64, period: Duration, on_event: bool) {
     let start = Instant::now();
     let ctx = ProbeContext {
         cycle,
@@ -425,10 +505,190 @@ async fn run_one_cycle(d: &mut Daemon, cycle: u64, period: Duration) {
     if snap.changed {
         tracing::info!(status = %snap.node_status, reasons = ?snap.reasons.iter().map(|r| r.message.as_str()).collect::<Vec<_>>(), "node status changed");
     }
-    tracing::debug!(cycle, cycle_ms, status = %snap.node_status, "cycle complete");
+    tracing::debug!(cycle, cycle_ms, on_event, status = %snap.node_status, "cycle complete");
+    if let Some(p) = &mut d.processes {
+        p.rearm();
+    }
+    if let Some(c) = &mut d.connections {
+        c.rearm();
+    }
+    if on_event && !snap.changed {
+        return;
+    }
     let job = Job {
         snapshot: Arc::new(snap),
         ctx: Arc::clone(&d.ctx),
     };
     d.publish(job);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sr_probes::{BoxFuture, Finding};
+    use sr_protocol::NodeStatus;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    /// A probe whose outcome the test sets, counting its runs.
+    #[derive(Default)]
+    struct Flip {
+        fail: AtomicBool,
+        runs: AtomicU64,
+    }
+
+    impl Probe for Flip {
+        fn name(&self) -> &str {
+            "flip"
+        }
+        fn timeout(&self) -> Duration {
+            Duration::from_secs(1)
+        }
+        fn run<'a>(&'a self, _ctx: &'a ProbeContext) -> BoxFuture<'a, Finding> {
+            Box::pin(async move {
+                self.runs.fetch_add(1, Ordering::SeqCst);
+                if self.fail.load(Ordering::SeqCst) {
+                    Finding::fail(sr_protocol::reasons::PROBE_CRASHED, "flip is down")
+                } else {
+                    Finding::ok()
+                }
+            })
+        }
+    }
+
+    /// A daemon with one [`Flip`] probe and one manager slot the test reads instead of a
+    /// push task (a job in the slot is what the push task would send at once).
+    fn daemon(
+        dir: &std::path::Path,
+        max_extra_cycles: u32,
+    ) -> (
+        Daemon,
+        Arc<Flip>,
+        watch::Receiver<Option<Job>>,
+        mpsc::Receiver<crate::watch::Wake>,
+    ) {
+        let ca = sr_tls::pki::Ca::new("test ca").unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.cert_pem()).unwrap();
+        let der = sr_protocol::signing::NodeKey::generate_pkcs8().unwrap();
+        std::fs::write(
+            dir.join("node.key"),
+            sr_fsutil::pem_encode(&der, "PRIVATE KEY"),
+        )
+        .unwrap();
+        let path = dir.join("agent.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "node_type = \"db\"\nnode_id = \"n1\"\nnode_name = \"db1\"\ntoken = \"t\"\n\
+                 ca_path = \"{d}/ca.pem\"\nkey_path = \"{d}/node.key\"\nstate_dir = \"{d}/state\"\n\
+                 managers = [\"127.0.0.1\"]\n[events]\nmax_extra_cycles = {max_extra_cycles}\n[[probes]]\nkind = \"host\"\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        let cfg = AgentConfig::load(&path).unwrap();
+        let shared = Arc::new(Shared::default());
+        let (waker, wake_rx) = crate::watch::channel(shared.metrics.clone());
+        let flip = Arc::new(Flip::default());
+        let (events, _) = mpsc::channel(8);
+        let (slot, rx) = watch::channel(None);
+        let mut d = Daemon {
+            ctx: Arc::new(push_context(&cfg, "boot").unwrap()),
+            probes: vec![flip.clone() as Arc<dyn Probe>],
+            managers: ManagerSet::load(cfg.managers.clone(), &cfg.state_dir),
+            tasks: BTreeMap::new(),
+            shared,
+            events,
+            stop: watch::channel(false).0,
+            last_job: None,
+            check: None,
+            processes: None,
+            connections: None,
+            budget: extra_cycle_budget(&cfg),
+            waker,
+            cfg,
+        };
+        let manager: ManagerAddr = "127.0.0.1".parse().unwrap();
+        d.tasks.insert(
+            manager,
+            Task {
+                slot,
+                handle: tokio::spawn(async {}),
+            },
+        );
+        (d, flip, rx, wake_rx)
+    }
+
+    fn wake() -> crate::watch::Wake {
+        crate::watch::Wake {
+            source: crate::watch::Source::ProcessExit,
+            probe: "flip".into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_wakes_runs_a_bounded_number_of_extra_cycles() {
+        sr_tls::install_default_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let (mut d, flip, _rx, mut queue) = daemon(dir.path(), 3);
+        let period = Duration::from_secs(5);
+        // 50 events one after another, each handled before the next arrives.
+        let mut ran = 0;
+        for _ in 0..50 {
+            if on_wake(&mut d, wake(), &mut queue, 0, period).await {
+                ran += 1;
+            }
+        }
+        assert_eq!(ran, 3, "the budget's capacity per interval");
+        assert_eq!(flip.runs.load(Ordering::SeqCst), 3);
+        // 50 events queued at once coalesce into one cycle (once the budget has refilled).
+        tokio::time::advance(period).await;
+        for _ in 0..crate::watch::WAKE_QUEUE {
+            d.waker.wake(wake());
+        }
+        let first = queue.recv().await.unwrap();
+        assert!(on_wake(&mut d, first, &mut queue, 1, period).await);
+        assert_eq!(flip.runs.load(Ordering::SeqCst), 4);
+        assert!(queue.try_recv().is_err(), "the queue was drained");
+        let text = d.shared.metrics.encode(&d.shared);
+        for want in [
+            "wakeups_total{source=\"process_exit\",outcome=\"rate_limited\"} 47",
+            "wakeups_total{source=\"process_exit\",outcome=\"cycle\"} 4",
+            "wakeups_total{source=\"process_exit\",outcome=\"coalesced\"} 15",
+        ] {
+            assert!(text.contains(want), "{want} in\n{text}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_found_by_an_extra_cycle_is_pushed_at_once_and_no_change_is_not() {
+        sr_tls::install_default_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let (mut d, flip, mut rx, mut queue) = daemon(dir.path(), 3);
+        let period = Duration::from_secs(5);
+        run_one_cycle(&mut d, 0, period, false).await;
+        assert!(
+            rx.has_changed().unwrap(),
+            "a tick always hands over its report"
+        );
+        rx.borrow_and_update();
+        // An event, nothing changed: a cycle runs but nothing is pushed.
+        assert!(on_wake(&mut d, wake(), &mut queue, 1, period).await);
+        assert_eq!(flip.runs.load(Ordering::SeqCst), 2);
+        assert!(
+            !rx.has_changed().unwrap(),
+            "an unchanged extra cycle is not pushed"
+        );
+        // The service fails: the extra cycle's report is handed over at once, once.
+        flip.fail.store(true, Ordering::SeqCst);
+        assert!(on_wake(&mut d, wake(), &mut queue, 2, period).await);
+        assert!(rx.has_changed().unwrap());
+        let job = rx.borrow_and_update().clone().unwrap();
+        assert_eq!(job.snapshot.node_status, NodeStatus::Fail);
+        assert!(job.snapshot.changed);
+        assert!(on_wake(&mut d, wake(), &mut queue, 3, period).await);
+        assert!(
+            !rx.has_changed().unwrap(),
+            "the same failure is not pushed again"
+        );
+    }
 }

@@ -9,7 +9,9 @@
 //! - [`push`]: per-manager delivery with retry classification, backoff and a breaker;
 //! - [`managers`]: seed list plus discovered managers, persisted when changed;
 //! - [`daemon`]: the loop tying them together, reload and shutdown;
-//! - [`metrics`]: Prometheus metrics on `metrics_listen` (off by default).
+//! - [`metrics`]: Prometheus metrics on `metrics_listen` (off by default);
+//! - [`watch`]: event sources (a watched process exiting) that wake the loop for an
+//!   extra, rate-limited cycle before its next tick.
 //!
 //! Deliberately absent: the agent never reads reports from other nodes, never decides
 //! cluster health (the collector does), and never follows redirects.
@@ -25,6 +27,7 @@ pub mod metrics;
 pub mod push;
 pub mod report;
 pub mod schedule;
+pub mod watch;
 
 pub use daemon::{probe_once, run, run_with_reload, RunError};
 

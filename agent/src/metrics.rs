@@ -44,6 +44,7 @@ pub struct AgentMetrics {
     pushes: Family<Labels, Counter>,
     cycles: Counter,
     node_status: Family<Labels, Gauge>,
+    wakeups: Family<Labels, Counter>,
 }
 
 impl Default for AgentMetrics {
@@ -57,6 +58,7 @@ impl Default for AgentMetrics {
             pushes: Family::default(),
             cycles: Counter::default(),
             node_status: Family::default(),
+            wakeups: Family::default(),
         }
     }
 }
@@ -113,6 +115,18 @@ impl AgentMetrics {
             .inc();
     }
 
+    /// One wake-up request from an event source ([`crate::watch`]) and what became of it:
+    /// `cycle` (an extra cycle ran), `rate_limited` (over the budget; the next tick covers
+    /// it) or `coalesced` (a cycle was already pending). Both labels are from fixed sets.
+    pub fn wakeup(&self, source: &'static str, outcome: &'static str) {
+        self.wakeups
+            .get_or_create(&vec![
+                ("source", source.to_string()),
+                ("outcome", outcome.to_string()),
+            ])
+            .inc();
+    }
+
     /// `manager` left the list: its series go with it (keeps the label set bounded).
     pub fn forget_manager(&self, manager: &str) {
         // Family has no retain: collect the label sets to remove first.
@@ -165,6 +179,11 @@ impl AgentMetrics {
             "node_status",
             "The node's status after the last cycle: 1 for the current one",
             self.node_status.clone(),
+        );
+        reg.register(
+            "wakeups",
+            "Wake-up requests from event sources, by source and by what became of them",
+            self.wakeups.clone(),
         );
         let c: Counter = Counter::default();
         c.inc_by(dropped);

@@ -255,8 +255,18 @@ impl Agent {
 
     /// Rewrites the probes in the config and sends SIGHUP, as an operator reloads.
     pub fn reload_with(&mut self, probes: Vec<ProbeConfig>) {
+        self.edit_and_reload(|raw| raw.probes = probes);
+    }
+
+    /// Rewrites `reporting_freq` in the config and sends SIGHUP.
+    pub fn set_reporting_freq(&mut self, freq: u32) {
+        self.edit_and_reload(|raw| raw.reporting_freq = Some(freq));
+    }
+
+    /// Edits the config file and sends SIGHUP, as an operator reloads.
+    fn edit_and_reload(&mut self, edit: impl FnOnce(&mut RawConfig)) {
         let mut raw = RawConfig::read(&self.cfg).unwrap();
-        raw.probes = probes;
+        edit(&mut raw);
         std::fs::write(&self.cfg, raw.to_toml()).unwrap();
         assert!(
             self.alive(),
