@@ -75,7 +75,27 @@ seed() {
       cp "$fx"/galera-10.11/*.tsv "$dir"/ ;;
     haproxy_stat)
       cp "$fx"/haproxy-2.6/*.csv "$dir"/ ;;
-all=(earch_health) # Byte 0 picks the status (0: 200, 1: 408, 2: 401, 3: 403, 4: 503), then the body. for f in green yellow red; do { printf '\x00'; cat "$fx/opensearch-2/health-$f.json"; } > "$dir/seed-$f" done { printf '\x01'; cat "$fx/opensearch-2/health-timed-out.json"; } > "$dir/seed-timed-out" { printf '\x02'; cat "$fx/opensearch-2/health-401.txt"; } > "$dir/seed-401" { printf '\x03'; cat "$fx/opensearch-2/health-403.json"; } > "$dir/seed-403" { printf '\x04'; cat "$fx/opensearch-2/health-503-no-cluster-manager.json"; } > "$dir/seed-503" ;; opensearch_cat_nodes) cp "$fx"/opensearch-2/cat-nodes-*.json "$dir"/ ;; minio_health) # live, cluster, maintenance heads separated by NUL. m=$fx/minio-2025-10-15 for c in ok healing no-quorum offline; do { cat "$m/live-ok.http"; printf '\0'; cat "$m/cluster-$c.http"; printf '\0'; cat "$m/maintenance-412.http"; } > "$dir/seed-$c" done { cat "$m/live-initialising.http"; printf '\0'; cat "$m/cluster-offline.http"; } > "$dir/seed-initialising" ; net_tcp) head -c 65536 /proc/net/tcp "$dir/seed-tcp"; head -c 65536 /proc/net/tcp6 "$dir/seed-tcp6" || true 'https://127.0.0.1:8008/patroni' "$dir/seed-url")
+    opensearch_health)
+      # Byte 0 picks the status (0: 200, 1: 408, 2: 401, 3: 403, 4: 503), then the body.
+      for f in green yellow red; do
+        { printf '\x00'; cat "$fx/opensearch-2/health-$f.json"; } > "$dir/seed-$f"
+      done
+      { printf '\x01'; cat "$fx/opensearch-2/health-timed-out.json"; } > "$dir/seed-timed-out"
+      { printf '\x02'; cat "$fx/opensearch-2/health-401.txt"; } > "$dir/seed-401"
+      { printf '\x03'; cat "$fx/opensearch-2/health-403.json"; } > "$dir/seed-403"
+      { printf '\x04'; cat "$fx/opensearch-2/health-503-no-cluster-manager.json"; } > "$dir/seed-503" ;;
+    opensearch_cat_nodes)
+      cp "$fx"/opensearch-2/cat-nodes-*.json "$dir"/ ;;
+    minio_health)
+      # live, cluster, maintenance heads separated by NUL.
+      m=$fx/minio-2025-10-15
+      for c in ok healing no-quorum offline; do
+        { cat "$m/live-ok.http"; printf '\0'; cat "$m/cluster-$c.http"; printf '\0'; cat "$m/maintenance-412.http"; } > "$dir/seed-$c"
+      done
+      { cat "$m/live-initialising.http"; printf '\0'; cat "$m/cluster-offline.http"; } > "$dir/seed-initialising" ;;
+    proc_net_tcp)
+      head -c 65536 /proc/net/tcp > "$dir/seed-tcp"; head -c 65536 /proc/net/tcp6 > "$dir/seed-tcp6" || true
+      printf 'https://127.0.0.1:8008/patroni' > "$dir/seed-url" ;;
     keepalived_data)
       cp "$fx"/keepalived-2.2/data-*.txt "$dir"/ ;;
     pacemaker_xml)
