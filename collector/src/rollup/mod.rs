@@ -31,8 +31,8 @@ pub mod legacy;
 pub mod membership;
 pub mod names;
 pub mod objectstore;
-pub mod search;
 pub mod pacemaker;
+pub mod search;
 pub mod stack;
 pub mod vip;
 

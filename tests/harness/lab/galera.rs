@@ -40,12 +40,7 @@ impl GaleraCluster {
             set: VersionSet::Debian12,
         };
         let (lab, prefix, detail) = Lab::start(spec, |dir, _| {
-            // Unique per process and attempt; short, since it names namespaces.
-            let prefix = format!(
-                "srg{}{}",
-                std::process::id(),
-                dir.to_string_lossy().rsplit('-').nth(1).unwrap_or("0")
-            );
+            let prefix = super::ns_prefix("srg", dir);
             let mut env = vec![("NODES", nodes.to_string()), ("NS_PREFIX", prefix.clone())];
             let mut logs: Vec<_> = (1..=nodes)
                 .map(|i| (dir.join(format!("g{i}/error.log")), 15))

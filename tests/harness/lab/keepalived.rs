@@ -56,13 +56,7 @@ impl KeepalivedPair {
             set: VersionSet::Debian12,
         };
         let (lab, prefix, detail) = Lab::start(spec, |dir, _| {
-            // Unique per process and attempt; short, since it names namespaces (and the
-            // data files keepalived writes to /tmp).
-            let prefix = format!(
-                "srk{}{}",
-                std::process::id(),
-                dir.to_string_lossy().rsplit('-').nth(1).unwrap_or("0")
-            );
+            let prefix = super::ns_prefix("srk", dir);
             let mut env = vec![("NODES", NODES.to_string()), ("NS_PREFIX", prefix.clone())];
             if let Some(name) = check {
                 env.push(("CHECK_PORT", CHECK_PORT.to_string()));

@@ -707,6 +707,17 @@ impl Drop for Lab {
 }
 
 /// Checks a member/node index (0-based) and returns the scripts' 1-based number.
+/// The namespace prefix of one start attempt of a network-namespace lab (`NS_PREFIX` for its
+/// scripts): `tag`, this process and the attempt's temp dir, so two suites or two attempts
+/// never share a namespace; short, since it names namespaces (and keepalived's /tmp files).
+fn ns_prefix(tag: &str, dir: &Path) -> String {
+    format!(
+        "{tag}{}{}",
+        std::process::id(),
+        dir.to_string_lossy().rsplit('-').nth(1).unwrap_or("0")
+    )
+}
+
 fn script_index(i: usize, count: usize) -> Result<String> {
     if i >= count {
         bail!("index {i} out of range (0..{count})");

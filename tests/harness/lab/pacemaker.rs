@@ -43,12 +43,7 @@ impl PacemakerPair {
             set: VersionSet::Debian12,
         };
         let (lab, prefix, detail) = Lab::start(spec, |dir, _| {
-            // Unique per process and attempt; short, since it names namespaces.
-            let prefix = format!(
-                "srm{}{}",
-                std::process::id(),
-                dir.to_string_lossy().rsplit('-').nth(1).unwrap_or("0")
-            );
+            let prefix = super::ns_prefix("srm", dir);
             Attempt {
                 env: vec![("NS_PREFIX", prefix.clone())],
                 logs: (1..=NODES)
