@@ -303,19 +303,24 @@ impl Collector {
         v
     }
 
-    /// [`Collector::view`] for sync suites: `Err` when there is no 200 answer.
-    pub fn fetch_view(&self) -> anyhow::Result<Value> {
+    /// A blocking GET of `path` with the admin token, trusting the collector's CA.
+    fn admin_get(&self, path: &str) -> anyhow::Result<super::rest::Response> {
         let tls = super::rest::Tls {
             ca: Some(&self.ca),
             identity: None,
         };
-        let r = super::rest::request(
+        super::rest::request(
             tls,
             "GET",
-            &self.url("/api/v3.1/cluster-status"),
+            &self.url(path),
             &[(sr_protocol::TOKEN_HEADER, &self.token("admin"))],
             None,
-        )?;
+        )
+    }
+
+    /// [`Collector::view`] for sync suites: `Err` when there is no 200 answer.
+    pub fn fetch_view(&self) -> anyhow::Result<Value> {
+        let r = self.admin_get("/api/v3.1/cluster-status")?;
         anyhow::ensure!(
             r.status == 200,
             "cluster-status: HTTP {}: {}",
@@ -380,17 +385,7 @@ impl Collector {
 
     /// Completed write-behind flushes (`/api/v3.1/status` `collector.flushes`).
     pub fn flushes(&self) -> anyhow::Result<u64> {
-        let tls = super::rest::Tls {
-            ca: Some(&self.ca),
-            identity: None,
-        };
-        let r = super::rest::request(
-            tls,
-            "GET",
-            &self.url("/api/v3.1/status"),
-            &[(sr_protocol::TOKEN_HEADER, &self.token("admin"))],
-            None,
-        )?;
+        let r = self.admin_get("/api/v3.1/status")?;
         let v: Value = serde_json::from_str(&r.body)?;
         v["collector"]["flushes"]
             .as_u64()
