@@ -445,18 +445,10 @@ mod tests {
     }
 
     fn check(members: &[(&str, PacemakerFacts)]) -> (NodeStatus, Vec<Reason>) {
-        let nodes: Vec<NodeInput> = members
-            .iter()
-            .map(|(n, f)| {
-                stack::test_member(
-                    n,
-                    sr_protocol::report::Facts {
-                        pacemaker: Some(f.clone()),
-                        ..Default::default()
-                    },
-                )
-            })
-            .collect();
+        let nodes = stack::test_members(members, |f| sr_protocol::report::Facts {
+            pacemaker: Some(f),
+            ..Default::default()
+        });
         let refs: Vec<&NodeInput> = nodes.iter().collect();
         let (s, reasons, _) = rollup(&refs, None);
         (s, reasons)

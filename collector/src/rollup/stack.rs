@@ -213,6 +213,19 @@ fn views(judged: &[Judged]) -> BTreeMap<String, NodeView> {
         .collect()
 }
 
+/// [`test_member`]s named as in `members`, each with its service's facts put into a report's
+/// `Facts` by `wrap`.
+#[cfg(test)]
+pub(crate) fn test_members<F: Clone>(
+    members: &[(&str, F)],
+    wrap: impl Fn(F) -> sr_protocol::report::Facts,
+) -> Vec<NodeInput> {
+    members
+        .iter()
+        .map(|(n, f)| test_member(n, wrap(f.clone())))
+        .collect()
+}
+
 /// A fresh, trusted `node`-type member named `name` whose last report carried `facts`: what
 /// the rule modules' tests judge.
 #[cfg(test)]

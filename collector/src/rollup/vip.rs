@@ -172,18 +172,10 @@ mod tests {
     }
 
     fn check(members: &[(&str, VipFacts)]) -> (NodeStatus, Vec<String>) {
-        let nodes: Vec<NodeInput> = members
-            .iter()
-            .map(|(n, f)| {
-                stack::test_member(
-                    n,
-                    sr_protocol::report::Facts {
-                        vip: Some(f.clone()),
-                        ..Default::default()
-                    },
-                )
-            })
-            .collect();
+        let nodes = stack::test_members(members, |f| sr_protocol::report::Facts {
+            vip: Some(f),
+            ..Default::default()
+        });
         let refs: Vec<&NodeInput> = nodes.iter().collect();
         let (s, reasons, _) = rollup(&refs, None);
         (s, reasons.into_iter().map(|r| r.code).collect())
