@@ -1023,23 +1023,16 @@ mod tests {
         let der = sr_protocol::signing::NodeKey::generate_pkcs8().unwrap();
         std::fs::write(d.join("node.key"), fsutil::pem_encode(&der, "PRIVATE KEY")).unwrap();
         std::fs::write(d.join("token"), "example-token\n").unwrap();
-        let shipped = EXAMPLE
-            .replace(
-                "/etc/status-reporter/token",
-                &d.join("token").display().to_string(),
-            )
-            .replace(
-                "/etc/status-reporter/ca.pem",
-                &d.join("ca.pem").display().to_string(),
-            )
-            .replace(
-                "/etc/status-reporter/node.key",
-                &d.join("node.key").display().to_string(),
-            )
-            .replace(
-                "/var/lib/status-reporter",
-                &d.join("state").display().to_string(),
-            );
+        // The files it names, here.
+        let mut shipped = EXAMPLE.to_string();
+        for (from, to) in [
+            ("/etc/status-reporter/token", "token"),
+            ("/etc/status-reporter/ca.pem", "ca.pem"),
+            ("/etc/status-reporter/node.key", "node.key"),
+            ("/var/lib/status-reporter", "state"),
+        ] {
+            shipped = shipped.replace(from, &d.join(to).display().to_string());
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
