@@ -86,3 +86,53 @@ fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
     clap_mangen::generate_to(Cli::command(), dir)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sr_protocol::facts::StackService;
+
+    /// The long help of the subcommand at `path`, as `--help` prints it.
+    fn help(path: &[&str]) -> String {
+        let mut cmd = Cli::command();
+        let mut c = &mut cmd;
+        for p in path {
+            c = c
+                .find_subcommand_mut(p)
+                .unwrap_or_else(|| panic!("no subcommand {p}"));
+        }
+        c.render_long_help().to_string()
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Help that enumerates services lists every stack service from the registry
+    /// (`StackService::ALL`), so a new service is never missing from it.
+    #[test]
+    fn help_that_lists_services_names_every_stack_service() {
+        for path in [
+            &["maintenance"][..],
+            &["maintenance", "on"],
+            &["maintenance", "off"],
+            &["cluster", "status"],
+            &["cluster", "history"],
+        ] {
+            let text = help(path);
+            for s in StackService::ALL {
+                assert!(
+                    text.contains(s.as_str()),
+                    "`{}` --help does not name {s}:\n{text}",
+                    path.join(" ")
+                );
+            }
+        }
+        let on = help(&["maintenance", "on"]);
+        assert!(
+            on.contains(&sr_protocol::facts::service_list()),
+            "the whole list, Cloudify types first: {on}"
+        );
+    }
+}

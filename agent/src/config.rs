@@ -955,4 +955,122 @@ mod tests {
         assert!(!shown.contains("hunter2"));
         assert!(shown.contains("name = \"x\""));
     }
+
+    /// The shipped example (`packaging/agent.example.toml`).
+    const EXAMPLE: &str = include_str!("../../packaging/agent.example.toml");
+
+    /// Each commented-out `[[probes]]` example of `text`, uncommented: from a `# [[probes]]`
+    /// line up to the next line that is not `# ` followed by more (a bare `#`, a blank or an
+    /// uncommented line ends it).
+    fn commented_probe_blocks(text: &str) -> Vec<String> {
+        let mut blocks = Vec::new();
+        let mut current: Option<String> = None;
+        for line in text.lines() {
+            let body = line.strip_prefix("# ").filter(|b| !b.trim().is_empty());
+            match (&mut current, body) {
+                (None, Some("[[probes]]")) => current = Some("[[probes]]\n".into()),
+                (Some(block), Some(b)) if b != "[[probes]]" => {
+                    block.push_str(b);
+                    block.push('\n');
+                }
+                (Some(_), b) => {
+                    blocks.extend(current.take());
+                    if b == Some("[[probes]]") {
+                        current = Some("[[probes]]\n".into());
+                    }
+                }
+                (None, _) => {}
+            }
+        }
+        blocks.extend(current);
+        blocks
+    }
+
+    /// The example as shipped, and with every commented probe example uncommented, parses
+    /// and passes the whole of `validate` once the files it names exist: the examples cannot
+    /// drift from the probes' config structs (unknown keys are errors) or their checks.
+    #[test]
+    fn the_shipped_example_and_its_commented_probes_validate() {
+        let blocks = commented_probe_blocks(EXAMPLE);
+        let kinds: Vec<String> = blocks
+            .iter()
+            .map(|b| {
+                let raw = RawConfig::parse(b, Path::new("block.toml"))
+                    .unwrap_or_else(|e| panic!("a commented example does not parse: {e}\n{b}"));
+                assert_eq!(raw.probes.len(), 1, "{b}");
+                raw.probes[0].kind().to_string()
+            })
+            .collect();
+        for kind in [
+            "patroni",
+            "haproxy",
+            "keepalived",
+            "galera",
+            "pacemaker",
+            "opensearch",
+            "minio",
+        ] {
+            assert!(
+                kinds.iter().any(|k| k == kind),
+                "no commented {kind} example: {kinds:?}"
+            );
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ca = sr_tls::pki::Ca::new("example ca").unwrap();
+        std::fs::write(d.join("ca.pem"), ca.cert_pem()).unwrap();
+        let der = sr_protocol::signing::NodeKey::generate_pkcs8().unwrap();
+        std::fs::write(d.join("node.key"), fsutil::pem_encode(&der, "PRIVATE KEY")).unwrap();
+        std::fs::write(d.join("token"), "example-token\n").unwrap();
+        // The files it names, here.
+        let mut shipped = EXAMPLE.to_string();
+        for (from, to) in [
+            ("/etc/status-reporter/token", "token"),
+            ("/etc/status-reporter/ca.pem", "ca.pem"),
+            ("/etc/status-reporter/node.key", "node.key"),
+            ("/var/lib/status-reporter", "state"),
+        ] {
+            shipped = shipped.replace(from, &d.join(to).display().to_string());
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let path = d.join("agent.toml");
+        let check = |text: &str| {
+            RawConfig::parse(text, &path)
+                .and_then(|raw| raw.validate(&path, now))
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let as_shipped = check(&shipped);
+        let all = format!("{shipped}\n{}", blocks.join("\n"));
+        let uncommented = check(&all);
+        assert_eq!(
+            uncommented.probes.len(),
+            as_shipped.probes.len() + blocks.len()
+        );
+        // And the uncommenting is what the examples say, not a block cut short.
+        assert!(
+            uncommented.probes.iter().any(|p| matches!(
+                p,
+                ProbeConfig::Minio(m) if m.maintenance
+            )),
+            "the minio example's keys after the first were lost"
+        );
+    }
+
+    #[test]
+    fn commented_blocks_end_at_a_bare_comment_or_code() {
+        let text = "# prose\n# [[probes]]\n# kind = \"a\"\n# x = 1   # note\n#\n# more prose\n\
+                    # [[probes]]\n# kind = \"b\"\n# [[probes]]\n# kind = \"c\"\nnode_type = \"db\"\n";
+        assert_eq!(
+            commented_probe_blocks(text),
+            [
+                "[[probes]]\nkind = \"a\"\nx = 1   # note\n",
+                "[[probes]]\nkind = \"b\"\n",
+                "[[probes]]\nkind = \"c\"\n",
+            ]
+        );
+    }
 }

@@ -978,7 +978,7 @@ async fn delete_maintenance(
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_parameters_error",
-            "the target must be a node id or name, or a service (manager, db, broker, galera, lb)",
+            crate::maintenance::target_error(),
         ));
     }
     let app2 = app.clone();

@@ -346,9 +346,10 @@ impl Config {
         out.push_str("# `status-reporter nodes pending` until `nodes approve ID`.\n");
         out.push_str(&format!("admission = \"{}\"\n", self.admission.as_str()));
         out.push_str(&format!("max_pending = {}\n", self.max_pending));
-        out.push_str(
-            "# Stack services (galera, lb, vip): [services.galera] required = true, size = 3\n",
-        );
+        out.push_str(&format!(
+            "# Stack services ({}): [services.galera] required = true, size = 3\n",
+            StackService::ALL.map(StackService::as_str).join(", ")
+        ));
         for (service, p) in &self.services {
             out.push_str(&format!(
                 "\n[services.{service}]\nrequired = {}\n",

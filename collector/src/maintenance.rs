@@ -47,6 +47,14 @@ pub fn valid_target(t: &str) -> bool {
     crate::ingest::valid_node_id(t)
 }
 
+/// What a refused target is told: the services named from the one list of them.
+pub fn target_error() -> String {
+    format!(
+        "the target must be a node id or name, or a service ({}) ([A-Za-z0-9._-], 1-128 characters)",
+        sr_protocol::facts::service_list()
+    )
+}
+
 fn text(key: &str, v: Option<&serde_json::Value>, max: usize) -> Result<String, ApiError> {
     let s = v
         .and_then(|v| v.as_str())
@@ -66,9 +74,7 @@ fn text(key: &str, v: Option<&serde_json::Value>, max: usize) -> Result<String, 
 /// [`MAX_DAYS`] away.
 pub fn parse_put(target: &str, body: &[u8], now_ms: i64) -> Result<MaintenanceRow, ApiError> {
     if !valid_target(target) {
-        return Err(bad(
-            "the target must be a node id or name, or a service (manager, db, broker, galera, lb) ([A-Za-z0-9._-], 1-128 characters)",
-        ));
+        return Err(bad(target_error()));
     }
     if body.len() > MAX_BODY {
         return Err(bad(format!("the body is larger than {MAX_BODY} bytes")));
@@ -395,6 +401,18 @@ mod tests {
             .unwrap_err()
             .message
             .contains("reason"));
+        // A refused target is told every service, the newest stack services included.
+        let e = parse_put("no such/target", br#"{"reason":"r","by":"b"}"#, NOW).unwrap_err();
+        for service in [
+            "manager",
+            "galera",
+            "vip",
+            "pacemaker",
+            "search",
+            "objectstore",
+        ] {
+            assert!(e.message.contains(service), "{service}: {}", e.message);
+        }
     }
 
     /// A db node as the agent reports it, with Patroni's `pause` flag.

@@ -589,6 +589,47 @@ impl std::str::FromStr for StackService {
     }
 }
 
+/// Every service a view's `services` map can hold, by its key: the Cloudify types
+/// ([`crate::NodeType::ALL`]), then the stack services ([`StackService::ALL`]). These, besides
+/// a node, are what a maintenance window can name; help and error texts list them from here
+/// so they never fall behind a new service.
+pub fn service_names() -> impl Iterator<Item = &'static str> {
+    crate::NodeType::ALL
+        .into_iter()
+        .map(crate::NodeType::as_str)
+        .chain(StackService::ALL.into_iter().map(StackService::as_str))
+}
+
+/// [`service_names`] as a comma-separated list: `manager, db, broker, galera, lb, ...`.
+pub fn service_list() -> String {
+    service_names().collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod service_names_tests {
+    #[test]
+    fn every_cloudify_type_and_stack_service_is_listed_once() {
+        let names: Vec<&str> = super::service_names().collect();
+        assert_eq!(names.len(), 3 + super::StackService::ALL.len());
+        let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        for s in [
+            "manager",
+            "db",
+            "broker",
+            "galera",
+            "lb",
+            "vip",
+            "pacemaker",
+            "search",
+            "objectstore",
+        ] {
+            assert!(names.contains(&s), "{s} missing from {names:?}");
+        }
+        assert!(super::service_list().starts_with("manager, db, broker, galera"));
+    }
+}
+
 /// What an OpenSearch node reports (`GET /`, `GET /_cluster/health`, `GET /_cat/nodes`). A
 /// node is a member of the `search` service by carrying these facts; the probe writes them
 /// with `reachable: false` when OpenSearch does not answer, so a dead node stays a member.

@@ -52,13 +52,7 @@ Example:\n  status-reporter cluster status --manager 10.0.0.11 --ca-path ca.pem 
     /// Put a node or service type in maintenance, end it, or list it (shown in the view, never Fail by itself).
     #[command(
         subcommand,
-        long_about = "Maintenance windows: a node (id or name) or a service type (manager, db, broker) in \
-maintenance shows a `maintenance` reason with who, why and until when; a Fail node in maintenance \
-counts as Degraded for the cluster rules and a service type in maintenance is at worst Degraded. \
-It ends at --until or with `off`. Windows are per collector: run the command against each manager.\n\n\
-Exit codes: 0 done, 2 invalid input, 3 unreachable or unauthorized (off: 3 also when nothing was in maintenance).\n\nExamples:\n  \
-status-reporter maintenance on db2 --reason 'disk swap' --until 2h --manager 10.0.0.11 --ca-path ca.pem --token-file admin.token\n  \
-status-reporter maintenance off db2 --manager 10.0.0.11 --ca-path ca.pem --token-file admin.token"
+        long_about = super::operator::maintenance_long_about()
     )]
     Maintenance(super::operator::MaintenanceCommand),
 }
@@ -320,16 +314,7 @@ Example:\n  status-reporter nodes reject evil-1"
 #[derive(Subcommand)]
 pub enum ClusterCommand {
     /// Print the cluster status. Exit 0 OK, 1 Degraded, 2 Fail, 3 unreachable/unauthorized.
-    #[command(
-        long_about = "Read GET /api/v3.1/cluster-status from a collector and print the overall status, \
-a table per service type and one row per node (status, role, last seen, skew, reasons).\n\n\
-Exit codes (usable as a Nagios check): 0 OK, 1 Degraded, 2 Fail, 3 unreachable or unauthorized.\n\n\
-The token comes from --token, else $STATUS_REPORTER_TOKEN, else --token-file; it must be an \
-admin token. On a manager set up with `collector init --ca-path`, no flag is needed: what no flag \
-or variable names is read from /etc/status-reporter/client.toml (see below).\n\nExamples:\n  \
-status-reporter cluster status\n  status-reporter cluster status --manager 10.0.0.11 --ca-path /etc/cloudify/ssl/cloudify_internal_ca_cert.pem --token-file /root/admin.token\n  \
-STATUS_REPORTER_TOKEN=srt_... status-reporter cluster status --manager https://10.0.0.11:53333 --ca-path ca.pem --json"
-    )]
+    #[command(long_about = cluster_status_long_about())]
     Status(StatusArgs),
     /// Print stored status transitions (GET /api/v3.1/history), newest first.
     #[command(
@@ -352,6 +337,24 @@ status-reporter cluster watch --manager 10.0.0.11 --ca-path ca.pem --token-file 
 status-reporter cluster watch --manager 10.0.0.11 --ca-path ca.pem --token-file admin.token --after 1200 --json"
     )]
     Watch(super::operator::WatchArgs),
+}
+
+/// `cluster status --help`, naming the services a view can show from the one list of them.
+fn cluster_status_long_about() -> String {
+    use sr_protocol::facts::StackService;
+    format!(
+        "Read GET /api/v3.1/cluster-status from a collector and print the overall status, \
+a table per service and one row per node (status, role, last seen, skew, reasons). The services \
+are the Cloudify types (manager, db, broker) and the stack services that have members or are \
+required in the collector's config ({}).\n\n\
+Exit codes (usable as a Nagios check): 0 OK, 1 Degraded, 2 Fail, 3 unreachable or unauthorized.\n\n\
+The token comes from --token, else $STATUS_REPORTER_TOKEN, else --token-file; it must be an \
+admin token. On a manager set up with `collector init --ca-path`, no flag is needed: what no flag \
+or variable names is read from /etc/status-reporter/client.toml (see below).\n\nExamples:\n  \
+status-reporter cluster status\n  status-reporter cluster status --manager 10.0.0.11 --ca-path /etc/cloudify/ssl/cloudify_internal_ca_cert.pem --token-file /root/admin.token\n  \
+STATUS_REPORTER_TOKEN=srt_... status-reporter cluster status --manager https://10.0.0.11:53333 --ca-path ca.pem --json",
+        StackService::ALL.map(StackService::as_str).join(", ")
+    )
 }
 
 /// The connection flags of every command that talks to a collector (`cluster status`,

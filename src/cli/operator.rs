@@ -20,8 +20,7 @@ pub struct HistoryArgs {
     /// Only this node (its id or its name).
     #[arg(long)]
     pub node: Option<String>,
-    /// Only this service type (`manager`, `db`, `broker`) or reported service (`Patroni`).
-    #[arg(long)]
+    #[arg(long, help = service_filter_help())]
     pub service: Option<String>,
     /// Received at or after: RFC 3339 (2026-11-29T07:00:00Z) or an age (90s, 15m, 2h, 7d).
     #[arg(long)]
@@ -376,12 +375,64 @@ async fn follow(
     }
 }
 
+/// `history --service`: the node types, and every service a maintenance event can name
+/// (from the one list of services, so a new service shows here by itself).
+fn service_filter_help() -> String {
+    use sr_protocol::NodeType;
+    let types = [
+        NodeType::Manager,
+        NodeType::Db,
+        NodeType::Broker,
+        NodeType::Node,
+    ]
+    .map(NodeType::as_str)
+    .join(", ");
+    format!(
+        "Only this node type ({types}) or a service a node reports (`Patroni`, `MariaDB Galera`; \
+         any case); maintenance events match by their target, which may be any service: {}.",
+        sr_protocol::facts::service_list()
+    )
+}
+
+/// What `maintenance on|off` may name, from the one list of services.
+fn target_help() -> String {
+    format!(
+        "A node id or name, or a service: {}.",
+        sr_protocol::facts::service_list()
+    )
+}
+
+/// `maintenance on`'s one-line help.
+fn on_about() -> String {
+    format!(
+        "Put a node (id or name) or a service ({}) in maintenance.",
+        sr_protocol::facts::service_list()
+    )
+}
+
+/// `maintenance --help`: what a window does, on what, and how it ends.
+pub fn maintenance_long_about() -> String {
+    format!(
+        "Maintenance windows: a node (id or name) or a service ({}) in maintenance shows a \
+`maintenance` reason with who, why and until when; a Fail node in maintenance counts as Degraded \
+for the cluster rules and a service in maintenance is at worst Degraded. It ends at --until or \
+with `off`. Windows are per collector: run the command against each manager.\n\n\
+Exit codes: 0 done, 2 invalid input, 3 unreachable or unauthorized (off: 3 also when nothing was \
+in maintenance).\n\nExamples:\n  \
+status-reporter maintenance on db2 --reason 'disk swap' --until 2h --manager 10.0.0.11 --ca-path ca.pem --token-file admin.token\n  \
+status-reporter maintenance on galera --reason 'rolling upgrade' --until 1h\n  \
+status-reporter maintenance off db2 --manager 10.0.0.11 --ca-path ca.pem --token-file admin.token",
+        sr_protocol::facts::service_list()
+    )
+}
+
 /// `status-reporter maintenance on|off|list`.
 #[derive(clap::Subcommand)]
 pub enum MaintenanceCommand {
-    /// Put a node (id or name) or a service (manager, db, broker, galera, lb) in maintenance.
+    // Its help names every service: `on_about`.
+    #[command(about = on_about())]
     On {
-        /// A node id or name, or a service: manager, db, broker, galera, lb.
+        #[arg(help = target_help())]
         target: String,
         /// Why (shown in the view): 1-200 characters.
         #[arg(long)]
@@ -397,6 +448,7 @@ pub enum MaintenanceCommand {
     },
     /// End a maintenance window.
     Off {
+        #[arg(help = target_help())]
         target: String,
         #[command(flatten)]
         conn: StatusArgs,
