@@ -10,13 +10,16 @@
 //! 3. a key pinned at one collector refuses an impostor at another;
 //! 4. `nodes forget` on one is seen by all, and the forgotten key cannot pin anywhere;
 //! 5. a replayed `(boot id, seq)` is refused by a collector that never saw the original;
-//! 6. the Patroni leader's node crashes during ingest: every collector keeps answering and
-//!    accepting, and every acknowledged transition reaches the shared store.
+//! 6. the Patroni leader's node crashes during ingest, with a real agent (`status-reporter
+//!    run`, patroni and postgres probes) on every member reporting to all three collectors:
+//!    every collector keeps answering and accepting, `cluster status` on each shows the db
+//!    not OK with a reason naming the dead member during the outage, and every acknowledged
+//!    transition reaches the shared store.
 
 mod harness;
 
 use harness::fixtures::{now_ms, report_headers, Node};
-use harness::lab::{require_services, PatroniCluster, PatroniOpts};
+use harness::lab::{require_services, PatroniCluster, PatroniOpts, MONITOR_PASSWORD, MONITOR_USER};
 use harness::*;
 use serde_json::Value;
 use sr_collector::store::{DurableWrite, MaintenanceRow, Role, Store, TransitionRow};
@@ -200,6 +203,62 @@ fn shared_metrics(c: &Collector) -> Option<String> {
     (code == 200).then_some(text)
 }
 
+/// A started agent on Patroni member `i` (node `db-<member>`, patroni and postgres probes,
+/// reporting every second) fanning out to every collector of `cs`.
+fn db_agent(
+    pg: &PatroniCluster,
+    cs: &[Collector],
+    dir: &std::path::Path,
+    token: &str,
+    i: usize,
+) -> Agent {
+    let member = pg.member_name(i);
+    let probe = |text: String| -> sr_probes::ProbeConfig {
+        toml::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    };
+    let probes = vec![
+        probe(format!(
+            "kind = \"patroni\"\nurl = \"{}\"\nmember = \"{member}\"\ncluster_every = 2\ntimeout_ms = 500\n",
+            pg.rest_url(i)
+        )),
+        probe(format!(
+            "kind = \"postgres\"\nport = {}\nuser = \"{MONITOR_USER}\"\npassword = \"{MONITOR_PASSWORD}\"\n",
+            pg.pg_port(i)
+        )),
+    ];
+    let managers: Vec<String> = cs.iter().map(|c| c.addr.to_string()).collect();
+    let name = format!("db-{member}");
+    let mut a = Agent::configure(
+        &dir.join(&name),
+        &cs[0].ca,
+        token,
+        "db",
+        &name,
+        1,
+        &managers,
+        probes,
+    );
+    a.start();
+    a
+}
+
+/// `cluster status --json` of `c`, as an operator runs it: the db section's status and
+/// its reasons as `code (node)`.
+fn db_section(c: &Collector) -> Option<(sr_protocol::NodeStatus, Vec<String>)> {
+    let s = harness::status::Status::run(harness::status::command(
+        &c.addr.to_string(),
+        &c.ca,
+        &c.token("admin"),
+    ));
+    let db = s.service("db")?;
+    let reasons = db
+        .reasons
+        .iter()
+        .map(|r| format!("{} ({})", r.code, r.node.as_deref().unwrap_or("-")))
+        .collect();
+    Some((db.status, reasons))
+}
+
 #[test]
 fn three_collectors_share_one_postgres_store() {
     if !require_services(&["patroni", "etcd", "postgres"]) {
@@ -347,8 +406,38 @@ fn three_collectors_share_one_postgres_store() {
         }
     }
 
-    // 6. The leader's node crashes during ingest.
-    let mut fan = Node::new("db", "failover-db");
+    // 6. The leader's node crashes during ingest. First the db nodes the earlier steps left
+    // behind (never reporting, so Fail) are forgotten, and a real agent on every member
+    // reports to all three collectors: db is OK everywhere before the kill.
+    for id in [
+        "old-db0",
+        "old-db1",
+        "old-db2",
+        "old-token-probe",
+        "replay-r1",
+    ] {
+        let (code, out, err) = cs[1].nodes(&["forget", id, "--type", "db"]);
+        assert_eq!(code, 0, "forget {id}: {out}{err}");
+    }
+    let agents_dir = tmp.path().join("agents");
+    let _agents: Vec<Agent> = (0..pg.members())
+        .map(|i| db_agent(&pg, &cs, &agents_dir, &db_token, i))
+        .collect();
+    for (i, c) in cs.iter().enumerate() {
+        let mut last = None;
+        poll::poll(Duration::from_secs(90), Duration::from_millis(250), || {
+            let db = db_section(c);
+            let ok = db
+                .as_ref()
+                .is_some_and(|d| d.0 == sr_protocol::NodeStatus::Ok);
+            last = db;
+            ok.then_some(()).ok_or_else(String::new)
+        })
+        .unwrap_or_else(|_| panic!("collector {i}: db never OK with the agents: {last:?}"));
+    }
+    // The fan-out node is a plain host (type node): its alternating status makes
+    // transitions without touching the db roll-up.
+    let mut fan = Node::new("node", "failover-node");
     let mut acked: BTreeSet<(usize, u64)> = BTreeSet::new();
     let fan_report = |cs: &[Collector], fan: &mut Node, acked: &mut BTreeSet<(usize, u64)>| {
         let status = if fan.seq.is_multiple_of(2) {
@@ -359,7 +448,7 @@ fn three_collectors_share_one_postgres_store() {
         let (body, sig) = fan.next(status, now_ms());
         for (i, c) in cs.iter().enumerate() {
             let (code, v) =
-                rt.block_on(c.put(&fan.path(), &report_headers(&db_token, &sig), body.clone()));
+                rt.block_on(c.put(&fan.path(), &report_headers(&token, &sig), body.clone()));
             assert_eq!(code, 200, "collector {i} must keep accepting: {v}");
             acked.insert((i, fan.seq));
             c.fetch_view()
@@ -370,21 +459,41 @@ fn three_collectors_share_one_postgres_store() {
         fan_report(&cs, &mut fan, &mut acked);
     }
     let old = pg.leader().expect("leader");
+    let dead = format!("db-{}", pg.member_name(old));
     pg.kill_patroni(old).unwrap();
     pg.kill_postgres(old).unwrap();
-    // Keep reporting (and reading every collector) until another member leads.
+    // Keep reporting and reading every collector until another member leads and every
+    // collector's `cluster status` has said the db is not OK, naming the dead member.
+    let mut outage: Vec<Option<(sr_protocol::NodeStatus, Vec<String>)>> = vec![None; cs.len()];
     poll::poll(Duration::from_secs(90), Duration::from_millis(200), || {
         fan_report(&cs, &mut fan, &mut acked);
-        pg.leader().filter(|l| *l != old).ok_or_else(String::new)
+        for (i, c) in cs.iter().enumerate() {
+            if outage[i].is_none() {
+                let db = db_section(c)
+                    .unwrap_or_else(|| panic!("collector {i}: cluster status shows no db"));
+                let named = db.1.iter().any(|r| r.ends_with(&format!("({dead})")));
+                if db.0 != sr_protocol::NodeStatus::Ok && named {
+                    outage[i] = Some(db);
+                }
+            }
+        }
+        (pg.leader().is_some_and(|l| l != old) && outage.iter().all(Option::is_some))
+            .then_some(())
+            .ok_or_else(String::new)
     })
-    .unwrap_or_else(|_| panic!("no new leader"));
+    .unwrap_or_else(|_| {
+        panic!("no new leader, or a collector never showed the outage: {outage:?}")
+    });
+    for (i, db) in outage.iter().enumerate() {
+        eprintln!("shared_store[6]: collector {i} during the outage: db {db:?}");
+    }
     for _ in 0..5 {
         fan_report(&cs, &mut fan, &mut acked);
     }
     let want: BTreeSet<u64> = acked.iter().map(|a| a.1).collect();
     for (i, c) in cs.iter().enumerate() {
         let local: BTreeSet<u64> = c
-            .node_transitions(NodeType::Db, "failover-db")
+            .node_transitions(NodeType::Node, "failover-node")
             .iter()
             .map(|t| t.seq)
             .collect();
@@ -399,7 +508,7 @@ fn three_collectors_share_one_postgres_store() {
         || {
             let got = shared_sql(
             &pg,
-            "SELECT string_agg(seq::text, ',') FROM sr_transitions WHERE node_id = 'failover-db' AND service IS NULL",
+            "SELECT string_agg(seq::text, ',') FROM sr_transitions WHERE node_id = 'failover-node' AND service IS NULL",
         )
         .ok()?;
             let got: BTreeSet<u64> = got.split(',').filter_map(|s| s.parse().ok()).collect();
