@@ -1,8 +1,12 @@
 //! The shared PostgreSQL store (issue 16) against a real Patroni ×3 + etcd + PostgreSQL
 //! cluster: three collectors (real binaries, `[store] kind = "postgres"` on every Patroni
-//! member) share one database. One cluster for the whole binary; the scenarios run in
-//! sequence in one test, each building on the last:
+//! member) share one database over TLS. One cluster for the whole binary; the scenarios
+//! run in sequence in one test, each building on the last:
 //!
+//! 0. TLS: a store with `ca_file` refuses a PostgreSQL without TLS (no downgrade); with
+//!    `ssl = on` (server certificate from the lab's test CA) a wrong CA is refused with
+//!    the verifier's reason; a `[store]` with neither `ca_file` nor `allow_plaintext` is
+//!    refused by `collector validate`; every collector's session is an SSL one;
 //! 1. `collector migrate-store` copies a populated SQLite store (tokens, users, nodes,
 //!    tombstones, transitions, maintenance), `--dry-run` first; a second run copies nothing
 //!    twice.
@@ -69,25 +73,121 @@ fn shared_sql(pg: &PatroniCluster, sql: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// A collector in `dir` whose `[store]` names every Patroni member.
-fn collector(dir: &std::path::Path, pki: &Pki, pg: &PatroniCluster) -> Collector {
+/// A `[store]` table naming every Patroni member, with `tls` (`ca_file = ...`, or
+/// nothing) as its protection; the password file is written in `dir`.
+fn store_table(dir: &std::path::Path, pg: &PatroniCluster, tls: &str) -> String {
     use std::os::unix::fs::PermissionsExt;
-    let c = Collector::init(dir, pki, "127.0.0.1:0");
-    c.set("flap_threshold", "1000");
-    c.set("shutdown_grace_secs", "1");
     let pw = dir.join("pg.password");
     std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
     std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
     let hosts: Vec<String> = (0..pg.members())
         .map(|i| format!("\"127.0.0.1:{}\"", pg.pg_port(i)))
         .collect();
-    c.append_config(&format!(
+    format!(
         "[store]\nkind = \"postgres\"\nhosts = [{}]\ndbname = \"{DB}\"\nuser = \"{ROLE}\"\n\
-         password_file = \"{}\"\nallow_plaintext = true\nconnect_timeout_secs = 2\nquery_timeout_secs = 3\n",
+         password_file = \"{}\"\n{tls}connect_timeout_secs = 2\nquery_timeout_secs = 3\n",
         hosts.join(", "),
         pw.display()
-    ));
+    )
+}
+
+fn ca_line(ca: &std::path::Path) -> String {
+    format!("ca_file = \"{}\"\n", ca.display())
+}
+
+/// A collector in `dir` whose `[store]` names every Patroni member, trusting `ca`.
+fn collector(
+    dir: &std::path::Path,
+    pki: &Pki,
+    pg: &PatroniCluster,
+    ca: &std::path::Path,
+) -> Collector {
+    let c = Collector::init(dir, pki, "127.0.0.1:0");
+    c.set("flap_threshold", "1000");
+    c.set("shutdown_grace_secs", "1");
+    c.append_config(&store_table(dir, pg, &ca_line(ca)));
     c
+}
+
+/// Scenario 0, on a scratch collector whose `[store]` is rewritten for each case (its
+/// `migrate-store` never gets as far as writing): what TLS the store insists on.
+fn tls_is_required(
+    pg: &PatroniCluster,
+    scratch: &Collector,
+    tls: &harness::lab::patroni::PatroniTls,
+) {
+    let base = std::fs::read_to_string(scratch.config()).unwrap();
+    let config = scratch.config().display().to_string();
+    let with_store = |protection: &str| {
+        std::fs::write(
+            scratch.config(),
+            format!("{base}{}", store_table(&scratch.dir, pg, protection)),
+        )
+        .unwrap();
+    };
+    let refused = |what: &str| -> String {
+        let (code, out, err) = cli(
+            None,
+            &[
+                "collector",
+                "migrate-store",
+                "--to",
+                "postgres",
+                "--config",
+                &config,
+            ],
+            &[],
+        );
+        assert_ne!(code, 0, "{what}: migrate-store must fail: {out}{err}");
+        eprintln!("shared_store[0]: {what} -> {}", err.trim());
+        err
+    };
+    // No TLS on the server yet: a store that trusts our CA will not fall back to plaintext.
+    with_store(&ca_line(&tls.ca_cert));
+    let err = refused("ca_file against a server without TLS");
+    assert!(err.contains("TLS"), "{err}");
+    // ssl = on on every member, through Patroni's dynamic configuration.
+    let body = serde_json::json!({"postgresql": {"parameters": {
+        "ssl": "on",
+        "ssl_cert_file": tls.server_cert,
+        "ssl_key_file": tls.server_key,
+    }}})
+    .to_string();
+    let l = pg.leader().expect("a leader");
+    let r = pg.rest_request(l, "PATCH", "/config", Some(&body)).unwrap();
+    assert_eq!(r.status, 200, "PATCH /config: {}", r.body);
+    for i in 0..pg.members() {
+        wait_for(&format!("ssl = on on member {i}"), SYNC * 2, || {
+            (pg.psql(i, "SHOW ssl").ok()? == "on").then_some(())
+        });
+    }
+    // A CA that did not sign the server's certificate.
+    with_store(&ca_line(&tls.wrong_ca_cert));
+    let err = refused("a wrong CA");
+    assert!(err.contains("UnknownIssuer"), "{err}");
+    // Neither a CA nor allow_plaintext: refused before any connection.
+    with_store("");
+    let (code, out, err) = cli(None, &["collector", "validate", "--config", &config], &[]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        format!("{out}{err}").contains("ca_file is required (or allow_plaintext = true"),
+        "{out}{err}"
+    );
+    std::fs::write(scratch.config(), base).unwrap();
+}
+
+/// Sessions of the collectors' pool on the leader: (with SSL, all).
+fn collector_sessions(pg: &PatroniCluster) -> (u32, u32) {
+    let l = pg.leader().expect("a leader");
+    let out = pg
+        .psql(
+            l,
+            "SELECT count(*) FILTER (WHERE s.ssl) || ',' || count(*) FROM pg_stat_ssl s \
+             JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'status-reporter-collector'",
+        )
+        .unwrap();
+    let (a, b) = out.split_once(',').unwrap();
+    (a.parse().unwrap(), b.parse().unwrap())
 }
 
 /// `collector migrate-store` with `extra` flags: (exit code, stdout).
@@ -213,13 +313,18 @@ fn db_agent(
     i: usize,
 ) -> Agent {
     let member = pg.member_name(i);
+    let tls = pg.tls().expect("TLS material");
     let probe = |text: String| -> sr_probes::ProbeConfig {
         toml::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"))
     };
     let probes = vec![
         probe(format!(
-            "kind = \"patroni\"\nurl = \"{}\"\nmember = \"{member}\"\ncluster_every = 2\ntimeout_ms = 500\n",
-            pg.rest_url(i)
+            "kind = \"patroni\"\nurl = \"{}\"\nmember = \"{member}\"\ncluster_every = 2\ntimeout_ms = 500\n\
+             [tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            pg.rest_url(i),
+            tls.ca_cert.display(),
+            tls.client_cert.display(),
+            tls.client_key.display()
         )),
         probe(format!(
             "kind = \"postgres\"\nport = {}\nuser = \"{MONITOR_USER}\"\npassword = \"{MONITOR_PASSWORD}\"\n",
@@ -265,17 +370,35 @@ fn three_collectors_share_one_postgres_store() {
         return;
     }
     let _one = harness::lab::exclusive();
-    let pg = PatroniCluster::start(PatroniOpts::default()).unwrap();
+    sr_tls::install_default_provider();
+    // TLS on Patroni's REST API (the agents' patroni probe presents a client certificate)
+    // and the lab's test CA, whose server certificate PostgreSQL then serves.
+    let pg = PatroniCluster::start(PatroniOpts {
+        tls: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let tls = pg.tls().expect("TLS material").clone();
     create_role(&pg);
     let tmp = tempfile::tempdir().unwrap();
     let pki = Pki::new(&tmp.path().join("pki"), "shared store test CA");
     let rt = tokio::runtime::Runtime::new().unwrap();
+
+    // 0. TLS is required, verified against our CA, and never downgraded.
+    let scratch_dir = tmp.path().join("scratch");
+    std::fs::create_dir_all(&scratch_dir).unwrap();
+    tls_is_required(
+        &pg,
+        &Collector::init(&scratch_dir, &pki, "127.0.0.1:0"),
+        &tls,
+    );
+
     let mut cs: Vec<Collector> = ["a", "b", "c"]
         .iter()
         .map(|n| {
             let d = tmp.path().join(n);
             std::fs::create_dir_all(&d).unwrap();
-            collector(&d, &pki, &pg)
+            collector(&d, &pki, &pg, &tls.ca_cert)
         })
         .collect();
 
@@ -311,6 +434,11 @@ fn three_collectors_share_one_postgres_store() {
         (send(&rt, &cs[2], &mut probe, &old_secrets[0], "OK").0 == 200).then_some(())
     });
 
+    let (ssl, all) = collector_sessions(&pg);
+    assert!(
+        all > 0 && ssl == all,
+        "collector sessions with SSL: {ssl} of {all}"
+    );
     let text = shared_metrics(&cs[2]).expect("metrics");
     assert!(
         text.contains("status_reporter_shared_store_connected"),
