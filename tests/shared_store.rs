@@ -126,18 +126,7 @@ fn tls_is_required(
         .unwrap();
     };
     let refused = |what: &str| -> String {
-        let (code, out, err) = cli(
-            None,
-            &[
-                "collector",
-                "migrate-store",
-                "--to",
-                "postgres",
-                "--config",
-                &config,
-            ],
-            &[],
-        );
+        let (code, out, err) = run_migrate_store(scratch, &[]);
         assert_ne!(code, 0, "{what}: migrate-store must fail: {out}{err}");
         eprintln!("shared_store[0]: {what} -> {}", err.trim());
         err
@@ -190,8 +179,9 @@ fn collector_sessions(pg: &PatroniCluster) -> (u32, u32) {
     (a.parse().unwrap(), b.parse().unwrap())
 }
 
-/// `collector migrate-store` with `extra` flags: (exit code, stdout).
-fn migrate_store(c: &Collector, extra: &[&str]) -> (i32, String) {
+/// `collector migrate-store --to postgres` for `c`'s config with `extra` flags: (exit code,
+/// stdout, stderr).
+fn run_migrate_store(c: &Collector, extra: &[&str]) -> (i32, String, String) {
     let config = c.config().display().to_string();
     let mut args = vec![
         "collector",
@@ -202,7 +192,12 @@ fn migrate_store(c: &Collector, extra: &[&str]) -> (i32, String) {
         &config,
     ];
     args.extend_from_slice(extra);
-    let (code, out, err) = cli(None, &args, &[]);
+    cli(None, &args, &[])
+}
+
+/// `collector migrate-store` with `extra` flags, which must succeed: (exit code, stdout).
+fn migrate_store(c: &Collector, extra: &[&str]) -> (i32, String) {
+    let (code, out, err) = run_migrate_store(c, extra);
     assert_eq!(code, 0, "migrate-store {extra:?}: {out}\n{err}");
     (code, out)
 }
