@@ -1,8 +1,12 @@
 //! The shared PostgreSQL store (issue 16) against a real Patroni ×3 + etcd + PostgreSQL
 //! cluster: three collectors (real binaries, `[store] kind = "postgres"` on every Patroni
-//! member) share one database. One cluster for the whole binary; the scenarios run in
-//! sequence in one test, each building on the last:
+//! member) share one database over TLS. One cluster for the whole binary; the scenarios
+//! run in sequence in one test, each building on the last:
 //!
+//! 0. TLS: a store with `ca_file` refuses a PostgreSQL without TLS (no downgrade); with
+//!    `ssl = on` (server certificate from the lab's test CA) a wrong CA is refused with
+//!    the verifier's reason; a `[store]` with neither `ca_file` nor `allow_plaintext` is
+//!    refused by `collector validate`; every collector's session is an SSL one;
 //! 1. `collector migrate-store` copies a populated SQLite store (tokens, users, nodes,
 //!    tombstones, transitions, maintenance), `--dry-run` first; a second run copies nothing
 //!    twice.
@@ -10,13 +14,16 @@
 //! 3. a key pinned at one collector refuses an impostor at another;
 //! 4. `nodes forget` on one is seen by all, and the forgotten key cannot pin anywhere;
 //! 5. a replayed `(boot id, seq)` is refused by a collector that never saw the original;
-//! 6. the Patroni leader's node crashes during ingest: every collector keeps answering and
-//!    accepting, and every acknowledged transition reaches the shared store.
+//! 6. the Patroni leader's node crashes during ingest, with a real agent (`status-reporter
+//!    run`, patroni and postgres probes) on every member reporting to all three collectors:
+//!    every collector keeps answering and accepting, `cluster status` on each shows the db
+//!    not OK with a reason naming the dead member during the outage, and every acknowledged
+//!    transition reaches the shared store.
 
 mod harness;
 
 use harness::fixtures::{now_ms, report_headers, Node};
-use harness::lab::{require_services, PatroniCluster, PatroniOpts};
+use harness::lab::{require_services, PatroniCluster, PatroniOpts, MONITOR_PASSWORD, MONITOR_USER};
 use harness::*;
 use serde_json::Value;
 use sr_collector::store::{DurableWrite, MaintenanceRow, Role, Store, TransitionRow};
@@ -66,29 +73,115 @@ fn shared_sql(pg: &PatroniCluster, sql: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// A collector in `dir` whose `[store]` names every Patroni member.
-fn collector(dir: &std::path::Path, pki: &Pki, pg: &PatroniCluster) -> Collector {
+/// A `[store]` table naming every Patroni member, with `tls` (`ca_file = ...`, or
+/// nothing) as its protection; the password file is written in `dir`.
+fn store_table(dir: &std::path::Path, pg: &PatroniCluster, tls: &str) -> String {
     use std::os::unix::fs::PermissionsExt;
-    let c = Collector::init(dir, pki, "127.0.0.1:0");
-    c.set("flap_threshold", "1000");
-    c.set("shutdown_grace_secs", "1");
     let pw = dir.join("pg.password");
     std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
     std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
     let hosts: Vec<String> = (0..pg.members())
         .map(|i| format!("\"127.0.0.1:{}\"", pg.pg_port(i)))
         .collect();
-    c.append_config(&format!(
+    format!(
         "[store]\nkind = \"postgres\"\nhosts = [{}]\ndbname = \"{DB}\"\nuser = \"{ROLE}\"\n\
-         password_file = \"{}\"\nallow_plaintext = true\nconnect_timeout_secs = 2\nquery_timeout_secs = 3\n",
+         password_file = \"{}\"\n{tls}connect_timeout_secs = 2\nquery_timeout_secs = 3\n",
         hosts.join(", "),
         pw.display()
-    ));
+    )
+}
+
+fn ca_line(ca: &std::path::Path) -> String {
+    format!("ca_file = \"{}\"\n", ca.display())
+}
+
+/// A collector in `dir` whose `[store]` names every Patroni member, trusting `ca`.
+fn collector(
+    dir: &std::path::Path,
+    pki: &Pki,
+    pg: &PatroniCluster,
+    ca: &std::path::Path,
+) -> Collector {
+    let c = Collector::init(dir, pki, "127.0.0.1:0");
+    c.set("flap_threshold", "1000");
+    c.set("shutdown_grace_secs", "1");
+    c.append_config(&store_table(dir, pg, &ca_line(ca)));
     c
 }
 
-/// `collector migrate-store` with `extra` flags: (exit code, stdout).
-fn migrate_store(c: &Collector, extra: &[&str]) -> (i32, String) {
+/// Scenario 0, on a scratch collector whose `[store]` is rewritten for each case (its
+/// `migrate-store` never gets as far as writing): what TLS the store insists on.
+fn tls_is_required(
+    pg: &PatroniCluster,
+    scratch: &Collector,
+    tls: &harness::lab::patroni::PatroniTls,
+) {
+    let base = std::fs::read_to_string(scratch.config()).unwrap();
+    let config = scratch.config().display().to_string();
+    let with_store = |protection: &str| {
+        std::fs::write(
+            scratch.config(),
+            format!("{base}{}", store_table(&scratch.dir, pg, protection)),
+        )
+        .unwrap();
+    };
+    let refused = |what: &str| -> String {
+        let (code, out, err) = run_migrate_store(scratch, &[]);
+        assert_ne!(code, 0, "{what}: migrate-store must fail: {out}{err}");
+        eprintln!("shared_store[0]: {what} -> {}", err.trim());
+        err
+    };
+    // No TLS on the server yet: a store that trusts our CA will not fall back to plaintext.
+    with_store(&ca_line(&tls.ca_cert));
+    let err = refused("ca_file against a server without TLS");
+    assert!(err.contains("TLS"), "{err}");
+    // ssl = on on every member, through Patroni's dynamic configuration.
+    let body = serde_json::json!({"postgresql": {"parameters": {
+        "ssl": "on",
+        "ssl_cert_file": tls.server_cert,
+        "ssl_key_file": tls.server_key,
+    }}})
+    .to_string();
+    let l = pg.leader().expect("a leader");
+    let r = pg.rest_request(l, "PATCH", "/config", Some(&body)).unwrap();
+    assert_eq!(r.status, 200, "PATCH /config: {}", r.body);
+    for i in 0..pg.members() {
+        wait_for(&format!("ssl = on on member {i}"), SYNC * 2, || {
+            (pg.psql(i, "SHOW ssl").ok()? == "on").then_some(())
+        });
+    }
+    // A CA that did not sign the server's certificate.
+    with_store(&ca_line(&tls.wrong_ca_cert));
+    let err = refused("a wrong CA");
+    assert!(err.contains("UnknownIssuer"), "{err}");
+    // Neither a CA nor allow_plaintext: refused before any connection.
+    with_store("");
+    let (code, out, err) = cli(None, &["collector", "validate", "--config", &config], &[]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        format!("{out}{err}").contains("ca_file is required (or allow_plaintext = true"),
+        "{out}{err}"
+    );
+    std::fs::write(scratch.config(), base).unwrap();
+}
+
+/// Sessions of the collectors' pool on the leader: (with SSL, all).
+fn collector_sessions(pg: &PatroniCluster) -> (u32, u32) {
+    let l = pg.leader().expect("a leader");
+    let out = pg
+        .psql(
+            l,
+            "SELECT count(*) FILTER (WHERE s.ssl) || ',' || count(*) FROM pg_stat_ssl s \
+             JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'status-reporter-collector'",
+        )
+        .unwrap();
+    let (a, b) = out.split_once(',').unwrap();
+    (a.parse().unwrap(), b.parse().unwrap())
+}
+
+/// `collector migrate-store --to postgres` for `c`'s config with `extra` flags: (exit code,
+/// stdout, stderr).
+fn run_migrate_store(c: &Collector, extra: &[&str]) -> (i32, String, String) {
     let config = c.config().display().to_string();
     let mut args = vec![
         "collector",
@@ -99,7 +192,12 @@ fn migrate_store(c: &Collector, extra: &[&str]) -> (i32, String) {
         &config,
     ];
     args.extend_from_slice(extra);
-    let (code, out, err) = cli(None, &args, &[]);
+    cli(None, &args, &[])
+}
+
+/// `collector migrate-store` with `extra` flags, which must succeed: (exit code, stdout).
+fn migrate_store(c: &Collector, extra: &[&str]) -> (i32, String) {
+    let (code, out, err) = run_migrate_store(c, extra);
     assert_eq!(code, 0, "migrate-store {extra:?}: {out}\n{err}");
     (code, out)
 }
@@ -200,23 +298,102 @@ fn shared_metrics(c: &Collector) -> Option<String> {
     (code == 200).then_some(text)
 }
 
+/// A started agent on Patroni member `i` (node `db-<member>`, patroni and postgres probes,
+/// reporting every second) fanning out to every collector of `cs`.
+fn db_agent(
+    pg: &PatroniCluster,
+    cs: &[Collector],
+    dir: &std::path::Path,
+    token: &str,
+    i: usize,
+) -> Agent {
+    let member = pg.member_name(i);
+    let tls = pg.tls().expect("TLS material");
+    let probe = |text: String| -> sr_probes::ProbeConfig {
+        toml::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    };
+    let probes = vec![
+        probe(format!(
+            "kind = \"patroni\"\nurl = \"{}\"\nmember = \"{member}\"\ncluster_every = 2\ntimeout_ms = 500\n\
+             [tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            pg.rest_url(i),
+            tls.ca_cert.display(),
+            tls.client_cert.display(),
+            tls.client_key.display()
+        )),
+        probe(format!(
+            "kind = \"postgres\"\nport = {}\nuser = \"{MONITOR_USER}\"\npassword = \"{MONITOR_PASSWORD}\"\n",
+            pg.pg_port(i)
+        )),
+    ];
+    let managers: Vec<String> = cs.iter().map(|c| c.addr.to_string()).collect();
+    let name = format!("db-{member}");
+    let mut a = Agent::configure(
+        &dir.join(&name),
+        &cs[0].ca,
+        token,
+        "db",
+        &name,
+        1,
+        &managers,
+        probes,
+    );
+    a.start();
+    a
+}
+
+/// `cluster status --json` of `c`, as an operator runs it: the db section's status and
+/// its reasons as `code (node)`.
+fn db_section(c: &Collector) -> Option<(sr_protocol::NodeStatus, Vec<String>)> {
+    let s = harness::status::Status::run(harness::status::command(
+        &c.addr.to_string(),
+        &c.ca,
+        &c.token("admin"),
+    ));
+    let db = s.service("db")?;
+    let reasons = db
+        .reasons
+        .iter()
+        .map(|r| format!("{} ({})", r.code, r.node.as_deref().unwrap_or("-")))
+        .collect();
+    Some((db.status, reasons))
+}
+
 #[test]
 fn three_collectors_share_one_postgres_store() {
     if !require_services(&["patroni", "etcd", "postgres"]) {
         return;
     }
     let _one = harness::lab::exclusive();
-    let pg = PatroniCluster::start(PatroniOpts::default()).unwrap();
+    sr_tls::install_default_provider();
+    // TLS on Patroni's REST API (the agents' patroni probe presents a client certificate)
+    // and the lab's test CA, whose server certificate PostgreSQL then serves.
+    let pg = PatroniCluster::start(PatroniOpts {
+        tls: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let tls = pg.tls().expect("TLS material").clone();
     create_role(&pg);
     let tmp = tempfile::tempdir().unwrap();
     let pki = Pki::new(&tmp.path().join("pki"), "shared store test CA");
     let rt = tokio::runtime::Runtime::new().unwrap();
+
+    // 0. TLS is required, verified against our CA, and never downgraded.
+    let scratch_dir = tmp.path().join("scratch");
+    std::fs::create_dir_all(&scratch_dir).unwrap();
+    tls_is_required(
+        &pg,
+        &Collector::init(&scratch_dir, &pki, "127.0.0.1:0"),
+        &tls,
+    );
+
     let mut cs: Vec<Collector> = ["a", "b", "c"]
         .iter()
         .map(|n| {
             let d = tmp.path().join(n);
             std::fs::create_dir_all(&d).unwrap();
-            collector(&d, &pki, &pg)
+            collector(&d, &pki, &pg, &tls.ca_cert)
         })
         .collect();
 
@@ -252,6 +429,11 @@ fn three_collectors_share_one_postgres_store() {
         (send(&rt, &cs[2], &mut probe, &old_secrets[0], "OK").0 == 200).then_some(())
     });
 
+    let (ssl, all) = collector_sessions(&pg);
+    assert!(
+        all > 0 && ssl == all,
+        "collector sessions with SSL: {ssl} of {all}"
+    );
     let text = shared_metrics(&cs[2]).expect("metrics");
     assert!(
         text.contains("status_reporter_shared_store_connected"),
@@ -347,8 +529,38 @@ fn three_collectors_share_one_postgres_store() {
         }
     }
 
-    // 6. The leader's node crashes during ingest.
-    let mut fan = Node::new("db", "failover-db");
+    // 6. The leader's node crashes during ingest. First the db nodes the earlier steps left
+    // behind (never reporting, so Fail) are forgotten, and a real agent on every member
+    // reports to all three collectors: db is OK everywhere before the kill.
+    for id in [
+        "old-db0",
+        "old-db1",
+        "old-db2",
+        "old-token-probe",
+        "replay-r1",
+    ] {
+        let (code, out, err) = cs[1].nodes(&["forget", id, "--type", "db"]);
+        assert_eq!(code, 0, "forget {id}: {out}{err}");
+    }
+    let agents_dir = tmp.path().join("agents");
+    let _agents: Vec<Agent> = (0..pg.members())
+        .map(|i| db_agent(&pg, &cs, &agents_dir, &db_token, i))
+        .collect();
+    for (i, c) in cs.iter().enumerate() {
+        let mut last = None;
+        poll::poll(Duration::from_secs(90), Duration::from_millis(250), || {
+            let db = db_section(c);
+            let ok = db
+                .as_ref()
+                .is_some_and(|d| d.0 == sr_protocol::NodeStatus::Ok);
+            last = db;
+            ok.then_some(()).ok_or_else(String::new)
+        })
+        .unwrap_or_else(|_| panic!("collector {i}: db never OK with the agents: {last:?}"));
+    }
+    // The fan-out node is a plain host (type node): its alternating status makes
+    // transitions without touching the db roll-up.
+    let mut fan = Node::new("node", "failover-node");
     let mut acked: BTreeSet<(usize, u64)> = BTreeSet::new();
     let fan_report = |cs: &[Collector], fan: &mut Node, acked: &mut BTreeSet<(usize, u64)>| {
         let status = if fan.seq.is_multiple_of(2) {
@@ -359,7 +571,7 @@ fn three_collectors_share_one_postgres_store() {
         let (body, sig) = fan.next(status, now_ms());
         for (i, c) in cs.iter().enumerate() {
             let (code, v) =
-                rt.block_on(c.put(&fan.path(), &report_headers(&db_token, &sig), body.clone()));
+                rt.block_on(c.put(&fan.path(), &report_headers(&token, &sig), body.clone()));
             assert_eq!(code, 200, "collector {i} must keep accepting: {v}");
             acked.insert((i, fan.seq));
             c.fetch_view()
@@ -370,21 +582,41 @@ fn three_collectors_share_one_postgres_store() {
         fan_report(&cs, &mut fan, &mut acked);
     }
     let old = pg.leader().expect("leader");
+    let dead = format!("db-{}", pg.member_name(old));
     pg.kill_patroni(old).unwrap();
     pg.kill_postgres(old).unwrap();
-    // Keep reporting (and reading every collector) until another member leads.
+    // Keep reporting and reading every collector until another member leads and every
+    // collector's `cluster status` has said the db is not OK, naming the dead member.
+    let mut outage: Vec<Option<(sr_protocol::NodeStatus, Vec<String>)>> = vec![None; cs.len()];
     poll::poll(Duration::from_secs(90), Duration::from_millis(200), || {
         fan_report(&cs, &mut fan, &mut acked);
-        pg.leader().filter(|l| *l != old).ok_or_else(String::new)
+        for (i, c) in cs.iter().enumerate() {
+            if outage[i].is_none() {
+                let db = db_section(c)
+                    .unwrap_or_else(|| panic!("collector {i}: cluster status shows no db"));
+                let named = db.1.iter().any(|r| r.ends_with(&format!("({dead})")));
+                if db.0 != sr_protocol::NodeStatus::Ok && named {
+                    outage[i] = Some(db);
+                }
+            }
+        }
+        (pg.leader().is_some_and(|l| l != old) && outage.iter().all(Option::is_some))
+            .then_some(())
+            .ok_or_else(String::new)
     })
-    .unwrap_or_else(|_| panic!("no new leader"));
+    .unwrap_or_else(|_| {
+        panic!("no new leader, or a collector never showed the outage: {outage:?}")
+    });
+    for (i, db) in outage.iter().enumerate() {
+        eprintln!("shared_store[6]: collector {i} during the outage: db {db:?}");
+    }
     for _ in 0..5 {
         fan_report(&cs, &mut fan, &mut acked);
     }
     let want: BTreeSet<u64> = acked.iter().map(|a| a.1).collect();
     for (i, c) in cs.iter().enumerate() {
         let local: BTreeSet<u64> = c
-            .node_transitions(NodeType::Db, "failover-db")
+            .node_transitions(NodeType::Node, "failover-node")
             .iter()
             .map(|t| t.seq)
             .collect();
@@ -399,7 +631,7 @@ fn three_collectors_share_one_postgres_store() {
         || {
             let got = shared_sql(
             &pg,
-            "SELECT string_agg(seq::text, ',') FROM sr_transitions WHERE node_id = 'failover-db' AND service IS NULL",
+            "SELECT string_agg(seq::text, ',') FROM sr_transitions WHERE node_id = 'failover-node' AND service IS NULL",
         )
         .ok()?;
             let got: BTreeSet<u64> = got.split(',').filter_map(|s| s.parse().ok()).collect();

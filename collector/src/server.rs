@@ -246,9 +246,12 @@ async fn bootstrap(cfg: Config) -> Result<Running, ServeError> {
             // A damaged store must not start and accept writes on top of the damage.
             s.quick_check()?;
             s.set_retention(retention);
+            // The writer's own commits are in memory already; what other connections
+            // change is journalled from here on (store::changes), before the load.
+            s.quiet_own_changes()?;
+            let version = (s.data_version()?, s.reset_changes()?);
             let tokens = s.active_token_hashes()?;
             let nodes = (s.load_nodes()?, s.pending_keys()?);
-            let version = s.data_version()?;
             Ok((s, tokens, nodes, version))
         })
         .await
@@ -597,14 +600,25 @@ async fn flush_once(app: &App) {
         Ok(reload) => {
             Counters::bump(&app.mem.counters.flushes);
             if let Some(reload) = reload {
-                app.mem.set_tokens(reload.tokens);
-                app.mem.reload_nodes(reload.nodes);
-                app.mem.set_pending(reload.pending);
+                if let Some(tokens) = reload.tokens {
+                    app.mem.set_tokens(tokens);
+                }
+                match reload.nodes {
+                    crate::writer::NodeReload::All(all) => app.mem.reload_nodes(all),
+                    crate::writer::NodeReload::Some {
+                        changed,
+                        gone,
+                        floors,
+                    } => app.mem.reload_some(changed, gone, floors),
+                }
+                if let Some(pending) = reload.pending {
+                    app.mem.set_pending(pending);
+                }
                 app.mem
                     .counters
                     .nodes_expired
                     .fetch_add(reload.expired as u64, std::sync::atomic::Ordering::Relaxed);
-                tracing::debug!("store changed outside the collector: tokens and nodes reloaded");
+                tracing::debug!("store changed outside the collector: what changed reloaded");
             }
         }
         Err(e) => {

@@ -54,6 +54,30 @@ impl NodeEntry {
         self.last_status = Some(status);
     }
 
+    /// The store's `s`, keeping from the entry memory held (`old`) its flap history and
+    /// any report newer than the store's (not flushed yet).
+    fn merged(s: StoredNode, old: Option<NodeEntry>) -> NodeEntry {
+        let mut entry = NodeEntry::from_stored(s);
+        if let Some(old) = old {
+            entry.changes = old.changes;
+            entry.last_status = old.last_status.or(entry.last_status);
+            entry.sent_high_ms = entry.sent_high_ms.max(old.sent_high_ms);
+            let newer = match (&old.latest, &entry.latest) {
+                (Some(o), Some(n)) => o.received_ms > n.received_ms,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            if newer {
+                entry.latest = old.latest;
+                entry.raw = old.raw;
+                entry.boots = old.boots;
+                entry.name = old.name;
+                entry.private_ip = old.private_ip;
+            }
+        }
+        entry
+    }
+
     fn from_stored(s: StoredNode) -> NodeEntry {
         let mut sent_high_ms = None;
         let latest = s.latest.as_ref().and_then(|l| {
@@ -173,28 +197,37 @@ impl Memory {
         let mut fresh: HashMap<NodeKey, NodeEntry> = HashMap::with_capacity(stored.len());
         for s in stored {
             let key = (s.node_type, s.row.node_id.clone());
-            let mut entry = NodeEntry::from_stored(s);
-            if let Some(old) = nodes.map.remove(&key) {
-                entry.changes = old.changes;
-                entry.last_status = old.last_status.or(entry.last_status);
-                entry.sent_high_ms = entry.sent_high_ms.max(old.sent_high_ms);
-                let newer = match (&old.latest, &entry.latest) {
-                    (Some(o), Some(n)) => o.received_ms > n.received_ms,
-                    (Some(_), None) => true,
-                    _ => false,
-                };
-                if newer {
-                    entry.latest = old.latest;
-                    entry.raw = old.raw;
-                    entry.boots = old.boots;
-                    entry.name = old.name;
-                    entry.private_ip = old.private_ip;
-                }
-            }
-            fresh.insert(key, entry);
+            let old = nodes.map.remove(&key);
+            fresh.insert(key, NodeEntry::merged(s, old));
         }
         nodes.dirty.retain(|k| fresh.contains_key(k));
         nodes.map = fresh;
+    }
+
+    /// Takes only what another connection changed: `changed` nodes as the store has them
+    /// (merged as [`Memory::reload_nodes`] does), `gone` nodes removed, and new replay
+    /// floors.
+    pub fn reload_some(
+        &self,
+        changed: Vec<StoredNode>,
+        gone: Vec<NodeKey>,
+        floors: crate::store::NodeFloors,
+    ) {
+        let mut nodes = self.lock();
+        for s in changed {
+            let key = (s.node_type, s.row.node_id.clone());
+            let old = nodes.map.remove(&key);
+            nodes.map.insert(key, NodeEntry::merged(s, old));
+        }
+        for key in gone {
+            nodes.map.remove(&key);
+            nodes.dirty.remove(&key);
+        }
+        for (key, floor) in floors {
+            if let Some(e) = nodes.map.get_mut(&key) {
+                e.floor = floor;
+            }
+        }
     }
 
     /// The roll-up's input for nodes read from a store (the CLI's `nodes forget

@@ -9,7 +9,7 @@
 //! systemd watchdog is fed only while the thread still takes work.
 
 use crate::store::{
-    DurableWrite, Held, HeldReport, LatestRow, PinOutcome, Role, Store, StoredNode,
+    ChangeMarks, DurableWrite, Held, HeldReport, LatestRow, PinOutcome, Role, Store, StoredNode,
 };
 use sr_protocol::NodeType;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,15 +32,41 @@ fn sweep_every(forget_after_ms: i64) -> Duration {
     )
 }
 
-/// Store changes made by another process (the CLI) or by the writer's expiry sweep,
-/// picked up by a flush.
+/// Store changes made by another connection (the CLI, the shared store's sync task) or by
+/// the writer's expiry sweep, picked up by a flush: only what changed (`store::changes`).
+#[derive(Default)]
 pub struct Reload {
-    pub tokens: Vec<([u8; 32], Role)>,
-    pub nodes: Vec<StoredNode>,
-    /// Node ids held for approval.
-    pub pending: Vec<(NodeType, String)>,
+    /// Every active token, when any changed.
+    pub tokens: Option<Vec<([u8; 32], Role)>>,
+    pub nodes: NodeReload,
+    /// Node ids held for approval, when they changed.
+    pub pending: Option<Vec<(NodeType, String)>>,
     /// Nodes the expiry sweep forgot since the last flush.
     pub expired: usize,
+}
+
+/// Which nodes memory takes from the store.
+pub enum NodeReload {
+    /// Every node (at most once per overflow of the change journal).
+    All(Vec<StoredNode>),
+    Some {
+        /// Nodes whose row changed, as the store has them now.
+        changed: Vec<StoredNode>,
+        /// Nodes no longer in the store.
+        gone: Vec<(NodeType, String)>,
+        /// Nodes whose shared replay floor alone changed, with the floor.
+        floors: crate::store::NodeFloors,
+    },
+}
+
+impl Default for NodeReload {
+    fn default() -> Self {
+        NodeReload::Some {
+            changed: Vec::new(),
+            gone: Vec::new(),
+            floors: Vec::new(),
+        }
+    }
 }
 
 pub enum Op {
@@ -82,7 +108,9 @@ pub enum WriterError {
 impl Writer {
     /// Starts the writer thread. It ends when every `Writer` clone is dropped, after
     /// finishing the queued ops.
-    pub fn start(store: Store, data_version: i64) -> (Writer, std::thread::JoinHandle<()>) {
+    /// `seen` is what memory was loaded from: the store's `data_version` and change marks
+    /// at that moment; the writer's connection must be quiet (`Store::quiet_own_changes`).
+    pub fn start(store: Store, seen: (i64, ChangeMarks)) -> (Writer, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let writes_ok = Arc::new(AtomicBool::new(true));
         let health = writes_ok.clone();
@@ -92,7 +120,7 @@ impl Writer {
         let told = commits.clone();
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(store, rx, data_version, &health, &timed, &told))
+            .spawn(move || run(store, rx, seen, &health, &timed, &told))
             .expect("spawning a thread only fails when the OS is out of resources");
         (
             Writer {
@@ -166,14 +194,14 @@ impl Writer {
 fn run(
     mut store: Store,
     mut rx: mpsc::Receiver<Op>,
-    mut seen_version: i64,
+    mut seen: (i64, ChangeMarks),
     ok: &AtomicBool,
     timings: &crate::metrics::StoreTimings,
     commits: &tokio::sync::watch::Sender<u64>,
 ) {
     let mut last_sweep: Option<Instant> = None;
     // Nodes the sweep forgot, not yet handed to memory by a flush.
-    let mut expired = 0usize;
+    let mut expired: Vec<(NodeType, String)> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -203,7 +231,12 @@ fn run(
                             store.expire_nodes(now, store.retention().forget_after_ms)
                         });
                         if let Ok(gone) = &swept {
-                            expired += gone.len();
+                            expired.extend(gone.iter().filter_map(|r| {
+                                Some((
+                                    crate::store::node_type_of(&r.node_type).ok()?,
+                                    r.node_id.clone(),
+                                ))
+                            }));
                             if !gone.is_empty() {
                                 tracing::info!(
                                     nodes = gone.len(),
@@ -214,7 +247,7 @@ fn run(
                         ok.store(swept.is_ok(), Ordering::Relaxed);
                     }
                     let started = Instant::now();
-                    let result = flush(&mut store, &rows, &mut seen_version, &mut expired)
+                    let result = flush(&mut store, &rows, &mut seen, &mut expired)
                         .map_err(|e| e.to_string());
                     timings.flush(started.elapsed());
                     ok.store(result.is_ok(), Ordering::Relaxed);
@@ -263,29 +296,57 @@ fn run(
     }
 }
 
-/// Writes `rows` behind, then reloads when another process changed the store or the
-/// sweep forgot nodes (the writer's own changes do not move `data_version`).
+/// Writes `rows` behind, then reads back what another connection changed (its commits
+/// move `data_version`; the writer's own do not) and what the sweep forgot: only those.
 fn flush(
     store: &mut Store,
     rows: &[LatestRow],
-    seen_version: &mut i64,
-    expired: &mut usize,
+    seen: &mut (i64, ChangeMarks),
+    expired: &mut Vec<(NodeType, String)>,
 ) -> Result<Option<Reload>, crate::store::StoreError> {
     if !rows.is_empty() {
         store.write_latest(rows)?;
     }
     let v = store.data_version()?;
-    if v == *seen_version && *expired == 0 {
+    if v == seen.0 && expired.is_empty() {
         return Ok(None);
     }
-    *seen_version = v;
-    let reload = Reload {
-        tokens: store.active_token_hashes()?,
-        nodes: store.load_nodes()?,
-        pending: store.pending_keys()?,
-        expired: *expired,
+    seen.0 = v;
+    let changes = store.take_changes(&mut seen.1)?;
+    if changes.is_empty() && expired.is_empty() {
+        return Ok(None);
+    }
+    let n_expired = expired.len();
+    let nodes = if changes.all_nodes {
+        expired.clear();
+        NodeReload::All(store.load_nodes()?)
+    } else {
+        let changed = store.load_nodes_of(&changes.nodes)?;
+        let mut gone: Vec<(NodeType, String)> = changes
+            .nodes
+            .into_iter()
+            .filter(|k| {
+                !changed
+                    .iter()
+                    .any(|c| c.node_type == k.0 && c.row.node_id == k.1)
+            })
+            .collect();
+        gone.append(expired);
+        NodeReload::Some {
+            changed,
+            gone,
+            floors: store.floors_of(&changes.floors)?,
+        }
     };
-    *expired = 0;
+    let reload = Reload {
+        tokens: changes
+            .tokens
+            .then(|| store.active_token_hashes())
+            .transpose()?,
+        nodes,
+        pending: changes.pending.then(|| store.pending_keys()).transpose()?,
+        expired: n_expired,
+    };
     Ok(Some(reload))
 }
 
@@ -326,7 +387,7 @@ mod tests {
                 at_ms: 1,
             }])
             .unwrap();
-        let (writer, thread) = Writer::start(store, 0);
+        let (writer, thread) = Writer::start(store, (0, ChangeMarks::default()));
         assert!(writer.is_healthy());
         assert!(writer.ping(Duration::from_secs(5)).await);
         // Another process holds the write lock: every write waits out the busy timeout

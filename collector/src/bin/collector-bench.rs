@@ -18,6 +18,9 @@
 //! CPU time of the collector (or bare server) process and of this driver is read from
 //! `/proc/<pid>/stat` around every round, to show which side uses the shared cores.
 //!
+//! `--idle-secs N` adds the collector's CPU over N seconds at rest after the rounds (every
+//! node held, nothing received): with `COLLECTOR_BENCH_STORE`, the shared store's own cost.
+//!
 //! `--operator` adds what the operator's side costs at the same node count ([`Operator`]):
 //! `GET /metrics` alone and beside an ingest round, and the event stream with
 //! `--watchers` (default 100) SSE clients while a round of reports each stores a transition,
@@ -445,6 +448,15 @@ fn drive(
         view_bytes = resp.body.len();
         assert_eq!(resp.status, 200, "cluster-status failed");
     }
+    // `--idle-secs N`: the collector's CPU while it holds every node and receives nothing,
+    // which is what the shared store's sync task and the write-behind's reloads cost alone.
+    let idle_secs = arg("--idle-secs", 0);
+    let idle = (idle_secs > 0).then(|| {
+        let pid = collector.server.pid().to_string();
+        let before = cpu_secs(&pid);
+        std::thread::sleep(Duration::from_secs(idle_secs as u64));
+        (cpu_secs(&pid) - before) * 1000.0 / idle_secs as f64
+    });
     let operator = std::env::args().any(|a| a == "--operator").then(|| {
         let best = steady.iter().map(|s| s.reports_per_s).fold(0.0, f64::max);
         let o = Operator {
@@ -516,6 +528,9 @@ fn drive(
     );
     println!("| GET /cluster-status, {nodes} nodes, end to end (best of 3) | {get_ms:.1} ms ({:.1} MB JSON) |", view_bytes as f64 / 1e6);
     println!("| non-200 answers | {errors} |");
+    if let Some(ms) = idle {
+        println!("| collector CPU at rest after the rounds, {nodes} nodes held, {idle_secs} s | {ms:.1} ms per s |");
+    }
     if let Some(rows) = operator {
         println!("\n| operator side, beside ingest | value |\n|---|---|");
         for r in rows {

@@ -21,9 +21,11 @@ pub enum SharedError {
     Config(String),
     #[error("TLS setup: {0}")]
     Tls(String),
+    /// With the driver's error chain: its top message alone ("error performing TLS
+    /// handshake") does not say that the CA was wrong or that the server has no TLS.
     #[error("pool: {0}")]
     Pool(String),
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", sr_tls::client::error_chain(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
@@ -99,7 +101,7 @@ pub fn pool(cfg: &PgStore) -> Result<Pool, SharedError> {
 pub async fn get(pool: &Pool) -> Result<Object, SharedError> {
     pool.get()
         .await
-        .map_err(|e| SharedError::Pool(e.to_string()))
+        .map_err(|e| SharedError::Pool(sr_tls::client::error_chain(&e)))
 }
 
 /// Takes a connection that saw an error out of the pool: it may point at a demoted

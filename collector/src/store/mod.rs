@@ -14,7 +14,8 @@
 //!   by the server's flush task at least once per second ([`crate::server::FLUSH_INTERVAL`]).
 //!   After a crash the snapshot can therefore be up to one flush interval old.
 //!
-//! Rooms: [`outbox`] (the journal of shared rows for a PostgreSQL store), [`schema`] (tables and pragmas), [`tokens`] (token secrets, hashes, roles),
+//! Rooms: [`outbox`] (the journal of shared rows for a PostgreSQL store), [`changes`] (what
+//! other connections changed, for the running collector's memory), [`schema`] (tables and pragmas), [`tokens`] (token secrets, hashes, roles),
 //! [`users`] (reader users, argon2), [`nodes`] (pins, mismatch flags, latest reports and
 //! replay state, the durable batch), [`transitions`] (the status history), [`admission`]
 //! (node ids held for approval, and the expiry of node ids nobody reports for). Each adds its
@@ -31,6 +32,7 @@
 //! Nothing here logs; errors go back to the caller as [`StoreError`].
 
 mod admission;
+mod changes;
 mod maintenance;
 mod nodes;
 mod outbox;
@@ -40,6 +42,7 @@ mod transitions;
 mod users;
 
 pub use admission::{Approval, Held, HeldReport, PendingRow, UNREPORTED_FORGET_AFTER_MS};
+pub use changes::{ChangeMarks, Changes, NodeFloors, TOUCHED_MAX};
 pub use maintenance::{MaintenanceRow, WindowEvent, EVENT_TYPE as MAINTENANCE_EVENT};
 pub use nodes::{
     DurableWrite, ForgetOutcome, Forgotten, LatestRow, NodeRow, PinOutcome, PinRefused, StoredNode,
@@ -180,6 +183,9 @@ impl Store {
             // The shared store's journal (issue 16); its triggers do nothing until enabled.
             conn.execute_batch(outbox::SCHEMA)?;
             conn.execute_batch(&outbox::triggers())?;
+            // What this connection changes that a running collector holds in memory.
+            conn.execute_batch(changes::SCHEMA)?;
+            conn.execute_batch(&changes::temp_triggers())?;
             Ok(conn)
         })();
         match opened {

@@ -59,6 +59,24 @@ pub struct StoredNode {
     pub floor: Vec<(String, u64)>,
 }
 
+/// A node's row with its last report time; [`node_row`] reads it.
+const NODE_ROW: &str = "SELECT n.node_type, n.node_id, n.name, n.pubkey, n.key_mismatch, n.mismatch_key, n.private_ip, n.first_seen_ms, l.received_ms
+     FROM nodes n LEFT JOIN latest l ON l.node_type = n.node_type AND l.node_id = n.node_id";
+
+fn node_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRow> {
+    Ok(NodeRow {
+        node_type: r.get(0)?,
+        node_id: r.get(1)?,
+        name: r.get(2)?,
+        pinned_key: r.get(3)?,
+        key_mismatch: r.get::<_, i64>(4)? != 0,
+        mismatch_key: r.get(5)?,
+        private_ip: r.get(6)?,
+        first_seen_ms: r.get(7)?,
+        last_seen_ms: r.get(8)?,
+    })
+}
+
 /// Writes that must be on disk before the collector answers 200.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DurableWrite {
@@ -128,25 +146,29 @@ pub const BOOTS_KEPT: usize = 16;
 
 impl Store {
     pub fn list_nodes(&self) -> Result<Vec<NodeRow>, StoreError> {
-        let mut st = self.conn.prepare(
-            "SELECT n.node_type, n.node_id, n.name, n.pubkey, n.key_mismatch, n.mismatch_key, n.private_ip, n.first_seen_ms, l.received_ms
-             FROM nodes n LEFT JOIN latest l ON l.node_type = n.node_type AND l.node_id = n.node_id
-             ORDER BY n.node_type, n.name, n.node_id",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok(NodeRow {
-                node_type: r.get(0)?,
-                node_id: r.get(1)?,
-                name: r.get(2)?,
-                pinned_key: r.get(3)?,
-                key_mismatch: r.get::<_, i64>(4)? != 0,
-                mismatch_key: r.get(5)?,
-                private_ip: r.get(6)?,
-                first_seen_ms: r.get(7)?,
-                last_seen_ms: r.get(8)?,
-            })
-        })?;
+        let mut st = self.conn.prepare(&format!(
+            "{NODE_ROW} ORDER BY n.node_type, n.name, n.node_id"
+        ))?;
+        let rows = st.query_map([], node_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The nodes of `keys` that still exist, with their latest report and boots (the
+    /// reload of only what another connection changed: `changes`).
+    pub fn load_nodes_of(
+        &self,
+        keys: &[(NodeType, String)],
+    ) -> Result<Vec<StoredNode>, StoreError> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "{NODE_ROW} WHERE n.node_type = ?1 AND n.node_id = ?2"
+        ))?;
+        let mut rows = Vec::with_capacity(keys.len());
+        for (t, id) in keys {
+            if let Some(r) = st.query_row(params![t.as_str(), id], node_row).optional()? {
+                rows.push(r);
+            }
+        }
+        self.stored(rows)
     }
 
     /// Forgets every node whose id or name is `selector` (optionally only of `node_type`):
@@ -234,15 +256,15 @@ impl Store {
 
     /// Every node with its latest report and boots, for the server's memory.
     pub fn load_nodes(&self) -> Result<Vec<StoredNode>, StoreError> {
-        let rows = self.list_nodes()?;
+        self.stored(self.list_nodes()?)
+    }
+
+    fn stored(&self, rows: Vec<NodeRow>) -> Result<Vec<StoredNode>, StoreError> {
         let mut latest_st = self.conn.prepare(
             "SELECT received_ms, skew_ms, signed, body, boot_id, seq FROM latest WHERE node_type = ?1 AND node_id = ?2",
         )?;
         let mut boots_st =
             self.conn.prepare("SELECT boot_id, first_seq FROM boots WHERE node_type = ?1 AND node_id = ?2 ORDER BY first_seen_ms, rowid")?;
-        let mut floor_st = self.conn.prepare(
-            "SELECT boot_id, max_seq FROM shared_floor WHERE node_type = ?1 AND node_id = ?2 ORDER BY first_seen_ms, boot_id",
-        )?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let node_type = node_type_of(&row.node_type)?;
@@ -277,11 +299,7 @@ impl Store {
                     }
                 }
             }
-            let floor = floor_st
-                .query_map(params![row.node_type, row.node_id], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-                })?
-                .collect::<Result<_, _>>()?;
+            let floor = self.floor_of(&row.node_type, &row.node_id)?;
             out.push(StoredNode {
                 row,
                 node_type,
