@@ -162,7 +162,9 @@ async fn put_report(
     let (parts, body) = req.into_parts();
     let declared = declared_length(&parts.headers);
     let (budgeted, state) = BudgetedBody::new(body, budget_for(&app, declared), &app);
-    let answer = crate::ingest::handle(
+    // Boxed: the ingest future is several KB, and axum and tower move this handler's
+    // future by value a few times; a pointer is cheaper to move (collector-bench --count).
+    let answer = Box::pin(crate::ingest::handle(
         &app,
         &node_type,
         &node_id,
@@ -170,7 +172,7 @@ async fn put_report(
         &parts.headers,
         Body::new(budgeted),
         peer,
-    )
+    ))
     .await;
     let (code, refusal) = match answer {
         Ok(v) => {

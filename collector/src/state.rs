@@ -148,11 +148,15 @@ pub struct Memory {
 
 impl Memory {
     pub fn role_of(&self, token: &str) -> Option<Role> {
-        let h = crate::store::token_hash(token);
+        self.role_of_hash(&crate::store::token_hash(token))
+    }
+
+    /// [`Memory::role_of`] for a token already hashed (ingest needs the hash too).
+    pub fn role_of_hash(&self, hash: &[u8; 32]) -> Option<Role> {
         self.tokens
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&h)
+            .get(hash)
             .copied()
     }
 
