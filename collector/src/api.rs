@@ -496,16 +496,20 @@ async fn get_cluster_status(
             ))
         }
     };
-    let app2 = app.clone();
-    let view = tokio::task::spawn_blocking(move || app2.view())
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "roll-up failed",
-            )
-        })?;
+    // Cached bytes at most 100 ms old (crate::view_cache), gzipped when the client asks.
+    let gzip = !summary
+        && caller
+            .headers
+            .get(http::header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(crate::view_cache::accepts_gzip);
+    let view = app.view_cache.get(&app, gzip).await.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "roll-up failed",
+        )
+    })?;
     if summary {
         let code = if view.status == NodeStatus::Fail {
             StatusCode::INTERNAL_SERVER_ERROR
@@ -518,7 +522,26 @@ async fn get_cluster_status(
         )
             .into_response());
     }
-    Ok(Json(view).into_response())
+    let json = HeaderValue::from_static("application/json");
+    let vary = (
+        http::header::VARY,
+        HeaderValue::from_static("accept-encoding"),
+    );
+    Ok(if gzip {
+        let gz = HeaderValue::from_static("gzip");
+        let headers = [
+            (http::header::CONTENT_TYPE, json),
+            (http::header::CONTENT_ENCODING, gz),
+            vary,
+        ];
+        (headers, view.gzip()).into_response()
+    } else {
+        (
+            [(http::header::CONTENT_TYPE, json), vary],
+            view.json.clone(),
+        )
+            .into_response()
+    })
 }
 
 async fn list(
@@ -964,6 +987,7 @@ async fn put_maintenance(
     .await?;
     // Its event is committed: wake the event streams.
     app.writer.commits.send_modify(|n| *n += 1);
+    app.mem.note_change();
     tracing::info!(target = %row.target, by = %row.by, until_ms = ?row.until_ms, "maintenance on");
     Ok(Json(maintenance_item(&row)).into_response())
 }
@@ -992,6 +1016,7 @@ async fn delete_maintenance(
     })
     .await?;
     app.writer.commits.send_modify(|n| *n += 1);
+    app.mem.note_change();
     match removed {
         Some(row) => {
             tracing::info!(target = %row.target, "maintenance off");
