@@ -15,7 +15,8 @@
 //! Signing uses ring. Verification, the collector's hottest step, goes through one
 //! function, [`verify_ed25519`], which uses ed25519-dalek: with its AVX-512 IFMA backend
 //! (compiled in by the packaged build, picked at run time when the CPU has it, else AVX2
-//! or serial) it verifies ~1.75x faster than ring (BENCHMARKS.md, "Collector ingest").
+//! or serial) it verified 1.75x faster than ring on an AMD EPYC host and 1.06x (within the
+//! noise) on an Intel Xeon one (BENCHMARKS.md, "Instructions per report").
 //! Both check RFC 8032's cofactorless equation with a canonical S and compare R by its
 //! bytes, so they accept and refuse the same signatures (tested below, edge cases
 //! included); ring stays selectable ([`set_verifier`]) for the benchmark's comparison.

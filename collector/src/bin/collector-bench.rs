@@ -582,7 +582,10 @@ fn drive(
     );
     println!("| GET /cluster-status, {nodes} nodes, end to end, cold (view computed for it) | {cold_ms:.1} ms ({:.1} MB JSON) |", view_bytes as f64 / 1e6);
     println!("| GET /cluster-status, {nodes} nodes, end to end, back to back (best of 3) | {get_ms:.1} ms |");
-    println!("| the same with Accept-Encoding: gzip (best of 3) | {gzip_ms:.1} ms ({:.2} MB gzip) |", gzip_bytes as f64 / 1e6);
+    println!(
+        "| the same with Accept-Encoding: gzip (best of 3) | {gzip_ms:.1} ms ({:.2} MB gzip) |",
+        gzip_bytes as f64 / 1e6
+    );
     println!("| non-200 answers | {errors} |");
     if let Some(rows) = operator {
         println!("\n| operator side, beside ingest | value |\n|---|---|");
