@@ -9,6 +9,7 @@
 #   4. Ed25519 verify and the store's steps, in process    (the per-report cost's parts)
 #   5. db probe fast cycle against real Patroni             the client with delayed ACKs
 #   6. detection: kill -> visible in the view               on the real clusters, both sets
+#   7. collector instructions per report (callgrind)         beside bare TLS and one verify
 #
 # Usage: bench/run-all.sh [--quick] [--only "1 3 ..."] [--out DIR]
 #   --quick  short windows (footprint 60 s, 10 starts, 2,000 nodes, 10 fast cycles, set A
@@ -22,14 +23,14 @@
 set -euo pipefail
 
 QUICK=0
-ONLY="1 2 3 4 5 6"
+ONLY="1 2 3 4 5 6 7"
 OUT="/tmp/sr-bench-$(date +%Y%m%d-%H%M%S)"
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1; shift ;;
         --only) ONLY="$2"; shift 2 ;;
         --out) OUT="$2"; shift 2 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -65,7 +66,11 @@ echo "status-reporter benchmarks, $(git rev-parse --short HEAD), $(date -u +%FT%
 
 # One build of each binary for every step (the packaged profile: what operators run).
 if wants 1 || wants 2; then cargo build --profile dist --bin status-reporter; fi
-if wants 3 || wants 4; then cargo build --release -p sr-collector --bin collector-bench; fi
+# (Unstripped, for step 7's function names; the cfg is the packaged build's verifier backend.)
+if wants 3 || wants 4 || wants 7; then
+    CARGO_PROFILE_RELEASE_STRIP=none RUSTFLAGS='--cfg curve25519_dalek_backend="avx512"' \
+        cargo build --release -p sr-collector --bin collector-bench
+fi
 
 step 1 "agent footprint beside node_exporter" bash bench/agent-footprint.sh --no-build "${FOOTPRINT[@]}"
 step 2 "start to first report" bash bench/first-report.sh --no-build "${STARTS[@]}"
@@ -82,6 +87,8 @@ detect() {
     done
 }
 step 6 "detection on the real clusters (db_cluster)" detect
+step 7 "collector instructions per report (callgrind), beside bare TLS and one verify" \
+    target/release/collector-bench --count --out "$OUT/callgrind"
 
 echo
 echo "=== summary ($(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg))"

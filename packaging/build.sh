@@ -36,8 +36,12 @@ fi
 # 1. The binary. crt-static links glibc statically, so the package runs on RHEL/Rocky 8
 #    (glibc 2.28) although this machine has 2.36. --target keeps build scripts and
 #    proc-macros dynamic (host); RUSTFLAGS then applies only to the target artifacts.
-log "cargo build --profile $profile --target $triple (crt-static)"
-RUSTFLAGS="-C target-feature=+crt-static" "$cargo" build --profile "$profile" --target "$triple" \
+#    The curve25519_dalek_backend cfg compiles in ed25519-dalek's AVX-512 IFMA backend for
+#    the collector's signature checks (~1.75x ring, BENCHMARKS.md): the binary stays
+#    portable, the backend is picked at run time (IFMA, else AVX2, else serial).
+log "cargo build --profile $profile --target $triple (crt-static, dalek avx512 backend)"
+RUSTFLAGS="-C target-feature=+crt-static --cfg curve25519_dalek_backend=\"avx512\"" \
+  "$cargo" build --profile "$profile" --target "$triple" \
   -p status-reporter --bin status-reporter >&2
 bin=$target_dir/$triple/$profile/status-reporter
 packaging/scripts/check-glibc.sh "$bin" 2.28 >&2

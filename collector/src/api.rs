@@ -162,7 +162,9 @@ async fn put_report(
     let (parts, body) = req.into_parts();
     let declared = declared_length(&parts.headers);
     let (budgeted, state) = BudgetedBody::new(body, budget_for(&app, declared), &app);
-    let answer = crate::ingest::handle(
+    // Boxed: the ingest future is several KB, and axum and tower move this handler's
+    // future by value a few times; a pointer is cheaper to move (collector-bench --count).
+    let answer = Box::pin(crate::ingest::handle(
         &app,
         &node_type,
         &node_id,
@@ -170,7 +172,7 @@ async fn put_report(
         &parts.headers,
         Body::new(budgeted),
         peer,
-    )
+    ))
     .await;
     let (code, refusal) = match answer {
         Ok(v) => {
@@ -494,16 +496,20 @@ async fn get_cluster_status(
             ))
         }
     };
-    let app2 = app.clone();
-    let view = tokio::task::spawn_blocking(move || app2.view())
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "roll-up failed",
-            )
-        })?;
+    // Cached bytes at most 100 ms old (crate::view_cache), gzipped when the client asks.
+    let gzip = !summary
+        && caller
+            .headers
+            .get(http::header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(crate::view_cache::accepts_gzip);
+    let view = app.view_cache.get(&app, gzip).await.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "roll-up failed",
+        )
+    })?;
     if summary {
         let code = if view.status == NodeStatus::Fail {
             StatusCode::INTERNAL_SERVER_ERROR
@@ -516,7 +522,26 @@ async fn get_cluster_status(
         )
             .into_response());
     }
-    Ok(Json(view).into_response())
+    let json = HeaderValue::from_static("application/json");
+    let vary = (
+        http::header::VARY,
+        HeaderValue::from_static("accept-encoding"),
+    );
+    Ok(if gzip {
+        let gz = HeaderValue::from_static("gzip");
+        let headers = [
+            (http::header::CONTENT_TYPE, json),
+            (http::header::CONTENT_ENCODING, gz),
+            vary,
+        ];
+        (headers, view.gzip()).into_response()
+    } else {
+        (
+            [(http::header::CONTENT_TYPE, json), vary],
+            view.json.clone(),
+        )
+            .into_response()
+    })
 }
 
 async fn list(
@@ -962,6 +987,7 @@ async fn put_maintenance(
     .await?;
     // Its event is committed: wake the event streams.
     app.writer.commits.send_modify(|n| *n += 1);
+    app.mem.note_change();
     tracing::info!(target = %row.target, by = %row.by, until_ms = ?row.until_ms, "maintenance on");
     Ok(Json(maintenance_item(&row)).into_response())
 }
@@ -990,6 +1016,7 @@ async fn delete_maintenance(
     })
     .await?;
     app.writer.commits.send_modify(|n| *n += 1);
+    app.mem.note_change();
     match removed {
         Some(row) => {
             tracing::info!(target = %row.target, "maintenance off");

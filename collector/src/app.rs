@@ -44,6 +44,8 @@ pub struct App {
     pub alerts: crate::alerts::AlertMetrics,
     /// The shared store's sync task, when `[store] kind = "postgres"` (issue 16).
     pub shared: std::sync::OnceLock<std::sync::Arc<crate::shared::sync::SyncStatus>>,
+    /// `GET /cluster-status` from cached bytes (issue 17).
+    pub view_cache: crate::view_cache::ViewCache,
 }
 
 impl App {
@@ -61,12 +63,18 @@ impl App {
             closing: tokio::sync::watch::Sender::new(false),
             alerts: Default::default(),
             shared: std::sync::OnceLock::new(),
+            view_cache: Default::default(),
             writer,
         }
     }
 
     /// The cluster-status view now (the collector's clock).
     pub fn view(&self) -> ClusterStatus {
+        self.view_at().1
+    }
+
+    /// The cluster-status view now, with the clock reading it was judged at.
+    pub fn view_at(&self) -> (i64, ClusterStatus) {
         let now = crate::clock::now_ms();
         let mut inputs: Vec<NodeInput> = self
             .mem
@@ -84,7 +92,7 @@ impl App {
         crate::maintenance::mark_inputs(&mut inputs, &windows);
         let mut view = rollup(&inputs, now, &self.policy);
         crate::maintenance::cap_services(&mut view, &windows);
-        view
+        (now, view)
     }
 }
 

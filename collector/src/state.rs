@@ -163,6 +163,8 @@ impl Counters {
 #[derive(Default)]
 pub struct Memory {
     pub nodes: Mutex<Nodes>,
+    /// Changes to what the view is computed from ([`Memory::note_change`]).
+    changes: AtomicU64,
     /// SHA-256 of active tokens → role.
     pub tokens: RwLock<HashMap<[u8; 32], Role>>,
     pub counters: Counters,
@@ -172,11 +174,15 @@ pub struct Memory {
 
 impl Memory {
     pub fn role_of(&self, token: &str) -> Option<Role> {
-        let h = crate::store::token_hash(token);
+        self.role_of_hash(&crate::store::token_hash(token))
+    }
+
+    /// [`Memory::role_of`] for a token already hashed (ingest needs the hash too).
+    pub fn role_of_hash(&self, hash: &[u8; 32]) -> Option<Role> {
         self.tokens
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&h)
+            .get(hash)
             .copied()
     }
 
@@ -185,9 +191,28 @@ impl Memory {
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, Nodes> {
+        // Whoever takes the lock may change the nodes: the cached view is then out of date
+        // (crate::view_cache). Bumped before the change, so a view computed after reading
+        // the new count sees it.
+        self.note_change();
+        self.read_lock()
+    }
+
+    /// The lock for reading only: does not invalidate the cached view.
+    fn read_lock(&self) -> std::sync::MutexGuard<'_, Nodes> {
         // A panic while holding the lock cannot leave a half-applied entry (each update is
         // a few field writes), so a poisoned lock is still usable.
         self.nodes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Something the view is computed from changed (memory, or a maintenance window).
+    pub fn note_change(&self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many changes [`Memory::note_change`] has seen.
+    pub fn change_count(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 
     /// Replaces memory with the store's nodes, keeping in-memory flap history and any
@@ -271,7 +296,7 @@ impl Memory {
 
     /// A consistent snapshot for the roll-up: cheap clones (reports are behind `Arc`).
     pub fn records(&self) -> Vec<NodeRecord> {
-        let nodes = self.lock();
+        let nodes = self.read_lock();
         nodes
             .map
             .iter()

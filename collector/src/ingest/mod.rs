@@ -62,7 +62,7 @@ pub async fn handle(
     headers: &HeaderMap,
     body: Body,
     peer: Option<IpAddr>,
-) -> Result<serde_json::Value, Refusal> {
+) -> Result<Answer, Refusal> {
     let result = async {
         let verified = verify::verify(app, node_type, node_id, path, headers, body).await?;
         let accepted = accept::accept(app, verified, peer).await?;
@@ -75,7 +75,7 @@ pub async fn handle(
     match result {
         Ok(committed) => {
             Counters::bump(&app.mem.counters.accepted);
-            Ok(answer(&committed))
+            Ok(answer(committed))
         }
         Err(Refusal::HeldForApproval) => {
             Counters::bump(&app.mem.counters.reports_held);
@@ -90,23 +90,65 @@ pub async fn handle(
     }
 }
 
-/// Step 4, answer: the 200 body, which tells the agent what is now durable.
-fn answer(c: &Committed) -> serde_json::Value {
-    serde_json::json!({
-        "status": "accepted",
-        "node_id": c.node_id,
-        "acked_seq": c.acked_seq,
-        "boot_id": c.boot_id,
-        "transitions_acked": c.transitions_acked,
-        "received_at": rfc3339_ms(c.received_ms),
-        "skew_ms": c.skew_ms,
-        "key_pinned": c.key_pinned,
-    })
+/// The 200 body, which tells the agent what is now durable. Serialised straight from
+/// this struct (no `serde_json::Value` map in between); the fields are in alphabetical
+/// order, so the bytes are those the map used to give.
+#[derive(Debug, serde::Serialize)]
+pub struct Answer {
+    acked_seq: Option<u64>,
+    boot_id: Option<String>,
+    key_pinned: bool,
+    node_id: String,
+    received_at: Option<String>,
+    skew_ms: i64,
+    status: &'static str,
+    transitions_acked: Option<u64>,
+}
+
+/// Step 4, answer.
+fn answer(c: Committed) -> Answer {
+    Answer {
+        acked_seq: c.acked_seq,
+        boot_id: c.boot_id,
+        key_pinned: c.key_pinned,
+        received_at: rfc3339_ms(c.received_ms),
+        node_id: c.node_id,
+        skew_ms: c.skew_ms,
+        status: "accepted",
+        transitions_acked: c.transitions_acked,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::valid_node_id;
+
+    #[test]
+    fn the_answer_is_the_json_the_map_gave() {
+        for (boot, seq, acked) in [(Some("b1"), Some(7), Some(3)), (None, None, None)] {
+            let c = super::Committed {
+                node_id: "n1".into(),
+                boot_id: boot.map(String::from),
+                acked_seq: seq,
+                transitions_acked: acked,
+                received_ms: 1_800_000_000_123,
+                skew_ms: -42,
+                key_pinned: boot.is_some(),
+            };
+            let map = serde_json::json!({
+                "status": "accepted",
+                "node_id": c.node_id,
+                "acked_seq": c.acked_seq,
+                "boot_id": c.boot_id,
+                "transitions_acked": c.transitions_acked,
+                "received_at": super::rfc3339_ms(c.received_ms),
+                "skew_ms": c.skew_ms,
+                "key_pinned": c.key_pinned,
+            });
+            let got = serde_json::to_string(&super::answer(c)).unwrap();
+            assert_eq!(got, serde_json::to_string(&map).unwrap());
+        }
+    }
 
     #[test]
     fn node_ids_with_path_tricks_are_refused() {

@@ -75,7 +75,8 @@ fn check_head(
         .get(sr_protocol::TOKEN_HEADER)
         .and_then(|v| v.to_str().ok())
         .ok_or(Refusal::MissingToken)?;
-    let role = app.mem.role_of(token).ok_or(Refusal::UnknownToken)?;
+    let hash = crate::store::token_hash(token);
+    let role = app.mem.role_of_hash(&hash).ok_or(Refusal::UnknownToken)?;
     let node_type: NodeType = node_type.parse().map_err(Refusal::UnknownNodeType)?;
     if role.reports_as() != Some(node_type) {
         return Err(Refusal::WrongRole { role, node_type });
@@ -83,7 +84,7 @@ fn check_head(
     if !valid_node_id(node_id) {
         return Err(Refusal::InvalidNodeId);
     }
-    Ok((node_type, crate::store::token_hash(token)))
+    Ok((node_type, hash))
 }
 
 async fn read_body(app: &App, body: Body) -> Result<Bytes, Refusal> {
