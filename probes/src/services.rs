@@ -297,16 +297,7 @@ impl UnitSignals {
         let queue = std::num::NonZeroUsize::new(SIGNAL_QUEUE);
         let mut streams = Vec::with_capacity(units.len() * 2);
         for unit in units {
-            let reply = conn
-                .call_method(
-                    Some(SYSTEMD),
-                    MANAGER_PATH,
-                    Some(MANAGER),
-                    "LoadUnit",
-                    &(unit.as_str(),),
-                )
-                .await?;
-            let path: OwnedObjectPath = reply.body().deserialize()?;
+            let path = load_unit(&conn, unit).await?;
             let changed = MatchRule::builder()
                 .msg_type(zbus::message::Type::Signal)
                 .sender(SYSTEMD)
@@ -409,7 +400,8 @@ fn bounded(s: &str) -> String {
     s.chars().take(256).collect()
 }
 
-async fn unit_state(conn: &Connection, name: &str) -> zbus::Result<UnitRaw> {
+/// `Manager.LoadUnit(name)`: the unit's object path.
+async fn load_unit(conn: &Connection, name: &str) -> zbus::Result<OwnedObjectPath> {
     let reply = conn
         .call_method(
             Some(SYSTEMD),
@@ -419,7 +411,11 @@ async fn unit_state(conn: &Connection, name: &str) -> zbus::Result<UnitRaw> {
             &(name,),
         )
         .await?;
-    let path: OwnedObjectPath = reply.body().deserialize()?;
+    reply.body().deserialize()
+}
+
+async fn unit_state(conn: &Connection, name: &str) -> zbus::Result<UnitRaw> {
+    let path = load_unit(conn, name).await?;
     let (load_state, active_state, sub_state, n_restarts) = tokio::join!(
         get_property(conn, &path, UNIT, "LoadState"),
         get_property(conn, &path, UNIT, "ActiveState"),
