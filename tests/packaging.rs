@@ -345,6 +345,112 @@ impl Drop for Systemd {
     }
 }
 
+/// Event-driven detection over systemd's D-Bus signals (issue 17), under the packaged
+/// unit's sandbox: the agent at the default 5 s interval, its `services` probe reading a
+/// test unit, which is SIGKILLed, started and stopped with `systemctl`. Each time the
+/// view (`cluster-status`, polled every 50 ms) is timed until the unit shows its new
+/// state, and printed (`kill->visible`, never asserted); the journal must show the
+/// subscription and a wake-up per change, so the figures are the signals' and not a
+/// lucky tick's. `restore` is the config to put back afterwards.
+fn unit_state_detection(sd: &Systemd, root: &Overlay, col: &Collector, toml: &Path, restore: &str) {
+    const UNIT: &str = "sr-detect.service";
+    const NODE: &str = "sr-pkg-reloaded";
+    fs::write(
+        root.path(&format!("/etc/systemd/system/{UNIT}")),
+        "[Service]\nExecStart=/bin/sleep infinity\n",
+    )
+    .unwrap();
+    sd.exec_ok(20, &["systemctl", "daemon-reload"]);
+    sd.exec_ok(30, &["systemctl", "start", UNIT]);
+    assert!(
+        restore.contains("reporting_freq = 2"),
+        "the config sets its interval:\n{restore}"
+    );
+    let probe = format!(
+        "\n[[probes]]\nkind = \"services\"\nunits = [{{ name = \"Detect\", unit = \"{UNIT}\" }}]\n"
+    );
+    fs::write(
+        toml,
+        format!(
+            "{}{probe}",
+            restore.replace("reporting_freq = 2", "reporting_freq = 5")
+        ),
+    )
+    .unwrap();
+    sd.exec_ok(60, &["systemctl", "reload", UNITS[0]]);
+    let detect = |v: &serde_json::Value| -> Option<String> {
+        v["services"]
+            .as_object()?
+            .values()
+            .find_map(|svc| svc["nodes"].get(NODE))?["services"]["Detect"]["status"]
+            .as_str()
+            .map(str::to_string)
+    };
+    wait_for_every(
+        "the Detect unit Active in the view",
+        Duration::from_secs(60),
+        POLL_EVERY,
+        || (detect(&col.fetch_view().ok()?)? == "Active").then_some(()),
+    );
+    let journal = || {
+        sd.exec_ok(
+            30,
+            &["journalctl", "-u", UNITS[0], "--no-pager", "-o", "cat"],
+        )
+    };
+    let wakes = || {
+        journal()
+            .lines()
+            .filter(|l| l.contains("a probed unit changed state") && l.contains(UNIT))
+            .count()
+    };
+    wait_for_every(
+        "the agent's subscription to systemd's signals",
+        Duration::from_secs(60),
+        POLL_EVERY,
+        || {
+            journal()
+                .contains("watching systemd's state changes of the probed units")
+                .then_some(())
+        },
+    );
+    let mut figures = Vec::new();
+    for (what, argv, visible) in [
+        (
+            "systemctl kill -s SIGKILL",
+            &["systemctl", "kill", "--signal=SIGKILL", UNIT][..],
+            false,
+        ),
+        ("systemctl start", &["systemctl", "start", UNIT][..], true),
+        ("systemctl stop", &["systemctl", "stop", UNIT][..], false),
+    ] {
+        let before = wakes();
+        let t0 = Instant::now();
+        sd.exec_ok(30, argv);
+        harness::poll::poll(
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+            || match col.fetch_view().ok().as_ref().and_then(detect) {
+                Some(s) if (s == "Active") == visible => Ok(()),
+                other => Err(format!("{other:?}")),
+            },
+        )
+        .unwrap_or_else(|last| panic!("{what}: the view did not follow (last: {last})"));
+        assert!(
+            wakes() > before,
+            "{what}: no wake-up from systemd's signal in the journal:\n{}",
+            journal()
+        );
+        figures.push(format!("{what} {:.2} s", t0.elapsed().as_secs_f64()));
+    }
+    eprintln!(
+        "[packaging] BENCH kill->visible at 5 s interval (systemd D-Bus signals, the packaged agent): {}",
+        figures.join(", ")
+    );
+    fs::write(toml, restore).unwrap();
+    sd.exec_ok(60, &["systemctl", "reload", UNITS[0]]);
+}
+
 /// Whether a unit's enablement symlink exists. The links are absolute (`/lib/systemd/...`),
 /// so they must not be followed from the host.
 fn linked(p: &Path) -> bool {
@@ -767,6 +873,15 @@ fn deb_under_real_systemd() {
         "reload must not restart the agent"
     );
     phase(&mut t, "reload (refused, then applied)");
+
+    unit_state_detection(
+        &sd,
+        &root,
+        &col,
+        &agent_toml,
+        &format!("{renamed}{services_probe}"),
+    );
+    phase(&mut t, "systemd signals -> detection at the 5 s interval");
 
     // A wedged agent (SIGSTOP) stops pinging the watchdog: systemd kills and restarts it.
     let restarts: u32 = sd.prop(agent, "NRestarts").parse().unwrap();

@@ -103,6 +103,10 @@ pub struct RawEvents {
     /// timeout, with a log line each time (docs/operations.md, "Event-driven detection").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_drop: Option<bool>,
+    /// Subscribe to systemd's state-change signals of the units each `services` probe
+    /// reads, and probe at once when one changes state. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_state: Option<bool>,
     /// Extra cycles allowed per reporting interval (a token bucket); 0 turns event-driven
     /// cycles off. Default [`DEFAULT_MAX_EXTRA_CYCLES`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,6 +123,7 @@ pub const MAX_EXTRA_CYCLES: u32 = 20;
 pub struct Events {
     pub process_exit: bool,
     pub connection_drop: bool,
+    pub unit_state: bool,
     pub max_extra_cycles: u32,
 }
 
@@ -127,6 +132,7 @@ impl Default for Events {
         Events {
             process_exit: true,
             connection_drop: false,
+            unit_state: true,
             max_extra_cycles: DEFAULT_MAX_EXTRA_CYCLES,
         }
     }
@@ -565,6 +571,7 @@ impl RawConfig {
         let events = Events {
             process_exit: raw_events.process_exit.unwrap_or(d.process_exit),
             connection_drop: raw_events.connection_drop.unwrap_or(d.connection_drop),
+            unit_state: raw_events.unit_state.unwrap_or(d.unit_state),
             max_extra_cycles: raw_events.max_extra_cycles.unwrap_or(d.max_extra_cycles),
         };
         if events.max_extra_cycles > MAX_EXTRA_CYCLES {
@@ -894,6 +901,7 @@ mod tests {
             Events {
                 process_exit: true,
                 connection_drop: false,
+                unit_state: true,
                 max_extra_cycles: DEFAULT_MAX_EXTRA_CYCLES
             }
         );

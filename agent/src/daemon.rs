@@ -141,6 +141,7 @@ struct Daemon {
     waker: crate::watch::Waker,
     processes: Option<crate::watch::process::ProcessWatch>,
     connections: Option<crate::watch::connection::ConnectionWatch>,
+    units: Option<crate::watch::systemd::UnitWatch>,
     budget: crate::watch::Budget,
 }
 
@@ -219,7 +220,7 @@ impl Daemon {
             warn_if_watchdog_too_short(cfg.reporting_freq);
         }
         self.probes = build_probes(&cfg);
-        (self.processes, self.connections) = event_sources(&cfg, &self.waker);
+        (self.processes, self.connections, self.units) = event_sources(&cfg, &self.waker);
         self.budget = extra_cycle_budget(&cfg);
         self.ctx = Arc::new(ctx);
         self.managers.set_seeds(cfg.managers.clone());
@@ -287,14 +288,20 @@ fn event_sources(
 ) -> (
     Option<crate::watch::process::ProcessWatch>,
     Option<crate::watch::connection::ConnectionWatch>,
+    Option<crate::watch::systemd::UnitWatch>,
 ) {
-    use crate::watch::{connection::ConnectionWatch, listener, process::ProcessWatch};
+    use crate::watch::{
+        connection::ConnectionWatch, listener, process::ProcessWatch, systemd::UnitWatch,
+    };
     let ev = cfg.events;
     let any = ev.max_extra_cycles > 0;
     let targets = || listener::targets(&cfg.probes);
     (
         (any && ev.process_exit).then(|| ProcessWatch::new(targets(), waker.clone())),
         (any && ev.connection_drop).then(|| ConnectionWatch::new(targets(), waker.clone())),
+        (any && ev.unit_state)
+            .then(|| UnitWatch::new(&cfg.probes, waker.clone()))
+            .flatten(),
     )
 }
 
@@ -335,10 +342,11 @@ pub async fn run_with_reload(
     let (stop, _) = watch::channel(false);
     let shared = Arc::new(Shared::default());
     let (waker, mut wake_rx) = crate::watch::channel(shared.metrics.clone());
-    let (processes, connections) = event_sources(&cfg, &waker);
+    let (processes, connections, units) = event_sources(&cfg, &waker);
     let mut d = Daemon {
         processes,
         connections,
+        units,
         budget: extra_cycle_budget(&cfg),
         waker,
         probes: build_probes(&cfg),
@@ -512,6 +520,9 @@ async fn run_one_cycle(d: &mut Daemon, cycle: u64, period: Duration, on_event: b
     if let Some(c) = &mut d.connections {
         c.rearm();
     }
+    if let Some(u) = &mut d.units {
+        u.rearm();
+    }
     if on_event && !snap.changed {
         return;
     }
@@ -603,6 +614,7 @@ mod tests {
             check: None,
             processes: None,
             connections: None,
+            units: None,
             budget: extra_cycle_budget(&cfg),
             waker,
             cfg,

@@ -12,6 +12,11 @@
 //! A rising `NRestarts` between cycles catches crash loops a point-in-time "active"
 //! misses.
 //!
+//! The connection is the process's one system-bus client ([`SystemBus::shared`]): the
+//! agent's unit-state watch (`agent/src/watch/systemd.rs`) subscribes to systemd's
+//! signals for the probed units on it ([`UnitSignals`]), so an event costs no second
+//! connection or handshake.
+//!
 //! Without systemd (containers, dev machines), units that also name a `process` are
 //! checked by scanning `proc_root/*/comm`; units without one are reported as unknown
 //! (Degraded), never as healthy.
@@ -22,9 +27,9 @@ use sr_protocol::reasons as codes;
 use sr_protocol::NodeStatus;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use zbus::{Connection, OwnedObjectPath, OwnedVariant};
+use zbus::{Connection, MatchRule, MessageStream, OwnedObjectPath, OwnedVariant};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -133,6 +138,9 @@ const UNIT: &str = "org.freedesktop.systemd1.Unit";
 const SERVICE: &str = "org.freedesktop.systemd1.Service";
 const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 
+/// A system-bus connection, for callers that hold one without depending on zbus.
+pub type BusConnection = Connection;
+
 /// The probe's one system-bus connection, kept across cycles so a cycle does not pay
 /// for the connect and the authentication handshake.
 #[derive(Default)]
@@ -152,6 +160,13 @@ impl SystemBus {
         }
     }
 
+    /// The system bus client of this process, shared by every `services` probe and the
+    /// agent's unit-state watch.
+    pub fn shared() -> Arc<SystemBus> {
+        static SHARED: OnceLock<Arc<SystemBus>> = OnceLock::new();
+        Arc::clone(SHARED.get_or_init(|| Arc::new(SystemBus::default())))
+    }
+
     async fn connect(&self) -> zbus::Result<Connection> {
         match &self.address {
             None => Connection::system().await,
@@ -159,24 +174,47 @@ impl SystemBus {
         }
     }
 
+    /// The kept connection in `slot`, or a new one kept there. A connection the bus
+    /// closed since the last use (dbus restarted, say) is replaced now rather than
+    /// failing this use.
+    async fn kept(&self, slot: &mut Option<Connection>) -> zbus::Result<Connection> {
+        match &*slot {
+            Some(c) if !c.is_closed() => Ok(c.clone()),
+            _ => Ok(slot.insert(self.connect().await?).clone()),
+        }
+    }
+
+    /// The kept connection, or a new one.
+    pub async fn connection(&self) -> zbus::Result<Connection> {
+        let mut slot = self.conn.lock().await;
+        self.kept(&mut slot).await
+    }
+
+    /// Whether `conn` is still the kept connection: one the probe dropped (after a
+    /// timeout) or replaced no longer is, and a watch on it is made again on the new one.
+    /// While a cycle holds the connection, yes (it is not replaced under a cycle's feet).
+    pub fn keeps(&self, conn: &Connection) -> bool {
+        match self.conn.try_lock() {
+            Ok(slot) => slot
+                .as_ref()
+                .is_some_and(|c| !c.is_closed() && c.unique_name() == conn.unique_name()),
+            Err(_) => true,
+        }
+    }
+
     /// The state of each of `units`, in order. A connection that failed is dropped, so
     /// the next call opens a new one.
     async fn unit_states(&self, units: &[&str]) -> Vec<UnitRaw> {
         let mut slot = self.conn.lock().await;
-        let conn = match &*slot {
-            // A connection the bus closed since the last cycle (dbus restarted, say) is
-            // replaced now rather than failing this cycle.
-            Some(c) if !c.is_closed() => c.clone(),
-            _ => match self.connect().await {
-                Ok(c) => slot.insert(c).clone(),
-                Err(e) => {
-                    let why = format!("system bus unreachable: {}", bounded(&e.to_string()));
-                    return units
-                        .iter()
-                        .map(|_| UnitRaw::Unknown(why.clone()))
-                        .collect();
-                }
-            },
+        let conn = match self.kept(&mut slot).await {
+            Ok(c) => c,
+            Err(e) => {
+                let why = format!("system bus unreachable: {}", bounded(&e.to_string()));
+                return units
+                    .iter()
+                    .map(|_| UnitRaw::Unknown(why.clone()))
+                    .collect();
+            }
         };
         let mut out = Vec::with_capacity(units.len());
         for name in units {
@@ -208,6 +246,150 @@ impl SystemBus {
     }
 }
 
+/// What systemd announced about one watched unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnitSignal {
+    /// `PropertiesChanged` on the unit's `org.freedesktop.systemd1.Unit` interface: the
+    /// new `ActiveState` and `SubState` when the signal carried them, `None` when it only
+    /// invalidated them (or did not name them).
+    State {
+        unit: String,
+        active_state: Option<String>,
+        sub_state: Option<String>,
+        /// The signal invalidated `ActiveState` or `SubState` without a value.
+        invalidated: bool,
+    },
+    /// `JobRemoved` for one of the unit's jobs, with its result (`done`, `failed`,
+    /// `canceled`, `timeout`, `dependency`, `skipped`).
+    JobRemoved { unit: String, result: String },
+}
+
+/// Signals queued per match rule. The shared connection's reader waits while a queue is
+/// full (and with it the probe's replies), so [`UnitSignals::next`] is polled without
+/// pause by its one reader; the queue only absorbs a burst.
+pub const SIGNAL_QUEUE: usize = 64;
+
+/// systemd's state-change signals for a set of units, on the shared connection: after
+/// `Manager.Subscribe` (without a subscriber systemd sends none), one match rule per unit
+/// for `PropertiesChanged` on its object and one for `JobRemoved` naming it, so the bus
+/// delivers nothing about other units.
+pub struct UnitSignals {
+    conn: Connection,
+    streams: Vec<(String, MessageStream)>,
+}
+
+impl UnitSignals {
+    /// Subscribes on `bus`'s kept connection (opened if needed). The caller bounds it with
+    /// a timeout: every step is a call to the bus or to systemd.
+    pub async fn subscribe(bus: &SystemBus, units: &[String]) -> zbus::Result<UnitSignals> {
+        let conn = bus.connection().await?;
+        match conn
+            .call_method(Some(SYSTEMD), MANAGER_PATH, Some(MANAGER), "Subscribe", &())
+            .await
+        {
+            // An error reply (systemd before 233 refuses a second Subscribe from one
+            // client) leaves the match rules in place: the signals still come while any
+            // client is subscribed, and the next tick covers the rest.
+            Ok(_) => {}
+            Err(e) if is_reply(&e) => {}
+            Err(e) => return Err(e),
+        }
+        let queue = std::num::NonZeroUsize::new(SIGNAL_QUEUE);
+        let mut streams = Vec::with_capacity(units.len() * 2);
+        for unit in units {
+            let path = load_unit(&conn, unit).await?;
+            let changed = MatchRule::builder()
+                .msg_type(zbus::message::Type::Signal)
+                .sender(SYSTEMD)
+                .path(path)
+                .interface(PROPERTIES)
+                .member("PropertiesChanged")
+                .arg(0, UNIT)
+                .build()?;
+            let removed = MatchRule::builder()
+                .msg_type(zbus::message::Type::Signal)
+                .sender(SYSTEMD)
+                .path(MANAGER_PATH)
+                .interface(MANAGER)
+                .member("JobRemoved")
+                .arg(2, unit.as_str())
+                .build()?;
+            for rule in [changed, removed] {
+                let stream = MessageStream::for_match_rule(rule, &conn, queue).await?;
+                streams.push((unit.clone(), stream));
+            }
+        }
+        Ok(UnitSignals { conn, streams })
+    }
+
+    /// The connection the signals come on.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The next signal about a watched unit; `None` once the connection is closed.
+    /// Signals that do not decode are skipped.
+    pub async fn next(&mut self) -> Option<UnitSignal> {
+        use futures_core::Stream;
+        loop {
+            let (unit, msg) = std::future::poll_fn(|cx| {
+                for (unit, s) in self.streams.iter_mut() {
+                    match std::pin::Pin::new(s).poll_next(cx) {
+                        std::task::Poll::Ready(Some(m)) => {
+                            return std::task::Poll::Ready(Some((unit.clone(), m)))
+                        }
+                        std::task::Poll::Ready(None) => return std::task::Poll::Ready(None),
+                        std::task::Poll::Pending => {}
+                    }
+                }
+                std::task::Poll::Pending
+            })
+            .await?;
+            if let Some(sig) = msg.ok().and_then(|m| decode_signal(&unit, &m)) {
+                return Some(sig);
+            }
+        }
+    }
+}
+
+/// One matched signal as a [`UnitSignal`]; `None` when its body is not the documented one.
+fn decode_signal(unit: &str, msg: &zbus::Message) -> Option<UnitSignal> {
+    let member = msg.header().member()?.to_string();
+    let body = msg.body();
+    match member.as_str() {
+        "PropertiesChanged" => {
+            let (_iface, changed, invalidated): (
+                String,
+                BTreeMap<String, OwnedVariant>,
+                Vec<String>,
+            ) = body.deserialize().ok()?;
+            let text = |k: &str| {
+                changed
+                    .get(k)
+                    .and_then(|v| String::try_from(v.clone()).ok())
+                    .map(|s| bounded(&s))
+            };
+            Some(UnitSignal::State {
+                unit: unit.to_string(),
+                active_state: text("ActiveState"),
+                sub_state: text("SubState"),
+                invalidated: invalidated
+                    .iter()
+                    .any(|p| p == "ActiveState" || p == "SubState"),
+            })
+        }
+        "JobRemoved" => {
+            let (_id, _job, name, result): (u32, OwnedObjectPath, String, String) =
+                body.deserialize().ok()?;
+            (name == unit).then(|| UnitSignal::JobRemoved {
+                unit: name,
+                result: bounded(&result),
+            })
+        }
+        _ => None,
+    }
+}
+
 /// An error reply from the peer: the connection itself is fine.
 fn is_reply(e: &zbus::Error) -> bool {
     matches!(e, zbus::Error::MethodError(..) | zbus::Error::FDO(_))
@@ -218,7 +400,8 @@ fn bounded(s: &str) -> String {
     s.chars().take(256).collect()
 }
 
-async fn unit_state(conn: &Connection, name: &str) -> zbus::Result<UnitRaw> {
+/// `Manager.LoadUnit(name)`: the unit's object path.
+async fn load_unit(conn: &Connection, name: &str) -> zbus::Result<OwnedObjectPath> {
     let reply = conn
         .call_method(
             Some(SYSTEMD),
@@ -228,7 +411,11 @@ async fn unit_state(conn: &Connection, name: &str) -> zbus::Result<UnitRaw> {
             &(name,),
         )
         .await?;
-    let path: OwnedObjectPath = reply.body().deserialize()?;
+    reply.body().deserialize()
+}
+
+async fn unit_state(conn: &Connection, name: &str) -> zbus::Result<UnitRaw> {
+    let path = load_unit(conn, name).await?;
     let (load_state, active_state, sub_state, n_restarts) = tokio::join!(
         get_property(conn, &path, UNIT, "LoadState"),
         get_property(conn, &path, UNIT, "ActiveState"),
@@ -401,7 +588,7 @@ pub struct Raw {
 
 /// The `services` probe: its bus connection and the restart counts of the last cycle.
 pub struct Services {
-    bus: SystemBus,
+    bus: Arc<SystemBus>,
     restarts: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -412,7 +599,7 @@ impl TypedProbe for Services {
 
     fn new(_config: &Config) -> Self {
         Services {
-            bus: SystemBus::default(),
+            bus: SystemBus::shared(),
             restarts: Mutex::new(BTreeMap::new()),
         }
     }

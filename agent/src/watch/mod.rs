@@ -3,7 +3,8 @@
 //!
 //! A failure used to show only at the next tick: at the default 5 s interval, a median
 //! 2.5 s after it happened. An event source notices something cheap (a watched process
-//! exiting, [`process`]; an idle connection dropping, [`connection`]) and sends a [`Wake`]; the daemon runs one whole cycle at once
+//! exiting, [`process`]; an idle connection dropping, [`connection`]; systemd announcing
+//! a probed unit's state change, [`systemd`]) and sends a [`Wake`]; the daemon runs one whole cycle at once
 //! and pushes it only if a status changed. Ticks keep their grid.
 //!
 //! Invariant: no event source probes, and none decides a status. A source only wakes the
@@ -18,6 +19,7 @@
 pub mod connection;
 pub mod listener;
 pub mod process;
+pub mod systemd;
 
 use crate::metrics::AgentMetrics;
 use std::time::Duration;
@@ -34,6 +36,8 @@ pub enum Source {
     ProcessExit,
     /// An idle connection to a probed port was closed or reset ([`connection`]).
     ConnectionDropped,
+    /// systemd announced a state change of a unit a `services` probe reads ([`systemd`]).
+    UnitState,
 }
 
 impl Source {
@@ -41,6 +45,7 @@ impl Source {
         match self {
             Source::ProcessExit => "process_exit",
             Source::ConnectionDropped => "connection_dropped",
+            Source::UnitState => "unit_state",
         }
     }
 }
