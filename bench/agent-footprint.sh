@@ -167,7 +167,8 @@ EOT
 # footprint_agent NAME PROC_ROOT BIN: configure_agent with the benchmark's probes.
 footprint_agent() {
     probes_toml "$2" > "$W/probes-$1.toml"
-    CONF_BIN="${COLLECTOR_BIN:+$CBIN}" PROBES_TOML="$W/probes-$1.toml" configure_agent "$1" "$3"
+    # configure is not in the agent-only binary: the full one (the collectors' copy) runs it.
+    CONF_BIN="$CBIN" PROBES_TOML="$W/probes-$1.toml" configure_agent "$1" "$3"
 }
 
 # start_agent NAME BIN LOGLEVEL: runs it in the background; its pid is in $AGENT_PID.

@@ -64,7 +64,7 @@ echo "status-reporter benchmarks, $(git rev-parse --short HEAD), $(date -u +%FT%
     "$(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); outputs in $OUT"
 
 # One build of each binary for every step (the packaged profile: what operators run).
-if wants 1 || wants 2; then cargo build --profile dist --bin status-reporter; fi
+if wants 1 || wants 2; then cargo build --profile dist --bin status-reporter --bin status-reporter-agent; fi
 if wants 3 || wants 4; then cargo build --release -p sr-collector --bin collector-bench; fi
 
 step 1 "agent footprint beside node_exporter" bash bench/agent-footprint.sh --no-build "${FOOTPRINT[@]}"

@@ -692,11 +692,11 @@ fn deb_under_real_systemd() {
     assert_eq!(field("CapEff:"), "0000000000000000");
     assert_eq!(field("Seccomp:"), "2");
     // The unit runs the agent-only binary, not the one with every command.
+    // (`readlink` answers with the path as the host sees it: the rootfs is an overlay.)
     let exe = sd.exec_ok(10, &["readlink", &format!("/proc/{main_pid}/exe")]);
-    assert_eq!(
-        exe.trim(),
-        "/usr/bin/status-reporter-agent",
-        "the unit's agent"
+    assert!(
+        exe.trim().ends_with("/usr/bin/status-reporter-agent"),
+        "the unit's agent: {exe}"
     );
     phase(&mut t, "enable --now (READY=1)");
 
@@ -836,10 +836,9 @@ fn deb_under_real_systemd() {
     sd.exec_ok(120, &["systemctl", "restart", agent]);
     let full_pid = sd.prop(agent, "MainPID");
     let exe = sd.exec_ok(10, &["readlink", &format!("/proc/{full_pid}/exe")]);
-    assert_eq!(
-        exe.trim(),
-        "/usr/bin/status-reporter",
-        "`status-reporter run`"
+    assert!(
+        exe.trim().ends_with("/usr/bin/status-reporter"),
+        "`status-reporter run`: {exe}"
     );
     wait_for_every(
         "a report from `status-reporter run`",
