@@ -11,8 +11,11 @@
 #   --bin       measure this binary instead (implies --no-build)
 #   --bin2      a second binary whose "proc" agent runs in the same window (before/after)
 #   --label     the name of that second agent in the table (default bin2)
-#   --also LABEL=PATH  one more "proc" agent of another binary (repeatable), e.g. an
-#               agent-only build; it is started as PATH run --config CONFIG
+#   --also LABEL=PATH  one more "proc" agent of another binary (repeatable); it is
+#               started as PATH run --config CONFIG
+#   --agent-bin PATH  the agent-only binary the packaged unit runs, measured as "agent"
+#               beside `status-reporter run` (default: status-reporter-agent next to the
+#               measured binary, built with it unless --no-build; skipped when absent)
 #   --collector-bin  the binary the collectors (and `configure`) run, default --bin: the
 #               static packaged build cannot run `collector init`/`configure` on a host
 #               whose nsswitch.conf names an NSS module (see BENCHMARKS.md)
@@ -27,7 +30,7 @@
 #   - agent "systemctl": the same, but its services probe sees a fixture /proc whose PID 1
 #     is `systemd`, so it spawns `systemctl show` every cycle as it does on a systemd host
 #     (systemctl then fails fast: no systemd bus here, so this is a lower bound of that path);
-#   - [--bin2] agent "proc" of a second binary;
+#   - [--bin2] agent "proc" of a second binary; "agent" and every --also: the same probes;
 #   - prometheus-node-exporter on a loopback port, scraped by curl once per second.
 # CPU is utime+stime+cutime+cstime from /proc/PID/stat (children included: systemctl),
 # RSS is VmRSS from /proc/PID/status and Pss from /proc/PID/smaps_rollup, sampled every 5 s.
@@ -44,6 +47,7 @@ BIN2=""
 LABEL2="bin2"
 EXTRA=()
 COLLECTOR_BIN=""
+AGENT_BIN=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) DURATION="$2"; shift 2 ;;
@@ -54,7 +58,8 @@ while [ $# -gt 0 ]; do
         --label) LABEL2="$2"; shift 2 ;;
         --also) EXTRA+=("$2"); shift 2 ;;
         --collector-bin) COLLECTOR_BIN="$2"; shift 2 ;;
-        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+        --agent-bin) AGENT_BIN="$2"; shift 2 ;;
+        -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -63,6 +68,16 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 . "$ROOT/bench/lib.sh"
 pick_binary
+if [ "$BUILD" = 1 ]; then
+    echo "== building: cargo build --profile $PROFILE --bin status-reporter-agent"
+    cargo build --profile "$PROFILE" --bin status-reporter-agent
+fi
+AGENT_BIN="${AGENT_BIN:-$(dirname "$BIN")/status-reporter-agent}"
+if [ -x "$AGENT_BIN" ]; then
+    EXTRA=("agent=$AGENT_BIN" ${EXTRA[@]+"${EXTRA[@]}"})
+else
+    echo "no agent-only binary at $AGENT_BIN: measuring \`status-reporter run\` only"
+fi
 for tool in openssl curl sqlite3 jq python3; do
     command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
 done
@@ -152,7 +167,8 @@ EOT
 # footprint_agent NAME PROC_ROOT BIN: configure_agent with the benchmark's probes.
 footprint_agent() {
     probes_toml "$2" > "$W/probes-$1.toml"
-    CONF_BIN="${COLLECTOR_BIN:+$CBIN}" PROBES_TOML="$W/probes-$1.toml" configure_agent "$1" "$3"
+    # configure is not in the agent-only binary: the full one (the collectors' copy) runs it.
+    CONF_BIN="$CBIN" PROBES_TOML="$W/probes-$1.toml" configure_agent "$1" "$3"
 }
 
 # start_agent NAME BIN LOGLEVEL: runs it in the background; its pid is in $AGENT_PID.

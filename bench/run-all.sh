@@ -65,7 +65,7 @@ echo "status-reporter benchmarks, $(git rev-parse --short HEAD), $(date -u +%FT%
     "$(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); outputs in $OUT"
 
 # One build of each binary for every step (the packaged profile: what operators run).
-if wants 1 || wants 2; then cargo build --profile dist --bin status-reporter; fi
+if wants 1 || wants 2; then cargo build --profile dist --bin status-reporter --bin status-reporter-agent; fi
 # (Unstripped, for step 7's function names; the cfg is the packaged build's verifier backend.)
 if wants 3 || wants 4 || wants 7; then
     CARGO_PROFILE_RELEASE_STRIP=none RUSTFLAGS='--cfg curve25519_dalek_backend="avx512"' \

@@ -16,7 +16,7 @@ root=..
 secs=${FUZZ_SECS:-60}
 export RUSTC_BOOTSTRAP=1
 
-all=(report_body signature agent_config collector_config client_file patroni_interpret etcd_interpret rabbitmq_interpret duration galera_status haproxy_stat keepalived_data history_query sse_frames passwd opensearch_health opensearch_cat_nodes minio_health pacemaker_xml proc_net_tcp)
+all=(report_body signature agent_config collector_config client_file patroni_interpret etcd_interpret rabbitmq_interpret duration galera_status haproxy_stat keepalived_data history_query sse_frames passwd opensearch_health opensearch_cat_nodes minio_health pacemaker_xml proc_net_tcp agent_args)
 targets=("${@:-${all[@]}}")
 
 fx=$root/probes/fixtures
@@ -65,6 +65,9 @@ seed() {
       printf 'manager = "http://127.0.0.1:1"\ntoken = "t"\n' > "$dir/seed-plain" ;;
     duration)
       printf '7d' > "$dir/seed-days"; printf '90s' > "$dir/seed-secs" ;;
+    agent_args)
+      printf 'run\0--config\0/etc/status-reporter/agent.toml' > "$dir/seed-unit"
+      printf -- '--config=/a.toml\0--version' > "$dir/seed-flags" ;;
     patroni_interpret)
       for p in "$fx"/patroni/*patroni*.json; do
         for c in "$fx"/patroni/*cluster*.json; do

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the portable binary and both packages:
+# Builds the portable binaries (`status-reporter`, and `status-reporter-agent` that the agent
+# unit runs) and both packages:
 #   packaging/build.sh        -> target/packages/status-reporter_<v>-1_amd64.deb
 #                                target/packages/status-reporter-<v>-1.x86_64.rpm
 # Steps: a static-glibc `dist` build (see packaging/README.md for why), the glibc-2.28 check,
@@ -33,7 +34,8 @@ if ! "$cargo" deb --version >/dev/null 2>&1; then
   "$cargo" install --locked cargo-deb >&2
 fi
 
-# 1. The binary. crt-static links glibc statically, so the package runs on RHEL/Rocky 8
+# 1. The binaries, in one cargo invocation: the dependencies are compiled once for both,
+#    and the two fat-LTO links run side by side. crt-static links glibc statically, so the package runs on RHEL/Rocky 8
 #    (glibc 2.28) although this machine has 2.36. --target keeps build scripts and
 #    proc-macros dynamic (host); RUSTFLAGS then applies only to the target artifacts.
 #    The curve25519_dalek_backend cfg compiles in ed25519-dalek's AVX-512 IFMA backend for
@@ -42,13 +44,18 @@ fi
 log "cargo build --profile $profile --target $triple (crt-static, dalek avx512 backend)"
 RUSTFLAGS="-C target-feature=+crt-static --cfg curve25519_dalek_backend=\"avx512\"" \
   "$cargo" build --profile "$profile" --target "$triple" \
-  -p status-reporter --bin status-reporter >&2
+  -p status-reporter --bin status-reporter --bin status-reporter-agent >&2
 bin=$target_dir/$triple/$profile/status-reporter
+agent_bin=$target_dir/$triple/$profile/status-reporter-agent
 packaging/scripts/check-glibc.sh "$bin" 2.28 >&2
+packaging/scripts/check-glibc.sh "$agent_bin" 2.28 >&2
 version=$("$bin" --version | awk '{print $2}')
 [[ $version =~ ^[0-9]+\.[0-9]+\.[0-9]+ ]] || { log "unexpected --version output: $version"; exit 1; }
+agent_version=$("$agent_bin" --version | awk '{print $2}')
+[[ $agent_version == "$version" ]] || { log "status-reporter-agent --version: $agent_version, not $version"; exit 1; }
 
-# 2. Generated files: man pages and shell completions come from the clap definitions.
+# 2. Generated files: man pages (status-reporter-agent's too) and shell completions come from
+#    the clap definitions.
 rm -rf "$stage"
 mkdir -p "$stage/man" "$stage/completions"
 "$bin" man "$stage/man"
@@ -74,6 +81,7 @@ rpmbuild -bb --quiet --target x86_64 \
   --define "sr_version $version" \
   --define "sr_src $root" \
   --define "sr_bin $bin" \
+  --define "sr_agent_bin $agent_bin" \
   --define "sr_stage $stage" \
   packaging/rpm/status-reporter.spec >&2
 mv "$topdir"/RPMS/x86_64/status-reporter-"$version"-1.x86_64.rpm "$out/"

@@ -1,4 +1,5 @@
-//! `status-reporter`: one binary for every role.
+//! `status-reporter`: one binary for every role (the agent unit runs the agent-only
+//! `status-reporter-agent`, src/agent.rs, the same agent in a smaller binary).
 //!
 //! A thin CLI over the workspace's libraries: node-side commands (`configure`, `run`,
 //! `probe`, ...) live in [`cli::node`], manager-side ones (`collector`, `tokens`,
@@ -42,7 +43,7 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Write man pages into DIR.
+    /// Write man pages into DIR (this binary's and status-reporter-agent's).
     Man { dir: std::path::PathBuf },
 }
 
@@ -84,12 +85,43 @@ fn main() -> ExitCode {
 fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     clap_mangen::generate_to(Cli::command(), dir)?;
+    clap_mangen::generate_to(agent_command(), dir)?;
     Ok(())
+}
+
+/// `status-reporter-agent`'s command line, for its man page only: that binary parses its
+/// few flags by hand (`sr_agent::service::parse_agent_args`) to stay small.
+fn agent_command() -> clap::Command {
+    use clap::{Arg, ArgAction};
+    clap::Command::new("status-reporter-agent")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("The status-reporter node agent alone, as the packaged agent unit runs it")
+        .long_about(
+            "The node agent alone: what `status-reporter run` does, in a binary without the \
+collector and the other commands, so that it keeps less memory resident. It probes this node \
+and pushes signed reports to every manager until SIGTERM or SIGINT; SIGHUP re-reads the config. \
+The agent unit (status-reporter.service) runs it; `status-reporter run` remains for units \
+written before.\n\n\
+Logs go to stderr (journald under systemd); STATUS_REPORTER_LOG sets the level as a target \
+list, e.g. `debug` or `info,sr_agent=debug`.",
+        )
+        .arg(Arg::new("run").value_parser(["run"]).help(
+            "Accepted for the command line of `status-reporter run`; the agent runs either way",
+        ))
+        .arg(
+            Arg::new("config")
+                .long("config")
+                .value_name("PATH")
+                .env(sr_agent::config::CONFIG_ENV)
+                .action(ArgAction::Set)
+                .help("Agent config file [default: /etc/status-reporter/agent.toml]"),
+        )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sr_agent::service::{parse_agent_args, Invocation};
     use sr_protocol::facts::StackService;
 
     /// The long help of the subcommand at `path`, as `--help` prints it.
@@ -134,5 +166,34 @@ mod tests {
             on.contains(&sr_protocol::facts::service_list()),
             "the whole list, Cloudify types first: {on}"
         );
+    }
+
+    /// The man page describes the flags the agent binary really takes.
+    #[test]
+    fn the_agent_man_page_matches_its_parser() {
+        let cmd = agent_command();
+        cmd.clone().debug_assert();
+        for args in [
+            vec!["run", "--config", "/a.toml"],
+            vec!["--config", "/a.toml"],
+            vec!["--config=/a.toml"],
+        ] {
+            let m = cmd
+                .clone()
+                .try_get_matches_from(std::iter::once("status-reporter-agent").chain(args.clone()))
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!(
+                m.get_one::<String>("config").map(String::as_str),
+                Some("/a.toml")
+            );
+            assert_eq!(
+                parse_agent_args(args.iter().map(Into::into)),
+                Ok(Invocation::Run(Some("/a.toml".into()))),
+                "{args:?}"
+            );
+        }
+        for flag in ["--help", "-h", "--version", "-V"] {
+            assert!(parse_agent_args([flag.into()]).is_ok(), "{flag}");
+        }
     }
 }

@@ -525,6 +525,7 @@ fn assert_user_and_dirs(root: &Overlay) {
 /// Files both packages ship, with their modes.
 fn assert_payload(root: &Overlay) {
     assert_eq!(mode(&root.path("/usr/bin/status-reporter")), 0o755);
+    assert_eq!(mode(&root.path("/usr/bin/status-reporter-agent")), 0o755);
     for unit in UNITS {
         let p = root.path(&format!("/usr/lib/systemd/system/{unit}"));
         assert_eq!(mode(&p), 0o644, "{unit}");
@@ -534,8 +535,10 @@ fn assert_payload(root: &Overlay) {
             "{unit} is the repo's"
         );
     }
-    let man = root.path("/usr/share/man/man1/status-reporter.1.gz");
-    assert_eq!(mode(&man), 0o644);
+    for page in ["status-reporter.1.gz", "status-reporter-agent.1.gz"] {
+        let man = root.path(&format!("/usr/share/man/man1/{page}"));
+        assert_eq!(mode(&man), 0o644, "{page}");
+    }
     assert_eq!(
         mode(&root.path("/usr/share/bash-completion/completions/status-reporter")),
         0o644
@@ -564,6 +567,7 @@ fn deb_under_real_systemd() {
     let contents = ok(30, &["dpkg-deb", "--contents", pkgs.deb.to_str().unwrap()]);
     for f in [
         "./usr/bin/status-reporter",
+        "./usr/bin/status-reporter-agent",
         "./usr/lib/systemd/system/status-reporter.service",
         "./usr/lib/systemd/system/status-reporter-collector.service",
         "./usr/share/man/man1/status-reporter.1.gz",
@@ -793,6 +797,13 @@ fn deb_under_real_systemd() {
     assert_eq!(field("NoNewPrivs:"), "1");
     assert_eq!(field("CapEff:"), "0000000000000000");
     assert_eq!(field("Seccomp:"), "2");
+    // The unit runs the agent-only binary, not the one with every command.
+    // (`readlink` answers with the path as the host sees it: the rootfs is an overlay.)
+    let exe = sd.exec_ok(10, &["readlink", &format!("/proc/{main_pid}/exe")]);
+    assert!(
+        exe.trim().ends_with("/usr/bin/status-reporter-agent"),
+        "the unit's agent: {exe}"
+    );
     phase(&mut t, "enable --now (READY=1)");
 
     let node = wait_for_every(
@@ -918,6 +929,41 @@ fn deb_under_real_systemd() {
         "upgrade restarts a running agent"
     );
     phase(&mut t, "upgrade restarts the agent");
+
+    // Units written for `status-reporter run` (before the agent had its own binary) keep
+    // working: a drop-in back to it, and its reports arrive under a new node name.
+    let old_style = dropin.join("run.conf");
+    fs::write(
+        &old_style,
+        "[Service]\nExecStart=\nExecStart=/usr/bin/status-reporter run\n",
+    )
+    .unwrap();
+    let current = fs::read_to_string(&agent_toml).unwrap();
+    fs::write(
+        &agent_toml,
+        current.replace(
+            "node_name = \"sr-pkg-reloaded\"",
+            "node_name = \"sr-pkg-full-binary\"",
+        ),
+    )
+    .unwrap();
+    sd.exec_ok(20, &["systemctl", "daemon-reload"]);
+    sd.exec_ok(120, &["systemctl", "restart", agent]);
+    let full_pid = sd.prop(agent, "MainPID");
+    let exe = sd.exec_ok(10, &["readlink", &format!("/proc/{full_pid}/exe")]);
+    assert!(
+        exe.trim().ends_with("/usr/bin/status-reporter"),
+        "`status-reporter run`: {exe}"
+    );
+    wait_for_every(
+        "a report from `status-reporter run`",
+        Duration::from_secs(60),
+        POLL_EVERY,
+        || col.status().node_json("sr-pkg-full-binary").cloned(),
+    );
+    fs::remove_file(&old_style).unwrap();
+    sd.exec_ok(20, &["systemctl", "daemon-reload"]);
+    phase(&mut t, "`status-reporter run` under the unit");
 
     // stop: SIGTERM, a clean exit inside TimeoutStopSec (a SIGKILL would show Result=timeout).
     sd.exec_ok(60, &["systemctl", "stop", agent]);
@@ -1118,12 +1164,18 @@ fn rpm_scriptlets_files_and_removal() {
     // What the package holds, and its scriptlets, as `rpm -qp` shows them to an operator.
     let list = ok(30, &["rpm", "-qpl", rpm]);
     let mut files: Vec<&str> = list.lines().collect();
+    assert!(
+        list.lines()
+            .any(|f| f == "/usr/share/man/man1/status-reporter-agent.1.gz"),
+        "the agent binary's man page:\n{list}"
+    );
     files.retain(|f| !f.starts_with("/usr/share/man/man1/status-reporter-"));
     assert_eq!(
         files,
         [
             "/etc/status-reporter",
             "/usr/bin/status-reporter",
+            "/usr/bin/status-reporter-agent",
             "/usr/lib/systemd/system/status-reporter-collector.service",
             "/usr/lib/systemd/system/status-reporter.service",
             "/usr/share/bash-completion/completions/status-reporter",
@@ -1195,11 +1247,13 @@ fn rpm_scriptlets_files_and_removal() {
         !linked(&root.path("/etc/systemd/system/multi-user.target.wants/status-reporter.service")),
         "not enabled by install"
     );
-    let v = root.chroot(30, &["/usr/bin/status-reporter", "--version"]);
-    assert_eq!(
-        String::from_utf8_lossy(&v.stdout).trim(),
-        format!("status-reporter {}", pkgs.version)
-    );
+    for bin in ["status-reporter", "status-reporter-agent"] {
+        let v = root.chroot(30, &[&format!("/usr/bin/{bin}"), "--version"]);
+        assert_eq!(
+            String::from_utf8_lossy(&v.stdout).trim(),
+            format!("{bin} {}", pkgs.version)
+        );
+    }
     let verify = ok(
         30,
         &["rpm", "--root", r, "-V", "--nodeps", "status-reporter"],
@@ -1277,25 +1331,27 @@ fn runs_on_older_glibc() {
             root.merged.to_str().unwrap(),
         ],
     );
-    let bin = root.path("/usr/bin/status-reporter");
-    let check = ok(
-        30,
-        &[
-            repo()
-                .join("packaging/scripts/check-glibc.sh")
-                .to_str()
-                .unwrap(),
-            bin.to_str().unwrap(),
-            "2.28",
-        ],
-    );
-    eprintln!("[packaging] {}", check.trim());
-    let v = root.chroot(30, &["/usr/bin/status-reporter", "--version"]);
-    assert!(v.status.success(), "--version on glibc 2.31: {v:?}");
-    assert_eq!(
-        String::from_utf8_lossy(&v.stdout).trim(),
-        format!("status-reporter {}", pkgs.version)
-    );
+    for name in ["status-reporter", "status-reporter-agent"] {
+        let bin = root.path(&format!("/usr/bin/{name}"));
+        let check = ok(
+            30,
+            &[
+                repo()
+                    .join("packaging/scripts/check-glibc.sh")
+                    .to_str()
+                    .unwrap(),
+                bin.to_str().unwrap(),
+                "2.28",
+            ],
+        );
+        eprintln!("[packaging] {}", check.trim());
+        let v = root.chroot(30, &[&format!("/usr/bin/{name}"), "--version"]);
+        assert!(v.status.success(), "{name} --version on glibc 2.31: {v:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&v.stdout).trim(),
+            format!("{name} {}", pkgs.version)
+        );
+    }
     phase(&mut t, "--version + symbol check on bullseye");
 
     // A real probe cycle on the old glibc, from a config written by `configure` there.

@@ -9,6 +9,8 @@
 //! - [`push`]: per-manager delivery with retry classification, backoff and a breaker;
 //! - [`managers`]: seed list plus discovered managers, persisted when changed;
 //! - [`daemon`]: the loop tying them together, reload and shutdown;
+//! - [`service`]: the daemon as a process (signals, runtime, exit code), shared by
+//!   `status-reporter run` and the agent-only `status-reporter-agent` binary;
 //! - [`metrics`]: Prometheus metrics on `metrics_listen` (off by default);
 //! - [`watch`]: event sources (a watched process exiting) that wake the loop for an
 //!   extra, rate-limited cycle before its next tick.
@@ -27,6 +29,7 @@ pub mod metrics;
 pub mod push;
 pub mod report;
 pub mod schedule;
+pub mod service;
 pub mod watch;
 
 pub use daemon::{probe_once, run, run_with_reload, RunError};

@@ -135,8 +135,8 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<i32> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    // One thread: the agent's work is small and mostly waiting, and a single thread keeps
-    // its footprint small.
+    // One thread, as the agent daemon has (sr_agent::service): the work is small and
+    // mostly waiting.
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -226,42 +226,8 @@ fn configure_cmd(c: ConfigureCmd) -> anyhow::Result<i32> {
 }
 
 fn run_daemon(path: &std::path::Path) -> anyhow::Result<i32> {
-    // Check the config before starting anything, so a bad file is one clear error.
-    if let Err(e) = AgentConfig::load(path) {
-        eprintln!("error: {e}");
-        return Ok(2);
-    }
-    let rt = runtime()?;
-    let result = rt.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
-        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
-        tokio::spawn(async move {
-            while hup.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading the config");
-                // A reload already pending covers this one too.
-                let _ = reload_tx.try_send(());
-            }
-        });
-        let shutdown = async move {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM received"),
-                _ = int.recv() => tracing::info!("SIGINT received"),
-            }
-        };
-        sr_agent::run_with_reload(path, shutdown, Some(reload_rx))
-            .await
-            .map_err(anyhow::Error::from)
-    });
-    match result {
-        Ok(()) => Ok(0),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            Ok(2)
-        }
-    }
+    // The same code as the agent-only binary (src/agent.rs): signals, reload, exit code.
+    Ok(sr_agent::service::run_until_signalled(path).into())
 }
 
 fn probe_cmd(path: &std::path::Path, json: bool) -> anyhow::Result<i32> {
