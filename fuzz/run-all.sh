@@ -16,7 +16,7 @@ root=..
 secs=${FUZZ_SECS:-60}
 export RUSTC_BOOTSTRAP=1
 
-all=(report_body signature agent_config collector_config client_file patroni_interpret etcd_interpret rabbitmq_interpret duration galera_status haproxy_stat keepalived_data history_query sse_frames passwd opensearch_health opensearch_cat_nodes minio_health pacemaker_xml proc_net_tcp agent_args)
+all=(report_body signature agent_config collector_config client_file patroni_interpret etcd_interpret rabbitmq_interpret duration galera_status haproxy_stat keepalived_data history_query sse_frames passwd opensearch_health opensearch_cat_nodes minio_health pacemaker_xml proc_net_tcp agent_args accept_encoding)
 targets=("${@:-${all[@]}}")
 
 fx=$root/probes/fixtures

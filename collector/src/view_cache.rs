@@ -118,9 +118,11 @@ pub fn accepts_gzip(value: &str) -> bool {
         let coding = parts.next().unwrap_or("").trim();
         let q_zero = parts.any(|p| {
             let p = p.trim();
-            p.len() >= 2
-                && p[..2].eq_ignore_ascii_case("q=")
-                && p[2..].trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+            // `get`, not slicing: a value need not be ASCII where this is called from.
+            p.get(..2).is_some_and(|k| k.eq_ignore_ascii_case("q="))
+                && p.get(2..)
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
         });
         if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
             return !q_zero;
@@ -145,6 +147,8 @@ mod tests {
             "br;q=1, x-gzip",
             "*",
             "identity, *;q=0.1",
+            "gzip;é",
+            "gzip;aé=1",
         ] {
             assert!(accepts_gzip(yes), "{yes}");
         }
