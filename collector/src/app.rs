@@ -44,6 +44,8 @@ pub struct App {
     pub alerts: crate::alerts::AlertMetrics,
     /// The shared store's sync task, when `[store] kind = "postgres"` (issue 16).
     pub shared: std::sync::OnceLock<std::sync::Arc<crate::shared::sync::SyncStatus>>,
+    /// Tier 2 (issue 16): the clusters of a `[fleet]` collector, and the push's metrics.
+    pub tier2: crate::tier2::Tier2,
 }
 
 impl App {
@@ -51,6 +53,7 @@ impl App {
         App {
             policy: cfg.rollup_policy(),
             bounds: Bounds::new(&cfg),
+            tier2: crate::tier2::Tier2::new(&cfg),
             cfg,
             mem,
             basic_ok: Mutex::new(HashMap::new()),

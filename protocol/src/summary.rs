@@ -218,14 +218,24 @@ mod tests {
         v["managers"] = json!(vec!["m"; MAX_MANAGERS + 1]);
         assert_eq!(
             decode(&v),
-            Err(SummaryError::TooMany("managers", MAX_MANAGERS + 1, MAX_MANAGERS))
+            Err(SummaryError::TooMany(
+                "managers",
+                MAX_MANAGERS + 1,
+                MAX_MANAGERS
+            ))
         );
         let mut v = sample();
         let node = v["nodes"][0].clone();
         v["nodes"] = json!(vec![node; MAX_NODES + 1]);
-        assert!(matches!(decode(&v), Err(SummaryError::TooMany("nodes", _, _))));
+        assert!(matches!(
+            decode(&v),
+            Err(SummaryError::TooMany("nodes", _, _))
+        ));
         let mut v = sample();
-        v["reasons"] = json!(vec![json!({"code": "c", "message": "m".repeat(10_000)}); 40]);
+        v["reasons"] = json!(vec![
+            json!({"code": "c", "message": "m".repeat(10_000)});
+            40
+        ]);
         let s = decode(&v).unwrap();
         assert_eq!(s.reasons.len(), crate::report::MAX_REASONS + 1);
         assert!(s.reasons[0].message.len() <= 600);
