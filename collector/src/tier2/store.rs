@@ -46,7 +46,6 @@ pub struct Row {
 pub struct HealRow {
     pub id: i64,
     pub at: Option<String>,
-    #[serde(skip)]
     pub at_ms: i64,
     pub cluster: String,
     pub node: String,
