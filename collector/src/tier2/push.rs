@@ -8,12 +8,10 @@
 //! ([`crate::alerts::delivery`]). Ingest never waits on any of this.
 
 use crate::alerts::delivery::{deliver, Retry};
-use crate::alerts::metrics::SinkMetrics;
+use crate::alerts::metrics::{SinkFamilies, SinkMetrics};
 use crate::alerts::queue::Queue;
 use crate::app::App;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use sr_protocol::signing::NodeKey;
@@ -27,34 +25,21 @@ pub const KEY_FILE: &str = "tier2.key";
 /// Answers from a tier-2 collector are read up to this size.
 const MAX_ANSWER: usize = 64 * 1024;
 
-type L = Vec<(&'static str, String)>;
-type Histograms = Family<L, Histogram, fn() -> Histogram>;
-
 fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 16))
 }
 
-/// The push's series, one label value per configured URL (at most 8).
+/// The push's series, one `url` label value per configured URL (at most 8).
 #[derive(Clone)]
 pub struct PushMetrics {
-    delivered: Family<L, Counter>,
-    failed: Family<L, Counter>,
-    dropped: Family<L, Counter>,
-    retries: Family<L, Counter>,
-    queued: Family<L, Gauge>,
-    latency: Histograms,
+    sinks: SinkFamilies,
     pub built: Counter,
 }
 
 impl Default for PushMetrics {
     fn default() -> Self {
         PushMetrics {
-            delivered: Family::default(),
-            failed: Family::default(),
-            dropped: Family::default(),
-            retries: Family::default(),
-            queued: Family::default(),
-            latency: Family::new_with_constructor(latency as fn() -> Histogram),
+            sinks: SinkFamilies::new(latency),
             built: Counter::default(),
         }
     }
@@ -62,18 +47,11 @@ impl Default for PushMetrics {
 
 impl PushMetrics {
     fn sink(&self, url: &str) -> SinkMetrics {
-        let l: L = vec![("url", url.to_string())];
-        SinkMetrics {
-            delivered: self.delivered.get_or_create(&l).clone(),
-            failed: self.failed.get_or_create(&l).clone(),
-            dropped: self.dropped.get_or_create(&l).clone(),
-            retries: self.retries.get_or_create(&l).clone(),
-            queued: self.queued.get_or_create(&l).clone(),
-            latency: self.latency.get_or_create(&l).clone(),
-        }
+        self.sinks.sink("url", url)
     }
 
     pub fn register(&self, reg: &mut Registry) {
+        let s = &self.sinks;
         reg.register(
             "tier2_summaries_built",
             "Summaries of this cluster built and signed for tier 2",
@@ -82,33 +60,33 @@ impl PushMetrics {
         reg.register(
             "tier2_push_delivered",
             "Summaries a tier-2 collector accepted (2xx)",
-            self.delivered.clone(),
+            s.delivered.clone(),
         );
         reg.register(
             "tier2_push_failed",
             "Summaries given up: retries spent or a refusal not worth retrying",
-            self.failed.clone(),
+            s.failed.clone(),
         );
         reg.register(
             "tier2_push_dropped",
             "Summaries replaced in a URL's queue by a newer one before delivery",
-            self.dropped.clone(),
+            s.dropped.clone(),
         );
         reg.register(
             "tier2_push_retries",
             "Summary delivery attempts retried",
-            self.retries.clone(),
+            s.retries.clone(),
         );
         reg.register(
             "tier2_push_queue_length",
             "Summaries waiting for a tier-2 URL",
-            self.queued.clone(),
+            s.queued.clone(),
         );
         reg.register_with_unit(
             "tier2_push_duration",
             "From a summary's signing to a tier-2 collector's 2xx, retries included",
             prometheus_client::registry::Unit::Seconds,
-            self.latency.clone(),
+            s.latency.clone(),
         );
     }
 }
