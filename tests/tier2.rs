@@ -349,9 +349,25 @@ fn hostile(t2: &Collector) {
     let mut intruder = Sender::new("boot-9");
     let sig = intruder.sign("hostile", &good);
     expect(send(base(&sig), good.clone()), 403, "key_mismatch");
+    // Until an admin forgets the cluster: then a new key pins.
+    let forgotten = rt
+        .block_on(t2.client().request(
+            http::Method::DELETE,
+            &t2.url("/api/tier2/v1/clusters/hostile"),
+            &[(sr_protocol::TOKEN_HEADER, admin.as_str())],
+            Vec::new().into(),
+            Duration::from_secs(10),
+            1 << 20,
+        ))
+        .unwrap();
+    assert_eq!(forgotten.status.as_u16(), 200);
+    let mut rekeyed = Sender::new("boot-10");
+    let sig = rekeyed.sign("hostile", &good);
+    let (code, v) = send(base(&sig), good.clone());
+    assert_eq!((code, &v["key_pinned"]), (200, &json!(true)), "{v}");
     // An old boot, replayed after a newer one: refused.
     let mut old = Sender {
-        key: s.key,
+        key: rekeyed.key,
         boot: "boot-0".into(),
         seq: 100,
     };

@@ -16,7 +16,10 @@ use std::sync::Arc;
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/api/tier2/v1/clusters", get(list))
-        .route("/api/tier2/v1/clusters/{name}", get(one).put(put_summary))
+        .route(
+            "/api/tier2/v1/clusters/{name}",
+            get(one).put(put_summary).delete(forget),
+        )
         .route("/api/tier2/v1/heal-history", get(heal_history))
 }
 
@@ -91,6 +94,49 @@ async fn one(
     v["cluster"] = name.into();
     v["summary"] = serde_json::to_value(&*e.summary).unwrap_or_default();
     Ok(Json(v).into_response())
+}
+
+/// Forgets a cluster: its row and pin go, so its next summary pins a key afresh (a
+/// re-keyed tier-1 collector, or a cluster retired). Admin only.
+async fn forget(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (parts, _) = req.into_parts();
+    reader(&app, &parts).await?;
+    let f = app.tier2.fleet.as_ref().expect("reader checked");
+    // Under the commit lock: a summary being committed cannot re-insert what is forgotten.
+    let _one = f.commit.lock().await;
+    let app2 = app.clone();
+    let name2 = name.clone();
+    let deleted = tokio::task::spawn_blocking(move || {
+        let f = app2.tier2.fleet.as_ref().expect("reader checked");
+        f.store.forget(&app2.cfg.state_dir, &name2)
+    })
+    .await;
+    let Ok(Ok(deleted)) = deleted else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the cluster could not be forgotten",
+        ));
+    };
+    let in_memory = f
+        .clusters
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&name)
+        .is_some();
+    if !(deleted || in_memory) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            "no summary from a cluster of that name",
+        ));
+    }
+    tracing::info!(cluster = %name, "tier 2: cluster forgotten; its next summary pins a key afresh");
+    Ok(Json(serde_json::json!({"status": "forgotten", "cluster": name})).into_response())
 }
 
 async fn heal_history(
