@@ -16,7 +16,7 @@ root=..
 secs=${FUZZ_SECS:-60}
 export RUSTC_BOOTSTRAP=1
 
-all=(report_body signature agent_config collector_config client_file patroni_interpret etcd_interpret rabbitmq_interpret duration galera_status haproxy_stat keepalived_data history_query sse_frames passwd opensearch_health opensearch_cat_nodes minio_health pacemaker_xml proc_net_tcp agent_args accept_encoding)
+all=(report_body signature agent_config collector_config client_file patroni_interpret etcd_interpret rabbitmq_interpret duration galera_status haproxy_stat keepalived_data history_query sse_frames passwd opensearch_health opensearch_cat_nodes minio_health pacemaker_xml proc_net_tcp agent_args accept_encoding tier2_summary)
 targets=("${@:-${all[@]}}")
 
 fx=$root/probes/fixtures
@@ -103,6 +103,8 @@ seed() {
       cp "$fx"/keepalived-2.2/data-*.txt "$dir"/ ;;
     pacemaker_xml)
       cp "$fx"/pacemaker-2.1/*.xml "$dir"/ ;;
+    tier2_summary)
+      cp "$golden"/summary-v1.json "$dir"/ ;;
     etcd_interpret)
       for s in "$fx"/etcd/maintenance-*.json; do
         framed "$dir/seed-$(basename "$s" .json)-ok" 03 "$s" "$fx/etcd/health-ok.json"

@@ -136,6 +136,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/ui", get(|| async { crate::page::to_root() }))
         .route("/ui/", get(|| async { crate::page::to_root() }))
+        .merge(crate::tier2::api::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found_error", "no such endpoint")
         })
@@ -452,6 +453,19 @@ pub(crate) fn dummy_phc() -> &'static str {
             .map(|h| h.to_string())
             .unwrap_or_default()
     })
+}
+
+/// Admin readers only, for routes outside this file ([`crate::tier2::api`]).
+pub(crate) async fn require_admin(
+    app: &App,
+    headers: &HeaderMap,
+    peer: IpAddr,
+) -> Result<(), ApiError> {
+    let caller = Caller {
+        headers: headers.clone(),
+        peer,
+    };
+    admin_only(app, &caller).await
 }
 
 async fn admin_only(app: &App, caller: &Caller) -> Result<(), ApiError> {

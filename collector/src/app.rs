@@ -46,6 +46,8 @@ pub struct App {
     pub shared: std::sync::OnceLock<std::sync::Arc<crate::shared::sync::SyncStatus>>,
     /// `GET /cluster-status` from cached bytes (issue 17).
     pub view_cache: crate::view_cache::ViewCache,
+    /// Tier 2 (issue 16): the clusters of a `[fleet]` collector, and the push's metrics.
+    pub tier2: crate::tier2::Tier2,
 }
 
 impl App {
@@ -53,6 +55,7 @@ impl App {
         App {
             policy: cfg.rollup_policy(),
             bounds: Bounds::new(&cfg),
+            tier2: crate::tier2::Tier2::new(&cfg),
             cfg,
             mem,
             basic_ok: Mutex::new(HashMap::new()),

@@ -90,6 +90,10 @@ pub struct Config {
     pub alerts: crate::alerts::config::AlertsConfig,
     /// `[metrics]`: what `/metrics` exposes.
     pub metrics: MetricsConfig,
+    /// `[tier2]`: push this cluster's summary to tier-2 collectors (issue 16).
+    pub tier2: Option<crate::tier2::config::PushConfig>,
+    /// `[fleet]`: this collector is a tier-2 view over clusters, with optional healing.
+    pub fleet: Option<crate::tier2::config::FleetConfig>,
 }
 
 /// `[metrics]` in `collector.toml`.
@@ -182,6 +186,8 @@ impl Config {
             store: crate::shared::StoreKind::Sqlite,
             metrics: MetricsConfig::default(),
             alerts: Default::default(),
+            tier2: None,
+            fleet: None,
         }
     }
 
@@ -369,6 +375,7 @@ impl Config {
             self.metrics.per_node_series
         ));
         out.push_str(&self.alerts.to_toml());
+        out.push_str(&crate::tier2::config::to_toml(&self.tier2, &self.fleet));
         out
     }
 }
@@ -455,6 +462,8 @@ struct RawConfig {
     store: Option<crate::shared::config::RawStore>,
     alerts: Option<crate::alerts::config::RawAlerts>,
     metrics: Option<RawMetrics>,
+    tier2: Option<crate::tier2::config::RawPush>,
+    fleet: Option<crate::tier2::config::RawFleet>,
 }
 
 /// `[metrics]`.
@@ -811,6 +820,8 @@ impl RawConfig {
                 per_node_series: self.metrics.and_then(|m| m.per_node_series).unwrap_or(true),
             },
             alerts: crate::alerts::config::validate(&mut errs, self.alerts),
+            tier2: crate::tier2::config::validate_push(&mut errs, self.tier2),
+            fleet: crate::tier2::config::validate_fleet(&mut errs, self.fleet),
         };
         if cfg.max_inflight_body_bytes < cfg.max_body_bytes {
             errs.push(format!(

@@ -39,6 +39,7 @@ pub mod setup;
 pub mod shared;
 pub mod state;
 pub mod store;
+pub mod tier2;
 pub mod view_cache;
 pub mod writer;
 

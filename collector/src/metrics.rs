@@ -137,6 +137,7 @@ impl Metrics {
         register_counters(&mut reg, app);
         register_view(&mut reg, app, view);
         app.alerts.register(&mut reg);
+        app.tier2.register(&mut reg, crate::clock::now_ms());
         if let Some(shared) = app.shared.get() {
             crate::shared::sync::register_metrics(&mut reg, shared);
         }

@@ -267,6 +267,7 @@ async fn bootstrap(cfg: Config) -> Result<Running, ServeError> {
     // Ends by itself when the collector begins to stop (`App::closing`).
     tokio::spawn(crate::maintenance::expire_loop(app.clone()));
     crate::alerts::start(&app).map_err(|e| std::io::Error::other(format!("alerts: {e}")))?;
+    crate::tier2::start(&app).map_err(|e| std::io::Error::other(format!("tier 2: {e}")))?;
     // The shared store's sync task, on its own store connection; it also ends with
     // `App::closing`. Ingest never waits for it.
     if let crate::shared::StoreKind::Postgres(pg) = &app.cfg.store {

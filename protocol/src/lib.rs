@@ -19,6 +19,7 @@ pub mod reasons;
 pub mod report;
 pub mod signing;
 pub mod sse;
+pub mod summary;
 pub mod timestamp;
 pub mod view;
 

@@ -215,6 +215,9 @@ catalog! {
     PACEMAKER_SPLIT = "pacemaker_split", FAIL, "roll-up", "members name different DCs, or two partitions each have quorum (split brain)";
     PACEMAKER_TRUNCATED = "pacemaker_truncated", DEGRADED, "pacemaker", "more nodes, resources or failures than the facts keep: those cut are not judged";
     PACEMAKER_MAINTENANCE_MODE = "pacemaker_maintenance_mode", DEGRADED, "pacemaker", "the cluster property maintenance-mode is on: no resource is managed (the service shows it as maintenance)";
+
+    // ---- tier 2 (issue 16) ----
+    CLUSTER_UNREACHABLE = "cluster_unreachable", FAIL, "tier 2", "no summary from the cluster's collectors for `unreachable_after_secs` (shown as Unreachable; no heal runs)";
 }
 
 /// The markdown table of every code, as `docs/operations.md` carries it.

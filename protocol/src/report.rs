@@ -314,7 +314,7 @@ impl ReportBody {
 
 /// Bounds one list of reasons: each field cut and its hidden characters marked, at most
 /// [`MAX_REASONS`] kept, and the rest replaced by one reason that counts them.
-fn bound_reasons(reasons: &mut Vec<Reason>) -> usize {
+pub(crate) fn bound_reasons(reasons: &mut Vec<Reason>) -> usize {
     let mut cut = reasons.iter_mut().map(|r| usize::from(r.bound())).sum();
     if reasons.len() > MAX_REASONS {
         let dropped = reasons.len() - MAX_REASONS;

@@ -183,7 +183,8 @@ pub enum TokensCommand {
     #[command(
         long_about = "Create a token and print its secret once; only its SHA-256 is stored.\n\n\
 Roles: manager, db, broker (reporters: each may report only its own node type and read \
-/managers) and admin (reads cluster status).\n\nExample:\n  status-reporter tokens create db"
+/managers) and admin (reads cluster status); node (a host that feeds only stack services) and \
+cluster (a tier-1 collector pushing its summary to this tier-2 collector).\n\nExample:\n  status-reporter tokens create db"
     )]
     Create {
         role: Role,
@@ -315,7 +316,7 @@ Example:\n  status-reporter nodes reject evil-1"
 pub enum ClusterCommand {
     /// Print the cluster status. Exit 0 OK, 1 Degraded, 2 Fail, 3 unreachable/unauthorized.
     #[command(long_about = cluster_status_long_about())]
-    Status(StatusArgs),
+    Status(super::tier2::ClusterStatusArgs),
     /// Print stored status transitions (GET /api/v3.1/history), newest first.
     #[command(
         long_about = "Read the transitions the collector stored (GET /api/v3.1/history), newest first: \
@@ -352,7 +353,9 @@ The token comes from --token, else $STATUS_REPORTER_TOKEN, else --token-file; it
 admin token. On a manager set up with `collector init --ca-path`, no flag is needed: what no flag \
 or variable names is read from /etc/status-reporter/client.toml (see below).\n\nExamples:\n  \
 status-reporter cluster status\n  status-reporter cluster status --manager 10.0.0.11 --ca-path /etc/cloudify/ssl/cloudify_internal_ca_cert.pem --token-file /root/admin.token\n  \
-STATUS_REPORTER_TOKEN=srt_... status-reporter cluster status --manager https://10.0.0.11:53333 --ca-path ca.pem --json",
+STATUS_REPORTER_TOKEN=srt_... status-reporter cluster status --manager https://10.0.0.11:53333 --ca-path ca.pem --json\n\n\
+At a tier-2 collector ([fleet]): --clusters lists every cluster (2 for Fail or Unreachable), --cluster NAME \
+shows one cluster's summary, --heal-history the heal decisions.",
         StackService::ALL.map(StackService::as_str).join(", ")
     )
 }
@@ -393,7 +396,7 @@ pub fn run(cmd: ManagerCommand) -> anyhow::Result<i32> {
         ManagerCommand::Collector(CollectorCommand::MigrateStore(args)) => migrate_store(args),
         ManagerCommand::Tokens(cmd) => tokens(cmd),
         ManagerCommand::Nodes(cmd) => nodes(cmd),
-        ManagerCommand::Cluster(ClusterCommand::Status(args)) => cluster_status(args),
+        ManagerCommand::Cluster(ClusterCommand::Status(args)) => super::tier2::status(args),
         ManagerCommand::Maintenance(cmd) => super::operator::maintenance(cmd),
         ManagerCommand::Cluster(ClusterCommand::History(args)) => super::operator::history(args),
         ManagerCommand::Cluster(ClusterCommand::Watch(args)) => super::operator::watch(args),
@@ -954,7 +957,7 @@ pub(crate) fn manager_url(manager: &str) -> String {
     }
 }
 
-fn cluster_status(args: StatusArgs) -> anyhow::Result<i32> {
+pub(crate) fn cluster_status(args: StatusArgs) -> anyhow::Result<i32> {
     let conn = match super::conn::resolve(&args) {
         Ok(c) => c,
         Err(e) => {

@@ -6,3 +6,4 @@ pub mod manager;
 pub mod node;
 pub mod operator;
 pub mod quickstart;
+pub mod tier2;

@@ -330,6 +330,46 @@ impl Collector {
         Ok(serde_json::from_str(&r.body)?)
     }
 
+    /// GET `path` with the admin token: the body as text, whatever the status.
+    pub fn admin_get_text(&self, path: &str) -> String {
+        self.admin_get(path).map(|r| r.body).unwrap_or_default()
+    }
+
+    /// GET `path` with the admin token: the JSON answer of a 2xx, else an error with the body.
+    pub fn admin_json(&self, path: &str) -> anyhow::Result<Value> {
+        let r = self.admin_get(path)?;
+        anyhow::ensure!(r.status / 100 == 2, "{path}: HTTP {}: {}", r.status, r.body);
+        Ok(serde_json::from_str(&r.body)?)
+    }
+
+    /// `status-reporter cluster status ARGS` against it with every connection flag given:
+    /// (exit code, stdout, stderr).
+    pub fn cluster_status_cli(&self, args: &[&str]) -> (i32, String, String) {
+        let manager = format!("localhost:{}", self.addr.port());
+        let ca = self.ca.display().to_string();
+        let token = self.token("admin");
+        let mut all = vec!["cluster", "status", "--manager", &manager, "--ca-path", &ca];
+        all.extend_from_slice(args);
+        super::cli(Some(&self.dir), &all, &[("STATUS_REPORTER_TOKEN", &token)])
+    }
+
+    /// Makes it a tier-1 collector pushing its summary as `cluster` every `interval_secs`
+    /// to the running tier-2 collector `tier2` (a `cluster` token made there, kept 0600 in
+    /// its directory). Call before [`Collector::spawn`].
+    pub fn push_to_tier2(&self, tier2: &mut Collector, cluster: &str, interval_secs: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        let token = tier2.create_token("cluster");
+        let file = self.path("tier2.token");
+        std::fs::write(&file, token).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        self.append_config(&format!(
+            "[tier2]\ncluster = \"{cluster}\"\nurls = [\"https://localhost:{}\"]\nca_path = \"{}\"\ntoken_file = \"{}\"\ninterval_secs = {interval_secs}\n",
+            tier2.addr.port(),
+            tier2.ca.display(),
+            file.display()
+        ));
+    }
+
     /// `status-reporter cluster status --json` with the admin token, as an operator runs it
     /// (in the collector's namespace, if any).
     pub fn status(&self) -> Status {

@@ -17,15 +17,50 @@ fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.01, 2.0, 16))
 }
 
+/// The families behind every sink's handles, one label value per sink; shared in shape
+/// with the tier-2 push ([`crate::tier2::push`]), which delivers the same way.
+#[derive(Clone)]
+pub struct SinkFamilies {
+    pub delivered: Family<L, Counter>,
+    pub failed: Family<L, Counter>,
+    pub dropped: Family<L, Counter>,
+    pub retries: Family<L, Counter>,
+    pub queued: Family<L, Gauge>,
+    pub latency: Histograms,
+}
+
+impl SinkFamilies {
+    /// Empty families; `latency` makes each histogram (its buckets).
+    pub fn new(latency: fn() -> Histogram) -> SinkFamilies {
+        SinkFamilies {
+            delivered: Family::default(),
+            failed: Family::default(),
+            dropped: Family::default(),
+            retries: Family::default(),
+            queued: Family::default(),
+            latency: Family::new_with_constructor(latency),
+        }
+    }
+
+    /// The handles of one sink, labelled `label = name`, created at 0 so `rate()` sees the
+    /// first increase.
+    pub fn sink(&self, label: &'static str, name: &str) -> SinkMetrics {
+        let l: L = vec![(label, name.to_string())];
+        SinkMetrics {
+            delivered: self.delivered.get_or_create(&l).clone(),
+            failed: self.failed.get_or_create(&l).clone(),
+            dropped: self.dropped.get_or_create(&l).clone(),
+            retries: self.retries.get_or_create(&l).clone(),
+            queued: self.queued.get_or_create(&l).clone(),
+            latency: self.latency.get_or_create(&l).clone(),
+        }
+    }
+}
+
 /// Every sink's series, and the evaluator's.
 #[derive(Clone)]
 pub struct AlertMetrics {
-    delivered: Family<L, Counter>,
-    failed: Family<L, Counter>,
-    dropped: Family<L, Counter>,
-    retries: Family<L, Counter>,
-    queued: Family<L, Gauge>,
-    latency: Histograms,
+    sinks: SinkFamilies,
     changes: Family<L, Counter>,
     /// Targets waiting out the hold-down or a maintenance window.
     pub pending: Gauge,
@@ -34,12 +69,7 @@ pub struct AlertMetrics {
 impl Default for AlertMetrics {
     fn default() -> Self {
         AlertMetrics {
-            delivered: Family::default(),
-            failed: Family::default(),
-            dropped: Family::default(),
-            retries: Family::default(),
-            queued: Family::default(),
-            latency: Family::new_with_constructor(latency as fn() -> Histogram),
+            sinks: SinkFamilies::new(latency),
             changes: Family::default(),
             pending: Gauge::default(),
         }
@@ -67,15 +97,7 @@ impl SinkMetrics {
 impl AlertMetrics {
     /// The handles of sink `name`, created at 0 so `rate()` sees the first increase.
     pub fn sink(&self, name: &str) -> SinkMetrics {
-        let l: L = vec![("sink", name.to_string())];
-        SinkMetrics {
-            delivered: self.delivered.get_or_create(&l).clone(),
-            failed: self.failed.get_or_create(&l).clone(),
-            dropped: self.dropped.get_or_create(&l).clone(),
-            retries: self.retries.get_or_create(&l).clone(),
-            queued: self.queued.get_or_create(&l).clone(),
-            latency: self.latency.get_or_create(&l).clone(),
-        }
+        self.sinks.sink("sink", name)
     }
 
     /// One change let through by the hold-down.
@@ -89,33 +111,33 @@ impl AlertMetrics {
         reg.register(
             "alerts_delivered",
             "Alert deliveries a sink's receiver answered 2xx (an Alertmanager re-send counts too)",
-            self.delivered.clone(),
+            self.sinks.delivered.clone(),
         );
         reg.register(
             "alerts_failed",
             "Alert deliveries given up: retries spent, or an answer not worth retrying (4xx)",
-            self.failed.clone(),
+            self.sinks.failed.clone(),
         );
         reg.register(
             "alerts_dropped",
             "Alerts dropped from a full sink queue (the oldest goes)",
-            self.dropped.clone(),
+            self.sinks.dropped.clone(),
         );
         reg.register(
             "alert_retries",
             "Delivery attempts retried",
-            self.retries.clone(),
+            self.sinks.retries.clone(),
         );
         reg.register(
             "alert_queue_length",
             "Alerts waiting in a sink's queue",
-            self.queued.clone(),
+            self.sinks.queued.clone(),
         );
         reg.register_with_unit(
             "alert_delivery_duration",
             "From an alert entering a sink's queue to its receiver's 2xx, retries included",
             Unit::Seconds,
-            self.latency.clone(),
+            self.sinks.latency.clone(),
         );
         reg.register(
             "alert_changes",

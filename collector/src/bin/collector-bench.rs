@@ -41,6 +41,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+// `--tier2`: a tier-2 collector's summary ingest (issue 16).
+#[path = "bench/tier2.rs"]
+mod tier2;
+
 // The collector launcher the test harness and the load generator use too.
 #[path = "../../../tests/harness/launch.rs"]
 mod launch;
@@ -76,6 +80,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.iter().any(|a| a == "--count") {
         return count::run(arg("--nodes", 2_000), arg("--conns", 4));
     }
+    if args.iter().any(|a| a == "--tier2") {
+        let dir = std::env::temp_dir().join(format!("collector-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let result = tier2::drive(
+            &dir,
+            arg("--clusters", 100),
+            arg("--nodes-per-cluster", 100),
+            arg("--rounds", 5).max(2),
+            arg("--conns", 16),
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        return result;
+    }
     let nodes = arg("--nodes", 10_000);
     let rounds = arg("--rounds", 3).max(2);
     let conns = arg("--conns", 64);
@@ -97,6 +114,14 @@ fn collector_config(dir: &Path) -> Config {
     cfg.listen = "127.0.0.1:0".parse().expect("valid address");
     // The benchmark measures ingest, not admission: every node may join in one window.
     cfg.new_nodes_per_window = cfg.max_nodes;
+    if dir.join(tier2::MARKER).exists() {
+        cfg.fleet = Some(sr_collector::tier2::config::FleetConfig {
+            unreachable_after: Duration::from_secs(30),
+            max_clusters: 100_000,
+            max_summary_bytes: sr_protocol::summary::DEFAULT_MAX_SUMMARY_BYTES,
+            heal: None,
+        });
+    }
     // `COLLECTOR_BENCH_STORE=FILE`: a `[store]` table (a shared PostgreSQL store) for the
     // collector under test, to compare ingest with and without it (BENCHMARKS.md).
     if let Ok(file) = std::env::var("COLLECTOR_BENCH_STORE") {

@@ -25,7 +25,7 @@ mod budget;
 mod commit;
 mod hold;
 mod refusal;
-mod trust;
+pub(crate) mod trust;
 mod verify;
 
 pub use budget::NewNodeBudget;

@@ -133,6 +133,17 @@
         state.nextViewAt = Date.now() + Math.max(MIN_VIEW_GAP_MS, VIEW_GAP_FACTOR * took);
       }));
     }
+    // A tier-2 collector ([fleet]) also lists its clusters; any other answers 404 once and
+    // is not asked again.
+    if (what.has('view') && state.fleet !== false) {
+      jobs.push(getJSON('/api/tier2/v1/clusters').then((c) => {
+        state.fleet = true;
+        state.clusters = (c && c.clusters) || {};
+      }, () => {
+        if (state.fleet !== true) state.fleet = false;
+        state.clusters = null;
+      }));
+    }
     if (what.has('maintenance')) {
       jobs.push(getJSON('/api/v3.1/maintenance-windows').then((m) => {
         state.windows = Array.isArray(m.items) ? m.items : [];
@@ -341,7 +352,23 @@
     box.hidden = items.length === 0;
   }
 
+  function renderClusters() {
+    const cards = Object.entries(state.clusters || {}).map(([name, c]) => {
+      const card = el('article', 'card service ' + statusClass(c.status));
+      card.dataset.cluster = name;
+      const head = el('div', 'head');
+      head.append(el('h3', null, name), badge(c.status));
+      card.append(head);
+      card.append(el('p', 'sub', (c.nodes_total || 0) + ' nodes, ' + (c.nodes_silent || 0) + ' silent; summary ' + ago(Date.now() - (c.age_ms || 0))));
+      if ((c.reasons || []).length) card.append(reasonList(c.reasons));
+      return card;
+    });
+    byId('cluster-list').replaceChildren(...cards);
+    byId('clusters').hidden = cards.length === 0;
+  }
+
   function render() {
+    renderClusters();
     if (state.view) {
       renderOverall(state.view);
       renderServices(state.view);

@@ -22,6 +22,9 @@ pub enum Role {
     /// Reports as node type `node` (a host that feeds only stack services). Not in
     /// [`Role::ALL`]: `collector init` issues no such token; `tokens create --role node` does.
     Node,
+    /// A tier-1 collector pushing its cluster's summary to this tier-2 collector (issue 16):
+    /// `PUT /api/tier2/v1/clusters/NAME` only. Not in [`Role::ALL`]: `tokens create --role cluster`.
+    Cluster,
 }
 
 impl Role {
@@ -34,6 +37,7 @@ impl Role {
             Role::Broker => "broker",
             Role::Admin => "admin",
             Role::Node => "node",
+            Role::Cluster => "cluster",
         }
     }
 
@@ -45,6 +49,7 @@ impl Role {
             Role::Broker => Some(NodeType::Broker),
             Role::Admin => None,
             Role::Node => Some(NodeType::Node),
+            Role::Cluster => None,
         }
     }
 }
@@ -54,10 +59,10 @@ impl FromStr for Role {
     fn from_str(s: &str) -> Result<Self, String> {
         Role::ALL
             .into_iter()
-            .chain([Role::Node])
+            .chain([Role::Node, Role::Cluster])
             .find(|r| r.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown role {s:?}: expected manager, db, broker, admin or node")
+                format!("unknown role {s:?}: expected manager, db, broker, admin, node or cluster")
             })
     }
 }
