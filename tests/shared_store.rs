@@ -663,6 +663,63 @@ fn three_collectors_share_one_postgres_store() {
     )
     .unwrap();
     assert_eq!(dup, "0");
+
+    // 7. Retention in PostgreSQL: a, restarted with `transitions_per_node = 10`, trims the
+    // shared store to failover-node's newest 10 transitions, and drops the replay floors
+    // of the nodes forgotten in step 6; the forget tombstones (younger than the age) stay.
+    let count = |sql: &str| -> i64 {
+        shared_sql(&pg, sql)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(-1)
+    };
+    const FAN_ROWS: &str = "SELECT count(*) FROM sr_transitions WHERE node_id = 'failover-node'";
+    poll::poll(Duration::from_secs(60), Duration::from_millis(200), || {
+        fan_report(&cs, &mut fan, &mut acked);
+        let n = count(FAN_ROWS);
+        (n > 15).then_some(()).ok_or_else(|| format!("{n} rows"))
+    })
+    .expect("failover-node has more than 15 transitions in the shared store");
+    let newest = fan.seq;
+    let newest_row = format!(
+        "SELECT count(*) FROM sr_transitions WHERE node_id = 'failover-node' AND seq = {newest}"
+    );
+    wait_for("the newest fan transition is shared", SYNC, || {
+        (count(&newest_row) == 1).then_some(())
+    });
+    assert!(
+        count("SELECT count(*) FROM sr_boots WHERE node_id = 'replay-r1'") > 0,
+        "r1's floor was shared before the trim"
+    );
+    cs[0].stop();
+    cs[0].set("transitions_per_node", "10");
+    cs[0].spawn();
+    let mut seen = (0, 0, 0);
+    poll::poll(Duration::from_secs(60), Duration::from_millis(250), || {
+        seen = (
+            count(FAN_ROWS),
+            count(&newest_row),
+            count("SELECT count(*) FROM sr_boots WHERE node_id IN ('replay-r1', 'old-db0', 'old-db1', 'old-db2')"),
+        );
+        (seen == (10, 1, 0)).then_some(()).ok_or_else(String::new)
+    })
+    .unwrap_or_else(|_| panic!("a never trimmed the shared store: (rows, newest, floors) {seen:?}"));
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM sr_nodes WHERE node_id = 'replay-r1' AND deleted_ms IS NOT NULL"
+        ),
+        1,
+        "a forget younger than the retention stays shared"
+    );
+    let text = shared_metrics(&cs[0]).expect("metrics");
+    assert!(
+        harness::metrics::value_or_zero(
+            &text,
+            "status_reporter_shared_store_rows_trimmed_total",
+            &[]
+        ) >= 6.0,
+        "{text}"
+    );
     for c in cs.iter_mut() {
         c.stop();
     }
