@@ -26,7 +26,9 @@ use harness::fixtures::{now_ms, report_headers, Node};
 use harness::lab::{require_services, PatroniCluster, PatroniOpts, MONITOR_PASSWORD, MONITOR_USER};
 use harness::*;
 use serde_json::Value;
-use sr_collector::store::{DurableWrite, MaintenanceRow, Role, Store, TransitionRow};
+use sr_collector::store::{
+    DurableWrite, HistoryFilter, MaintenanceRow, Role, Store, TransitionRow,
+};
 use sr_protocol::NodeType;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -428,6 +430,36 @@ fn three_collectors_share_one_postgres_store() {
     wait_for("c accepts a token from a's migrated store", SYNC, || {
         (send(&rt, &cs[2], &mut probe, &old_secrets[0], "OK").0 == 200).then_some(())
     });
+
+    // The maintenance event of a's migrated window ("set", made on a) is in every
+    // manager's history once: shared, and not echoed back to a.
+    let events = |c: &Collector| -> Option<usize> {
+        let f = HistoryFilter {
+            limit: 1000,
+            ..Default::default()
+        };
+        let rows = Store::open(&c.state()).ok()?.history(&f).ok()?;
+        Some(
+            rows.iter()
+                .filter(|r| r.node_type == "maintenance" && r.node_id == "old-db0")
+                .count(),
+        )
+    };
+    for (i, c) in cs.iter().enumerate() {
+        wait_for(
+            &format!("collector {i} shows a's maintenance event"),
+            SYNC,
+            || (events(c) == Some(1)).then_some(()),
+        );
+    }
+    assert_eq!(
+        shared_sql(
+            &pg,
+            "SELECT count(*) FROM sr_transitions WHERE node_type = 'maintenance'"
+        )
+        .unwrap(),
+        "1"
+    );
 
     let (ssl, all) = collector_sessions(&pg);
     assert!(

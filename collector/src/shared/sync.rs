@@ -271,16 +271,17 @@ pub async fn push_all(
     origin: &str,
 ) -> Result<(), SharedError> {
     loop {
-        let (keys, (transitions, high)) = local(store, |s| {
+        let own = origin.to_string();
+        let (keys, (transitions, high)) = local(store, move |s| {
             let cursor = s.sync_state()?.pushed_transition;
             Ok((
                 s.outbox_batch(PUSH_BATCH)?,
-                s.transitions_after(cursor, PUSH_BATCH)?,
+                s.transitions_after(cursor, PUSH_BATCH, &own)?,
             ))
         })
         .await?;
         if keys.is_empty() && transitions.is_empty() {
-            // Only maintenance events (not pushed) may be left: move past them.
+            // Only pulled maintenance events (not pushed back) may be left: move past them.
             local(store, move |s| s.set_pushed_transition(high)).await?;
             return Ok(());
         }
