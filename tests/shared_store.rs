@@ -18,7 +18,13 @@
 //!    run`, patroni and postgres probes) on every member reporting to all three collectors:
 //!    every collector keeps answering and accepting, `cluster status` on each shows the db
 //!    not OK with a reason naming the dead member during the outage, and every acknowledged
-//!    transition reaches the shared store.
+//!    transition reaches the shared store;
+//! 7. retention: a collector restarted with `transitions_per_node = 10` trims PostgreSQL to
+//!    a node's newest 10 transitions and drops forgotten nodes' replay floors, while a
+//!    young forget tombstone stays.
+//!
+//! After step 1, a maintenance event made on a (its migrated window) shows in every
+//! manager's history once.
 
 mod harness;
 
