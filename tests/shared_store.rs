@@ -18,7 +18,13 @@
 //!    run`, patroni and postgres probes) on every member reporting to all three collectors:
 //!    every collector keeps answering and accepting, `cluster status` on each shows the db
 //!    not OK with a reason naming the dead member during the outage, and every acknowledged
-//!    transition reaches the shared store.
+//!    transition reaches the shared store;
+//! 7. retention: a collector restarted with `transitions_per_node = 10` trims PostgreSQL to
+//!    a node's newest 10 transitions and drops forgotten nodes' replay floors, while a
+//!    young forget tombstone stays.
+//!
+//! After step 1, a maintenance event made on a (its migrated window) shows in every
+//! manager's history once.
 
 mod harness;
 
@@ -26,7 +32,9 @@ use harness::fixtures::{now_ms, report_headers, Node};
 use harness::lab::{require_services, PatroniCluster, PatroniOpts, MONITOR_PASSWORD, MONITOR_USER};
 use harness::*;
 use serde_json::Value;
-use sr_collector::store::{DurableWrite, MaintenanceRow, Role, Store, TransitionRow};
+use sr_collector::store::{
+    DurableWrite, HistoryFilter, MaintenanceRow, Role, Store, TransitionRow,
+};
 use sr_protocol::NodeType;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -429,6 +437,36 @@ fn three_collectors_share_one_postgres_store() {
         (send(&rt, &cs[2], &mut probe, &old_secrets[0], "OK").0 == 200).then_some(())
     });
 
+    // The maintenance event of a's migrated window ("set", made on a) is in every
+    // manager's history once: shared, and not echoed back to a.
+    let events = |c: &Collector| -> Option<usize> {
+        let f = HistoryFilter {
+            limit: 1000,
+            ..Default::default()
+        };
+        let rows = Store::open(&c.state()).ok()?.history(&f).ok()?;
+        Some(
+            rows.iter()
+                .filter(|r| r.node_type == "maintenance" && r.node_id == "old-db0")
+                .count(),
+        )
+    };
+    for (i, c) in cs.iter().enumerate() {
+        wait_for(
+            &format!("collector {i} shows a's maintenance event"),
+            SYNC,
+            || (events(c) == Some(1)).then_some(()),
+        );
+    }
+    assert_eq!(
+        shared_sql(
+            &pg,
+            "SELECT count(*) FROM sr_transitions WHERE node_type = 'maintenance'"
+        )
+        .unwrap(),
+        "1"
+    );
+
     let (ssl, all) = collector_sessions(&pg);
     assert!(
         all > 0 && ssl == all,
@@ -663,6 +701,63 @@ fn three_collectors_share_one_postgres_store() {
     )
     .unwrap();
     assert_eq!(dup, "0");
+
+    // 7. Retention in PostgreSQL: a, restarted with `transitions_per_node = 10`, trims the
+    // shared store to failover-node's newest 10 transitions, and drops the replay floors
+    // of the nodes forgotten in step 6; the forget tombstones (younger than the age) stay.
+    let count = |sql: &str| -> i64 {
+        shared_sql(&pg, sql)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(-1)
+    };
+    const FAN_ROWS: &str = "SELECT count(*) FROM sr_transitions WHERE node_id = 'failover-node'";
+    poll::poll(Duration::from_secs(60), Duration::from_millis(200), || {
+        fan_report(&cs, &mut fan, &mut acked);
+        let n = count(FAN_ROWS);
+        (n > 15).then_some(()).ok_or_else(|| format!("{n} rows"))
+    })
+    .expect("failover-node has more than 15 transitions in the shared store");
+    let newest = fan.seq;
+    let newest_row = format!(
+        "SELECT count(*) FROM sr_transitions WHERE node_id = 'failover-node' AND seq = {newest}"
+    );
+    wait_for("the newest fan transition is shared", SYNC, || {
+        (count(&newest_row) == 1).then_some(())
+    });
+    assert!(
+        count("SELECT count(*) FROM sr_boots WHERE node_id = 'replay-r1'") > 0,
+        "r1's floor was shared before the trim"
+    );
+    cs[0].stop();
+    cs[0].set("transitions_per_node", "10");
+    cs[0].spawn();
+    let mut seen = (0, 0, 0);
+    poll::poll(Duration::from_secs(60), Duration::from_millis(250), || {
+        seen = (
+            count(FAN_ROWS),
+            count(&newest_row),
+            count("SELECT count(*) FROM sr_boots WHERE node_id IN ('replay-r1', 'old-db0', 'old-db1', 'old-db2')"),
+        );
+        (seen == (10, 1, 0)).then_some(()).ok_or_else(String::new)
+    })
+    .unwrap_or_else(|_| panic!("a never trimmed the shared store: (rows, newest, floors) {seen:?}"));
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM sr_nodes WHERE node_id = 'replay-r1' AND deleted_ms IS NOT NULL"
+        ),
+        1,
+        "a forget younger than the retention stays shared"
+    );
+    let text = shared_metrics(&cs[0]).expect("metrics");
+    assert!(
+        harness::metrics::value_or_zero(
+            &text,
+            "status_reporter_shared_store_rows_trimmed_total",
+            &[]
+        ) >= 6.0,
+        "{text}"
+    );
     for c in cs.iter_mut() {
         c.stop();
     }

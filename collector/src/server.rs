@@ -274,6 +274,7 @@ async fn bootstrap(cfg: Config) -> Result<Running, ServeError> {
         let (status, _task) = crate::shared::sync::spawn(
             pg.clone(),
             app.cfg.state_dir.clone(),
+            retention,
             app.closing.subscribe(),
         );
         let _ = app.shared.set(status);

@@ -10,7 +10,7 @@ use crate::store::Store;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// Rows per shared table (transitions without maintenance events, which stay local).
+/// Rows per shared table (status transitions only: maintenance events are copied too, not counted).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counts {
     pub tokens: i64,
@@ -60,7 +60,7 @@ pub async fn shared_counts(client: &tokio_postgres::Client) -> Result<Counts, Sh
         "SELECT count(*) FROM sr_forgotten_keys",
         "SELECT count(*) FROM sr_key_approvals WHERE deleted_ms IS NULL",
         "SELECT count(*) FROM sr_maintenance WHERE deleted_ms IS NULL",
-        "SELECT count(*) FROM sr_transitions",
+        "SELECT count(*) FROM sr_transitions WHERE node_type != 'maintenance'",
     ]
     .iter()
     .enumerate()

@@ -44,6 +44,8 @@ pub struct SyncStatus {
     pub rows_pushed: AtomicU64,
     pub transitions_pushed: AtomicU64,
     pub rows_pulled: AtomicU64,
+    /// Rows deleted by retention runs this collector made (`super::trim`).
+    pub rows_trimmed: AtomicU64,
     /// Journal keys waiting (as of the last round).
     pub journal_len: AtomicI64,
     /// Keys not journalled because the journal was full (a full resync covers them).
@@ -72,6 +74,7 @@ async fn local<T: Send + 'static>(
 pub fn spawn(
     cfg: PgStore,
     state_dir: PathBuf,
+    retention: crate::store::Retention,
     mut closing: tokio::sync::watch::Receiver<bool>,
 ) -> (Arc<SyncStatus>, tokio::task::JoinHandle<()>) {
     let status = Arc::new(SyncStatus::default());
@@ -110,6 +113,7 @@ pub fn spawn(
         // as after an outage of unknown length: a restart may follow a failover).
         let mut rewind: Option<i64> = Some(crate::clock::now_ms());
         let mut last_ok = crate::clock::now_ms();
+        let mut last_trim: Option<tokio::time::Instant> = None;
         loop {
             let started = crate::clock::now_ms();
             let result = round(&cfg, &pool, &store, &st, &mut migrated, &mut rewind).await;
@@ -125,6 +129,10 @@ pub fn spawn(
                         tracing::info!("shared store: connected, journal written through");
                     }
                     backoff = ROUND_EVERY;
+                    if last_trim.is_none_or(|t| t.elapsed() >= super::trim::TRIM_EVERY) {
+                        last_trim = Some(tokio::time::Instant::now());
+                        trim_once(&cfg, &pool, &st, retention).await;
+                    }
                 }
                 Err(e) => {
                     st.rounds_failed.fetch_add(1, Ordering::Relaxed);
@@ -150,6 +158,50 @@ pub fn spawn(
         .await;
     });
     (status, handle)
+}
+
+/// One retention run (`super::trim`) on its own pooled connection; a failure is logged
+/// and waits for the next turn (sync rounds go on meanwhile).
+async fn trim_once(
+    cfg: &PgStore,
+    pool: &Pool,
+    st: &SyncStatus,
+    retention: crate::store::Retention,
+) {
+    let connect = cfg.connect_timeout * cfg.hosts.len().max(1) as u32 + cfg.query_timeout;
+    let mut obj = match pg::bounded(connect, pg::get(pool)).await {
+        Ok(o) => o,
+        Err(e) => return tracing::warn!(error = %e, "shared store: retention run skipped"),
+    };
+    let run = pg::bounded(
+        super::trim::TRIM_BUDGET,
+        super::trim::trim(
+            cfg.query_timeout,
+            &mut obj,
+            retention,
+            crate::clock::now_ms(),
+        ),
+    )
+    .await;
+    match run {
+        Ok(Some(t)) => {
+            st.rows_trimmed.fetch_add(t.total(), Ordering::Relaxed);
+            if t.total() > 0 {
+                tracing::info!(
+                    transitions = t.transitions,
+                    boots = t.boots,
+                    tombstones = t.tombstones,
+                    "shared store: retention run"
+                );
+            }
+        }
+        Ok(None) => tracing::debug!("shared store: another collector holds the retention lock"),
+        Err(e) => {
+            // Dropping the session also releases the advisory lock.
+            pg::discard(obj);
+            tracing::warn!(error = %e, "shared store: retention run failed");
+        }
+    }
 }
 
 async fn round(
@@ -219,16 +271,17 @@ pub async fn push_all(
     origin: &str,
 ) -> Result<(), SharedError> {
     loop {
-        let (keys, (transitions, high)) = local(store, |s| {
+        let own = origin.to_string();
+        let (keys, (transitions, high)) = local(store, move |s| {
             let cursor = s.sync_state()?.pushed_transition;
             Ok((
                 s.outbox_batch(PUSH_BATCH)?,
-                s.transitions_after(cursor, PUSH_BATCH)?,
+                s.transitions_after(cursor, PUSH_BATCH, &own)?,
             ))
         })
         .await?;
         if keys.is_empty() && transitions.is_empty() {
-            // Only maintenance events (not pushed) may be left: move past them.
+            // Only pulled maintenance events (not pushed back) may be left: move past them.
             local(store, move |s| s.set_pushed_transition(high)).await?;
             return Ok(());
         }
@@ -725,5 +778,10 @@ pub fn register_metrics(reg: &mut prometheus_client::registry::Registry, st: &Sy
         "rows_pulled",
         "Rows pulled from other managers' changes",
         c(&st.rows_pulled),
+    );
+    sub.register(
+        "rows_trimmed",
+        "Shared rows this collector deleted by retention (old transitions, floors, tombstones)",
+        c(&st.rows_trimmed),
     );
 }

@@ -433,13 +433,16 @@ impl Store {
         Ok(())
     }
 
-    /// Transitions after local id `cursor`, oldest first (maintenance events excluded:
-    /// their per-collector numbering is not a shared key). Returns the rows and the
-    /// highest id looked at, the next cursor.
+    /// Transitions after local id `cursor`, oldest first. This manager's own maintenance
+    /// events (boot id `''`, a per-collector numbering) get a shared key: boot id `origin`
+    /// (this store's sync origin) and seq their local id, which is never reused; events
+    /// pulled from other managers (boot id theirs) are in PostgreSQL already and skipped.
+    /// Returns the rows and the highest id looked at, the next cursor.
     pub fn transitions_after(
         &self,
         cursor: i64,
         limit: usize,
+        origin: &str,
     ) -> Result<(Vec<SharedTransition>, i64), StoreError> {
         let mut st = self.conn.prepare_cached(
             "SELECT id, node_type, node_id, boot_id, seq, at_ms, received_ms, service, from_status, to_status, reasons
@@ -465,9 +468,13 @@ impl Store {
             ))
         })?;
         for row in rows {
-            let (id, t) = row?;
+            let (id, mut t) = row?;
             high = high.max(id);
             if t.node_type != super::MAINTENANCE_EVENT {
+                out.push(t);
+            } else if t.boot_id.is_empty() {
+                t.boot_id = origin.to_string();
+                t.seq = id;
                 out.push(t);
             }
         }
@@ -520,6 +527,9 @@ impl Store {
         boots: &[SharedBoot],
         cursor: i64,
     ) -> Result<(), StoreError> {
+        // This manager's own maintenance events come back under its origin: it holds
+        // them already (boot id '').
+        let own = self.sync_state()?.origin;
         let tx = super::immediate(&self.conn)?;
         let before = journal_high(&tx)?;
         for row in rows {
@@ -531,6 +541,9 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?;
             for t in transitions {
+                if t.node_type == super::MAINTENANCE_EVENT && t.boot_id == own {
+                    continue;
+                }
                 ins.execute(params![
                     t.node_type,
                     t.node_id,
