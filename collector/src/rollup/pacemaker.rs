@@ -354,11 +354,7 @@ pub fn rollup<'a>(
     let size = stack::size(settings, judged.len());
     let mut verdicts = stack::capped_members(&judged, size, "Pacemaker (quorate)", serves);
     // Only fresh, trusted views that answered say what the cluster is.
-    let views: Vec<(&str, &PacemakerFacts)> = judged
-        .iter()
-        .filter(|j| stack::standing(j.node).is_none())
-        .filter_map(|j| Some((j.node.name.as_str(), facts(j).filter(|f| f.reachable)?)))
-        .collect();
+    let views = stack::trusted_facts(&judged, |j| facts(j).filter(|f| f.reachable));
     verdicts.extend(split_verdicts(&views));
     if let Some((by, view)) = authority(&views) {
         // A member's own standby is on its row already; the service shows it once.

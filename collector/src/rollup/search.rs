@@ -39,11 +39,7 @@ fn facts<'a>(j: &Judged<'a>) -> Option<&'a SearchFacts> {
 
 /// Fresh, trusted members whose OpenSearch answered, with their facts.
 fn serving<'a>(judged: &'a [Judged<'a>]) -> Vec<(&'a str, &'a SearchFacts)> {
-    judged
-        .iter()
-        .filter(|j| stack::standing(j.node).is_none())
-        .filter_map(|j| Some((j.node.name.as_str(), facts(j).filter(|f| f.reachable)?)))
-        .collect()
+    stack::trusted_facts(judged, |j| facts(j).filter(|f| f.reachable))
 }
 
 fn is_serving(j: &Judged) -> bool {

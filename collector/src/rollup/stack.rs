@@ -103,6 +103,19 @@ pub fn judge<'a, F: 'a>(
     }
 }
 
+/// The members whose facts a cluster-wide rule may read (fresh and trusted: [`standing`] is
+/// `None`), by name, with the facts `facts` picks (a rule filters there, e.g. answering only).
+pub fn trusted_facts<'a, F>(
+    judged: &[Judged<'a>],
+    facts: impl Fn(&Judged<'a>) -> Option<&'a F>,
+) -> Vec<(&'a str, &'a F)> {
+    judged
+        .iter()
+        .filter(|j| standing(j.node).is_none())
+        .filter_map(|j| Some((j.node.name.as_str(), facts(j)?)))
+        .collect()
+}
+
 /// Each member's reasons at its status, except that a member which does not serve (`serves`
 /// false: its service or its agent silent) counts as at most Degraded while another member
 /// of several serves: the service goes on, only its redundancy is gone. None serving is

@@ -127,11 +127,7 @@ pub fn rollup<'a>(
     let size = stack::size(settings, judged.len());
     let mut verdicts = stack::capped_members(&judged, size, "keepalived", answering);
     // Only fresh, trusted facts say who is MASTER and who holds a VIP.
-    let fresh: Vec<(&str, &VipFacts)> = judged
-        .iter()
-        .filter(|j| stack::standing(j.node).is_none())
-        .filter_map(|j| Some((j.node.name.as_str(), facts(j)?)))
-        .collect();
+    let fresh = stack::trusted_facts(&judged, facts);
     verdicts.extend(instance_verdicts(&fresh));
     verdicts.extend(vip_verdicts(&fresh));
     let (status, reasons) = stack::worst(verdicts);
