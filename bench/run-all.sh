@@ -40,10 +40,12 @@ mkdir -p "$OUT"
 
 if [ "$QUICK" = 1 ]; then
     FOOTPRINT=(--duration 60); STARTS=(--runs 10); NODES=2000; CYCLES=10; SETS="3.0"
-    DETECT=(db_cluster_set_a)
+    DETECT=(db_cluster:db_cluster_set_a broker_cluster:broker_cluster_set_a)
 else
     FOOTPRINT=(); STARTS=(); NODES=10000; CYCLES=40; SETS="3.0 4.0 4.1"
-    DETECT=(db_cluster_set_a db_cluster_set_b db_cluster_patroni41)
+    DETECT=(db_cluster:db_cluster_set_a db_cluster:db_cluster_set_b db_cluster:db_cluster_patroni41
+            broker_cluster:broker_cluster_set_a broker_cluster:broker_cluster_set_b
+            packaging:deb_under_real_systemd)
 fi
 
 wants() { [[ " $ONLY " == *" $1 "* ]]; }
@@ -78,15 +80,16 @@ step 3 "collector ingest beside bare TLS, and /cluster-status" \
     target/release/collector-bench --nodes "$NODES"
 step 4 "the per-report steps in process" target/release/collector-bench --micro
 step 5 "db probe fast cycle against real Patroni" bash bench/db-fast-cycle.sh --cycles "$CYCLES" --sets "$SETS"
-# The detection figures come from the real-cluster suites, which print BENCH lines and
-# assert nothing on time.
+# The detection figures come from the real-cluster suites (SUITE:TEST), which print BENCH
+# lines and assert nothing on time: Patroni killed (db_cluster), beam.smp killed
+# (broker_cluster), a unit killed under real systemd with the packaged agent (packaging).
 detect() {
     local t
     for t in "${DETECT[@]}"; do
-        cargo test --test db_cluster "$t" -- --nocapture 2>&1 | grep -E 'BENCH\[|test result'
+        cargo test --test "${t%%:*}" "${t#*:}" -- --nocapture 2>&1 | grep -E 'BENCH\[|test result'
     done
 }
-step 6 "detection on the real clusters (db_cluster)" detect
+step 6 "detection on the real clusters (db_cluster, broker_cluster)" detect
 step 7 "collector instructions per report (callgrind), beside bare TLS and one verify" \
     target/release/collector-bench --count --out "$OUT/callgrind"
 
