@@ -86,10 +86,10 @@ step 5 "db probe fast cycle against real Patroni" bash bench/db-fast-cycle.sh --
 detect() {
     local t
     for t in "${DETECT[@]}"; do
-        cargo test --test "${t%%:*}" "${t#*:}" -- --nocapture 2>&1 | grep -E 'BENCH\[|test result'
+        cargo test --test "${t%%:*}" "${t#*:}" -- --nocapture 2>&1 | grep -E 'BENCH|test result'
     done
 }
-step 6 "detection on the real clusters (db_cluster, broker_cluster)" detect
+step 6 "detection on the real clusters (Patroni, RabbitMQ, a systemd unit)" detect
 step 7 "collector instructions per report (callgrind), beside bare TLS and one verify" \
     target/release/collector-bench --count --out "$OUT/callgrind"
 
