@@ -99,7 +99,7 @@ for n in $ONLY; do
     [ -f "$OUT/$n.log" ] || continue
     head -1 "$OUT/$n.log"
     # Each step's tables: the lines that look like table rows or result lines.
-    grep -E '^\||^(process|agent|node_exporter|this|bin2|proc|systemctl) |median|p50|BENCH\[' "$OUT/$n.log" \
+    grep -E '^\||^(process|agent|node_exporter|this|bin2|proc|systemctl) |median|p50|BENCH' "$OUT/$n.log" \
         | grep -v '^===' | head -40 || true
 done
 if ((${#FAILED[@]})); then
