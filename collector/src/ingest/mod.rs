@@ -140,14 +140,12 @@ impl Answer {
 /// The 200 answer, `Content-Type: application/json` as `axum::Json` gives it.
 impl axum::response::IntoResponse for Answer {
     fn into_response(self) -> axum::response::Response {
-        (
-            [(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            )],
-            self.to_json(),
-        )
-            .into_response()
+        let mut response = axum::response::Response::new(axum::body::Body::from(self.to_json()));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        response
     }
 }
 
@@ -198,8 +196,15 @@ mod tests {
             let answer = super::answer(c);
             let got = serde_json::to_string(&answer).unwrap();
             assert_eq!(got, serde_json::to_string(&map).unwrap());
-            // The hand-written bytes the 200 carries are the same.
+            // The hand-written bytes the 200 carries are the same, typed as axum's Json did.
             assert_eq!(String::from_utf8(answer.to_json()).unwrap(), got);
+            let response = axum::response::IntoResponse::into_response(answer);
+            assert_eq!(response.status(), http::StatusCode::OK);
+            assert_eq!(
+                response.headers().get(http::header::CONTENT_TYPE).unwrap(),
+                "application/json"
+            );
+            assert_eq!(response.headers().len(), 1);
         }
     }
 
