@@ -178,7 +178,7 @@ async fn put_report(
     let (code, refusal) = match answer {
         Ok(v) => {
             app.metrics.report(started.elapsed(), None);
-            return (StatusCode::OK, Json(v)).into_response();
+            return (StatusCode::OK, v).into_response();
         }
         Err(e) => (e.code(), e.into_response()),
     };

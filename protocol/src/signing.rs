@@ -235,10 +235,21 @@ fn parse_digits(s: &str) -> Option<u64> {
 }
 
 fn decode_fixed<const N: usize>(s: &str) -> Option<[u8; N]> {
+    const {
+        assert!(
+            N <= 64,
+            "the buffer below holds what 2N characters decode to"
+        )
+    };
     if s.len() > N * 2 {
         return None;
     }
-    B64.decode(s).ok()?.try_into().ok()
+    // Into a stack buffer rather than a new Vec: the collector decodes a key and a
+    // signature per report (collector-bench --count). At most 2N characters decode to at
+    // most 1.5N bytes, so the buffer is never too small; the decoding rules are the same.
+    let mut buf = [0u8; 96];
+    let n = B64.decode_slice(s, &mut buf).ok()?;
+    buf.get(..n)?.try_into().ok()
 }
 
 /// A node's signing key.
@@ -309,6 +320,44 @@ impl NodeKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `decode_fixed` decodes into a stack buffer: it must accept and refuse exactly what
+    /// decoding into a Vec did (same engine, same length rule).
+    #[test]
+    fn fixed_decoding_decides_as_decoding_into_a_vec_did() {
+        fn old<const N: usize>(s: &str) -> Option<[u8; N]> {
+            if s.len() > N * 2 {
+                return None;
+            }
+            B64.decode(s).ok()?.try_into().ok()
+        }
+        let key = B64.encode([7u8; 32]);
+        let sig = B64.encode([0xffu8; 64]);
+        let mut inputs: Vec<String> = vec![
+            key.clone(),
+            sig.clone(),
+            String::new(),
+            format!("{key}="),
+            format!("{key}A"),
+            format!("{key}AA"),
+            key[..key.len() - 1].to_string(),
+            format!("{}B", &key[..key.len() - 1]), // non-canonical trailing bits
+            key.replace('A', "+"),
+            format!("{sig}{sig}"),
+            "A".repeat(128),
+            "A".repeat(129),
+            "é".repeat(20),
+        ];
+        for n in 0..=130 {
+            inputs.push("_".repeat(n));
+        }
+        for s in &inputs {
+            assert_eq!(decode_fixed::<32>(s), old::<32>(s), "{s:?}");
+            assert_eq!(decode_fixed::<64>(s), old::<64>(s), "{s:?}");
+        }
+        assert_eq!(decode_fixed::<32>(&key), Some([7u8; 32]));
+        assert_eq!(decode_fixed::<64>(&sig), Some([0xffu8; 64]));
+    }
 
     fn key() -> NodeKey {
         NodeKey::from_pkcs8(&NodeKey::generate_pkcs8().unwrap()).unwrap()

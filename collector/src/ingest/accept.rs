@@ -49,12 +49,25 @@ pub(super) async fn accept(
         return Err(Refusal::BadNodeName);
     }
     let reported = match ext.and_then(|e| e.private_ip.as_deref()) {
-        Some(ip) => Some(ip.parse::<IpAddr>().map_err(|_| Refusal::BadPrivateIp)?),
+        Some(text) => Some((
+            text.parse::<IpAddr>().map_err(|_| Refusal::BadPrivateIp)?,
+            text,
+        )),
         None => None,
     };
-    let listen = app.cfg.listen.ip();
-    let own_host = (!listen.is_unspecified()).then(|| listen.to_string());
-    let private_ip = listed_address(reported, peer, own_host);
+    // Formatting addresses showed in the instruction count (two per report), so neither is
+    // formatted when the answer is known without it: an IPv4 address parses only from its
+    // canonical text (no leading zeros, no spaces), which is what `listed_address` would
+    // give back for it; and the collector's own host matters only without a reported one.
+    let private_ip = match reported {
+        Some((IpAddr::V4(_), text)) => Some(text.to_owned()),
+        _ => {
+            let listen = app.cfg.listen.ip();
+            let own_host =
+                (reported.is_none() && !listen.is_unspecified()).then(|| listen.to_string());
+            listed_address(reported.map(|r| r.0), peer, own_host)
+        }
+    };
     let reporter_ms = match &verified.envelope {
         Some(env) => env.sent_at_ms,
         None => decoded.reporter_time.saturating_mul(1000),
@@ -176,6 +189,27 @@ mod tests {
 
     fn host(s: &str) -> Option<String> {
         Some(s.to_string())
+    }
+
+    /// `accept` lists a reported IPv4 address by its text, unformatted: that is the same
+    /// only because the parser takes nothing but the canonical text.
+    #[test]
+    fn a_parsed_ipv4_address_is_its_canonical_text() {
+        for ok in ["10.0.0.1", "0.0.0.0", "255.255.255.255", "192.168.100.7"] {
+            let ip: IpAddr = ok.parse().unwrap();
+            assert_eq!(listed_address(Some(ip), None, None).as_deref(), Some(ok));
+        }
+        for bad in [
+            "010.0.0.1",
+            " 10.0.0.1",
+            "10.0.0.1 ",
+            "10.0.0.01",
+            "+10.0.0.1",
+            "10.0.0",
+        ] {
+            assert!(bad.parse::<std::net::Ipv4Addr>().is_err(), "{bad:?}");
+            assert!(bad.parse::<IpAddr>().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -118,6 +118,8 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     retention: Retention,
+    /// What the write-behind knows the store holds ([`Store::write_latest`]).
+    written: nodes::Written,
 }
 
 /// A SQLite error that means the file itself is damaged (not busy, not full).
@@ -193,6 +195,7 @@ impl Store {
                 conn,
                 path,
                 retention: Retention::default(),
+                written: nodes::Written::default(),
             }),
             Err(e) if is_corruption(&e) => Err(StoreError::Damaged {
                 problem: format!("SQLite cannot read it ({e})"),

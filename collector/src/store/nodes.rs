@@ -314,6 +314,11 @@ impl Store {
     /// Applies durable writes in one transaction (one fsync for the whole batch: group
     /// commit). Returns, for each `Pin`, the key pinned after the batch.
     pub fn commit_durable(&mut self, writes: &[DurableWrite]) -> Result<PinOutcome, StoreError> {
+        // Whether the write-behind's map is true up to now (see `Written`).
+        let in_step = self
+            .written
+            .version
+            .filter(|v| v.1 == self.conn.total_changes());
         let tx = super::immediate(&self.conn)?;
         let mut pins = Vec::new();
         // Nodes whose latest pin attempt in this batch was refused: their transitions,
@@ -397,6 +402,17 @@ impl Store {
             }
         }
         tx.commit()?;
+        // A pin may create the node's row afresh (after a forget): its next flush writes
+        // name, address and boot again. Nothing else here touches them.
+        for w in writes {
+            if let DurableWrite::Pin {
+                node_type, node_id, ..
+            } = w
+            {
+                self.written.forget(*node_type, node_id);
+            }
+        }
+        self.written.version = in_step.map(|(v, _)| (v, self.conn.total_changes()));
         Ok(pins)
     }
 
@@ -404,6 +420,16 @@ impl Store {
     /// meantime are skipped, so a flush never resurrects a forgotten node.
     pub fn write_latest(&mut self, rows: &[LatestRow]) -> Result<(), StoreError> {
         let tx = super::immediate(&self.conn)?;
+        // Inside the write lock: no other connection can commit until ours is done.
+        let version: i64 = tx.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let written = &mut self.written;
+        if written.version != Some((version, tx.total_changes())) {
+            written.clear();
+        }
+        // Until this commits, what the map says may be rolled back.
+        written.version = None;
+        // Per row: `Some(true)` written (first row or update), `Some(false)` node gone.
+        let mut outcome: Vec<bool> = Vec::with_capacity(rows.len());
         {
             // Steady state is one UPDATE per row (measured cheaper than an upsert); only a
             // node's first row is inserted, after checking that the node still exists (it
@@ -424,9 +450,13 @@ impl Store {
             let mut boot = tx.prepare_cached(
                 "INSERT OR IGNORE INTO boots (node_type, node_id, boot_id, first_seq, first_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
+            // `LIMIT -1 OFFSET ?3`, not `NOT IN (... LIMIT ?3)`: SQLite plans with a bound
+            // LIMIT's value, so binding it again made every execution parse the statement
+            // anew (~100k instructions per new boot, BENCHMARKS.md "Instructions per report").
             let mut trim = tx.prepare_cached(
-                "DELETE FROM boots WHERE node_type = ?1 AND node_id = ?2 AND boot_id NOT IN
-                 (SELECT boot_id FROM boots WHERE node_type = ?1 AND node_id = ?2 ORDER BY first_seen_ms DESC, rowid DESC LIMIT ?3)",
+                "DELETE FROM boots WHERE rowid IN
+                 (SELECT rowid FROM boots WHERE node_type = ?1 AND node_id = ?2
+                  ORDER BY first_seen_ms DESC, rowid DESC LIMIT -1 OFFSET ?3)",
             )?;
             for r in rows {
                 let t = r.node_type.as_str();
@@ -440,24 +470,111 @@ impl Store {
                     r.boot_id,
                     r.seq as i64
                 ];
+                let mut known = written.get(r.node_type, &r.node_id);
                 if update.execute(values)? == 0 {
                     if !exists.exists(params![t, r.node_id])? {
+                        outcome.push(false);
                         continue;
                     }
                     insert.execute(values)?;
+                    // The node's first row: its `nodes` row and boots are written afresh.
+                    known = None;
                 }
-                node.execute(params![t, r.node_id, r.name, r.private_ip])?;
+                outcome.push(true);
+                // Skipped only when the store is known to hold these values already, i.e.
+                // when the statement would change nothing.
+                if !known.is_some_and(|k| k.name == r.name && k.private_ip == r.private_ip) {
+                    node.execute(params![t, r.node_id, r.name, r.private_ip])?;
+                }
                 // Boots are written only when a new one appears: the current boot's
                 // sequence travels in `latest`, so a steady node costs one row per flush.
                 if let Some(b) = &r.boot_id {
-                    if boot.execute(params![t, r.node_id, b, r.seq as i64, r.received_ms])? == 1 {
+                    if known.and_then(|k| k.boot_id.as_deref()) != Some(b.as_str())
+                        && boot.execute(params![t, r.node_id, b, r.seq as i64, r.received_ms])? == 1
+                    {
                         trim.execute(params![t, r.node_id, BOOTS_KEPT as i64])?;
                     }
                 }
             }
         }
         tx.commit()?;
+        for (r, present) in rows.iter().zip(outcome) {
+            if present {
+                written.remember(r);
+            } else {
+                written.forget(r.node_type, &r.node_id);
+            }
+        }
+        written.version = Some((version, self.conn.total_changes()));
         Ok(())
+    }
+}
+
+/// What the write-behind last committed of each node's `nodes` row (name, address) and
+/// current boot, so that a flush skips the two statements that would change nothing: in
+/// steady state they were two of the three statements a row cost (BENCHMARKS.md,
+/// "Instructions per report"). Believed only while nothing else wrote: another
+/// connection's commit moves `PRAGMA data_version`, and this connection's other writes
+/// move its `total_changes` past the mark (only [`Store::commit_durable`] moves the mark
+/// along, forgetting the nodes it pins); either empties the map before it is used.
+#[derive(Default)]
+pub(super) struct Written {
+    /// `data_version` and `total_changes` while the map is known to be true.
+    version: Option<(i64, u64)>,
+    /// Per node type, by node id; at most one entry per node in the store.
+    nodes: [std::collections::HashMap<String, WrittenNode>; 4],
+}
+
+#[derive(PartialEq)]
+struct WrittenNode {
+    name: String,
+    private_ip: Option<String>,
+    boot_id: Option<String>,
+}
+
+impl Written {
+    fn slot(t: NodeType) -> usize {
+        match t {
+            NodeType::Manager => 0,
+            NodeType::Db => 1,
+            NodeType::Broker => 2,
+            NodeType::Node => 3,
+        }
+    }
+
+    fn get(&self, t: NodeType, id: &str) -> Option<&WrittenNode> {
+        self.nodes[Self::slot(t)].get(id)
+    }
+
+    fn remember(&mut self, r: &LatestRow) {
+        let map = &mut self.nodes[Self::slot(r.node_type)];
+        match map.get_mut(r.node_id.as_str()) {
+            Some(k)
+                if k.name == r.name && k.private_ip == r.private_ip && k.boot_id == r.boot_id => {}
+            Some(k) => {
+                k.name.clone_from(&r.name);
+                k.private_ip.clone_from(&r.private_ip);
+                k.boot_id.clone_from(&r.boot_id);
+            }
+            None => {
+                map.insert(
+                    r.node_id.clone(),
+                    WrittenNode {
+                        name: r.name.clone(),
+                        private_ip: r.private_ip.clone(),
+                        boot_id: r.boot_id.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    fn forget(&mut self, t: NodeType, id: &str) {
+        self.nodes[Self::slot(t)].remove(id);
+    }
+
+    fn clear(&mut self) {
+        self.nodes.iter_mut().for_each(|m| m.clear());
     }
 }
 

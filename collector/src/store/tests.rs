@@ -313,3 +313,117 @@ fn a_damaged_store_is_refused_with_a_recovery_path() {
     std::fs::write(&path, bytes).unwrap();
     damaged(overwritten.path(), "");
 }
+
+fn steady_row(id: &str, name: &str, boot: &str, seq: u64) -> LatestRow {
+    LatestRow {
+        node_type: NodeType::Db,
+        node_id: id.into(),
+        name: name.into(),
+        private_ip: Some("10.0.0.1".into()),
+        received_ms: 100 + seq as i64,
+        skew_ms: 0,
+        signed: true,
+        body: b"{}".to_vec(),
+        boot_id: Some(boot.into()),
+        seq,
+    }
+}
+
+fn stored_name_and_boots(s: &Store, id: &str) -> (String, Vec<String>) {
+    let n = s
+        .load_nodes()
+        .unwrap()
+        .into_iter()
+        .find(|n| n.row.node_id == id)
+        .unwrap();
+    (n.row.name, n.boots.into_iter().map(|b| b.0).collect())
+}
+
+/// The write-behind skips a node's name/address and boot statements when it knows the
+/// store already holds those values; whatever else wrote them in between (another
+/// connection, this connection outside the write-behind) makes it write them again, so
+/// the store ends as it did when every flush ran every statement.
+#[test]
+fn the_write_behind_rewrites_what_another_writer_changed_since() {
+    let (d, mut s) = store();
+    s.quiet_own_changes().unwrap();
+    s.commit_durable(&[pin("n1", "A")]).unwrap();
+    s.write_latest(&[steady_row("n1", "db1", "b1", 1)]).unwrap();
+    s.write_latest(&[steady_row("n1", "db1", "b1", 2)]).unwrap();
+    assert_eq!(
+        stored_name_and_boots(&s, "n1"),
+        ("db1".into(), vec!["b1".into()])
+    );
+
+    // Another connection (the CLI, the shared store's sync task).
+    let other = rusqlite::Connection::open(d.path().join(DB_FILE)).unwrap();
+    other
+        .execute_batch("UPDATE nodes SET name = 'other'; DELETE FROM boots;")
+        .unwrap();
+    s.write_latest(&[steady_row("n1", "db1", "b1", 3)]).unwrap();
+    assert_eq!(
+        stored_name_and_boots(&s, "n1"),
+        ("db1".into(), vec!["b1".into()])
+    );
+
+    // This connection, outside the write-behind.
+    s.conn
+        .execute_batch("UPDATE nodes SET name = 'own'; DELETE FROM boots;")
+        .unwrap();
+    s.write_latest(&[steady_row("n1", "db1", "b1", 4)]).unwrap();
+    assert_eq!(
+        stored_name_and_boots(&s, "n1"),
+        ("db1".into(), vec!["b1".into()])
+    );
+
+    // Forgotten and pinned again under another name between two flushes: the first
+    // row is inserted afresh, with the node's name and its boot.
+    assert_eq!(s.forget_node("n1", Some(NodeType::Db)).unwrap(), 1);
+    s.commit_durable(&[pin("n1", "B")]).unwrap();
+    s.conn
+        .execute("UPDATE nodes SET name = 'pinned'", [])
+        .unwrap();
+    s.write_latest(&[steady_row("n1", "db1", "b1", 5)]).unwrap();
+    assert_eq!(
+        stored_name_and_boots(&s, "n1"),
+        ("db1".into(), vec!["b1".into()])
+    );
+
+    // Unchanged rows change nothing else; a changed name and a new boot are written.
+    s.write_latest(&[steady_row("n1", "db2", "b2", 10)])
+        .unwrap();
+    assert_eq!(
+        stored_name_and_boots(&s, "n1"),
+        ("db2".into(), vec!["b1".into(), "b2".into()])
+    );
+    // A failed flush (the node row is locked by another writer) leaves nothing believed.
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    s.conn
+        .busy_timeout(std::time::Duration::from_millis(10))
+        .unwrap();
+    assert!(s
+        .write_latest(&[steady_row("n1", "db3", "b2", 11)])
+        .is_err());
+    other.execute_batch("COMMIT").unwrap();
+    s.write_latest(&[steady_row("n1", "db3", "b2", 12)])
+        .unwrap();
+    assert_eq!(stored_name_and_boots(&s, "n1").0, "db3");
+}
+
+/// Each new boot is remembered and only the newest `BOOTS_KEPT` stay, in order.
+#[test]
+fn the_write_behind_keeps_the_newest_boots() {
+    let (_d, mut s) = store();
+    s.commit_durable(&[pin("n1", "A")]).unwrap();
+    let n = BOOTS_KEPT + 5;
+    for i in 0..n {
+        let seq = 2 * i as u64;
+        s.write_latest(&[steady_row("n1", "db1", &format!("b{i:02}"), seq)])
+            .unwrap();
+        // The same boot again changes nothing.
+        s.write_latest(&[steady_row("n1", "db1", &format!("b{i:02}"), seq + 1)])
+            .unwrap();
+    }
+    let want: Vec<String> = (n - BOOTS_KEPT..n).map(|i| format!("b{i:02}")).collect();
+    assert_eq!(stored_name_and_boots(&s, "n1").1, want);
+}

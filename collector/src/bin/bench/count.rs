@@ -8,7 +8,9 @@
 //!
 //! Method: the collector (`--serve-collector`), then the bare server (`--serve-bare`), each
 //! run under `valgrind --tool=callgrind --instr-atstart=no`. The collector's first-contact
-//! round runs uncounted (pins, first rows); then `callgrind_control -i on` and `-z`, one
+//! round (pins, first rows) and one steady round run uncounted, so that the write-behind
+//! the counted window catches from before it is steady work too (until 2026-11-29 it caught
+//! part of the first contact's rows); then `callgrind_control -i on` and `-z`, one
 //! steady round of `--nodes` verified reports (default 2,000) over `--conns` keep-alive TLS
 //! connections (default 4, so their handshakes weigh little), and `callgrind_control -d`.
 //! That dump holds the steady round and nothing else; the bare server gets the same
@@ -173,16 +175,19 @@ pub fn run(nodes: usize, conns: usize) -> Result<(), Error> {
 }
 
 fn count(dir: &Path, out: &Path, nodes: usize, conns: usize) -> Result<(), Error> {
-    let setup = Setup::new(dir, nodes, 2)?;
+    let setup = Setup::new(dir, nodes, 3)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let steady = setup.rounds_prepared[1].clone();
+    let steady = setup.rounds_prepared[2].clone();
 
-    // The collector: round 1 (first contact) uncounted, round 2 counted.
+    // The collector: round 1 (first contact) and round 2 (steady) uncounted, round 3
+    // counted. Round 2 is there for the write-behind: the counted window's first flushes
+    // write the rows of the round before it, which must be steady rows (one UPDATE each),
+    // not round 1's first rows (insert, node row, boot, trim), as with two rounds.
     let collector = Child::spawn_with(callgrind(out, "collector")?, "--serve-collector", dir)?;
     let pid = collector.server.pid();
-    let first = rt.block_on(run_load(
+    let mut first = rt.block_on(run_load(
         pid,
         collector.addr,
         &setup.ca,
@@ -190,6 +195,15 @@ fn count(dir: &Path, out: &Path, nodes: usize, conns: usize) -> Result<(), Error
         setup.rounds_prepared[0].clone(),
         conns,
     ));
+    let warm = rt.block_on(run_load(
+        pid,
+        collector.addr,
+        &setup.ca,
+        &setup.tokens,
+        setup.rounds_prepared[1].clone(),
+        conns,
+    ));
+    first.errors += warm.errors;
     control(pid, &["-i", "on"])?;
     control(pid, &["-z"])?;
     let counted = rt.block_on(run_load(
