@@ -14,7 +14,9 @@
 //! queue, which loses its majority); 5 one node's management API unreachable while AMQP
 //! works; 6 detection at the default 5 s interval: node 3's beam.smp SIGKILLed three times,
 //! kill → broker not OK printed (`kill->visible`), the agent's process watch (issue 17)
-//! checked to be on that beam. A real partition is `tests/broker_partition.rs`.
+//! checked to be on that beam; then `rabbitmqctl stop_app` three times (beam.smp lives on),
+//! stop → broker not OK printed, the agent's held AMQP connection checked to be what woke
+//! it. A real partition is `tests/broker_partition.rs`.
 //!
 //! Only broker agents report here, so the overall status (and so the exit code) is always
 //! Fail: the collector requires manager and db nodes too (`no_nodes`). The broker verdicts
@@ -687,11 +689,69 @@ fn detection_at_default_interval(c: &RabbitCluster, collector: &Collector, agent
         took[KILLS / 2],
         took.iter().map(|t| format!("{t:.2}")).collect::<Vec<_>>().join(", ")
     );
+    stop_app_at_default_interval(c, collector, agents);
     for a in agents.iter_mut() {
         a.set_reporting_freq(1);
     }
     eprintln!(
-        "broker_cluster[6]: {KILLS} kills at the 5 s interval took {:.1}s of suite time",
+        "broker_cluster[6]: {KILLS} kills and {KILLS} stop_app at the 5 s interval took {:.1}s of suite time",
         start.elapsed().as_secs_f64()
+    );
+}
+
+/// `rabbitmqctl stop_app` on node 3 a few times with the agents at the default 5 s
+/// interval, timing stop_app → broker not OK in the view (printed, never asserted), then
+/// `start_app` and OK again. beam.smp lives on, so no process exits: the broker closes its
+/// AMQP connections (320 CONNECTION_FORCED), and the agent's held AMQP connection
+/// (agent/src/watch/session.rs) ending must be what woke it, and the only source that did.
+fn stop_app_at_default_interval(c: &RabbitCluster, collector: &Collector, agents: &[Agent]) {
+    const STOPS: usize = 3;
+    const NODE: usize = 2;
+    let label = c.set().label();
+    let a = &agents[NODE];
+    let mut took = Vec::new();
+    for _ in 0..STOPS {
+        harness::poll::wait_until(
+            "node 3's agent holds an AMQP connection",
+            DEADLINE,
+            Duration::from_millis(50),
+            || Ok(a.holds_session("rabbitmq")),
+        )
+        .unwrap();
+        let woke_before = a.wake_lines("rabbitmq").len();
+        let t0 = Instant::now();
+        // rabbitmqctl takes a second or two to start: poll the view while it runs.
+        let took_one = std::thread::scope(|s| {
+            let stop = s.spawn(|| c.stop_app(NODE));
+            harness::poll::wait_until(
+                "broker not OK after stop_app on node 3 (5 s interval)",
+                DEADLINE,
+                Duration::from_millis(50),
+                || Ok(collector.fetch_view()?["services"]["broker"]["status"] != "OK"),
+            )
+            .unwrap();
+            let took = t0.elapsed().as_secs_f64();
+            stop.join().unwrap().expect("stop_app on node 3");
+            took
+        });
+        took.push(took_one);
+        let woke = harness::poll::wait_for("node 3's agent woken by its session watch", DEADLINE, || {
+            let lines = a.wake_lines("rabbitmq");
+            (lines.len() > woke_before).then_some(lines)
+        });
+        for l in &woke[woke_before..] {
+            assert!(
+                l.contains("a watched session ended"),
+                "beam.smp lives on: only the session watch may wake the agent: {l}"
+            );
+        }
+        c.start_app(NODE).expect("start_app on node 3");
+        collector.wait("broker OK after start_app on node 3", DEADLINE, all_ok);
+    }
+    took.sort_by(f64::total_cmp);
+    eprintln!(
+        "BENCH[{label}] kill->visible at 5 s interval (rabbitmqctl stop_app -> broker not OK, woken by the session watch; from the command's start, rabbitmqctl's own start-up included): {:.2} s (median of {STOPS}; each: {})",
+        took[STOPS / 2],
+        took.iter().map(|t| format!("{t:.2}")).collect::<Vec<_>>().join(", ")
     );
 }

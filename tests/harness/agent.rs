@@ -288,6 +288,37 @@ impl Agent {
     pub fn log_tail(&self) -> String {
         super::tail(&self.log, 20)
     }
+
+    /// Whether the agent's session watch (agent/src/watch/session.rs) holds a session for
+    /// `probe` now, by its log: the last of its "holding" and "ended" lines is a "holding".
+    pub fn holds_session(&self, probe: &str) -> bool {
+        let tag = format!("probe={probe} ");
+        self.log()
+            .lines()
+            .rev()
+            .filter(|l| l.contains(&tag))
+            .find_map(|l| {
+                if l.contains("holding a watched session") {
+                    Some(true)
+                } else if l.contains("a watched session ended") {
+                    Some(false)
+                } else {
+                    None
+                }
+            })
+            .unwrap_or(false)
+    }
+
+    /// The log lines of the agent's event sources that woke it for `probe` (a session that
+    /// ended, a process that exited, a connection that dropped), in order.
+    pub fn wake_lines(&self, probe: &str) -> Vec<String> {
+        let tag = format!("probe={probe} ");
+        self.log()
+            .lines()
+            .filter(|l| l.contains(&tag) && l.contains("probing now"))
+            .map(str::to_string)
+            .collect()
+    }
 }
 
 impl Drop for Agent {

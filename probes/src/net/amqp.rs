@@ -134,17 +134,9 @@ pub(crate) fn default_vhost() -> String {
     "/".into()
 }
 
-/// Runs one bounded round trip. Never panics, never returns `Err`.
-pub async fn round_trip(t: &Target) -> Outcome {
-    let deadline = Instant::now() + t.timeout;
-    let mut out = Outcome {
-        failed_step: None,
-        error: None,
-        blocked: false,
-        connect_ms: None,
-        round_trip_ms: None,
-        closed_cleanly: false,
-    };
+/// Connects (TCP, SASL PLAIN, `connection.open` of the vhost) with the heartbeat every
+/// client of this module negotiates: 10 s, so a half-dead connection is noticed and dropped.
+async fn connect(t: &Target, name: &str) -> Result<Connection, lapin::Error> {
     let uri = AMQPUri {
         scheme: AMQPScheme::AMQP,
         authority: AMQPAuthority {
@@ -157,15 +149,55 @@ pub async fn round_trip(t: &Target) -> Outcome {
         },
         vhost: t.vhost.clone(),
         query: AMQPQueryString {
-            // Short heartbeats so a half-dead probe connection is noticed and dropped.
-            heartbeat: Some(10),
+            heartbeat: Some(HEARTBEAT_SECS),
             ..Default::default()
         },
     };
-    let props =
-        ConnectionProperties::default().with_connection_name("status-reporter probe".into());
+    let props = ConnectionProperties::default().with_connection_name(name.into());
+    Connection::connect_uri(uri, props).await
+}
+
+/// The heartbeat asked for (the broker may lower it).
+pub const HEARTBEAT_SECS: u16 = 10;
+
+/// An open connection held by the agent's connection watch; see [`hold`].
+pub type Held = std::pin::Pin<Box<dyn Future<Output = String> + Send>>;
+
+/// Opens a connection as the round trip does (within `t.timeout`) and returns a future
+/// that ends, with why, when the connection errors: the broker closed it
+/// (`connection.close`, as `rabbitmqctl close_connection` and `stop_app` do), the socket
+/// failed, or heartbeats stopped. It opens no channel and sends nothing but heartbeats.
+pub async fn hold(t: &Target) -> Result<Held, String> {
+    use futures_core::Stream;
+    let deadline = Instant::now() + t.timeout;
+    let conn = bounded(deadline, connect(t, "status-reporter watch")).await?;
+    let mut events = Box::pin(conn.events_listener());
+    Ok(Box::pin(async move {
+        // The connection must outlive the wait: dropping it closes it.
+        let _conn = conn;
+        loop {
+            match std::future::poll_fn(|cx| events.as_mut().poll_next(cx)).await {
+                Some(lapin::Event::Error(e)) => return e.to_string(),
+                Some(_) => continue,
+                None => return "the connection's event stream ended".to_string(),
+            }
+        }
+    }))
+}
+
+/// Runs one bounded round trip. Never panics, never returns `Err`.
+pub async fn round_trip(t: &Target) -> Outcome {
+    let deadline = Instant::now() + t.timeout;
+    let mut out = Outcome {
+        failed_step: None,
+        error: None,
+        blocked: false,
+        connect_ms: None,
+        round_trip_ms: None,
+        closed_cleanly: false,
+    };
     let start = Instant::now();
-    let conn = match bounded(deadline, Connection::connect_uri(uri, props)).await {
+    let conn = match bounded(deadline, connect(t, "status-reporter probe")).await {
         Ok(c) => c,
         Err(e) => {
             out.failed_step = Some(Step::Connect);
