@@ -611,6 +611,10 @@ fn broker_suite(set: VersionSet) {
     // 6. Detection at the default 5 s interval (issue 17): SIGKILL a node's beam.smp.
     detection_at_default_interval(&c, &collector, &mut agents);
 
+    // 7. The process watch without privilege (the packaged agent's situation): node 3's
+    //    agent as `nobody` finds beam.smp by owner and name.
+    unprivileged_process_watch(&c, &collector, &mut agents[2]);
+
     for a in &agents {
         assert!(!a.log_tail().contains("panicked"), "{}", a.log_tail());
     }
@@ -735,10 +739,19 @@ fn stop_app_at_default_interval(c: &RabbitCluster, collector: &Collector, agents
             took
         });
         took.push(took_one);
-        let woke = harness::poll::wait_for("node 3's agent woken by its session watch", DEADLINE, || {
+        let woke = harness::poll::poll(DEADLINE, Duration::from_millis(50), || {
             let lines = a.wake_lines("rabbitmq");
-            (lines.len() > woke_before).then_some(lines)
-        });
+            (lines.len() > woke_before)
+                .then_some(lines)
+                .ok_or_else(String::new)
+        })
+        .unwrap_or_else(|_| {
+            panic!(
+                "node 3's agent not woken after stop_app within {DEADLINE:?}:\n{}",
+                a.log_tail()
+            )
+        })
+        .0;
         for l in &woke[woke_before..] {
             assert!(
                 l.contains("a watched session ended"),
@@ -754,4 +767,68 @@ fn stop_app_at_default_interval(c: &RabbitCluster, collector: &Collector, agents
         took[STOPS / 2],
         took.iter().map(|t| format!("{t:.2}")).collect::<Vec<_>>().join(", ")
     );
+}
+
+/// Restarts node 3's agent as `nobody` (uid 65534: it may not read root's `/proc/PID/fd`),
+/// so its process watch cannot name the process holding the AMQP socket and falls back to
+/// the socket owner's processes named `beam.smp` (agent/src/watch/listener.rs). The watch
+/// armed must be that fallback's (every root `beam.smp` of this host, the three nodes'
+/// among them, where the fd lookup finds exactly one); then node 3's beam.smp is SIGKILLed
+/// at the 5 s interval and the agent must log that a watched process exited; kill → broker
+/// not OK is printed. The agent stays unprivileged for the rest of the suite (the last
+/// scenario).
+fn unprivileged_process_watch(c: &RabbitCluster, collector: &Collector, a: &mut Agent) {
+    const NOBODY: u32 = 65534;
+    const NODE: usize = 2;
+    let label = c.set().label();
+    let beam_pid = |i: usize| -> i32 {
+        std::fs::read_to_string(c.dir().join(format!("rabbit{}/beam.pid", i + 1)))
+            .expect("beam.pid")
+            .trim()
+            .parse()
+            .expect("a pid in beam.pid")
+    };
+    let beams: Vec<i32> = (0..3).map(beam_pid).collect();
+    let owner = std::fs::metadata(format!("/proc/{}", beams[NODE]))
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap();
+    assert_ne!(owner, NOBODY, "the broker must run as another user than the agent");
+    a.kill();
+    a.set_reporting_freq_offline(5);
+    let before = watched_pids(a).len();
+    a.start_as(NOBODY, NOBODY, &[collector.ca.as_path()]);
+    // One arm logs one line per pid it watches, all in the same cycle: wait for them.
+    let armed = harness::poll::wait_for("the unprivileged agent watching beam.smp", DEADLINE, || {
+        let pids = watched_pids(a);
+        (pids.len() >= before + 3).then(|| pids[before..].to_vec())
+    });
+    eprintln!("scenario 7: the agent as uid {NOBODY} watches {armed:?}; the nodes' beams are {beams:?}");
+    for b in &beams {
+        assert!(armed.contains(b), "every root beam.smp is watched by name: {armed:?}");
+    }
+    collector.wait("broker OK with node 3's agent unprivileged", DEADLINE, all_ok);
+    let woke_before = a.wake_lines("rabbitmq").len();
+    let t0 = Instant::now();
+    c.kill_node(NODE).expect("kill node 3");
+    harness::poll::wait_until(
+        "broker not OK after node 3's beam.smp was killed (unprivileged agent, 5 s interval)",
+        DEADLINE,
+        Duration::from_millis(50),
+        || Ok(collector.fetch_view()?["services"]["broker"]["status"] != "OK"),
+    )
+    .unwrap();
+    let took = t0.elapsed().as_secs_f64();
+    let woke = harness::poll::wait_for("the unprivileged agent's process watch saw the kill", DEADLINE, || {
+        let lines = a.wake_lines("rabbitmq");
+        lines[woke_before.min(lines.len())..]
+            .iter()
+            .any(|l| l.contains("a watched process exited"))
+            .then_some(lines)
+    });
+    eprintln!(
+        "BENCH[{label}] kill->visible at 5 s interval, agent as uid {NOBODY} (SIGKILL beam.smp -> broker not OK; process watch by owner and name): {took:.2} s; first wake: {}",
+        woke[woke_before]
+    );
+    c.start_node(NODE).expect("start node 3");
+    collector.wait("broker OK after node 3 restarted", DEADLINE, all_ok);
 }

@@ -226,6 +226,50 @@ impl Agent {
         self.child = Some(cmd.spawn().unwrap());
     }
 
+    /// Starts `run` as `uid`:`gid`, without privilege over other users' processes (the
+    /// packaged agent's situation: its own user, no capabilities). Hands it its directory
+    /// and opens the way to `readable` (the collector's CA): search permission on their
+    /// parent directories, read on the files.
+    pub fn start_as(&mut self, uid: u32, gid: u32, readable: &[&Path]) {
+        use std::os::unix::fs::PermissionsExt;
+        fn chown_tree(p: &Path, uid: u32, gid: u32) {
+            std::os::unix::fs::lchown(p, Some(uid), Some(gid)).unwrap();
+            if p.is_dir() {
+                for e in std::fs::read_dir(p).unwrap().flatten() {
+                    chown_tree(&e.path(), uid, gid);
+                }
+            }
+        }
+        chown_tree(&self.dir, uid, gid);
+        let open = |p: &Path, bits: u32| {
+            let mode = std::fs::metadata(p).unwrap().permissions().mode();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode | bits)).unwrap();
+        };
+        for f in readable.iter().copied().chain([self.dir.as_path()]) {
+            if f.is_file() {
+                open(f, 0o004);
+            }
+            for dir in f.ancestors().skip(1) {
+                open(dir, 0o001);
+            }
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = Command::new(BIN);
+        std::os::unix::process::CommandExt::uid(&mut cmd, uid);
+        std::os::unix::process::CommandExt::gid(&mut cmd, gid);
+        cmd.args(["run", "--config", self.cfg.to_str().unwrap()])
+            .env("STATUS_REPORTER_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.child = Some(cmd.spawn().unwrap());
+    }
+
     /// SIGKILL, and reap it.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -261,6 +305,13 @@ impl Agent {
     /// Rewrites `reporting_freq` in the config and sends SIGHUP.
     pub fn set_reporting_freq(&mut self, freq: u32) {
         self.edit_and_reload(|raw| raw.reporting_freq = Some(freq));
+    }
+
+    /// Rewrites `reporting_freq` in the config of a stopped agent.
+    pub fn set_reporting_freq_offline(&mut self, freq: u32) {
+        let mut raw = RawConfig::read(&self.cfg).unwrap();
+        raw.reporting_freq = Some(freq);
+        std::fs::write(&self.cfg, raw.to_toml()).unwrap();
     }
 
     /// Edits the config file and sends SIGHUP, as an operator reloads.

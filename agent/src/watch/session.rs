@@ -9,7 +9,8 @@
 //! Unlike the raw idle connection of [`super::connection`], a session that completed its
 //! handshake is not closed by the server's handshake timeout, so it stays quiet: nothing
 //! is sent on an idle PostgreSQL session, and an AMQP connection exchanges a heartbeat
-//! frame every few seconds. It also sees what the process watch cannot: a remote server
+//! frame every few seconds (its state is also read every 500 ms: lapin reports a broker's
+//! `connection.close` by state only, [`amqp::hold`]). It also sees what the process watch cannot: a remote server
 //! (a manager's database and broker), another user's process, a broker whose process lives
 //! on while its application stopped.
 //!
@@ -209,7 +210,9 @@ pub async fn hold(target: Target, waker: Waker) -> Ended {
     let why = held.await;
     if since.elapsed() < MIN_LIFETIME {
         metrics.session(protocol, "short_lived");
-        tracing::debug!(probe = %target.probe, protocol, reason = %why, "a watched session ended at once; backing off");
+        // Info, like the other ends: an operator sees the watch back off, and the lines
+        // "holding" / "ended" say whether a session is held.
+        tracing::info!(probe = %target.probe, protocol, reason = %why, "a watched session ended within its first second; not probing, backing off");
         return Ended::ShortLived;
     }
     metrics.session(protocol, "ended");

@@ -163,23 +163,42 @@ pub const HEARTBEAT_SECS: u16 = 10;
 /// An open connection held by the agent's connection watch; see [`hold`].
 pub type Held = std::pin::Pin<Box<dyn Future<Output = String> + Send>>;
 
+/// How often a held connection's state is read, for the closes lapin reports no event for.
+pub const STATE_CHECK: Duration = Duration::from_millis(500);
+
 /// Opens a connection as the round trip does (within `t.timeout`) and returns a future
-/// that ends, with why, when the connection errors: the broker closed it
-/// (`connection.close`, as `rabbitmqctl close_connection` and `stop_app` do), the socket
-/// failed, or heartbeats stopped. It opens no channel and sends nothing but heartbeats.
+/// that ends, with why, when the connection ends: the socket failed or heartbeats stopped
+/// (lapin's error event), or the broker closed it (`connection.close`, as
+/// `rabbitmqctl close_connection` and `stop_app` do). lapin 4 reports that last case by
+/// its state only: its error event is queued behind the shutdown that stops the loop
+/// delivering it, so the state is read every [`STATE_CHECK`] (an atomic read; the
+/// heartbeat already wakes the runtime every few seconds for this connection). It opens no
+/// channel and sends nothing but heartbeats.
 pub async fn hold(t: &Target) -> Result<Held, String> {
     use futures_core::Stream;
     let deadline = Instant::now() + t.timeout;
     let conn = bounded(deadline, connect(t, "status-reporter watch")).await?;
     let mut events = Box::pin(conn.events_listener());
     Ok(Box::pin(async move {
-        // The connection must outlive the wait: dropping it closes it.
-        let _conn = conn;
+        let mut check = tokio::time::interval(STATE_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            match std::future::poll_fn(|cx| events.as_mut().poll_next(cx)).await {
-                Some(lapin::Event::Error(e)) => return e.to_string(),
-                Some(_) => continue,
-                None => return "the connection's event stream ended".to_string(),
+            tokio::select! {
+                ev = std::future::poll_fn(|cx| events.as_mut().poll_next(cx)) => match ev {
+                    Some(lapin::Event::Error(e)) => return e.to_string(),
+                    Some(_) => continue,
+                    None => return "the connection's event stream ended".to_string(),
+                },
+                _ = check.tick() => {
+                    let s = conn.status();
+                    if !s.connected() {
+                        return if s.errored() {
+                            "the connection failed".to_string()
+                        } else {
+                            "the broker closed the connection".to_string()
+                        };
+                    }
+                }
             }
         }
     }))
