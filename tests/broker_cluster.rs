@@ -716,10 +716,10 @@ fn stop_app_at_default_interval(c: &RabbitCluster, collector: &Collector, agents
     let mut took = Vec::new();
     for _ in 0..STOPS {
         harness::poll::wait_until(
-            "node 3's agent holds an AMQP connection",
+            "node 3's agent has held an AMQP connection for 2 s (past the 1 s a session must live to wake it)",
             DEADLINE,
             Duration::from_millis(50),
-            || Ok(a.holds_session("rabbitmq")),
+            || Ok(a.session_held_for("rabbitmq").is_some_and(|d| d > Duration::from_secs(2))),
         )
         .unwrap();
         let woke_before = a.wake_lines("rabbitmq").len();

@@ -482,8 +482,8 @@ fn postmaster_kill_at_default_interval(
         let leader = c.leader().expect("a leader");
         let r = (leader + 1) % c.members();
         let a = &agents[r];
-        wait_until("the replica's agent holds a PostgreSQL session", long, POLL, || {
-            Ok(a.holds_session("postgres"))
+        wait_until("the replica's agent has held a PostgreSQL session for 2 s (past the 1 s a session must live to wake it)", long, POLL, || {
+            Ok(a.session_held_for("postgres").is_some_and(|d| d > Duration::from_secs(2)))
         })
         .unwrap();
         let woke_before = a.wake_lines("postgres").len();

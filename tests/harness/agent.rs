@@ -340,24 +340,34 @@ impl Agent {
         super::tail(&self.log, 20)
     }
 
-    /// Whether the agent's session watch (agent/src/watch/session.rs) holds a session for
-    /// `probe` now, by its log: the last of its "holding" and "ended" lines is a "holding".
-    pub fn holds_session(&self, probe: &str) -> bool {
+    /// How long the agent's session watch (agent/src/watch/session.rs) has held its session
+    /// for `probe`, by its log: `None` unless the last of its "holding" and "ended" lines is
+    /// a "holding". (A session that ends within its first second wakes nothing, by design:
+    /// a scenario that means to end one waits until it is older.)
+    pub fn session_held_for(&self, probe: &str) -> Option<std::time::Duration> {
         let tag = format!("probe={probe} ");
-        self.log()
-            .lines()
-            .rev()
-            .filter(|l| l.contains(&tag))
-            .find_map(|l| {
-                if l.contains("holding a watched session") {
-                    Some(true)
-                } else if l.contains("a watched session ended") {
-                    Some(false)
-                } else {
-                    None
-                }
-            })
-            .unwrap_or(false)
+        let log = self.log();
+        let last = log.lines().rev().filter(|l| l.contains(&tag)).find(|l| {
+            l.contains("holding a watched session") || l.contains("a watched session ended")
+        })?;
+        if !last.contains("holding a watched session") {
+            return None;
+        }
+        // `2026-11-29T17:13:04.982150Z  INFO ...`: UTC time of day against the clock's.
+        let tod = |hms: &str| -> Option<f64> {
+            let mut it = hms.split(':');
+            let h: f64 = it.next()?.parse().ok()?;
+            let m: f64 = it.next()?.parse().ok()?;
+            let s: f64 = it.next()?.parse().ok()?;
+            Some(h * 3600.0 + m * 60.0 + s)
+        };
+        let at = tod(last.get(11..26)?)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            % 86_400.0;
+        Some(std::time::Duration::from_secs_f64((now - at).rem_euclid(86_400.0)))
     }
 
     /// The log lines of the agent's event sources that woke it for `probe` (a session that
