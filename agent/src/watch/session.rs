@@ -9,8 +9,7 @@
 //! Unlike the raw idle connection of [`super::connection`], a session that completed its
 //! handshake is not closed by the server's handshake timeout, so it stays quiet: nothing
 //! is sent on an idle PostgreSQL session, and an AMQP connection exchanges a heartbeat
-//! frame every few seconds (its state is also read every 500 ms: lapin reports a broker's
-//! `connection.close` by state only, [`amqp::hold`]). It also sees what the process watch cannot: a remote server
+//! frame every few seconds ([`amqp::hold`]). It also sees what the process watch cannot: a remote server
 //! (a manager's database and broker), another user's process, a broker whose process lives
 //! on while its application stopped.
 //!

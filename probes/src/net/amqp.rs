@@ -163,17 +163,16 @@ pub const HEARTBEAT_SECS: u16 = 10;
 /// An open connection held by the agent's connection watch; see [`hold`].
 pub type Held = std::pin::Pin<Box<dyn Future<Output = String> + Send>>;
 
-/// How often a held connection's state is read, for the closes lapin reports no event for.
-pub const STATE_CHECK: Duration = Duration::from_millis(500);
+/// How often a held connection's state is also read, in case it ended without an event.
+pub const STATE_CHECK: Duration = Duration::from_secs(10);
 
 /// Opens a connection as the round trip does (within `t.timeout`) and returns a future
-/// that ends, with why, when the connection ends: the socket failed or heartbeats stopped
-/// (lapin's error event), or the broker closed it (`connection.close`, as
-/// `rabbitmqctl close_connection` and `stop_app` do). lapin 4 reports that last case by
-/// its state only: its error event is queued behind the shutdown that stops the loop
-/// delivering it, so the state is read every [`STATE_CHECK`] (an atomic read; the
-/// heartbeat already wakes the runtime every few seconds for this connection). It opens no
-/// channel and sends nothing but heartbeats.
+/// that ends, with why, when the connection ends: lapin's error event comes at once for a
+/// failed socket (a killed broker, `stop_app`: `Connection reset by peer`), for a broker's
+/// `connection.close` (`close_connection`: `CONNECTION_FORCED`) and for lost heartbeats.
+/// The connection's state is also read every [`STATE_CHECK`], so that an end lapin
+/// reported no event for cannot leave the watch holding a dead connection for ever. It
+/// opens no channel and sends nothing but heartbeats.
 pub async fn hold(t: &Target) -> Result<Held, String> {
     use futures_core::Stream;
     let deadline = Instant::now() + t.timeout;
