@@ -792,21 +792,34 @@ fn unprivileged_process_watch(c: &RabbitCluster, collector: &Collector, a: &mut 
     let owner = std::fs::metadata(format!("/proc/{}", beams[NODE]))
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
         .unwrap();
-    assert_ne!(owner, NOBODY, "the broker must run as another user than the agent");
+    assert_ne!(
+        owner, NOBODY,
+        "the broker must run as another user than the agent"
+    );
     a.kill();
     a.set_reporting_freq_offline(5);
     let before = watched_pids(a).len();
     a.start_as(NOBODY, NOBODY, &[collector.ca.as_path()]);
     // One arm logs one line per pid it watches, all in the same cycle: wait for them.
-    let armed = harness::poll::wait_for("the unprivileged agent watching beam.smp", DEADLINE, || {
-        let pids = watched_pids(a);
-        (pids.len() >= before + 3).then(|| pids[before..].to_vec())
-    });
-    eprintln!("scenario 7: the agent as uid {NOBODY} watches {armed:?}; the nodes' beams are {beams:?}");
+    let armed =
+        harness::poll::wait_for("the unprivileged agent watching beam.smp", DEADLINE, || {
+            let pids = watched_pids(a);
+            (pids.len() >= before + 3).then(|| pids[before..].to_vec())
+        });
+    eprintln!(
+        "scenario 7: the agent as uid {NOBODY} watches {armed:?}; the nodes' beams are {beams:?}"
+    );
     for b in &beams {
-        assert!(armed.contains(b), "every root beam.smp is watched by name: {armed:?}");
+        assert!(
+            armed.contains(b),
+            "every root beam.smp is watched by name: {armed:?}"
+        );
     }
-    collector.wait("broker OK with node 3's agent unprivileged", DEADLINE, all_ok);
+    collector.wait(
+        "broker OK with node 3's agent unprivileged",
+        DEADLINE,
+        all_ok,
+    );
     let woke_before = a.wake_lines("rabbitmq").len();
     let t0 = Instant::now();
     c.kill_node(NODE).expect("kill node 3");
@@ -818,13 +831,17 @@ fn unprivileged_process_watch(c: &RabbitCluster, collector: &Collector, a: &mut 
     )
     .unwrap();
     let took = t0.elapsed().as_secs_f64();
-    let woke = harness::poll::wait_for("the unprivileged agent's process watch saw the kill", DEADLINE, || {
-        let lines = a.wake_lines("rabbitmq");
-        lines[woke_before.min(lines.len())..]
-            .iter()
-            .any(|l| l.contains("a watched process exited"))
-            .then_some(lines)
-    });
+    let woke = harness::poll::wait_for(
+        "the unprivileged agent's process watch saw the kill",
+        DEADLINE,
+        || {
+            let lines = a.wake_lines("rabbitmq");
+            lines[woke_before.min(lines.len())..]
+                .iter()
+                .any(|l| l.contains("a watched process exited"))
+                .then_some(lines)
+        },
+    );
     eprintln!(
         "BENCH[{label}] kill->visible at 5 s interval, agent as uid {NOBODY} (SIGKILL beam.smp -> broker not OK; process watch by owner and name): {took:.2} s; first wake: {}",
         woke[woke_before]

@@ -510,7 +510,13 @@ fn postmaster_kill_at_default_interval(
         } else {
             "process"
         });
-        wait_view(col, "db OK after Patroni restarted PostgreSQL", long, healthy_view).unwrap();
+        wait_view(
+            col,
+            "db OK after Patroni restarted PostgreSQL",
+            long,
+            healthy_view,
+        )
+        .unwrap();
     }
     took.sort_by(f64::total_cmp);
     eprintln!(

@@ -367,7 +367,9 @@ impl Agent {
             .unwrap()
             .as_secs_f64()
             % 86_400.0;
-        Some(std::time::Duration::from_secs_f64((now - at).rem_euclid(86_400.0)))
+        Some(std::time::Duration::from_secs_f64(
+            (now - at).rem_euclid(86_400.0),
+        ))
     }
 
     /// The log lines of the agent's event sources that woke it for `probe` (a session that
