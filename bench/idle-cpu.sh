@@ -6,6 +6,9 @@
 # probe and push work, so the difference is what the event sources cost.
 #
 # Usage: bench/idle-cpu.sh BEFORE_BIN AFTER_BIN [SECONDS]   (default 60)
+# Optional environment: EXTRA_TOML, TOML appended to both configs (more [[probes]], e.g. a
+# postgres probe on a running server); BEFORE_TOML and AFTER_TOML, appended to one config
+# each (an [events] table: the same binary twice, one source off and on).
 # Prints CPU time per second of wall time for each: the sum of /proc/PID/task/*/schedstat
 # (nanoseconds; threads alive at both ends) and utime+stime from /proc/PID/stat (clock
 # ticks: 10 ms, too coarse alone for an agent that is idle most of the time).
@@ -51,7 +54,10 @@ kind = "patroni"
 url = "http://127.0.0.1:$port"
 member = "m1"
 TOML
+  printf '%s\n' "${EXTRA_TOML:-}" >> "$work/$who.toml"
 done
+printf '%s\n' "${BEFORE_TOML:-}" >> "$work/before.toml"
+printf '%s\n' "${AFTER_TOML:-}" >> "$work/after.toml"
 "$BEFORE" run --config "$work/before.toml" 2>"$work/before.log" & pids+=($!); b=$!
 "$AFTER" run --config "$work/after.toml" 2>"$work/after.log" & pids+=($!); a=$!
 sleep 10 # warm-up: the first cycles and, for "after", the watch armed
@@ -77,3 +83,4 @@ print(f"idle CPU over {w:.0f} s (schedstat): before {bs:.3f} ms/s, after {as_:.3
 print(f"idle CPU over {w:.0f} s (utime+stime ticks): before {bk:.2f} ms/s, after {ak:.2f} ms/s")
 PY
 grep -c "watching the process serving the probe" "$work/after.log" | sed 's/^/after: watches armed: /'
+grep -c "holding a watched session" "$work/after.log" | sed 's/^/after: sessions opened: /' || true

@@ -47,7 +47,13 @@ fn init_logging() {
                 Some((spec, e)),
             ),
         },
-        _ => (Targets::new().with_default(tracing::Level::INFO), None),
+        // lapin logs every closed AMQP connection at ERROR; see src/cli/logging.rs.
+        _ => (
+            Targets::new()
+                .with_default(tracing::Level::INFO)
+                .with_target("lapin", tracing_subscriber::filter::LevelFilter::OFF),
+            None,
+        ),
     };
     // Under systemd, journald stamps each line itself; a second timestamp is noise.
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();

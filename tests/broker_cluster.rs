@@ -14,7 +14,9 @@
 //! queue, which loses its majority); 5 one node's management API unreachable while AMQP
 //! works; 6 detection at the default 5 s interval: node 3's beam.smp SIGKILLed three times,
 //! kill → broker not OK printed (`kill->visible`), the agent's process watch (issue 17)
-//! checked to be on that beam. A real partition is `tests/broker_partition.rs`.
+//! checked to be on that beam; then `rabbitmqctl stop_app` three times (beam.smp lives on),
+//! stop → broker not OK printed, the agent's held AMQP connection checked to be what woke
+//! it. A real partition is `tests/broker_partition.rs`.
 //!
 //! Only broker agents report here, so the overall status (and so the exit code) is always
 //! Fail: the collector requires manager and db nodes too (`no_nodes`). The broker verdicts
@@ -609,6 +611,10 @@ fn broker_suite(set: VersionSet) {
     // 6. Detection at the default 5 s interval (issue 17): SIGKILL a node's beam.smp.
     detection_at_default_interval(&c, &collector, &mut agents);
 
+    // 7. The process watch without privilege (the packaged agent's situation): node 3's
+    //    agent as `nobody` finds beam.smp by owner and name.
+    unprivileged_process_watch(&c, &collector, &mut agents[2]);
+
     for a in &agents {
         assert!(!a.log_tail().contains("panicked"), "{}", a.log_tail());
     }
@@ -687,11 +693,159 @@ fn detection_at_default_interval(c: &RabbitCluster, collector: &Collector, agent
         took[KILLS / 2],
         took.iter().map(|t| format!("{t:.2}")).collect::<Vec<_>>().join(", ")
     );
+    stop_app_at_default_interval(c, collector, agents);
     for a in agents.iter_mut() {
         a.set_reporting_freq(1);
     }
     eprintln!(
-        "broker_cluster[6]: {KILLS} kills at the 5 s interval took {:.1}s of suite time",
+        "broker_cluster[6]: {KILLS} kills and {KILLS} stop_app at the 5 s interval took {:.1}s of suite time",
         start.elapsed().as_secs_f64()
     );
+}
+
+/// `rabbitmqctl stop_app` on node 3 a few times with the agents at the default 5 s
+/// interval, timing stop_app → broker not OK in the view (printed, never asserted), then
+/// `start_app` and OK again. beam.smp lives on, so no process exits: the broker closes its
+/// AMQP connections (320 CONNECTION_FORCED), and the agent's held AMQP connection
+/// (agent/src/watch/session.rs) ending must be what woke it, and the only source that did.
+fn stop_app_at_default_interval(c: &RabbitCluster, collector: &Collector, agents: &[Agent]) {
+    const STOPS: usize = 3;
+    const NODE: usize = 2;
+    let label = c.set().label();
+    let a = &agents[NODE];
+    let mut took = Vec::new();
+    for _ in 0..STOPS {
+        harness::poll::wait_until(
+            "node 3's agent has held an AMQP connection for 2 s (past the 1 s a session must live to wake it)",
+            DEADLINE,
+            Duration::from_millis(50),
+            || Ok(a.session_held_for("rabbitmq").is_some_and(|d| d > Duration::from_secs(2))),
+        )
+        .unwrap();
+        let woke_before = a.wake_lines("rabbitmq").len();
+        let t0 = Instant::now();
+        // rabbitmqctl takes a second or two to start: poll the view while it runs.
+        let took_one = std::thread::scope(|s| {
+            let stop = s.spawn(|| c.stop_app(NODE));
+            harness::poll::wait_until(
+                "broker not OK after stop_app on node 3 (5 s interval)",
+                DEADLINE,
+                Duration::from_millis(50),
+                || Ok(collector.fetch_view()?["services"]["broker"]["status"] != "OK"),
+            )
+            .unwrap();
+            let took = t0.elapsed().as_secs_f64();
+            stop.join().unwrap().expect("stop_app on node 3");
+            took
+        });
+        took.push(took_one);
+        let woke = harness::poll::poll(DEADLINE, Duration::from_millis(50), || {
+            let lines = a.wake_lines("rabbitmq");
+            (lines.len() > woke_before)
+                .then_some(lines)
+                .ok_or_else(String::new)
+        })
+        .unwrap_or_else(|_| {
+            panic!(
+                "node 3's agent not woken after stop_app within {DEADLINE:?}:\n{}",
+                a.log_tail()
+            )
+        })
+        .0;
+        for l in &woke[woke_before..] {
+            assert!(
+                l.contains("a watched session ended"),
+                "beam.smp lives on: only the session watch may wake the agent: {l}"
+            );
+        }
+        c.start_app(NODE).expect("start_app on node 3");
+        collector.wait("broker OK after start_app on node 3", DEADLINE, all_ok);
+    }
+    took.sort_by(f64::total_cmp);
+    eprintln!(
+        "BENCH[{label}] kill->visible at 5 s interval (rabbitmqctl stop_app -> broker not OK, woken by the session watch; from the command's start, rabbitmqctl's own start-up included): {:.2} s (median of {STOPS}; each: {})",
+        took[STOPS / 2],
+        took.iter().map(|t| format!("{t:.2}")).collect::<Vec<_>>().join(", ")
+    );
+}
+
+/// Restarts node 3's agent as `nobody` (uid 65534: it may not read root's `/proc/PID/fd`),
+/// so its process watch cannot name the process holding the AMQP socket and falls back to
+/// the socket owner's processes named `beam.smp` (agent/src/watch/listener.rs). The watch
+/// armed must be that fallback's (every root `beam.smp` of this host, the three nodes'
+/// among them, where the fd lookup finds exactly one); then node 3's beam.smp is SIGKILLed
+/// at the 5 s interval and the agent must log that a watched process exited; kill → broker
+/// not OK is printed. The agent stays unprivileged for the rest of the suite (the last
+/// scenario).
+fn unprivileged_process_watch(c: &RabbitCluster, collector: &Collector, a: &mut Agent) {
+    const NOBODY: u32 = 65534;
+    const NODE: usize = 2;
+    let label = c.set().label();
+    let beam_pid = |i: usize| -> i32 {
+        std::fs::read_to_string(c.dir().join(format!("rabbit{}/beam.pid", i + 1)))
+            .expect("beam.pid")
+            .trim()
+            .parse()
+            .expect("a pid in beam.pid")
+    };
+    let beams: Vec<i32> = (0..3).map(beam_pid).collect();
+    let owner = std::fs::metadata(format!("/proc/{}", beams[NODE]))
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap();
+    assert_ne!(
+        owner, NOBODY,
+        "the broker must run as another user than the agent"
+    );
+    a.kill();
+    a.set_reporting_freq_offline(5);
+    let before = watched_pids(a).len();
+    a.start_as(NOBODY, NOBODY, &[collector.ca.as_path()]);
+    // One arm logs one line per pid it watches, all in the same cycle: wait for them.
+    let armed =
+        harness::poll::wait_for("the unprivileged agent watching beam.smp", DEADLINE, || {
+            let pids = watched_pids(a);
+            (pids.len() >= before + 3).then(|| pids[before..].to_vec())
+        });
+    eprintln!(
+        "scenario 7: the agent as uid {NOBODY} watches {armed:?}; the nodes' beams are {beams:?}"
+    );
+    for b in &beams {
+        assert!(
+            armed.contains(b),
+            "every root beam.smp is watched by name: {armed:?}"
+        );
+    }
+    collector.wait(
+        "broker OK with node 3's agent unprivileged",
+        DEADLINE,
+        all_ok,
+    );
+    let woke_before = a.wake_lines("rabbitmq").len();
+    let t0 = Instant::now();
+    c.kill_node(NODE).expect("kill node 3");
+    harness::poll::wait_until(
+        "broker not OK after node 3's beam.smp was killed (unprivileged agent, 5 s interval)",
+        DEADLINE,
+        Duration::from_millis(50),
+        || Ok(collector.fetch_view()?["services"]["broker"]["status"] != "OK"),
+    )
+    .unwrap();
+    let took = t0.elapsed().as_secs_f64();
+    let woke = harness::poll::wait_for(
+        "the unprivileged agent's process watch saw the kill",
+        DEADLINE,
+        || {
+            let lines = a.wake_lines("rabbitmq");
+            lines[woke_before.min(lines.len())..]
+                .iter()
+                .any(|l| l.contains("a watched process exited"))
+                .then_some(lines)
+        },
+    );
+    eprintln!(
+        "BENCH[{label}] kill->visible at 5 s interval, agent as uid {NOBODY} (SIGKILL beam.smp -> broker not OK; process watch by owner and name): {took:.2} s; first wake: {}",
+        woke[woke_before]
+    );
+    c.start_node(NODE).expect("start node 3");
+    collector.wait("broker OK after node 3 restarted", DEADLINE, all_ok);
 }

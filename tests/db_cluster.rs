@@ -16,7 +16,9 @@
 //! 2. SIGKILL the leader's Patroni: Degraded at once, then a new leader, then OK when the
 //!    member rejoins; its transitions are recorded in order;
 //!    Then (2b, sets A and B) three more kills with the agents at the default 5 s interval,
-//!    printing kill → db Degraded (the agent's process watch wakes it);
+//!    printing kill → db Degraded (the agent's process watch wakes it), and three SIGKILLs
+//!    of a replica's postmaster, printing kill → db not OK and checking that the agent's
+//!    held PostgreSQL session ended (its session watch woke it);
 //! 3. stop one replica: Degraded, naming it;
 //! 4. stop two members: Fail;
 //! 5. stop etcd: the reason says the DCS is unreachable; every member is read-only;
@@ -450,12 +452,81 @@ fn detection_at_default_interval(
             .collect::<Vec<_>>()
             .join(", ")
     );
+    postmaster_kill_at_default_interval(c, col, agents, long);
     for a in agents.iter_mut() {
         a.set_reporting_freq(1);
     }
     eprintln!(
-        "db_cluster[2b]: {KILLS} kills at the 5 s interval took {:.1}s of suite time",
+        "db_cluster[2b]: {KILLS} Patroni kills and {KILLS} postmaster kills at the 5 s interval took {:.1}s of suite time",
         start.elapsed().as_secs_f64()
+    );
+}
+
+/// SIGKILLs a replica's postmaster a few times with the agents at the default 5 s
+/// interval, timing kill → db not OK in the view (printed, never asserted); Patroni
+/// restarts it within its `loop_wait`. Before each kill the member's agent must hold its
+/// PostgreSQL session (agent/src/watch/session.rs); after it, the agent must log that
+/// session's end: the backends see the postmaster die and close it. The process watch on
+/// the postmaster fires too; which of the two woke the agent first is printed.
+fn postmaster_kill_at_default_interval(
+    c: &PatroniCluster,
+    col: &Collector,
+    agents: &[Agent],
+    long: Duration,
+) {
+    const KILLS: usize = 3;
+    let set = c.set().label();
+    let mut took = Vec::new();
+    let mut first_sources = Vec::new();
+    for _ in 0..KILLS {
+        let leader = c.leader().expect("a leader");
+        let r = (leader + 1) % c.members();
+        let a = &agents[r];
+        wait_until("the replica's agent has held a PostgreSQL session for 2 s (past the 1 s a session must live to wake it)", long, POLL, || {
+            Ok(a.session_held_for("postgres").is_some_and(|d| d > Duration::from_secs(2)))
+        })
+        .unwrap();
+        let woke_before = a.wake_lines("postgres").len();
+        let t0 = Instant::now();
+        c.kill_postgres(r).unwrap();
+        wait_until(
+            "db not OK after a replica's postmaster was killed (5 s interval)",
+            long,
+            Duration::from_millis(50),
+            || Ok(db_status(&col.fetch_view()?) != "OK"),
+        )
+        .unwrap();
+        took.push(t0.elapsed().as_secs_f64());
+        let woke = harness::poll::wait_for("the agent's session watch saw the kill", long, || {
+            let lines = a.wake_lines("postgres");
+            lines[woke_before.min(lines.len())..]
+                .iter()
+                .any(|l| l.contains("a watched session ended"))
+                .then_some(lines)
+        });
+        let first = &woke[woke_before];
+        first_sources.push(if first.contains("session ended") {
+            "session"
+        } else {
+            "process"
+        });
+        wait_view(
+            col,
+            "db OK after Patroni restarted PostgreSQL",
+            long,
+            healthy_view,
+        )
+        .unwrap();
+    }
+    took.sort_by(f64::total_cmp);
+    eprintln!(
+        "BENCH[{set}] kill->visible at 5 s interval (SIGKILL a replica's postmaster -> db not OK; woken by the session watch, first source each: {}): {:.2} s (median of {KILLS} kills; each: {})",
+        first_sources.join(", "),
+        percentile(&took, 0.5),
+        took.iter()
+            .map(|t| format!("{t:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 }
 

@@ -107,6 +107,13 @@ pub struct RawEvents {
     /// reads, and probe at once when one changes state. Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit_state: Option<bool>,
+    /// Hold one authenticated session per `postgres`/`pg_connect` probe and one AMQP
+    /// connection per `amqp`/`rabbitmq` probe, logged in as the probe logs in, and probe at
+    /// once when the server ends one. Default true: an authenticated idle session is not
+    /// closed by handshake timeouts, so it costs one idle session per server and no log
+    /// lines while it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_end: Option<bool>,
     /// Extra cycles allowed per reporting interval (a token bucket); 0 turns event-driven
     /// cycles off. Default [`DEFAULT_MAX_EXTRA_CYCLES`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,6 +131,7 @@ pub struct Events {
     pub process_exit: bool,
     pub connection_drop: bool,
     pub unit_state: bool,
+    pub session_end: bool,
     pub max_extra_cycles: u32,
 }
 
@@ -133,6 +141,7 @@ impl Default for Events {
             process_exit: true,
             connection_drop: false,
             unit_state: true,
+            session_end: true,
             max_extra_cycles: DEFAULT_MAX_EXTRA_CYCLES,
         }
     }
@@ -572,6 +581,7 @@ impl RawConfig {
             process_exit: raw_events.process_exit.unwrap_or(d.process_exit),
             connection_drop: raw_events.connection_drop.unwrap_or(d.connection_drop),
             unit_state: raw_events.unit_state.unwrap_or(d.unit_state),
+            session_end: raw_events.session_end.unwrap_or(d.session_end),
             max_extra_cycles: raw_events.max_extra_cycles.unwrap_or(d.max_extra_cycles),
         };
         if events.max_extra_cycles > MAX_EXTRA_CYCLES {
@@ -892,6 +902,21 @@ mod tests {
                 .any(|p| p.starts_with("events.max_extra_cycles: at most 20")),
             "{problems:?}"
         );
+        for bad in [
+            "session_end = \"yes\"",
+            "session_end = 1",
+            "session_end = []",
+            "session_ends = true",
+            "session_end = true\nsession_end = false",
+            "session_end =",
+        ] {
+            let e = RawConfig::parse(&format!("[events]\n{bad}\n"), origin)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("session_end"), "{bad:?}: {e}");
+        }
+        let raw = RawConfig::parse("[events]\nsession_end = false\n", origin).unwrap();
+        assert_eq!(raw.events.unwrap().session_end, Some(false));
         let raw = RawConfig::parse("[events]\nconnection_drop = true\n", origin).unwrap();
         let ev = raw.events.clone().unwrap();
         assert_eq!(ev.connection_drop, Some(true));
@@ -902,6 +927,7 @@ mod tests {
                 process_exit: true,
                 connection_drop: false,
                 unit_state: true,
+                session_end: true,
                 max_extra_cycles: DEFAULT_MAX_EXTRA_CYCLES
             }
         );

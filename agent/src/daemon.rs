@@ -142,6 +142,7 @@ struct Daemon {
     processes: Option<crate::watch::process::ProcessWatch>,
     connections: Option<crate::watch::connection::ConnectionWatch>,
     units: Option<crate::watch::systemd::UnitWatch>,
+    sessions: Option<crate::watch::session::SessionWatch>,
     budget: crate::watch::Budget,
 }
 
@@ -220,7 +221,8 @@ impl Daemon {
             warn_if_watchdog_too_short(cfg.reporting_freq);
         }
         self.probes = build_probes(&cfg);
-        (self.processes, self.connections, self.units) = event_sources(&cfg, &self.waker);
+        (self.processes, self.connections, self.units, self.sessions) =
+            event_sources(&cfg, &self.waker);
         self.budget = extra_cycle_budget(&cfg);
         self.ctx = Arc::new(ctx);
         self.managers.set_seeds(cfg.managers.clone());
@@ -289,9 +291,11 @@ fn event_sources(
     Option<crate::watch::process::ProcessWatch>,
     Option<crate::watch::connection::ConnectionWatch>,
     Option<crate::watch::systemd::UnitWatch>,
+    Option<crate::watch::session::SessionWatch>,
 ) {
     use crate::watch::{
-        connection::ConnectionWatch, listener, process::ProcessWatch, systemd::UnitWatch,
+        connection::ConnectionWatch, listener, process::ProcessWatch, session,
+        session::SessionWatch, systemd::UnitWatch,
     };
     let ev = cfg.events;
     let any = ev.max_extra_cycles > 0;
@@ -302,6 +306,10 @@ fn event_sources(
         (any && ev.unit_state)
             .then(|| UnitWatch::new(&cfg.probes, waker.clone()))
             .flatten(),
+        (any && ev.session_end)
+            .then(|| session::targets(&cfg.probes))
+            .filter(|t| !t.is_empty())
+            .map(|t| SessionWatch::new(t, waker.clone())),
     )
 }
 
@@ -342,11 +350,12 @@ pub async fn run_with_reload(
     let (stop, _) = watch::channel(false);
     let shared = Arc::new(Shared::default());
     let (waker, mut wake_rx) = crate::watch::channel(shared.metrics.clone());
-    let (processes, connections, units) = event_sources(&cfg, &waker);
+    let (processes, connections, units, sessions) = event_sources(&cfg, &waker);
     let mut d = Daemon {
         processes,
         connections,
         units,
+        sessions,
         budget: extra_cycle_budget(&cfg),
         waker,
         probes: build_probes(&cfg),
@@ -523,6 +532,9 @@ async fn run_one_cycle(d: &mut Daemon, cycle: u64, period: Duration, on_event: b
     if let Some(u) = &mut d.units {
         u.rearm();
     }
+    if let Some(s) = &mut d.sessions {
+        s.rearm();
+    }
     if on_event && !snap.changed {
         return;
     }
@@ -615,6 +627,7 @@ mod tests {
             processes: None,
             connections: None,
             units: None,
+            sessions: None,
             budget: extra_cycle_budget(&cfg),
             waker,
             cfg,

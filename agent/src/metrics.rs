@@ -45,6 +45,7 @@ pub struct AgentMetrics {
     cycles: Counter,
     node_status: Family<Labels, Gauge>,
     wakeups: Family<Labels, Counter>,
+    sessions: Family<Labels, Counter>,
 }
 
 impl Default for AgentMetrics {
@@ -59,6 +60,7 @@ impl Default for AgentMetrics {
             cycles: Counter::default(),
             node_status: Family::default(),
             wakeups: Family::default(),
+            sessions: Family::default(),
         }
     }
 }
@@ -127,6 +129,19 @@ impl AgentMetrics {
             .inc();
     }
 
+    /// What became of a session the session watch ([`crate::watch::session`]) opened or
+    /// tried to: `opened`, `connect_failed`, `short_lived` (ended within its first second:
+    /// no wake-up, backs off) or `ended` (a wake-up was asked for). `protocol` is
+    /// `postgresql` or `amqp`: both labels are from fixed sets.
+    pub fn session(&self, protocol: &'static str, outcome: &'static str) {
+        self.sessions
+            .get_or_create(&vec![
+                ("protocol", protocol.to_string()),
+                ("outcome", outcome.to_string()),
+            ])
+            .inc();
+    }
+
     /// `manager` left the list: its series go with it (keeps the label set bounded).
     pub fn forget_manager(&self, manager: &str) {
         // Family has no retain: collect the label sets to remove first.
@@ -184,6 +199,11 @@ impl AgentMetrics {
             "wakeups",
             "Wake-up requests from event sources, by source and by what became of them",
             self.wakeups.clone(),
+        );
+        reg.register(
+            "session_watch",
+            "Sessions held by the session watch, by protocol and by what became of them",
+            self.sessions.clone(),
         );
         let c: Counter = Counter::default();
         c.inc_by(dropped);

@@ -55,7 +55,8 @@ impl Config {
         errors
     }
 
-    fn target(&self) -> Target {
+    /// Where and as whom the round trip connects (also the agent's connection watch).
+    pub fn target(&self) -> Target {
         Target {
             host: self.host.clone(),
             port: self.port,

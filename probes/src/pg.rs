@@ -72,6 +72,40 @@ impl Connector {
     }
 }
 
+/// A session held open by the agent's session watch: the future ends when the server
+/// ends the session (killed, restarted, the backend terminated), with why.
+pub type Held = std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>>;
+
+impl Connector {
+    /// Logs in and returns the session's connection future without spawning it. Nothing is
+    /// ever sent on it: the server keeps an idle authenticated session (no
+    /// `authentication_timeout`), and `idle_session_timeout`, when set, ends it like any
+    /// other close.
+    pub async fn hold(&self) -> Result<Held, ConnectError> {
+        match &self.tls {
+            None => hold_session(&self.config, tokio_postgres::NoTls).await,
+            Some(Ok(tls)) => hold_session(&self.config, tls.clone()).await,
+            Some(Err(e)) => Err(ConnectError::TlsSetup(e.clone())),
+        }
+    }
+}
+
+async fn hold_session<T>(config: &tokio_postgres::Config, tls: T) -> Result<Held, ConnectError>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = config.connect(tls).await.map_err(ConnectError::Postgres)?;
+    Ok(Box::pin(async move {
+        // The client must outlive the connection: dropping it closes the session.
+        let _client = client;
+        match connection.await {
+            Ok(()) => "the server closed the session".to_string(),
+            Err(e) => sr_tls::client::error_chain(&e),
+        }
+    }))
+}
+
 async fn spawn_session<T>(
     config: &tokio_postgres::Config,
     tls: T,

@@ -65,6 +65,20 @@ impl Config {
         errors
     }
 
+    /// How the probe logs in; the agent's session watch logs in the same way.
+    pub fn login(&self) -> Login<'_> {
+        Login {
+            host: &self.host,
+            port: self.port,
+            user: &self.user,
+            password: self.password.as_ref(),
+            dbname: &self.dbname,
+            application_name: "status-reporter manager check",
+            connect_timeout: Duration::from_millis(self.timeout_ms),
+            ca_file: self.ca_file.as_deref(),
+        }
+    }
+
     fn endpoint(&self) -> String {
         format!("{}:{}/{}", self.host, self.port, self.dbname)
     }
@@ -88,16 +102,7 @@ impl TypedProbe for PgConnect {
     type Raw = Raw;
 
     fn new(cfg: &Config) -> Self {
-        let connector = Connector::new(&Login {
-            host: &cfg.host,
-            port: cfg.port,
-            user: &cfg.user,
-            password: cfg.password.as_ref(),
-            dbname: &cfg.dbname,
-            application_name: "status-reporter manager check",
-            connect_timeout: Duration::from_millis(cfg.timeout_ms),
-            ca_file: cfg.ca_file.as_deref(),
-        });
+        let connector = Connector::new(&cfg.login());
         PgConnect { connector }
     }
 

@@ -69,6 +69,21 @@ fn default_max_replay_gap() -> u64 {
 }
 
 impl Config {
+    /// How the probe logs in; the agent's session watch (agent/src/watch/session.rs) logs
+    /// in the same way, under its own `application_name`.
+    pub fn login(&self) -> Login<'_> {
+        Login {
+            host: &self.host,
+            port: self.port,
+            user: &self.user,
+            password: self.password.as_ref(),
+            dbname: &self.dbname,
+            application_name: "status-reporter",
+            connect_timeout: Duration::from_millis(self.timeout_ms),
+            ca_file: self.ca_file.as_deref(),
+        }
+    }
+
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
         if self.host.trim().is_empty() {
@@ -165,16 +180,7 @@ impl TypedProbe for Postgres {
     type Raw = Raw;
 
     fn new(cfg: &Config) -> Self {
-        let connector = Connector::new(&Login {
-            host: &cfg.host,
-            port: cfg.port,
-            user: &cfg.user,
-            password: cfg.password.as_ref(),
-            dbname: &cfg.dbname,
-            application_name: "status-reporter",
-            connect_timeout: Duration::from_millis(cfg.timeout_ms),
-            ca_file: cfg.ca_file.as_deref(),
-        });
+        let connector = Connector::new(&cfg.login());
         Postgres {
             connector,
             conn: tokio::sync::Mutex::new(None),

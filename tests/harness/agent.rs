@@ -226,6 +226,50 @@ impl Agent {
         self.child = Some(cmd.spawn().unwrap());
     }
 
+    /// Starts `run` as `uid`:`gid`, without privilege over other users' processes (the
+    /// packaged agent's situation: its own user, no capabilities). Hands it its directory
+    /// and opens the way to `readable` (the collector's CA): search permission on their
+    /// parent directories, read on the files.
+    pub fn start_as(&mut self, uid: u32, gid: u32, readable: &[&Path]) {
+        use std::os::unix::fs::PermissionsExt;
+        fn chown_tree(p: &Path, uid: u32, gid: u32) {
+            std::os::unix::fs::lchown(p, Some(uid), Some(gid)).unwrap();
+            if p.is_dir() {
+                for e in std::fs::read_dir(p).unwrap().flatten() {
+                    chown_tree(&e.path(), uid, gid);
+                }
+            }
+        }
+        chown_tree(&self.dir, uid, gid);
+        let open = |p: &Path, bits: u32| {
+            let mode = std::fs::metadata(p).unwrap().permissions().mode();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode | bits)).unwrap();
+        };
+        for f in readable.iter().copied().chain([self.dir.as_path()]) {
+            if f.is_file() {
+                open(f, 0o004);
+            }
+            for dir in f.ancestors().skip(1) {
+                open(dir, 0o001);
+            }
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = Command::new(BIN);
+        std::os::unix::process::CommandExt::uid(&mut cmd, uid);
+        std::os::unix::process::CommandExt::gid(&mut cmd, gid);
+        cmd.args(["run", "--config", self.cfg.to_str().unwrap()])
+            .env("STATUS_REPORTER_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.child = Some(cmd.spawn().unwrap());
+    }
+
     /// SIGKILL, and reap it.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -263,6 +307,13 @@ impl Agent {
         self.edit_and_reload(|raw| raw.reporting_freq = Some(freq));
     }
 
+    /// Rewrites `reporting_freq` in the config of a stopped agent.
+    pub fn set_reporting_freq_offline(&mut self, freq: u32) {
+        let mut raw = RawConfig::read(&self.cfg).unwrap();
+        raw.reporting_freq = Some(freq);
+        std::fs::write(&self.cfg, raw.to_toml()).unwrap();
+    }
+
     /// Edits the config file and sends SIGHUP, as an operator reloads.
     fn edit_and_reload(&mut self, edit: impl FnOnce(&mut RawConfig)) {
         let mut raw = RawConfig::read(&self.cfg).unwrap();
@@ -287,6 +338,49 @@ impl Agent {
 
     pub fn log_tail(&self) -> String {
         super::tail(&self.log, 20)
+    }
+
+    /// How long the agent's session watch (agent/src/watch/session.rs) has held its session
+    /// for `probe`, by its log: `None` unless the last of its "holding" and "ended" lines is
+    /// a "holding". (A session that ends within its first second wakes nothing, by design:
+    /// a scenario that means to end one waits until it is older.)
+    pub fn session_held_for(&self, probe: &str) -> Option<std::time::Duration> {
+        let tag = format!("probe={probe} ");
+        let log = self.log();
+        let last = log.lines().rev().filter(|l| l.contains(&tag)).find(|l| {
+            l.contains("holding a watched session") || l.contains("a watched session ended")
+        })?;
+        if !last.contains("holding a watched session") {
+            return None;
+        }
+        // `2026-11-29T17:13:04.982150Z  INFO ...`: UTC time of day against the clock's.
+        let tod = |hms: &str| -> Option<f64> {
+            let mut it = hms.split(':');
+            let h: f64 = it.next()?.parse().ok()?;
+            let m: f64 = it.next()?.parse().ok()?;
+            let s: f64 = it.next()?.parse().ok()?;
+            Some(h * 3600.0 + m * 60.0 + s)
+        };
+        let at = tod(last.get(11..26)?)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            % 86_400.0;
+        Some(std::time::Duration::from_secs_f64(
+            (now - at).rem_euclid(86_400.0),
+        ))
+    }
+
+    /// The log lines of the agent's event sources that woke it for `probe` (a session that
+    /// ended, a process that exited, a connection that dropped), in order.
+    pub fn wake_lines(&self, probe: &str) -> Vec<String> {
+        let tag = format!("probe={probe} ");
+        self.log()
+            .lines()
+            .filter(|l| l.contains(&tag) && l.contains("probing now"))
+            .map(str::to_string)
+            .collect()
     }
 }
 

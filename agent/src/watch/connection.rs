@@ -98,7 +98,7 @@ impl ConnectionWatch {
 }
 
 /// The output of a task whose `is_finished` is true: one poll returns it.
-fn finished_output(t: JoinHandle<Ended>) -> Option<Result<Ended, tokio::task::JoinError>> {
+pub(super) fn finished_output<T>(t: JoinHandle<T>) -> Option<Result<T, tokio::task::JoinError>> {
     use std::future::Future;
     let mut t = std::pin::pin!(t);
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());

@@ -3,7 +3,8 @@
 //!
 //! A failure used to show only at the next tick: at the default 5 s interval, a median
 //! 2.5 s after it happened. An event source notices something cheap (a watched process
-//! exiting, [`process`]; an idle connection dropping, [`connection`]; systemd announcing
+//! exiting, [`process`]; an idle connection dropping, [`connection`]; an authenticated
+//! PostgreSQL session or AMQP connection ending, [`session`]; systemd announcing
 //! a probed unit's state change, [`systemd`]) and sends a [`Wake`]; the daemon runs one whole cycle at once
 //! and pushes it only if a status changed. Ticks keep their grid.
 //!
@@ -19,6 +20,7 @@
 pub mod connection;
 pub mod listener;
 pub mod process;
+pub mod session;
 pub mod systemd;
 
 use crate::metrics::AgentMetrics;
@@ -38,6 +40,8 @@ pub enum Source {
     ConnectionDropped,
     /// systemd announced a state change of a unit a `services` probe reads ([`systemd`]).
     UnitState,
+    /// A held PostgreSQL session or AMQP connection was ended by the server ([`session`]).
+    SessionEnded,
 }
 
 impl Source {
@@ -46,6 +50,7 @@ impl Source {
             Source::ProcessExit => "process_exit",
             Source::ConnectionDropped => "connection_dropped",
             Source::UnitState => "unit_state",
+            Source::SessionEnded => "session_ended",
         }
     }
 }
@@ -72,6 +77,11 @@ pub fn channel(metrics: AgentMetrics) -> (Waker, mpsc::Receiver<Wake>) {
 }
 
 impl Waker {
+    /// The agent's metrics, for the sources' own counters.
+    pub fn metrics(&self) -> &AgentMetrics {
+        &self.metrics
+    }
+
     /// Asks for a cycle now. Never waits: with the queue full a cycle is pending already.
     pub fn wake(&self, wake: Wake) {
         let source = wake.source;

@@ -134,17 +134,9 @@ pub(crate) fn default_vhost() -> String {
     "/".into()
 }
 
-/// Runs one bounded round trip. Never panics, never returns `Err`.
-pub async fn round_trip(t: &Target) -> Outcome {
-    let deadline = Instant::now() + t.timeout;
-    let mut out = Outcome {
-        failed_step: None,
-        error: None,
-        blocked: false,
-        connect_ms: None,
-        round_trip_ms: None,
-        closed_cleanly: false,
-    };
+/// Connects (TCP, SASL PLAIN, `connection.open` of the vhost) with the heartbeat every
+/// client of this module negotiates: 10 s, so a half-dead connection is noticed and dropped.
+async fn connect(t: &Target, name: &str) -> Result<Connection, lapin::Error> {
     let uri = AMQPUri {
         scheme: AMQPScheme::AMQP,
         authority: AMQPAuthority {
@@ -157,15 +149,73 @@ pub async fn round_trip(t: &Target) -> Outcome {
         },
         vhost: t.vhost.clone(),
         query: AMQPQueryString {
-            // Short heartbeats so a half-dead probe connection is noticed and dropped.
-            heartbeat: Some(10),
+            heartbeat: Some(HEARTBEAT_SECS),
             ..Default::default()
         },
     };
-    let props =
-        ConnectionProperties::default().with_connection_name("status-reporter probe".into());
+    let props = ConnectionProperties::default().with_connection_name(name.into());
+    Connection::connect_uri(uri, props).await
+}
+
+/// The heartbeat asked for (the broker may lower it).
+pub const HEARTBEAT_SECS: u16 = 10;
+
+/// An open connection held by the agent's connection watch; see [`hold`].
+pub type Held = std::pin::Pin<Box<dyn Future<Output = String> + Send>>;
+
+/// How often a held connection's state is also read, in case it ended without an event.
+pub const STATE_CHECK: Duration = Duration::from_secs(10);
+
+/// Opens a connection as the round trip does (within `t.timeout`) and returns a future
+/// that ends, with why, when the connection ends: lapin's error event comes at once for a
+/// failed socket (a killed broker, `stop_app`: `Connection reset by peer`), for a broker's
+/// `connection.close` (`close_connection`: `CONNECTION_FORCED`) and for lost heartbeats.
+/// The connection's state is also read every [`STATE_CHECK`], so that an end lapin
+/// reported no event for cannot leave the watch holding a dead connection for ever. It
+/// opens no channel and sends nothing but heartbeats.
+pub async fn hold(t: &Target) -> Result<Held, String> {
+    use futures_core::Stream;
+    let deadline = Instant::now() + t.timeout;
+    let conn = bounded(deadline, connect(t, "status-reporter watch")).await?;
+    let mut events = Box::pin(conn.events_listener());
+    Ok(Box::pin(async move {
+        let mut check = tokio::time::interval(STATE_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ev = std::future::poll_fn(|cx| events.as_mut().poll_next(cx)) => match ev {
+                    Some(lapin::Event::Error(e)) => return e.to_string(),
+                    Some(_) => continue,
+                    None => return "the connection's event stream ended".to_string(),
+                },
+                _ = check.tick() => {
+                    let s = conn.status();
+                    if !s.connected() {
+                        return if s.errored() {
+                            "the connection failed".to_string()
+                        } else {
+                            "the broker closed the connection".to_string()
+                        };
+                    }
+                }
+            }
+        }
+    }))
+}
+
+/// Runs one bounded round trip. Never panics, never returns `Err`.
+pub async fn round_trip(t: &Target) -> Outcome {
+    let deadline = Instant::now() + t.timeout;
+    let mut out = Outcome {
+        failed_step: None,
+        error: None,
+        blocked: false,
+        connect_ms: None,
+        round_trip_ms: None,
+        closed_cleanly: false,
+    };
     let start = Instant::now();
-    let conn = match bounded(deadline, Connection::connect_uri(uri, props)).await {
+    let conn = match bounded(deadline, connect(t, "status-reporter probe")).await {
         Ok(c) => c,
         Err(e) => {
             out.failed_step = Some(Step::Connect);
