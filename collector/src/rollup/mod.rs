@@ -43,6 +43,7 @@ use sr_protocol::view::{ClusterStatus, NodeView, ServiceTypeView};
 use sr_protocol::{NodeStatus, NodeType, Reason};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Tunables of the roll-up. The collector builds it from its config (`Config::rollup_policy`).
 #[derive(Debug, Clone, PartialEq)]
@@ -95,8 +96,10 @@ pub struct NodeInput {
     /// Why `status` is not OK (each with `node` set), plus flags such as `clock_skew`.
     pub reasons: Vec<Reason>,
     /// Structured facts of the last valid report (stale facts included: rules decide):
-    /// the extension's, else those its legacy entries give.
-    pub facts: Option<Facts>,
+    /// the extension's, else those its legacy entries give. Behind an `Arc`: the facts of
+    /// every service make `Facts` kilobytes inline, and each view moves, sorts and copies
+    /// every node's input (issue 17).
+    pub facts: Option<Arc<Facts>>,
     /// `Some` when `facts` were read from a legacy body: what that body says that the
     /// facts have no slot for.
     pub legacy: Option<legacy::LegacyDetail>,
@@ -159,10 +162,13 @@ impl NodeInput {
                 let ext = body.extension.as_ref();
                 input.reported_status = Some(body.node_status());
                 match ext {
-                    Some(e) => input.facts = Some(e.facts.clone()).filter(|f| !f.is_empty()),
+                    // Checked before the copy: most nodes carry no facts.
+                    Some(e) => {
+                        input.facts = (!e.facts.is_empty()).then(|| Arc::new(e.facts.clone()))
+                    }
                     None => {
                         if let Some((facts, detail)) = legacy::facts(rec.node_type, &body.report) {
-                            input.facts = Some(facts);
+                            input.facts = Some(Arc::new(facts));
                             input.legacy = Some(detail);
                         }
                     }
