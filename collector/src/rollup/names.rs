@@ -164,6 +164,48 @@ mod tests {
         assert_ne!(skeleton("db1"), skeleton("db2"));
     }
 
+    /// The fold as it was before the ASCII fast path (issue 17), char by char.
+    fn skeleton_by_chars(name: &str) -> String {
+        name.chars()
+            .filter(|c| !sr_protocol::model::is_hidden_char(*c))
+            .flat_map(char::to_lowercase)
+            .map(|c| match c {
+                'а' | 'α' => 'a',
+                'е' | 'ε' => 'e',
+                'о' | 'ο' | '0' => 'o',
+                'р' | 'ρ' => 'p',
+                'с' => 'c',
+                'х' | 'χ' => 'x',
+                'у' => 'y',
+                'і' | 'ι' | '1' | 'l' | '|' => 'i',
+                'ѕ' => 's',
+                'ԁ' => 'd',
+                'ν' => 'v',
+                other => other,
+            })
+            .collect()
+    }
+
+    /// The ASCII fast path folds every ASCII character as the char-by-char fold does, and
+    /// names with other characters still go the long way.
+    #[test]
+    fn skeleton_fast_path_folds_as_the_char_path() {
+        let every_ascii: String = (0u8..128).map(char::from).collect();
+        for name in [
+            every_ascii.as_str(),
+            "node17",
+            "DB-01|L",
+            "db1\u{7f}x\t",
+            "dbа1",
+            "Kelvin\u{212A}0",
+            "İl1",
+            "db1\u{200B}",
+            "",
+        ] {
+            assert_eq!(skeleton(name), skeleton_by_chars(name), "{name:?}");
+        }
+    }
+
     /// The attack of issue 12: a third node names itself like the real node's
     /// disambiguated key. Every node keeps a row of its own.
     #[test]
