@@ -829,7 +829,7 @@ mod tests {
             role: None,
             version: None,
             private_ip: None,
-            services: Default::default(),
+            latest: None,
             last_seen_ms: Some(1_795_360_000_000),
             skew_ms: Some(0),
             flapping: false,

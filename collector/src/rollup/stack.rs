@@ -256,7 +256,7 @@ pub(crate) fn test_member(name: &str, facts: sr_protocol::report::Facts) -> Node
         role: None,
         version: None,
         private_ip: None,
-        services: serde_json::Map::new(),
+        latest: None,
         last_seen_ms: Some(0),
         skew_ms: Some(0),
         flapping: false,
