@@ -48,13 +48,6 @@ fn median_ms(mut f: impl FnMut()) -> f64 {
 }
 
 pub fn run(n: usize) {
-    if std::env::var_os("VIEW_MALLOPT").is_some() {
-        // SAFETY: mallopt only changes the allocator's thresholds.
-        unsafe {
-            libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
-        }
-    }
     let now = 1_800_000_000_000;
     let records = records(n, now);
     let policy = Policy::default();
