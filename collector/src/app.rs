@@ -79,13 +79,14 @@ impl App {
     /// The cluster-status view now, with the clock reading it was judged at.
     pub fn view_at(&self) -> (i64, ClusterStatus) {
         let now = crate::clock::now_ms();
-        let mut inputs: Vec<NodeInput> = self
-            .mem
-            .records()
+        let mut records = self.mem.records();
+        // The rules take each type's nodes as one slice. Sorted as records, not as judged
+        // inputs: a record is a fraction of an input's size to move (issue 17).
+        records.sort_by_key(|r| r.node_type);
+        let mut inputs: Vec<NodeInput> = records
             .iter()
             .map(|r| NodeInput::from_record(r, now, &self.policy))
             .collect();
-        inputs.sort_by_key(|n| n.node_type);
         // Maintenance windows (a small table; an unreadable store shows none).
         let windows = self
             .history

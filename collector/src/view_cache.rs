@@ -71,6 +71,9 @@ impl ViewCache {
     pub async fn get(&self, app: &Arc<App>, gzip: bool) -> Option<Arc<CachedView>> {
         let mut slot = self.slot.lock().await;
         let changes = app.mem.change_count();
+        // The last view's size: the next one is encoded into a buffer that large, so its
+        // megabytes are not copied through every doubling of a growing one.
+        let size_hint = slot.as_ref().map_or(0, |v| v.json.len());
         let fresh = slot
             .as_ref()
             .filter(|v| v.changes == changes)
@@ -80,9 +83,11 @@ impl ViewCache {
             Some(v) => v,
             None => {
                 let app = app.clone();
-                let v = tokio::task::spawn_blocking(move || Arc::new(compute(&app, changes)))
-                    .await
-                    .ok()?;
+                let v = tokio::task::spawn_blocking(move || {
+                    Arc::new(compute(&app, changes, size_hint))
+                })
+                .await
+                .ok()?;
                 *slot = Some(v.clone());
                 v
             }
@@ -97,9 +102,12 @@ impl ViewCache {
     }
 }
 
-fn compute(app: &App, changes: u64) -> CachedView {
+fn compute(app: &App, changes: u64, size_hint: usize) -> CachedView {
     let (at_ms, view) = app.view_at();
-    let json = serde_json::to_vec(&view).unwrap_or_default();
+    let mut json = Vec::with_capacity(size_hint + size_hint / 8);
+    if serde_json::to_writer(&mut json, &view).is_err() {
+        json.clear();
+    }
     CachedView {
         changes,
         at_ms,

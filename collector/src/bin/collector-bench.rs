@@ -53,6 +53,10 @@ mod launch;
 #[path = "bench/count.rs"]
 mod count;
 
+// `--view-stages`: the cost of one view, stage by stage, in process.
+#[path = "bench/view.rs"]
+mod view;
+
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -79,6 +83,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if args.iter().any(|a| a == "--count") {
         return count::run(arg("--nodes", 2_000), arg("--conns", 4));
+    }
+    if args.iter().any(|a| a == "--view-stages") {
+        view::run(arg("--nodes", 10_000));
+        return Ok(());
     }
     if args.iter().any(|a| a == "--tier2") {
         let dir = std::env::temp_dir().join(format!("collector-bench-{}", std::process::id()));
@@ -304,6 +312,19 @@ fn cpu_secs(pid: &str) -> f64 {
     (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
 }
 
+/// CPU time of every thread of a process so far, in ns (`/proc/<pid>/task/*/schedstat`:
+/// nanosecond resolution, where `stat`'s ticks are 10 ms).
+fn cpu_ns(pid: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// Sends every prepared request once over `conns` keep-alive HTTP/1.1 TLS connections.
 async fn run_load(
     server_pid: u32,
@@ -490,7 +511,17 @@ fn drive(
         .enable_all()
         .build()?;
 
-    let collector = Child::spawn("--serve-collector", dir)?;
+    // `--server-bin PATH`: the collector under test is that build's (an earlier one, to
+    // compare with in one run); this binary still drives it.
+    let args: Vec<String> = std::env::args().collect();
+    let collector = match args.iter().position(|a| a == "--server-bin") {
+        Some(i) => Child::spawn_with(
+            std::process::Command::new(args.get(i + 1).ok_or("--server-bin takes a path")?),
+            "--serve-collector",
+            dir,
+        )?,
+        None => Child::spawn("--serve-collector", dir)?,
+    };
     let mut steady = Vec::new();
     let first = rt.block_on(run_load(
         collector.server.pid(),
@@ -539,6 +570,28 @@ fn drive(
         let (ms, bytes) = get(&[("accept-encoding", "gzip")])?;
         (gzip_ms, gzip_bytes) = (gzip_ms.min(ms), bytes);
     }
+    // The first GET after one report (issue 17): one node reports (a change counted), then
+    // the view is fetched at once, so it is computed for that GET; 5 times, the median.
+    let (mut after_one, mut after_one_cpu) = (Vec::new(), Vec::new());
+    let server_pid = collector.server.pid().to_string();
+    for r in 1..=5u64 {
+        let one = Arc::new(prepare(&keys[..1], rounds as u64 + r));
+        let s = rt.block_on(run_load(
+            collector.server.pid(),
+            collector.addr,
+            &ca,
+            &tokens,
+            one,
+            1,
+        ));
+        assert_eq!(s.errors, 0, "the one report was refused");
+        let cpu0 = cpu_ns(&server_pid);
+        after_one.push(get(&[])?.0);
+        after_one_cpu.push((cpu_ns(&server_pid) - cpu0) as f64 / 1e6);
+    }
+    let after_one_ms = median(after_one);
+    let after_one_cpu_ms = median(after_one_cpu);
+    let (rss_after, hwm_after) = collector.rss_mib();
     // `--idle-secs N`: the collector's CPU while it holds every node and receives nothing,
     // which is what the shared store's sync task and the write-behind's reloads cost alone.
     let idle_secs = arg("--idle-secs", 0);
@@ -558,7 +611,8 @@ fn drive(
             tokens: &tokens,
             keys: &keys,
             conns,
-            next_round: rounds as u64 + 1,
+            // Node 0 sent rounds + 1 ..= rounds + 5 above.
+            next_round: rounds as u64 + 6,
         };
         o.figures(best)
     });
@@ -619,6 +673,7 @@ fn drive(
     );
     println!("| GET /cluster-status, {nodes} nodes, end to end, cold (view computed for it) | {cold_ms:.1} ms ({:.1} MB JSON) |", view_bytes as f64 / 1e6);
     println!("| GET /cluster-status, {nodes} nodes, end to end, back to back (best of 3) | {get_ms:.1} ms |");
+    println!("| GET /cluster-status, {nodes} nodes, end to end, first GET after one report (median of 5) | {after_one_ms:.1} ms, collector CPU {after_one_cpu_ms:.1} ms (RSS then {rss_after:.1} MiB, peak {hwm_after:.1}) |");
     println!(
         "| the same with Accept-Encoding: gzip (best of 3) | {gzip_ms:.1} ms ({:.2} MB gzip) |",
         gzip_bytes as f64 / 1e6

@@ -818,15 +818,18 @@ mod tests {
             reported_status: Some(status),
             fresh,
             reasons,
-            facts: Some(Facts {
-                db: Some(db),
-                ..Facts::default()
-            }),
+            facts: Some(
+                Facts {
+                    db: Some(db),
+                    ..Facts::default()
+                }
+                .into(),
+            ),
             legacy: None,
             role: None,
             version: None,
             private_ip: None,
-            services: Default::default(),
+            latest: None,
             last_seen_ms: Some(1_795_360_000_000),
             skew_ms: Some(0),
             flapping: false,
@@ -1138,7 +1141,11 @@ mod tests {
         // cannot carry lag, but the leader's measure of it is enough.
         let mut nodes = healthy("pg1");
         nodes[2] = legacy_node(2, "replica", &[]);
-        nodes[2].facts.as_mut().unwrap().db.as_mut().unwrap().member = Some("pg3".into());
+        std::sync::Arc::make_mut(nodes[2].facts.as_mut().unwrap())
+            .db
+            .as_mut()
+            .unwrap()
+            .member = Some("pg3".into());
         assert_eq!(run(&nodes), (NodeStatus::Ok, vec![]));
         // With no measure anywhere (neither the leader's nor a view's), lag is unknown.
         for (i, n) in nodes.iter_mut().enumerate().take(2) {

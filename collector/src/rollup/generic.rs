@@ -38,7 +38,13 @@ pub fn rollup(nodes: &[NodeInput], policy: &Policy) -> (NodeStatus, Vec<Reason>)
     let members = Membership::of(nodes, policy);
     let n = members.size;
     let healthy = Membership::healthy(nodes.iter().map(|x| (x, x.status != NodeStatus::Fail)));
-    let all_ok = Membership::healthy(nodes.iter().map(|x| (x, x.status == NodeStatus::Ok)));
+    // Every node OK (the usual case) makes every group of reporters OK: the same count,
+    // without folding each name again (issue 17).
+    let all_ok = if nodes.iter().all(|x| x.status == NodeStatus::Ok) {
+        healthy
+    } else {
+        Membership::healthy(nodes.iter().map(|x| (x, x.status == NodeStatus::Ok)))
+    };
     if let Some(exceeded) = members.exceeded(node_type) {
         let mut reasons = vec![exceeded];
         reasons.extend(

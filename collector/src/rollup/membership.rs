@@ -36,7 +36,7 @@ use sr_protocol::facts::DbFacts;
 use sr_protocol::reasons as codes;
 use sr_protocol::{NodeStatus, NodeType, Reason};
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// A `/cluster` view older than this is not membership evidence (nor, in the db rule,
 /// evidence of who leads or runs).
@@ -190,10 +190,10 @@ pub struct Membership {
 
 /// The key reporters are counted by: the member name, else the skeleton of the display
 /// name (so confusable names count once).
-fn count_key(n: &NodeInput) -> String {
+fn count_key(n: &NodeInput) -> Cow<'_, str> {
     match member_name(n) {
-        Some(m) => m.to_string(),
-        None => skeleton(&n.name),
+        Some(m) => Cow::Borrowed(m),
+        None => Cow::Owned(skeleton(&n.name)),
     }
 }
 
@@ -211,7 +211,8 @@ impl Membership {
         // A reporter without a member name (a broker whose RabbitMQ is down and names
         // nobody) is one member, but not one more than the view that lists it under its
         // RabbitMQ name: it raises the count only when there are more reporters than names.
-        let reporters: BTreeSet<String> = counted.iter().map(|n| count_key(n)).collect();
+        // Hashed: only the count matters (and this runs per type per view, issue 17).
+        let reporters: HashSet<Cow<str>> = counted.iter().map(|n| count_key(n)).collect();
         let seen = named.len().max(reporters.len());
         let expected = nodes
             .first()
@@ -226,7 +227,7 @@ impl Membership {
     /// Healthy members among `(reporter, healthy)`: counted reporters grouped by member
     /// name, a group healthy only when every reporter in it is.
     pub fn healthy<'n>(judged: impl IntoIterator<Item = (&'n NodeInput, bool)>) -> usize {
-        let mut groups: BTreeMap<String, bool> = BTreeMap::new();
+        let mut groups: HashMap<Cow<str>, bool> = HashMap::new();
         for (n, up) in judged.into_iter().filter(|(n, _)| !n.unvouched) {
             let ok = groups.entry(count_key(n)).or_insert(true);
             *ok = *ok && up;

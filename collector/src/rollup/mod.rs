@@ -43,6 +43,7 @@ use sr_protocol::view::{ClusterStatus, NodeView, ServiceTypeView};
 use sr_protocol::{NodeStatus, NodeType, Reason};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Tunables of the roll-up. The collector builds it from its config (`Config::rollup_policy`).
 #[derive(Debug, Clone, PartialEq)]
@@ -95,8 +96,10 @@ pub struct NodeInput {
     /// Why `status` is not OK (each with `node` set), plus flags such as `clock_skew`.
     pub reasons: Vec<Reason>,
     /// Structured facts of the last valid report (stale facts included: rules decide):
-    /// the extension's, else those its legacy entries give.
-    pub facts: Option<Facts>,
+    /// the extension's, else those its legacy entries give. Behind an `Arc`: the facts of
+    /// every service make `Facts` kilobytes inline, and each view moves, sorts and copies
+    /// every node's input (issue 17).
+    pub facts: Option<Arc<Facts>>,
     /// `Some` when `facts` were read from a legacy body: what that body says that the
     /// facts have no slot for.
     pub legacy: Option<legacy::LegacyDetail>,
@@ -104,8 +107,10 @@ pub struct NodeInput {
     pub role: Option<String>,
     pub version: Option<String>,
     pub private_ip: Option<String>,
-    /// The last report's legacy `report.services`, or `{}`.
-    pub services: serde_json::Map<String, serde_json::Value>,
+    /// The last valid report, for what the view shows of it as it is (its legacy
+    /// `report.services`): read when the node's rows are made, not per judgement, since
+    /// the rules never look at it (issue 17).
+    pub latest: Option<Arc<LatestReport>>,
     pub last_seen_ms: Option<i64>,
     pub skew_ms: Option<i64>,
     pub flapping: bool,
@@ -137,7 +142,7 @@ impl NodeInput {
             role: None,
             version: None,
             private_ip: rec.private_ip.clone(),
-            services: serde_json::Map::new(),
+            latest: None,
             last_seen_ms: None,
             skew_ms: None,
             flapping: false,
@@ -159,10 +164,13 @@ impl NodeInput {
                 let ext = body.extension.as_ref();
                 input.reported_status = Some(body.node_status());
                 match ext {
-                    Some(e) => input.facts = Some(e.facts.clone()).filter(|f| !f.is_empty()),
+                    // Checked before the copy: most nodes carry no facts.
+                    Some(e) => {
+                        input.facts = (!e.facts.is_empty()).then(|| Arc::new(e.facts.clone()))
+                    }
                     None => {
                         if let Some((facts, detail)) = legacy::facts(rec.node_type, &body.report) {
-                            input.facts = Some(facts);
+                            input.facts = Some(Arc::new(facts));
                             input.legacy = Some(detail);
                         }
                     }
@@ -176,11 +184,7 @@ impl NodeInput {
                 if input.private_ip.is_none() {
                     input.private_ip = ext.and_then(|e| e.private_ip.clone());
                 }
-                if let Ok(serde_json::Value::Object(m)) =
-                    serde_json::to_value(&body.report.services)
-                {
-                    input.services = m;
-                }
+                input.latest = Some(latest.clone());
                 input.last_seen_ms = Some(latest.received_ms);
                 input.skew_ms = Some(latest.skew_ms);
                 input.signed = latest.signed;
@@ -277,6 +281,18 @@ impl NodeInput {
         input
     }
 
+    /// The last report's legacy `report.services` as the view shows them, or `{}`.
+    pub fn services(&self) -> serde_json::Map<String, serde_json::Value> {
+        match self
+            .latest
+            .as_ref()
+            .map(|l| serde_json::to_value(&l.body.report.services))
+        {
+            Some(Ok(serde_json::Value::Object(m))) => m,
+            _ => serde_json::Map::new(),
+        }
+    }
+
     pub(crate) fn view(&self, key: &names::RowKey) -> NodeView {
         let mut reasons = self.reasons.clone();
         if key.duplicate {
@@ -295,7 +311,7 @@ impl NodeInput {
             version: self.version.clone(),
             public_ip: None,
             private_ip: self.private_ip.clone(),
-            services: self.services.clone(),
+            services: self.services(),
             reasons,
             role: self.role.clone(),
             last_seen: self.last_seen_ms.and_then(rfc3339_ms),
@@ -421,11 +437,14 @@ fn type_rollup(t: NodeType, nodes: &[NodeInput], policy: &Policy) -> (NodeStatus
 /// Node views keyed by name, one row per node ([`names::row_keys`]): a name that two
 /// nodes share, or that looks like another's, is disambiguated with the node id.
 fn node_views(nodes: &[NodeInput]) -> BTreeMap<String, NodeView> {
-    let keys = names::row_keys(nodes);
-    nodes
-        .iter()
-        .zip(keys)
-        .map(|(n, key)| {
+    let mut rows: Vec<(names::RowKey, &NodeInput)> =
+        names::row_keys(nodes).into_iter().zip(nodes).collect();
+    // In key order before the views are made: collecting into the map sorts its entries,
+    // and a sorted run is taken as it is instead of moving every view (a few hundred bytes
+    // each) through a merge sort (issue 17). Keys are unique.
+    rows.sort_unstable_by(|a, b| a.0.key.cmp(&b.0.key));
+    rows.into_iter()
+        .map(|(key, n)| {
             let view = n.view(&key);
             (key.key, view)
         })

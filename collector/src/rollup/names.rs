@@ -12,7 +12,7 @@
 
 use super::NodeInput;
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{HashMap, HashSet};
 
 /// How many characters of the node id disambiguate a shared name.
 const SHORT_ID: usize = 8;
@@ -21,24 +21,44 @@ const SHORT_ID: usize = 8;
 /// look-alikes folded (Cyrillic and Greek letters that render as Latin ones, `0`/`o`,
 /// `1`/`l`/`i`). Two names with the same skeleton are confusable.
 pub fn skeleton(name: &str) -> String {
+    // Names are mostly ASCII (`node17`, `db-2`): map their bytes directly. The view folds
+    // every reporter's name several times per computation at 10,000 nodes (issue 17).
+    if name.is_ascii() {
+        return name
+            .bytes()
+            .filter(|b| !b.is_ascii_control())
+            .map(|b| char::from(fold_ascii(b.to_ascii_lowercase())))
+            .collect();
+    }
     name.chars()
         .filter(|c| !sr_protocol::model::is_hidden_char(*c))
         .flat_map(char::to_lowercase)
         .map(|c| match c {
             'а' | 'α' => 'a',
             'е' | 'ε' => 'e',
-            'о' | 'ο' | '0' => 'o',
+            'о' | 'ο' => 'o',
             'р' | 'ρ' => 'p',
             'с' => 'c',
             'х' | 'χ' => 'x',
             'у' => 'y',
-            'і' | 'ι' | '1' | 'l' | '|' => 'i',
+            'і' | 'ι' => 'i',
             'ѕ' => 's',
             'ԁ' => 'd',
             'ν' => 'v',
+            // The ASCII look-alikes, folded as in the fast path.
+            c if c.is_ascii() => char::from(fold_ascii(c as u8)),
             other => other,
         })
         .collect()
+}
+
+/// The ASCII look-alikes of [`skeleton`]: `0`/`o`, `1`/`l`/`|`/`i`.
+fn fold_ascii(b: u8) -> u8 {
+    match b {
+        b'0' => b'o',
+        b'1' | b'l' | b'|' => b'i',
+        other => other,
+    }
 }
 
 /// One row: its key, and whether the node shares its (confusable) name.
@@ -51,15 +71,15 @@ pub struct RowKey {
 /// The row key of each node, in the order given. Keys are unique.
 pub fn row_keys<N: Borrow<NodeInput>>(nodes: &[N]) -> Vec<RowKey> {
     let nodes: Vec<&NodeInput> = nodes.iter().map(Borrow::borrow).collect();
-    let mut groups: BTreeMap<String, usize> = BTreeMap::new();
-    for n in &nodes {
-        *groups.entry(skeleton(&n.name)).or_default() += 1;
+    // Each name folded once; hashed, not ordered: only the counts and the keys taken matter,
+    // and this runs over every row of every service per view (issue 17).
+    let skeletons: Vec<String> = nodes.iter().map(|n| skeleton(&n.name)).collect();
+    let mut groups: HashMap<&str, usize> = HashMap::with_capacity(nodes.len());
+    for s in &skeletons {
+        *groups.entry(s.as_str()).or_default() += 1;
     }
-    let shared: Vec<bool> = nodes
-        .iter()
-        .map(|n| groups[&skeleton(&n.name)] > 1)
-        .collect();
-    let mut taken: BTreeSet<String> = BTreeSet::new();
+    let shared: Vec<bool> = skeletons.iter().map(|s| groups[s.as_str()] > 1).collect();
+    let mut taken: HashSet<String> = HashSet::with_capacity(nodes.len());
     let mut keys: Vec<Option<RowKey>> = vec![None; nodes.len()];
     // Shared names claim their disambiguated keys first, so a node cannot take another's
     // by calling itself `dbA (3d5d0c1e)`.
@@ -68,14 +88,16 @@ pub fn row_keys<N: Borrow<NodeInput>>(nodes: &[N]) -> Vec<RowKey> {
         .chain((0..nodes.len()).filter(|&i| !shared[i]));
     for i in order {
         let n = &nodes[i];
-        let short: String = n.node_id.chars().take(SHORT_ID).collect();
-        let mut candidates = Vec::with_capacity(3);
-        if !shared[i] {
-            candidates.push(n.name.clone());
-        }
-        candidates.push(format!("{} ({short})", n.name));
-        candidates.push(format!("{} ({})", n.name, n.node_id));
-        let key = candidates
+        // The candidates in order, each made only if the one before is taken: the plain
+        // name (unless shared), `name (short id)`, `name (node id)`, then a counter.
+        let key = if !shared[i] && !taken.contains(n.name.as_str()) {
+            n.name.clone()
+        } else {
+            let short: String = n.node_id.chars().take(SHORT_ID).collect();
+            [
+                format!("{} ({short})", n.name),
+                format!("{} ({})", n.name, n.node_id),
+            ]
             .into_iter()
             .find(|k| !taken.contains(k))
             .unwrap_or_else(|| {
@@ -83,7 +105,8 @@ pub fn row_keys<N: Borrow<NodeInput>>(nodes: &[N]) -> Vec<RowKey> {
                     .map(|c| format!("{} ({}) #{c}", n.name, n.node_id))
                     .find(|k| !taken.contains(k))
                     .expect("an unbounded counter finds a free key")
-            });
+            })
+        };
         taken.insert(key.clone());
         let duplicate = key != n.name;
         keys[i] = Some(RowKey { key, duplicate });
@@ -94,6 +117,7 @@ pub fn row_keys<N: Borrow<NodeInput>>(nodes: &[N]) -> Vec<RowKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     fn keys(named: &[(&str, &str)]) -> Vec<(String, bool)> {
         let nodes: Vec<NodeInput> = named
@@ -138,6 +162,48 @@ mod tests {
         assert_eq!(skeleton("db1"), skeleton("DBl"));
         assert_eq!(skeleton("db1\u{200B}"), skeleton("db1"));
         assert_ne!(skeleton("db1"), skeleton("db2"));
+    }
+
+    /// The fold as it was before the ASCII fast path (issue 17), char by char.
+    fn skeleton_by_chars(name: &str) -> String {
+        name.chars()
+            .filter(|c| !sr_protocol::model::is_hidden_char(*c))
+            .flat_map(char::to_lowercase)
+            .map(|c| match c {
+                'а' | 'α' => 'a',
+                'е' | 'ε' => 'e',
+                'о' | 'ο' | '0' => 'o',
+                'р' | 'ρ' => 'p',
+                'с' => 'c',
+                'х' | 'χ' => 'x',
+                'у' => 'y',
+                'і' | 'ι' | '1' | 'l' | '|' => 'i',
+                'ѕ' => 's',
+                'ԁ' => 'd',
+                'ν' => 'v',
+                other => other,
+            })
+            .collect()
+    }
+
+    /// The ASCII fast path folds every ASCII character as the char-by-char fold does, and
+    /// names with other characters still go the long way.
+    #[test]
+    fn skeleton_fast_path_folds_as_the_char_path() {
+        let every_ascii: String = (0u8..128).map(char::from).collect();
+        for name in [
+            every_ascii.as_str(),
+            "node17",
+            "DB-01|L",
+            "db1\u{7f}x\t",
+            "dbа1",
+            "Kelvin\u{212A}0",
+            "İl1",
+            "db1\u{200B}",
+            "",
+        ] {
+            assert_eq!(skeleton(name), skeleton_by_chars(name), "{name:?}");
+        }
     }
 
     /// The attack of issue 12: a third node names itself like the real node's

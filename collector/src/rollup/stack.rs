@@ -89,7 +89,7 @@ pub fn judge<'a, F: 'a>(
     verdicts: impl Fn(&F, &str) -> Vec<Verdict>,
     role: impl Fn(&F) -> Option<String>,
 ) -> Judged<'a> {
-    let own = node.facts.as_ref().and_then(facts);
+    let own = node.facts.as_deref().and_then(facts);
     let (status, reasons) = match (standing(node), own) {
         (Some(why), _) => (NodeStatus::Fail, why),
         (None, Some(f)) => worst(verdicts(f, &node.name)),
@@ -251,12 +251,12 @@ pub(crate) fn test_member(name: &str, facts: sr_protocol::report::Facts) -> Node
         reported_status: Some(NodeStatus::Ok),
         fresh: true,
         reasons: Vec::new(),
-        facts: Some(facts),
+        facts: Some(facts.into()),
         legacy: None,
         role: None,
         version: None,
         private_ip: None,
-        services: serde_json::Map::new(),
+        latest: None,
         last_seen_ms: Some(0),
         skew_ms: Some(0),
         flapping: false,
