@@ -140,8 +140,10 @@ footprint_agent() {
 }
 
 # start_agent NAME BIN LOGLEVEL: runs it in the background; its pid is in $AGENT_PID.
+# Without RUST_BACKTRACE/RUST_LIB_BACKTRACE, as under the unit: set in a developer's shell,
+# they make every error capture a backtrace, which maps the unwinder's code too.
 start_agent() {
-    STATUS_REPORTER_LOG="$3" "$2" run --config "$W/agent-$1/agent.toml" > /dev/null 2> "$W/agent-$1/log" &
+    env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE STATUS_REPORTER_LOG="$3" "$2" run --config "$W/agent-$1/agent.toml" > /dev/null 2> "$W/agent-$1/log" &
     AGENT_PID=$!
     PIDS+=("$AGENT_PID")
 }
