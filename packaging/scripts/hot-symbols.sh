@@ -19,8 +19,9 @@
 #                    (default 40: at valgrind's speed, a dozen 1 s cycles)
 #   --out            where the list goes (default packaging/agent-hot.order)
 #   --no-faults      skip the native page-fault pass (see below)
-#   --merge FILE     keep FILE's symbols that this run did not see, after the new ones
-#                    (for a rerun on a binary linked with FILE: see the native pass below)
+#   --merge FILE     keep FILE's symbols that this run did not see and the binary still
+#                    has, after the new ones (for a rerun on a binary linked with FILE:
+#                    see the native pass below)
 #
 # The run: an openssl CA, 3 real collectors on loopback (TLS), an agent made by the real
 # `configure` with the footprint benchmark's probes (bench/lib.sh, footprint_probes_toml:
@@ -62,7 +63,7 @@ while [ $# -gt 0 ]; do
         --out) OUT="$2"; shift 2 ;;
         --no-faults) FAULTS=0; shift ;;
         --merge) MERGE="$2"; shift 2 ;;
-        -h|--help) sed -n '2,44p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,45p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -203,7 +204,9 @@ syms = [hit[i][2][0] for i in sorted(hit)]
 size = sum(s[1] - s[0] for s in hit.values())
 total = sum(s[1] - s[0] for s in sections)
 seen = set(syms)
-kept = [l.strip() for l in open(merge) if l.strip() and l.strip() not in seen]
+# Only those the binary still has: a merged list does not carry stale names along.
+have = {n for sec in sections for n in sec[2]}
+kept = [l.strip() for l in open(merge) if l.strip() in have and l.strip() not in seen]
 with open(out, "w") as f:
     f.write("".join(s + "\n" for s in syms + kept))
 if kept:
