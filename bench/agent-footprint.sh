@@ -131,49 +131,19 @@ PIDS+=($!)
 mkdir -p "$W/fakeproc/1"
 echo systemd > "$W/fakeproc/1/comm"
 
-# The benchmark's probes for an agent whose services probe reads procfs at $1.
-probes_toml() {
-    cat <<EOT
-# Thresholds far away from this shared machine's load, so that the status stays put.
-[[probes]]
-kind = "host"
-paths = ["/", "/tmp"]
-load_per_cpu_degraded = 50.0
-load_per_cpu_fail = 100.0
-require_clock_sync = false
-
-[[probes]]
-kind = "services"
-proc_root = "$1"
-units = [
-  { name = "Collector", unit = "status-reporter-collector.service", process = "status-reporter" },
-  { name = "Node exporter", unit = "prometheus-node-exporter.service", process = "prometheus-node" },
-  { name = "Init", unit = "init.scope", process = "process_api", critical = false },
-]
-
-[[probes]]
-kind = "tcp"
-name = "Collector port"
-address = "${MANAGERS[0]}"
-
-[[probes]]
-kind = "http"
-name = "Collector API"
-url = "https://${MANAGERS[0]}/api/v3.1/ok"
-ca_path = "$CA"
-EOT
-}
 
 # footprint_agent NAME PROC_ROOT BIN: configure_agent with the benchmark's probes.
 footprint_agent() {
-    probes_toml "$2" > "$W/probes-$1.toml"
+    footprint_probes_toml "$2" > "$W/probes-$1.toml"
     # configure is not in the agent-only binary: the full one (the collectors' copy) runs it.
     CONF_BIN="$CBIN" PROBES_TOML="$W/probes-$1.toml" configure_agent "$1" "$3"
 }
 
 # start_agent NAME BIN LOGLEVEL: runs it in the background; its pid is in $AGENT_PID.
+# Without RUST_BACKTRACE/RUST_LIB_BACKTRACE, as under the unit: set in a developer's shell,
+# they make every error capture a backtrace, which maps the unwinder's code too.
 start_agent() {
-    STATUS_REPORTER_LOG="$3" "$2" run --config "$W/agent-$1/agent.toml" > /dev/null 2> "$W/agent-$1/log" &
+    env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE STATUS_REPORTER_LOG="$3" "$2" run --config "$W/agent-$1/agent.toml" > /dev/null 2> "$W/agent-$1/log" &
     AGENT_PID=$!
     PIDS+=("$AGENT_PID")
 }

@@ -89,4 +89,39 @@ configure_agent() {
     "$bin" validate --config "$dir/agent.toml" >/dev/null
 }
 
+# footprint_probes_toml PROC_ROOT: the footprint benchmark's probes (host, services, tcp, https
+# to the first manager) for an agent whose services probe reads procfs at PROC_ROOT; also the
+# run that packaging/scripts/hot-symbols.sh profiles. Needs MANAGERS and CA.
+footprint_probes_toml() {
+    cat <<EOT
+# Thresholds far away from this shared machine's load, so that the status stays put.
+[[probes]]
+kind = "host"
+paths = ["/", "/tmp"]
+load_per_cpu_degraded = 50.0
+load_per_cpu_fail = 100.0
+require_clock_sync = false
+
+[[probes]]
+kind = "services"
+proc_root = "$1"
+units = [
+  { name = "Collector", unit = "status-reporter-collector.service", process = "status-reporter" },
+  { name = "Node exporter", unit = "prometheus-node-exporter.service", process = "prometheus-node" },
+  { name = "Init", unit = "init.scope", process = "process_api", critical = false },
+]
+
+[[probes]]
+kind = "tcp"
+name = "Collector port"
+address = "${MANAGERS[0]}"
+
+[[probes]]
+kind = "http"
+name = "Collector API"
+url = "https://${MANAGERS[0]}/api/v3.1/ok"
+ca_path = "$CA"
+EOT
+}
+
 median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) {print "-"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }

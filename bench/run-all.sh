@@ -66,15 +66,23 @@ step() {
 echo "status-reporter benchmarks, $(git rev-parse --short HEAD), $(date -u +%FT%TZ)," \
     "$(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); outputs in $OUT"
 
-# One build of each binary for every step (the packaged profile: what operators run).
-if wants 1 || wants 2; then cargo build --profile dist --bin status-reporter --bin status-reporter-agent; fi
+# Step 1 measures the packaged binaries (static glibc, target triple, DT_RELR, the agent's
+# hot-code order), built by packaging/build.sh's own cargo command: a no-op when they are
+# fresh. Steps 1 and 2 also need a dynamic `dist` status-reporter: the static one cannot run
+# `collector init`/`configure` on a host whose nsswitch.conf names an NSS module
+# (BENCHMARKS.md, "Start to first report"), so it runs the collectors and `configure`.
+PKG="$ROOT/target/x86_64-unknown-linux-gnu/dist"
+if wants 1; then bash packaging/build.sh --binaries-only; fi
+if wants 1 || wants 2; then cargo build --profile dist --bin status-reporter; fi
 # (Unstripped, for step 7's function names; the cfg is the packaged build's verifier backend.)
 if wants 3 || wants 4 || wants 7; then
     CARGO_PROFILE_RELEASE_STRIP=none RUSTFLAGS='--cfg curve25519_dalek_backend="avx512"' \
         cargo build --release -p sr-collector --bin collector-bench
 fi
 
-step 1 "agent footprint beside node_exporter" bash bench/agent-footprint.sh --no-build "${FOOTPRINT[@]}"
+step 1 "agent footprint beside node_exporter (the packaged build)" bash bench/agent-footprint.sh \
+    --bin "$PKG/status-reporter" --agent-bin "$PKG/status-reporter-agent" \
+    --collector-bin target/dist/status-reporter ${FOOTPRINT[@]+"${FOOTPRINT[@]}"}
 step 2 "start to first report" bash bench/first-report.sh --no-build "${STARTS[@]}"
 step 3 "collector ingest beside bare TLS, and /cluster-status" \
     target/release/collector-bench --nodes "$NODES"
