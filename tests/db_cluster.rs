@@ -619,6 +619,10 @@ fn freeze_at_default_interval(
             .collect::<Vec<_>>()
             .join(", ")
     );
+    // Unset before the agents go back to 1 s: 1000 ms would not be shorter than that.
+    for a in agents.iter_mut() {
+        a.set_fast_poll_ms(None);
+    }
 }
 
 /// Which of the scenarios a set runs.
