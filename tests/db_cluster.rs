@@ -546,15 +546,19 @@ const FREEZES: usize = 3;
 /// SIGSTOPs a replica's Patroni a few times with the agents at the default 5 s interval,
 /// timing stop → db not OK in the view (printed, never asserted), then SIGCONTs it. A
 /// frozen Patroni keeps its process and its connections: no process, connection or
-/// session watch can see it; the agent's fast poll of `/patroni` (default every 1 s,
-/// agent/src/watch/fast_poll.rs) times out and wakes it, which its log must say. Frozen
-/// for seconds only, below the DCS ttl: nothing changes in the cluster.
+/// session watch can see it; the agent's fast poll of `/patroni` (`[events] fast_poll_ms =
+/// 1000`, set here: it is off by default; agent/src/watch/fast_poll.rs) times out and wakes
+/// it, which its log must say. Frozen for seconds only, below the DCS ttl: nothing changes
+/// in the cluster.
 fn freeze_at_default_interval(
     c: &PatroniCluster,
     col: &Collector,
-    agents: &[Agent],
+    agents: &mut [Agent],
     long: Duration,
 ) {
+    for a in agents.iter_mut() {
+        a.set_fast_poll_ms(Some(1000));
+    }
     let set = c.set().label();
     let mut took = Vec::new();
     let mut first_sources = Vec::new();
