@@ -8,7 +8,9 @@
 # Usage: bench/idle-cpu.sh BEFORE_BIN AFTER_BIN [SECONDS]   (default 60)
 # Optional environment: EXTRA_TOML, TOML appended to both configs (more [[probes]], e.g. a
 # postgres probe on a running server); BEFORE_TOML and AFTER_TOML, appended to one config
-# each (an [events] table: the same binary twice, one source off and on).
+# each (an [events] table: the same binary twice, one source off and on); PROBE_TOML,
+# replaces the script's patroni probe on the local listener (e.g. a patroni probe on a real
+# Patroni, for the fast poll: that listener answers nothing a poll could fingerprint).
 # Prints CPU time per second of wall time for each: the sum of /proc/PID/task/*/schedstat
 # (nanoseconds; threads alive at both ends) and utime+stime from /proc/PID/stat (clock
 # ticks: 10 ms, too coarse alone for an agent that is idle most of the time).
@@ -48,12 +50,12 @@ ca_path = "$work/ca.pem"
 managers = ["127.0.0.1:1"]
 key_path = "$work/node.key"
 state_dir = "$work/state-$who"
-
-[[probes]]
-kind = "patroni"
-url = "http://127.0.0.1:$port"
-member = "m1"
 TOML
+  if [ -n "${PROBE_TOML:-}" ]; then
+    printf '\n%s\n' "$PROBE_TOML" >> "$work/$who.toml"
+  else
+    printf '\n[[probes]]\nkind = "patroni"\nurl = "http://127.0.0.1:%s"\nmember = "m1"\n' "$port" >> "$work/$who.toml"
+  fi
   printf '%s\n' "${EXTRA_TOML:-}" >> "$work/$who.toml"
 done
 printf '%s\n' "${BEFORE_TOML:-}" >> "$work/before.toml"
@@ -84,3 +86,5 @@ print(f"idle CPU over {w:.0f} s (utime+stime ticks): before {bk:.2f} ms/s, after
 PY
 grep -c "watching the process serving the probe" "$work/after.log" | sed 's/^/after: watches armed: /'
 grep -c "holding a watched session" "$work/after.log" | sed 's/^/after: sessions opened: /' || true
+grep -c "polling cheap endpoints" "$work/after.log" | sed 's/^/after: fast polls started: /' || true
+grep -c "a polled endpoint's answer changed" "$work/after.log" | sed 's/^/after: fast poll wake-ups: /' || true

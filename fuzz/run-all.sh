@@ -16,7 +16,7 @@ root=..
 secs=${FUZZ_SECS:-60}
 export RUSTC_BOOTSTRAP=1
 
-all=(report_body signature agent_config collector_config client_file patroni_interpret etcd_interpret rabbitmq_interpret duration galera_status haproxy_stat keepalived_data history_query sse_frames passwd opensearch_health opensearch_cat_nodes minio_health pacemaker_xml proc_net_tcp agent_args accept_encoding tier2_summary)
+all=(report_body signature agent_config collector_config client_file patroni_interpret etcd_interpret rabbitmq_interpret duration galera_status haproxy_stat keepalived_data history_query sse_frames passwd opensearch_health opensearch_cat_nodes minio_health pacemaker_xml proc_net_tcp agent_args accept_encoding tier2_summary fast_poll_fingerprint)
 targets=("${@:-${all[@]}}")
 
 fx=$root/probes/fixtures
@@ -99,6 +99,11 @@ seed() {
     proc_net_tcp)
       head -c 65536 /proc/net/tcp > "$dir/seed-tcp"; head -c 65536 /proc/net/tcp6 > "$dir/seed-tcp6" || true
       printf 'https://127.0.0.1:8008/patroni' > "$dir/seed-url" ;;
+    fast_poll_fingerprint)
+      for d in patroni patroni-4.0.7 patroni-4.1.5; do
+        for f in "$fx/$d"/*-patroni*.json; do cp "$f" "$dir/$d-$(basename "$f")"; done
+      done
+      cp "$fx"/etcd-3.5.16/health-*.json "$dir"/ ;;
     keepalived_data)
       cp "$fx"/keepalived-2.2/data-*.txt "$dir"/ ;;
     pacemaker_xml)

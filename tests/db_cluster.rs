@@ -453,11 +453,12 @@ fn detection_at_default_interval(
             .join(", ")
     );
     postmaster_kill_at_default_interval(c, col, agents, long);
+    freeze_at_default_interval(c, col, agents, long);
     for a in agents.iter_mut() {
         a.set_reporting_freq(1);
     }
     eprintln!(
-        "db_cluster[2b]: {KILLS} Patroni kills and {KILLS} postmaster kills at the 5 s interval took {:.1}s of suite time",
+        "db_cluster[2b]: {KILLS} Patroni kills, {KILLS} postmaster kills and {FREEZES} Patroni freezes at the 5 s interval took {:.1}s of suite time",
         start.elapsed().as_secs_f64()
     );
 }
@@ -505,11 +506,7 @@ fn postmaster_kill_at_default_interval(
                 .then_some(lines)
         });
         let first = &woke[woke_before];
-        first_sources.push(if first.contains("session ended") {
-            "session"
-        } else {
-            "process"
-        });
+        first_sources.push(wake_source(first));
         wait_view(
             col,
             "db OK after Patroni restarted PostgreSQL",
@@ -528,6 +525,108 @@ fn postmaster_kill_at_default_interval(
             .collect::<Vec<_>>()
             .join(", ")
     );
+}
+
+/// The event source a wake line of the agent names.
+fn wake_source(line: &str) -> &'static str {
+    if line.contains("a watched session ended") {
+        "session"
+    } else if line.contains("a polled endpoint's answer changed") {
+        "fast_poll"
+    } else if line.contains("a watched connection dropped") {
+        "connection"
+    } else {
+        "process"
+    }
+}
+
+/// Patroni freezes per set in 2b.
+const FREEZES: usize = 3;
+
+/// SIGSTOPs a replica's Patroni a few times with the agents at the default 5 s interval,
+/// timing stop → db not OK in the view (printed, never asserted), then SIGCONTs it. A
+/// frozen Patroni keeps its process and its connections: no process, connection or
+/// session watch can see it; the agent's fast poll of `/patroni` (`[events] fast_poll_ms =
+/// 1000`, set here: it is off by default; agent/src/watch/fast_poll.rs) times out and wakes
+/// it, which its log must say. Frozen for seconds only, below the DCS ttl: nothing changes
+/// in the cluster.
+fn freeze_at_default_interval(
+    c: &PatroniCluster,
+    col: &Collector,
+    agents: &mut [Agent],
+    long: Duration,
+) {
+    for a in agents.iter_mut() {
+        a.set_fast_poll_ms(Some(1000));
+    }
+    let set = c.set().label();
+    let mut took = Vec::new();
+    let mut first_sources = Vec::new();
+    for _ in 0..FREEZES {
+        let leader = c.leader().expect("a leader");
+        let r = (leader + 1) % c.members();
+        let a = &agents[r];
+        wait_until(
+            "the replica's agent polls Patroni (the 5 s reload started its fast poll)",
+            long,
+            POLL,
+            || Ok(a.log().contains("polling cheap endpoints between cycles")),
+        )
+        .unwrap();
+        let woke_before = a.wake_lines("patroni").len();
+        let t0 = Instant::now();
+        c.freeze_patroni(r).unwrap();
+        let seen = wait_until(
+            "db not OK after a replica's Patroni was frozen (5 s interval)",
+            long,
+            Duration::from_millis(50),
+            || Ok(db_status(&col.fetch_view()?) != "OK"),
+        );
+        let elapsed = t0.elapsed().as_secs_f64();
+        // The agent logs `from=.. to=TimedOut` when its poll of the frozen Patroni times out.
+        let woke = harness::poll::poll(long, Duration::from_millis(50), || {
+            let lines = a.wake_lines("patroni");
+            lines[woke_before.min(lines.len())..]
+                .iter()
+                .any(|l| {
+                    l.contains("a polled endpoint's answer changed") && l.contains("to=TimedOut")
+                })
+                .then_some(lines)
+                .ok_or_else(|| "no fast poll wake line with to=TimedOut yet".to_string())
+        });
+        // Thawed whatever the outcome, so that a failure here leaves a working cluster.
+        c.thaw_patroni(r).unwrap();
+        seen.unwrap();
+        let (woke, _) = woke.unwrap_or_else(|e| {
+            panic!(
+                "the agent's fast poll did not log the freeze: {e}\n{}",
+                a.log_tail()
+            )
+        });
+        took.push(elapsed);
+        let first = &woke[woke_before];
+        assert_eq!(
+            wake_source(first),
+            "fast_poll",
+            "a frozen Patroni is seen by the fast poll only: {first}"
+        );
+        first_sources.push(wake_source(first));
+        wait_view(col, "db OK after Patroni was thawed", long, healthy_view).unwrap();
+    }
+    took.sort_by(f64::total_cmp);
+    eprintln!(
+        "BENCH[{set}] stop->visible at 5 s interval (SIGSTOP a replica's Patroni -> db not OK; woken by the fast poll, first source each: {}): {:.2} s (median of {FREEZES} freezes; each: {})",
+        first_sources.join(", "),
+        percentile(&took, 0.5),
+        took.iter()
+            .map(|t| format!("{t:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    // Unset before the agents go back to 1 s: 1000 ms would not be shorter than that.
+    for a in agents.iter_mut() {
+        a.set_fast_poll_ms(None);
+    }
 }
 
 /// Which of the scenarios a set runs.

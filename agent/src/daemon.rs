@@ -143,6 +143,8 @@ struct Daemon {
     connections: Option<crate::watch::connection::ConnectionWatch>,
     units: Option<crate::watch::systemd::UnitWatch>,
     sessions: Option<crate::watch::session::SessionWatch>,
+    /// Runs on its own timer (not re-armed by cycles); dropping it stops its polls.
+    fast_poll: Option<crate::watch::fast_poll::FastPoll>,
     budget: crate::watch::Budget,
 }
 
@@ -223,6 +225,8 @@ impl Daemon {
         self.probes = build_probes(&cfg);
         (self.processes, self.connections, self.units, self.sessions) =
             event_sources(&cfg, &self.waker);
+        self.fast_poll = None;
+        self.fast_poll = fast_poll(&cfg, &self.waker);
         self.budget = extra_cycle_budget(&cfg);
         self.ctx = Arc::new(ctx);
         self.managers.set_seeds(cfg.managers.clone());
@@ -313,6 +317,33 @@ fn event_sources(
     )
 }
 
+/// The fast poll, when `[events] fast_poll_ms` is on and a probe has an endpoint for it.
+/// Started at once: its first answers are only remembered.
+fn fast_poll(
+    cfg: &AgentConfig,
+    waker: &crate::watch::Waker,
+) -> Option<crate::watch::fast_poll::FastPoll> {
+    use crate::watch::fast_poll::{targets, FastPoll};
+    let ev = cfg.events;
+    if ev.max_extra_cycles == 0 || ev.fast_poll_ms == 0 {
+        return None;
+    }
+    let t = targets(&cfg.probes);
+    if t.is_empty() {
+        return None;
+    }
+    tracing::info!(
+        every_ms = ev.fast_poll_ms,
+        targets = t.len(),
+        "polling cheap endpoints between cycles"
+    );
+    Some(FastPoll::new(
+        t,
+        Duration::from_millis(ev.fast_poll_ms),
+        waker.clone(),
+    ))
+}
+
 /// Runs the agent on the config at `config_path` until `shutdown` completes.
 pub async fn run(
     config_path: impl Into<PathBuf>,
@@ -356,6 +387,7 @@ pub async fn run_with_reload(
         connections,
         units,
         sessions,
+        fast_poll: fast_poll(&cfg, &waker),
         budget: extra_cycle_budget(&cfg),
         waker,
         probes: build_probes(&cfg),
@@ -628,6 +660,7 @@ mod tests {
             connections: None,
             units: None,
             sessions: None,
+            fast_poll: None,
             budget: extra_cycle_budget(&cfg),
             waker,
             cfg,

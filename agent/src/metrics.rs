@@ -46,6 +46,8 @@ pub struct AgentMetrics {
     node_status: Family<Labels, Gauge>,
     wakeups: Family<Labels, Counter>,
     sessions: Family<Labels, Counter>,
+    fast_polls: Family<Labels, Counter>,
+    fast_poll_changes: Family<Labels, Counter>,
 }
 
 impl Default for AgentMetrics {
@@ -61,6 +63,8 @@ impl Default for AgentMetrics {
             node_status: Family::default(),
             wakeups: Family::default(),
             sessions: Family::default(),
+            fast_polls: Family::default(),
+            fast_poll_changes: Family::default(),
         }
     }
 }
@@ -142,6 +146,25 @@ impl AgentMetrics {
             .inc();
     }
 
+    /// One poll of the fast poll ([`crate::watch::fast_poll`]) by its outcome: `answered`,
+    /// `timeout` or `failed`. `endpoint` is `patroni` or `etcd_health`: fixed sets.
+    pub fn fast_poll(&self, endpoint: &'static str, outcome: &'static str) {
+        self.fast_polls
+            .get_or_create(&vec![
+                ("endpoint", endpoint.to_string()),
+                ("outcome", outcome.to_string()),
+            ])
+            .inc();
+    }
+
+    /// A polled endpoint's fingerprint differed from the previous poll's (a wake-up was
+    /// asked for).
+    pub fn fast_poll_change(&self, endpoint: &'static str) {
+        self.fast_poll_changes
+            .get_or_create(&vec![("endpoint", endpoint.to_string())])
+            .inc();
+    }
+
     /// `manager` left the list: its series go with it (keeps the label set bounded).
     pub fn forget_manager(&self, manager: &str) {
         // Family has no retain: collect the label sets to remove first.
@@ -204,6 +227,16 @@ impl AgentMetrics {
             "session_watch",
             "Sessions held by the session watch, by protocol and by what became of them",
             self.sessions.clone(),
+        );
+        reg.register(
+            "fast_polls",
+            "Polls of cheap endpoints by the fast poll, by endpoint and outcome",
+            self.fast_polls.clone(),
+        );
+        reg.register(
+            "fast_poll_changes",
+            "Polls whose answer's fingerprint differed from the previous one (each asked for a wake-up)",
+            self.fast_poll_changes.clone(),
         );
         let c: Counter = Counter::default();
         c.inc_by(dropped);

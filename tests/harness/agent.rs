@@ -307,6 +307,11 @@ impl Agent {
         self.edit_and_reload(|raw| raw.reporting_freq = Some(freq));
     }
 
+    /// Rewrites `[events] fast_poll_ms` (None: unset, the default) and sends SIGHUP.
+    pub fn set_fast_poll_ms(&mut self, ms: Option<u64>) {
+        self.edit_and_reload(|raw| raw.events.get_or_insert_default().fast_poll_ms = ms);
+    }
+
     /// Rewrites `reporting_freq` in the config of a stopped agent.
     pub fn set_reporting_freq_offline(&mut self, freq: u32) {
         let mut raw = RawConfig::read(&self.cfg).unwrap();

@@ -6,6 +6,8 @@
 #   stop-patroni N    SIGTERM member N's Patroni (it stops its postgres, releases the leader key)
 #   start-patroni N   (re)start member N's Patroni (rejoins; pg_rewind if it was the old primary)
 #   kill-postgres N   SIGKILL member N's postmaster (Patroni does crash recovery and restarts it)
+#   freeze-patroni N  SIGSTOP member N's Patroni (hung: its process and connections stay)
+#   thaw-patroni N    SIGCONT member N's Patroni
 #   stop-etcd | start-etcd (start waits until /health is true, 20 s max)
 #   leader            print the leader's member name from the DCS view (/cluster), or "-"
 #   status            print "leader=<name|-> streaming=<n> members=<a,b,..> running=<a,b,..>"
@@ -38,6 +40,9 @@ case $A in
                 if owns "$P" "$DIR/pg$N/patroni.yml"; then kill -TERM "$P"; wait_gone "$P" "$DIR/pg$N/patroni.yml" 60; fi ;;
   start-patroni) N=${1:-}; member "$N"
                  owns "$(pidof_file "$DIR/pg$N/patroni.pid")" "$DIR/pg$N/patroni.yml" || bash "$DIR/pg$N/start.sh" ;;
+  freeze-patroni|thaw-patroni) N=${1:-}; member "$N"; P=$(pidof_file "$DIR/pg$N/patroni.pid")
+                owns "$P" "$DIR/pg$N/patroni.yml" || { echo "member $N's Patroni is not running" >&2; exit 1; }
+                if [ "$A" = freeze-patroni ]; then kill -STOP "$P"; else kill -CONT "$P"; fi ;;
   kill-postgres) N=${1:-}; member "$N"; P=$(head -1 "$DIR/pg$N/data/postmaster.pid" 2>/dev/null || echo 0)
                  if owns "$P" "$DIR/pg$N/data"; then kill -KILL "$P"; wait_gone "$P" "$DIR/pg$N/data" 10; fi ;;
   stop-etcd) P=$(pidof_file "$DIR/etcd/etcd.pid")

@@ -5,7 +5,8 @@
 //! 2.5 s after it happened. An event source notices something cheap (a watched process
 //! exiting, [`process`]; an idle connection dropping, [`connection`]; an authenticated
 //! PostgreSQL session or AMQP connection ending, [`session`]; systemd announcing
-//! a probed unit's state change, [`systemd`]) and sends a [`Wake`]; the daemon runs one whole cycle at once
+//! a probed unit's state change, [`systemd`]; a cheap endpoint's answer changing or
+//! stopping between two polls, [`fast_poll`]) and sends a [`Wake`]; the daemon runs one whole cycle at once
 //! and pushes it only if a status changed. Ticks keep their grid.
 //!
 //! Invariant: no event source probes, and none decides a status. A source only wakes the
@@ -18,6 +19,7 @@
 //! the next tick covers them), so a flapping service cannot flood the managers.
 
 pub mod connection;
+pub mod fast_poll;
 pub mod listener;
 pub mod process;
 pub mod session;
@@ -42,6 +44,8 @@ pub enum Source {
     UnitState,
     /// A held PostgreSQL session or AMQP connection was ended by the server ([`session`]).
     SessionEnded,
+    /// A polled endpoint's answer changed or stopped coming ([`fast_poll`]).
+    FastPoll,
 }
 
 impl Source {
@@ -51,6 +55,7 @@ impl Source {
             Source::ConnectionDropped => "connection_dropped",
             Source::UnitState => "unit_state",
             Source::SessionEnded => "session_ended",
+            Source::FastPoll => "fast_poll",
         }
     }
 }

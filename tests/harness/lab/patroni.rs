@@ -445,6 +445,15 @@ impl PatroniCluster {
     pub fn start_patroni(&self, i: usize) -> Result<()> {
         self.member_action("start-patroni", i, Duration::from_secs(30))
     }
+    /// SIGSTOP member `i`'s Patroni: a hung Patroni whose process and TCP connections stay.
+    /// Every freeze must be followed by [`PatroniCluster::thaw_patroni`].
+    pub fn freeze_patroni(&self, i: usize) -> Result<()> {
+        self.member_action("freeze-patroni", i, Duration::from_secs(10))
+    }
+    /// SIGCONT member `i`'s Patroni.
+    pub fn thaw_patroni(&self, i: usize) -> Result<()> {
+        self.member_action("thaw-patroni", i, Duration::from_secs(10))
+    }
     /// SIGKILL member `i`'s postmaster (Patroni recovers and restarts it).
     pub fn kill_postgres(&self, i: usize) -> Result<()> {
         self.member_action("kill-postgres", i, Duration::from_secs(30))
