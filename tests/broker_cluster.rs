@@ -121,7 +121,12 @@ fn expect(set: VersionSet) -> Expect {
             // 3.10.8 too can answer HTTP 500 on /api/overview in the stop's first moments
             // (seen once, 2026-11-29): a cycle then Fails `management_error` first
             stopping: &["management_unreachable", "management_error"],
-            survivor_blip: &[],
+            // Mnesia keeps serving, but on a loaded host (CI beside other builds, load 8,
+            // 2026-11-29) node 1's publisher confirm missed the probe's deadline for one
+            // cycle while node 3 rejoined (12.3 s after the stop, OK again 1.5 s later):
+            // a client publishing then waited as long, so that Fail is true. Any other
+            // reason on a survivor still fails the scenario.
+            survivor_blip: &["amqp_failed", "peer_down"],
         }
     }
 }
