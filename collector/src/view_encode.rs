@@ -15,7 +15,9 @@
 //! source, never read around it). The node's last report is compared by identity (the
 //! cache holds its `Arc`, so the address cannot be reused while compared).
 
-use crate::rollup::{rfc3339_ms, services_of, LatestReport, Row, Rows, ViewParts};
+use crate::rollup::{
+    duplicate_name_reason, rfc3339_ms, services_of, LatestReport, Row, Rows, ViewParts,
+};
 use serde::ser::{SerializeSeq, Serializer};
 use serde::Serialize;
 use sr_protocol::{NodeStatus, NodeType, Reason};
@@ -82,16 +84,8 @@ impl<'a> RowSrc<'a> {
 
     /// The row's reason for a shared or confusable name (as `NodeInput::duplicate_reason`).
     fn duplicate_reason(&self) -> Option<Reason> {
-        self.duplicate.then(|| {
-            Reason::new(
-                sr_protocol::reasons::DUPLICATE_NAME.code,
-                format!(
-                    "another {} node has the same or a confusable name; shown as {:?}",
-                    self.node_type, self.key
-                ),
-            )
-            .on_node(self.name)
-        })
+        self.duplicate
+            .then(|| duplicate_name_reason(self.node_type, self.key, self.name))
     }
 
     /// The row's value: [`sr_protocol::view::NodeView`]'s fields, in its order, with its

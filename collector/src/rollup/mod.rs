@@ -288,16 +288,8 @@ impl NodeInput {
 
     /// The reason a row shows when its key is not the node's own name.
     pub fn duplicate_reason(&self, key: &names::RowKey) -> Option<Reason> {
-        key.duplicate.then(|| {
-            reason(
-                sr_protocol::reasons::DUPLICATE_NAME.code,
-                format!(
-                    "another {} node has the same or a confusable name; shown as {:?}",
-                    self.node_type, key.key
-                ),
-                &self.name,
-            )
-        })
+        key.duplicate
+            .then(|| duplicate_name_reason(self.node_type, &key.key, &self.name))
     }
 
     pub(crate) fn view(&self, key: &names::RowKey) -> NodeView {
@@ -321,6 +313,16 @@ impl NodeInput {
             unvouched: self.unvouched,
         }
     }
+}
+
+/// The reason a row keyed `key` shows for a node named `name` whose name another node of
+/// its type shares or resembles.
+pub fn duplicate_name_reason(node_type: NodeType, key: &str, name: &str) -> Reason {
+    reason(
+        sr_protocol::reasons::DUPLICATE_NAME.code,
+        format!("another {node_type} node has the same or a confusable name; shown as {key:?}"),
+        name,
+    )
 }
 
 /// `latest`'s legacy `report.services` as the view shows them, or `{}`.
