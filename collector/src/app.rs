@@ -8,7 +8,7 @@
 //! the counters of what those refused, and rate limits on the log lines they cause.
 
 use crate::config::Config;
-use crate::rollup::{rollup, NodeInput, Policy};
+use crate::rollup::{NodeInput, Policy};
 use crate::state::Memory;
 use crate::writer::Writer;
 use sr_protocol::view::ClusterStatus;
@@ -78,6 +78,13 @@ impl App {
 
     /// The cluster-status view now, with the clock reading it was judged at.
     pub fn view_at(&self) -> (i64, ClusterStatus) {
+        self.with_view_parts(|now, parts| (now, parts.into_view()))
+    }
+
+    /// `f` over the cluster-status view now, its rows borrowed from the judged inputs
+    /// (`crate::view_encode` writes them without a view per node), and the clock
+    /// reading it was judged at.
+    pub fn with_view_parts<R>(&self, f: impl FnOnce(i64, crate::rollup::ViewParts<'_>) -> R) -> R {
         let now = crate::clock::now_ms();
         let mut records = self.mem.records();
         // The rules take each type's nodes as one slice. Sorted as records, not as judged
@@ -94,9 +101,9 @@ impl App {
             .unwrap_or_default();
         let windows = crate::maintenance::in_force(windows, &inputs);
         crate::maintenance::mark_inputs(&mut inputs, &windows);
-        let mut view = rollup(&inputs, now, &self.policy);
-        crate::maintenance::cap_services(&mut view, &windows);
-        (now, view)
+        let mut parts = crate::rollup::rollup_parts(&inputs, now, &self.policy);
+        crate::maintenance::cap_services(&mut parts, &windows);
+        f(now, parts)
     }
 }
 

@@ -41,6 +41,7 @@ pub mod state;
 pub mod store;
 pub mod tier2;
 pub mod view_cache;
+pub mod view_encode;
 pub mod writer;
 
 pub use config::Config;

@@ -24,12 +24,11 @@
 //! manager, and each collector applies its own (they are not replicated between managers).
 
 use crate::error::ApiError;
-use crate::rollup::{rfc3339_ms, NodeInput};
+use crate::rollup::{rfc3339_ms, NodeInput, Rows, ViewParts};
 use crate::store::MaintenanceRow;
 use http::StatusCode;
 use sr_protocol::reasons as codes;
-use sr_protocol::view::ClusterStatus;
-use sr_protocol::{NodeStatus, NodeType};
+use sr_protocol::{NodeStatus, NodeType, Reason};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 4096;
@@ -271,26 +270,43 @@ pub fn mark_inputs(inputs: &mut [NodeInput], windows: &[MaintenanceRow]) {
 /// `lb`) judge their members from their own facts, so a window reaches their rows here.
 /// A stack service's rule still counts such a member as its facts say; only a window on
 /// the service caps it.
-pub fn cap_services(view: &mut ClusterStatus, windows: &[MaintenanceRow]) {
+pub fn cap_services(view: &mut ViewParts, windows: &[MaintenanceRow]) {
     let mut changed = false;
     for (name, svc) in view.services.iter_mut() {
         let service_window = windows.iter().find(|w| &w.target == name);
-        for (row, nv) in svc.nodes.iter_mut() {
-            if nv.reasons.iter().any(|r| r.code == codes::MAINTENANCE.code) {
-                continue;
+        // The window that concerns a row with this node id and key, if it shows none yet.
+        let row_window = |node_id: &str, row: &str, shown: &[&[Reason]]| {
+            let shows = |r: &Reason| r.code == codes::MAINTENANCE.code;
+            if shown.iter().any(|rs| rs.iter().any(shows)) {
+                return None;
             }
             let own = windows
                 .iter()
-                .find(|w| w.target == nv.node_id || &w.target == row);
-            if let Some(w) = own.or(service_window) {
-                if nv.status == NodeStatus::Fail {
-                    nv.status = NodeStatus::Degraded;
+                .find(|w| w.target == node_id || w.target == row);
+            own.or(service_window)
+                .map(|w| codes::MAINTENANCE.reason(reason_text(w)).on_node(row))
+        };
+        match &mut svc.rows {
+            Rows::Judged(rows) => {
+                for r in rows {
+                    let shown = [r.input.reasons.as_slice(), r.window.as_slice()];
+                    if let Some(reason) = row_window(&r.input.node_id, &r.key.key, &shown) {
+                        if r.status == NodeStatus::Fail {
+                            r.status = NodeStatus::Degraded;
+                        }
+                        r.window = Some(reason);
+                    }
                 }
-                nv.reasons.push(
-                    codes::MAINTENANCE
-                        .reason(reason_text(w))
-                        .on_node(row.clone()),
-                );
+            }
+            Rows::Views(views) => {
+                for (row, nv) in views.iter_mut() {
+                    if let Some(reason) = row_window(&nv.node_id, row, &[&nv.reasons]) {
+                        if nv.status == NodeStatus::Fail {
+                            nv.status = NodeStatus::Degraded;
+                        }
+                        nv.reasons.push(reason);
+                    }
+                }
             }
         }
         let Some(w) = service_window else {
@@ -441,7 +457,10 @@ mod tests {
 
     /// What `App::view` does, over `inputs` and the stored `windows`; the types the
     /// inputs have are the required ones.
-    fn view(mut inputs: Vec<NodeInput>, stored: Vec<MaintenanceRow>) -> ClusterStatus {
+    fn view(
+        mut inputs: Vec<NodeInput>,
+        stored: Vec<MaintenanceRow>,
+    ) -> sr_protocol::view::ClusterStatus {
         let mut policy = crate::rollup::Policy {
             required_types: vec![NodeType::Db],
             ..Default::default()
@@ -451,9 +470,9 @@ mod tests {
             .retain(|t| inputs.iter().any(|n| n.node_type == *t));
         let windows = in_force(stored, &inputs);
         mark_inputs(&mut inputs, &windows);
-        let mut v = crate::rollup::rollup(&inputs, 1_800_000_000_000, &policy);
+        let mut v = crate::rollup::rollup_parts(&inputs, 1_800_000_000_000, &policy);
         cap_services(&mut v, &windows);
-        v
+        v.into_view()
     }
 
     fn shows_maintenance(reasons: &[sr_protocol::Reason], says: &str) -> bool {

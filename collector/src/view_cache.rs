@@ -61,6 +61,9 @@ impl CachedView {
 #[derive(Default)]
 pub struct ViewCache {
     slot: tokio::sync::Mutex<Option<Arc<CachedView>>>,
+    /// Each judged row's bytes, reused by the next view where its source is unchanged
+    /// ([`crate::view_encode`]). Taken by the one computation under way.
+    rows: std::sync::Mutex<crate::view_encode::RowCache>,
 }
 
 impl ViewCache {
@@ -103,15 +106,23 @@ impl ViewCache {
 }
 
 fn compute(app: &App, changes: u64, size_hint: usize) -> CachedView {
-    let (at_ms, view) = app.view_at();
     let mut json = Vec::with_capacity(size_hint + size_hint / 8);
-    if serde_json::to_writer(&mut json, &view).is_err() {
-        json.clear();
-    }
+    // A computation that panicked leaves rows whose sources are still true: keep them.
+    let mut rows = app
+        .view_cache
+        .rows
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let (at_ms, status) = app.with_view_parts(|now, parts| {
+        if crate::view_encode::write(&parts, Some(&mut rows), &mut json).is_err() {
+            json.clear();
+        }
+        (now, parts.status)
+    });
     CachedView {
         changes,
         at_ms,
-        status: view.status,
+        status,
         json: Bytes::from(json),
         gzip: OnceLock::new(),
     }

@@ -257,13 +257,25 @@ fn prepare(keys: &[NodeKey], round: u64) -> Vec<Prepared> {
 /// `transition`: each report is Degraded and carries one transition (OK -> Degraded), so
 /// that it stores one event for the stream.
 fn prepare_with(keys: &[NodeKey], round: u64, transition: bool) -> Vec<Prepared> {
+    prepare_from(keys, 0, round, transition)
+}
+
+/// [`prepare_with`] for the keys of nodes `first..` (`keys[0]` is node `first`).
+fn prepare_from(keys: &[NodeKey], first: usize, round: u64, transition: bool) -> Vec<Prepared> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970");
+    // `--view-shape skew`: every reporter's clock 10 s behind the collector's, so every
+    // row of the view carries a `clock_skew` reason (issue 17: the view's two shapes).
+    let now = match view_shape() {
+        Some(ViewShape::Skew) => now - Duration::from_secs(10),
+        _ => now,
+    };
     let ts = sr_protocol::timestamp::format_legacy(now.as_secs() as i64).expect("valid time");
     keys.iter()
         .enumerate()
         .map(|(i, key)| {
+            let i = first + i;
             let node_type = NodeType::ALL[i % 3];
             let path = sr_protocol::report_path(node_type, &format!("n{i}"));
             let mut doc = serde_json::json!({
@@ -284,6 +296,29 @@ fn prepare_with(keys: &[NodeKey], round: u64, transition: bool) -> Vec<Prepared>
             Prepared { path, signature: env.to_header(), body: body.into() }
         })
         .collect()
+}
+
+/// `--view-shape skew|plain`: which shape the view under test has, chosen instead of left
+/// to timing. Without it, the later rounds are signed before the rounds start and carry a
+/// `clock_skew` reason when they reach the collector more than 2 s later, else none.
+#[derive(Clone, Copy, PartialEq)]
+enum ViewShape {
+    /// Every report signed 10 s behind: every row has a `clock_skew` reason.
+    Skew,
+    /// Each round signed just before it is sent, 1,000 reports at a time (a whole round
+    /// takes over 2 s on a loaded machine): no row has a reason. The steady rounds' figures
+    /// are then per 1,000 reports.
+    Plain,
+}
+
+fn view_shape() -> Option<ViewShape> {
+    let args: Vec<String> = std::env::args().collect();
+    let i = args.iter().position(|a| a == "--view-shape")?;
+    match args.get(i + 1).map(String::as_str) {
+        Some("skew") => Some(ViewShape::Skew),
+        Some("plain") => Some(ViewShape::Plain),
+        _ => panic!("--view-shape takes skew or plain"),
+    }
 }
 
 struct RunStats {
@@ -531,7 +566,22 @@ fn drive(
         rounds_prepared[0].clone(),
         conns,
     ));
-    for r in &rounds_prepared[1..] {
+    for (i, r) in rounds_prepared[1..].iter().enumerate() {
+        if view_shape() == Some(ViewShape::Plain) {
+            for first in (0..keys.len()).step_by(1000) {
+                let end = (first + 1000).min(keys.len());
+                let chunk = prepare_from(&keys[first..end], first, i as u64 + 2, false);
+                steady.push(rt.block_on(run_load(
+                    collector.server.pid(),
+                    collector.addr,
+                    &ca,
+                    &tokens,
+                    Arc::new(chunk),
+                    conns,
+                )));
+            }
+            continue;
+        }
         steady.push(rt.block_on(run_load(
             collector.server.pid(),
             collector.addr,

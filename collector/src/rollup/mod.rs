@@ -283,28 +283,18 @@ impl NodeInput {
 
     /// The last report's legacy `report.services` as the view shows them, or `{}`.
     pub fn services(&self) -> serde_json::Map<String, serde_json::Value> {
-        match self
-            .latest
-            .as_ref()
-            .map(|l| serde_json::to_value(&l.body.report.services))
-        {
-            Some(Ok(serde_json::Value::Object(m))) => m,
-            _ => serde_json::Map::new(),
-        }
+        services_of(self.latest.as_deref())
+    }
+
+    /// The reason a row shows when its key is not the node's own name.
+    pub fn duplicate_reason(&self, key: &names::RowKey) -> Option<Reason> {
+        key.duplicate
+            .then(|| duplicate_name_reason(self.node_type, &key.key, &self.name))
     }
 
     pub(crate) fn view(&self, key: &names::RowKey) -> NodeView {
         let mut reasons = self.reasons.clone();
-        if key.duplicate {
-            reasons.push(reason(
-                sr_protocol::reasons::DUPLICATE_NAME.code,
-                format!(
-                    "another {} node has the same or a confusable name; shown as {:?}",
-                    self.node_type, key.key
-                ),
-                &self.name,
-            ));
-        }
+        reasons.extend(self.duplicate_reason(key));
         NodeView {
             status: self.status,
             node_id: self.node_id.clone(),
@@ -325,6 +315,24 @@ impl NodeInput {
     }
 }
 
+/// The reason a row keyed `key` shows for a node named `name` whose name another node of
+/// its type shares or resembles.
+pub fn duplicate_name_reason(node_type: NodeType, key: &str, name: &str) -> Reason {
+    reason(
+        sr_protocol::reasons::DUPLICATE_NAME.code,
+        format!("another {node_type} node has the same or a confusable name; shown as {key:?}"),
+        name,
+    )
+}
+
+/// `latest`'s legacy `report.services` as the view shows them, or `{}`.
+pub fn services_of(latest: Option<&LatestReport>) -> serde_json::Map<String, serde_json::Value> {
+    match latest.map(|l| serde_json::to_value(&l.body.report.services)) {
+        Some(Ok(serde_json::Value::Object(m))) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
 /// Unix milliseconds as RFC 3339 UTC, e.g. `2026-11-22T16:00:00.250Z`.
 pub fn rfc3339_ms(ms: i64) -> Option<String> {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?;
@@ -333,13 +341,95 @@ pub fn rfc3339_ms(ms: i64) -> Option<String> {
 }
 
 /// Builds the cluster-status view. Pure: the same inputs always give the same view.
-pub fn rollup(nodes: &[NodeInput], _now_ms: i64, policy: &Policy) -> ClusterStatus {
+pub fn rollup(nodes: &[NodeInput], now_ms: i64, policy: &Policy) -> ClusterStatus {
+    rollup_parts(nodes, now_ms, policy).into_view()
+}
+
+/// One row of a Cloudify type, borrowed from its judged input: the view's bytes are
+/// written from it without an owned [`NodeView`] per node (issue 17; `crate::view_encode`).
+#[derive(Debug, Clone)]
+pub struct Row<'a> {
+    pub key: names::RowKey,
+    pub input: &'a NodeInput,
+    /// The row's status: the input's, capped by a maintenance window ([`Row::window`]).
+    pub status: NodeStatus,
+    /// The maintenance reason a window on the row or its service adds after the rules
+    /// (`crate::maintenance::cap_services`), shown last.
+    pub window: Option<Reason>,
+}
+
+impl Row<'_> {
+    pub fn view(&self) -> NodeView {
+        let mut view = self.input.view(&self.key);
+        view.status = self.status;
+        view.reasons.extend(self.window.iter().cloned());
+        view
+    }
+}
+
+/// A service's rows: borrowed from the judged inputs (the common case), or made as views
+/// (a stack service's members, judged by its own rule; a type with unvouched reporters).
+#[derive(Debug, Clone)]
+pub enum Rows<'a> {
+    Judged(Vec<Row<'a>>),
+    Views(BTreeMap<String, NodeView>),
+}
+
+/// [`ServiceTypeView`] with [`Rows`].
+#[derive(Debug, Clone)]
+pub struct ServiceParts<'a> {
+    pub status: NodeStatus,
+    pub is_external: bool,
+    /// In key order.
+    pub rows: Rows<'a>,
+    pub reasons: Vec<Reason>,
+}
+
+/// [`ClusterStatus`] with its rows borrowed where they can be.
+#[derive(Debug, Clone)]
+pub struct ViewParts<'a> {
+    pub status: NodeStatus,
+    pub services: BTreeMap<String, ServiceParts<'a>>,
+    pub reasons: Vec<Reason>,
+}
+
+impl ViewParts<'_> {
+    /// The owned view (every row made a [`NodeView`]).
+    pub fn into_view(self) -> ClusterStatus {
+        ClusterStatus {
+            status: self.status,
+            services: self
+                .services
+                .into_iter()
+                .map(|(name, svc)| {
+                    let nodes = match svc.rows {
+                        Rows::Judged(rows) => {
+                            rows.iter().map(|r| (r.key.key.clone(), r.view())).collect()
+                        }
+                        Rows::Views(views) => views,
+                    };
+                    let view = ServiceTypeView {
+                        status: svc.status,
+                        is_external: svc.is_external,
+                        nodes,
+                        reasons: svc.reasons,
+                    };
+                    (name, view)
+                })
+                .collect(),
+            reasons: self.reasons,
+        }
+    }
+}
+
+/// [`rollup`], with the rows left borrowed from `nodes`.
+pub fn rollup_parts<'a>(nodes: &'a [NodeInput], _now_ms: i64, policy: &Policy) -> ViewParts<'a> {
     let mut services = BTreeMap::new();
     let mut overall = NodeStatus::Ok;
     let mut overall_reasons = Vec::new();
     // The type rules take a contiguous slice per type. Callers that pass nodes sorted by
     // type (the collector does) avoid a copy of every node here.
-    let sorted: Cow<[NodeInput]> = if nodes.is_sorted_by_key(|n| n.node_type) {
+    let sorted: Cow<'a, [NodeInput]> = if nodes.is_sorted_by_key(|n| n.node_type) {
         Cow::Borrowed(nodes)
     } else {
         let mut owned = nodes.to_vec();
@@ -356,12 +446,18 @@ pub fn rollup(nodes: &[NodeInput], _now_ms: i64, policy: &Policy) -> ClusterStat
         let (status, reasons) = type_rollup(t, &of_type, policy);
         overall = overall.max(status);
         overall_reasons.extend(reasons.iter().filter(|_| status != NodeStatus::Ok).cloned());
+        // Rows borrow from `nodes` only when neither the sort nor the membership marking
+        // made a copy (the common case); else they are made as views here.
+        let rows = match (&sorted, &of_type) {
+            (Cow::Borrowed(all), Cow::Borrowed(_)) => Rows::Judged(rows(&all[start..end])),
+            _ => Rows::Views(node_views(&of_type)),
+        };
         services.insert(
             t.as_str().to_string(),
-            ServiceTypeView {
+            ServiceParts {
                 status,
                 is_external: false,
-                nodes: node_views(&of_type),
+                rows,
                 reasons,
             },
         );
@@ -371,7 +467,13 @@ pub fn rollup(nodes: &[NodeInput], _now_ms: i64, policy: &Policy) -> ClusterStat
         if view.status != NodeStatus::Ok {
             overall_reasons.extend(view.reasons.iter().cloned());
         }
-        services.insert(service.as_str().to_string(), view);
+        let parts = ServiceParts {
+            status: view.status,
+            is_external: view.is_external,
+            rows: Rows::Views(view.nodes),
+            reasons: view.reasons,
+        };
+        services.insert(service.as_str().to_string(), parts);
     }
     if services.is_empty() {
         overall = NodeStatus::Fail;
@@ -380,7 +482,7 @@ pub fn rollup(nodes: &[NodeInput], _now_ms: i64, policy: &Policy) -> ClusterStat
             "no node has reported",
         ));
     }
-    ClusterStatus {
+    ViewParts {
         status: overall,
         services,
         reasons: if overall == NodeStatus::Ok {
@@ -434,20 +536,31 @@ fn type_rollup(t: NodeType, nodes: &[NodeInput], policy: &Policy) -> (NodeStatus
     (status, reasons)
 }
 
-/// Node views keyed by name, one row per node ([`names::row_keys`]): a name that two
+/// Rows keyed by name, one per node ([`names::row_keys`]), in key order: a name that two
 /// nodes share, or that looks like another's, is disambiguated with the node id.
-fn node_views(nodes: &[NodeInput]) -> BTreeMap<String, NodeView> {
-    let mut rows: Vec<(names::RowKey, &NodeInput)> =
-        names::row_keys(nodes).into_iter().zip(nodes).collect();
-    // In key order before the views are made: collecting into the map sorts its entries,
-    // and a sorted run is taken as it is instead of moving every view (a few hundred bytes
-    // each) through a merge sort (issue 17). Keys are unique.
-    rows.sort_unstable_by(|a, b| a.0.key.cmp(&b.0.key));
-    rows.into_iter()
-        .map(|(key, n)| {
-            let view = n.view(&key);
-            (key.key, view)
+fn rows(nodes: &[NodeInput]) -> Vec<Row<'_>> {
+    let mut rows: Vec<Row> = names::row_keys(nodes)
+        .into_iter()
+        .zip(nodes)
+        .map(|(key, input)| Row {
+            key,
+            input,
+            status: input.status,
+            window: None,
         })
+        .collect();
+    // Keys are unique.
+    rows.sort_unstable_by(|a, b| a.key.key.cmp(&b.key.key));
+    rows
+}
+
+/// [`rows`] made views.
+fn node_views(nodes: &[NodeInput]) -> BTreeMap<String, NodeView> {
+    // In key order already: collecting into the map takes a sorted run as it is instead of
+    // moving every view (a few hundred bytes each) through a merge sort (issue 17).
+    rows(nodes)
+        .iter()
+        .map(|r| (r.key.key.clone(), r.view()))
         .collect()
 }
 

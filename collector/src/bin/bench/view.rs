@@ -4,6 +4,7 @@
 //! the JSON encoding of the view. Synthetic fresh records as `rollup_time` makes them.
 
 use sr_collector::rollup::{self, rollup, LatestReport, NodeInput, NodeRecord, Policy};
+use sr_collector::view_encode::{self, RowCache};
 use sr_protocol::NodeType;
 use std::sync::Arc;
 use std::time::Instant;
@@ -81,6 +82,47 @@ pub fn run(n: usize) {
     let encode = median_ms(|| {
         std::hint::black_box(serde_json::to_vec(&view).expect("view encodes"));
     });
+    // The serving path (`view_cache::compute`): rows written from the judged inputs, from
+    // an empty row cache (every row encoded) and from a full one (none changed).
+    let parts = rollup::rollup_parts(&sorted, now, &policy);
+    let write = |cache: Option<&mut RowCache>| {
+        let mut out = Vec::with_capacity(json.len() + json.len() / 8);
+        view_encode::write(&parts, cache, &mut out).expect("view encodes");
+        assert_eq!(out, json, "the serving path's bytes are the owned view's");
+        out
+    };
+    let parts_ms = median_ms(|| {
+        std::hint::black_box(rollup::rollup_parts(&sorted, now, &policy));
+    });
+    let cold = median_ms(|| {
+        std::hint::black_box(write(None));
+    });
+    let mut cache = RowCache::default();
+    write(Some(&mut cache));
+    let warm = median_ms(|| {
+        std::hint::black_box(write(Some(&mut cache)));
+    });
+    // One node in ten with a new report since the last view (a poller under steady ingest):
+    // views of `sorted` and of this set alternate, so each write encodes a tenth of the rows.
+    let mut changed = records.clone();
+    for r in changed.iter_mut().step_by(10) {
+        r.latest = r.latest.as_deref().map(|l| Arc::new(l.clone()));
+    }
+    changed.sort_by_key(|r| r.node_type);
+    let changed: Vec<NodeInput> = changed
+        .iter()
+        .map(|r| NodeInput::from_record(r, now, &policy))
+        .collect();
+    let changed_parts = rollup::rollup_parts(&changed, now, &policy);
+    let mut flip = false;
+    let tenth = median_ms(|| {
+        flip = !flip;
+        let p = if flip { &changed_parts } else { &parts };
+        let mut out = Vec::with_capacity(json.len() + json.len() / 8);
+        view_encode::write(p, Some(&mut cache), &mut out).expect("view encodes");
+        assert_eq!(out, json, "the serving path's bytes are the owned view's");
+        std::hint::black_box(out);
+    });
     println!("| stage, {n} nodes, in process (median of 7) | ms |");
     println!("|---|---|");
     println!("| copy of the records (as `Memory::records`) | {copy:.2} |");
@@ -92,4 +134,8 @@ pub fn run(n: usize) {
         "| JSON encoding of the view ({:.1} MB) | {encode:.2} |",
         json.len() as f64 / 1e6
     );
+    println!("| `rollup_parts` (the serving path: rows borrowed) | {parts_ms:.2} |");
+    println!("| rows written from the judged inputs, every row encoded | {cold:.2} |");
+    println!("| rows written, every row from the row cache | {warm:.2} |");
+    println!("| rows written, one row in ten changed since the last view | {tenth:.2} |");
 }
