@@ -127,7 +127,7 @@ start_collectors 3
 echo "   managers: ${MANAGERS[*]}"
 
 echo "== node_exporter on loopback, scraped every second"
-NE_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+NE_PORT="$(free_ports 1)"
 "$NE" --web.listen-address="127.0.0.1:$NE_PORT" > "$W/ne.log" 2>&1 &
 NE_PID=$!
 PIDS+=("$NE_PID")

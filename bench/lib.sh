@@ -125,14 +125,9 @@ ca_path = "$CA"
 EOT
 }
 
-# free_ports N: N free loopback TCP ports, space-separated.
-free_ports() {
-    python3 -c '
-import socket, sys
-ss = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
-}
+# free_ports N: N free loopback TCP ports, space-separated: the lab scripts' own
+# (tests/lab/lib.sh), sourced in a subshell so that its other helpers stay out of ours.
+free_ports() { ( . "$ROOT/tests/lab/lib.sh"; free_ports "$1" ); }
 
 # db_lab_up: a db node's services for the db role: one Patroni 3.0 member (REST over https
 # with `verify_client: required`) + etcd (https, client certificates) + PostgreSQL 15, started

@@ -100,7 +100,7 @@ start_collectors 3
 # benchmark does, so the profile is of a node whose status is OK, its steady state.
 NE=/usr/bin/prometheus-node-exporter
 if [ -x "$NE" ]; then
-    NE_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    NE_PORT="$(free_ports 1)"
     "$NE" --web.listen-address="127.0.0.1:$NE_PORT" > "$W/ne.log" 2>&1 &
     PIDS+=($!)
 else
