@@ -16,6 +16,12 @@
 #   --agent-bin PATH  the agent-only binary the packaged unit runs, measured as "agent"
 #               beside `status-reporter run` (default: status-reporter-agent next to the
 #               measured binary, built with it unless --no-build; skipped when absent)
+#   --role node|db  the probes every agent runs (default node): node = host, services, tcp
+#               and https to a collector (bench/lib.sh footprint_probes_toml); db = a db
+#               node's: host, services, patroni, etcd and postgres (db_probes_toml) against
+#               one real Patroni 3.0 + etcd + PostgreSQL 15 member over TLS, started here by
+#               tests/lab/patroni-up.sh and torn down on exit (the session watch holds its
+#               PostgreSQL session, as on a real db node)
 #   --collector-bin  the binary the collectors (and `configure`) run, default --bin: the
 #               static packaged build cannot run `collector init`/`configure` on a host
 #               whose nsswitch.conf names an NSS module (see BENCHMARKS.md)
@@ -25,7 +31,8 @@
 # What runs, all started and killed by this script (by pid):
 #   - 3 collectors (`status-reporter collector run`), one CA made with openssl, one shared
 #     token store (copied), as the managers of one cluster;
-#   - agent "proc": host + services + tcp + http probes; systemd is not PID 1 here, so the
+#   - [--role db] one Patroni member + etcd + PostgreSQL (tests/lab/patroni-up.sh);
+#   - agent "proc": host + services + tcp + http probes (--role db: see above); systemd is not PID 1 here, so the
 #     services probe scans /proc/*/comm for its processes;
 #   - agent "systemctl": the same, but its services probe sees a fixture /proc whose PID 1
 #     is `systemd`, so it spawns `systemctl show` every cycle as it does on a systemd host
@@ -48,6 +55,7 @@ LABEL2="bin2"
 EXTRA=()
 COLLECTOR_BIN=""
 AGENT_BIN=""
+ROLE=node
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) DURATION="$2"; shift 2 ;;
@@ -59,7 +67,8 @@ while [ $# -gt 0 ]; do
         --also) EXTRA+=("$2"); shift 2 ;;
         --collector-bin) COLLECTOR_BIN="$2"; shift 2 ;;
         --agent-bin) AGENT_BIN="$2"; shift 2 ;;
-        -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
+        --role) ROLE="$2"; shift 2 ;;
+        -h|--help) sed -n '2,46p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -105,15 +114,20 @@ for e in ${EXTRA[@]+"${EXTRA[@]}"}; do
     cp "${e#*=}" "$W/bin/${e%%=*}/status-reporter"
 done
 
+case "$ROLE" in node|db) ;; *) echo "--role: node or db, not $ROLE" >&2; exit 2 ;; esac
 echo "== PKI (openssl, EC P-256)"
 make_pki
+if [ "$ROLE" = db ]; then
+    echo "== a db node's services: Patroni 3.0 + etcd + PostgreSQL 15 (tests/lab/patroni-up.sh, TLS)"
+    db_lab_up
+fi
 
 echo "== 3 collectors on loopback (TLS, one shared token store)"
 start_collectors 3
 echo "   managers: ${MANAGERS[*]}"
 
 echo "== node_exporter on loopback, scraped every second"
-NE_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+NE_PORT="$(free_ports 1)"
 "$NE" --web.listen-address="127.0.0.1:$NE_PORT" > "$W/ne.log" 2>&1 &
 NE_PID=$!
 PIDS+=("$NE_PID")
@@ -132,9 +146,9 @@ mkdir -p "$W/fakeproc/1"
 echo systemd > "$W/fakeproc/1/comm"
 
 
-# footprint_agent NAME PROC_ROOT BIN: configure_agent with the benchmark's probes.
+# footprint_agent NAME PROC_ROOT BIN: configure_agent with the probes of the role.
 footprint_agent() {
-    footprint_probes_toml "$2" > "$W/probes-$1.toml"
+    probes_toml "$ROLE" "$2" > "$W/probes-$1.toml"
     # configure is not in the agent-only binary: the full one (the collectors' copy) runs it.
     CONF_BIN="$CBIN" PROBES_TOML="$W/probes-$1.toml" configure_agent "$1" "$3"
 }
@@ -225,7 +239,7 @@ SCRAPES1="$(wc -l < "$W/scrapes")"
 
 WALL="$(echo "$T1 - $T0" | bc -l)"
 echo
-echo "== results: window $(printf %.0f "$WALL") s, load average $LOAD0 -> $LOAD1, $(nproc) CPUs"
+echo "== results (role $ROLE): window $(printf %.0f "$WALL") s, load average $LOAD0 -> $LOAD1, $(nproc) CPUs"
 echo "binary: $BIN, $(stat -c %s "$BIN") bytes ($(awk "BEGIN{printf \"%.2f\", $(stat -c %s "$BIN")/1048576}") MiB), $(file -b "$BIN" | grep -o 'stripped\|not stripped' | head -1)"
 for e in ${EXTRA[@]+"${EXTRA[@]}"}; do echo "${e%%=*}: ${e#*=}, $(stat -c %s "${e#*=}") bytes"; done
 printf '%-14s %8s %8s %8s %9s %7s %7s %8s %9s %9s\n' process "RSS_MiB" "RSS_max" "PSS_MiB" "anon_MiB" threads cycles "CPU_ms" "ms/cycle" "%core"

@@ -45,13 +45,8 @@ down() {
 }
 trap down EXIT INT TERM
 
-free_ports() {
-    python3 -c '
-import socket, sys
-ss = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
-}
+# free_ports
+. "$ROOT/bench/lib.sh"
 
 echo "== load average at start: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs"
 for set in $SETS; do

@@ -19,6 +19,7 @@ cleanup() {
     local p
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    db_lab_down
     # KEEP=1 keeps the work directory (configs, logs, samples) for a look afterwards.
     if [ "${KEEP:-0}" = 1 ]; then echo "kept $W"; else rm -rf "$W"; fi
 }
@@ -122,6 +123,92 @@ name = "Collector API"
 url = "https://${MANAGERS[0]}/api/v3.1/ok"
 ca_path = "$CA"
 EOT
+}
+
+# free_ports N: N free loopback TCP ports, space-separated: the lab scripts' own
+# (tests/lab/lib.sh), sourced in a subshell so that its other helpers stay out of ours.
+free_ports() { ( . "$ROOT/tests/lab/lib.sh"; free_ports "$1" ); }
+
+# db_lab_up: a db node's services for the db role: one Patroni 3.0 member (REST over https
+# with `verify_client: required`) + etcd (https, client certificates) + PostgreSQL 15, started
+# by tests/lab/patroni-up.sh on free loopback ports in its own directory (PostgreSQL runs as
+# the postgres user, so not under the caller's private W), as bench/db-fast-cycle.sh starts
+# it. Sets DB_DIR, DB_PG, DB_API, DB_ETCD; cleanup tears it down (patroni-down.sh, by the
+# pids recorded in DB_DIR) and deletes DB_DIR.
+db_lab_up() {
+    DB_DIR="$(mktemp -d /tmp/sr-bench-db.XXXXXX)"
+    chmod 755 "$DB_DIR"
+    local ep
+    read -r DB_PG DB_API DB_ETCD ep <<< "$(free_ports 4)"
+    MEMBERS=1 TLS=1 ETCD_TLS=1 PG_PORTS="$DB_PG" API_PORTS="$DB_API" ETCD_CLIENT_PORT="$DB_ETCD" \
+        ETCD_PEER_PORT="$ep" OWNER_PID=$$ SCOPE=bench "$ROOT/tests/lab/patroni-up.sh" "$DB_DIR" | tail -1
+}
+db_lab_down() {
+    [ -n "${DB_DIR:-}" ] || return 0
+    "$ROOT/tests/lab/patroni-down.sh" "$DB_DIR" >/dev/null 2>&1 || true
+    if [ "${KEEP:-0}" = 1 ]; then echo "kept $DB_DIR"; else rm -rf "$DB_DIR"; fi
+    DB_DIR=""
+}
+
+# db_probes_toml PROC_ROOT: a db node's probes against the lab of db_lab_up: host, services
+# (Patroni, etcd, PostgreSQL processes, read from procfs at PROC_ROOT), patroni (`/patroni`
+# over mTLS, `/cluster` every 2nd cycle), etcd (mTLS) and postgres (the monitoring role of
+# patroni-up.sh). The `[events]` defaults stay on: the session watch holds one idle
+# PostgreSQL session per postgres probe, and the process watch follows Patroni and
+# PostgreSQL. Needs DB_DIR, DB_PG, DB_API, DB_ETCD.
+db_probes_toml() {
+    local tls="[probes.tls]
+ca_file = \"$DB_DIR/tls/ca.crt\"
+cert_file = \"$DB_DIR/tls/client.crt\"
+key_file = \"$DB_DIR/tls/client.key\""
+    cat <<EOT
+# Thresholds far away from this shared machine's load, so that the status stays put.
+[[probes]]
+kind = "host"
+paths = ["/", "/tmp"]
+load_per_cpu_degraded = 50.0
+load_per_cpu_fail = 100.0
+require_clock_sync = false
+
+[[probes]]
+kind = "services"
+proc_root = "$1"
+units = [
+  { name = "Patroni unit", unit = "patroni.service", process = "patroni" },
+  { name = "Etcd unit", unit = "etcd.service", process = "etcd" },
+  { name = "PostgreSQL unit", unit = "postgresql.service", process = "postgres" },
+]
+
+[[probes]]
+kind = "patroni"
+url = "https://127.0.0.1:$DB_API"
+member = "pg1"
+cluster_every = 2
+timeout_ms = 500
+$tls
+
+[[probes]]
+kind = "etcd"
+url = "https://127.0.0.1:$DB_ETCD"
+timeout_ms = 500
+$tls
+
+[[probes]]
+kind = "postgres"
+port = $DB_PG
+user = "${MONITOR_USER:-monitor}"
+password = "${MONITOR_PASSWORD:-monitor}"
+EOT
+}
+
+# probes_toml ROLE PROC_ROOT: the probes of a node of ROLE: "node" (footprint_probes_toml)
+# or "db" (db_probes_toml).
+probes_toml() {
+    case "$1" in
+        node) footprint_probes_toml "$2" ;;
+        db) db_probes_toml "$2" ;;
+        *) echo "unknown role: $1 (node or db)" >&2; return 2 ;;
+    esac
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) {print "-"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }

@@ -19,6 +19,12 @@
 #                    (default 40: at valgrind's speed, a dozen 1 s cycles)
 #   --out            where the list goes (default packaging/agent-hot.order)
 #   --no-faults      skip the native page-fault pass (see below)
+#   --role node|db   the probes the profiled agent runs (default node): node = the footprint
+#                    benchmark's; db = a db node's (bench/lib.sh db_probes_toml: host,
+#                    services, patroni, etcd, postgres with the session watch) against one
+#                    real Patroni 3.0 + etcd + PostgreSQL 15 member over TLS, started here by
+#                    tests/lab/patroni-up.sh and torn down on exit. To order both roles'
+#                    code, run the db role with --merge packaging/agent-hot.order
 #   --merge FILE     keep FILE's symbols that this run did not see and the binary still
 #                    has, after the new ones (for a rerun on a binary linked with FILE:
 #                    see the native pass below)
@@ -53,6 +59,7 @@ COLLECTOR_BIN="$ROOT/target/debug/status-reporter"
 SECONDS_RUN=40
 FAULTS=1
 MERGE=""
+ROLE=node
 OUT="$ROOT/packaging/agent-hot.order"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -63,10 +70,12 @@ while [ $# -gt 0 ]; do
         --out) OUT="$2"; shift 2 ;;
         --no-faults) FAULTS=0; shift ;;
         --merge) MERGE="$2"; shift 2 ;;
-        -h|--help) sed -n '2,45p' "$0"; exit 0 ;;
+        --role) ROLE="$2"; shift 2 ;;
+        -h|--help) sed -n '2,50p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
+case "$ROLE" in node|db) ;; *) echo "hot-symbols.sh: --role node or db, not $ROLE" >&2; exit 2 ;; esac
 if [ -z "$MAP" ]; then
     MAP="$(ls -t "$ROOT"/target/$triple/dist/build/status-reporter-*/out/status-reporter-agent.map 2>/dev/null | head -1 || true)"
 fi
@@ -91,13 +100,17 @@ start_collectors 3
 # benchmark does, so the profile is of a node whose status is OK, its steady state.
 NE=/usr/bin/prometheus-node-exporter
 if [ -x "$NE" ]; then
-    NE_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    NE_PORT="$(free_ports 1)"
     "$NE" --web.listen-address="127.0.0.1:$NE_PORT" > "$W/ne.log" 2>&1 &
     PIDS+=($!)
 else
     echo "   no $NE: the services probe reports it missing (profile of a failing node)" >&2
 fi
-footprint_probes_toml /proc > "$W/probes.toml"
+if [ "$ROLE" = db ]; then
+    echo "== a db node's services: Patroni 3.0 + etcd + PostgreSQL 15 (tests/lab/patroni-up.sh)" >&2
+    db_lab_up >&2
+fi
+probes_toml "$ROLE" /proc > "$W/probes.toml"
 # As under the unit (see bench/agent-footprint.sh, start_agent).
 unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 CONF_BIN="$CBIN" PROBES_TOML="$W/probes.toml" configure_agent hot "$BIN"
