@@ -3,9 +3,10 @@
 # each beside the peer it is compared with, measured in one run on this machine:
 #
 #   1. agent footprint   RSS/PSS/anon and CPU per cycle   beside prometheus-node-exporter
+#      (1b: the same on a db node: patroni, etcd, postgres probes against a real member)
 #   2. start to first report (median, p90)                 the agent's own first report
 #   3. collector ingest, signed, TLS, 10,000 nodes         beside a bare hyper + rustls server
-#      and GET /cluster-status end to end                 beside the roll-up alone
+#      and GET /cluster-status end to end (every row with a reason: --view-shape skew)
 #   4. Ed25519 verify and the store's steps, in process    (the per-report cost's parts)
 #   5. db probe fast cycle against real Patroni             the client with delayed ACKs
 #   6. detection: kill -> visible in the view               on the real clusters, both sets
@@ -49,12 +50,12 @@ else
 fi
 
 wants() { [[ " $ONLY " == *" $1 "* ]]; }
-# step N TITLE CMD...: runs one step, its output to the terminal and to $OUT/N.log; a step
+# step N TITLE CMD...: runs one step (Nb: a second part of step N), its output to the terminal and to $OUT/N.log; a step
 # that fails is reported and the others still run.
 FAILED=()
 step() {
     local n="$1" title="$2"; shift 2
-    wants "$n" || return 0
+    wants "${n%b}" || return 0
     echo
     echo "=== $n. $title: $*" | tee "$OUT/$n.log"
     if ! "$@" 2>&1 | tee -a "$OUT/$n.log"; then
@@ -83,9 +84,15 @@ fi
 step 1 "agent footprint beside node_exporter (the packaged build)" bash bench/agent-footprint.sh \
     --bin "$PKG/status-reporter" --agent-bin "$PKG/status-reporter-agent" \
     --collector-bin target/dist/status-reporter ${FOOTPRINT[@]+"${FOOTPRINT[@]}"}
+# The same on a db node (issue 17's 5 MiB aim): patroni, etcd and postgres probes against
+# one real Patroni 3.0 + etcd + PostgreSQL member, the session and process watches on.
+step 1b "agent footprint on a db node beside node_exporter (the packaged build)" \
+    bash bench/agent-footprint.sh --role db \
+    --bin "$PKG/status-reporter" --agent-bin "$PKG/status-reporter-agent" \
+    --collector-bin target/dist/status-reporter ${FOOTPRINT[@]+"${FOOTPRINT[@]}"}
 step 2 "start to first report" bash bench/first-report.sh --no-build "${STARTS[@]}"
 step 3 "collector ingest beside bare TLS, and /cluster-status" \
-    target/release/collector-bench --nodes "$NODES"
+    target/release/collector-bench --nodes "$NODES" --view-shape skew
 step 4 "the per-report steps in process" target/release/collector-bench --micro
 step 5 "db probe fast cycle against real Patroni" bash bench/db-fast-cycle.sh --cycles "$CYCLES" --sets "$SETS"
 # The detection figures come from the real-cluster suites (SUITE:TEST), which print BENCH
@@ -103,7 +110,7 @@ step 7 "collector instructions per report (callgrind), beside bare TLS and one v
 
 echo
 echo "=== summary ($(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg))"
-for n in $ONLY; do
+for n in $(for s in $ONLY; do echo "$s ${s}b"; done); do
     [ -f "$OUT/$n.log" ] || continue
     head -1 "$OUT/$n.log"
     # Each step's tables: the lines that look like table rows or result lines.
