@@ -90,18 +90,25 @@ configure_agent() {
     "$bin" validate --config "$dir/agent.toml" >/dev/null
 }
 
-# footprint_probes_toml PROC_ROOT: the footprint benchmark's probes (host, services, tcp, https
-# to the first manager) for an agent whose services probe reads procfs at PROC_ROOT; also the
-# run that packaging/scripts/hot-symbols.sh profiles. Needs MANAGERS and CA.
-footprint_probes_toml() {
+# host_probe_toml: the host probe every benchmark agent runs, with thresholds far away from
+# this shared machine's load, so that the status stays put.
+host_probe_toml() {
     cat <<EOT
-# Thresholds far away from this shared machine's load, so that the status stays put.
 [[probes]]
 kind = "host"
 paths = ["/", "/tmp"]
 load_per_cpu_degraded = 50.0
 load_per_cpu_fail = 100.0
 require_clock_sync = false
+EOT
+}
+
+# footprint_probes_toml PROC_ROOT: the footprint benchmark's probes (host, services, tcp, https
+# to the first manager) for an agent whose services probe reads procfs at PROC_ROOT; also the
+# run that packaging/scripts/hot-symbols.sh profiles. Needs MANAGERS and CA.
+footprint_probes_toml() {
+    cat <<EOT
+$(host_probe_toml)
 
 [[probes]]
 kind = "services"
@@ -162,13 +169,7 @@ ca_file = \"$DB_DIR/tls/ca.crt\"
 cert_file = \"$DB_DIR/tls/client.crt\"
 key_file = \"$DB_DIR/tls/client.key\""
     cat <<EOT
-# Thresholds far away from this shared machine's load, so that the status stays put.
-[[probes]]
-kind = "host"
-paths = ["/", "/tmp"]
-load_per_cpu_degraded = 50.0
-load_per_cpu_fail = 100.0
-require_clock_sync = false
+$(host_probe_toml)
 
 [[probes]]
 kind = "services"
